@@ -1,0 +1,102 @@
+// Command berth-shim owns one container: it runs the OCI runtime for it,
+// holds its stdio, reaps its processes and serves the shim API over ttrpc.
+// See package shimapi for the bootstrap contract.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/berthrt/berth/identifiers"
+)
+
+const usage = `usage: berth-shim start|delete --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]
+
+  start   start a shim for the bundle (or find the one serving it) and print its socket address
+  delete  clean up after a shim that is gone: force-delete the container, unmount its rootfs,
+          print the persisted exit status as JSON
+`
+
+// options are the flags shared by every entry point.
+type options struct {
+	namespace   string
+	id          string
+	bundle      string
+	runtime     string
+	runtimeRoot string
+	debug       bool
+}
+
+func (o *options) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&o.namespace, "namespace", "", "namespace of the container")
+	fs.StringVar(&o.id, "id", "", "container id")
+	fs.StringVar(&o.bundle, "bundle", "", "absolute path of the bundle folder")
+	fs.StringVar(&o.runtime, "runtime", "runc", "OCI runtime: a name looked up in PATH, or a path to a binary with runc's command line")
+	fs.StringVar(&o.runtimeRoot, "runtime-root", "", "runtime state folder (default /run/berth/runc/NAMESPACE)")
+	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	return fs
+}
+
+func (o *options) validate() error {
+	if err := identifiers.Validate(o.namespace); err != nil {
+		return fmt.Errorf("--namespace: %w", err)
+	}
+	if err := identifiers.Validate(o.id); err != nil {
+		return fmt.Errorf("--id: %w", err)
+	}
+	if o.bundle == "" || o.bundle[0] != '/' {
+		return fmt.Errorf("--bundle %q: must be an absolute path", o.bundle)
+	}
+	if st, err := os.Stat(o.bundle); err != nil {
+		return fmt.Errorf("--bundle: %w", err)
+	} else if !st.IsDir() {
+		return fmt.Errorf("--bundle %s: not a folder", o.bundle)
+	}
+	if o.runtimeRoot == "" {
+		o.runtimeRoot = "/run/berth/runc/" + o.namespace
+	}
+	return nil
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var o options
+	cmd := os.Args[1]
+	fs := o.flags(cmd)
+	var run func(context.Context, *options) error
+	switch cmd {
+	case "start":
+		run = start
+	case "serve": // internal: the re-executed long-lived copy
+		run = serve
+	case "delete":
+		run = del
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "berth-shim: unknown command %q\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err := fs.Parse(os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "berth-shim %s: %v\n", cmd, err)
+		os.Exit(2)
+	}
+	if err := run(context.Background(), &o); err != nil {
+		fmt.Fprintf(os.Stderr, "berth-shim %s: %v\n", cmd, err)
+		os.Exit(1)
+	}
+}

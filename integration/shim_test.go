@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/oci"
+	"github.com/berthrt/berth/shimapi"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestShimEcho(t *testing.T) {
+	s := startShim(t, "echo", []oci.SpecOpts{oci.WithProcessArgs("echo", "hello from berth")})
+	if ppid := parentOf(t, s.shimPid()); ppid == os.Getpid() {
+		t.Fatalf("shim %d is a child of the test", s.shimPid())
+	}
+	dir := t.TempDir()
+	out := newOutput(t, dir, "stdout")
+	pid := s.create(&shimapi.Stdio{Stdout: out.path})
+	if pid == 0 {
+		t.Fatal("create returned pid 0")
+	}
+	if st := s.status(""); st != shimapi.Status_STATUS_CREATED {
+		t.Fatalf("status after create = %v", st)
+	}
+	s.start("")
+	if code := s.wait(""); code != 0 {
+		t.Fatalf("exit status %d, want 0", code)
+	}
+	if got := out.closed(t); got != "hello from berth\n" {
+		t.Fatalf("stdout = %q", got)
+	}
+	if st := s.status(""); st != shimapi.Status_STATUS_STOPPED {
+		t.Fatalf("status after exit = %v", st)
+	}
+	del, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if del.Pid != pid || del.ExitStatus != 0 {
+		t.Fatalf("delete = %+v", del)
+	}
+	if _, err := os.Stat(filepath.Join(s.bundle, shimapi.ExitFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("exit file after delete: %v", err)
+	}
+	if mounted(t, filepath.Join(s.bundle, "rootfs")) {
+		t.Fatal("rootfs still mounted after delete")
+	}
+}
+
+func TestShimExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		kill bool
+		want uint32
+	}{
+		{"zero", []string{"true"}, false, 0},
+		{"three", []string{"sh", "-c", "exit 3"}, false, 3},
+		{"killed", []string{"sleep", "1000"}, true, 137},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startShim(t, "exit-"+tc.name, []oci.SpecOpts{oci.WithProcessArgs(tc.args...)})
+			s.create(&shimapi.Stdio{})
+			s.start("")
+			if tc.kill {
+				if _, err := s.task.Kill(ctx(t), &shimapi.KillRequest{Id: s.id, Signal: uint32(syscall.SIGKILL)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := s.wait(""); got != tc.want {
+				t.Fatalf("exit status %d, want %d", got, tc.want)
+			}
+			st, err := shimapi.ReadExitFile(s.bundle)
+			if err != nil {
+				t.Fatalf("exit file: %v", err)
+			}
+			if st.Status != tc.want || st.ExitedAt.IsZero() {
+				t.Fatalf("exit file = %+v", st)
+			}
+		})
+	}
+}
+
+func mounted(t *testing.T, path string) bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && (f[4] == path || strings.HasPrefix(f[4], path+"/")) {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = json.Marshal
+var _ = time.Second
+var _ specs.Spec
+var _ = errdefs.ErrNotFound

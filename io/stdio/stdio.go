@@ -1,0 +1,420 @@
+package stdio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/containerd/fifo"
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+)
+
+// FilePrefix marks an output path as a plain file to append to.
+const FilePrefix = "file://"
+
+// copyBufSize is the size of one copy buffer; a process holds at most three.
+const copyBufSize = 32 << 10
+
+// Config says where a process's streams go. An empty path means none.
+type Config struct {
+	Stdin, Stdout, Stderr string
+	Terminal              bool
+}
+
+// Validate checks the paths' form: absolute FIFO paths, or file:// with an
+// absolute path for output.
+func (c Config) Validate() error {
+	check := func(name, p string, fileOK bool) error {
+		if p == "" {
+			return nil
+		}
+		if strings.HasPrefix(p, FilePrefix) {
+			if !fileOK {
+				return fmt.Errorf("%s %q: file:// is only for output", name, p)
+			}
+			p = strings.TrimPrefix(p, FilePrefix)
+		}
+		if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
+			return fmt.Errorf("%s %q: not an absolute path", name, p)
+		}
+		return nil
+	}
+	return errors.Join(check("stdin", c.Stdin, false), check("stdout", c.Stdout, true), check("stderr", c.Stderr, true))
+}
+
+// IO is the stdio of one process. Create it before the runtime call, pass
+// RuncIO or ConsoleSocket to the runtime, call Started after the runtime
+// returns successfully (or Close on failure).
+type IO struct {
+	cfg    Config
+	ctx    context.Context // lives until Close; ends the stdin FIFO's pending open
+	cancel context.CancelFunc
+
+	pipes   runc.IO      // nil with a terminal
+	null    *os.File     // /dev/null for the streams not asked for
+	socket  *runc.Socket // console socket, with a terminal until Started
+	outputs []*output    // stdout, stderr destinations (nil entries skipped)
+
+	mu      sync.Mutex
+	console console.Console // guarded by mu: the pty master, with a terminal
+	stdin   io.ReadCloser   // guarded by mu: the stdin FIFO, until closed
+	stdinW  io.WriteCloser  // guarded by mu: the process side of stdin (pipes only)
+
+	copying sync.WaitGroup // output copiers
+	drained chan struct{}  // closed when every output copier has finished
+}
+
+// New prepares the stdio of a process whose streams will be owned by
+// uid:gid inside the container.
+func New(cfg Config, uid, gid int) (_ *IO, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	i := &IO{cfg: cfg, ctx: ctx, cancel: cancel, drained: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			i.Close()
+		}
+	}()
+	stdout, err := openOutput(cfg.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	i.outputs = append(i.outputs, stdout)
+	if !cfg.Terminal {
+		stderr, err := openOutput(cfg.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		i.outputs = append(i.outputs, stderr)
+	}
+	if cfg.Stdin != "" {
+		if err := checkFifo(cfg.Stdin); err != nil {
+			return nil, fmt.Errorf("stdin: %w", err)
+		}
+		f, err := fifo.OpenFifo(ctx, cfg.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return nil, fmt.Errorf("stdin %s: %w", cfg.Stdin, err)
+		}
+		i.stdin = f
+	}
+	if cfg.Terminal {
+		if i.socket, err = runc.NewTempConsoleSocket(); err != nil {
+			return nil, fmt.Errorf("console socket: %w", err)
+		}
+		return i, nil
+	}
+	if i.pipes, err = runc.NewPipeIO(uid, gid, func(o *runc.IOOption) {
+		o.OpenStdin = cfg.Stdin != ""
+		o.OpenStdout = cfg.Stdout != ""
+		o.OpenStderr = cfg.Stderr != ""
+	}); err != nil {
+		return nil, fmt.Errorf("stdio pipes: %w", err)
+	}
+	if i.null, err = os.OpenFile(os.DevNull, os.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+		return nil, err
+	}
+	i.stdinW = i.pipes.Stdin()
+	// Output copiers start now: the process may write as soon as the
+	// runtime has started it, before the runtime call returns.
+	if r := i.pipes.Stdout(); r != nil {
+		i.copyOut(r, stdout)
+	}
+	if r := i.pipes.Stderr(); r != nil {
+		i.copyOut(r, i.outputs[1])
+	}
+	return i, nil
+}
+
+// RuncIO returns the pipes to hand to the runtime, or nil with a terminal.
+// A stream nobody asked for is /dev/null: the runtime's own stdio must never
+// reach the container, or go-runc would wait for the container to close it.
+func (i *IO) RuncIO() runc.IO {
+	if i.pipes == nil {
+		return nil
+	}
+	return nullFilled{IO: i.pipes, null: i.null}
+}
+
+// nullFilled is a runc.IO whose unset streams are /dev/null.
+type nullFilled struct {
+	runc.IO
+	null *os.File
+}
+
+func (n nullFilled) Set(cmd *exec.Cmd) {
+	n.IO.Set(cmd)
+	if cmd.Stdin == nil {
+		cmd.Stdin = n.null
+	}
+	if cmd.Stdout == nil {
+		cmd.Stdout = n.null
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = n.null
+	}
+}
+
+// CloseAfterStart closes the parent's copies of the write ends, so that the
+// output copiers see EOF once the container's processes close theirs.
+func (n nullFilled) CloseAfterStart() error {
+	if c, ok := n.IO.(runc.StartCloser); ok {
+		return c.CloseAfterStart()
+	}
+	return nil
+}
+
+// ConsoleSocket returns the socket the runtime sends the pty master to, or
+// nil without a terminal.
+func (i *IO) ConsoleSocket() runc.ConsoleSocket {
+	if i.socket == nil {
+		return nil
+	}
+	return i.socket
+}
+
+// Started completes the set-up after the runtime created the process: with
+// a terminal it receives the pty master; then it starts copying stdin.
+func (i *IO) Started() error {
+	if i.socket != nil {
+		c, err := i.socket.ReceiveMaster()
+		i.socket.Close()
+		i.socket = nil
+		if err != nil {
+			return fmt.Errorf("receive pty master: %w", err)
+		}
+		i.mu.Lock()
+		i.console = c
+		i.mu.Unlock()
+		i.copyOut(c, i.outputs[0])
+	}
+	go i.waitDrained()
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.stdin == nil {
+		return nil
+	}
+	var dst io.Writer = i.stdinW
+	if i.console != nil {
+		dst = i.console
+	}
+	src := i.stdin
+	go func() {
+		buf := make([]byte, copyBufSize)
+		io.CopyBuffer(dst, src, buf)
+		i.CloseStdin()
+	}()
+	return nil
+}
+
+// copyOut drains r into out until r ends. Errors of out never stop it:
+// output that cannot be delivered is discarded (see the package doc).
+func (i *IO) copyOut(r io.Reader, out *output) {
+	i.copying.Add(1)
+	go func() {
+		defer i.copying.Done()
+		buf := make([]byte, copyBufSize)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				out.write(buf[:n])
+			}
+			if err != nil {
+				// EOF, or EIO: how a pty master reports that the last
+				// slave fd closed. Either way the output ended; closing
+				// the destination gives the reader its EOF.
+				out.close()
+				return
+			}
+		}
+	}()
+}
+
+func (i *IO) waitDrained() {
+	i.copying.Wait()
+	close(i.drained)
+}
+
+// WaitOutput waits until all output of the process was copied, or the
+// timeout passed (a process that left a child holding its stdout open never
+// drains). It reports whether the output drained.
+func (i *IO) WaitOutput(timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-i.drained:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// CloseStdin ends the process's stdin: it reads EOF.
+func (i *IO) CloseStdin() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	var errs []error
+	if i.stdin != nil {
+		errs = append(errs, i.stdin.Close())
+		i.stdin = nil
+		if i.console != nil {
+			errs = append(errs, sendEOF(i.console))
+		}
+	}
+	if i.stdinW != nil {
+		errs = append(errs, i.stdinW.Close())
+		i.stdinW = nil
+	}
+	return errors.Join(errs...)
+}
+
+// sendEOF writes the terminal's EOF character, which a reader in canonical
+// mode sees as end of input.
+func sendEOF(c console.Console) error {
+	t, err := unix.IoctlGetTermios(int(c.Fd()), unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	_, err = c.Write([]byte{t.Cc[unix.VEOF]})
+	return err
+}
+
+// Resize sets the pty's window size.
+func (i *IO) Resize(width, height uint32) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.console == nil {
+		return errors.New("process has no terminal")
+	}
+	return i.console.Resize(console.WinSize{Width: uint16(width), Height: uint16(height)})
+}
+
+// Terminal reports whether the process has a pty.
+func (i *IO) Terminal() bool { return i.cfg.Terminal }
+
+// Config returns what the IO was made from.
+func (i *IO) Config() Config { return i.cfg }
+
+// Close releases everything. Output still buffered in the kernel is lost;
+// call WaitOutput first to deliver it.
+func (i *IO) Close() error {
+	i.cancel()
+	errs := []error{i.CloseStdin()}
+	if i.socket != nil {
+		errs = append(errs, i.socket.Close())
+		i.socket = nil
+	}
+	if i.pipes != nil {
+		errs = append(errs, i.pipes.Close())
+	}
+	if i.null != nil {
+		i.null.Close()
+	}
+	i.mu.Lock()
+	if i.console != nil {
+		errs = append(errs, i.console.Close())
+		i.console = nil
+	}
+	i.mu.Unlock()
+	for _, o := range i.outputs {
+		o.close()
+	}
+	return errors.Join(errs...)
+}
+
+func checkFifo(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.Mode()&fs.ModeNamedPipe == 0 {
+		return fmt.Errorf("%s: not a FIFO", p)
+	}
+	return nil
+}
+
+// output is one destination of process output.
+type output struct {
+	path string // FIFO path, empty for a file
+	mu   sync.Mutex
+	f    *os.File // guarded by mu; for a FIFO nil while no reader has it open
+}
+
+func openOutput(p string) (*output, error) {
+	if p == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(p, FilePrefix) {
+		fp := strings.TrimPrefix(p, FilePrefix)
+		if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(fp, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("log file: %w", err)
+		}
+		return &output{f: f}, nil
+	}
+	if err := checkFifo(p); err != nil {
+		return nil, err
+	}
+	o := &output{path: p}
+	o.reopenLocked()
+	return o, nil
+}
+
+// reopenLocked opens the FIFO for writing if a reader has it open. The
+// descriptor is non-blocking, so the runtime poller parks a full write
+// instead of blocking a thread, and a reader closing wakes it with EPIPE.
+func (o *output) reopenLocked() {
+	f, err := os.OpenFile(o.path, os.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		// ENXIO: no reader. Anything else (FIFO removed): nothing to
+		// deliver to either; both mean discard.
+		return
+	}
+	o.f = f
+}
+
+func (o *output) write(p []byte) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.f == nil && o.path != "" {
+		o.reopenLocked()
+	}
+	if o.f == nil {
+		return
+	}
+	if _, err := o.f.Write(p); err != nil && o.path != "" {
+		// The reader went away (EPIPE): discard until one is back.
+		o.f.Close()
+		o.f = nil
+	}
+}
+
+func (o *output) close() {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.f != nil {
+		o.f.Close()
+		o.f = nil
+	}
+}

@@ -1,0 +1,24 @@
+// Package oci builds OCI runtime specs (config.json) for berth's containers.
+//
+// GenerateSpec returns a default Linux spec for a container and applies
+// SpecOpts to it in order; each option changes one concern of the spec.
+//
+// Invariants:
+//   - The default spec runs as root with the default capability set (the
+//     one containerd and Docker grant), in new pid, ipc, uts, mount and
+//     network namespaces, with a deny-all device cgroup that allows only the
+//     usual character devices, and with /proc and /sys paths masked or
+//     read-only as is common. An option may loosen this only by name
+//     (WithHostNamespace, WithMounts, …).
+//   - GenerateSpec accepts only valid identifiers (package identifiers) as
+//     namespace and id, so neither can reach outside /berth in the cgroup
+//     path. The hostname is the id, cut to the kernel's 64 bytes.
+//   - The default spec shares no slices or maps with package state: options
+//     may change it in place.
+//   - Options tolerate a spec built elsewhere: they create the Process,
+//     Linux and Resources sections they need.
+//   - Invalid input fails the option, never silently changes the spec; its
+//     error names what is wrong and wraps errdefs.ErrInvalidArgument.
+//   - A mount's destination is unique in the spec: a mount added for a
+//     destination that already has one replaces it in place.
+package oci

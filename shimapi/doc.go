@@ -1,0 +1,41 @@
+// Package shimapi is the contract between berthd and a berth-shim process:
+// the ttrpc Task service generated from shim.proto, and the bootstrap
+// contract below, which says how a shim is started and where it keeps its
+// files.
+//
+// # Bootstrap
+//
+// The daemon (or any caller) runs
+//
+//	berth-shim start --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]
+//
+// The bundle folder must exist and hold the container's config.json. The
+// start process creates the unix socket <bundle>/shim.sock (mode 0600, a
+// file-based socket, never an abstract one), re-executes the shim binary
+// detached (a new session, stdin/stdout/stderr on /dev/null, not a child of
+// the caller) handing it the listening socket, waits until the new process
+// serves calls, prints the socket's absolute path and a newline on stdout,
+// and exits 0. When a shim for the bundle is already serving, start prints
+// that shim's address and exits 0 without starting another.
+//
+// The long-lived shim writes, inside the bundle:
+//
+//	shim.sock   the ttrpc socket (SocketName)
+//	shim.pid    its pid, written atomically once it serves (PidFileName)
+//	shim.log    its log (LogFileName)
+//	exit.json   the init process's exit status, written atomically when
+//	            init exits and removed when init is deleted (ExitFileName)
+//
+// plus whatever the runtime writes to <bundle>/rootfs when it is mounted.
+//
+// When a shim is gone (killed, crashed), the caller runs
+//
+//	berth-shim delete --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]
+//
+// which force-deletes the container in the runtime (killing whatever is
+// left of it), unmounts the rootfs and prints the persisted exit status as
+// JSON (ExitStatus) on stdout; when none was persisted it prints nothing
+// and exits 0. It is idempotent.
+//
+// Only peers with the shim's own uid may call the socket.
+package shimapi
