@@ -1,6 +1,6 @@
 module github.com/berthrt/berth
 
-go 1.26
+go 1.26.0
 
 tool (
 	github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc
