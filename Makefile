@@ -7,7 +7,7 @@ PROTO_INC ?= /usr/include
 DEB_PKGS  := runc busybox-static file protobuf-compiler docker-registry skopeo containerd iproute2 psmisc
 PREFIX    ?= /usr/local
 
-.PHONY: all build deps protos check-protos test bench install vet fmt clean
+.PHONY: all build deps protos check-protos test bench install vet demo clean
 
 all: build
 
@@ -48,6 +48,11 @@ vet:
 # real runc. CI runs exactly this (see README and .ci/run).
 test: build check-protos vet
 	$(GO) test -count=1 -timeout 15m ./...
+
+# demo is the main job: a busybox container, run through its own shim.
+demo: build
+	rm -rf /tmp/berth-busybox && scripts/busybox-rootfs.sh /tmp/berth-busybox
+	$(BIN)/berthctl shim run --rootfs /tmp/berth-busybox demo echo hello from berth
 
 bench: build
 	$(GO) run ./bench/shimbench -shim $(BIN)/berth-shim
