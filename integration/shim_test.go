@@ -1,19 +1,15 @@
 package integration
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/oci"
 	"github.com/berthrt/berth/shimapi"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestShimEcho(t *testing.T) {
@@ -104,7 +100,3 @@ func mounted(t *testing.T, path string) bool {
 	return false
 }
 
-var _ = json.Marshal
-var _ = time.Second
-var _ specs.Spec
-var _ = errdefs.ErrNotFound

@@ -176,13 +176,15 @@ func Dial(ctx context.Context, path string) (net.Conn, error) {
 	return conn, nil
 }
 
-// Connect dials the shim of a bundle and returns a ttrpc client for it. The
-// caller closes the returned *ttrpc.Client.
+// Connect dials the shim of a bundle and returns a ttrpc client for it,
+// whose errors carry berth's error classes. The caller closes the returned
+// *ttrpc.Client.
 func Connect(ctx context.Context, bundle string, opts ...ttrpc.ClientOpts) (*ttrpc.Client, TaskClient, error) {
 	conn, err := Dial(ctx, SocketPath(bundle))
 	if err != nil {
 		return nil, nil, err
 	}
+	opts = append([]ttrpc.ClientOpts{ttrpc.WithUnaryClientInterceptor(ClientErrors)}, opts...)
 	c := ttrpc.NewClient(conn, opts...)
 	return c, NewTaskClient(c), nil
 }

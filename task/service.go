@@ -667,7 +667,7 @@ func (s *Service) Shutdown(ctx context.Context, req *shimapi.ShutdownRequest) (*
 
 // Events implements shimapi.TaskService.
 func (s *Service) Events(ctx context.Context, req *shimapi.EventsRequest, srv shimapi.Task_EventsServer) error {
-	return s.events.stream(ctx, srv.Send)
+	return errdefs.ToTTRPC(s.events.stream(ctx, srv.Send))
 }
 
 // AckEvents implements shimapi.TaskService.

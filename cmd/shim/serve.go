@@ -78,7 +78,10 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	server, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()))
+	server, err := ttrpc.NewServer(
+		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
+		ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors),
+	)
 	if err != nil {
 		return err
 	}
