@@ -99,4 +99,3 @@ func mounted(t *testing.T, path string) bool {
 	}
 	return false
 }
-

@@ -22,8 +22,8 @@ import (
 // command that exits at once still finds its channel; subscriptions queue
 // without bound, so dispatching never waits for a slow subscriber.
 type Reaper struct {
-	mu   sync.Mutex                // held while dispatching and while a command starts
-	cmds map[int]chan runc.Exit    // guarded by mu: started commands by pid
+	mu   sync.Mutex                 // held while dispatching and while a command starts
+	cmds map[int]chan runc.Exit     // guarded by mu: started commands by pid
 	subs map[*Subscription]struct{} // guarded by mu
 }
 

@@ -43,12 +43,12 @@ type Service struct {
 	events  *eventQueue
 	log     *slog.Logger
 
-	mu       sync.Mutex               // guards the fields below
-	init     *process                 // nil until Create
-	execs    map[string]*process      // by exec id
-	running  map[int]*process         // processes whose exit is still to come, by pid
-	watches  map[*exitWatch]struct{}  // runtime calls that may start a process
-	cg       cgroup                   // nil until Create, or when unreadable
+	mu       sync.Mutex              // guards the fields below
+	init     *process                // nil until Create
+	execs    map[string]*process     // by exec id
+	running  map[int]*process        // processes whose exit is still to come, by pid
+	watches  map[*exitWatch]struct{} // runtime calls that may start a process
+	cg       cgroup                  // nil until Create, or when unreadable
 	shutdown sync.Once
 }
 
@@ -800,6 +800,4 @@ func (s *Service) Close() {
 	}
 }
 
-
 var _ shimapi.TaskService = (*Service)(nil)
-

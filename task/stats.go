@@ -167,4 +167,3 @@ func (c *cgroupV2) watchOOM(fn func()) error {
 }
 
 func (c *cgroupV2) close() { c.once.Do(func() { close(c.stop) }) }
-

@@ -44,10 +44,10 @@ type shimRunOptions struct {
 func shimRunCommand() *cobra.Command {
 	var o shimRunOptions
 	cmd := &cobra.Command{
-		Use:   "run --rootfs DIR ID [CMD...]",
-		Short: "run a container from a root filesystem through its own shim, and remove it after",
+		Use:     "run --rootfs DIR ID [CMD...]",
+		Short:   "run a container from a root filesystem through its own shim, and remove it after",
 		Example: `  berthctl shim run --rootfs /tmp/busybox demo echo hello`,
-		Args: cobra.MinimumNArgs(1),
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return shimRun(cmd.Context(), o, args[0], args[1:])
 		},
