@@ -504,3 +504,24 @@ func TestShimConfigurableRuntime(t *testing.T) {
 		}
 	}
 }
+
+// TestShimExecRace starts execs that exit at once, often before the runtime
+// call that started them returns: every exit must still reach Wait.
+func TestShimExecRace(t *testing.T) {
+	s := startShim(t, "execrace", []oci.SpecOpts{oci.WithProcessArgs("sleep", "1000")})
+	s.create(&shimapi.Stdio{})
+	s.start("")
+	for i := 0; i < 20; i++ {
+		id := "quick" + strconv.Itoa(i)
+		if _, err := s.task.Exec(ctx(t), &shimapi.ExecRequest{Id: s.id, ExecId: id, Spec: execSpec(t, false, "sh", "-c", "exit "+strconv.Itoa(i)), Stdio: &shimapi.Stdio{}}); err != nil {
+			t.Fatal(err)
+		}
+		s.start(id)
+		if code := s.wait(id); code != uint32(i) {
+			t.Fatalf("exec %s exit %d, want %d", id, code, i)
+		}
+		if _, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id, ExecId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -99,8 +99,9 @@ func (p *process) doLocked(op Op, fn func() error) error {
 }
 
 // start runs the process. An exit that happened before start returned is
-// applied at once, after the move to Running.
-func (p *process) start(ctx context.Context) (int, error) {
+// applied at once, after the move to Running, and returned: the caller must
+// then report it (Service.exitRecorded), since no exit handler will.
+func (p *process) start(ctx context.Context) (int, *exitInfo, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var early *exitInfo
@@ -116,12 +117,12 @@ func (p *process) start(ctx context.Context) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	if early != nil {
-		p.exitedLocked(*early)
+	if early != nil && !p.exitedLocked(*early) {
+		early = nil
 	}
-	return p.pid, nil
+	return p.pid, early, nil
 }
 
 func (p *process) kill(ctx context.Context, sig int, all bool) error {

@@ -382,9 +382,12 @@ func (s *Service) Start(ctx context.Context, req *shimapi.StartRequest) (*shimap
 			return nil, fmt.Errorf("start exec %q: container is %s: %w", req.ExecId, st, errdefs.ErrFailedPrecondition)
 		}
 	}
-	pid, err := p.start(ctx)
+	pid, early, err := p.start(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if early != nil {
+		defer s.exitRecorded(p, *early) // after the start event
 	}
 	if req.ExecId == "" {
 		s.events.publish(&shimapi.TaskStart{ContainerId: s.cfg.ID, Pid: uint32(pid)})
