@@ -1,0 +1,214 @@
+// Command shimbench measures what berth-shim costs over running runc
+// directly, and how much memory an idle shim holds. It prints figures,
+// ratios and whether each goal is met; it is a benchmark, not a test, and
+// exits non-zero only when the benchmark itself fails.
+//
+//	go run ./bench/shimbench -shim bin/berth-shim [-n 20] [-warmup 1]
+//
+// It needs root, runc and a static busybox. Everything it makes lives in
+// one temporary folder that it removes, with every container and shim, when
+// it ends, also on SIGINT or SIGTERM. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+// Goals.
+const (
+	goalRatio  = 1.15 // shim create→start→wait→delete over the runc floor, medians
+	goalPSSMiB = 2.0
+	goalRSSMiB = 8.0
+)
+
+// config is what the flags say.
+type config struct {
+	shim    string
+	runtime string
+	busybox string
+	n       int
+	warmup  int
+}
+
+// results are the figures of one benchmark run.
+type results struct {
+	floor     samples
+	shimCore  samples
+	shimTotal samples
+	mem       memory
+}
+
+func main() {
+	os.Exit(mainCode())
+}
+
+// mainCode runs the benchmark and returns the exit code, after every
+// deferred cleanup has run.
+func mainCode() int {
+	var cfg config
+	flag.StringVar(&cfg.shim, "shim", "bin/berth-shim", "berth-shim binary to measure")
+	flag.StringVar(&cfg.runtime, "runtime", "runc", "OCI runtime, a name in PATH or a path; both paths use it")
+	flag.StringVar(&cfg.busybox, "busybox", "busybox", "static busybox for the rootfs, a name in PATH or a path")
+	flag.IntVar(&cfg.n, "n", 20, "measured iterations of each path")
+	flag.IntVar(&cfg.warmup, "warmup", 1, "unmeasured iterations of each path first")
+	flag.Parse()
+	if err := cfg.resolve(); err != nil {
+		fmt.Fprintf(os.Stderr, "shimbench: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := benchmark(ctx, cfg)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(os.Stderr, "\nshimbench: interrupted; cleaned up")
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(os.Stderr, "shimbench: %v\n", err)
+		}
+		return 130
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "\nshimbench: %v\n", err)
+		return 1
+	}
+	report(os.Stdout, cfg, res)
+	return 0
+}
+
+// resolve checks the environment and makes the binaries absolute paths.
+func (c *config) resolve() error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (runc)")
+	}
+	if c.n < 1 || c.warmup < 0 {
+		return fmt.Errorf("-n %d -warmup %d: need n ≥ 1 and warmup ≥ 0", c.n, c.warmup)
+	}
+	for _, p := range []*string{&c.shim, &c.runtime, &c.busybox} {
+		path, err := lookPath(*p)
+		if err != nil {
+			return err
+		}
+		*p = path
+	}
+	return nil
+}
+
+// lookPath finds a binary given as a path (with a slash) or a name in PATH
+// and returns its absolute path.
+func lookPath(name string) (string, error) {
+	if !strings.Contains(name, "/") {
+		return exec.LookPath(name)
+	}
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return "", err
+	}
+	if st, err := os.Stat(abs); err != nil {
+		return "", fmt.Errorf("%w (for berth-shim, run make build)", err)
+	} else if st.IsDir() || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s: not an executable", abs)
+	}
+	return abs, nil
+}
+
+// benchmark runs both paths interleaved, then the memory measurement, in
+// one workspace that it always closes.
+func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
+	w, err := newWorkspace(cfg.runtime, cfg.shim, cfg.busybox)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if err := w.Close(); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("cleanup: %w", err))
+		}
+	}()
+
+	total := cfg.warmup + cfg.n
+	for i := range total {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(os.Stderr, "\rshimbench: iteration %d/%d", i+1, total)
+		// Alternate which path goes first, so that drift and noise hit both.
+		floorFirst := i%2 == 0
+		for _, floorTurn := range []bool{floorFirst, !floorFirst} {
+			if floorTurn {
+				d, err := w.floorOnce(ctx)
+				if err != nil {
+					return res, fmt.Errorf("runc floor: %w", err)
+				}
+				if i >= cfg.warmup {
+					res.floor = append(res.floor, d)
+				}
+				continue
+			}
+			t, err := w.shimOnce(ctx)
+			if err != nil {
+				return res, fmt.Errorf("shim path: %w", err)
+			}
+			if i >= cfg.warmup {
+				res.shimCore = append(res.shimCore, t.core)
+				res.shimTotal = append(res.shimTotal, t.total)
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "\rshimbench: idle shim memory (%v settle)     \n", settleTime)
+	if res.mem, err = w.shimMemory(ctx); err != nil {
+		return res, fmt.Errorf("idle memory: %w", err)
+	}
+	return res, nil
+}
+
+// report prints the table.
+func report(f *os.File, cfg config, res results) {
+	fmt.Fprintf(f, "berth-shim vs runc: %d iterations each, interleaved, after %d warm-up (%s, %d CPUs)\n",
+		cfg.n, cfg.warmup, runtimeVersion(cfg.runtime), runtime.NumCPU())
+	row := func(name string, s samples) {
+		fmt.Fprintf(f, "  %-38s median %6.1f ms  p90 %6.1f ms\n", name, ms(s.median()), ms(s.p90()))
+	}
+	row("shim create→start→wait→delete", res.shimCore)
+	row("runc floor", res.floor)
+	ratio := ms(res.shimCore.median()) / ms(res.floor.median())
+	fmt.Fprintf(f, "  %-38s %.2f (goal ≤ %.2f: %s)\n", "ratio", ratio, goalRatio, verdict(ratio <= goalRatio))
+	row("shim total (start … shutdown)", res.shimTotal)
+	fmt.Fprintf(f, "  %-38s %.2f (informational)\n", "ratio total/floor",
+		ms(res.shimTotal.median())/ms(res.floor.median()))
+	pss, rss := float64(res.mem.pssKB)/1024, float64(res.mem.rssKB)/1024
+	fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (goals %g / %g MiB: %s/%s)\n", "shim idle memory",
+		pss, rss, goalPSSMiB, goalRSSMiB, verdict(pss <= goalPSSMiB), verdict(rss <= goalRSSMiB))
+	if res.mem.pssAnonKB >= 0 && res.mem.pssFileKB >= 0 {
+		fmt.Fprintf(f, "  %-38s anon %.1f MiB, file %.1f MiB (informational)\n", "  of which PSS",
+			float64(res.mem.pssAnonKB)/1024, float64(res.mem.pssFileKB)/1024)
+	}
+	if p, err := exec.LookPath("containerd-shim-runc-v2"); err == nil {
+		fmt.Fprintf(f, "  %-38s %s (informational, not measured: it needs containerd)\n", "containerd-shim-runc-v2", p)
+	}
+}
+
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "missed"
+}
+
+// runtimeVersion returns the first line of `runtime --version`.
+func runtimeVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return filepath.Base(bin)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return line
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berthrt/berth/shimapi"
+	"github.com/containerd/ttrpc"
+)
+
+// rpcTimeout bounds one call to a shim.
+const rpcTimeout = 30 * time.Second
+
+// shimInstance is one berth-shim started by the benchmark.
+type shimInstance struct {
+	id     string
+	bundle string
+	pid    int // the long-lived shim, from ConnectResponse; 0 until known
+	client *ttrpc.Client
+	task   shimapi.TaskClient
+}
+
+// shimTimes are the figures of one run through a shim.
+type shimTimes struct {
+	core  time.Duration // Create, Start, Wait, Delete: the floor's steps
+	total time.Duration // from `berth-shim start` to the end of Shutdown
+}
+
+// startShim writes a bundle running args, starts a shim for it with
+// `berth-shim start`, connects and asks for the shim's pid. The shim is
+// registered with the workspace before it exists, so that Close cleans up
+// after a start that fails halfway.
+func (w *workspace) startShim(ctx context.Context, id string) (*shimInstance, error) {
+	s := &shimInstance{id: id, bundle: filepath.Join(w.dir, id)}
+	w.shims[id] = s
+	cmd, cancel := command(w.shimBin, "start", "--namespace", w.namespace, "--id", id,
+		"--bundle", s.bundle, "--runtime", w.runtime, "--runtime-root", w.runcRoot)
+	out, err := cmd.Output()
+	cancel()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("berth-shim start %s: %w: %s", id, err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return nil, fmt.Errorf("berth-shim start %s: %w", id, err)
+	}
+	if got := strings.TrimSpace(string(out)); got != shimapi.SocketPath(s.bundle) {
+		return nil, fmt.Errorf("berth-shim start %s printed %q, want %q", id, got, shimapi.SocketPath(s.bundle))
+	}
+	cctx, ccancel := context.WithTimeout(ctx, rpcTimeout)
+	defer ccancel()
+	s.client, s.task, err = shimapi.Connect(cctx, s.bundle)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.task.Connect(cctx, &shimapi.ConnectRequest{Id: id})
+	if err != nil {
+		return nil, fmt.Errorf("shim %s: connect: %w", id, err)
+	}
+	s.pid = int(resp.ShimPid)
+	return s, nil
+}
+
+// shutdown asks the shim to exit now. The shim may close the connection
+// before its answer arrives; that counts as done.
+func (s *shimInstance) shutdown(ctx context.Context) error {
+	_, err := s.task.Shutdown(ctx, &shimapi.ShutdownRequest{Id: s.id, Now: true})
+	if err != nil && !errors.Is(err, ttrpc.ErrClosed) {
+		return fmt.Errorf("shim %s: shutdown: %w", s.id, err)
+	}
+	return nil
+}
+
+// stopShim shuts a shim down whose container is deleted, waits for the
+// process to exit (killing it when it does not), and removes its bundle.
+func (w *workspace) stopShim(ctx context.Context, s *shimInstance) error {
+	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	err := s.shutdown(cctx)
+	s.client.Close()
+	s.client = nil
+	if err != nil {
+		return err
+	}
+	return w.forgetShim(s)
+}
+
+// forgetShim collects the exited shim, then removes its bundle.
+func (w *workspace) forgetShim(s *shimInstance) error {
+	if err := reap(s.pid); err != nil {
+		return fmt.Errorf("shim %s: %w", s.id, err)
+	}
+	delete(w.shims, s.id)
+	return os.RemoveAll(s.bundle)
+}
+
+// shimOnce runs one container through a fresh shim: start, Connect,
+// Create (empty stdio, no rootfs mounts: config.json names the busybox
+// folder), Start, Wait, Delete, Shutdown.
+func (w *workspace) shimOnce(ctx context.Context) (shimTimes, error) {
+	var t shimTimes
+	id := w.newID("shim")
+	if _, err := w.writeBundle(ctx, id, "/bin/true"); err != nil {
+		return t, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+
+	begin := time.Now()
+	s, err := w.startShim(cctx, id)
+	if err != nil {
+		return t, err
+	}
+	coreBegin := time.Now()
+	if _, err := s.task.Create(cctx, &shimapi.CreateRequest{Id: id, Stdio: &shimapi.Stdio{}}); err != nil {
+		return t, fmt.Errorf("shim %s: create: %w", id, err)
+	}
+	if _, err := s.task.Start(cctx, &shimapi.StartRequest{Id: id}); err != nil {
+		return t, fmt.Errorf("shim %s: start: %w", id, err)
+	}
+	wr, err := s.task.Wait(cctx, &shimapi.WaitRequest{Id: id})
+	if err != nil {
+		return t, fmt.Errorf("shim %s: wait: %w", id, err)
+	}
+	if _, err := s.task.Delete(cctx, &shimapi.DeleteRequest{Id: id}); err != nil {
+		return t, fmt.Errorf("shim %s: delete: %w", id, err)
+	}
+	t.core = time.Since(coreBegin)
+	if err := s.shutdown(cctx); err != nil {
+		return t, err
+	}
+	t.total = time.Since(begin)
+	s.client.Close()
+	s.client = nil
+	if err := w.forgetShim(s); err != nil {
+		return t, err
+	}
+	if wr.ExitStatus != 0 {
+		return t, fmt.Errorf("container %s: /bin/true exited with %d", id, wr.ExitStatus)
+	}
+	return t, nil
+}
+
+// memory is what an idle shim holds, from smaps_rollup, in kB.
+type memory struct {
+	pssKB, rssKB int
+	// pssAnonKB and pssFileKB split Pss into heap and stacks versus mapped
+	// files (mostly the binary's text); -1 when the kernel does not say.
+	pssAnonKB, pssFileKB int
+}
+
+// settleTime is how long the idle shim runs before it is measured.
+const settleTime = 2 * time.Second
+
+// shimMemory starts a shim with a running `sleep 1000` container, lets it
+// settle and reads its memory; then kills and deletes the container and
+// stops the shim.
+func (w *workspace) shimMemory(ctx context.Context) (memory, error) {
+	var m memory
+	id := w.newID("idle")
+	if _, err := w.writeBundle(ctx, id, "sleep", "1000"); err != nil {
+		return m, err
+	}
+	s, err := w.startShim(ctx, id)
+	if err != nil {
+		return m, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	if _, err := s.task.Create(cctx, &shimapi.CreateRequest{Id: id, Stdio: &shimapi.Stdio{}}); err != nil {
+		return m, fmt.Errorf("shim %s: create: %w", id, err)
+	}
+	if _, err := s.task.Start(cctx, &shimapi.StartRequest{Id: id}); err != nil {
+		return m, fmt.Errorf("shim %s: start: %w", id, err)
+	}
+	select {
+	case <-time.After(settleTime):
+	case <-ctx.Done():
+		return m, ctx.Err()
+	}
+	if m, err = readMemory(s.pid); err != nil {
+		return m, err
+	}
+
+	if _, err := s.task.Kill(cctx, &shimapi.KillRequest{Id: id, Signal: uint32(syscall.SIGKILL)}); err != nil {
+		return m, fmt.Errorf("shim %s: kill: %w", id, err)
+	}
+	if _, err := s.task.Wait(cctx, &shimapi.WaitRequest{Id: id}); err != nil {
+		return m, fmt.Errorf("shim %s: wait: %w", id, err)
+	}
+	if _, err := s.task.Delete(cctx, &shimapi.DeleteRequest{Id: id}); err != nil {
+		return m, fmt.Errorf("shim %s: delete: %w", id, err)
+	}
+	return m, w.stopShim(ctx, s)
+}
+
+// readMemory reads the Pss and Rss totals of a process.
+func readMemory(pid int) (memory, error) {
+	m := memory{pssAnonKB: -1, pssFileKB: -1}
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	found := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var dst *int
+		required := false
+		switch key, _, _ := strings.Cut(sc.Text(), ":"); key {
+		case "Pss":
+			dst, required = &m.pssKB, true
+		case "Rss":
+			dst, required = &m.rssKB, true
+		case "Pss_Anon":
+			dst = &m.pssAnonKB
+		case "Pss_File":
+			dst = &m.pssFileKB
+		default:
+			continue
+		}
+		fields := strings.Fields(sc.Text())
+		if len(fields) != 3 || fields[2] != "kB" {
+			return m, fmt.Errorf("smaps_rollup of %d: unexpected line %q", pid, sc.Text())
+		}
+		if *dst, err = strconv.Atoi(fields[1]); err != nil {
+			return m, fmt.Errorf("smaps_rollup of %d: %w", pid, err)
+		}
+		if required {
+			found++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return m, err
+	}
+	if found != 2 {
+		return m, fmt.Errorf("smaps_rollup of %d: no Pss and Rss lines", pid)
+	}
+	return m, nil
+}
