@@ -29,7 +29,7 @@ type eventQueue struct {
 	max     int
 	seq     uint64              // guarded by mu: last sequence number given
 	pending []*shimapi.Envelope // guarded by mu: unacknowledged, in seq order
-	dropped uint64              // guarded by mu: dropped since the last delivered event
+	dropped uint64              // guarded by mu: dropped after the last pending event, for the next one
 	changed chan struct{}       // guarded by mu: closed and replaced on every change
 	reader  chan struct{}       // guarded by mu: closed to end the current reader
 }
@@ -68,8 +68,10 @@ func (q *eventQueue) publish(ev proto.Message) {
 	defer q.mu.Unlock()
 	q.seq++
 	env.Seq = q.seq
-	if len(q.pending) >= q.max {
-		q.dropOldestLocked()
+	if len(q.pending) >= q.max && !q.dropOldestLocked() && env.GetExit() == nil {
+		// Only exits are pending: this event is the oldest non-exit.
+		q.dropped++
+		return
 	}
 	if q.dropped > 0 {
 		env.Dropped = q.dropped
@@ -81,14 +83,26 @@ func (q *eventQueue) publish(ev proto.Message) {
 
 // dropOldestLocked removes the oldest event that is not an exit. When all
 // pending events are exits, none is dropped and the queue grows beyond max.
-func (q *eventQueue) dropOldestLocked() {
+// The event after the gap carries the count of events missing before it;
+// it is replaced by a copy, never changed in place, since a reader may be
+// sending it at this moment.
+func (q *eventQueue) dropOldestLocked() bool {
 	for i, e := range q.pending {
-		if e.GetExit() == nil {
-			q.pending = append(q.pending[:i], q.pending[i+1:]...)
-			q.dropped++
-			return
+		if e.GetExit() != nil {
+			continue
 		}
+		gap := e.Dropped + 1
+		q.pending = append(q.pending[:i], q.pending[i+1:]...)
+		if i < len(q.pending) {
+			next := proto.Clone(q.pending[i]).(*shimapi.Envelope)
+			next.Dropped += gap
+			q.pending[i] = next
+		} else {
+			q.dropped += gap
+		}
+		return true
 	}
+	return false
 }
 
 func (q *eventQueue) signalLocked() {

@@ -1,8 +1,10 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -423,35 +425,45 @@ type envSummary struct {
 	dropped uint64
 }
 
+// publishPattern publishes one event per letter: e an exit, n another one.
+func publishPattern(q *eventQueue, pattern string) {
+	for i, c := range pattern {
+		if c == 'e' {
+			q.publish(exitEv(i))
+		} else {
+			q.publish(nonExit(i))
+		}
+	}
+}
+
+// TestEventQueueOverflow fills a queue of 4. The oldest non-exit goes first;
+// the envelope after the gap carries its size; a non-exit published onto a
+// queue holding only exits is itself the oldest non-exit, and the next
+// envelope published carries the count.
 func TestEventQueueOverflow(t *testing.T) {
-	const max = 4
 	tests := []struct {
 		name    string
-		publish string // one letter per event: e exit, n any other
+		publish string
 		want    []envSummary
 	}{
 		{"at max", "nnnn", []envSummary{{1, false, 0}, {2, false, 0}, {3, false, 0}, {4, false, 0}}},
-		{"one over", "nnnnn", []envSummary{{2, false, 0}, {3, false, 0}, {4, false, 0}, {5, false, 1}}},
-		{"two over", "nnnnnn", []envSummary{{3, false, 0}, {4, false, 0}, {5, false, 1}, {6, false, 1}}},
-		{"exits kept", "ennne", []envSummary{{1, true, 0}, {3, false, 0}, {4, false, 0}, {5, true, 1}}},
-		{"oldest non-exit dropped", "eenen", []envSummary{{1, true, 0}, {2, true, 0}, {4, true, 0}, {5, false, 1}}},
+		{"one over", "nnnnn", []envSummary{{2, false, 1}, {3, false, 0}, {4, false, 0}, {5, false, 0}}},
+		{"two over", "nnnnnn", []envSummary{{3, false, 2}, {4, false, 0}, {5, false, 0}, {6, false, 0}}},
+		{"many over", "nnnnnnnnnn", []envSummary{{7, false, 6}, {8, false, 0}, {9, false, 0}, {10, false, 0}}},
+		{"exits kept", "ennne", []envSummary{{1, true, 0}, {3, false, 1}, {4, false, 0}, {5, true, 0}}},
+		{"gap before an exit", "eenen", []envSummary{{1, true, 0}, {2, true, 0}, {4, true, 1}, {5, false, 0}}},
+		{"gap at the end", "eeenn", []envSummary{{1, true, 0}, {2, true, 0}, {3, true, 0}, {5, false, 1}}},
 		{"full of exits grows", "eeeeee", []envSummary{
 			{1, true, 0}, {2, true, 0}, {3, true, 0}, {4, true, 0}, {5, true, 0}, {6, true, 0}}},
-		{"non-exit on exits grows", "eeeen", []envSummary{
-			{1, true, 0}, {2, true, 0}, {3, true, 0}, {4, true, 0}, {5, false, 0}}},
-		{"non-exits beyond exits", "eeeenn", []envSummary{
-			{1, true, 0}, {2, true, 0}, {3, true, 0}, {4, true, 0}, {6, false, 1}}},
+		{"non-exits on exits", "eeeenn", []envSummary{
+			{1, true, 0}, {2, true, 0}, {3, true, 0}, {4, true, 0}}},
+		{"exit after dropped non-exits", "eeeenne", []envSummary{
+			{1, true, 0}, {2, true, 0}, {3, true, 0}, {4, true, 0}, {7, true, 2}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := newEventQueue(max)
-			for i, c := range tt.publish {
-				if c == 'e' {
-					q.publish(exitEv(i))
-				} else {
-					q.publish(nonExit(i))
-				}
-			}
+			q := newEventQueue(4)
+			publishPattern(q, tt.publish)
 			if got := q.len(); got != len(tt.want) {
 				t.Fatalf("len = %d, want %d", got, len(tt.want))
 			}
@@ -468,26 +480,151 @@ func TestEventQueueOverflow(t *testing.T) {
 	}
 }
 
+// TestEventQueueOverflowInvariants publishes random mixes into a small
+// queue and checks, for a reader that comes afterwards: every exit is
+// there, each envelope's Dropped is the gap in sequence numbers before it,
+// and the queue exceeds its bound only with exits.
+func TestEventQueueOverflowInvariants(t *testing.T) {
+	const max = 4
+	for seed := range uint64(50) {
+		rng := rand.New(rand.NewPCG(seed, 0))
+		var pattern []byte
+		for range rng.IntN(40) {
+			if rng.IntN(4) == 0 {
+				pattern = append(pattern, 'e')
+			} else {
+				pattern = append(pattern, 'n')
+			}
+		}
+		q := newEventQueue(max)
+		publishPattern(q, string(pattern))
+
+		n := q.len()
+		var exits int
+		r := startReader(t, q)
+		var prev uint64
+		for range n {
+			e := r.next(t)
+			if e.Dropped != e.Seq-prev-1 {
+				t.Errorf("pattern %s: seq %d carries dropped %d after seq %d, want %d",
+					pattern, e.Seq, e.Dropped, prev, e.Seq-prev-1)
+			}
+			if e.GetExit() != nil {
+				exits++
+				if pattern[e.Seq-1] != 'e' {
+					t.Errorf("pattern %s: seq %d is an exit, published as %c", pattern, e.Seq, pattern[e.Seq-1])
+				}
+			}
+			prev = e.Seq
+		}
+		if want := bytes.Count(pattern, []byte("e")); exits != want {
+			t.Errorf("pattern %s: %d exits delivered, want %d", pattern, exits, want)
+		}
+		if n > max && exits != n {
+			t.Errorf("pattern %s: %d pending with only %d exits, bound %d", pattern, n, exits, max)
+		}
+		r.cancel()
+		r.result(t)
+	}
+}
+
+// TestEventQueueOverflowLiveReader checks that a reader already past a
+// dropped event is not told it missed anything, while the next reader is.
+func TestEventQueueOverflowLiveReader(t *testing.T) {
+	q := newEventQueue(4)
+	live := startReader(t, q)
+	publishN(q, 4)
+	if got := live.nextSeqs(t, 4); !equalSeqs(got, seqRange(1, 4)) {
+		t.Fatalf("live reader got %v", got)
+	}
+	q.publish(nonExit(5)) // drops seq 1, which the live reader has
+	if e := live.next(t); e.Seq != 5 || e.Dropped != 0 {
+		t.Fatalf("live reader: seq %d dropped %d, want seq 5 dropped 0", e.Seq, e.Dropped)
+	}
+	next := startReader(t, q)
+	if err := live.result(t); err != nil {
+		t.Fatalf("live reader ended with %v", err)
+	}
+	want := []envSummary{{2, false, 1}, {3, false, 0}, {4, false, 0}, {5, false, 0}}
+	for _, w := range want {
+		e := next.next(t)
+		if got := (envSummary{e.Seq, e.GetExit() != nil, e.Dropped}); got != w {
+			t.Errorf("next reader: envelope %+v, want %+v", got, w)
+		}
+	}
+}
+
+// TestEventQueueOverflowWhileStreaming overflows a small queue from several
+// publishers while a reader streams and reads every envelope's fields; the
+// race detector checks that a queued envelope is never changed while sent.
+func TestEventQueueOverflowWhileStreaming(t *testing.T) {
+	q := newEventQueue(4)
+	var (
+		mu   sync.Mutex
+		seqs []uint64 // guarded by mu
+	)
+	r := startReaderSend(t, q, func(e *shimapi.Envelope) error {
+		_ = proto.Clone(e) // reads every field
+		mu.Lock()
+		seqs = append(seqs, e.Seq)
+		mu.Unlock()
+		return nil
+	})
+	const publishers, each = 4, 200
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				if i%10 == 0 {
+					q.publish(exitEv(p*each + i))
+				} else {
+					q.publish(nonExit(i))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Wait for the last event; it may have been dropped only if not an exit,
+	// so wait for quiet instead of a count.
+	for {
+		n := len(r.envs)
+		time.Sleep(quiet)
+		if len(r.envs) == n {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("seq %d sent after %d", seqs[i], seqs[i-1])
+		}
+	}
+}
+
 // TestEventQueueExitsNeverDropped floods a small queue and checks that
 // every exit reaches a reader that comes late.
 func TestEventQueueExitsNeverDropped(t *testing.T) {
 	q := newEventQueue(4)
-	const exits = 20
+	const exits, others = 20, 3
 	for i := range exits {
 		q.publish(exitEv(i))
-		publishN(q, 3)
+		publishN(q, others)
 	}
-	if got := q.len(); got != exits {
-		t.Fatalf("len = %d, want %d: only the %d exits should remain", got, exits, exits)
-	}
+	q.publish(exitEv(exits))
 	r := startReader(t, q)
-	for i := range exits {
+	var dropped uint64
+	for i := range exits + 1 {
 		e := r.next(t)
 		if e.GetExit() == nil || e.GetExit().Pid != uint32(i) {
 			t.Fatalf("event %d: %v, want the exit of pid %d", i, e, i)
 		}
+		dropped += e.Dropped
 	}
 	r.expectNone(t)
+	if dropped != exits*others {
+		t.Errorf("dropped counts add up to %d, want %d", dropped, exits*others)
+	}
 }
 
 // TestEventQueueDroppedCountsAddUp checks that a reader arriving after an
@@ -510,5 +647,7 @@ func TestEventQueueDroppedCountsAddUp(t *testing.T) {
 			t.Errorf("%d events into a queue of 4: received seqs %v reporting %d dropped, but %d were dropped",
 				n, seqs, reported, missing)
 		}
+		r.cancel()
+		r.result(t)
 	}
 }
