@@ -345,11 +345,14 @@ func checkFifo(p string) error {
 	return nil
 }
 
-// output is one destination of process output.
+// output is one destination of process output. One copier goroutine
+// writes to it; close may come from any goroutine, also while a write waits
+// for a reader that does not read, and ends that write.
 type output struct {
-	path string // FIFO path, empty for a file
-	mu   sync.Mutex
-	f    *os.File // guarded by mu; for a FIFO nil while no reader has it open
+	path   string     // FIFO path, empty for a file
+	mu     sync.Mutex // guards f and closed; never held during a write
+	f      *os.File   // for a FIFO nil while no reader has it open
+	closed bool
 }
 
 func openOutput(p string) (*output, error) {
@@ -377,7 +380,8 @@ func openOutput(p string) (*output, error) {
 
 // reopenLocked opens the FIFO for writing if a reader has it open. The
 // descriptor is non-blocking, so the runtime poller parks a full write
-// instead of blocking a thread, and a reader closing wakes it with EPIPE.
+// instead of blocking a thread, a reader closing wakes it with EPIPE, and
+// close wakes it too.
 func (o *output) reopenLocked() {
 	f, err := os.OpenFile(o.path, os.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -393,17 +397,27 @@ func (o *output) write(p []byte) {
 		return
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
 	if o.f == nil && o.path != "" {
 		o.reopenLocked()
 	}
-	if o.f == nil {
+	f := o.f
+	o.mu.Unlock()
+	if f == nil {
 		return
 	}
-	if _, err := o.f.Write(p); err != nil && o.path != "" {
-		// The reader went away (EPIPE): discard until one is back.
-		o.f.Close()
-		o.f = nil
+	if _, err := f.Write(p); err != nil && o.path != "" {
+		// The reader went away (EPIPE), or close ended the write: discard
+		// until a reader is back.
+		o.mu.Lock()
+		if o.f == f {
+			o.f = nil
+			f.Close()
+		}
+		o.mu.Unlock()
 	}
 }
 
@@ -412,9 +426,11 @@ func (o *output) close() {
 		return
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.f != nil {
-		o.f.Close()
-		o.f = nil
+	o.closed = true
+	f := o.f
+	o.f = nil
+	o.mu.Unlock()
+	if f != nil {
+		f.Close()
 	}
 }
