@@ -29,7 +29,7 @@ type eventQueue struct {
 	max     int
 	seq     uint64              // guarded by mu: last sequence number given
 	pending []*shimapi.Envelope // guarded by mu: unacknowledged, in seq order
-	dropped uint64              // guarded by mu: dropped after the last pending event, for the next one
+	acked   uint64              // guarded by mu: highest sequence number acknowledged
 	changed chan struct{}       // guarded by mu: closed and replaced on every change
 	reader  chan struct{}       // guarded by mu: closed to end the current reader
 }
@@ -70,37 +70,21 @@ func (q *eventQueue) publish(ev proto.Message) {
 	env.Seq = q.seq
 	if len(q.pending) >= q.max && !q.dropOldestLocked() && env.GetExit() == nil {
 		// Only exits are pending: this event is the oldest non-exit.
-		q.dropped++
 		return
-	}
-	if q.dropped > 0 {
-		env.Dropped = q.dropped
-		q.dropped = 0
 	}
 	q.pending = append(q.pending, env)
 	q.signalLocked()
 }
 
-// dropOldestLocked removes the oldest event that is not an exit. When all
-// pending events are exits, none is dropped and the queue grows beyond max.
-// The event after the gap carries the count of events missing before it;
-// it is replaced by a copy, never changed in place, since a reader may be
-// sending it at this moment.
+// dropOldestLocked removes the oldest event that is not an exit. It reports
+// false when all pending events are exits: none is dropped. Gaps are not
+// recorded here: each reader derives them from sequence numbers.
 func (q *eventQueue) dropOldestLocked() bool {
 	for i, e := range q.pending {
-		if e.GetExit() != nil {
-			continue
+		if e.GetExit() == nil {
+			q.pending = append(q.pending[:i], q.pending[i+1:]...)
+			return true
 		}
-		gap := e.Dropped + 1
-		q.pending = append(q.pending[:i], q.pending[i+1:]...)
-		if i < len(q.pending) {
-			next := proto.Clone(q.pending[i]).(*shimapi.Envelope)
-			next.Dropped += gap
-			q.pending[i] = next
-		} else {
-			q.dropped += gap
-		}
-		return true
 	}
 	return false
 }
@@ -114,6 +98,11 @@ func (q *eventQueue) signalLocked() {
 func (q *eventQueue) ack(seq uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// Nothing beyond the last published event can be acknowledged.
+	seq = min(seq, q.seq)
+	if seq > q.acked {
+		q.acked = seq
+	}
 	i := 0
 	for i < len(q.pending) && q.pending[i].Seq <= seq {
 		i++
@@ -141,7 +130,9 @@ func (q *eventQueue) stream(ctx context.Context, send func(*shimapi.Envelope) er
 		q.mu.Unlock()
 	}()
 
-	var sent uint64 // highest seq sent to this reader
+	q.mu.Lock()
+	sent := q.acked // highest seq this reader has, or had acknowledged
+	q.mu.Unlock()
 	for {
 		q.mu.Lock()
 		var batch []*shimapi.Envelope
@@ -153,6 +144,13 @@ func (q *eventQueue) stream(ctx context.Context, send func(*shimapi.Envelope) er
 		changed := q.changed
 		q.mu.Unlock()
 		for _, e := range batch {
+			// The gap since the last event this reader has is what was
+			// dropped in between; say so on a copy, since the queued
+			// envelope is shared with later readers.
+			if gap := e.Seq - sent - 1; gap > 0 {
+				e = proto.Clone(e).(*shimapi.Envelope)
+				e.Dropped = gap
+			}
 			if err := send(e); err != nil {
 				return err
 			}

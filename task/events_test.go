@@ -651,3 +651,38 @@ func TestEventQueueDroppedCountsAddUp(t *testing.T) {
 		r.result(t)
 	}
 }
+
+// TestEventQueueOverflowInFlightReader is TestEventQueueOverflowLiveReader
+// with the drops happening while the reader is still sending: events it has
+// received, or is sending, must not be reported to it as dropped.
+func TestEventQueueOverflowInFlightReader(t *testing.T) {
+	q := newEventQueue(4)
+	inSend, gate := make(chan struct{}), make(chan struct{})
+	r := startReaderSend(t, q, func(e *shimapi.Envelope) error {
+		if e.Seq == 2 {
+			close(inSend)
+			<-gate // hold the reader inside send(2)
+		}
+		return nil
+	})
+	publishN(q, 2)
+	if e := r.next(t); e.Seq != 1 {
+		t.Fatalf("seq %d, want 1", e.Seq)
+	}
+	select {
+	case <-inSend:
+	case <-time.After(eventTimeout):
+		t.Fatal("seq 2 never sent")
+	}
+	// 5 and 6 drop 1 and 2, which this reader has.
+	publishN(q, 4)
+	close(gate)
+	prev := uint64(1)
+	for range 5 {
+		e := r.next(t)
+		if e.Dropped != e.Seq-prev-1 {
+			t.Errorf("seq %d after seq %d carries dropped %d, want %d", e.Seq, prev, e.Dropped, e.Seq-prev-1)
+		}
+		prev = e.Seq
+	}
+}
