@@ -1,6 +1,7 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -342,28 +343,13 @@ func lastRuntimeError(path string) string {
 		return ""
 	}
 	var msg string
-	for len(data) > 0 {
-		line := data
-		if i := indexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
+	for _, line := range bytes.Split(data, []byte("\n")) {
 		var l struct{ Level, Msg string }
 		if json.Unmarshal(line, &l) == nil && (l.Level == "error" || l.Level == "fatal") {
 			msg = l.Msg
 		}
 	}
 	return msg
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func stdioConfig(st *shimapi.Stdio) stdio.Config {
