@@ -199,8 +199,15 @@ func (x *ForwardRequest) GetEnvelope() *Envelope {
 }
 
 type SubscribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Filters       []string               `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Filters []string               `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	// since, when set, first replays the matching events the daemon still
+	// holds whose timestamp is after it, then continues live. The daemon
+	// holds the most recent events it published since it started (a
+	// bounded number); a client that reconnects after a daemon restart
+	// passes the time of its last event to see what happened meanwhile,
+	// e.g. the exits that shims reported to the new daemon.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,6 +245,13 @@ func (*SubscribeRequest) Descriptor() ([]byte, []int) {
 func (x *SubscribeRequest) GetFilters() []string {
 	if x != nil {
 		return x.Filters
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
 	}
 	return nil
 }
@@ -568,9 +582,10 @@ const file_proto_events_v1_events_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12*\n" +
 	"\x05event\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\x05event\"P\n" +
 	"\x0eForwardRequest\x12>\n" +
-	"\benvelope\x18\x01 \x01(\v2\".berth.services.events.v1.EnvelopeR\benvelope\",\n" +
+	"\benvelope\x18\x01 \x01(\v2\".berth.services.events.v1.EnvelopeR\benvelope\"^\n" +
 	"\x10SubscribeRequest\x12\x18\n" +
-	"\afilters\x18\x01 \x03(\tR\afilters\"Q\n" +
+	"\afilters\x18\x01 \x03(\tR\afilters\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"Q\n" +
 	"\x0fContainerCreate\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x18\n" +
@@ -639,20 +654,21 @@ var file_proto_events_v1_events_proto_depIdxs = []int32{
 	14, // 1: berth.services.events.v1.Envelope.event:type_name -> google.protobuf.Any
 	14, // 2: berth.services.events.v1.PublishRequest.event:type_name -> google.protobuf.Any
 	0,  // 3: berth.services.events.v1.ForwardRequest.envelope:type_name -> berth.services.events.v1.Envelope
-	10, // 4: berth.services.events.v1.ContainerUpdate.labels:type_name -> berth.services.events.v1.ContainerUpdate.LabelsEntry
-	11, // 5: berth.services.events.v1.NamespaceCreate.labels:type_name -> berth.services.events.v1.NamespaceCreate.LabelsEntry
-	12, // 6: berth.services.events.v1.NamespaceUpdate.labels:type_name -> berth.services.events.v1.NamespaceUpdate.LabelsEntry
-	1,  // 7: berth.services.events.v1.Events.Publish:input_type -> berth.services.events.v1.PublishRequest
-	2,  // 8: berth.services.events.v1.Events.Forward:input_type -> berth.services.events.v1.ForwardRequest
-	3,  // 9: berth.services.events.v1.Events.Subscribe:input_type -> berth.services.events.v1.SubscribeRequest
-	15, // 10: berth.services.events.v1.Events.Publish:output_type -> google.protobuf.Empty
-	15, // 11: berth.services.events.v1.Events.Forward:output_type -> google.protobuf.Empty
-	0,  // 12: berth.services.events.v1.Events.Subscribe:output_type -> berth.services.events.v1.Envelope
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	13, // 4: berth.services.events.v1.SubscribeRequest.since:type_name -> google.protobuf.Timestamp
+	10, // 5: berth.services.events.v1.ContainerUpdate.labels:type_name -> berth.services.events.v1.ContainerUpdate.LabelsEntry
+	11, // 6: berth.services.events.v1.NamespaceCreate.labels:type_name -> berth.services.events.v1.NamespaceCreate.LabelsEntry
+	12, // 7: berth.services.events.v1.NamespaceUpdate.labels:type_name -> berth.services.events.v1.NamespaceUpdate.LabelsEntry
+	1,  // 8: berth.services.events.v1.Events.Publish:input_type -> berth.services.events.v1.PublishRequest
+	2,  // 9: berth.services.events.v1.Events.Forward:input_type -> berth.services.events.v1.ForwardRequest
+	3,  // 10: berth.services.events.v1.Events.Subscribe:input_type -> berth.services.events.v1.SubscribeRequest
+	15, // 11: berth.services.events.v1.Events.Publish:output_type -> google.protobuf.Empty
+	15, // 12: berth.services.events.v1.Events.Forward:output_type -> google.protobuf.Empty
+	0,  // 13: berth.services.events.v1.Events.Subscribe:output_type -> berth.services.events.v1.Envelope
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_proto_events_v1_events_proto_init() }
