@@ -1,0 +1,146 @@
+package cio
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fifoReader is the read end of an output FIFO. It is opened non-blocking,
+// so it is a reader from the moment it returns (the shim's non-blocking
+// open for writing succeeds), and it tells "no writer yet" from "the writer
+// has come and gone":
+//
+//   - read(2) gives EAGAIN while a writer is connected and the FIFO is
+//     empty: wait in the runtime poller.
+//   - read(2) gives 0 when no writer is connected. Linux reports POLLHUP on
+//     a FIFO reader only once a writer has connected since the reader
+//     opened with none, so POLLHUP means the end; without it no writer has
+//     been here yet and the reader waits for one.
+//
+// After cancel, whatever the FIFO holds is still read, then Read returns
+// io.EOF instead of waiting. One goroutine reads; cancel and close may come
+// from any goroutine.
+type fifoReader struct {
+	f         *os.File
+	rc        syscall.RawConn
+	cancelled atomic.Bool
+}
+
+func openFIFOReader(path string) (*fifoReader, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode()&fs.ModeNamedPipe == 0 {
+		return nil, fmt.Errorf("%s: not a FIFO", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &fifoReader{f: f, rc: rc}, nil
+}
+
+func (r *fifoReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var (
+		n    int
+		rerr error
+	)
+	err := r.rc.Read(func(fd uintptr) bool {
+		n, rerr = readFIFO(int(fd), p)
+		switch {
+		case n > 0 || (rerr != nil && rerr != unix.EAGAIN):
+			return true
+		case r.cancelled.Load():
+			n, rerr = 0, io.EOF
+			return true
+		case rerr == nil && writerGone(int(fd)):
+			rerr = io.EOF
+			return true
+		}
+		return false
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return r.drain(p)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 && rerr == nil {
+		rerr = io.EOF
+	}
+	return n, rerr
+}
+
+// drain reads what the FIFO holds after cancel (the poller refuses to read
+// past the deadline cancel set).
+func (r *fifoReader) drain(p []byte) (int, error) {
+	var (
+		n    int
+		rerr error
+	)
+	if err := r.rc.Control(func(fd uintptr) { n, rerr = readFIFO(int(fd), p) }); err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		return n, nil
+	}
+	if rerr != nil && rerr != unix.EAGAIN {
+		return 0, rerr
+	}
+	return 0, io.EOF
+}
+
+// cancel makes Read return io.EOF once the FIFO is empty, and wakes a Read
+// that waits.
+func (r *fifoReader) cancel() {
+	r.cancelled.Store(true)
+	_ = r.f.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (r *fifoReader) close() error {
+	r.cancel()
+	return r.f.Close()
+}
+
+func readFIFO(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+// writerGone reports whether a writer has connected and left (see
+// fifoReader).
+func writerGone(fd int) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(pfd, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && pfd[0].Revents&unix.POLLHUP != 0
+	}
+}
