@@ -38,6 +38,7 @@ type config struct {
 	busybox string
 	n       int
 	warmup  int
+	smaps   string // where to copy the idle shim's /proc/PID/smaps, if set
 }
 
 // results are the figures of one benchmark run.
@@ -61,6 +62,7 @@ func mainCode() int {
 	flag.StringVar(&cfg.busybox, "busybox", "busybox", "static busybox for the rootfs, a name in PATH or a path")
 	flag.IntVar(&cfg.n, "n", 20, "measured iterations of each path")
 	flag.IntVar(&cfg.warmup, "warmup", 1, "unmeasured iterations of each path first")
+	flag.StringVar(&cfg.smaps, "smaps", "", "copy the idle shim's /proc/PID/smaps to this file, to see where its memory goes")
 	flag.Parse()
 	if err := cfg.resolve(); err != nil {
 		fmt.Fprintf(os.Stderr, "shimbench: %v\n", err)
@@ -164,7 +166,7 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "\rshimbench: idle shim memory (%v settle)     \n", settleTime)
-	if res.mem, err = w.shimMemory(ctx); err != nil {
+	if res.mem, err = w.shimMemory(ctx, cfg.smaps); err != nil {
 		return res, fmt.Errorf("idle memory: %w", err)
 	}
 	return res, nil

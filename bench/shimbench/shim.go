@@ -164,7 +164,7 @@ const settleTime = 2 * time.Second
 // shimMemory starts a shim with a running `sleep 1000` container, lets it
 // settle and reads its memory; then kills and deletes the container and
 // stops the shim.
-func (w *workspace) shimMemory(ctx context.Context) (memory, error) {
+func (w *workspace) shimMemory(ctx context.Context, smapsCopy string) (memory, error) {
 	var m memory
 	id := w.newID("idle")
 	if _, err := w.writeBundle(ctx, id, "sleep", "1000"); err != nil {
@@ -189,6 +189,15 @@ func (w *workspace) shimMemory(ctx context.Context) (memory, error) {
 	}
 	if m, err = readMemory(s.pid); err != nil {
 		return m, err
+	}
+	if smapsCopy != "" {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/smaps")
+		if err == nil {
+			err = os.WriteFile(smapsCopy, data, 0o644)
+		}
+		if err != nil {
+			return m, fmt.Errorf("copy smaps: %w", err)
+		}
 	}
 
 	if _, err := s.task.Kill(cctx, &shimapi.KillRequest{Id: id, Signal: uint32(syscall.SIGKILL)}); err != nil {
