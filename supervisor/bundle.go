@@ -1,0 +1,123 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// Files the supervisor keeps in a bundle, beside those of the shim.
+const (
+	specFileName    = "config.json"
+	runtimeFileName = "runtime"
+	// publishedMarker: the init process's TaskExit was forwarded.
+	publishedMarker = "exit-published"
+	// reapedMarker: the shim is gone and the bundle was reduced.
+	reapedMarker = "shim-reaped"
+	rootfsName   = "rootfs"
+)
+
+// Folder modes: others may traverse to the rootfs (user namespaces,
+// non-root container users) but not list.
+const bundleDirMode = 0o711
+
+// keptWhenReaped are the files a stopped task's bundle keeps: enough to
+// answer State and Wait, and the logs to explain what happened.
+var keptWhenReaped = map[string]bool{
+	specFileName:         true,
+	runtimeFileName:      true,
+	shimapi.ExitFileName: true,
+	shimapi.LogFileName:  true,
+	"runtime.log":        true,
+	publishedMarker:      true,
+	reapedMarker:         true,
+}
+
+// writeBundle makes the bundle folder and writes config.json and the
+// runtime name. It fails with ErrAlreadyExists when the folder exists:
+// a bundle is never reused, since it may belong to a task not yet restored.
+func writeBundle(bundle string, spec []byte, runtime string) error {
+	if err := os.MkdirAll(filepath.Dir(bundle), bundleDirMode); err != nil {
+		return err
+	}
+	if err := os.Mkdir(bundle, bundleDirMode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("bundle %s: %w", bundle, errdefs.ErrAlreadyExists)
+		}
+		return err
+	}
+	if err := shimapi.WriteFileAtomic(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {
+		return err
+	}
+	return shimapi.WriteFileAtomic(filepath.Join(bundle, specFileName), spec, 0o600)
+}
+
+// readRuntime returns the runtime a bundle was created with, or def for a
+// bundle without the file.
+func readRuntime(bundle, def string) string {
+	data, err := os.ReadFile(filepath.Join(bundle, runtimeFileName))
+	if err != nil || len(data) == 0 {
+		return def
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func hasMarker(bundle, name string) bool {
+	_, err := os.Stat(filepath.Join(bundle, name))
+	return err == nil
+}
+
+func writeMarker(bundle, name string) error {
+	return shimapi.WriteFileAtomic(filepath.Join(bundle, name), nil, 0o600)
+}
+
+// unmountRootfs unmounts the bundle's rootfs and removes the folder. It
+// removes only an empty folder, so a rootfs that is still mounted, or a
+// ready folder someone put there, is never deleted through.
+func unmountRootfs(bundle string) error {
+	rootfs := filepath.Join(bundle, rootfsName)
+	if err := mount.UnmountAll(rootfs, 0); err != nil {
+		return fmt.Errorf("unmount %s: %w", rootfs, err)
+	}
+	if err := os.Remove(rootfs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// reduceBundle removes from a dead shim's bundle everything but what the
+// stopped task needs (keptWhenReaped).
+func reduceBundle(bundle string) error {
+	entries, err := os.ReadDir(bundle)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case keptWhenReaped[name]:
+		case name == rootfsName:
+			errs = append(errs, unmountRootfs(bundle))
+		default:
+			errs = append(errs, os.RemoveAll(filepath.Join(bundle, name)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeBundle removes a bundle and the task's runtime state. The rootfs is
+// unmounted first and must then be empty: a bundle with something still
+// mounted is left in place.
+func removeBundle(bundle, runtimeState string) error {
+	if err := unmountRootfs(bundle); err != nil {
+		return err
+	}
+	return errors.Join(os.RemoveAll(runtimeState), os.RemoveAll(bundle))
+}

@@ -1,0 +1,144 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/shimapi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+const (
+	// deleteEventWait bounds the wait for the shim's own TaskDelete to be
+	// forwarded before the shim is shut down; after it the supervisor
+	// publishes the event itself.
+	deleteEventWait = 2 * time.Second
+	// shutdownWait bounds the wait for a shim to exit after Shutdown; after
+	// it the shim is killed.
+	shutdownWait = 2 * time.Second
+)
+
+// Delete deletes task (ns, id): the container and its init process through
+// the shim (refused with ErrFailedPrecondition while it runs), then the
+// shim, the bundle and the runtime state. For a task whose shim died it
+// publishes the TaskDelete itself and removes the bundle. It returns the
+// init process's pid and exit.
+func (s *Supervisor) Delete(ctx context.Context, ns, id string) (*shimapi.DeleteResponse, error) {
+	sh, err := s.Get(ns, id)
+	if err != nil {
+		return nil, err
+	}
+	sh.deleteMu.Lock()
+	defer sh.deleteMu.Unlock()
+	switch st := sh.getState(); st {
+	case stateRestoring:
+		return nil, fmt.Errorf("delete task %s: shim not restored yet: %w", sh, errdefs.ErrUnavailable)
+	case stateDeleting:
+		return nil, fmt.Errorf("delete task %s: deleted already: %w", sh, errdefs.ErrNotFound)
+	case stateRunning:
+		resp, err := sh.Task().Delete(ctx, &shimapi.DeleteRequest{Id: id})
+		if err == nil {
+			return s.deleteLive(ctx, sh, resp)
+		}
+		if st := sh.getState(); st != stateReaping && st != stateStopped {
+			return nil, fmt.Errorf("delete task %s: %w", sh, err)
+		}
+		// The shim died under the call: delete the stopped task.
+	}
+	return s.deleteStopped(ctx, sh)
+}
+
+// deleteLive finishes the delete of a task whose shim deleted the
+// container: it makes sure the shim's TaskDelete was forwarded, shuts the
+// shim down and removes the bundle.
+func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.DeleteResponse) (*shimapi.DeleteResponse, error) {
+	if !sh.setState(stateDeleting, stateRunning) {
+		return s.deleteStopped(ctx, sh) // died just now
+	}
+	t := time.NewTimer(deleteEventWait)
+	select {
+	case <-sh.deleteForwarded:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	// Every process is deleted: the shim may go. It exits, run sees it and
+	// returns without treating it as a death.
+	// Now: the shim refuses a plain Shutdown while its init process is
+	// known, deleted or not.
+	if _, err := sh.Task().Shutdown(ctx, &shimapi.ShutdownRequest{Id: sh.ID, Now: true}); err != nil {
+		s.log.Warn("shut down shim", "task", sh.String(), "error", err)
+	}
+	t = time.NewTimer(shutdownWait)
+	select {
+	case <-sh.done:
+	case <-t.C:
+	}
+	t.Stop()
+	sh.cancel()
+	<-sh.done
+	sh.dropConn()
+	sh.mu.Lock()
+	pid := sh.shimPid
+	sh.mu.Unlock()
+	if pid != 0 && shimServes(pid, sh.Bundle) {
+		s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", pid)
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	select {
+	case <-sh.deleteForwarded:
+	default:
+		env := deleteEnvelope(sh.ID, resp)
+		if err := s.forward(s.ctx, sh.Namespace, sh.ID, env); err != nil {
+			s.log.Error("publish task delete", "task", sh.String(), "error", err)
+		}
+	}
+	s.remove(sh)
+	if err := removeBundle(sh.Bundle, sh.runtimeState()); err != nil {
+		return resp, fmt.Errorf("delete task %s: remove bundle: %w", sh, err)
+	}
+	return resp, nil
+}
+
+// deleteStopped deletes a task whose shim is gone: it waits for the death
+// to be handled, publishes the TaskDelete and removes the bundle.
+func (s *Supervisor) deleteStopped(ctx context.Context, sh *Shim) (*shimapi.DeleteResponse, error) {
+	select {
+	case <-sh.reaped:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("delete task %s: shim cleanup under way: %w", sh, ctx.Err())
+	}
+	exit, ok := sh.Exited()
+	if !ok {
+		// reap was cut short by Close.
+		return nil, fmt.Errorf("delete task %s: supervisor closed: %w", sh, errdefs.ErrUnavailable)
+	}
+	resp := &shimapi.DeleteResponse{Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}
+	// Published before the bundle goes: a failed removal may publish it
+	// again on a retry, but it is never lost.
+	if err := s.forward(ctx, sh.Namespace, sh.ID, deleteEnvelope(sh.ID, resp)); err != nil {
+		return nil, fmt.Errorf("delete task %s: publish: %w", sh, err)
+	}
+	if err := removeBundle(sh.Bundle, sh.runtimeState()); err != nil {
+		return nil, fmt.Errorf("delete task %s: remove bundle: %w: %w", sh, err, errdefs.ErrFailedPrecondition)
+	}
+	sh.setState(stateDeleting, stateStopped)
+	sh.cancel()
+	s.remove(sh)
+	return resp, nil
+}
+
+// deleteEnvelope is the TaskDelete the supervisor publishes itself.
+func deleteEnvelope(id string, resp *shimapi.DeleteResponse) *shimapi.Envelope {
+	return &shimapi.Envelope{
+		Timestamp: timestamppb.Now(),
+		Topic:     events.TopicTaskDelete,
+		Event: &shimapi.Envelope_Delete{Delete: &shimapi.TaskDelete{
+			ContainerId: id, Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt,
+		}},
+	}
+}

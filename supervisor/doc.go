@@ -1,0 +1,75 @@
+// Package supervisor is the daemon side of shims: it writes a task's
+// bundle, starts a berth-shim for it, connects, forwards the shim's events,
+// notices when a shim dies, cleans up after it, and finds every shim again
+// when the daemon starts.
+//
+// The daemon is disposable; the shims are not. Nothing here may stop a
+// container or lose an exit: the supervisor never starts a process that
+// dies with the daemon (`berth-shim start` is a short-lived child that is
+// waited for; the serving copy it re-executes is in its own session and no
+// child of ours), and Close only stops the supervisor's own goroutines and
+// connections.
+//
+// # On disk
+//
+// A task's bundle is Config.StateDir/<namespace>/<id> (folders 0711). The
+// supervisor writes config.json (0600) and a file "runtime" naming the OCI
+// runtime before it starts the shim; the shim owns what shimapi lists
+// (socket, pid file, log, exit file, rootfs). The runtime's state root is
+// StateDir/.runc/<namespace>: identifiers cannot start with '.', so it never
+// clashes with a namespace. Two markers belong to the supervisor:
+//
+//	exit-published  the init process's TaskExit was forwarded (Forward
+//	                returned nil); written atomically before it is acked.
+//	shim-reaped     the shim is gone and the bundle was reduced to what a
+//	                stopped task needs (config.json, exit.json, markers,
+//	                logs); written last, after the cleanup.
+//
+// # One shim, one owner
+//
+// Each running Shim has one goroutine, run, that owns its connection: it
+// connects (or reconnects), starts the event loop for that connection, and
+// watches for the end. The event loop (one goroutine per connection) reads
+// the Events stream, calls EventHandler.Forward and acks. Death is noticed
+// two ways: a pidfd of the shim process, polled by the runtime's netpoller,
+// becomes readable when it exits (a zombie counts: the shim is no child of
+// ours and may never be reaped), and the ttrpc client's connection closes,
+// which makes run check the pid and reconnect if the shim still lives. When
+// the shim is dead, run waits for the event loop to end, runs
+// `berth-shim delete`, publishes the exit if it was never published, reduces
+// the bundle and leaves a stopped Shim whose Exited reports the status.
+// Close cancels the context every goroutine watches and waits for them.
+//
+// # Exactly once
+//
+// The shim keeps its events until they are acked and persists the init
+// exit in exit.json. Forward is called in sequence order and the ack is sent
+// only after Forward returned nil, so no event is lost while the shim lives.
+// Within one supervisor an event is forwarded at most once (events at or
+// below the last forwarded sequence number are acked, not forwarded again).
+// Across a daemon restart the window for a duplicate is between Forward
+// returning and the ack: the shim sends the event again. For the init exit
+// the window is closed by the exit-published marker, written before the
+// ack: an init TaskExit that arrives while the marker exists is acked
+// without being forwarded, and when the shim dies the exit (from exit.json,
+// or 137 synthesized and persisted when there is none) is published only
+// when the marker is absent. The only remaining window is a crash between
+// Forward returning and the marker's rename: then the exit is published
+// twice, never zero times. Events other than the init exit that a shim held
+// unacked when it was killed die with it.
+//
+// # Restore
+//
+// Restore scans StateDir/<namespace>/<id> (skipping dot entries, files and
+// invalid names), registers every bundle at once as a Shim in the restoring
+// state (so Get finds it; its Task calls fail with ErrUnavailable), and
+// classifies all of them in parallel: a reaped bundle is a stopped task; a
+// dial that fails with a missing socket or ECONNREFUSED means dead at once;
+// a connection that answers Connect within Config.DialTimeout is running.
+// A shim that neither answers nor is provably dead (its pid from shim.pid
+// still runs a berth-shim serving this bundle) is retried with backoff in
+// the background until it answers or dies. Restore returns when every shim
+// is classified (dead shims fully cleaned up) or after Config.RestoreTimeout,
+// whichever comes first; what is left goes on in the background, bounded by
+// Close.
+package supervisor

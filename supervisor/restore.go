@@ -1,0 +1,185 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// slowDialMax caps the growing dial bound for a shim that neither answers
+// nor is provably dead.
+const slowDialMax = 2 * time.Second
+
+// Restore finds the shims of an earlier daemon: every bundle under
+// StateDir/<namespace>/<id>. See the package documentation for the
+// algorithm. It returns once every shim is classified, or after
+// Config.RestoreTimeout, or when ctx ends; shims not classified by then go
+// on in the background (Get finds them in the meantime; their Task calls
+// fail with ErrUnavailable). Tasks already known are left alone, so
+// calling Restore again is harmless.
+func (s *Supervisor) Restore(ctx context.Context) error {
+	began := time.Now()
+	if err := os.MkdirAll(s.cfg.StateDir, bundleDirMode); err != nil {
+		return err
+	}
+	found, err := s.scan()
+	if err != nil {
+		return err
+	}
+	for _, sh := range found {
+		if !s.goroutine(sh.restore) {
+			break // Close has begun
+		}
+	}
+	pending := s.waitClassified(ctx, found)
+	running, stopped := 0, 0
+	for _, sh := range found {
+		switch sh.getState() {
+		case stateRunning:
+			running++
+		case stateStopped:
+			stopped++
+		}
+	}
+	s.log.Info("restored shims", "found", len(found), "running", running, "stopped", stopped,
+		"pending", pending, "took", time.Since(began))
+	return ctx.Err()
+}
+
+// waitClassified waits until every shim of found is classified, the
+// restore bound passed, or ctx or the supervisor ended. It returns how many
+// are not classified yet.
+func (s *Supervisor) waitClassified(ctx context.Context, found []*Shim) int {
+	timeout := time.NewTimer(s.cfg.RestoreTimeout)
+	defer timeout.Stop()
+	for i, sh := range found {
+		select {
+		case <-sh.classified:
+		case <-timeout.C:
+			return pendingIn(found[i:])
+		case <-ctx.Done():
+			return pendingIn(found[i:])
+		case <-s.ctx.Done():
+			return pendingIn(found[i:])
+		}
+	}
+	return 0
+}
+
+func pendingIn(shims []*Shim) int {
+	n := 0
+	for _, sh := range shims {
+		select {
+		case <-sh.classified:
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// scan registers every bundle not yet known as a shim in stateRestoring.
+func (s *Supervisor) scan() ([]*Shim, error) {
+	namespaces, err := readDirs(s.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	var found []*Shim
+	for _, ns := range namespaces {
+		if err := identifiers.Validate(ns); err != nil {
+			s.log.Warn("restore: skipping folder that is no namespace", "path", filepath.Join(s.cfg.StateDir, ns), "error", err)
+			continue
+		}
+		ids, err := readDirs(filepath.Join(s.cfg.StateDir, ns))
+		if err != nil {
+			s.log.Error("restore: read namespace folder", "namespace", ns, "error", err)
+			continue
+		}
+		for _, id := range ids {
+			if err := identifiers.Validate(id); err != nil {
+				s.log.Warn("restore: skipping folder that is no bundle", "path", filepath.Join(s.cfg.StateDir, ns, id), "error", err)
+				continue
+			}
+			sh := s.newShim(ns, id, readRuntime(s.bundle(ns, id), s.cfg.Runtime), stateRestoring)
+			if err := s.add(sh); err != nil {
+				sh.cancel()
+				continue // known already, or Close has begun
+			}
+			found = append(found, sh)
+		}
+	}
+	return found, nil
+}
+
+// readDirs returns the names of the folders in dir, without dot entries.
+// A missing dir has none.
+func readDirs(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// restore classifies one shim found on disk and takes it from there.
+func (sh *Shim) restore() {
+	if hasMarker(sh.Bundle, reapedMarker) {
+		sh.setState(stateReaping, stateRestoring)
+		sh.reap(true)
+		return
+	}
+	dial := sh.s.cfg.DialTimeout
+	b := newBackoff(50*time.Millisecond, time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(sh.ctx, dial)
+		c, err := sh.connect(ctx)
+		cancel()
+		if err == nil {
+			if !sh.setState(stateRunning, stateRestoring) {
+				c.client.Close()
+				return
+			}
+			sh.startRunning(c)
+			sh.markClassified()
+			return
+		}
+		if sh.ctx.Err() != nil {
+			return
+		}
+		if deadDial(err) || !sh.pidServes() {
+			sh.s.log.Info("restore: shim is gone", "task", sh.String(), "error", err)
+			sh.setState(stateReaping, stateRestoring)
+			sh.reap(false)
+			return
+		}
+		// Alive but slow: go on in the background with a longer bound.
+		sh.s.log.Warn("restore: shim is slow to answer; retrying", "task", sh.String(), "dial_timeout", dial, "error", err)
+		dial = min(2*dial, slowDialMax)
+		if b.wait(sh.ctx) != nil {
+			return
+		}
+	}
+}
+
+// pidServes reports whether the pid in the bundle's pid file is a live
+// berth-shim serving this bundle.
+func (sh *Shim) pidServes() bool {
+	pid, err := shimapi.ReadPidFile(sh.Bundle)
+	return err == nil && shimServes(pid, sh.Bundle)
+}

@@ -1,0 +1,404 @@
+package supervisor_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/supervisor"
+)
+
+func TestCreateStartWaitDelete(t *testing.T) {
+	e := newEnv(t, "sv-life")
+	rec := newRecorder()
+	rec.failNext = 2 // the first two forwards fail: retried, nothing lost or doubled
+	s := e.supervisor(rec)
+
+	sh := e.create(s, "exit3", "sh", "-c", "sleep 0.3; exit 3")
+	if sh.TaskPid() == 0 {
+		t.Fatal("no init pid after create")
+	}
+	if got, err := s.Get(e.ns, "exit3"); err != nil || got != sh {
+		t.Fatalf("Get = %v, %v", got, err)
+	}
+	if _, err := s.Get(e.ns, "nope"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get of unknown task: %v", err)
+	}
+	if _, err := s.Create(ctx(t), e.ns, "exit3", e.opts("exit3", "true")); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(sh.Bundle, "config.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config.json: %v %v", fi, err)
+	}
+	start(t, sh)
+	if _, err := s.Delete(ctx(t), e.ns, "exit3"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("delete while running: %v, want failed precondition", err)
+	}
+	if got := wait(t, sh); got != 3 {
+		t.Fatalf("exit status %d, want 3", got)
+	}
+	want := []string{events.TopicTaskCreate, events.TopicTaskStart, events.TopicTaskExit + ":3"}
+	eventually(t, 5*time.Second, "create, start and exit forwarded", func() bool {
+		return slices.Equal(rec.topics(e.ns, "exit3"), want)
+	})
+	if got := rec.topics(e.ns, "exit3"); !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	var last uint64
+	for _, env := range rec.of(e.ns, "exit3") {
+		if env.Seq != last+1 {
+			t.Fatalf("events out of order or with a gap: seq %d after %d", env.Seq, last)
+		}
+		last = env.Seq
+	}
+	if rec.failed != 2 {
+		t.Fatalf("%d forwards failed, want 2", rec.failed)
+	}
+	shimPid := shimPid(t, sh)
+
+	// Everything was acked: a new reader of the shim gets nothing old.
+	c, task, err := shimapi.Connect(ctx(t), sh.Bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pendingEvents(t, task); n != 0 {
+		t.Fatalf("%d events still unacked in the shim", n)
+	}
+	c.Close()
+
+	resp, err := s.Delete(ctx(t), e.ns, "exit3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ExitStatus != 3 || resp.Pid != sh.TaskPid() {
+		t.Fatalf("delete = %+v", resp)
+	}
+	eventually(t, 5*time.Second, "delete forwarded", func() bool {
+		return rec.count(e.ns, "exit3", events.TopicTaskDelete) == 1
+	})
+	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
+		t.Fatalf("bundle after delete: %v", err)
+	}
+	eventually(t, 5*time.Second, "shim exits after delete", func() bool { return !alive(shimPid) })
+	e.assertGone("exit3", shimPid)
+	if _, err := s.Get(e.ns, "exit3"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get after delete: %v", err)
+	}
+}
+
+// pendingEvents reads the shim's event stream for a moment and counts what
+// it sends.
+func pendingEvents(t *testing.T, task shimapi.TaskClient) int {
+	t.Helper()
+	c, cancel := ctxTimeout(300 * time.Millisecond)
+	defer cancel()
+	stream, err := task.Events(c, &shimapi.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+func TestCreateFailureCleansUp(t *testing.T) {
+	e := newEnv(t, "sv-fail")
+	s := e.supervisor(newRecorder())
+	opts := e.opts("bad", "true")
+	opts.Rootfs = []*shimapi.Mount{{Type: "nosuchfs", Source: "none"}}
+	_, err := s.Create(ctx(t), e.ns, "bad", opts)
+	if err == nil {
+		t.Fatal("create with a bad rootfs succeeded")
+	}
+	t.Logf("create failed as it should: %v", err)
+	if _, err := os.Stat(e.bundle("bad")); !os.IsNotExist(err) {
+		t.Fatalf("bundle after failed create: %v", err)
+	}
+	if pids := shimsOf(t, e.bundle("bad")); len(pids) > 0 {
+		t.Fatalf("shim processes left: %v", pids)
+	}
+	if _, err := s.Get(e.ns, "bad"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get after failed create: %v", err)
+	}
+	// The name is free again.
+	sh := e.create(s, "bad", "true")
+	start(t, sh)
+	if got := wait(t, sh); got != 0 {
+		t.Fatalf("exit %d", got)
+	}
+}
+
+// shimsOf returns the pids of processes whose command line names bundle.
+func shimsOf(t *testing.T, bundle string) []int {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil || !containsArg(data, bundle) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func TestDeathDetectedWhileRunning(t *testing.T) {
+	e := newEnv(t, "sv-death")
+	rec := newRecorder()
+	s := e.supervisor(rec)
+	sh := e.create(s, "victim", "sleep", "1000")
+	start(t, sh)
+	pid, initPid := shimPid(t, sh), int(sh.TaskPid())
+
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 10*time.Second, "death noticed", func() bool {
+		_, ok := sh.Exited()
+		return ok
+	})
+	t.Logf("shim death noticed and handled in %v", took)
+	if took > 3*time.Second {
+		t.Errorf("death took %v to notice, want about a second", took)
+	}
+	st, _ := sh.Exited()
+	if st.Status != 137 {
+		t.Fatalf("exit status %d, want 137 (synthesized)", st.Status)
+	}
+	if _, err := sh.Task().State(ctx(t), &shimapi.StateRequest{Id: sh.ID}); !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("call to dead shim: %v", err)
+	}
+	eventually(t, 10*time.Second, "exit published and bundle reduced", func() bool {
+		_, err := os.Stat(filepath.Join(sh.Bundle, "shim-reaped"))
+		return rec.count(e.ns, "victim", events.TopicTaskExit) == 1 && err == nil
+	})
+	e.assertGone("victim", pid, initPid)
+
+	resp, err := s.Delete(ctx(t), e.ns, "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ExitStatus != 137 {
+		t.Fatalf("delete = %+v", resp)
+	}
+	if got := rec.topics(e.ns, "victim"); !slices.Equal(got[len(got)-2:], []string{events.TopicTaskExit + ":137", events.TopicTaskDelete + ":137"}) {
+		t.Fatalf("events %v", got)
+	}
+	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
+		t.Fatalf("bundle after delete: %v", err)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	e := newEnv(t, "sv-restore")
+	rec1 := newRecorder()
+	s1 := e.supervisor(rec1)
+	const loop = "while true; do sleep 0.1; done"
+
+	// running: runs across the restart.
+	running := e.create(s1, "running", "sleep", "1000")
+	start(t, running)
+	// exitsdown: exits (7) while no daemon runs; delivered once after.
+	exitsDown := e.create(s1, "exitsdown", "sh", "-c", "trap 'exit 7' TERM; "+loop)
+	start(t, exitsDown)
+	// killed: its shim is SIGKILLed while no daemon runs; never exited.
+	killed := e.create(s1, "killed", "sleep", "1000")
+	start(t, killed)
+	// acked: exits (5), the exit is acked, then its shim is killed.
+	acked := e.create(s1, "acked", "sh", "-c", "exit 5")
+	start(t, acked)
+	if wait(t, acked) != 5 {
+		t.Fatal("acked: wrong exit")
+	}
+	eventually(t, 5*time.Second, "acked: exit forwarded", func() bool {
+		return rec1.count(e.ns, "acked", events.TopicTaskExit) == 1
+	})
+	// lost: exits (9) and its shim is killed, both while no daemon runs.
+	lost := e.create(s1, "lost", "sh", "-c", "trap 'exit 9' TERM; "+loop)
+	start(t, lost)
+
+	pids := map[string]int{}
+	inits := map[string]int{}
+	for _, sh := range []*supervisor.Shim{running, exitsDown, killed, acked, lost} {
+		pids[sh.ID], inits[sh.ID] = shimPid(t, sh), int(sh.TaskPid())
+	}
+	time.Sleep(100 * time.Millisecond) // let the acked exit's ack land
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for id, pid := range pids {
+		if !alive(pid) {
+			t.Fatalf("shim of %s died with the supervisor's Close", id)
+		}
+	}
+
+	// While "down".
+	syscall.Kill(inits["exitsdown"], syscall.SIGTERM)
+	syscall.Kill(inits["lost"], syscall.SIGTERM)
+	eventually(t, 5*time.Second, "lost: exit persisted", func() bool {
+		st, err := shimapi.ReadExitFile(e.bundle("lost"))
+		return err == nil && st.Status == 9
+	})
+	eventually(t, 5*time.Second, "exitsdown: exit persisted", func() bool {
+		_, err := shimapi.ReadExitFile(e.bundle("exitsdown"))
+		return err == nil
+	})
+	for _, id := range []string{"killed", "acked", "lost"} {
+		syscall.Kill(pids[id], syscall.SIGKILL)
+	}
+	// Things a restore must skip.
+	os.WriteFile(filepath.Join(e.stateDir, "stray-file"), nil, 0o600)
+	os.MkdirAll(filepath.Join(e.stateDir, ".hidden", "x"), 0o700)
+	os.MkdirAll(filepath.Join(e.stateDir, e.ns, "..."), 0o700)
+
+	rec2 := newRecorder()
+	s2 := e.supervisor(rec2)
+	began := time.Now()
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restore of 5 shims (3 dead) took %v", time.Since(began))
+
+	ids := []string{}
+	for _, sh := range s2.List(e.ns) {
+		ids = append(ids, sh.ID)
+	}
+	if want := []string{"acked", "exitsdown", "killed", "lost", "running"}; !slices.Equal(ids, want) {
+		t.Fatalf("restored %v, want %v", ids, want)
+	}
+	get := func(s *supervisor.Supervisor, id string) *supervisor.Shim {
+		sh, err := s.Get(e.ns, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sh
+	}
+	// running
+	st, err := get(s2, "running").Task().State(ctx(t), &shimapi.StateRequest{Id: "running"})
+	if err != nil || st.Status != shimapi.Status_STATUS_RUNNING {
+		t.Fatalf("running: state %v, %v", st, err)
+	}
+	// exitsdown: its exit arrives through the stream, once.
+	eventually(t, 5*time.Second, "exitsdown: exit delivered", func() bool {
+		return slices.Equal(rec2.topics(e.ns, "exitsdown"), []string{events.TopicTaskExit + ":7"})
+	})
+	// the dead ones
+	for id, want := range map[string]uint32{"killed": 137, "acked": 5, "lost": 9} {
+		sh := get(s2, id)
+		st, ok := sh.Exited()
+		if !ok || st.Status != want {
+			t.Fatalf("%s: Exited = %+v, %v; want status %d", id, st, ok, want)
+		}
+		e.assertGone(id, pids[id], inits[id])
+	}
+	wantExits := map[string][]string{
+		"killed": {events.TopicTaskExit + ":137"},
+		"acked":  nil, // published before the restart
+		"lost":   {events.TopicTaskExit + ":9"},
+	}
+	eventually(t, 5*time.Second, "exits of dead shims published", func() bool {
+		for id, want := range wantExits {
+			if !slices.Equal(rec2.topics(e.ns, id), want) {
+				return false
+			}
+		}
+		return true
+	})
+
+	// A second restart sees the same, and publishes nothing again.
+	s2.Close()
+	rec3 := newRecorder()
+	s3 := e.supervisor(rec3)
+	if err := s3.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]uint32{"killed": 137, "acked": 5, "lost": 9, "exitsdown": 7} {
+		sh := get(s3, id)
+		if id == "exitsdown" {
+			if resp, err := sh.Task().Wait(ctx(t), &shimapi.WaitRequest{Id: id}); err != nil || resp.ExitStatus != want {
+				t.Fatalf("exitsdown: wait %v, %v", resp, err)
+			}
+			continue
+		}
+		if st, ok := sh.Exited(); !ok || st.Status != want {
+			t.Fatalf("%s after second restore: Exited = %+v, %v", id, st, ok)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, id := range []string{"killed", "acked", "lost", "exitsdown", "running"} {
+		if got := rec3.topics(e.ns, id); len(got) != 0 {
+			t.Fatalf("%s: events again after the second restore: %v", id, got)
+		}
+	}
+
+	// Delete of a stopped task removes the bundle and says so.
+	if _, err := s3.Delete(ctx(t), e.ns, "killed"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec3.topics(e.ns, "killed"); !slices.Equal(got, []string{events.TopicTaskDelete + ":137"}) {
+		t.Fatalf("killed: events %v", got)
+	}
+	if _, err := os.Stat(e.bundle("killed")); !os.IsNotExist(err) {
+		t.Fatalf("killed: bundle after delete: %v", err)
+	}
+	// The running one still runs, and is deleted the normal way.
+	r := get(s3, "running")
+	if _, err := r.Task().Kill(ctx(t), &shimapi.KillRequest{Id: "running", Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, r); got != 137 {
+		t.Fatalf("running: exit %d", got)
+	}
+	if _, err := s3.Delete(ctx(t), e.ns, "running"); err != nil {
+		t.Fatal(err)
+	}
+	e.assertGone("running", pids["running"], inits["running"])
+}
+
+func TestRestoreMany(t *testing.T) {
+	const n = 8
+	e := newEnv(t, "sv-many")
+	s1 := e.supervisor(newRecorder())
+	for i := range n {
+		sh := e.create(s1, "t"+strconv.Itoa(i), "sleep", "1000")
+		start(t, sh)
+	}
+	s1.Close()
+	s2 := e.supervisor(newRecorder())
+	began := time.Now()
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(began)
+	t.Logf("restore of %d live shims took %v", n, took)
+	shims := s2.List(e.ns)
+	if len(shims) != n {
+		t.Fatalf("restored %d, want %d", len(shims), n)
+	}
+	for _, sh := range shims {
+		if _, ok := sh.Exited(); ok {
+			t.Fatalf("%s: reported exited", sh.ID)
+		}
+		if _, err := sh.Task().Connect(ctx(t), &shimapi.ConnectRequest{Id: sh.ID}); err != nil {
+			t.Fatalf("%s: %v", sh.ID, err)
+		}
+	}
+}
