@@ -1,0 +1,193 @@
+package task
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/shimapi"
+	"github.com/moby/sys/mountinfo"
+	"google.golang.org/protobuf/proto"
+)
+
+// writeFiles writes name → content files into dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestParseProcCgroup(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		v1     map[string]string
+		v2     string
+		hasErr bool
+	}{
+		{
+			name: "hybrid",
+			in:   "9:name=systemd:/\n8:pids:/berth/ns/c\n4:memory:/berth/ns/c\n2:cpu,cpuacct:/berth/ns/c\n0::/\n",
+			v1:   map[string]string{"name=systemd": "/", "pids": "/berth/ns/c", "memory": "/berth/ns/c", "cpu": "/berth/ns/c", "cpuacct": "/berth/ns/c"},
+			v2:   "/",
+		},
+		{name: "unified", in: "0::/berth/ns/c\n", v1: map[string]string{}, v2: "/berth/ns/c"},
+		{name: "path with colon", in: "0::/a:b\n", v1: map[string]string{}, v2: "/a:b"},
+		{name: "bad line", in: "garbage\n", hasErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v1, v2, err := parseProcCgroup([]byte(tt.in))
+			if (err != nil) != tt.hasErr {
+				t.Fatalf("error %v, want error %v", err, tt.hasErr)
+			}
+			if tt.hasErr {
+				return
+			}
+			if v2 != tt.v2 || len(v1) != len(tt.v1) {
+				t.Fatalf("got %v %q, want %v %q", v1, v2, tt.v1, tt.v2)
+			}
+			for k, v := range tt.v1 {
+				if v1[k] != v {
+					t.Fatalf("controller %s: %q, want %q", k, v1[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestV1Dir(t *testing.T) {
+	mounts := []*mountinfo.Info{
+		{Mountpoint: "/sys/fs/cgroup/cpu,cpuacct", Root: "/", VFSOptions: "rw,cpu,cpuacct"},
+		{Mountpoint: "/sys/fs/cgroup/memory", Root: "/", VFSOptions: "rw,memory"},
+		{Mountpoint: "/sys/fs/cgroup/pids", Root: "/outer", VFSOptions: "rw,pids"},
+	}
+	tests := []struct{ controller, path, want string }{
+		{"cpuacct", "/berth/ns/c", "/sys/fs/cgroup/cpu,cpuacct/berth/ns/c"},
+		{"memory", "/berth/ns/c", "/sys/fs/cgroup/memory/berth/ns/c"},
+		{"pids", "/outer/berth/c", "/sys/fs/cgroup/pids/berth/c"},
+		{"pids", "/outerx/c", ""}, // outside the mounted part
+		{"blkio", "/berth/ns/c", ""},
+		{"memory", "", ""},
+	}
+	for _, tt := range tests {
+		if got := v1Dir(mounts, tt.controller, tt.path); got != tt.want {
+			t.Errorf("v1Dir(%s, %s) = %q, want %q", tt.controller, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestCgroupV1Metrics(t *testing.T) {
+	mem, cpu, pids := t.TempDir(), t.TempDir(), t.TempDir()
+	writeFiles(t, mem, map[string]string{
+		"memory.usage_in_bytes":     "1048576\n",
+		"memory.max_usage_in_bytes": "2097152\n",
+		"memory.limit_in_bytes":     "9223372036854771712\n", // no limit
+		"memory.stat":               "cache 1\nrss 2\ntotal_cache 4096\ntotal_rss 8192\n",
+		"memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+	})
+	writeFiles(t, cpu, map[string]string{
+		"cpuacct.usage": "123456789\n",
+		"cpuacct.stat":  "user 7\nsystem 5\n",
+	})
+	writeFiles(t, pids, map[string]string{"pids.current": "2\n", "pids.max": "max\n"})
+	got, err := (&cgroupV1{memory: mem, cpuacct: cpu, pids: pids}).metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &shimapi.Metrics{
+		CgroupVersion: 1,
+		CpuUsageNs:    123456789, CpuUserNs: 70_000_000, CpuKernelNs: 50_000_000,
+		MemoryUsageBytes: 1 << 20, MemoryMaxUsageBytes: 2 << 20, MemoryLimitBytes: 0,
+		MemoryRssBytes: 8192, MemoryCacheBytes: 4096, OomEvents: 3,
+		PidsCurrent: 2, PidsLimit: 0,
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("metrics\n got %v\nwant %v", got, want)
+	}
+
+	// A controller that is not mounted, or a file the kernel lacks, costs
+	// its figures only; a file that does not parse is an error.
+	os.Remove(filepath.Join(mem, "memory.oom_control"))
+	got, err = (&cgroupV1{memory: mem}).metrics()
+	if err != nil || got.MemoryUsageBytes != 1<<20 || got.CpuUsageNs != 0 || got.OomEvents != 0 {
+		t.Fatalf("partial: %v, %v", got, err)
+	}
+	writeFiles(t, mem, map[string]string{"memory.usage_in_bytes": "lots\n"})
+	if _, err := (&cgroupV1{memory: mem}).metrics(); err == nil {
+		t.Fatal("no error for a file that does not parse")
+	}
+}
+
+func TestCgroupV2Metrics(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"cpu.stat":       "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n",
+		"memory.current": "65536\n",
+		"memory.peak":    "131072\n",
+		"memory.max":     "67108864\n",
+		"memory.stat":    "anon 4096\nfile 8192\nkernel 12\n",
+		"memory.events":  "low 0\nhigh 0\nmax 4\noom 2\noom_kill 1\noom_group_kill 0\n",
+		"pids.current":   "3\n",
+		"pids.max":       "100\n",
+	})
+	got, err := (&cgroupV2{dir: dir}).metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &shimapi.Metrics{
+		CgroupVersion: 2,
+		CpuUsageNs:    1_500_000, CpuUserNs: 1_000_000, CpuKernelNs: 500_000,
+		MemoryUsageBytes: 65536, MemoryMaxUsageBytes: 131072, MemoryLimitBytes: 64 << 20,
+		MemoryRssBytes: 4096, MemoryCacheBytes: 8192, OomEvents: 1,
+		PidsCurrent: 3, PidsLimit: 100,
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("metrics\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestCgroupV2WatchOOM drives the inotify watch with a plain file: the
+// kernel notifies a write to it as it notifies a change of memory.events.
+func TestCgroupV2WatchOOM(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"memory.events": "low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n"})
+	cg := &cgroupV2{dir: dir}
+	ooms := make(chan struct{}, 8)
+	if err := cg.watchOOM(func() { ooms <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	defer cg.close()
+
+	expect := func(n int) {
+		t.Helper()
+		for range n {
+			select {
+			case <-ooms:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no OOM event")
+			}
+		}
+		select {
+		case <-ooms:
+			t.Fatal("one OOM event too many")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// A change that leaves oom_kill as it was is no OOM; the kill counted
+	// before the watch began is not reported.
+	writeFiles(t, dir, map[string]string{"memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"})
+	expect(0)
+	writeFiles(t, dir, map[string]string{"memory.events": "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n"})
+	expect(1)
+
+	// Removing the file (the cgroup) ends the watch.
+	os.Remove(filepath.Join(dir, "memory.events"))
+	time.Sleep(50 * time.Millisecond)
+	writeFiles(t, dir, map[string]string{"memory.events": "low 0\nhigh 0\nmax 3\noom 3\noom_kill 3\n"})
+	expect(0)
+}
