@@ -82,11 +82,8 @@ type containerStore struct {
 }
 
 func (s *containerStore) Get(ctx context.Context, id string) (Container, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
+	ns, err := namespaceAndID(ctx, id)
 	if err != nil {
-		return Container{}, err
-	}
-	if err := validateContainerID(id); err != nil {
 		return Container{}, err
 	}
 	var c Container
@@ -173,11 +170,8 @@ func (s *containerStore) Create(ctx context.Context, c Container) (Container, er
 }
 
 func (s *containerStore) Update(ctx context.Context, c Container, fieldpaths ...string) (Container, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
+	ns, err := namespaceAndID(ctx, c.ID)
 	if err != nil {
-		return Container{}, err
-	}
-	if err := validateContainerID(c.ID); err != nil {
 		return Container{}, err
 	}
 	if err := checkFieldpaths(c.ID, fieldpaths); err != nil {
@@ -211,11 +205,8 @@ func (s *containerStore) Update(ctx context.Context, c Container, fieldpaths ...
 }
 
 func (s *containerStore) Delete(ctx context.Context, id string) error {
-	ns, err := namespaces.NamespaceRequired(ctx)
+	ns, err := namespaceAndID(ctx, id)
 	if err != nil {
-		return err
-	}
-	if err := validateContainerID(id); err != nil {
 		return err
 	}
 	return s.db.update(ctx, func(tx *bolt.Tx) error {
@@ -324,6 +315,15 @@ func containerBucket(tx *bolt.Tx, ns, id string) *bolt.Bucket {
 
 func containerNotFound(ns, id string) error {
 	return fmt.Errorf("container %q in namespace %q: %w", id, ns, errdefs.ErrNotFound)
+}
+
+// namespaceAndID returns the namespace of ctx once it and id are valid.
+func namespaceAndID(ctx context.Context, id string) (string, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ns, validateContainerID(id)
 }
 
 func validateContainerID(id string) error {

@@ -1,0 +1,88 @@
+// Package metadata is berthd's metadata store: namespaces and containers
+// now, images, leases and the per-namespace records of content and
+// snapshots later, all in one bbolt file (/var/lib/berth/meta.db).
+//
+// # Layout
+//
+//	v1/                                  the layout's major version
+//	  .version      → uvarint            schema version (SchemaVersion)
+//	  <namespace>/
+//	    labels/     <key> → <value>      the namespace's labels
+//	    containers/
+//	      <id>/
+//	        createdat, updatedat → time.Time.MarshalBinary, UTC
+//	        image       → reference      (absent when empty)
+//	        spec        → OCI runtime spec, JSON as given
+//	        snapshotter → name           (absent when empty)
+//	        snapshotkey → key            (absent when empty)
+//	        runtime/    name → name; options → protobuf Any
+//	        labels/     <key> → <value>
+//	        extensions/ <key> → protobuf Any
+//	    images/ leases/ content/ snapshots/   reserved for the stores to come
+//
+// A container is one bucket with one key per field, not one encoded
+// message: a field added later is a new key that older records simply lack,
+// and an update writes and deletes only the keys it knows, so keys written
+// by a newer berthd survive an older one. The schema version key starts
+// with a dot, which no identifier can, so it never collides with a
+// namespace. Open runs the migrations from an older schema version and
+// refuses a newer one.
+//
+// # Invariants
+//
+//   - Every write is one bbolt Update transaction: it happens entirely or
+//     not at all. A call refused for its arguments writes nothing.
+//   - Namespaces, container ids, snapshotter names and snapshot keys are
+//     identifiers (package identifiers). Container calls take the
+//     namespace from the context (namespaces.NamespaceRequired); an object
+//     is visible only in its namespace.
+//   - Errors wrap the classes of package errdefs and name the object:
+//     `container "web" in namespace "ci": not found`. A stored record that
+//     does not decode is ErrInternal.
+//   - A namespace is created by NamespaceStore.Create or by the first
+//     container created in it, and is deleted only when every bucket under
+//     it but its labels is empty; otherwise Delete is ErrFailedPrecondition
+//     and says what is left ("namespace "ci": holds 3 containers").
+//   - Open holds bbolt's file lock until Close: a second berthd on the same
+//     file waits DefaultOpenTimeout (WithOpenTimeout), then fails with
+//     ErrUnavailable naming the file.
+//
+// # Bounds
+//
+// Chosen so that one container record stays below ttrpc's 4 MiB message
+// limit and a Get always fits one response:
+//
+//   - a label: non-empty key, key and value valid UTF-8, len(key)+len(value)
+//     ≤ MaxLabelSize (4096 bytes, as containerd); at most MaxLabels (256)
+//     labels on one object. An empty value means "no label": it is not
+//     stored, and SetLabel or an update with it removes the label.
+//   - Container.Spec: required, ≤ MaxSpecSize (1 MiB), a JSON object that
+//     decodes as an OCI runtime spec (unknown fields allowed).
+//   - Container.Image and Runtime.Name: ≤ MaxReferenceSize (4096 bytes),
+//     valid UTF-8; Runtime.Name is required.
+//   - Runtime.Options: a type URL, ≤ MaxRuntimeOptionsSize (64 KiB).
+//   - Extensions: at most MaxExtensions (64), keys non-empty and ≤
+//     MaxExtensionKeySize (256 bytes), each with a type URL, together ≤
+//     MaxExtensionsSize (1 MiB). A nil value is not stored.
+//   - Snapshotter is required when SnapshotKey is set.
+//
+// # Container updates
+//
+// ContainerStore.Update takes field paths as containerd does: labels,
+// labels.<key>, image, spec, extensions, extensions.<key>. A labels.<key>
+// or extensions.<key> path whose key is absent from the given container (or
+// empty, or nil) removes it. Without field paths every one of those fields
+// is replaced. The id, runtime, snapshotter and snapshot key are immutable:
+// naming them, or passing a different value without field paths, is
+// ErrInvalidArgument naming the field, as is an unknown path. The result is
+// validated as on Create; UpdatedAt becomes now and CreatedAt is kept.
+//
+// # For the stores to come
+//
+// They live in this package and use DB.View and DB.Update (or the
+// ctx-checking view and update), createKindBucket and kindBucket for
+// v1/<namespace>/<kind>, the label helpers, and an entry in kinds so that a
+// refused namespace Delete names what they hold. helpers_test.go has the
+// shared test helpers: a fresh DB, the identifiers every store must refuse,
+// and refusedUnchanged, which checks that a refused call wrote nothing.
+package metadata
