@@ -1,0 +1,256 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/io/cio"
+	containersv1 "github.com/berthrt/berth/proto/containers/v1"
+	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// Container is a container's record in the daemon and the way to its task.
+// Every method asks the daemon: nothing is cached but the id.
+type Container interface {
+	ID() string
+	// Info returns the container's record.
+	Info(ctx context.Context) (ContainerInfo, error)
+	// Labels returns the container's labels.
+	Labels(ctx context.Context) (map[string]string, error)
+	// SetLabels sets the given labels (an empty value removes one) and
+	// returns all labels afterwards.
+	SetLabels(ctx context.Context, labels map[string]string) (map[string]string, error)
+	// Spec returns the container's OCI runtime spec.
+	Spec(ctx context.Context) (*specs.Spec, error)
+	// Update changes the record; see UpdateContainerOpts.
+	Update(ctx context.Context, opts ...UpdateContainerOpts) error
+	// Delete removes the container; ErrFailedPrecondition while it has a
+	// task.
+	Delete(ctx context.Context, opts ...DeleteOpts) error
+	// NewTask creates the container's task with the IO creator makes; it
+	// does not run user code until Task.Start.
+	NewTask(ctx context.Context, creator cio.Creator, opts ...NewTaskOpts) (Task, error)
+	// Task returns the container's existing task; with attach not nil,
+	// it reconnects to the task's FIFOs. ErrNotFound without a task.
+	Task(ctx context.Context, attach cio.Attach) (Task, error)
+}
+
+// NewContainer creates a container named id in the context's namespace.
+func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContainerOpts) (Container, error) {
+	info := ContainerInfo{ID: id}
+	for _, o := range opts {
+		if err := o(ctx, c, &info); err != nil {
+			return nil, err
+		}
+	}
+	r, err := c.containers.Create(ctx, &containersv1.CreateContainerRequest{Container: containerToProto(&info)})
+	if err != nil {
+		return nil, err
+	}
+	return &container{client: c, id: r.GetContainer().GetId()}, nil
+}
+
+// LoadContainer returns the existing container named id; ErrNotFound when
+// there is none in the context's namespace.
+func (c *Client) LoadContainer(ctx context.Context, id string) (Container, error) {
+	r, err := c.containers.Get(ctx, &containersv1.GetContainerRequest{Id: id})
+	if err != nil {
+		return nil, err
+	}
+	return &container{client: c, id: r.GetContainer().GetId()}, nil
+}
+
+// Containers returns the containers of the context's namespace that match
+// any of the filters (all without filters). Fields: id, image,
+// runtime.name, snapshotter, snapshotkey, labels.<key>.
+func (c *Client) Containers(ctx context.Context, filters ...string) ([]Container, error) {
+	r, err := c.containers.List(ctx, &containersv1.ListContainersRequest{Filters: filters})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Container, 0, len(r.Containers))
+	for _, ct := range r.Containers {
+		out = append(out, &container{client: c, id: ct.GetId()})
+	}
+	return out, nil
+}
+
+type container struct {
+	client *Client
+	id     string
+}
+
+func (c *container) ID() string { return c.id }
+
+func (c *container) get(ctx context.Context) (*containersv1.Container, error) {
+	r, err := c.client.containers.Get(ctx, &containersv1.GetContainerRequest{Id: c.id})
+	if err != nil {
+		return nil, err
+	}
+	return r.GetContainer(), nil
+}
+
+func (c *container) Info(ctx context.Context) (ContainerInfo, error) {
+	r, err := c.get(ctx)
+	if err != nil {
+		return ContainerInfo{}, err
+	}
+	return containerFromProto(r), nil
+}
+
+func (c *container) Labels(ctx context.Context) (map[string]string, error) {
+	r, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nonNil(r.GetLabels()), nil
+}
+
+func (c *container) SetLabels(ctx context.Context, labels map[string]string) (map[string]string, error) {
+	paths := make([]string, 0, len(labels))
+	set := map[string]string{}
+	for k, v := range labels {
+		paths = append(paths, "labels."+k)
+		if v != "" {
+			set[k] = v
+		}
+	}
+	r, err := c.client.containers.Update(ctx, &containersv1.UpdateContainerRequest{
+		Container:  &containersv1.Container{Id: c.id, Labels: set},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nonNil(r.GetContainer().GetLabels()), nil
+}
+
+func (c *container) Spec(ctx context.Context) (*specs.Spec, error) {
+	r, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(r.GetSpec(), &s); err != nil {
+		return nil, fmt.Errorf("container %q: decode spec: %w: %w", c.id, errdefs.ErrInternal, err)
+	}
+	return &s, nil
+}
+
+func (c *container) Update(ctx context.Context, opts ...UpdateContainerOpts) error {
+	r, err := c.get(ctx)
+	if err != nil {
+		return err
+	}
+	info := containerFromProto(r)
+	for _, o := range opts {
+		if err := o(ctx, c.client, &info); err != nil {
+			return err
+		}
+	}
+	// An empty mask updates every field that may change; the ones that
+	// may not are sent as they were read.
+	_, err = c.client.containers.Update(ctx, &containersv1.UpdateContainerRequest{Container: containerToProto(&info)})
+	return err
+}
+
+func (c *container) Delete(ctx context.Context, opts ...DeleteOpts) error {
+	if len(opts) > 0 {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		for _, o := range opts {
+			if err := o(ctx, c.client, info); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := c.client.containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: c.id})
+	return err
+}
+
+func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...NewTaskOpts) (_ Task, err error) {
+	var info TaskInfo
+	for _, o := range opts {
+		if err := o(ctx, c.client, &info); err != nil {
+			return nil, err
+		}
+	}
+	if creator == nil {
+		creator = cio.NullIO
+	}
+	pio, err := creator(c.id)
+	if err != nil {
+		return nil, fmt.Errorf("task %q: stdio: %w", c.id, err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, pio.Close())
+		}
+	}()
+	r, err := c.client.tasks.Create(ctx, &tasksv1.CreateTaskRequest{
+		ContainerId: c.id,
+		Rootfs:      mountsToProto(info.RootFS),
+		Stdio:       stdioToProto(pio.Config()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newTask(c.client, c.id, r.Pid, pio), nil
+}
+
+func (c *container) Task(ctx context.Context, attach cio.Attach) (Task, error) {
+	p, err := getProcess(ctx, c.client, c.id, "")
+	if err != nil {
+		return nil, err
+	}
+	pio, err := attachIO(p, attach)
+	if err != nil {
+		return nil, fmt.Errorf("task %q: %w", c.id, err)
+	}
+	return newTask(c.client, c.id, p.Pid, pio), nil
+}
+
+// getProcess returns the daemon's report of one process of a task.
+func getProcess(ctx context.Context, c *Client, id, execID string) (*tasksv1.Process, error) {
+	r, err := c.tasks.Get(ctx, &tasksv1.GetRequest{ContainerId: id, ExecId: execID})
+	if err != nil {
+		return nil, err
+	}
+	if r.Process == nil {
+		return nil, fmt.Errorf("task %q exec %q: empty reply: %w", id, execID, errdefs.ErrInternal)
+	}
+	return r.Process, nil
+}
+
+// attachIO reconnects to the FIFOs of p with attach; nil when attach is nil
+// or the daemon does not know p's stdio.
+func attachIO(p *tasksv1.Process, attach cio.Attach) (cio.IO, error) {
+	if attach == nil || p.Status == shimapi.Status_STATUS_UNKNOWN {
+		return nil, nil
+	}
+	return attach(cio.LoadFIFOs(stdioFromProto(p.Stdio)))
+}
+
+func stdioToProto(c cio.Config) *shimapi.Stdio {
+	return &shimapi.Stdio{Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr, Terminal: c.Terminal}
+}
+
+func stdioFromProto(s *shimapi.Stdio) cio.Config {
+	return cio.Config{Stdin: s.GetStdin(), Stdout: s.GetStdout(), Stderr: s.GetStderr(), Terminal: s.GetTerminal()}
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}

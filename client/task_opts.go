@@ -1,0 +1,144 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// Mount is one mount that builds a task's root filesystem.
+type Mount struct {
+	// Type is the filesystem type: "overlay", "bind", "tmpfs", …
+	Type string
+	// Source is the device or folder to mount.
+	Source string
+	// Target is a path inside the rootfs; empty means the rootfs itself.
+	Target string
+	// Options are fstab-style flags and data ("ro", "lowerdir=…").
+	Options []string
+}
+
+// TaskInfo is what NewTask sends besides the stdio.
+type TaskInfo struct {
+	// RootFS are the mounts, in order, that build the root filesystem;
+	// empty when the spec names a ready root folder.
+	RootFS []Mount
+}
+
+// NewTaskOpts sets up a task before it is created.
+type NewTaskOpts func(ctx context.Context, c *Client, info *TaskInfo) error
+
+// WithRootFS builds the task's root filesystem from mounts, in order.
+func WithRootFS(mounts ...Mount) NewTaskOpts {
+	return func(_ context.Context, _ *Client, info *TaskInfo) error {
+		info.RootFS = append(info.RootFS, mounts...)
+		return nil
+	}
+}
+
+func mountsToProto(ms []Mount) []*shimapi.Mount {
+	out := make([]*shimapi.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, &shimapi.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	return out
+}
+
+// KillInfo is what Kill sends besides the signal.
+type KillInfo struct {
+	// All signals every process of the container (a task's init only).
+	All bool
+	// ExecID names the process to signal; empty means the init process.
+	ExecID string
+}
+
+// KillOpts changes what Kill sends.
+type KillOpts func(ctx context.Context, info *KillInfo) error
+
+// WithKillAll signals every process of the container.
+func WithKillAll(_ context.Context, info *KillInfo) error {
+	info.All = true
+	return nil
+}
+
+// WithKillExecID signals the exec process execID instead of the init.
+func WithKillExecID(execID string) KillOpts {
+	return func(_ context.Context, info *KillInfo) error {
+		info.ExecID = execID
+		return nil
+	}
+}
+
+// ProcessDeleteOpts runs before a process is deleted.
+type ProcessDeleteOpts func(ctx context.Context, p Process) error
+
+// WithProcessKill kills a running or paused process (for a task, every
+// process of its container) with SIGKILL and waits until it has exited, so
+// that Delete can remove it.
+func WithProcessKill(ctx context.Context, p Process) error {
+	st, err := p.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Status != Running && st.Status != Paused {
+		return nil // created or stopped: Delete removes it as it is
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	exitc, err := p.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	var opts []KillOpts
+	if _, ok := p.(Task); ok {
+		opts = append(opts, WithKillAll)
+	}
+	// It may have exited meanwhile: then Kill fails and the wait ends.
+	if err := p.Kill(ctx, syscall.SIGKILL, opts...); err != nil &&
+		!errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+		return err
+	}
+	select {
+	case s := <-exitc:
+		return s.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IOCloseInfo names the streams CloseIO closes.
+type IOCloseInfo struct {
+	Stdin bool
+}
+
+// IOCloserOpts chooses the streams CloseIO closes.
+type IOCloserOpts func(*IOCloseInfo)
+
+// WithStdinCloser closes the process's stdin, so that it reads EOF.
+func WithStdinCloser(info *IOCloseInfo) {
+	info.Stdin = true
+}
+
+// UpdateTaskInfo is what Task.Update changes.
+type UpdateTaskInfo struct {
+	Resources *specs.LinuxResources
+}
+
+// UpdateTaskOpts sets what Task.Update changes.
+type UpdateTaskOpts func(ctx context.Context, c *Client, info *UpdateTaskInfo) error
+
+// WithResources sets the task's resource limits to r.
+func WithResources(r *specs.LinuxResources) UpdateTaskOpts {
+	return func(_ context.Context, _ *Client, info *UpdateTaskInfo) error {
+		if r == nil {
+			return fmt.Errorf("nil resources: %w", errdefs.ErrInvalidArgument)
+		}
+		info.Resources = r
+		return nil
+	}
+}
