@@ -31,8 +31,10 @@
 //
 // The empty filter (or one of white space only) matches everything.
 // A filter is at most MaxFilterLength bytes, a regexp at most
-// MaxRegexpLength bytes, and ParseAll takes at most MaxFilters strings;
-// longer input is refused rather than parsed.
+// MaxRegexpLength bytes, ParseAll takes at most MaxFilters strings, and
+// the regexps of one Parse or ParseAll call together compile to at most
+// MaxRegexpProgram RE2 instructions, which bounds the cost of a match per
+// byte of field; larger input is refused rather than parsed.
 //
 // # Matching
 //

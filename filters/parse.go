@@ -3,6 +3,7 @@ package filters
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"unicode"
@@ -17,6 +18,11 @@ const (
 	MaxFilterLength = 4 << 10
 	// MaxRegexpLength is the longest pattern of one ~= selector, in bytes.
 	MaxRegexpLength = 1 << 10
+	// MaxRegexpProgram bounds what the regexps of one Parse or ParseAll
+	// call compile to, together, in RE2 instructions: matching costs up to
+	// this many steps per byte of a field, and a short pattern can compile
+	// to a long program (.{1000} is about a thousand instructions).
+	MaxRegexpProgram = 1000
 	// MaxFilters is how many filter strings ParseAll takes at most.
 	MaxFilters = 64
 )
@@ -42,11 +48,18 @@ func (e *SyntaxError) Unwrap() error { return errdefs.ErrInvalidArgument }
 // match. The empty string, or one of white space only, gives Always. The
 // package documentation has the syntax and the matching rules.
 func Parse(s string) (Filter, error) {
+	budget := MaxRegexpProgram
+	return parse(s, &budget)
+}
+
+// parse parses one filter string; its regexps compile to at most *budget
+// instructions, which it lowers by what they take.
+func parse(s string, budget *int) (Filter, error) {
 	if len(s) > MaxFilterLength {
 		return nil, &SyntaxError{Filter: s, Offset: MaxFilterLength,
 			Msg: fmt.Sprintf("filter of %d bytes is longer than %d", len(s), MaxFilterLength)}
 	}
-	p := parser{input: s}
+	p := parser{input: s, budget: budget}
 	if !utf8.ValidString(s) {
 		for p.pos < len(s) {
 			if r, n := utf8.DecodeRuneInString(s[p.pos:]); r == utf8.RuneError && n == 1 {
@@ -87,8 +100,9 @@ func ParseAll(ss ...string) (Filter, error) {
 		return nil, fmt.Errorf("filters: %d filters are more than %d: %w", len(ss), MaxFilters, errdefs.ErrInvalidArgument)
 	}
 	var d disjunction
+	budget := MaxRegexpProgram
 	for _, s := range ss {
-		f, err := Parse(s)
+		f, err := parse(s, &budget)
 		if err != nil {
 			return nil, err
 		}
@@ -107,8 +121,9 @@ func ParseAll(ss ...string) (Filter, error) {
 
 // parser reads one filter string; pos only moves forward.
 type parser struct {
-	input string
-	pos   int
+	input  string
+	pos    int
+	budget *int // RE2 instructions the regexps still to come may take
 }
 
 func (p *parser) selector() (selector, error) {
@@ -165,12 +180,35 @@ func (p *parser) selector() (selector, error) {
 		if len(sel.value) > MaxRegexpLength {
 			return sel, p.errorAt(start, "regexp of %d bytes is longer than %d", len(sel.value), MaxRegexpLength)
 		}
-		sel.re, err = regexp.Compile(sel.value)
+		sel.re, err = p.compile(sel.value)
 		if err != nil {
-			return sel, p.errorAt(start, "invalid regexp: %v", err)
+			return sel, p.errorAt(start, "%v", err)
 		}
 	}
 	return sel, nil
+}
+
+// compile compiles a regexp if its program fits in what is left of the
+// budget, and takes it from the budget.
+func (p *parser) compile(pattern string) (*regexp.Regexp, error) {
+	tree, err := syntax.Parse(pattern, syntax.Perl) // the flags of regexp.Compile
+	if err != nil {
+		return nil, fmt.Errorf("invalid regexp: %w", err)
+	}
+	prog, err := syntax.Compile(tree.Simplify())
+	if err != nil {
+		return nil, fmt.Errorf("invalid regexp: %w", err)
+	}
+	if n := len(prog.Inst); n > *p.budget {
+		return nil, fmt.Errorf("regexp too complex: it compiles to %d instructions, and the regexps of a filter may take %d in all (%d left)",
+			n, MaxRegexpProgram, *p.budget)
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("invalid regexp: %w", err)
+	}
+	*p.budget -= len(prog.Inst)
+	return re, nil
 }
 
 func (p *parser) fieldPart() (string, error) {

@@ -91,6 +91,9 @@ func TestParseErrors(t *testing.T) {
 		{"a==\xff", 3, "invalid UTF-8"},
 		{"a~=" + strings.Repeat("x", MaxRegexpLength+1), 3, "longer than 1024"},
 		{strings.Repeat("a", MaxFilterLength+1), MaxFilterLength, "longer than 4096"},
+		{`a~=.{999}x{9}`, 3, "regexp too complex"},
+		{`a~=.{600},b~=.{600}`, 13, "regexp too complex"},
+		{`a~=\pL{1000}`, 3, "regexp too complex"},
 	} {
 		_, err := Parse(tc.in)
 		var se *SyntaxError
@@ -160,6 +163,12 @@ func TestParseAll(t *testing.T) {
 	}
 	if _, err := ParseAll("a", "b=c"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("ParseAll with a bad filter = %v, want invalid argument", err)
+	}
+	if _, err := ParseAll(`a~=.{600}`, `b~=.{600}`); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ParseAll over the regexp budget = %v, want invalid argument", err)
+	}
+	if _, err := ParseAll(`a~=.{400}`, `b~=.{400}`); err != nil {
+		t.Errorf("ParseAll within the regexp budget: %v", err)
 	}
 	if _, err := ParseAll(make([]string, MaxFilters+1)...); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("ParseAll with %d filters = %v, want invalid argument", MaxFilters+1, err)
