@@ -73,21 +73,22 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	if _, err := sh.Task().Shutdown(ctx, &shimapi.ShutdownRequest{Id: sh.ID, Now: true}); err != nil {
 		s.log.Warn("shut down shim", "task", sh.String(), "error", err)
 	}
-	t = time.NewTimer(shutdownWait)
-	select {
-	case <-sh.done:
-	case <-t.C:
-	}
-	t.Stop()
+	// The shim's server waits for open connections before it exits: close
+	// ours (run does, once cancelled), then wait for the process.
 	sh.cancel()
 	<-sh.done
 	sh.dropConn()
 	sh.mu.Lock()
 	pid := sh.shimPid
 	sh.mu.Unlock()
-	if pid != 0 && shimServes(pid, sh.Bundle) {
-		s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", pid)
-		unix.Kill(pid, unix.SIGKILL)
+	deadline := time.Now().Add(shutdownWait)
+	for pid != 0 && shimServes(pid, sh.Bundle) {
+		if time.Now().After(deadline) {
+			s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", pid)
+			unix.Kill(pid, unix.SIGKILL)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	select {
 	case <-sh.deleteForwarded:

@@ -38,6 +38,7 @@ func (sh *Shim) eventLoop(ctx context.Context, task shimapi.TaskClient) {
 			if !sh.deliver(ctx, task, env) {
 				return
 			}
+			b.reset()
 		}
 		// A stream that ends at once again and again (two daemons taking
 		// turns) must not spin.

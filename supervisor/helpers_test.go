@@ -91,6 +91,9 @@ func (e *env) cleanup() {
 		ids, _ := os.ReadDir(filepath.Join(e.stateDir, ns.Name()))
 		for _, id := range ids {
 			bundle := filepath.Join(e.stateDir, ns.Name(), id.Name())
+			if _, err := os.Stat(filepath.Join(bundle, "config.json")); err != nil {
+				continue
+			}
 			cmd := exec.Command(e.shim, "delete", "--namespace", ns.Name(), "--id", id.Name(), "--bundle", bundle,
 				"--runtime-root", filepath.Join(e.stateDir, ".runc", ns.Name()))
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -108,14 +111,18 @@ func (e *env) cleanup() {
 
 // supervisor returns a new supervisor on the env's state folder, closed at
 // the end of the test.
-func (e *env) supervisor(rec *recorder) *supervisor.Supervisor {
+func (e *env) supervisor(rec *recorder, opts ...func(*supervisor.Config)) *supervisor.Supervisor {
 	e.t.Helper()
-	s, err := supervisor.New(supervisor.Config{
+	cfg := supervisor.Config{
 		StateDir:   e.stateDir,
 		ShimBinary: e.shim,
 		Events:     rec,
 		Log:        slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := supervisor.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

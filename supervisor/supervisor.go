@@ -83,8 +83,8 @@ type Supervisor struct {
 
 	cleanups chan struct{} // semaphore: one token per running `berth-shim delete`
 
-	mu     sync.Mutex     // guards shims and closed
-	shims  map[key]*Shim  // every task known, whatever its state
+	mu     sync.Mutex    // guards shims and closed
+	shims  map[key]*Shim // every task known, whatever its state
 	closed bool
 }
 
@@ -249,9 +249,14 @@ func validateName(ns, id string) error {
 }
 
 // backoff is a doubling pause with a cap.
-type backoff struct{ next, max time.Duration }
+type backoff struct{ first, next, max time.Duration }
 
-func newBackoff(first, max time.Duration) *backoff { return &backoff{next: first, max: max} }
+func newBackoff(first, max time.Duration) *backoff {
+	return &backoff{first: first, next: first, max: max}
+}
+
+// reset starts over with the first interval.
+func (b *backoff) reset() { b.next = b.first }
 
 // wait pauses for the next interval, or until ctx ends.
 func (b *backoff) wait(ctx context.Context) error {

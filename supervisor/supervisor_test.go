@@ -3,6 +3,7 @@ package supervisor_test
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -400,5 +401,74 @@ func TestRestoreMany(t *testing.T) {
 		if _, err := sh.Task().Connect(ctx(t), &shimapi.ConnectRequest{Id: sh.ID}); err != nil {
 			t.Fatalf("%s: %v", sh.ID, err)
 		}
+	}
+}
+
+// A shim that accepts connections but never answers must not hold Restore
+// up; it is settled in the background once it dies.
+func TestRestoreSlowShim(t *testing.T) {
+	e := newEnv(t, "sv-slow")
+	s1 := e.supervisor(newRecorder())
+	live := e.create(s1, "live", "sleep", "1000")
+	start(t, live)
+	s1.Close()
+
+	// The slow "shim": a process whose command line is that of a serving
+	// berth-shim for the bundle, and a socket nobody answers on.
+	bundle := e.bundle("slow")
+	if err := os.MkdirAll(bundle, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(bundle, "config.json"), []byte("{}"), 0o600)
+	script := filepath.Join(e.scratch, "serve")
+	os.WriteFile(script, []byte("sleep 1000\n"), 0o700)
+	fake := exec.Command("/bin/sh", "serve", "--bundle", bundle)
+	fake.Dir = e.scratch
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Process.Kill(); fake.Wait() })
+	os.WriteFile(filepath.Join(bundle, shimapi.PidFileName), []byte(strconv.Itoa(fake.Process.Pid)), 0o600)
+	l, err := shimapi.Listen(shimapi.SocketPath(bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	rec := newRecorder()
+	s2 := e.supervisor(rec, func(c *supervisor.Config) { c.RestoreTimeout = 500 * time.Millisecond })
+	began := time.Now()
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(began)
+	t.Logf("restore with one slow shim returned after %v", took)
+	if took > 2*time.Second {
+		t.Fatalf("restore took %v: held up by the slow shim", took)
+	}
+	if sh, err := s2.Get(e.ns, "live"); err != nil {
+		t.Fatal(err)
+	} else if _, err := sh.Task().Connect(ctx(t), &shimapi.ConnectRequest{Id: "live"}); err != nil {
+		t.Fatalf("live: %v", err)
+	}
+	slow, err := s2.Get(e.ns, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slow.Task().State(ctx(t), &shimapi.StateRequest{Id: "slow"}); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("call to a shim still being restored: %v, want unavailable", err)
+	}
+	if _, err := s2.Delete(ctx(t), e.ns, "slow"); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("delete of a shim still being restored: %v, want unavailable", err)
+	}
+
+	fake.Process.Kill()
+	fake.Wait()
+	eventually(t, 10*time.Second, "slow shim settled as dead", func() bool {
+		_, ok := slow.Exited()
+		return ok
+	})
+	if got := rec.topics(e.ns, "slow"); !slices.Equal(got, []string{events.TopicTaskExit + ":137"}) {
+		t.Fatalf("slow: events %v", got)
 	}
 }
