@@ -21,7 +21,10 @@ const (
 	publishedMarker = "exit-published"
 	// reapedMarker: the shim is gone and the bundle was reduced.
 	reapedMarker = "shim-reaped"
-	rootfsName   = "rootfs"
+	// deletedMarker: Delete deleted the task and published its TaskDelete;
+	// only the bundle's removal is left.
+	deletedMarker = "task-deleted"
+	rootfsName    = "rootfs"
 )
 
 // Folder modes: others may traverse to the rootfs (user namespaces,

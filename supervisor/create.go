@@ -99,6 +99,7 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 		// the cleanup to us.
 		return nil, fmt.Errorf("shim died during create: %w", errdefs.ErrUnavailable)
 	}
+	sh.markClassified()
 	return sh, nil
 }
 

@@ -66,10 +66,8 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	case <-ctx.Done():
 	}
 	t.Stop()
-	// Every process is deleted: the shim may go. It exits, run sees it and
-	// returns without treating it as a death.
-	// Now: the shim refuses a plain Shutdown while its init process is
-	// known, deleted or not.
+	// Every process is deleted: the shim may go. Now: the shim refuses a
+	// plain Shutdown while its init process is known, deleted or not.
 	if _, err := sh.Task().Shutdown(ctx, &shimapi.ShutdownRequest{Id: sh.ID, Now: true}); err != nil {
 		s.log.Warn("shut down shim", "task", sh.String(), "error", err)
 	}
@@ -93,10 +91,15 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	select {
 	case <-sh.deleteForwarded:
 	default:
+		// The event loop is stopped: no race with its own TaskDelete.
 		env := deleteEnvelope(sh.ID, resp)
 		if err := s.forward(s.ctx, sh.Namespace, sh.ID, env); err != nil {
 			s.log.Error("publish task delete", "task", sh.String(), "error", err)
 		}
+	}
+	// A daemon that dies from here on finishes the removal on Restore.
+	if err := writeMarker(sh.Bundle, deletedMarker); err != nil {
+		s.log.Error("persist task-deleted marker", "task", sh.String(), "error", err)
 	}
 	s.remove(sh)
 	if err := removeBundle(sh.Bundle, sh.runtimeState()); err != nil {
@@ -119,10 +122,15 @@ func (s *Supervisor) deleteStopped(ctx context.Context, sh *Shim) (*shimapi.Dele
 		return nil, fmt.Errorf("delete task %s: supervisor closed: %w", sh, errdefs.ErrUnavailable)
 	}
 	resp := &shimapi.DeleteResponse{Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}
-	// Published before the bundle goes: a failed removal may publish it
-	// again on a retry, but it is never lost.
-	if err := s.forward(ctx, sh.Namespace, sh.ID, deleteEnvelope(sh.ID, resp)); err != nil {
-		return nil, fmt.Errorf("delete task %s: publish: %w", sh, err)
+	// Published before the bundle goes, and marked: a retry after a failed
+	// removal, or a Restore, finishes the removal without publishing again.
+	if !hasMarker(sh.Bundle, deletedMarker) {
+		if err := s.forward(ctx, sh.Namespace, sh.ID, deleteEnvelope(sh.ID, resp)); err != nil {
+			return nil, fmt.Errorf("delete task %s: publish: %w", sh, err)
+		}
+		if err := writeMarker(sh.Bundle, deletedMarker); err != nil {
+			s.log.Error("persist task-deleted marker", "task", sh.String(), "error", err)
+		}
 	}
 	if err := removeBundle(sh.Bundle, sh.runtimeState()); err != nil {
 		return nil, fmt.Errorf("delete task %s: remove bundle: %w: %w", sh, err, errdefs.ErrFailedPrecondition)

@@ -139,6 +139,10 @@ func readDirs(dir string) ([]string, error) {
 
 // restore classifies one shim found on disk and takes it from there.
 func (sh *Shim) restore() {
+	if hasMarker(sh.Bundle, deletedMarker) {
+		sh.finishDelete()
+		return
+	}
 	if hasMarker(sh.Bundle, reapedMarker) {
 		sh.setState(stateReaping, stateRestoring)
 		sh.reap(true)
@@ -182,4 +186,22 @@ func (sh *Shim) restore() {
 func (sh *Shim) pidServes() bool {
 	pid, err := shimapi.ReadPidFile(sh.Bundle)
 	return err == nil && shimServes(pid, sh.Bundle)
+}
+
+// finishDelete completes the Delete of a task that an earlier daemon
+// interrupted after the TaskDelete was published: whatever is left of the
+// shim is killed and the bundle removed. The task is not registered.
+func (sh *Shim) finishDelete() {
+	defer sh.markClassified()
+	sh.setState(stateDeleting, stateRestoring)
+	defer sh.s.remove(sh)
+	err := sh.shimDelete(sh.ctx)
+	if err == nil {
+		err = removeBundle(sh.Bundle, sh.runtimeState())
+	}
+	if err != nil {
+		sh.s.log.Error("restore: finish delete of task", "task", sh.String(), "error", err)
+		return
+	}
+	sh.s.log.Info("restore: finished delete of task", "task", sh.String())
 }
