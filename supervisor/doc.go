@@ -24,6 +24,9 @@
 //	shim-reaped     the shim is gone and the bundle was reduced to what a
 //	                stopped task needs (config.json, exit.json, markers,
 //	                logs); written last, after the cleanup.
+//	task-deleted    Delete deleted the task and its TaskDelete was
+//	                forwarded; a Restore that finds it only removes the
+//	                bundle (and kills what is left), publishing nothing.
 //
 // # One shim, one owner
 //
@@ -72,4 +75,10 @@
 // is classified (dead shims fully cleaned up) or after Config.RestoreTimeout,
 // whichever comes first; what is left goes on in the background, bounded by
 // Close.
+//
+// Known gaps: a daemon killed while `berth-shim start` runs leaves a shim
+// without a container, which Restore finds as a running shim whose Task
+// calls answer NotFound; a daemon killed between a shim's Shutdown and the
+// task-deleted marker leaves a bundle that Restore reports as stopped with
+// a synthesized exit (the real one was published already).
 package supervisor

@@ -475,3 +475,39 @@ func TestRestoreSlowShim(t *testing.T) {
 		t.Fatalf("slow: events %v", got)
 	}
 }
+
+// A Delete cut short after the TaskDelete was published (the daemon died
+// before the bundle was removed) is finished by the next Restore.
+func TestRestoreFinishesDelete(t *testing.T) {
+	e := newEnv(t, "sv-fin")
+	s1 := e.supervisor(newRecorder())
+	sh := e.create(s1, "half", "true")
+	start(t, sh)
+	wait(t, sh)
+	pid := shimPid(t, sh)
+	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: "half"}); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close()
+	// What deleteLive persists once the TaskDelete is out.
+	if err := os.WriteFile(filepath.Join(sh.Bundle, "task-deleted"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	s2 := e.supervisor(rec)
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Get(e.ns, "half"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get of a deleted task: %v", err)
+	}
+	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
+		t.Fatalf("bundle: %v", err)
+	}
+	if alive(pid) {
+		t.Fatalf("shim %d still alive", pid)
+	}
+	if got := rec.topics(e.ns, "half"); len(got) != 0 {
+		t.Fatalf("events %v", got)
+	}
+}
