@@ -143,8 +143,9 @@ func (e *Exchange) Subscribe(ctx context.Context, filterStrings ...string) (evc 
 // exchange still holds (see HistoryLength) whose timestamp is after since,
 // in the order it accepted them, and then continues with the live ones,
 // without a gap or a repeat between the two. The zero since replays
-// nothing. The replay shares the subscriber's buffer bound only in that
-// live events arriving during it wait in the buffer.
+// nothing. Live events that arrive during the replay wait in the
+// subscriber's buffer, so a long replay read slowly can end in the same
+// drop as any slow subscriber.
 func (e *Exchange) SubscribeSince(ctx context.Context, since time.Time, filterStrings ...string) (evc <-chan *Envelope, errc <-chan error) {
 	events := make(chan *Envelope) // unbuffered: an event is handed over when received
 	errs := make(chan error, 1)    // room for the one error, so the end never blocks
