@@ -31,7 +31,7 @@
 //     full drops the subscriber. The subscriber still receives, in order,
 //     every event buffered before the one that did not fit; then its
 //     error channel yields an error of class errdefs.ErrUnavailable and
-//     both channels close. What it received is therefore always a gap-free
+//     closes. What it received is therefore always a gap-free
 //     prefix of what it matched, and the error says that the rest is lost:
 //     it must re-read the state it follows (List, task state) and
 //     subscribe again. Dropping is chosen over discarding single events
