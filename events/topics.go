@@ -13,3 +13,13 @@ const (
 	TopicTaskPaused      = "/tasks/paused"
 	TopicTaskResumed     = "/tasks/resumed"
 )
+
+// Topics of metadata events.
+const (
+	TopicContainerCreate = "/containers/create"
+	TopicContainerUpdate = "/containers/update"
+	TopicContainerDelete = "/containers/delete"
+	TopicNamespaceCreate = "/namespaces/create"
+	TopicNamespaceUpdate = "/namespaces/update"
+	TopicNamespaceDelete = "/namespaces/delete"
+)

@@ -1,4 +1,5 @@
-// Command berthctl is berth's command line client.
+// Command berthctl is berth's command line client: it drives berthd through
+// the Go client library.
 package main
 
 import (
@@ -9,36 +10,64 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// Exit codes: a failure is 1, a usage error 2; a foreground container's
+// own exit code is passed through.
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
 // exitError carries a container's exit code out of a command.
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// usageError marks an error in how the command was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
 func main() {
+	root := rootCommand()
+	err := root.Execute()
+	if err == nil {
+		return
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	fmt.Fprintln(os.Stderr, "berthctl:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(exitUsage)
+	}
+	os.Exit(exitFailure)
+}
+
+func rootCommand() *cobra.Command {
+	var g globals
 	root := &cobra.Command{
-		Use:           "berthctl",
-		Short:         "berthctl drives berth: containers, tasks, shims",
+		Use:   "berthctl",
+		Short: "berthctl drives berth: namespaces, containers, tasks and events",
+		Example: `  berthctl run --rm --rootfs /tmp/busybox demo echo hello
+  berthctl -n ci containers ls
+  berthctl tasks kill -s TERM web`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(versionCommand(), shimCommand())
-	if err := root.Execute(); err != nil {
-		var ee exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		fmt.Fprintln(os.Stderr, "berthctl:", err)
-		os.Exit(1)
-	}
-}
-
-func versionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Println("berthctl", versionString())
-		},
-	}
+	g.register(root)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		versionCommand(&g),
+		namespacesCommand(&g),
+		containersCommand(&g),
+		tasksCommand(&g),
+		runCommand(&g),
+		eventsCommand(&g),
+		pluginsCommand(&g),
+		shimCommand(),
+	)
+	return root
 }

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
+)
+
+func namespacesCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "namespaces", Aliases: []string{"namespace", "ns"}, Short: "manage namespaces"}
+	var quiet bool
+	ls := &cobra.Command{
+		Use:     "ls [FILTER...]",
+		Aliases: []string{"list"},
+		Short:   "list namespaces",
+		Example: `  berthctl namespaces ls 'labels.team==ci'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.NamespaceService().List(ctx, &namespacesv1.ListNamespacesRequest{Filters: args})
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, ns := range resp.Namespaces {
+					fmt.Fprintln(cmd.OutOrStdout(), ns.Name)
+				}
+				return nil
+			}
+			t := newTable(cmd.OutOrStdout(), "NAME", "LABELS")
+			for _, ns := range resp.Namespaces {
+				t.row(ns.Name, formatLabels(ns.Labels))
+			}
+			return t.flush()
+		},
+	}
+	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "print names only")
+	cmd.AddCommand(ls, &cobra.Command{
+		Use:     "create NAME [KEY=VALUE...]",
+		Short:   "create a namespace",
+		Example: `  berthctl namespaces create ci team=build`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(args[1:])
+			if err != nil {
+				return err
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.NamespaceService().Create(ctx, &namespacesv1.CreateNamespaceRequest{Namespace: &namespacesv1.Namespace{Name: args[0], Labels: labels}})
+			return err
+		},
+	}, &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "remove empty namespaces",
+		Example: `  berthctl namespaces rm ci`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var failed error
+			for _, name := range args {
+				if _, err := c.NamespaceService().Delete(ctx, &namespacesv1.DeleteNamespaceRequest{Name: name}); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "berthctl:", err)
+					failed = fmt.Errorf("some namespaces were not removed")
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), name)
+			}
+			return failed
+		},
+	}, &cobra.Command{
+		Use:     "label NAME [KEY=VALUE...]",
+		Short:   "set labels of a namespace (KEY= removes one); without labels, print them",
+		Example: `  berthctl namespaces label ci team=build owner=`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(args[1:])
+			if err != nil {
+				return err
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ns := &namespacesv1.Namespace{Name: args[0], Labels: map[string]string{}}
+			var paths []string
+			for k, v := range labels {
+				paths = append(paths, "labels."+k)
+				if v != "" {
+					ns.Labels[k] = v
+				}
+			}
+			var out *namespacesv1.Namespace
+			if len(paths) == 0 {
+				resp, err := c.NamespaceService().Get(ctx, &namespacesv1.GetNamespaceRequest{Name: args[0]})
+				if err != nil {
+					return err
+				}
+				out = resp.Namespace
+			} else {
+				resp, err := c.NamespaceService().Update(ctx, &namespacesv1.UpdateNamespaceRequest{Namespace: ns, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+				if err != nil {
+					return err
+				}
+				out = resp.Namespace
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), formatLabels(out.Labels))
+			return nil
+		},
+	})
+	return cmd
+}

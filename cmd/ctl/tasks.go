@@ -1,0 +1,382 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/console"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/io/cio"
+	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
+	"github.com/berthrt/berth/shimapi"
+)
+
+func tasksCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "tasks", Aliases: []string{"task", "t"}, Short: "manage tasks, the running instances of containers"}
+	cmd.AddCommand(taskStartCommand(g), taskListCommand(g), taskKillCommand(g), taskExecCommand(g), taskAttachCommand(g),
+		taskSimpleCommand(g, "pause", "freeze every process of a task", func(c *client.Client, cmd *cobra.Command, id string) error {
+			_, err := c.TaskService().Pause(cmd.Context(), &tasksv1.PauseTaskRequest{ContainerId: id})
+			return err
+		}),
+		taskSimpleCommand(g, "resume", "thaw a paused task", func(c *client.Client, cmd *cobra.Command, id string) error {
+			_, err := c.TaskService().Resume(cmd.Context(), &tasksv1.ResumeTaskRequest{ContainerId: id})
+			return err
+		}),
+		taskSimpleCommand(g, "ps", "list the processes of a task", func(c *client.Client, cmd *cobra.Command, id string) error {
+			resp, err := c.TaskService().ListPids(cmd.Context(), &tasksv1.ListPidsRequest{ContainerId: id})
+			if err != nil {
+				return err
+			}
+			t := newTable(cmd.OutOrStdout(), "PID", "EXEC")
+			for _, p := range resp.Processes {
+				t.row(p.Pid, orDash(p.ExecId))
+			}
+			return t.flush()
+		}),
+		taskSimpleCommand(g, "wait", "wait for a task to exit and print its exit status", func(c *client.Client, cmd *cobra.Command, id string) error {
+			resp, err := c.TaskService().Wait(cmd.Context(), &tasksv1.WaitRequest{ContainerId: id})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), resp.ExitStatus)
+			return nil
+		}),
+		taskSimpleCommand(g, "metrics", "print a task's cgroup metrics as JSON", func(c *client.Client, cmd *cobra.Command, id string) error {
+			resp, err := c.TaskService().Metrics(cmd.Context(), &tasksv1.MetricsRequest{Filters: []string{"id==" + strconv.Quote(id)}})
+			if err != nil {
+				return err
+			}
+			if len(resp.Metrics) == 0 {
+				return fmt.Errorf("task %q: no metrics (not running?)", id)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(resp.Metrics[0].Metrics)
+		}),
+		taskRemoveCommand(g),
+	)
+	return cmd
+}
+
+// taskSimpleCommand is a command that takes one task id and makes one call.
+func taskSimpleCommand(g *globals, name, short string, fn func(*client.Client, *cobra.Command, string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:     name + " ID",
+		Short:   short,
+		Example: "  berthctl tasks " + name + " web",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			cmd.SetContext(ctx)
+			return fn(c, cmd, args[0])
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func taskStartCommand(g *globals) *cobra.Command {
+	var o taskOptions
+	cmd := &cobra.Command{
+		Use:     "start [-d] [-t] [-i] ID",
+		Short:   "start the task of a container; in the foreground, exit with its exit code",
+		Example: "  berthctl tasks start -d web",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctr, err := c.LoadContainer(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			spec, err := ctr.Spec(ctx)
+			if err != nil {
+				return err
+			}
+			o.tty = spec.Process != nil && spec.Process.Terminal
+			code, err := runTask(ctx, ctr, o)
+			if err != nil || o.detach {
+				return err
+			}
+			return exitCode(code)
+		},
+	}
+	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "start the task and return")
+	cmd.Flags().BoolVarP(&o.stdin, "interactive", "i", false, "connect stdin")
+	cmd.Flags().StringVar(&o.logURI, "log-uri", "", "with -d: append the task's output to this file")
+	return cmd
+}
+
+func taskListCommand(g *globals) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls [FILTER...]",
+		Aliases: []string{"list"},
+		Short:   "list tasks",
+		Example: `  berthctl tasks ls 'status==running'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.TaskService().List(ctx, &tasksv1.ListTasksRequest{Filters: args})
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, p := range resp.Tasks {
+					fmt.Fprintln(cmd.OutOrStdout(), p.ContainerId)
+				}
+				return nil
+			}
+			t := newTable(cmd.OutOrStdout(), "TASK", "PID", "STATUS")
+			for _, p := range resp.Tasks {
+				status := strings.TrimPrefix(p.Status.String(), "STATUS_")
+				if p.Status == shimapi.Status_STATUS_STOPPED {
+					status += fmt.Sprintf(" (%d)", p.ExitStatus)
+				}
+				t.row(p.ContainerId, p.Pid, status)
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print ids only")
+	return cmd
+}
+
+func taskKillCommand(g *globals) *cobra.Command {
+	var (
+		sig    string
+		all    bool
+		execID string
+	)
+	cmd := &cobra.Command{
+		Use:     "kill [-s SIGNAL] [--all] [--exec-id EID] ID",
+		Short:   "signal a task (SIGTERM by default)",
+		Example: "  berthctl tasks kill -s KILL --all web",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := parseSignal(sig)
+			if err != nil {
+				return err
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.TaskService().Kill(ctx, &tasksv1.KillRequest{ContainerId: args[0], ExecId: execID, Signal: uint32(s), All: all})
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&sig, "signal", "s", "SIGTERM", "signal name (TERM, SIGKILL) or number")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "signal every process of the task")
+	cmd.Flags().StringVar(&execID, "exec-id", "", "signal this exec process instead of the init process")
+	return cmd
+}
+
+// parseSignal accepts "TERM", "SIGTERM", "term" or "15".
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, usageError{fmt.Errorf("signal %d out of range", n)}
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, usageError{fmt.Errorf("unknown signal %q", s)}
+}
+
+func taskExecCommand(g *globals) *cobra.Command {
+	var (
+		execID  string
+		tty     bool
+		stdin   bool
+		detach  bool
+		cwd     string
+		env     []string
+		user    string
+	)
+	cmd := &cobra.Command{
+		Use:     "exec --exec-id EID [-t] [-i] [-d] ID CMD...",
+		Short:   "run an additional process in a running task",
+		Example: "  berthctl tasks exec --exec-id sh1 -t -i web sh",
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if execID == "" {
+				return usageError{fmt.Errorf("--exec-id is required")}
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctr, err := c.LoadContainer(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			spec, err := ctr.Spec(ctx)
+			if err != nil {
+				return err
+			}
+			task, err := ctr.Task(ctx, nil)
+			if err != nil {
+				return err
+			}
+			p := specs.Process{Args: args[1:], Terminal: tty, Cwd: "/"}
+			if spec.Process != nil {
+				p = *spec.Process
+				p.Args, p.Terminal = args[1:], tty
+			}
+			if cwd != "" {
+				p.Cwd = cwd
+			}
+			p.Env = append(p.Env, env...)
+			if user != "" {
+				uid, gid, err := parseUser(user)
+				if err != nil {
+					return err
+				}
+				p.User.UID, p.User.GID = uid, gid
+			}
+			o := taskOptions{tty: tty, stdin: stdin, detach: detach}
+			var con console.Console
+			if tty && !detach {
+				con = console.Current()
+				if err := con.SetRaw(); err != nil {
+					return fmt.Errorf("terminal: %w", err)
+				}
+				defer con.Reset()
+			}
+			proc, err := task.Exec(ctx, execID, &p, ioCreator(o))
+			if err != nil {
+				return err
+			}
+			if detach {
+				return proc.Start(ctx)
+			}
+			code, err := supervise(ctx, proc, con)
+			if err != nil {
+				return err
+			}
+			return exitCode(code)
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false)
+	f.StringVar(&execID, "exec-id", "", "id of the new process (required)")
+	f.BoolVarP(&tty, "tty", "t", false, "allocate a terminal")
+	f.BoolVarP(&stdin, "interactive", "i", false, "connect stdin")
+	f.BoolVarP(&detach, "detach", "d", false, "start the process and return")
+	f.StringVar(&cwd, "cwd", "", "working directory")
+	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVarP(&user, "user", "u", "", "UID[:GID] to run as")
+	return cmd
+}
+
+func taskAttachCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "attach ID",
+		Short:   "connect to the stdio of a running task started with FIFOs, and wait for its exit",
+		Example: "  berthctl tasks attach web",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctr, err := c.LoadContainer(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			task, err := ctr.Task(ctx, cio.NewAttach(cio.WithStdio))
+			if err != nil {
+				return err
+			}
+			var con console.Console
+			if task.IO() != nil && task.IO().Config().Terminal {
+				con = console.Current()
+				if err := con.SetRaw(); err != nil {
+					return err
+				}
+				defer con.Reset()
+			}
+			exitc, err := task.Wait(ctx)
+			if err != nil {
+				return err
+			}
+			stop := relaySignals(ctx, task, con)
+			defer stop()
+			st := <-exitc
+			code, _, err := st.Result()
+			if err != nil {
+				return err
+			}
+			task.IO().Wait()
+			return exitCode(code)
+		},
+	}
+}
+
+func taskRemoveCommand(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm [-f] ID...",
+		Aliases: []string{"remove", "delete", "del"},
+		Short:   "remove stopped tasks (with -f, kill running ones first)",
+		Example: "  berthctl tasks rm -f web",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var failed error
+			for _, id := range args {
+				if force {
+					if _, err := c.TaskService().Kill(ctx, &tasksv1.KillRequest{ContainerId: id, Signal: uint32(syscall.SIGKILL), All: true}); err == nil {
+						c.TaskService().Wait(ctx, &tasksv1.WaitRequest{ContainerId: id})
+					}
+				}
+				resp, err := c.TaskService().Delete(ctx, &tasksv1.DeleteTaskRequest{ContainerId: id})
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "berthctl:", err)
+					failed = fmt.Errorf("some tasks were not removed")
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%d\n", id, resp.ExitStatus)
+			}
+			return failed
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill the task first if it runs")
+	return cmd
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is berthd's configuration file. Every field has a default, so an
+// empty file (or none) is a valid configuration; `berthd config default`
+// prints defaultConfigText, which documents each one.
+type Config struct {
+	// Version of the file format; 1.
+	Version int `toml:"version"`
+	// Root holds durable data: metadata, content, snapshots.
+	Root string `toml:"root"`
+	// State holds what lives as long as the machine is up: bundles, shim
+	// sockets, FIFOs.
+	State string `toml:"state"`
+	API   struct {
+		Address string `toml:"address"`
+		UID     int    `toml:"uid"`
+		GID     int    `toml:"gid"`
+	} `toml:"api"`
+	Log struct {
+		Level string `toml:"level"`
+	} `toml:"log"`
+	Runtime struct {
+		Default string `toml:"default"`
+		Shim    string `toml:"shim"`
+	} `toml:"runtime"`
+	Snapshotter struct {
+		Default string `toml:"default"`
+	} `toml:"snapshotter"`
+	Registry struct {
+		ConfigPath string `toml:"config_path"`
+	} `toml:"registry"`
+	ProxyPlugins map[string]ProxyPlugin `toml:"proxy_plugins"`
+}
+
+// ProxyPlugin is an external service reached over ttrpc.
+type ProxyPlugin struct {
+	Type    string `toml:"type"`
+	Address string `toml:"address"`
+}
+
+// defaultConfigText is the default configuration, commented; the defaults
+// in code are parsed from it, so the two cannot drift apart.
+const defaultConfigText = `# berthd configuration. Every key is optional; the values below are the
+# defaults. Command-line flags (--root, --state, --address, --log-level)
+# override the file.
+
+# version of this file's format.
+version = 1
+
+# root holds durable data: the metadata database (meta.db), the content
+# store and the snapshotters' layers.
+root = "/var/lib/berth"
+
+# state holds what lives as long as the machine is up: one bundle folder per
+# task (<state>/<namespace>/<id>, with the shim's socket, pid and exit files),
+# the runtime's state and the clients' FIFOs. Keep it on a tmpfs.
+state = "/run/berth"
+
+[api]
+# address of the daemon's ttrpc socket (a file-based unix socket).
+address = "/run/berth/berth.sock"
+# uid and gid own the socket, which has mode 0660: root and members of gid
+# may call the daemon, nobody else.
+uid = 0
+gid = 0
+
+[log]
+# level: debug, info, warn or error.
+level = "info"
+
+[runtime]
+# default is the OCI runtime of containers that name none: "runc" (looked
+# up in PATH) or the absolute path of any binary with runc's command line.
+default = "runc"
+# shim is the berth-shim binary: empty means the one next to berthd, else
+# berth-shim in PATH.
+shim = ""
+
+[snapshotter]
+# default snapshotter for containers made from images: "overlayfs" or
+# "native".
+default = "overlayfs"
+
+[registry]
+# config_path is a folder of per-host settings, one folder per registry
+# host holding a hosts.toml, in the format containerd uses.
+config_path = "/etc/berth/certs.d"
+
+# External services over ttrpc, for example a snapshotter:
+#
+# [proxy_plugins.mysnap]
+# type = "snapshot"
+# address = "/run/mysnap.sock"
+`
+
+// defaultConfig returns the configuration of defaultConfigText.
+func defaultConfig() *Config {
+	c := &Config{}
+	if err := decodeConfig([]byte(defaultConfigText), c); err != nil {
+		panic(fmt.Sprintf("the built-in default configuration is broken: %v", err))
+	}
+	return c
+}
+
+// loadConfig reads path over the defaults. A missing file is an error only
+// when the user named it (required).
+func loadConfig(path string, required bool) (*Config, error) {
+	c := defaultConfig()
+	if path == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !required {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := decodeConfig(data, c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// decodeConfig decodes data onto c, refusing unknown keys so that a typo is
+// reported rather than silently ignored.
+func decodeConfig(data []byte, c *Config) error {
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return fmt.Errorf("unknown key: %s", strings.TrimSpace(strict.String()))
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return fmt.Errorf("line %d column %d: %v", row, col, de)
+		}
+		return err
+	}
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.Version != 1 {
+		return fmt.Errorf("version %d is not supported (1 is)", c.Version)
+	}
+	for name, p := range map[string]string{"root": c.Root, "state": c.State, "api.address": c.API.Address} {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q must be an absolute path", name, p)
+		}
+	}
+	if c.Runtime.Default == "" {
+		return errors.New("runtime.default must not be empty")
+	}
+	if strings.Contains(c.Runtime.Default, "/") && !filepath.IsAbs(c.Runtime.Default) {
+		return fmt.Errorf("runtime.default %q: a path must be absolute", c.Runtime.Default)
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		return err
+	}
+	for name, p := range c.ProxyPlugins {
+		if p.Type == "" || p.Address == "" {
+			return fmt.Errorf("proxy_plugins.%s: type and address are required", name)
+		}
+	}
+	return nil
+}
+
+func printConfig(w io.Writer, c *Config) error {
+	return toml.NewEncoder(w).Encode(c)
+}

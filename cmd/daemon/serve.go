@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/namespaces"
+	"github.com/berthrt/berth/services/containers"
+	eventsvc "github.com/berthrt/berth/services/events"
+	"github.com/berthrt/berth/services/introspection"
+	nssvc "github.com/berthrt/berth/services/namespaces"
+	"github.com/berthrt/berth/services/tasks"
+	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/supervisor"
+	"github.com/berthrt/berth/version"
+)
+
+// shutdownTimeout bounds how long a stopping daemon waits for calls in
+// flight. Containers are not affected either way.
+const shutdownTimeout = 5 * time.Second
+
+// serve runs the daemon until SIGINT or SIGTERM.
+func serve(ctx context.Context, cfg *Config) error {
+	level, _ := parseLevel(cfg.Log.Level) // validated with the config
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return err
+		}
+	}
+	shim, err := shimBinary(cfg.Runtime.Shim)
+	if err != nil {
+		return err
+	}
+	db, err := metadata.Open(filepath.Join(cfg.Root, "meta.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	exchange := events.NewExchange()
+	sup, err := supervisor.New(supervisor.Config{
+		StateDir:   cfg.State,
+		ShimBinary: shim,
+		Runtime:    cfg.Runtime.Default,
+		Events:     forwarder{exchange},
+		Log:        log.With("component", "supervisor"),
+	})
+	if err != nil {
+		return err
+	}
+	defer sup.Close() // leaves every shim running
+
+	srv, err := ttrpc.NewServer(
+		ttrpc.WithServerHandshaker(allowPeers(cfg.API.UID, cfg.API.GID)),
+		ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors),
+	)
+	if err != nil {
+		return err
+	}
+	var restoring atomic.Bool
+	restoring.Store(true)
+	nssvc.Register(srv, db.Namespaces(), exchange)
+	containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{sup}, Publisher: exchange, DefaultRuntime: cfg.Runtime.Default})
+	tasks.Register(srv, tasks.Config{Containers: db.Containers(), Supervisor: sup})
+	eventsvc.Register(srv, exchange)
+	if err := introspection.Register(srv, introspection.Config{
+		Root: cfg.Root, State: cfg.State, Restoring: &restoring,
+		Services: []introspection.Service{
+			{Type: "berth.service.v1", ID: "namespaces"},
+			{Type: "berth.service.v1", ID: "containers"},
+			{Type: "berth.service.v1", ID: "tasks", Exports: map[string]string{"state": cfg.State, "runtime": cfg.Runtime.Default, "shim": shim}},
+			{Type: "berth.service.v1", ID: "events"},
+			{Type: "berth.service.v1", ID: "introspection"},
+			{Type: "berth.service.v1", ID: "health"},
+			{Type: "berth.service.v1", ID: "version"},
+			{Type: "berth.metadata.v1", ID: "bolt", Exports: map[string]string{"path": filepath.Join(cfg.Root, "meta.db")}},
+		},
+	}); err != nil {
+		return err
+	}
+
+	l, err := listen(cfg.API.Address, cfg.API.UID, cfg.API.GID)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, l) }()
+	log.Info("berthd serving", "version", version.Version, "address", cfg.API.Address, "root", cfg.Root, "state", cfg.State)
+
+	// Reconnect to the shims of the previous daemon while serving: calls
+	// for a task wait for its own shim only (see supervisor.Get).
+	go func() {
+		start := time.Now()
+		if err := sup.Restore(ctx); err != nil {
+			log.Error("restore shims", "error", err)
+		}
+		restoring.Store(false)
+		log.Info("shims restored", "duration", time.Since(start))
+	}()
+
+	select {
+	case err := <-serveErr:
+		if err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
+			return fmt.Errorf("serve %s: %w", cfg.API.Address, err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	log.Info("berthd stopping; containers keep running")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	os.Remove(cfg.API.Address)
+	return nil
+}
+
+// listen makes the API socket: a file-based unix socket of mode 0660
+// owned by uid:gid. A stale socket left by a killed daemon is replaced; a
+// live one means another daemon serves there, which is an error.
+func listen(address string, uid, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(address), 0o711); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", address, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: another daemon is serving on this socket", address)
+	}
+	if err := os.Remove(address); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	// The socket is made under a restrictive umask, so that it is never
+	// reachable with wider permissions than 0660, even for an instant.
+	old := unix.Umask(0o177)
+	l, err := net.Listen("unix", address)
+	unix.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chown(address, uid, gid); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := os.Chmod(address, 0o660); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// allowPeers accepts the callers the socket's mode admits: root, the
+// socket's uid, and members of its gid (primary or supplementary). The
+// file mode is the gate; this is the second lock on the door.
+func allowPeers(uid, gid int) ttrpc.UnixCredentialsFunc {
+	return func(c *unix.Ucred) error {
+		if c.Uid == 0 || int(c.Uid) == uid || int(c.Gid) == gid || inGroup(int(c.Pid), gid) {
+			return nil
+		}
+		return fmt.Errorf("uid %d: not allowed to call berthd: %w", c.Uid, unix.EPERM)
+	}
+}
+
+// inGroup reports whether process pid has gid among its supplementary
+// groups.
+func inGroup(pid, gid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if groups, ok := strings.CutPrefix(line, "Groups:"); ok {
+			for _, g := range strings.Fields(groups) {
+				if n, err := strconv.Atoi(g); err == nil && n == gid {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// shimBinary finds berth-shim: the configured path, else the one next to
+// this binary, else PATH.
+func shimBinary(configured string) (string, error) {
+	if configured != "" {
+		return exec.LookPath(configured)
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "berth-shim")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("berth-shim")
+	if err != nil {
+		return "", fmt.Errorf("berth-shim not found next to berthd nor in PATH; set runtime.shim in the config: %w", err)
+	}
+	return p, nil
+}
+
+// forwarder publishes shim events into the exchange, in the task's
+// namespace, with the payload of the envelope's oneof.
+type forwarder struct{ exchange *events.Exchange }
+
+func (f forwarder) Forward(ctx context.Context, ns, id string, env *shimapi.Envelope) error {
+	payload, err := shimapi.EventPayload(env)
+	if err != nil {
+		return err
+	}
+	a, err := anypb.New(payload)
+	if err != nil {
+		return err
+	}
+	return f.exchange.Forward(namespaces.WithNamespace(ctx, ns), &events.Envelope{
+		Timestamp: env.GetTimestamp().AsTime(),
+		Namespace: ns,
+		Topic:     env.GetTopic(),
+		Event:     a,
+	})
+}
+
+// taskIndex tells the containers service which containers have a task.
+type taskIndex struct{ sup *supervisor.Supervisor }
+
+func (t taskIndex) HasTask(_ context.Context, ns, id string) bool {
+	_, err := t.sup.Get(ns, id)
+	return err == nil
+}

@@ -1,0 +1,339 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/namespaces"
+	"github.com/berthrt/berth/oci"
+	containersv1 "github.com/berthrt/berth/proto/containers/v1"
+	eventsv1 "github.com/berthrt/berth/proto/events/v1"
+	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
+	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
+	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
+	versionv1 "github.com/berthrt/berth/proto/version/v1"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// daemon is a berthd of one test, with its own root, state folder, socket
+// and config. Cleanup kills it, then every shim and container it left,
+// and removes its folders and cgroups.
+type daemon struct {
+	t                    *testing.T
+	bin                  string // the berthd binary started by start
+	shim                 string
+	root, state, address string
+	config               string
+	cmd                  *exec.Cmd
+	log                  *os.File
+	namespacesUsed       sync.Map
+}
+
+// newDaemon prepares and starts a daemon.
+func newDaemon(t *testing.T) *daemon {
+	t.Helper()
+	testutil.RequireRoot(t, "runc", "busybox")
+	d := &daemon{t: t, bin: testutil.Binary(t, "berthd"), shim: testutil.Binary(t, "berth-shim"), root: t.TempDir()}
+	// The state folder holds unix sockets: keep its path short.
+	state, err := os.MkdirTemp("/run", "bt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.state = state
+	d.address = filepath.Join(state, "berth.sock")
+	d.config = filepath.Join(d.root, "config.toml")
+	cfg := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n[api]\naddress = %q\n[log]\nlevel = \"debug\"\n[runtime]\nshim = %q\n",
+		filepath.Join(d.root, "lib"), d.state, d.address, d.shim)
+	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(d.root, "berthd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.log = log
+	t.Cleanup(d.cleanup)
+	d.start()
+	return d
+}
+
+// start runs d.bin and waits until it answers a health check.
+func (d *daemon) start() {
+	d.t.Helper()
+	d.cmd = exec.Command(d.bin, "--config", d.config)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := d.dial()
+		if err == nil {
+			_, err = introspectionv1.NewHealthClient(c).Check(context.Background(), &emptypb.Empty{})
+			c.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("berthd did not become ready: %v\n%s", err, d.logs())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// kill SIGKILLs the daemon, as a crash would.
+func (d *daemon) kill() {
+	d.t.Helper()
+	if d.cmd == nil {
+		return
+	}
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	d.cmd = nil
+}
+
+func (d *daemon) logs() string {
+	data, _ := os.ReadFile(d.log.Name())
+	return string(data)
+}
+
+func (d *daemon) dial() (*ttrpc.Client, error) {
+	conn, err := shimapi.Dial(context.Background(), d.address)
+	if err != nil {
+		return nil, err
+	}
+	return ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(shimapi.ClientErrors)), nil
+}
+
+// api is a connection to the daemon with every service's client.
+type api struct {
+	conn          *ttrpc.Client
+	namespaces    namespacesv1.NamespacesService
+	containers    containersv1.ContainersService
+	tasks         tasksv1.TasksService
+	events        eventsv1.EventsClient
+	introspection introspectionv1.IntrospectionService
+	version       versionv1.VersionService
+}
+
+func (d *daemon) api() *api {
+	d.t.Helper()
+	c, err := d.dial()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { c.Close() })
+	return &api{
+		conn:          c,
+		namespaces:    namespacesv1.NewNamespacesClient(c),
+		containers:    containersv1.NewContainersClient(c),
+		tasks:         tasksv1.NewTasksClient(c),
+		events:        eventsv1.NewEventsClient(c),
+		introspection: introspectionv1.NewIntrospectionClient(c),
+		version:       versionv1.NewVersionClient(c),
+	}
+}
+
+// nsContext returns a context in namespace ns, remembered for cleanup.
+func (d *daemon) nsContext(ns string) context.Context {
+	d.namespacesUsed.Store(ns, true)
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	d.t.Cleanup(cancel)
+	return namespaces.WithNamespace(c, ns)
+}
+
+// bundle returns the bundle folder of task id in namespace ns.
+func (d *daemon) bundle(ns, id string) string { return filepath.Join(d.state, ns, id) }
+
+// cleanup kills the daemon, then removes every task it left with
+// `berth-shim delete` (which kills shims and containers and unmounts), and
+// the folders.
+func (d *daemon) cleanup() {
+	if d.t.Failed() {
+		d.t.Logf("berthd log:\n%s", tail(d.logs(), 60))
+	}
+	d.kill()
+	bundles, _ := filepath.Glob(filepath.Join(d.state, "*", "*", "config.json"))
+	more, _ := filepath.Glob(filepath.Join(d.state, "*", "*", shimapi.ExitFileName))
+	seen := map[string]bool{}
+	for _, p := range append(bundles, more...) {
+		b := filepath.Dir(p)
+		if seen[b] {
+			continue
+		}
+		seen[b] = true
+		ns, id := filepath.Base(filepath.Dir(b)), filepath.Base(b)
+		cmd := exec.Command(d.shim, "delete", "--namespace", ns, "--id", id, "--bundle", b,
+			"--runtime-root", filepath.Join(d.state, ".runc", ns))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			d.t.Logf("cleanup %s/%s: %v: %s", ns, id, err, out)
+		}
+	}
+	d.log.Close()
+	if err := os.RemoveAll(d.state); err != nil {
+		d.t.Errorf("cleanup: %v", err)
+	}
+	d.namespacesUsed.Range(func(ns, _ any) bool {
+		removeCgroups(ns.(string))
+		return true
+	})
+}
+
+// removeCgroups removes the empty cgroups runc leaves above containers of
+// namespace ns: /berth/<ns> and /berth, in every hierarchy.
+func removeCgroups(ns string) {
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	hierarchies = append(hierarchies, "/sys/fs/cgroup")
+	for _, h := range hierarchies {
+		os.Remove(filepath.Join(h, "berth", ns))
+		os.Remove(filepath.Join(h, "berth")) // fails, harmlessly, while in use
+	}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// containerSpec is a spec running args on the shared busybox rootfs,
+// read-only, with extra spec options.
+func containerSpec(t *testing.T, ns, id string, args []string, opts ...oci.SpecOpts) []byte {
+	t.Helper()
+	all := append([]oci.SpecOpts{oci.WithRootFSPath(busyboxLower(t)), oci.WithRootFSReadonly, oci.WithProcessArgs(args...)}, opts...)
+	spec, err := oci.GenerateSpec(context.Background(), ns, id, all...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// run creates container id and its task with no stdio, and starts it.
+func (a *api) run(t *testing.T, ctx context.Context, id string, args []string, opts ...oci.SpecOpts) uint32 {
+	t.Helper()
+	ns, _ := namespaces.Namespace(ctx)
+	if _, err := a.containers.Create(ctx, &containersv1.CreateContainerRequest{Container: &containersv1.Container{
+		Id: id, Spec: containerSpec(t, ns, id, args, opts...),
+	}}); err != nil {
+		t.Fatalf("create container %s: %v", id, err)
+	}
+	if _, err := a.tasks.Create(ctx, &tasksv1.CreateTaskRequest{ContainerId: id}); err != nil {
+		t.Fatalf("create task %s: %v", id, err)
+	}
+	resp, err := a.tasks.Start(ctx, &tasksv1.StartRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("start task %s: %v", id, err)
+	}
+	return resp.Pid
+}
+
+// wait waits for the init process of id and returns its exit status.
+func (a *api) wait(t *testing.T, ctx context.Context, id string) uint32 {
+	t.Helper()
+	resp, err := a.tasks.Wait(ctx, &tasksv1.WaitRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("wait %s: %v", id, err)
+	}
+	return resp.ExitStatus
+}
+
+// subscription collects events in the background.
+type subscription struct {
+	mu     sync.Mutex
+	events []*eventsv1.Envelope
+	err    error
+	done   chan struct{}
+}
+
+func (a *api) subscribe(t *testing.T, req *eventsv1.SubscribeRequest) *subscription {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := a.events.Subscribe(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &subscription{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			env, err := stream.Recv()
+			s.mu.Lock()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.err = err
+				}
+				s.mu.Unlock()
+				return
+			}
+			s.events = append(s.events, env)
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// matching returns the events received so far for which keep is true.
+func (s *subscription) matching(keep func(*eventsv1.Envelope) bool) []*eventsv1.Envelope {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*eventsv1.Envelope
+	for _, e := range s.events {
+		if keep(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// mountsUnder returns the mount points below dir.
+func mountsUnder(dir string) []string {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		f := strings.Fields(string(l))
+		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+func pidAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

@@ -1,0 +1,202 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/berthrt/berth/errdefs"
+	containersv1 "github.com/berthrt/berth/proto/containers/v1"
+	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
+	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// execTrue runs `sh -c "exit code"` as exec process eid in task id and
+// checks its exit status.
+func execTrue(t *testing.T, ctx context.Context, a *api, id, eid string, code int) {
+	t.Helper()
+	proc, err := json.Marshal(specs.Process{
+		Args: []string{"sh", "-c", "exit " + string(rune('0'+code))},
+		Cwd:  "/",
+		Env:  []string{"PATH=/bin"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.tasks.Exec(ctx, &tasksv1.ExecProcessRequest{ContainerId: id, ExecId: eid, Spec: proc, Stdio: &shimapi.Stdio{}}); err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	if _, err := a.tasks.Start(ctx, &tasksv1.StartRequest{ContainerId: id, ExecId: eid}); err != nil {
+		t.Fatalf("start exec in %s: %v", id, err)
+	}
+	resp, err := a.tasks.Wait(ctx, &tasksv1.WaitRequest{ContainerId: id, ExecId: eid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ExitStatus != uint32(code) {
+		t.Errorf("exec %s in %s: exit %d, want %d", eid, id, resp.ExitStatus, code)
+	}
+	if _, err := a.tasks.DeleteProcess(ctx, &tasksv1.DeleteProcessRequest{ContainerId: id, ExecId: eid}); err != nil {
+		t.Errorf("delete exec %s: %v", eid, err)
+	}
+}
+
+// TestDaemonUpgrade replaces berthd with a build of another version while
+// containers run: the new daemon reports its version and controls them.
+func TestDaemonUpgrade(t *testing.T) {
+	d := newDaemon(t)
+	ctx := d.nsContext("upgrade")
+	a := d.api()
+	// PID 1 ignores signals it has no handler for: trap TERM.
+	a.run(t, ctx, "before", []string{"sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"})
+	v, err := a.version.Version(ctx, &emptypb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	next := filepath.Join(t.TempDir(), "berthd-next")
+	const nextVersion = "v9.9.9-upgrade-drill"
+	build := exec.Command("go", "build", "-o", next, "-ldflags", "-X github.com/berthrt/berth/version.Version="+nextVersion, "./cmd/daemon")
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the next berthd: %v\n%s", err, out)
+	}
+	d.kill()
+	d.bin = next
+	d.start()
+	a = d.api()
+	nv, err := a.version.Version(ctx, &emptypb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nv.Version != nextVersion || nv.Version == v.Version {
+		t.Fatalf("version after upgrade %q (before %q), want %q", nv.Version, v.Version, nextVersion)
+	}
+	execTrue(t, ctx, a, "before", "after-upgrade", 3)
+	if _, err := a.tasks.Kill(ctx, &tasksv1.KillRequest{ContainerId: "before", Signal: 15}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.wait(t, ctx, "before"); got != 7 {
+		t.Errorf("exit after SIGTERM: %d, want 7 (its trap)", got)
+	}
+	if _, err := a.tasks.Delete(ctx, &tasksv1.DeleteTaskRequest{ContainerId: "before"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDaemonNamespacesIsolate: what is made in one namespace is invisible
+// in another, and a namespace that holds something cannot be deleted.
+func TestDaemonNamespacesIsolate(t *testing.T) {
+	d := newDaemon(t)
+	a := d.api()
+	ctxA, ctxB := d.nsContext("iso-a"), d.nsContext("iso-b")
+	a.run(t, ctxA, "only-in-a", []string{"sleep", "3600"})
+	if _, err := a.namespaces.Create(ctxB, &namespacesv1.CreateNamespaceRequest{Namespace: &namespacesv1.Namespace{Name: "iso-b"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := a.containers.Get(ctxB, &containersv1.GetContainerRequest{Id: "only-in-a"}); !errdefs.IsNotFound(err) {
+		t.Errorf("container of iso-a seen from iso-b: %v", err)
+	}
+	if _, err := a.tasks.Get(ctxB, &tasksv1.GetRequest{ContainerId: "only-in-a"}); !errdefs.IsNotFound(err) {
+		t.Errorf("task of iso-a seen from iso-b: %v", err)
+	}
+	if _, err := a.tasks.Kill(ctxB, &tasksv1.KillRequest{ContainerId: "only-in-a", Signal: 9}); !errdefs.IsNotFound(err) {
+		t.Errorf("task of iso-a killed from iso-b: %v", err)
+	}
+	for _, ctx := range []context.Context{ctxB} {
+		cs, err := a.containers.List(ctx, &containersv1.ListContainersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := a.tasks.List(ctx, &tasksv1.ListTasksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs.Containers) != 0 || len(ts.Tasks) != 0 {
+			t.Errorf("iso-b lists %d containers and %d tasks, want none", len(cs.Containers), len(ts.Tasks))
+		}
+	}
+	_, err := a.namespaces.Delete(ctxA, &namespacesv1.DeleteNamespaceRequest{Name: "iso-a"})
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "container") {
+		t.Errorf("delete of a namespace holding a container: %v, want failed precondition naming it", err)
+	}
+	if _, err := a.containers.Delete(ctxA, &containersv1.DeleteContainerRequest{Id: "only-in-a"}); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("delete of a container with a running task: %v, want failed precondition", err)
+	}
+	if _, err := a.namespaces.Delete(ctxB, &namespacesv1.DeleteNamespaceRequest{Name: "iso-b"}); err != nil {
+		t.Errorf("delete of an empty namespace: %v", err)
+	}
+}
+
+// TestDaemonBadIdentifiers: bad names get InvalidArgument and create
+// nothing.
+func TestDaemonBadIdentifiers(t *testing.T) {
+	d := newDaemon(t)
+	a := d.api()
+	ctx := d.nsContext("ids")
+	bad := []string{"", "../x", "a/b", strings.Repeat("x", 300), "nul\x00byte", ".hidden"}
+	for _, id := range bad {
+		_, err := a.containers.Create(ctx, &containersv1.CreateContainerRequest{Container: &containersv1.Container{
+			Id: id, Spec: containerSpec(t, "ids", "x", []string{"true"}),
+		}})
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("container id %q: %v, want invalid argument", id, err)
+		}
+		_, err = a.namespaces.Create(ctx, &namespacesv1.CreateNamespaceRequest{Namespace: &namespacesv1.Namespace{Name: id}})
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("namespace %q: %v, want invalid argument", id, err)
+		}
+		_, err = a.tasks.Create(ctx, &tasksv1.CreateTaskRequest{ContainerId: id})
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("task of container %q: %v, want invalid argument", id, err)
+		}
+		if id != "" {
+			badCtx := d.nsContext(id)
+			_, err = a.containers.List(badCtx, &containersv1.ListContainersRequest{})
+			if !errdefs.IsInvalidArgument(err) {
+				t.Errorf("list in namespace %q: %v, want invalid argument", id, err)
+			}
+		}
+	}
+	cs, err := a.containers.List(ctx, &containersv1.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nss, err := a.namespaces.List(ctx, &namespacesv1.ListNamespacesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.Containers) != 0 || len(nss.Namespaces) != 0 {
+		t.Errorf("bad input created %d containers, %d namespaces", len(cs.Containers), len(nss.Namespaces))
+	}
+	if entries, _ := os.ReadDir(d.state); len(entries) > 1 { // the socket
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("bad input left files in the state folder: %v", names)
+	}
+	// A task for a container that does not exist is NotFound.
+	if _, err := a.tasks.Create(ctx, &tasksv1.CreateTaskRequest{ContainerId: "absent"}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("task of a missing container: %v, want not found", err)
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
+}

@@ -1,0 +1,142 @@
+// Package containers serves berth.services.containers.v1 over the metadata
+// store.
+package containers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events"
+	nsctx "github.com/berthrt/berth/namespaces"
+	api "github.com/berthrt/berth/proto/containers/v1"
+	eventsv1 "github.com/berthrt/berth/proto/events/v1"
+	"github.com/berthrt/berth/services"
+	"github.com/berthrt/berth/storage/metadata"
+)
+
+// Tasks tells whether a container has a task; a container with one cannot
+// be deleted.
+type Tasks interface {
+	HasTask(ctx context.Context, namespace, id string) bool
+}
+
+// Config is what the service uses.
+type Config struct {
+	Store          metadata.ContainerStore
+	Tasks          Tasks
+	Publisher      services.Publisher
+	DefaultRuntime string
+}
+
+type service struct{ Config }
+
+// Register serves the containers API on srv.
+func Register(srv *ttrpc.Server, cfg Config) {
+	api.RegisterContainersService(srv, &service{cfg})
+}
+
+func (s *service) Get(ctx context.Context, req *api.GetContainerRequest) (*api.GetContainerResponse, error) {
+	c, err := s.Store.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &api.GetContainerResponse{Container: ToProto(c)}, nil
+}
+
+func (s *service) List(ctx context.Context, req *api.ListContainersRequest) (*api.ListContainersResponse, error) {
+	cs, err := s.Store.List(ctx, req.GetFilters()...)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.ListContainersResponse{Containers: make([]*api.Container, 0, len(cs))}
+	for _, c := range cs {
+		resp.Containers = append(resp.Containers, ToProto(c))
+	}
+	return resp, nil
+}
+
+func (s *service) Create(ctx context.Context, req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
+	if req.GetContainer() == nil {
+		return nil, fmt.Errorf("container is required: %w", errdefs.ErrInvalidArgument)
+	}
+	c := FromProto(req.GetContainer())
+	if c.Runtime.Name == "" {
+		c.Runtime.Name = s.DefaultRuntime
+	}
+	created, err := s.Store.Create(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	s.publish(ctx, events.TopicContainerCreate, &eventsv1.ContainerCreate{Id: created.ID, Image: created.Image, Runtime: created.Runtime.Name})
+	return &api.CreateContainerResponse{Container: ToProto(created)}, nil
+}
+
+func (s *service) Update(ctx context.Context, req *api.UpdateContainerRequest) (*api.UpdateContainerResponse, error) {
+	if req.GetContainer() == nil {
+		return nil, fmt.Errorf("container is required: %w", errdefs.ErrInvalidArgument)
+	}
+	updated, err := s.Store.Update(ctx, FromProto(req.GetContainer()), req.GetUpdateMask().GetPaths()...)
+	if err != nil {
+		return nil, err
+	}
+	s.publish(ctx, events.TopicContainerUpdate, &eventsv1.ContainerUpdate{Id: updated.ID, Image: updated.Image, Labels: updated.Labels})
+	return &api.UpdateContainerResponse{Container: ToProto(updated)}, nil
+}
+
+func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (*emptypb.Empty, error) {
+	ns, err := nsctx.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.Tasks.HasTask(ctx, ns, req.GetId()) {
+		return nil, fmt.Errorf("container %q has a task: delete the task first: %w", req.GetId(), errdefs.ErrFailedPrecondition)
+	}
+	if err := s.Store.Delete(ctx, req.GetId()); err != nil {
+		return nil, err
+	}
+	s.publish(ctx, events.TopicContainerDelete, &eventsv1.ContainerDelete{Id: req.GetId()})
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) publish(ctx context.Context, topic string, ev proto.Message) {
+	if err := s.Publisher.Publish(ctx, topic, ev); err != nil {
+		slog.WarnContext(ctx, "publish container event", "topic", topic, "error", err)
+	}
+}
+
+// ToProto converts a stored container to its API form.
+func ToProto(c metadata.Container) *api.Container {
+	return &api.Container{
+		Id:          c.ID,
+		Labels:      c.Labels,
+		Image:       c.Image,
+		Runtime:     &api.Container_Runtime{Name: c.Runtime.Name, Options: c.Runtime.Options},
+		Spec:        c.Spec,
+		Snapshotter: c.Snapshotter,
+		SnapshotKey: c.SnapshotKey,
+		CreatedAt:   timestamppb.New(c.CreatedAt),
+		UpdatedAt:   timestamppb.New(c.UpdatedAt),
+		Extensions:  c.Extensions,
+	}
+}
+
+// FromProto converts an API container to the stored form.
+func FromProto(c *api.Container) metadata.Container {
+	return metadata.Container{
+		ID:          c.GetId(),
+		Labels:      c.GetLabels(),
+		Image:       c.GetImage(),
+		Runtime:     metadata.RuntimeInfo{Name: c.GetRuntime().GetName(), Options: c.GetRuntime().GetOptions()},
+		Spec:        c.GetSpec(),
+		Snapshotter: c.GetSnapshotter(),
+		SnapshotKey: c.GetSnapshotKey(),
+		Extensions:  c.GetExtensions(),
+	}
+}

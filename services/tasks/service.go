@@ -1,0 +1,421 @@
+// Package tasks serves berth.services.tasks.v1: the running instances of
+// containers, each supervised by one shim. The service is a thin layer over
+// the supervisor: it finds the container, asks the supervisor for the
+// task's shim and relays the call; the shim is the authority on a task's
+// state, so nothing here is cached.
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/filters"
+	"github.com/berthrt/berth/identifiers"
+	nsctx "github.com/berthrt/berth/namespaces"
+	api "github.com/berthrt/berth/proto/tasks/v1"
+	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/supervisor"
+)
+
+// deathGrace bounds how long a call that lost its shim waits for the
+// supervisor to record the death (it notices within a second) before it
+// reports the task as unavailable.
+const deathGrace = 2 * time.Second
+
+// readyTimeout bounds how long a call waits for its task's shim to be
+// reconnected after a daemon start.
+const readyTimeout = 10 * time.Second
+
+// Config is what the service uses.
+type Config struct {
+	Containers metadata.ContainerStore
+	Supervisor *supervisor.Supervisor
+}
+
+type service struct{ Config }
+
+// Register serves the tasks API on srv.
+func Register(srv *ttrpc.Server, cfg Config) {
+	api.RegisterTasksService(srv, &service{cfg})
+}
+
+// shim returns the shim of the task of container id in the namespace of
+// ctx, waiting for it when the daemon is still restoring shims.
+func (s *service) shim(ctx context.Context, id string) (string, *supervisor.Shim, error) {
+	ns, err := nsctx.NamespaceRequired(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := identifiers.Validate(id); err != nil {
+		return "", nil, fmt.Errorf("container id: %w", err)
+	}
+	sh, err := s.Supervisor.Get(ns, id)
+	if err != nil {
+		return "", nil, fmt.Errorf("task %q: %w", id, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := sh.Ready(rctx); err != nil {
+		return "", nil, err
+	}
+	return ns, sh, nil
+}
+
+func (s *service) Create(ctx context.Context, req *api.CreateTaskRequest) (*api.CreateTaskResponse, error) {
+	ns, err := nsctx.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.Containers.Get(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	sh, err := s.Supervisor.Create(ctx, ns, c.ID, supervisor.CreateOpts{
+		Runtime: c.Runtime.Name,
+		Spec:    c.Spec,
+		Rootfs:  req.GetRootfs(),
+		Stdio:   req.GetStdio(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	st, err := sh.Task().State(ctx, &shimapi.StateRequest{Id: c.ID})
+	if err != nil {
+		return nil, err
+	}
+	return &api.CreateTaskResponse{ContainerId: c.ID, Pid: st.Pid}, nil
+}
+
+func (s *service) Start(ctx context.Context, req *api.StartRequest) (*api.StartResponse, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := sh.Task().Start(ctx, &shimapi.StartRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
+	if err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &api.StartResponse{Pid: resp.Pid}, nil
+}
+
+func (s *service) Delete(ctx context.Context, req *api.DeleteTaskRequest) (*api.DeleteResponse, error) {
+	ns, _, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.Supervisor.Delete(ctx, ns, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	return &api.DeleteResponse{Id: req.GetContainerId(), Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt}, nil
+}
+
+func (s *service) DeleteProcess(ctx context.Context, req *api.DeleteProcessRequest) (*api.DeleteResponse, error) {
+	if req.GetExecId() == "" {
+		return nil, fmt.Errorf("exec id is required (delete the init process with Delete): %w", errdefs.ErrInvalidArgument)
+	}
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := sh.Task().Delete(ctx, &shimapi.DeleteRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
+	if err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &api.DeleteResponse{Id: req.GetExecId(), Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt}, nil
+}
+
+func (s *service) Get(ctx context.Context, req *api.GetRequest) (*api.GetResponse, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.process(ctx, sh, req.GetExecId())
+	if err != nil {
+		return nil, err
+	}
+	return &api.GetResponse{Process: p}, nil
+}
+
+// process reports one process of sh; a task whose shim is gone is stopped
+// with the exit the supervisor recorded.
+func (s *service) process(ctx context.Context, sh *supervisor.Shim, execID string) (*api.Process, error) {
+	if exit, ok := sh.Exited(); ok {
+		if execID != "" {
+			return nil, fmt.Errorf("process %q of task %q: the shim is gone: %w", execID, sh.ID, errdefs.ErrNotFound)
+		}
+		return &api.Process{
+			ContainerId: sh.ID,
+			Pid:         uint32(exit.Pid),
+			Status:      shimapi.Status_STATUS_STOPPED,
+			ExitStatus:  exit.Status,
+			ExitedAt:    timestamppb.New(exit.ExitedAt),
+		}, nil
+	}
+	st, err := sh.Task().State(ctx, &shimapi.StateRequest{Id: sh.ID, ExecId: execID})
+	if err != nil {
+		if exit, ok := s.waitExited(sh, err); ok && execID == "" {
+			return &api.Process{ContainerId: sh.ID, Pid: uint32(exit.Pid), Status: shimapi.Status_STATUS_STOPPED,
+				ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}, nil
+		}
+		return nil, err
+	}
+	p := &api.Process{
+		ContainerId: sh.ID,
+		ExecId:      execID,
+		Pid:         st.Pid,
+		Status:      st.Status,
+		Stdio:       st.Stdio,
+		ExitStatus:  st.ExitStatus,
+		ExitedAt:    st.ExitedAt,
+	}
+	return p, nil
+}
+
+func (s *service) List(ctx context.Context, req *api.ListTasksRequest) (*api.ListTasksResponse, error) {
+	procs, err := s.matching(ctx, req.GetFilters())
+	if err != nil {
+		return nil, err
+	}
+	return &api.ListTasksResponse{Tasks: procs}, nil
+}
+
+// matching returns the init process of every task of the namespace of ctx
+// that matches any of the filters. Tasks that vanish meanwhile are left
+// out.
+func (s *service) matching(ctx context.Context, filterStrings []string) ([]*api.Process, error) {
+	ns, err := nsctx.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := filters.ParseAll(filterStrings...)
+	if err != nil {
+		return nil, err
+	}
+	var out []*api.Process
+	for _, sh := range s.Supervisor.List(ns) {
+		p, err := s.process(ctx, sh, "")
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("task %q: %w", sh.ID, err)
+		}
+		if filter.Match(adaptor(p)) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (s *service) Kill(ctx context.Context, req *api.KillRequest) (*emptypb.Empty, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().Kill(ctx, &shimapi.KillRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Signal: req.GetSignal(), All: req.GetAll()}); err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Exec(ctx context.Context, req *api.ExecProcessRequest) (*emptypb.Empty, error) {
+	if err := identifiers.Validate(req.GetExecId()); err != nil {
+		return nil, fmt.Errorf("exec id: %w", err)
+	}
+	if len(req.GetSpec()) == 0 {
+		return nil, fmt.Errorf("exec %q: a process spec is required: %w", req.GetExecId(), errdefs.ErrInvalidArgument)
+	}
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().Exec(ctx, &shimapi.ExecRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Stdio: req.GetStdio(), Spec: req.GetSpec()}); err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) ResizePty(ctx context.Context, req *api.ResizePtyRequest) (*emptypb.Empty, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().ResizePty(ctx, &shimapi.ResizePtyRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Width: req.GetWidth(), Height: req.GetHeight()}); err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) CloseIO(ctx context.Context, req *api.CloseIORequest) (*emptypb.Empty, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().CloseIO(ctx, &shimapi.CloseIORequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Stdin: req.GetStdin()}); err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Pause(ctx context.Context, req *api.PauseTaskRequest) (*emptypb.Empty, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().Pause(ctx, &shimapi.PauseRequest{Id: req.GetContainerId()}); err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Resume(ctx context.Context, req *api.ResumeTaskRequest) (*emptypb.Empty, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().Resume(ctx, &shimapi.ResumeRequest{Id: req.GetContainerId()}); err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) ListPids(ctx context.Context, req *api.ListPidsRequest) (*api.ListPidsResponse, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := sh.Task().Pids(ctx, &shimapi.PidsRequest{Id: req.GetContainerId()})
+	if err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &api.ListPidsResponse{Processes: resp.Processes}, nil
+}
+
+func (s *service) Update(ctx context.Context, req *api.UpdateTaskRequest) (*emptypb.Empty, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().Update(ctx, &shimapi.UpdateRequest{Id: req.GetContainerId(), Resources: req.GetResources()}); err != nil {
+		return nil, s.stopped(sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Metrics(ctx context.Context, req *api.MetricsRequest) (*api.MetricsResponse, error) {
+	ns, err := nsctx.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	procs, err := s.matching(ctx, req.GetFilters())
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.MetricsResponse{}
+	for _, p := range procs {
+		if p.Status == shimapi.Status_STATUS_STOPPED {
+			continue // its cgroup is gone
+		}
+		sh, err := s.Supervisor.Get(ns, p.ContainerId)
+		if err != nil {
+			continue
+		}
+		st, err := sh.Task().Stats(ctx, &shimapi.StatsRequest{Id: p.ContainerId})
+		if errdefs.IsNotFound(err) || errdefs.IsFailedPrecondition(err) {
+			continue // exited meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("task %q: %w", p.ContainerId, err)
+		}
+		resp.Metrics = append(resp.Metrics, &api.TaskMetrics{ContainerId: p.ContainerId, Timestamp: timestamppb.Now(), Metrics: st.Metrics})
+	}
+	return resp, nil
+}
+
+func (s *service) Wait(ctx context.Context, req *api.WaitRequest) (*api.WaitResponse, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if exit, ok := sh.Exited(); ok && req.GetExecId() == "" {
+		return &api.WaitResponse{ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}, nil
+	}
+	resp, err := sh.Task().Wait(ctx, &shimapi.WaitRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
+	if err != nil {
+		if ctx.Err() == nil && req.GetExecId() == "" {
+			if exit, ok := s.waitExited(sh, err); ok {
+				return &api.WaitResponse{ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}, nil
+			}
+		}
+		return nil, err
+	}
+	return &api.WaitResponse{ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt}, nil
+}
+
+// waitExited decides whether a failed call means the shim died: if the
+// error is one of a lost connection, it gives the supervisor deathGrace to
+// record the death and returns the exit it recorded.
+func (s *service) waitExited(sh *supervisor.Shim, err error) (shimapi.ExitStatus, bool) {
+	if !connectionLost(err) {
+		return shimapi.ExitStatus{}, false
+	}
+	deadline := time.Now().Add(deathGrace)
+	for {
+		if exit, ok := sh.Exited(); ok {
+			return exit, true
+		}
+		if time.Now().After(deadline) {
+			return shimapi.ExitStatus{}, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stopped turns the error of a call to a shim that has died into a
+// FailedPrecondition that says so.
+func (s *service) stopped(sh *supervisor.Shim, err error) error {
+	if exit, ok := s.waitExited(sh, err); ok {
+		return fmt.Errorf("task %q has stopped (exit status %d; its shim is gone): %w", sh.ID, exit.Status, errdefs.ErrFailedPrecondition)
+	}
+	return err
+}
+
+func connectionLost(err error) bool {
+	return errors.Is(err, ttrpc.ErrClosed) || errdefs.IsUnavailable(err) ||
+		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe") ||
+		strings.Contains(err.Error(), "use of closed network connection")
+}
+
+func adaptor(p *api.Process) filters.Adaptor {
+	return filters.AdapterFunc(func(path []string) (string, bool) {
+		if len(path) != 1 {
+			return "", false
+		}
+		switch path[0] {
+		case "id", "container_id":
+			return p.ContainerId, true
+		case "pid":
+			return strconv.FormatUint(uint64(p.Pid), 10), true
+		case "status":
+			return StatusName(p.Status), true
+		}
+		return "", false
+	})
+}
+
+// StatusName is the lower-case name of a status: created, running, paused,
+// stopped or unknown.
+func StatusName(s shimapi.Status) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "STATUS_"))
+}
