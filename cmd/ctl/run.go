@@ -16,11 +16,11 @@ import (
 
 func runCommand(g *globals) *cobra.Command {
 	var (
-		cf      containerFlags
-		rm      bool
-		detach  bool
-		stdin   bool
-		logURI  string
+		cf     containerFlags
+		rm     bool
+		detach bool
+		stdin  bool
+		logURI string
 	)
 	cmd := &cobra.Command{
 		Use:   "run --rootfs DIR [FLAGS] ID [CMD...]",

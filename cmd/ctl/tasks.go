@@ -215,13 +215,13 @@ func parseSignal(s string) (syscall.Signal, error) {
 
 func taskExecCommand(g *globals) *cobra.Command {
 	var (
-		execID  string
-		tty     bool
-		stdin   bool
-		detach  bool
-		cwd     string
-		env     []string
-		user    string
+		execID string
+		tty    bool
+		stdin  bool
+		detach bool
+		cwd    string
+		env    []string
+		user   string
 	)
 	cmd := &cobra.Command{
 		Use:     "exec --exec-id EID [-t] [-i] [-d] ID CMD...",
