@@ -27,6 +27,9 @@ func TestCreateStartWaitDelete(t *testing.T) {
 	if sh.TaskPid() == 0 {
 		t.Fatal("no init pid after create")
 	}
+	if err := sh.Ready(ctx(t)); err != nil {
+		t.Fatalf("Ready after create: %v", err)
+	}
 	if got, err := s.Get(e.ns, "exit3"); err != nil || got != sh {
 		t.Fatalf("Get = %v, %v", got, err)
 	}
