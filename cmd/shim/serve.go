@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -29,8 +30,17 @@ const (
 // start, so collecting sooner costs next to nothing.
 const gcPercent = 25
 
+// maxProcs is the shim's GOMAXPROCS unless the environment sets one. The
+// shim mostly waits on the runtime and on pipes; every P costs its own
+// caches and GC work buffers, and more Ps mean more threads: one P kept an
+// idle shim 0.3 MiB smaller than two, at no measurable cost in latency.
+const maxProcs = 1
+
 // serve is the long-lived shim.
 func serve(ctx context.Context, o *options) error {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(maxProcs)
+	}
 	debug.SetGCPercent(gcPercent)
 	logf, err := os.OpenFile(filepath.Join(o.bundle, shimapi.LogFileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
