@@ -11,9 +11,16 @@ PREFIX    ?= /usr/local
 
 all: build
 
+# berth-shim runs once per container. Built without cgo (nothing in it
+# needs cgo) it is static: no libc and loader mapped into each shim, 1.5 MiB
+# less RSS when idle (bench/README.md). -s -w drops the symbol table and
+# DWARF, which are never mapped: that saves disk, not memory; panics keep
+# their stack traces. -trimpath keeps build paths out of the binary.
+SHIM_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
+
 build:
 	$(GO) build -o $(BIN)/berthd ./cmd/daemon
-	$(GO) build -o $(BIN)/berth-shim ./cmd/shim
+	$(SHIM_BUILD) -o $(BIN)/berth-shim ./cmd/shim
 	$(GO) build -o $(BIN)/berthctl ./cmd/ctl
 
 # deps installs the Debian packages that building and testing need.
