@@ -190,7 +190,7 @@ func taskKillCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&sig, "signal", "s", "SIGTERM", "signal name (TERM, SIGKILL) or number")
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "signal every process of the task")
+	cmd.Flags().BoolVar(&all, "all", false, "signal every process of the task")
 	cmd.Flags().StringVar(&execID, "exec-id", "", "signal this exec process instead of the init process")
 	return cmd
 }
