@@ -25,32 +25,47 @@ const slowDialMax = 2 * time.Second
 // fail with ErrUnavailable). Tasks already known are left alone, so
 // calling Restore again is harmless.
 func (s *Supervisor) Restore(ctx context.Context) error {
+	wait, err := s.StartRestore(ctx)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// StartRestore is Restore in two steps: it registers every bundle found
+// (Get and List see each from then on, and Shim.Ready waits for its fate)
+// and starts reconnecting, then returns; wait does the rest of Restore. A
+// daemon calls it before it serves, so that no call can miss a task, and
+// waits in the background, so that no shim holds its readiness hostage.
+func (s *Supervisor) StartRestore(ctx context.Context) (wait func() error, err error) {
 	began := time.Now()
 	if err := os.MkdirAll(s.cfg.StateDir, bundleDirMode); err != nil {
-		return err
+		return nil, err
 	}
 	found, err := s.scan()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, sh := range found {
 		if !s.goroutine(sh.restore) {
 			break // Close has begun
 		}
 	}
-	pending := s.waitClassified(ctx, found)
-	running, stopped := 0, 0
-	for _, sh := range found {
-		switch sh.getState() {
-		case stateRunning:
-			running++
-		case stateStopped:
-			stopped++
+	return func() error {
+		pending := s.waitClassified(ctx, found)
+		running, stopped := 0, 0
+		for _, sh := range found {
+			switch sh.getState() {
+			case stateRunning:
+				running++
+			case stateStopped:
+				stopped++
+			}
 		}
-	}
-	s.log.Info("restored shims", "found", len(found), "running", running, "stopped", stopped,
-		"pending", pending, "took", time.Since(began))
-	return ctx.Err()
+		s.log.Info("restored shims", "found", len(found), "running", running, "stopped", stopped,
+			"pending", pending, "took", time.Since(began))
+		return ctx.Err()
+	}, nil
 }
 
 // waitClassified waits until every shim of found is classified, the

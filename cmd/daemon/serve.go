@@ -100,21 +100,25 @@ func serve(ctx context.Context, cfg *Config) error {
 		return err
 	}
 
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// Register the shims of the previous daemon before serving, so that no
+	// call misses a task; reconnect to them while serving: a call for a
+	// task waits for its own shim only (Shim.Ready).
+	start := time.Now()
+	restored, err := sup.StartRestore(ctx)
+	if err != nil {
+		return fmt.Errorf("restore shims: %w", err)
+	}
 	l, err := listen(cfg.API.Address, cfg.API.UID, cfg.API.GID)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, l) }()
 	log.Info("berthd serving", "version", version.Version, "address", cfg.API.Address, "root", cfg.Root, "state", cfg.State)
-
-	// Reconnect to the shims of the previous daemon while serving: calls
-	// for a task wait for its own shim only (see supervisor.Get).
 	go func() {
-		start := time.Now()
-		if err := sup.Restore(ctx); err != nil {
+		if err := restored(); err != nil && ctx.Err() == nil {
 			log.Error("restore shims", "error", err)
 		}
 		restoring.Store(false)
