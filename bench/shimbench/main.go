@@ -39,6 +39,7 @@ type config struct {
 	n       int
 	warmup  int
 	smaps   string // where to copy the idle shim's /proc/PID/smaps, if set
+	shared  int    // idle shims measured together; 0 or 1 skips that figure
 }
 
 // results are the figures of one benchmark run.
@@ -46,7 +47,8 @@ type results struct {
 	floor     samples
 	shimCore  samples
 	shimTotal samples
-	mem       memory
+	mem       memory // one idle shim alone
+	shared    memory // mean of cfg.shared idle shims running together
 }
 
 func main() {
@@ -62,6 +64,7 @@ func mainCode() int {
 	flag.StringVar(&cfg.busybox, "busybox", "busybox", "static busybox for the rootfs, a name in PATH or a path")
 	flag.IntVar(&cfg.n, "n", 20, "measured iterations of each path")
 	flag.IntVar(&cfg.warmup, "warmup", 1, "unmeasured iterations of each path first")
+	flag.IntVar(&cfg.shared, "shared", 10, "idle shims measured together, sharing their binary's pages (0: skip)")
 	flag.StringVar(&cfg.smaps, "smaps", "", "copy the idle shim's /proc/PID/smaps to this file, to see where its memory goes")
 	flag.Parse()
 	if err := cfg.resolve(); err != nil {
@@ -92,8 +95,8 @@ func (c *config) resolve() error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (runc)")
 	}
-	if c.n < 1 || c.warmup < 0 {
-		return fmt.Errorf("-n %d -warmup %d: need n ≥ 1 and warmup ≥ 0", c.n, c.warmup)
+	if c.n < 1 || c.warmup < 0 || c.shared < 0 {
+		return fmt.Errorf("-n %d -warmup %d -shared %d: need n ≥ 1, warmup ≥ 0 and shared ≥ 0", c.n, c.warmup, c.shared)
 	}
 	for _, p := range []*string{&c.shim, &c.runtime, &c.busybox} {
 		path, err := lookPath(*p)
@@ -166,8 +169,17 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "\rshimbench: idle shim memory (%v settle)     \n", settleTime)
-	if res.mem, err = w.shimMemory(ctx, cfg.smaps); err != nil {
+	mems, err := w.shimMemory(ctx, 1, cfg.smaps)
+	if err != nil {
 		return res, fmt.Errorf("idle memory: %w", err)
+	}
+	res.mem = mems[0]
+	if cfg.shared > 1 {
+		fmt.Fprintf(os.Stderr, "shimbench: %d idle shims together (%v settle)\n", cfg.shared, settleTime)
+		if mems, err = w.shimMemory(ctx, cfg.shared, ""); err != nil {
+			return res, fmt.Errorf("idle memory of %d shims: %w", cfg.shared, err)
+		}
+		res.shared = meanMemory(mems)
 	}
 	return res, nil
 }
@@ -189,12 +201,23 @@ func report(f *os.File, cfg config, res results) {
 	pss, rss := float64(res.mem.pssKB)/1024, float64(res.mem.rssKB)/1024
 	fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (goals %g / %g MiB: %s/%s)\n", "shim idle memory",
 		pss, rss, goalPSSMiB, goalRSSMiB, verdict(pss <= goalPSSMiB), verdict(rss <= goalRSSMiB))
-	if res.mem.pssAnonKB >= 0 && res.mem.pssFileKB >= 0 {
-		fmt.Fprintf(f, "  %-38s anon %.1f MiB, file %.1f MiB (informational)\n", "  of which PSS",
-			float64(res.mem.pssAnonKB)/1024, float64(res.mem.pssFileKB)/1024)
+	split(f, res.mem)
+	if cfg.shared > 1 {
+		fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (informational)\n",
+			fmt.Sprintf("%d idle shims together, mean", cfg.shared),
+			float64(res.shared.pssKB)/1024, float64(res.shared.rssKB)/1024)
+		split(f, res.shared)
 	}
 	if p, err := exec.LookPath("containerd-shim-runc-v2"); err == nil {
 		fmt.Fprintf(f, "  %-38s %s (informational, not measured: it needs containerd)\n", "containerd-shim-runc-v2", p)
+	}
+}
+
+// split prints the anonymous and file parts of a PSS figure, when known.
+func split(f *os.File, m memory) {
+	if m.pssAnonKB >= 0 && m.pssFileKB >= 0 {
+		fmt.Fprintf(f, "  %-38s anon %.1f MiB, file %.1f MiB (informational)\n", "  of which PSS",
+			float64(m.pssAnonKB)/1024, float64(m.pssFileKB)/1024)
 	}
 }
 

@@ -158,58 +158,95 @@ type memory struct {
 	pssAnonKB, pssFileKB int
 }
 
-// settleTime is how long the idle shim runs before it is measured.
+// settleTime is how long idle shims run before they are measured.
 const settleTime = 2 * time.Second
 
-// shimMemory starts a shim with a running `sleep 1000` container, lets it
-// settle and reads its memory; then kills and deletes the container and
-// stops the shim.
-func (w *workspace) shimMemory(ctx context.Context, smapsCopy string) (memory, error) {
-	var m memory
-	id := w.newID("idle")
-	if _, err := w.writeBundle(ctx, id, "sleep", "1000"); err != nil {
-		return m, err
-	}
-	s, err := w.startShim(ctx, id)
-	if err != nil {
-		return m, err
-	}
+// shimMemory starts n shims, each with a running `sleep 1000` container,
+// lets them settle and reads the memory of each while all of them run; then
+// kills and deletes the containers and stops the shims. With n > 1 the
+// shims share the pages of their binary, as on a host with many containers.
+// When smapsCopy is set, the first shim's smaps are copied there.
+func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]memory, error) {
 	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
-	if _, err := s.task.Create(cctx, &shimapi.CreateRequest{Id: id, Stdio: &shimapi.Stdio{}}); err != nil {
-		return m, fmt.Errorf("shim %s: create: %w", id, err)
-	}
-	if _, err := s.task.Start(cctx, &shimapi.StartRequest{Id: id}); err != nil {
-		return m, fmt.Errorf("shim %s: start: %w", id, err)
+	var shims []*shimInstance
+	for range n {
+		id := w.newID("idle")
+		if _, err := w.writeBundle(ctx, id, "sleep", "1000"); err != nil {
+			return nil, err
+		}
+		s, err := w.startShim(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		shims = append(shims, s)
+		if _, err := s.task.Create(cctx, &shimapi.CreateRequest{Id: id, Stdio: &shimapi.Stdio{}}); err != nil {
+			return nil, fmt.Errorf("shim %s: create: %w", id, err)
+		}
+		if _, err := s.task.Start(cctx, &shimapi.StartRequest{Id: id}); err != nil {
+			return nil, fmt.Errorf("shim %s: start: %w", id, err)
+		}
 	}
 	select {
 	case <-time.After(settleTime):
 	case <-ctx.Done():
-		return m, ctx.Err()
+		return nil, ctx.Err()
 	}
-	if m, err = readMemory(s.pid); err != nil {
-		return m, err
+	mems := make([]memory, 0, n)
+	for _, s := range shims {
+		m, err := readMemory(s.pid)
+		if err != nil {
+			return nil, err
+		}
+		mems = append(mems, m)
 	}
 	if smapsCopy != "" {
-		data, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/smaps")
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(shims[0].pid) + "/smaps")
 		if err == nil {
 			err = os.WriteFile(smapsCopy, data, 0o644)
 		}
 		if err != nil {
-			return m, fmt.Errorf("copy smaps: %w", err)
+			return nil, fmt.Errorf("copy smaps: %w", err)
 		}
 	}
 
-	if _, err := s.task.Kill(cctx, &shimapi.KillRequest{Id: id, Signal: uint32(syscall.SIGKILL)}); err != nil {
-		return m, fmt.Errorf("shim %s: kill: %w", id, err)
+	for _, s := range shims {
+		if _, err := s.task.Kill(cctx, &shimapi.KillRequest{Id: s.id, Signal: uint32(syscall.SIGKILL)}); err != nil {
+			return nil, fmt.Errorf("shim %s: kill: %w", s.id, err)
+		}
+		if _, err := s.task.Wait(cctx, &shimapi.WaitRequest{Id: s.id}); err != nil {
+			return nil, fmt.Errorf("shim %s: wait: %w", s.id, err)
+		}
+		if _, err := s.task.Delete(cctx, &shimapi.DeleteRequest{Id: s.id}); err != nil {
+			return nil, fmt.Errorf("shim %s: delete: %w", s.id, err)
+		}
+		if err := w.stopShim(ctx, s); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := s.task.Wait(cctx, &shimapi.WaitRequest{Id: id}); err != nil {
-		return m, fmt.Errorf("shim %s: wait: %w", id, err)
+	return mems, nil
+}
+
+// meanMemory averages the figures of several shims.
+func meanMemory(mems []memory) memory {
+	n := len(mems)
+	if n == 0 {
+		return memory{pssAnonKB: -1, pssFileKB: -1}
 	}
-	if _, err := s.task.Delete(cctx, &shimapi.DeleteRequest{Id: id}); err != nil {
-		return m, fmt.Errorf("shim %s: delete: %w", id, err)
+	var sum memory
+	split := true
+	for _, m := range mems {
+		sum.pssKB += m.pssKB
+		sum.rssKB += m.rssKB
+		sum.pssAnonKB += m.pssAnonKB
+		sum.pssFileKB += m.pssFileKB
+		split = split && m.pssAnonKB >= 0 && m.pssFileKB >= 0
 	}
-	return m, w.stopShim(ctx, s)
+	mean := memory{pssKB: sum.pssKB / n, rssKB: sum.rssKB / n, pssAnonKB: sum.pssAnonKB / n, pssFileKB: sum.pssFileKB / n}
+	if !split {
+		mean.pssAnonKB, mean.pssFileKB = -1, -1
+	}
+	return mean
 }
 
 // readMemory reads the Pss and Rss totals of a process.
