@@ -56,10 +56,11 @@ vet:
 test: build check-protos vet
 	$(GO) test -count=1 -timeout 15m ./...
 
-# demo is the main job: a busybox container, run through its own shim.
+# demo is the main job: berthd in the background with its own root and
+# state, a busybox root filesystem, `berthctl run --rm … echo hello`, and
+# the daemon stopped again.
 demo: build
-	rm -rf /tmp/berth-busybox && scripts/busybox-rootfs.sh /tmp/berth-busybox
-	$(BIN)/berthctl shim run --rootfs /tmp/berth-busybox demo echo hello from berth
+	BIN=$(BIN) scripts/demo.sh
 
 bench: build
 	$(GO) run ./bench/shimbench -shim $(BIN)/berth-shim
