@@ -8,13 +8,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/errdefs"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
+	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 	"github.com/berthrt/berth/shimapi"
@@ -199,4 +202,64 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return filepath.Dir(wd)
+}
+
+// TestDaemonShimDeath: a shim SIGKILLed while the daemon runs is noticed
+// within about a second; its task is reported exited (137, as nothing
+// recorded another status), once, and nothing of it is left.
+func TestDaemonShimDeath(t *testing.T) {
+	d := newDaemon(t)
+	const ns = "death"
+	ctx := d.nsContext(ns)
+	a := d.api()
+	sub := a.subscribe(t, &eventsv1.SubscribeRequest{Filters: []string{`topic=="/tasks/exit"`}})
+	pid := a.run(t, ctx, "victim", []string{"sleep", "3600"})
+	shimPid, err := shimapi.ReadPidFile(d.bundle(ns, "victim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan uint32, 1)
+	go func() {
+		resp, err := a.tasks.Wait(ctx, &tasksv1.WaitRequest{ContainerId: "victim"})
+		if err != nil {
+			t.Errorf("wait: %v", err)
+			waited <- 0
+			return
+		}
+		waited <- resp.ExitStatus
+	}()
+	time.Sleep(100 * time.Millisecond) // the Wait is in flight
+	killed := time.Now()
+	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-waited:
+		if st != 137 {
+			t.Errorf("wait after the shim died: %d, want 137", st)
+		}
+		t.Logf("shim death reported to a waiter after %v", time.Since(killed))
+	case <-time.After(10 * time.Second):
+		t.Fatal("a waiter was not told of the shim's death")
+	}
+	eventually(t, 5*time.Second, "the container's process to be gone", func() bool { return !pidAlive(int(pid)) })
+	if m := mountsUnder(d.bundle(ns, "victim")); len(m) > 0 {
+		t.Errorf("mounts left: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(d.state, ".runc", ns, "victim")); !os.IsNotExist(err) {
+		t.Errorf("runc state left (%v)", err)
+	}
+	eventually(t, 5*time.Second, "the /tasks/exit event", func() bool {
+		return len(sub.matching(func(*eventsv1.Envelope) bool { return true })) > 0
+	})
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to show
+	if n := len(sub.matching(func(*eventsv1.Envelope) bool { return true })); n != 1 {
+		t.Errorf("%d /tasks/exit events, want 1", n)
+	}
+	if _, err := a.tasks.Delete(ctx, &tasksv1.DeleteTaskRequest{ContainerId: "victim"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.bundle(ns, "victim")); !os.IsNotExist(err) {
+		t.Errorf("bundle left after delete (%v)", err)
+	}
 }
