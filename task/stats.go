@@ -135,10 +135,8 @@ func hasOption(options, name string) bool {
 
 // cgroupV1 reads the container's folders in the v1 controllers.
 type cgroupV1 struct {
-	memory, cpuacct, pids string // folders; "" for a controller not mounted
-
-	mu     sync.Mutex
-	events *os.File // guarded by mu: the OOM eventfd, while watched
+	memory, cpuacct, pids string   // folders; "" for a controller not mounted
+	oom                   oomWatch // the eventfd
 }
 
 func (c *cgroupV1) metrics() (*shimapi.Metrics, error) {
@@ -194,9 +192,7 @@ func (c *cgroupV1) watchOOM(fn func()) error {
 		events.Close()
 		return err
 	}
-	c.mu.Lock()
-	c.events = events
-	c.mu.Unlock()
+	c.oom.set(events)
 	go func() {
 		buf := make([]byte, 8)
 		for {
@@ -213,21 +209,12 @@ func (c *cgroupV1) watchOOM(fn func()) error {
 	return nil
 }
 
-func (c *cgroupV1) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.events != nil {
-		c.events.Close()
-		c.events = nil
-	}
-}
+func (c *cgroupV1) close() { c.oom.close() }
 
 // cgroupV2 reads the container's folder in the unified hierarchy.
 type cgroupV2 struct {
 	dir string
-
-	mu      sync.Mutex
-	inotify *os.File // guarded by mu: watching memory.events, while watched
+	oom oomWatch // the inotify descriptor watching memory.events
 }
 
 func (c *cgroupV2) metrics() (*shimapi.Metrics, error) {
@@ -270,9 +257,7 @@ func (c *cgroupV2) watchOOM(fn func()) error {
 		in.Close()
 		return &fs.PathError{Op: "inotify_add_watch", Path: path, Err: err}
 	}
-	c.mu.Lock()
-	c.inotify = in
-	c.mu.Unlock()
+	c.oom.set(in)
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -315,12 +300,27 @@ func watchRemoved(buf []byte) bool {
 	return false
 }
 
-func (c *cgroupV2) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.inotify != nil {
-		c.inotify.Close()
-		c.inotify = nil
+func (c *cgroupV2) close() { c.oom.close() }
+
+// oomWatch holds the descriptor that an OOM watch's goroutine reads:
+// closing it ends the read, and with it the goroutine.
+type oomWatch struct {
+	mu sync.Mutex
+	f  *os.File // guarded by mu; nil when not watching
+}
+
+func (w *oomWatch) set(f *os.File) {
+	w.mu.Lock()
+	w.f = f
+	w.mu.Unlock()
+}
+
+func (w *oomWatch) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
 	}
 }
 
