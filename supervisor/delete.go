@@ -45,7 +45,15 @@ func (s *Supervisor) Delete(ctx context.Context, ns, id string) (*shimapi.Delete
 			return s.deleteLive(ctx, sh, resp)
 		}
 		if st := sh.getState(); st != stateReaping && st != stateStopped {
-			return nil, fmt.Errorf("delete task %s: %w", sh, err)
+			if !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("delete task %s: %w", sh, err)
+			}
+			// The live shim has no container: an earlier daemon died
+			// between the shim's delete and the task-deleted marker (or
+			// during Create). Finish the delete rather than leave a task
+			// that can never be deleted.
+			s.log.Warn("shim has no container; finishing its delete", "task", sh.String(), "error", err)
+			return s.deleteLive(ctx, sh, sh.deletedResponse())
 		}
 		// The shim died under the call: delete the stopped task.
 	}
@@ -139,6 +147,15 @@ func (s *Supervisor) deleteStopped(ctx context.Context, sh *Shim) (*shimapi.Dele
 	sh.cancel()
 	s.remove(sh)
 	return resp, nil
+}
+
+// deletedResponse is what is known of the init process of a shim whose
+// container was deleted already: the persisted exit, or the last pid.
+func (sh *Shim) deletedResponse() *shimapi.DeleteResponse {
+	if st, err := shimapi.ReadExitFile(sh.Bundle); err == nil {
+		return &shimapi.DeleteResponse{Pid: st.Pid, ExitStatus: st.Status, ExitedAt: timestamppb.New(st.ExitedAt)}
+	}
+	return &shimapi.DeleteResponse{Pid: sh.TaskPid()}
 }
 
 // deleteEnvelope is the TaskDelete the supervisor publishes itself.

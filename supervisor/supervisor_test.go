@@ -514,3 +514,34 @@ func TestRestoreFinishesDelete(t *testing.T) {
 		t.Fatalf("events %v", got)
 	}
 }
+
+// A daemon killed after the shim deleted the container but before the
+// task-deleted marker leaves a live shim without a container; Delete on the
+// next daemon must finish the job rather than answer NotFound forever.
+func TestDeleteAfterCrashMidDelete(t *testing.T) {
+	e := newEnv(t, "sv-mid")
+	s1 := e.supervisor(newRecorder())
+	sh := e.create(s1, "mid", "true")
+	start(t, sh)
+	wait(t, sh)
+	pid := shimPid(t, sh)
+	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: "mid"}); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close()
+	rec := newRecorder()
+	s2 := e.supervisor(rec)
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Delete(ctx(t), e.ns, "mid"); err != nil {
+		t.Fatalf("Delete after a crash mid-delete: %v", err)
+	}
+	if _, err := s2.Get(e.ns, "mid"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get of a deleted task: %v", err)
+	}
+	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
+		t.Fatalf("bundle: %v", err)
+	}
+	eventually(t, 3*time.Second, "shim exits", func() bool { return !alive(pid) })
+}
