@@ -64,7 +64,8 @@ type EventHandler interface {
 	// Forward publishes one shim event of task (ns, id). It is called in
 	// sequence order per shim, never concurrently for one shim; the event
 	// is acknowledged to the shim only after Forward returned nil, and
-	// retried with backoff after an error. An envelope with Seq 0 was made
+	// retried with backoff after an error, except an error of class
+	// errdefs.ErrInvalidArgument, which drops the event. An envelope with Seq 0 was made
 	// by the supervisor (the exit of a shim that died, the delete of a
 	// stopped task), not by the shim.
 	Forward(ctx context.Context, ns, id string, env *shimapi.Envelope) error
@@ -230,6 +231,13 @@ func (s *Supervisor) forward(ctx context.Context, ns, id string, env *shimapi.En
 		}
 		if ctx.Err() != nil {
 			return errors.Join(err, ctx.Err())
+		}
+		if errdefs.IsInvalidArgument(err) {
+			// No retry can make it valid (an event kind of a newer shim,
+			// say): drop it, or it would hold up every later event of
+			// the shim, its exit included, for as long as the shim lives.
+			s.log.Error("dropping shim event that cannot be published", "namespace", ns, "id", id, "topic", env.Topic, "seq", env.Seq, "error", err)
+			return nil
 		}
 		s.log.Warn("forward event failed; retrying", "namespace", ns, "id", id, "topic", env.Topic, "seq", env.Seq, "error", err)
 		if err := b.wait(ctx); err != nil {

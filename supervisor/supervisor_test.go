@@ -1,7 +1,9 @@
 package supervisor_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -544,4 +546,29 @@ func TestDeleteAfterCrashMidDelete(t *testing.T) {
 		t.Fatalf("bundle: %v", err)
 	}
 	eventually(t, 3*time.Second, "shim exits", func() bool { return !alive(pid) })
+}
+
+// invalidStart refuses /tasks/start as an exchange refuses an event it
+// cannot publish, and records the rest.
+type invalidStart struct{ *recorder }
+
+func (r invalidStart) Forward(ctx context.Context, ns, id string, env *shimapi.Envelope) error {
+	if env.Topic == "/tasks/start" {
+		return fmt.Errorf("test: %w", errdefs.ErrInvalidArgument)
+	}
+	return r.recorder.Forward(ctx, ns, id, env)
+}
+
+// An event the handler refuses as invalid is dropped, not retried forever:
+// the events after it, the exit included, still get through.
+func TestInvalidEventDoesNotBlockLaterOnes(t *testing.T) {
+	e := newEnv(t, "sv-inv")
+	rec := newRecorder()
+	s := e.supervisor(nil, func(c *supervisor.Config) { c.Events = invalidStart{rec} })
+	sh := e.create(s, "inv", "sh", "-c", "exit 4")
+	start(t, sh)
+	wait(t, sh)
+	eventually(t, 5*time.Second, "exit forwarded after a refused start", func() bool {
+		return rec.count(e.ns, "inv", "/tasks/exit") == 1
+	})
 }
