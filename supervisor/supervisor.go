@@ -143,6 +143,14 @@ func (s *Supervisor) Get(ns, id string) (*Shim, error) {
 	return sh, nil
 }
 
+// Has reports whether a task (ns, id) is registered in any state, also
+// while Create is still making it (which Get does not show).
+func (s *Supervisor) Has(ns, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shims[key{ns, id}] != nil
+}
+
 // List returns the tasks of namespace ns, sorted by id.
 func (s *Supervisor) List(ns string) []*Shim {
 	s.mu.Lock()

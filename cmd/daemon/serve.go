@@ -250,7 +250,7 @@ func (f forwarder) Forward(ctx context.Context, ns, id string, env *shimapi.Enve
 // taskIndex tells the containers service which containers have a task.
 type taskIndex struct{ sup *supervisor.Supervisor }
 
+// A task still being created counts: its container must not go under it.
 func (t taskIndex) HasTask(_ context.Context, ns, id string) bool {
-	_, err := t.sup.Get(ns, id)
-	return err == nil
+	return t.sup.Has(ns, id)
 }
