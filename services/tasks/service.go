@@ -89,11 +89,9 @@ func (s *service) Create(ctx context.Context, req *api.CreateTaskRequest) (*api.
 	if err != nil {
 		return nil, err
 	}
-	st, err := sh.Task().State(ctx, &shimapi.StateRequest{Id: c.ID})
-	if err != nil {
-		return nil, err
-	}
-	return &api.CreateTaskResponse{ContainerId: c.ID, Pid: st.Pid}, nil
+	// The pid the shim's Create returned: a failing call here would report
+	// a task that exists as not created.
+	return &api.CreateTaskResponse{ContainerId: c.ID, Pid: sh.TaskPid()}, nil
 }
 
 func (s *service) Start(ctx context.Context, req *api.StartRequest) (*api.StartResponse, error) {
