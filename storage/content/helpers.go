@@ -1,0 +1,77 @@
+package content
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berthrt/berth/errdefs"
+)
+
+// WriteBlob writes the blob desc, read from r, through ing under ref, and
+// commits it with desc's size and digest and opts. A blob that exists
+// already is success. An ingest that ref left behind is resumed: r is
+// advanced past the bytes written already (by Seek when it is an
+// io.Seeker), and Commit verifies the whole.
+func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc ocispec.Descriptor, opts ...Opt) (err error) {
+	w, err := ing.Writer(ctx, WithRef(ref), WithDescriptor(desc))
+	if err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	}
+	defer func() { err = errors.Join(err, w.Close()) }()
+	st, err := w.Status()
+	if err != nil {
+		return err
+	}
+	if st.Offset > 0 {
+		if err := skip(r, st.Offset); err != nil {
+			return fmt.Errorf("ingest %q: resume at %d: %w", ref, st.Offset, err)
+		}
+	}
+	if _, err := io.CopyBuffer(w, r, make([]byte, ChunkSize)); err != nil {
+		return err
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest, opts...); err != nil && !errdefs.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// skip advances r by n bytes.
+func skip(r io.Reader, n int64) error {
+	if s, ok := r.(io.Seeker); ok {
+		_, err := s.Seek(n, io.SeekCurrent)
+		return err
+	}
+	copied, err := io.CopyN(io.Discard, r, n)
+	if err == io.EOF {
+		return fmt.Errorf("the source ended after %d bytes: %w", copied, io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// ReadBlob reads the whole blob desc into memory; for small blobs such as
+// manifests and configs.
+func ReadBlob(ctx context.Context, p Provider, desc ocispec.Descriptor) (_ []byte, err error) {
+	ra, err := p.ReaderAt(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, ra.Close()) }()
+	buf := make([]byte, ra.Size())
+	if _, err := io.ReadFull(io.NewSectionReader(ra, 0, ra.Size()), buf); err != nil {
+		return nil, fmt.Errorf("content %s: %w", desc.Digest, err)
+	}
+	return buf, nil
+}
+
+// NewReader reads the blob ra from its start.
+func NewReader(ra ReaderAt) io.Reader {
+	return io.NewSectionReader(ra, 0, ra.Size())
+}
