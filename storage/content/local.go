@@ -286,10 +286,13 @@ func ingestError(ref string, err error) error {
 	return fmt.Errorf("ingest %q: %w", ref, err)
 }
 
-// cloneLabels copies l; nil when it is empty.
+// cloneLabels copies l without the labels with an empty value; nil when
+// none is left.
 func cloneLabels(l map[string]string) map[string]string {
-	if len(l) == 0 {
+	out := maps.Clone(l)
+	maps.DeleteFunc(out, func(_, v string) bool { return v == "" })
+	if len(out) == 0 {
 		return nil
 	}
-	return maps.Clone(l)
+	return out
 }
