@@ -1,6 +1,6 @@
-// Package metadata is berthd's metadata store: namespaces and containers
-// now, images, leases and the per-namespace records of content and
-// snapshots later, all in one bbolt file (/var/lib/berth/meta.db).
+// Package metadata is berthd's metadata store: namespaces, containers and
+// the per-namespace records of content now, images, leases and snapshots
+// later, all in one bbolt file (/var/lib/berth/meta.db).
 //
 // # Layout
 //
@@ -18,7 +18,13 @@
 //	        runtime/    name → name; options → protobuf Any
 //	        labels/     <key> → <value>
 //	        extensions/ <key> → protobuf Any
-//	    images/ leases/ content/ snapshots/   reserved for the stores to come
+//	    content/
+//	      blob/
+//	        <digest>/                    the namespace's record of a blob (ContentStore)
+//	          size        → varint
+//	          createdat, updatedat → time.Time.MarshalBinary, UTC
+//	          labels/     <key> → <value>
+//	    images/ leases/ snapshots/       reserved for the stores to come
 //
 // A container is one bucket with one key per field, not one encoded
 // message: a field added later is a new key that older records simply lack,

@@ -32,6 +32,10 @@ var (
 	keyCreatedAt     = []byte("createdat")
 	keyUpdatedAt     = []byte("updatedat")
 	bucketExtensions = []byte("extensions")
+
+	// content/blob/<digest>/: a namespace's record of a blob.
+	bucketBlob = []byte("blob")
+	keySize    = []byte("size")
 )
 
 // kind says what one bucket under a namespace holds, so that a refused
