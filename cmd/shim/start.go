@@ -62,6 +62,7 @@ func start(ctx context.Context, o *options) error {
 		Path: "/proc/self/exe",
 		Args: args,
 		Dir:  o.bundle,
+		Env:  serveEnv(),
 		// Stdin, Stdout, Stderr nil: /dev/null, away from the caller.
 		ExtraFiles:  []*os.File{lf, readyW}, // fd 3: listener, fd 4: readiness
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
