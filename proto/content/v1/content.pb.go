@@ -1043,7 +1043,9 @@ type WriteContentResponse struct {
 	// total: the expected size; 0 when unknown.
 	Total int64 `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
 	// digest: of the bytes written so far; after COMMIT, the blob's.
-	Digest        string `protobuf:"bytes,6,opt,name=digest,proto3" json:"digest,omitempty"`
+	Digest string `protobuf:"bytes,6,opt,name=digest,proto3" json:"digest,omitempty"`
+	// expected: the expected digest; empty when unknown.
+	Expected      string `protobuf:"bytes,7,opt,name=expected,proto3" json:"expected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1116,6 +1118,13 @@ func (x *WriteContentResponse) GetTotal() int64 {
 func (x *WriteContentResponse) GetDigest() string {
 	if x != nil {
 		return x.Digest
+	}
+	return ""
+}
+
+func (x *WriteContentResponse) GetExpected() string {
+	if x != nil {
+		return x.Expected
 	}
 	return ""
 }
@@ -1233,7 +1242,7 @@ const file_proto_content_v1_content_proto_rawDesc = "" +
 	"\tnamespace\x18\b \x01(\tR\tnamespace\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x02\n" +
 	"\x14WriteContentResponse\x12>\n" +
 	"\x06action\x18\x01 \x01(\x0e2&.berth.services.content.v1.WriteActionR\x06action\x129\n" +
 	"\n" +
@@ -1242,7 +1251,8 @@ const file_proto_content_v1_content_proto_rawDesc = "" +
 	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05total\x18\x05 \x01(\x03R\x05total\x12\x16\n" +
-	"\x06digest\x18\x06 \x01(\tR\x06digest\" \n" +
+	"\x06digest\x18\x06 \x01(\tR\x06digest\x12\x1a\n" +
+	"\bexpected\x18\a \x01(\tR\bexpected\" \n" +
 	"\fAbortRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref*U\n" +
 	"\vWriteAction\x12\x15\n" +

@@ -1,0 +1,222 @@
+// Package content serves berth.services.content.v1 over a content.Store
+// (in berthd, the namespaced store of package metadata).
+package content
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/containerd/ttrpc"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/namespaces"
+	api "github.com/berthrt/berth/proto/content/v1"
+	"github.com/berthrt/berth/storage/content"
+)
+
+// listBatchSize is the size at which List sends a batch. One Info is at
+// most about 1 MiB (256 labels of 4 KiB), so a batch stays below 2 MiB.
+const listBatchSize = 1 << 20
+
+type service struct {
+	store content.Store
+}
+
+// Register serves the content API over store on srv. Errors of the unary
+// calls are converted by the server's interceptor; the streaming calls
+// convert their own: ttrpc has no stream interceptor for that edge.
+func Register(srv *ttrpc.Server, store content.Store) {
+	api.RegisterContentService(srv, &service{store: store})
+}
+
+func (s *service) Info(ctx context.Context, req *api.InfoRequest) (*api.InfoResponse, error) {
+	info, err := s.store.Info(ctx, digest.Digest(req.GetDigest()))
+	if err != nil {
+		return nil, err
+	}
+	return &api.InfoResponse{Info: InfoToProto(info)}, nil
+}
+
+func (s *service) Update(ctx context.Context, req *api.UpdateRequest) (*api.UpdateResponse, error) {
+	if req.GetInfo() == nil {
+		return nil, fmt.Errorf("info is required: %w", errdefs.ErrInvalidArgument)
+	}
+	info, err := s.store.Update(ctx, InfoFromProto(req.GetInfo()), req.GetUpdateMask().GetPaths()...)
+	if err != nil {
+		return nil, err
+	}
+	return &api.UpdateResponse{Info: InfoToProto(info)}, nil
+}
+
+func (s *service) List(ctx context.Context, req *api.ListContentRequest, stream api.Content_ListServer) error {
+	return errdefs.ToTTRPC(s.list(ctx, req, stream))
+}
+
+func (s *service) list(ctx context.Context, req *api.ListContentRequest, stream api.Content_ListServer) error {
+	ctx, err := streamNamespace(ctx, req.GetNamespace())
+	if err != nil {
+		return err
+	}
+	var batch api.ListContentResponse
+	size := 0
+	err = s.store.Walk(ctx, func(info content.Info) error {
+		pi := InfoToProto(info)
+		batch.Info = append(batch.Info, pi)
+		if size += proto.Size(pi); size < listBatchSize {
+			return nil
+		}
+		err := stream.Send(&batch)
+		batch.Info, size = nil, 0
+		return err
+	}, req.GetFilters()...)
+	if err != nil {
+		return err
+	}
+	if len(batch.Info) > 0 {
+		return stream.Send(&batch)
+	}
+	return nil
+}
+
+func (s *service) Delete(ctx context.Context, req *api.DeleteContentRequest) (*emptypb.Empty, error) {
+	if err := s.store.Delete(ctx, digest.Digest(req.GetDigest())); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Read(ctx context.Context, req *api.ReadContentRequest, stream api.Content_ReadServer) error {
+	return errdefs.ToTTRPC(s.read(ctx, req, stream))
+}
+
+func (s *service) read(ctx context.Context, req *api.ReadContentRequest, stream api.Content_ReadServer) (err error) {
+	ctx, err = streamNamespace(ctx, req.GetNamespace())
+	if err != nil {
+		return err
+	}
+	dgst := digest.Digest(req.GetDigest())
+	if req.GetOffset() < 0 || req.GetSize() < 0 {
+		return fmt.Errorf("read %s: negative offset %d or size %d: %w", dgst, req.GetOffset(), req.GetSize(), errdefs.ErrInvalidArgument)
+	}
+	ra, err := s.store.ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, ra.Close()) }()
+	off, end := req.GetOffset(), ra.Size()
+	if off > end {
+		return fmt.Errorf("read %s: offset %d is past its end (%d bytes): %w", dgst, off, end, errdefs.ErrInvalidArgument)
+	}
+	if req.GetSize() > 0 && req.GetSize() < end-off {
+		end = off + req.GetSize()
+	}
+	buf := make([]byte, min(content.ChunkSize, end-off))
+	for off < end {
+		n, err := ra.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		if n > 0 {
+			// Send marshals before it returns, so buf can be reused.
+			if err := stream.Send(&api.ReadContentResponse{Offset: off, Data: buf[:n]}); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if err != nil && (err != io.EOF || off < end) {
+			return fmt.Errorf("read %s at %d: %w", dgst, off, err)
+		}
+	}
+	return nil
+}
+
+func (s *service) Status(ctx context.Context, req *api.StatusRequest) (*api.StatusResponse, error) {
+	st, err := s.store.Status(ctx, req.GetRef())
+	if err != nil {
+		return nil, err
+	}
+	return &api.StatusResponse{Status: StatusToProto(st)}, nil
+}
+
+func (s *service) ListStatuses(ctx context.Context, req *api.ListStatusesRequest) (*api.ListStatusesResponse, error) {
+	list, err := s.store.ListStatuses(ctx, req.GetFilters()...)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.ListStatusesResponse{Statuses: make([]*api.Status, 0, len(list))}
+	for _, st := range list {
+		resp.Statuses = append(resp.Statuses, StatusToProto(st))
+	}
+	return resp, nil
+}
+
+func (s *service) Abort(ctx context.Context, req *api.AbortRequest) (*emptypb.Empty, error) {
+	if err := s.store.Abort(ctx, req.GetRef()); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// streamNamespace returns ctx in the namespace of a streaming call: the
+// request metadata's, else the one the request names (ttrpc's Go client
+// sends no metadata with streams). Both given must agree.
+func streamNamespace(ctx context.Context, given string) (context.Context, error) {
+	ns, ok := namespaces.Namespace(ctx)
+	switch {
+	case given == "":
+		return ctx, nil
+	case ok && ns != given:
+		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
+	}
+	return namespaces.WithNamespace(ctx, given), nil
+}
+
+// InfoToProto converts a blob's Info to its API form.
+func InfoToProto(info content.Info) *api.Info {
+	return &api.Info{
+		Digest:    info.Digest.String(),
+		Size:      info.Size,
+		CreatedAt: timestamppb.New(info.CreatedAt),
+		UpdatedAt: timestamppb.New(info.UpdatedAt),
+		Labels:    info.Labels,
+	}
+}
+
+// InfoFromProto converts an API Info.
+func InfoFromProto(info *api.Info) content.Info {
+	return content.Info{
+		Digest:    digest.Digest(info.GetDigest()),
+		Size:      info.GetSize(),
+		CreatedAt: info.GetCreatedAt().AsTime(),
+		UpdatedAt: info.GetUpdatedAt().AsTime(),
+		Labels:    info.GetLabels(),
+	}
+}
+
+// StatusToProto converts an ingest's Status to its API form.
+func StatusToProto(st content.Status) *api.Status {
+	return &api.Status{
+		Ref:       st.Ref,
+		Offset:    st.Offset,
+		Total:     st.Total,
+		Expected:  st.Expected.String(),
+		StartedAt: timestamppb.New(st.StartedAt),
+		UpdatedAt: timestamppb.New(st.UpdatedAt),
+	}
+}
+
+// StatusFromProto converts an API Status.
+func StatusFromProto(st *api.Status) content.Status {
+	return content.Status{
+		Ref:       st.GetRef(),
+		Offset:    st.GetOffset(),
+		Total:     st.GetTotal(),
+		Expected:  digest.Digest(st.GetExpected()),
+		StartedAt: st.GetStartedAt().AsTime(),
+		UpdatedAt: st.GetUpdatedAt().AsTime(),
+	}
+}
