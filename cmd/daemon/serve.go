@@ -23,11 +23,13 @@ import (
 	"github.com/berthrt/berth/events"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/services/containers"
+	contentsvc "github.com/berthrt/berth/services/content"
 	eventsvc "github.com/berthrt/berth/services/events"
 	"github.com/berthrt/berth/services/introspection"
 	nssvc "github.com/berthrt/berth/services/namespaces"
 	"github.com/berthrt/berth/services/tasks"
 	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
 	"github.com/berthrt/berth/version"
@@ -57,6 +59,11 @@ func serve(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
+	contentRoot := filepath.Join(cfg.Root, "content")
+	blobs, err := content.NewStore(contentRoot)
+	if err != nil {
+		return err
+	}
 
 	exchange := events.NewExchange()
 	sup, err := supervisor.New(supervisor.Config{
@@ -84,6 +91,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{sup}, Publisher: exchange, DefaultRuntime: cfg.Runtime.Default})
 	tasks.Register(srv, tasks.Config{Containers: db.Containers(), Supervisor: sup})
 	eventsvc.Register(srv, exchange)
+	contentsvc.Register(srv, db.ContentStore(blobs))
 	if err := introspection.Register(srv, introspection.Config{
 		Root: cfg.Root, State: cfg.State, Restoring: &restoring,
 		Services: []introspection.Service{
@@ -91,6 +99,7 @@ func serve(ctx context.Context, cfg *Config) error {
 			{Type: "berth.service.v1", ID: "containers"},
 			{Type: "berth.service.v1", ID: "tasks", Exports: map[string]string{"state": cfg.State, "runtime": cfg.Runtime.Default, "shim": shim}},
 			{Type: "berth.service.v1", ID: "events"},
+			{Type: "berth.service.v1", ID: "content", Exports: map[string]string{"root": contentRoot}},
 			{Type: "berth.service.v1", ID: "introspection"},
 			{Type: "berth.service.v1", ID: "health"},
 			{Type: "berth.service.v1", ID: "version"},
