@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,27 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/io/cio"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 	"github.com/berthrt/berth/shimapi"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // shimOutput is an onCreate hook that writes line to the process's stdout
 // FIFO the way the shim does (non-blocking open: the reader must be there
@@ -78,7 +61,7 @@ func TestTaskLifecycle(t *testing.T) {
 	ctr, f := newTestContainer(t)
 	ctx := context.Background()
 	f.tasks.onCreate = shimOutput(t, "hello")
-	var out syncBuffer
+	var out testutil.Buffer
 	fifoDir := t.TempDir()
 	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithFIFODir(fifoDir), cio.WithStreams(nil, &out, nil)),
 		WithRootFS(Mount{Type: "bind", Source: "/srv", Options: []string{"rbind"}}))
@@ -134,7 +117,7 @@ func TestNewTaskFailureCleansUp(t *testing.T) {
 	ctr, _ := newTestContainer(t)
 	ctx := context.Background()
 	fifoDir := t.TempDir()
-	creator := cio.NewCreator(cio.WithFIFODir(fifoDir), cio.WithStreams(nil, &syncBuffer{}, nil))
+	creator := cio.NewCreator(cio.WithFIFODir(fifoDir), cio.WithStreams(nil, &testutil.Buffer{}, nil))
 	if _, err := ctr.NewTask(ctx, creator); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +175,7 @@ func TestAttachAfterRestart(t *testing.T) {
 	}
 	f.tasks.add("c1", "", &shimapi.Stdio{Stdin: set.Stdin, Stdout: set.Stdout, Stderr: set.Stderr}, 4242)
 
-	var out syncBuffer
+	var out testutil.Buffer
 	task, err := ctr.Task(ctx, cio.NewAttach(cio.WithStreams(nil, &out, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +211,7 @@ func TestExec(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.tasks.onCreate = shimOutput(t, "exec out")
-	var out syncBuffer
+	var out testutil.Buffer
 	p, err := task.Exec(ctx, "sh", &specs.Process{Args: []string{"sh", "-c", "true"}, Cwd: "/"},
 		cio.NewCreator(cio.WithFIFODir(t.TempDir()), cio.WithStreams(nil, &out, nil)))
 	if err != nil {

@@ -15,26 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for a test to read while a copier
-// writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // shimWriter opens path for writing the way the shim does: non-blocking,
 // failing when no reader is present.
@@ -128,7 +110,7 @@ func TestNewFIFOSetInDirBadID(t *testing.T) {
 }
 
 func TestCreatorCopies(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.Buffer
 	pio, err := NewCreator(WithFIFODir(t.TempDir()),
 		WithStreams(strings.NewReader("input\n"), &stdout, &stderr))("c1")
 	if err != nil {
@@ -176,7 +158,7 @@ func TestCreatorCopies(t *testing.T) {
 }
 
 func TestCreatorOnlyWhatIsAsked(t *testing.T) {
-	var stdout syncBuffer
+	var stdout testutil.Buffer
 	pio, err := NewCreator(WithFIFODir(t.TempDir()), WithStreams(nil, &stdout, &stdout), WithTerminal)("c1")
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +187,7 @@ func TestWaitForTheWriter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout syncBuffer
+			var stdout testutil.Buffer
 			pio, err := NewCreator(WithFIFODir(t.TempDir()), WithStreams(nil, &stdout, nil))("c1")
 			if err != nil {
 				t.Fatal(err)
@@ -226,7 +208,7 @@ func TestWaitForTheWriter(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	t.Run("no writer", func(t *testing.T) {
-		var stdout syncBuffer
+		var stdout testutil.Buffer
 		pio, err := NewCreator(WithFIFODir(t.TempDir()), WithStreams(strings.NewReader("x"), &stdout, &stdout))("c1")
 		if err != nil {
 			t.Fatal(err)
@@ -238,7 +220,7 @@ func TestCancel(t *testing.T) {
 		}
 	})
 	t.Run("drains what the FIFO holds", func(t *testing.T) {
-		var stdout syncBuffer
+		var stdout testutil.Buffer
 		pio, err := NewCreator(WithFIFODir(t.TempDir()), WithStreams(nil, &stdout, nil))("c1")
 		if err != nil {
 			t.Fatal(err)
@@ -262,7 +244,7 @@ func TestAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer set.Close()
-	var first syncBuffer
+	var first testutil.Buffer
 	pio, err := NewAttach(WithStreams(nil, &first, nil))(NewFIFOSet(set.Config, nil))
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +263,7 @@ func TestAttach(t *testing.T) {
 		t.Fatalf("closing an attach with a set without close removed the FIFO: %v", err)
 	}
 
-	var second syncBuffer
+	var second testutil.Buffer
 	pio, err = NewAttach(WithStreams(nil, &second, nil))(LoadFIFOs(set.Config))
 	if err != nil {
 		t.Fatal(err)
