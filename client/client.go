@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"sync"
@@ -76,7 +77,11 @@ func WithTimeout(d time.Duration) Opt {
 	}
 }
 
-// New connects to the daemon listening on the unix socket at address.
+// New connects to the daemon listening on the unix socket at address. The
+// connection is not made again when it is lost: once the daemon stops or
+// restarts, every call fails with ErrUnavailable, and a new Client is the
+// way back (tasks, their stdio and exits survive the restart; see
+// Container.Task).
 func New(address string, opts ...Opt) (*Client, error) {
 	o := clientOptions{defaultNamespace: namespaces.Default, dialTimeout: defaultDialTimeout}
 	for _, opt := range opts {
@@ -111,9 +116,31 @@ func (c *Client) dial() (*ttrpc.Client, error) {
 		return nil, dialError(c.address, err)
 	}
 	return ttrpc.NewClient(conn, ttrpc.WithChainUnaryClientInterceptor(
+		connectionErrors,
 		namespaceInterceptor(c.options.defaultNamespace),
 		shimapi.ClientErrors,
 	)), nil
+}
+
+// connectionErrors gives the errors of a lost connection (the daemon
+// stopped or restarted, or Close) the class ErrUnavailable; without it they
+// reach the caller as bare ttrpc or syscall errors.
+func connectionErrors(ctx context.Context, req *ttrpc.Request, resp *ttrpc.Response, _ *ttrpc.UnaryClientInfo, invoker ttrpc.Invoker) error {
+	err := invoker(ctx, req, resp)
+	if connectionLost(err) {
+		return fmt.Errorf("connection to berthd lost: %w: %w", errdefs.ErrUnavailable, err)
+	}
+	return err
+}
+
+// connectionLost reports whether err says the connection to the daemon is
+// gone, and is not of a class already.
+func connectionLost(err error) bool {
+	if err == nil || errdefs.IsUnavailable(err) {
+		return false
+	}
+	return errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // dialError says what a failed connect means for the caller, with a class.

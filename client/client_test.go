@@ -108,3 +108,31 @@ func TestExitStatus(t *testing.T) {
 		t.Errorf("exitError = %+v", e)
 	}
 }
+
+// TestConnectionLost checks that calls on a connection that has ended, and
+// waits it ends, fail with ErrUnavailable rather than a bare ttrpc error.
+func TestConnectionLost(t *testing.T) {
+	c, f := connect(t)
+	ctx := context.Background()
+	f.tasks.add("t1", "", nil, 42)
+	task, err := (&container{client: c, id: "t1"}).Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exitc, err := task.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case st := <-exitc:
+		if !errors.Is(st.Error(), errdefs.ErrUnavailable) {
+			t.Errorf("wait across Close: %v, want ErrUnavailable", st.Error())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("wait did not end with the connection")
+	}
+	if _, err := c.LoadContainer(ctx, "c1"); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("call after Close: %v, want ErrUnavailable", err)
+	}
+}

@@ -2,9 +2,7 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/containerd/ttrpc"
 
@@ -70,7 +68,7 @@ func (c *Client) Subscribe(ctx context.Context, filters ...string) (<-chan *even
 }
 
 func subscriptionError(err error) error {
-	if errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, io.EOF) {
+	if connectionLost(err) {
 		return fmt.Errorf("subscription ended: %w: %w", errdefs.ErrUnavailable, err)
 	}
 	return fmt.Errorf("subscription: %w", errdefs.FromTTRPC(err))
