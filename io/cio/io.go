@@ -12,8 +12,11 @@ import (
 
 const (
 	// DefaultFIFODir is where a Creator makes FIFOs unless WithFIFODir
-	// says otherwise. Each IO gets a folder of its own in it.
-	DefaultFIFODir = "/run/berth/fifo"
+	// says otherwise. Each IO gets a folder of its own in it. It lies in
+	// berthd's default state folder, whose other folders are namespaces of
+	// bundles: its name begins with a dot, which no namespace does, so
+	// that a restarting daemon leaves it alone.
+	DefaultFIFODir = "/run/berth/.fifo"
 	// FilePrefix marks an output path as a file the shim appends to,
 	// rather than a FIFO: "file:///var/log/app.log".
 	FilePrefix = "file://"
