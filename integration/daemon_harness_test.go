@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/oci"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
@@ -148,6 +151,26 @@ func (d *daemon) api() *api {
 		introspection: introspectionv1.NewIntrospectionClient(c),
 		version:       versionv1.NewVersionClient(c),
 	}
+}
+
+// client returns a client library connection to d with default namespace
+// ns, closed at the end of the test.
+func (d *daemon) client(t *testing.T, ns string) *client.Client {
+	t.Helper()
+	c, err := client.New(d.address, client.WithDefaultNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// creator is cio.NewCreator for the given streams and options, with the
+// FIFOs where cio.DefaultFIFODir is for a daemon with the default state
+// folder, so that a restarting daemon must leave them alone.
+func (d *daemon) creator(stdin io.Reader, stdout, stderr io.Writer, opts ...cio.Opt) cio.Creator {
+	dir := filepath.Join(d.state, filepath.Base(cio.DefaultFIFODir))
+	return cio.NewCreator(append([]cio.Opt{cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(dir)}, opts...)...)
 }
 
 // nsContext returns a context in namespace ns, remembered for cleanup.
