@@ -22,7 +22,9 @@ import (
 // labels and times. Blobs are shared underneath: a namespace that commits
 // bytes local holds already gets a record, and nothing is written twice.
 // A namespace gets a record only by writing the bytes itself, so knowing a
-// digest is not enough to read another namespace's blob.
+// digest is not enough to read another namespace's blob. Writer is
+// ErrAlreadyExists when the namespace holds the expected digest already
+// (the local store finds out only at Commit).
 //
 // Ingests are per namespace too: the ref of the ingest in local is
 // "<namespace>/<ref>", so <namespace>/<ref> must fit content.MaxRefLength.
