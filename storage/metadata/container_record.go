@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -60,6 +63,9 @@ func validateFields(c Container) error {
 	if err := validateReference("runtime.name", c.Runtime.Name); err != nil {
 		return err
 	}
+	if err := validateRuntimeName(c.Runtime.Name); err != nil {
+		return err
+	}
 	if err := validateAny("runtime.options", c.Runtime.Options, MaxRuntimeOptionsSize); err != nil {
 		return err
 	}
@@ -89,6 +95,21 @@ func validateReference(field, s string) error {
 		return fmt.Errorf("%s: %d bytes, more than %d: %w", field, len(s), MaxReferenceSize, errdefs.ErrInvalidArgument)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%s %q is not valid UTF-8: %w", field, s, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// validateRuntimeName accepts what the API documents: a name looked up in
+// PATH (no '/') or a clean absolute path, without white space or control
+// characters. Root runs it: a relative path would resolve against the
+// shim's working folder, and the name is stored on a line of its own in
+// the bundle.
+func validateRuntimeName(name string) error {
+	if i := strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+		return fmt.Errorf("runtime.name %q: no white space or control characters: %w", name, errdefs.ErrInvalidArgument)
+	}
+	if strings.Contains(name, "/") && (!filepath.IsAbs(name) || filepath.Clean(name) != name) {
+		return fmt.Errorf("runtime.name %q: a name in PATH or a clean absolute path: %w", name, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -225,6 +225,9 @@ func TestContainerValidation(t *testing.T) {
 		says   string
 	}{
 		{"no runtime", func(c *Container) { c.Runtime.Name = "" }, "runtime.name is required"},
+		{"relative runtime path", func(c *Container) { c.Runtime.Name = "../../tmp/runc" }, "runtime.name"},
+		{"unclean runtime path", func(c *Container) { c.Runtime.Name = "/usr/bin/../../tmp/runc" }, "runtime.name"},
+		{"runtime with a newline", func(c *Container) { c.Runtime.Name = "runc\n" }, "runtime.name"},
 		{"no spec", func(c *Container) { c.Spec = nil }, "spec is required"},
 		{"spec not JSON", func(c *Container) { c.Spec = []byte("{not json") }, "spec"},
 		{"spec an array", func(c *Container) { c.Spec = []byte(`[1]`) }, "JSON object"},
