@@ -122,6 +122,14 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 				s.log.Warn("restore: skipping folder that is no bundle", "path", filepath.Join(s.cfg.StateDir, ns, id), "error", err)
 				continue
 			}
+			// A bundle has its config.json from before the shim starts
+			// until the task is deleted, and a half-removed one its
+			// task-deleted marker. Any other folder is not berth's to
+			// clean up.
+			if !hasMarker(s.bundle(ns, id), specFileName) && !hasMarker(s.bundle(ns, id), deletedMarker) {
+				s.log.Warn("restore: skipping folder without config.json", "path", s.bundle(ns, id))
+				continue
+			}
 			sh := s.newShim(ns, id, readRuntime(s.bundle(ns, id), s.cfg.Runtime), stateRestoring)
 			if err := s.add(sh); err != nil {
 				sh.cancel()

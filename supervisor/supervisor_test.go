@@ -572,3 +572,26 @@ func TestInvalidEventDoesNotBlockLaterOnes(t *testing.T) {
 		return rec.count(e.ns, "inv", "/tasks/exit") == 1
 	})
 }
+
+// TestRestoreLeavesForeignFolders: a folder in the state folder that is no
+// bundle (no config.json) is neither reported as a task nor removed.
+func TestRestoreLeavesForeignFolders(t *testing.T) {
+	e := newEnv(t, "foreign")
+	foreign := filepath.Join(e.stateDir, "foreign", "not-a-bundle")
+	if err := os.MkdirAll(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(foreign, "data"), []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := e.supervisor(newRecorder())
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("foreign", "not-a-bundle"); err == nil {
+		t.Error("a folder without config.json was taken for a task")
+	}
+	if data, err := os.ReadFile(filepath.Join(foreign, "data")); err != nil || string(data) != "keep me" {
+		t.Errorf("the foreign folder was touched: %q, %v", data, err)
+	}
+}
