@@ -73,7 +73,9 @@ state = "/run/berth"
 # address of the daemon's ttrpc socket (a file-based unix socket).
 address = "/run/berth/berth.sock"
 # uid and gid own the socket, which has mode 0660: root and members of gid
-# may call the daemon, nobody else.
+# may call the daemon, nobody else. Whoever may call it is root-equivalent:
+# a caller chooses the runtime binary, the spec (hooks, mounts, root folder)
+# and where output files go, and the daemon runs them as root.
 uid = 0
 gid = 0
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	nsctx "github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/events/v1"
 )
 
@@ -26,9 +28,26 @@ func Register(srv *ttrpc.Server, exchange *events.Exchange) {
 	api.RegisterEventsService(srv, &service{exchange: exchange})
 }
 
+// reservedTopics are the topic trees the daemon publishes itself; a client
+// may not publish or forward into them, so that a subscriber can trust a
+// /tasks/exit to come from the daemon.
+var reservedTopics = []string{"/tasks/", "/containers/", "/namespaces/", "/images/", "/content/", "/snapshot/", "/leases/"}
+
+func checkTopic(topic string) error {
+	for _, r := range reservedTopics {
+		if strings.HasPrefix(topic, r) {
+			return fmt.Errorf("topic %q: the %s topics are the daemon's own: %w", topic, strings.TrimSuffix(r, "/"), errdefs.ErrPermissionDenied)
+		}
+	}
+	return nil
+}
+
 func (s *service) Publish(ctx context.Context, req *api.PublishRequest) (*emptypb.Empty, error) {
 	if req.GetEvent() == nil {
 		return nil, fmt.Errorf("publish %q: an event is required: %w", req.GetTopic(), errdefs.ErrInvalidArgument)
+	}
+	if err := checkTopic(req.GetTopic()); err != nil {
+		return nil, err
 	}
 	if err := s.exchange.Publish(ctx, req.GetTopic(), req.GetEvent()); err != nil {
 		return nil, err
@@ -40,6 +59,18 @@ func (s *service) Forward(ctx context.Context, req *api.ForwardRequest) (*emptyp
 	env := req.GetEnvelope()
 	if env == nil || env.GetEvent() == nil {
 		return nil, fmt.Errorf("forward: an envelope with an event is required: %w", errdefs.ErrInvalidArgument)
+	}
+	// A relay forwards within the namespace it calls in, never into
+	// another one.
+	ns, err := nsctx.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	if env.GetNamespace() != ns {
+		return nil, fmt.Errorf("forward: envelope of namespace %q sent in namespace %q: %w", env.GetNamespace(), ns, errdefs.ErrPermissionDenied)
+	}
+	if err := checkTopic(env.GetTopic()); err != nil {
+		return nil, err
 	}
 	if err := s.exchange.Forward(ctx, FromProto(env)); err != nil {
 		return nil, err
