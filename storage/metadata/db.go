@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -47,6 +48,15 @@ var migrations []migration
 type DB struct {
 	bolt *bolt.DB
 	path string
+
+	// gcLock keeps garbage collection's sweep of the shared blobs apart
+	// from commits: a commit holds it for reading from the moment the
+	// bytes land in the local store until the namespace's record exists,
+	// so that a blob is never swept between the two.
+	gcLock *sync.RWMutex
+	// deleted receives a value (without blocking) after every delete that
+	// may leave garbage behind; a GC scheduler reads it.
+	deleted chan struct{}
 }
 
 // Option changes how Open opens the database.
@@ -88,7 +98,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		}
 		return nil, fmt.Errorf("metadata: open %s: %w", path, err)
 	}
-	db := &DB{bolt: bdb, path: path}
+	db := &DB{bolt: bdb, path: path, gcLock: new(sync.RWMutex), deleted: make(chan struct{}, 1)}
 	if err := db.bolt.Update(upgradeSchema); err != nil {
 		return nil, errors.Join(fmt.Errorf("metadata: %s: %w", path, err), bdb.Close())
 	}
@@ -156,4 +166,12 @@ func upgradeSchema(tx *bolt.Tx) error {
 		}
 	}
 	return v1.Put(keySchemaVersion, binary.AppendUvarint(nil, version))
+}
+
+// dirtied tells a GC scheduler, if any, that something was deleted.
+func (db *DB) dirtied() {
+	select {
+	case db.deleted <- struct{}{}:
+	default:
+	}
 }

@@ -1,0 +1,76 @@
+// Package leases carries the lease of a request on its context and across
+// ttrpc as request metadata, as package namespaces does for the namespace.
+//
+// A lease protects what is created under it from garbage collection until
+// the lease is deleted or expires: content committed and ingests opened in
+// the namespace of a context that carries a lease are recorded as the
+// lease's resources (storage/metadata). The lease itself lives in the
+// metadata store; this package knows only its id.
+package leases
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/ttrpc"
+
+	"github.com/berthrt/berth/identifiers"
+)
+
+const (
+	// MetadataKey is the ttrpc request metadata key that carries the lease
+	// id from client to daemon.
+	MetadataKey = "berth-lease"
+
+	// ExpireLabel on a lease holds the time (RFC 3339) after which garbage
+	// collection treats the lease as gone and deletes it.
+	ExpireLabel = "berth.io/gc.expire"
+)
+
+type leaseKey struct{}
+
+// WithLease returns a context carrying the lease id, for this process and,
+// through ttrpc metadata, for the daemon the context's calls go to.
+func WithLease(ctx context.Context, id string) context.Context {
+	ctx = context.WithValue(ctx, leaseKey{}, id)
+	md, ok := ttrpc.GetMetadata(ctx)
+	if !ok {
+		md = ttrpc.MD{}
+	} else {
+		md = md.Clone()
+	}
+	md.Set(MetadataKey, id)
+	return ttrpc.WithMetadata(ctx, md)
+}
+
+// WithoutLease returns a context that carries no lease, even if ctx does:
+// what is created under it is not protected by ctx's lease.
+func WithoutLease(ctx context.Context) context.Context {
+	ctx = context.WithValue(ctx, leaseKey{}, "")
+	if md, ok := ttrpc.GetMetadata(ctx); ok {
+		md = md.Clone()
+		delete(md, MetadataKey)
+		ctx = ttrpc.WithMetadata(ctx, md)
+	}
+	return ctx
+}
+
+// FromContext returns the lease of ctx: the id set by WithLease, or failing
+// that the one received in ttrpc metadata. ok is false when there is none.
+func FromContext(ctx context.Context) (id string, ok bool) {
+	if id, set := ctx.Value(leaseKey{}).(string); set {
+		return id, id != ""
+	}
+	if id, found := ttrpc.GetMetadataValue(ctx, MetadataKey); found && id != "" {
+		return id, true
+	}
+	return "", false
+}
+
+// Validate checks a lease id: an identifier (package identifiers).
+func Validate(id string) error {
+	if err := identifiers.Validate(id); err != nil {
+		return fmt.Errorf("lease id: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,411 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/filters"
+	"github.com/berthrt/berth/namespaces"
+)
+
+// Image is the record of an image: a name for a target descriptor (an
+// index or a manifest in the content store). The content it reaches is
+// kept by garbage collection for as long as the record exists.
+type Image struct {
+	// Name is a reference such as docker.io/library/busybox:latest; unique
+	// in its namespace; immutable. See ValidateImageName.
+	Name string
+	// Target is the root of the image's content: media type, digest and
+	// size are required; annotations, platform and urls are kept.
+	Target ocispec.Descriptor
+	// Labels are free metadata; a label with an empty value is not stored.
+	// berth.io/gc.ref.* labels add references for garbage collection.
+	Labels map[string]string
+	// CreatedAt and UpdatedAt are set by the store, in UTC.
+	CreatedAt, UpdatedAt time.Time
+}
+
+// ImageStore keeps the images of the namespace on each call's context
+// (namespaces.NamespaceRequired). A name is unique within its namespace and
+// invisible from any other. Deleting an image removes the record only;
+// garbage collection removes the content nothing else reaches.
+type ImageStore interface {
+	// Get returns the image name; ErrNotFound if absent.
+	Get(ctx context.Context, name string) (Image, error)
+	// List returns the images that match any of filters (all when none),
+	// ordered by name. Fields: name, target.digest, target.mediatype,
+	// target.size, labels.<key>, annotations.<key> (the target's).
+	List(ctx context.Context, filters ...string) ([]Image, error)
+	// Create stores img, creating the namespace when it is absent, and
+	// returns the record as stored; ErrAlreadyExists if the name is taken.
+	Create(ctx context.Context, img Image) (Image, error)
+	// Update changes the fields of image img.Name that fieldpaths name:
+	// labels, labels.<key>, target, annotations, annotations.<key> (the
+	// target's); all of labels and target when none is named. It returns
+	// the record as stored; ErrNotFound if absent.
+	Update(ctx context.Context, img Image, fieldpaths ...string) (Image, error)
+	// Delete removes the image name; ErrNotFound if absent.
+	Delete(ctx context.Context, name string) error
+}
+
+// Image bounds.
+const (
+	// MaxImageNameSize bounds Image.Name, in bytes: room for a registry
+	// host, a 255-byte repository path, a 128-byte tag and a sha512 digest.
+	MaxImageNameSize = 1024
+	// MaxMediaTypeSize bounds a descriptor's media type (RFC 6838 allows
+	// 127 bytes on each side of the '/').
+	MaxMediaTypeSize = 255
+	// MaxAnnotationsSize bounds the annotations of a target together
+	// (keys and values), in bytes.
+	MaxAnnotationsSize = 64 << 10
+	// MaxURLs bounds Target.URLs.
+	MaxURLs = 16
+)
+
+// Images returns the image store of db.
+func (db *DB) Images() ImageStore {
+	return &imageStore{db: db}
+}
+
+type imageStore struct {
+	db *DB
+}
+
+// ValidateImageName checks an image name: 1 to MaxImageNameSize bytes of
+// printable ASCII without white space. Names are references (a host, a
+// path, a tag after ':', a digest after '@'), which the store keeps as
+// bbolt keys of their own: no character is special there. Parsing and
+// normalising a reference is for the caller (distribution); the store only
+// refuses what no reference can be.
+func ValidateImageName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("image name must not be empty: %w", errdefs.ErrInvalidArgument)
+	case len(name) > MaxImageNameSize:
+		return fmt.Errorf("image name %.40q…: %d bytes, more than %d: %w", name, len(name), MaxImageNameSize, errdefs.ErrInvalidArgument)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("image name %q: byte %d (%#x) is not printable ASCII: %w", name, i, c, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// validateDescriptor checks a descriptor that the store keeps: a media
+// type, a valid digest, a positive size and bounded annotations and urls.
+func validateDescriptor(field string, d ocispec.Descriptor) error {
+	switch {
+	case d.MediaType == "":
+		return fmt.Errorf("%s.mediatype is required: %w", field, errdefs.ErrInvalidArgument)
+	case len(d.MediaType) > MaxMediaTypeSize || !isPrintableASCII(d.MediaType):
+		return fmt.Errorf("%s.mediatype %.64q: printable ASCII of at most %d bytes: %w", field, d.MediaType, MaxMediaTypeSize, errdefs.ErrInvalidArgument)
+	case d.Size <= 0:
+		return fmt.Errorf("%s.size %d: must be positive: %w", field, d.Size, errdefs.ErrInvalidArgument)
+	case len(d.URLs) > MaxURLs:
+		return fmt.Errorf("%s.urls: %d, more than %d: %w", field, len(d.URLs), MaxURLs, errdefs.ErrInvalidArgument)
+	}
+	if err := d.Digest.Validate(); err != nil {
+		return fmt.Errorf("%s.digest %.80q: %v: %w", field, d.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	total := 0
+	for k, v := range d.Annotations {
+		if err := validateLabel(k, v); err != nil {
+			return fmt.Errorf("%s.annotations: %w", field, err)
+		}
+		total += len(k) + len(v)
+	}
+	for _, u := range d.URLs {
+		if err := validateReference(field+".urls", u); err != nil {
+			return err
+		}
+		total += len(u)
+	}
+	if total > MaxAnnotationsSize {
+		return fmt.Errorf("%s: annotations and urls take %d bytes, more than %d: %w", field, total, MaxAnnotationsSize, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func validateImage(img Image) error {
+	if err := ValidateImageName(img.Name); err != nil {
+		return err
+	}
+	if err := validateLabels(img.Labels); err != nil {
+		return fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	if err := validateDescriptor("target", img.Target); err != nil {
+		return fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	return nil
+}
+
+// namespaceAndImage returns the namespace of ctx once it and name are
+// valid.
+func namespaceAndImage(ctx context.Context, name string) (string, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ns, ValidateImageName(name)
+}
+
+func (s *imageStore) Get(ctx context.Context, name string) (Image, error) {
+	ns, err := namespaceAndImage(ctx, name)
+	if err != nil {
+		return Image{}, err
+	}
+	var img Image
+	err = s.db.view(ctx, func(tx *bolt.Tx) error {
+		ib := imageBucket(tx, ns, name)
+		if ib == nil {
+			return imageNotFound(ns, name)
+		}
+		img, err = readImage(ns, name, ib)
+		return err
+	})
+	return img, err
+}
+
+func (s *imageStore) List(ctx context.Context, fs ...string) ([]Image, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		if !errdefs.IsInvalidArgument(err) {
+			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return nil, fmt.Errorf("images in namespace %q: %w", ns, err)
+	}
+	var list []Image
+	err = s.db.view(ctx, func(tx *bolt.Tx) error {
+		bkt := kindBucket(tx, ns, bucketImages)
+		if bkt == nil {
+			return nil
+		}
+		c := bkt.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v != nil {
+				continue
+			}
+			img, err := readImage(ns, string(k), bkt.Bucket(k))
+			if err != nil {
+				return err
+			}
+			if filter.Match(imageAdaptor(img)) {
+				list = append(list, img)
+			}
+		}
+		return nil
+	})
+	return list, err
+}
+
+func (s *imageStore) Create(ctx context.Context, img Image) (Image, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return Image{}, err
+	}
+	if err := validateImage(img); err != nil {
+		return Image{}, err
+	}
+	var stored Image
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
+		bkt, err := createKindBucket(tx, ns, bucketImages)
+		if err != nil {
+			return err
+		}
+		ib, err := bkt.CreateBucket([]byte(img.Name))
+		if err != nil {
+			if errors.Is(err, bolterrors.ErrBucketExists) {
+				return fmt.Errorf("image %q in namespace %q: %w", img.Name, ns, errdefs.ErrAlreadyExists)
+			}
+			return err
+		}
+		img.CreatedAt = time.Now().UTC()
+		img.UpdatedAt = img.CreatedAt
+		if err := writeImage(ib, img); err != nil {
+			return fmt.Errorf("image %q in namespace %q: write: %w", img.Name, ns, err)
+		}
+		stored, err = readImage(ns, img.Name, ib)
+		return err
+	})
+	return stored, err
+}
+
+func (s *imageStore) Update(ctx context.Context, img Image, fieldpaths ...string) (Image, error) {
+	ns, err := namespaceAndImage(ctx, img.Name)
+	if err != nil {
+		return Image{}, err
+	}
+	if err := checkImageFieldpaths(img.Name, fieldpaths); err != nil {
+		return Image{}, err
+	}
+	var stored Image
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
+		ib := imageBucket(tx, ns, img.Name)
+		if ib == nil {
+			return imageNotFound(ns, img.Name)
+		}
+		current, err := readImage(ns, img.Name, ib)
+		if err != nil {
+			return err
+		}
+		next := applyImageFieldpaths(current, img, fieldpaths)
+		if err := validateImage(next); err != nil {
+			return err
+		}
+		next.UpdatedAt = time.Now().UTC()
+		if err := writeImage(ib, next); err != nil {
+			return fmt.Errorf("image %q in namespace %q: write: %w", img.Name, ns, err)
+		}
+		stored, err = readImage(ns, img.Name, ib)
+		return err
+	})
+	return stored, err
+}
+
+func (s *imageStore) Delete(ctx context.Context, name string) error {
+	ns, err := namespaceAndImage(ctx, name)
+	if err != nil {
+		return err
+	}
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
+		bkt := kindBucket(tx, ns, bucketImages)
+		if bkt == nil || bkt.Bucket([]byte(name)) == nil {
+			return imageNotFound(ns, name)
+		}
+		return bkt.DeleteBucket([]byte(name))
+	})
+	if err == nil {
+		s.db.dirtied()
+	}
+	return err
+}
+
+// imageMutableFields are the field paths an image Update knows; without
+// field paths labels and target are replaced.
+var imageMutableFields = []string{"labels", "target", "annotations"}
+
+func checkImageFieldpaths(name string, fieldpaths []string) error {
+	for _, p := range fieldpaths {
+		for _, prefix := range []string{"labels.", "annotations."} {
+			if key, ok := strings.CutPrefix(p, prefix); ok && key == "" {
+				return fmt.Errorf("image %q: field path %q names no key: %w", name, p, errdefs.ErrInvalidArgument)
+			}
+		}
+		switch {
+		case strings.HasPrefix(p, "labels."), strings.HasPrefix(p, "annotations."):
+		case slices.Contains(imageMutableFields, p):
+		case p == "name", p == "createdat", p == "updatedat":
+			return fmt.Errorf("image %q: field %q is immutable: %w", name, p, errdefs.ErrInvalidArgument)
+		default:
+			return fmt.Errorf("image %q: unknown field path %q: %w", name, p, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// applyImageFieldpaths returns current with the fields that fieldpaths
+// name taken from in.
+func applyImageFieldpaths(current, in Image, fieldpaths []string) Image {
+	next := current
+	if len(fieldpaths) == 0 {
+		fieldpaths = []string{"labels", "target"}
+	}
+	for _, p := range fieldpaths {
+		if key, ok := strings.CutPrefix(p, "labels."); ok {
+			next.Labels = cloneSet(next.Labels, key, in.Labels[key])
+			continue
+		}
+		if key, ok := strings.CutPrefix(p, "annotations."); ok {
+			next.Target.Annotations = cloneSet(next.Target.Annotations, key, in.Target.Annotations[key])
+			continue
+		}
+		switch p {
+		case "labels":
+			next.Labels = in.Labels
+		case "target":
+			next.Target = in.Target
+		case "annotations":
+			next.Target.Annotations = in.Target.Annotations
+		}
+	}
+	return next
+}
+
+// cloneSet returns a copy of m with key set to value, or removed when value
+// is empty.
+func cloneSet(m map[string]string, key, value string) map[string]string {
+	out := make(map[string]string, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	if value == "" {
+		delete(out, key)
+	} else {
+		out[key] = value
+	}
+	return out
+}
+
+// imageBucket returns v1/<ns>/images/<name>, or nil.
+func imageBucket(tx *bolt.Tx, ns, name string) *bolt.Bucket {
+	bkt := kindBucket(tx, ns, bucketImages)
+	if bkt == nil {
+		return nil
+	}
+	return bkt.Bucket([]byte(name))
+}
+
+func imageNotFound(ns, name string) error {
+	return fmt.Errorf("image %q in namespace %q: %w", name, ns, errdefs.ErrNotFound)
+}
+
+// imageAdaptor exposes an image's fields to a filter.
+func imageAdaptor(img Image) filters.Adaptor {
+	return filters.AdapterFunc(func(fieldpath []string) (string, bool) {
+		switch fieldpath[0] {
+		case "name":
+			return filters.Value(img.Name, fieldpath[1:])
+		case "target":
+			if len(fieldpath) < 2 {
+				return "", false
+			}
+			switch fieldpath[1] {
+			case "digest":
+				return filters.Value(img.Target.Digest.String(), fieldpath[2:])
+			case "mediatype":
+				return filters.Value(img.Target.MediaType, fieldpath[2:])
+			case "size":
+				return filters.Value(fmt.Sprint(img.Target.Size), fieldpath[2:])
+			}
+		case "labels":
+			return filters.Labels(img.Labels, fieldpath[1:])
+		case "annotations":
+			return filters.Labels(img.Target.Annotations, fieldpath[1:])
+		}
+		return "", false
+	})
+}
