@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/storage/content"
 )
@@ -30,8 +31,14 @@ import (
 // "<namespace>/<ref>", so <namespace>/<ref> must fit content.MaxRefLength.
 //
 // Delete removes the namespace's record only; the blob stays in local,
-// for other namespaces, until garbage collection (later work) removes
-// blobs that no record names.
+// for other namespaces, until garbage collection removes blobs that no
+// record names.
+//
+// Under a lease (leases.WithLease on the context of Writer or Commit), an
+// ingest is recorded as the lease's resource when its Writer opens, and a
+// committed blob when it commits (or when Writer answers AlreadyExists):
+// garbage collection keeps them while the lease lives. A lease that does
+// not exist makes Writer and Commit fail with ErrNotFound.
 func (db *DB) ContentStore(local content.Store) content.Store {
 	return &contentStore{db: db, local: local}
 }
@@ -157,12 +164,16 @@ func (s *contentStore) Delete(ctx context.Context, dgst digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	return s.db.update(ctx, func(tx *bolt.Tx) error {
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
 		if blobBucket(tx, ns, dgst) == nil {
 			return blobNotFound(ns, dgst)
 		}
 		return kindBucket(tx, ns, bucketContent).Bucket(bucketBlob).DeleteBucket([]byte(dgst))
 	})
+	if err == nil {
+		s.db.dirtied()
+	}
+	return err
 }
 
 func (s *contentStore) Status(ctx context.Context, ref string) (content.Status, error) {
@@ -221,10 +232,38 @@ func (s *contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 	if err != nil {
 		return nil, err
 	}
+	lease, err := contextLease(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if wo.Desc.Digest != "" {
-		if _, err := s.Info(ctx, wo.Desc.Digest); err == nil {
+		if err := content.ValidateDigest(wo.Desc.Digest); err != nil {
+			return nil, err
+		}
+		exists := false
+		err := s.db.update(ctx, func(tx *bolt.Tx) error {
+			exists = blobBucket(tx, ns, wo.Desc.Digest) != nil
+			if !exists || lease == "" {
+				return nil
+			}
+			// The caller holds the blob already: its lease protects it as
+			// if the caller had written it again.
+			return addLeaseResource(tx, ns, lease, LeaseResource{Type: ResourceContent, ID: wo.Desc.Digest.String()})
+		})
+		if err != nil {
+			return nil, err
+		}
+		if exists {
 			return nil, fmt.Errorf("content %s in namespace %q: %w", wo.Desc.Digest, ns, errdefs.ErrAlreadyExists)
-		} else if !errdefs.IsNotFound(err) {
+		}
+	}
+	if lease != "" {
+		// Recorded before the ingest exists, so that garbage collection
+		// never sees the ingest without its lease.
+		err := s.db.update(ctx, func(tx *bolt.Tx) error {
+			return addLeaseResource(tx, ns, lease, LeaseResource{Type: ResourceIngest, ID: wo.Ref})
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -232,7 +271,19 @@ func (s *contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 	if err != nil {
 		return nil, err
 	}
-	return &namespacedWriter{Writer: w, store: s, ns: ns, ref: wo.Ref, expected: wo.Desc.Digest}, nil
+	return &namespacedWriter{Writer: w, store: s, ns: ns, ref: wo.Ref, expected: wo.Desc.Digest, lease: lease}, nil
+}
+
+// contextLease returns the lease of ctx, if any, once it is a valid id.
+func contextLease(ctx context.Context) (string, error) {
+	id, ok := leases.FromContext(ctx)
+	if !ok {
+		return "", nil
+	}
+	if err := leases.Validate(id); err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 // namespacedWriter writes an ingest of local and, on Commit, the
@@ -242,6 +293,7 @@ type namespacedWriter struct {
 	store    *contentStore
 	ns, ref  string
 	expected digest.Digest // from the descriptor, if any
+	lease    string        // of the Writer's context, if any
 }
 
 func (w *namespacedWriter) Status() (content.Status, error) {
@@ -260,10 +312,21 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 	if err := content.ValidateLabels(info.Labels); err != nil {
 		return fmt.Errorf("ingest %q: %w", w.ref, err)
 	}
+	lease, err := contextLease(ctx)
+	if err != nil {
+		return err
+	}
+	if lease == "" {
+		lease = w.lease
+	}
+	// From the bytes landing in local until the record exists, garbage
+	// collection must not sweep the blob: no record names it yet.
+	w.store.db.gcLock.RLock()
+	defer w.store.db.gcLock.RUnlock()
 	// The labels stay here, in the record; local keeps bytes only. Bytes
 	// that local holds already were verified all the same: that is how
 	// this namespace proves it has them.
-	err := w.Writer.Commit(ctx, size, expected)
+	err = w.Writer.Commit(ctx, size, expected)
 	if err != nil && !errdefs.IsAlreadyExists(err) {
 		return err
 	}
@@ -279,7 +342,19 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 		return err
 	}
 	now := time.Now().UTC()
-	return w.store.db.update(context.WithoutCancel(ctx), func(tx *bolt.Tx) error {
+	exists := false
+	err = w.store.db.update(context.WithoutCancel(ctx), func(tx *bolt.Tx) error {
+		if lease != "" {
+			if err := addLeaseResource(tx, w.ns, lease, LeaseResource{Type: ResourceContent, ID: dgst.String()}); err != nil {
+				return err
+			}
+			// The ingest is gone; the blob is what the lease holds now.
+			if b := resourceBucket(leaseBucket(tx, w.ns, lease), ResourceIngest); b != nil {
+				if err := b.Delete([]byte(w.ref)); err != nil {
+					return err
+				}
+			}
+		}
 		bkt, err := createKindBucket(tx, w.ns, bucketContent)
 		if err != nil {
 			return err
@@ -289,7 +364,8 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 			return err
 		}
 		if blobs.Bucket([]byte(dgst)) != nil {
-			return fmt.Errorf("content %s in namespace %q: %w", dgst, w.ns, errdefs.ErrAlreadyExists)
+			exists = true
+			return nil
 		}
 		b, err := blobs.CreateBucket([]byte(dgst))
 		if err != nil {
@@ -306,6 +382,10 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 		}
 		return writeLabels(b, info.Labels)
 	})
+	if err == nil && exists {
+		return fmt.Errorf("content %s in namespace %q: %w", dgst, w.ns, errdefs.ErrAlreadyExists)
+	}
+	return err
 }
 
 // blobBucket returns v1/<ns>/content/blob/<dgst>, or nil when absent.

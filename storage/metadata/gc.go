@@ -1,0 +1,454 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/storage/content"
+)
+
+// The labels garbage collection follows. They are set on content records,
+// images, containers and (issue #5) snapshots; the references stay within
+// the namespace of the object that carries them.
+const (
+	// LabelGCRoot on a content record, with any value, makes the blob a
+	// root: it is kept until the label or the record is removed.
+	LabelGCRoot = "berth.io/gc.root"
+	// LabelGCRefContent, alone or followed by "." and any name
+	// (berth.io/gc.ref.content.config, berth.io/gc.ref.content.l.0,
+	// berth.io/gc.ref.content.m.<digest>), has a digest for value: the
+	// object that carries it keeps that blob. An index labels its
+	// manifests so, a manifest its config and layers.
+	LabelGCRefContent = "berth.io/gc.ref.content"
+	// LabelGCRefSnapshot followed by "." and a snapshotter name, and
+	// optionally "/" and any name (berth.io/gc.ref.snapshot.overlayfs,
+	// berth.io/gc.ref.snapshot.overlayfs/1), has a snapshot key for
+	// value: the object that carries it keeps that snapshot.
+	LabelGCRefSnapshot = "berth.io/gc.ref.snapshot"
+)
+
+// DefaultIngestTTL is how long an ingest that no lease holds may go
+// without a write before garbage collection aborts it.
+const DefaultIngestTTL = 24 * time.Hour
+
+// SnapshotCollector is what garbage collection needs of one snapshotter;
+// the snapshot stores of issue #5 implement it. Collect calls Walk and
+// Remove with the collector's exclusive lock held (see DB), so a snapshot
+// created meanwhile must take it for reading as content commits do, or
+// Remove must keep snapshots newer than the Walk.
+type SnapshotCollector interface {
+	// Snapshotter is the name lease resources
+	// (ResourceSnapshotPrefix+name) and berth.io/gc.ref.snapshot.<name>
+	// labels use.
+	Snapshotter() string
+	// Walk calls fn for every snapshot of ns with its parent key ("" for
+	// none) and labels. A kept snapshot keeps its parent and what its
+	// berth.io/gc.ref.* labels name.
+	Walk(ctx context.Context, ns string, fn func(key, parent string, labels map[string]string) error) error
+	// Remove removes the snapshots of ns whose key is not in keep, and
+	// returns how many it removed.
+	Remove(ctx context.Context, ns string, keep map[string]struct{}) (int, error)
+}
+
+// GCStats says what one collection removed.
+type GCStats struct {
+	// ContentRecords is the number of namespaces' records of blobs.
+	ContentRecords int
+	// Blobs and BlobBytes count the blobs removed from the local store:
+	// those no namespace records any more.
+	Blobs     int
+	BlobBytes int64
+	// Ingests is the number of stale ingests aborted.
+	Ingests int
+	// Leases is the number of expired leases deleted.
+	Leases int
+	// Snapshots is the number of snapshots the collectors removed.
+	Snapshots int
+	// Duration is how long the collection took, the exclusive part
+	// included.
+	Duration time.Duration
+}
+
+// GCOptions configure a GC.
+type GCOptions struct {
+	// IngestTTL is how long an ingest no lease holds may stay idle;
+	// DefaultIngestTTL when 0.
+	IngestTTL time.Duration
+	// Snapshots are the snapshotters whose snapshots are collected too.
+	Snapshots []SnapshotCollector
+	// Now returns the current time; time.Now when nil. For tests of
+	// expiry.
+	Now func() time.Time
+}
+
+// GC is the garbage collector of a DB and the local store its content
+// records name. Collect marks from the roots of every namespace and
+// sweeps what is not reached.
+//
+// Roots: images (their target and berth.io/gc.ref.* labels), containers
+// (their snapshot and labels), unexpired leases (every resource), content
+// records labelled berth.io/gc.root. From a reached content record or
+// snapshot, its berth.io/gc.ref.* labels (and a snapshot's parent) reach
+// further. Sweep: content records nothing reaches, expired leases, then
+// blobs of the local store that no namespace records, ingests idle for
+// longer than IngestTTL that no lease holds (an ingest with an open Writer
+// is never aborted), and unreached snapshots.
+type GC struct {
+	db    *DB
+	local content.Store
+	opts  GCOptions
+
+	mu sync.Mutex // one collection at a time
+}
+
+// NewGC returns the collector of db over local, the store that
+// db.ContentStore(local) records blobs of.
+func NewGC(db *DB, local content.Store, opts GCOptions) *GC {
+	if opts.IngestTTL <= 0 {
+		opts.IngestTTL = DefaultIngestTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &GC{db: db, local: local, opts: opts}
+}
+
+// node is one object of the graph in one namespace: a blob ("content",
+// digest) or a snapshot ("snapshots/<snapshotter>", key).
+type node struct {
+	typ, key string
+}
+
+// snapshotInfo is what a SnapshotCollector's Walk said of one snapshot.
+type snapshotInfo struct {
+	parent string
+	labels map[string]string
+}
+
+// Collect runs one collection and says what it removed. Content commits
+// and the blob sweep exclude each other; everything else goes on.
+func (gc *GC) Collect(ctx context.Context) (GCStats, error) {
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	start := time.Now()
+	gc.db.gcLock.Lock()
+	defer gc.db.gcLock.Unlock()
+
+	var stats GCStats
+	nss, err := gc.db.Namespaces().List(ctx)
+	if err != nil {
+		return stats, err
+	}
+	// The snapshotters answer before the transaction: they may read db.
+	snaps := map[string]map[string]map[string]snapshotInfo{} // ns → snapshotter → key
+	for _, ns := range nss {
+		snaps[ns] = map[string]map[string]snapshotInfo{}
+		for _, sc := range gc.opts.Snapshots {
+			m := map[string]snapshotInfo{}
+			err := sc.Walk(ctx, ns, func(key, parent string, labels map[string]string) error {
+				m[key] = snapshotInfo{parent: parent, labels: labels}
+				return nil
+			})
+			if err != nil {
+				return stats, fmt.Errorf("gc: snapshotter %s in namespace %q: %w", sc.Snapshotter(), ns, err)
+			}
+			snaps[ns][sc.Snapshotter()] = m
+		}
+	}
+
+	now := gc.opts.Now()
+	recorded := map[digest.Digest]struct{}{}                 // blobs some namespace still records
+	leasedIngests := map[string]struct{}{}                   // local refs: "<ns>/<ref>"
+	keepSnaps := map[string]map[string]map[string]struct{}{} // ns → snapshotter → keys
+	err = gc.db.update(ctx, func(tx *bolt.Tx) error {
+		for _, ns := range nss {
+			reached, removedLeases, err := mark(tx, ns, now, snaps[ns], leasedIngests)
+			if err != nil {
+				return fmt.Errorf("gc: mark namespace %q: %w", ns, err)
+			}
+			stats.Leases += removedLeases
+			n, err := sweepContent(tx, ns, reached, recorded)
+			if err != nil {
+				return fmt.Errorf("gc: sweep namespace %q: %w", ns, err)
+			}
+			stats.ContentRecords += n
+			keepSnaps[ns] = map[string]map[string]struct{}{}
+			for nd := range reached {
+				if snapshotter, ok := strings.CutPrefix(nd.typ, ResourceSnapshotPrefix); ok {
+					if keepSnaps[ns][snapshotter] == nil {
+						keepSnaps[ns][snapshotter] = map[string]struct{}{}
+					}
+					keepSnaps[ns][snapshotter][nd.key] = struct{}{}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return stats, err
+	}
+
+	var errs []error
+	if err := gc.sweepBlobs(ctx, recorded, &stats); err != nil {
+		errs = append(errs, err)
+	}
+	if err := gc.sweepIngests(ctx, now, leasedIngests, &stats); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range nss {
+		for _, sc := range gc.opts.Snapshots {
+			n, err := sc.Remove(ctx, ns, keepSnaps[ns][sc.Snapshotter()])
+			stats.Snapshots += n
+			if err != nil {
+				errs = append(errs, fmt.Errorf("gc: snapshotter %s in namespace %q: %w", sc.Snapshotter(), ns, err))
+			}
+		}
+	}
+	stats.Duration = time.Since(start)
+	return stats, errors.Join(errs...)
+}
+
+// mark returns the nodes of ns reachable from its roots. It deletes the
+// expired leases of ns on the way and adds the ingests the others hold to
+// leasedIngests, as "<ns>/<ref>".
+func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]snapshotInfo, leasedIngests map[string]struct{}) (map[node]struct{}, int, error) {
+	reached := map[node]struct{}{}
+	var queue []node
+	add := func(n node) {
+		if _, ok := reached[n]; !ok {
+			reached[n] = struct{}{}
+			queue = append(queue, n)
+		}
+	}
+	addRefs := func(labels map[string]string) {
+		for k, v := range labels {
+			if n, ok := refNode(k, v); ok {
+				add(n)
+			}
+		}
+	}
+
+	// Images.
+	if bkt := kindBucket(tx, ns, bucketImages); bkt != nil {
+		err := bkt.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return nil
+			}
+			ib := bkt.Bucket(k)
+			if tb := ib.Bucket(bucketTarget); tb != nil {
+				add(node{ResourceContent, string(tb.Get(keyDigest))})
+			}
+			addRefs(readLabels(ib))
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	// Containers.
+	if bkt := kindBucket(tx, ns, bucketContainers); bkt != nil {
+		err := bkt.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return nil
+			}
+			cb := bkt.Bucket(k)
+			if key := cb.Get(keySnapshotKey); len(key) > 0 {
+				add(node{ResourceSnapshotPrefix + string(cb.Get(keySnapshotter)), string(key)})
+			}
+			addRefs(readLabels(cb))
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	// Leases: the live ones hold their resources, the expired ones go.
+	removed := 0
+	all, err := readLeases(tx, ns)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, l := range all {
+		bkt := kindBucket(tx, ns, bucketLeases)
+		if l.Expired(now) {
+			if err := bkt.DeleteBucket([]byte(l.ID)); err != nil {
+				return nil, 0, err
+			}
+			removed++
+			continue
+		}
+		err := walkLeaseResources(bkt.Bucket([]byte(l.ID)), func(r LeaseResource) error {
+			if r.Type == ResourceIngest {
+				leasedIngests[ns+"/"+r.ID] = struct{}{}
+				return nil
+			}
+			add(node{r.Type, r.ID})
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	// Labelled roots.
+	blobs := blobsBucket(tx, ns)
+	if blobs != nil {
+		err := blobs.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return nil
+			}
+			if lb := blobs.Bucket(k).Bucket(bucketLabels); lb != nil && lb.Get([]byte(LabelGCRoot)) != nil {
+				add(node{ResourceContent, string(k)})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+
+	// Along the references.
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		if n.typ == ResourceContent {
+			if blobs == nil {
+				continue
+			}
+			if b := blobs.Bucket([]byte(n.key)); b != nil {
+				addRefs(readLabels(b))
+			}
+			continue
+		}
+		snapshotter, _ := strings.CutPrefix(n.typ, ResourceSnapshotPrefix)
+		if info, ok := snaps[snapshotter][n.key]; ok {
+			if info.parent != "" {
+				add(node{n.typ, info.parent})
+			}
+			addRefs(info.labels)
+		}
+	}
+	return reached, removed, nil
+}
+
+// refNode returns the node a berth.io/gc.ref.* label names, if it is one
+// and its value is valid.
+func refNode(key, value string) (node, bool) {
+	if rest, ok := strings.CutPrefix(key, LabelGCRefContent); ok && (rest == "" || rest[0] == '.') {
+		if digest.Digest(value).Validate() != nil {
+			return node{}, false
+		}
+		return node{ResourceContent, value}, true
+	}
+	if rest, ok := strings.CutPrefix(key, LabelGCRefSnapshot+"."); ok {
+		snapshotter, _, _ := strings.Cut(rest, "/")
+		if identifiers.Validate(snapshotter) != nil || identifiers.Validate(value) != nil {
+			return node{}, false
+		}
+		return node{ResourceSnapshotPrefix + snapshotter, value}, true
+	}
+	return node{}, false
+}
+
+// sweepContent deletes the content records of ns that are not reached,
+// and adds those it keeps to recorded.
+func sweepContent(tx *bolt.Tx, ns string, reached map[node]struct{}, recorded map[digest.Digest]struct{}) (int, error) {
+	blobs := blobsBucket(tx, ns)
+	if blobs == nil {
+		return 0, nil
+	}
+	var gone [][]byte
+	err := blobs.ForEach(func(k, v []byte) error {
+		if v != nil {
+			return nil
+		}
+		if _, ok := reached[node{ResourceContent, string(k)}]; ok {
+			recorded[digest.Digest(k)] = struct{}{}
+		} else {
+			gone = append(gone, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range gone {
+		if err := blobs.DeleteBucket(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(gone), nil
+}
+
+// sweepBlobs removes the blobs of the local store that no namespace
+// records.
+func (gc *GC) sweepBlobs(ctx context.Context, recorded map[digest.Digest]struct{}, stats *GCStats) error {
+	var gone []content.Info
+	err := gc.local.Walk(ctx, func(info content.Info) error {
+		if _, ok := recorded[info.Digest]; !ok {
+			gone = append(gone, info)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("gc: walk blobs: %w", err)
+	}
+	var errs []error
+	for _, info := range gone {
+		if err := gc.local.Delete(ctx, info.Digest); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("gc: %w", err))
+			continue
+		}
+		stats.Blobs++
+		stats.BlobBytes += info.Size
+	}
+	return errors.Join(errs...)
+}
+
+// sweepIngests aborts the ingests that no lease holds and that have been
+// idle for longer than IngestTTL. An ingest with an open Writer refuses
+// the Abort (ErrUnavailable) and stays.
+func (gc *GC) sweepIngests(ctx context.Context, now time.Time, leased map[string]struct{}, stats *GCStats) error {
+	all, err := gc.local.ListStatuses(ctx)
+	if err != nil {
+		return fmt.Errorf("gc: list ingests: %w", err)
+	}
+	var errs []error
+	for _, st := range all {
+		if _, ok := leased[st.Ref]; ok {
+			continue
+		}
+		last := st.UpdatedAt
+		if last.Before(st.StartedAt) {
+			last = st.StartedAt
+		}
+		if now.Sub(last) <= gc.opts.IngestTTL {
+			continue
+		}
+		switch err := gc.local.Abort(ctx, st.Ref); {
+		case err == nil:
+			stats.Ingests++
+		case errdefs.IsUnavailable(err), errdefs.IsNotFound(err):
+		default:
+			errs = append(errs, fmt.Errorf("gc: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// blobsBucket returns v1/<ns>/content/blob, or nil.
+func blobsBucket(tx *bolt.Tx, ns string) *bolt.Bucket {
+	bkt := kindBucket(tx, ns, bucketContent)
+	if bkt == nil {
+		return nil
+	}
+	return bkt.Bucket(bucketBlob)
+}
