@@ -34,19 +34,15 @@ const defaultDialTimeout = 10 * time.Second
 // Client is a connection to berthd. It is safe for concurrent use; Close
 // ends it and every subscription made through it.
 type Client struct {
-	address    string
-	options    clientOptions
-	conn       *ttrpc.Client
-	namespaces namespacesv1.NamespacesService
-	containers containersv1.ContainersService
-	tasks      tasksv1.TasksService
-	events     eventsv1.EventsClient
-	introspect introspectionv1.IntrospectionService
-	health     introspectionv1.HealthService
-	versionSvc versionv1.VersionService
-	subsMu     sync.Mutex                 // guards subs and closed
-	subs       map[*ttrpc.Client]struct{} // connections of live subscriptions
-	closed     bool
+	address string
+	options clientOptions
+
+	connMu sync.Mutex // guards conn
+	conn   *conn      // the current connection; replaced once it is lost
+
+	subsMu sync.Mutex                 // guards subs and closed
+	subs   map[*ttrpc.Client]struct{} // connections of live subscriptions
+	closed bool
 }
 
 type clientOptions struct {
@@ -77,11 +73,11 @@ func WithTimeout(d time.Duration) Opt {
 	}
 }
 
-// New connects to the daemon listening on the unix socket at address. The
-// connection is not made again when it is lost: once the daemon stops or
-// restarts, every call fails with ErrUnavailable, and a new Client is the
-// way back (tasks, their stdio and exits survive the restart; see
-// Container.Task).
+// New connects to the daemon listening on the unix socket at address. When
+// the connection is lost (the daemon stopped, restarted or was upgraded),
+// calls fail with ErrUnavailable until the daemon is back; the next call
+// after that connects again. Tasks, their stdio and exits survive the
+// restart, and Wait carries on by itself.
 func New(address string, opts ...Opt) (*Client, error) {
 	o := clientOptions{defaultNamespace: namespaces.Default, dialTimeout: defaultDialTimeout}
 	for _, opt := range opts {
@@ -90,24 +86,71 @@ func New(address string, opts ...Opt) (*Client, error) {
 		}
 	}
 	c := &Client{address: address, options: o, subs: map[*ttrpc.Client]struct{}{}}
-	conn, err := c.dial()
+	cn, err := c.connect()
 	if err != nil {
 		return nil, err
 	}
-	c.conn = conn
-	c.namespaces = namespacesv1.NewNamespacesClient(conn)
-	c.containers = containersv1.NewContainersClient(conn)
-	c.tasks = tasksv1.NewTasksClient(conn)
-	c.events = eventsv1.NewEventsClient(conn)
-	c.introspect = introspectionv1.NewIntrospectionClient(conn)
-	c.health = introspectionv1.NewHealthClient(conn)
-	c.versionSvc = versionv1.NewVersionClient(conn)
+	c.conn = cn
 	return c, nil
+}
+
+// conn is one connection to the daemon with a client of every service.
+type conn struct {
+	ttrpc      *ttrpc.Client
+	lost       chan struct{} // closed when the connection is gone
+	namespaces namespacesv1.NamespacesService
+	containers containersv1.ContainersService
+	tasks      tasksv1.TasksService
+	events     eventsv1.EventsClient
+	introspect introspectionv1.IntrospectionService
+	health     introspectionv1.HealthService
+	versionSvc versionv1.VersionService
+}
+
+func (c *Client) connect() (*conn, error) {
+	lost := make(chan struct{})
+	tc, err := c.dial(ttrpc.WithOnClose(func() { close(lost) }))
+	if err != nil {
+		return nil, err
+	}
+	return &conn{
+		ttrpc:      tc,
+		lost:       lost,
+		namespaces: namespacesv1.NewNamespacesClient(tc),
+		containers: containersv1.NewContainersClient(tc),
+		tasks:      tasksv1.NewTasksClient(tc),
+		events:     eventsv1.NewEventsClient(tc),
+		introspect: introspectionv1.NewIntrospectionClient(tc),
+		health:     introspectionv1.NewHealthClient(tc),
+		versionSvc: versionv1.NewVersionClient(tc),
+	}, nil
+}
+
+// api returns the current connection. When it has been lost (the daemon
+// restarted, or was upgraded) it dials again first; if that fails, the
+// lost connection is returned and its calls fail with ErrUnavailable.
+// Calls are not retried for the caller, since most are not idempotent;
+// Wait is, and retries until the daemon is back (see Process.Wait).
+func (c *Client) api() *conn {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	select {
+	case <-c.conn.lost:
+	default:
+		return c.conn
+	}
+	if c.isClosed() {
+		return c.conn
+	}
+	if cn, err := c.connect(); err == nil {
+		c.conn = cn
+	}
+	return c.conn
 }
 
 // dial opens a new ttrpc connection to the daemon with the client's
 // interceptors.
-func (c *Client) dial() (*ttrpc.Client, error) {
+func (c *Client) dial(opts ...ttrpc.ClientOpts) (*ttrpc.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.options.dialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -115,11 +158,11 @@ func (c *Client) dial() (*ttrpc.Client, error) {
 	if err != nil {
 		return nil, dialError(c.address, err)
 	}
-	return ttrpc.NewClient(conn, ttrpc.WithChainUnaryClientInterceptor(
+	return ttrpc.NewClient(conn, append(opts, ttrpc.WithChainUnaryClientInterceptor(
 		connectionErrors,
 		namespaceInterceptor(c.options.defaultNamespace),
 		shimapi.ClientErrors,
-	)), nil
+	))...), nil
 }
 
 // connectionErrors gives the errors of a lost connection (the daemon
@@ -186,6 +229,12 @@ func (c *Client) namespace(ctx context.Context) (string, error) {
 	return c.options.defaultNamespace, nil
 }
 
+func (c *Client) isClosed() bool {
+	c.subsMu.Lock()
+	defer c.subsMu.Unlock()
+	return c.closed
+}
+
 // Close ends the connection and every subscription.
 func (c *Client) Close() error {
 	c.subsMu.Lock()
@@ -196,33 +245,37 @@ func (c *Client) Close() error {
 	for s := range subs {
 		s.Close()
 	}
-	return c.conn.Close()
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.conn.ttrpc.Close()
 }
 
 // DefaultNamespace returns the namespace of calls whose context has none.
 func (c *Client) DefaultNamespace() string { return c.options.defaultNamespace }
 
 // NamespaceService returns the raw Namespaces service client.
-func (c *Client) NamespaceService() namespacesv1.NamespacesService { return c.namespaces }
+func (c *Client) NamespaceService() namespacesv1.NamespacesService { return c.api().namespaces }
 
 // ContainerService returns the raw Containers service client.
-func (c *Client) ContainerService() containersv1.ContainersService { return c.containers }
+func (c *Client) ContainerService() containersv1.ContainersService { return c.api().containers }
 
 // TaskService returns the raw Tasks service client.
-func (c *Client) TaskService() tasksv1.TasksService { return c.tasks }
+func (c *Client) TaskService() tasksv1.TasksService { return c.api().tasks }
 
 // EventService returns the raw Events service client. Its Subscribe stream
 // errors are not converted to classes; Client.Subscribe's are.
-func (c *Client) EventService() eventsv1.EventsClient { return c.events }
+func (c *Client) EventService() eventsv1.EventsClient { return c.api().events }
 
 // IntrospectionService returns the raw Introspection service client.
-func (c *Client) IntrospectionService() introspectionv1.IntrospectionService { return c.introspect }
+func (c *Client) IntrospectionService() introspectionv1.IntrospectionService {
+	return c.api().introspect
+}
 
 // HealthService returns the raw Health service client.
-func (c *Client) HealthService() introspectionv1.HealthService { return c.health }
+func (c *Client) HealthService() introspectionv1.HealthService { return c.api().health }
 
 // VersionService returns the raw Version service client.
-func (c *Client) VersionService() versionv1.VersionService { return c.versionSvc }
+func (c *Client) VersionService() versionv1.VersionService { return c.api().versionSvc }
 
 // Version is the daemon's build.
 type Version struct {
@@ -233,7 +286,7 @@ type Version struct {
 
 // Version returns the daemon's build.
 func (c *Client) Version(ctx context.Context) (Version, error) {
-	r, err := c.versionSvc.Version(ctx, &emptypb.Empty{})
+	r, err := c.api().versionSvc.Version(ctx, &emptypb.Empty{})
 	if err != nil {
 		return Version{}, err
 	}
@@ -253,7 +306,7 @@ type ServerInfo struct {
 
 // Server identifies the daemon instance.
 func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
-	r, err := c.introspect.Server(ctx, &emptypb.Empty{})
+	r, err := c.api().introspect.Server(ctx, &emptypb.Empty{})
 	if err != nil {
 		return ServerInfo{}, err
 	}
@@ -270,7 +323,7 @@ func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
 // IsServing reports whether the daemon serves requests (also while it
 // still reconnects to the shims of a previous run).
 func (c *Client) IsServing(ctx context.Context) (bool, error) {
-	r, err := c.health.Check(ctx, &emptypb.Empty{})
+	r, err := c.api().health.Check(ctx, &emptypb.Empty{})
 	if err != nil {
 		return false, err
 	}

@@ -50,7 +50,7 @@ func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContain
 			return nil, err
 		}
 	}
-	r, err := c.containers.Create(ctx, &containersv1.CreateContainerRequest{Container: containerToProto(&info)})
+	r, err := c.api().containers.Create(ctx, &containersv1.CreateContainerRequest{Container: containerToProto(&info)})
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContain
 // LoadContainer returns the existing container named id; ErrNotFound when
 // there is none in the context's namespace.
 func (c *Client) LoadContainer(ctx context.Context, id string) (Container, error) {
-	r, err := c.containers.Get(ctx, &containersv1.GetContainerRequest{Id: id})
+	r, err := c.api().containers.Get(ctx, &containersv1.GetContainerRequest{Id: id})
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func (c *Client) LoadContainer(ctx context.Context, id string) (Container, error
 // any of the filters (all without filters). Fields: id, image,
 // runtime.name, snapshotter, snapshotkey, labels.<key>.
 func (c *Client) Containers(ctx context.Context, filters ...string) ([]Container, error) {
-	r, err := c.containers.List(ctx, &containersv1.ListContainersRequest{Filters: filters})
+	r, err := c.api().containers.List(ctx, &containersv1.ListContainersRequest{Filters: filters})
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ type container struct {
 func (c *container) ID() string { return c.id }
 
 func (c *container) get(ctx context.Context) (*containersv1.Container, error) {
-	r, err := c.client.containers.Get(ctx, &containersv1.GetContainerRequest{Id: c.id})
+	r, err := c.client.api().containers.Get(ctx, &containersv1.GetContainerRequest{Id: c.id})
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func (c *container) SetLabels(ctx context.Context, labels map[string]string) (ma
 			set[k] = v
 		}
 	}
-	r, err := c.client.containers.Update(ctx, &containersv1.UpdateContainerRequest{
+	r, err := c.client.api().containers.Update(ctx, &containersv1.UpdateContainerRequest{
 		Container:  &containersv1.Container{Id: c.id, Labels: set},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
 	})
@@ -157,7 +157,7 @@ func (c *container) Update(ctx context.Context, opts ...UpdateContainerOpts) err
 	}
 	// An empty mask updates every field that may change; the ones that
 	// may not are sent as they were read.
-	_, err = c.client.containers.Update(ctx, &containersv1.UpdateContainerRequest{Container: containerToProto(&info)})
+	_, err = c.client.api().containers.Update(ctx, &containersv1.UpdateContainerRequest{Container: containerToProto(&info)})
 	return err
 }
 
@@ -173,7 +173,7 @@ func (c *container) Delete(ctx context.Context, opts ...DeleteOpts) error {
 			}
 		}
 	}
-	_, err := c.client.containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: c.id})
+	_, err := c.client.api().containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: c.id})
 	return err
 }
 
@@ -196,7 +196,7 @@ func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...Ne
 			err = errors.Join(err, pio.Close())
 		}
 	}()
-	r, err := c.client.tasks.Create(ctx, &tasksv1.CreateTaskRequest{
+	r, err := c.client.api().tasks.Create(ctx, &tasksv1.CreateTaskRequest{
 		ContainerId: c.id,
 		Rootfs:      mountsToProto(info.RootFS),
 		Stdio:       stdioToProto(pio.Config()),
@@ -221,7 +221,7 @@ func (c *container) Task(ctx context.Context, attach cio.Attach) (Task, error) {
 
 // getProcess returns the daemon's report of one process of a task.
 func getProcess(ctx context.Context, c *Client, id, execID string) (*tasksv1.Process, error) {
-	r, err := c.tasks.Get(ctx, &tasksv1.GetRequest{ContainerId: id, ExecId: execID})
+	r, err := c.api().tasks.Get(ctx, &tasksv1.GetRequest{ContainerId: id, ExecId: execID})
 	if err != nil {
 		return nil, err
 	}

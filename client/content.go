@@ -23,7 +23,7 @@ import (
 // client's default. Blobs are read and written in chunks of at most
 // content.ChunkSize; a ReaderAt reads each ReadAt as one stream.
 func (c *Client) ContentStore() content.Store {
-	return &remoteContent{client: c, api: contentv1.NewContentClient(c.conn)}
+	return &remoteContent{client: c, api: contentv1.NewContentClient(c.api().ttrpc)}
 }
 
 // remoteContent is a content.Store over the content API.

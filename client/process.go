@@ -95,7 +95,7 @@ func (p *process) Pid() uint32 { return p.pid.Load() }
 func (p *process) IO() cio.IO { return p.io }
 
 func (p *process) Start(ctx context.Context) error {
-	r, err := p.client.tasks.Start(ctx, &tasksv1.StartRequest{ContainerId: p.containerID, ExecId: p.execID})
+	r, err := p.client.api().tasks.Start(ctx, &tasksv1.StartRequest{ContainerId: p.containerID, ExecId: p.execID})
 	if err != nil {
 		return err
 	}
@@ -106,17 +106,38 @@ func (p *process) Start(ctx context.Context) error {
 func (p *process) Wait(ctx context.Context) (<-chan ExitStatus, error) {
 	c := make(chan ExitStatus, 1) // never blocks the sender
 	go func() {
-		// Ends when the process exits or ctx ends: the call returns
-		// either way.
-		r, err := p.client.tasks.Wait(ctx, &tasksv1.WaitRequest{ContainerId: p.containerID, ExecId: p.execID})
-		if err != nil {
-			c <- exitError(fmt.Errorf("wait for %s: %w", p.name(), err))
-			return
+		// Ends when the process exits or ctx ends. Waiting is
+		// idempotent, so a daemon that restarts meanwhile (a crash, an
+		// upgrade) is waited for and asked again: it answers with the
+		// same exit, which the shim keeps.
+		retry := waitRetryMin
+		for {
+			r, err := p.client.api().tasks.Wait(ctx, &tasksv1.WaitRequest{ContainerId: p.containerID, ExecId: p.execID})
+			if err == nil {
+				c <- ExitStatus{code: r.ExitStatus, exitedAt: timeOf(r.ExitedAt)}
+				return
+			}
+			if !errdefs.IsUnavailable(err) || ctx.Err() != nil || p.client.isClosed() {
+				c <- exitError(fmt.Errorf("wait for %s: %w", p.name(), err))
+				return
+			}
+			select {
+			case <-time.After(retry):
+				retry = min(2*retry, waitRetryMax)
+			case <-ctx.Done():
+				c <- exitError(fmt.Errorf("wait for %s: %w", p.name(), ctx.Err()))
+				return
+			}
 		}
-		c <- ExitStatus{code: r.ExitStatus, exitedAt: timeOf(r.ExitedAt)}
 	}()
 	return c, nil
 }
+
+// Bounds of the pause between attempts of a Wait while the daemon is away.
+const (
+	waitRetryMin = 50 * time.Millisecond
+	waitRetryMax = time.Second
+)
 
 func (p *process) Kill(ctx context.Context, sig syscall.Signal, opts ...KillOpts) error {
 	info := KillInfo{ExecID: p.execID}
@@ -125,7 +146,7 @@ func (p *process) Kill(ctx context.Context, sig syscall.Signal, opts ...KillOpts
 			return err
 		}
 	}
-	_, err := p.client.tasks.Kill(ctx, &tasksv1.KillRequest{
+	_, err := p.client.api().tasks.Kill(ctx, &tasksv1.KillRequest{
 		ContainerId: p.containerID,
 		ExecId:      info.ExecID,
 		Signal:      uint32(sig),
@@ -147,9 +168,9 @@ func (p *process) delete(ctx context.Context, self Process, opts []ProcessDelete
 		err error
 	)
 	if p.execID == "" {
-		r, err = p.client.tasks.Delete(ctx, &tasksv1.DeleteTaskRequest{ContainerId: p.containerID})
+		r, err = p.client.api().tasks.Delete(ctx, &tasksv1.DeleteTaskRequest{ContainerId: p.containerID})
 	} else {
-		r, err = p.client.tasks.DeleteProcess(ctx, &tasksv1.DeleteProcessRequest{ContainerId: p.containerID, ExecId: p.execID})
+		r, err = p.client.api().tasks.DeleteProcess(ctx, &tasksv1.DeleteProcessRequest{ContainerId: p.containerID, ExecId: p.execID})
 	}
 	if err != nil {
 		return nil, err
@@ -182,12 +203,12 @@ func (p *process) CloseIO(ctx context.Context, opts ...IOCloserOpts) error {
 	for _, o := range opts {
 		o(&info)
 	}
-	_, err := p.client.tasks.CloseIO(ctx, &tasksv1.CloseIORequest{ContainerId: p.containerID, ExecId: p.execID, Stdin: info.Stdin})
+	_, err := p.client.api().tasks.CloseIO(ctx, &tasksv1.CloseIORequest{ContainerId: p.containerID, ExecId: p.execID, Stdin: info.Stdin})
 	return err
 }
 
 func (p *process) Resize(ctx context.Context, width, height uint32) error {
-	_, err := p.client.tasks.ResizePty(ctx, &tasksv1.ResizePtyRequest{
+	_, err := p.client.api().tasks.ResizePty(ctx, &tasksv1.ResizePtyRequest{
 		ContainerId: p.containerID, ExecId: p.execID, Width: width, Height: height,
 	})
 	return err

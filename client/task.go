@@ -66,12 +66,12 @@ func (t *task) Delete(ctx context.Context, opts ...ProcessDeleteOpts) (*ExitStat
 }
 
 func (t *task) Pause(ctx context.Context) error {
-	_, err := t.client.tasks.Pause(ctx, &tasksv1.PauseTaskRequest{ContainerId: t.containerID})
+	_, err := t.client.api().tasks.Pause(ctx, &tasksv1.PauseTaskRequest{ContainerId: t.containerID})
 	return err
 }
 
 func (t *task) Resume(ctx context.Context) error {
-	_, err := t.client.tasks.Resume(ctx, &tasksv1.ResumeTaskRequest{ContainerId: t.containerID})
+	_, err := t.client.api().tasks.Resume(ctx, &tasksv1.ResumeTaskRequest{ContainerId: t.containerID})
 	return err
 }
 
@@ -98,7 +98,7 @@ func (t *task) Exec(ctx context.Context, execID string, spec *specs.Process, cre
 			err = errors.Join(err, pio.Close())
 		}
 	}()
-	if _, err := t.client.tasks.Exec(ctx, &tasksv1.ExecProcessRequest{
+	if _, err := t.client.api().tasks.Exec(ctx, &tasksv1.ExecProcessRequest{
 		ContainerId: t.containerID,
 		ExecId:      execID,
 		Stdio:       stdioToProto(pio.Config()),
@@ -125,7 +125,7 @@ func (t *task) LoadProcess(ctx context.Context, execID string, attach cio.Attach
 }
 
 func (t *task) Pids(ctx context.Context) ([]ProcessInfo, error) {
-	r, err := t.client.tasks.ListPids(ctx, &tasksv1.ListPidsRequest{ContainerId: t.containerID})
+	r, err := t.client.api().tasks.ListPids(ctx, &tasksv1.ListPidsRequest{ContainerId: t.containerID})
 	if err != nil {
 		return nil, err
 	}
@@ -150,12 +150,12 @@ func (t *task) Update(ctx context.Context, opts ...UpdateTaskOpts) error {
 	if err != nil {
 		return fmt.Errorf("update task %q: encode resources: %w: %w", t.containerID, errdefs.ErrInvalidArgument, err)
 	}
-	_, err = t.client.tasks.Update(ctx, &tasksv1.UpdateTaskRequest{ContainerId: t.containerID, Resources: b})
+	_, err = t.client.api().tasks.Update(ctx, &tasksv1.UpdateTaskRequest{ContainerId: t.containerID, Resources: b})
 	return err
 }
 
 func (t *task) Metrics(ctx context.Context) (*Metrics, error) {
-	r, err := t.client.tasks.Metrics(ctx, &tasksv1.MetricsRequest{
+	r, err := t.client.api().tasks.Metrics(ctx, &tasksv1.MetricsRequest{
 		Filters: []string{"id==" + strconv.Quote(t.containerID)},
 	})
 	if err != nil {

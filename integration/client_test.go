@@ -856,9 +856,11 @@ func TestClientReattach(t *testing.T) {
 	fifos := task.IO().Config()
 	d.kill()
 
-	// The old client's calls in flight end, with their class.
-	if st := receiveExit(t, oldExitc); !errors.Is(st.Error(), errdefs.ErrUnavailable) || st.ExitCode() != client.UnknownExitStatus {
-		t.Errorf("wait across the restart: %d, %v; want ErrUnavailable", st.ExitCode(), st.Error())
+	// A call of the old client fails with its class while the daemon is
+	// away; its Wait in flight carries on (checked below), its
+	// subscription ends.
+	if _, err := c.LoadContainer(ctx, "ticker"); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("call while the daemon is down: %v, want ErrUnavailable", err)
 	}
 	select {
 	case err := <-oldErrs:
@@ -874,8 +876,11 @@ func TestClientReattach(t *testing.T) {
 		pio.Cancel()
 		pio.Wait()
 	}
-	c.Close()
 	d.start()
+	// The old client connects again by itself.
+	if _, err := c.LoadContainer(ctx, "ticker"); err != nil {
+		t.Errorf("old client after the restart: %v", err)
+	}
 
 	c2 := d.client(t, ns)
 	ctr2, err := c2.LoadContainer(ctx, "ticker")
@@ -934,6 +939,10 @@ func TestClientReattach(t *testing.T) {
 	}
 	if st := receiveExit(t, exitc); st.ExitCode() != 137 || st.Error() != nil || st.ExitTime().IsZero() {
 		t.Errorf("exit after kill: %d at %v, %v", st.ExitCode(), st.ExitTime(), st.Error())
+	}
+	// The old client's Wait, begun before the restart, has the exit too.
+	if st := receiveExit(t, oldExitc); st.ExitCode() != 137 || st.Error() != nil {
+		t.Errorf("wait across the restart: %d, %v; want 137", st.ExitCode(), st.Error())
 	}
 	select {
 	case env, ok := <-evs:

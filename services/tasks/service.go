@@ -101,7 +101,7 @@ func (s *service) Start(ctx context.Context, req *api.StartRequest) (*api.StartR
 	}
 	resp, err := sh.Task().Start(ctx, &shimapi.StartRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
 	if err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &api.StartResponse{Pid: resp.Pid}, nil
 }
@@ -128,7 +128,7 @@ func (s *service) DeleteProcess(ctx context.Context, req *api.DeleteProcessReque
 	}
 	resp, err := sh.Task().Delete(ctx, &shimapi.DeleteRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
 	if err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &api.DeleteResponse{Id: req.GetExecId(), Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt}, nil
 }
@@ -162,7 +162,7 @@ func (s *service) process(ctx context.Context, sh *supervisor.Shim, execID strin
 	}
 	st, err := sh.Task().State(ctx, &shimapi.StateRequest{Id: sh.ID, ExecId: execID})
 	if err != nil {
-		if exit, ok := s.waitExited(sh, err); ok && execID == "" {
+		if exit, ok := s.waitExited(ctx, sh, err); ok && execID == "" {
 			return &api.Process{ContainerId: sh.ID, Pid: uint32(exit.Pid), Status: shimapi.Status_STATUS_STOPPED,
 				ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}, nil
 		}
@@ -176,6 +176,9 @@ func (s *service) process(ctx context.Context, sh *supervisor.Shim, execID strin
 		Stdio:       st.Stdio,
 		ExitStatus:  st.ExitStatus,
 		ExitedAt:    st.ExitedAt,
+	}
+	if execID == "" {
+		p.ShimPid = uint32(sh.ShimPid())
 	}
 	return p, nil
 }
@@ -222,7 +225,7 @@ func (s *service) Kill(ctx context.Context, req *api.KillRequest) (*emptypb.Empt
 		return nil, err
 	}
 	if _, err := sh.Task().Kill(ctx, &shimapi.KillRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Signal: req.GetSignal(), All: req.GetAll()}); err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -239,7 +242,7 @@ func (s *service) Exec(ctx context.Context, req *api.ExecProcessRequest) (*empty
 		return nil, err
 	}
 	if _, err := sh.Task().Exec(ctx, &shimapi.ExecRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Stdio: req.GetStdio(), Spec: req.GetSpec()}); err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -250,7 +253,7 @@ func (s *service) ResizePty(ctx context.Context, req *api.ResizePtyRequest) (*em
 		return nil, err
 	}
 	if _, err := sh.Task().ResizePty(ctx, &shimapi.ResizePtyRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Width: req.GetWidth(), Height: req.GetHeight()}); err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -261,7 +264,7 @@ func (s *service) CloseIO(ctx context.Context, req *api.CloseIORequest) (*emptyp
 		return nil, err
 	}
 	if _, err := sh.Task().CloseIO(ctx, &shimapi.CloseIORequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Stdin: req.GetStdin()}); err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -272,7 +275,7 @@ func (s *service) Pause(ctx context.Context, req *api.PauseTaskRequest) (*emptyp
 		return nil, err
 	}
 	if _, err := sh.Task().Pause(ctx, &shimapi.PauseRequest{Id: req.GetContainerId()}); err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -283,7 +286,7 @@ func (s *service) Resume(ctx context.Context, req *api.ResumeTaskRequest) (*empt
 		return nil, err
 	}
 	if _, err := sh.Task().Resume(ctx, &shimapi.ResumeRequest{Id: req.GetContainerId()}); err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -295,7 +298,7 @@ func (s *service) ListPids(ctx context.Context, req *api.ListPidsRequest) (*api.
 	}
 	resp, err := sh.Task().Pids(ctx, &shimapi.PidsRequest{Id: req.GetContainerId()})
 	if err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &api.ListPidsResponse{Processes: resp.Processes}, nil
 }
@@ -306,7 +309,7 @@ func (s *service) Update(ctx context.Context, req *api.UpdateTaskRequest) (*empt
 		return nil, err
 	}
 	if _, err := sh.Task().Update(ctx, &shimapi.UpdateRequest{Id: req.GetContainerId(), Resources: req.GetResources()}); err != nil {
-		return nil, s.stopped(sh, err)
+		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -352,7 +355,7 @@ func (s *service) Wait(ctx context.Context, req *api.WaitRequest) (*api.WaitResp
 	resp, err := sh.Task().Wait(ctx, &shimapi.WaitRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
 	if err != nil {
 		if ctx.Err() == nil && req.GetExecId() == "" {
-			if exit, ok := s.waitExited(sh, err); ok {
+			if exit, ok := s.waitExited(ctx, sh, err); ok {
 				return &api.WaitResponse{ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}, nil
 			}
 		}
@@ -363,8 +366,9 @@ func (s *service) Wait(ctx context.Context, req *api.WaitRequest) (*api.WaitResp
 
 // waitExited decides whether a failed call means the shim died: if the
 // error is one of a lost connection, it gives the supervisor deathGrace to
-// record the death and returns the exit it recorded.
-func (s *service) waitExited(sh *supervisor.Shim, err error) (shimapi.ExitStatus, bool) {
+// notice the death, then waits (as long as ctx allows) for the cleanup to
+// finish, and returns the exit it recorded.
+func (s *service) waitExited(ctx context.Context, sh *supervisor.Shim, err error) (shimapi.ExitStatus, bool) {
 	if !connectionLost(err) {
 		return shimapi.ExitStatus{}, false
 	}
@@ -373,17 +377,29 @@ func (s *service) waitExited(sh *supervisor.Shim, err error) (shimapi.ExitStatus
 		if exit, ok := sh.Exited(); ok {
 			return exit, true
 		}
+		if sh.Dying() {
+			select {
+			case <-sh.Reaped():
+				return sh.Exited()
+			case <-ctx.Done():
+				return shimapi.ExitStatus{}, false
+			}
+		}
 		if time.Now().After(deadline) {
 			return shimapi.ExitStatus{}, false
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return shimapi.ExitStatus{}, false
+		}
 	}
 }
 
 // stopped turns the error of a call to a shim that has died into a
 // FailedPrecondition that says so.
-func (s *service) stopped(sh *supervisor.Shim, err error) error {
-	if exit, ok := s.waitExited(sh, err); ok {
+func (s *service) stopped(ctx context.Context, sh *supervisor.Shim, err error) error {
+	if exit, ok := s.waitExited(ctx, sh, err); ok {
 		return fmt.Errorf("task %q has stopped (exit status %d; its shim is gone): %w", sh.ID, exit.Status, errdefs.ErrFailedPrecondition)
 	}
 	return err
