@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -31,6 +32,13 @@ import (
 // supervisor to record the death (it notices within a second) before it
 // reports the task as unavailable.
 const deathGrace = 2 * time.Second
+
+// listTimeout bounds the time a List or Metrics call gives one task, and
+// listConcurrency how many tasks it asks at once.
+const (
+	listTimeout     = 2 * time.Second
+	listConcurrency = 16
+)
 
 // readyTimeout bounds how long a call waits for its task's shim to be
 // reconnected after a daemon start.
@@ -152,19 +160,12 @@ func (s *service) process(ctx context.Context, sh *supervisor.Shim, execID strin
 		if execID != "" {
 			return nil, fmt.Errorf("process %q of task %q: the shim is gone: %w", execID, sh.ID, errdefs.ErrNotFound)
 		}
-		return &api.Process{
-			ContainerId: sh.ID,
-			Pid:         uint32(exit.Pid),
-			Status:      shimapi.Status_STATUS_STOPPED,
-			ExitStatus:  exit.Status,
-			ExitedAt:    timestamppb.New(exit.ExitedAt),
-		}, nil
+		return stoppedProcess(sh, exit), nil
 	}
 	st, err := sh.Task().State(ctx, &shimapi.StateRequest{Id: sh.ID, ExecId: execID})
 	if err != nil {
 		if exit, ok := s.waitExited(ctx, sh, err); ok && execID == "" {
-			return &api.Process{ContainerId: sh.ID, Pid: uint32(exit.Pid), Status: shimapi.Status_STATUS_STOPPED,
-				ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.ExitedAt)}, nil
+			return stoppedProcess(sh, exit), nil
 		}
 		return nil, err
 	}
@@ -203,20 +204,63 @@ func (s *service) matching(ctx context.Context, filterStrings []string) ([]*api.
 	if err != nil {
 		return nil, err
 	}
+	shims := s.Supervisor.List(ns)
+	procs := make([]*api.Process, len(shims))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, listConcurrency)
+	for i, sh := range shims {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			procs[i] = s.listed(ctx, sh)
+		}()
+	}
+	wg.Wait()
 	var out []*api.Process
-	for _, sh := range s.Supervisor.List(ns) {
-		p, err := s.process(ctx, sh, "")
-		if errdefs.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("task %q: %w", sh.ID, err)
-		}
-		if filter.Match(adaptor(p)) {
+	for _, p := range procs {
+		if p != nil && filter.Match(adaptor(p)) {
 			out = append(out, p)
 		}
 	}
 	return out, nil
+}
+
+// listed reports the init process of sh for a list: quickly, so that one
+// slow or restoring shim neither stalls nor fails the whole list. A task
+// whose state cannot be had in time is listed with status UNKNOWN; one
+// that vanished meanwhile is left out (nil).
+func (s *service) listed(ctx context.Context, sh *supervisor.Shim) *api.Process {
+	unknown := &api.Process{ContainerId: sh.ID, Pid: sh.TaskPid(), Status: shimapi.Status_STATUS_UNKNOWN}
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	if err := sh.Ready(ctx); err != nil {
+		return unknown
+	}
+	if exit, ok := sh.Exited(); ok {
+		return stoppedProcess(sh, exit)
+	}
+	st, err := sh.Task().State(ctx, &shimapi.StateRequest{Id: sh.ID})
+	switch {
+	case errdefs.IsNotFound(err):
+		return nil
+	case err != nil:
+		return unknown
+	}
+	return &api.Process{ContainerId: sh.ID, Pid: st.Pid, Status: st.Status, Stdio: st.Stdio,
+		ExitStatus: st.ExitStatus, ExitedAt: st.ExitedAt, ShimPid: uint32(sh.ShimPid())}
+}
+
+// stoppedProcess is the init process of a task whose shim is gone.
+func stoppedProcess(sh *supervisor.Shim, exit shimapi.ExitStatus) *api.Process {
+	return &api.Process{
+		ContainerId: sh.ID,
+		Pid:         uint32(exit.Pid),
+		Status:      shimapi.Status_STATUS_STOPPED,
+		ExitStatus:  exit.Status,
+		ExitedAt:    timestamppb.New(exit.ExitedAt),
+	}
 }
 
 func (s *service) Kill(ctx context.Context, req *api.KillRequest) (*emptypb.Empty, error) {
@@ -325,14 +369,16 @@ func (s *service) Metrics(ctx context.Context, req *api.MetricsRequest) (*api.Me
 	}
 	resp := &api.MetricsResponse{}
 	for _, p := range procs {
-		if p.Status == shimapi.Status_STATUS_STOPPED {
-			continue // its cgroup is gone
+		if p.Status == shimapi.Status_STATUS_STOPPED || p.Status == shimapi.Status_STATUS_UNKNOWN {
+			continue // its cgroup is gone, or its shim does not answer
 		}
 		sh, err := s.Supervisor.Get(ns, p.ContainerId)
 		if err != nil {
 			continue
 		}
-		st, err := sh.Task().Stats(ctx, &shimapi.StatsRequest{Id: p.ContainerId})
+		sctx, cancel := context.WithTimeout(ctx, listTimeout)
+		st, err := sh.Task().Stats(sctx, &shimapi.StatsRequest{Id: p.ContainerId})
+		cancel()
 		if errdefs.IsNotFound(err) || errdefs.IsFailedPrecondition(err) {
 			continue // exited meanwhile
 		}
