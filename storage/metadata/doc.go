@@ -1,6 +1,7 @@
-// Package metadata is berthd's metadata store: namespaces, containers and
-// the per-namespace records of content now, images, leases and snapshots
-// later, all in one bbolt file (/var/lib/berth/meta.db).
+// Package metadata is berthd's metadata store: namespaces, containers,
+// images, leases and the per-namespace records of content now, snapshots
+// later, all in one bbolt file (/var/lib/berth/meta.db), and the garbage
+// collector over them.
 //
 // # Layout
 //
@@ -24,7 +25,42 @@
 //	          size        → varint
 //	          createdat, updatedat → time.Time.MarshalBinary, UTC
 //	          labels/     <key> → <value>
-//	    images/ leases/ snapshots/       reserved for the stores to come
+//	    images/
+//	      <name>/                        the image's reference, as given (any printable ASCII)
+//	        createdat, updatedat → time.Time.MarshalBinary, UTC
+//	        labels/     <key> → <value>
+//	        target/
+//	          mediatype → string; digest → string; size → varint
+//	          annotations/ <key> → <value>
+//	          platform  → JSON of ocispec.Platform (absent when none)
+//	          urls      → JSON array of strings (absent when none)
+//	    leases/
+//	      <id>/
+//	        createdat   → time.Time.MarshalBinary, UTC
+//	        labels/     <key> → <value>  berth.io/gc.expire: RFC 3339
+//	        content/    <digest> → ""    resources the lease holds
+//	        ingests/    <ref> → ""
+//	        snapshots/  <snapshotter>/ <key> → ""
+//	    snapshots/                       reserved for the snapshot stores (issue #5)
+//
+// An image name is a reference with '/', ':' and '@' in it, not an
+// identifier; bbolt keys are byte strings, so the name is the key as it is
+// and no escaping is needed. ValidateImageName bounds it (MaxImageNameSize)
+// and refuses white space, control and non-ASCII bytes.
+//
+// # Garbage collection
+//
+// GC (gc.go) marks, per namespace, from the roots — images (target and
+// labels), containers (snapshot and labels), unexpired leases (every
+// resource), content records labelled berth.io/gc.root — along the
+// berth.io/gc.ref.content[.<name>] = <digest> and
+// berth.io/gc.ref.snapshot.<snapshotter>[/<name>] = <key> labels of what
+// it reaches, and sweeps unreached content records and expired leases in
+// one transaction; then, outside it, blobs that no namespace records, idle
+// ingests that no lease holds, and (through SnapshotCollector) unreached
+// snapshots. Commits hold DB.gcLock for reading from the local commit to
+// the record, the sweep holds it exclusively: a blob is never swept in
+// between. GCScheduler runs it on an interval and shortly after deletes.
 //
 // A container is one bucket with one key per field, not one encoded
 // message: a field added later is a new key that older records simply lack,
