@@ -17,7 +17,7 @@
 // runtime before it starts the shim; the shim owns what shimapi lists
 // (socket, pid file, log, exit file, rootfs). The runtime's state root is
 // StateDir/.runc/<namespace>: identifiers cannot start with '.', so it never
-// clashes with a namespace. Two markers belong to the supervisor:
+// clashes with a namespace. Three markers belong to the supervisor:
 //
 //	exit-published  the init process's TaskExit was forwarded (Forward
 //	                returned nil); written atomically before it is acked.

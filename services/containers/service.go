@@ -67,6 +67,10 @@ func (s *service) Create(ctx context.Context, req *api.CreateContainerRequest) (
 		return nil, fmt.Errorf("container is required: %w", errdefs.ErrInvalidArgument)
 	}
 	c := FromProto(req.GetContainer())
+	if c.Runtime.Options != nil {
+		// Stored but never applied would be worse than refused.
+		return nil, fmt.Errorf("container %q: runtime options (%s) are not supported yet: %w", c.ID, c.Runtime.Options.GetTypeUrl(), errdefs.ErrNotImplemented)
+	}
 	if c.Runtime.Name == "" {
 		c.Runtime.Name = s.DefaultRuntime
 	}

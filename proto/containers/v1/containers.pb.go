@@ -565,7 +565,9 @@ type Container_Runtime struct {
 	// name: "runc", or the absolute path of a binary with runc's
 	// command line. Empty in Create means the daemon's default.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// options: runtime-specific options, opaque to the daemon.
+	// options: runtime-specific options. Reserved: this version
+	// refuses a container with options (NotImplemented) rather than
+	// store what it would not apply.
 	Options       *anypb.Any `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
