@@ -36,8 +36,9 @@ const maxConcurrentCleanups = 4
 // Config is what a Supervisor needs.
 type Config struct {
 	// StateDir holds the bundles, StateDir/<namespace>/<id>, and the
-	// runtime's state, StateDir/.runc/<namespace>. Keep it short: the shim
-	// socket's path must fit in 107 bytes.
+	// runtime's state, StateDir/.runc/<namespace>. Socket paths longer
+	// than sockaddr_un allows are reached through /proc/self/fd (see
+	// shimapi.Listen and Dial).
 	StateDir string
 	// ShimBinary is the path of berth-shim.
 	ShimBinary string
