@@ -1,0 +1,528 @@
+package distribution
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/metadata"
+)
+
+// Defaults of a pull.
+const (
+	// DefaultConcurrency bounds the blobs fetched at once.
+	DefaultConcurrency = 3
+	// DefaultStallTimeout is how long a blob's download may go without a
+	// byte before it is cut and resumed.
+	DefaultStallTimeout = 30 * time.Second
+	// blobAttempts is how often one blob is tried within a pull when the
+	// registry fails or the connection drops; each try resumes at the
+	// persisted offset.
+	blobAttempts = 3
+	// busyRetry is how long to wait for a ref another writer holds.
+	busyRetry = 100 * time.Millisecond
+)
+
+// Image is what a pull produced: the normalised reference and the
+// descriptor of its manifest or index, for the image store.
+type Image struct {
+	Name   string
+	Target ocispec.Descriptor
+}
+
+type options struct {
+	platforms    []ocispec.Platform
+	all          bool
+	progress     reporter
+	concurrency  int
+	stallTimeout time.Duration
+}
+
+// Opt sets an option of Pull or Push.
+type Opt func(*options) error
+
+func newOptions(opts []Opt) (*options, error) {
+	o := &options{concurrency: DefaultConcurrency, stallTimeout: DefaultStallTimeout}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.platforms) == 0 {
+		o.platforms = []ocispec.Platform{DefaultPlatform()}
+	}
+	return o, nil
+}
+
+// WithPlatforms selects, from an index, the first manifest matching each
+// of platforms (instead of DefaultPlatform).
+func WithPlatforms(platforms ...ocispec.Platform) Opt {
+	return func(o *options) error {
+		if len(platforms) == 0 {
+			return fmt.Errorf("WithPlatforms: no platform: %w", errdefs.ErrInvalidArgument)
+		}
+		o.platforms = platforms
+		return nil
+	}
+}
+
+// WithAllPlatforms pulls every manifest of an index.
+func WithAllPlatforms() Opt {
+	return func(o *options) error {
+		o.all = true
+		return nil
+	}
+}
+
+// WithProgress sends the progress reports of a pull or push to fn.
+func WithProgress(fn ProgressFunc) Opt {
+	return func(o *options) error {
+		o.progress.fn = fn
+		return nil
+	}
+}
+
+// WithConcurrency bounds the blobs fetched or uploaded at once
+// (DefaultConcurrency).
+func WithConcurrency(n int) Opt {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("concurrency %d: %w", n, errdefs.ErrInvalidArgument)
+		}
+		o.concurrency = n
+		return nil
+	}
+}
+
+// WithStallTimeout sets how long a download may go without a byte
+// (DefaultStallTimeout).
+func WithStallTimeout(d time.Duration) Opt {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("stall timeout %v: %w", d, errdefs.ErrInvalidArgument)
+		}
+		o.stallTimeout = d
+		return nil
+	}
+}
+
+// Pull fetches the image ref names into store: it resolves ref, selects
+// the manifests of the platforms asked for from an index, and fetches
+// each manifest's config and layers, at most WithConcurrency blobs at
+// once. A manifest or index is committed only after everything it
+// references, with berth.io/gc.ref.content.* labels naming those
+// children (m.<i> for an index's manifests, config and l.<i> for a
+// manifest's blobs), so a failed pull leaves no manifest whose children
+// are missing.
+//
+// Every blob goes through a content Writer under the ref
+// "pull-<digest>" and is verified by Commit against its descriptor: a
+// registry that sends other bytes makes the pull fail with
+// ErrFailedPrecondition, and nothing of that blob is kept. An
+// interrupted download (a dropped connection, a stall, a cancelled ctx,
+// a crash) leaves its ingest; the next try, within this pull or a later
+// one, resumes it at the persisted offset with a Range request.
+//
+// The caller holds a lease on ctx (leases.WithLease) so that garbage
+// collection keeps what a pull has written until the image is recorded.
+func Pull(ctx context.Context, r *Resolver, store content.Store, ref string, opts ...Opt) (Image, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return Image{}, err
+	}
+	parsed, desc, err := r.Resolve(ctx, ref)
+	if err != nil {
+		return Image{}, err
+	}
+	repo, err := r.Repository(parsed)
+	if err != nil {
+		return Image{}, err
+	}
+	p := &puller{repo: repo, store: store, opts: o, slots: make(chan struct{}, o.concurrency), calls: map[digest.Digest]*call{}}
+	if err := p.handle(ctx, desc); err != nil {
+		return Image{}, err
+	}
+	return Image{Name: parsed.String(), Target: desc}, nil
+}
+
+// puller is the state of one Pull.
+type puller struct {
+	repo  *Repository
+	store content.Store
+	opts  *options
+	slots chan struct{} // a token per fetch under way
+
+	mu    sync.Mutex                // guards calls
+	calls map[digest.Digest]*call // one fetch per digest in a pull
+}
+
+// call is one fetch that other goroutines of the pull may wait for.
+type call struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// once runs fn for desc unless it runs or ran already in this pull, and
+// returns its result.
+func (p *puller) once(ctx context.Context, desc ocispec.Descriptor, fn func() error) error {
+	p.mu.Lock()
+	c, ok := p.calls[desc.Digest]
+	if !ok {
+		c = &call{done: make(chan struct{})}
+		p.calls[desc.Digest] = c
+	}
+	p.mu.Unlock()
+	if !ok {
+		c.err = fn()
+		close(c.done)
+		return c.err
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handle fetches desc and, for a manifest or index, what it references.
+func (p *puller) handle(ctx context.Context, desc ocispec.Descriptor) error {
+	return p.once(ctx, desc, func() error {
+		switch desc.MediaType {
+		case ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList:
+			return p.index(ctx, desc)
+		case ocispec.MediaTypeImageManifest, MediaTypeDockerManifest:
+			return p.manifest(ctx, desc)
+		}
+		if err := checkManifestType(desc.Digest.String(), desc.MediaType); err != nil {
+			return err
+		}
+		return p.blob(ctx, desc)
+	})
+}
+
+func (p *puller) index(ctx context.Context, desc ocispec.Descriptor) error {
+	data, err := p.fetchManifest(ctx, desc)
+	if err != nil {
+		return err
+	}
+	var idx ocispec.Index
+	if err := decodeManifest(desc, data, &idx.MediaType, &idx); err != nil {
+		return err
+	}
+	children := p.selectManifests(idx.Manifests)
+	if len(children) == 0 {
+		var have []string
+		for _, m := range idx.Manifests {
+			if m.Platform != nil {
+				have = append(have, FormatPlatform(*m.Platform))
+			}
+		}
+		var want []string
+		for _, pl := range p.opts.platforms {
+			want = append(want, FormatPlatform(pl))
+		}
+		return fmt.Errorf("index %s: no manifest for %v (it has %v): %w", desc.Digest, want, have, errdefs.ErrNotFound)
+	}
+	labels := map[string]string{}
+	g, gctx := errgroup.WithContext(ctx)
+	for i, child := range children {
+		if err := checkChild(desc, child); err != nil {
+			return err
+		}
+		if !isManifest(child.MediaType) {
+			return fmt.Errorf("index %s: entry %s has media type %q, not a manifest: %w", desc.Digest, child.Digest, child.MediaType, errdefs.ErrInvalidArgument)
+		}
+		labels[metadata.LabelGCRefContent+".m."+strconv.Itoa(i)] = child.Digest.String()
+		g.Go(func() error { return p.handle(gctx, child) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return p.commitManifest(ctx, desc, data, labels)
+}
+
+// selectManifests returns the manifests of an index the pull wants: all,
+// or the first match of each platform; an entry without a platform is
+// always taken (a nested index, for one).
+func (p *puller) selectManifests(all []ocispec.Descriptor) []ocispec.Descriptor {
+	if p.opts.all {
+		return all
+	}
+	var out []ocispec.Descriptor
+	taken := map[digest.Digest]bool{}
+	take := func(d ocispec.Descriptor) {
+		if !taken[d.Digest] {
+			taken[d.Digest] = true
+			out = append(out, d)
+		}
+	}
+	for _, want := range p.opts.platforms {
+		for _, d := range all {
+			if d.Platform != nil && matchPlatform(want, *d.Platform) {
+				take(d)
+				break
+			}
+		}
+	}
+	for _, d := range all {
+		if d.Platform == nil {
+			take(d)
+		}
+	}
+	return out
+}
+
+func (p *puller) manifest(ctx context.Context, desc ocispec.Descriptor) error {
+	data, err := p.fetchManifest(ctx, desc)
+	if err != nil {
+		return err
+	}
+	var m ocispec.Manifest
+	if err := decodeManifest(desc, data, &m.MediaType, &m); err != nil {
+		return err
+	}
+	if m.Config.Digest == "" {
+		return fmt.Errorf("manifest %s: no config: %w", desc.Digest, errdefs.ErrInvalidArgument)
+	}
+	labels := map[string]string{metadata.LabelGCRefContent + ".config": m.Config.Digest.String()}
+	children := append([]ocispec.Descriptor{m.Config}, m.Layers...)
+	for i, l := range m.Layers {
+		labels[metadata.LabelGCRefContent+".l."+strconv.Itoa(i)] = l.Digest.String()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, child := range children {
+		if err := checkChild(desc, child); err != nil {
+			return err
+		}
+		if isManifest(child.MediaType) {
+			return fmt.Errorf("manifest %s: blob %s has the media type of a manifest, %q: %w", desc.Digest, child.Digest, child.MediaType, errdefs.ErrInvalidArgument)
+		}
+		g.Go(func() error { return p.once(gctx, child, func() error { return p.blob(gctx, child) }) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return p.commitManifest(ctx, desc, data, labels)
+}
+
+// checkChild checks a descriptor that the manifest or index parent holds.
+func checkChild(parent, child ocispec.Descriptor) error {
+	if err := child.Digest.Validate(); err != nil {
+		return fmt.Errorf("%s: child digest %.80q: %w: %w", parent.Digest, child.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if child.Size < 0 {
+		return fmt.Errorf("%s: child %s has a negative size: %w", parent.Digest, child.Digest, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// decodeManifest decodes data into v and checks that its mediaType
+// field, when set, agrees with desc.
+func decodeManifest(desc ocispec.Descriptor, data []byte, mediaType *string, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("manifest %s: %w: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if *mediaType != "" && *mediaType != desc.MediaType {
+		return fmt.Errorf("manifest %s: its media type %q is not the descriptor's %q: %w", desc.Digest, *mediaType, desc.MediaType, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// fetchManifest reads the manifest or index desc from the store when it
+// is there, else from the registry.
+func (p *puller) fetchManifest(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
+	if desc.Size > MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s: %d bytes, more than %d: %w", desc.Digest, desc.Size, MaxManifestSize, errdefs.ErrInvalidArgument)
+	}
+	if _, err := p.store.Info(ctx, desc.Digest); err == nil {
+		if data, err := content.ReadBlob(ctx, p.store, desc); err == nil && verify(desc, data) == nil {
+			return data, nil
+		}
+	}
+	if err := p.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer p.release()
+	return p.repo.FetchManifest(ctx, desc)
+}
+
+// commitManifest writes the verified manifest data with labels.
+func (p *puller) commitManifest(ctx context.Context, desc ocispec.Descriptor, data []byte, labels map[string]string) error {
+	ref := pullRef(desc)
+	status := StatusDone
+	if _, err := p.store.Info(ctx, desc.Digest); err == nil {
+		status = StatusExists
+	}
+	if err := content.WriteBlob(ctx, p.store, ref, bytes.NewReader(data), desc, content.WithLabels(labels)); err != nil {
+		return err
+	}
+	// The blob may have been there already: set the labels anyway.
+	fields := make([]string, 0, len(labels))
+	for k := range labels {
+		fields = append(fields, "labels."+k)
+	}
+	if _, err := p.store.Update(ctx, content.Info{Digest: desc.Digest, Labels: labels}, fields...); err != nil {
+		return err
+	}
+	p.opts.progress.report(Progress{Ref: ref, Digest: desc.Digest, MediaType: desc.MediaType, Status: status, Offset: desc.Size, Total: desc.Size})
+	return nil
+}
+
+func pullRef(desc ocispec.Descriptor) string { return "pull-" + desc.Digest.String() }
+
+func (p *puller) acquire(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *puller) release() { <-p.slots }
+
+// blob fetches one blob into the store, resuming its ingest.
+func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor) error {
+	ref := pullRef(desc)
+	pr := Progress{Ref: ref, Digest: desc.Digest, MediaType: desc.MediaType, Total: desc.Size}
+	if _, err := p.store.Info(ctx, desc.Digest); err == nil {
+		pr.Status, pr.Offset = StatusExists, desc.Size
+		p.opts.progress.report(pr)
+		return nil
+	}
+	pr.Status = StatusWaiting
+	p.opts.progress.report(pr)
+	if err := p.acquire(ctx); err != nil {
+		return err
+	}
+	defer p.release()
+	for attempt := 1; ; attempt++ {
+		w, err := p.store.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+		switch {
+		case errdefs.IsAlreadyExists(err):
+			pr.Status, pr.Offset = StatusExists, desc.Size
+			p.opts.progress.report(pr)
+			return nil
+		case errdefs.IsUnavailable(err):
+			// Another pull writes this blob: wait for it.
+			select {
+			case <-time.After(busyRetry):
+				attempt--
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case err != nil:
+			return err
+		}
+		err = p.download(ctx, w, desc, &pr)
+		err = errors.Join(err, w.Close())
+		if err == nil {
+			pr.Status, pr.Offset = StatusDone, desc.Size
+			p.opts.progress.report(pr)
+			return nil
+		}
+		if ctx.Err() != nil || !errdefs.IsUnavailable(err) || attempt == blobAttempts {
+			return err
+		}
+	}
+}
+
+// errStalled is the cause of a download cut for want of bytes.
+var errStalled = errors.New("no byte received within the stall timeout")
+
+// download writes the rest of desc to w and commits it.
+func (p *puller) download(ctx context.Context, w content.Writer, desc ocispec.Descriptor, pr *Progress) error {
+	st, err := w.Status()
+	if err != nil {
+		return err
+	}
+	offset := st.Offset
+	if offset > desc.Size {
+		if err := w.Truncate(0); err != nil {
+			return err
+		}
+		offset = 0
+	}
+	if offset < desc.Size {
+		if err := p.copyFrom(ctx, w, desc, offset, pr); err != nil {
+			return err
+		}
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil
+		}
+		return fmt.Errorf("blob %s from %s: %w", desc.Digest, p.repo.ref.Name(), err)
+	}
+	return nil
+}
+
+// copyFrom fetches desc from offset into w, cutting the download when it
+// stalls.
+func (p *puller) copyFrom(ctx context.Context, w content.Writer, desc ocispec.Descriptor, offset int64, pr *Progress) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(p.opts.stallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+
+	rc, start, err := p.repo.Fetch(ctx, desc, offset)
+	if err != nil {
+		return stalled(ctx, err)
+	}
+	defer rc.Close()
+	if start != offset {
+		// The registry ignored the Range request: start again.
+		if err := w.Truncate(start); err != nil {
+			return err
+		}
+	}
+	m := &meter{r: &p.opts.progress, p: *pr}
+	m.p.Status, m.p.Offset = StatusDownloading, start
+	m.flush()
+	buf := make([]byte, content.ChunkSize)
+	remaining := desc.Size - start
+	for remaining > 0 {
+		n, rerr := rc.Read(buf[:min(int64(len(buf)), remaining)])
+		if n > 0 {
+			stall.Reset(p.opts.stallTimeout)
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			remaining -= int64(n)
+			m.add(n)
+		}
+		if rerr == io.EOF {
+			if remaining > 0 {
+				return fmt.Errorf("blob %s: the registry sent %d bytes less than %d: %w", desc.Digest, remaining, desc.Size, errdefs.ErrUnavailable)
+			}
+			break
+		}
+		if rerr != nil {
+			return stalled(ctx, fmt.Errorf("blob %s: %w: %w", desc.Digest, rerr, errdefs.ErrUnavailable))
+		}
+	}
+	*pr = m.p
+	return nil
+}
+
+// stalled names the stall when it is why ctx ended.
+func stalled(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return fmt.Errorf("%w: %w", errStalled, errdefs.ErrUnavailable)
+	}
+	return err
+}
