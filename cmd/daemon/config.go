@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -42,7 +43,33 @@ type Config struct {
 	Registry struct {
 		ConfigPath string `toml:"config_path"`
 	} `toml:"registry"`
+	GC           GCConfig               `toml:"gc"`
 	ProxyPlugins map[string]ProxyPlugin `toml:"proxy_plugins"`
+}
+
+// GCConfig schedules garbage collection; durations as time.ParseDuration
+// reads them, validated with the config.
+type GCConfig struct {
+	Interval    string `toml:"interval"`
+	DeleteDelay string `toml:"delete_delay"`
+	IngestTTL   string `toml:"ingest_ttl"`
+}
+
+// durations returns the parsed durations of c.
+func (c GCConfig) durations() (interval, deleteDelay, ingestTTL time.Duration, err error) {
+	for _, d := range []struct {
+		name string
+		s    string
+		to   *time.Duration
+	}{{"interval", c.Interval, &interval}, {"delete_delay", c.DeleteDelay, &deleteDelay}, {"ingest_ttl", c.IngestTTL, &ingestTTL}} {
+		if *d.to, err = time.ParseDuration(d.s); err != nil {
+			return 0, 0, 0, fmt.Errorf("gc.%s: %v", d.name, err)
+		}
+		if *d.to < 0 {
+			return 0, 0, 0, fmt.Errorf("gc.%s %q must not be negative", d.name, d.s)
+		}
+	}
+	return interval, deleteDelay, ingestTTL, nil
 }
 
 // ProxyPlugin is an external service reached over ttrpc.
@@ -100,6 +127,19 @@ default = "overlayfs"
 # config_path is a folder of per-host settings, one folder per registry
 # host holding a hosts.toml, in the format containerd uses.
 config_path = "/etc/berth/certs.d"
+
+[gc]
+# interval between garbage collections; "0s" runs none on a schedule.
+# Collection marks from images, containers, leases and content labelled
+# berth.io/gc.root along berth.io/gc.ref.* labels, and removes what nothing
+# reaches.
+interval = "1h"
+# delete_delay: a collection also runs this long after a delete (an image,
+# a lease, content), so that a burst of deletes makes one collection.
+delete_delay = "2s"
+# ingest_ttl: an unfinished write that no lease holds and that received no
+# bytes for this long is removed.
+ingest_ttl = "24h"
 
 # External services over ttrpc, for example a snapshotter:
 #
@@ -173,6 +213,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("runtime.default %q: a path must be absolute", c.Runtime.Default)
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
+		return err
+	}
+	if _, _, _, err := c.GC.durations(); err != nil {
 		return err
 	}
 	for name, p := range c.ProxyPlugins {

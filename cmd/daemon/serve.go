@@ -25,7 +25,10 @@ import (
 	"github.com/berthrt/berth/services/containers"
 	contentsvc "github.com/berthrt/berth/services/content"
 	eventsvc "github.com/berthrt/berth/services/events"
+	gcsvc "github.com/berthrt/berth/services/gc"
+	imagesvc "github.com/berthrt/berth/services/images"
 	"github.com/berthrt/berth/services/introspection"
+	leasesvc "github.com/berthrt/berth/services/leases"
 	nssvc "github.com/berthrt/berth/services/namespaces"
 	"github.com/berthrt/berth/services/tasks"
 	"github.com/berthrt/berth/shimapi"
@@ -92,6 +95,12 @@ func serve(ctx context.Context, cfg *Config) error {
 	tasks.Register(srv, tasks.Config{Containers: db.Containers(), Supervisor: sup})
 	eventsvc.Register(srv, exchange)
 	contentsvc.Register(srv, db.ContentStore(blobs))
+	gcInterval, gcDelay, ingestTTL, _ := cfg.GC.durations() // validated with the config
+	gcs := metadata.NewGCScheduler(metadata.NewGC(db, blobs, metadata.GCOptions{IngestTTL: ingestTTL}),
+		metadata.GCSchedulerConfig{Interval: gcInterval, DeleteDelay: gcDelay, Log: log.With("component", "gc")})
+	imagesvc.Register(srv, imagesvc.Config{Store: db.Images(), Publisher: exchange, GC: gcs})
+	leasesvc.Register(srv, leasesvc.Config{Leases: db.Leases(), GC: gcs})
+	gcsvc.Register(srv, gcs)
 	if err := introspection.Register(srv, introspection.Config{
 		Root: cfg.Root, State: cfg.State, Restoring: &restoring,
 		Services: []introspection.Service{
@@ -100,6 +109,9 @@ func serve(ctx context.Context, cfg *Config) error {
 			{Type: "berth.service.v1", ID: "tasks", Exports: map[string]string{"state": cfg.State, "runtime": cfg.Runtime.Default, "shim": shim}},
 			{Type: "berth.service.v1", ID: "events"},
 			{Type: "berth.service.v1", ID: "content", Exports: map[string]string{"root": contentRoot}},
+			{Type: "berth.service.v1", ID: "images"},
+			{Type: "berth.service.v1", ID: "leases"},
+			{Type: "berth.service.v1", ID: "gc", Exports: map[string]string{"interval": gcInterval.String(), "delete_delay": gcDelay.String()}},
 			{Type: "berth.service.v1", ID: "introspection"},
 			{Type: "berth.service.v1", ID: "health"},
 			{Type: "berth.service.v1", ID: "version"},
@@ -111,6 +123,7 @@ func serve(ctx context.Context, cfg *Config) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go gcs.Run(ctx)
 	// Register the shims of the previous daemon before serving, so that no
 	// call misses a task; reconnect to them while serving: a call for a
 	// task waits for its own shim only (Shim.Ready).
