@@ -150,7 +150,7 @@ func TestForwardValidation(t *testing.T) {
 	env.Event.TypeUrl = "changed/after.forward" // the exchange delivers a copy
 	got := receive(t, evc, errc, 1)[0]
 	if !got.Timestamp.Equal(good.Timestamp) || got.Namespace != "default" || got.Topic != TopicTaskExit ||
-		got.Event.TypeUrl != "type.googleapis.com/berth.shim.v1.TaskExit" {
+		got.Event.TypeUrl != "type.googleapis.com/berth.services.events.v1.TaskExit" {
 		t.Errorf("forwarded %+v, received %+v", good, got)
 	}
 }
@@ -533,7 +533,7 @@ func TestEnvelopeField(t *testing.T) {
 	state := &Envelope{Namespace: "ns", Topic: "/t", Event: payload(&shimapi.StateResponse{Id: "c", Status: shimapi.Status_STATUS_STOPPED})}
 	number := &Envelope{Event: payload(structpb.NewNumberValue(1.5))}
 	unknown := &Envelope{Event: &anypb.Any{TypeUrl: "example.com/not.Registered", Value: []byte{8, 1}}}
-	broken := &Envelope{Event: &anypb.Any{TypeUrl: "type.googleapis.com/berth.shim.v1.TaskExit", Value: []byte{0xff}}}
+	broken := &Envelope{Event: &anypb.Any{TypeUrl: "type.googleapis.com/berth.services.events.v1.TaskExit", Value: []byte{0xff}}}
 	for _, tc := range []struct {
 		env     *Envelope
 		path    string

@@ -24,6 +24,8 @@
 package shimapi
 
 import (
+	v11 "github.com/berthrt/berth/proto/events/v1"
+	v1 "github.com/berthrt/berth/proto/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -38,65 +40,6 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
-
-// Status is the state of one process.
-type Status int32
-
-const (
-	Status_STATUS_UNKNOWN Status = 0
-	// created: exists, has not run user code (init), or is registered but
-	// not started (exec).
-	Status_STATUS_CREATED Status = 1
-	Status_STATUS_RUNNING Status = 2
-	Status_STATUS_PAUSED  Status = 3
-	// stopped: exited; the exit status is known.
-	Status_STATUS_STOPPED Status = 4
-)
-
-// Enum value maps for Status.
-var (
-	Status_name = map[int32]string{
-		0: "STATUS_UNKNOWN",
-		1: "STATUS_CREATED",
-		2: "STATUS_RUNNING",
-		3: "STATUS_PAUSED",
-		4: "STATUS_STOPPED",
-	}
-	Status_value = map[string]int32{
-		"STATUS_UNKNOWN": 0,
-		"STATUS_CREATED": 1,
-		"STATUS_RUNNING": 2,
-		"STATUS_PAUSED":  3,
-		"STATUS_STOPPED": 4,
-	}
-)
-
-func (x Status) Enum() *Status {
-	p := new(Status)
-	*p = x
-	return p
-}
-
-func (x Status) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (Status) Descriptor() protoreflect.EnumDescriptor {
-	return file_shimapi_shim_proto_enumTypes[0].Descriptor()
-}
-
-func (Status) Type() protoreflect.EnumType {
-	return &file_shimapi_shim_proto_enumTypes[0]
-}
-
-func (x Status) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use Status.Descriptor instead.
-func (Status) EnumDescriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{0}
-}
 
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -134,171 +77,21 @@ func (*Empty) Descriptor() ([]byte, []int) {
 	return file_shimapi_shim_proto_rawDescGZIP(), []int{0}
 }
 
-// Mount is one mount to perform, in order, to build the rootfs in
-// <bundle>/rootfs (the target, when set, is relative to it).
-type Mount struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// type is the filesystem type: "overlay", "bind", "tmpfs", ...
-	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	// source is the device or folder to mount.
-	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	// target is a path inside the rootfs; empty means the rootfs itself.
-	Target string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	// options are fstab-style options: flags ("ro", "rbind", "nosuid", ...)
-	// and data ("lowerdir=...", "upperdir=...").
-	Options       []string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Mount) Reset() {
-	*x = Mount{}
-	mi := &file_shimapi_shim_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Mount) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Mount) ProtoMessage() {}
-
-func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Mount.ProtoReflect.Descriptor instead.
-func (*Mount) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *Mount) GetType() string {
-	if x != nil {
-		return x.Type
-	}
-	return ""
-}
-
-func (x *Mount) GetSource() string {
-	if x != nil {
-		return x.Source
-	}
-	return ""
-}
-
-func (x *Mount) GetTarget() string {
-	if x != nil {
-		return x.Target
-	}
-	return ""
-}
-
-func (x *Mount) GetOptions() []string {
-	if x != nil {
-		return x.Options
-	}
-	return nil
-}
-
-// Stdio names where a process's standard streams go. Each path is either
-// empty (none: stdin reads /dev/null, output is discarded), the path of a
-// FIFO that the client created and, for stdout and stderr, opened for
-// reading before the call, or for stdout and stderr "file://" followed by an
-// absolute path of a file the shim appends to.
-type Stdio struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Stdin  string                 `protobuf:"bytes,1,opt,name=stdin,proto3" json:"stdin,omitempty"`
-	Stdout string                 `protobuf:"bytes,2,opt,name=stdout,proto3" json:"stdout,omitempty"`
-	Stderr string                 `protobuf:"bytes,3,opt,name=stderr,proto3" json:"stderr,omitempty"`
-	// terminal allocates a pty for the process; its output goes to stdout
-	// and stderr is unused.
-	Terminal      bool `protobuf:"varint,4,opt,name=terminal,proto3" json:"terminal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Stdio) Reset() {
-	*x = Stdio{}
-	mi := &file_shimapi_shim_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Stdio) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Stdio) ProtoMessage() {}
-
-func (x *Stdio) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Stdio.ProtoReflect.Descriptor instead.
-func (*Stdio) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *Stdio) GetStdin() string {
-	if x != nil {
-		return x.Stdin
-	}
-	return ""
-}
-
-func (x *Stdio) GetStdout() string {
-	if x != nil {
-		return x.Stdout
-	}
-	return ""
-}
-
-func (x *Stdio) GetStderr() string {
-	if x != nil {
-		return x.Stderr
-	}
-	return ""
-}
-
-func (x *Stdio) GetTerminal() bool {
-	if x != nil {
-		return x.Terminal
-	}
-	return false
-}
-
 type CreateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the container id the shim was started for.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// rootfs mounts, applied in order onto <bundle>/rootfs. Empty when the
 	// bundle's config.json already names a ready root filesystem.
-	Rootfs        []*Mount `protobuf:"bytes,2,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
-	Stdio         *Stdio   `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	Rootfs        []*v1.Mount `protobuf:"bytes,2,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Stdio         *v1.Stdio   `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[3]
+	mi := &file_shimapi_shim_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +103,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[3]
+	mi := &file_shimapi_shim_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +116,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{3}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CreateRequest) GetId() string {
@@ -333,14 +126,14 @@ func (x *CreateRequest) GetId() string {
 	return ""
 }
 
-func (x *CreateRequest) GetRootfs() []*Mount {
+func (x *CreateRequest) GetRootfs() []*v1.Mount {
 	if x != nil {
 		return x.Rootfs
 	}
 	return nil
 }
 
-func (x *CreateRequest) GetStdio() *Stdio {
+func (x *CreateRequest) GetStdio() *v1.Stdio {
 	if x != nil {
 		return x.Stdio
 	}
@@ -357,7 +150,7 @@ type CreateResponse struct {
 
 func (x *CreateResponse) Reset() {
 	*x = CreateResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[4]
+	mi := &file_shimapi_shim_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +162,7 @@ func (x *CreateResponse) String() string {
 func (*CreateResponse) ProtoMessage() {}
 
 func (x *CreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[4]
+	mi := &file_shimapi_shim_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +175,7 @@ func (x *CreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateResponse.ProtoReflect.Descriptor instead.
 func (*CreateResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{4}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateResponse) GetPid() uint32 {
@@ -402,7 +195,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[5]
+	mi := &file_shimapi_shim_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +207,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[5]
+	mi := &file_shimapi_shim_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +220,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{5}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StartRequest) GetId() string {
@@ -453,7 +246,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[6]
+	mi := &file_shimapi_shim_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +258,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[6]
+	mi := &file_shimapi_shim_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +271,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{6}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartResponse) GetPid() uint32 {
@@ -498,7 +291,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[7]
+	mi := &file_shimapi_shim_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +303,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[7]
+	mi := &file_shimapi_shim_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +316,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{7}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StateRequest) GetId() string {
@@ -546,8 +339,8 @@ type StateResponse struct {
 	ExecId string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	Bundle string                 `protobuf:"bytes,3,opt,name=bundle,proto3" json:"bundle,omitempty"`
 	Pid    uint32                 `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
-	Status Status                 `protobuf:"varint,5,opt,name=status,proto3,enum=berth.shim.v1.Status" json:"status,omitempty"`
-	Stdio  *Stdio                 `protobuf:"bytes,6,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	Status v1.Status              `protobuf:"varint,5,opt,name=status,proto3,enum=berth.types.v1.Status" json:"status,omitempty"`
+	Stdio  *v1.Stdio              `protobuf:"bytes,6,opt,name=stdio,proto3" json:"stdio,omitempty"`
 	// exit_status and exited_at are set once status is STOPPED.
 	ExitStatus    uint32                 `protobuf:"varint,7,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
 	ExitedAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=exited_at,json=exitedAt,proto3" json:"exited_at,omitempty"`
@@ -557,7 +350,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[8]
+	mi := &file_shimapi_shim_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +362,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[8]
+	mi := &file_shimapi_shim_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +375,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{8}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StateResponse) GetId() string {
@@ -613,14 +406,14 @@ func (x *StateResponse) GetPid() uint32 {
 	return 0
 }
 
-func (x *StateResponse) GetStatus() Status {
+func (x *StateResponse) GetStatus() v1.Status {
 	if x != nil {
 		return x.Status
 	}
-	return Status_STATUS_UNKNOWN
+	return v1.Status(0)
 }
 
-func (x *StateResponse) GetStdio() *Stdio {
+func (x *StateResponse) GetStdio() *v1.Stdio {
 	if x != nil {
 		return x.Stdio
 	}
@@ -655,7 +448,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[9]
+	mi := &file_shimapi_shim_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +460,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[9]
+	mi := &file_shimapi_shim_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +473,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{9}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KillRequest) GetId() string {
@@ -721,7 +514,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[10]
+	mi := &file_shimapi_shim_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +526,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[10]
+	mi := &file_shimapi_shim_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +539,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{10}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WaitRequest) GetId() string {
@@ -775,7 +568,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[11]
+	mi := &file_shimapi_shim_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +580,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[11]
+	mi := &file_shimapi_shim_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +593,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{11}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WaitResponse) GetExitStatus() uint32 {
@@ -827,7 +620,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[12]
+	mi := &file_shimapi_shim_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +632,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[12]
+	mi := &file_shimapi_shim_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +645,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{12}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteRequest) GetId() string {
@@ -880,7 +673,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[13]
+	mi := &file_shimapi_shim_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +685,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[13]
+	mi := &file_shimapi_shim_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +698,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{13}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteResponse) GetPid() uint32 {
@@ -933,8 +726,8 @@ type ExecRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// exec_id names the new process; unique among the container's processes.
-	ExecId string `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	Stdio  *Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	ExecId string    `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	Stdio  *v1.Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
 	// spec is the OCI runtime-spec Process object, JSON-encoded.
 	Spec          []byte `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -943,7 +736,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[14]
+	mi := &file_shimapi_shim_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +748,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[14]
+	mi := &file_shimapi_shim_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +761,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{14}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -985,7 +778,7 @@ func (x *ExecRequest) GetExecId() string {
 	return ""
 }
 
-func (x *ExecRequest) GetStdio() *Stdio {
+func (x *ExecRequest) GetStdio() *v1.Stdio {
 	if x != nil {
 		return x.Stdio
 	}
@@ -1011,7 +804,7 @@ type ResizePtyRequest struct {
 
 func (x *ResizePtyRequest) Reset() {
 	*x = ResizePtyRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[15]
+	mi := &file_shimapi_shim_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +816,7 @@ func (x *ResizePtyRequest) String() string {
 func (*ResizePtyRequest) ProtoMessage() {}
 
 func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[15]
+	mi := &file_shimapi_shim_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +829,7 @@ func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizePtyRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{15}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResizePtyRequest) GetId() string {
@@ -1079,7 +872,7 @@ type CloseIORequest struct {
 
 func (x *CloseIORequest) Reset() {
 	*x = CloseIORequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[16]
+	mi := &file_shimapi_shim_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +884,7 @@ func (x *CloseIORequest) String() string {
 func (*CloseIORequest) ProtoMessage() {}
 
 func (x *CloseIORequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[16]
+	mi := &file_shimapi_shim_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +897,7 @@ func (x *CloseIORequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseIORequest.ProtoReflect.Descriptor instead.
 func (*CloseIORequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{16}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CloseIORequest) GetId() string {
@@ -1137,7 +930,7 @@ type PidsRequest struct {
 
 func (x *PidsRequest) Reset() {
 	*x = PidsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[17]
+	mi := &file_shimapi_shim_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +942,7 @@ func (x *PidsRequest) String() string {
 func (*PidsRequest) ProtoMessage() {}
 
 func (x *PidsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[17]
+	mi := &file_shimapi_shim_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +955,7 @@ func (x *PidsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsRequest.ProtoReflect.Descriptor instead.
 func (*PidsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{17}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PidsRequest) GetId() string {
@@ -1172,69 +965,16 @@ func (x *PidsRequest) GetId() string {
 	return ""
 }
 
-type ProcessInfo struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Pid   uint32                 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	// exec_id is set when the pid is the main process of an exec.
-	ExecId        string `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ProcessInfo) Reset() {
-	*x = ProcessInfo{}
-	mi := &file_shimapi_shim_proto_msgTypes[18]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ProcessInfo) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ProcessInfo) ProtoMessage() {}
-
-func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[18]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ProcessInfo.ProtoReflect.Descriptor instead.
-func (*ProcessInfo) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{18}
-}
-
-func (x *ProcessInfo) GetPid() uint32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
-}
-
-func (x *ProcessInfo) GetExecId() string {
-	if x != nil {
-		return x.ExecId
-	}
-	return ""
-}
-
 type PidsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Processes     []*ProcessInfo         `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"`
+	Processes     []*v1.ProcessInfo      `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PidsResponse) Reset() {
 	*x = PidsResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[19]
+	mi := &file_shimapi_shim_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +986,7 @@ func (x *PidsResponse) String() string {
 func (*PidsResponse) ProtoMessage() {}
 
 func (x *PidsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[19]
+	mi := &file_shimapi_shim_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,10 +999,10 @@ func (x *PidsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsResponse.ProtoReflect.Descriptor instead.
 func (*PidsResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{19}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{16}
 }
 
-func (x *PidsResponse) GetProcesses() []*ProcessInfo {
+func (x *PidsResponse) GetProcesses() []*v1.ProcessInfo {
 	if x != nil {
 		return x.Processes
 	}
@@ -1278,7 +1018,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[20]
+	mi := &file_shimapi_shim_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1030,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[20]
+	mi := &file_shimapi_shim_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1043,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{20}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PauseRequest) GetId() string {
@@ -1322,7 +1062,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[21]
+	mi := &file_shimapi_shim_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1074,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[21]
+	mi := &file_shimapi_shim_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1087,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{21}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResumeRequest) GetId() string {
@@ -1368,7 +1108,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[22]
+	mi := &file_shimapi_shim_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1120,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[22]
+	mi := &file_shimapi_shim_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1133,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{22}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateRequest) GetId() string {
@@ -1419,7 +1159,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[23]
+	mi := &file_shimapi_shim_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1171,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[23]
+	mi := &file_shimapi_shim_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1184,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{23}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatsRequest) GetId() string {
@@ -1454,157 +1194,16 @@ func (x *StatsRequest) GetId() string {
 	return ""
 }
 
-// Metrics of the container's cgroup. Counters are cumulative since the
-// cgroup was created.
-type Metrics struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// cpu_usage_ns is the CPU time used, in nanoseconds, split into user
-	// and kernel time where the cgroup version reports it.
-	CpuUsageNs  uint64 `protobuf:"varint,1,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
-	CpuUserNs   uint64 `protobuf:"varint,2,opt,name=cpu_user_ns,json=cpuUserNs,proto3" json:"cpu_user_ns,omitempty"`
-	CpuKernelNs uint64 `protobuf:"varint,3,opt,name=cpu_kernel_ns,json=cpuKernelNs,proto3" json:"cpu_kernel_ns,omitempty"`
-	// memory_usage_bytes is the current memory use (with page cache).
-	MemoryUsageBytes uint64 `protobuf:"varint,4,opt,name=memory_usage_bytes,json=memoryUsageBytes,proto3" json:"memory_usage_bytes,omitempty"`
-	// memory_limit_bytes is the limit, or 0 when there is none.
-	MemoryLimitBytes    uint64 `protobuf:"varint,5,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
-	MemoryMaxUsageBytes uint64 `protobuf:"varint,6,opt,name=memory_max_usage_bytes,json=memoryMaxUsageBytes,proto3" json:"memory_max_usage_bytes,omitempty"`
-	MemoryRssBytes      uint64 `protobuf:"varint,7,opt,name=memory_rss_bytes,json=memoryRssBytes,proto3" json:"memory_rss_bytes,omitempty"`
-	MemoryCacheBytes    uint64 `protobuf:"varint,8,opt,name=memory_cache_bytes,json=memoryCacheBytes,proto3" json:"memory_cache_bytes,omitempty"`
-	// oom_events counts how often the limit was hit and the OOM killer ran.
-	OomEvents   uint64 `protobuf:"varint,9,opt,name=oom_events,json=oomEvents,proto3" json:"oom_events,omitempty"`
-	PidsCurrent uint64 `protobuf:"varint,10,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
-	// pids_limit is the pids limit, or 0 when there is none.
-	PidsLimit uint64 `protobuf:"varint,11,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
-	// cgroup_version is 1 or 2: which hierarchy the metrics were read from.
-	CgroupVersion uint32 `protobuf:"varint,12,opt,name=cgroup_version,json=cgroupVersion,proto3" json:"cgroup_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Metrics) Reset() {
-	*x = Metrics{}
-	mi := &file_shimapi_shim_proto_msgTypes[24]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Metrics) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Metrics) ProtoMessage() {}
-
-func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[24]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
-func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{24}
-}
-
-func (x *Metrics) GetCpuUsageNs() uint64 {
-	if x != nil {
-		return x.CpuUsageNs
-	}
-	return 0
-}
-
-func (x *Metrics) GetCpuUserNs() uint64 {
-	if x != nil {
-		return x.CpuUserNs
-	}
-	return 0
-}
-
-func (x *Metrics) GetCpuKernelNs() uint64 {
-	if x != nil {
-		return x.CpuKernelNs
-	}
-	return 0
-}
-
-func (x *Metrics) GetMemoryUsageBytes() uint64 {
-	if x != nil {
-		return x.MemoryUsageBytes
-	}
-	return 0
-}
-
-func (x *Metrics) GetMemoryLimitBytes() uint64 {
-	if x != nil {
-		return x.MemoryLimitBytes
-	}
-	return 0
-}
-
-func (x *Metrics) GetMemoryMaxUsageBytes() uint64 {
-	if x != nil {
-		return x.MemoryMaxUsageBytes
-	}
-	return 0
-}
-
-func (x *Metrics) GetMemoryRssBytes() uint64 {
-	if x != nil {
-		return x.MemoryRssBytes
-	}
-	return 0
-}
-
-func (x *Metrics) GetMemoryCacheBytes() uint64 {
-	if x != nil {
-		return x.MemoryCacheBytes
-	}
-	return 0
-}
-
-func (x *Metrics) GetOomEvents() uint64 {
-	if x != nil {
-		return x.OomEvents
-	}
-	return 0
-}
-
-func (x *Metrics) GetPidsCurrent() uint64 {
-	if x != nil {
-		return x.PidsCurrent
-	}
-	return 0
-}
-
-func (x *Metrics) GetPidsLimit() uint64 {
-	if x != nil {
-		return x.PidsLimit
-	}
-	return 0
-}
-
-func (x *Metrics) GetCgroupVersion() uint32 {
-	if x != nil {
-		return x.CgroupVersion
-	}
-	return 0
-}
-
 type StatsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Metrics       *Metrics               `protobuf:"bytes,1,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	Metrics       *v1.Metrics            `protobuf:"bytes,1,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[25]
+	mi := &file_shimapi_shim_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1215,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[25]
+	mi := &file_shimapi_shim_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,10 +1228,10 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{25}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{21}
 }
 
-func (x *StatsResponse) GetMetrics() *Metrics {
+func (x *StatsResponse) GetMetrics() *v1.Metrics {
 	if x != nil {
 		return x.Metrics
 	}
@@ -1648,7 +1247,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[26]
+	mi := &file_shimapi_shim_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1259,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[26]
+	mi := &file_shimapi_shim_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1272,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{26}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConnectRequest) GetId() string {
@@ -1697,7 +1296,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[27]
+	mi := &file_shimapi_shim_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1308,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[27]
+	mi := &file_shimapi_shim_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1321,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{27}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConnectResponse) GetShimPid() uint32 {
@@ -1758,7 +1357,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[28]
+	mi := &file_shimapi_shim_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1369,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[28]
+	mi := &file_shimapi_shim_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1382,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{28}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ShutdownRequest) GetId() string {
@@ -1808,7 +1407,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[29]
+	mi := &file_shimapi_shim_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +1419,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[29]
+	mi := &file_shimapi_shim_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +1432,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{29}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{25}
 }
 
 type AckEventsRequest struct {
@@ -1846,7 +1445,7 @@ type AckEventsRequest struct {
 
 func (x *AckEventsRequest) Reset() {
 	*x = AckEventsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[30]
+	mi := &file_shimapi_shim_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1457,7 @@ func (x *AckEventsRequest) String() string {
 func (*AckEventsRequest) ProtoMessage() {}
 
 func (x *AckEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[30]
+	mi := &file_shimapi_shim_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1470,7 @@ func (x *AckEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEventsRequest.ProtoReflect.Descriptor instead.
 func (*AckEventsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{30}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AckEventsRequest) GetSeq() uint64 {
@@ -1911,7 +1510,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_shimapi_shim_proto_msgTypes[31]
+	mi := &file_shimapi_shim_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +1522,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[31]
+	mi := &file_shimapi_shim_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +1535,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{31}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Envelope) GetSeq() uint64 {
@@ -1974,7 +1573,7 @@ func (x *Envelope) GetEvent() isEnvelope_Event {
 	return nil
 }
 
-func (x *Envelope) GetCreate() *TaskCreate {
+func (x *Envelope) GetCreate() *v11.TaskCreate {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_Create); ok {
 			return x.Create
@@ -1983,7 +1582,7 @@ func (x *Envelope) GetCreate() *TaskCreate {
 	return nil
 }
 
-func (x *Envelope) GetStart() *TaskStart {
+func (x *Envelope) GetStart() *v11.TaskStart {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_Start); ok {
 			return x.Start
@@ -1992,7 +1591,7 @@ func (x *Envelope) GetStart() *TaskStart {
 	return nil
 }
 
-func (x *Envelope) GetExit() *TaskExit {
+func (x *Envelope) GetExit() *v11.TaskExit {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_Exit); ok {
 			return x.Exit
@@ -2001,7 +1600,7 @@ func (x *Envelope) GetExit() *TaskExit {
 	return nil
 }
 
-func (x *Envelope) GetDelete() *TaskDelete {
+func (x *Envelope) GetDelete() *v11.TaskDelete {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_Delete); ok {
 			return x.Delete
@@ -2010,7 +1609,7 @@ func (x *Envelope) GetDelete() *TaskDelete {
 	return nil
 }
 
-func (x *Envelope) GetOom() *TaskOOM {
+func (x *Envelope) GetOom() *v11.TaskOOM {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_Oom); ok {
 			return x.Oom
@@ -2019,7 +1618,7 @@ func (x *Envelope) GetOom() *TaskOOM {
 	return nil
 }
 
-func (x *Envelope) GetExecAdded() *TaskExecAdded {
+func (x *Envelope) GetExecAdded() *v11.TaskExecAdded {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_ExecAdded); ok {
 			return x.ExecAdded
@@ -2028,7 +1627,7 @@ func (x *Envelope) GetExecAdded() *TaskExecAdded {
 	return nil
 }
 
-func (x *Envelope) GetExecStarted() *TaskExecStarted {
+func (x *Envelope) GetExecStarted() *v11.TaskExecStarted {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_ExecStarted); ok {
 			return x.ExecStarted
@@ -2037,7 +1636,7 @@ func (x *Envelope) GetExecStarted() *TaskExecStarted {
 	return nil
 }
 
-func (x *Envelope) GetPaused() *TaskPaused {
+func (x *Envelope) GetPaused() *v11.TaskPaused {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_Paused); ok {
 			return x.Paused
@@ -2046,7 +1645,7 @@ func (x *Envelope) GetPaused() *TaskPaused {
 	return nil
 }
 
-func (x *Envelope) GetResumed() *TaskResumed {
+func (x *Envelope) GetResumed() *v11.TaskResumed {
 	if x != nil {
 		if x, ok := x.Event.(*Envelope_Resumed); ok {
 			return x.Resumed
@@ -2060,39 +1659,39 @@ type isEnvelope_Event interface {
 }
 
 type Envelope_Create struct {
-	Create *TaskCreate `protobuf:"bytes,10,opt,name=create,proto3,oneof"`
+	Create *v11.TaskCreate `protobuf:"bytes,10,opt,name=create,proto3,oneof"`
 }
 
 type Envelope_Start struct {
-	Start *TaskStart `protobuf:"bytes,11,opt,name=start,proto3,oneof"`
+	Start *v11.TaskStart `protobuf:"bytes,11,opt,name=start,proto3,oneof"`
 }
 
 type Envelope_Exit struct {
-	Exit *TaskExit `protobuf:"bytes,12,opt,name=exit,proto3,oneof"`
+	Exit *v11.TaskExit `protobuf:"bytes,12,opt,name=exit,proto3,oneof"`
 }
 
 type Envelope_Delete struct {
-	Delete *TaskDelete `protobuf:"bytes,13,opt,name=delete,proto3,oneof"`
+	Delete *v11.TaskDelete `protobuf:"bytes,13,opt,name=delete,proto3,oneof"`
 }
 
 type Envelope_Oom struct {
-	Oom *TaskOOM `protobuf:"bytes,14,opt,name=oom,proto3,oneof"`
+	Oom *v11.TaskOOM `protobuf:"bytes,14,opt,name=oom,proto3,oneof"`
 }
 
 type Envelope_ExecAdded struct {
-	ExecAdded *TaskExecAdded `protobuf:"bytes,15,opt,name=exec_added,json=execAdded,proto3,oneof"`
+	ExecAdded *v11.TaskExecAdded `protobuf:"bytes,15,opt,name=exec_added,json=execAdded,proto3,oneof"`
 }
 
 type Envelope_ExecStarted struct {
-	ExecStarted *TaskExecStarted `protobuf:"bytes,16,opt,name=exec_started,json=execStarted,proto3,oneof"`
+	ExecStarted *v11.TaskExecStarted `protobuf:"bytes,16,opt,name=exec_started,json=execStarted,proto3,oneof"`
 }
 
 type Envelope_Paused struct {
-	Paused *TaskPaused `protobuf:"bytes,17,opt,name=paused,proto3,oneof"`
+	Paused *v11.TaskPaused `protobuf:"bytes,17,opt,name=paused,proto3,oneof"`
 }
 
 type Envelope_Resumed struct {
-	Resumed *TaskResumed `protobuf:"bytes,18,opt,name=resumed,proto3,oneof"`
+	Resumed *v11.TaskResumed `protobuf:"bytes,18,opt,name=resumed,proto3,oneof"`
 }
 
 func (*Envelope_Create) isEnvelope_Event() {}
@@ -2113,543 +1712,16 @@ func (*Envelope_Paused) isEnvelope_Event() {}
 
 func (*Envelope_Resumed) isEnvelope_Event() {}
 
-type TaskCreate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Bundle        string                 `protobuf:"bytes,2,opt,name=bundle,proto3" json:"bundle,omitempty"`
-	Pid           uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
-	Stdio         *Stdio                 `protobuf:"bytes,4,opt,name=stdio,proto3" json:"stdio,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskCreate) Reset() {
-	*x = TaskCreate{}
-	mi := &file_shimapi_shim_proto_msgTypes[32]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskCreate) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskCreate) ProtoMessage() {}
-
-func (x *TaskCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[32]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskCreate.ProtoReflect.Descriptor instead.
-func (*TaskCreate) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{32}
-}
-
-func (x *TaskCreate) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-func (x *TaskCreate) GetBundle() string {
-	if x != nil {
-		return x.Bundle
-	}
-	return ""
-}
-
-func (x *TaskCreate) GetPid() uint32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
-}
-
-func (x *TaskCreate) GetStdio() *Stdio {
-	if x != nil {
-		return x.Stdio
-	}
-	return nil
-}
-
-type TaskStart struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Pid           uint32                 `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskStart) Reset() {
-	*x = TaskStart{}
-	mi := &file_shimapi_shim_proto_msgTypes[33]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskStart) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskStart) ProtoMessage() {}
-
-func (x *TaskStart) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[33]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskStart.ProtoReflect.Descriptor instead.
-func (*TaskStart) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{33}
-}
-
-func (x *TaskStart) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-func (x *TaskStart) GetPid() uint32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
-}
-
-type TaskExit struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	// exec_id is empty for the init process.
-	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	Pid           uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitStatus    uint32                 `protobuf:"varint,4,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
-	ExitedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exited_at,json=exitedAt,proto3" json:"exited_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskExit) Reset() {
-	*x = TaskExit{}
-	mi := &file_shimapi_shim_proto_msgTypes[34]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskExit) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskExit) ProtoMessage() {}
-
-func (x *TaskExit) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[34]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskExit.ProtoReflect.Descriptor instead.
-func (*TaskExit) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{34}
-}
-
-func (x *TaskExit) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-func (x *TaskExit) GetExecId() string {
-	if x != nil {
-		return x.ExecId
-	}
-	return ""
-}
-
-func (x *TaskExit) GetPid() uint32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
-}
-
-func (x *TaskExit) GetExitStatus() uint32 {
-	if x != nil {
-		return x.ExitStatus
-	}
-	return 0
-}
-
-func (x *TaskExit) GetExitedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.ExitedAt
-	}
-	return nil
-}
-
-type TaskDelete struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	Pid           uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
-	ExitStatus    uint32                 `protobuf:"varint,4,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
-	ExitedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exited_at,json=exitedAt,proto3" json:"exited_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskDelete) Reset() {
-	*x = TaskDelete{}
-	mi := &file_shimapi_shim_proto_msgTypes[35]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskDelete) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskDelete) ProtoMessage() {}
-
-func (x *TaskDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[35]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskDelete.ProtoReflect.Descriptor instead.
-func (*TaskDelete) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{35}
-}
-
-func (x *TaskDelete) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-func (x *TaskDelete) GetExecId() string {
-	if x != nil {
-		return x.ExecId
-	}
-	return ""
-}
-
-func (x *TaskDelete) GetPid() uint32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
-}
-
-func (x *TaskDelete) GetExitStatus() uint32 {
-	if x != nil {
-		return x.ExitStatus
-	}
-	return 0
-}
-
-func (x *TaskDelete) GetExitedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.ExitedAt
-	}
-	return nil
-}
-
-type TaskOOM struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskOOM) Reset() {
-	*x = TaskOOM{}
-	mi := &file_shimapi_shim_proto_msgTypes[36]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskOOM) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskOOM) ProtoMessage() {}
-
-func (x *TaskOOM) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[36]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskOOM.ProtoReflect.Descriptor instead.
-func (*TaskOOM) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{36}
-}
-
-func (x *TaskOOM) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-type TaskExecAdded struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskExecAdded) Reset() {
-	*x = TaskExecAdded{}
-	mi := &file_shimapi_shim_proto_msgTypes[37]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskExecAdded) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskExecAdded) ProtoMessage() {}
-
-func (x *TaskExecAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[37]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskExecAdded.ProtoReflect.Descriptor instead.
-func (*TaskExecAdded) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{37}
-}
-
-func (x *TaskExecAdded) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-func (x *TaskExecAdded) GetExecId() string {
-	if x != nil {
-		return x.ExecId
-	}
-	return ""
-}
-
-type TaskExecStarted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	Pid           uint32                 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskExecStarted) Reset() {
-	*x = TaskExecStarted{}
-	mi := &file_shimapi_shim_proto_msgTypes[38]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskExecStarted) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskExecStarted) ProtoMessage() {}
-
-func (x *TaskExecStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[38]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskExecStarted.ProtoReflect.Descriptor instead.
-func (*TaskExecStarted) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{38}
-}
-
-func (x *TaskExecStarted) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-func (x *TaskExecStarted) GetExecId() string {
-	if x != nil {
-		return x.ExecId
-	}
-	return ""
-}
-
-func (x *TaskExecStarted) GetPid() uint32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
-}
-
-type TaskPaused struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskPaused) Reset() {
-	*x = TaskPaused{}
-	mi := &file_shimapi_shim_proto_msgTypes[39]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskPaused) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskPaused) ProtoMessage() {}
-
-func (x *TaskPaused) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[39]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskPaused.ProtoReflect.Descriptor instead.
-func (*TaskPaused) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{39}
-}
-
-func (x *TaskPaused) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
-type TaskResumed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TaskResumed) Reset() {
-	*x = TaskResumed{}
-	mi := &file_shimapi_shim_proto_msgTypes[40]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TaskResumed) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TaskResumed) ProtoMessage() {}
-
-func (x *TaskResumed) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[40]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TaskResumed.ProtoReflect.Descriptor instead.
-func (*TaskResumed) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{40}
-}
-
-func (x *TaskResumed) GetContainerId() string {
-	if x != nil {
-		return x.ContainerId
-	}
-	return ""
-}
-
 var File_shimapi_shim_proto protoreflect.FileDescriptor
 
 const file_shimapi_shim_proto_rawDesc = "" +
 	"\n" +
-	"\x12shimapi/shim.proto\x12\rberth.shim.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\a\n" +
-	"\x05Empty\"e\n" +
-	"\x05Mount\x12\x12\n" +
-	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
-	"\x06target\x18\x03 \x01(\tR\x06target\x12\x18\n" +
-	"\aoptions\x18\x04 \x03(\tR\aoptions\"i\n" +
-	"\x05Stdio\x12\x14\n" +
-	"\x05stdin\x18\x01 \x01(\tR\x05stdin\x12\x16\n" +
-	"\x06stdout\x18\x02 \x01(\tR\x06stdout\x12\x16\n" +
-	"\x06stderr\x18\x03 \x01(\tR\x06stderr\x12\x1a\n" +
-	"\bterminal\x18\x04 \x01(\bR\bterminal\"y\n" +
+	"\x12shimapi/shim.proto\x12\rberth.shim.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/events/v1/task.proto\x1a\x1aproto/types/v1/types.proto\"\a\n" +
+	"\x05Empty\"{\n" +
 	"\rCreateRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
-	"\x06rootfs\x18\x02 \x03(\v2\x14.berth.shim.v1.MountR\x06rootfs\x12*\n" +
-	"\x05stdio\x18\x03 \x01(\v2\x14.berth.shim.v1.StdioR\x05stdio\"\"\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
+	"\x06rootfs\x18\x02 \x03(\v2\x15.berth.types.v1.MountR\x06rootfs\x12+\n" +
+	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\"\"\n" +
 	"\x0eCreateResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\"7\n" +
 	"\fStartRequest\x12\x0e\n" +
@@ -2659,14 +1731,14 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\"7\n" +
 	"\fStateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\x97\x02\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\x99\x02\n" +
 	"\rStateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x16\n" +
 	"\x06bundle\x18\x03 \x01(\tR\x06bundle\x12\x10\n" +
-	"\x03pid\x18\x04 \x01(\rR\x03pid\x12-\n" +
-	"\x06status\x18\x05 \x01(\x0e2\x15.berth.shim.v1.StatusR\x06status\x12*\n" +
-	"\x05stdio\x18\x06 \x01(\v2\x14.berth.shim.v1.StdioR\x05stdio\x12\x1f\n" +
+	"\x03pid\x18\x04 \x01(\rR\x03pid\x12.\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x16.berth.types.v1.StatusR\x06status\x12+\n" +
+	"\x05stdio\x18\x06 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\x12\x1f\n" +
 	"\vexit_status\x18\a \x01(\rR\n" +
 	"exitStatus\x127\n" +
 	"\texited_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\"`\n" +
@@ -2689,11 +1761,11 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x1f\n" +
 	"\vexit_status\x18\x02 \x01(\rR\n" +
 	"exitStatus\x127\n" +
-	"\texited_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\"v\n" +
+	"\texited_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\"w\n" +
 	"\vExecRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12*\n" +
-	"\x05stdio\x18\x03 \x01(\v2\x14.berth.shim.v1.StdioR\x05stdio\x12\x12\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12+\n" +
+	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\x12\x12\n" +
 	"\x04spec\x18\x04 \x01(\fR\x04spec\"i\n" +
 	"\x10ResizePtyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
@@ -2705,12 +1777,9 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +
 	"\x05stdin\x18\x03 \x01(\bR\x05stdin\"\x1d\n" +
 	"\vPidsRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"8\n" +
-	"\vProcessInfo\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\"H\n" +
-	"\fPidsResponse\x128\n" +
-	"\tprocesses\x18\x01 \x03(\v2\x1a.berth.shim.v1.ProcessInfoR\tprocesses\"\x1e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"I\n" +
+	"\fPidsResponse\x129\n" +
+	"\tprocesses\x18\x01 \x03(\v2\x1b.berth.types.v1.ProcessInfoR\tprocesses\"\x1e\n" +
 	"\fPauseRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1f\n" +
 	"\rResumeRequest\x12\x0e\n" +
@@ -2719,26 +1788,9 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tresources\x18\x02 \x01(\fR\tresources\"\x1e\n" +
 	"\fStatsRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xe0\x03\n" +
-	"\aMetrics\x12 \n" +
-	"\fcpu_usage_ns\x18\x01 \x01(\x04R\n" +
-	"cpuUsageNs\x12\x1e\n" +
-	"\vcpu_user_ns\x18\x02 \x01(\x04R\tcpuUserNs\x12\"\n" +
-	"\rcpu_kernel_ns\x18\x03 \x01(\x04R\vcpuKernelNs\x12,\n" +
-	"\x12memory_usage_bytes\x18\x04 \x01(\x04R\x10memoryUsageBytes\x12,\n" +
-	"\x12memory_limit_bytes\x18\x05 \x01(\x04R\x10memoryLimitBytes\x123\n" +
-	"\x16memory_max_usage_bytes\x18\x06 \x01(\x04R\x13memoryMaxUsageBytes\x12(\n" +
-	"\x10memory_rss_bytes\x18\a \x01(\x04R\x0ememoryRssBytes\x12,\n" +
-	"\x12memory_cache_bytes\x18\b \x01(\x04R\x10memoryCacheBytes\x12\x1d\n" +
-	"\n" +
-	"oom_events\x18\t \x01(\x04R\toomEvents\x12!\n" +
-	"\fpids_current\x18\n" +
-	" \x01(\x04R\vpidsCurrent\x12\x1d\n" +
-	"\n" +
-	"pids_limit\x18\v \x01(\x04R\tpidsLimit\x12%\n" +
-	"\x0ecgroup_version\x18\f \x01(\rR\rcgroupVersion\"A\n" +
-	"\rStatsResponse\x120\n" +
-	"\ametrics\x18\x01 \x01(\v2\x16.berth.shim.v1.MetricsR\ametrics\" \n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
+	"\rStatsResponse\x121\n" +
+	"\ametrics\x18\x01 \x01(\v2\x17.berth.types.v1.MetricsR\ametrics\" \n" +
 	"\x0eConnectRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"a\n" +
 	"\x0fConnectResponse\x12\x19\n" +
@@ -2750,68 +1802,24 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\x03now\x18\x02 \x01(\bR\x03now\"\x0f\n" +
 	"\rEventsRequest\"$\n" +
 	"\x10AckEventsRequest\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xf7\x04\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xda\x05\n" +
 	"\bEnvelope\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x14\n" +
 	"\x05topic\x18\x03 \x01(\tR\x05topic\x12\x18\n" +
-	"\adropped\x18\x04 \x01(\x04R\adropped\x123\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\x12>\n" +
 	"\x06create\x18\n" +
-	" \x01(\v2\x19.berth.shim.v1.TaskCreateH\x00R\x06create\x120\n" +
-	"\x05start\x18\v \x01(\v2\x18.berth.shim.v1.TaskStartH\x00R\x05start\x12-\n" +
-	"\x04exit\x18\f \x01(\v2\x17.berth.shim.v1.TaskExitH\x00R\x04exit\x123\n" +
-	"\x06delete\x18\r \x01(\v2\x19.berth.shim.v1.TaskDeleteH\x00R\x06delete\x12*\n" +
-	"\x03oom\x18\x0e \x01(\v2\x16.berth.shim.v1.TaskOOMH\x00R\x03oom\x12=\n" +
+	" \x01(\v2$.berth.services.events.v1.TaskCreateH\x00R\x06create\x12;\n" +
+	"\x05start\x18\v \x01(\v2#.berth.services.events.v1.TaskStartH\x00R\x05start\x128\n" +
+	"\x04exit\x18\f \x01(\v2\".berth.services.events.v1.TaskExitH\x00R\x04exit\x12>\n" +
+	"\x06delete\x18\r \x01(\v2$.berth.services.events.v1.TaskDeleteH\x00R\x06delete\x125\n" +
+	"\x03oom\x18\x0e \x01(\v2!.berth.services.events.v1.TaskOOMH\x00R\x03oom\x12H\n" +
 	"\n" +
-	"exec_added\x18\x0f \x01(\v2\x1c.berth.shim.v1.TaskExecAddedH\x00R\texecAdded\x12C\n" +
-	"\fexec_started\x18\x10 \x01(\v2\x1e.berth.shim.v1.TaskExecStartedH\x00R\vexecStarted\x123\n" +
-	"\x06paused\x18\x11 \x01(\v2\x19.berth.shim.v1.TaskPausedH\x00R\x06paused\x126\n" +
-	"\aresumed\x18\x12 \x01(\v2\x1a.berth.shim.v1.TaskResumedH\x00R\aresumedB\a\n" +
-	"\x05event\"\x85\x01\n" +
-	"\n" +
-	"TaskCreate\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
-	"\x06bundle\x18\x02 \x01(\tR\x06bundle\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\rR\x03pid\x12*\n" +
-	"\x05stdio\x18\x04 \x01(\v2\x14.berth.shim.v1.StdioR\x05stdio\"@\n" +
-	"\tTaskStart\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
-	"\x03pid\x18\x02 \x01(\rR\x03pid\"\xb2\x01\n" +
-	"\bTaskExit\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\rR\x03pid\x12\x1f\n" +
-	"\vexit_status\x18\x04 \x01(\rR\n" +
-	"exitStatus\x127\n" +
-	"\texited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\"\xb4\x01\n" +
-	"\n" +
-	"TaskDelete\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\rR\x03pid\x12\x1f\n" +
-	"\vexit_status\x18\x04 \x01(\rR\n" +
-	"exitStatus\x127\n" +
-	"\texited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\",\n" +
-	"\aTaskOOM\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"K\n" +
-	"\rTaskExecAdded\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\"_\n" +
-	"\x0fTaskExecStarted\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\rR\x03pid\"/\n" +
-	"\n" +
-	"TaskPaused\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"0\n" +
-	"\vTaskResumed\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId*k\n" +
-	"\x06Status\x12\x12\n" +
-	"\x0eSTATUS_UNKNOWN\x10\x00\x12\x12\n" +
-	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
-	"\x0eSTATUS_RUNNING\x10\x02\x12\x11\n" +
-	"\rSTATUS_PAUSED\x10\x03\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x042\xa5\t\n" +
+	"exec_added\x18\x0f \x01(\v2'.berth.services.events.v1.TaskExecAddedH\x00R\texecAdded\x12N\n" +
+	"\fexec_started\x18\x10 \x01(\v2).berth.services.events.v1.TaskExecStartedH\x00R\vexecStarted\x12>\n" +
+	"\x06paused\x18\x11 \x01(\v2$.berth.services.events.v1.TaskPausedH\x00R\x06paused\x12A\n" +
+	"\aresumed\x18\x12 \x01(\v2%.berth.services.events.v1.TaskResumedH\x00R\aresumedB\a\n" +
+	"\x05event2\xa5\t\n" +
 	"\x04Task\x12E\n" +
 	"\x06Create\x12\x1c.berth.shim.v1.CreateRequest\x1a\x1d.berth.shim.v1.CreateResponse\x12B\n" +
 	"\x05Start\x12\x1b.berth.shim.v1.StartRequest\x1a\x1c.berth.shim.v1.StartResponse\x12B\n" +
@@ -2844,118 +1852,114 @@ func file_shimapi_shim_proto_rawDescGZIP() []byte {
 	return file_shimapi_shim_proto_rawDescData
 }
 
-var file_shimapi_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shimapi_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_shimapi_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_shimapi_shim_proto_goTypes = []any{
-	(Status)(0),                   // 0: berth.shim.v1.Status
-	(*Empty)(nil),                 // 1: berth.shim.v1.Empty
-	(*Mount)(nil),                 // 2: berth.shim.v1.Mount
-	(*Stdio)(nil),                 // 3: berth.shim.v1.Stdio
-	(*CreateRequest)(nil),         // 4: berth.shim.v1.CreateRequest
-	(*CreateResponse)(nil),        // 5: berth.shim.v1.CreateResponse
-	(*StartRequest)(nil),          // 6: berth.shim.v1.StartRequest
-	(*StartResponse)(nil),         // 7: berth.shim.v1.StartResponse
-	(*StateRequest)(nil),          // 8: berth.shim.v1.StateRequest
-	(*StateResponse)(nil),         // 9: berth.shim.v1.StateResponse
-	(*KillRequest)(nil),           // 10: berth.shim.v1.KillRequest
-	(*WaitRequest)(nil),           // 11: berth.shim.v1.WaitRequest
-	(*WaitResponse)(nil),          // 12: berth.shim.v1.WaitResponse
-	(*DeleteRequest)(nil),         // 13: berth.shim.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 14: berth.shim.v1.DeleteResponse
-	(*ExecRequest)(nil),           // 15: berth.shim.v1.ExecRequest
-	(*ResizePtyRequest)(nil),      // 16: berth.shim.v1.ResizePtyRequest
-	(*CloseIORequest)(nil),        // 17: berth.shim.v1.CloseIORequest
-	(*PidsRequest)(nil),           // 18: berth.shim.v1.PidsRequest
-	(*ProcessInfo)(nil),           // 19: berth.shim.v1.ProcessInfo
-	(*PidsResponse)(nil),          // 20: berth.shim.v1.PidsResponse
-	(*PauseRequest)(nil),          // 21: berth.shim.v1.PauseRequest
-	(*ResumeRequest)(nil),         // 22: berth.shim.v1.ResumeRequest
-	(*UpdateRequest)(nil),         // 23: berth.shim.v1.UpdateRequest
-	(*StatsRequest)(nil),          // 24: berth.shim.v1.StatsRequest
-	(*Metrics)(nil),               // 25: berth.shim.v1.Metrics
-	(*StatsResponse)(nil),         // 26: berth.shim.v1.StatsResponse
-	(*ConnectRequest)(nil),        // 27: berth.shim.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 28: berth.shim.v1.ConnectResponse
-	(*ShutdownRequest)(nil),       // 29: berth.shim.v1.ShutdownRequest
-	(*EventsRequest)(nil),         // 30: berth.shim.v1.EventsRequest
-	(*AckEventsRequest)(nil),      // 31: berth.shim.v1.AckEventsRequest
-	(*Envelope)(nil),              // 32: berth.shim.v1.Envelope
-	(*TaskCreate)(nil),            // 33: berth.shim.v1.TaskCreate
-	(*TaskStart)(nil),             // 34: berth.shim.v1.TaskStart
-	(*TaskExit)(nil),              // 35: berth.shim.v1.TaskExit
-	(*TaskDelete)(nil),            // 36: berth.shim.v1.TaskDelete
-	(*TaskOOM)(nil),               // 37: berth.shim.v1.TaskOOM
-	(*TaskExecAdded)(nil),         // 38: berth.shim.v1.TaskExecAdded
-	(*TaskExecStarted)(nil),       // 39: berth.shim.v1.TaskExecStarted
-	(*TaskPaused)(nil),            // 40: berth.shim.v1.TaskPaused
-	(*TaskResumed)(nil),           // 41: berth.shim.v1.TaskResumed
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
+	(*Empty)(nil),                 // 0: berth.shim.v1.Empty
+	(*CreateRequest)(nil),         // 1: berth.shim.v1.CreateRequest
+	(*CreateResponse)(nil),        // 2: berth.shim.v1.CreateResponse
+	(*StartRequest)(nil),          // 3: berth.shim.v1.StartRequest
+	(*StartResponse)(nil),         // 4: berth.shim.v1.StartResponse
+	(*StateRequest)(nil),          // 5: berth.shim.v1.StateRequest
+	(*StateResponse)(nil),         // 6: berth.shim.v1.StateResponse
+	(*KillRequest)(nil),           // 7: berth.shim.v1.KillRequest
+	(*WaitRequest)(nil),           // 8: berth.shim.v1.WaitRequest
+	(*WaitResponse)(nil),          // 9: berth.shim.v1.WaitResponse
+	(*DeleteRequest)(nil),         // 10: berth.shim.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 11: berth.shim.v1.DeleteResponse
+	(*ExecRequest)(nil),           // 12: berth.shim.v1.ExecRequest
+	(*ResizePtyRequest)(nil),      // 13: berth.shim.v1.ResizePtyRequest
+	(*CloseIORequest)(nil),        // 14: berth.shim.v1.CloseIORequest
+	(*PidsRequest)(nil),           // 15: berth.shim.v1.PidsRequest
+	(*PidsResponse)(nil),          // 16: berth.shim.v1.PidsResponse
+	(*PauseRequest)(nil),          // 17: berth.shim.v1.PauseRequest
+	(*ResumeRequest)(nil),         // 18: berth.shim.v1.ResumeRequest
+	(*UpdateRequest)(nil),         // 19: berth.shim.v1.UpdateRequest
+	(*StatsRequest)(nil),          // 20: berth.shim.v1.StatsRequest
+	(*StatsResponse)(nil),         // 21: berth.shim.v1.StatsResponse
+	(*ConnectRequest)(nil),        // 22: berth.shim.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 23: berth.shim.v1.ConnectResponse
+	(*ShutdownRequest)(nil),       // 24: berth.shim.v1.ShutdownRequest
+	(*EventsRequest)(nil),         // 25: berth.shim.v1.EventsRequest
+	(*AckEventsRequest)(nil),      // 26: berth.shim.v1.AckEventsRequest
+	(*Envelope)(nil),              // 27: berth.shim.v1.Envelope
+	(*v1.Mount)(nil),              // 28: berth.types.v1.Mount
+	(*v1.Stdio)(nil),              // 29: berth.types.v1.Stdio
+	(v1.Status)(0),                // 30: berth.types.v1.Status
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*v1.ProcessInfo)(nil),        // 32: berth.types.v1.ProcessInfo
+	(*v1.Metrics)(nil),            // 33: berth.types.v1.Metrics
+	(*v11.TaskCreate)(nil),        // 34: berth.services.events.v1.TaskCreate
+	(*v11.TaskStart)(nil),         // 35: berth.services.events.v1.TaskStart
+	(*v11.TaskExit)(nil),          // 36: berth.services.events.v1.TaskExit
+	(*v11.TaskDelete)(nil),        // 37: berth.services.events.v1.TaskDelete
+	(*v11.TaskOOM)(nil),           // 38: berth.services.events.v1.TaskOOM
+	(*v11.TaskExecAdded)(nil),     // 39: berth.services.events.v1.TaskExecAdded
+	(*v11.TaskExecStarted)(nil),   // 40: berth.services.events.v1.TaskExecStarted
+	(*v11.TaskPaused)(nil),        // 41: berth.services.events.v1.TaskPaused
+	(*v11.TaskResumed)(nil),       // 42: berth.services.events.v1.TaskResumed
 }
 var file_shimapi_shim_proto_depIdxs = []int32{
-	2,  // 0: berth.shim.v1.CreateRequest.rootfs:type_name -> berth.shim.v1.Mount
-	3,  // 1: berth.shim.v1.CreateRequest.stdio:type_name -> berth.shim.v1.Stdio
-	0,  // 2: berth.shim.v1.StateResponse.status:type_name -> berth.shim.v1.Status
-	3,  // 3: berth.shim.v1.StateResponse.stdio:type_name -> berth.shim.v1.Stdio
-	42, // 4: berth.shim.v1.StateResponse.exited_at:type_name -> google.protobuf.Timestamp
-	42, // 5: berth.shim.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
-	42, // 6: berth.shim.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
-	3,  // 7: berth.shim.v1.ExecRequest.stdio:type_name -> berth.shim.v1.Stdio
-	19, // 8: berth.shim.v1.PidsResponse.processes:type_name -> berth.shim.v1.ProcessInfo
-	25, // 9: berth.shim.v1.StatsResponse.metrics:type_name -> berth.shim.v1.Metrics
-	42, // 10: berth.shim.v1.Envelope.timestamp:type_name -> google.protobuf.Timestamp
-	33, // 11: berth.shim.v1.Envelope.create:type_name -> berth.shim.v1.TaskCreate
-	34, // 12: berth.shim.v1.Envelope.start:type_name -> berth.shim.v1.TaskStart
-	35, // 13: berth.shim.v1.Envelope.exit:type_name -> berth.shim.v1.TaskExit
-	36, // 14: berth.shim.v1.Envelope.delete:type_name -> berth.shim.v1.TaskDelete
-	37, // 15: berth.shim.v1.Envelope.oom:type_name -> berth.shim.v1.TaskOOM
-	38, // 16: berth.shim.v1.Envelope.exec_added:type_name -> berth.shim.v1.TaskExecAdded
-	39, // 17: berth.shim.v1.Envelope.exec_started:type_name -> berth.shim.v1.TaskExecStarted
-	40, // 18: berth.shim.v1.Envelope.paused:type_name -> berth.shim.v1.TaskPaused
-	41, // 19: berth.shim.v1.Envelope.resumed:type_name -> berth.shim.v1.TaskResumed
-	3,  // 20: berth.shim.v1.TaskCreate.stdio:type_name -> berth.shim.v1.Stdio
-	42, // 21: berth.shim.v1.TaskExit.exited_at:type_name -> google.protobuf.Timestamp
-	42, // 22: berth.shim.v1.TaskDelete.exited_at:type_name -> google.protobuf.Timestamp
-	4,  // 23: berth.shim.v1.Task.Create:input_type -> berth.shim.v1.CreateRequest
-	6,  // 24: berth.shim.v1.Task.Start:input_type -> berth.shim.v1.StartRequest
-	8,  // 25: berth.shim.v1.Task.State:input_type -> berth.shim.v1.StateRequest
-	10, // 26: berth.shim.v1.Task.Kill:input_type -> berth.shim.v1.KillRequest
-	11, // 27: berth.shim.v1.Task.Wait:input_type -> berth.shim.v1.WaitRequest
-	13, // 28: berth.shim.v1.Task.Delete:input_type -> berth.shim.v1.DeleteRequest
-	15, // 29: berth.shim.v1.Task.Exec:input_type -> berth.shim.v1.ExecRequest
-	16, // 30: berth.shim.v1.Task.ResizePty:input_type -> berth.shim.v1.ResizePtyRequest
-	17, // 31: berth.shim.v1.Task.CloseIO:input_type -> berth.shim.v1.CloseIORequest
-	18, // 32: berth.shim.v1.Task.Pids:input_type -> berth.shim.v1.PidsRequest
-	21, // 33: berth.shim.v1.Task.Pause:input_type -> berth.shim.v1.PauseRequest
-	22, // 34: berth.shim.v1.Task.Resume:input_type -> berth.shim.v1.ResumeRequest
-	23, // 35: berth.shim.v1.Task.Update:input_type -> berth.shim.v1.UpdateRequest
-	24, // 36: berth.shim.v1.Task.Stats:input_type -> berth.shim.v1.StatsRequest
-	27, // 37: berth.shim.v1.Task.Connect:input_type -> berth.shim.v1.ConnectRequest
-	29, // 38: berth.shim.v1.Task.Shutdown:input_type -> berth.shim.v1.ShutdownRequest
-	30, // 39: berth.shim.v1.Task.Events:input_type -> berth.shim.v1.EventsRequest
-	31, // 40: berth.shim.v1.Task.AckEvents:input_type -> berth.shim.v1.AckEventsRequest
-	5,  // 41: berth.shim.v1.Task.Create:output_type -> berth.shim.v1.CreateResponse
-	7,  // 42: berth.shim.v1.Task.Start:output_type -> berth.shim.v1.StartResponse
-	9,  // 43: berth.shim.v1.Task.State:output_type -> berth.shim.v1.StateResponse
-	1,  // 44: berth.shim.v1.Task.Kill:output_type -> berth.shim.v1.Empty
-	12, // 45: berth.shim.v1.Task.Wait:output_type -> berth.shim.v1.WaitResponse
-	14, // 46: berth.shim.v1.Task.Delete:output_type -> berth.shim.v1.DeleteResponse
-	1,  // 47: berth.shim.v1.Task.Exec:output_type -> berth.shim.v1.Empty
-	1,  // 48: berth.shim.v1.Task.ResizePty:output_type -> berth.shim.v1.Empty
-	1,  // 49: berth.shim.v1.Task.CloseIO:output_type -> berth.shim.v1.Empty
-	20, // 50: berth.shim.v1.Task.Pids:output_type -> berth.shim.v1.PidsResponse
-	1,  // 51: berth.shim.v1.Task.Pause:output_type -> berth.shim.v1.Empty
-	1,  // 52: berth.shim.v1.Task.Resume:output_type -> berth.shim.v1.Empty
-	1,  // 53: berth.shim.v1.Task.Update:output_type -> berth.shim.v1.Empty
-	26, // 54: berth.shim.v1.Task.Stats:output_type -> berth.shim.v1.StatsResponse
-	28, // 55: berth.shim.v1.Task.Connect:output_type -> berth.shim.v1.ConnectResponse
-	1,  // 56: berth.shim.v1.Task.Shutdown:output_type -> berth.shim.v1.Empty
-	32, // 57: berth.shim.v1.Task.Events:output_type -> berth.shim.v1.Envelope
-	1,  // 58: berth.shim.v1.Task.AckEvents:output_type -> berth.shim.v1.Empty
-	41, // [41:59] is the sub-list for method output_type
-	23, // [23:41] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	28, // 0: berth.shim.v1.CreateRequest.rootfs:type_name -> berth.types.v1.Mount
+	29, // 1: berth.shim.v1.CreateRequest.stdio:type_name -> berth.types.v1.Stdio
+	30, // 2: berth.shim.v1.StateResponse.status:type_name -> berth.types.v1.Status
+	29, // 3: berth.shim.v1.StateResponse.stdio:type_name -> berth.types.v1.Stdio
+	31, // 4: berth.shim.v1.StateResponse.exited_at:type_name -> google.protobuf.Timestamp
+	31, // 5: berth.shim.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
+	31, // 6: berth.shim.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
+	29, // 7: berth.shim.v1.ExecRequest.stdio:type_name -> berth.types.v1.Stdio
+	32, // 8: berth.shim.v1.PidsResponse.processes:type_name -> berth.types.v1.ProcessInfo
+	33, // 9: berth.shim.v1.StatsResponse.metrics:type_name -> berth.types.v1.Metrics
+	31, // 10: berth.shim.v1.Envelope.timestamp:type_name -> google.protobuf.Timestamp
+	34, // 11: berth.shim.v1.Envelope.create:type_name -> berth.services.events.v1.TaskCreate
+	35, // 12: berth.shim.v1.Envelope.start:type_name -> berth.services.events.v1.TaskStart
+	36, // 13: berth.shim.v1.Envelope.exit:type_name -> berth.services.events.v1.TaskExit
+	37, // 14: berth.shim.v1.Envelope.delete:type_name -> berth.services.events.v1.TaskDelete
+	38, // 15: berth.shim.v1.Envelope.oom:type_name -> berth.services.events.v1.TaskOOM
+	39, // 16: berth.shim.v1.Envelope.exec_added:type_name -> berth.services.events.v1.TaskExecAdded
+	40, // 17: berth.shim.v1.Envelope.exec_started:type_name -> berth.services.events.v1.TaskExecStarted
+	41, // 18: berth.shim.v1.Envelope.paused:type_name -> berth.services.events.v1.TaskPaused
+	42, // 19: berth.shim.v1.Envelope.resumed:type_name -> berth.services.events.v1.TaskResumed
+	1,  // 20: berth.shim.v1.Task.Create:input_type -> berth.shim.v1.CreateRequest
+	3,  // 21: berth.shim.v1.Task.Start:input_type -> berth.shim.v1.StartRequest
+	5,  // 22: berth.shim.v1.Task.State:input_type -> berth.shim.v1.StateRequest
+	7,  // 23: berth.shim.v1.Task.Kill:input_type -> berth.shim.v1.KillRequest
+	8,  // 24: berth.shim.v1.Task.Wait:input_type -> berth.shim.v1.WaitRequest
+	10, // 25: berth.shim.v1.Task.Delete:input_type -> berth.shim.v1.DeleteRequest
+	12, // 26: berth.shim.v1.Task.Exec:input_type -> berth.shim.v1.ExecRequest
+	13, // 27: berth.shim.v1.Task.ResizePty:input_type -> berth.shim.v1.ResizePtyRequest
+	14, // 28: berth.shim.v1.Task.CloseIO:input_type -> berth.shim.v1.CloseIORequest
+	15, // 29: berth.shim.v1.Task.Pids:input_type -> berth.shim.v1.PidsRequest
+	17, // 30: berth.shim.v1.Task.Pause:input_type -> berth.shim.v1.PauseRequest
+	18, // 31: berth.shim.v1.Task.Resume:input_type -> berth.shim.v1.ResumeRequest
+	19, // 32: berth.shim.v1.Task.Update:input_type -> berth.shim.v1.UpdateRequest
+	20, // 33: berth.shim.v1.Task.Stats:input_type -> berth.shim.v1.StatsRequest
+	22, // 34: berth.shim.v1.Task.Connect:input_type -> berth.shim.v1.ConnectRequest
+	24, // 35: berth.shim.v1.Task.Shutdown:input_type -> berth.shim.v1.ShutdownRequest
+	25, // 36: berth.shim.v1.Task.Events:input_type -> berth.shim.v1.EventsRequest
+	26, // 37: berth.shim.v1.Task.AckEvents:input_type -> berth.shim.v1.AckEventsRequest
+	2,  // 38: berth.shim.v1.Task.Create:output_type -> berth.shim.v1.CreateResponse
+	4,  // 39: berth.shim.v1.Task.Start:output_type -> berth.shim.v1.StartResponse
+	6,  // 40: berth.shim.v1.Task.State:output_type -> berth.shim.v1.StateResponse
+	0,  // 41: berth.shim.v1.Task.Kill:output_type -> berth.shim.v1.Empty
+	9,  // 42: berth.shim.v1.Task.Wait:output_type -> berth.shim.v1.WaitResponse
+	11, // 43: berth.shim.v1.Task.Delete:output_type -> berth.shim.v1.DeleteResponse
+	0,  // 44: berth.shim.v1.Task.Exec:output_type -> berth.shim.v1.Empty
+	0,  // 45: berth.shim.v1.Task.ResizePty:output_type -> berth.shim.v1.Empty
+	0,  // 46: berth.shim.v1.Task.CloseIO:output_type -> berth.shim.v1.Empty
+	16, // 47: berth.shim.v1.Task.Pids:output_type -> berth.shim.v1.PidsResponse
+	0,  // 48: berth.shim.v1.Task.Pause:output_type -> berth.shim.v1.Empty
+	0,  // 49: berth.shim.v1.Task.Resume:output_type -> berth.shim.v1.Empty
+	0,  // 50: berth.shim.v1.Task.Update:output_type -> berth.shim.v1.Empty
+	21, // 51: berth.shim.v1.Task.Stats:output_type -> berth.shim.v1.StatsResponse
+	23, // 52: berth.shim.v1.Task.Connect:output_type -> berth.shim.v1.ConnectResponse
+	0,  // 53: berth.shim.v1.Task.Shutdown:output_type -> berth.shim.v1.Empty
+	27, // 54: berth.shim.v1.Task.Events:output_type -> berth.shim.v1.Envelope
+	0,  // 55: berth.shim.v1.Task.AckEvents:output_type -> berth.shim.v1.Empty
+	38, // [38:56] is the sub-list for method output_type
+	20, // [20:38] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_shimapi_shim_proto_init() }
@@ -2963,7 +1967,7 @@ func file_shimapi_shim_proto_init() {
 	if File_shimapi_shim_proto != nil {
 		return
 	}
-	file_shimapi_shim_proto_msgTypes[31].OneofWrappers = []any{
+	file_shimapi_shim_proto_msgTypes[27].OneofWrappers = []any{
 		(*Envelope_Create)(nil),
 		(*Envelope_Start)(nil),
 		(*Envelope_Exit)(nil),
@@ -2979,14 +1983,13 @@ func file_shimapi_shim_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shimapi_shim_proto_rawDesc), len(file_shimapi_shim_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   41,
+			NumEnums:      0,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_shimapi_shim_proto_goTypes,
 		DependencyIndexes: file_shimapi_shim_proto_depIdxs,
-		EnumInfos:         file_shimapi_shim_proto_enumTypes,
 		MessageInfos:      file_shimapi_shim_proto_msgTypes,
 	}.Build()
 	File_shimapi_shim_proto = out.File
