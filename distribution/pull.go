@@ -164,7 +164,7 @@ type puller struct {
 	opts  *options
 	slots chan struct{} // a token per fetch under way
 
-	mu    sync.Mutex                // guards calls
+	mu    sync.Mutex              // guards calls
 	calls map[digest.Digest]*call // one fetch per digest in a pull
 }
 
