@@ -223,7 +223,7 @@ func (w *remoteWriter) open() error {
 	}
 	w.stream = stream
 	_, err = w.do(&contentv1.WriteContentRequest{
-		Action: contentv1.WriteAction_WRITE_ACTION_STAT, Ref: w.ref, Namespace: w.ns,
+		Action: contentv1.WriteAction_WRITE_ACTION_STAT, Ref: w.ref, Namespace: w.ns, Lease: leaseOf(w.ctx),
 		Total: w.desc.Size, Expected: w.desc.Digest.String(),
 	})
 	return err

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/leases"
 	api "github.com/berthrt/berth/proto/content/v1"
 	"github.com/berthrt/berth/storage/content"
 )
@@ -32,6 +33,9 @@ func (s *service) write(ctx context.Context, stream api.Content_WriteServer) (er
 	ctx, err = streamNamespace(ctx, req.GetNamespace())
 	if err != nil {
 		return err
+	}
+	if lease := req.GetLease(); lease != "" {
+		ctx = leases.WithLease(ctx, lease)
 	}
 	ref := req.GetRef()
 	w, err := s.store.Writer(ctx, content.WithRef(ref),

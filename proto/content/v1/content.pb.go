@@ -939,7 +939,11 @@ type WriteContentRequest struct {
 	Labels map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// namespace: the namespace, in the first request, when the request
 	// metadata carries none.
-	Namespace     string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Namespace string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// lease: the lease (berth.services.leases.v1) that holds the ingest
+	// and the blob it commits, in the first request; empty for none.
+	// NotFound when the lease does not exist.
+	Lease         string `protobuf:"bytes,9,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1026,6 +1030,13 @@ func (x *WriteContentRequest) GetLabels() map[string]string {
 func (x *WriteContentRequest) GetNamespace() string {
 	if x != nil {
 		return x.Namespace
+	}
+	return ""
+}
+
+func (x *WriteContentRequest) GetLease() string {
+	if x != nil {
+		return x.Lease
 	}
 	return ""
 }
@@ -1230,7 +1241,7 @@ const file_proto_content_v1_content_proto_rawDesc = "" +
 	"\x13ListStatusesRequest\x12\x18\n" +
 	"\afilters\x18\x01 \x03(\tR\afilters\"U\n" +
 	"\x14ListStatusesResponse\x12=\n" +
-	"\bstatuses\x18\x01 \x03(\v2!.berth.services.content.v1.StatusR\bstatuses\"\xf2\x02\n" +
+	"\bstatuses\x18\x01 \x03(\v2!.berth.services.content.v1.StatusR\bstatuses\"\x88\x03\n" +
 	"\x13WriteContentRequest\x12>\n" +
 	"\x06action\x18\x01 \x01(\x0e2&.berth.services.content.v1.WriteActionR\x06action\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x14\n" +
@@ -1239,7 +1250,8 @@ const file_proto_content_v1_content_proto_rawDesc = "" +
 	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x06 \x01(\fR\x04data\x12R\n" +
 	"\x06labels\x18\a \x03(\v2:.berth.services.content.v1.WriteContentRequest.LabelsEntryR\x06labels\x12\x1c\n" +
-	"\tnamespace\x18\b \x01(\tR\tnamespace\x1a9\n" +
+	"\tnamespace\x18\b \x01(\tR\tnamespace\x12\x14\n" +
+	"\x05lease\x18\t \x01(\tR\x05lease\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x02\n" +
