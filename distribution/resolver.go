@@ -444,6 +444,8 @@ func classify(err error) error {
 	}
 	var resp *errcode.ErrorResponse
 	switch {
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return fmt.Errorf("%w (the registry asks for credentials): %w", err, errdefs.ErrPermissionDenied)
 	case errors.Is(err, errdef.ErrNotFound):
 		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
 	case errors.As(err, &resp):
