@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/filters"
 	"github.com/berthrt/berth/identifiers"
 	"github.com/berthrt/berth/namespaces"
 )
@@ -103,12 +102,9 @@ func (s *containerStore) List(ctx context.Context, fs ...string) ([]Container, e
 	if err != nil {
 		return nil, err
 	}
-	filter, err := filters.ParseAll(fs...)
+	filter, err := parseListFilters(ns, "containers", fs)
 	if err != nil {
-		if !errdefs.IsInvalidArgument(err) {
-			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
-		}
-		return nil, fmt.Errorf("containers in namespace %q: %w", ns, err)
+		return nil, err
 	}
 	var list []Container
 	err = s.db.view(ctx, func(tx *bolt.Tx) error {

@@ -2,7 +2,6 @@ package metadata
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
@@ -191,12 +189,9 @@ func (s *imageStore) List(ctx context.Context, fs ...string) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	filter, err := filters.ParseAll(fs...)
+	filter, err := parseListFilters(ns, "images", fs)
 	if err != nil {
-		if !errdefs.IsInvalidArgument(err) {
-			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
-		}
-		return nil, fmt.Errorf("images in namespace %q: %w", ns, err)
+		return nil, err
 	}
 	var list []Image
 	err = s.db.view(ctx, func(tx *bolt.Tx) error {
@@ -232,15 +227,8 @@ func (s *imageStore) Create(ctx context.Context, img Image) (Image, error) {
 	}
 	var stored Image
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {
-		bkt, err := createKindBucket(tx, ns, bucketImages)
+		ib, err := createObjectBucket(tx, ns, bucketImages, "image", img.Name)
 		if err != nil {
-			return err
-		}
-		ib, err := bkt.CreateBucket([]byte(img.Name))
-		if err != nil {
-			if errors.Is(err, bolterrors.ErrBucketExists) {
-				return fmt.Errorf("image %q in namespace %q: %w", img.Name, ns, errdefs.ErrAlreadyExists)
-			}
 			return err
 		}
 		img.CreatedAt = time.Now().UTC()

@@ -1,10 +1,15 @@
 package metadata
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/filters"
 )
 
 // The names of buckets and keys; doc.go draws the tree they make.
@@ -138,4 +143,32 @@ func countAtDepth(b *bolt.Bucket, depth int) int {
 		}
 	}
 	return n
+}
+
+// createObjectBucket creates v1/<ns>/<kindName>/<name>, the namespace and
+// the kind's bucket too when absent; ErrAlreadyExists, naming the object
+// as "<one> <name> in namespace <ns>", when it exists.
+func createObjectBucket(tx *bolt.Tx, ns string, kindName []byte, one, name string) (*bolt.Bucket, error) {
+	bkt, err := createKindBucket(tx, ns, kindName)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bkt.CreateBucket([]byte(name))
+	if errors.Is(err, bolterrors.ErrBucketExists) {
+		return nil, fmt.Errorf("%s %q in namespace %q: %w", one, name, ns, errdefs.ErrAlreadyExists)
+	}
+	return b, err
+}
+
+// parseListFilters parses the filters of a List of many in ns; a filter
+// that does not parse is ErrInvalidArgument.
+func parseListFilters(ns, many string, fs []string) (filters.Filter, error) {
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		if !errdefs.IsInvalidArgument(err) {
+			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return nil, fmt.Errorf("%s in namespace %q: %w", many, ns, err)
+	}
+	return filter, nil
 }

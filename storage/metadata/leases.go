@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
@@ -168,15 +166,8 @@ func (m *leaseManager) Create(ctx context.Context, l Lease) (Lease, error) {
 	l.Labels = cleanLabels(l.Labels)
 	l.CreatedAt = time.Now().UTC()
 	err = m.db.update(ctx, func(tx *bolt.Tx) error {
-		bkt, err := createKindBucket(tx, ns, bucketLeases)
+		lb, err := createObjectBucket(tx, ns, bucketLeases, "lease", l.ID)
 		if err != nil {
-			return err
-		}
-		lb, err := bkt.CreateBucket([]byte(l.ID))
-		if err != nil {
-			if errors.Is(err, bolterrors.ErrBucketExists) {
-				return fmt.Errorf("lease %q in namespace %q: %w", l.ID, ns, errdefs.ErrAlreadyExists)
-			}
 			return err
 		}
 		if err := putTime(lb, keyCreatedAt, l.CreatedAt); err != nil {
@@ -213,12 +204,9 @@ func (m *leaseManager) List(ctx context.Context, fs ...string) ([]Lease, error) 
 	if err != nil {
 		return nil, err
 	}
-	filter, err := filters.ParseAll(fs...)
+	filter, err := parseListFilters(ns, "leases", fs)
 	if err != nil {
-		if !errdefs.IsInvalidArgument(err) {
-			err = fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
-		}
-		return nil, fmt.Errorf("leases in namespace %q: %w", ns, err)
+		return nil, err
 	}
 	var list []Lease
 	err = m.db.view(ctx, func(tx *bolt.Tx) error {
