@@ -62,8 +62,11 @@ test: build check-protos vet
 demo: build
 	BIN=$(BIN) scripts/demo.sh
 
+# bench runs every benchmark (see bench/README.md): the shim against runc,
+# then berthd against runc and containerd.
 bench: build
 	$(GO) run ./bench/shimbench -shim $(BIN)/berth-shim
+	$(GO) run ./bench/daemonbench -berthd $(BIN)/berthd -berthctl $(BIN)/berthctl -shim $(BIN)/berth-shim
 
 install: build
 	install -D -m 0755 $(BIN)/berthd $(DESTDIR)$(PREFIX)/bin/berthd

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berthrt/berth/bench/internal/proc"
+	"github.com/berthrt/berth/bench/internal/stats"
+)
+
+// containerdRun is the folder containerd 1.6 uses whatever its state
+// folder: shims' sockets (s/) and, by default, the shims' runc root
+// (runc/<namespace>) and ctr's FIFOs (fifo/; the benchmark passes its own).
+const containerdRun = "/run/containerd"
+
+// disabledPlugins are containerd plugins the benchmark turns off: CRI
+// (berth has no CRI; with it containerd holds more memory and starts
+// slower), opt (it would make /opt/containerd) and the snapshotters that
+// cannot work on this host (their failures only add noise to the log).
+// `ctr run --rootfs` needs no snapshotter.
+var disabledPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.internal.v1.opt",
+	"io.containerd.snapshotter.v1.aufs",
+	"io.containerd.snapshotter.v1.btrfs",
+	"io.containerd.snapshotter.v1.devmapper",
+	"io.containerd.snapshotter.v1.zfs",
+}
+
+// containerd is Debian's containerd on its own root, state and socket,
+// driven with ctr, for comparison.
+type containerd struct {
+	d          daemon
+	ctrBin     string
+	runtime    string // runc, for the sweep
+	address    string
+	ns         string
+	rootfs     string
+	fifoDir    string
+	version    string
+	runExisted bool // containerdRun existed before the run: leave it
+	everRan    bool
+}
+
+// newContainerd writes a config from `containerd config default` with the
+// workspace's root, state and socket; it starts nothing.
+func newContainerd(w *workspace, cfg config) (*containerd, error) {
+	bin, err := exec.LookPath(cfg.containerd)
+	if err != nil {
+		return nil, err
+	}
+	ctr, err := exec.LookPath(cfg.ctr)
+	if err != nil {
+		return nil, err
+	}
+	c := &containerd{
+		ctrBin:  ctr,
+		runtime: cfg.runtime,
+		address: filepath.Join(w.run, "c", "c.sock"),
+		ns:      w.ns,
+		rootfs:  w.rootfs,
+		fifoDir: filepath.Join(w.run, "cfifo"),
+	}
+	if _, err := os.Stat(containerdRun); err == nil {
+		c.runExisted = true
+	}
+	if out, err := exec.Command(bin, "--version").Output(); err == nil {
+		c.version = strings.TrimSpace(string(out))
+	}
+	def, err := exec.Command(bin, "config", "default").Output()
+	if err != nil {
+		return nil, fmt.Errorf("containerd config default: %w", err)
+	}
+	text, err := containerdConfig(string(def), filepath.Join(w.dir, "containerd"), filepath.Join(w.run, "c"), c.address)
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(w.dir, "containerd.toml")
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	c.d = daemon{name: "containerd", args: []string{bin, "--config", conf}, log: filepath.Join(w.dir, "containerd.log")}
+	return c, nil
+}
+
+// containerdConfig overrides root, state, disabled_plugins (top level) and
+// grpc.address in containerd's default config, line by line: the default
+// config is TOML whose top-level keys come before the first table.
+func containerdConfig(def, root, state, address string) (string, error) {
+	quoted := make([]string, len(disabledPlugins))
+	for i, p := range disabledPlugins {
+		quoted[i] = fmt.Sprintf("%q", p)
+	}
+	want := map[string]string{
+		".root":             fmt.Sprintf("root = %q", root),
+		".state":            fmt.Sprintf("state = %q", state),
+		".disabled_plugins": "disabled_plugins = [" + strings.Join(quoted, ", ") + "]",
+		"grpc.address":      fmt.Sprintf("  address = %q", address),
+	}
+	table := ""
+	lines := strings.Split(def, "\n")
+	for i, line := range lines {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") {
+			table = strings.Trim(t, "[]")
+			continue
+		}
+		key, _, ok := strings.Cut(t, " = ")
+		if !ok {
+			continue
+		}
+		if repl, ok := want[table+"."+key]; ok {
+			lines[i] = repl
+			delete(want, table+"."+key)
+		}
+	}
+	if len(want) > 0 {
+		return "", fmt.Errorf("containerd config default: keys not found: %v", want)
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// start starts containerd and times it until it serves: answered is when
+// its socket accepts a connection, serving when `ctr version` succeeds.
+// containerd listens only once every plugin is loaded and the tasks of a
+// previous run are reloaded, so the two are close; ctr's own start-up
+// (see ctrVersion) is part of the second.
+func (c *containerd) start(ctx context.Context) (readyTimes, error) {
+	started := time.Now()
+	if err := c.d.start(); err != nil {
+		return readyTimes{}, err
+	}
+	c.everRan = true
+	var rt readyTimes
+	deadline := started.Add(readyTimeout)
+	for {
+		switch {
+		case ctx.Err() != nil:
+			return rt, ctx.Err()
+		case c.d.exited():
+			return rt, c.d.failure("containerd exited before it served")
+		case time.Now().After(deadline):
+			return rt, c.d.failure(fmt.Sprintf("containerd did not serve within %v", readyTimeout))
+		}
+		if rt.answered == 0 {
+			conn, err := net.Dial("unix", c.address)
+			if err != nil {
+				time.Sleep(pollInterval)
+				continue
+			}
+			conn.Close()
+			rt.answered = time.Since(started)
+		}
+		if _, err := c.ctr("--connect-timeout", "1s", "version"); err == nil {
+			rt.serving = time.Since(started)
+			return rt, nil
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// restart kills containerd with SIGKILL, starts it again and times it.
+func (c *containerd) restart(ctx context.Context) (readyTimes, error) {
+	c.d.kill()
+	return c.start(ctx)
+}
+
+// ctrVersion times `ctr version` against the serving daemon, n times: what
+// ctr itself adds to the serving time of start.
+func (c *containerd) ctrVersion(n int) (stats.Samples, error) {
+	var s stats.Samples
+	for range n {
+		start := time.Now()
+		if _, err := c.ctr("version"); err != nil {
+			return nil, err
+		}
+		s = append(s, time.Since(start))
+	}
+	return s, nil
+}
+
+// ctr runs ctr with the daemon's address and the run's namespace (global
+// flags come first) and returns its output.
+func (c *containerd) ctr(args ...string) (string, error) {
+	all := append([]string{"--address", c.address, "--namespace", c.ns}, args...)
+	var out bytes.Buffer
+	cmd, cancel := proc.Command(c.ctrBin, all...)
+	defer cancel()
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return out.String(), nil
+}
+
+// runOnce times `ctr run --rm --rootfs DIR ID /bin/true`.
+func (c *containerd) runOnce(id string) (time.Duration, error) {
+	start := time.Now()
+	if _, err := c.ctr("run", "--rm", "--fifo-dir", c.fifoDir, "--rootfs", c.rootfs, id, "/bin/true"); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// runDetached starts a `sleep 3600` container for every id with `ctr run
+// -d --null-io` (berthctl run -d discards the output too).
+func (c *containerd) runDetached(ctx context.Context, ids []string) error {
+	return parallel(ctx, ids, func(id string) error {
+		_, err := c.ctr("run", "-d", "--null-io", "--fifo-dir", c.fifoDir, "--rootfs", c.rootfs, id, "/bin/sleep", "3600")
+		return err
+	})
+}
+
+// shimPids returns the pids of the run's containerd-shim-runc-v2.
+func (c *containerd) shimPids() []int { return proc.Matching("-namespace", c.ns) }
+
+// teardown kills and removes every task and container of the run's
+// namespace with ctr.
+func (c *containerd) teardown(ctx context.Context) error {
+	out, err := c.ctr("tasks", "ls", "--quiet")
+	if err != nil {
+		return err
+	}
+	// delete --force kills a running task with SIGKILL and waits for it.
+	if err := parallel(ctx, strings.Fields(out), func(id string) error {
+		_, err := c.ctr("tasks", "rm", "--force", id)
+		return err
+	}); err != nil {
+		return err
+	}
+	if out, err = c.ctr("containers", "ls", "--quiet"); err != nil {
+		return err
+	}
+	if ids := strings.Fields(out); len(ids) > 0 {
+		_, err = c.ctr(append([]string{"containers", "rm"}, ids...)...)
+	}
+	return err
+}
+
+// Close removes every container of the run through containerd (started
+// again if it was killed), stops it, sweeps what is left (an error), and
+// removes what it made under /run/containerd.
+func (c *containerd) Close() error {
+	if c == nil || !c.everRan {
+		return nil
+	}
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if c.d.exited() {
+		c.d.kill()
+		if _, err := c.start(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("start containerd for cleanup: %w", err))
+		}
+	}
+	if !c.d.exited() {
+		if err := c.teardown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("containerd teardown: %w", err))
+		}
+	}
+	if err := c.d.stop(); err != nil {
+		errs = append(errs, err)
+	}
+	runcRoot := filepath.Join(containerdRun, "runc", c.ns)
+	errs = append(errs, sweep(c.runtime, runcRoot, c.shimPids))
+	if err := os.RemoveAll(runcRoot); err != nil {
+		errs = append(errs, err)
+	}
+	if !c.runExisted {
+		removeDirs(containerdRun) // keeps what is not empty: not ours
+	}
+	c.everRan = false // closed: a second Close has nothing to do
+	return errors.Join(errs...)
+}
+
+// abandon stops a containerd that failed to start and removes what it may
+// have made; the benchmark goes on without it.
+func (c *containerd) abandon() {
+	c.d.kill()
+	sweep(c.runtime, filepath.Join(containerdRun, "runc", c.ns), c.shimPids)
+	os.RemoveAll(filepath.Join(containerdRun, "runc", c.ns))
+	if !c.runExisted {
+		removeDirs(containerdRun) // keeps what is not empty: not ours
+	}
+	c.everRan = false
+}
