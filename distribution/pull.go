@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -150,7 +149,7 @@ func Pull(ctx context.Context, r *Resolver, store content.Store, ref string, opt
 	if err != nil {
 		return Image{}, err
 	}
-	p := &puller{repo: repo, store: store, opts: o, slots: make(chan struct{}, o.concurrency), calls: map[digest.Digest]*call{}}
+	p := &puller{repo: repo, store: store, opts: o, slots: make(chan struct{}, o.concurrency)}
 	if err := p.handle(ctx, desc); err != nil {
 		return Image{}, err
 	}
@@ -164,42 +163,12 @@ type puller struct {
 	opts  *options
 	slots chan struct{} // a token per fetch under way
 
-	mu    sync.Mutex              // guards calls
-	calls map[digest.Digest]*call // one fetch per digest in a pull
-}
-
-// call is one fetch that other goroutines of the pull may wait for.
-type call struct {
-	done chan struct{}
-	err  error // set before done is closed
-}
-
-// once runs fn for desc unless it runs or ran already in this pull, and
-// returns its result.
-func (p *puller) once(ctx context.Context, desc ocispec.Descriptor, fn func() error) error {
-	p.mu.Lock()
-	c, ok := p.calls[desc.Digest]
-	if !ok {
-		c = &call{done: make(chan struct{})}
-		p.calls[desc.Digest] = c
-	}
-	p.mu.Unlock()
-	if !ok {
-		c.err = fn()
-		close(c.done)
-		return c.err
-	}
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	flights flights
 }
 
 // handle fetches desc and, for a manifest or index, what it references.
 func (p *puller) handle(ctx context.Context, desc ocispec.Descriptor) error {
-	return p.once(ctx, desc, func() error {
+	return p.flights.do(ctx, desc.Digest, func() error {
 		switch desc.MediaType {
 		case ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList:
 			return p.index(ctx, desc)
@@ -310,7 +279,7 @@ func (p *puller) manifest(ctx context.Context, desc ocispec.Descriptor) error {
 		if isManifest(child.MediaType) {
 			return fmt.Errorf("manifest %s: blob %s has the media type of a manifest, %q: %w", desc.Digest, child.Digest, child.MediaType, errdefs.ErrInvalidArgument)
 		}
-		g.Go(func() error { return p.once(gctx, child, func() error { return p.blob(gctx, child) }) })
+		g.Go(func() error { return p.flights.do(gctx, child.Digest, func() error { return p.blob(gctx, child) }) })
 	}
 	if err := g.Wait(); err != nil {
 		return err

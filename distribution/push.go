@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sync"
 
-	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
@@ -40,7 +38,7 @@ func Push(ctx context.Context, r *Resolver, store content.Provider, ref string, 
 	if err != nil {
 		return err
 	}
-	p := &pusher{repo: repo, store: store, opts: o, slots: make(chan struct{}, o.concurrency), calls: map[digest.Digest]*call{}}
+	p := &pusher{repo: repo, store: store, opts: o, slots: make(chan struct{}, o.concurrency)}
 	data, err := p.children(ctx, desc)
 	if err != nil {
 		return err
@@ -60,33 +58,10 @@ type pusher struct {
 	opts  *options
 	slots chan struct{} // a token per upload under way
 
-	mu    sync.Mutex              // guards calls
-	calls map[digest.Digest]*call // one upload per digest in a push
+	flights flights
 }
 
 func pushRef(desc ocispec.Descriptor) string { return "push-" + desc.Digest.String() }
-
-// once runs fn for desc unless it runs or ran already in this push.
-func (p *pusher) once(ctx context.Context, desc ocispec.Descriptor, fn func() error) error {
-	p.mu.Lock()
-	c, ok := p.calls[desc.Digest]
-	if !ok {
-		c = &call{done: make(chan struct{})}
-		p.calls[desc.Digest] = c
-	}
-	p.mu.Unlock()
-	if !ok {
-		c.err = fn()
-		close(c.done)
-		return c.err
-	}
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // children reads the manifest or index desc from the store, pushes what
 // it references, and returns its bytes.
@@ -121,7 +96,7 @@ func (p *pusher) children(ctx context.Context, desc ocispec.Descriptor) ([]byte,
 		if err := checkChild(desc, child); err != nil {
 			return nil, err
 		}
-		g.Go(func() error { return p.once(gctx, child, func() error { return p.push(gctx, child) }) })
+		g.Go(func() error { return p.flights.do(gctx, child.Digest, func() error { return p.push(gctx, child) }) })
 	}
 	return data, g.Wait()
 }
