@@ -312,6 +312,17 @@ func (p *proxy) log() []proxyRequest {
 	return append([]proxyRequest(nil), p.requests...)
 }
 
+// gets returns the GET requests of the blob dgst so far.
+func (p *proxy) gets(dgst digest.Digest) []proxyRequest {
+	var out []proxyRequest
+	for _, req := range p.log() {
+		if req.Method == http.MethodGet && blobDigest(req.Path) == dgst {
+			out = append(out, req)
+		}
+	}
+	return out
+}
+
 // blobDigest is the digest of a /v2/<name>/blobs/<digest> path, or "".
 func blobDigest(path string) digest.Digest {
 	i := strings.LastIndex(path, "/blobs/")

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/distribution"
@@ -226,7 +227,7 @@ func TestPullResumesAfterCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireBlobs(t, store, im, im.reachable(t, im.root)...)
-	requireRange(t, p, bigDesc.Digest.String(), st.Offset)
+	requireRange(t, p, bigDesc.Digest, st.Offset)
 	var first *distribution.Progress
 	for _, pr := range rec.all {
 		if pr.Digest == bigDesc.Digest && pr.Status == distribution.StatusDownloading {
@@ -241,14 +242,9 @@ func TestPullResumesAfterCancel(t *testing.T) {
 
 // requireRange checks that the proxy saw exactly one GET of the blob, and
 // that it asked for the bytes from offset on.
-func requireRange(t testing.TB, p *proxy, dgst string, offset int64) {
+func requireRange(t testing.TB, p *proxy, dgst digest.Digest, offset int64) {
 	t.Helper()
-	var gets []proxyRequest
-	for _, req := range p.log() {
-		if req.Method == "GET" && strings.HasSuffix(req.Path, "/blobs/"+dgst) {
-			gets = append(gets, req)
-		}
-	}
+	gets := p.gets(dgst)
 	want := fmt.Sprintf("bytes=%d-", offset)
 	if len(gets) == 0 || gets[len(gets)-1].Range != want {
 		t.Fatalf("GETs of the blob %v, want the last with Range %q", gets, want)
@@ -258,25 +254,14 @@ func requireRange(t testing.TB, p *proxy, dgst string, offset int64) {
 // TestPullRetriesDroppedConnection has a proxy cut the connection in the
 // middle of a layer: the same pull resumes from the offset it reached.
 func TestPullRetriesDroppedConnection(t *testing.T) {
-	reg := startRegistry(t)
-	r := resolver(t, distribution.ResolverOptions{})
-	im := newImage(t, randomLayer(t, 10<<20))
-	push(t, r, im, reg.Addr+"/berth/big:1")
-	bigDesc := im.reachable(t, im.root)[3]
-
-	p := newProxy(t, reg.Addr)
+	p, r, im, bigDesc := proxiedImage(t, 10<<20, "berth/big:1")
 	p.cutAfter[bigDesc.Digest] = 5 << 20
 	store := newStore(t)
 	if _, err := distribution.Pull(context.Background(), r, store, p.Addr+"/berth/big:1"); err != nil {
 		t.Fatal(err)
 	}
 	requireBlobs(t, store, im, im.reachable(t, im.root)...)
-	var gets []proxyRequest
-	for _, req := range p.log() {
-		if req.Method == "GET" && blobDigest(req.Path) == bigDesc.Digest {
-			gets = append(gets, req)
-		}
-	}
+	gets := p.gets(bigDesc.Digest)
 	if len(gets) != 2 || gets[0].Range != "" || !strings.HasPrefix(gets[1].Range, "bytes=") || gets[1].Range == "bytes=0-" {
 		t.Fatalf("GETs of the layer %v, want a whole one then a Range from where it was cut", gets)
 	}
@@ -286,13 +271,7 @@ func TestPullRetriesDroppedConnection(t *testing.T) {
 // pull fails with a digest mismatch, and neither the layer nor its
 // manifest is committed, nor an ingest left.
 func TestPullRefusesCorruptBlob(t *testing.T) {
-	reg := startRegistry(t)
-	r := resolver(t, distribution.ResolverOptions{})
-	im := newImage(t, randomLayer(t, 1<<20))
-	push(t, r, im, reg.Addr+"/berth/corrupt:1")
-	bad := im.reachable(t, im.root)[3]
-
-	p := newProxy(t, reg.Addr)
+	p, r, im, bad := proxiedImage(t, 1<<20, "berth/corrupt:1")
 	p.corrupt[bad.Digest] = true
 	store := newStore(t)
 	_, err := distribution.Pull(context.Background(), r, store, p.Addr+"/berth/corrupt:1")
@@ -309,6 +288,18 @@ func TestPullRefusesCorruptBlob(t *testing.T) {
 			t.Fatalf("ingest of the corrupted blob left: %+v", st)
 		}
 	}
+}
+
+// proxiedImage pushes an image with a random layer of size bytes to a
+// new registry as name, and returns a proxy in front of the registry,
+// the resolver, the image and the layer.
+func proxiedImage(t testing.TB, size int, name string) (*proxy, *distribution.Resolver, *testImage, ocispec.Descriptor) {
+	t.Helper()
+	reg := startRegistry(t)
+	r := resolver(t, distribution.ResolverOptions{})
+	im := newImage(t, randomLayer(t, size))
+	push(t, r, im, reg.Addr+"/"+name)
+	return newProxy(t, reg.Addr), r, im, im.reachable(t, im.root)[3]
 }
 
 func mustPlatform(t testing.TB, s string) ocispec.Platform {

@@ -112,19 +112,7 @@ func (p *pusher) push(ctx context.Context, desc ocispec.Descriptor) error {
 		if err != nil {
 			return err
 		}
-		if ok, err := p.repo.Exists(ctx, desc); err != nil {
-			return err
-		} else if ok {
-			pr.Status, pr.Offset = StatusExists, desc.Size
-			p.opts.progress.report(pr)
-			return nil
-		}
-		if err := p.repo.PushManifest(ctx, desc, data, ""); err != nil {
-			return err
-		}
-		pr.Status, pr.Offset = StatusDone, desc.Size
-		p.opts.progress.report(pr)
-		return nil
+		return p.unlessExists(ctx, desc, pr, func() error { return p.repo.PushManifest(ctx, desc, data, "") })
 	}
 	pr.Status = StatusWaiting
 	p.opts.progress.report(pr)
@@ -134,25 +122,34 @@ func (p *pusher) push(ctx context.Context, desc ocispec.Descriptor) error {
 		return ctx.Err()
 	}
 	defer func() { <-p.slots }()
-	if ok, err := p.repo.Exists(ctx, desc); err != nil {
-		return err
-	} else if ok {
-		pr.Status, pr.Offset = StatusExists, desc.Size
-		p.opts.progress.report(pr)
-		return nil
-	}
-	ra, err := p.store.ReaderAt(ctx, desc)
+	return p.unlessExists(ctx, desc, pr, func() error {
+		ra, err := p.store.ReaderAt(ctx, desc)
+		if err != nil {
+			return err
+		}
+		defer ra.Close()
+		m := &meter{r: &p.opts.progress, p: pr}
+		m.p.Status = StatusUploading
+		m.flush()
+		return p.repo.PushBlob(ctx, desc, &meteredReader{r: content.NewReader(ra), m: m})
+	})
+}
+
+// unlessExists runs upload unless the registry has desc, and reports
+// which it was.
+func (p *pusher) unlessExists(ctx context.Context, desc ocispec.Descriptor, pr Progress, upload func() error) error {
+	ok, err := p.repo.Exists(ctx, desc)
 	if err != nil {
 		return err
 	}
-	defer ra.Close()
-	m := &meter{r: &p.opts.progress, p: pr}
-	m.p.Status = StatusUploading
-	m.flush()
-	if err := p.repo.PushBlob(ctx, desc, &meteredReader{r: content.NewReader(ra), m: m}); err != nil {
-		return err
+	pr.Status = StatusExists
+	if !ok {
+		if err := upload(); err != nil {
+			return err
+		}
+		pr.Status = StatusDone
 	}
-	pr.Status, pr.Offset = StatusDone, desc.Size
+	pr.Offset = desc.Size
 	p.opts.progress.report(pr)
 	return nil
 }
