@@ -1,6 +1,9 @@
 package images
 
-import ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+import (
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
 
 // Media types of Docker's image format (Docker Image Manifest V2, Schema
 // 2), which OCI's mirrors.
@@ -49,3 +52,12 @@ func IsManifest(mediaType string) bool {
 func IsSchema1(mediaType string) bool {
 	return mediaType == mediaTypeDockerSchema1 || mediaType == mediaTypeDockerSchema1Signed
 }
+
+// DefaultPlatform is the platform taken from an index unless a caller
+// asks for another: linux/amd64, as package distribution pulls.
+func DefaultPlatform() ocispec.Platform {
+	return ocispec.Platform{OS: "linux", Architecture: "amd64"}
+}
+
+// DefaultMatcher matches DefaultPlatform strictly.
+func DefaultMatcher() platforms.MatchComparer { return platforms.OnlyStrict(DefaultPlatform()) }

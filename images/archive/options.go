@@ -9,6 +9,7 @@ import (
 
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/storage/metadata"
 )
 
@@ -45,7 +46,7 @@ func (o *options) matcher() platforms.MatchComparer {
 	if o.all {
 		return nil
 	}
-	p := distribution.DefaultPlatform()
+	p := images.DefaultPlatform()
 	if o.platform != nil {
 		p = *o.platform
 	}
@@ -59,7 +60,7 @@ func (o *options) platformString() string {
 	if o.platform != nil {
 		return platforms.Format(*o.platform)
 	}
-	return platforms.Format(distribution.DefaultPlatform())
+	return platforms.Format(images.DefaultPlatform())
 }
 
 func (o *options) report(p distribution.Progress) {
