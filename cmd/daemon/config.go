@@ -41,7 +41,8 @@ type Config struct {
 		Default string `toml:"default"`
 	} `toml:"snapshotter"`
 	Registry struct {
-		ConfigPath string `toml:"config_path"`
+		ConfigPath   string `toml:"config_path"`
+		DockerConfig string `toml:"docker_config"`
 	} `toml:"registry"`
 	GC           GCConfig               `toml:"gc"`
 	ProxyPlugins map[string]ProxyPlugin `toml:"proxy_plugins"`
@@ -127,6 +128,10 @@ default = "overlayfs"
 # config_path is a folder of per-host settings, one folder per registry
 # host holding a hosts.toml, in the format containerd uses.
 config_path = "/etc/berth/certs.d"
+# docker_config is a Docker config.json whose credentials (auths and
+# credential helpers) pulls and pushes use when the request brings none;
+# empty means $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+docker_config = ""
 
 [gc]
 # interval between garbage collections; "0s" runs none on a schedule.

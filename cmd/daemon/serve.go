@@ -31,6 +31,7 @@ import (
 	leasesvc "github.com/berthrt/berth/services/leases"
 	nssvc "github.com/berthrt/berth/services/namespaces"
 	"github.com/berthrt/berth/services/tasks"
+	transfersvc "github.com/berthrt/berth/services/transfer"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
@@ -94,13 +95,23 @@ func serve(ctx context.Context, cfg *Config) error {
 	containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{sup}, Publisher: exchange, DefaultRuntime: cfg.Runtime.Default})
 	tasks.Register(srv, tasks.Config{Containers: db.Containers(), Supervisor: sup})
 	eventsvc.Register(srv, exchange)
-	contentsvc.Register(srv, db.ContentStore(blobs))
+	nsContent := db.ContentStore(blobs) // blobs as the namespaces see them
+	contentsvc.Register(srv, nsContent)
 	gcInterval, gcDelay, ingestTTL, _ := cfg.GC.durations() // validated with the config
 	gcs := metadata.NewGCScheduler(metadata.NewGC(db, blobs, metadata.GCOptions{IngestTTL: ingestTTL}),
 		metadata.GCSchedulerConfig{Interval: gcInterval, DeleteDelay: gcDelay, Log: log.With("component", "gc")})
 	imagesvc.Register(srv, imagesvc.Config{Store: db.Images(), Publisher: exchange, GC: gcs})
 	leasesvc.Register(srv, leasesvc.Config{Leases: db.Leases(), GC: gcs})
 	gcsvc.Register(srv, gcs)
+	transfersvc.Register(srv, transfersvc.Config{
+		Content: nsContent, Images: db.Images(), Leases: db.Leases(), Publisher: exchange,
+		HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Log: log.With("component", "transfer"),
+	})
+	if n, err := transfersvc.Recover(ctx, db.Namespaces(), db.Leases()); err != nil {
+		log.Warn("delete the leases of interrupted transfers", "deleted", n, "error", err)
+	} else if n > 0 {
+		log.Info("deleted the leases of interrupted transfers", "leases", n)
+	}
 	if err := introspection.Register(srv, introspection.Config{
 		Root: cfg.Root, State: cfg.State, Restoring: &restoring,
 		Services: []introspection.Service{
@@ -111,6 +122,7 @@ func serve(ctx context.Context, cfg *Config) error {
 			{Type: "berth.service.v1", ID: "content", Exports: map[string]string{"root": contentRoot}},
 			{Type: "berth.service.v1", ID: "images"},
 			{Type: "berth.service.v1", ID: "leases"},
+			{Type: "berth.service.v1", ID: "transfer", Exports: map[string]string{"hosts_dir": cfg.Registry.ConfigPath}},
 			{Type: "berth.service.v1", ID: "gc", Exports: map[string]string{"interval": gcInterval.String(), "delete_delay": gcDelay.String()}},
 			{Type: "berth.service.v1", ID: "introspection"},
 			{Type: "berth.service.v1", ID: "health"},

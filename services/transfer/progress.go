@@ -1,0 +1,136 @@
+package transfer
+
+import (
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/berthrt/berth/distribution"
+	api "github.com/berthrt/berth/proto/transfer/v1"
+)
+
+// relayInterval is how often a blob's byte count is sent at most.
+const relayInterval = 100 * time.Millisecond
+
+// relay forwards the progress reports of a transfer to its stream, apart
+// from the transfer: report (called by distribution, which waits for it)
+// only records the latest report of each blob; the relay's goroutine sends
+// what changed every relayInterval, and at once when a blob's status
+// changes. A slow client therefore never slows the transfer; it sees
+// fewer, later reports.
+type relay struct {
+	send func([]*api.Progress) error
+
+	mu      sync.Mutex               // guards pending, order and status
+	pending map[string]*api.Progress // by ref: the latest report not yet sent
+	order   []string                 // the refs of pending, first reported first
+	status  map[string]string        // by ref: the last status reported
+
+	wake chan struct{} // a status changed; buffered 1
+	stop chan struct{} // closed by close: flush and return
+	done chan error    // the goroutine's result: the first send error
+}
+
+// newRelay starts a relay that sends with send until close.
+func newRelay(send func([]*api.Progress) error) *relay {
+	r := &relay{
+		send:    send,
+		pending: map[string]*api.Progress{},
+		status:  map[string]string{},
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan error, 1),
+	}
+	go r.run()
+	return r
+}
+
+// report records p; it is a distribution.ProgressFunc.
+func (r *relay) report(p distribution.Progress) {
+	r.mu.Lock()
+	if _, ok := r.pending[p.Ref]; !ok {
+		r.order = append(r.order, p.Ref)
+	}
+	r.pending[p.Ref] = ProgressToProto(p)
+	changed := r.status[p.Ref] != string(p.Status)
+	r.status[p.Ref] = string(p.Status)
+	r.mu.Unlock()
+	if changed {
+		select {
+		case r.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+}
+
+// run is the relay's goroutine: it owns the stream's Send until close.
+// After a send fails it keeps draining without sending, so that report
+// never blocks; the transfer learns of a client gone from its context.
+func (r *relay) run() {
+	t := time.NewTicker(relayInterval)
+	defer t.Stop()
+	var err error
+	for {
+		select {
+		case <-r.wake:
+		case <-t.C:
+		case <-r.stop:
+			if batch := r.take(); err == nil && len(batch) > 0 {
+				err = r.send(batch)
+			}
+			r.done <- err
+			return
+		}
+		if batch := r.take(); err == nil && len(batch) > 0 {
+			err = r.send(batch)
+		}
+	}
+}
+
+// take returns the pending reports and forgets them.
+func (r *relay) take() []*api.Progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.order) == 0 {
+		return nil
+	}
+	batch := make([]*api.Progress, 0, len(r.order))
+	for _, ref := range r.order {
+		batch = append(batch, r.pending[ref])
+	}
+	clear(r.pending)
+	r.order = r.order[:0]
+	return batch
+}
+
+// close sends what is pending, stops the goroutine and returns the first
+// send error. report must not be called after close.
+func (r *relay) close() error {
+	close(r.stop)
+	return <-r.done
+}
+
+// ProgressToProto converts a report to its API form.
+func ProgressToProto(p distribution.Progress) *api.Progress {
+	return &api.Progress{
+		Ref:       p.Ref,
+		Digest:    p.Digest.String(),
+		MediaType: p.MediaType,
+		Status:    string(p.Status),
+		Offset:    p.Offset,
+		Total:     p.Total,
+	}
+}
+
+// ProgressFromProto converts an API report.
+func ProgressFromProto(p *api.Progress) distribution.Progress {
+	return distribution.Progress{
+		Ref:       p.GetRef(),
+		Digest:    digest.Digest(p.GetDigest()),
+		MediaType: p.GetMediaType(),
+		Status:    distribution.Status(p.GetStatus()),
+		Offset:    p.GetOffset(),
+		Total:     p.GetTotal(),
+	}
+}

@@ -1,0 +1,354 @@
+// Package transfer serves berth.services.transfer.v1: pulls from and
+// pushes to registries, run in the daemon with package distribution over
+// the namespaced content store, with progress relayed to the caller's
+// stream.
+//
+// A pull holds a lease (labelled LeaseLabel) from before its first byte
+// until the image record is written, so garbage collection can neither
+// take a half-done pull nor keep it forever: the lease is deleted when the
+// pull ends, and Recover deletes the leases of pulls a crash interrupted.
+// Ingests of interrupted downloads outlive the lease (garbage collection
+// keeps an unleased ingest for its ingest_ttl), so the next pull resumes
+// them.
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/containerd/platforms"
+	"github.com/containerd/ttrpc"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/leases"
+	"github.com/berthrt/berth/namespaces"
+	imagesv1 "github.com/berthrt/berth/proto/images/v1"
+	api "github.com/berthrt/berth/proto/transfer/v1"
+	"github.com/berthrt/berth/services"
+	imagesvc "github.com/berthrt/berth/services/images"
+	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/metadata"
+)
+
+const (
+	// LeaseLabel marks the leases of transfers; its value is "pull".
+	LeaseLabel = "berth.io/transfer"
+	// leaseExpiry bounds how long a transfer's lease protects content
+	// should neither the transfer nor Recover delete it.
+	leaseExpiry = 24 * time.Hour
+	// maxConcurrency bounds a request's concurrency.
+	maxConcurrency = 16
+	// cleanupTimeout bounds deleting a lease after a transfer.
+	cleanupTimeout = 10 * time.Second
+)
+
+// Config is what the service uses.
+type Config struct {
+	// Content is the namespaced content store (metadata.DB.ContentStore).
+	Content content.Store
+	Images  metadata.ImageStore
+	Leases  metadata.LeaseManager
+	// Publisher receives /images/create and /images/update.
+	Publisher services.Publisher
+	// HostsDir is the hosts.toml folder ([registry] config_path).
+	HostsDir string
+	// DockerConfig is the path of a Docker config.json; "" is
+	// $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+	DockerConfig string
+	// Transport is the registries' base transport; nil is the default.
+	Transport http.RoundTripper
+	// Log receives warnings about cleanup; nil is slog.Default().
+	Log *slog.Logger
+}
+
+type service struct{ Config }
+
+// Register serves the transfer API on srv. Both calls stream, so they
+// convert their own errors: ttrpc has no stream interceptor.
+func Register(srv *ttrpc.Server, cfg Config) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	api.RegisterTransferService(srv, &service{cfg})
+}
+
+func (s *service) Pull(ctx context.Context, req *api.PullRequest, stream api.Transfer_PullServer) error {
+	return errdefs.ToTTRPC(s.pull(ctx, req, stream))
+}
+
+func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Transfer_PullServer) error {
+	ctx, err := streamNamespace(ctx, req.GetNamespace())
+	if err != nil {
+		return err
+	}
+	if req.GetUnpack() || req.GetSnapshotter() != "" {
+		return fmt.Errorf("pull %.200q: unpack: %w", req.GetRef(), errdefs.ErrNotImplemented)
+	}
+	opts, err := pullOptions(req)
+	if err != nil {
+		return err
+	}
+	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp())
+	if err != nil {
+		return err
+	}
+	ctx, release, err := s.lease(ctx, "pull")
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	rl := newRelay(func(batch []*api.Progress) error { return stream.Send(&api.PullProgress{Progress: batch}) })
+	img, err := distribution.Pull(ctx, r, s.Content, req.GetRef(), append(opts, distribution.WithProgress(rl.report))...)
+	sendErr := rl.close()
+	if err != nil {
+		return err
+	}
+	// The image is recorded even when the client has gone: the work is
+	// done, and the next pull would only find it all there.
+	stored, err := s.record(ctx, img)
+	if err != nil {
+		return err
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	return stream.Send(&api.PullProgress{Image: imagesvc.ToProto(stored)})
+}
+
+// pullOptions returns the distribution options a request asks for.
+func pullOptions(req *api.PullRequest) ([]distribution.Opt, error) {
+	var opts []distribution.Opt
+	ps, err := parsePlatforms(req.GetPlatforms())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case req.GetAllPlatforms() && len(ps) > 0:
+		return nil, fmt.Errorf("platforms and all_platforms together: %w", errdefs.ErrInvalidArgument)
+	case req.GetAllPlatforms():
+		opts = append(opts, distribution.WithAllPlatforms())
+	case len(ps) > 0:
+		opts = append(opts, distribution.WithPlatforms(ps...))
+	}
+	if n, err := concurrency(req.GetConcurrency()); err != nil {
+		return nil, err
+	} else if n > 0 {
+		opts = append(opts, distribution.WithConcurrency(n))
+	}
+	return opts, nil
+}
+
+// record creates the image img names, or points the existing one at the
+// pulled target (its labels stay), and publishes the change.
+func (s *service) record(ctx context.Context, img distribution.Image) (metadata.Image, error) {
+	rec := metadata.Image{Name: img.Name, Target: img.Target}
+	// Two tries: the image may be deleted between a Create that finds it
+	// and the Update.
+	for try := 0; ; try++ {
+		created, err := s.Images.Create(ctx, rec)
+		if err == nil {
+			s.publish(ctx, imagesvc.TopicImageCreate, &imagesv1.ImageCreate{Name: created.Name, Labels: created.Labels})
+			return created, nil
+		}
+		if !errdefs.IsAlreadyExists(err) {
+			return metadata.Image{}, err
+		}
+		updated, err := s.Images.Update(ctx, rec, "target")
+		if err == nil {
+			s.publish(ctx, imagesvc.TopicImageUpdate, &imagesv1.ImageUpdate{Name: updated.Name, Labels: updated.Labels})
+			return updated, nil
+		}
+		if !errdefs.IsNotFound(err) || try > 0 {
+			return metadata.Image{}, err
+		}
+	}
+}
+
+func (s *service) Push(ctx context.Context, req *api.PushRequest, stream api.Transfer_PushServer) error {
+	return errdefs.ToTTRPC(s.push(ctx, req, stream))
+}
+
+func (s *service) push(ctx context.Context, req *api.PushRequest, stream api.Transfer_PushServer) error {
+	ctx, err := streamNamespace(ctx, req.GetNamespace())
+	if err != nil {
+		return err
+	}
+	ref, err := distribution.ParseRef(req.GetRef())
+	if err != nil {
+		return err
+	}
+	name := req.GetImage()
+	if name == "" {
+		name = ref.String()
+	}
+	img, err := s.Images.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	desc, err := s.pushTarget(ctx, img.Target, req.GetPlatforms())
+	if err != nil {
+		return fmt.Errorf("push image %q: %w", name, err)
+	}
+	var opts []distribution.Opt
+	if n, err := concurrency(req.GetConcurrency()); err != nil {
+		return err
+	} else if n > 0 {
+		opts = append(opts, distribution.WithConcurrency(n))
+	}
+	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp())
+	if err != nil {
+		return err
+	}
+	rl := newRelay(func(batch []*api.Progress) error { return stream.Send(&api.PushProgress{Progress: batch}) })
+	err = distribution.Push(ctx, r, s.Content, req.GetRef(), desc, append(opts, distribution.WithProgress(rl.report))...)
+	if sendErr := rl.close(); err == nil {
+		err = sendErr
+	}
+	if err != nil {
+		return err
+	}
+	return stream.Send(&api.PushProgress{Pushed: imagesvc.DescriptorToProto(desc)})
+}
+
+// pushTarget is what a push of target uploads: target itself, or, with a
+// platform, the manifest of target's index for that platform.
+func (s *service) pushTarget(ctx context.Context, target ocispec.Descriptor, want []string) (ocispec.Descriptor, error) {
+	ps, err := parsePlatforms(want)
+	switch {
+	case err != nil:
+		return ocispec.Descriptor{}, err
+	case len(ps) == 0 || !images.IsIndex(target.MediaType):
+		return target, nil
+	case len(ps) > 1:
+		return ocispec.Descriptor{}, fmt.Errorf("%d platforms: push one platform's manifest or the whole index: %w", len(ps), errdefs.ErrInvalidArgument)
+	}
+	children, err := images.Children(ctx, s.Content, target)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, d := range images.SelectPlatforms(children, platforms.Only(ps[0])) {
+		if d.Platform != nil && images.IsManifest(d.MediaType) {
+			return d, nil
+		}
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("no manifest for %s in index %s: %w", platforms.Format(ps[0]), target.Digest, errdefs.ErrNotFound)
+}
+
+// resolver returns a resolver for one request: the daemon's hosts.toml
+// folder and Docker config, with the request's credentials asked first.
+func (s *service) resolver(creds *api.Credentials, plainHTTP bool) (*distribution.Resolver, error) {
+	opts := distribution.ResolverOptions{
+		HostsDir:     s.HostsDir,
+		PlainHTTP:    plainHTTP,
+		DockerConfig: s.DockerConfig,
+		Transport:    s.Transport,
+	}
+	if creds.GetUsername() != "" || creds.GetPassword() != "" || creds.GetIdentityToken() != "" {
+		c := distribution.Credential{Username: creds.GetUsername(), Password: creds.GetPassword(), RefreshToken: creds.GetIdentityToken()}
+		opts.Credentials = func(context.Context, string) (distribution.Credential, error) { return c, nil }
+	}
+	return distribution.NewResolver(opts)
+}
+
+// lease creates the lease of a transfer of kind in the namespace of ctx
+// and returns ctx carrying it, and the function that deletes it.
+func (s *service) lease(ctx context.Context, kind string) (context.Context, func(), error) {
+	l, err := s.Leases.Create(ctx, metadata.Lease{Labels: map[string]string{
+		LeaseLabel:         kind,
+		leases.ExpireLabel: time.Now().Add(leaseExpiry).UTC().Format(time.RFC3339Nano),
+	}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s lease: %w", kind, err)
+	}
+	release := func() {
+		cctx, cancel := context.WithTimeout(leases.WithoutLease(context.WithoutCancel(ctx)), cleanupTimeout)
+		defer cancel()
+		if err := s.Leases.Delete(cctx, l.ID); err != nil {
+			s.Log.WarnContext(cctx, "delete transfer lease", "lease", l.ID, "error", err)
+		}
+	}
+	return leases.WithLease(ctx, l.ID), release, nil
+}
+
+func (s *service) publish(ctx context.Context, topic string, ev proto.Message) {
+	if s.Publisher == nil {
+		return
+	}
+	if err := s.Publisher.Publish(ctx, topic, ev); err != nil {
+		s.Log.WarnContext(ctx, "publish image event", "topic", topic, "error", err)
+	}
+}
+
+// Recover deletes the transfer leases of every namespace: at the
+// daemon's start no transfer is under way, so they are what transfers
+// interrupted by a crash left. It returns how many it deleted.
+func Recover(ctx context.Context, nss metadata.NamespaceStore, lm metadata.LeaseManager) (int, error) {
+	list, err := nss.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, ns := range list {
+		nctx := namespaces.WithNamespace(ctx, ns)
+		ls, err := lm.List(nctx, "labels."+fmt.Sprintf("%q", LeaseLabel))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("namespace %q: %w", ns, err))
+			continue
+		}
+		for _, l := range ls {
+			if err := lm.Delete(nctx, l.ID); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("namespace %q: lease %q: %w", ns, l.ID, err))
+				continue
+			}
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// parsePlatforms parses "os/arch[/variant]" strings.
+func parsePlatforms(ss []string) ([]ocispec.Platform, error) {
+	var ps []ocispec.Platform
+	for _, s := range ss {
+		p, err := distribution.ParsePlatform(s)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// concurrency checks a request's concurrency; 0 is the default.
+func concurrency(n int32) (int, error) {
+	if n < 0 || n > maxConcurrency {
+		return 0, fmt.Errorf("concurrency %d: not in 0…%d: %w", n, maxConcurrency, errdefs.ErrInvalidArgument)
+	}
+	return int(n), nil
+}
+
+// streamNamespace returns ctx in the namespace a streaming request names,
+// which must agree with the request metadata's when both are given; a
+// namespace is required and validated.
+func streamNamespace(ctx context.Context, given string) (context.Context, error) {
+	if ns, ok := namespaces.Namespace(ctx); ok && given != "" && ns != given {
+		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
+	}
+	if given != "" {
+		ctx = namespaces.WithNamespace(ctx, given)
+	}
+	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
+		return nil, err
+	}
+	return ctx, nil
+}
