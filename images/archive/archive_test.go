@@ -259,6 +259,7 @@ func TestImportHostile(t *testing.T) {
 			if err == nil {
 				t.Fatal("import succeeded")
 			}
+			t.Log(err)
 			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q: want %v and %q in it", err, tt.class, tt.want)
 			}

@@ -171,8 +171,10 @@ func buildImage(t *testing.T, plats ...string) *testImage {
 	for _, p := range plats {
 		layer, diffID := gz, digest.FromBytes(raw)
 		if p != "linux/amd64" {
+			// gzip'd too: skopeo compresses an uncompressed layer on
+			// its way into an OCI layout, which changes the digests.
 			other := tarOf(t, file{name: "arch", data: []byte(p)})
-			layer, diffID = other, digest.FromBytes(other)
+			layer, diffID = gzipOf(t, other), digest.FromBytes(other)
 		}
 		os, arch, _ := cut(p)
 		cfg := ocispec.Image{
@@ -181,9 +183,6 @@ func buildImage(t *testing.T, plats ...string) *testImage {
 			RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
 		}
 		mediaType := ocispec.MediaTypeImageLayerGzip
-		if p != "linux/amd64" {
-			mediaType = ocispec.MediaTypeImageLayer
-		}
 		cd := im.add(ocispec.MediaTypeImageConfig, mustJSON(t, cfg))
 		ld := im.add(mediaType, layer)
 		m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: []ocispec.Descriptor{ld}}
@@ -277,4 +276,17 @@ func without(files []file, name string) []file {
 		}
 	}
 	return out
+}
+
+func gzipOf(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
