@@ -69,5 +69,34 @@ func rootCommand() *cobra.Command {
 		pluginsCommand(&g),
 		shimCommand(),
 	)
+	usageErrors(root)
 	return root
+}
+
+// usageErrors walks the tree from cmd: an argument error (missing or extra
+// arguments) becomes a usage error, and a command group given an unknown
+// subcommand fails with one instead of printing help and exiting 0, as
+// cobra does for a group without Run. A group called alone prints its
+// help.
+func usageErrors(cmd *cobra.Command) {
+	if cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], c.CommandPath())
+			}
+			return nil
+		}
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	}
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		usageErrors(sub)
+	}
 }
