@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -65,7 +66,7 @@ func runCommand(g *globals) *cobra.Command {
 	cf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&rm, "rm", false, "remove the container when its task has exited")
-	f.BoolVarP(&detach, "detach", "d", false, "start the task and return; its output is discarded unless --log-uri is given")
+	f.BoolVarP(&detach, "detach", "d", false, "start the task and return; `tasks attach` connects to its stdio later, or --log-uri sends its output to a file")
 	f.BoolVarP(&stdin, "interactive", "i", false, "connect stdin")
 	f.StringVar(&logURI, "log-uri", "", "with -d: append the task's output to this file (file:///path or /path)")
 	return cmd
@@ -88,11 +89,14 @@ type taskOptions struct {
 // size), waits for the exit, removes the task and returns the exit status.
 func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, error) {
 	creator := ioCreator(o)
+	if o.detach && o.logURI == "" {
+		creator = attachableFIFOs(o.tty, o.stdin)
+	}
 	var con console.Console
 	if o.tty && !o.detach {
-		con = console.Current()
-		if err := con.SetRaw(); err != nil {
-			return 0, fmt.Errorf("terminal: %w", err)
+		var err error
+		if con, err = rawTerminal(); err != nil {
+			return 0, err
 		}
 		defer con.Reset()
 	}
@@ -137,6 +141,57 @@ func supervise(ctx context.Context, p client.Process, con console.Console) (uint
 	}
 	return code, nil
 }
+
+// rawTerminal puts the terminal berthctl runs on in raw mode; the caller
+// resets it. Unlike console.Current, which panics, it fails when none of
+// stdin, stdout and stderr is a terminal.
+func rawTerminal() (console.Console, error) {
+	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
+		con, err := console.ConsoleFromFile(f)
+		if err != nil {
+			continue
+		}
+		if err := con.SetRaw(); err != nil {
+			return nil, fmt.Errorf("terminal: %w", err)
+		}
+		return con, nil
+	}
+	return nil, fmt.Errorf("-t needs a terminal: none of stdin, stdout and stderr is one")
+}
+
+// attachableFIFOs is the Creator of a detached task: FIFOs that outlive
+// berthctl, so that `tasks attach` can connect to the task later (the
+// shim drops output while nobody is attached). Stdin gets a FIFO only with
+// -i: without one, the process reads /dev/null rather than block. `tasks
+// rm` removes the FIFOs with the task.
+func attachableFIFOs(tty, stdin bool) cio.Creator {
+	return func(id string) (cio.IO, error) {
+		set, err := cio.NewFIFOSetInDir(cio.DefaultFIFODir, id, tty)
+		if err != nil {
+			return nil, err
+		}
+		if !stdin {
+			if err := os.Remove(set.Stdin); err != nil {
+				return nil, errors.Join(err, set.Close())
+			}
+			set.Stdin = ""
+		}
+		return fifosIO{set}, nil
+	}
+}
+
+// fifosIO is an IO that holds FIFOs without copying anything: the FIFOs of
+// a detached task, or of a task being removed. Close removes them.
+type fifosIO struct{ set *cio.FIFOSet }
+
+func (f fifosIO) Config() cio.Config { return f.set.Config }
+func (f fifosIO) Cancel()            {}
+func (f fifosIO) Wait()              {}
+func (f fifosIO) Close() error       { return f.set.Close() }
+
+// keepFIFOs is the Attach of a command that removes a task: its IO removes
+// the task's FIFOs when the task is deleted.
+func keepFIFOs(set *cio.FIFOSet) (cio.IO, error) { return fifosIO{set}, nil }
 
 func ioCreator(o taskOptions) cio.Creator {
 	switch {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -195,6 +196,20 @@ func taskKillCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// removeTask deletes the task of container id and the FIFOs a detached
+// run left for `tasks attach`.
+func removeTask(ctx context.Context, c *client.Client, id string) (*client.ExitStatus, error) {
+	ctr, err := c.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	task, err := ctr.Task(ctx, keepFIFOs)
+	if err != nil {
+		return nil, err
+	}
+	return task.Delete(ctx)
+}
+
 // parseSignal accepts "TERM", "SIGTERM", "term" or "15".
 func parseSignal(s string) (syscall.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
@@ -268,9 +283,8 @@ func taskExecCommand(g *globals) *cobra.Command {
 			o := taskOptions{tty: tty, stdin: stdin, detach: detach}
 			var con console.Console
 			if tty && !detach {
-				con = console.Current()
-				if err := con.SetRaw(); err != nil {
-					return fmt.Errorf("terminal: %w", err)
+				if con, err = rawTerminal(); err != nil {
+					return err
 				}
 				defer con.Reset()
 			}
@@ -322,8 +336,7 @@ func taskAttachCommand(g *globals) *cobra.Command {
 			}
 			var con console.Console
 			if task.IO() != nil && task.IO().Config().Terminal {
-				con = console.Current()
-				if err := con.SetRaw(); err != nil {
+				if con, err = rawTerminal(); err != nil {
 					return err
 				}
 				defer con.Reset()
@@ -339,7 +352,14 @@ func taskAttachCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			task.IO().Wait()
+			// The shim reports the exit once the output is in the FIFOs,
+			// so Cancel loses nothing. Without it, Wait would hang on a
+			// FIFO the shim never opened while attached (say, stderr of a
+			// task that wrote nothing there).
+			if pio := task.IO(); pio != nil {
+				pio.Cancel()
+				pio.Wait()
+			}
 			return exitCode(code)
 		},
 	}
@@ -366,13 +386,13 @@ func taskRemoveCommand(g *globals) *cobra.Command {
 						c.TaskService().Wait(ctx, &tasksv1.WaitRequest{ContainerId: id})
 					}
 				}
-				resp, err := c.TaskService().Delete(ctx, &tasksv1.DeleteTaskRequest{ContainerId: id})
+				st, err := removeTask(ctx, c, id)
 				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), "berthctl:", err)
 					failed = fmt.Errorf("some tasks were not removed")
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%d\n", id, resp.ExitStatus)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%d\n", id, st.ExitCode())
 			}
 			return failed
 		},
