@@ -67,6 +67,7 @@ func rootCommand() *cobra.Command {
 		runCommand(&g),
 		eventsCommand(&g),
 		pluginsCommand(&g),
+		imagesCommand(&g), contentCommand(&g), leasesCommand(&g),
 		shimCommand(),
 	)
 	usageErrors(root)

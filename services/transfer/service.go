@@ -186,17 +186,13 @@ func (s *service) push(ctx context.Context, req *api.PushRequest, stream api.Tra
 	if err != nil {
 		return err
 	}
-	name := req.GetImage()
-	if name == "" {
-		name = ref.String()
-	}
-	img, err := s.Images.Get(ctx, name)
+	target, what, err := s.pushRoot(ctx, req, ref)
 	if err != nil {
 		return err
 	}
-	desc, err := s.pushTarget(ctx, img.Target, req.GetPlatforms())
+	desc, err := s.pushTarget(ctx, target, req.GetPlatforms())
 	if err != nil {
-		return fmt.Errorf("push image %q: %w", name, err)
+		return fmt.Errorf("push %s: %w", what, err)
 	}
 	var opts []distribution.Opt
 	if n, err := concurrency(req.GetConcurrency()); err != nil {
@@ -217,6 +213,30 @@ func (s *service) push(ctx context.Context, req *api.PushRequest, stream api.Tra
 		return err
 	}
 	return stream.Send(&api.PushProgress{Pushed: imagesvc.DescriptorToProto(desc)})
+}
+
+// pushRoot returns the root a push request names, and how to name it in
+// an error: the request's target, else the image named image, else ref.
+func (s *service) pushRoot(ctx context.Context, req *api.PushRequest, ref distribution.Ref) (ocispec.Descriptor, string, error) {
+	if t := req.GetTarget(); t != nil {
+		if req.GetImage() != "" {
+			return ocispec.Descriptor{}, "", fmt.Errorf("push %s: image and target together: %w", ref, errdefs.ErrInvalidArgument)
+		}
+		desc := imagesvc.DescriptorFromProto(t)
+		if err := images.CheckDescriptor(desc); err != nil {
+			return ocispec.Descriptor{}, "", fmt.Errorf("push %s: target: %w", ref, err)
+		}
+		return desc, desc.Digest.String(), nil
+	}
+	name := req.GetImage()
+	if name == "" {
+		name = ref.String()
+	}
+	img, err := s.Images.Get(ctx, name)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	return img.Target, fmt.Sprintf("image %q", name), nil
 }
 
 // pushTarget is what a push of target uploads: target itself, or, with a

@@ -401,7 +401,7 @@ type PushRequest struct {
 	// does. A ref with a digest must name the pushed target.
 	Ref string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
 	// image: the name of the local image to push; empty means the
-	// normalised ref itself.
+	// normalised ref itself, unless target is set.
 	Image string `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
 	// platforms: "os/arch[/variant]"; when the image is an index, push
 	// only the one manifest matching the platform (under ref's tag)
@@ -414,7 +414,10 @@ type PushRequest struct {
 	PlainHttp bool `protobuf:"varint,6,opt,name=plain_http,json=plainHttp,proto3" json:"plain_http,omitempty"`
 	// concurrency: how many blobs are uploaded at once; 0 is the
 	// daemon's default (3), at most 16.
-	Concurrency   int32 `protobuf:"varint,7,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Concurrency int32 `protobuf:"varint,7,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	// target: push this manifest or index of the namespace's content
+	// store instead of a named image; with image it is InvalidArgument.
+	Target        *v1.Descriptor `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -496,6 +499,13 @@ func (x *PushRequest) GetConcurrency() int32 {
 		return x.Concurrency
 	}
 	return 0
+}
+
+func (x *PushRequest) GetTarget() *v1.Descriptor {
+	if x != nil {
+		return x.Target
+	}
+	return nil
 }
 
 // PushProgress is one message of a Push stream, throttled as
@@ -586,7 +596,7 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"\x05total\x18\x06 \x01(\x03R\x05total\"\x87\x01\n" +
 	"\fPullProgress\x12@\n" +
 	"\bprogress\x18\x01 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x125\n" +
-	"\x05image\x18\x02 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\"\xfd\x01\n" +
+	"\x05image\x18\x02 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\"\xbb\x02\n" +
 	"\vPushRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x14\n" +
@@ -595,7 +605,8 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"\vcredentials\x18\x05 \x01(\v2'.berth.services.transfer.v1.CredentialsR\vcredentials\x12\x1d\n" +
 	"\n" +
 	"plain_http\x18\x06 \x01(\bR\tplainHttp\x12 \n" +
-	"\vconcurrency\x18\a \x01(\x05R\vconcurrency\"\x8e\x01\n" +
+	"\vconcurrency\x18\a \x01(\x05R\vconcurrency\x12<\n" +
+	"\x06target\x18\b \x01(\v2$.berth.services.images.v1.DescriptorR\x06target\"\x8e\x01\n" +
 	"\fPushProgress\x12@\n" +
 	"\bprogress\x18\x01 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x12<\n" +
 	"\x06pushed\x18\x02 \x01(\v2$.berth.services.images.v1.DescriptorR\x06pushed2\xc4\x01\n" +
@@ -631,17 +642,18 @@ var file_proto_transfer_v1_transfer_proto_depIdxs = []int32{
 	2, // 1: berth.services.transfer.v1.PullProgress.progress:type_name -> berth.services.transfer.v1.Progress
 	6, // 2: berth.services.transfer.v1.PullProgress.image:type_name -> berth.services.images.v1.Image
 	0, // 3: berth.services.transfer.v1.PushRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
-	2, // 4: berth.services.transfer.v1.PushProgress.progress:type_name -> berth.services.transfer.v1.Progress
-	7, // 5: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
-	1, // 6: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
-	4, // 7: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
-	3, // 8: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
-	5, // 9: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7, // 4: berth.services.transfer.v1.PushRequest.target:type_name -> berth.services.images.v1.Descriptor
+	2, // 5: berth.services.transfer.v1.PushProgress.progress:type_name -> berth.services.transfer.v1.Progress
+	7, // 6: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
+	1, // 7: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
+	4, // 8: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
+	3, // 9: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
+	5, // 10: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_proto_transfer_v1_transfer_proto_init() }

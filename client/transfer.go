@@ -1,0 +1,239 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/errdefs"
+	transferv1 "github.com/berthrt/berth/proto/transfer/v1"
+	imagesvc "github.com/berthrt/berth/services/images"
+	transfersvc "github.com/berthrt/berth/services/transfer"
+)
+
+// Progress is one report about one blob of a pull or push: its ingest
+// ref, digest, media type, status (waiting, downloading, uploading,
+// exists, done) and the bytes moved of its total.
+type Progress = distribution.Progress
+
+// RemoteOpt configures Pull and Push.
+type RemoteOpt func(*remoteOptions) error
+
+type remoteOptions struct {
+	platforms   []string
+	all         bool
+	progress    func(Progress)
+	creds       *transferv1.Credentials
+	plainHTTP   bool
+	concurrency int32
+}
+
+// WithPlatforms pulls, from an index, the manifest of each platform
+// ("os/arch[/variant]") instead of linux/amd64; Push takes one platform
+// and pushes only its manifest of the image's index.
+func WithPlatforms(platforms ...string) RemoteOpt {
+	return func(o *remoteOptions) error {
+		for _, p := range platforms {
+			if _, err := distribution.ParsePlatform(p); err != nil {
+				return err
+			}
+		}
+		o.platforms = append(o.platforms, platforms...)
+		return nil
+	}
+}
+
+// WithPlatform is WithPlatforms with one platform.
+func WithPlatform(platform string) RemoteOpt { return WithPlatforms(platform) }
+
+// WithAllPlatforms pulls every manifest of an index.
+func WithAllPlatforms() RemoteOpt {
+	return func(o *remoteOptions) error {
+		o.all = true
+		return nil
+	}
+}
+
+// WithPullProgress sends the progress reports of a pull or push to fn,
+// in the goroutine that called Pull or Push. The daemon sends a blob's
+// byte count at most every 100 ms, and every change of its status.
+func WithPullProgress(fn func(Progress)) RemoteOpt {
+	return func(o *remoteOptions) error {
+		o.progress = fn
+		return nil
+	}
+}
+
+// WithPushProgress is WithPullProgress, named for Push.
+func WithPushProgress(fn func(Progress)) RemoteOpt { return WithPullProgress(fn) }
+
+// WithCredentials authenticates to the registry with a user name and
+// password (basic auth, or for a token). They travel to the daemon in
+// the request. Without them the daemon uses its Docker config.json.
+func WithCredentials(username, password string) RemoteOpt {
+	return func(o *remoteOptions) error {
+		o.creds = &transferv1.Credentials{Username: username, Password: password}
+		return nil
+	}
+}
+
+// WithPlainHTTP reaches a registry that has no hosts.toml in the daemon's
+// config over plain HTTP.
+func WithPlainHTTP() RemoteOpt {
+	return func(o *remoteOptions) error {
+		o.plainHTTP = true
+		return nil
+	}
+}
+
+// WithMaxConcurrentTransfers bounds the blobs moved at once (1 to 16;
+// the daemon's default is 3).
+func WithMaxConcurrentTransfers(n int) RemoteOpt {
+	return func(o *remoteOptions) error {
+		if n < 1 || n > 16 {
+			return fmt.Errorf("concurrent transfers %d: not in 1…16: %w", n, errdefs.ErrInvalidArgument)
+		}
+		o.concurrency = int32(n)
+		return nil
+	}
+}
+
+func newRemoteOptions(opts []RemoteOpt) (*remoteOptions, error) {
+	o := &remoteOptions{}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if o.all && len(o.platforms) > 0 {
+		return nil, fmt.Errorf("WithPlatforms and WithAllPlatforms together: %w", errdefs.ErrInvalidArgument)
+	}
+	return o, nil
+}
+
+// Pull has the daemon fetch the image ref ("busybox" is
+// docker.io/library/busybox:latest) into its content store, every byte
+// verified, and record it as an image named by the normalised ref. It
+// returns that image once it is recorded. Cancelling ctx cancels the
+// pull in the daemon; what was fetched stays for the next pull to
+// resume.
+func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (*Image, error) {
+	o, err := newRemoteOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := c.namespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("pull %.200s", ref)
+	var img *Image
+	err = c.transfer(ctx, what, func(ctx context.Context, api transferv1.TransferClient) (receiver, error) {
+		stream, err := api.Pull(ctx, &transferv1.PullRequest{
+			Namespace: ns, Ref: ref, Platforms: o.platforms, AllPlatforms: o.all,
+			Credentials: o.creds, PlainHttp: o.plainHTTP, Concurrency: o.concurrency,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return func() ([]*transferv1.Progress, bool, error) {
+			msg, err := stream.Recv()
+			if err != nil {
+				return nil, false, err
+			}
+			if i := msg.GetImage(); i != nil {
+				img = NewImage(c, imagesvc.FromProto(i))
+				return msg.GetProgress(), true, nil
+			}
+			return msg.GetProgress(), false, nil
+		}, nil
+	}, o.progress)
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// Push has the daemon upload the image whose root is desc (an index or a
+// manifest in its content store, e.g. an Image's Target) to ref: the
+// blobs the registry lacks, then the manifests, then ref's tag. With one
+// WithPlatform and an index, only that platform's manifest is pushed.
+func (c *Client) Push(ctx context.Context, ref string, desc ocispec.Descriptor, opts ...RemoteOpt) error {
+	o, err := newRemoteOptions(opts)
+	if err != nil {
+		return err
+	}
+	if o.all {
+		return fmt.Errorf("push: WithAllPlatforms: a push is of the whole image unless one platform is named: %w", errdefs.ErrInvalidArgument)
+	}
+	ns, err := c.namespace(ctx)
+	if err != nil {
+		return err
+	}
+	return c.transfer(ctx, fmt.Sprintf("push %.200s", ref), func(ctx context.Context, api transferv1.TransferClient) (receiver, error) {
+		stream, err := api.Push(ctx, &transferv1.PushRequest{
+			Namespace: ns, Ref: ref, Target: imagesvc.DescriptorToProto(desc), Platforms: o.platforms,
+			Credentials: o.creds, PlainHttp: o.plainHTTP, Concurrency: o.concurrency,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return func() ([]*transferv1.Progress, bool, error) {
+			msg, err := stream.Recv()
+			if err != nil {
+				return nil, false, err
+			}
+			return msg.GetProgress(), msg.GetPushed() != nil, nil
+		}, nil
+	}, o.progress)
+}
+
+// receiver returns the next message of a transfer stream: its progress
+// reports, and whether it is the last one.
+type receiver func() (progress []*transferv1.Progress, last bool, err error)
+
+// transfer runs one transfer call over a connection of its own, so that
+// when ctx is cancelled closing the connection cancels the call in the
+// daemon (ttrpc v1.2 has no other way to cancel a stream). It passes the
+// progress reports to fn until the last message.
+func (c *Client) transfer(ctx context.Context, what string, start func(context.Context, transferv1.TransferClient) (receiver, error), fn func(Progress)) error {
+	tc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	recv, err := start(ctx, transferv1.NewTransferClient(tc))
+	if err != nil {
+		return transferError(ctx, what, err)
+	}
+	for {
+		progress, last, err := recv()
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: the daemon ended the stream without a result: %w", what, errdefs.ErrUnavailable)
+		}
+		if err != nil {
+			return transferError(ctx, what, err)
+		}
+		if fn != nil {
+			for _, p := range progress {
+				fn(transfersvc.ProgressFromProto(p))
+			}
+		}
+		if last {
+			return nil
+		}
+	}
+}
+
+// transferError says why a transfer stream failed: ctx's error when it
+// ended, else the daemon's, with its class.
+func transferError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, context.Cause(ctx))
+	}
+	return streamError(what, err)
+}

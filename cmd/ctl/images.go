@@ -1,0 +1,648 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/images/archive"
+	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/metadata"
+)
+
+func imagesCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "images", Aliases: []string{"image", "i"}, Short: "pull, push, list and manage images"}
+	cmd.AddCommand(
+		imagePullCommand(g),
+		imagePushCommand(g),
+		imageListCommand(g),
+		imageRemoveCommand(g),
+		imageTagCommand(g),
+		imageLabelCommand(g),
+		imageCheckCommand(g),
+		imageImportCommand(g),
+		imageExportCommand(g),
+	)
+	return cmd
+}
+
+// remoteFlags are the flags of pull and push.
+type remoteFlags struct {
+	platforms []string
+	all       bool
+	plainHTTP bool
+	user      string
+}
+
+func (f *remoteFlags) register(cmd *cobra.Command, all bool) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.platforms, "platform", nil, "platform os/arch[/variant] (repeatable; default linux/amd64)")
+	if all {
+		fl.BoolVar(&f.all, "all-platforms", false, "every platform of an index")
+	}
+	fl.BoolVar(&f.plainHTTP, "plain-http", false, "reach a registry without a hosts.toml over plain HTTP")
+	fl.StringVarP(&f.user, "user", "u", "", "registry credentials USER[:PASSWORD]; the password is asked for when left out")
+}
+
+func (f *remoteFlags) opts(in io.Reader, prompt io.Writer) ([]client.RemoteOpt, error) {
+	var opts []client.RemoteOpt
+	if f.all && len(f.platforms) > 0 {
+		return nil, usageError{errors.New("--platform and --all-platforms together")}
+	}
+	for _, p := range f.platforms {
+		if _, err := distribution.ParsePlatform(p); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	if len(f.platforms) > 0 {
+		opts = append(opts, client.WithPlatforms(f.platforms...))
+	}
+	if f.all {
+		opts = append(opts, client.WithAllPlatforms())
+	}
+	if f.plainHTTP {
+		opts = append(opts, client.WithPlainHTTP())
+	}
+	if f.user != "" {
+		user, password, ok := strings.Cut(f.user, ":")
+		if !ok {
+			var err error
+			if password, err = readPassword(in, prompt, user); err != nil {
+				return nil, err
+			}
+		}
+		opts = append(opts, client.WithCredentials(user, password))
+	}
+	return opts, nil
+}
+
+// readPassword reads user's password from in: without echo from a
+// terminal, else its first line.
+func readPassword(in io.Reader, prompt io.Writer, user string) (string, error) {
+	if f, ok := in.(*os.File); ok {
+		if con, err := console.ConsoleFromFile(f); err == nil {
+			fmt.Fprintf(prompt, "password for %s: ", user)
+			if err := con.DisableEcho(); err != nil {
+				return "", err
+			}
+			defer func() {
+				con.Reset()
+				fmt.Fprintln(prompt)
+			}()
+		}
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		return "", fmt.Errorf("read the password of %s: %w", user, err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func imagePullCommand(g *globals) *cobra.Command {
+	var f remoteFlags
+	cmd := &cobra.Command{
+		Use:   "pull [flags] REF",
+		Short: "fetch an image from a registry into the daemon",
+		Long: `pull has the daemon fetch REF (busybox is docker.io/library/busybox:latest)
+and record it as an image. Progress goes to stdout: a line per blob redrawn
+in place on a terminal, a line per change of a blob's status otherwise; the
+last line is "NAME DIGEST". Registry settings (mirrors, TLS) come from the
+daemon's [registry] config_path.`,
+		Example: `  berthctl images pull busybox
+  berthctl images pull --platform linux/arm64 --plain-http 127.0.0.1:5000/app:1.0
+  berthctl images pull --user ci:secret registry.example/app@sha256:…`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := f.opts(cmd.InOrStdin(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			d := newProgressDisplay(cmd.OutOrStdout())
+			start := time.Now()
+			img, err := c.Pull(ctx, args[0], append(opts, client.WithPullProgress(d.update))...)
+			d.finish()
+			if err != nil {
+				return err
+			}
+			if d.live {
+				fmt.Fprintf(cmd.OutOrStdout(), "pulled in %.1fs\n", time.Since(start).Seconds())
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
+			return nil
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func imagePushCommand(g *globals) *cobra.Command {
+	var f remoteFlags
+	cmd := &cobra.Command{
+		Use:   "push [flags] REF [LOCAL]",
+		Short: "upload an image to a registry",
+		Long: `push uploads the local image LOCAL (REF when left out) to REF: the blobs the
+registry lacks, then the manifests, then REF's tag. With one --platform and
+an index, only that platform's manifest is pushed.`,
+		Example: `  berthctl images push --plain-http 127.0.0.1:5000/app:copy docker.io/library/busybox:latest`,
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := f.opts(cmd.InOrStdin(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if len(f.platforms) > 1 {
+				return usageError{errors.New("push takes at most one --platform")}
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			local := args[0]
+			if len(args) == 2 {
+				local = args[1]
+			}
+			img, err := lookupImage(ctx, c, local)
+			if err != nil {
+				return err
+			}
+			d := newProgressDisplay(cmd.OutOrStdout())
+			err = c.Push(ctx, args[0], img.Target(), append(opts, client.WithPushProgress(d.update))...)
+			d.finish()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), args[0], img.Target().Digest)
+			return nil
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+// lookupImage returns the image name, or failing that the one its
+// normalised reference names ("busybox" finds
+// docker.io/library/busybox:latest).
+func lookupImage(ctx context.Context, c *client.Client, name string) (*client.Image, error) {
+	img, err := c.GetImage(ctx, name)
+	if !errdefs.IsNotFound(err) {
+		return img, err
+	}
+	if ref, perr := distribution.ParseRef(name); perr == nil && ref.String() != name {
+		if img, err2 := c.GetImage(ctx, ref.String()); err2 == nil {
+			return img, nil
+		}
+	}
+	return nil, err
+}
+
+func imageListCommand(g *globals) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "ls [FILTER...]",
+		Aliases: []string{"list"},
+		Short:   "list images",
+		Long: `ls lists the images of the namespace: REF, TYPE (the target's media type),
+DIGEST, SIZE (of the blobs present for every platform) and PLATFORMS.
+Filter fields: name, target.digest, target.mediatype, target.size,
+labels.<key>, annotations.<key>.`,
+		Example: `  berthctl images ls
+  berthctl images ls -q 'name~=busybox'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			imgs, err := c.ListImages(ctx, args...)
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, img := range imgs {
+					fmt.Fprintln(cmd.OutOrStdout(), img.Name())
+				}
+				return nil
+			}
+			cs := c.ContentStore()
+			t := newTable(cmd.OutOrStdout(), "REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS")
+			for _, img := range imgs {
+				size, ps := "-", "-"
+				if r, err := images.Check(ctx, cs, img.Target(), nil); err == nil {
+					size = humanSize(r.PresentSize)
+				}
+				if list, err := imagePlatforms(ctx, cs, img.Target()); err == nil && len(list) > 0 {
+					ps = strings.Join(list, ",")
+				}
+				t.row(img.Name(), img.Target().MediaType, img.Target().Digest, size, ps)
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print names only")
+	return cmd
+}
+
+// imagePlatforms lists the platforms of an image: those of an index's
+// manifests, or the one a manifest's config names.
+func imagePlatforms(ctx context.Context, cs content.Store, target ocispec.Descriptor) ([]string, error) {
+	children, err := images.Children(ctx, cs, target)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	if images.IsIndex(target.MediaType) {
+		for _, d := range children {
+			if d.Platform != nil {
+				out = append(out, platforms.Format(*d.Platform))
+			}
+		}
+	} else if len(children) > 0 {
+		var p ocispec.Platform
+		if err := readJSON(ctx, cs, children[0], &p); err != nil {
+			return nil, err
+		}
+		if p.OS != "" {
+			out = append(out, platforms.Format(p))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func imageRemoveCommand(g *globals) *cobra.Command {
+	var sync bool
+	cmd := &cobra.Command{
+		Use:     "rm [--sync] REF...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "remove images (garbage collection removes their content)",
+		Example: `  berthctl images rm --sync busybox`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			var failed error
+			for _, name := range args {
+				img, err := lookupImage(ctx, c, name)
+				if err == nil {
+					err = c.DeleteImage(ctx, img.Name())
+				}
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "berthctl:", err)
+					failed = errors.New("some images were not removed")
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), img.Name())
+			}
+			if sync {
+				// One collection after all the deletes.
+				if _, err := c.GarbageCollect(ctx); err != nil {
+					return fmt.Errorf("garbage collection: %w", err)
+				}
+			}
+			return failed
+		},
+	}
+	cmd.Flags().BoolVar(&sync, "sync", false, "return once garbage collection has removed the content")
+	return cmd
+}
+
+func imageTagCommand(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "tag [--force] SRC DST",
+		Short:   "name an image's target anew",
+		Example: `  berthctl images tag busybox example.com/busybox:stable`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			src, err := lookupImage(ctx, c, args[0])
+			if err != nil {
+				return err
+			}
+			dst := metadata.Image{Name: args[1], Target: src.Target()}
+			is := c.ImageService()
+			_, err = is.Create(ctx, dst)
+			if errdefs.IsAlreadyExists(err) && force {
+				_, err = is.Update(ctx, dst, "target")
+			}
+			if err != nil {
+				if errdefs.IsAlreadyExists(err) {
+					return fmt.Errorf("%w (pass --force to point it at %s)", err, src.Target().Digest)
+				}
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), args[1])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "move DST when it exists")
+	return cmd
+}
+
+func imageLabelCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "label REF KEY=VALUE...",
+		Short:   "set image labels (KEY= or KEY removes one)",
+		Example: `  berthctl images label busybox team=ci berth.io/gc.ref.content.sbom=sha256:…`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(args[1:])
+			if err != nil {
+				return err
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			img, err := lookupImage(ctx, c, args[0])
+			if err != nil {
+				return err
+			}
+			var paths []string
+			set := map[string]string{}
+			for k, v := range labels {
+				paths = append(paths, "labels."+k)
+				if v != "" {
+					set[k] = v
+				}
+			}
+			updated, err := c.ImageService().Update(ctx, metadata.Image{Name: img.Name(), Labels: set}, paths...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), formatLabels(updated.Labels))
+			return nil
+		},
+	}
+}
+
+func imageCheckCommand(g *globals) *cobra.Command {
+	var platform string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "check [FILTER...]",
+		Short: "say how much of each image's content is present",
+		Long: `check walks each image (the manifests of the platform chosen, linux/amd64 by
+default) and prints REF, TYPE, AVAILABILITY — complete, incomplete or
+unavailable with present/required blobs — and SIZE present/required.`,
+		Example: `  berthctl images check
+  berthctl images check --all-platforms 'name~=busybox'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := platformMatcher(platform, all)
+			if err != nil {
+				return err
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			imgs, err := c.ListImages(ctx, args...)
+			if err != nil {
+				return err
+			}
+			cs := c.ContentStore()
+			t := newTable(cmd.OutOrStdout(), "REF", "TYPE", "AVAILABILITY", "SIZE")
+			for _, img := range imgs {
+				r, err := images.Check(ctx, cs, img.Target(), m)
+				if err != nil {
+					t.row(img.Name(), img.Target().MediaType, "error: "+err.Error(), "-")
+					continue
+				}
+				t.row(img.Name(), img.Target().MediaType, r.String(), humanSize(r.PresentSize)+"/"+humanSize(r.Size))
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().StringVar(&platform, "platform", "", "platform os/arch[/variant] (default linux/amd64)")
+	cmd.Flags().BoolVar(&all, "all-platforms", false, "every platform of an index")
+	return cmd
+}
+
+// platformMatcher is the matcher of --platform and --all-platforms; nil
+// matches all.
+func platformMatcher(platform string, all bool) (platforms.MatchComparer, error) {
+	switch {
+	case all && platform != "":
+		return nil, usageError{errors.New("--platform and --all-platforms together")}
+	case all:
+		return nil, nil
+	case platform == "":
+		return platforms.Only(distribution.DefaultPlatform()), nil
+	}
+	p, err := distribution.ParsePlatform(platform)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return platforms.Only(p), nil
+}
+
+// archivePlatform returns the archive option of --platform and
+// --all-platforms.
+func archivePlatform(platform string, all bool) ([]archive.Opt, error) {
+	switch {
+	case all && platform != "":
+		return nil, usageError{errors.New("--platform and --all-platforms together")}
+	case all:
+		return []archive.Opt{archive.WithAllPlatforms()}, nil
+	case platform == "":
+		return nil, nil
+	}
+	p, err := distribution.ParsePlatform(platform)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return []archive.Opt{archive.WithPlatform(p)}, nil
+}
+
+func imageImportCommand(g *globals) *cobra.Command {
+	var platform, baseName, indexName string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "import [flags] FILE|-",
+		Short: "import an OCI image layout or docker save archive (tar, or gzip'd tar)",
+		Long: `import reads the archive FILE (- for stdin) and writes its blobs through the
+daemon's content API under a lease, then records its images and prints
+their names.`,
+		Example: `  berthctl images import busybox.tar
+  docker save busybox | berthctl images import -
+  berthctl images import --base-name example.com/app layout.tar`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := archivePlatform(platform, all)
+			if err != nil {
+				return err
+			}
+			if baseName != "" {
+				opts = append(opts, archive.WithNamePrefix(baseName))
+			}
+			if indexName != "" {
+				opts = append(opts, archive.WithIndexName(indexName))
+			}
+			in := cmd.InOrStdin()
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			ctx, done, err := c.WithLease(ctx, client.WithLeaseExpiration(time.Hour))
+			if err != nil {
+				return err
+			}
+			defer done(context.WithoutCancel(ctx))
+			res, err := archive.Import(ctx, c.ContentStore(), c.ImageService(), in, opts...)
+			if err != nil {
+				return err
+			}
+			for _, img := range res.Images {
+				fmt.Fprintln(cmd.OutOrStdout(), img.Name, img.Target.Digest)
+			}
+			if len(res.Images) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "berthctl: the archive named no image (try --base-name or --index-name)")
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&platform, "platform", "", "platform os/arch[/variant] (default linux/amd64)")
+	fl.BoolVar(&all, "all-platforms", false, "every platform of an index")
+	fl.StringVar(&baseName, "base-name", "", "name images whose index.json entry has only a tag REPO:TAG")
+	fl.StringVar(&indexName, "index-name", "", "also record the archive's whole index as this image")
+	return cmd
+}
+
+func imageExportCommand(g *globals) *cobra.Command {
+	var platform string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "export [flags] FILE|- REF...",
+		Short: "export images as an OCI image layout tar",
+		Example: `  berthctl images export busybox.tar busybox
+  berthctl images export --all-platforms - example.com/app:1 | skopeo …`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			opts, err := archivePlatform(platform, all)
+			if err != nil {
+				return err
+			}
+			c, ctx, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			var imgs []metadata.Image
+			for _, name := range args[1:] {
+				img, err := lookupImage(ctx, c, name)
+				if err != nil {
+					return err
+				}
+				imgs = append(imgs, img.Metadata())
+			}
+			out := cmd.OutOrStdout()
+			if args[0] != "-" {
+				// Written beside the destination and renamed once complete,
+				// so that a failed export leaves no partial archive.
+				f, err := os.CreateTemp(dirOf(args[0]), ".berthctl-export-*")
+				if err != nil {
+					return err
+				}
+				defer func() {
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+					if err == nil {
+						err = os.Rename(f.Name(), args[0])
+					}
+					if err != nil {
+						os.Remove(f.Name())
+					}
+				}()
+				out = f
+			}
+			bw := bufio.NewWriterSize(out, 1<<20)
+			if err := archive.Export(ctx, c.ContentStore(), bw, append(opts, archive.WithImages(imgs...))...); err != nil {
+				return err
+			}
+			return bw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&platform, "platform", "", "platform os/arch[/variant] (default linux/amd64)")
+	cmd.Flags().BoolVar(&all, "all-platforms", false, "every platform of an index")
+	return cmd
+}
+
+// readJSON decodes the small blob desc (at most images.MaxManifestSize).
+func readJSON(ctx context.Context, cs content.Provider, desc ocispec.Descriptor, v any) error {
+	if desc.Size > images.MaxManifestSize {
+		return fmt.Errorf("blob %s: %d bytes: %w", desc.Digest, desc.Size, errdefs.ErrInvalidArgument)
+	}
+	data, err := content.ReadBlob(ctx, cs, desc)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+// dirOf is the folder of path, "." for a bare name.
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[:i+1]
+	}
+	return "."
+}
