@@ -343,7 +343,7 @@ func imageTagCommand(g *globals) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:     "tag [--force] SRC DST",
-		Short:   "name an image's target anew",
+		Short:   "name an image's target anew (DST normalised as pull does)",
 		Example: `  berthctl images tag busybox example.com/busybox:stable`,
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -358,7 +358,13 @@ func imageTagCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dst := metadata.Image{Name: args[1], Target: src.Target()}
+			// DST is normalised as pull names images: copy:1 is
+			// docker.io/library/copy:1.
+			ref, err := distribution.ParseRef(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			dst := metadata.Image{Name: ref.String(), Target: src.Target()}
 			is := c.ImageService()
 			_, err = is.Create(ctx, dst)
 			if errdefs.IsAlreadyExists(err) && force {
@@ -370,7 +376,7 @@ func imageTagCommand(g *globals) *cobra.Command {
 				}
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), args[1])
+			fmt.Fprintln(cmd.OutOrStdout(), dst.Name)
 			return nil
 		},
 	}

@@ -1,0 +1,307 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/storage/content"
+	transfersvc "github.com/berthrt/berth/services/transfer"
+)
+
+// pushedImage is an image a test built and pushed to its registry.
+type pushedImage struct {
+	ref   string // as pushed: "127.0.0.1:port/test/app:1"
+	root  ocispec.Descriptor
+	blobs map[digest.Digest][]byte
+}
+
+// pushTestImage builds a linux/amd64 image of layers of random bytes of
+// the given sizes, a config and a manifest in a content store of its own,
+// and pushes it to ref with distribution.Push over plain HTTP.
+func pushTestImage(t *testing.T, ref string, layerSizes ...int) pushedImage {
+	t.Helper()
+	ctx := context.Background()
+	store, err := content.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := pushedImage{ref: ref, blobs: map[digest.Digest][]byte{}}
+	add := func(mediaType string, data []byte) ocispec.Descriptor {
+		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+		if err := content.WriteBlob(ctx, store, "build-"+d.Digest.Encoded(), bytes.NewReader(data), d); err != nil {
+			t.Fatal(err)
+		}
+		img.blobs[d.Digest] = data
+		return d
+	}
+	var layers []ocispec.Descriptor
+	cfg := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, RootFS: ocispec.RootFS{Type: "layers"}}
+	for _, n := range layerSizes {
+		data := make([]byte, n)
+		rand.Read(data)
+		l := add(ocispec.MediaTypeImageLayer, data)
+		layers = append(layers, l)
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.Digest)
+	}
+	cfgData, _ := json.Marshal(cfg)
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: add(ocispec.MediaTypeImageConfig, cfgData), Layers: layers}
+	mData, _ := json.Marshal(m)
+	img.root = add(ocispec.MediaTypeImageManifest, mData)
+	if err := distribution.Push(ctx, testResolver(t), store, ref, img.root); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	return img
+}
+
+// testResolver reaches the test's registry over plain HTTP, with no
+// Docker config.
+func testResolver(t *testing.T) *distribution.Resolver {
+	t.Helper()
+	r, err := distribution.NewResolver(distribution.ResolverOptions{PlainHTTP: true, DockerConfig: filepath.Join(t.TempDir(), "none.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// progressLog collects the reports of a transfer.
+type progressLog struct {
+	mu   sync.Mutex
+	list []client.Progress
+}
+
+func (p *progressLog) add(pr client.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.list = append(p.list, pr)
+}
+
+// final returns the last status of each digest.
+func (p *progressLog) final() map[digest.Digest]distribution.Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[digest.Digest]distribution.Status{}
+	for _, pr := range p.list {
+		out[pr.Digest] = pr.Status
+	}
+	return out
+}
+
+// transferLeases returns the transfer leases left in the namespace of ctx.
+func transferLeases(t *testing.T, ctx context.Context, c *client.Client) []string {
+	t.Helper()
+	ls, err := c.LeasesService().List(ctx, `labels."`+transfersvc.LeaseLabel+`"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, l := range ls {
+		ids = append(ids, l.ID)
+	}
+	return ids
+}
+
+func TestImagesPullPush(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	img := pushTestImage(t, reg.Addr+"/test/app:1", 1<<20, 300<<10)
+	d := newDaemon(t)
+	c := d.client(t, "imgs")
+	ctx := d.nsContext("imgs")
+
+	t.Run("pull", func(t *testing.T) {
+		var log progressLog
+		got, err := c.Pull(ctx, img.ref, client.WithPlainHTTP(), client.WithPullProgress(log.add))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Name() != img.ref || got.Target().Digest != img.root.Digest {
+			t.Fatalf("pulled %s %s, want %s %s", got.Name(), got.Target().Digest, img.ref, img.root.Digest)
+		}
+		final := log.final()
+		for dgst := range img.blobs {
+			if final[dgst] != distribution.StatusDone {
+				t.Errorf("blob %s: last status %q, want done (reports: %v)", dgst, final[dgst], log.list)
+			}
+		}
+		list, err := c.ListImages(ctx)
+		if err != nil || len(list) != 1 || list[0].Name() != img.ref {
+			t.Fatalf("images after the pull: %v, %v", list, err)
+		}
+		if ids := transferLeases(t, ctx, c); len(ids) != 0 {
+			t.Errorf("leases left by the pull: %v", ids)
+		}
+		if _, err := c.GarbageCollect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for dgst, want := range img.blobs {
+			data, err := content.ReadBlob(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
+			if err != nil || !bytes.Equal(data, want) {
+				t.Errorf("blob %s after GC: %d bytes, %v", dgst, len(data), err)
+			}
+		}
+		// A second pull finds everything there.
+		log = progressLog{}
+		if _, err := c.Pull(ctx, img.ref, client.WithPlainHTTP(), client.WithPullProgress(log.add)); err != nil {
+			t.Fatal(err)
+		}
+		for dgst, st := range log.final() {
+			if st != distribution.StatusExists && st != distribution.StatusDone {
+				t.Errorf("second pull: blob %s %q", dgst, st)
+			}
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			ref   string
+			class func(error) bool
+		}{
+			{reg.Addr + "/test/app:nope", errdefs.IsNotFound},
+			{reg.Addr + "/test/missing:1", errdefs.IsNotFound},
+			{reg.Addr + "/test/app@sha256:" + strings.Repeat("0", 64), errdefs.IsNotFound},
+			{"Bad//Ref", errdefs.IsInvalidArgument},
+		} {
+			_, err := c.Pull(ctx, tc.ref, client.WithPlainHTTP())
+			if !tc.class(err) {
+				t.Errorf("pull %s: %v, want another class", tc.ref, err)
+			}
+		}
+		if _, err := c.Pull(ctx, img.ref, client.WithPlainHTTP(), client.WithPlatforms("linux")); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("pull with platform linux: %v, want InvalidArgument", err)
+		}
+		if ids := transferLeases(t, ctx, c); len(ids) != 0 {
+			t.Errorf("leases left by failed pulls: %v", ids)
+		}
+	})
+
+	t.Run("push and pull in another namespace", func(t *testing.T) {
+		local, err := c.GetImage(ctx, img.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var log progressLog
+		copyRef := reg.Addr + "/test/app:copy"
+		if err := c.Push(ctx, copyRef, local.Target(), client.WithPlainHTTP(), client.WithPushProgress(log.add)); err != nil {
+			t.Fatal(err)
+		}
+		if st := log.final()[img.root.Digest]; st != distribution.StatusDone {
+			t.Errorf("push: manifest status %q, want done", st)
+		}
+		ctx2 := d.nsContext("imgs2")
+		got, err := c.Pull(ctx2, copyRef, client.WithPlainHTTP())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Target().Digest != img.root.Digest {
+			t.Errorf("pulled %s back as %s, want %s", copyRef, got.Target().Digest, img.root.Digest)
+		}
+		if _, err := c.GetImage(ctx2, img.ref); !errdefs.IsNotFound(err) {
+			t.Errorf("namespace imgs2 sees imgs's image: %v", err)
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := c.Pull(cctx, img.ref, client.WithPlainHTTP()); err == nil {
+			t.Fatal("a cancelled pull succeeded")
+		}
+		eventually(t, 5*time.Second, "no transfer lease", func() bool { return len(transferLeases(t, ctx, c)) == 0 })
+	})
+
+	t.Run("berthctl", func(t *testing.T) {
+		ctl := newCtl(t, d)
+		d.nsContext("ctl")
+		out := ctl.ok("-n", "ctl", "images", "pull", "--plain-http", img.ref)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if last := lines[len(lines)-1]; last != img.ref+" "+img.root.Digest.String() {
+			t.Errorf("pull: last line %q, want %q\n%s", last, img.ref+" "+img.root.Digest.String(), out)
+		}
+		if !strings.Contains(out, "layer    sha256:") || !strings.Contains(out, "done") {
+			t.Errorf("pull printed no progress lines:\n%s", out)
+		}
+		ls := ctl.ok("-n", "ctl", "images", "ls")
+		if !strings.HasPrefix(ls, "REF") || !strings.Contains(ls, img.ref) || !strings.Contains(ls, "linux/amd64") || !strings.Contains(ls, "1.3 MiB") {
+			t.Errorf("images ls:\n%s", ls)
+		}
+		ctl.prints(img.ref+"\n", "-n", "ctl", "images", "ls", "-q")
+		ctl.prints("", "-n", "ctl", "images", "ls", "-q", "name==nothing")
+		check := ctl.ok("-n", "ctl", "images", "check")
+		if !strings.Contains(check, "complete (4/4)") {
+			t.Errorf("images check:\n%s", check)
+		}
+		ctl.prints("docker.io/library/copy:1\n", "-n", "ctl", "images", "tag", img.ref, "copy:1")
+		ctl.fails(1, []string{"already exists", "--force"}, "-n", "ctl", "images", "tag", img.ref, "copy:1")
+		ctl.prints("team=ci\n", "-n", "ctl", "images", "label", "copy:1", "team=ci")
+		ctl.prints(img.ref+"\ndocker.io/library/copy:1\n", "-n", "ctl", "images", "rm", "--sync", img.ref, "copy:1")
+		ctl.prints("", "-n", "ctl", "images", "ls", "-q")
+		if left := ctl.ok("-n", "ctl", "content", "ls", "-q"); left != "" {
+			t.Errorf("content left after rm --sync:\n%s", left)
+		}
+		ctl.fails(1, []string{"not found"}, "-n", "ctl", "images", "rm", img.ref)
+		ctl.fails(1, []string{"not found"}, "-n", "ctl", "images", "pull", "--plain-http", reg.Addr+"/test/app:nope")
+		ctl.fails(2, nil, "-n", "ctl", "images", "pull")
+		ctl.fails(2, []string{"--all-platforms"}, "-n", "ctl", "images", "pull", "--platform", "linux/arm64", "--all-platforms", img.ref)
+
+		// push back under a new tag, from another namespace's pull.
+		ctl.ok("-n", "ctl", "images", "pull", "--plain-http", img.ref)
+		pushed := ctl.ok("-n", "ctl", "images", "push", "--plain-http", reg.Addr+"/test/app:ctl", img.ref)
+		if !strings.HasSuffix(pushed, reg.Addr+"/test/app:ctl "+img.root.Digest.String()+"\n") {
+			t.Errorf("push printed:\n%s", pushed)
+		}
+		lease := strings.TrimSpace(ctl.ok("-n", "ctl", "leases", "create", "--expires", "1h", "who=test"))
+		if ids := ctl.ok("-n", "ctl", "leases", "ls", "-q"); !slices.Contains(strings.Fields(ids), lease) {
+			t.Errorf("leases ls -q: %q lacks %q", ids, lease)
+		}
+		ctl.prints(lease+"\n", "-n", "ctl", "leases", "rm", lease)
+	})
+}
+
+// TestImagesPullTime pulls an image of one 50 MiB layer from the loopback
+// registry through berthd and with distribution.Pull directly, in the same
+// run, and logs both times.
+func TestImagesPullTime(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	img := pushTestImage(t, reg.Addr+"/test/big:1", 50<<20)
+	d := newDaemon(t)
+	c := d.client(t, "time")
+	for i := range 2 {
+		store, err := content.NewStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := distribution.Pull(context.Background(), testResolver(t), store, img.ref); err != nil {
+			t.Fatal(err)
+		}
+		direct := time.Since(start)
+
+		ctx := d.nsContext("time")
+		start = time.Now()
+		if _, err := c.Pull(ctx, img.ref, client.WithPlainHTTP()); err != nil {
+			t.Fatal(err)
+		}
+		daemon := time.Since(start)
+		t.Logf("round %d: 50 MiB layer: distribution.Pull %v, client.Pull through berthd %v (%.2fx)", i, direct, daemon, daemon.Seconds()/direct.Seconds())
+		if err := c.DeleteImage(ctx, img.ref, client.SynchronousDelete()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
