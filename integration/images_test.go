@@ -5,10 +5,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +26,8 @@ import (
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/content"
 	transfersvc "github.com/berthrt/berth/services/transfer"
+	"github.com/berthrt/berth/storage/content"
 )
 
 // pushedImage is an image a test built and pushed to its registry.
@@ -303,5 +309,109 @@ func TestImagesPullTime(t *testing.T) {
 		if err := c.DeleteImage(ctx, img.ref, client.SynchronousDelete()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// slowBlobProxy serves the registry at target through a reverse proxy on
+// a loopback port that sends blob bodies at about 8 MiB/s, so that a test
+// can act in the middle of a pull. It returns host:port and the count of
+// blob bytes it has sent.
+func slowBlobProxy(t *testing.T, target string) (string, *atomic.Int64) {
+	t.Helper()
+	u, err := url.Parse("http://" + target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	sent := new(atomic.Int64)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if strings.Contains(resp.Request.URL.Path, "/blobs/") {
+			resp.Body = &slowBody{ReadCloser: resp.Body, sent: sent}
+		}
+		return nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: rp}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String(), sent
+}
+
+// slowBody reads at most 64 KiB per 8 ms and counts what it read.
+type slowBody struct {
+	io.ReadCloser
+	sent *atomic.Int64
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	time.Sleep(8 * time.Millisecond)
+	n, err := b.ReadCloser.Read(p[:min(len(p), 64<<10)])
+	b.sent.Add(int64(n))
+	return n, err
+}
+
+// TestImagesPullAfterDaemonKill kills berthd in the middle of a pull: the
+// pull after the restart completes, resuming the ingest, and a collection
+// leaves no transfer lease and no ingest behind.
+func TestImagesPullAfterDaemonKill(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	proxy, sent := slowBlobProxy(t, reg.Addr)
+	const layerSize = 24 << 20
+	pushTestImage(t, reg.Addr+"/test/slow:1", layerSize)
+	img := pushedImage{ref: proxy + "/test/slow:1"}
+	d := newDaemon(t)
+	c := d.client(t, "kill")
+	ctx := d.nsContext("kill")
+
+	pulled := make(chan error, 1)
+	go func() {
+		_, err := c.Pull(ctx, img.ref, client.WithPlainHTTP())
+		pulled <- err
+	}()
+	var offset int64
+	eventually(t, 20*time.Second, "a layer half fetched", func() bool {
+		sts, err := c.ContentStore().ListStatuses(ctx)
+		for _, st := range sts {
+			if st.Total == layerSize && st.Offset > 4<<20 {
+				offset = st.Offset
+				return true
+			}
+		}
+		if err != nil {
+			t.Logf("list ingests: %v", err)
+		}
+		return false
+	})
+	d.kill()
+	if err := <-pulled; err == nil {
+		t.Fatal("the pull succeeded though the daemon was killed")
+	}
+	d.start()
+	c = d.client(t, "kill")
+	got, err := c.Pull(ctx, img.ref, client.WithPlainHTTP())
+	if err != nil {
+		t.Fatalf("pull after the restart: %v", err)
+	}
+	// Resumed: the proxy sent the layer about once, not its first part
+	// twice.
+	t.Logf("killed with %d bytes of the layer persisted; %d blob bytes sent in all; pulled %s", offset, sent.Load(), got.Target().Digest)
+	if sent.Load() > layerSize+offset/2 {
+		t.Errorf("the proxy sent %d blob bytes for a %d-byte layer killed at %d: the pull started over", sent.Load(), layerSize, offset)
+	}
+	if _, err := c.GarbageCollect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids := transferLeases(t, ctx, c); len(ids) != 0 {
+		t.Errorf("transfer leases after the restart and GC: %v", ids)
+	}
+	if sts, err := c.ContentStore().ListStatuses(ctx); err != nil || len(sts) != 0 {
+		t.Errorf("ingests after the pull: %v, %v", sts, err)
+	}
+	r, err := c.ListImages(ctx)
+	if err != nil || len(r) != 1 {
+		t.Fatalf("images: %v, %v", r, err)
 	}
 }
