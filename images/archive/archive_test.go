@@ -232,6 +232,8 @@ func TestImportHostile(t *testing.T) {
 		{name: "absolute symlink", files: append(slices.Clone(good), hdr(tar.Header{Typeflag: tar.TypeSymlink, Name: "a/layer.tar", Linkname: "/etc/passwd"})), class: errdefs.ErrInvalidArgument, want: `"a/layer.tar"`},
 		{name: "hard link out", files: append(slices.Clone(good), hdr(tar.Header{Typeflag: tar.TypeLink, Name: "x", Linkname: "../y"})), class: errdefs.ErrInvalidArgument, want: `"x"`},
 		{name: "device", files: append(slices.Clone(good), hdr(tar.Header{Typeflag: tar.TypeChar, Name: "dev", Devmajor: 1, Devminor: 3})), class: errdefs.ErrInvalidArgument, want: `"dev"`},
+		{name: "sparse", raw: append(withoutEnd(tarOf(t, good...)), sparseFile(t)...), class: errdefs.ErrInvalidArgument, want: "a sparse file"},
+		{name: "old GNU sparse", files: append(slices.Clone(good), hdr(tar.Header{Typeflag: tar.TypeGNUSparse, Name: "sparse", Format: tar.FormatGNU})), class: errdefs.ErrInvalidArgument, want: `"sparse"`},
 		{name: "fifo", files: append(slices.Clone(good), hdr(tar.Header{Typeflag: tar.TypeFifo, Name: "fifo"})), class: errdefs.ErrInvalidArgument, want: `"fifo"`},
 		{name: "duplicate blob", files: append(slices.Clone(good), reg(blobName(layer.Digest), im.blobs[layer.Digest])), class: errdefs.ErrInvalidArgument, want: "duplicate"},
 		{name: "duplicate index.json", files: append(slices.Clone(good), reg("./index.json", []byte("{}"))), class: errdefs.ErrInvalidArgument, want: `"./index.json": duplicate`},
@@ -243,7 +245,7 @@ func TestImportHostile(t *testing.T) {
 		{name: "layout version", files: append(without(good, "oci-layout"), reg("oci-layout", []byte(`{"imageLayoutVersion":"9"}`))), class: errdefs.ErrNotImplemented, want: "oci-layout"},
 		{name: "index not JSON", files: append(without(good, "index.json"), reg("index.json", []byte("nope"))), class: errdefs.ErrInvalidArgument, want: "index.json"},
 		{name: "huge index.json", files: append(without(good, "index.json"), reg("index.json", make([]byte, images.MaxManifestSize+1))), class: errdefs.ErrInvalidArgument, want: `"index.json": 4194305 bytes`},
-		{name: "huge PAX header", raw: append(withoutEnd(tarOf(t, good[:2]...)), paxHeader(t, 2<<20)...), class: errdefs.ErrInvalidArgument, want: "tar header after entry"},
+		{name: "huge PAX header", raw: append(withoutEnd(tarOf(t, good[:2]...)), paxHeader(t, bytes.Repeat([]byte("x"), 2<<20))...), class: errdefs.ErrInvalidArgument, want: "tar header after entry"},
 		{name: "truncated", raw: tarOf(t, good...)[:20000], class: errdefs.ErrInvalidArgument, want: "unexpected EOF"},
 		{name: "not a tar", raw: []byte("hello, world"), class: errdefs.ErrInvalidArgument, want: "tar header"},
 		{name: "bad gzip", raw: []byte{0x1f, 0x8b, 0, 0}, class: errdefs.ErrInvalidArgument, want: "gzip"},
@@ -547,11 +549,12 @@ func TestOptionsRefused(t *testing.T) {
 	}
 }
 
-// paxHeader is a tar holding one PAX extended header of size bytes, more
-// than archive/tar's writer would write.
-func paxHeader(t *testing.T, size int) []byte {
+// paxHeader is a tar that starts with a PAX extended header holding
+// records, which archive/tar's writer would not write, and then the
+// files.
+func paxHeader(t *testing.T, records []byte, files ...file) []byte {
 	t.Helper()
-	data := tarOf(t, file{name: "PaxHeaders/x", data: bytes.Repeat([]byte("x"), size)})
+	data := tarOf(t, append([]file{{name: "PaxHeaders/x", data: records}}, files...)...)
 	h := data[:512]
 	h[156] = tar.TypeXHeader
 	copy(h[148:156], "        ")
@@ -565,3 +568,16 @@ func paxHeader(t *testing.T, size int) []byte {
 
 // withoutEnd cuts the two zero blocks that end a tar.
 func withoutEnd(data []byte) []byte { return data[:len(data)-1024] }
+
+// sparseFile is a tar of a GNU sparse file (PAX format 0.1) of 1 TiB that
+// holds no data.
+func sparseFile(t *testing.T) []byte {
+	t.Helper()
+	var recs []byte
+	for _, kv := range []string{"GNU.sparse.numblocks=0", "GNU.sparse.size=1099511627776", "GNU.sparse.map=", "GNU.sparse.name=sparse"} {
+		n := len(kv) + 2
+		n += len(fmt.Sprint(n + len(fmt.Sprint(n)))) // the length counts its own digits
+		recs = fmt.Appendf(recs, "%d %s\n", n, kv)
+	}
+	return paxHeader(t, recs, file{name: "x"})
+}

@@ -32,7 +32,7 @@ type env struct {
 	ctx    context.Context
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	local, err := content.NewStore(filepath.Join(dir, "content"))
@@ -210,7 +210,7 @@ func cut(p string) (string, string, bool) {
 	return p, "", false
 }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -227,7 +227,7 @@ type file struct {
 }
 
 // tarOf builds a tar of files.
-func tarOf(t *testing.T, files ...file) []byte {
+func tarOf(t testing.TB, files ...file) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -111,7 +111,7 @@ type Result struct {
 // the archive or is longer than MaxPathSize; more than MaxEntries
 // entries; a header the tar reader refuses (archive/tar bounds PAX and
 // GNU long-name headers to 1 MiB); a device, FIFO or other special
-// file; a symbolic or hard link under blobs/ or to a path outside the
+// file, a sparse file; a symbolic or hard link under blobs/ or to a path outside the
 // archive; an entry that appears twice; a blob whose size differs from
 // its descriptor's; a blob that is missing; index.json or manifest.json
 // larger than images.MaxManifestSize.
@@ -266,6 +266,13 @@ func (im *importer) readEntry(ctx context.Context, tr *tar.Reader, hdr *tar.Head
 	}
 	if _, ok := im.entries[name]; ok || im.dirs[name] {
 		return fmt.Errorf("duplicate entry: the archive holds %q twice: %w", name, errdefs.ErrInvalidArgument)
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			// A sparse file's size is what it unpacks to, not what the
+			// archive holds: a few bytes could claim a terabyte.
+			return fmt.Errorf("a sparse file: %w", errdefs.ErrInvalidArgument)
+		}
 	}
 	e := &entry{name: hdr.Name}
 	switch hdr.Typeflag {
