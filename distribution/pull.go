@@ -205,16 +205,25 @@ func (p *puller) index(ctx context.Context, desc ocispec.Descriptor) error {
 		}
 		return fmt.Errorf("index %s: no manifest for %v (it has %v): %w", desc.Digest, want, have, errdefs.ErrNotFound)
 	}
+	// Labels are numbered by the manifest's place in the index, not in
+	// the selection, so that a later pull of another platform of the same
+	// index adds its label beside this one instead of replacing it.
+	position := make(map[digest.Digest]int, len(idx.Manifests))
+	for i, m := range idx.Manifests {
+		if _, ok := position[m.Digest]; !ok {
+			position[m.Digest] = i
+		}
+	}
 	labels := map[string]string{}
 	g, gctx := errgroup.WithContext(ctx)
-	for i, child := range children {
+	for _, child := range children {
 		if err := checkChild(desc, child); err != nil {
 			return err
 		}
 		if !isManifest(child.MediaType) {
 			return fmt.Errorf("index %s: entry %s has media type %q, not a manifest: %w", desc.Digest, child.Digest, child.MediaType, errdefs.ErrInvalidArgument)
 		}
-		labels[metadata.LabelGCRefContent+".m."+strconv.Itoa(i)] = child.Digest.String()
+		labels[metadata.LabelGCRefContent+".m."+strconv.Itoa(position[child.Digest])] = child.Digest.String()
 		g.Go(func() error { return p.handle(gctx, child) })
 	}
 	if err := g.Wait(); err != nil {

@@ -338,3 +338,34 @@ func sameSet(a, b []string) bool {
 	}
 	return true
 }
+
+// TestPullSecondPlatformKeepsFirst: pulling one platform of an index, then
+// another into the same store, leaves the index labelled with both
+// manifests, so GC keeps the first platform too.
+func TestPullSecondPlatformKeepsFirst(t *testing.T) {
+	reg := startRegistry(t)
+	r := resolver(t, distribution.ResolverOptions{})
+	im := newIndex(t)
+	ref := reg.Addr + "/berth/busybox:two"
+	push(t, r, im, ref)
+	store := newStore(t)
+	for _, p := range []string{"linux/amd64", "linux/arm64"} {
+		if _, err := distribution.Pull(context.Background(), r, store, ref, distribution.WithPlatforms(mustPlatform(t, p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := store.Info(context.Background(), im.root.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k, v := range info.Labels {
+		if strings.HasPrefix(k, metadata.LabelGCRefContent+".m.") {
+			got = append(got, v)
+		}
+	}
+	want := []string{im.manifests["linux/amd64"].Digest.String(), im.manifests["linux/arm64"].Digest.String()}
+	if !sameSet(got, want) {
+		t.Fatalf("index labels %v, want both manifests %v", info.Labels, want)
+	}
+}
