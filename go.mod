@@ -11,6 +11,7 @@ require (
 	github.com/containerd/console v1.0.5
 	github.com/containerd/fifo v1.1.0
 	github.com/containerd/go-runc v1.2.1
+	github.com/containerd/platforms v0.2.1
 	github.com/containerd/ttrpc v1.2.10
 	github.com/cyphar/filepath-securejoin v0.7.0
 	github.com/distribution/reference v0.6.0
@@ -31,7 +32,6 @@ require (
 
 require (
 	github.com/containerd/log v0.1.0 // indirect
-	github.com/containerd/platforms v0.2.1 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
