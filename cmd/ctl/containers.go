@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/berthrt/berth/client"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 )
 
@@ -121,47 +123,25 @@ func containersCommand(g *globals) *cobra.Command {
 		},
 	}
 
-	label := &cobra.Command{
-		Use:     "label ID [KEY=VALUE...]",
-		Short:   "set labels of a container (KEY= removes one); without labels, print them",
-		Example: `  berthctl containers label web role=frontend owner=`,
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			labels, err := parseLabels(args[1:])
+	label := labelCommand(g, "container", `  berthctl containers label web role=frontend owner=`, labelFuncs{
+		get: func(ctx context.Context, c *client.Client, id string) (map[string]string, error) {
+			resp, err := c.ContainerService().Get(ctx, &containersv1.GetContainerRequest{Id: id})
 			if err != nil {
-				return err
+				return nil, err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ct := &containersv1.Container{Id: args[0], Labels: map[string]string{}}
-			var paths []string
-			for k, v := range labels {
-				paths = append(paths, "labels."+k)
-				if v != "" {
-					ct.Labels[k] = v
-				}
-			}
-			var out *containersv1.Container
-			if len(paths) == 0 {
-				resp, err := c.ContainerService().Get(ctx, &containersv1.GetContainerRequest{Id: args[0]})
-				if err != nil {
-					return err
-				}
-				out = resp.Container
-			} else {
-				resp, err := c.ContainerService().Update(ctx, &containersv1.UpdateContainerRequest{Container: ct, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
-				if err != nil {
-					return err
-				}
-				out = resp.Container
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), formatLabels(out.Labels))
-			return nil
+			return resp.Container.Labels, nil
 		},
-	}
+		update: func(ctx context.Context, c *client.Client, id string, set map[string]string, paths []string) (map[string]string, error) {
+			resp, err := c.ContainerService().Update(ctx, &containersv1.UpdateContainerRequest{
+				Container:  &containersv1.Container{Id: id, Labels: set},
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
+			})
+			if err != nil {
+				return nil, err
+			}
+			return resp.Container.Labels, nil
+		},
+	})
 	cmd.AddCommand(create, ls, info, rm, label)
 	return cmd
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/berthrt/berth/client"
 	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
 )
 
@@ -82,46 +84,24 @@ func namespacesCommand(g *globals) *cobra.Command {
 			}
 			return failed
 		},
-	}, &cobra.Command{
-		Use:     "label NAME [KEY=VALUE...]",
-		Short:   "set labels of a namespace (KEY= removes one); without labels, print them",
-		Example: `  berthctl namespaces label ci team=build owner=`,
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			labels, err := parseLabels(args[1:])
+	}, labelCommand(g, "namespace", `  berthctl namespaces label ci team=build owner=`, labelFuncs{
+		get: func(ctx context.Context, c *client.Client, name string) (map[string]string, error) {
+			resp, err := c.NamespaceService().Get(ctx, &namespacesv1.GetNamespaceRequest{Name: name})
 			if err != nil {
-				return err
+				return nil, err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ns := &namespacesv1.Namespace{Name: args[0], Labels: map[string]string{}}
-			var paths []string
-			for k, v := range labels {
-				paths = append(paths, "labels."+k)
-				if v != "" {
-					ns.Labels[k] = v
-				}
-			}
-			var out *namespacesv1.Namespace
-			if len(paths) == 0 {
-				resp, err := c.NamespaceService().Get(ctx, &namespacesv1.GetNamespaceRequest{Name: args[0]})
-				if err != nil {
-					return err
-				}
-				out = resp.Namespace
-			} else {
-				resp, err := c.NamespaceService().Update(ctx, &namespacesv1.UpdateNamespaceRequest{Namespace: ns, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
-				if err != nil {
-					return err
-				}
-				out = resp.Namespace
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), formatLabels(out.Labels))
-			return nil
+			return resp.Namespace.Labels, nil
 		},
-	})
+		update: func(ctx context.Context, c *client.Client, name string, set map[string]string, paths []string) (map[string]string, error) {
+			resp, err := c.NamespaceService().Update(ctx, &namespacesv1.UpdateNamespaceRequest{
+				Namespace:  &namespacesv1.Namespace{Name: name, Labels: set},
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
+			})
+			if err != nil {
+				return nil, err
+			}
+			return resp.Namespace.Labels, nil
+		},
+	}))
 	return cmd
 }
