@@ -25,6 +25,7 @@ import (
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/internal/testutil"
 	transfersvc "github.com/berthrt/berth/services/transfer"
 	"github.com/berthrt/berth/storage/content"
@@ -414,4 +415,89 @@ func TestImagesPullAfterDaemonKill(t *testing.T) {
 	if err != nil || len(r) != 1 {
 		t.Fatalf("images: %v, %v", r, err)
 	}
+}
+
+// TestImagesImportExport exports an image pulled through berthd with
+// client.Export, imports the archive into another namespace with
+// client.Import, and does the same with berthctl images export|import:
+// each import is complete by `images check` and keeps its blobs through a
+// collection, with no lease left.
+func TestImagesImportExport(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	img := pushTestImage(t, reg.Addr+"/test/arch:1", 512<<10, 64<<10)
+	d := newDaemon(t)
+	c := d.client(t, "exp")
+	ctx := d.nsContext("exp")
+	pulled, err := c.Pull(ctx, img.ref, client.WithPlainHTTP())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// keeps wants every blob of img in the namespace of ctx after a
+	// collection, and no lease.
+	keeps := func(t *testing.T, ctx context.Context) {
+		t.Helper()
+		if _, err := c.GarbageCollect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for dgst, want := range img.blobs {
+			data, err := content.ReadBlob(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
+			if err != nil || !bytes.Equal(data, want) {
+				t.Errorf("blob %s after import and GC: %d bytes, %v", dgst, len(data), err)
+			}
+		}
+		if ls, err := c.LeasesService().List(ctx); err != nil || len(ls) != 0 {
+			t.Errorf("leases after import: %v, %v", ls, err)
+		}
+	}
+
+	t.Run("client", func(t *testing.T) {
+		var archived bytes.Buffer
+		if err := c.Export(ctx, &archived, archive.WithImages(pulled.Metadata())); err != nil {
+			t.Fatal(err)
+		}
+		ictx := d.nsContext("imp")
+		var log progressLog
+		imgs, err := c.Import(ictx, bytes.NewReader(archived.Bytes()), archive.WithProgress(log.add))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(imgs) != 1 || imgs[0].Name() != img.ref || imgs[0].Target().Digest != img.root.Digest {
+			t.Fatalf("imported %v, want %s %s", imgs, img.ref, img.root.Digest)
+		}
+		for dgst := range img.blobs {
+			if st := log.final()[dgst]; st != distribution.StatusDone && st != distribution.StatusExists {
+				t.Errorf("import: blob %s: last status %q", dgst, st)
+			}
+		}
+		keeps(t, ictx)
+		check := newCtl(t, d).ok("-n", "imp", "images", "check")
+		if !strings.Contains(check, img.ref) || !strings.Contains(check, "complete (4/4)") {
+			t.Errorf("images check after import:\n%s", check)
+		}
+		// Export refuses what it cannot find; Import what is no archive.
+		gone := pulled.Metadata()
+		gone.Target.Digest = digest.FromString("gone")
+		if err := c.Export(ctx, io.Discard, archive.WithImages(gone)); !errdefs.IsNotFound(err) {
+			t.Errorf("export of a missing target: %v, want NotFound", err)
+		}
+		if _, err := c.Import(ictx, strings.NewReader("not a tar")); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("import of a non-archive: %v, want InvalidArgument", err)
+		}
+		if ls, err := c.LeasesService().List(ictx); err != nil || len(ls) != 0 {
+			t.Errorf("leases after a failed import: %v, %v", ls, err)
+		}
+	})
+
+	t.Run("berthctl", func(t *testing.T) {
+		ctl := newCtl(t, d)
+		file := filepath.Join(t.TempDir(), "arch.tar")
+		ctl.prints("", "-n", "exp", "images", "export", file, img.ref)
+		ctl.prints(img.ref+" "+img.root.Digest.String()+"\n", "-n", "imp2", "images", "import", file)
+		check := ctl.ok("-n", "imp2", "images", "check")
+		if !strings.Contains(check, img.ref) || !strings.Contains(check, "complete (4/4)") {
+			t.Errorf("images check after berthctl import:\n%s", check)
+		}
+		keeps(t, d.nsContext("imp2"))
+	})
 }

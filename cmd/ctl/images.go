@@ -545,19 +545,21 @@ their names.`,
 			defer c.Close()
 			ctx, cancel := g.call(ctx)
 			defer cancel()
+			// Import's own lease would last a day should berthctl die
+			// mid-import; an hour is enough for what it left to be kept.
 			ctx, done, err := c.WithLease(ctx, client.WithLeaseExpiration(time.Hour))
 			if err != nil {
 				return err
 			}
 			defer done(context.WithoutCancel(ctx))
-			res, err := archive.Import(ctx, c.ContentStore(), c.ImageService(), in, opts...)
+			imgs, err := c.Import(ctx, in, opts...)
 			if err != nil {
 				return err
 			}
-			for _, img := range res.Images {
-				fmt.Fprintln(cmd.OutOrStdout(), img.Name, img.Target.Digest)
+			for _, img := range imgs {
+				fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
 			}
-			if len(res.Images) == 0 {
+			if len(imgs) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "berthctl: the archive named no image (try --base-name or --index-name)")
 			}
 			return nil
@@ -622,7 +624,7 @@ func imageExportCommand(g *globals) *cobra.Command {
 				out = f
 			}
 			bw := bufio.NewWriterSize(out, 1<<20)
-			if err := archive.Export(ctx, c.ContentStore(), bw, append(opts, archive.WithImages(imgs...))...); err != nil {
+			if err := c.Export(ctx, bw, append(opts, archive.WithImages(imgs...))...); err != nil {
 				return err
 			}
 			return bw.Flush()
