@@ -74,6 +74,14 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	case <-ctx.Done():
 	}
 	t.Stop()
+	// Watch the shim's exit through a pidfd, opened while the pid surely
+	// names the serving shim: its exit then wakes us at once, where a poll
+	// of the pid would add up to its interval to every delete.
+	var w *pidWatch
+	if pid := sh.ShimPid(); pid != 0 && shimServes(pid, sh.Bundle) {
+		w = s.watchPid(pid)
+		defer w.close()
+	}
 	// Every process is deleted: the shim may go. Now: the shim refuses a
 	// plain Shutdown while its init process is known, deleted or not.
 	if _, err := sh.Task().Shutdown(ctx, &shimapi.ShutdownRequest{Id: sh.ID, Now: true}); err != nil {
@@ -84,17 +92,8 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	sh.cancel()
 	<-sh.done
 	sh.dropConn()
-	sh.mu.Lock()
-	pid := sh.shimPid
-	sh.mu.Unlock()
-	deadline := time.Now().Add(shutdownWait)
-	for pid != 0 && shimServes(pid, sh.Bundle) {
-		if time.Now().After(deadline) {
-			s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", pid)
-			unix.Kill(pid, unix.SIGKILL)
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	if w != nil {
+		s.waitShimExit(sh, w)
 	}
 	select {
 	case <-sh.deleteForwarded:
@@ -114,6 +113,29 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 		return resp, fmt.Errorf("delete task %s: remove bundle: %w", sh, err)
 	}
 	return resp, nil
+}
+
+// waitShimExit waits up to shutdownWait for the shut-down shim watched by w
+// to exit, and kills it when it does not.
+func (s *Supervisor) waitShimExit(sh *Shim, w *pidWatch) {
+	if w.pidfd == nil {
+		// No pidfd: the watch polls slowly, so poll here, checking the
+		// pid is still the shim's (pids are reused).
+		deadline := time.Now().Add(shutdownWait)
+		for shimServes(w.pid, sh.Bundle) {
+			if time.Now().After(deadline) {
+				s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", w.pid)
+				unix.Kill(w.pid, unix.SIGKILL)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return
+	}
+	if !w.waitExit(context.Background(), shutdownWait) {
+		s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", w.pid)
+		w.kill(unix.SIGKILL)
+	}
 }
 
 // deleteStopped deletes a task whose shim is gone: it waits for the death

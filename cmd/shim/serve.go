@@ -147,14 +147,19 @@ func serve(ctx context.Context, o *options) error {
 // take their last replies and hang up.
 const shutdownDrain = 2 * time.Second
 
+// drainPoll is how often drain looks for idle connections. The daemon's
+// Shutdown call is usually still being answered when drain starts, so the
+// shim's exit, which every task delete waits for, lags by up to this much.
+const drainPoll = time.Millisecond
+
 // drain stops the server once no call is in flight, or after limit. ttrpc's
 // Shutdown looks for idle connections only every 200 ms, which would add
 // that much to every task delete; calling it with a short deadline looks
-// again every few milliseconds.
+// again every drainPoll.
 func drain(server *ttrpc.Server, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), drainPoll)
 		err := server.Shutdown(ctx)
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
