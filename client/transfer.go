@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -30,6 +31,7 @@ type remoteOptions struct {
 	creds       *transferv1.Credentials
 	plainHTTP   bool
 	concurrency int32
+	hostsDir    string
 }
 
 // WithPlatforms pulls, from an index, the manifest of each platform
@@ -90,6 +92,20 @@ func WithPlainHTTP() RemoteOpt {
 	}
 }
 
+// WithHostsDir has the daemon read registry hosts' settings (mirrors, TLS,
+// plain HTTP) from the hosts.toml folder dir, an absolute path on the
+// daemon's host in containerd's layout (dir/HOST[:PORT]/hosts.toml),
+// instead of its [registry] config_path.
+func WithHostsDir(dir string) RemoteOpt {
+	return func(o *remoteOptions) error {
+		if !filepath.IsAbs(dir) {
+			return fmt.Errorf("hosts dir %q: not an absolute path: %w", dir, errdefs.ErrInvalidArgument)
+		}
+		o.hostsDir = dir
+		return nil
+	}
+}
+
 // WithMaxConcurrentTransfers bounds the blobs moved at once (1 to 16;
 // the daemon's default is 3).
 func WithMaxConcurrentTransfers(n int) RemoteOpt {
@@ -122,6 +138,34 @@ func newRemoteOptions(opts []RemoteOpt) (*remoteOptions, error) {
 // pull in the daemon; what was fetched stays for the next pull to
 // resume.
 func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (*Image, error) {
+	msg, err := c.pull(ctx, ref, false, opts)
+	if err != nil {
+		return nil, err
+	}
+	if msg.GetImage() == nil {
+		return nil, fmt.Errorf("pull %.200s: the daemon's last message has no image: %w", ref, errdefs.ErrUnavailable)
+	}
+	return NewImage(c, imagesvc.FromProto(msg.GetImage())), nil
+}
+
+// Fetch is Pull without the image: the daemon fetches ref's blobs into its
+// content store and records no image, as `ctr content fetch` does. The
+// root it returns (ref's index or manifest) is labelled berth.io/gc.root,
+// so garbage collection keeps it and what it references until the label
+// or the blob is removed.
+func (c *Client) Fetch(ctx context.Context, ref string, opts ...RemoteOpt) (ocispec.Descriptor, error) {
+	msg, err := c.pull(ctx, ref, true, opts)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if msg.GetFetched() == nil {
+		return ocispec.Descriptor{}, fmt.Errorf("fetch %.200s: the daemon's last message has no root: %w", ref, errdefs.ErrUnavailable)
+	}
+	return imagesvc.DescriptorFromProto(msg.GetFetched()), nil
+}
+
+// pull runs a Pull call and returns its last message.
+func (c *Client) pull(ctx context.Context, ref string, fetchOnly bool, opts []RemoteOpt) (*transferv1.PullProgress, error) {
 	o, err := newRemoteOptions(opts)
 	if err != nil {
 		return nil, err
@@ -131,11 +175,15 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (*Imag
 		return nil, err
 	}
 	what := fmt.Sprintf("pull %.200s", ref)
-	var img *Image
+	if fetchOnly {
+		what = fmt.Sprintf("fetch %.200s", ref)
+	}
+	var last *transferv1.PullProgress
 	err = c.transfer(ctx, what, func(ctx context.Context, api transferv1.TransferClient) (receiver, error) {
 		stream, err := api.Pull(ctx, &transferv1.PullRequest{
 			Namespace: ns, Ref: ref, Platforms: o.platforms, AllPlatforms: o.all,
 			Credentials: o.creds, PlainHttp: o.plainHTTP, Concurrency: o.concurrency,
+			HostsDir: o.hostsDir, FetchOnly: fetchOnly,
 		})
 		if err != nil {
 			return nil, err
@@ -145,8 +193,8 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (*Imag
 			if err != nil {
 				return nil, false, err
 			}
-			if i := msg.GetImage(); i != nil {
-				img = NewImage(c, imagesvc.FromProto(i))
+			if msg.GetImage() != nil || msg.GetFetched() != nil {
+				last = msg
 				return msg.GetProgress(), true, nil
 			}
 			return msg.GetProgress(), false, nil
@@ -155,7 +203,7 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (*Imag
 	if err != nil {
 		return nil, err
 	}
-	return img, nil
+	return last, nil
 }
 
 // Push has the daemon upload the image whose root is desc (an index or a
@@ -177,7 +225,7 @@ func (c *Client) Push(ctx context.Context, ref string, desc ocispec.Descriptor, 
 	return c.transfer(ctx, fmt.Sprintf("push %.200s", ref), func(ctx context.Context, api transferv1.TransferClient) (receiver, error) {
 		stream, err := api.Push(ctx, &transferv1.PushRequest{
 			Namespace: ns, Ref: ref, Target: imagesvc.DescriptorToProto(desc), Platforms: o.platforms,
-			Credentials: o.creds, PlainHttp: o.plainHTTP, Concurrency: o.concurrency,
+			Credentials: o.creds, PlainHttp: o.plainHTTP, Concurrency: o.concurrency, HostsDir: o.hostsDir,
 		})
 		if err != nil {
 			return nil, err

@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -500,4 +503,134 @@ func TestImagesImportExport(t *testing.T) {
 		}
 		keeps(t, d.nsContext("imp2"))
 	})
+}
+
+// TestImagesContentIngestFetch runs berthctl images pull|push --hosts-dir,
+// content ingest (resumed after an interruption) and content fetch as a
+// user types them.
+func TestImagesContentIngestFetch(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	img := pushTestImage(t, reg.Addr+"/test/cf:1", 256<<10, 32<<10)
+	d := newDaemon(t)
+	c := d.client(t, "cf")
+	ctx := d.nsContext("cf")
+	ctl := newCtl(t, d)
+
+	t.Run("hosts-dir", func(t *testing.T) {
+		// The registry speaks plain HTTP: without --plain-http only a
+		// hosts.toml that says so reaches it.
+		dir := t.TempDir()
+		host := filepath.Join(dir, reg.Addr)
+		if err := os.MkdirAll(host, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		toml := "server = \"http://" + reg.Addr + "\"\ncapabilities = [\"pull\", \"resolve\", \"push\"]\n"
+		if err := os.WriteFile(filepath.Join(host, "hosts.toml"), []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctl.fails(1, nil, "-n", "hd", "images", "pull", img.ref)
+		out := ctl.ok("-n", "hd", "images", "pull", "--hosts-dir", dir, img.ref)
+		if !strings.HasSuffix(out, img.ref+" "+img.root.Digest.String()+"\n") {
+			t.Errorf("pull --hosts-dir printed:\n%s", out)
+		}
+		pushed := ctl.ok("-n", "hd", "images", "push", "--hosts-dir", dir, reg.Addr+"/test/cf:hd", img.ref)
+		if !strings.HasSuffix(pushed, reg.Addr+"/test/cf:hd "+img.root.Digest.String()+"\n") {
+			t.Errorf("push --hosts-dir printed:\n%s", pushed)
+		}
+		ctl.fails(1, []string{"hosts_dir", "invalid argument"}, "-n", "hd", "images", "pull", "--hosts-dir", filepath.Join(dir, "missing"), img.ref)
+		if _, err := c.Pull(ctx, img.ref, client.WithHostsDir("relative")); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("client.WithHostsDir(relative): %v, want InvalidArgument", err)
+		}
+	})
+
+	t.Run("ingest", func(t *testing.T) {
+		data := make([]byte, 3<<20)
+		rand.Read(data)
+		dgst := digest.FromBytes(data)
+		// An ingest cut short by a stdin that ends early stays active,
+		// refused at commit for its size.
+		r := ctl.runIn(bytes.NewReader(data[:1<<20]), "-n", "cf", "content", "ingest", "--expected-size", "3145728", "up-1")
+		if r.code != 1 || !strings.Contains(r.stderr, "write the rest") {
+			t.Fatalf("short ingest: exit %d, stderr %s", r.code, r.stderr)
+		}
+		if active := ctl.ok("-n", "cf", "content", "active"); !strings.Contains(active, "up-1") || !strings.Contains(active, "1.0 MiB/3.0 MiB") {
+			t.Errorf("content active after a short ingest:\n%s", active)
+		}
+		// Again with the whole data: the first MiB is skipped.
+		r = ctl.runIn(bytes.NewReader(data), "-n", "cf", "content", "ingest", "--expected-size", "3145728", "--expected-digest", dgst.String(), "--label", "berth.io/gc.root=1", "up-1")
+		if r.code != 0 || r.stdout != dgst.String()+"\n" || !strings.Contains(r.stderr, "resuming") {
+			t.Fatalf("resumed ingest: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+		}
+		if active := ctl.ok("-n", "cf", "content", "active"); strings.Contains(active, "up-1") {
+			t.Errorf("ingest still active after its commit:\n%s", active)
+		}
+		if _, err := c.GarbageCollect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := content.ReadBlob(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(data))})
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("ingested blob after GC: %d bytes, %v", len(got), err)
+		}
+		// A blob that exists is success, whatever stdin holds.
+		r = ctl.runIn(strings.NewReader("other bytes"), "-n", "cf", "content", "ingest", "--expected-digest", dgst.String(), "up-2")
+		if r.code != 0 || r.stdout != dgst.String()+"\n" {
+			t.Errorf("ingest of a blob that exists: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+		}
+		// A wrong digest is refused and leaves nothing.
+		r = ctl.runIn(strings.NewReader("other bytes"), "-n", "cf", "content", "ingest", "--expected-digest", digest.FromString("wanted").String(), "up-2")
+		if r.code != 1 || !strings.Contains(r.stderr, "not the expected") {
+			t.Errorf("ingest of the wrong bytes: exit %d, stderr %s", r.code, r.stderr)
+		}
+		if active := ctl.ok("-n", "cf", "content", "active"); strings.Contains(active, "up-2") {
+			t.Errorf("a refused ingest is still active:\n%s", active)
+		}
+		ctl.fails(2, nil, "-n", "cf", "content", "ingest", "--expected-digest", "nope", "up-3")
+	})
+
+	t.Run("fetch", func(t *testing.T) {
+		out := ctl.ok("-n", "fetch", "content", "fetch", "--plain-http", img.ref)
+		if !strings.HasSuffix(out, img.ref+" "+img.root.Digest.String()+"\n") {
+			t.Errorf("content fetch printed:\n%s", out)
+		}
+		ctl.prints("", "-n", "fetch", "images", "ls", "-q")
+		fctx := d.nsContext("fetch")
+		if _, err := c.GarbageCollect(fctx); err != nil {
+			t.Fatal(err)
+		}
+		for dgst, want := range img.blobs {
+			got, err := content.ReadBlob(fctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("fetched blob %s after GC: %d bytes, %v", dgst, len(got), err)
+			}
+		}
+		if ids := transferLeases(t, fctx, c); len(ids) != 0 {
+			t.Errorf("leases left by the fetch: %v", ids)
+		}
+		// Without its root label, the next collection takes it all.
+		ctl.prints(img.root.Digest.String()+"\n", "-n", "fetch", "content", "rm", img.root.Digest.String())
+		if _, err := c.GarbageCollect(fctx); err != nil {
+			t.Fatal(err)
+		}
+		if left := ctl.ok("-n", "fetch", "content", "ls", "-q"); left != "" {
+			t.Errorf("content left after rm of the root and GC:\n%s", left)
+		}
+		root, err := c.Fetch(fctx, img.ref, client.WithPlainHTTP())
+		if err != nil || root.Digest != img.root.Digest {
+			t.Errorf("client.Fetch: %v, %v", root, err)
+		}
+	})
+}
+
+// runIn runs berthctl -a ADDRESS args with stdin.
+func (c *ctl) runIn(stdin io.Reader, args ...string) result {
+	c.t.Helper()
+	cmd := c.command(nil, append([]string{"-a", c.address}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		c.t.Fatalf("berthctl %s: %v", strings.Join(args, " "), err)
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 func contentCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "content", Short: "list, read and remove blobs of the content store"}
+	cmd := &cobra.Command{Use: "content", Short: "list, read, write, fetch and remove blobs of the content store"}
 	var quiet bool
 	ls := &cobra.Command{
 		Use:     "ls [FILTER...]",
@@ -52,6 +52,7 @@ func contentCommand(g *globals) *cobra.Command {
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "print digests only")
+	cmd.AddCommand(contentIngestCommand(g), contentFetchCommand(g))
 	cmd.AddCommand(ls, &cobra.Command{
 		Use:     "get DIGEST",
 		Short:   "write a blob to stdout",

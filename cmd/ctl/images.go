@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ type remoteFlags struct {
 	all       bool
 	plainHTTP bool
 	user      string
+	hostsDir  string
 }
 
 func (f *remoteFlags) register(cmd *cobra.Command, all bool) {
@@ -58,6 +60,7 @@ func (f *remoteFlags) register(cmd *cobra.Command, all bool) {
 	}
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "reach a registry without a hosts.toml over plain HTTP")
 	fl.StringVarP(&f.user, "user", "u", "", "registry credentials USER[:PASSWORD]; the password is asked for when left out")
+	fl.StringVar(&f.hostsDir, "hosts-dir", "", "hosts.toml folder (DIR/HOST[:PORT]/hosts.toml) the daemon reads instead of its [registry] config_path")
 }
 
 func (f *remoteFlags) opts(in io.Reader, prompt io.Writer) ([]client.RemoteOpt, error) {
@@ -78,6 +81,15 @@ func (f *remoteFlags) opts(in io.Reader, prompt io.Writer) ([]client.RemoteOpt, 
 	}
 	if f.plainHTTP {
 		opts = append(opts, client.WithPlainHTTP())
+	}
+	if f.hostsDir != "" {
+		// The daemon runs on this host: a relative folder is this
+		// process's.
+		dir, err := filepath.Abs(f.hostsDir)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, client.WithHostsDir(dir))
 	}
 	if f.user != "" {
 		user, password, ok := strings.Cut(f.user, ":")
@@ -123,7 +135,7 @@ func imagePullCommand(g *globals) *cobra.Command {
 and record it as an image. Progress goes to stdout: a line per blob redrawn
 in place on a terminal, a line per change of a blob's status otherwise; the
 last line is "NAME DIGEST". Registry settings (mirrors, TLS) come from the
-daemon's [registry] config_path.`,
+hosts.toml folder of --hosts-dir, else the daemon's [registry] config_path.`,
 		Example: `  berthctl images pull busybox
   berthctl images pull --platform linux/arm64 --plain-http 127.0.0.1:5000/app:1.0
   berthctl images pull --user ci:secret registry.example/app@sha256:…`,

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -96,7 +98,7 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 	if err != nil {
 		return err
 	}
-	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp())
+	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp(), req.GetHostsDir())
 	if err != nil {
 		return err
 	}
@@ -111,6 +113,15 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 	sendErr := rl.close()
 	if err != nil {
 		return err
+	}
+	if req.GetFetchOnly() {
+		if err := s.root(ctx, img.Target); err != nil {
+			return err
+		}
+		if sendErr != nil {
+			return sendErr
+		}
+		return stream.Send(&api.PullProgress{Fetched: imagesvc.DescriptorToProto(img.Target)})
 	}
 	// The image is recorded even when the client has gone: the work is
 	// done, and the next pull would only find it all there.
@@ -145,6 +156,19 @@ func pullOptions(req *api.PullRequest) ([]distribution.Opt, error) {
 		opts = append(opts, distribution.WithConcurrency(n))
 	}
 	return opts, nil
+}
+
+// root labels the fetched root target with metadata.LabelGCRoot, so that
+// garbage collection keeps it, and what its gc.ref labels reach, after
+// the pull's lease is gone.
+func (s *service) root(ctx context.Context, target ocispec.Descriptor) error {
+	info := content.Info{Digest: target.Digest, Labels: map[string]string{
+		metadata.LabelGCRoot: time.Now().UTC().Format(time.RFC3339),
+	}}
+	if _, err := s.Content.Update(ctx, info, "labels."+metadata.LabelGCRoot); err != nil {
+		return fmt.Errorf("fetch %s: label the root: %w", target.Digest, err)
+	}
+	return nil
 }
 
 // record creates the image img names, or points the existing one at the
@@ -200,7 +224,7 @@ func (s *service) push(ctx context.Context, req *api.PushRequest, stream api.Tra
 	} else if n > 0 {
 		opts = append(opts, distribution.WithConcurrency(n))
 	}
-	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp())
+	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp(), req.GetHostsDir())
 	if err != nil {
 		return err
 	}
@@ -263,11 +287,17 @@ func (s *service) pushTarget(ctx context.Context, target ocispec.Descriptor, wan
 	return ocispec.Descriptor{}, fmt.Errorf("no manifest for %s in index %s: %w", platforms.Format(ps[0]), target.Digest, errdefs.ErrNotFound)
 }
 
-// resolver returns a resolver for one request: the daemon's hosts.toml
-// folder and Docker config, with the request's credentials asked first.
-func (s *service) resolver(creds *api.Credentials, plainHTTP bool) (*distribution.Resolver, error) {
+// resolver returns a resolver for one request: the request's hosts.toml
+// folder, else the daemon's, and the daemon's Docker config, with the
+// request's credentials asked first.
+func (s *service) resolver(creds *api.Credentials, plainHTTP bool, hostsDir string) (*distribution.Resolver, error) {
+	if hostsDir == "" {
+		hostsDir = s.HostsDir
+	} else if err := checkHostsDir(hostsDir); err != nil {
+		return nil, err
+	}
 	opts := distribution.ResolverOptions{
-		HostsDir:     s.HostsDir,
+		HostsDir:     hostsDir,
 		PlainHTTP:    plainHTTP,
 		DockerConfig: s.DockerConfig,
 		Transport:    s.Transport,
@@ -334,6 +364,23 @@ func Recover(ctx context.Context, nss metadata.NamespaceStore, lm metadata.Lease
 		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// checkHostsDir checks a request's hosts_dir: an absolute path of a
+// folder, so that a typo is an error rather than a pull without the
+// hosts' settings.
+func checkHostsDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("hosts_dir %.200q: not an absolute path: %w", dir, errdefs.ErrInvalidArgument)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("hosts_dir: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("hosts_dir %.200q: not a folder: %w", dir, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // parsePlatforms parses "os/arch[/variant]" strings.

@@ -10,7 +10,8 @@
 // requests also carry the namespace; when both are given they must agree.
 //
 // Registries are reached as the daemon's config says: the hosts.toml
-// folder of [registry] config_path (mirrors, TLS, plain HTTP per host),
+// folder of [registry] config_path, or the request's hosts_dir (mirrors,
+// TLS, plain HTTP per host),
 // credentials from the request, else from the daemon's Docker config.json
 // ([registry] docker_config, else $DOCKER_CONFIG or ~/.docker of the
 // daemon's user).
@@ -141,7 +142,22 @@ type PullRequest struct {
 	Snapshotter string `protobuf:"bytes,8,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
 	// concurrency: how many blobs are fetched at once; 0 is the daemon's
 	// default (3), at most 16.
-	Concurrency   int32 `protobuf:"varint,9,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Concurrency int32 `protobuf:"varint,9,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	// hosts_dir: a hosts.toml folder for this pull
+	// (<hosts_dir>/<host[:port]>/hosts.toml, containerd's layout), read
+	// by the daemon instead of its [registry] config_path. An absolute
+	// path on the daemon's host, of a folder that exists, else
+	// InvalidArgument. The daemon reads it with its own rights; the
+	// daemon's socket admits only root and its group, who can change the
+	// daemon's config anyway.
+	HostsDir string `protobuf:"bytes,10,opt,name=hosts_dir,json=hostsDir,proto3" json:"hosts_dir,omitempty"`
+	// fetch_only: fetch the blobs as a pull does but record no image (as
+	// `ctr content fetch` does). The root fetched (the index or
+	// manifest ref resolves to) is labelled berth.io/gc.root, so garbage
+	// collection keeps it and everything it references until that label
+	// or the blob is removed. The stream's last message carries fetched
+	// instead of image.
+	FetchOnly     bool `protobuf:"varint,11,opt,name=fetch_only,json=fetchOnly,proto3" json:"fetch_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,6 +253,20 @@ func (x *PullRequest) GetConcurrency() int32 {
 		return x.Concurrency
 	}
 	return 0
+}
+
+func (x *PullRequest) GetHostsDir() string {
+	if x != nil {
+		return x.HostsDir
+	}
+	return ""
+}
+
+func (x *PullRequest) GetFetchOnly() bool {
+	if x != nil {
+		return x.FetchOnly
+	}
+	return false
 }
 
 // Progress is one report about one blob of a transfer.
@@ -344,7 +374,10 @@ type PullProgress struct {
 	// previous message, in the order the blobs were first seen.
 	Progress []*Progress `protobuf:"bytes,1,rep,name=progress,proto3" json:"progress,omitempty"`
 	// image: set only on the stream's last message: the image as stored.
-	Image         *v1.Image `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	Image *v1.Image `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// fetched: set only on the last message of a fetch_only pull: the
+	// root fetched, which no image names.
+	Fetched       *v1.Descriptor `protobuf:"bytes,3,opt,name=fetched,proto3" json:"fetched,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +426,13 @@ func (x *PullProgress) GetImage() *v1.Image {
 	return nil
 }
 
+func (x *PullProgress) GetFetched() *v1.Descriptor {
+	if x != nil {
+		return x.Fetched
+	}
+	return nil
+}
+
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// namespace: the namespace, when the request metadata carries none.
@@ -417,7 +457,9 @@ type PushRequest struct {
 	Concurrency int32 `protobuf:"varint,7,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	// target: push this manifest or index of the namespace's content
 	// store instead of a named image; with image it is InvalidArgument.
-	Target        *v1.Descriptor `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
+	Target *v1.Descriptor `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
+	// hosts_dir: a hosts.toml folder for this push, as on Pull.
+	HostsDir      string `protobuf:"bytes,9,opt,name=hosts_dir,json=hostsDir,proto3" json:"hosts_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -508,6 +550,13 @@ func (x *PushRequest) GetTarget() *v1.Descriptor {
 	return nil
 }
 
+func (x *PushRequest) GetHostsDir() string {
+	if x != nil {
+		return x.HostsDir
+	}
+	return ""
+}
+
 // PushProgress is one message of a Push stream, throttled as
 // PullProgress is.
 type PushProgress struct {
@@ -574,7 +623,7 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"\vCredentials\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12%\n" +
-	"\x0eidentity_token\x18\x03 \x01(\tR\ridentityToken\"\xc6\x02\n" +
+	"\x0eidentity_token\x18\x03 \x01(\tR\ridentityToken\"\x82\x03\n" +
 	"\vPullRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x1c\n" +
@@ -585,7 +634,11 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"plain_http\x18\x06 \x01(\bR\tplainHttp\x12\x16\n" +
 	"\x06unpack\x18\a \x01(\bR\x06unpack\x12 \n" +
 	"\vsnapshotter\x18\b \x01(\tR\vsnapshotter\x12 \n" +
-	"\vconcurrency\x18\t \x01(\x05R\vconcurrency\"\x99\x01\n" +
+	"\vconcurrency\x18\t \x01(\x05R\vconcurrency\x12\x1b\n" +
+	"\thosts_dir\x18\n" +
+	" \x01(\tR\bhostsDir\x12\x1d\n" +
+	"\n" +
+	"fetch_only\x18\v \x01(\bR\tfetchOnly\"\x99\x01\n" +
 	"\bProgress\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x1d\n" +
@@ -593,10 +646,11 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12\x14\n" +
-	"\x05total\x18\x06 \x01(\x03R\x05total\"\x87\x01\n" +
+	"\x05total\x18\x06 \x01(\x03R\x05total\"\xc7\x01\n" +
 	"\fPullProgress\x12@\n" +
 	"\bprogress\x18\x01 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x125\n" +
-	"\x05image\x18\x02 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\"\xbb\x02\n" +
+	"\x05image\x18\x02 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\x12>\n" +
+	"\afetched\x18\x03 \x01(\v2$.berth.services.images.v1.DescriptorR\afetched\"\xd8\x02\n" +
 	"\vPushRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x14\n" +
@@ -606,7 +660,8 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"\n" +
 	"plain_http\x18\x06 \x01(\bR\tplainHttp\x12 \n" +
 	"\vconcurrency\x18\a \x01(\x05R\vconcurrency\x12<\n" +
-	"\x06target\x18\b \x01(\v2$.berth.services.images.v1.DescriptorR\x06target\"\x8e\x01\n" +
+	"\x06target\x18\b \x01(\v2$.berth.services.images.v1.DescriptorR\x06target\x12\x1b\n" +
+	"\thosts_dir\x18\t \x01(\tR\bhostsDir\"\x8e\x01\n" +
 	"\fPushProgress\x12@\n" +
 	"\bprogress\x18\x01 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x12<\n" +
 	"\x06pushed\x18\x02 \x01(\v2$.berth.services.images.v1.DescriptorR\x06pushed2\xc4\x01\n" +
@@ -638,22 +693,23 @@ var file_proto_transfer_v1_transfer_proto_goTypes = []any{
 	(*v1.Descriptor)(nil), // 7: berth.services.images.v1.Descriptor
 }
 var file_proto_transfer_v1_transfer_proto_depIdxs = []int32{
-	0, // 0: berth.services.transfer.v1.PullRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
-	2, // 1: berth.services.transfer.v1.PullProgress.progress:type_name -> berth.services.transfer.v1.Progress
-	6, // 2: berth.services.transfer.v1.PullProgress.image:type_name -> berth.services.images.v1.Image
-	0, // 3: berth.services.transfer.v1.PushRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
-	7, // 4: berth.services.transfer.v1.PushRequest.target:type_name -> berth.services.images.v1.Descriptor
-	2, // 5: berth.services.transfer.v1.PushProgress.progress:type_name -> berth.services.transfer.v1.Progress
-	7, // 6: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
-	1, // 7: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
-	4, // 8: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
-	3, // 9: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
-	5, // 10: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: berth.services.transfer.v1.PullRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
+	2,  // 1: berth.services.transfer.v1.PullProgress.progress:type_name -> berth.services.transfer.v1.Progress
+	6,  // 2: berth.services.transfer.v1.PullProgress.image:type_name -> berth.services.images.v1.Image
+	7,  // 3: berth.services.transfer.v1.PullProgress.fetched:type_name -> berth.services.images.v1.Descriptor
+	0,  // 4: berth.services.transfer.v1.PushRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
+	7,  // 5: berth.services.transfer.v1.PushRequest.target:type_name -> berth.services.images.v1.Descriptor
+	2,  // 6: berth.services.transfer.v1.PushProgress.progress:type_name -> berth.services.transfer.v1.Progress
+	7,  // 7: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
+	1,  // 8: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
+	4,  // 9: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
+	3,  // 10: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
+	5,  // 11: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_proto_transfer_v1_transfer_proto_init() }
