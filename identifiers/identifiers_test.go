@@ -1,6 +1,7 @@
 package identifiers
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -38,11 +39,17 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// oracle is the grammar valid implements by hand.
+var oracle = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+
 func FuzzValidate(f *testing.F) {
-	for _, s := range []string{"a", "../x", "a.b", ""} {
+	for _, s := range []string{"a", "../x", "a.b", "", "a..b", "-a", "a-", "a._b", "A9-z.0_x", "é"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := valid(s), oracle.MatchString(s); got != want {
+			t.Fatalf("valid(%q) = %v, the regexp says %v", s, got, want)
+		}
 		if Validate(s) != nil {
 			return
 		}
