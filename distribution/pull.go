@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -129,7 +130,10 @@ func WithStallTimeout(d time.Duration) Opt {
 // Every blob goes through a content Writer under the ref
 // "pull-<digest>" and is verified by Commit against its descriptor: a
 // registry that sends other bytes makes the pull fail with
-// ErrFailedPrecondition, and nothing of that blob is kept. An
+// ErrFailedPrecondition, and nothing of that blob is kept. An image
+// config (OCI or Docker media type) must be a JSON image config
+// (images.CheckConfig), else the pull fails with ErrInvalidArgument
+// before its manifest is committed. An
 // interrupted download (a dropped connection, a stall, a cancelled ctx,
 // a crash) leaves its ingest; the next try, within this pull or a later
 // one, resumes it at the persisted offset with a Range request.
@@ -292,6 +296,12 @@ func (p *puller) manifest(ctx context.Context, desc ocispec.Descriptor) error {
 	}
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	// The config is small, and one that is not JSON would fail only at
+	// unpack or run: refuse it now, before the manifest is committed, so
+	// that no image names it.
+	if err := images.CheckConfig(ctx, p.store, m.Config); err != nil {
+		return fmt.Errorf("manifest %s: %w", desc.Digest, err)
 	}
 	return p.commitManifest(ctx, desc, data, labels)
 }

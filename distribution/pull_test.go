@@ -2,6 +2,7 @@ package distribution_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,10 +10,12 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -367,5 +370,61 @@ func TestPullSecondPlatformKeepsFirst(t *testing.T) {
 	want := []string{im.manifests["linux/amd64"].Digest.String(), im.manifests["linux/arm64"].Digest.String()}
 	if !sameSet(got, want) {
 		t.Fatalf("index labels %v, want both manifests %v", info.Labels, want)
+	}
+}
+
+// TestPullRefusesConfigNotJSON pulls images whose config is not an image
+// config: each pull is InvalidArgument naming the config, and the
+// manifest is not committed. An artifact's config of another media type
+// is not read.
+func TestPullRefusesConfigNotJSON(t *testing.T) {
+	reg := startRegistry(t)
+	r := resolver(t, distribution.ResolverOptions{})
+	build := func(mediaType string, cfg []byte) *testImage {
+		im := &testImage{blobs: map[digest.Digest][]byte{}}
+		m := ocispec.Manifest{
+			Versioned: specs.Versioned{SchemaVersion: 2},
+			MediaType: ocispec.MediaTypeImageManifest,
+			Config:    im.add(mediaType, cfg),
+			Layers:    []ocispec.Descriptor{im.add(ocispec.MediaTypeImageLayer, randomLayer(t, 1024))},
+		}
+		data, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im.root = im.add(ocispec.MediaTypeImageManifest, data)
+		return im
+	}
+	for i, tc := range []struct {
+		name      string
+		mediaType string
+		config    string
+		ok        bool
+	}{
+		{name: "text", mediaType: ocispec.MediaTypeImageConfig, config: "not json"},
+		{name: "truncated", mediaType: ocispec.MediaTypeImageConfig, config: `{"architecture":"amd64",`},
+		{name: "null", mediaType: ocispec.MediaTypeImageConfig, config: "null"},
+		{name: "list", mediaType: ocispec.MediaTypeImageConfig, config: "[]"},
+		{name: "wrong types", mediaType: images.MediaTypeDockerConfig, config: `{"architecture":5,"rootfs":{"diff_ids":"x"}}`},
+		{name: "artifact", mediaType: "application/vnd.example.config", config: "not json", ok: true},
+		{name: "empty object", mediaType: ocispec.MediaTypeImageConfig, config: " {}", ok: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			im := build(tc.mediaType, []byte(tc.config))
+			ref := fmt.Sprintf("%s/berth/badconfig:%d", reg.Addr, i)
+			push(t, r, im, ref)
+			store := newStore(t)
+			_, err := distribution.Pull(context.Background(), r, store, ref)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("pull: %v", err)
+				}
+				return
+			}
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "config "+digest.FromString(tc.config).String()) {
+				t.Fatalf("pull: %v, want InvalidArgument naming the config", err)
+			}
+			requireAbsent(t, store, im.root)
+		})
 	}
 }

@@ -634,3 +634,40 @@ func (c *ctl) runIn(stdin io.Reader, args ...string) result {
 	}
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
 }
+
+// TestImagesPullConfigNotJSON pulls through berthd an image whose config
+// is not JSON: the pull is InvalidArgument naming the config, and no image
+// is recorded.
+func TestImagesPullConfigNotJSON(t *testing.T) {
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	ctx := context.Background()
+	store, err := content.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(mediaType string, data []byte) ocispec.Descriptor {
+		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+		if err := content.WriteBlob(ctx, store, "build-"+d.Digest.Encoded(), bytes.NewReader(data), d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	cfg := add(ocispec.MediaTypeImageConfig, []byte("<html>not json</html>"))
+	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: cfg, Layers: []ocispec.Descriptor{add(ocispec.MediaTypeImageLayer, []byte("layer"))}})
+	ref := reg.Addr + "/test/badcfg:1"
+	if err := distribution.Push(ctx, testResolver(t), store, ref, add(ocispec.MediaTypeImageManifest, m)); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemon(t)
+	c := d.client(t, "bad")
+	nctx := d.nsContext("bad")
+	_, err = c.Pull(nctx, ref, client.WithPlainHTTP())
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "config "+cfg.Digest.String()) {
+		t.Fatalf("pull of an image whose config is not JSON: %v, want InvalidArgument naming the config", err)
+	}
+	if list, err := c.ListImages(nctx); err != nil || len(list) != 0 {
+		t.Errorf("images after the refused pull: %v, %v", list, err)
+	}
+	newCtl(t, d).fails(1, []string{"not a JSON object"}, "-n", "bad", "images", "pull", "--plain-http", ref)
+}

@@ -212,6 +212,15 @@ func TestImportHostile(t *testing.T) {
 	m.Layers[0].Size++
 	badSize.root = badSize.add(ocispec.MediaTypeImageManifest, mustJSON(t, m))
 
+	// A manifest whose config is not JSON.
+	badConfig := buildImage(t, "linux/amd64")
+	var mc ocispec.Manifest
+	_ = json.Unmarshal(badConfig.blobs[badConfig.root.Digest], &mc)
+	delete(badConfig.blobs, badConfig.root.Digest)
+	delete(badConfig.blobs, mc.Config.Digest)
+	mc.Config = badConfig.add(mc.Config.MediaType, []byte("not json"))
+	badConfig.root = badConfig.add(ocispec.MediaTypeImageManifest, mustJSON(t, mc))
+
 	reg := func(name string, data []byte) file { return file{name: name, data: data} }
 	hdr := func(h tar.Header) file { return file{hdr: &h} }
 	tests := []struct {
@@ -240,6 +249,7 @@ func TestImportHostile(t *testing.T) {
 		{name: "blob does not match its name", files: append(without(good, blobName(layer.Digest)), reg(blobName(layer.Digest), []byte("not the layer"))), class: errdefs.ErrFailedPrecondition, want: blobName(layer.Digest)},
 		{name: "missing blob", files: without(good, blobName(layer.Digest)), class: errdefs.ErrInvalidArgument, want: blobName(layer.Digest) + `": missing`},
 		{name: "size mismatch", files: layoutFiles(t, badSize, "a:1"), class: errdefs.ErrInvalidArgument, want: "gives " + layer.Digest.String() + " the size"},
+		{name: "config not JSON", files: layoutFiles(t, badConfig, "a:1"), class: errdefs.ErrInvalidArgument, want: "config " + mc.Config.Digest.String() + ": not a JSON object"},
 		{name: "no index", files: without(good, "index.json"), class: errdefs.ErrInvalidArgument, want: "neither index.json nor manifest.json"},
 		{name: "no oci-layout", files: without(good, "oci-layout"), class: errdefs.ErrInvalidArgument, want: "without oci-layout"},
 		{name: "layout version", files: append(without(good, "oci-layout"), reg("oci-layout", []byte(`{"imageLayoutVersion":"9"}`))), class: errdefs.ErrNotImplemented, want: "oci-layout"},

@@ -578,6 +578,12 @@ func (im *importer) follow(ctx context.Context, desc ocispec.Descriptor, parent 
 		}
 	}
 	im.done[desc.Digest] = true
+	if images.IsConfig(desc.MediaType) {
+		if err := images.CheckConfig(ctx, im.store, desc); err != nil {
+			return fmt.Errorf("import: %s: %w", parent, err)
+		}
+		return nil
+	}
 	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
 		return nil
 	}
