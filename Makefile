@@ -4,7 +4,7 @@ GO        ?= go
 BIN       := bin
 PROTOS    := $(shell find . -name '*.proto' -not -path './bin/*')
 PROTO_INC ?= /usr/include
-DEB_PKGS  := runc busybox-static file protobuf-compiler docker-registry skopeo containerd iproute2 psmisc
+DEB_PKGS  := runc busybox-static file protobuf-compiler docker-registry skopeo containerd iproute2 psmisc curl
 PREFIX    ?= /usr/local
 
 .PHONY: all build deps protos check-protos test bench install vet demo clean
@@ -69,10 +69,12 @@ demo: build
 	BIN=$(BIN) scripts/demo.sh
 
 # bench runs every benchmark (see bench/README.md): the shim against runc,
-# then berthd against runc and containerd.
+# berthd against runc and containerd, then pull throughput against curl
+# and containerd.
 bench: build
 	$(GO) run ./bench/shimbench -shim $(BIN)/berth-shim
 	$(GO) run ./bench/daemonbench -berthd $(BIN)/berthd -berthctl $(BIN)/berthctl -shim $(BIN)/berth-shim
+	$(GO) run ./bench/pullbench -berthd $(BIN)/berthd -berthctl $(BIN)/berthctl
 
 install: build
 	install -D -m 0755 $(BIN)/berthd $(DESTDIR)$(PREFIX)/bin/berthd

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	containerdcfg "github.com/berthrt/berth/bench/internal/containerd"
 	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/bench/internal/stats"
 )
@@ -20,20 +21,6 @@ import (
 // folder: shims' sockets (s/) and, by default, the shims' runc root
 // (runc/<namespace>) and ctr's FIFOs (fifo/; the benchmark passes its own).
 const containerdRun = "/run/containerd"
-
-// disabledPlugins are containerd plugins the benchmark turns off: CRI
-// (berth has no CRI; with it containerd holds more memory and starts
-// slower), opt (it would make /opt/containerd) and the snapshotters that
-// cannot work on this host (their failures only add noise to the log).
-// `ctr run --rootfs` needs no snapshotter.
-var disabledPlugins = []string{
-	"io.containerd.grpc.v1.cri",
-	"io.containerd.internal.v1.opt",
-	"io.containerd.snapshotter.v1.aufs",
-	"io.containerd.snapshotter.v1.btrfs",
-	"io.containerd.snapshotter.v1.devmapper",
-	"io.containerd.snapshotter.v1.zfs",
-}
 
 // containerd is Debian's containerd on its own root, state and socket,
 // driven with ctr, for comparison.
@@ -79,7 +66,7 @@ func newContainerd(w *workspace, cfg config) (*containerd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd config default: %w", err)
 	}
-	text, err := containerdConfig(string(def), filepath.Join(w.dir, "containerd"), filepath.Join(w.run, "c"), c.address)
+	text, err := containerdcfg.FromDefault(string(def), filepath.Join(w.dir, "containerd"), filepath.Join(w.run, "c"), c.address)
 	if err != nil {
 		return nil, err
 	}
@@ -89,43 +76,6 @@ func newContainerd(w *workspace, cfg config) (*containerd, error) {
 	}
 	c.d = daemon{name: "containerd", args: []string{bin, "--config", conf}, log: filepath.Join(w.dir, "containerd.log")}
 	return c, nil
-}
-
-// containerdConfig overrides root, state, disabled_plugins (top level) and
-// grpc.address in containerd's default config, line by line: the default
-// config is TOML whose top-level keys come before the first table.
-func containerdConfig(def, root, state, address string) (string, error) {
-	quoted := make([]string, len(disabledPlugins))
-	for i, p := range disabledPlugins {
-		quoted[i] = fmt.Sprintf("%q", p)
-	}
-	want := map[string]string{
-		".root":             fmt.Sprintf("root = %q", root),
-		".state":            fmt.Sprintf("state = %q", state),
-		".disabled_plugins": "disabled_plugins = [" + strings.Join(quoted, ", ") + "]",
-		"grpc.address":      fmt.Sprintf("  address = %q", address),
-	}
-	table := ""
-	lines := strings.Split(def, "\n")
-	for i, line := range lines {
-		t := strings.TrimSpace(line)
-		if strings.HasPrefix(t, "[") {
-			table = strings.Trim(t, "[]")
-			continue
-		}
-		key, _, ok := strings.Cut(t, " = ")
-		if !ok {
-			continue
-		}
-		if repl, ok := want[table+"."+key]; ok {
-			lines[i] = repl
-			delete(want, table+"."+key)
-		}
-	}
-	if len(want) > 0 {
-		return "", fmt.Errorf("containerd config default: keys not found: %v", want)
-	}
-	return strings.Join(lines, "\n"), nil
 }
 
 // start starts containerd and times it until it serves: answered is when
