@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -118,6 +119,7 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 		if err := s.root(ctx, img.Target); err != nil {
 			return err
 		}
+		release() // before the reply: a client that lists leases next sees none
 		if sendErr != nil {
 			return sendErr
 		}
@@ -129,6 +131,7 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 	if err != nil {
 		return err
 	}
+	release() // before the reply: a client that lists leases next sees none
 	if sendErr != nil {
 		return sendErr
 	}
@@ -310,7 +313,8 @@ func (s *service) resolver(creds *api.Credentials, plainHTTP bool, hostsDir stri
 }
 
 // lease creates the lease of a transfer of kind in the namespace of ctx
-// and returns ctx carrying it, and the function that deletes it.
+// and returns ctx carrying it, and the function that deletes it (once,
+// however often it is called).
 func (s *service) lease(ctx context.Context, kind string) (context.Context, func(), error) {
 	l, err := s.Leases.Create(ctx, metadata.Lease{Labels: map[string]string{
 		LeaseLabel:         kind,
@@ -319,12 +323,15 @@ func (s *service) lease(ctx context.Context, kind string) (context.Context, func
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s lease: %w", kind, err)
 	}
+	var once sync.Once
 	release := func() {
-		cctx, cancel := context.WithTimeout(leases.WithoutLease(context.WithoutCancel(ctx)), cleanupTimeout)
-		defer cancel()
-		if err := s.Leases.Delete(cctx, l.ID); err != nil {
-			s.Log.WarnContext(cctx, "delete transfer lease", "lease", l.ID, "error", err)
-		}
+		once.Do(func() {
+			cctx, cancel := context.WithTimeout(leases.WithoutLease(context.WithoutCancel(ctx)), cleanupTimeout)
+			defer cancel()
+			if err := s.Leases.Delete(cctx, l.ID); err != nil {
+				s.Log.WarnContext(cctx, "delete transfer lease", "lease", l.ID, "error", err)
+			}
+		})
 	}
 	return leases.WithLease(ctx, l.ID), release, nil
 }
