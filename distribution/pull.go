@@ -383,10 +383,31 @@ func (p *puller) acquire(ctx context.Context) error {
 func (p *puller) release() { <-p.slots }
 
 // blob fetches one blob into the store, resuming its ingest.
+// hold puts the blob desc, which the store has, under the lease on ctx
+// by opening a Writer for it: the metadata store adds a blob it has to
+// the caller's lease before it says AlreadyExists, so that a collection
+// cannot take it (unreferenced, say, after an earlier pull's lease ended)
+// before this pull's manifest references it. A store that opens a Writer
+// instead (the bare content store, which has no leases) gets the ingest
+// aborted again.
+func (p *puller) hold(ctx context.Context, ref string, desc ocispec.Descriptor) error {
+	w, err := p.store.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+	switch {
+	case errdefs.IsAlreadyExists(err), errdefs.IsUnavailable(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	return errors.Join(w.Close(), p.store.Abort(ctx, ref))
+}
+
 func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor) error {
 	ref := pullRef(desc)
 	pr := Progress{Ref: ref, Digest: desc.Digest, MediaType: desc.MediaType, Total: desc.Size}
 	if _, err := p.store.Info(ctx, desc.Digest); err == nil {
+		if err := p.hold(ctx, ref, desc); err != nil {
+			return err
+		}
 		pr.Status, pr.Offset = StatusExists, desc.Size
 		p.opts.progress.report(pr)
 		return nil
