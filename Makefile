@@ -2,12 +2,19 @@
 
 GO        ?= go
 BIN       := bin
-PROTOS    := $(shell find . -name '*.proto' -not -path './bin/*')
+PROTOS    := $(shell find . -name '*.proto' -not -path './bin/*' -not -path './clients/*')
+# API_PROTOS is the daemon API, the contract for clients in other languages:
+# docs/API.md and the Python client's classes are generated from it.
+API_PROTOS := $(sort $(wildcard proto/*/v1/*.proto))
+PY_GEN    := clients/python/berth/gen
+# PYTHON is Debian's python3, which python3-protobuf is installed for (a
+# python3 earlier in PATH, from pyenv say, may lack it).
+PYTHON    ?= /usr/bin/python3
 PROTO_INC ?= /usr/include
-DEB_PKGS  := runc busybox-static file protobuf-compiler docker-registry skopeo containerd iproute2 psmisc curl
+DEB_PKGS  := runc busybox-static file protobuf-compiler docker-registry skopeo containerd iproute2 psmisc curl python3 python3-protobuf
 PREFIX    ?= /usr/local
 
-.PHONY: all build deps protos check-protos test bench install vet demo clean
+.PHONY: all build deps protos check-protos docs check-docs test bench install vet demo clean
 
 all: build
 
@@ -35,7 +42,8 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PKGS)
 
 # protos regenerates the Go code beside every .proto, with the generators
-# pinned as tool dependencies in go.mod.
+# pinned as tool dependencies in go.mod, and the Python client's classes
+# (clients/python/berth/gen) from the daemon API.
 protos:
 	@for p in $(PROTOS); do \
 		d=$$(dirname $$p); \
@@ -46,12 +54,26 @@ protos:
 			--go-ttrpc_out=paths=source_relative:. \
 			$$p || exit 1; \
 	done
+	rm -rf $(PY_GEN)/proto
+	protoc -I . -I $(PROTO_INC) --python_out=$(PY_GEN) $(API_PROTOS)
 
 # check-protos fails when the committed generated code differs from what
 # the .proto files generate.
 check-protos: protos
-	@git diff --exit-code -- '*.pb.go' || (echo "generated code is stale: run make protos and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- '*.pb.go')" || (echo "untracked generated code: commit it" >&2; git status --porcelain -- '*.pb.go'; exit 1)
+	@git diff --exit-code -- '*.pb.go' $(PY_GEN) || (echo "generated code is stale: run make protos and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- '*.pb.go' $(PY_GEN))" || (echo "untracked generated code: commit it" >&2; git status --porcelain -- '*.pb.go' $(PY_GEN); exit 1)
+
+# docs renders docs/API.md from the daemon API's .proto files and their
+# comments (docs/apigen.py reads protoc's descriptor set with source info).
+docs:
+	@mkdir -p $(BIN)
+	protoc -I . -I $(PROTO_INC) --include_source_info --descriptor_set_out=$(BIN)/api.pb $(API_PROTOS)
+	$(PYTHON) docs/apigen.py $(BIN)/api.pb > $(BIN)/API.md
+	mv $(BIN)/API.md docs/API.md
+
+# check-docs fails when docs/API.md differs from what the .proto files give.
+check-docs: docs
+	@git diff --exit-code -- docs/API.md || (echo "docs/API.md is stale: run make docs and commit" >&2; exit 1)
 
 vet:
 	$(GO) vet ./...
@@ -59,7 +81,7 @@ vet:
 
 # test runs every test: static checks, then the whole suite as root with
 # real runc. CI runs exactly this (see README and .ci/run).
-test: build check-protos vet
+test: build check-protos check-docs vet
 	$(GO) test -count=1 -timeout 15m ./...
 
 # demo is the main job: berthd in the background with its own root and
