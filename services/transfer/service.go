@@ -1,7 +1,12 @@
 // Package transfer serves berth.services.transfer.v1: pulls from and
 // pushes to registries, run in the daemon with package distribution over
 // the namespaced content store, with progress relayed to the caller's
-// stream.
+// stream; imports of archives uploaded over a stream and exports streamed
+// back, with package images/archive (archive.go); image checks.
+//
+// An import holds a lease as a pull does (unless the request names its
+// own), and records no image before the whole upload has arrived: a
+// truncated upload is refused even when what arrived was a whole archive.
 //
 // A pull holds a lease (labelled LeaseLabel) from before its first byte
 // until the image record is written, so garbage collection can neither
@@ -42,7 +47,8 @@ import (
 )
 
 const (
-	// LeaseLabel marks the leases of transfers; its value is "pull".
+	// LeaseLabel marks the leases of transfers; its value is "pull" or
+	// "import".
 	LeaseLabel = "berth.io/transfer"
 	// leaseExpiry bounds how long a transfer's lease protects content
 	// should neither the transfer nor Recover delete it.
@@ -68,14 +74,19 @@ type Config struct {
 	DockerConfig string
 	// Transport is the registries' base transport; nil is the default.
 	Transport http.RoundTripper
+	// MaxImportSize bounds the size of an archive an Import uploads, in
+	// bytes; 0 for no bound (each entry is bounded by package
+	// images/archive, each request by ChunkSize).
+	MaxImportSize int64
 	// Log receives warnings about cleanup; nil is slog.Default().
 	Log *slog.Logger
 }
 
 type service struct{ Config }
 
-// Register serves the transfer API on srv. Both calls stream, so they
-// convert their own errors: ttrpc has no stream interceptor.
+// Register serves the transfer API on srv. The streaming calls convert
+// their own errors (ttrpc has no stream interceptor); Check relies on
+// the server's unary interceptor, as the other services do.
 func Register(srv *ttrpc.Server, cfg Config) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

@@ -1,6 +1,8 @@
-// Transfer moves images between registries and the daemon: Pull fetches
-// an image into the content store and records it in the image store;
-// Push uploads an image of the image store to a registry. Both run in the
+// Transfer moves images between registries, archives and the daemon:
+// Pull fetches an image into the content store and records it in the
+// image store; Push uploads an image of the image store to a registry;
+// Import reads an archive uploaded over the stream, Export streams one
+// back; Check says how much of each image the store holds. All run in the
 // daemon and stream their progress, so every client shares one
 // implementation; a client that goes away (closes the stream or its
 // connection) cancels the transfer.
@@ -615,6 +617,793 @@ func (x *PushProgress) GetPushed() *v1.Descriptor {
 	return nil
 }
 
+// ImportOptions is the first request of an Import stream.
+type ImportOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace: the namespace, when the request metadata carries none.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// platforms: "os/arch[/variant]"; of an index, only the manifests
+	// for this platform (and those without one) are needed and taken.
+	// Empty: linux/amd64. More than one is InvalidArgument.
+	Platforms []string `protobuf:"bytes,2,rep,name=platforms,proto3" json:"platforms,omitempty"`
+	// all_platforms: take every manifest of an index; with platforms it
+	// is InvalidArgument.
+	AllPlatforms bool `protobuf:"varint,3,opt,name=all_platforms,json=allPlatforms,proto3" json:"all_platforms,omitempty"`
+	// name_prefix: name the images whose index.json entry names only a
+	// tag ("latest") name_prefix:tag, and take whole references only
+	// when they start with name_prefix, as `ctr import --base-name`.
+	NamePrefix string `protobuf:"bytes,4,opt,name=name_prefix,json=namePrefix,proto3" json:"name_prefix,omitempty"`
+	// index_name: also record the archive's whole index as this image.
+	IndexName string `protobuf:"bytes,5,opt,name=index_name,json=indexName,proto3" json:"index_name,omitempty"`
+	// lease: a lease (berth.services.leases.v1) of the namespace that
+	// holds what the import writes instead of a transfer lease; the
+	// caller deletes it. Empty: a transfer lease, deleted when the
+	// import ends.
+	Lease         string `protobuf:"bytes,6,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportOptions) Reset() {
+	*x = ImportOptions{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportOptions) ProtoMessage() {}
+
+func (x *ImportOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportOptions.ProtoReflect.Descriptor instead.
+func (*ImportOptions) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportOptions) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ImportOptions) GetPlatforms() []string {
+	if x != nil {
+		return x.Platforms
+	}
+	return nil
+}
+
+func (x *ImportOptions) GetAllPlatforms() bool {
+	if x != nil {
+		return x.AllPlatforms
+	}
+	return false
+}
+
+func (x *ImportOptions) GetNamePrefix() string {
+	if x != nil {
+		return x.NamePrefix
+	}
+	return ""
+}
+
+func (x *ImportOptions) GetIndexName() string {
+	if x != nil {
+		return x.IndexName
+	}
+	return ""
+}
+
+func (x *ImportOptions) GetLease() string {
+	if x != nil {
+		return x.Lease
+	}
+	return ""
+}
+
+// ImportEnd is the last request of an Import stream.
+type ImportEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size: the archive's size in bytes: the sum of the data sent.
+	Size          int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEnd) Reset() {
+	*x = ImportEnd{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEnd) ProtoMessage() {}
+
+func (x *ImportEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEnd.ProtoReflect.Descriptor instead.
+func (*ImportEnd) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ImportEnd) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// ImportRequest is one request of an Import stream: exactly one of its
+// fields is set.
+type ImportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// options: the first request, and only the first.
+	Options *ImportOptions `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	// data: the next bytes of the archive, 1 byte to 1 MiB.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// end: the last request; the server reads nothing after it.
+	End           *ImportEnd `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ImportRequest) GetOptions() *ImportOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ImportRequest) GetEnd() *ImportEnd {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+// ImportResult is the outcome of an Import.
+type ImportResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// format: "oci" for an OCI image layout, "docker" for a docker save
+	// archive.
+	Format string `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
+	// images: the images created or updated, in the archive's order.
+	// Entries without a name created none.
+	Images []*v1.Image `protobuf:"bytes,2,rep,name=images,proto3" json:"images,omitempty"`
+	// index: the archive's whole index, as written to the content store
+	// under index_name; absent otherwise.
+	Index         *v1.Descriptor `protobuf:"bytes,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportResult) Reset() {
+	*x = ImportResult{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportResult) ProtoMessage() {}
+
+func (x *ImportResult) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportResult.ProtoReflect.Descriptor instead.
+func (*ImportResult) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ImportResult) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ImportResult) GetImages() []*v1.Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *ImportResult) GetIndex() *v1.Descriptor {
+	if x != nil {
+		return x.Index
+	}
+	return nil
+}
+
+// ImportResponse is one message of an Import stream's responses.
+type ImportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// received: how many bytes of the archive the daemon has taken from
+	// the stream so far; 0 when unchanged.
+	Received int64 `protobuf:"varint,1,opt,name=received,proto3" json:"received,omitempty"`
+	// progress: blob reports, throttled as on Pull: "downloading" while
+	// a blob's bytes arrive, "exists" for one the store had, "done" once
+	// it is committed. Its ref is "import-<digest>".
+	Progress []*Progress `protobuf:"bytes,2,rep,name=progress,proto3" json:"progress,omitempty"`
+	// result: set only on the stream's last message.
+	Result        *ImportResult `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportResponse) Reset() {
+	*x = ImportResponse{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportResponse) ProtoMessage() {}
+
+func (x *ImportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportResponse.ProtoReflect.Descriptor instead.
+func (*ImportResponse) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ImportResponse) GetReceived() int64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *ImportResponse) GetProgress() []*Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *ImportResponse) GetResult() *ImportResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+type ExportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace: the namespace, when the request metadata carries none.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// images: the images to export, each an entry of index.json named by
+	// its name. An image with a target is exported as given; one without
+	// is looked up by name in the namespace (NotFound when absent). At
+	// least one.
+	Images []*v1.Image `protobuf:"bytes,2,rep,name=images,proto3" json:"images,omitempty"`
+	// platforms: of an index, follow only the manifests for this
+	// platform (and those without one); empty: linux/amd64. More than
+	// one is InvalidArgument.
+	Platforms []string `protobuf:"bytes,3,rep,name=platforms,proto3" json:"platforms,omitempty"`
+	// all_platforms: follow every manifest of an index.
+	AllPlatforms bool `protobuf:"varint,4,opt,name=all_platforms,json=allPlatforms,proto3" json:"all_platforms,omitempty"`
+	// progress: also send progress reports ("uploading" while a blob's
+	// bytes are written, "done" when it is whole).
+	Progress      bool `protobuf:"varint,5,opt,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRequest) Reset() {
+	*x = ExportRequest{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRequest) ProtoMessage() {}
+
+func (x *ExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
+func (*ExportRequest) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExportRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ExportRequest) GetImages() []*v1.Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *ExportRequest) GetPlatforms() []string {
+	if x != nil {
+		return x.Platforms
+	}
+	return nil
+}
+
+func (x *ExportRequest) GetAllPlatforms() bool {
+	if x != nil {
+		return x.AllPlatforms
+	}
+	return false
+}
+
+func (x *ExportRequest) GetProgress() bool {
+	if x != nil {
+		return x.Progress
+	}
+	return false
+}
+
+// ExportEnd closes an Export stream.
+type ExportEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size: the archive's size in bytes.
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// digest: the sha256 digest of the whole archive, "sha256:<hex>".
+	Digest        string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportEnd) Reset() {
+	*x = ExportEnd{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportEnd) ProtoMessage() {}
+
+func (x *ExportEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportEnd.ProtoReflect.Descriptor instead.
+func (*ExportEnd) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExportEnd) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ExportEnd) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// ExportResponse is one message of an Export stream.
+type ExportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// data: the next bytes of the archive, at most 1 MiB; may be empty in
+	// a message that carries only progress.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// progress: blob reports since the previous message, when the
+	// request asked for them.
+	Progress []*Progress `protobuf:"bytes,2,rep,name=progress,proto3" json:"progress,omitempty"`
+	// end: set only on the last message: the archive is whole.
+	End           *ExportEnd `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportResponse) Reset() {
+	*x = ExportResponse{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportResponse) ProtoMessage() {}
+
+func (x *ExportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportResponse.ProtoReflect.Descriptor instead.
+func (*ExportResponse) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExportResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ExportResponse) GetProgress() []*Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *ExportResponse) GetEnd() *ExportEnd {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+type CheckRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filters: check the images that match any of these, as
+	// ListImages filters them; with neither filters nor names, every
+	// image of the namespace.
+	Filters []string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	// names: check these images too; NotFound when one does not exist.
+	Names []string `protobuf:"bytes,2,rep,name=names,proto3" json:"names,omitempty"`
+	// platforms: of an index, walk the manifests for this platform only
+	// (and those without one); empty: linux/amd64. More than one is
+	// InvalidArgument.
+	Platforms []string `protobuf:"bytes,3,rep,name=platforms,proto3" json:"platforms,omitempty"`
+	// all_platforms: walk every manifest of an index.
+	AllPlatforms  bool `protobuf:"varint,4,opt,name=all_platforms,json=allPlatforms,proto3" json:"all_platforms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckRequest) Reset() {
+	*x = CheckRequest{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckRequest) ProtoMessage() {}
+
+func (x *CheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
+func (*CheckRequest) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CheckRequest) GetFilters() []string {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetPlatforms() []string {
+	if x != nil {
+		return x.Platforms
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetAllPlatforms() bool {
+	if x != nil {
+		return x.AllPlatforms
+	}
+	return false
+}
+
+// ImageCheck is what Check found of one image.
+type ImageCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// image: the image checked.
+	Image *v1.Image `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// availability: "complete" (every blob needed is there),
+	// "incomplete" (the root is, some blob below it is not),
+	// "unavailable" (the root is not); empty when error is set.
+	Availability string `protobuf:"bytes,2,opt,name=availability,proto3" json:"availability,omitempty"`
+	// required: how many distinct blobs the image was found to need (a
+	// missing manifest counts as one: what it would need is unknown);
+	// present: how many of them the store holds with the right size.
+	Required int64 `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	Present  int64 `protobuf:"varint,4,opt,name=present,proto3" json:"present,omitempty"`
+	// size, present_size: the sums of the sizes of the required and of
+	// the present blobs, in bytes.
+	Size        int64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	PresentSize int64 `protobuf:"varint,6,opt,name=present_size,json=presentSize,proto3" json:"present_size,omitempty"`
+	// missing: the required blobs that are absent, at most 256 (required
+	// minus present says how many there are).
+	Missing []*v1.Descriptor `protobuf:"bytes,7,rep,name=missing,proto3" json:"missing,omitempty"`
+	// error: why the image could not be walked (a manifest that does not
+	// decode, say); the counts are then zero.
+	Error         string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageCheck) Reset() {
+	*x = ImageCheck{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageCheck) ProtoMessage() {}
+
+func (x *ImageCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageCheck.ProtoReflect.Descriptor instead.
+func (*ImageCheck) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ImageCheck) GetImage() *v1.Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+func (x *ImageCheck) GetAvailability() string {
+	if x != nil {
+		return x.Availability
+	}
+	return ""
+}
+
+func (x *ImageCheck) GetRequired() int64 {
+	if x != nil {
+		return x.Required
+	}
+	return 0
+}
+
+func (x *ImageCheck) GetPresent() int64 {
+	if x != nil {
+		return x.Present
+	}
+	return 0
+}
+
+func (x *ImageCheck) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ImageCheck) GetPresentSize() int64 {
+	if x != nil {
+		return x.PresentSize
+	}
+	return 0
+}
+
+func (x *ImageCheck) GetMissing() []*v1.Descriptor {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+func (x *ImageCheck) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type CheckResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// images: one per image, in name order.
+	Images        []*ImageCheck `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckResponse) Reset() {
+	*x = CheckResponse{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckResponse) ProtoMessage() {}
+
+func (x *CheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
+func (*CheckResponse) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CheckResponse) GetImages() []*ImageCheck {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 var File_proto_transfer_v1_transfer_proto protoreflect.FileDescriptor
 
 const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
@@ -664,10 +1453,66 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"\thosts_dir\x18\t \x01(\tR\bhostsDir\"\x8e\x01\n" +
 	"\fPushProgress\x12@\n" +
 	"\bprogress\x18\x01 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x12<\n" +
-	"\x06pushed\x18\x02 \x01(\v2$.berth.services.images.v1.DescriptorR\x06pushed2\xc4\x01\n" +
+	"\x06pushed\x18\x02 \x01(\v2$.berth.services.images.v1.DescriptorR\x06pushed\"\xc6\x01\n" +
+	"\rImportOptions\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1c\n" +
+	"\tplatforms\x18\x02 \x03(\tR\tplatforms\x12#\n" +
+	"\rall_platforms\x18\x03 \x01(\bR\fallPlatforms\x12\x1f\n" +
+	"\vname_prefix\x18\x04 \x01(\tR\n" +
+	"namePrefix\x12\x1d\n" +
+	"\n" +
+	"index_name\x18\x05 \x01(\tR\tindexName\x12\x14\n" +
+	"\x05lease\x18\x06 \x01(\tR\x05lease\"\x1f\n" +
+	"\tImportEnd\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\"\xa1\x01\n" +
+	"\rImportRequest\x12C\n" +
+	"\aoptions\x18\x01 \x01(\v2).berth.services.transfer.v1.ImportOptionsR\aoptions\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x127\n" +
+	"\x03end\x18\x03 \x01(\v2%.berth.services.transfer.v1.ImportEndR\x03end\"\x9b\x01\n" +
+	"\fImportResult\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\tR\x06format\x127\n" +
+	"\x06images\x18\x02 \x03(\v2\x1f.berth.services.images.v1.ImageR\x06images\x12:\n" +
+	"\x05index\x18\x03 \x01(\v2$.berth.services.images.v1.DescriptorR\x05index\"\xb0\x01\n" +
+	"\x0eImportResponse\x12\x1a\n" +
+	"\breceived\x18\x01 \x01(\x03R\breceived\x12@\n" +
+	"\bprogress\x18\x02 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x12@\n" +
+	"\x06result\x18\x03 \x01(\v2(.berth.services.transfer.v1.ImportResultR\x06result\"\xc5\x01\n" +
+	"\rExportRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x127\n" +
+	"\x06images\x18\x02 \x03(\v2\x1f.berth.services.images.v1.ImageR\x06images\x12\x1c\n" +
+	"\tplatforms\x18\x03 \x03(\tR\tplatforms\x12#\n" +
+	"\rall_platforms\x18\x04 \x01(\bR\fallPlatforms\x12\x1a\n" +
+	"\bprogress\x18\x05 \x01(\bR\bprogress\"7\n" +
+	"\tExportEnd\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\"\x9f\x01\n" +
+	"\x0eExportResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12@\n" +
+	"\bprogress\x18\x02 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x127\n" +
+	"\x03end\x18\x03 \x01(\v2%.berth.services.transfer.v1.ExportEndR\x03end\"\x81\x01\n" +
+	"\fCheckRequest\x12\x18\n" +
+	"\afilters\x18\x01 \x03(\tR\afilters\x12\x14\n" +
+	"\x05names\x18\x02 \x03(\tR\x05names\x12\x1c\n" +
+	"\tplatforms\x18\x03 \x03(\tR\tplatforms\x12#\n" +
+	"\rall_platforms\x18\x04 \x01(\bR\fallPlatforms\"\xaa\x02\n" +
+	"\n" +
+	"ImageCheck\x125\n" +
+	"\x05image\x18\x01 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\x12\"\n" +
+	"\favailability\x18\x02 \x01(\tR\favailability\x12\x1a\n" +
+	"\brequired\x18\x03 \x01(\x03R\brequired\x12\x18\n" +
+	"\apresent\x18\x04 \x01(\x03R\apresent\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12!\n" +
+	"\fpresent_size\x18\x06 \x01(\x03R\vpresentSize\x12>\n" +
+	"\amissing\x18\a \x03(\v2$.berth.services.images.v1.DescriptorR\amissing\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"O\n" +
+	"\rCheckResponse\x12>\n" +
+	"\x06images\x18\x01 \x03(\v2&.berth.services.transfer.v1.ImageCheckR\x06images2\xea\x03\n" +
 	"\bTransfer\x12[\n" +
 	"\x04Pull\x12'.berth.services.transfer.v1.PullRequest\x1a(.berth.services.transfer.v1.PullProgress0\x01\x12[\n" +
-	"\x04Push\x12'.berth.services.transfer.v1.PushRequest\x1a(.berth.services.transfer.v1.PushProgress0\x01B7Z5github.com/berthrt/berth/proto/transfer/v1;transferv1b\x06proto3"
+	"\x04Push\x12'.berth.services.transfer.v1.PushRequest\x1a(.berth.services.transfer.v1.PushProgress0\x01\x12c\n" +
+	"\x06Import\x12).berth.services.transfer.v1.ImportRequest\x1a*.berth.services.transfer.v1.ImportResponse(\x010\x01\x12a\n" +
+	"\x06Export\x12).berth.services.transfer.v1.ExportRequest\x1a*.berth.services.transfer.v1.ExportResponse0\x01\x12\\\n" +
+	"\x05Check\x12(.berth.services.transfer.v1.CheckRequest\x1a).berth.services.transfer.v1.CheckResponseB7Z5github.com/berthrt/berth/proto/transfer/v1;transferv1b\x06proto3"
 
 var (
 	file_proto_transfer_v1_transfer_proto_rawDescOnce sync.Once
@@ -681,35 +1526,64 @@ func file_proto_transfer_v1_transfer_proto_rawDescGZIP() []byte {
 	return file_proto_transfer_v1_transfer_proto_rawDescData
 }
 
-var file_proto_transfer_v1_transfer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_proto_transfer_v1_transfer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_proto_transfer_v1_transfer_proto_goTypes = []any{
-	(*Credentials)(nil),   // 0: berth.services.transfer.v1.Credentials
-	(*PullRequest)(nil),   // 1: berth.services.transfer.v1.PullRequest
-	(*Progress)(nil),      // 2: berth.services.transfer.v1.Progress
-	(*PullProgress)(nil),  // 3: berth.services.transfer.v1.PullProgress
-	(*PushRequest)(nil),   // 4: berth.services.transfer.v1.PushRequest
-	(*PushProgress)(nil),  // 5: berth.services.transfer.v1.PushProgress
-	(*v1.Image)(nil),      // 6: berth.services.images.v1.Image
-	(*v1.Descriptor)(nil), // 7: berth.services.images.v1.Descriptor
+	(*Credentials)(nil),    // 0: berth.services.transfer.v1.Credentials
+	(*PullRequest)(nil),    // 1: berth.services.transfer.v1.PullRequest
+	(*Progress)(nil),       // 2: berth.services.transfer.v1.Progress
+	(*PullProgress)(nil),   // 3: berth.services.transfer.v1.PullProgress
+	(*PushRequest)(nil),    // 4: berth.services.transfer.v1.PushRequest
+	(*PushProgress)(nil),   // 5: berth.services.transfer.v1.PushProgress
+	(*ImportOptions)(nil),  // 6: berth.services.transfer.v1.ImportOptions
+	(*ImportEnd)(nil),      // 7: berth.services.transfer.v1.ImportEnd
+	(*ImportRequest)(nil),  // 8: berth.services.transfer.v1.ImportRequest
+	(*ImportResult)(nil),   // 9: berth.services.transfer.v1.ImportResult
+	(*ImportResponse)(nil), // 10: berth.services.transfer.v1.ImportResponse
+	(*ExportRequest)(nil),  // 11: berth.services.transfer.v1.ExportRequest
+	(*ExportEnd)(nil),      // 12: berth.services.transfer.v1.ExportEnd
+	(*ExportResponse)(nil), // 13: berth.services.transfer.v1.ExportResponse
+	(*CheckRequest)(nil),   // 14: berth.services.transfer.v1.CheckRequest
+	(*ImageCheck)(nil),     // 15: berth.services.transfer.v1.ImageCheck
+	(*CheckResponse)(nil),  // 16: berth.services.transfer.v1.CheckResponse
+	(*v1.Image)(nil),       // 17: berth.services.images.v1.Image
+	(*v1.Descriptor)(nil),  // 18: berth.services.images.v1.Descriptor
 }
 var file_proto_transfer_v1_transfer_proto_depIdxs = []int32{
 	0,  // 0: berth.services.transfer.v1.PullRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
 	2,  // 1: berth.services.transfer.v1.PullProgress.progress:type_name -> berth.services.transfer.v1.Progress
-	6,  // 2: berth.services.transfer.v1.PullProgress.image:type_name -> berth.services.images.v1.Image
-	7,  // 3: berth.services.transfer.v1.PullProgress.fetched:type_name -> berth.services.images.v1.Descriptor
+	17, // 2: berth.services.transfer.v1.PullProgress.image:type_name -> berth.services.images.v1.Image
+	18, // 3: berth.services.transfer.v1.PullProgress.fetched:type_name -> berth.services.images.v1.Descriptor
 	0,  // 4: berth.services.transfer.v1.PushRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
-	7,  // 5: berth.services.transfer.v1.PushRequest.target:type_name -> berth.services.images.v1.Descriptor
+	18, // 5: berth.services.transfer.v1.PushRequest.target:type_name -> berth.services.images.v1.Descriptor
 	2,  // 6: berth.services.transfer.v1.PushProgress.progress:type_name -> berth.services.transfer.v1.Progress
-	7,  // 7: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
-	1,  // 8: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
-	4,  // 9: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
-	3,  // 10: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
-	5,  // 11: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	18, // 7: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
+	6,  // 8: berth.services.transfer.v1.ImportRequest.options:type_name -> berth.services.transfer.v1.ImportOptions
+	7,  // 9: berth.services.transfer.v1.ImportRequest.end:type_name -> berth.services.transfer.v1.ImportEnd
+	17, // 10: berth.services.transfer.v1.ImportResult.images:type_name -> berth.services.images.v1.Image
+	18, // 11: berth.services.transfer.v1.ImportResult.index:type_name -> berth.services.images.v1.Descriptor
+	2,  // 12: berth.services.transfer.v1.ImportResponse.progress:type_name -> berth.services.transfer.v1.Progress
+	9,  // 13: berth.services.transfer.v1.ImportResponse.result:type_name -> berth.services.transfer.v1.ImportResult
+	17, // 14: berth.services.transfer.v1.ExportRequest.images:type_name -> berth.services.images.v1.Image
+	2,  // 15: berth.services.transfer.v1.ExportResponse.progress:type_name -> berth.services.transfer.v1.Progress
+	12, // 16: berth.services.transfer.v1.ExportResponse.end:type_name -> berth.services.transfer.v1.ExportEnd
+	17, // 17: berth.services.transfer.v1.ImageCheck.image:type_name -> berth.services.images.v1.Image
+	18, // 18: berth.services.transfer.v1.ImageCheck.missing:type_name -> berth.services.images.v1.Descriptor
+	15, // 19: berth.services.transfer.v1.CheckResponse.images:type_name -> berth.services.transfer.v1.ImageCheck
+	1,  // 20: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
+	4,  // 21: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
+	8,  // 22: berth.services.transfer.v1.Transfer.Import:input_type -> berth.services.transfer.v1.ImportRequest
+	11, // 23: berth.services.transfer.v1.Transfer.Export:input_type -> berth.services.transfer.v1.ExportRequest
+	14, // 24: berth.services.transfer.v1.Transfer.Check:input_type -> berth.services.transfer.v1.CheckRequest
+	3,  // 25: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
+	5,  // 26: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
+	10, // 27: berth.services.transfer.v1.Transfer.Import:output_type -> berth.services.transfer.v1.ImportResponse
+	13, // 28: berth.services.transfer.v1.Transfer.Export:output_type -> berth.services.transfer.v1.ExportResponse
+	16, // 29: berth.services.transfer.v1.Transfer.Check:output_type -> berth.services.transfer.v1.CheckResponse
+	25, // [25:30] is the sub-list for method output_type
+	20, // [20:25] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_proto_transfer_v1_transfer_proto_init() }
@@ -723,7 +1597,7 @@ func file_proto_transfer_v1_transfer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_transfer_v1_transfer_proto_rawDesc), len(file_proto_transfer_v1_transfer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -10,6 +10,9 @@ import (
 type TransferService interface {
 	Pull(context.Context, *PullRequest, Transfer_PullServer) error
 	Push(context.Context, *PushRequest, Transfer_PushServer) error
+	Import(context.Context, Transfer_ImportServer) error
+	Export(context.Context, *ExportRequest, Transfer_ExportServer) error
+	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 }
 
 type Transfer_PullServer interface {
@@ -38,8 +41,52 @@ func (x *transferPushServer) Send(m *PushProgress) error {
 	return x.StreamServer.SendMsg(m)
 }
 
+type Transfer_ImportServer interface {
+	Send(*ImportResponse) error
+	Recv() (*ImportRequest, error)
+	ttrpc.StreamServer
+}
+
+type transferImportServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *transferImportServer) Send(m *ImportResponse) error {
+	return x.StreamServer.SendMsg(m)
+}
+
+func (x *transferImportServer) Recv() (*ImportRequest, error) {
+	m := new(ImportRequest)
+	if err := x.StreamServer.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+type Transfer_ExportServer interface {
+	Send(*ExportResponse) error
+	ttrpc.StreamServer
+}
+
+type transferExportServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *transferExportServer) Send(m *ExportResponse) error {
+	return x.StreamServer.SendMsg(m)
+}
+
 func RegisterTransferService(srv *ttrpc.Server, svc TransferService) {
 	srv.RegisterService("berth.services.transfer.v1.Transfer", &ttrpc.ServiceDesc{
+		Methods: map[string]ttrpc.Method{
+			"Check": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CheckRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Check(ctx, &req)
+			},
+		},
 		Streams: map[string]ttrpc.Stream{
 			"Pull": {
 				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
@@ -63,6 +110,24 @@ func RegisterTransferService(srv *ttrpc.Server, svc TransferService) {
 				StreamingClient: false,
 				StreamingServer: true,
 			},
+			"Import": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					return nil, svc.Import(ctx, &transferImportServer{stream})
+				},
+				StreamingClient: true,
+				StreamingServer: true,
+			},
+			"Export": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					m := new(ExportRequest)
+					if err := stream.RecvMsg(m); err != nil {
+						return nil, err
+					}
+					return nil, svc.Export(ctx, m, &transferExportServer{stream})
+				},
+				StreamingClient: false,
+				StreamingServer: true,
+			},
 		},
 	})
 }
@@ -70,6 +135,9 @@ func RegisterTransferService(srv *ttrpc.Server, svc TransferService) {
 type TransferClient interface {
 	Pull(context.Context, *PullRequest) (Transfer_PullClient, error)
 	Push(context.Context, *PushRequest) (Transfer_PushClient, error)
+	Import(context.Context) (Transfer_ImportClient, error)
+	Export(context.Context, *ExportRequest) (Transfer_ExportClient, error)
+	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 }
 
 type transferClient struct {
@@ -138,4 +206,75 @@ func (x *transferPushClient) Recv() (*PushProgress, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+func (c *transferClient) Import(ctx context.Context) (Transfer_ImportClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: true,
+		StreamingServer: true,
+	}, "berth.services.transfer.v1.Transfer", "Import", nil)
+	if err != nil {
+		return nil, err
+	}
+	x := &transferImportClient{stream}
+	return x, nil
+}
+
+type Transfer_ImportClient interface {
+	Send(*ImportRequest) error
+	Recv() (*ImportResponse, error)
+	ttrpc.ClientStream
+}
+
+type transferImportClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *transferImportClient) Send(m *ImportRequest) error {
+	return x.ClientStream.SendMsg(m)
+}
+
+func (x *transferImportClient) Recv() (*ImportResponse, error) {
+	m := new(ImportResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *transferClient) Export(ctx context.Context, req *ExportRequest) (Transfer_ExportClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: false,
+		StreamingServer: true,
+	}, "berth.services.transfer.v1.Transfer", "Export", req)
+	if err != nil {
+		return nil, err
+	}
+	x := &transferExportClient{stream}
+	return x, nil
+}
+
+type Transfer_ExportClient interface {
+	Recv() (*ExportResponse, error)
+	ttrpc.ClientStream
+}
+
+type transferExportClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *transferExportClient) Recv() (*ExportResponse, error) {
+	m := new(ExportResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *transferClient) Check(ctx context.Context, req *CheckRequest) (*CheckResponse, error) {
+	var resp CheckResponse
+	if err := c.client.Call(ctx, "berth.services.transfer.v1.Transfer", "Check", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
