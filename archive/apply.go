@@ -1,0 +1,544 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh."
+	whiteoutOpaque = ".wh..wh..opq"
+
+	overlayOpaqueXattr = "trusted.overlay.opaque"
+	paxXattrPrefix     = "SCHILY.xattr."
+
+	copyBufferSize = 1 << 20
+	sparseBlock    = 4 << 10 // holes are left where a whole block is zero
+)
+
+// Apply extracts the layer tar read from r onto root, an existing folder,
+// and returns the number of bytes read from r (the whole stream, the
+// padding after the end of the archive included). See the package
+// documentation for what it guarantees about hostile layers. On error,
+// root may hold part of the layer.
+func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int64, error) {
+	o := applyOptions{limits: DefaultLimits}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	t, err := openTree(root)
+	if err != nil {
+		return 0, err
+	}
+	defer t.close()
+	a := &applier{
+		opts:  o,
+		tree:  t,
+		root:  root,
+		owner: os.Geteuid() == 0,
+		buf:   make([]byte, copyBufferSize),
+	}
+	if o.convention == Plain {
+		a.unpacked = map[string]struct{}{}
+	}
+	cr := &countingReader{r: r}
+	if err := a.apply(ctx, tar.NewReader(cr)); err != nil {
+		return cr.n, fmt.Errorf("apply layer onto %s: %w", root, err)
+	}
+	// The rest (end-of-archive blocks, padding) counts in the size.
+	if _, err := io.CopyBuffer(io.Discard, cr, a.buf); err != nil {
+		return cr.n, fmt.Errorf("apply layer onto %s: %w", root, err)
+	}
+	return cr.n, nil
+}
+
+type applier struct {
+	opts  applyOptions
+	tree  *tree
+	root  string
+	owner bool // running as root: ownership is applied
+	buf   []byte
+
+	// unpacked holds the names this layer made (Plain only): an opaque
+	// marker keeps them.
+	unpacked map[string]struct{}
+	// dirs are the folders whose times are set at the end.
+	dirs []dirTimes
+}
+
+type dirTimes struct {
+	name         string
+	atime, mtime time.Time
+}
+
+func (a *applier) apply(ctx context.Context, tr *tar.Reader) error {
+	entries := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		entries++
+		if entries > a.opts.limits.MaxEntries {
+			return fmt.Errorf("more than %d entries: %w", a.opts.limits.MaxEntries, errdefs.ErrInvalidArgument)
+		}
+		if err := a.entry(hdr, tr); err != nil {
+			return fmt.Errorf("entry %q: %w", hdr.Name, err)
+		}
+	}
+	for i := len(a.dirs) - 1; i >= 0; i-- {
+		d := a.dirs[i]
+		dir, base := splitName(d.name)
+		fd, err := a.tree.openDir(dir)
+		if err != nil {
+			return err
+		}
+		err = setTimes(fd, base, d.atime, d.mtime)
+		unix.Close(fd)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("folder %q: %w", d.name, err)
+		}
+	}
+	return nil
+}
+
+func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	name, err := cleanName(hdr.Name, a.opts.limits.MaxNameLen)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		return nil // root's own metadata is the snapshotter's
+	}
+	if len(hdr.Linkname) > a.opts.limits.MaxNameLen || strings.IndexByte(hdr.Linkname, 0) >= 0 {
+		return fmt.Errorf("link name of %d bytes, or with NUL: %w", len(hdr.Linkname), errdefs.ErrInvalidArgument)
+	}
+	xattrs, err := a.xattrs(hdr)
+	if err != nil {
+		return err
+	}
+	dir, base := splitName(name)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return a.whiteout(hdr, dir, base)
+	}
+
+	parent, err := a.tree.mkdirAll(dir, a.madeParent)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
+
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		keepDir := hdr.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if !keepDir {
+			if hdr.Typeflag == tar.TypeLink {
+				if target, err := cleanName(hdr.Linkname, a.opts.limits.MaxNameLen); err == nil && target == name {
+					return nil // a link to itself: it is there already
+				}
+			}
+			if err := removeAllAt(parent, base); err != nil {
+				return err
+			}
+		}
+	} else if err != unix.ENOENT {
+		return &os.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	if a.unpacked != nil {
+		a.unpacked[name] = struct{}{}
+	}
+
+	mode := uint32(hdr.Mode) & 0o7777
+	if a.opts.noSetuid {
+		mode &^= unix.S_ISUID | unix.S_ISGID
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		return a.regular(hdr, tr, parent, base, mode, xattrs)
+	case tar.TypeDir:
+		return a.dir(hdr, parent, name, base, mode, xattrs)
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, parent, base); err != nil {
+			return &os.PathError{Op: "symlink", Path: name, Err: err}
+		}
+		return a.metaAt(hdr, parent, base, xattrs)
+	case tar.TypeLink:
+		return a.hardlink(hdr, parent, base)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		kind := uint32(unix.S_IFIFO)
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			kind = unix.S_IFCHR
+		case tar.TypeBlock:
+			kind = unix.S_IFBLK
+		}
+		if kind != unix.S_IFIFO && !a.opts.devices {
+			return nil // policy: devices only WithDevices
+		}
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if err := unix.Mknodat(parent, base, kind|0o600, int(dev)); err != nil {
+			return &os.PathError{Op: "mknod", Path: name, Err: err}
+		}
+		if err := a.metaAt(hdr, parent, base, xattrs); err != nil {
+			return err
+		}
+		if err := unix.Fchmodat(parent, base, mode, 0); err != nil {
+			return &os.PathError{Op: "chmod", Path: name, Err: err}
+		}
+		return nil
+	default:
+		return fmt.Errorf("tar entry type %q is not supported: %w", hdr.Typeflag, errdefs.ErrInvalidArgument)
+	}
+}
+
+// regular writes a file: data (sparse when the entry is), then owner,
+// xattrs, mode and times, in that order, since a write or a chown clears
+// setuid bits and file capabilities.
+func (a *applier) regular(hdr *tar.Header, tr *tar.Reader, parent int, base string, mode uint32, xattrs []xattr) error {
+	sparse := isSparse(hdr)
+	if sparse && hdr.Size > a.opts.limits.MaxSparseSize {
+		return fmt.Errorf("sparse file of %d bytes, more than %d: %w", hdr.Size, a.opts.limits.MaxSparseSize, errdefs.ErrInvalidArgument)
+	}
+	fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: hdr.Name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), hdr.Name)
+	defer f.Close()
+	if err := a.copyData(f, tr, sparse, hdr.Size); err != nil {
+		return err
+	}
+	if err := a.metaFd(hdr, fd, mode, xattrs); err != nil {
+		return err
+	}
+	return setTimes(parent, base, hdr.AccessTime, hdr.ModTime)
+}
+
+func (a *applier) copyData(f *os.File, r io.Reader, sparse bool, size int64) error {
+	var off int64
+	for {
+		n, rerr := r.Read(a.buf)
+		if n > 0 {
+			var err error
+			if sparse {
+				err = writeSparse(f, a.buf[:n], off)
+			} else {
+				_, err = f.Write(a.buf[:n])
+			}
+			if err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("read tar: %w: %w", rerr, errdefs.ErrInvalidArgument)
+		}
+	}
+	if sparse {
+		return f.Truncate(size) // a hole at the end
+	}
+	return nil
+}
+
+var zeroBlock [sparseBlock]byte
+
+// writeSparse writes p at off, leaving whole zero blocks as holes.
+func writeSparse(f *os.File, p []byte, off int64) error {
+	for len(p) > 0 {
+		n := min(len(p), sparseBlock)
+		if !bytes.Equal(p[:n], zeroBlock[:n]) {
+			if _, err := f.WriteAt(p[:n], off); err != nil {
+				return err
+			}
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *applier) dir(hdr *tar.Header, parent int, name, base string, mode uint32, xattrs []xattr) error {
+	if err := unix.Mkdirat(parent, base, 0o700); err != nil && err != unix.EEXIST {
+		return &os.PathError{Op: "mkdir", Path: name, Err: err}
+	}
+	fd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := a.metaFd(hdr, fd, mode, xattrs); err != nil {
+		return err
+	}
+	a.dirs = append(a.dirs, dirTimes{name: name, atime: hdr.AccessTime, mtime: hdr.ModTime})
+	return nil
+}
+
+func (a *applier) hardlink(hdr *tar.Header, parent int, base string) error {
+	target, err := cleanName(hdr.Linkname, a.opts.limits.MaxNameLen)
+	if err != nil {
+		return fmt.Errorf("hardlink target: %w", err)
+	}
+	if target == "" {
+		return fmt.Errorf("hardlink to the root: %w", errdefs.ErrInvalidArgument)
+	}
+	tdir, tbase := splitName(target)
+	tparent, err := a.tree.openDir(tdir)
+	if errors.Is(err, unix.ENOENT) && len(a.opts.parents) > 0 {
+		tparent, err = a.tree.mkdirAll(tdir, a.madeParent)
+	}
+	if err != nil {
+		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
+	}
+	defer unix.Close(tparent)
+	err = unix.Linkat(tparent, tbase, parent, base, 0)
+	if err == unix.ENOENT && len(a.opts.parents) > 0 {
+		if err := a.copyUp(tparent, tbase, target); err != nil {
+			return err
+		}
+		err = unix.Linkat(tparent, tbase, parent, base, 0)
+	}
+	if err != nil {
+		return &os.PathError{Op: "link", Path: hdr.Name + " -> " + hdr.Linkname, Err: err}
+	}
+	return nil
+}
+
+// copyUp copies the regular file name from the topmost parent that has it
+// into the folder dirfd as base, so that a hardlink to it can be made.
+func (a *applier) copyUp(dirfd int, base, name string) error {
+	for _, p := range a.opts.parents {
+		src, err := securejoin.SecureJoin(p, name)
+		if err != nil {
+			return err
+		}
+		in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		st, err := in.Stat()
+		if err != nil {
+			return err
+		}
+		sys := st.Sys().(*unix.Stat_t)
+		if sys.Mode&unix.S_IFMT != unix.S_IFREG {
+			return fmt.Errorf("hardlink target %q in a lower layer is not a file: %w", name, errdefs.ErrInvalidArgument)
+		}
+		fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return &os.PathError{Op: "create", Path: name, Err: err}
+		}
+		out := os.NewFile(uintptr(fd), name)
+		defer out.Close()
+		if _, err := io.CopyBuffer(out, in, a.buf); err != nil {
+			return err
+		}
+		hdr := &tar.Header{Uid: int(sys.Uid), Gid: int(sys.Gid), ModTime: st.ModTime()}
+		if err := a.metaFd(hdr, fd, uint32(st.Mode().Perm())|sys.Mode&(unix.S_ISUID|unix.S_ISGID|unix.S_ISVTX), nil); err != nil {
+			return err
+		}
+		return setTimes(dirfd, base, time.Time{}, st.ModTime())
+	}
+	return &os.PathError{Op: "link", Path: name, Err: unix.ENOENT}
+}
+
+// madeParent gives a folder that mkdirAll made the metadata of the same
+// folder in the topmost parent that has it (Overlay WithParents).
+func (a *applier) madeParent(dirfd int, name, rel string) error {
+	for _, p := range a.opts.parents {
+		src, err := securejoin.SecureJoin(p, rel)
+		if err != nil {
+			return err
+		}
+		st, err := os.Lstat(src)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		sys := st.Sys().(*unix.Stat_t)
+		if a.owner {
+			if err := unix.Fchownat(dirfd, name, int(sys.Uid), int(sys.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+		}
+		if err := unix.Fchmodat(dirfd, name, sys.Mode&0o7777, 0); err != nil {
+			return err
+		}
+		return setTimes(dirfd, name, time.Unix(sys.Atim.Unix()), time.Unix(sys.Mtim.Unix()))
+	}
+	return nil
+}
+
+// metaFd sets owner, xattrs and mode on an open file or folder.
+func (a *applier) metaFd(hdr *tar.Header, fd int, mode uint32, xattrs []xattr) error {
+	if a.owner {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return &os.PathError{Op: "chown", Path: hdr.Name, Err: err}
+		}
+	}
+	for _, x := range xattrs {
+		if err := unix.Fsetxattr(fd, x.name, x.value, 0); err != nil && err != unix.ENOTSUP {
+			return &os.PathError{Op: "setxattr " + x.name, Path: hdr.Name, Err: err}
+		}
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return &os.PathError{Op: "chmod", Path: hdr.Name, Err: err}
+	}
+	return nil
+}
+
+// metaAt sets owner, xattrs and times on base in parent without following
+// it (a symlink or a device).
+func (a *applier) metaAt(hdr *tar.Header, parent int, base string, xattrs []xattr) error {
+	if a.owner {
+		if err := unix.Fchownat(parent, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "chown", Path: hdr.Name, Err: err}
+		}
+	}
+	if len(xattrs) > 0 {
+		// The parent's descriptor names it; l*xattr does not follow base.
+		p := "/proc/self/fd/" + strconv.Itoa(parent) + "/" + base
+		for _, x := range xattrs {
+			if err := unix.Lsetxattr(p, x.name, x.value, 0); err != nil && err != unix.ENOTSUP && err != unix.EPERM {
+				return &os.PathError{Op: "setxattr " + x.name, Path: hdr.Name, Err: err}
+			}
+		}
+	}
+	return setTimes(parent, base, hdr.AccessTime, hdr.ModTime)
+}
+
+// setTimes sets base's times without following it; a zero atime is
+// mtime.
+func setTimes(parent int, base string, atime, mtime time.Time) error {
+	if atime.IsZero() {
+		atime = mtime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	if base == "" {
+		base = "."
+	}
+	if err := unix.UtimesNanoAt(parent, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimes", Path: base, Err: err}
+	}
+	return nil
+}
+
+// whiteout applies ".wh.NAME" or the opaque marker in the folder dir.
+func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
+	if base == whiteoutOpaque {
+		return a.opaque(dir)
+	}
+	if strings.HasPrefix(base, whiteoutMeta) {
+		return nil // aufs metadata
+	}
+	target := strings.TrimPrefix(base, whiteoutPrefix)
+	if target == "" || target == "." || target == ".." {
+		return fmt.Errorf("whiteout %q names no entry: %w", base, errdefs.ErrInvalidArgument)
+	}
+	if a.opts.convention == Plain {
+		parent, err := a.tree.openDir(dir)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil // nothing there to delete
+		}
+		if err != nil {
+			return err
+		}
+		defer unix.Close(parent)
+		return removeAllAt(parent, target)
+	}
+	parent, err := a.tree.mkdirAll(dir, a.madeParent)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
+	if err := removeAllAt(parent, target); err != nil {
+		return err
+	}
+	if err := unix.Mknodat(parent, target, unix.S_IFCHR, 0); err != nil {
+		return &os.PathError{Op: "mknod whiteout", Path: path.Join(dir, target), Err: err}
+	}
+	return setTimes(parent, target, hdr.AccessTime, hdr.ModTime)
+}
+
+// opaque applies the opaque marker to the folder dir.
+func (a *applier) opaque(dir string) error {
+	if a.opts.convention == Plain {
+		fd, err := a.tree.openDir(dir)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return emptyDirAt(fd, ".", func(rel string) bool {
+			_, ok := a.unpacked[path.Join(dir, rel)]
+			return ok
+		})
+	}
+	pfd, err := a.tree.mkdirAll(dir, a.madeParent)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	fd, err := unix.Openat(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsetxattr(fd, overlayOpaqueXattr, []byte("y"), 0); err != nil {
+		return &os.PathError{Op: "setxattr " + overlayOpaqueXattr, Path: dir, Err: err}
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
