@@ -264,11 +264,20 @@ labels.<key>, annotations.<key>.`,
 				return nil
 			}
 			cs := c.ContentStore()
+			// The sizes in one call: the daemon walks the images.
+			sizes := map[string]int64{}
+			if checks, err := c.Check(ctx, args, client.WithAllPlatforms()); err == nil {
+				for _, r := range checks {
+					if r.Err == nil {
+						sizes[r.Image.Name] = r.PresentSize
+					}
+				}
+			}
 			t := newTable(cmd.OutOrStdout(), "REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS")
 			for _, img := range imgs {
 				size, ps := "-", "-"
-				if r, err := images.Check(ctx, cs, img.Target(), nil); err == nil {
-					size = humanSize(r.PresentSize)
+				if n, ok := sizes[img.Name()]; ok {
+					size = humanSize(n)
 				}
 				if list, err := imagePlatforms(ctx, cs, img.Target()); err == nil && len(list) > 0 {
 					ps = strings.Join(list, ",")
@@ -448,9 +457,17 @@ unavailable with present/required blobs — and SIZE present/required.`,
 		Example: `  berthctl images check
   berthctl images check --all-platforms 'name~=busybox'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := platformMatcher(platform, all)
-			if err != nil {
-				return err
+			var opts []client.RemoteOpt
+			switch {
+			case all && platform != "":
+				return usageError{errors.New("--platform and --all-platforms together")}
+			case all:
+				opts = append(opts, client.WithAllPlatforms())
+			case platform != "":
+				if _, err := distribution.ParsePlatform(platform); err != nil {
+					return usageError{err}
+				}
+				opts = append(opts, client.WithPlatform(platform))
 			}
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
@@ -459,19 +476,17 @@ unavailable with present/required blobs — and SIZE present/required.`,
 			defer c.Close()
 			ctx, cancel := g.call(ctx)
 			defer cancel()
-			imgs, err := c.ListImages(ctx, args...)
+			checks, err := c.Check(ctx, args, opts...)
 			if err != nil {
 				return err
 			}
-			cs := c.ContentStore()
 			t := newTable(cmd.OutOrStdout(), "REF", "TYPE", "AVAILABILITY", "SIZE")
-			for _, img := range imgs {
-				r, err := images.Check(ctx, cs, img.Target(), m)
-				if err != nil {
-					t.row(img.Name(), img.Target().MediaType, "error: "+err.Error(), "-")
+			for _, r := range checks {
+				if r.Err != nil {
+					t.row(r.Image.Name, r.Image.Target.MediaType, "error: "+r.Err.Error(), "-")
 					continue
 				}
-				t.row(img.Name(), img.Target().MediaType, r.String(), humanSize(r.PresentSize)+"/"+humanSize(r.Size))
+				t.row(r.Image.Name, r.Image.Target.MediaType, r.String(), humanSize(r.PresentSize)+"/"+humanSize(r.Size))
 			}
 			return t.flush()
 		},
@@ -479,24 +494,6 @@ unavailable with present/required blobs — and SIZE present/required.`,
 	cmd.Flags().StringVar(&platform, "platform", "", "platform os/arch[/variant] (default linux/amd64)")
 	cmd.Flags().BoolVar(&all, "all-platforms", false, "every platform of an index")
 	return cmd
-}
-
-// platformMatcher is the matcher of --platform and --all-platforms; nil
-// matches all.
-func platformMatcher(platform string, all bool) (platforms.MatchComparer, error) {
-	switch {
-	case all && platform != "":
-		return nil, usageError{errors.New("--platform and --all-platforms together")}
-	case all:
-		return nil, nil
-	case platform == "":
-		return platforms.Only(distribution.DefaultPlatform()), nil
-	}
-	p, err := distribution.ParsePlatform(platform)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	return platforms.Only(p), nil
 }
 
 // archivePlatform returns the archive option of --platform and
@@ -523,9 +520,10 @@ func imageImportCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import [flags] FILE|-",
 		Short: "import an OCI image layout or docker save archive (tar, or gzip'd tar)",
-		Long: `import reads the archive FILE (- for stdin) and writes its blobs through the
-daemon's content API under a lease, then records its images and prints
-their names.`,
+		Long: `import uploads the archive FILE (- for stdin) to the daemon, which writes its
+blobs under a lease and records its images; it prints their names and
+digests. On a terminal, progress goes to stderr: a line per blob redrawn in
+place.`,
 		Example: `  berthctl images import busybox.tar
   docker save busybox | berthctl images import -
   berthctl images import --base-name example.com/app layout.tar`,
@@ -557,13 +555,12 @@ their names.`,
 			defer c.Close()
 			ctx, cancel := g.call(ctx)
 			defer cancel()
-			// Import's own lease would last a day should berthctl die
-			// mid-import; an hour is enough for what it left to be kept.
-			ctx, done, err := c.WithLease(ctx, client.WithLeaseExpiration(time.Hour))
-			if err != nil {
-				return err
+			// The daemon's lease ends with the call, even when berthctl
+			// dies mid-import.
+			if d := liveProgress(cmd.ErrOrStderr()); d != nil {
+				opts = append(opts, archive.WithProgress(d.update))
+				defer d.finish()
 			}
-			defer done(context.WithoutCancel(ctx))
 			imgs, err := c.Import(ctx, in, opts...)
 			if err != nil {
 				return err
@@ -635,6 +632,10 @@ func imageExportCommand(g *globals) *cobra.Command {
 				}()
 				out = f
 			}
+			if d := liveProgress(cmd.ErrOrStderr()); d != nil {
+				opts = append(opts, archive.WithProgress(d.update))
+				defer d.finish()
+			}
 			bw := bufio.NewWriterSize(out, 1<<20)
 			if err := c.Export(ctx, bw, append(opts, archive.WithImages(imgs...))...); err != nil {
 				return err
@@ -665,4 +666,14 @@ func dirOf(path string) string {
 		return path[:i+1]
 	}
 	return "."
+}
+
+// liveProgress is a live progress display on out when out is a terminal,
+// else nil: an import's or export's standard output is its names or its
+// archive, and a log need not hold its byte counts.
+func liveProgress(out io.Writer) *progressDisplay {
+	if d := newProgressDisplay(out); d.live {
+		return d
+	}
+	return nil
 }
