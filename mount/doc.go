@@ -22,8 +22,14 @@
 //     reach, unmounts deeper mounts before shallower ones and stacked mounts
 //     top first, and succeeds when nothing was mounted.
 //
-// Known limits: the filesystem data must fit in one page (mount(2) copies no
-// more), which bounds the number of overlay lower layers; a read-only bind
-// remount inside a user namespace fails if it would clear a flag that the
-// source mount has locked (pass those flags too).
+// Long overlays: the filesystem data must fit in one page (mount(2) copies
+// no more). When an overlay's data does not, its lower folders are made
+// relative to the deepest folder they share and the mount is made from
+// there (on a thread with a working folder of its own), as containerd
+// does; snapshotters keep their layers side by side, so a layer then costs
+// a few bytes ("12/fs:") instead of a full path.
+//
+// Known limits: data that is still longer than a page is refused; a
+// read-only bind remount inside a user namespace fails if it would clear a
+// flag that the source mount has locked (pass those flags too).
 package mount

@@ -35,12 +35,20 @@ func (m Mount) Mount(target string) error {
 	if m.Type == "bind" {
 		flags |= unix.MS_BIND
 	}
-	if pageSize := os.Getpagesize(); len(data) >= pageSize {
+	pageSize := os.Getpagesize()
+	dir := ""
+	if len(data) >= pageSize && m.Type == "overlay" {
+		if d, opts, ok := compactLowerdir(m.Options); ok {
+			dir = d
+			_, _, data = ParseOptions(opts)
+		}
+	}
+	if len(data) >= pageSize {
 		return fmt.Errorf("mount %s on %q: data is %d bytes, mount(2) takes less than %d: %w",
 			m.describe(), target, len(data), pageSize, errdefs.ErrInvalidArgument)
 	}
 
-	if err := unix.Mount(m.Source, target, m.Type, flags, data); err != nil {
+	if err := mountFrom(dir, m.Source, target, m.Type, flags, data); err != nil {
 		return fmt.Errorf("mount %s on %q: %w", m.describe(), target, err)
 	}
 	created := flags&unix.MS_REMOUNT == 0 // a remount made no new mount to undo
