@@ -26,7 +26,7 @@ type Limits struct {
 // DefaultLimits are the limits Apply uses unless WithLimits is given.
 var DefaultLimits = Limits{
 	MaxEntries:    1 << 20,
-	MaxNameLen:    4096,    // PATH_MAX
+	MaxNameLen:    4096,     // PATH_MAX
 	MaxXattrSize:  64 << 10, // XATTR_SIZE_MAX
 	MaxSparseSize: 16 << 30,
 }

@@ -1,0 +1,150 @@
+package diff
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berthrt/berth/archive"
+	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/storage/content"
+)
+
+// LabelUncompressed is the label of a compressed layer blob that gives
+// the digest of its uncompressed tar (its diff ID).
+const LabelUncompressed = "berth.io/uncompressed"
+
+// Applier applies layers onto mounts. It is an interface because the diff
+// service serves it over ttrpc and its client implements it too.
+type Applier interface {
+	// Apply extracts the layer desc, read from provider, onto mounts and
+	// returns the descriptor of the uncompressed tar (media type
+	// ocispec.MediaTypeImageLayer, its digest the diff ID). A media type
+	// that is not a layer of a known compression is ErrNotImplemented;
+	// a hostile layer is ErrInvalidArgument. On error the mounts may hold
+	// part of the layer: the caller discards the snapshot.
+	Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, provider content.Provider, opts ...archive.ApplyOpt) (ocispec.Descriptor, error)
+}
+
+// Comparer writes the difference of two mounts as a layer.
+type Comparer interface {
+	// Compare writes the changes from lower to upper (lower may be
+	// empty: everything in upper is new) as a gzip'd OCI layer into the
+	// content store and returns its descriptor, labelled with
+	// LabelUncompressed.
+	Compare(ctx context.Context, lower, upper []mount.Mount, opts ...CompareOpt) (ocispec.Descriptor, error)
+}
+
+// CompareOpt sets an option of Compare.
+type CompareOpt func(*compareOptions)
+
+type compareOptions struct {
+	ref    string
+	labels map[string]string
+}
+
+// WithReference names the content ingest (a unique one by default).
+func WithReference(ref string) CompareOpt {
+	return func(o *compareOptions) { o.ref = ref }
+}
+
+// WithLabels adds labels to the layer blob.
+func WithLabels(labels map[string]string) CompareOpt {
+	return func(o *compareOptions) { o.labels = labels }
+}
+
+// withMounted runs fn on a folder that shows mounts. A single overlay
+// with an upperdir, or a single bind mount (writable, unless readOnly),
+// is used in place; anything else is mounted into a temporary folder
+// that is unmounted and removed afterwards, also when fn fails.
+func withMounted(mounts []mount.Mount, readOnly bool, fn func(root string, opts ...archive.ApplyOpt) error) (err error) {
+	if len(mounts) == 1 && mounts[0].Target == "" {
+		m := mounts[0]
+		if !readOnly && m.Type == "overlay" {
+			if upper, lowers, ok := overlayDirs(m); ok {
+				return fn(upper, archive.WithConvention(archive.Overlay), archive.WithParents(lowers...))
+			}
+		}
+		if isBind(m) && (readOnly || !hasOption(m, "ro")) {
+			return fn(m.Source)
+		}
+	}
+	dir, err := os.MkdirTemp("", "berth-diff-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := os.Remove(dir); rerr != nil {
+			err = joinCleanup(err, rerr)
+		}
+	}()
+	if len(mounts) == 0 {
+		return fn(dir)
+	}
+	if readOnly {
+		mounts = readOnlyMounts(mounts)
+	}
+	if err := mount.All(mounts, dir); err != nil {
+		return err
+	}
+	defer func() {
+		if uerr := mount.UnmountAll(dir, 0); uerr != nil {
+			err = joinCleanup(err, uerr)
+		}
+	}()
+	return fn(dir)
+}
+
+func joinCleanup(err, cerr error) error {
+	if err == nil {
+		return fmt.Errorf("clean up: %w", cerr)
+	}
+	return fmt.Errorf("%w (and clean up: %v)", err, cerr)
+}
+
+// overlayDirs returns an overlay mount's upperdir and lowerdirs (topmost
+// first).
+func overlayDirs(m mount.Mount) (upper string, lowers []string, ok bool) {
+	for _, o := range m.Options {
+		if v, found := strings.CutPrefix(o, "upperdir="); found {
+			upper = v
+		} else if v, found := strings.CutPrefix(o, "lowerdir="); found {
+			lowers = strings.Split(v, ":")
+		}
+	}
+	return upper, lowers, upper != ""
+}
+
+func isBind(m mount.Mount) bool {
+	return m.Type == "bind" || hasOption(m, "bind") || hasOption(m, "rbind")
+}
+
+func hasOption(m mount.Mount, opt string) bool {
+	for _, o := range m.Options {
+		if o == opt {
+			return true
+		}
+	}
+	return false
+}
+
+func readOnlyMounts(mounts []mount.Mount) []mount.Mount {
+	out := make([]mount.Mount, len(mounts))
+	for i, m := range mounts {
+		m.Options = append([]string(nil), m.Options...)
+		if !hasOption(m, "ro") {
+			for j, o := range m.Options {
+				if o == "rw" {
+					m.Options = append(m.Options[:j], m.Options[j+1:]...)
+					break
+				}
+			}
+			m.Options = append(m.Options, "ro")
+		}
+		out[i] = m
+	}
+	return out
+}
