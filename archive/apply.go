@@ -357,12 +357,11 @@ func (a *applier) copyUp(dirfd int, base, name string) error {
 			return err
 		}
 		defer in.Close()
-		st, err := in.Stat()
-		if err != nil {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(in.Fd()), &st); err != nil {
 			return err
 		}
-		sys := st.Sys().(*unix.Stat_t)
-		if sys.Mode&unix.S_IFMT != unix.S_IFREG {
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
 			return fmt.Errorf("hardlink target %q in a lower layer is not a file: %w", name, errdefs.ErrInvalidArgument)
 		}
 		fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -374,11 +373,11 @@ func (a *applier) copyUp(dirfd int, base, name string) error {
 		if _, err := io.CopyBuffer(out, in, a.buf); err != nil {
 			return err
 		}
-		hdr := &tar.Header{Uid: int(sys.Uid), Gid: int(sys.Gid), ModTime: st.ModTime()}
-		if err := a.metaFd(hdr, fd, uint32(st.Mode().Perm())|sys.Mode&(unix.S_ISUID|unix.S_ISGID|unix.S_ISVTX), nil); err != nil {
+		hdr := &tar.Header{Name: name, Uid: int(st.Uid), Gid: int(st.Gid)}
+		if err := a.metaFd(hdr, fd, st.Mode&0o7777, nil); err != nil {
 			return err
 		}
-		return setTimes(dirfd, base, time.Time{}, st.ModTime())
+		return setTimes(dirfd, base, time.Unix(st.Atim.Unix()), time.Unix(st.Mtim.Unix()))
 	}
 	return &os.PathError{Op: "link", Path: name, Err: unix.ENOENT}
 }
@@ -391,11 +390,10 @@ func (a *applier) madeParent(dirfd int, name, rel string) error {
 		if err != nil {
 			return err
 		}
-		st, err := os.Lstat(src)
-		if err != nil || !st.IsDir() {
+		var sys unix.Stat_t
+		if err := unix.Lstat(src, &sys); err != nil || sys.Mode&unix.S_IFMT != unix.S_IFDIR {
 			continue
 		}
-		sys := st.Sys().(*unix.Stat_t)
 		if a.owner {
 			if err := unix.Fchownat(dirfd, name, int(sys.Uid), int(sys.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return err
