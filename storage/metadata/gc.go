@@ -14,6 +14,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
 	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/snapshots"
 )
 
 // The labels garbage collection follows. They are set on content records,
@@ -350,7 +351,7 @@ func refNode(key, value string) (node, bool) {
 	}
 	if rest, ok := strings.CutPrefix(key, LabelGCRefSnapshot+"."); ok {
 		snapshotter, _, _ := strings.Cut(rest, "/")
-		if identifiers.Validate(snapshotter) != nil || identifiers.Validate(value) != nil {
+		if identifiers.Validate(snapshotter) != nil || snapshots.ValidateKey(value) != nil {
 			return node{}, false
 		}
 		return node{ResourceSnapshotPrefix + snapshotter, value}, true

@@ -17,6 +17,7 @@ import (
 	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/snapshots"
 )
 
 // Lease is the record of a lease: while it exists and has not expired,
@@ -144,7 +145,7 @@ func validateResource(r LeaseResource) error {
 		if err := identifiers.Validate(strings.TrimPrefix(r.Type, ResourceSnapshotPrefix)); err != nil {
 			return fmt.Errorf("resource type %q: snapshotter: %w", r.Type, err)
 		}
-		if err := identifiers.Validate(r.ID); err != nil {
+		if err := snapshots.ValidateKey(r.ID); err != nil {
 			return fmt.Errorf("resource %q: snapshot key: %w", r.Type, err)
 		}
 		return nil

@@ -1,0 +1,482 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/namespaces"
+	"github.com/berthrt/berth/storage/snapshots"
+)
+
+// LabelSnapshotRef on Prepare or View names the committed snapshot the
+// caller is about to make (an unpacker: the layer's chain ID). When the
+// namespace has it already, the call is ErrAlreadyExists, makes nothing,
+// and puts that snapshot under the context's lease; the caller skips the
+// layer. As containerd.io/snapshot.ref.
+const LabelSnapshotRef = "berth.io/snapshot.ref"
+
+// The fields of a snapshot record, v1/<ns>/snapshots/<snapshotter>/<key>/.
+var (
+	keyBackend     = []byte("backend")
+	keyKind        = []byte("kind")
+	keyParent      = []byte("parent")
+	bucketChildren = []byte("children")
+)
+
+// Snapshotter returns the namespaced view of sn, the snapshotter named
+// name (an identifier: overlayfs, native). A snapshot is visible in a
+// namespace only through the namespace's record of it,
+// v1/<ns>/snapshots/<name>/<key>, which holds its kind, parent, labels,
+// times and the key of sn's snapshot underneath ("<ns>/<n>", n unique in
+// the file, so that a key removed and made again never meets the old
+// snapshot). Two namespaces may therefore use the same keys; each gets
+// snapshots of its own underneath.
+//
+// Remove removes the namespace's record only; garbage collection (this
+// view is its SnapshotCollector) removes the snapshots of sn that no
+// record names, children before parents: pass
+// db.SnapshotCollector(name, sn) to the GC. Under a lease (leases.WithLease
+// on the context) a snapshot made by Prepare, View or Commit is recorded
+// as the lease's resource. Close closes sn. The view must be the only user
+// of sn: the collector removes every snapshot of sn that it has no record
+// of.
+func (db *DB) Snapshotter(name string, sn snapshots.Snapshotter) snapshots.Snapshotter {
+	return &snapshotStore{db: db, name: name, backend: sn}
+}
+
+type snapshotStore struct {
+	db      *DB
+	name    string
+	backend snapshots.Snapshotter
+}
+
+// snapshotRecord is a namespace's record of one snapshot.
+type snapshotRecord struct {
+	info    snapshots.Info
+	backend string
+}
+
+// namespaceAndKey returns the namespace of ctx and checks key.
+func (s *snapshotStore) namespaceAndKey(ctx context.Context, key string) (string, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := identifiers.Validate(s.name); err != nil {
+		return "", fmt.Errorf("snapshotter: %w", err)
+	}
+	return ns, snapshots.ValidateKey(key)
+}
+
+func (s *snapshotStore) object(ns, key string) string {
+	return fmt.Sprintf("snapshot %q of %s in namespace %q", key, s.name, ns)
+}
+
+// snapshotsBucket returns v1/<ns>/snapshots/<name>, or nil.
+func (s *snapshotStore) snapshotsBucket(tx *bolt.Tx, ns string) *bolt.Bucket {
+	bkt := kindBucket(tx, ns, bucketSnapshots)
+	if bkt == nil {
+		return nil
+	}
+	return bkt.Bucket([]byte(s.name))
+}
+
+func (s *snapshotStore) readRecord(tx *bolt.Tx, ns, key string) (snapshotRecord, error) {
+	bkt := s.snapshotsBucket(tx, ns)
+	var b *bolt.Bucket
+	if bkt != nil {
+		b = bkt.Bucket([]byte(key))
+	}
+	if b == nil {
+		return snapshotRecord{}, fmt.Errorf("%s: %w", s.object(ns, key), errdefs.ErrNotFound)
+	}
+	r := snapshotRecord{
+		backend: string(b.Get(keyBackend)),
+		info:    snapshots.Info{Name: key, Parent: string(b.Get(keyParent)), Labels: readLabels(b)},
+	}
+	if k := b.Get(keyKind); len(k) == 1 {
+		r.info.Kind = snapshots.Kind(k[0])
+	}
+	bad := r.backend == "" || r.info.Kind == snapshots.KindUnknown || r.info.Kind > snapshots.KindCommitted
+	for _, t := range []struct {
+		key []byte
+		to  *time.Time
+	}{{keyCreatedAt, &r.info.Created}, {keyUpdatedAt, &r.info.Updated}} {
+		if err := t.to.UnmarshalBinary(b.Get(t.key)); err != nil {
+			bad = true
+		}
+		*t.to = t.to.UTC()
+	}
+	if bad {
+		return snapshotRecord{}, fmt.Errorf("%s: record does not decode: %w", s.object(ns, key), errdefs.ErrInternal)
+	}
+	return r, nil
+}
+
+// writeRecord creates the record r; its key must be free.
+func (s *snapshotStore) writeRecord(tx *bolt.Tx, ns string, r snapshotRecord) error {
+	bkt, err := createKindBucket(tx, ns, bucketSnapshots)
+	if err != nil {
+		return err
+	}
+	if bkt, err = bkt.CreateBucketIfNotExists([]byte(s.name)); err != nil {
+		return err
+	}
+	b, err := bkt.CreateBucket([]byte(r.info.Name))
+	if err != nil {
+		return err
+	}
+	if err := b.Put(keyBackend, []byte(r.backend)); err != nil {
+		return err
+	}
+	if err := b.Put(keyKind, []byte{byte(r.info.Kind)}); err != nil {
+		return err
+	}
+	if r.info.Parent != "" {
+		if err := b.Put(keyParent, []byte(r.info.Parent)); err != nil {
+			return err
+		}
+		pb := bkt.Bucket([]byte(r.info.Parent))
+		children, err := pb.CreateBucketIfNotExists(bucketChildren)
+		if err != nil {
+			return err
+		}
+		if err := children.Put([]byte(r.info.Name), nil); err != nil {
+			return err
+		}
+	}
+	if err := putTime(b, keyCreatedAt, r.info.Created); err != nil {
+		return err
+	}
+	if err := putTime(b, keyUpdatedAt, r.info.Updated); err != nil {
+		return err
+	}
+	return writeLabels(b, r.info.Labels)
+}
+
+// deleteRecord deletes the record r and its entry in its parent's
+// children.
+func (s *snapshotStore) deleteRecord(tx *bolt.Tx, ns string, r snapshotRecord) error {
+	bkt := s.snapshotsBucket(tx, ns)
+	if r.info.Parent != "" {
+		if pb := bkt.Bucket([]byte(r.info.Parent)); pb != nil && pb.Bucket(bucketChildren) != nil {
+			if err := pb.Bucket(bucketChildren).Delete([]byte(r.info.Name)); err != nil {
+				return err
+			}
+		}
+	}
+	return bkt.DeleteBucket([]byte(r.info.Name))
+}
+
+// hasChildren returns the key of one child of key in ns, "" when none.
+func (s *snapshotStore) oneChild(tx *bolt.Tx, ns, key string) string {
+	bkt := s.snapshotsBucket(tx, ns)
+	if bkt == nil || bkt.Bucket([]byte(key)) == nil || bkt.Bucket([]byte(key)).Bucket(bucketChildren) == nil {
+		return ""
+	}
+	k, _ := bkt.Bucket([]byte(key)).Bucket(bucketChildren).Cursor().First()
+	return string(k)
+}
+
+func (s *snapshotStore) free(tx *bolt.Tx, ns, key string) error {
+	if bkt := s.snapshotsBucket(tx, ns); bkt != nil && bkt.Bucket([]byte(key)) != nil {
+		return fmt.Errorf("%s: %w", s.object(ns, key), errdefs.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// newBackendKey returns a key for a new snapshot of sn: the namespace and
+// a number that the file never hands out twice.
+func newBackendKey(tx *bolt.Tx, ns string) (string, error) {
+	n, err := tx.Bucket(bucketV1).NextSequence()
+	if err != nil {
+		return "", err
+	}
+	return ns + "/" + strconv.FormatUint(n, 10), nil
+}
+
+// leaseSnapshot puts key under the lease of ctx, if any.
+func (s *snapshotStore) leaseSnapshot(ctx context.Context, tx *bolt.Tx, ns, key string) error {
+	lease, err := contextLease(ctx)
+	if err != nil || lease == "" {
+		return err
+	}
+	return addLeaseResource(tx, ns, lease, LeaseResource{Type: ResourceSnapshotPrefix + s.name, ID: key})
+}
+
+func (s *snapshotStore) Stat(ctx context.Context, key string) (snapshots.Info, error) {
+	ns, err := s.namespaceAndKey(ctx, key)
+	if err != nil {
+		return snapshots.Info{}, err
+	}
+	var r snapshotRecord
+	err = s.db.view(ctx, func(tx *bolt.Tx) (err error) {
+		r, err = s.readRecord(tx, ns, key)
+		return err
+	})
+	return r.info, err
+}
+
+func (s *snapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
+	ns, err := s.namespaceAndKey(ctx, info.Name)
+	if err != nil {
+		return snapshots.Info{}, err
+	}
+	var r snapshotRecord
+	err = s.db.update(ctx, func(tx *bolt.Tx) (err error) {
+		if r, err = s.readRecord(tx, ns, info.Name); err != nil {
+			return err
+		}
+		if r.info.Labels, err = snapshots.UpdateLabels(r.info.Labels, info, fieldpaths); err != nil {
+			return err
+		}
+		r.info.Updated = time.Now().UTC()
+		b := s.snapshotsBucket(tx, ns).Bucket([]byte(info.Name))
+		if err := writeLabels(b, r.info.Labels); err != nil {
+			return err
+		}
+		return putTime(b, keyUpdatedAt, r.info.Updated)
+	})
+	return r.info, err
+}
+
+// backendOf returns the key underneath key.
+func (s *snapshotStore) backendOf(ctx context.Context, key string) (string, error) {
+	ns, err := s.namespaceAndKey(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	var r snapshotRecord
+	err = s.db.view(ctx, func(tx *bolt.Tx) (err error) {
+		r, err = s.readRecord(tx, ns, key)
+		return err
+	})
+	return r.backend, err
+}
+
+func (s *snapshotStore) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
+	bkey, err := s.backendOf(ctx, key)
+	if err != nil {
+		return snapshots.Usage{}, err
+	}
+	return s.backend.Usage(ctx, bkey)
+}
+
+func (s *snapshotStore) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	bkey, err := s.backendOf(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.backend.Mounts(ctx, bkey)
+}
+
+func (s *snapshotStore) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, snapshots.KindActive, key, parent, opts)
+}
+
+func (s *snapshotStore) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, snapshots.KindView, key, parent, opts)
+}
+
+// create makes the snapshot underneath and the record in one transaction,
+// as containerd does: a failure after the snapshot underneath was made
+// removes it again, and a crash in between leaves it for GC. It holds the
+// GC lock for reading, so that GC never sees the snapshot underneath
+// without its record.
+func (s *snapshotStore) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
+	ns, err := s.namespaceAndKey(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if parent != "" {
+		if err := snapshots.ValidateKey(parent); err != nil {
+			return nil, fmt.Errorf("parent: %w", err)
+		}
+	}
+	base, err := snapshots.ApplyOpts(opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.object(ns, key), err)
+	}
+	s.db.gcLock.RLock()
+	defer s.db.gcLock.RUnlock()
+	var mounts []mount.Mount
+	err = s.db.update(ctx, func(tx *bolt.Tx) (err error) {
+		if target := base.Labels[LabelSnapshotRef]; target != "" && snapshots.ValidateKey(target) == nil {
+			if s.free(tx, ns, target) != nil {
+				if err := s.leaseSnapshot(ctx, tx, ns, target); err != nil {
+					return err
+				}
+				return fmt.Errorf("target %s: %w", s.object(ns, target), errdefs.ErrAlreadyExists)
+			}
+		}
+		if err := s.free(tx, ns, key); err != nil {
+			return err
+		}
+		r := snapshotRecord{info: snapshots.Info{Kind: kind, Name: key, Parent: parent, Labels: base.Labels}}
+		var bparent string
+		if parent != "" {
+			p, err := s.readRecord(tx, ns, parent)
+			if err != nil {
+				return fmt.Errorf("parent: %w", err)
+			}
+			if p.info.Kind != snapshots.KindCommitted {
+				return fmt.Errorf("parent %s is %s, not committed: %w", s.object(ns, parent), p.info.Kind, errdefs.ErrInvalidArgument)
+			}
+			bparent = p.backend
+		}
+		if r.backend, err = newBackendKey(tx, ns); err != nil {
+			return err
+		}
+		r.info.Created = time.Now().UTC()
+		r.info.Updated = r.info.Created
+		if kind == snapshots.KindActive {
+			mounts, err = s.backend.Prepare(ctx, r.backend, bparent)
+		} else {
+			mounts, err = s.backend.View(ctx, r.backend, bparent)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.object(ns, key), err)
+		}
+		err = s.writeRecord(tx, ns, r)
+		if err == nil {
+			err = s.leaseSnapshot(ctx, tx, ns, key)
+		}
+		if err != nil {
+			err = errors.Join(err, s.backend.Remove(context.WithoutCancel(ctx), r.backend))
+		}
+		return err
+	})
+	return mounts, err
+}
+
+func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	ns, err := s.namespaceAndKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := snapshots.ValidateKey(name); err != nil {
+		return err
+	}
+	base, err := snapshots.ApplyOpts(opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.object(ns, name), err)
+	}
+	s.db.gcLock.RLock()
+	defer s.db.gcLock.RUnlock()
+	return s.db.update(ctx, func(tx *bolt.Tx) error {
+		r, err := s.readRecord(tx, ns, key)
+		if err != nil {
+			return err
+		}
+		if r.info.Kind != snapshots.KindActive {
+			return fmt.Errorf("%s is %s, not active: %w", s.object(ns, key), r.info.Kind, errdefs.ErrFailedPrecondition)
+		}
+		if err := s.free(tx, ns, name); err != nil {
+			return err
+		}
+		bname, err := newBackendKey(tx, ns)
+		if err != nil {
+			return err
+		}
+		if err := s.deleteRecord(tx, ns, r); err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		c := snapshotRecord{backend: bname, info: snapshots.Info{
+			Kind: snapshots.KindCommitted, Name: name, Parent: r.info.Parent, Labels: base.Labels, Created: now, Updated: now,
+		}}
+		if err := s.writeRecord(tx, ns, c); err != nil {
+			return err
+		}
+		if err := s.leaseSnapshot(ctx, tx, ns, name); err != nil {
+			return err
+		}
+		// Last: nothing after it can fail and leave the backend
+		// committed under a record that still says active.
+		if err := s.backend.Commit(ctx, bname, r.backend); err != nil {
+			return fmt.Errorf("%s: %w", s.object(ns, key), err)
+		}
+		return nil
+	})
+}
+
+func (s *snapshotStore) Remove(ctx context.Context, key string) error {
+	ns, err := s.namespaceAndKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
+		r, err := s.readRecord(tx, ns, key)
+		if err != nil {
+			return err
+		}
+		if child := s.oneChild(tx, ns, key); child != "" {
+			return fmt.Errorf("%s is the parent of %q: %w", s.object(ns, key), child, errdefs.ErrFailedPrecondition)
+		}
+		return s.deleteRecord(tx, ns, r)
+	})
+	if err == nil {
+		s.db.dirtied()
+	}
+	return err
+}
+
+func (s *snapshotStore) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...string) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	filter, err := snapshots.ParseFilters(fs)
+	if err != nil {
+		return fmt.Errorf("snapshots of %s in namespace %q: %w", s.name, ns, err)
+	}
+	// fn runs after the transaction: it may call the store.
+	var infos []snapshots.Info
+	err = s.db.view(ctx, func(tx *bolt.Tx) error {
+		return s.eachRecord(tx, ns, func(r snapshotRecord) error {
+			if filter.Match(snapshots.InfoAdaptor(r.info)) {
+				infos = append(infos, r.info)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		if err := fn(ctx, info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachRecord calls fn for every record of ns, in key order.
+func (s *snapshotStore) eachRecord(tx *bolt.Tx, ns string, fn func(snapshotRecord) error) error {
+	bkt := s.snapshotsBucket(tx, ns)
+	if bkt == nil {
+		return nil
+	}
+	return bkt.ForEach(func(k, v []byte) error {
+		if v != nil {
+			return nil
+		}
+		r, err := s.readRecord(tx, ns, string(k))
+		if err != nil {
+			return err
+		}
+		return fn(r)
+	})
+}
+
+func (s *snapshotStore) Close() error {
+	return s.backend.Close()
+}
