@@ -173,7 +173,9 @@ class Client:
         namespaces; filter on namespace=="…" to narrow). Returns a
         Subscription: iterate it for Envelopes, close it to stop. It has
         a connection of its own, as ttrpc can end a stream only by
-        closing the connection."""
+        closing the connection. The daemon subscribes when it reads the
+        request, a moment after this returns: pass since (a timezone-aware
+        datetime) to be sure to see every event after that time."""
         req = events_pb2.SubscribeRequest(filters=list(filters))
         if since is not None:
             ts = timestamp_pb2.Timestamp()

@@ -369,13 +369,19 @@ class Connection:
         return out
 
     def stream(self, service, method, payload, metadata=()):
-        """A server-streaming call: yields each message's payload; returns
-        when the server ends the stream, raises an Error when it ends it
-        with one. ttrpc has no cancel frame: to stop early, close the
-        connection (keep a stream that may never end on its own
-        connection)."""
+        """A server-streaming call: returns an iterator of each message's
+        payload, which ends when the server ends the stream and raises an
+        Error when it ends it with one. ttrpc has no cancel frame: to stop
+        early, close the connection (keep a stream that may never end on
+        its own connection).
+
+        The request is sent before this returns, not at the first
+        iteration; the server starts the call when it reads it."""
         sid, q = self._open(encode_request(service, method, payload, 0, metadata),
                             FLAG_REMOTE_CLOSED)
+        return self._receive(sid, q)
+
+    def _receive(self, sid, q):
         try:
             while True:
                 mtype, flags, data = self._next(q, None)

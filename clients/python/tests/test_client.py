@@ -8,6 +8,7 @@ the Python side fails here (and make check-protos keeps the classes in
 step with the .proto files).
 """
 
+import datetime
 import os
 import queue
 import threading
@@ -36,8 +37,10 @@ class ClientTest(unittest.TestCase):
 
     def test_run_wait_and_exit_event(self):
         cid = "py-exit"
+        since = datetime.datetime.now(datetime.timezone.utc)
         sub = self.c.subscribe('topic=="/tasks/exit",namespace=="%s"' % NAMESPACE,
-                               'topic=="/tasks/start",namespace=="%s"' % NAMESPACE)
+                               'topic=="/tasks/start",namespace=="%s"' % NAMESPACE,
+                               since=since)
         self.addCleanup(sub.close)
         envs = queue.Queue()
 
