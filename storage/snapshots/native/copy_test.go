@@ -23,7 +23,7 @@ func TestCopyTreeKeepsEverything(t *testing.T) {
 	must(os.MkdirAll(filepath.Join(src, "dir/sub"), 0o750))
 	must(os.WriteFile(filepath.Join(src, "dir/setuid"), []byte("x"), 0o644))
 	must(os.Chown(filepath.Join(src, "dir/setuid"), 1000, 1001))
-	must(os.Chmod(filepath.Join(src, "dir/setuid"), 0o4755))
+	must(unix.Chmod(filepath.Join(src, "dir/setuid"), 0o4755)) // os.Chmod drops 0o4000
 	must(os.Link(filepath.Join(src, "dir/setuid"), filepath.Join(src, "hardlink")))
 	must(os.Symlink("../../etc/passwd", filepath.Join(src, "dir/sub/link")))
 	must(unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
