@@ -41,7 +41,14 @@
 //	        content/    <digest> → ""    resources the lease holds
 //	        ingests/    <ref> → ""
 //	        snapshots/  <snapshotter>/ <key> → ""
-//	    snapshots/                       reserved for the snapshot stores (issue #5)
+//	    snapshots/
+//	      <snapshotter>/
+//	        <key>/                       the namespace's record (DB.Snapshotter)
+//	          backend   → key underneath  "<namespace>/<n>", n from v1's sequence
+//	          kind      → one byte (snapshots.Kind); parent → key (absent when none)
+//	          createdat, updatedat → time.Time.MarshalBinary, UTC
+//	          labels/   <key> → <value>
+//	          children/ <key> → ""       the snapshots whose parent it is
 //
 // An image name is a reference with '/', ':' and '@' in it, not an
 // identifier; bbolt keys are byte strings, so the name is the key as it is
@@ -74,8 +81,10 @@
 //
 //   - Every write is one bbolt Update transaction: it happens entirely or
 //     not at all. A call refused for its arguments writes nothing.
-//   - Namespaces, container ids, snapshotter names and snapshot keys are
-//     identifiers (package identifiers). Container calls take the
+//   - Namespaces, container ids and snapshotter names are identifiers
+//     (package identifiers). Snapshot keys (in snapshot records, lease
+//     resources and gc.ref labels) are arbitrary strings that
+//     snapshots.ValidateKey bounds: they are bbolt keys, never paths. Container calls take the
 //     namespace from the context (namespaces.NamespaceRequired); an object
 //     is visible only in its namespace.
 //   - Errors wrap the classes of package errdefs and name the object:
