@@ -6,6 +6,7 @@
 //     of content and snapshots.
 //
 //   - content: the local blob store.
+//
 //   - snapshots: the Snapshotter interface, its shared test suite, and the
 //     overlay (default) and native snapshotters.
 //
