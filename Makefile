@@ -35,6 +35,7 @@ build:
 	$(GO) build -o $(BIN)/berthd ./cmd/daemon
 	$(SHIM_BUILD) -o $(BIN)/berth-shim ./cmd/shim
 	$(CTL_BUILD) -o $(BIN)/berthctl ./cmd/ctl
+	$(SHIM_BUILD) -o $(BIN)/native-snapshotter ./cmd/native-snapshotter
 
 # deps installs the Debian packages that building and testing need.
 deps:

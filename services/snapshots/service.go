@@ -1,0 +1,295 @@
+// Package snapshots serves berth.services.snapshots.v1 over snapshotters
+// by name. In berthd they are the namespaced views (package metadata) of
+// overlayfs, native and every proxy plugin; in an external snapshotter
+// program (cmd/native-snapshotter) one plain snapshotter under any name.
+package snapshots
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/namespaces"
+	api "github.com/berthrt/berth/proto/snapshots/v1"
+	typesv1 "github.com/berthrt/berth/proto/types/v1"
+	"github.com/berthrt/berth/storage/snapshots"
+)
+
+// listBatchSize is the size at which List sends a batch. One Info is at
+// most about 1 MiB (256 labels of 4 KiB, two keys of 1 KiB), so a batch
+// stays below 2 MiB.
+const listBatchSize = 1 << 20
+
+// Config names the snapshotters to serve.
+type Config struct {
+	// Snapshotters by name.
+	Snapshotters map[string]snapshots.Snapshotter
+	// Failed are the snapshotters that did not open, with why: a call
+	// naming one is ErrUnavailable with that reason.
+	Failed map[string]error
+	// Default serves requests that name no snapshotter.
+	Default string
+	// Any, when set, serves every name (an external snapshotter program,
+	// whose one snapshotter berthd calls by the name of its proxy
+	// plugin); Snapshotters and Failed are then unused.
+	Any snapshots.Snapshotter
+}
+
+type service struct {
+	cfg Config
+}
+
+// Register serves the snapshots API on srv. Errors of the unary calls are
+// converted by the server's interceptor; List converts its own.
+func Register(srv *ttrpc.Server, cfg Config) {
+	api.RegisterSnapshotsService(srv, &service{cfg: cfg})
+}
+
+// snapshotter returns the snapshotter a request names.
+func (s *service) snapshotter(name string) (snapshots.Snapshotter, error) {
+	if s.cfg.Any != nil {
+		return s.cfg.Any, nil
+	}
+	if name == "" {
+		name = s.cfg.Default
+	}
+	if sn, ok := s.cfg.Snapshotters[name]; ok {
+		return sn, nil
+	}
+	if err, ok := s.cfg.Failed[name]; ok {
+		return nil, fmt.Errorf("snapshotter %q did not open: %w: %w", name, errdefs.ErrUnavailable, err)
+	}
+	known := slices.Sorted(maps.Keys(s.cfg.Snapshotters))
+	return nil, fmt.Errorf("snapshotter %q (known: %s): %w", name, strings.Join(known, ", "), errdefs.ErrNotFound)
+}
+
+func (s *service) Prepare(ctx context.Context, req *api.PrepareSnapshotRequest) (*api.PrepareSnapshotResponse, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := sn.Prepare(ctx, req.GetKey(), req.GetParent(), snapshots.WithLabels(req.GetLabels()))
+	if err != nil {
+		return nil, err
+	}
+	return &api.PrepareSnapshotResponse{Mounts: MountsToProto(mounts)}, nil
+}
+
+func (s *service) View(ctx context.Context, req *api.ViewSnapshotRequest) (*api.ViewSnapshotResponse, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := sn.View(ctx, req.GetKey(), req.GetParent(), snapshots.WithLabels(req.GetLabels()))
+	if err != nil {
+		return nil, err
+	}
+	return &api.ViewSnapshotResponse{Mounts: MountsToProto(mounts)}, nil
+}
+
+func (s *service) Mounts(ctx context.Context, req *api.MountsRequest) (*api.MountsResponse, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := sn.Mounts(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return &api.MountsResponse{Mounts: MountsToProto(mounts)}, nil
+}
+
+func (s *service) Commit(ctx context.Context, req *api.CommitSnapshotRequest) (*emptypb.Empty, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	if err := sn.Commit(ctx, req.GetName(), req.GetKey(), snapshots.WithLabels(req.GetLabels())); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Remove(ctx context.Context, req *api.RemoveSnapshotRequest) (*emptypb.Empty, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	if err := sn.Remove(ctx, req.GetKey()); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Stat(ctx context.Context, req *api.StatSnapshotRequest) (*api.StatSnapshotResponse, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	info, err := sn.Stat(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return &api.StatSnapshotResponse{Info: InfoToProto(info)}, nil
+}
+
+func (s *service) Update(ctx context.Context, req *api.UpdateSnapshotRequest) (*api.UpdateSnapshotResponse, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetInfo() == nil {
+		return nil, fmt.Errorf("info is required: %w", errdefs.ErrInvalidArgument)
+	}
+	info, err := sn.Update(ctx, InfoFromProto(req.GetInfo()), req.GetUpdateMask().GetPaths()...)
+	if err != nil {
+		return nil, err
+	}
+	return &api.UpdateSnapshotResponse{Info: InfoToProto(info)}, nil
+}
+
+func (s *service) Usage(ctx context.Context, req *api.UsageRequest) (*api.UsageResponse, error) {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return nil, err
+	}
+	u, err := sn.Usage(ctx, req.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return &api.UsageResponse{Size: u.Size, Inodes: u.Inodes}, nil
+}
+
+func (s *service) List(ctx context.Context, req *api.ListSnapshotsRequest, stream api.Snapshots_ListServer) error {
+	return errdefs.ToTTRPC(s.list(ctx, req, stream))
+}
+
+func (s *service) list(ctx context.Context, req *api.ListSnapshotsRequest, stream api.Snapshots_ListServer) error {
+	sn, err := s.snapshotter(req.GetSnapshotter())
+	if err != nil {
+		return err
+	}
+	if ctx, err = streamNamespace(ctx, req.GetNamespace()); err != nil {
+		return err
+	}
+	var batch api.ListSnapshotsResponse
+	size := 0
+	err = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		pi := InfoToProto(info)
+		batch.Info = append(batch.Info, pi)
+		if size += proto.Size(pi); size < listBatchSize {
+			return nil
+		}
+		err := stream.Send(&batch)
+		batch.Info, size = nil, 0
+		return err
+	}, req.GetFilters()...)
+	if err != nil {
+		return err
+	}
+	if len(batch.Info) > 0 {
+		return stream.Send(&batch)
+	}
+	return nil
+}
+
+// streamNamespace returns ctx in the namespace of a streaming call: the
+// request metadata's, else the one the request names (ttrpc's Go client
+// sends no metadata with streams). Both given must agree.
+func streamNamespace(ctx context.Context, given string) (context.Context, error) {
+	ns, ok := namespaces.Namespace(ctx)
+	switch {
+	case given == "":
+		return ctx, nil
+	case ok && ns != given:
+		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
+	}
+	return namespaces.WithNamespace(ctx, given), nil
+}
+
+// KindToProto converts a snapshot kind to its API form.
+func KindToProto(k snapshots.Kind) api.Kind {
+	switch k {
+	case snapshots.KindView:
+		return api.Kind_KIND_VIEW
+	case snapshots.KindActive:
+		return api.Kind_KIND_ACTIVE
+	case snapshots.KindCommitted:
+		return api.Kind_KIND_COMMITTED
+	}
+	return api.Kind_KIND_UNKNOWN
+}
+
+// KindFromProto is the inverse of KindToProto.
+func KindFromProto(k api.Kind) snapshots.Kind {
+	switch k {
+	case api.Kind_KIND_VIEW:
+		return snapshots.KindView
+	case api.Kind_KIND_ACTIVE:
+		return snapshots.KindActive
+	case api.Kind_KIND_COMMITTED:
+		return snapshots.KindCommitted
+	}
+	return snapshots.KindUnknown
+}
+
+// InfoToProto converts a snapshot's Info to its API form.
+func InfoToProto(info snapshots.Info) *api.Info {
+	out := &api.Info{
+		Name:   info.Name,
+		Parent: info.Parent,
+		Kind:   KindToProto(info.Kind),
+		Labels: info.Labels,
+	}
+	if !info.Created.IsZero() {
+		out.CreatedAt = timestamppb.New(info.Created)
+	}
+	if !info.Updated.IsZero() {
+		out.UpdatedAt = timestamppb.New(info.Updated)
+	}
+	return out
+}
+
+// InfoFromProto is the inverse of InfoToProto; times are UTC.
+func InfoFromProto(info *api.Info) snapshots.Info {
+	out := snapshots.Info{
+		Name:   info.GetName(),
+		Parent: info.GetParent(),
+		Kind:   KindFromProto(info.GetKind()),
+		Labels: info.GetLabels(),
+	}
+	if info.GetCreatedAt() != nil {
+		out.Created = info.GetCreatedAt().AsTime()
+	}
+	if info.GetUpdatedAt() != nil {
+		out.Updated = info.GetUpdatedAt().AsTime()
+	}
+	return out
+}
+
+// MountsToProto converts mounts to their API form.
+func MountsToProto(ms []mount.Mount) []*typesv1.Mount {
+	out := make([]*typesv1.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, &typesv1.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	return out
+}
+
+// MountsFromProto is the inverse of MountsToProto.
+func MountsFromProto(ms []*typesv1.Mount) []mount.Mount {
+	out := make([]mount.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mount.Mount{Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), Options: m.GetOptions()})
+	}
+	return out
+}
