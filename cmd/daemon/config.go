@@ -8,10 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/berthrt/berth/identifiers"
 )
 
 // Config is berthd's configuration file. Every field has a default, so an
@@ -73,6 +76,10 @@ func (c GCConfig) durations() (interval, deleteDelay, ingestTTL time.Duration, e
 	return interval, deleteDelay, ingestTTL, nil
 }
 
+// proxySnapshot is the type of a proxy plugin that serves the snapshots
+// API (an external snapshotter).
+const proxySnapshot = "snapshot"
+
 // ProxyPlugin is an external service reached over ttrpc.
 type ProxyPlugin struct {
 	Type    string `toml:"type"`
@@ -120,8 +127,9 @@ default = "runc"
 shim = ""
 
 [snapshotter]
-# default snapshotter for containers made from images: "overlayfs" or
-# "native".
+# default snapshotter for containers made from images and for snapshot
+# calls that name none: "overlayfs", "native" or the name of a proxy plugin
+# of type "snapshot".
 default = "overlayfs"
 
 [registry]
@@ -146,7 +154,13 @@ delete_delay = "2s"
 # bytes for this long is removed.
 ingest_ttl = "24h"
 
-# External services over ttrpc, for example a snapshotter:
+# External services over ttrpc. A plugin of type "snapshot" is a
+# snapshotter that serves berth's snapshots API on the unix socket at
+# address (the native-snapshotter program is one); it is served beside
+# overlayfs and native under its name, with each namespace's records kept
+# by berthd, and its unused snapshots are garbage collected. It must be
+# listening when berthd starts; otherwise introspection lists it with its
+# error and calls naming it fail until berthd is restarted.
 #
 # [proxy_plugins.mysnap]
 # type = "snapshot"
@@ -227,6 +241,22 @@ func (c *Config) validate() error {
 		if p.Type == "" || p.Address == "" {
 			return fmt.Errorf("proxy_plugins.%s: type and address are required", name)
 		}
+		if p.Type != proxySnapshot {
+			return fmt.Errorf("proxy_plugins.%s: type %q: the only type is %q", name, p.Type, proxySnapshot)
+		}
+		if err := identifiers.Validate(name); err != nil {
+			return fmt.Errorf("proxy_plugins.%s: the name: %v", name, err)
+		}
+		if slices.Contains(builtinSnapshotters, name) {
+			return fmt.Errorf("proxy_plugins.%s: the name is a built-in snapshotter's", name)
+		}
+		if !filepath.IsAbs(p.Address) {
+			return fmt.Errorf("proxy_plugins.%s: address %q must be an absolute path", name, p.Address)
+		}
+	}
+	if d := c.Snapshotter.Default; !slices.Contains(builtinSnapshotters, d) && c.ProxyPlugins[d].Type != proxySnapshot {
+		return fmt.Errorf("snapshotter.default %q: neither a built-in snapshotter (%s) nor a proxy plugin of type %q",
+			d, strings.Join(builtinSnapshotters, ", "), proxySnapshot)
 	}
 	return nil
 }

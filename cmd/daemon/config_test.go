@@ -54,6 +54,10 @@ func TestLoadConfig(t *testing.T) {
 		{"version", "version = 2\n", "version 2"},
 		{"log level", "version = 1\n[log]\nlevel = \"loud\"\n", "log level"},
 		{"proxy plugin", "version = 1\n[proxy_plugins.x]\ntype = \"snapshot\"\n", "proxy_plugins.x"},
+		{"proxy plugin type", "version = 1\n[proxy_plugins.x]\ntype = \"diff\"\naddress = \"/run/x.sock\"\n", "the only type"},
+		{"proxy plugin name", "version = 1\n[proxy_plugins.native]\ntype = \"snapshot\"\naddress = \"/run/x.sock\"\n", "built-in"},
+		{"proxy plugin address", "version = 1\n[proxy_plugins.x]\ntype = \"snapshot\"\naddress = \"x.sock\"\n", "absolute"},
+		{"default snapshotter", "version = 1\n[snapshotter]\ndefault = \"zfs\"\n", "snapshotter.default"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig(write(strings.ReplaceAll(tc.name, " ", "-")+".toml", tc.text), true)

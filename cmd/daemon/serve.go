@@ -30,6 +30,7 @@ import (
 	"github.com/berthrt/berth/services/introspection"
 	leasesvc "github.com/berthrt/berth/services/leases"
 	nssvc "github.com/berthrt/berth/services/namespaces"
+	snapshotsvc "github.com/berthrt/berth/services/snapshots"
 	"github.com/berthrt/berth/services/tasks"
 	transfersvc "github.com/berthrt/berth/services/transfer"
 	"github.com/berthrt/berth/shimapi"
@@ -97,8 +98,11 @@ func serve(ctx context.Context, cfg *Config) error {
 	eventsvc.Register(srv, exchange)
 	nsContent := db.ContentStore(blobs) // blobs as the namespaces see them
 	contentsvc.Register(srv, nsContent)
+	snaps := openSnapshotters(cfg, db, log.With("component", "snapshots"))
+	defer snaps.Close()
+	snapshotsvc.Register(srv, snaps.service)
 	gcInterval, gcDelay, ingestTTL, _ := cfg.GC.durations() // validated with the config
-	gcs := metadata.NewGCScheduler(metadata.NewGC(db, blobs, metadata.GCOptions{IngestTTL: ingestTTL}),
+	gcs := metadata.NewGCScheduler(metadata.NewGC(db, blobs, metadata.GCOptions{IngestTTL: ingestTTL, Snapshots: snaps.collectors}),
 		metadata.GCSchedulerConfig{Interval: gcInterval, DeleteDelay: gcDelay, Log: log.With("component", "gc")})
 	imagesvc.Register(srv, imagesvc.Config{Store: db.Images(), Publisher: exchange, GC: gcs})
 	leasesvc.Register(srv, leasesvc.Config{Leases: db.Leases(), GC: gcs})
@@ -114,7 +118,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	}
 	if err := introspection.Register(srv, introspection.Config{
 		Root: cfg.Root, State: cfg.State, Restoring: &restoring,
-		Services: []introspection.Service{
+		Services: append([]introspection.Service{
 			{Type: "berth.service.v1", ID: "namespaces"},
 			{Type: "berth.service.v1", ID: "containers"},
 			{Type: "berth.service.v1", ID: "tasks", Exports: map[string]string{"state": cfg.State, "runtime": cfg.Runtime.Default, "shim": shim}},
@@ -127,8 +131,9 @@ func serve(ctx context.Context, cfg *Config) error {
 			{Type: "berth.service.v1", ID: "introspection"},
 			{Type: "berth.service.v1", ID: "health"},
 			{Type: "berth.service.v1", ID: "version"},
+			{Type: "berth.service.v1", ID: "snapshots", Exports: map[string]string{"default": cfg.Snapshotter.Default}},
 			{Type: "berth.metadata.v1", ID: "bolt", Exports: map[string]string{"path": filepath.Join(cfg.Root, "meta.db")}},
-		},
+		}, snaps.introspection...),
 	}); err != nil {
 		return err
 	}
