@@ -79,16 +79,8 @@ func mainCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := benchmark(ctx, cfg)
-	switch {
-	case ctx.Err() != nil:
-		fmt.Fprintln(os.Stderr, "\ndaemonbench: interrupted; cleaned up")
-		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(os.Stderr, "daemonbench: %v\n", err)
-		}
-		return 130
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "\ndaemonbench: %v\n", err)
-		return 1
+	if code := proc.ExitCode(ctx, "daemonbench", err); code != 0 {
+		return code
 	}
 	report(os.Stdout, cfg, res)
 	return 0

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,6 +23,9 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/berthrt/berth/bench/internal/proc"
+	"github.com/berthrt/berth/bench/internal/stats"
 )
 
 // Goals.
@@ -44,11 +48,11 @@ type config struct {
 
 // results are the figures of one benchmark run.
 type results struct {
-	floor     samples
-	shimCore  samples
-	shimTotal samples
-	mem       memory // one idle shim alone
-	shared    memory // mean of cfg.shared idle shims running together
+	floor     stats.Samples
+	shimCore  stats.Samples
+	shimTotal stats.Samples
+	mem       proc.Memory // one idle shim alone
+	shared    proc.Memory // mean of cfg.shared idle shims running together
 }
 
 func main() {
@@ -75,16 +79,8 @@ func mainCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := benchmark(ctx, cfg)
-	switch {
-	case ctx.Err() != nil:
-		fmt.Fprintln(os.Stderr, "\nshimbench: interrupted; cleaned up")
-		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(os.Stderr, "shimbench: %v\n", err)
-		}
-		return 130
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "\nshimbench: %v\n", err)
-		return 1
+	if code := proc.ExitCode(ctx, "shimbench", err); code != 0 {
+		return code
 	}
 	report(os.Stdout, cfg, res)
 	return 0
@@ -99,31 +95,15 @@ func (c *config) resolve() error {
 		return fmt.Errorf("-n %d -warmup %d -shared %d: need n ≥ 1, warmup ≥ 0 and shared ≥ 0", c.n, c.warmup, c.shared)
 	}
 	for _, p := range []*string{&c.shim, &c.runtime, &c.busybox} {
-		path, err := lookPath(*p)
-		if err != nil {
+		path, err := proc.LookPath(*p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w (for berth-shim, run make build)", err)
+		} else if err != nil {
 			return err
 		}
 		*p = path
 	}
 	return nil
-}
-
-// lookPath finds a binary given as a path (with a slash) or a name in PATH
-// and returns its absolute path.
-func lookPath(name string) (string, error) {
-	if !strings.Contains(name, "/") {
-		return exec.LookPath(name)
-	}
-	abs, err := filepath.Abs(name)
-	if err != nil {
-		return "", err
-	}
-	if st, err := os.Stat(abs); err != nil {
-		return "", fmt.Errorf("%w (for berth-shim, run make build)", err)
-	} else if st.IsDir() || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s: not an executable", abs)
-	}
-	return abs, nil
 }
 
 // benchmark runs both paths interleaved, then the memory measurement, in
@@ -149,7 +129,7 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 		floorFirst := i%2 == 0
 		for _, floorTurn := range []bool{floorFirst, !floorFirst} {
 			if floorTurn {
-				d, err := w.floorOnce(ctx)
+				d, err := w.floor.Once(ctx)
 				if err != nil {
 					return res, fmt.Errorf("runc floor: %w", err)
 				}
@@ -188,24 +168,23 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 func report(f *os.File, cfg config, res results) {
 	fmt.Fprintf(f, "berth-shim vs runc: %d iterations each, interleaved, after %d warm-up (%s, %d CPUs)\n",
 		cfg.n, cfg.warmup, runtimeVersion(cfg.runtime), runtime.NumCPU())
-	row := func(name string, s samples) {
-		fmt.Fprintf(f, "  %-38s median %6.1f ms  p90 %6.1f ms\n", name, ms(s.median()), ms(s.p90()))
+	row := func(name string, s stats.Samples) {
+		fmt.Fprintf(f, "  %-38s median %6.1f ms  p90 %6.1f ms\n", name, stats.MS(s.Median()), stats.MS(s.P90()))
 	}
 	row("shim create→start→wait→delete", res.shimCore)
 	row("runc floor", res.floor)
-	ratio := ms(res.shimCore.median()) / ms(res.floor.median())
+	ratio := stats.Ratio(res.shimCore, res.floor)
 	fmt.Fprintf(f, "  %-38s %.2f (goal ≤ %.2f: %s)\n", "ratio", ratio, goalRatio, verdict(ratio <= goalRatio))
 	row("shim total (start … shutdown)", res.shimTotal)
-	fmt.Fprintf(f, "  %-38s %.2f (informational)\n", "ratio total/floor",
-		ms(res.shimTotal.median())/ms(res.floor.median()))
-	pss, rss := float64(res.mem.pssKB)/1024, float64(res.mem.rssKB)/1024
+	fmt.Fprintf(f, "  %-38s %.2f (informational)\n", "ratio total/floor", stats.Ratio(res.shimTotal, res.floor))
+	pss, rss := proc.MiB(res.mem.PSSKB), proc.MiB(res.mem.RSSKB)
 	fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (goals %g / %g MiB: %s/%s)\n", "shim idle memory",
 		pss, rss, goalPSSMiB, goalRSSMiB, verdict(pss <= goalPSSMiB), verdict(rss <= goalRSSMiB))
 	split(f, res.mem)
 	if cfg.shared > 1 {
 		fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (informational)\n",
 			fmt.Sprintf("%d idle shims together, mean", cfg.shared),
-			float64(res.shared.pssKB)/1024, float64(res.shared.rssKB)/1024)
+			proc.MiB(res.shared.PSSKB), proc.MiB(res.shared.RSSKB))
 		split(f, res.shared)
 	}
 	if p, err := exec.LookPath("containerd-shim-runc-v2"); err == nil {
@@ -214,10 +193,10 @@ func report(f *os.File, cfg config, res results) {
 }
 
 // split prints the anonymous and file parts of a PSS figure, when known.
-func split(f *os.File, m memory) {
-	if m.pssAnonKB >= 0 && m.pssFileKB >= 0 {
+func split(f *os.File, m proc.Memory) {
+	if m.PSSAnonKB >= 0 && m.PSSFileKB >= 0 {
 		fmt.Fprintf(f, "  %-38s anon %.1f MiB, file %.1f MiB (informational)\n", "  of which PSS",
-			float64(m.pssAnonKB)/1024, float64(m.pssFileKB)/1024)
+			proc.MiB(m.PSSAnonKB), proc.MiB(m.PSSFileKB))
 	}
 }
 

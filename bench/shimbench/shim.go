@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/containerd/ttrpc"
 )
@@ -42,7 +42,7 @@ type shimTimes struct {
 func (w *workspace) startShim(ctx context.Context, id string) (*shimInstance, error) {
 	s := &shimInstance{id: id, bundle: filepath.Join(w.dir, id)}
 	w.shims[id] = s
-	cmd, cancel := command(w.shimBin, "start", "--namespace", w.namespace, "--id", id,
+	cmd, cancel := proc.Command(w.shimBin, "start", "--namespace", w.namespace, "--id", id,
 		"--bundle", s.bundle, "--runtime", w.runtime, "--runtime-root", w.runcRoot)
 	out, err := cmd.Output()
 	cancel()
@@ -96,7 +96,7 @@ func (w *workspace) stopShim(ctx context.Context, s *shimInstance) error {
 
 // forgetShim collects the exited shim, then removes its bundle.
 func (w *workspace) forgetShim(s *shimInstance) error {
-	if err := reap(s.pid); err != nil {
+	if err := proc.Reap(s.pid); err != nil {
 		return fmt.Errorf("shim %s: %w", s.id, err)
 	}
 	delete(w.shims, s.id)
@@ -109,7 +109,7 @@ func (w *workspace) forgetShim(s *shimInstance) error {
 func (w *workspace) shimOnce(ctx context.Context) (shimTimes, error) {
 	var t shimTimes
 	id := w.newID("shim")
-	if _, err := w.writeBundle(ctx, id, "/bin/true"); err != nil {
+	if _, err := w.floor.WriteBundle(ctx, id, "/bin/true"); err != nil {
 		return t, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
@@ -150,14 +150,6 @@ func (w *workspace) shimOnce(ctx context.Context) (shimTimes, error) {
 	return t, nil
 }
 
-// memory is what an idle shim holds, from smaps_rollup, in kB.
-type memory struct {
-	pssKB, rssKB int
-	// pssAnonKB and pssFileKB split Pss into heap and stacks versus mapped
-	// files (mostly the binary's text); -1 when the kernel does not say.
-	pssAnonKB, pssFileKB int
-}
-
 // settleTime is how long idle shims run before they are measured.
 const settleTime = 2 * time.Second
 
@@ -166,13 +158,13 @@ const settleTime = 2 * time.Second
 // kills and deletes the containers and stops the shims. With n > 1 the
 // shims share the pages of their binary, as on a host with many containers.
 // When smapsCopy is set, the first shim's smaps are copied there.
-func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]memory, error) {
+func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]proc.Memory, error) {
 	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	var shims []*shimInstance
 	for range n {
 		id := w.newID("idle")
-		if _, err := w.writeBundle(ctx, id, "sleep", "1000"); err != nil {
+		if _, err := w.floor.WriteBundle(ctx, id, "sleep", "1000"); err != nil {
 			return nil, err
 		}
 		s, err := w.startShim(ctx, id)
@@ -192,9 +184,9 @@ func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	mems := make([]memory, 0, n)
+	mems := make([]proc.Memory, 0, n)
 	for _, s := range shims {
-		m, err := readMemory(s.pid)
+		m, err := proc.ReadMemory(s.pid)
 		if err != nil {
 			return nil, err
 		}
@@ -228,68 +220,23 @@ func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]
 }
 
 // meanMemory averages the figures of several shims.
-func meanMemory(mems []memory) memory {
+func meanMemory(mems []proc.Memory) proc.Memory {
 	n := len(mems)
 	if n == 0 {
-		return memory{pssAnonKB: -1, pssFileKB: -1}
+		return proc.Memory{PSSAnonKB: -1, PSSFileKB: -1}
 	}
-	var sum memory
+	var sum proc.Memory
 	split := true
 	for _, m := range mems {
-		sum.pssKB += m.pssKB
-		sum.rssKB += m.rssKB
-		sum.pssAnonKB += m.pssAnonKB
-		sum.pssFileKB += m.pssFileKB
-		split = split && m.pssAnonKB >= 0 && m.pssFileKB >= 0
+		sum.PSSKB += m.PSSKB
+		sum.RSSKB += m.RSSKB
+		sum.PSSAnonKB += m.PSSAnonKB
+		sum.PSSFileKB += m.PSSFileKB
+		split = split && m.PSSAnonKB >= 0 && m.PSSFileKB >= 0
 	}
-	mean := memory{pssKB: sum.pssKB / n, rssKB: sum.rssKB / n, pssAnonKB: sum.pssAnonKB / n, pssFileKB: sum.pssFileKB / n}
+	mean := proc.Memory{PSSKB: sum.PSSKB / n, RSSKB: sum.RSSKB / n, PSSAnonKB: sum.PSSAnonKB / n, PSSFileKB: sum.PSSFileKB / n}
 	if !split {
-		mean.pssAnonKB, mean.pssFileKB = -1, -1
+		mean.PSSAnonKB, mean.PSSFileKB = -1, -1
 	}
 	return mean
-}
-
-// readMemory reads the Pss and Rss totals of a process.
-func readMemory(pid int) (memory, error) {
-	m := memory{pssAnonKB: -1, pssFileKB: -1}
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
-	if err != nil {
-		return m, err
-	}
-	defer f.Close()
-	found := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var dst *int
-		required := false
-		switch key, _, _ := strings.Cut(sc.Text(), ":"); key {
-		case "Pss":
-			dst, required = &m.pssKB, true
-		case "Rss":
-			dst, required = &m.rssKB, true
-		case "Pss_Anon":
-			dst = &m.pssAnonKB
-		case "Pss_File":
-			dst = &m.pssFileKB
-		default:
-			continue
-		}
-		fields := strings.Fields(sc.Text())
-		if len(fields) != 3 || fields[2] != "kB" {
-			return m, fmt.Errorf("smaps_rollup of %d: unexpected line %q", pid, sc.Text())
-		}
-		if *dst, err = strconv.Atoi(fields[1]); err != nil {
-			return m, fmt.Errorf("smaps_rollup of %d: %w", pid, err)
-		}
-		if required {
-			found++
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return m, err
-	}
-	if found != 2 {
-		return m, fmt.Errorf("smaps_rollup of %d: no Pss and Rss lines", pid)
-	}
-	return m, nil
 }

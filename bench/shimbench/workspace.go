@@ -2,36 +2,22 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/berthrt/berth/bench/internal/floor"
+	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/oci"
 	"golang.org/x/sys/unix"
 )
 
-const (
-	// commandTimeout bounds one runc or berth-shim invocation, so that a hung
-	// runtime ends the benchmark instead of blocking it forever.
-	commandTimeout = 60 * time.Second
-	// cleanupTimeout bounds the RPCs and commands of the final cleanup.
-	cleanupTimeout = 30 * time.Second
-	// reapGrace is how long a process may take to exit by itself before it
-	// is killed.
-	reapGrace = 2 * time.Second
-	// killGrace is how long a killed process may take to disappear.
-	killGrace = 5 * time.Second
-)
+// shutdownGrace is how long an abandoned shim may take to answer Shutdown.
+const shutdownGrace = 2 * time.Second
 
 // workspace is everything one benchmark run creates: a single temporary
 // folder holding the busybox rootfs, the runc root and one bundle per
@@ -47,8 +33,8 @@ type workspace struct {
 	shimBin   string // absolute path of berth-shim
 	seq       int    // makes ids unique within the run
 
-	floors map[string]int           // containers made with runc directly: id to init pid (0 until known)
-	shims  map[string]*shimInstance // shims started and not yet stopped, by container id
+	floor *floor.Runner            // the runc floor; writes every bundle, in dir
+	shims map[string]*shimInstance // shims started and not yet stopped, by container id
 }
 
 // newWorkspace makes the temp folder and the rootfs, and makes this process
@@ -67,16 +53,16 @@ func newWorkspace(runtime, shimBin, busybox string) (_ *workspace, retErr error)
 		namespace: "bench-" + filepath.Base(dir)[len("berth-shimbench-"):],
 		runtime:   runtime,
 		shimBin:   shimBin,
-		floors:    map[string]int{},
 		shims:     map[string]*shimInstance{},
 	}
+	w.floor = &floor.Runner{Runtime: runtime, Root: w.runcRoot, Dir: dir, Rootfs: w.rootfs, Namespace: w.namespace}
 	defer func() {
 		if retErr != nil {
 			retErr = errors.Join(retErr, w.Close())
 		}
 	}()
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("become a child subreaper: %w", err)
+	if err := proc.SetSubreaper(true); err != nil {
+		return nil, err
 	}
 	if err := os.Mkdir(w.rootfs, 0o755); err != nil {
 		return nil, err
@@ -93,45 +79,6 @@ func (w *workspace) newID(kind string) string {
 	return fmt.Sprintf("%s-%d", kind, w.seq)
 }
 
-// writeBundle makes the bundle folder of id with a config.json that runs
-// args on the shared rootfs.
-func (w *workspace) writeBundle(ctx context.Context, id string, args ...string) (string, error) {
-	bundle := filepath.Join(w.dir, id)
-	if err := os.Mkdir(bundle, 0o711); err != nil {
-		return "", err
-	}
-	spec, err := oci.GenerateSpec(ctx, w.namespace, id, oci.WithProcessArgs(args...), oci.WithRootFSPath(w.rootfs))
-	if err != nil {
-		return "", err
-	}
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return "", err
-	}
-	return bundle, os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644)
-}
-
-// command returns a command bounded by commandTimeout, in its own process
-// group so that a Ctrl-C on the terminal reaches only the benchmark, which
-// then cleans up, and not a runc halfway through a create.
-func command(name string, args ...string) (*exec.Cmd, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = time.Second
-	return cmd, cancel
-}
-
-// run runs a command whose output only matters to explain a failure.
-func run(name string, args ...string) error {
-	cmd, cancel := command(name, args...)
-	defer cancel()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // Close deletes what is left of every container and shim, unmounts
 // anything mounted under the folder, removes the run's cgroups and the
 // folder. It reports what it could not clean.
@@ -141,18 +88,12 @@ func (w *workspace) Close() error {
 		errs = append(errs, w.abandonShim(s))
 		delete(w.shims, id)
 	}
-	for id, pid := range w.floors {
-		if err := run(w.runtime, "--root", w.runcRoot, "delete", "--force", id); err != nil {
-			errs = append(errs, err)
-		}
-		if pid > 0 {
-			errs = append(errs, reap(pid))
-		}
-		delete(w.floors, id)
-	}
-	errs = append(errs, w.sweepRuntime())
+	// The floor's Close also force-deletes what runc still lists under the
+	// shared root: containers whose create was interrupted before the
+	// benchmark learned of them, of either path.
+	errs = append(errs, w.floor.Close())
 	errs = append(errs, w.unmountAll())
-	reapZombies()
+	proc.ReapZombies()
 	w.removeCgroups()
 	if err := os.RemoveAll(w.dir); err != nil {
 		errs = append(errs, err)
@@ -169,35 +110,16 @@ func (w *workspace) Close() error {
 func (w *workspace) abandonShim(s *shimInstance) error {
 	var errs []error
 	if s.client != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), reapGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		s.shutdown(ctx)
 		cancel()
 		s.client.Close()
 	}
 	if s.pid > 0 {
-		errs = append(errs, reap(s.pid))
+		errs = append(errs, proc.Reap(s.pid))
 	}
-	errs = append(errs, run(w.shimBin, "delete", "--namespace", w.namespace, "--id", s.id,
+	errs = append(errs, proc.Run(w.shimBin, "delete", "--namespace", w.namespace, "--id", s.id,
 		"--bundle", s.bundle, "--runtime", w.runtime, "--runtime-root", w.runcRoot))
-	return errors.Join(errs...)
-}
-
-// sweepRuntime force-deletes any container still known to runc: one whose
-// create was interrupted before the benchmark learned of it.
-func (w *workspace) sweepRuntime() error {
-	if _, err := os.Stat(w.runcRoot); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	cmd, cancel := command(w.runtime, "--root", w.runcRoot, "list", "--quiet")
-	defer cancel()
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("runc list: %w", err)
-	}
-	var errs []error
-	for _, id := range strings.Fields(string(out)) {
-		errs = append(errs, run(w.runtime, "--root", w.runcRoot, "delete", "--force", id))
-	}
 	return errors.Join(errs...)
 }
 
@@ -246,92 +168,4 @@ func (w *workspace) removeCgroups() {
 			os.Remove(d)
 		}
 	}
-}
-
-// reap waits for pid to exit and collects it: by itself within reapGrace,
-// or after SIGKILL. A pid that is not a child of this process counts as
-// gone once it no longer exists.
-func reap(pid int) error {
-	deadline := time.Now().Add(reapGrace)
-	killed := false
-	for {
-		gone, err := exited(pid)
-		if err != nil || gone {
-			return err
-		}
-		if time.Now().After(deadline) {
-			if killed {
-				return fmt.Errorf("pid %d survives SIGKILL", pid)
-			}
-			if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("kill %d: %w", pid, err)
-			}
-			killed, deadline = true, time.Now().Add(killGrace)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// exited reports whether pid has exited, collecting it when it is a child.
-func exited(pid int) (bool, error) {
-	var ws unix.WaitStatus
-	wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-	switch {
-	case err == nil:
-		return wpid == pid, nil
-	case errors.Is(err, unix.EINTR):
-		return false, nil
-	case errors.Is(err, unix.ECHILD):
-		return errors.Is(unix.Kill(pid, 0), unix.ESRCH), nil
-	default:
-		return false, fmt.Errorf("wait4 %d: %w", pid, err)
-	}
-}
-
-// waitExit blocks until pid, a child of this process, exits and returns
-// its exit code (128+signal when killed).
-func waitExit(pid int) (int, error) {
-	var ws unix.WaitStatus
-	for {
-		_, err := unix.Wait4(pid, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("wait4 %d: %w", pid, err)
-		}
-		if ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ws.ExitStatus(), nil
-	}
-}
-
-// reapZombies collects every exited child: processes reparented to this
-// subreaper whose pid the benchmark never learned. Call it only when no
-// exec.Cmd is running.
-func reapZombies() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || pid <= 0 {
-			return
-		}
-	}
-}
-
-// readPid reads a pid file written by runc.
-func readPid(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pid file %s: bad content %q", path, data)
-	}
-	return pid, nil
 }

@@ -47,7 +47,7 @@ func (r *Runner) Once(ctx context.Context) (time.Duration, error) {
 	}
 	r.seq++
 	id := fmt.Sprintf("floor-%d", r.seq)
-	bundle, err := r.writeBundle(ctx, id, "/bin/true")
+	bundle, err := r.WriteBundle(ctx, id, "/bin/true")
 	if err != nil {
 		return 0, err
 	}
@@ -88,9 +88,11 @@ func (r *Runner) Once(ctx context.Context) (time.Duration, error) {
 	return elapsed, os.RemoveAll(bundle)
 }
 
-// writeBundle makes the bundle folder of id with a config.json that runs
-// args on the shared rootfs.
-func (r *Runner) writeBundle(ctx context.Context, id string, args ...string) (string, error) {
+// WriteBundle makes the bundle folder of id under Dir with a config.json
+// that runs args on Rootfs. Once uses it for the floor; a benchmark
+// compares another path with the floor on bundles it writes here too, so
+// that both run the same config.json. Close removes only the floor's.
+func (r *Runner) WriteBundle(ctx context.Context, id string, args ...string) (string, error) {
 	bundle := filepath.Join(r.Dir, id)
 	if err := os.MkdirAll(bundle, 0o711); err != nil {
 		return "", err
@@ -130,9 +132,12 @@ func (r *Runner) sweep() error {
 	if _, err := os.Stat(r.Root); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	out, err := proc.Output(r.Runtime, "--root", r.Root, "list", "--quiet")
+	// Standard output only: a warning of runc on stderr is no container id.
+	cmd, cancel := proc.Command(r.Runtime, "--root", r.Root, "list", "--quiet")
+	defer cancel()
+	out, err := cmd.Output()
 	if err != nil {
-		return err
+		return fmt.Errorf("runc list: %w", err)
 	}
 	var errs []error
 	for _, id := range strings.Fields(string(out)) {

@@ -1,7 +1,7 @@
 // Package proc holds the process plumbing of berth's benchmarks: bounded
 // commands in their own process group, waiting for and reaping processes
-// (also those reparented to a child subreaper), and reading a process's
-// memory from /proc.
+// (also those reparented to a child subreaper), reading a process's memory
+// from /proc, and the benchmark's own exit code.
 package proc
 
 import (
