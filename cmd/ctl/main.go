@@ -67,7 +67,7 @@ func rootCommand() *cobra.Command {
 		runCommand(&g),
 		eventsCommand(&g),
 		pluginsCommand(&g),
-		imagesCommand(&g), contentCommand(&g), leasesCommand(&g),
+		imagesCommand(&g), contentCommand(&g), leasesCommand(&g), snapshotsCommand(&g),
 		shimCommand(),
 	)
 	usageErrors(root)
