@@ -32,6 +32,8 @@ type remoteOptions struct {
 	plainHTTP   bool
 	concurrency int32
 	hostsDir    string
+	unpack      bool
+	snapshotter string
 }
 
 // WithPlatforms pulls, from an index, the manifest of each platform
@@ -106,6 +108,25 @@ func WithHostsDir(dir string) RemoteOpt {
 	}
 }
 
+// WithPullUnpack has the daemon unpack the pulled image's layers (of the
+// first WithPlatforms platform, else linux/amd64) into snapshots named by
+// their chain IDs, in WithPullSnapshotter's snapshotter or the daemon's
+// default, so that containers can be made from it (WithNewSnapshot). Each
+// layer is reported as a Progress of ref "unpack-<digest>", status
+// "unpacking", then "unpacked" or "exists".
+func WithPullUnpack(o *remoteOptions) error {
+	o.unpack = true
+	return nil
+}
+
+// WithPullSnapshotter names the snapshotter WithPullUnpack unpacks into.
+func WithPullSnapshotter(name string) RemoteOpt {
+	return func(o *remoteOptions) error {
+		o.snapshotter = name
+		return nil
+	}
+}
+
 // WithMaxConcurrentTransfers bounds the blobs moved at once (1 to 16;
 // the daemon's default is 3).
 func WithMaxConcurrentTransfers(n int) RemoteOpt {
@@ -127,6 +148,9 @@ func newRemoteOptions(opts []RemoteOpt) (*remoteOptions, error) {
 	}
 	if o.all && len(o.platforms) > 0 {
 		return nil, fmt.Errorf("WithPlatforms and WithAllPlatforms together: %w", errdefs.ErrInvalidArgument)
+	}
+	if o.snapshotter != "" && !o.unpack {
+		return nil, fmt.Errorf("WithPullSnapshotter without WithPullUnpack: %w", errdefs.ErrInvalidArgument)
 	}
 	return o, nil
 }
@@ -183,7 +207,7 @@ func (c *Client) pull(ctx context.Context, ref string, fetchOnly bool, opts []Re
 		stream, err := api.Pull(ctx, &transferv1.PullRequest{
 			Namespace: ns, Ref: ref, Platforms: o.platforms, AllPlatforms: o.all,
 			Credentials: o.creds, PlainHttp: o.plainHTTP, Concurrency: o.concurrency,
-			HostsDir: o.hostsDir, FetchOnly: fetchOnly,
+			HostsDir: o.hostsDir, FetchOnly: fetchOnly, Unpack: o.unpack, Snapshotter: o.snapshotter,
 		})
 		if err != nil {
 			return nil, err

@@ -239,7 +239,7 @@ func TestImagesPullPush(t *testing.T) {
 	t.Run("berthctl", func(t *testing.T) {
 		ctl := newCtl(t, d)
 		d.nsContext("ctl")
-		out := ctl.ok("-n", "ctl", "images", "pull", "--plain-http", img.ref)
+		out := ctl.ok("-n", "ctl", "images", "pull", "--no-unpack", "--plain-http", img.ref)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if last := lines[len(lines)-1]; last != img.ref+" "+img.root.Digest.String() {
 			t.Errorf("pull: last line %q, want %q\n%s", last, img.ref+" "+img.root.Digest.String(), out)
@@ -271,7 +271,7 @@ func TestImagesPullPush(t *testing.T) {
 		ctl.fails(2, []string{"--all-platforms"}, "-n", "ctl", "images", "pull", "--platform", "linux/arm64", "--all-platforms", img.ref)
 
 		// push back under a new tag, from another namespace's pull.
-		ctl.ok("-n", "ctl", "images", "pull", "--plain-http", img.ref)
+		ctl.ok("-n", "ctl", "images", "pull", "--no-unpack", "--plain-http", img.ref)
 		pushed := ctl.ok("-n", "ctl", "images", "push", "--plain-http", reg.Addr+"/test/app:ctl", img.ref)
 		if !strings.HasSuffix(pushed, reg.Addr+"/test/app:ctl "+img.root.Digest.String()+"\n") {
 			t.Errorf("push printed:\n%s", pushed)
@@ -529,7 +529,7 @@ func TestImagesContentIngestFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctl.fails(1, nil, "-n", "hd", "images", "pull", img.ref)
-		out := ctl.ok("-n", "hd", "images", "pull", "--hosts-dir", dir, img.ref)
+		out := ctl.ok("-n", "hd", "images", "pull", "--no-unpack", "--hosts-dir", dir, img.ref)
 		if !strings.HasSuffix(out, img.ref+" "+img.root.Digest.String()+"\n") {
 			t.Errorf("pull --hosts-dir printed:\n%s", out)
 		}

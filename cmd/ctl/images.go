@@ -128,6 +128,8 @@ func readPassword(in io.Reader, prompt io.Writer, user string) (string, error) {
 
 func imagePullCommand(g *globals) *cobra.Command {
 	var f remoteFlags
+	var noUnpack bool
+	var snapshotter string
 	cmd := &cobra.Command{
 		Use:   "pull [flags] REF",
 		Short: "fetch an image from a registry into the daemon",
@@ -135,7 +137,11 @@ func imagePullCommand(g *globals) *cobra.Command {
 and record it as an image. Progress goes to stdout: a line per blob redrawn
 in place on a terminal, a line per change of a blob's status otherwise; the
 last line is "NAME DIGEST". Registry settings (mirrors, TLS) come from the
-hosts.toml folder of --hosts-dir, else the daemon's [registry] config_path.`,
+hosts.toml folder of --hosts-dir, else the daemon's [registry] config_path.
+The layers (of the first --platform's manifest, else linux/amd64's) are
+then unpacked into --snapshotter (the daemon's default when not given), so
+that "berthctl run" can start containers from the image; --no-unpack only
+fetches.`,
 		Example: `  berthctl images pull busybox
   berthctl images pull --platform linux/arm64 --plain-http 127.0.0.1:5000/app:1.0
   berthctl images pull --user ci:secret registry.example/app@sha256:…`,
@@ -144,6 +150,15 @@ hosts.toml folder of --hosts-dir, else the daemon's [registry] config_path.`,
 			opts, err := f.opts(cmd.InOrStdin(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
+			}
+			switch {
+			case noUnpack && snapshotter != "":
+				return usageError{errors.New("--snapshotter and --no-unpack together")}
+			case !noUnpack:
+				opts = append(opts, client.WithPullUnpack)
+				if snapshotter != "" {
+					opts = append(opts, client.WithPullSnapshotter(snapshotter))
+				}
 			}
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
@@ -167,6 +182,8 @@ hosts.toml folder of --hosts-dir, else the daemon's [registry] config_path.`,
 		},
 	}
 	f.register(cmd, true)
+	cmd.Flags().BoolVar(&noUnpack, "no-unpack", false, "fetch only; do not unpack the layers into snapshots")
+	cmd.Flags().StringVar(&snapshotter, "snapshotter", "", "snapshotter to unpack into (default: the daemon's)")
 	return cmd
 }
 

@@ -33,6 +33,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
@@ -44,6 +45,8 @@ import (
 	imagesvc "github.com/berthrt/berth/services/images"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/unpack"
 )
 
 const (
@@ -80,6 +83,13 @@ type Config struct {
 	MaxImportSize int64
 	// Log receives warnings about cleanup; nil is slog.Default().
 	Log *slog.Logger
+	// Snapshotter returns the namespaced snapshotter a pull unpacks
+	// into, by name; nil refuses unpacking (NotImplemented).
+	Snapshotter func(name string) (snapshots.Snapshotter, error)
+	// DefaultSnapshotter is the snapshotter of a request that names none.
+	DefaultSnapshotter string
+	// Applier applies layers; nil is diff.NewApplier().
+	Applier diff.Applier
 }
 
 type service struct{ Config }
@@ -90,6 +100,9 @@ type service struct{ Config }
 func Register(srv *ttrpc.Server, cfg Config) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Applier == nil {
+		cfg.Applier = diff.NewApplier()
 	}
 	api.RegisterTransferService(srv, &service{cfg})
 }
@@ -103,12 +116,26 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 	if err != nil {
 		return err
 	}
-	if req.GetUnpack() || req.GetSnapshotter() != "" {
-		return fmt.Errorf("pull %.200q: unpack: %w", req.GetRef(), errdefs.ErrNotImplemented)
-	}
 	opts, err := pullOptions(req)
 	if err != nil {
 		return err
+	}
+	var sn snapshots.Snapshotter
+	snName := req.GetSnapshotter()
+	switch {
+	case !req.GetUnpack() && snName != "":
+		return fmt.Errorf("pull %.200q: a snapshotter without unpack: %w", req.GetRef(), errdefs.ErrInvalidArgument)
+	case req.GetUnpack() && req.GetFetchOnly():
+		return fmt.Errorf("pull %.200q: unpack and fetch_only together: %w", req.GetRef(), errdefs.ErrInvalidArgument)
+	case req.GetUnpack() && s.Snapshotter == nil:
+		return fmt.Errorf("pull %.200q: unpack: this daemon has no snapshotters: %w", req.GetRef(), errdefs.ErrNotImplemented)
+	case req.GetUnpack():
+		if snName == "" {
+			snName = s.DefaultSnapshotter
+		}
+		if sn, err = s.Snapshotter(snName); err != nil {
+			return fmt.Errorf("pull %.200q: %w", req.GetRef(), err)
+		}
 	}
 	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp(), req.GetHostsDir())
 	if err != nil {
@@ -122,6 +149,9 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 
 	rl := newRelay(func(batch []*api.Progress) error { return stream.Send(&api.PullProgress{Progress: batch}) })
 	img, err := distribution.Pull(ctx, r, s.Content, req.GetRef(), append(opts, distribution.WithProgress(rl.report))...)
+	if err == nil && sn != nil {
+		err = s.unpack(ctx, img.Target, req.GetPlatforms(), sn, snName, rl.report)
+	}
 	sendErr := rl.close()
 	if err != nil {
 		return err
@@ -147,6 +177,35 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 		return sendErr
 	}
 	return stream.Send(&api.PullProgress{Image: imagesvc.ToProto(stored)})
+}
+
+// unpack unpacks, into sn, the manifest of target for the first of
+// platforms (the default platform when there is none), reporting each
+// layer as a blob of ref "unpack-<digest>".
+func (s *service) unpack(ctx context.Context, target ocispec.Descriptor, want []string, sn snapshots.Snapshotter, snName string, report distribution.ProgressFunc) error {
+	ps, err := parsePlatforms(want)
+	if err != nil {
+		return err
+	}
+	var m platforms.MatchComparer
+	if len(ps) > 0 {
+		m = platforms.Only(ps[0])
+	}
+	img, err := unpack.Resolve(ctx, s.Content, target, m)
+	if err != nil {
+		return fmt.Errorf("unpack %s: %w", target.Digest, err)
+	}
+	_, err = unpack.Unpack(ctx, img, unpack.Options{
+		Content: s.Content, Snapshotter: sn, SnapshotterName: snName, Applier: s.Applier,
+		Progress: func(layer ocispec.Descriptor, st unpack.Status) {
+			p := distribution.Progress{Ref: "unpack-" + layer.Digest.String(), Digest: layer.Digest, MediaType: layer.MediaType, Status: distribution.Status(st), Total: layer.Size}
+			if st != unpack.StatusUnpacking {
+				p.Offset = layer.Size
+			}
+			report(p)
+		},
+	})
+	return err
 }
 
 // pullOptions returns the distribution options a request asks for.

@@ -1,0 +1,169 @@
+package unpack_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berthrt/berth/diff"
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/testimage"
+	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/namespaces"
+	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/storage/snapshots/native"
+	"github.com/berthrt/berth/unpack"
+)
+
+type env struct {
+	ctx     context.Context
+	content content.Store
+	sn      snapshots.Snapshotter
+}
+
+func newEnv(t *testing.T) env {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	db, err := metadata.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	blobs, err := content.NewStore(filepath.Join(dir, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := native.New(filepath.Join(dir, "native"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsn := db.Snapshotter("native", sn)
+	t.Cleanup(func() { nsn.Close() })
+	return env{ctx: namespaces.WithNamespace(context.Background(), "test"), content: db.ContentStore(blobs), sn: nsn}
+}
+
+func (e env) write(t *testing.T, img *testimage.Image) {
+	t.Helper()
+	for dgst, data := range img.Blobs {
+		d := ocispec.Descriptor{Digest: dgst, Size: int64(len(data))}
+		if err := content.WriteBlob(e.ctx, e.content, "t-"+dgst.Encoded(), bytes.NewReader(data), d); err != nil && !errdefs.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e env) unpack(t *testing.T, img *testimage.Image) (string, []unpack.Status, error) {
+	t.Helper()
+	resolved, err := unpack.Resolve(e.ctx, e.content, img.Manifest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []unpack.Status
+	top, err := unpack.Unpack(e.ctx, resolved, unpack.Options{
+		Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(),
+		Progress: func(_ ocispec.Descriptor, s unpack.Status) { seen = append(seen, s) },
+	})
+	return top, seen, err
+}
+
+// files lists the paths under dir, relative, sorted.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if rel, _ := filepath.Rel(dir, p); rel != "." {
+			out = append(out, rel)
+		}
+		return nil
+	})
+	slices.Sort(out)
+	return out
+}
+
+func TestUnpack(t *testing.T) {
+	e := newEnv(t)
+	img, err := testimage.Build(ocispec.ImageConfig{},
+		[]testimage.Entry{testimage.Dir("a"), testimage.File("a/1", "one"), testimage.File("a/2", "two"), testimage.Dir("b"), testimage.File("b/x", "x")},
+		[]testimage.Entry{testimage.Whiteout("a/1"), testimage.Dir("b"), testimage.Opaque("b"), testimage.File("b/y", "y")},
+		[]testimage.Entry{testimage.File("c", "c")},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, img)
+	top, seen, err := e.unpack(t, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := identity.ChainID(img.DiffIDs).String(); top != want {
+		t.Fatalf("top %s, want %s", top, want)
+	}
+	if want := []unpack.Status{"unpacking", "unpacked", "unpacking", "unpacked", "unpacking", "unpacked"}; !slices.Equal(seen, want) {
+		t.Errorf("progress %v, want %v", seen, want)
+	}
+	info, err := e.content.Info(e.ctx, img.Config.Digest)
+	if err != nil || info.Labels[unpack.SnapshotLabel("native")] != top {
+		t.Errorf("config labels %v, %v", info.Labels, err)
+	}
+	ms, err := e.sn.View(e.ctx, "view", top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := mount.All(ms, dir); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, dir)
+	mount.UnmountAll(dir, 0)
+	if want := []string{"a", "a/2", "b", "b/y", "c"}; !slices.Equal(got, want) {
+		t.Errorf("files %v, want %v", got, want)
+	}
+	var n int
+	e.sn.Walk(e.ctx, func(context.Context, snapshots.Info) error { n++; return nil })
+	if n != 4 { // three layers and the view; no temporary snapshot
+		t.Errorf("%d snapshots, want 4", n)
+	}
+
+	// Again: every layer exists.
+	if _, seen, err = e.unpack(t, img); err != nil || !slices.Equal(seen, []unpack.Status{"exists", "exists", "exists"}) {
+		t.Errorf("second unpack: %v, %v", seen, err)
+	}
+}
+
+func TestUnpackWrongDiffID(t *testing.T) {
+	e := newEnv(t)
+	img, err := testimage.Build(ocispec.ImageConfig{}, []testimage.Entry{testimage.File("f", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := testimage.Build(ocispec.ImageConfig{}, []testimage.Entry{testimage.File("f", "2")})
+	e.write(t, img)
+	e.write(t, other)
+	resolved, err := unpack.Resolve(e.ctx, e.content, img.Manifest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolved.Layers = other.Layers // a layer whose diff ID is not the config's
+	_, err = unpack.Unpack(e.ctx, resolved, unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier()})
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("unpack of a wrong layer: %v, want FailedPrecondition", err)
+	}
+	var n int
+	e.sn.Walk(e.ctx, func(context.Context, snapshots.Info) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("%d snapshots left after a failed unpack", n)
+	}
+}
