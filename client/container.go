@@ -184,6 +184,11 @@ func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...Ne
 			return nil, err
 		}
 	}
+	if len(info.RootFS) == 0 {
+		if info.RootFS, err = c.snapshotRootFS(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if creator == nil {
 		creator = cio.NullIO
 	}

@@ -1,0 +1,129 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/unpack"
+)
+
+// DefaultSnapshotter is the snapshotter WithNewSnapshot and
+// WithNewSnapshotView use when no WithSnapshotter came before them.
+const DefaultSnapshotter = "overlayfs"
+
+// Spec returns the image's config, of the linux/amd64 manifest when the
+// image is an index. It makes Image an oci.ImageConfigSource.
+func (img *Image) Spec(ctx context.Context) (ocispec.Image, error) {
+	r, err := unpack.Resolve(ctx, img.client.ContentStore(), img.Target(), nil)
+	if err != nil {
+		return ocispec.Image{}, err
+	}
+	return r.Spec, nil
+}
+
+// ChainID returns the chain ID of the image's layers: the name of the
+// committed snapshot that an unpack of the image leaves.
+func (img *Image) ChainID(ctx context.Context) (string, error) {
+	r, err := unpack.Resolve(ctx, img.client.ContentStore(), img.Target(), nil)
+	if err != nil {
+		return "", err
+	}
+	return r.ChainID(), nil
+}
+
+// WithSnapshotter names the snapshotter of the container's snapshot,
+// for WithNewSnapshot and WithNewSnapshotView after it.
+func WithSnapshotter(name string) NewContainerOpts {
+	return func(_ context.Context, _ *Client, info *ContainerInfo) error {
+		info.Snapshotter = name
+		return nil
+	}
+}
+
+// WithImage records the image the container is made from.
+func WithImage(img *Image) NewContainerOpts { return WithImageName(img.Name()) }
+
+// WithNewSnapshot prepares the writable snapshot id on top of the image's
+// unpacked layers (Pull with WithPullUnpack into the same snapshotter)
+// and makes it the container's root filesystem; NewTask mounts it. The
+// container record keeps the snapshot from garbage collection; until it
+// is created, hold a lease (Client.WithLease) if a collection may run.
+func WithNewSnapshot(id string, img *Image, opts ...snapshots.Opt) NewContainerOpts {
+	return newSnapshot(id, img, false, opts)
+}
+
+// WithNewSnapshotView is WithNewSnapshot with a read-only view: the
+// container cannot write to its root filesystem, and views of one image
+// share its layers without a copy.
+func WithNewSnapshotView(id string, img *Image, opts ...snapshots.Opt) NewContainerOpts {
+	return newSnapshot(id, img, true, opts)
+}
+
+func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewContainerOpts {
+	return func(ctx context.Context, c *Client, info *ContainerInfo) error {
+		if info.Snapshotter == "" {
+			info.Snapshotter = DefaultSnapshotter
+		}
+		parent, err := img.ChainID(ctx)
+		if err != nil {
+			return fmt.Errorf("container %q: image %q: %w", info.ID, img.Name(), err)
+		}
+		sn := c.SnapshotService(info.Snapshotter)
+		if parent != "" {
+			if _, err := sn.Stat(ctx, parent); errdefs.IsNotFound(err) {
+				return fmt.Errorf("container %q: image %q is not unpacked into %s (pull it with unpack): %w", info.ID, img.Name(), info.Snapshotter, err)
+			}
+		}
+		if view {
+			_, err = sn.View(ctx, id, parent, opts...)
+		} else {
+			_, err = sn.Prepare(ctx, id, parent, opts...)
+		}
+		if err != nil {
+			return fmt.Errorf("container %q: snapshot %q: %w", info.ID, id, err)
+		}
+		info.SnapshotKey = id
+		return nil
+	}
+}
+
+// WithSnapshotCleanup removes the container's snapshot when the container
+// is deleted.
+func WithSnapshotCleanup(ctx context.Context, c *Client, info ContainerInfo) error {
+	if info.SnapshotKey == "" || info.Snapshotter == "" {
+		return nil
+	}
+	// A task's shim has the snapshot mounted: removing it would remove
+	// the files of a running container.
+	if _, err := getProcess(ctx, c, info.ID, ""); err == nil {
+		return fmt.Errorf("container %q: has a task; delete it before the snapshot: %w", info.ID, errdefs.ErrFailedPrecondition)
+	} else if !errdefs.IsNotFound(err) {
+		return err
+	}
+	if err := c.SnapshotService(info.Snapshotter).Remove(ctx, info.SnapshotKey); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("container %q: remove snapshot %q: %w", info.ID, info.SnapshotKey, err)
+	}
+	return nil
+}
+
+// snapshotRootFS returns the mounts of the container's snapshot; none
+// when the container has no snapshot.
+func (c *container) snapshotRootFS(ctx context.Context) ([]Mount, error) {
+	info, err := c.Info(ctx)
+	if err != nil || info.SnapshotKey == "" || info.Snapshotter == "" {
+		return nil, err
+	}
+	ms, err := c.client.SnapshotService(info.Snapshotter).Mounts(ctx, info.SnapshotKey)
+	if err != nil {
+		return nil, fmt.Errorf("task %q: rootfs of snapshot %q: %w", c.id, info.SnapshotKey, err)
+	}
+	out := make([]Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	return out, nil
+}
