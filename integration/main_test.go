@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/storage/snapshots/proxy/proxytest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.Cleanup()
+	proxytest.Cleanup()
 	os.Exit(code)
 }

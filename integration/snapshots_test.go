@@ -158,11 +158,11 @@ func TestSnapshotsProxyPluginCtl(t *testing.T) {
 	if out := ctl.ok(append(sn, "ls", "-q")...); out != "" {
 		t.Errorf("ls after rm: %q", out)
 	}
-	// The records are gone; garbage collection removes the snapshots of
-	// the external snapshotter that no namespace records.
+	// The records are gone; after a garbage collection no snapshot that no
+	// namespace records is left in the external snapshotter.
 	ctx := d.nsContext("x")
-	if resp, err := gcv1.NewGCClient(d.api().conn).Collect(ctx, &gcv1.CollectRequest{}); err != nil || resp.GetSnapshots() < 2 {
-		t.Errorf("collect: %v, %v", resp, err)
+	if _, err := gcv1.NewGCClient(d.api().conn).Collect(ctx, &gcv1.CollectRequest{}); err != nil {
+		t.Errorf("collect: %v", err)
 	}
 	backend := prog.Connect(t)
 	defer backend.Close()
@@ -304,7 +304,9 @@ type inNamespace struct {
 	ns string
 }
 
-func (s inNamespace) ctx(ctx context.Context) context.Context { return namespaces.WithNamespace(ctx, s.ns) }
+func (s inNamespace) ctx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, s.ns)
+}
 
 func (s inNamespace) Stat(ctx context.Context, key string) (snapshots.Info, error) {
 	return s.sn.Stat(s.ctx(ctx), key)
@@ -343,4 +345,3 @@ func (s inNamespace) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ..
 }
 
 func (s inNamespace) Close() error { return s.sn.Close() }
-

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/berthrt/berth/storage/snapshots/proxy/proxytest"
@@ -11,4 +12,10 @@ import (
 // program, reached through proxy.New.
 func TestProxySuite(t *testing.T) {
 	testsuite.Run(t, "proxy", proxytest.Open(t))
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	proxytest.Cleanup()
+	os.Exit(code)
 }

@@ -28,13 +28,13 @@ const startTimeout = 10 * time.Second
 
 var (
 	buildOnce sync.Once
-	binary    string // the built program, in a folder of its own
+	binary    string // the built program, in buildDir
+	buildDir  string
 	buildErr  error
 )
 
-// Binary returns the path of native-snapshotter built from this tree. The
-// folder it is in stays until the machine's temp folder is cleaned:
-// packages share it across tests.
+// Binary returns the path of native-snapshotter built from this tree once
+// per test process, in a folder that Cleanup removes.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -43,6 +43,7 @@ func Binary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		binary = filepath.Join(dir, "native-snapshotter")
 		cmd := exec.Command("go", "build", "-o", binary, "./cmd/native-snapshotter")
 		cmd.Dir = testutil.RepoRoot()
@@ -54,6 +55,13 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binary
+}
+
+// Cleanup removes what Binary built; call it from TestMain after m.Run.
+func Cleanup() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 }
 
 // Program is one running native-snapshotter.
