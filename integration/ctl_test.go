@@ -382,7 +382,7 @@ func TestCtlCommands(t *testing.T) {
 			{"version", "--bogus"},
 			{"containers", "ls", "--bogus"},
 			{"containers", "create"},
-			{"containers", "create", "norootfs", "true"},
+			{"containers", "create", "imagewithoutid"},
 			{"tasks", "wait"},
 			{"tasks", "kill"},
 			{"tasks", "kill", "-s", "BOGUS", "x"},

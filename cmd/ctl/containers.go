@@ -15,26 +15,25 @@ import (
 func containersCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "containers", Aliases: []string{"container", "c"}, Short: "manage containers (metadata; see tasks for running ones)"}
 	var cf containerFlags
+	var imf imageFlags
 	create := &cobra.Command{
-		Use:     "create --rootfs DIR [FLAGS] ID [CMD...]",
-		Short:   "create a container",
-		Example: `  berthctl containers create --rootfs /tmp/busybox --env A=1 web httpd -f`,
-		Args:    cobra.MinimumNArgs(1),
+		Use:   "create [FLAGS] IMAGE ID [CMD...] | create --rootfs DIR [FLAGS] ID [CMD...]",
+		Short: "create a container",
+		Example: `  berthctl containers create --snapshotter native busybox web httpd -f
+  berthctl containers create --rootfs /tmp/busybox --env A=1 web httpd -f`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := cf.containerOpts(args[1:])
-			if err != nil {
-				return err
-			}
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			_, err = c.NewContainer(ctx, args[0], opts...)
+			_, err = newContainer(ctx, c, &cf, &imf, args)
 			return err
 		},
 	}
 	cf.register(create)
+	imf.register(create)
 
 	var quiet bool
 	ls := &cobra.Command{

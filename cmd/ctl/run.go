@@ -18,15 +18,18 @@ import (
 func runCommand(g *globals) *cobra.Command {
 	var (
 		cf     containerFlags
+		imf    imageFlags
 		rm     bool
 		detach bool
 		stdin  bool
 		logURI string
 	)
 	cmd := &cobra.Command{
-		Use:   "run --rootfs DIR [FLAGS] ID [CMD...]",
+		Use:   "run [FLAGS] IMAGE ID [CMD...] | run --rootfs DIR [FLAGS] ID [CMD...]",
 		Short: "create a container and run its task; in the foreground, exit with its exit code",
-		Example: `  berthctl run --rm --rootfs /tmp/busybox demo echo hello
+		Example: `  berthctl run --rm docker.io/library/busybox:latest demo echo hello
+  berthctl run --rm --pull --read-only busybox ro ls /
+  berthctl run --rm --rootfs /tmp/busybox demo echo hello
   berthctl run -t -i --rm --rootfs /tmp/busybox shell sh
   berthctl run -d --rootfs /tmp/busybox web httpd -f -p 8080`,
 		Args: cobra.MinimumNArgs(1),
@@ -34,24 +37,20 @@ func runCommand(g *globals) *cobra.Command {
 			if rm && detach {
 				return usageError{fmt.Errorf("--rm and -d exclude each other: a detached task outlives berthctl")}
 			}
-			opts, err := cf.containerOpts(args[1:])
-			if err != nil {
-				return err
-			}
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			ctr, err := c.NewContainer(ctx, args[0], opts...)
+			ctr, err := newContainer(ctx, c, &cf, &imf, args)
 			if err != nil {
 				return err
 			}
 			code, err := runTask(ctx, ctr, taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI})
 			if rm {
 				cleanup := context.WithoutCancel(ctx)
-				if derr := ctr.Delete(cleanup); derr != nil && err == nil {
-					err = fmt.Errorf("remove container %s: %w", args[0], derr)
+				if derr := ctr.Delete(cleanup, client.WithSnapshotCleanup); derr != nil && err == nil {
+					err = fmt.Errorf("remove container %s: %w", ctr.ID(), derr)
 				}
 			}
 			if err != nil {
@@ -64,6 +63,7 @@ func runCommand(g *globals) *cobra.Command {
 		},
 	}
 	cf.register(cmd)
+	imf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&rm, "rm", false, "remove the container when its task has exited")
 	f.BoolVarP(&detach, "detach", "d", false, "start the task and return; `tasks attach` connects to its stdio later, or --log-uri sends its output to a file")

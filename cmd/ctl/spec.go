@@ -37,7 +37,7 @@ type containerFlags struct {
 func (f *containerFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.SetInterspersed(false) // flags after ID belong to the container's command
-	fl.StringVar(&f.rootfs, "rootfs", "", "root filesystem folder of the container (required)")
+	fl.StringVar(&f.rootfs, "rootfs", "", "root filesystem folder of the container, instead of IMAGE")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	fl.StringVar(&f.envFile, "env-file", "", "file of KEY=VALUE lines to add to the environment")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount type=bind,src=HOST,dst=CONTAINER,options=rbind:ro (repeatable)")
@@ -53,19 +53,21 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.runtime, "runtime", "", "OCI runtime: runc or the path of a binary with runc's command line (default: the daemon's)")
 }
 
-// containerOpts turns the flags and the command into container options.
-func (f *containerFlags) containerOpts(args []string) ([]client.NewContainerOpts, error) {
-	if f.rootfs == "" {
-		return nil, usageError{fmt.Errorf("--rootfs DIR is required (containers from images come with the images issue)")}
+// containerOpts turns the flags and the command into container options:
+// the rootfs of --rootfs, else the image's (imageOpts): its options img and
+// the spec options imgSpec, which the flags' then change.
+func (f *containerFlags) containerOpts(args []string, img []client.NewContainerOpts, imgSpec ...oci.SpecOpts) ([]client.NewContainerOpts, error) {
+	specOpts := append([]oci.SpecOpts(nil), imgSpec...)
+	if f.rootfs != "" {
+		rootfs, err := filepath.Abs(f.rootfs)
+		if err != nil {
+			return nil, err
+		}
+		if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
+			return nil, usageError{fmt.Errorf("--rootfs %s: not a folder", f.rootfs)}
+		}
+		specOpts = append(specOpts, oci.WithRootFSPath(rootfs))
 	}
-	rootfs, err := filepath.Abs(f.rootfs)
-	if err != nil {
-		return nil, err
-	}
-	if st, err := os.Stat(rootfs); err != nil || !st.IsDir() {
-		return nil, usageError{fmt.Errorf("--rootfs %s: not a folder", f.rootfs)}
-	}
-	specOpts := []oci.SpecOpts{oci.WithRootFSPath(rootfs)}
 	if len(args) > 0 {
 		specOpts = append(specOpts, oci.WithProcessArgs(args...))
 	}
@@ -119,7 +121,7 @@ func (f *containerFlags) containerOpts(args []string) ([]client.NewContainerOpts
 	if err != nil {
 		return nil, err
 	}
-	opts := []client.NewContainerOpts{client.WithNewSpec(specOpts...)}
+	opts := append(append([]client.NewContainerOpts(nil), img...), client.WithNewSpec(specOpts...))
 	if len(labels) > 0 {
 		opts = append(opts, client.WithContainerLabels(labels))
 	}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/oci"
+)
+
+// imageFlags are the flags of `run` and `containers create` for a
+// container made from an image (when --rootfs is not given).
+type imageFlags struct {
+	snapshotter string
+	pull        bool
+	platform    string
+}
+
+func (f *imageFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.snapshotter, "snapshotter", client.DefaultSnapshotter, "snapshotter of the container's snapshot (without --rootfs)")
+	fl.BoolVar(&f.pull, "pull", false, "pull IMAGE (and unpack it) when the daemon does not have it")
+	fl.StringVar(&f.platform, "platform", "", "platform os/arch[/variant] that --pull fetches (default linux/amd64)")
+}
+
+// newContainer creates the container of a `run` or `containers create`
+// command line: from --rootfs, else from its IMAGE.
+func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *imageFlags, args []string) (client.Container, error) {
+	image, id, cmd, err := containerArgs(cf, args)
+	if err != nil {
+		return nil, err
+	}
+	var img []client.NewContainerOpts
+	var imgSpec []oci.SpecOpts
+	if image != "" {
+		o, spec, err := f.imageOpts(ctx, c, cf, image, id)
+		if err != nil {
+			return nil, err
+		}
+		img, imgSpec = o, []oci.SpecOpts{spec}
+	}
+	opts, err := cf.containerOpts(cmd, img, imgSpec...)
+	if err != nil {
+		if img != nil {
+			err = errors.Join(err, client.WithSnapshotCleanup(ctx, c, client.ContainerInfo{ID: id, Snapshotter: f.snapshotter, SnapshotKey: id}))
+		}
+		return nil, err
+	}
+	ctr, err := c.NewContainer(ctx, id, opts...)
+	if err != nil && img != nil && !errdefs.IsAlreadyExists(err) {
+		err = errors.Join(err, client.WithSnapshotCleanup(ctx, c, client.ContainerInfo{ID: id, Snapshotter: f.snapshotter, SnapshotKey: id}))
+	}
+	return ctr, err
+}
+
+// containerArgs splits a command line into the image ("" with --rootfs),
+// the container's id and its command.
+func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []string, err error) {
+	if cf.rootfs != "" {
+		return "", args[0], args[1:], nil
+	}
+	if len(args) < 2 {
+		return "", "", nil, usageError{fmt.Errorf("IMAGE ID [CMD...] (or --rootfs DIR ID [CMD...])")}
+	}
+	return args[0], args[1], args[2:], nil
+}
+
+// imageOpts returns the options of a container id made from image: the
+// image's name and a new snapshot (a view with --read-only), and the spec
+// option of the image's config, which the flags' spec options follow.
+func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *containerFlags, image, id string) ([]client.NewContainerOpts, oci.SpecOpts, error) {
+	img, err := c.GetImage(ctx, image)
+	if errdefs.IsNotFound(err) && f.pull {
+		opts := []client.RemoteOpt{client.WithPullUnpack, client.WithPullSnapshotter(f.snapshotter)}
+		if f.platform != "" {
+			opts = append(opts, client.WithPlatform(f.platform))
+		}
+		img, err = c.Pull(ctx, image, opts...)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	snapshot := client.WithNewSnapshot(id, img)
+	if cf.readOnly {
+		snapshot = client.WithNewSnapshotView(id, img)
+	}
+	return []client.NewContainerOpts{client.WithImage(img), client.WithSnapshotter(f.snapshotter), snapshot}, oci.WithImageConfig(img), nil
+}
