@@ -230,7 +230,7 @@ func snapshotsPrepareCommand(g *globals, f *snapshotsFlags, verb, short string) 
 			if verb == "view" {
 				create = sn.View
 			}
-			mounts, err := create(ctx, args[0], parent, snapshots.WithLabels(set))
+			mounts, err := create(ctx, args[0], parent, snapshots.WithLabels(gcRoot(set)))
 			if err != nil {
 				return err
 			}
@@ -274,7 +274,7 @@ func snapshotsCommitCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 			defer c.Close()
 			ctx, cancel := g.call(ctx)
 			defer cancel()
-			return sn.Commit(ctx, args[0], args[1], snapshots.WithLabels(set))
+			return sn.Commit(ctx, args[0], args[1], snapshots.WithLabels(gcRoot(set)))
 		},
 	}
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "a label KEY=VALUE (repeatable)")
@@ -384,4 +384,16 @@ func sizeText(n int64, bytes bool) string {
 		return fmt.Sprint(n)
 	}
 	return humanSize(n)
+}
+
+// labelGCRoot is storage/metadata.LabelGCRoot (not imported, to keep bbolt
+// out of berthctl): a snapshot made by hand carries it, so that garbage
+// collection keeps it until the user removes it, as ctr users expect.
+const labelGCRoot = "berth.io/gc.root"
+
+func gcRoot(labels map[string]string) map[string]string {
+	if _, ok := labels[labelGCRoot]; !ok {
+		labels[labelGCRoot] = time.Now().UTC().Format(time.RFC3339)
+	}
+	return labels
 }

@@ -21,7 +21,7 @@ import (
 // images, containers and (issue #5) snapshots; the references stay within
 // the namespace of the object that carries them.
 const (
-	// LabelGCRoot on a content record, with any value, makes the blob a
+	// LabelGCRoot on a content record or a snapshot, with any value, makes it a
 	// root: it is kept until the label or the record is removed.
 	LabelGCRoot = "berth.io/gc.root"
 	// LabelGCRefContent, alone or followed by "." and any name
@@ -313,6 +313,16 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 		})
 		if err != nil {
 			return nil, 0, err
+		}
+	}
+
+	// Snapshots labelled as roots, as in containerd: a snapshot a user made
+	// by hand (berthctl snapshots prepare) stays until it is removed.
+	for snapshotter, keys := range snaps {
+		for key, info := range keys {
+			if _, ok := info.labels[LabelGCRoot]; ok {
+				add(node{ResourceSnapshotPrefix + snapshotter, key})
+			}
 		}
 	}
 

@@ -285,6 +285,8 @@ func TestGCContainersAndSnapshots(t *testing.T) {
 		"layer-1": {},
 		"stray":   {},
 		"leased":  {},
+		"by-hand": {parent: "base", labels: map[string]string{LabelGCRoot: "x"}},
+		"base":    {},
 	}}
 	e := newGCEnv(t, GCOptions{Snapshots: []SnapshotCollector{snaps}})
 	ctx := nsCtx("ci")
@@ -304,7 +306,7 @@ func TestGCContainersAndSnapshots(t *testing.T) {
 	if _, ok := snaps.snaps["stray"]; ok || stats.Snapshots != 1 {
 		t.Errorf("snapshots left %v, stats %+v; want all but stray", snaps.keys(), stats)
 	}
-	for _, k := range []string{"rootfs", "layer-2", "layer-1", "leased"} {
+	for _, k := range []string{"rootfs", "layer-2", "layer-1", "leased", "by-hand", "base"} {
 		if _, ok := snaps.snaps[k]; !ok {
 			t.Errorf("snapshot %s removed", k)
 		}
