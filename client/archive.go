@@ -29,7 +29,9 @@ import (
 // failed one left. It records no image unless the whole of r arrived:
 // an error reading r, or a cancelled ctx, ends the upload and the import
 // with nothing recorded. opts are archive's: WithPlatform,
-// WithAllPlatforms, WithNamePrefix, WithIndexName, WithProgress (whose
+// WithAllPlatforms, WithNamePrefix, WithIndexName, WithUnpack (the
+// daemon unpacks each image once it is recorded, as WithPullUnpack; its
+// layers are reported as "unpack-<digest>"), WithProgress (whose
 // function is called from a goroutine of Import, one call at a time,
 // until Import returns).
 func (c *Client) Import(ctx context.Context, r io.Reader, opts ...archive.Opt) ([]*Image, error) {
@@ -48,6 +50,7 @@ func (c *Client) Import(ctx context.Context, r io.Reader, opts ...archive.Opt) (
 	first := &transferv1.ImportOptions{
 		Namespace: ns, AllPlatforms: st.AllPlatforms,
 		NamePrefix: st.NamePrefix, IndexName: st.IndexName, Lease: leaseOf(ctx),
+		Unpack: st.Unpack, Snapshotter: st.Snapshotter,
 	}
 	if st.Platform != nil {
 		first.Platforms = []string{platforms.Format(*st.Platform)}

@@ -496,7 +496,7 @@ func TestImagesImportExport(t *testing.T) {
 		ctl := newCtl(t, d)
 		file := filepath.Join(t.TempDir(), "arch.tar")
 		ctl.prints("", "-n", "exp", "images", "export", file, img.ref)
-		ctl.prints(img.ref+" "+img.root.Digest.String()+"\n", "-n", "imp2", "images", "import", file)
+		ctl.prints(img.ref+" "+img.root.Digest.String()+"\n", "-n", "imp2", "images", "import", "--no-unpack", file)
 		check := ctl.ok("-n", "imp2", "images", "check")
 		if !strings.Contains(check, img.ref) || !strings.Contains(check, "complete (4/4)") {
 			t.Errorf("images check after berthctl import:\n%s", check)

@@ -532,14 +532,17 @@ func archivePlatform(platform string, all bool) ([]archive.Opt, error) {
 }
 
 func imageImportCommand(g *globals) *cobra.Command {
-	var platform, baseName, indexName string
-	var all bool
+	var platform, baseName, indexName, snapshotter string
+	var all, noUnpack bool
 	cmd := &cobra.Command{
 		Use:   "import [flags] FILE|-",
 		Short: "import an OCI image layout or docker save archive (tar, or gzip'd tar)",
 		Long: `import uploads the archive FILE (- for stdin) to the daemon, which writes its
-blobs under a lease and records its images; it prints their names and
-digests. On a terminal, progress goes to stderr: a line per blob redrawn in
+blobs under a lease and records its images, then unpacks each (its
+manifest for --platform, linux/amd64 by default) into --snapshotter (the
+daemon's default when not given), so that "berthctl run" can start
+containers from it; --no-unpack only records them. It prints their names
+and digests. On a terminal, progress goes to stderr: a line per blob redrawn in
 place.`,
 		Example: `  berthctl images import busybox.tar
   docker save busybox | berthctl images import -
@@ -555,6 +558,12 @@ place.`,
 			}
 			if indexName != "" {
 				opts = append(opts, archive.WithIndexName(indexName))
+			}
+			switch {
+			case noUnpack && snapshotter != "":
+				return usageError{errors.New("--snapshotter and --no-unpack together")}
+			case !noUnpack:
+				opts = append(opts, archive.WithUnpack(snapshotter))
 			}
 			in := cmd.InOrStdin()
 			if args[0] != "-" {
@@ -596,6 +605,8 @@ place.`,
 	fl.BoolVar(&all, "all-platforms", false, "every platform of an index")
 	fl.StringVar(&baseName, "base-name", "", "name images whose index.json entry has only a tag REPO:TAG")
 	fl.StringVar(&indexName, "index-name", "", "also record the archive's whole index as this image")
+	fl.BoolVar(&noUnpack, "no-unpack", false, "record the images only; do not unpack their layers into snapshots")
+	fl.StringVar(&snapshotter, "snapshotter", "", "snapshotter to unpack into (default: the daemon's)")
 	return cmd
 }
 

@@ -130,6 +130,9 @@ func Import(ctx context.Context, store content.Store, is ImageStore, r io.Reader
 	if len(o.exportOnly) > 0 {
 		return Result{}, fmt.Errorf("import: %s is an option of Export: %w", o.exportOnly[0], errdefs.ErrInvalidArgument)
 	}
+	if len(o.daemonOnly) > 0 {
+		return Result{}, fmt.Errorf("import: %s is an option of the daemon's import (client.Import): %w", o.daemonOnly[0], errdefs.ErrInvalidArgument)
+	}
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {
 		return Result{}, err

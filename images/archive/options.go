@@ -18,14 +18,17 @@ import (
 type Opt func(*options) error
 
 type options struct {
-	platform   *ocispec.Platform // nil: distribution.DefaultPlatform
-	all        bool
-	progress   distribution.ProgressFunc
-	namePrefix string           // import
-	indexName  string           // import
-	images     []metadata.Image // export
-	importOnly []string         // names of import-only options given
-	exportOnly []string         // names of export-only options given
+	platform    *ocispec.Platform // nil: distribution.DefaultPlatform
+	all         bool
+	progress    distribution.ProgressFunc
+	namePrefix  string           // import
+	indexName   string           // import
+	images      []metadata.Image // export
+	unpack      bool             // the daemon's import
+	snapshotter string           // the daemon's import
+	daemonOnly  []string         // names of options only the daemon's import takes
+	importOnly  []string         // names of import-only options given
+	exportOnly  []string         // names of export-only options given
 }
 
 func newOptions(opts []Opt) (*options, error) {
@@ -153,6 +156,20 @@ func WithImages(imgs ...metadata.Image) Opt {
 		}
 		o.images = append(o.images, imgs...)
 		o.exportOnly = append(o.exportOnly, "WithImages")
+		return nil
+	}
+}
+
+// WithUnpack (the daemon's Import: client.Import) has the daemon unpack
+// each imported image's layers into snapshots, in the snapshotter named
+// (the daemon's default when empty), as a pull with unpack does.
+// archive.Import only writes blobs and records images: it refuses it.
+func WithUnpack(snapshotter string) Opt {
+	return func(o *options) error {
+		o.unpack = true
+		o.snapshotter = snapshotter
+		o.daemonOnly = append(o.daemonOnly, "WithUnpack")
+		o.importOnly = append(o.importOnly, "WithUnpack")
 		return nil
 	}
 }

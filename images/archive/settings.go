@@ -21,6 +21,9 @@ type Settings struct {
 	NamePrefix, IndexName string
 	// Images are WithImages's.
 	Images []metadata.Image
+	// Unpack and Snapshotter are WithUnpack's.
+	Unpack      bool
+	Snapshotter string
 }
 
 // ReadOpts applies opts and returns what they ask for, or the error of
@@ -38,5 +41,7 @@ func ReadOpts(opts ...Opt) (Settings, error) {
 		NamePrefix:   o.namePrefix,
 		IndexName:    o.indexName,
 		Images:       o.images,
+		Unpack:       o.unpack,
+		Snapshotter:  o.snapshotter,
 	}, nil
 }

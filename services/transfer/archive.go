@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
@@ -21,6 +22,7 @@ import (
 	api "github.com/berthrt/berth/proto/transfer/v1"
 	imagesvc "github.com/berthrt/berth/services/images"
 	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/storage/snapshots"
 )
 
 const (
@@ -59,6 +61,10 @@ func (s *service) importArchive(ctx context.Context, stream api.Transfer_ImportS
 	if err != nil {
 		return err
 	}
+	sn, snName, err := s.unpackTarget(o.GetUnpack(), o.GetSnapshotter())
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
 	release := func() {}
 	if id := o.GetLease(); id != "" {
 		ctx = leases.WithLease(ctx, id)
@@ -85,6 +91,9 @@ func (s *service) importArchive(ctx context.Context, stream api.Transfer_ImportS
 		// only with its end.
 		err = up.complete()
 	}
+	if err == nil && sn != nil {
+		err = s.unpackImported(ctx, res.Images, o.GetPlatforms(), sn, snName, rl.report)
+	}
 	sendErr := rl.close()
 	if err != nil {
 		// Ends the upload's goroutine: its Write fails, and its Recv once
@@ -104,6 +113,22 @@ func (s *service) importArchive(ctx context.Context, stream api.Transfer_ImportS
 		result.Index = imagesvc.DescriptorToProto(res.Index)
 	}
 	return send(&api.ImportResponse{Result: result})
+}
+
+// unpackImported unpacks each image an import recorded into sn, as a
+// pull does; images that share a target are unpacked once.
+func (s *service) unpackImported(ctx context.Context, imgs []metadata.Image, want []string, sn snapshots.Snapshotter, snName string, report distribution.ProgressFunc) error {
+	done := make(map[digest.Digest]bool, len(imgs))
+	for _, img := range imgs {
+		if done[img.Target.Digest] {
+			continue
+		}
+		done[img.Target.Digest] = true
+		if err := s.unpack(ctx, img.Target, want, sn, snName, report); err != nil {
+			return fmt.Errorf("import: image %q: %w", img.Name, err)
+		}
+	}
+	return nil
 }
 
 // importOptions returns the archive options of an import's first request.

@@ -436,3 +436,28 @@ func TestImportUnderLease(t *testing.T) {
 		t.Errorf("the lease holds %d resources, want the %d blobs", len(res), len(blobs))
 	}
 }
+
+// TestImportUnpackRefused: a snapshotter without unpack is
+// InvalidArgument, unpack on a daemon without snapshotters
+// NotImplemented; neither records an image.
+func TestImportUnpackRefused(t *testing.T) {
+	_, data, _ := testArchive(t, "example.com/app:1")
+	for _, tc := range []struct {
+		name string
+		opts *api.ImportOptions
+		want func(error) bool
+	}{
+		{"snapshotter without unpack", &api.ImportOptions{Namespace: "imp", Snapshotter: "native"}, errdefs.IsInvalidArgument},
+		{"no snapshotters", &api.ImportOptions{Namespace: "imp", Unpack: true}, errdefs.IsNotImplemented},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newArchiveEnv(t, 0)
+			if _, _, err := e.upload(t, tc.opts, whole(data)); !tc.want(err) {
+				t.Errorf("import: %v", err)
+			}
+			if imgs := e.images(t, "imp"); len(imgs) != 0 {
+				t.Errorf("images after a refused import: %v", imgs)
+			}
+		})
+	}
+}

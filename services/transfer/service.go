@@ -120,22 +120,12 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 	if err != nil {
 		return err
 	}
-	var sn snapshots.Snapshotter
-	snName := req.GetSnapshotter()
-	switch {
-	case !req.GetUnpack() && snName != "":
-		return fmt.Errorf("pull %.200q: a snapshotter without unpack: %w", req.GetRef(), errdefs.ErrInvalidArgument)
-	case req.GetUnpack() && req.GetFetchOnly():
+	if req.GetUnpack() && req.GetFetchOnly() {
 		return fmt.Errorf("pull %.200q: unpack and fetch_only together: %w", req.GetRef(), errdefs.ErrInvalidArgument)
-	case req.GetUnpack() && s.Snapshotter == nil:
-		return fmt.Errorf("pull %.200q: unpack: this daemon has no snapshotters: %w", req.GetRef(), errdefs.ErrNotImplemented)
-	case req.GetUnpack():
-		if snName == "" {
-			snName = s.DefaultSnapshotter
-		}
-		if sn, err = s.Snapshotter(snName); err != nil {
-			return fmt.Errorf("pull %.200q: %w", req.GetRef(), err)
-		}
+	}
+	sn, snName, err := s.unpackTarget(req.GetUnpack(), req.GetSnapshotter())
+	if err != nil {
+		return fmt.Errorf("pull %.200q: %w", req.GetRef(), err)
 	}
 	r, err := s.resolver(req.GetCredentials(), req.GetPlainHttp(), req.GetHostsDir())
 	if err != nil {
@@ -177,6 +167,28 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 		return sendErr
 	}
 	return stream.Send(&api.PullProgress{Image: imagesvc.ToProto(stored)})
+}
+
+// unpackTarget returns the snapshotter a request's unpack and
+// snapshotter fields name (the daemon's default when name is empty),
+// and its name; nil when the request does not unpack.
+func (s *service) unpackTarget(unpack bool, name string) (snapshots.Snapshotter, string, error) {
+	switch {
+	case !unpack && name != "":
+		return nil, "", fmt.Errorf("a snapshotter without unpack: %w", errdefs.ErrInvalidArgument)
+	case !unpack:
+		return nil, "", nil
+	case s.Snapshotter == nil:
+		return nil, "", fmt.Errorf("unpack: this daemon has no snapshotters: %w", errdefs.ErrNotImplemented)
+	}
+	if name == "" {
+		name = s.DefaultSnapshotter
+	}
+	sn, err := s.Snapshotter(name)
+	if err != nil {
+		return nil, "", err
+	}
+	return sn, name, nil
 }
 
 // unpack unpacks, into sn, the manifest of target for the first of
