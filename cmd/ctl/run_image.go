@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/oci"
 )
@@ -73,7 +74,7 @@ func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []s
 // image's name and a new snapshot (a view with --read-only), and the spec
 // option of the image's config, which the flags' spec options follow.
 func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *containerFlags, image, id string) ([]client.NewContainerOpts, oci.SpecOpts, error) {
-	img, err := c.GetImage(ctx, image)
+	img, err := getImage(ctx, c, image)
 	if errdefs.IsNotFound(err) && f.pull {
 		opts := []client.RemoteOpt{client.WithPullUnpack, client.WithPullSnapshotter(f.snapshotter)}
 		if f.platform != "" {
@@ -89,4 +90,22 @@ func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *contai
 		snapshot = client.WithNewSnapshotView(id, img)
 	}
 	return []client.NewContainerOpts{client.WithImage(img), client.WithSnapshotter(f.snapshotter), snapshot}, oci.WithImageConfig(img), nil
+}
+
+// getImage returns the image named name, else the image its normalised
+// reference names ("busybox" is docker.io/library/busybox:latest), as
+// pull and import name images.
+func getImage(ctx context.Context, c *client.Client, name string) (*client.Image, error) {
+	img, err := c.GetImage(ctx, name)
+	if !errdefs.IsNotFound(err) {
+		return img, err
+	}
+	r, perr := distribution.ParseRef(name)
+	if perr != nil || r.String() == name {
+		return nil, err
+	}
+	if img, nerr := c.GetImage(ctx, r.String()); nerr == nil || !errdefs.IsNotFound(nerr) {
+		return img, nerr
+	}
+	return nil, err
 }

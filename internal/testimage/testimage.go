@@ -9,6 +9,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	_ "crypto/sha256" // go-digest's sha256
 	"encoding/json"
 	"fmt"
 	"io"
