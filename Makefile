@@ -89,7 +89,7 @@ test: build check-protos check-docs vet
 # state, a busybox root filesystem, `berthctl run --rm … echo hello`, and
 # the daemon stopped again.
 demo: build
-	BIN=$(BIN) scripts/demo.sh
+	BIN=$(BIN) GO=$(GO) scripts/demo.sh
 
 # bench runs every benchmark (see bench/README.md): the shim against runc,
 # berthd against runc and containerd, then pull throughput against curl

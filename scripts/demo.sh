@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job, end to end: start berthd in the background with its own root
-# and state, make a busybox root filesystem from the host's busybox-static,
-# run `echo hello` in a container with berthctl, and stop the daemon.
+# The main job, end to end: build a busybox OCI image archive from the host's
+# busybox-static, start berthd in the background with its own root and state,
+# import the archive with berthctl (which unpacks it into snapshots), run
+# `echo hello` in a container of the image with berthctl, and stop the daemon.
 # Run from the repository root after `make build`, as root.
 set -euo pipefail
 
@@ -20,7 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-scripts/busybox-rootfs.sh "$work/rootfs" >/dev/null
+image=docker.io/library/busybox:latest
+${GO:-go} run ./internal/testimage/cmd/busybox-archive -name "$image" "$work/busybox.tar"
 
 "$bin/berthd" --root "$work/root" --state "$state" --address "$address" 2>"$work/berthd.log" &
 pid=$!
@@ -38,4 +40,5 @@ done
 "$bin/berthctl" -a "$address" version
 
 set -x
-"$bin/berthctl" -a "$address" run --rm --rootfs "$work/rootfs" demo echo hello
+"$bin/berthctl" -a "$address" images import "$work/busybox.tar"
+"$bin/berthctl" -a "$address" run --rm "$image" demo echo hello
