@@ -37,8 +37,9 @@ func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *
 	}
 	var img []client.NewContainerOpts
 	var imgSpec []oci.SpecOpts
+	prepared := false // set once the container's snapshot exists
 	if image != "" {
-		o, spec, err := f.imageOpts(ctx, c, cf, image, id)
+		o, spec, err := f.imageOpts(ctx, c, cf, image, id, &prepared)
 		if err != nil {
 			return nil, err
 		}
@@ -46,14 +47,15 @@ func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *
 	}
 	opts, err := cf.containerOpts(cmd, img, imgSpec...)
 	if err != nil {
-		if img != nil {
-			err = errors.Join(err, client.WithSnapshotCleanup(ctx, c, client.ContainerInfo{ID: id, Snapshotter: f.snapshotter, SnapshotKey: id}))
-		}
 		return nil, err
 	}
 	ctr, err := c.NewContainer(ctx, id, opts...)
-	if err != nil && img != nil && !errdefs.IsAlreadyExists(err) {
-		err = errors.Join(err, client.WithSnapshotCleanup(ctx, c, client.ContainerInfo{ID: id, Snapshotter: f.snapshotter, SnapshotKey: id}))
+	if err != nil && prepared {
+		// No task can have mounted the snapshot: it did not exist before
+		// this command, and its container was not made.
+		if rerr := c.SnapshotService(f.snapshotter).Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
+			err = errors.Join(err, fmt.Errorf("remove snapshot %q: %w", id, rerr))
+		}
 	}
 	return ctr, err
 }
@@ -73,7 +75,10 @@ func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []s
 // imageOpts returns the options of a container id made from image: the
 // image's name and a new snapshot (a view with --read-only), and the spec
 // option of the image's config, which the flags' spec options follow.
-func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *containerFlags, image, id string) ([]client.NewContainerOpts, oci.SpecOpts, error) {
+// The snapshot option sets *prepared once it has made the snapshot, so
+// that only a snapshot this command made is removed when the create
+// fails (not one of that name that was there before).
+func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *containerFlags, image, id string, prepared *bool) ([]client.NewContainerOpts, oci.SpecOpts, error) {
 	img, err := getImage(ctx, c, image)
 	if errdefs.IsNotFound(err) && f.pull {
 		opts := []client.RemoteOpt{client.WithPullUnpack, client.WithPullSnapshotter(f.snapshotter)}
@@ -85,9 +90,16 @@ func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *contai
 	if err != nil {
 		return nil, nil, err
 	}
-	snapshot := client.WithNewSnapshot(id, img)
+	newSnapshot := client.WithNewSnapshot(id, img)
 	if cf.readOnly {
-		snapshot = client.WithNewSnapshotView(id, img)
+		newSnapshot = client.WithNewSnapshotView(id, img)
+	}
+	snapshot := func(ctx context.Context, c *client.Client, info *client.ContainerInfo) error {
+		if err := newSnapshot(ctx, c, info); err != nil {
+			return err
+		}
+		*prepared = true
+		return nil
 	}
 	return []client.NewContainerOpts{client.WithImage(img), client.WithSnapshotter(f.snapshotter), snapshot}, oci.WithImageConfig(img), nil
 }
