@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/io/cio"
+	"github.com/berthrt/berth/leases"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 	"github.com/berthrt/berth/shimapi"
@@ -44,6 +46,13 @@ type Container interface {
 
 // NewContainer creates a container named id in the context's namespace.
 func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContainerOpts) (Container, error) {
+	// An option that makes something the container will reference (a
+	// snapshot) does so under a lease, so that a garbage collection between
+	// that and the container record cannot take it; the lease is made only
+	// when such an option asks for it, and goes once the record exists.
+	h := &leaseHolder{client: c}
+	ctx = context.WithValue(ctx, leaseHolderKey{}, h)
+	defer h.release(ctx)
 	info := ContainerInfo{ID: id}
 	for _, o := range opts {
 		if err := o(ctx, c, &info); err != nil {
@@ -258,4 +267,45 @@ func nonNil(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
+}
+
+// leaseHolder is the lease the options of one NewContainer share, made on
+// first use.
+type leaseHolder struct {
+	client *Client
+	ctx    context.Context // carries the lease once made
+	done   func(context.Context) error
+}
+
+type leaseHolderKey struct{}
+
+// leased returns ctx under a lease: the caller's, if ctx has one, else the
+// one of the NewContainer call in progress (made now if needed). Outside
+// NewContainer it returns ctx as it is.
+func leased(ctx context.Context) (context.Context, error) {
+	if _, ok := leases.FromContext(ctx); ok {
+		return ctx, nil
+	}
+	h, ok := ctx.Value(leaseHolderKey{}).(*leaseHolder)
+	if !ok {
+		return ctx, nil
+	}
+	if h.ctx == nil {
+		lctx, done, err := h.client.WithLease(ctx, WithLeaseExpiration(newContainerLeaseExpiration))
+		if err != nil {
+			return nil, err
+		}
+		h.ctx, h.done = lctx, done
+	}
+	return h.ctx, nil
+}
+
+// newContainerLeaseExpiration bounds the life of a NewContainer's lease
+// should the client die before it deletes it.
+const newContainerLeaseExpiration = time.Hour
+
+func (h *leaseHolder) release(ctx context.Context) {
+	if h.done != nil {
+		h.done(context.WithoutCancel(ctx))
+	}
 }

@@ -51,7 +51,7 @@ func WithImage(img *Image) NewContainerOpts { return WithImageName(img.Name()) }
 // unpacked layers (Pull with WithPullUnpack into the same snapshotter)
 // and makes it the container's root filesystem; NewTask mounts it. The
 // container record keeps the snapshot from garbage collection; until it
-// is created, hold a lease (Client.WithLease) if a collection may run.
+// exists, NewContainer holds a lease of its own (or uses the caller's).
 func WithNewSnapshot(id string, img *Image, opts ...snapshots.Opt) NewContainerOpts {
 	return newSnapshot(id, img, false, opts)
 }
@@ -71,6 +71,10 @@ func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewCont
 		parent, err := img.ChainID(ctx)
 		if err != nil {
 			return fmt.Errorf("container %q: image %q: %w", info.ID, img.Name(), err)
+		}
+		ctx, err = leased(ctx)
+		if err != nil {
+			return fmt.Errorf("container %q: %w", info.ID, err)
 		}
 		sn := c.SnapshotService(info.Snapshotter)
 		if parent != "" {
