@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/containerd/console"
@@ -196,11 +197,7 @@ func keepFIFOs(set *cio.FIFOSet) (cio.IO, error) { return fifosIO{set}, nil }
 func ioCreator(o taskOptions) cio.Creator {
 	switch {
 	case o.detach && o.logURI != "":
-		path := o.logURI
-		if len(path) > 7 && path[:7] == "file://" {
-			path = path[7:]
-		}
-		return cio.LogFile(path)
+		return cio.LogFile(strings.TrimPrefix(o.logURI, cio.FilePrefix))
 	case o.detach:
 		return cio.NullIO
 	}
