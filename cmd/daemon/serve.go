@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	transfersvc.Register(srv, transfersvc.Config{
 		Content: nsContent, Images: db.Images(), Leases: db.Leases(), Publisher: exchange,
 		HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Log: log.With("component", "transfer"),
-		Snapshotter: snaps.unpackInto, DefaultSnapshotter: cfg.Snapshotter.Default,
+		Snapshotter: snaps.service.Snapshotter, DefaultSnapshotter: cfg.Snapshotter.Default,
 	})
 	if n, err := transfersvc.Recover(ctx, db.Namespaces(), db.Leases()); err != nil {
 		log.Warn("delete the leases of interrupted transfers", "deleted", n, "error", err)

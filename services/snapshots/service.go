@@ -56,19 +56,26 @@ func Register(srv *ttrpc.Server, cfg Config) {
 
 // snapshotter returns the snapshotter a request names.
 func (s *service) snapshotter(name string) (snapshots.Snapshotter, error) {
-	if s.cfg.Any != nil {
-		return s.cfg.Any, nil
+	return s.cfg.Snapshotter(name)
+}
+
+// Snapshotter returns the snapshotter name ("" for Default) as the API
+// serves it: ErrUnavailable for one that did not open, ErrNotFound for
+// one c does not have. The daemon's pulls unpack through it too.
+func (c Config) Snapshotter(name string) (snapshots.Snapshotter, error) {
+	if c.Any != nil {
+		return c.Any, nil
 	}
 	if name == "" {
-		name = s.cfg.Default
+		name = c.Default
 	}
-	if sn, ok := s.cfg.Snapshotters[name]; ok {
+	if sn, ok := c.Snapshotters[name]; ok {
 		return sn, nil
 	}
-	if err, ok := s.cfg.Failed[name]; ok {
+	if err, ok := c.Failed[name]; ok {
 		return nil, fmt.Errorf("snapshotter %q did not open: %w: %w", name, errdefs.ErrUnavailable, err)
 	}
-	known := slices.Sorted(maps.Keys(s.cfg.Snapshotters))
+	known := slices.Sorted(maps.Keys(c.Snapshotters))
 	return nil, fmt.Errorf("snapshotter %q (known: %s): %w", name, strings.Join(known, ", "), errdefs.ErrNotFound)
 }
 
