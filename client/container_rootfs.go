@@ -7,13 +7,27 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
+	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
 	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/unpack"
 )
 
-// DefaultSnapshotter is the snapshotter WithNewSnapshot and
-// WithNewSnapshotView use when no WithSnapshotter came before them.
-const DefaultSnapshotter = "overlayfs"
+// DefaultSnapshotter returns the daemon's default snapshotter (its
+// config's [snapshotter] default), which WithNewSnapshot and
+// WithNewSnapshotView use when no WithSnapshotter came before them, and
+// into which pulls and imports unpack by default.
+func (c *Client) DefaultSnapshotter(ctx context.Context) (string, error) {
+	resp, err := c.api().introspect.Services(ctx, &introspectionv1.ServicesRequest{Filters: []string{`type=="berth.service.v1",id=="snapshots"`}})
+	if err != nil {
+		return "", err
+	}
+	for _, s := range resp.GetServices() {
+		if name := s.GetExports()["default"]; name != "" {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("the daemon names no default snapshotter: %w", errdefs.ErrNotImplemented)
+}
 
 // Spec returns the image's config, of the linux/amd64 manifest when the
 // image is an index. It makes Image an oci.ImageConfigSource.
@@ -66,7 +80,11 @@ func WithNewSnapshotView(id string, img *Image, opts ...snapshots.Opt) NewContai
 func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewContainerOpts {
 	return func(ctx context.Context, c *Client, info *ContainerInfo) error {
 		if info.Snapshotter == "" {
-			info.Snapshotter = DefaultSnapshotter
+			name, err := c.DefaultSnapshotter(ctx)
+			if err != nil {
+				return fmt.Errorf("container %q: %w", info.ID, err)
+			}
+			info.Snapshotter = name
 		}
 		parent, err := img.ChainID(ctx)
 		if err != nil {

@@ -23,7 +23,7 @@ type imageFlags struct {
 
 func (f *imageFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.snapshotter, "snapshotter", client.DefaultSnapshotter, "snapshotter of the container's snapshot (without --rootfs)")
+	fl.StringVar(&f.snapshotter, "snapshotter", envOr("BERTH_SNAPSHOTTER", ""), "snapshotter of the container's snapshot, without --rootfs (env BERTH_SNAPSHOTTER; default: the daemon's)")
 	fl.BoolVar(&f.pull, "pull", false, "pull IMAGE (and unpack it) when the daemon does not have it")
 	fl.StringVar(&f.platform, "platform", "", "platform os/arch[/variant] that --pull fetches (default linux/amd64)")
 }
@@ -79,6 +79,14 @@ func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []s
 // that only a snapshot this command made is removed when the create
 // fails (not one of that name that was there before).
 func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *containerFlags, image, id string, prepared *bool) ([]client.NewContainerOpts, oci.SpecOpts, error) {
+	if f.snapshotter == "" {
+		// The daemon's default: the one its pulls and imports unpack into.
+		name, err := c.DefaultSnapshotter(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		f.snapshotter = name
+	}
 	img, err := getImage(ctx, c, image)
 	if errdefs.IsNotFound(err) && f.pull {
 		opts := []client.RemoteOpt{client.WithPullUnpack, client.WithPullSnapshotter(f.snapshotter)}
