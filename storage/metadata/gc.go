@@ -18,7 +18,7 @@ import (
 )
 
 // The labels garbage collection follows. They are set on content records,
-// images, containers and (issue #5) snapshots; the references stay within
+// images, containers and snapshots; the references stay within
 // the namespace of the object that carries them.
 const (
 	// LabelGCRoot on a content record or a snapshot, with any value, makes it a
@@ -42,7 +42,7 @@ const (
 const DefaultIngestTTL = 24 * time.Hour
 
 // SnapshotCollector is what garbage collection needs of one snapshotter;
-// the snapshot stores of issue #5 implement it. Collect calls Walk and
+// DB.SnapshotCollector gives one per snapshotter. Collect calls Walk and
 // Remove with the collector's exclusive lock held (see DB), so a snapshot
 // created meanwhile must take it for reading as content commits do, or
 // Remove must keep snapshots newer than the Walk.
