@@ -120,8 +120,10 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 	procs = append(procs, bp)
 	contenders := []contender{
+		// --no-unpack: the fetch is what is compared with curl and ctr
+		// content fetch (the layers are random bytes, not tars).
 		{name: "berthctl images pull", fetch: func(ctx context.Context) error {
-			return berth.run(ctx, "images", "pull", "--plain-http", ref)
+			return berth.run(ctx, "images", "pull", "--no-unpack", "--plain-http", ref)
 		}, reset: func(ctx context.Context) error {
 			return berth.run(ctx, "images", "rm", "--sync", ref)
 		}},
