@@ -32,6 +32,21 @@ func (f *snapshotsFlags) open(g *globals, cmd *cobra.Command) (*client.Client, c
 	return c, ctx, c.SnapshotService(f.snapshotter), nil
 }
 
+// runE returns a command's RunE that opens the chosen snapshotter, bounds
+// the call by --timeout, and runs fn with them.
+func (f *snapshotsFlags) runE(g *globals, fn func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, ctx, sn, err := f.open(g, cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.call(ctx)
+		defer cancel()
+		return fn(cmd, args, ctx, sn)
+	}
+}
+
 func snapshotsCommand(g *globals) *cobra.Command {
 	f := &snapshotsFlags{}
 	cmd := &cobra.Command{
@@ -82,14 +97,7 @@ func snapshotsListCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "list snapshots (filters: kind, name, parent, labels.KEY; several are ORed)",
 		Example: "  berthctl snapshots ls\n  berthctl sn ls 'kind==committed'",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
 			infos, err := walkAll(ctx, sn, args...)
 			if err != nil {
 				return err
@@ -106,7 +114,7 @@ func snapshotsListCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 				t.row(info.Name, orDash(info.Parent), info.Kind, age(now, info.Created), formatLabels(info.Labels))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print keys only")
 	return cmd
@@ -172,14 +180,7 @@ func snapshotsInfoCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 		Use:   "info KEY",
 		Short: "describe a snapshot, as JSON",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
 			info, err := sn.Stat(ctx, args[0])
 			if err != nil {
 				return err
@@ -194,7 +195,7 @@ func snapshotsInfoCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 				Updated time.Time         `json:"updated"`
 				Labels  map[string]string `json:"labels,omitempty"`
 			}{info.Name, info.Parent, info.Kind.String(), info.Created, info.Updated, info.Labels})
-		},
+		}),
 	}
 }
 
@@ -287,14 +288,7 @@ func snapshotsRemoveCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 		Aliases: []string{"remove", "delete"},
 		Short:   "remove snapshots (children first); their files go at the next garbage collection",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
 			failed := 0
 			for _, key := range args {
 				if err := sn.Remove(ctx, key); err != nil {
@@ -308,7 +302,7 @@ func snapshotsRemoveCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 				return fmt.Errorf("%d of %d snapshots not removed", failed, len(args))
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -318,21 +312,14 @@ func snapshotsMountsCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 		Short:   "print the commands that mount the active snapshot or view KEY on TARGET",
 		Example: "  berthctl snapshots mounts /mnt/ctr1 ctr1-rootfs | sh",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
 			mounts, err := sn.Mounts(ctx, args[1])
 			if err != nil {
 				return err
 			}
 			printMounts(cmd.OutOrStdout(), args[0], mounts)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -341,14 +328,7 @@ func snapshotsUsageCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "usage [KEY...]",
 		Short: "print the space snapshots take of their own (all without KEY)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
 			keys := slices.Clone(args)
 			if len(keys) == 0 {
 				infos, err := walkAll(ctx, sn)
@@ -373,7 +353,7 @@ func snapshotsUsageCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 				t.row("TOTAL", sizeText(total.Size, bytes), total.Inodes)
 			}
 			return t.flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&bytes, "bytes", false, "sizes in bytes")
 	return cmd
