@@ -266,12 +266,18 @@ type proxy struct {
 
 	mu       sync.Mutex // guards the fields below
 	requests []proxyRequest
+	clock    int // orders the starts and ends of requests
 	cutAfter map[digest.Digest]int64 // cut the next download of a blob after n bytes
 	corrupt  map[digest.Digest]bool  // flip a byte of every download of a blob
 }
 
 type proxyRequest struct {
 	Method, Path, Range string
+	// Digest is the digest query parameter (the PUT that ends a blob upload).
+	Digest string
+	// Start and End order the request's arrival and the end of its
+	// response among all others; End is 0 while it is in flight.
+	Start, End int
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -298,9 +304,15 @@ func newProxy(t testing.TB, target string) *proxy {
 	}
 	srv := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		p.requests = append(p.requests, proxyRequest{Method: r.Method, Path: r.URL.Path, Range: r.Header.Get("Range")})
+		p.clock++
+		i := len(p.requests)
+		p.requests = append(p.requests, proxyRequest{Method: r.Method, Path: r.URL.Path, Range: r.Header.Get("Range"), Digest: r.URL.Query().Get("digest"), Start: p.clock})
 		p.mu.Unlock()
 		rp.ServeHTTP(w, r)
+		p.mu.Lock()
+		p.clock++
+		p.requests[i].End = p.clock
+		p.mu.Unlock()
 	}))
 	p.Addr = srv
 	return p

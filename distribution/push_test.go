@@ -33,18 +33,47 @@ func TestPushUploadsOnlyMissing(t *testing.T) {
 	if got := rec.last()["push-"+shared.Digest.String()]; got.Status != distribution.StatusExists {
 		t.Fatalf("shared layer: %+v, want exists", got)
 	}
-	var puts []string
+	// Blobs upload concurrently, so only this order is promised: a
+	// manifest's PUT starts after the uploads of all its blobs ended, and
+	// the tag's PUT starts after everything else ended.
+	uploaded := map[string]int{} // digest -> end of the PUT that completed its upload
+	manifests := map[string]proxyRequest{}
+	var tag *proxyRequest
+	lastEnd, posts := 0, 0
 	for _, req := range p.log()[n:] {
-		if req.Method == http.MethodPost && strings.HasSuffix(req.Path, "/blobs/uploads/") {
-			puts = append(puts, "blob")
+		switch {
+		case req.Method == http.MethodPost && strings.HasSuffix(req.Path, "/blobs/uploads/"):
+			posts++
+		case req.Method == http.MethodPut && strings.Contains(req.Path, "/blobs/uploads/"):
+			uploaded[req.Digest] = req.End
+		case req.Method == http.MethodPut && strings.HasSuffix(req.Path, "/manifests/2"):
+			tag = &req
+			continue
+		case req.Method == http.MethodPut && strings.Contains(req.Path, "/manifests/"):
+			manifests[req.Path[strings.LastIndex(req.Path, "/")+1:]] = req
 		}
-		if req.Method == http.MethodPut && strings.Contains(req.Path, "/manifests/") {
-			puts = append(puts, req.Path[strings.LastIndex(req.Path, "/")+1:])
+		lastEnd = max(lastEnd, req.End)
+	}
+	// 2 configs and 2 own layers (the shared layer is not sent), 2 manifests.
+	if posts != 4 || len(uploaded) != 4 || len(manifests) != 2 || tag == nil {
+		t.Fatalf("%d uploads started, %d completed, %d manifests by digest, tag %v; want 4, 4, 2 and the tag", posts, len(uploaded), len(manifests), tag != nil)
+	}
+	if _, ok := uploaded[shared.Digest.String()]; ok {
+		t.Fatalf("the shared layer %s was uploaded again", shared.Digest)
+	}
+	for platform, m := range second.manifests {
+		put, ok := manifests[m.Digest.String()]
+		if !ok {
+			t.Fatalf("manifest of %s (%s) not put by digest", platform, m.Digest)
+		}
+		for _, b := range second.reachable(t, m)[1:] {
+			if end, ok := uploaded[b.Digest.String()]; ok && end > put.Start {
+				t.Fatalf("manifest of %s put before its blob %s was uploaded", platform, b.Digest)
+			}
 		}
 	}
-	// 2 configs and 2 own layers, 2 manifests, then the tag.
-	if len(puts) != 7 || puts[6] != "2" || puts[4] == "2" || puts[5] == "2" || puts[0] != "blob" || puts[3] != "blob" {
-		t.Fatalf("uploads %v, want 4 blobs, 2 manifests by digest, then the tag", puts)
+	if tag.Start < lastEnd {
+		t.Fatalf("the tag was put before all blobs and manifests were")
 	}
 	store := newStore(t)
 	if _, err := distribution.Pull(context.Background(), r, store, reg.Addr+"/berth/a:2", distribution.WithAllPlatforms()); err != nil {
