@@ -266,7 +266,7 @@ type proxy struct {
 
 	mu       sync.Mutex // guards the fields below
 	requests []proxyRequest
-	clock    int // orders the starts and ends of requests
+	clock    int                     // orders the starts and ends of requests
 	cutAfter map[digest.Digest]int64 // cut the next download of a blob after n bytes
 	corrupt  map[digest.Digest]bool  // flip a byte of every download of a blob
 }
