@@ -21,4 +21,9 @@
 //     error names what is wrong and wraps errdefs.ErrInvalidArgument.
 //   - A mount's destination is unique in the spec: a mount added for a
 //     destination that already has one replaces it in place.
+//   - User and group names (WithUser, WithImageConfig) are read from the
+//     container's own /etc/passwd and /etc/group, opened inside its root
+//     filesystem (no "..", symlink or rename race leads out of it; only
+//     regular files are read, of bounded size); the package never mounts:
+//     a client lends a mounted root through ContextWithRootFS.
 package oci

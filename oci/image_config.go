@@ -3,13 +3,9 @@ package oci
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/berthrt/berth/errdefs"
 )
 
 // ImageConfigSource is what WithImageConfig needs of an image: its decoded
@@ -20,9 +16,9 @@ type ImageConfigSource interface {
 
 // WithImageConfig sets the process from img's config: args (entrypoint
 // then cmd), env (the image's, over the spec's default), working
-// directory, and user when it is numeric ("uid", "uid:gid"); a user given
-// by name is refused (NotImplemented): resolving it needs the image's
-// /etc/passwd. Options after it override what it sets.
+// directory, and user (through WithUser: a name is looked up in the
+// container's /etc/passwd, which the client lends through
+// ContextWithRootFS). Options after it override what it sets.
 func WithImageConfig(img ImageConfigSource) SpecOpts {
 	return func(ctx context.Context, s *specs.Spec) error {
 		spec, err := img.Spec(ctx)
@@ -49,31 +45,10 @@ func WithImageConfigSpec(cfg ocispec.ImageConfig) SpecOpts {
 			}
 		}
 		if cfg.User != "" {
-			uid, gid, err := numericUser(cfg.User)
-			if err != nil {
-				return err
+			if err := WithUser(cfg.User)(ctx, s); err != nil {
+				return fmt.Errorf("image config: %w", err)
 			}
-			p.User.UID, p.User.GID = uid, gid
 		}
 		return nil
 	}
-}
-
-// numericUser parses "uid" or "uid:gid"; the gid is 0 when left out (as
-// for a uid the image's /etc/passwd does not list).
-func numericUser(user string) (uint32, uint32, error) {
-	u, g, hasGroup := strings.Cut(user, ":")
-	uid, err := strconv.ParseUint(u, 10, 32)
-	if err != nil {
-		return 0, 0, fmt.Errorf("image user %q: only numeric users are supported: %w", user, errdefs.ErrNotImplemented)
-	}
-	var gid uint64
-	if hasGroup {
-		n, err := strconv.ParseUint(g, 10, 32)
-		if err != nil {
-			return 0, 0, fmt.Errorf("image user %q: only numeric groups are supported: %w", user, errdefs.ErrNotImplemented)
-		}
-		gid = n
-	}
-	return uint32(uid), uint32(gid), nil
 }
