@@ -3,17 +3,20 @@
     import berth
     with berth.Client("/run/berth/berth.sock", namespace="py") as c:
         print(c.version().version)
+        print(c.run_image("busybox", "hello", ["echo", "hello"]))  # RunResult(0, b"hello\n", b"")
 
 See clients/python/README.md and docs/PROTOCOL.md.
 """
 
-from .client import Client, Subscription, unpack_event, DEFAULT_ADDRESS, NAMESPACE_KEY
+from .client import (Client, Subscription, RunResult, unpack_event, DEFAULT_ADDRESS, NAMESPACE_KEY,
+                     LEASE_KEY)
 from .ttrpc import (Error, Canceled, Unknown, InvalidArgument, DeadlineExceeded, NotFound,
                     AlreadyExists, PermissionDenied, ResourceExhausted, FailedPrecondition,
                     NotImplemented_, Internal, Unavailable, ConnectionClosed, ProtocolError)
-from . import spec
+from . import cio, image, spec
 
-__all__ = ["Client", "Subscription", "unpack_event", "DEFAULT_ADDRESS", "NAMESPACE_KEY", "spec",
+__all__ = ["Client", "Subscription", "RunResult", "unpack_event", "DEFAULT_ADDRESS", "NAMESPACE_KEY",
+           "LEASE_KEY", "cio", "image", "spec",
            "Error", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
            "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
            "NotImplemented_", "Internal", "Unavailable", "ConnectionClosed", "ProtocolError"]

@@ -22,11 +22,12 @@ from proto.images.v1 import images_pb2  # noqa: E402
 from proto.introspection.v1 import introspection_pb2  # noqa: E402
 from proto.leases.v1 import leases_pb2  # noqa: E402
 from proto.namespaces.v1 import namespaces_pb2  # noqa: E402
+from proto.snapshots.v1 import snapshots_pb2  # noqa: E402
 from proto.tasks.v1 import tasks_pb2  # noqa: E402
 from proto.transfer.v1 import transfer_pb2  # noqa: E402
 from proto.types.v1 import types_pb2  # noqa: E402
 from proto.version.v1 import version_pb2  # noqa: E402
 
 __all__ = ["containers_pb2", "content_pb2", "events_pb2", "task_pb2", "gc_pb2", "images_pb2",
-           "introspection_pb2", "leases_pb2", "namespaces_pb2", "tasks_pb2", "transfer_pb2",
-           "types_pb2", "version_pb2"]
+           "introspection_pb2", "leases_pb2", "namespaces_pb2", "snapshots_pb2", "tasks_pb2",
+           "transfer_pb2", "types_pb2", "version_pb2"]
