@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 
-	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -25,7 +24,7 @@ func NewComparer(ing content.Ingester) Comparer { return comparer{ing: ing} }
 type comparer struct{ ing content.Ingester }
 
 func (c comparer) Compare(ctx context.Context, lower, upper []mount.Mount, opts ...CompareOpt) (_ ocispec.Descriptor, err error) {
-	var o compareOptions
+	o := compareOptions{compression: Gzip}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -44,15 +43,18 @@ func (c comparer) Compare(ctx context.Context, lower, upper []mount.Mount, opts 
 	}
 
 	counted := &countingWriter{w: cw}
-	gz := gzip.NewWriter(counted)
+	zw, err := Compress(o.compression, counted)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
 	diffID := digest.Canonical.Digester()
 	err = withMounted(lower, true, func(lowerRoot string, _ ...archive.ApplyOpt) error {
 		return withMounted(upper, true, func(upperRoot string, _ ...archive.ApplyOpt) error {
-			return archive.Compare(ctx, io.MultiWriter(diffID.Hash(), gz), lowerRoot, upperRoot)
+			return archive.Compare(ctx, io.MultiWriter(diffID.Hash(), zw), lowerRoot, upperRoot)
 		})
 	})
 	if err == nil {
-		err = gz.Close()
+		err = zw.Close()
 	}
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("compare: %w", err)
@@ -67,7 +69,7 @@ func (c comparer) Compare(ctx context.Context, lower, upper []mount.Mount, opts 
 		return ocispec.Descriptor{}, fmt.Errorf("compare: commit layer %s: %w", dgst, err)
 	}
 	return ocispec.Descriptor{
-		MediaType: ocispec.MediaTypeImageLayerGzip,
+		MediaType: o.compression.MediaType(),
 		Digest:    dgst,
 		Size:      counted.n,
 	}, nil

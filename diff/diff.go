@@ -32,9 +32,9 @@ type Applier interface {
 // Comparer writes the difference of two mounts as a layer.
 type Comparer interface {
 	// Compare writes the changes from lower to upper (lower may be
-	// empty: everything in upper is new) as a gzip'd OCI layer into the
-	// content store and returns its descriptor, labelled with
-	// LabelUncompressed.
+	// empty: everything in upper is new) as an OCI layer, gzip'd unless
+	// WithCompression says otherwise, into the content store and returns
+	// its descriptor, labelled with LabelUncompressed.
 	Compare(ctx context.Context, lower, upper []mount.Mount, opts ...CompareOpt) (ocispec.Descriptor, error)
 }
 
@@ -42,8 +42,15 @@ type Comparer interface {
 type CompareOpt func(*compareOptions)
 
 type compareOptions struct {
-	ref    string
-	labels map[string]string
+	ref         string
+	labels      map[string]string
+	compression Compression
+}
+
+// WithCompression sets how the layer is compressed (Gzip by default); the
+// descriptor's media type is the compression's MediaType.
+func WithCompression(c Compression) CompareOpt {
+	return func(o *compareOptions) { o.compression = c }
 }
 
 // WithReference names the content ingest (a unique one by default).

@@ -12,7 +12,8 @@
 // the two use both cores; the goroutine stops before Apply returns.
 //
 // Compare mounts both sides read-only, writes the changes as an OCI layer
-// tar (archive.Compare) gzip'd into the content store, and labels the blob
+// tar (archive.Compare) into the content store, gzip'd unless
+// WithCompression asks for zstd or none, and labels the blob
 // with its diff ID (LabelUncompressed).
 //
 // The blob is trusted as the content store holds it (the store verified
