@@ -24,6 +24,7 @@ import (
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/services/containers"
 	contentsvc "github.com/berthrt/berth/services/content"
+	diffsvc "github.com/berthrt/berth/services/diff"
 	eventsvc "github.com/berthrt/berth/services/events"
 	gcsvc "github.com/berthrt/berth/services/gc"
 	imagesvc "github.com/berthrt/berth/services/images"
@@ -98,6 +99,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	eventsvc.Register(srv, exchange)
 	nsContent := db.ContentStore(blobs) // blobs as the namespaces see them
 	contentsvc.Register(srv, nsContent)
+	diffsvc.Register(srv, diffsvc.Config{Content: nsContent})
 	snaps := openSnapshotters(cfg, db, log.With("component", "snapshots"))
 	defer snaps.Close()
 	snapshotsvc.Register(srv, snaps.service)
@@ -126,6 +128,7 @@ func serve(ctx context.Context, cfg *Config) error {
 			{Type: "berth.service.v1", ID: "events"},
 			{Type: "berth.service.v1", ID: "content", Exports: map[string]string{"root": contentRoot}},
 			{Type: "berth.service.v1", ID: "images"},
+			{Type: "berth.service.v1", ID: "diff"},
 			{Type: "berth.service.v1", ID: "leases"},
 			{Type: "berth.service.v1", ID: "transfer", Exports: map[string]string{"hosts_dir": cfg.Registry.ConfigPath}},
 			{Type: "berth.service.v1", ID: "gc", Exports: map[string]string{"interval": gcInterval.String(), "delete_delay": gcDelay.String()}},
