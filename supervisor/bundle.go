@@ -24,7 +24,12 @@ const (
 	// deletedMarker: Delete deleted the task and published its TaskDelete;
 	// only the bundle's removal is left.
 	deletedMarker = "task-deleted"
-	rootfsName    = "rootfs"
+	// creatingMarker: Create has not finished. A bundle that still has it
+	// when a daemon starts was being created when the last one died: its
+	// caller never heard of the task, so the task is removed, shim and
+	// all, without events.
+	creatingMarker = "creating"
+	rootfsName     = "rootfs"
 )
 
 // Folder modes: others may traverse to the rootfs (user namespaces,
@@ -43,8 +48,8 @@ var keptWhenReaped = map[string]bool{
 	reapedMarker:         true,
 }
 
-// writeBundle makes the bundle folder and writes config.json and the
-// runtime name. It fails with ErrAlreadyExists when the folder exists:
+// writeBundle makes the bundle folder, marks it creating, and writes
+// config.json and the runtime name. It fails with ErrAlreadyExists when the folder exists:
 // a bundle is never reused, since it may belong to a task not yet restored.
 func writeBundle(bundle string, spec []byte, runtime string) error {
 	if err := os.MkdirAll(filepath.Dir(bundle), bundleDirMode); err != nil {
@@ -54,6 +59,9 @@ func writeBundle(bundle string, spec []byte, runtime string) error {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("bundle %s: %w", bundle, errdefs.ErrAlreadyExists)
 		}
+		return err
+	}
+	if err := writeMarker(bundle, creatingMarker); err != nil {
 		return err
 	}
 	if err := shimapi.WriteFileAtomic(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -86,6 +87,11 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 	resp, err := c.task.Create(ctx, &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio})
 	if err != nil {
 		return nil, err
+	}
+	// From here on a daemon that dies leaves a task its caller may have
+	// been told of: a restarted daemon keeps it.
+	if err := os.Remove(filepath.Join(sh.Bundle, creatingMarker)); err != nil {
+		return nil, fmt.Errorf("task created, but its bundle could not be marked so: %w", err)
 	}
 	sh.mu.Lock()
 	ok := sh.state == stateCreating

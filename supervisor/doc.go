@@ -76,9 +76,10 @@
 // whichever comes first; what is left goes on in the background, bounded by
 // Close.
 //
-// Known gaps: a daemon killed while `berth-shim start` runs leaves a shim
-// without a container, which Restore finds as a running shim whose Task
-// calls answer NotFound; a daemon killed between a shim's Shutdown and the
+// A bundle is marked creating from its first moment until the shim has
+// created the container; Restore removes a bundle that still has the mark
+// (killing a shim and a container it may hold), since the Create that made
+// it never returned. Known gap: a daemon killed between a shim's Shutdown and the
 // task-deleted marker leaves a bundle that Restore reports as stopped with
 // a synthesized exit (the real one was published already).
 package supervisor

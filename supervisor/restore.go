@@ -122,11 +122,12 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 				s.log.Warn("restore: skipping folder that is no bundle", "path", filepath.Join(s.cfg.StateDir, ns, id), "error", err)
 				continue
 			}
-			// A bundle has its config.json from before the shim starts
-			// until the task is deleted, and a half-removed one its
-			// task-deleted marker. Any other folder is not berth's to
-			// clean up.
-			if !hasMarker(s.bundle(ns, id), specFileName) && !hasMarker(s.bundle(ns, id), deletedMarker) {
+			// A bundle has its creating marker from its first moment
+			// until the task exists, its config.json from before the
+			// shim starts until the task is deleted, and a half-removed
+			// one its task-deleted marker. Any other folder is not
+			// berth's to clean up.
+			if !hasMarker(s.bundle(ns, id), specFileName) && !hasMarker(s.bundle(ns, id), deletedMarker) && !hasMarker(s.bundle(ns, id), creatingMarker) {
 				s.log.Warn("restore: skipping folder without config.json", "path", s.bundle(ns, id))
 				continue
 			}
@@ -163,7 +164,12 @@ func readDirs(dir string) ([]string, error) {
 // restore classifies one shim found on disk and takes it from there.
 func (sh *Shim) restore() {
 	if hasMarker(sh.Bundle, deletedMarker) {
-		sh.finishDelete()
+		sh.finishDelete("restore: finished delete of task")
+		return
+	}
+	if hasMarker(sh.Bundle, creatingMarker) {
+		// Its Create never returned: nobody was told of this task.
+		sh.finishDelete("restore: removed a task whose create an earlier daemon did not finish")
 		return
 	}
 	if hasMarker(sh.Bundle, reapedMarker) {
@@ -212,9 +218,11 @@ func (sh *Shim) pidServes() bool {
 }
 
 // finishDelete completes the Delete of a task that an earlier daemon
-// interrupted after the TaskDelete was published: whatever is left of the
-// shim is killed and the bundle removed. The task is not registered.
-func (sh *Shim) finishDelete() {
+// interrupted after the TaskDelete was published, or undoes a Create it
+// did not finish: whatever is left of the shim and the container is
+// killed and the bundle removed, and done is logged. The task is not
+// registered and no event is published.
+func (sh *Shim) finishDelete(done string) {
 	defer sh.markClassified()
 	sh.setState(stateDeleting, stateRestoring)
 	defer sh.s.remove(sh)
@@ -226,5 +234,5 @@ func (sh *Shim) finishDelete() {
 		sh.s.log.Error("restore: finish delete of task", "task", sh.String(), "error", err)
 		return
 	}
-	sh.s.log.Info("restore: finished delete of task", "task", sh.String())
+	sh.s.log.Info(done, "task", sh.String())
 }

@@ -595,3 +595,67 @@ func TestRestoreLeavesForeignFolders(t *testing.T) {
 		t.Errorf("the foreign folder was touched: %q, %v", data, err)
 	}
 }
+
+// A daemon killed before Create returned leaves a bundle still marked
+// creating; the next daemon removes the task, its shim and its container
+// (the caller was never told of it), and publishes nothing. Here the
+// daemon "dies" just after the shim created the container, with the mark
+// put back: the latest moment the mark can be seen.
+func TestRestoreUndoesUnfinishedCreate(t *testing.T) {
+	e := newEnv(t, "sv-creating")
+	s1 := e.supervisor(newRecorder())
+	sh := e.create(s1, "half", "sleep", "100")
+	pid := shimPid(t, sh)
+	state, err := sh.Task().State(ctx(t), &shimapi.StateRequest{Id: "half"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1.Close()
+	if err := os.WriteFile(filepath.Join(sh.Bundle, "creating"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	s2 := e.supervisor(rec)
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Get(e.ns, "half"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get of a task whose create did not finish: %v", err)
+	}
+	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
+		t.Fatalf("bundle: %v", err)
+	}
+	e.assertGone("half", pid, int(state.Pid))
+	if got := rec.topics(e.ns, "half"); len(got) != 0 {
+		t.Fatalf("events %v", got)
+	}
+	// The name is free again.
+	sh = e.create(s2, "half", "true")
+	start(t, sh)
+	if got := wait(t, sh); got != 0 {
+		t.Fatalf("exit %d", got)
+	}
+}
+
+// A daemon killed right after it made the bundle folder leaves only the
+// creating mark; the next daemon removes the folder.
+func TestRestoreRemovesBareCreatingBundle(t *testing.T) {
+	e := newEnv(t, "sv-bare")
+	bundle := e.bundle("bare")
+	if err := os.MkdirAll(bundle, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "creating"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := e.supervisor(newRecorder())
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bundle); !os.IsNotExist(err) {
+		t.Fatalf("bundle: %v", err)
+	}
+	if _, err := s.Get(e.ns, "bare"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get: %v", err)
+	}
+}
