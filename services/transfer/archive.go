@@ -84,7 +84,7 @@ func (s *service) importArchive(ctx context.Context, stream api.Transfer_ImportS
 	up := newUpload(stream, send, s.MaxImportSize)
 	go up.run()
 	rl := newRelay(func(batch []*api.Progress) error { return send(&api.ImportResponse{Progress: batch}) })
-	is := &importImages{service: s, complete: up.complete}
+	is := &importImages{service: s, complete: up.complete, hold: sn != nil}
 	res, err := archive.Import(ctx, s.Content, is, up.pr, append(opts, archive.WithProgress(rl.report))...)
 	if err == nil {
 		// An archive that named no image records nothing, but is whole
@@ -93,6 +93,9 @@ func (s *service) importArchive(ctx context.Context, stream api.Transfer_ImportS
 	}
 	if err == nil && sn != nil {
 		err = s.unpackImported(ctx, res.Images, o.GetPlatforms(), sn, snName, rl.report)
+		if err == nil {
+			res.Images, err = is.recordHeld(ctx)
+		}
 	}
 	sendErr := rl.close()
 	if err != nil {
@@ -246,14 +249,26 @@ func (u *upload) complete() error {
 // once the whole upload has arrived, so that a truncated upload records
 // none even when what arrived was a whole archive, and publishes what it
 // records. archive.Import calls it from its goroutine.
+//
+// An import that unpacks holds the images back (hold) until recordHeld,
+// after the unpack, as a pull records its image only once unpacked: a
+// daemon killed in the middle of the unpack leaves no image that claims
+// to be there but has no snapshots, only content and snapshots under the
+// import's lease, which Recover deletes and garbage collection sweeps.
 type importImages struct {
 	*service
 	complete func() error
+	hold     bool
+	held     []metadata.Image // by Create; read by recordHeld once Import returned
 }
 
 func (is *importImages) Create(ctx context.Context, img metadata.Image) (metadata.Image, error) {
 	if err := is.complete(); err != nil {
 		return metadata.Image{}, err
+	}
+	if is.hold {
+		is.held = append(is.held, img)
+		return img, nil
 	}
 	created, err := is.Images.Create(ctx, img)
 	if err == nil {
@@ -271,6 +286,20 @@ func (is *importImages) Update(ctx context.Context, img metadata.Image, fieldpat
 		is.publish(ctx, imagesvc.TopicImageUpdate, &imagesv1.ImageUpdate{Name: updated.Name, Labels: updated.Labels})
 	}
 	return updated, err
+}
+
+// recordHeld records the images Create held back, each created or, when
+// it exists, pointed at its new target, and returns them as stored.
+func (is *importImages) recordHeld(ctx context.Context) ([]metadata.Image, error) {
+	stored := make([]metadata.Image, 0, len(is.held))
+	for _, img := range is.held {
+		rec, err := is.record(ctx, distribution.Image{Name: img.Name, Target: img.Target})
+		if err != nil {
+			return stored, fmt.Errorf("import: image %q: %w", img.Name, err)
+		}
+		stored = append(stored, rec)
+	}
+	return stored, nil
 }
 
 // Export streams an archive of the images asked for.
