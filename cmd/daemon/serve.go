@@ -22,6 +22,7 @@ import (
 
 	"github.com/berthrt/berth/events"
 	"github.com/berthrt/berth/namespaces"
+	"github.com/berthrt/berth/services"
 	"github.com/berthrt/berth/services/containers"
 	contentsvc "github.com/berthrt/berth/services/content"
 	diffsvc "github.com/berthrt/berth/services/diff"
@@ -94,8 +95,9 @@ func serve(ctx context.Context, cfg *Config) error {
 	var restoring atomic.Bool
 	restoring.Store(true)
 	nssvc.Register(srv, db.Namespaces(), exchange)
-	containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{sup}, Publisher: exchange, DefaultRuntime: cfg.Runtime.Default})
-	tasks.Register(srv, tasks.Config{Containers: db.Containers(), Supervisor: sup})
+	locks := &services.IDLocks{}
+	containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{sup}, Publisher: exchange, DefaultRuntime: cfg.Runtime.Default, Locks: locks})
+	tasks.Register(srv, tasks.Config{Containers: db.Containers(), Supervisor: sup, Locks: locks})
 	eventsvc.Register(srv, exchange)
 	nsContent := db.ContentStore(blobs) // blobs as the namespaces see them
 	contentsvc.Register(srv, nsContent)

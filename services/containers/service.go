@@ -33,6 +33,9 @@ type Config struct {
 	Tasks          Tasks
 	Publisher      services.Publisher
 	DefaultRuntime string
+	// Locks is shared with the tasks service, whose Create takes the
+	// same lock.
+	Locks *services.IDLocks
 }
 
 type service struct{ Config }
@@ -99,6 +102,7 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (
 	if err != nil {
 		return nil, err
 	}
+	defer s.Locks.Lock(ns, req.GetId())()
 	if s.Tasks.HasTask(ctx, ns, req.GetId()) {
 		return nil, fmt.Errorf("container %q has a task: delete the task first: %w", req.GetId(), errdefs.ErrFailedPrecondition)
 	}

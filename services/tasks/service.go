@@ -23,6 +23,7 @@ import (
 	"github.com/berthrt/berth/identifiers"
 	nsctx "github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/tasks/v1"
+	"github.com/berthrt/berth/services"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
@@ -48,6 +49,10 @@ const readyTimeout = 10 * time.Second
 type Config struct {
 	Containers metadata.ContainerStore
 	Supervisor *supervisor.Supervisor
+	// Locks is shared with the containers service: Create holds the
+	// container's lock from its lookup until the task exists, so the
+	// container cannot be deleted in between.
+	Locks *services.IDLocks
 }
 
 type service struct{ Config }
@@ -84,6 +89,10 @@ func (s *service) Create(ctx context.Context, req *api.CreateTaskRequest) (*api.
 	if err != nil {
 		return nil, err
 	}
+	if err := identifiers.Validate(req.GetContainerId()); err != nil {
+		return nil, fmt.Errorf("container id: %w", err)
+	}
+	defer s.Locks.Lock(ns, req.GetContainerId())()
 	c, err := s.Containers.Get(ctx, req.GetContainerId())
 	if err != nil {
 		return nil, err
