@@ -119,11 +119,11 @@ func (s *service) Update(ctx context.Context, req *api.UpdateNamespaceRequest) (
 	}
 	for k, v := range changes {
 		if current[k] == v {
-			continue
+			delete(changes, k)
 		}
-		if err := s.store.SetLabel(ctx, want.Name, k, v); err != nil {
-			return nil, err
-		}
+	}
+	if err := s.store.SetLabels(ctx, want.Name, changes); err != nil {
+		return nil, err
 	}
 	ns, err := s.get(ctx, want.Name)
 	if err != nil {

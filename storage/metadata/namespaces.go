@@ -23,6 +23,10 @@ type NamespaceStore interface {
 	Labels(ctx context.Context, ns string) (map[string]string, error)
 	// SetLabel sets one label of ns; an empty value removes it.
 	SetLabel(ctx context.Context, ns, key, value string) error
+	// SetLabels applies changes to the labels of ns in one transaction:
+	// each key is set to its value, and an empty value removes it. The
+	// bounds apply to the result; on error nothing changes.
+	SetLabels(ctx context.Context, ns string, changes map[string]string) error
 	// List returns the namespaces in byte order.
 	List(ctx context.Context) ([]string, error)
 	// Delete removes ns with its labels. It fails with
@@ -83,11 +87,17 @@ func (s *namespaceStore) Labels(ctx context.Context, ns string) (map[string]stri
 }
 
 func (s *namespaceStore) SetLabel(ctx context.Context, ns, key, value string) error {
+	return s.SetLabels(ctx, ns, map[string]string{key: value})
+}
+
+func (s *namespaceStore) SetLabels(ctx context.Context, ns string, changes map[string]string) error {
 	if err := validateNamespace(ns); err != nil {
 		return err
 	}
-	if err := validateLabel(key, value); err != nil {
-		return fmt.Errorf("namespace %q: %w", ns, err)
+	for k, v := range changes {
+		if err := validateLabel(k, v); err != nil {
+			return fmt.Errorf("namespace %q: %w", ns, err)
+		}
 	}
 	return s.db.update(ctx, func(tx *bolt.Tx) error {
 		nsb := namespaceBucket(tx, ns)
@@ -98,7 +108,7 @@ func (s *namespaceStore) SetLabel(ctx context.Context, ns, key, value string) er
 		if labels == nil {
 			labels = map[string]string{}
 		}
-		labels[key] = value
+		maps.Copy(labels, changes)
 		if err := validateLabels(labels); err != nil {
 			return fmt.Errorf("namespace %q: %w", ns, err)
 		}

@@ -196,4 +196,19 @@ func TestNamespaceLabelBounds(t *testing.T) {
 	}
 	refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error { return nss.SetLabel(ctx, "ci", "one-more", "v") })
 	requireNoErr(t, nss.SetLabel(ctx, "ci", "k1", "changed")) // replacing is no new label
+
+	// SetLabels is all or nothing: a change set that removes one label
+	// and adds two goes over the bound as a whole, and changes none.
+	refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error {
+		return nss.SetLabels(ctx, "ci", map[string]string{"k1": "", "new-a": "v", "new-b": "v"})
+	})
+	refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error {
+		return nss.SetLabels(ctx, "ci", map[string]string{"k1": "", "bad": strings.Repeat("v", MaxLabelSize)})
+	})
+	requireNoErr(t, nss.SetLabels(ctx, "ci", map[string]string{"k1": "", "k2": "", "new-a": "v"}))
+	labels, err := nss.Labels(ctx, "ci")
+	requireNoErr(t, err)
+	if _, ok := labels["k1"]; ok || labels["new-a"] != "v" || len(labels) != MaxLabels-1 {
+		t.Fatalf("after SetLabels: %d labels, k1 %q, new-a %q", len(labels), labels["k1"], labels["new-a"])
+	}
 }
