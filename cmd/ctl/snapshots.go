@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
@@ -66,6 +67,7 @@ func snapshotsCommand(g *globals) *cobra.Command {
 		snapshotsRemoveCommand(g, f),
 		snapshotsMountsCommand(g, f),
 		snapshotsUsageCommand(g, f),
+		snapshotsDiffCommand(g, f),
 		labelCommand(g, "snapshot", "  berthctl snapshots label rootfs-1 owner=ci stale=", labelFuncs{
 			get: func(ctx context.Context, c *client.Client, key string) (map[string]string, error) {
 				info, err := c.SnapshotService(f.snapshotter).Stat(ctx, key)
@@ -356,6 +358,92 @@ func snapshotsUsageCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVar(&bytes, "bytes", false, "sizes in bytes")
+	return cmd
+}
+
+func snapshotsDiffCommand(g *globals, f *snapshotsFlags) *cobra.Command {
+	var (
+		mediaType, ref string
+		labels         []string
+	)
+	cmd := &cobra.Command{
+		Use:   "diff KEY [PARENT]",
+		Short: "write the changes of snapshot KEY from its parent (or PARENT) as a layer into the content store; print its digest",
+		Long: "diff compares the snapshot KEY (active, view or committed) with its parent, or with the committed\n" +
+			"snapshot PARENT, in the daemon, and writes the changes as a layer blob (gzip by default) into the\n" +
+			"content store. The blob is labelled " + labelGCRoot + ", so that garbage collection keeps it until\n" +
+			"it is removed (berthctl content rm).",
+		Example: "  berthctl snapshots diff ctr1-rootfs\n  berthctl sn diff --media-type application/vnd.oci.image.layer.v1.tar+zstd ctr1-rootfs sha256:…",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := parseLabels(labels)
+			if err != nil {
+				return err
+			}
+			c, ctx, sn, err := f.open(g, cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := g.call(ctx)
+			defer cancel()
+			// The temporary views and the blob are leased until the blob
+			// has its root label.
+			ctx, done, err := c.WithLease(ctx, client.WithLeaseExpiration(time.Hour))
+			if err != nil {
+				return err
+			}
+			defer done(context.WithoutCancel(ctx))
+			info, err := sn.Stat(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			parent := info.Parent
+			if len(args) == 2 {
+				parent = args[1]
+			}
+			var views []string
+			defer func() {
+				for _, key := range views {
+					if err := sn.Remove(context.WithoutCancel(ctx), key); err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "berthctl: remove temporary view %s: %v\n", key, err)
+					}
+				}
+			}()
+			view := func(name string) ([]mount.Mount, error) {
+				key := fmt.Sprintf("diff-%d-%d", time.Now().UnixNano(), len(views))
+				mounts, err := sn.View(ctx, key, name)
+				if err == nil {
+					views = append(views, key)
+				}
+				return mounts, err
+			}
+			var upper, lower []mount.Mount
+			if info.Kind == snapshots.KindCommitted {
+				upper, err = view(info.Name)
+			} else {
+				upper, err = sn.Mounts(ctx, info.Name)
+			}
+			if err != nil {
+				return err
+			}
+			if parent != "" {
+				if lower, err = view(parent); err != nil {
+					return fmt.Errorf("parent %s: %w", parent, err)
+				}
+			}
+			desc, _, err := c.DiffService().Compare(ctx, lower, upper,
+				client.WithDiffMediaType(mediaType), client.WithDiffRef(ref), client.WithDiffLabels(gcRoot(set)))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&mediaType, "media-type", "", "the layer's media type: its compression (default "+ocispec.MediaTypeImageLayerGzip+"; +zstd, or none: "+ocispec.MediaTypeImageLayer+")")
+	cmd.Flags().StringVar(&ref, "ref", "", "the content ingest's ref (default: a unique one)")
+	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "a label KEY=VALUE of the blob (repeatable)")
 	return cmd
 }
 
