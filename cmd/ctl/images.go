@@ -39,6 +39,8 @@ func imagesCommand(g *globals) *cobra.Command {
 		imageCheckCommand(g),
 		imageImportCommand(g),
 		imageExportCommand(g),
+		imageMountCommand(g),
+		imageUnmountCommand(g),
 	)
 	return cmd
 }
