@@ -92,12 +92,14 @@ demo: build
 	BIN=$(BIN) GO=$(GO) scripts/demo.sh
 
 # bench runs every benchmark (see bench/README.md): the shim against runc,
-# berthd against runc and containerd, then pull throughput against curl
-# and containerd.
+# berthd against runc and containerd, pull throughput against curl and
+# containerd, then pull with unpack and run from an image against
+# containerd (bench/unpackbench/README.md).
 bench: build
 	$(GO) run ./bench/shimbench -shim $(BIN)/berth-shim
 	$(GO) run ./bench/daemonbench -berthd $(BIN)/berthd -berthctl $(BIN)/berthctl -shim $(BIN)/berth-shim
 	$(GO) run ./bench/pullbench -berthd $(BIN)/berthd -berthctl $(BIN)/berthctl
+	$(GO) run ./bench/unpackbench -berthd $(BIN)/berthd -berthctl $(BIN)/berthctl -shim $(BIN)/berth-shim
 
 install: build
 	install -D -m 0755 $(BIN)/berthd $(DESTDIR)$(PREFIX)/bin/berthd

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	containerdcfg "github.com/berthrt/berth/bench/internal/containerd"
+	"github.com/berthrt/berth/bench/internal/daemon"
+	"github.com/berthrt/berth/bench/internal/proc"
+	"github.com/berthrt/berth/bench/internal/sweep"
+)
+
+// containerdRun is the folder containerd 1.6 uses whatever its state
+// folder: shims' sockets and the shims' runc root (runc/<namespace>).
+const containerdRun = "/run/containerd"
+
+// cli runs a daemon's command-line client with its global flags first.
+type cli struct {
+	bin    string
+	global []string
+}
+
+// run runs the client with args and returns its output; a failure quotes
+// it.
+func (c cli) run(args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd, cancel := proc.Command(c.bin, append(append([]string(nil), c.global...), args...)...)
+	defer cancel()
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(c.bin), strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return out.String(), nil
+}
+
+// contender is a daemon and its client, driven through the commands a
+// user types.
+type contender struct {
+	name string
+	cli
+	p       *daemon.Process
+	runtime string
+	// pull, clear and runRm are the command lines of a pull, of removing
+	// the image with everything it holds, and of a container run with
+	// --rm; empty means none.
+	pull, clear func(ref string) []string
+	runRm       func(ref, id string) []string
+	// left lists what the daemon still holds after clear: content and
+	// snapshots (non-empty means the next pull would not start fresh).
+	left func() (string, error)
+	// stop stops the daemon and sweeps what it left.
+	stop func() error
+}
+
+// startBerth starts berthd with its root under dir and its state under
+// run (short: it holds unix sockets), in namespace ns.
+func startBerth(ctx context.Context, cfg config, dir, run, ns string) (*contender, error) {
+	state := filepath.Join(run, "b")
+	address := filepath.Join(state, "berth.sock")
+	conf := filepath.Join(dir, "berthd.toml")
+	text := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n\n[api]\naddress = %q\n\n[runtime]\ndefault = %q\nshim = %q\n",
+		filepath.Join(dir, "berth"), state, address, cfg.runtime, cfg.shim)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := daemon.Start("berthd", filepath.Join(dir, "berthd.log"), cfg.berthd, "--config", conf)
+	if err != nil {
+		return nil, err
+	}
+	c := &contender{name: "berth", cli: cli{bin: cfg.berthctl, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
+	c.pull = func(ref string) []string { return []string{"images", "pull", "--plain-http", ref} }
+	c.clear = func(ref string) []string { return []string{"images", "rm", "--sync", ref} }
+	c.runRm = func(ref, id string) []string { return []string{"run", "--rm", ref, id, "/bin/true"} }
+	c.left = func() (string, error) {
+		blobs, err := c.run("content", "ls", "-q")
+		if err != nil {
+			return "", err
+		}
+		snaps, err := c.run("snapshots", "ls", "-q")
+		return strings.TrimSpace(blobs + snaps), err
+	}
+	c.stop = func() error {
+		return errors.Join(p.Stop(),
+			sweep.Containers(cfg.runtime, filepath.Join(state, ".runc", ns)),
+			sweep.Processes("serve", "--namespace", ns))
+	}
+	if err := p.WaitReady(ctx, func() error { _, err := c.run("images", "ls", "-q"); return err }); err != nil {
+		return nil, errors.Join(err, c.stop())
+	}
+	return c, nil
+}
+
+// startContainerd starts Debian's containerd with its own root (under
+// dir), state and socket (under run), from `containerd config default`
+// (bench/internal/containerd), in namespace ns; its default snapshotter
+// is overlayfs.
+func startContainerd(ctx context.Context, cfg config, dir, run, ns string) (*contender, string, error) {
+	bin, err := exec.LookPath(cfg.containerd)
+	if err != nil {
+		return nil, "", err
+	}
+	def, err := exec.Command(bin, "config", "default").Output()
+	if err != nil {
+		return nil, "", fmt.Errorf("containerd config default: %w", err)
+	}
+	state := filepath.Join(run, "c")
+	address := filepath.Join(state, "c.sock")
+	text, err := containerdcfg.FromDefault(string(def), filepath.Join(dir, "containerd"), state, address)
+	if err != nil {
+		return nil, "", err
+	}
+	conf := filepath.Join(dir, "containerd.toml")
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return nil, "", err
+	}
+	_, statErr := os.Stat(containerdRun)
+	runExisted := statErr == nil
+	version, _ := exec.Command(bin, "--version").Output()
+	p, err := daemon.Start("containerd", filepath.Join(dir, "containerd.log"), bin, "--config", conf)
+	if err != nil {
+		return nil, "", err
+	}
+	fifos := filepath.Join(run, "cfifo")
+	c := &contender{name: "containerd", cli: cli{bin: cfg.ctr, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
+	c.pull = func(ref string) []string { return []string{"images", "pull", "--plain-http", ref} }
+	c.clear = func(ref string) []string { return []string{"images", "rm", "--sync", ref} }
+	c.runRm = func(ref, id string) []string {
+		return []string{"run", "--rm", "--fifo-dir", fifos, ref, id, "/bin/true"}
+	}
+	c.left = func() (string, error) {
+		blobs, err := c.run("content", "ls", "-q")
+		if err != nil {
+			return "", err
+		}
+		snaps, err := c.run("snapshots", "ls")
+		lines := strings.Split(strings.TrimSpace(snaps), "\n")
+		return strings.TrimSpace(blobs + strings.Join(lines[1:], "\n")), err // the first line is the header
+	}
+	c.stop = func() error {
+		runcRoot := filepath.Join(containerdRun, "runc", ns)
+		errs := []error{p.Stop(), sweep.Containers(cfg.runtime, runcRoot), sweep.Processes("-namespace", ns), os.RemoveAll(runcRoot)}
+		if !runExisted {
+			sweep.EmptyDirs(containerdRun) // keeps what is not empty: not ours
+		}
+		return errors.Join(errs...)
+	}
+	if err := p.WaitReady(ctx, func() error { _, err := c.run("version"); return err }); err != nil {
+		return nil, "", errors.Join(err, c.stop())
+	}
+	return c, strings.TrimSpace(string(version)), nil
+}

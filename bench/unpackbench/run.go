@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/berthrt/berth/archive"
+	"github.com/berthrt/berth/bench/internal/floor"
+	"github.com/berthrt/berth/bench/internal/proc"
+	"github.com/berthrt/berth/bench/internal/stats"
+	"github.com/berthrt/berth/internal/testimage"
+)
+
+// warmupRounds of run --rm are run first and not counted: the first
+// container of a daemon pays for caches the others find warm.
+const warmupRounds = 1
+
+// busyboxImage is testimage's busybox (the host's busybox-static).
+func busyboxImage() (*testimage.Image, error) { return testimage.Busybox("") }
+
+// runPath is one way of running /bin/true; once returns its time.
+type runPath struct {
+	name string
+	once func(id string) (time.Duration, error)
+}
+
+// runRounds pulls busybox into every contender (not timed), then times
+// `run --rm busybox ID /bin/true` of each and the runc floor on a plain
+// folder holding the same files, the order turned each round. It returns
+// the floor's samples first, then each contender's.
+func runRounds(ctx context.Context, cfg config, cs []*contender, dir, runDir, ns string, busybox image) (_ []stats.Samples, err error) {
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := busyboxFolder(ctx, rootfs); err != nil {
+		return nil, err
+	}
+	fl := &floor.Runner{Runtime: cfg.runtime, Root: filepath.Join(runDir, "floor-runc"), Dir: filepath.Join(runDir, "floor"), Rootfs: rootfs, Namespace: ns}
+	defer func() { err = errors.Join(err, fl.Close()) }()
+	paths := []runPath{{name: "runc floor", once: func(string) (time.Duration, error) {
+		// The floor waits for runc's detached init with wait4, which
+		// needs this process to be its subreaper; only for this path,
+		// so that shims never become children of the benchmark.
+		if err := proc.SetSubreaper(true); err != nil {
+			return 0, err
+		}
+		defer proc.SetSubreaper(false)
+		return fl.Once(ctx)
+	}}}
+	for _, c := range cs {
+		if _, err := c.run(c.pull(busybox.ref)...); err != nil {
+			return nil, err
+		}
+		paths = append(paths, runPath{name: c.name, once: func(id string) (time.Duration, error) {
+			start := time.Now()
+			_, err := c.run(c.runRm(busybox.ref, id)...)
+			return time.Since(start), err
+		}})
+	}
+	times := make([]stats.Samples, len(paths))
+	for round := range warmupRounds + cfg.runRounds {
+		for k := range paths {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			i := (k + round) % len(paths)
+			d, err := paths[i].once(fmt.Sprintf("run-%d-%d", round, i))
+			if err != nil {
+				return nil, fmt.Errorf("round %d: %s: %w", round, paths[i].name, err)
+			}
+			if round >= warmupRounds {
+				times[i] = append(times[i], d)
+			}
+		}
+	}
+	return times, nil
+}
+
+// busyboxFolder writes busybox's files into the plain folder dir, the
+// floor's root filesystem.
+func busyboxFolder(ctx context.Context, dir string) error {
+	entries, err := testimage.BusyboxEntries("")
+	if err != nil {
+		return err
+	}
+	tar, err := testimage.Tar(entries)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	_, err = archive.Apply(ctx, dir, bytes.NewReader(tar))
+	return err
+}
+
+const (
+	goalBig   = 0.6 // berth/containerd, pull of the big image
+	goalSmall = 0.9 // berth/containerd, pull of the small-files image
+	goalFloor = 1.3 // berth run --rm / runc floor
+	goalCtr   = 0.5 // berth run --rm / ctr run --rm
+)
+
+// print prints the table.
+func (res results) print(cfg config) {
+	version, cs, images, pulls, runs := res.version, res.contenders, res.images, res.pulls, res.runs
+	fmt.Printf("\nunpackbench: pull + unpack into overlayfs from a loopback docker-registry (gzip layers, compress/gzip level 6), %d interleaved rounds; medians\n", cfg.rounds)
+	if version != "" {
+		fmt.Printf("containerd: %s\n", version)
+	}
+	goals := []float64{goalBig, goalSmall}
+	fmt.Printf("%-22s %-12s %9s %9s %9s\n", "image", "", "median", "p90", "MiB/s")
+	for i, img := range images {
+		mib := float64(img.bytes) / (1 << 20)
+		for j, c := range cs {
+			med := pulls[i][j].Median()
+			fmt.Printf("%-22s %-12s %8.2fs %8.2fs %9.0f\n", img.name, c, med.Seconds(), pulls[i][j].P90().Seconds(), mib/med.Seconds())
+		}
+		if len(cs) > 1 {
+			fmt.Printf("%-22s berth/containerd %.2f (goal ≤ %.1f: %s)\n", "", stats.Ratio(pulls[i][0], pulls[i][1]), goals[i], verdict(stats.Ratio(pulls[i][0], pulls[i][1]), goals[i]))
+		}
+	}
+	fmt.Printf("\nrun --rm IMAGE ID /bin/true (busybox), %d interleaved rounds after %d warm-up; medians\n", cfg.runRounds, warmupRounds)
+	names := []string{"runc floor (create, start, wait, delete)"}
+	for _, c := range cs {
+		cmd := "berthctl run --rm"
+		if c != "berth" {
+			cmd = "ctr run --rm"
+		}
+		names = append(names, cmd)
+	}
+	for i, name := range names {
+		fmt.Printf("%-42s %8.1f ms %8.1f ms (p90)\n", name, stats.MS(runs[i].Median()), stats.MS(runs[i].P90()))
+	}
+	r := stats.Ratio(runs[1], runs[0])
+	fmt.Printf("berth/floor %.2f (goal ≤ %.1f: %s)\n", r, goalFloor, verdict(r, goalFloor))
+	if len(runs) > 2 {
+		r := stats.Ratio(runs[1], runs[2])
+		fmt.Printf("berth/containerd %.2f (goal ≤ %.1f: %s)\n", r, goalCtr, verdict(r, goalCtr))
+	}
+}
+
+func verdict(r, goal float64) string {
+	if r <= goal {
+		return "met"
+	}
+	return "MISSED"
+}
