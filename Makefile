@@ -105,6 +105,14 @@ install: build
 	install -D -m 0755 $(BIN)/berthd $(DESTDIR)$(PREFIX)/bin/berthd
 	install -D -m 0755 $(BIN)/berth-shim $(DESTDIR)$(PREFIX)/bin/berth-shim
 	install -D -m 0755 $(BIN)/berthctl $(DESTDIR)$(PREFIX)/bin/berthctl
+	# berthctl's completion scripts, where each shell looks for them under
+	# PREFIX; bash's needs the bash-completion package.
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN)/berthctl completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/berthctl
+	$(BIN)/berthctl completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_berthctl
+	$(BIN)/berthctl completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/berthctl.fish
 
 clean:
 	rm -rf $(BIN)

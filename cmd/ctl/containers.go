@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -22,82 +24,64 @@ func containersCommand(g *globals) *cobra.Command {
 		Example: `  berthctl containers create --snapshotter native busybox web httpd -f
   berthctl containers create --rootfs /tmp/busybox --env A=1 web httpd -f`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = newContainer(ctx, c, &cf, &imf, args)
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+			_, err := newContainer(ctx, c, &cf, &imf, args)
 			return err
-		},
+		}),
 	}
 	cf.register(create)
 	imf.register(create)
 
-	var quiet bool
+	var lsOut outputFlags
 	ls := &cobra.Command{
 		Use:     "ls [FILTER...]",
 		Aliases: []string{"list"},
 		Short:   "list containers",
-		Example: `  berthctl containers ls 'labels.role==web'`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		Long: `ls lists CONTAINER, IMAGE, RUNTIME, CREATED and LABELS. Filter fields: id,
+image, runtime.name, snapshotter, labels.<key>.`,
+		Example: `  berthctl containers ls 'labels.role==web'
+  berthctl containers ls --format '{{.id}} {{.image}}'`,
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			resp, err := c.ContainerService().List(ctx, &containersv1.ListContainersRequest{Filters: args})
 			if err != nil {
 				return err
 			}
-			if quiet {
-				for _, ct := range resp.Containers {
-					fmt.Fprintln(cmd.OutOrStdout(), ct.Id)
-				}
-				return nil
+			views := make([]containerView, len(resp.Containers))
+			for i, ct := range resp.Containers {
+				views[i] = newContainerView(ct)
 			}
-			t := newTable(cmd.OutOrStdout(), "CONTAINER", "IMAGE", "RUNTIME", "LABELS")
-			for _, ct := range resp.Containers {
-				image := ct.Image
-				if image == "" {
-					image = "-"
-				}
-				t.row(ct.Id, image, ct.GetRuntime().GetName(), formatLabels(ct.Labels))
-			}
-			return t.flush()
-		},
+			now := time.Now()
+			return printList(cmd, &lsOut, views, columns[containerView]{
+				headers: []string{"CONTAINER", "IMAGE", "RUNTIME", "CREATED", "LABELS"},
+				row: func(v containerView) []any {
+					return []any{v.ID, orDash(v.Image), v.Runtime.Name, agoOf(now, v.CreatedAt), formatLabels(v.Labels)}
+				},
+				id: func(v containerView) string { return v.ID },
+			})
+		}),
 	}
-	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "print ids only")
+	lsOut.register(ls)
 
+	var infoOut outputFlags
 	info := &cobra.Command{
-		Use:     "info ID",
-		Short:   "print a container as JSON, its spec decoded",
-		Example: `  berthctl containers info web`,
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		Use:   "info ID",
+		Short: "print a container as JSON, its spec decoded",
+		Long: `info prints the container's record as JSON, by default too (its OCI spec
+does not fit a table): the fields of --format json, the spec as an object.`,
+		Example: `  berthctl containers info web
+  berthctl containers info --format '{{.spec.process.args}}' web`,
+		Args: cobra.ExactArgs(1),
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			resp, err := c.ContainerService().Get(ctx, &containersv1.GetContainerRequest{Id: args[0]})
 			if err != nil {
 				return err
 			}
-			ct := resp.Container
-			out := map[string]any{
-				"id": ct.Id, "labels": ct.Labels, "image": ct.Image,
-				"runtime":     map[string]any{"name": ct.GetRuntime().GetName()},
-				"snapshotter": ct.Snapshotter, "snapshot_key": ct.SnapshotKey,
-				"created_at": ct.CreatedAt.AsTime(), "updated_at": ct.UpdatedAt.AsTime(),
-				"spec": json.RawMessage(ct.Spec),
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(out)
-		},
+			return printObject(cmd, &infoOut, newContainerView(resp.Container), func(w io.Writer, v containerView) error {
+				return writeJSON(w, v)
+			})
+		}),
 	}
+	infoOut.registerFormat(info)
 
 	rm := &cobra.Command{
 		Use:     "rm ID...",
@@ -105,12 +89,7 @@ func containersCommand(g *globals) *cobra.Command {
 		Short:   "remove containers that have no task",
 		Example: `  berthctl containers rm web`,
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			var failed error
 			for _, id := range args {
 				if _, err := c.ContainerService().Delete(ctx, &containersv1.DeleteContainerRequest{Id: id}); err != nil {
@@ -119,7 +98,7 @@ func containersCommand(g *globals) *cobra.Command {
 				}
 			}
 			return failed
-		},
+		}),
 	}
 
 	label := labelCommand(g, "container", `  berthctl containers label web role=frontend owner=`, labelFuncs{
@@ -143,4 +122,37 @@ func containersCommand(g *globals) *cobra.Command {
 	})
 	cmd.AddCommand(create, ls, info, rm, label)
 	return cmd
+}
+
+// containerView is a container as --format json prints it: the fields of
+// the containers API, its spec as JSON.
+type containerView struct {
+	ID          string            `json:"id"`
+	Labels      map[string]string `json:"labels"`
+	Image       string            `json:"image"`
+	Runtime     runtimeView       `json:"runtime"`
+	Spec        json.RawMessage   `json:"spec"`
+	Snapshotter string            `json:"snapshotter"`
+	SnapshotKey string            `json:"snapshot_key"`
+	CreatedAt   *time.Time        `json:"created_at"`
+	UpdatedAt   *time.Time        `json:"updated_at"`
+}
+
+// runtimeView names a container's runtime; its options (a typed message
+// for the runtime) are not printed.
+type runtimeView struct {
+	Name string `json:"name"`
+}
+
+func newContainerView(ct *containersv1.Container) containerView {
+	v := containerView{
+		ID: ct.Id, Labels: nonNilLabels(ct.Labels), Image: ct.Image,
+		Runtime:     runtimeView{Name: ct.GetRuntime().GetName()},
+		Snapshotter: ct.Snapshotter, SnapshotKey: ct.SnapshotKey,
+		CreatedAt: protoTime(ct.CreatedAt), UpdatedAt: protoTime(ct.UpdatedAt),
+	}
+	if json.Valid(ct.Spec) {
+		v.Spec = ct.Spec
+	}
+	return v
 }

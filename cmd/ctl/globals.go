@@ -65,6 +65,24 @@ func (g *globals) call(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithCancel(ctx)
 }
 
+// clientFunc is the body of a command that calls the daemon.
+type clientFunc func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error
+
+// withClient is a RunE that connects, bounds the command's calls by
+// --timeout and runs fn.
+func (g *globals) withClient(fn clientFunc) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, ctx, err := g.connect(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.call(ctx)
+		defer cancel()
+		return fn(ctx, c, cmd, args)
+	}
+}
+
 // hint adds what a user can do about common errors.
 func hint(err error, address string) error {
 	switch {

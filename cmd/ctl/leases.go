@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -17,7 +18,7 @@ func leasesCommand(g *globals) *cobra.Command {
 	var (
 		id      string
 		expires time.Duration
-		quiet   bool
+		out     outputFlags
 		sync    bool
 	)
 	create := &cobra.Command{
@@ -58,50 +59,37 @@ content ingests naming it) is kept until the lease is removed or expires.`,
 		Use:     "ls [FILTER...]",
 		Aliases: []string{"list"},
 		Short:   "list leases",
-		Long:    `ls lists ID, CREATED, EXPIRES and LABELS. Filter fields: id, labels.<key>.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		Long: `ls lists ID, CREATED, EXPIRES and LABELS. Filter fields: id, labels.<key>.
+A lease's expiry is its label ` + leases.ExpireLabel + ` (RFC 3339).`,
+		Example: `  berthctl leases ls
+  berthctl leases ls -q 'labels.purpose==build'`,
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			list, err := c.LeasesService().List(ctx, args...)
 			if err != nil {
 				return err
 			}
-			if quiet {
-				for _, l := range list {
-					fmt.Fprintln(cmd.OutOrStdout(), l.ID)
-				}
-				return nil
+			views := make([]leaseView, len(list))
+			for i, l := range list {
+				views[i] = leaseView{ID: l.ID, CreatedAt: utcTime(l.CreatedAt), Labels: nonNilLabels(l.Labels)}
 			}
-			t := newTable(cmd.OutOrStdout(), "ID", "CREATED", "EXPIRES", "LABELS")
-			for _, l := range list {
-				exp := "never"
-				if v, ok := l.Labels[leases.ExpireLabel]; ok {
-					exp = v
-				}
-				t.row(l.ID, l.CreatedAt.Local().Format(time.RFC3339), exp, formatLabels(l.Labels))
-			}
-			return t.flush()
-		},
+			now := time.Now()
+			return printList(cmd, &out, views, columns[leaseView]{
+				headers: []string{"ID", "CREATED", "EXPIRES", "LABELS"},
+				row: func(v leaseView) []any {
+					return []any{v.ID, agoOf(now, v.CreatedAt), expiry(now, v.Labels), formatLabels(v.Labels)}
+				},
+				id: func(v leaseView) string { return v.ID },
+			})
+		}),
 	}
-	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "print ids only")
+	out.register(ls)
 	rm := &cobra.Command{
 		Use:     "rm [--sync] ID...",
 		Aliases: []string{"remove", "delete"},
 		Short:   "remove leases (garbage collection then removes what only they kept)",
+		Example: `  berthctl leases rm --sync build-1`,
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			var failed error
 			for _, id := range args {
 				if err := c.LeasesService().Delete(ctx, id); err != nil {
@@ -117,9 +105,31 @@ content ingests naming it) is kept until the lease is removed or expires.`,
 				}
 			}
 			return failed
-		},
+		}),
 	}
 	rm.Flags().BoolVar(&sync, "sync", false, "return once garbage collection has run")
 	cmd.AddCommand(create, ls, rm)
 	return cmd
+}
+
+// leaseView is a lease as --format json prints it; its expiry is the
+// label leases.ExpireLabel.
+type leaseView struct {
+	ID        string            `json:"id"`
+	CreatedAt *time.Time        `json:"created_at"`
+	Labels    map[string]string `json:"labels"`
+}
+
+// expiry is when a lease with labels expires, for people: "in 3 hours",
+// "never", or the label as it is when it is no time.
+func expiry(now time.Time, labels map[string]string) string {
+	v, ok := labels[leases.ExpireLabel]
+	if !ok {
+		return "never"
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return v
+	}
+	return ago(now, t)
 }

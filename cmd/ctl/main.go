@@ -52,7 +52,7 @@ func rootCommand() *cobra.Command {
 		Use:   "berthctl",
 		Short: "berthctl drives berth: namespaces, containers, tasks and events",
 		Example: `  berthctl run --rm --rootfs /tmp/busybox demo echo hello
-  berthctl -n ci containers ls
+  berthctl -n ci containers ls --format json
   berthctl tasks kill -s TERM web`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -69,7 +69,11 @@ func rootCommand() *cobra.Command {
 		pluginsCommand(&g),
 		imagesCommand(&g), contentCommand(&g), leasesCommand(&g), snapshotsCommand(&g),
 		shimCommand(),
+		infoCommand(&g), ociCommand(&g),
 	)
+	root.CompletionOptions.DisableDefaultCmd = true // ours has an example and usage errors
+	root.AddCommand(completionCommand(root))
+	registerCompletions(root, &g)
 	usageErrors(root)
 	return root
 }

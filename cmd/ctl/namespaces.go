@@ -13,36 +13,31 @@ import (
 
 func namespacesCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "namespaces", Aliases: []string{"namespace", "ns"}, Short: "manage namespaces"}
-	var quiet bool
+	var out outputFlags
 	ls := &cobra.Command{
 		Use:     "ls [FILTER...]",
 		Aliases: []string{"list"},
 		Short:   "list namespaces",
-		Example: `  berthctl namespaces ls 'labels.team==ci'`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		Long:    `ls lists NAME and LABELS. Filter fields: name, labels.<key>.`,
+		Example: `  berthctl namespaces ls 'labels.team==ci'
+  berthctl namespaces ls --format json`,
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			resp, err := c.NamespaceService().List(ctx, &namespacesv1.ListNamespacesRequest{Filters: args})
 			if err != nil {
 				return err
 			}
-			if quiet {
-				for _, ns := range resp.Namespaces {
-					fmt.Fprintln(cmd.OutOrStdout(), ns.Name)
-				}
-				return nil
+			views := make([]namespaceView, len(resp.Namespaces))
+			for i, ns := range resp.Namespaces {
+				views[i] = namespaceView{Name: ns.Name, Labels: nonNilLabels(ns.Labels)}
 			}
-			t := newTable(cmd.OutOrStdout(), "NAME", "LABELS")
-			for _, ns := range resp.Namespaces {
-				t.row(ns.Name, formatLabels(ns.Labels))
-			}
-			return t.flush()
-		},
+			return printList(cmd, &out, views, columns[namespaceView]{
+				headers: []string{"NAME", "LABELS"},
+				row:     func(v namespaceView) []any { return []any{v.Name, formatLabels(v.Labels)} },
+				id:      func(v namespaceView) string { return v.Name },
+			})
+		}),
 	}
-	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "print names only")
+	out.register(ls)
 	cmd.AddCommand(ls, &cobra.Command{
 		Use:     "create NAME [KEY=VALUE...]",
 		Short:   "create a namespace",
@@ -67,12 +62,7 @@ func namespacesCommand(g *globals) *cobra.Command {
 		Short:   "remove empty namespaces",
 		Example: `  berthctl namespaces rm ci`,
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			var failed error
 			for _, name := range args {
 				if _, err := c.NamespaceService().Delete(ctx, &namespacesv1.DeleteNamespaceRequest{Name: name}); err != nil {
@@ -83,7 +73,7 @@ func namespacesCommand(g *globals) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), name)
 			}
 			return failed
-		},
+		}),
 	}, labelCommand(g, "namespace", `  berthctl namespaces label ci team=build owner=`, labelFuncs{
 		get: func(ctx context.Context, c *client.Client, name string) (map[string]string, error) {
 			resp, err := c.NamespaceService().Get(ctx, &namespacesv1.GetNamespaceRequest{Name: name})
@@ -104,4 +94,10 @@ func namespacesCommand(g *globals) *cobra.Command {
 		},
 	}))
 	return cmd
+}
+
+// namespaceView is a namespace as --format json prints it.
+type namespaceView struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
 }

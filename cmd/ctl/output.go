@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // formatHelp documents --format once for every command that has it.
@@ -252,6 +253,14 @@ func utcTime(t time.Time) *time.Time {
 	}
 	t = t.UTC()
 	return &t
+}
+
+// protoTime is utcTime of a protobuf timestamp.
+func protoTime(ts *timestamppb.Timestamp) *time.Time {
+	if ts == nil {
+		return nil
+	}
+	return utcTime(ts.AsTime())
 }
 
 // nonNilLabels is labels for a view: {} rather than null when empty.
