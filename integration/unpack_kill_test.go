@@ -34,10 +34,10 @@ const (
 	// slowLayerFiles is the number of small files of slowImage's middle
 	// layer: enough that applying it takes long (seconds) next to the
 	// few milliseconds between seeing it under way and the kill.
-	slowLayerFiles = 20000
+	slowLayerFiles = 8000
 	// slowLayerBig is the size of the large file at the end of that
 	// layer, of bytes gzip cannot shrink.
-	slowLayerBig = 16 << 20
+	slowLayerBig = 8 << 20
 	// killAfterInodes is how many inodes the layer's temporary snapshot
 	// must hold before the test kills berthd: a layer under way.
 	killAfterInodes = 500
@@ -95,7 +95,7 @@ func (s slowImage) push(t *testing.T, ref string) {
 }
 
 // TestUnpackDaemonKilled SIGKILLs berthd while a pull or an import applies
-// a layer, for each built-in snapshotter. Before the restart the
+// a layer of many files, for each built-in snapshotter. Before the restart the
 // daemon's records show the layer's temporary snapshot active and its
 // chain ID not committed (the kill came in the middle), and nothing is
 // left mounted. After the restart and a collection there is no lease, no
@@ -156,15 +156,18 @@ func TestUnpackDaemonKilled(t *testing.T) {
 					t.Fatalf("no unpacking report for layer %s", slow.Digest)
 				}
 				sns := c.SnapshotService(sn)
+				var seen snapshots.Usage
 				eventually(t, 30*time.Second, "the slow layer's temporary snapshot filling", func() bool {
 					key := activeChild(t, ctx, sns, chains[0])
 					if key == "" {
 						return false
 					}
 					u, err := sns.Usage(ctx, key)
+					seen = u
 					return err == nil && u.Inodes >= killAfterInodes
 				})
 				d.kill()
+				t.Logf("killed with %d inodes of the layer's %d files applied", seen.Inodes, slowLayerFiles+1)
 				if err := <-done; err == nil {
 					t.Fatalf("the %s succeeded though berthd was killed", how)
 				}
@@ -229,9 +232,8 @@ func TestUnpackDaemonKilled(t *testing.T) {
 					t.Fatal(err)
 				}
 				out, code := runFromImage(t, ctx, d, c, "check", image, sn, true, "sh", "-c",
-					"cat /last /many/00000; head -n1 /many/00002; head -n1 /many/19999; ls /many | wc -l; test -e /many/00001 || echo gone; sha256sum /many/big")
-				want := "top layer\nrewritten\nmany/00002\nmany/19999\n" +
-					fmt.Sprintf("%d\ngone\n%s  /many/big\n", slowLayerFiles, img.bigSum)
+					fmt.Sprintf("cat /last /many/00000; head -n1 /many/00002; head -n1 /many/%05d; ls /many | wc -l; test -e /many/00001 || echo gone; sha256sum /many/big", slowLayerFiles-1))
+				want := fmt.Sprintf("top layer\nrewritten\nmany/00002\nmany/%05d\n%d\ngone\n%s  /many/big\n", slowLayerFiles-1, slowLayerFiles, img.bigSum)
 				if code != 0 || out != want {
 					t.Errorf("container: exit %d, output:\n%s\nwant:\n%s", code, out, want)
 				}
