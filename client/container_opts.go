@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -29,12 +30,19 @@ type DeleteOpts func(ctx context.Context, c *Client, info ContainerInfo) error
 
 // WithNewSpec generates the container's spec: the default spec for the
 // context's namespace and the container's id, changed by opts in order.
+// When the container has a snapshot already (WithNewSnapshot came before),
+// an option that resolves a user or group name (oci.WithUser,
+// oci.WithImageConfig) reads it from the snapshot, which is then mounted
+// read-only in a temporary folder while the options run: that needs the
+// privileges to mount.
 func WithNewSpec(opts ...oci.SpecOpts) NewContainerOpts {
-	return func(ctx context.Context, c *Client, info *ContainerInfo) error {
+	return func(ctx context.Context, c *Client, info *ContainerInfo) (err error) {
 		ns, err := c.namespace(ctx)
 		if err != nil {
 			return err
 		}
+		ctx, release := withSpecRootFS(ctx, c, info)
+		defer func() { err = errors.Join(err, release()) }()
 		s, err := oci.GenerateSpec(ctx, ns, info.ID, opts...)
 		if err != nil {
 			return err
@@ -44,12 +52,14 @@ func WithNewSpec(opts ...oci.SpecOpts) NewContainerOpts {
 }
 
 // WithSpec sets the container's spec to s, changed by opts in order (which
-// change s itself).
+// change s itself); names resolve in the snapshot as for WithNewSpec.
 func WithSpec(s *specs.Spec, opts ...oci.SpecOpts) NewContainerOpts {
-	return func(ctx context.Context, _ *Client, info *ContainerInfo) error {
+	return func(ctx context.Context, c *Client, info *ContainerInfo) (err error) {
 		if s == nil {
 			return fmt.Errorf("container %q: nil spec: %w", info.ID, errdefs.ErrInvalidArgument)
 		}
+		ctx, release := withSpecRootFS(ctx, c, info)
+		defer func() { err = errors.Join(err, release()) }()
 		for _, o := range opts {
 			if err := o(ctx, s); err != nil {
 				return err
