@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images/archive"
+	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/namespaces"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	api "github.com/berthrt/berth/proto/transfer/v1"
@@ -27,6 +28,8 @@ import (
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/storage/snapshots/native"
 )
 
 // archiveEnv serves the transfer API over a fresh database on a unix
@@ -58,6 +61,13 @@ func (r *recorder) list() []string {
 
 func newArchiveEnv(t *testing.T, max int64) *archiveEnv {
 	t.Helper()
+	return newArchiveEnvWith(t, max, nil)
+}
+
+// newArchiveEnvWith is newArchiveEnv with configure, when not nil,
+// given the service's config (and the env's DB) before it is served.
+func newArchiveEnvWith(t *testing.T, max int64, configure func(*Config, *metadata.DB)) *archiveEnv {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := metadata.Open(filepath.Join(dir, "meta.db"))
 	if err != nil {
@@ -73,7 +83,11 @@ func newArchiveEnv(t *testing.T, max int64) *archiveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	Register(srv, Config{Content: e.store, Images: db.Images(), Leases: db.Leases(), Publisher: e.events, MaxImportSize: max})
+	cfg := Config{Content: e.store, Images: db.Images(), Leases: db.Leases(), Publisher: e.events, MaxImportSize: max}
+	if configure != nil {
+		configure(&cfg, db)
+	}
+	Register(srv, cfg)
 	sock := filepath.Join(dir, "berth.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -434,6 +448,32 @@ func TestImportUnderLease(t *testing.T) {
 	}
 	if len(res) < len(blobs) {
 		t.Errorf("the lease holds %d resources, want the %d blobs", len(res), len(blobs))
+	}
+}
+
+// TestImportUnpackFailed: an import whose unpack fails (its layers are
+// no tars) records no image, as a pull records none before its unpack:
+// an image on record is one whose layers are unpacked.
+func TestImportUnpackFailed(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, data, _ := testArchive(t, "example.com/app:1")
+	e := newArchiveEnvWith(t, 0, func(cfg *Config, db *metadata.DB) {
+		sn, err := native.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sn.Close() })
+		cfg.Snapshotter = func(string) (snapshots.Snapshotter, error) { return db.Snapshotter(native.Name, sn), nil }
+		cfg.DefaultSnapshotter = native.Name
+	})
+	if _, _, err := e.upload(t, &api.ImportOptions{Namespace: "imp", Unpack: true}, whole(data)); err == nil {
+		t.Fatal("an import of layers that are no tars unpacked")
+	}
+	if imgs := e.images(t, "imp"); len(imgs) != 0 {
+		t.Errorf("images after an import whose unpack failed: %v", imgs)
+	}
+	if evs := e.events.list(); len(evs) != 0 {
+		t.Errorf("events after an import whose unpack failed: %v", evs)
 	}
 }
 
