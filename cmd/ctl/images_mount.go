@@ -78,7 +78,7 @@ unpack into the daemon's default one; pass --snapshotter to them for another).
 Undo with: berthctl images unmount --rm TARGET.`,
 		Example: "  mkdir -p /mnt/app && berthctl images mount docker.io/library/busybox:latest /mnt/app\n  berthctl images mount --rw --snapshotter native app:1 /mnt/scratch",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			var m platforms.MatchComparer
 			if platform != "" {
 				p, err := distribution.ParsePlatform(platform)
@@ -94,19 +94,12 @@ Undo with: berthctl images unmount --rm TARGET.`,
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
 			if err := mountImage(ctx, c, args[0], target, snapshotter, m, rw); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), target)
 			return nil
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&snapshotter, "snapshotter", envOr("BERTH_SNAPSHOTTER", ""), "snapshotter the image is unpacked in (env BERTH_SNAPSHOTTER; default: the daemon's)")
@@ -188,6 +181,7 @@ func imageUnmountCommand(g *globals) *cobra.Command {
 that images mount made for TARGET and its lease, and collect garbage, so the
 snapshot's files are gone when the command returns (without --rm they stay,
 written files included, until unmount --rm).`,
+		Example: "  berthctl images unmount --rm /mnt/app\n  berthctl images unmount /mnt/scratch   # keeps the snapshot and its writes",
 		Aliases: []string{"umount"},
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -201,20 +195,18 @@ written files included, until unmount --rm).`,
 			if err := mount.UnmountAll(target, 0); err != nil {
 				return fmt.Errorf("unmount %s: %w", target, err)
 			}
-			if rm {
-				c, ctx, err := g.connect(cmd)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				ctx, cancel := g.call(ctx)
-				defer cancel()
+			if !rm {
+				fmt.Fprintln(cmd.OutOrStdout(), target)
+				return nil
+			}
+			// Only --rm needs the daemon.
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, _ []string) error {
 				if err := removeMountSnapshot(ctx, c, target); err != nil {
 					return err
 				}
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), target)
-			return nil
+				fmt.Fprintln(cmd.OutOrStdout(), target)
+				return nil
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().BoolVar(&rm, "rm", false, "remove the snapshot and the lease of the mount too")
