@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -38,6 +39,10 @@ func runCommand(g *globals) *cobra.Command {
 			if rm && detach {
 				return usageError{fmt.Errorf("--rm and -d exclude each other: a detached task outlives berthctl")}
 			}
+			o := taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI}
+			if err := o.check(); err != nil {
+				return err
+			}
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
 				return err
@@ -47,7 +52,7 @@ func runCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			code, err := runTask(ctx, ctr, taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI})
+			code, err := runTask(ctx, ctr, o)
 			if rm {
 				cleanup := context.WithoutCancel(ctx)
 				if derr := ctr.Delete(cleanup, client.WithSnapshotCleanup); derr != nil && err == nil {
@@ -69,7 +74,7 @@ func runCommand(g *globals) *cobra.Command {
 	f.BoolVar(&rm, "rm", false, "remove the container when its task has exited")
 	f.BoolVarP(&detach, "detach", "d", false, "start the task and return; `tasks attach` connects to its stdio later, or --log-uri sends its output to a file")
 	f.BoolVarP(&stdin, "interactive", "i", false, "connect stdin")
-	f.StringVar(&logURI, "log-uri", "", "with -d: append the task's output to this file (file:///path or /path)")
+	f.StringVar(&logURI, "log-uri", "", "append the task's output to this file (file:///path or /path) instead of showing it")
 	return cmd
 }
 
@@ -85,10 +90,34 @@ type taskOptions struct {
 	logURI             string
 }
 
+// check refuses options that exclude each other.
+func (o taskOptions) check() error {
+	if o.logURI == "" {
+		return nil
+	}
+	if o.tty || o.stdin {
+		return usageError{fmt.Errorf("--log-uri with -t or -i: a task whose output goes to a file has no terminal or stdin")}
+	}
+	path := o.logURI
+	if strings.Contains(path, "://") {
+		if !strings.HasPrefix(path, cio.FilePrefix) {
+			return usageError{fmt.Errorf("--log-uri %q: only file:// URIs (or an absolute path) are supported", o.logURI)}
+		}
+		path = strings.TrimPrefix(path, cio.FilePrefix)
+	}
+	if !filepath.IsAbs(path) {
+		return usageError{fmt.Errorf("--log-uri %q: want file:///ABSOLUTE/PATH or /ABSOLUTE/PATH", o.logURI)}
+	}
+	return nil
+}
+
 // runTask creates and starts the task of ctr. In the foreground it relays
 // stdio, forwards SIGINT and SIGTERM (or, with a terminal, the window
 // size), waits for the exit, removes the task and returns the exit status.
 func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, error) {
+	if err := o.check(); err != nil {
+		return 0, err
+	}
 	creator := ioCreator(o)
 	if o.detach && o.logURI == "" {
 		creator = attachableFIFOs(o.tty, o.stdin)
@@ -196,7 +225,7 @@ func keepFIFOs(set *cio.FIFOSet) (cio.IO, error) { return fifosIO{set}, nil }
 
 func ioCreator(o taskOptions) cio.Creator {
 	switch {
-	case o.detach && o.logURI != "":
+	case o.logURI != "":
 		return cio.LogFile(strings.TrimPrefix(o.logURI, cio.FilePrefix))
 	case o.detach:
 		return cio.NullIO

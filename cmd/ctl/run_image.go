@@ -17,15 +17,43 @@ import (
 // container made from an image (when --rootfs is not given).
 type imageFlags struct {
 	snapshotter string
-	pull        bool
+	pull        string // one of the pull* policies
 	platform    string
+	remote      remoteFlags // of the pull: --plain-http and --hosts-dir
 }
+
+// When run and containers create pull IMAGE.
+const (
+	pullNever   = "never"   // use what the daemon has (the default)
+	pullMissing = "missing" // pull when the daemon does not have it (--pull)
+	pullAlways  = "always"  // pull every time, to pick up a moved tag
+)
 
 func (f *imageFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.snapshotter, "snapshotter", envOr("BERTH_SNAPSHOTTER", ""), "snapshotter of the container's snapshot, without --rootfs (env BERTH_SNAPSHOTTER; default: the daemon's)")
-	fl.BoolVar(&f.pull, "pull", false, "pull IMAGE (and unpack it) when the daemon does not have it")
+	fl.StringVar(&f.pull, "pull", pullNever, "pull IMAGE (and unpack it) first: never, missing (--pull alone) or always")
+	fl.Lookup("pull").NoOptDefVal = pullMissing
 	fl.StringVar(&f.platform, "platform", "", "platform os/arch[/variant] that --pull fetches (default linux/amd64)")
+	fl.BoolVar(&f.remote.plainHTTP, "plain-http", false, "--pull reaches a registry without a hosts.toml over plain HTTP")
+	fl.StringVar(&f.remote.hostsDir, "hosts-dir", "", "hosts.toml folder (DIR/HOST[:PORT]/hosts.toml) of --pull")
+}
+
+// pullOpts checks the flags of a pull and returns its options.
+func (f *imageFlags) pullOpts() ([]client.RemoteOpt, error) {
+	switch f.pull {
+	case pullNever, pullMissing, pullAlways:
+	default:
+		return nil, usageError{fmt.Errorf("--pull %q: want never, missing or always", f.pull)}
+	}
+	if f.platform != "" {
+		f.remote.platforms = []string{f.platform}
+	}
+	opts, err := f.remote.opts(nil, nil) // no --user: no password to ask
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, client.WithPullUnpack, client.WithPullSnapshotter(f.snapshotter)), nil
 }
 
 // newContainer creates the container of a `run` or `containers create`
@@ -33,6 +61,9 @@ func (f *imageFlags) register(cmd *cobra.Command) {
 func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *imageFlags, args []string) (client.Container, error) {
 	image, id, cmd, err := containerArgs(cf, args)
 	if err != nil {
+		return nil, err
+	}
+	if err := cf.check(); err != nil {
 		return nil, err
 	}
 	var img []client.NewContainerOpts
@@ -87,13 +118,21 @@ func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *contai
 		}
 		f.snapshotter = name
 	}
-	img, err := getImage(ctx, c, image)
-	if errdefs.IsNotFound(err) && f.pull {
-		opts := []client.RemoteOpt{client.WithPullUnpack, client.WithPullSnapshotter(f.snapshotter)}
-		if f.platform != "" {
-			opts = append(opts, client.WithPlatform(f.platform))
+	pullOpts, err := f.pullOpts()
+	if err != nil {
+		return nil, nil, err
+	}
+	var img *client.Image
+	if f.pull != pullAlways {
+		img, err = getImage(ctx, c, image)
+	}
+	if f.pull == pullAlways || (errdefs.IsNotFound(err) && f.pull == pullMissing) {
+		if img, err = c.Pull(ctx, image, pullOpts...); err != nil {
+			return nil, nil, fmt.Errorf("pull %s: %w", image, err)
 		}
-		img, err = c.Pull(ctx, image, opts...)
+	}
+	if errdefs.IsNotFound(err) {
+		return nil, nil, fmt.Errorf("%w (pull it first, or pass --pull)", err)
 	}
 	if err != nil {
 		return nil, nil, err

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/oci"
 )
 
@@ -44,13 +44,30 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.netHost, "net-host", false, "share the host's network namespace")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
 	fl.StringVar(&f.cwd, "cwd", "", "working directory in the container")
-	fl.StringVarP(&f.user, "user", "u", "", "UID[:GID] to run as")
+	fl.StringVarP(&f.user, "user", "u", "", "USER[:GROUP] to run as, names or numbers (names from the container's /etc/passwd and /etc/group)")
 	fl.StringVar(&f.hostname, "hostname", "", "host name in the container")
 	fl.StringArrayVar(&f.labels, "label", nil, "container label KEY=VALUE (repeatable)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.Uint64Var(&f.memoryLimit, "memory-limit", 0, "memory limit in bytes")
 	fl.Float64Var(&f.cpus, "cpus", 0, "CPU quota in CPUs (e.g. 0.5)")
 	fl.StringVar(&f.runtime, "runtime", "", "OCI runtime: runc or the path of a binary with runc's command line (default: the daemon's)")
+}
+
+// check refuses flag values that are malformed, before anything is made.
+func (f *containerFlags) check() error {
+	return checkUser(f.user)
+}
+
+// checkUser refuses a malformed --user; whether its names exist is known
+// only in the container's root filesystem.
+func checkUser(user string) error {
+	if user == "" {
+		return nil
+	}
+	if _, err := oci.ResolveUser("", user); errdefs.IsInvalidArgument(err) {
+		return usageError{fmt.Errorf("--user: %w", err)}
+	}
+	return nil
 }
 
 // containerOpts turns the flags and the command into container options:
@@ -99,11 +116,7 @@ func (f *containerFlags) containerOpts(args []string, img []client.NewContainerO
 		specOpts = append(specOpts, oci.WithProcessCwd(f.cwd))
 	}
 	if f.user != "" {
-		uid, gid, err := parseUser(f.user)
-		if err != nil {
-			return nil, err
-		}
-		specOpts = append(specOpts, oci.WithUIDGID(uid, gid))
+		specOpts = append(specOpts, oci.WithUser(f.user))
 	}
 	if f.hostname != "" {
 		specOpts = append(specOpts, oci.WithHostname(f.hostname))
@@ -169,21 +182,6 @@ func parseMount(s string) (specs.Mount, error) {
 		}
 	}
 	return m, nil
-}
-
-func parseUser(s string) (uint32, uint32, error) {
-	u, g, hasGID := strings.Cut(s, ":")
-	uid, err := strconv.ParseUint(u, 10, 32)
-	if err != nil {
-		return 0, 0, usageError{fmt.Errorf("--user %q: want numeric UID[:GID]", s)}
-	}
-	gid := uid
-	if hasGID {
-		if gid, err = strconv.ParseUint(g, 10, 32); err != nil {
-			return 0, 0, usageError{fmt.Errorf("--user %q: want numeric UID[:GID]", s)}
-		}
-	}
-	return uint32(uid), uint32(gid), nil
 }
 
 func readEnvFile(path string) ([]string, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,8 +14,8 @@ import (
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/io/cio"
+	"github.com/berthrt/berth/oci"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
-	"github.com/berthrt/berth/shimapi"
 )
 
 func tasksCommand(g *globals) *cobra.Command {
@@ -30,17 +29,6 @@ func tasksCommand(g *globals) *cobra.Command {
 			_, err := c.TaskService().Resume(cmd.Context(), &tasksv1.ResumeTaskRequest{ContainerId: id})
 			return err
 		}),
-		taskSimpleCommand(g, "ps", "list the processes of a task", func(c *client.Client, cmd *cobra.Command, id string) error {
-			resp, err := c.TaskService().ListPids(cmd.Context(), &tasksv1.ListPidsRequest{ContainerId: id})
-			if err != nil {
-				return err
-			}
-			t := newTable(cmd.OutOrStdout(), "PID", "EXEC")
-			for _, p := range resp.Processes {
-				t.row(p.Pid, orDash(p.ExecId))
-			}
-			return t.flush()
-		}),
 		taskSimpleCommand(g, "wait", "wait for a task to exit and print its exit status", func(c *client.Client, cmd *cobra.Command, id string) error {
 			resp, err := c.TaskService().Wait(cmd.Context(), &tasksv1.WaitRequest{ContainerId: id})
 			if err != nil {
@@ -49,18 +37,7 @@ func tasksCommand(g *globals) *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), resp.ExitStatus)
 			return nil
 		}),
-		taskSimpleCommand(g, "metrics", "print a task's cgroup metrics as JSON", func(c *client.Client, cmd *cobra.Command, id string) error {
-			resp, err := c.TaskService().Metrics(cmd.Context(), &tasksv1.MetricsRequest{Filters: []string{"id==" + strconv.Quote(id)}})
-			if err != nil {
-				return err
-			}
-			if len(resp.Metrics) == 0 {
-				return fmt.Errorf("task %q: no metrics (not running?)", id)
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(resp.Metrics[0].Metrics)
-		}),
+		taskPsCommand(g), taskMetricsCommand(g), taskUpdateCommand(g),
 		taskRemoveCommand(g),
 	)
 	return cmd
@@ -73,15 +50,13 @@ func taskSimpleCommand(g *globals, name, short string, fn func(*client.Client, *
 		Short:   short,
 		Example: "  berthctl tasks " + name + " web",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			cmd.SetContext(ctx)
-			return fn(c, cmd, args[0])
-		},
+			if err := fn(c, cmd, args[0]); err != nil {
+				return fmt.Errorf("task %q: %w", args[0], err)
+			}
+			return nil
+		}),
 	}
 }
 
@@ -123,45 +98,7 @@ func taskStartCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "start the task and return")
 	cmd.Flags().BoolVarP(&o.stdin, "interactive", "i", false, "connect stdin")
-	cmd.Flags().StringVar(&o.logURI, "log-uri", "", "with -d: append the task's output to this file")
-	return cmd
-}
-
-func taskListCommand(g *globals) *cobra.Command {
-	var quiet bool
-	cmd := &cobra.Command{
-		Use:     "ls [FILTER...]",
-		Aliases: []string{"list"},
-		Short:   "list tasks",
-		Example: `  berthctl tasks ls 'status==running'`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.TaskService().List(ctx, &tasksv1.ListTasksRequest{Filters: args})
-			if err != nil {
-				return err
-			}
-			if quiet {
-				for _, p := range resp.Tasks {
-					fmt.Fprintln(cmd.OutOrStdout(), p.ContainerId)
-				}
-				return nil
-			}
-			t := newTable(cmd.OutOrStdout(), "TASK", "PID", "STATUS")
-			for _, p := range resp.Tasks {
-				status := strings.TrimPrefix(p.Status.String(), "STATUS_")
-				if p.Status == shimapi.Status_STATUS_STOPPED {
-					status += fmt.Sprintf(" (%d)", p.ExitStatus)
-				}
-				t.row(p.ContainerId, p.Pid, status)
-			}
-			return t.flush()
-		},
-	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print ids only")
+	cmd.Flags().StringVar(&o.logURI, "log-uri", "", "append the task's output to this file (file:///path or /path) instead of showing it")
 	return cmd
 }
 
@@ -247,6 +184,9 @@ func taskExecCommand(g *globals) *cobra.Command {
 			if execID == "" {
 				return usageError{fmt.Errorf("--exec-id is required")}
 			}
+			if err := checkUser(user); err != nil {
+				return err
+			}
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
 				return err
@@ -274,11 +214,12 @@ func taskExecCommand(g *globals) *cobra.Command {
 			}
 			p.Env = append(p.Env, env...)
 			if user != "" {
-				uid, gid, err := parseUser(user)
+				// Names resolve in the running container's root.
+				u, err := oci.ResolveUser(fmt.Sprintf("/proc/%d/root", task.Pid()), user)
 				if err != nil {
-					return err
+					return fmt.Errorf("task %q: %w", args[0], err)
 				}
-				p.User.UID, p.User.GID = uid, gid
+				p.User.UID, p.User.GID, p.User.AdditionalGids = u.UID, u.GID, u.AdditionalGids
 			}
 			o := taskOptions{tty: tty, stdin: stdin, detach: detach}
 			var con console.Console
@@ -310,7 +251,7 @@ func taskExecCommand(g *globals) *cobra.Command {
 	f.BoolVarP(&detach, "detach", "d", false, "start the process and return")
 	f.StringVar(&cwd, "cwd", "", "working directory")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
-	f.StringVarP(&user, "user", "u", "", "UID[:GID] to run as")
+	f.StringVarP(&user, "user", "u", "", "USER[:GROUP] to run as, names or numbers (names from the container's /etc/passwd and /etc/group)")
 	return cmd
 }
 
