@@ -38,6 +38,7 @@ func imagesCommand(g *globals) *cobra.Command {
 		imageLabelCommand(g),
 		imageCheckCommand(g),
 		imageImportCommand(g),
+		imageConvertCommand(g),
 		imageExportCommand(g),
 		imageMountCommand(g),
 		imageUnmountCommand(g),
