@@ -270,10 +270,11 @@ func TestCtlCommands(t *testing.T) {
 			t.Errorf("tasks ps: want init pid %s in\n%s", pid, ps)
 		}
 
-		var m map[string]any
-		if err := json.Unmarshal([]byte(c.ok("tasks", "metrics", "bg")), &m); err != nil {
-			t.Fatalf("tasks metrics: not JSON: %v", err)
+		var all []map[string]any
+		if err := json.Unmarshal([]byte(c.ok("tasks", "metrics", "--format", "json", "bg")), &all); err != nil || len(all) != 1 {
+			t.Fatalf("tasks metrics --format json: %d objects, %v; want one", len(all), err)
 		}
+		m := all[0]
 		for _, k := range []string{"cpu_usage_ns", "memory_usage_bytes", "pids_current"} {
 			if v, _ := m[k].(float64); v <= 0 {
 				t.Errorf("tasks metrics: %s = %v, want > 0 (all: %v)", k, m[k], m)

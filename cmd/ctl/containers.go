@@ -120,7 +120,7 @@ does not fit a table): the fields of --format json, the spec as an object.`,
 			return resp.Container.Labels, nil
 		},
 	})
-	cmd.AddCommand(create, ls, info, rm, label)
+	cmd.AddCommand(create, ls, info, rm, label, containersCommitCommand(g))
 	return cmd
 }
 
