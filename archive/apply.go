@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
@@ -47,12 +48,17 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int
 	}
 	defer t.close()
 	a := &applier{
-		opts:  o,
-		tree:  t,
-		root:  root,
-		owner: os.Geteuid() == 0,
-		buf:   make([]byte, copyBufferSize),
+		opts:   o,
+		tree:   t,
+		root:   root,
+		owner:  os.Geteuid() == 0,
+		uid:    os.Geteuid(),
+		gid:    os.Getegid(),
+		umask:  currentUmask(),
+		buf:    make([]byte, copyBufferSize),
+		parent: parentDir{fd: -1},
 	}
+	defer a.forgetParent()
 	if o.convention == Plain {
 		a.unpacked = map[string]struct{}{}
 	}
@@ -68,11 +74,17 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int
 }
 
 type applier struct {
-	opts  applyOptions
-	tree  *tree
-	root  string
-	owner bool // running as root: ownership is applied
-	buf   []byte
+	opts     applyOptions
+	tree     *tree
+	root     string
+	owner    bool // running as root: ownership is applied
+	uid, gid int  // what a new file is owned by, unless its folder says otherwise
+	umask    int  // the process's, -1 when unknown
+	buf      []byte
+
+	// parent is the folder of the last entry, kept open for the next
+	// entries in the same folder (most of a layer); see parentDir.
+	parent parentDir
 
 	// unpacked holds the names this layer made (Plain only): an opaque
 	// marker keeps them.
@@ -146,28 +158,11 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		return a.whiteout(hdr, dir, base)
 	}
 
-	parent, err := a.tree.mkdirAll(dir, a.madeParent)
+	p, err := a.parentOf(dir)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(parent)
-
-	var st unix.Stat_t
-	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
-		keepDir := hdr.Typeflag == tar.TypeDir && st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if !keepDir {
-			if hdr.Typeflag == tar.TypeLink {
-				if target, err := cleanName(hdr.Linkname, a.opts.limits.MaxNameLen); err == nil && target == name {
-					return nil // a link to itself: it is there already
-				}
-			}
-			if err := removeAllAt(parent, base); err != nil {
-				return err
-			}
-		}
-	} else if err != unix.ENOENT {
-		return &os.PathError{Op: "lstat", Path: name, Err: err}
-	}
+	parent := p.fd
 	if a.unpacked != nil {
 		a.unpacked[name] = struct{}{}
 	}
@@ -178,16 +173,17 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return a.regular(hdr, tr, parent, base, mode, xattrs)
+		return a.regular(hdr, tr, p, base, mode, xattrs)
 	case tar.TypeDir:
-		return a.dir(hdr, parent, name, base, mode, xattrs)
+		return a.dir(hdr, p, name, base, mode, xattrs)
 	case tar.TypeSymlink:
-		if err := unix.Symlinkat(hdr.Linkname, parent, base); err != nil {
+		err := replacing(parent, base, func() error { return unix.Symlinkat(hdr.Linkname, parent, base) })
+		if err != nil {
 			return &os.PathError{Op: "symlink", Path: name, Err: err}
 		}
 		return a.metaAt(hdr, parent, base, xattrs)
 	case tar.TypeLink:
-		return a.hardlink(hdr, parent, base)
+		return a.hardlink(hdr, name, parent, base)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		kind := uint32(unix.S_IFIFO)
 		switch hdr.Typeflag {
@@ -200,7 +196,7 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 			return nil // policy: devices only WithDevices
 		}
 		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-		if err := unix.Mknodat(parent, base, kind|0o600, int(dev)); err != nil {
+		if err := replacing(parent, base, func() error { return unix.Mknodat(parent, base, kind|0o600, int(dev)) }); err != nil {
 			return &os.PathError{Op: "mknod", Path: name, Err: err}
 		}
 		if err := a.metaAt(hdr, parent, base, xattrs); err != nil {
@@ -217,37 +213,50 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 
 // regular writes a file: data (sparse when the entry is), then owner,
 // xattrs, mode and times, in that order, since a write or a chown clears
-// setuid bits and file capabilities.
-func (a *applier) regular(hdr *tar.Header, tr *tar.Reader, parent int, base string, mode uint32, xattrs []xattr) error {
+// setuid bits and file capabilities. A file that needs none of owner,
+// xattrs and mode set apart (exactMeta) is created with its mode.
+func (a *applier) regular(hdr *tar.Header, tr *tar.Reader, p *parentDir, base string, mode uint32, xattrs []xattr) error {
 	sparse := isSparse(hdr)
 	if sparse && hdr.Size > a.opts.limits.MaxSparseSize {
 		return fmt.Errorf("sparse file of %d bytes, more than %d: %w", hdr.Size, a.opts.limits.MaxSparseSize, errdefs.ErrInvalidArgument)
 	}
-	fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	exact := a.exactMeta(hdr, p, mode, xattrs)
+	perm := uint32(0o600)
+	if exact {
+		perm = mode
+	}
+	fd := -1
+	err := replacing(p.fd, base, func() (err error) {
+		fd, err = unix.Openat(p.fd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+		return err
+	})
 	if err != nil {
 		return &os.PathError{Op: "create", Path: hdr.Name, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), hdr.Name)
-	defer f.Close()
-	if err := a.copyData(f, tr, sparse, hdr.Size); err != nil {
-		return err
+	defer unix.Close(fd)
+	if err := a.copyData(fd, tr, sparse, hdr.Size); err != nil {
+		return &os.PathError{Op: "write", Path: hdr.Name, Err: err}
 	}
-	if err := a.metaFd(hdr, fd, mode, xattrs); err != nil {
-		return err
+	if !exact {
+		if err := a.metaFd(hdr, fd, mode, xattrs); err != nil {
+			return err
+		}
 	}
-	return setTimes(parent, base, hdr.AccessTime, hdr.ModTime)
+	return setTimes(fd, "", hdr.AccessTime, hdr.ModTime)
 }
 
-func (a *applier) copyData(f *os.File, r io.Reader, sparse bool, size int64) error {
+// copyData writes r, the entry's data, into the file fd with write(2)
+// (no os.File: it would cost an fcntl per file).
+func (a *applier) copyData(fd int, r io.Reader, sparse bool, size int64) error {
 	var off int64
 	for {
 		n, rerr := r.Read(a.buf)
 		if n > 0 {
 			var err error
 			if sparse {
-				err = writeSparse(f, a.buf[:n], off)
+				err = writeSparse(fd, a.buf[:n], off)
 			} else {
-				_, err = f.Write(a.buf[:n])
+				err = writeAll(fd, a.buf[:n])
 			}
 			if err != nil {
 				return err
@@ -262,7 +271,22 @@ func (a *applier) copyData(f *os.File, r io.Reader, sparse bool, size int64) err
 		}
 	}
 	if sparse {
-		return f.Truncate(size) // a hole at the end
+		return unix.Ftruncate(fd, size) // a hole at the end
+	}
+	return nil
+}
+
+// writeAll writes p to fd, however many calls it takes.
+func writeAll(fd int, p []byte) error {
+	for len(p) > 0 {
+		n, err := unix.Write(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
 	}
 	return nil
 }
@@ -270,12 +294,19 @@ func (a *applier) copyData(f *os.File, r io.Reader, sparse bool, size int64) err
 var zeroBlock [sparseBlock]byte
 
 // writeSparse writes p at off, leaving whole zero blocks as holes.
-func writeSparse(f *os.File, p []byte, off int64) error {
+func writeSparse(fd int, p []byte, off int64) error {
 	for len(p) > 0 {
 		n := min(len(p), sparseBlock)
 		if !bytes.Equal(p[:n], zeroBlock[:n]) {
-			if _, err := f.WriteAt(p[:n], off); err != nil {
-				return err
+			for done := 0; done < n; {
+				m, err := unix.Pwrite(fd, p[done:n], off+int64(done))
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				done += m
 			}
 		}
 		p, off = p[n:], off+int64(n)
@@ -295,29 +326,57 @@ func isSparse(hdr *tar.Header) bool {
 	return false
 }
 
-func (a *applier) dir(hdr *tar.Header, parent int, name, base string, mode uint32, xattrs []xattr) error {
-	if err := unix.Mkdirat(parent, base, 0o700); err != nil && err != unix.EEXIST {
+// dir makes a folder, or keeps the one there, and sets its owner,
+// xattrs and mode; its times are set once every entry is in (see apply).
+// A new folder that needs none set apart (exactMeta) is made with its
+// mode and not opened.
+func (a *applier) dir(hdr *tar.Header, p *parentDir, name, base string, mode uint32, xattrs []xattr) error {
+	a.dirs = append(a.dirs, dirTimes{name: name, atime: hdr.AccessTime, mtime: hdr.ModTime})
+	exact := a.exactMeta(hdr, p, mode, xattrs)
+	perm := uint32(0o700)
+	if exact {
+		perm = mode
+	}
+	err := unix.Mkdirat(p.fd, base, perm)
+	if err == nil && exact {
+		return nil
+	}
+	if err == unix.EEXIST {
+		var st unix.Stat_t
+		if serr := unix.Fstatat(p.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// Not a folder: replaced by one.
+			if err := removeAllAt(p.fd, base); err != nil {
+				return err
+			}
+			err = unix.Mkdirat(p.fd, base, 0o700)
+		} else {
+			err = nil // a folder is kept, with the entry's metadata
+		}
+	}
+	if err != nil {
 		return &os.PathError{Op: "mkdir", Path: name, Err: err}
 	}
-	fd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(p.fd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
-	if err := a.metaFd(hdr, fd, mode, xattrs); err != nil {
-		return err
-	}
-	a.dirs = append(a.dirs, dirTimes{name: name, atime: hdr.AccessTime, mtime: hdr.ModTime})
-	return nil
+	return a.metaFd(hdr, fd, mode, xattrs)
 }
 
-func (a *applier) hardlink(hdr *tar.Header, parent int, base string) error {
+func (a *applier) hardlink(hdr *tar.Header, name string, parent int, base string) error {
 	target, err := cleanName(hdr.Linkname, a.opts.limits.MaxNameLen)
 	if err != nil {
 		return fmt.Errorf("hardlink target: %w", err)
 	}
 	if target == "" {
 		return fmt.Errorf("hardlink to the root: %w", errdefs.ErrInvalidArgument)
+	}
+	if target == name {
+		var st unix.Stat_t
+		if unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			return nil // a link to itself: it is there already
+		}
 	}
 	tdir, tbase := splitName(target)
 	tparent, err := a.tree.openDir(tdir)
@@ -328,7 +387,7 @@ func (a *applier) hardlink(hdr *tar.Header, parent int, base string) error {
 		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 	}
 	defer unix.Close(tparent)
-	err = unix.Linkat(tparent, tbase, parent, base, 0)
+	err = replacing(parent, base, func() error { return unix.Linkat(tparent, tbase, parent, base, 0) })
 	if err == unix.ENOENT && len(a.opts.parents) > 0 {
 		if err := a.copyUp(tparent, tbase, target); err != nil {
 			return err
@@ -445,17 +504,25 @@ func (a *applier) metaAt(hdr *tar.Header, parent int, base string, xattrs []xatt
 	return setTimes(parent, base, hdr.AccessTime, hdr.ModTime)
 }
 
-// setTimes sets base's times without following it; a zero atime is
-// mtime.
+// setTimes sets base's times without following it, or, when base is "",
+// those of the open file parent; a zero atime is mtime.
 func setTimes(parent int, base string, atime, mtime time.Time) error {
 	if atime.IsZero() {
 		atime = mtime
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	ts := [2]unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	var err error
 	if base == "" {
-		base = "."
+		// futimens(3): utimensat with a NULL path works on the
+		// descriptor, which x/sys/unix has no wrapper for.
+		_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(parent), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		if errno != 0 {
+			err = errno
+		}
+	} else {
+		err = unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 	}
-	if err := unix.UtimesNanoAt(parent, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err != nil {
 		return &os.PathError{Op: "utimes", Path: base, Err: err}
 	}
 	return nil
@@ -463,6 +530,9 @@ func setTimes(parent int, base string, atime, mtime time.Time) error {
 
 // whiteout applies ".wh.NAME" or the opaque marker in the folder dir.
 func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
+	// What a whiteout removes may be on the path of the folder kept
+	// open for the entries before it.
+	a.forgetParent()
 	if base == whiteoutOpaque {
 		return a.opaque(dir)
 	}

@@ -56,8 +56,15 @@
 // in the upper tree. Times are written to the second and access times are
 // left out, so the same trees give the same tar.
 //
+// Cost: an entry's folder is kept open for the entries after it in the
+// same folder, and a file that needs no owner, mode or xattrs set apart
+// is created with its mode: a small file costs open, write, futimens and
+// close. A name is created first and removed only when it exists already.
+//
 // Known limits: the resolution of a parent and the operation on its last
 // component are separate system calls, so root must not be changed by
 // anyone untrusted while Apply runs (berth applies into snapshots that no
-// container uses yet).
+// container uses yet). The process's umask, read once per Apply, must not
+// change while Apply runs (berthd and berth-shim set it only before they
+// serve).
 package archive

@@ -1,0 +1,139 @@
+package archive_test
+
+import (
+	"archive/tar"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/internal/testutil"
+)
+
+// defaultACL is a system.posix_acl_default value (version 2): owner rwx,
+// group r-x, others nothing.
+func defaultACL() string {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range []struct{ tag, perm uint16 }{{0x01, 7}, {0x04, 5}, {0x20, 0}} {
+		b = binary.LittleEndian.AppendUint16(b, e.tag)
+		b = binary.LittleEndian.AppendUint16(b, e.perm)
+		b = binary.LittleEndian.AppendUint32(b, 0xffffffff)
+	}
+	return string(b)
+}
+
+// TestApplyModesAndOwners checks that every file and folder gets the
+// mode and owner of its entry whether Apply makes it with its final mode
+// or sets it apart: modes the umask would mask, special bits, other
+// owners, setgid folders (their group and bit are inherited), a folder
+// with a default ACL (it masks a new file's mode instead of the umask).
+func TestApplyModesAndOwners(t *testing.T) {
+	testutil.RequireRoot(t)
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	with := func(e ent, mode int64, uid, gid int) ent {
+		e.hdr.Mode, e.hdr.Uid, e.hdr.Gid = mode, uid, gid
+		return e
+	}
+	acl := dir("acl/")
+	acl.hdr.Format = tar.FormatPAX
+	acl.hdr.PAXRecords = map[string]string{"SCHILY.xattr.system.posix_acl_default": defaultACL()}
+	entries := []ent{
+		dir("plain/"),
+		file("plain/a", "a"),
+		with(file("plain/b", "b"), 0o666, 0, 0),
+		with(file("plain/c", "c"), 0o400, 0, 0),
+		with(file("plain/x", "x"), 0o755, 1000, 1000),
+		with(file("plain/s", "s"), 0o4755, 0, 0),
+		with(dir("plain/d/"), 0o777, 0, 0),
+		with(dir("sg/"), 0o2775, 0, 50),
+		file("sg/f", "f"),
+		dir("sg/sub/"),
+		file("sg/sub/f", "f"),
+		with(dir("sg0/"), 0o2775, 0, 0),
+		dir("sg0/sub/"),
+		acl,
+		file("acl/f", "f"),
+		dir("acl/d/"),
+	}
+	want := map[string]struct {
+		mode     uint32
+		uid, gid uint32
+	}{
+		"plain/a": {0o644, 0, 0}, "plain/b": {0o666, 0, 0}, "plain/c": {0o400, 0, 0},
+		"plain/x": {0o755, 1000, 1000}, "plain/s": {0o4755, 0, 0}, "plain/d": {0o777, 0, 0},
+		"sg": {0o2775, 0, 50}, "sg/f": {0o644, 0, 0}, "sg/sub": {0o755, 0, 0}, "sg/sub/f": {0o644, 0, 0},
+		"sg0/sub": {0o755, 0, 0},
+		"acl/f":   {0o644, 0, 0}, "acl/d": {0o755, 0, 0},
+	}
+	root := t.TempDir()
+	if err := apply(t, root, tarOf(t, entries...)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if _, err := unix.Lgetxattr(filepath.Join(root, "acl"), "system.posix_acl_default", buf); err != nil {
+		t.Logf("no default ACL on the folder (%v): that case checks nothing here", err)
+	}
+	for name, w := range want {
+		st := statT(t, filepath.Join(root, name))
+		if st.Mode&0o7777 != w.mode || st.Uid != w.uid || st.Gid != w.gid {
+			t.Errorf("%s: mode %o uid %d gid %d, want mode %o uid %d gid %d", name, st.Mode&0o7777, st.Uid, st.Gid, w.mode, w.uid, w.gid)
+		}
+	}
+}
+
+// TestApplyReplaces checks that a later entry replaces an earlier one of
+// the same name, of any type, without following a symlink it replaces,
+// and that a whiteout that removes the folder the entries before it were
+// in sends the entries after it into a new folder of that name.
+func TestApplyReplaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	layer := tarOf(t,
+		dir("r/"),
+		file("r/f1", "file"), dir("r/f1/"), // a file replaced by a folder
+		dir("r/d1/"), file("r/d1/x", "x"), file("r/d1", "now a file"), // a folder by a file
+		symlink("r/l", "/outside"), file("r/l", "not through the link"), // a symlink by a file
+		file("r/h", "h"), file("r/h2", "h2"), hardlink("r/h2", "r/h"), // a file by a hardlink
+		file("r/h", "h again"), // a hardlink's name by a file
+		dir("w/a/b/"), file("w/a/b/f", "f"),
+		file("w/.wh.a", ""),
+		file("w/a/b/g", "g"),
+	)
+	if err := apply(t, root, layer); err != nil {
+		t.Fatal(err)
+	}
+	typ := func(name string) uint32 {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(root, name), &st); err != nil {
+			return 0
+		}
+		return st.Mode & unix.S_IFMT
+	}
+	read := func(name string) string {
+		data, _ := os.ReadFile(filepath.Join(root, name))
+		return string(data)
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"r/f1 is a folder", typ("r/f1") == unix.S_IFDIR},
+		{"r/d1 is a file", typ("r/d1") == unix.S_IFREG && read("r/d1") == "now a file"},
+		{"r/l is a file", typ("r/l") == unix.S_IFREG && read("r/l") == "not through the link"},
+		{"r/h2 is r/h's first inode", statT(t, filepath.Join(root, "r/h2")).Nlink == 1 && read("r/h2") == "h"},
+		{"r/h is new", read("r/h") == "h again"},
+		{"w/a/b/f is gone", typ("w/a/b/f") == 0},
+		{"w/a/b/g is there", read("w/a/b/g") == "g"},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: not so; tree: %v", c.name, names(t, root))
+		}
+	}
+	if _, err := os.Lstat("/outside"); err == nil {
+		t.Error("/outside exists")
+	}
+}
