@@ -191,7 +191,9 @@ func TestCtlRunFlags(t *testing.T) {
 			t.Errorf("metrics of a task with --memory-limit 64 MiB: %+v", m)
 		}
 		c.ok("-n", ns, "tasks", "rm", "-f", "made")
-		c.ok("-n", ns, "containers", "rm", "made")
+		// containers rm takes the snapshot with it, unless asked to keep it.
+		c.ok("-n", ns, "containers", "rm", "--keep-snapshot", "made")
+		c.ok("-n", ns, "snapshots", "info", "made")
 		c.ok("-n", ns, "snapshots", "rm", "made")
 	})
 
@@ -213,7 +215,7 @@ func TestCtlRunFlags(t *testing.T) {
 		}
 		c.ok("-n", ns, "tasks", "rm", "run-logd")
 		c.ok("-n", ns, "containers", "rm", "run-logd")
-		c.ok("-n", ns, "snapshots", "rm", "run-logd") // containers rm leaves it to the GC
+		c.fails(1, []string{"run-logd", "not found"}, "-n", ns, "snapshots", "info", "run-logd")
 		c.fails(2, []string{"--log-uri", "http://x"}, "-n", ns, "run", "--rm", "--log-uri", "http://x/log", img, "run-log", "true")
 		c.fails(2, []string{"--log-uri", "relative"}, "-n", ns, "run", "--rm", "--log-uri", "relative", img, "run-log", "true")
 		c.fails(2, []string{"--log-uri"}, "-n", ns, "run", "--rm", "-i", "--log-uri", log, img, "run-log", "true")

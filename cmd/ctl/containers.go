@@ -83,16 +83,26 @@ does not fit a table): the fields of --format json, the spec as an object.`,
 	}
 	infoOut.registerFormat(info)
 
+	var keepSnapshot bool
 	rm := &cobra.Command{
 		Use:     "rm ID...",
 		Aliases: []string{"remove", "delete", "del"},
-		Short:   "remove containers that have no task",
-		Example: `  berthctl containers rm web`,
-		Args:    cobra.MinimumNArgs(1),
+		Short:   "remove containers that have no task, with their snapshots",
+		Example: `  berthctl containers rm web
+  berthctl containers rm --keep-snapshot web   # then: berthctl snapshots commit …`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+			var opts []client.DeleteOpts
+			if !keepSnapshot {
+				opts = append(opts, client.WithSnapshotCleanup)
+			}
 			var failed error
 			for _, id := range args {
-				if _, err := c.ContainerService().Delete(ctx, &containersv1.DeleteContainerRequest{Id: id}); err != nil {
+				ctr, err := c.LoadContainer(ctx, id)
+				if err == nil {
+					err = ctr.Delete(ctx, opts...)
+				}
+				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), "berthctl:", err)
 					failed = fmt.Errorf("some containers were not removed")
 				}
@@ -100,6 +110,7 @@ does not fit a table): the fields of --format json, the spec as an object.`,
 			return failed
 		}),
 	}
+	rm.Flags().BoolVar(&keepSnapshot, "keep-snapshot", false, "keep the container's snapshot (by default it is removed with the container)")
 
 	label := labelCommand(g, "container", `  berthctl containers label web role=frontend owner=`, labelFuncs{
 		get: func(ctx context.Context, c *client.Client, id string) (map[string]string, error) {
