@@ -139,7 +139,7 @@ func TestSnapshotsProxyPluginCtl(t *testing.T) {
 		t.Errorf("ls in another namespace: %q", out)
 	}
 	var info struct{ Name, Kind string }
-	if err := json.Unmarshal([]byte(ctl.ok(append(sn, "info", "k1")...)), &info); err != nil || info.Name != "k1" || info.Kind != "active" {
+	if err := json.Unmarshal([]byte(ctl.ok(append(sn, "info", "--format", "json", "k1")...)), &info); err != nil || info.Name != "k1" || info.Kind != "active" {
 		t.Errorf("info: %+v %v", info, err)
 	}
 	if r := ctl.run(append(sn, "commit", "base", "nope")...); r.code == 0 || !strings.Contains(r.stderr, "not found") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -29,7 +30,7 @@ func containersCommitCommand(g *globals) *cobra.Command {
 			"image is not unpacked; push it, or pull it back with unpack, to run containers of it.",
 		Example: "  berthctl containers commit web1 registry.example/web:patched --change-cmd sh --change-cmd -c --change-cmd 'httpd -f'",
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			opts := []client.CommitOpt{client.WithCommitAuthor(author), client.WithCommitMessage(message)}
 			if pause {
 				opts = append(opts, client.WithCommitPause)
@@ -38,32 +39,25 @@ func containersCommitCommand(g *globals) *cobra.Command {
 				opts = append(opts, client.WithCommitMediaType(mediaType))
 			}
 			setCmd, setEntrypoint := cmd.Flags().Changed("change-cmd"), cmd.Flags().Changed("change-entrypoint")
-			opts = append(opts, client.WithCommitConfig(func(c *ocispec.ImageConfig) {
+			opts = append(opts, client.WithCommitConfig(func(cfg *ocispec.ImageConfig) {
 				if setCmd {
-					c.Cmd = orNone(cmdArgs)
+					cfg.Cmd = orNone(cmdArgs)
 				}
 				if setEntrypoint {
-					c.Entrypoint = orNone(entrypoint)
+					cfg.Entrypoint = orNone(entrypoint)
 				}
-				c.Env = append(c.Env, env...)
+				cfg.Env = append(cfg.Env, env...)
 				if workdir != "" {
-					c.WorkingDir = workdir
+					cfg.WorkingDir = workdir
 				}
 			}))
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
 			img, err := c.Commit(ctx, args[0], args[1], opts...)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), img.Target().Digest)
 			return nil
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&pause, "pause", false, "pause the running task while its changes are read")

@@ -280,20 +280,3 @@ type gcView struct {
 	Leases         int   `json:"leases"`
 	Snapshots      int   `json:"snapshots"`
 }
-
-// age is the time from t to now, short: "3s", "5m", "2h", "4d" (for
-// snapshots ls; the commands on outputFlags use ago).
-func age(now, t time.Time) string {
-	d := now.Sub(t)
-	switch {
-	case t.IsZero():
-		return "-"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}

@@ -9,12 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/containerd/console"
-	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
@@ -163,25 +161,20 @@ fetches.`,
 					opts = append(opts, client.WithPullSnapshotter(snapshotter))
 				}
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			d := newProgressDisplay(cmd.OutOrStdout())
-			start := time.Now()
-			img, err := c.Pull(ctx, args[0], append(opts, client.WithPullProgress(d.update))...)
-			d.finish()
-			if err != nil {
-				return err
-			}
-			if d.live {
-				fmt.Fprintf(cmd.OutOrStdout(), "pulled in %.1fs\n", time.Since(start).Seconds())
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
-			return nil
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				d := newProgressDisplay(cmd.OutOrStdout())
+				start := time.Now()
+				img, err := c.Pull(ctx, args[0], append(opts, client.WithPullProgress(d.update))...)
+				d.finish()
+				if err != nil {
+					return err
+				}
+				if d.live {
+					fmt.Fprintf(cmd.OutOrStdout(), "pulled in %.1fs\n", time.Since(start).Seconds())
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
+				return nil
+			})(cmd, args)
 		},
 	}
 	f.register(cmd, true)
@@ -208,29 +201,24 @@ an index, only that platform's manifest is pushed.`,
 			if len(f.platforms) > 1 {
 				return usageError{errors.New("push takes at most one --platform")}
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			local := args[0]
-			if len(args) == 2 {
-				local = args[1]
-			}
-			img, err := lookupImage(ctx, c, local)
-			if err != nil {
-				return err
-			}
-			d := newProgressDisplay(cmd.OutOrStdout())
-			err = c.Push(ctx, args[0], img.Target(), append(opts, client.WithPushProgress(d.update))...)
-			d.finish()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), args[0], img.Target().Digest)
-			return nil
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				local := args[0]
+				if len(args) == 2 {
+					local = args[1]
+				}
+				img, err := lookupImage(ctx, c, local)
+				if err != nil {
+					return err
+				}
+				d := newProgressDisplay(cmd.OutOrStdout())
+				err = c.Push(ctx, args[0], img.Target(), append(opts, client.WithPushProgress(d.update))...)
+				d.finish()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), args[0], img.Target().Digest)
+				return nil
+			})(cmd, args)
 		},
 	}
 	f.register(cmd, false)
@@ -253,91 +241,6 @@ func lookupImage(ctx context.Context, c *client.Client, name string) (*client.Im
 	return nil, err
 }
 
-func imageListCommand(g *globals) *cobra.Command {
-	var quiet bool
-	cmd := &cobra.Command{
-		Use:     "ls [FILTER...]",
-		Aliases: []string{"list"},
-		Short:   "list images",
-		Long: `ls lists the images of the namespace: REF, TYPE (the target's media type),
-DIGEST, SIZE (of the blobs present for every platform) and PLATFORMS.
-Filter fields: name, target.digest, target.mediatype, target.size,
-labels.<key>, annotations.<key>.`,
-		Example: `  berthctl images ls
-  berthctl images ls -q 'name~=busybox'`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			imgs, err := c.ListImages(ctx, args...)
-			if err != nil {
-				return err
-			}
-			if quiet {
-				for _, img := range imgs {
-					fmt.Fprintln(cmd.OutOrStdout(), img.Name())
-				}
-				return nil
-			}
-			cs := c.ContentStore()
-			// The sizes in one call: the daemon walks the images.
-			sizes := map[string]int64{}
-			if checks, err := c.Check(ctx, args, client.WithAllPlatforms()); err == nil {
-				for _, r := range checks {
-					if r.Err == nil {
-						sizes[r.Image.Name] = r.PresentSize
-					}
-				}
-			}
-			t := newTable(cmd.OutOrStdout(), "REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS")
-			for _, img := range imgs {
-				size, ps := "-", "-"
-				if n, ok := sizes[img.Name()]; ok {
-					size = humanSize(n)
-				}
-				if list, err := imagePlatforms(ctx, cs, img.Target()); err == nil && len(list) > 0 {
-					ps = strings.Join(list, ",")
-				}
-				t.row(img.Name(), img.Target().MediaType, img.Target().Digest, size, ps)
-			}
-			return t.flush()
-		},
-	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print names only")
-	return cmd
-}
-
-// imagePlatforms lists the platforms of an image: those of an index's
-// manifests, or the one a manifest's config names.
-func imagePlatforms(ctx context.Context, cs content.Store, target ocispec.Descriptor) ([]string, error) {
-	children, err := images.Children(ctx, cs, target)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	if images.IsIndex(target.MediaType) {
-		for _, d := range children {
-			if d.Platform != nil {
-				out = append(out, platforms.Format(*d.Platform))
-			}
-		}
-	} else if len(children) > 0 {
-		var p ocispec.Platform
-		if err := readJSON(ctx, cs, children[0], &p); err != nil {
-			return nil, err
-		}
-		if p.OS != "" {
-			out = append(out, platforms.Format(p))
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
 func imageRemoveCommand(g *globals) *cobra.Command {
 	var sync bool
 	cmd := &cobra.Command{
@@ -346,14 +249,7 @@ func imageRemoveCommand(g *globals) *cobra.Command {
 		Short:   "remove images (garbage collection removes their content)",
 		Example: `  berthctl images rm --sync busybox`,
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			var failed error
 			for _, name := range args {
 				img, err := lookupImage(ctx, c, name)
@@ -374,7 +270,7 @@ func imageRemoveCommand(g *globals) *cobra.Command {
 				}
 			}
 			return failed
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&sync, "sync", false, "return once garbage collection has removed the content")
 	return cmd
@@ -387,14 +283,7 @@ func imageTagCommand(g *globals) *cobra.Command {
 		Short:   "name an image's target anew (DST normalised as pull does)",
 		Example: `  berthctl images tag busybox example.com/busybox:stable`,
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			src, err := lookupImage(ctx, c, args[0])
 			if err != nil {
 				return err
@@ -419,7 +308,7 @@ func imageTagCommand(g *globals) *cobra.Command {
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), dst.Name)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "move DST when it exists")
 	return cmd
@@ -436,84 +325,28 @@ func imageLabelCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			img, err := lookupImage(ctx, c, args[0])
-			if err != nil {
-				return err
-			}
-			var paths []string
-			set := map[string]string{}
-			for k, v := range labels {
-				paths = append(paths, "labels."+k)
-				if v != "" {
-					set[k] = v
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				img, err := lookupImage(ctx, c, args[0])
+				if err != nil {
+					return err
 				}
-			}
-			updated, err := c.ImageService().Update(ctx, metadata.Image{Name: img.Name(), Labels: set}, paths...)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), formatLabels(updated.Labels))
-			return nil
+				var paths []string
+				set := map[string]string{}
+				for k, v := range labels {
+					paths = append(paths, "labels."+k)
+					if v != "" {
+						set[k] = v
+					}
+				}
+				updated, err := c.ImageService().Update(ctx, metadata.Image{Name: img.Name(), Labels: set}, paths...)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), formatLabels(updated.Labels))
+				return nil
+			})(cmd, args)
 		},
 	}
-}
-
-func imageCheckCommand(g *globals) *cobra.Command {
-	var platform string
-	var all bool
-	cmd := &cobra.Command{
-		Use:   "check [FILTER...]",
-		Short: "say how much of each image's content is present",
-		Long: `check walks each image (the manifests of the platform chosen, linux/amd64 by
-default) and prints REF, TYPE, AVAILABILITY — complete, incomplete or
-unavailable with present/required blobs — and SIZE present/required.`,
-		Example: `  berthctl images check
-  berthctl images check --all-platforms 'name~=busybox'`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var opts []client.RemoteOpt
-			switch {
-			case all && platform != "":
-				return usageError{errors.New("--platform and --all-platforms together")}
-			case all:
-				opts = append(opts, client.WithAllPlatforms())
-			case platform != "":
-				if _, err := distribution.ParsePlatform(platform); err != nil {
-					return usageError{err}
-				}
-				opts = append(opts, client.WithPlatform(platform))
-			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			checks, err := c.Check(ctx, args, opts...)
-			if err != nil {
-				return err
-			}
-			t := newTable(cmd.OutOrStdout(), "REF", "TYPE", "AVAILABILITY", "SIZE")
-			for _, r := range checks {
-				if r.Err != nil {
-					t.row(r.Image.Name, r.Image.Target.MediaType, "error: "+r.Err.Error(), "-")
-					continue
-				}
-				t.row(r.Image.Name, r.Image.Target.MediaType, r.String(), humanSize(r.PresentSize)+"/"+humanSize(r.Size))
-			}
-			return t.flush()
-		},
-	}
-	cmd.Flags().StringVar(&platform, "platform", "", "platform os/arch[/variant] (default linux/amd64)")
-	cmd.Flags().BoolVar(&all, "all-platforms", false, "every platform of an index")
-	return cmd
 }
 
 // archivePlatform returns the archive option of --platform and
@@ -577,30 +410,25 @@ place.`,
 				defer f.Close()
 				in = f
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			// The daemon's lease ends with the call, even when berthctl
-			// dies mid-import.
-			if d := liveProgress(cmd.ErrOrStderr()); d != nil {
-				opts = append(opts, archive.WithProgress(d.update))
-				defer d.finish()
-			}
-			imgs, err := c.Import(ctx, in, opts...)
-			if err != nil {
-				return err
-			}
-			for _, img := range imgs {
-				fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
-			}
-			if len(imgs) == 0 {
-				fmt.Fprintln(cmd.ErrOrStderr(), "berthctl: the archive named no image (try --base-name or --index-name)")
-			}
-			return nil
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				// The daemon's lease ends with the call, even when berthctl
+				// dies mid-import.
+				if d := liveProgress(cmd.ErrOrStderr()); d != nil {
+					opts = append(opts, archive.WithProgress(d.update))
+					defer d.finish()
+				}
+				imgs, err := c.Import(ctx, in, opts...)
+				if err != nil {
+					return err
+				}
+				for _, img := range imgs {
+					fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
+				}
+				if len(imgs) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "berthctl: the archive named no image (try --base-name or --index-name)")
+				}
+				return nil
+			})(cmd, args)
 		},
 	}
 	fl := cmd.Flags()
@@ -622,56 +450,52 @@ func imageExportCommand(g *globals) *cobra.Command {
 		Example: `  berthctl images export busybox.tar busybox
   berthctl images export --all-platforms - example.com/app:1 | skopeo …`,
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) (err error) {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := archivePlatform(platform, all)
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			var imgs []metadata.Image
-			for _, name := range args[1:] {
-				img, err := lookupImage(ctx, c, name)
-				if err != nil {
-					return err
-				}
-				imgs = append(imgs, img.Metadata())
-			}
-			out := cmd.OutOrStdout()
-			if args[0] != "-" {
-				// Written beside the destination and renamed once complete,
-				// so that a failed export leaves no partial archive.
-				f, err := os.CreateTemp(dirOf(args[0]), ".berthctl-export-*")
-				if err != nil {
-					return err
-				}
-				defer func() {
-					if cerr := f.Close(); err == nil {
-						err = cerr
-					}
-					if err == nil {
-						err = os.Rename(f.Name(), args[0])
-					}
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) (err error) {
+				var imgs []metadata.Image
+				for _, name := range args[1:] {
+					img, err := lookupImage(ctx, c, name)
 					if err != nil {
-						os.Remove(f.Name())
+						return err
 					}
-				}()
-				out = f
-			}
-			if d := liveProgress(cmd.ErrOrStderr()); d != nil {
-				opts = append(opts, archive.WithProgress(d.update))
-				defer d.finish()
-			}
-			bw := bufio.NewWriterSize(out, 1<<20)
-			if err := c.Export(ctx, bw, append(opts, archive.WithImages(imgs...))...); err != nil {
-				return err
-			}
-			return bw.Flush()
+					imgs = append(imgs, img.Metadata())
+				}
+				out := cmd.OutOrStdout()
+				if args[0] != "-" {
+					// Written beside the destination and renamed once complete,
+					// so that a failed export leaves no partial archive.
+					// The deferred func reads the named err: not shadowed here.
+					f, terr := os.CreateTemp(dirOf(args[0]), ".berthctl-export-*")
+					if terr != nil {
+						return terr
+					}
+					defer func() {
+						if cerr := f.Close(); err == nil {
+							err = cerr
+						}
+						if err == nil {
+							err = os.Rename(f.Name(), args[0])
+						}
+						if err != nil {
+							os.Remove(f.Name())
+						}
+					}()
+					out = f
+				}
+				if d := liveProgress(cmd.ErrOrStderr()); d != nil {
+					opts = append(opts, archive.WithProgress(d.update))
+					defer d.finish()
+				}
+				bw := bufio.NewWriterSize(out, 1<<20)
+				if err := c.Export(ctx, bw, append(opts, archive.WithImages(imgs...))...); err != nil {
+					return err
+				}
+				return bw.Flush()
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().StringVar(&platform, "platform", "", "platform os/arch[/variant] (default linux/amd64)")

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/containerd/platforms"
 	"github.com/spf13/cobra"
 
+	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/images"
@@ -51,30 +53,25 @@ manifest, each of which must be present. Prints "DST DIGEST".`,
 			case !all:
 				opts = append(opts, converter.WithPlatforms(images.DefaultMatcher()))
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			src, err := lookupImage(ctx, c, args[0])
-			if err != nil {
-				return err
-			}
-			opts = append(opts, converter.WithProgress(func(p converter.Progress) {
-				if p.From.Digest == p.To.Digest {
-					fmt.Fprintf(cmd.ErrOrStderr(), "layer %s kept\n", shortDigest(p.From.Digest.String()))
-					return
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				src, err := lookupImage(ctx, c, args[0])
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "layer %s %s -> %s %s\n", shortDigest(p.From.Digest.String()), humanSize(p.From.Size), shortDigest(p.To.Digest.String()), humanSize(p.To.Size))
-			}))
-			img, err := c.Convert(ctx, args[1], src.Name(), opts...)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
-			return nil
+				opts = append(opts, converter.WithProgress(func(p converter.Progress) {
+					if p.From.Digest == p.To.Digest {
+						fmt.Fprintf(cmd.ErrOrStderr(), "layer %s kept\n", shortDigest(p.From.Digest.String()))
+						return
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "layer %s %s -> %s %s\n", shortDigest(p.From.Digest.String()), humanSize(p.From.Size), shortDigest(p.To.Digest.String()), humanSize(p.To.Size))
+				}))
+				img, err := c.Convert(ctx, args[1], src.Name(), opts...)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.Target().Digest)
+				return nil
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().StringVar(&compression, "compression", "gzip", "compression of the layers: gzip, zstd or uncompressed")

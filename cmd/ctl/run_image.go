@@ -10,6 +10,7 @@ import (
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/oci"
 )
 
@@ -132,7 +133,7 @@ func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *contai
 		}
 	}
 	if errdefs.IsNotFound(err) {
-		return nil, nil, fmt.Errorf("%w (pull it first, or pass --pull)", err)
+		return nil, nil, imageNotFound(ctx, image)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -167,4 +168,15 @@ func getImage(ctx context.Context, c *client.Client, name string) (*client.Image
 		return img, nerr
 	}
 	return nil, err
+}
+
+// imageNotFound is the error of a missing image, with the command that
+// gets it: "image X not found in namespace N: pull it with …".
+func imageNotFound(ctx context.Context, image string) error {
+	ns, _ := namespaces.Namespace(ctx)
+	pull := "berthctl images pull " + image
+	if ns != namespaces.Default {
+		pull = fmt.Sprintf("berthctl -n %s images pull %s", ns, image)
+	}
+	return fmt.Errorf("image %s %w in namespace %s: pull it with `%s` (or pass --pull)", image, errdefs.ErrNotFound, ns, pull)
 }

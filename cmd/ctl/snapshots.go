@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -23,29 +18,15 @@ type snapshotsFlags struct {
 	snapshotter string
 }
 
-// open connects and returns the chosen snapshotter; the caller closes the
-// client.
-func (f *snapshotsFlags) open(g *globals, cmd *cobra.Command) (*client.Client, context.Context, snapshots.Snapshotter, error) {
-	c, ctx, err := g.connect(cmd)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return c, ctx, c.SnapshotService(f.snapshotter), nil
-}
+// snapshotFunc is the body of a snapshots command.
+type snapshotFunc func(ctx context.Context, sn snapshots.Snapshotter, cmd *cobra.Command, args []string) error
 
-// runE returns a command's RunE that opens the chosen snapshotter, bounds
-// the call by --timeout, and runs fn with them.
-func (f *snapshotsFlags) runE(g *globals, fn func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
-		c, ctx, sn, err := f.open(g, cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := g.call(ctx)
-		defer cancel()
-		return fn(cmd, args, ctx, sn)
-	}
+// runE returns a command's RunE that connects as g.withClient does and
+// runs fn with the chosen snapshotter.
+func (f *snapshotsFlags) runE(g *globals, fn snapshotFunc) func(*cobra.Command, []string) error {
+	return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+		return fn(ctx, c.SnapshotService(f.snapshotter), cmd, args)
+	})
 }
 
 func snapshotsCommand(g *globals) *cobra.Command {
@@ -82,125 +63,6 @@ func snapshotsCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// walkAll returns the snapshots matching any of filters, in key order.
-func walkAll(ctx context.Context, sn snapshots.Snapshotter, filters ...string) ([]snapshots.Info, error) {
-	var infos []snapshots.Info
-	err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		infos = append(infos, info)
-		return nil
-	}, filters...)
-	return infos, err
-}
-
-func snapshotsListCommand(g *globals, f *snapshotsFlags) *cobra.Command {
-	var quiet bool
-	cmd := &cobra.Command{
-		Use:     "ls [FILTER...]",
-		Aliases: []string{"list"},
-		Short:   "list snapshots (filters: kind, name, parent, labels.KEY; several are ORed)",
-		Example: "  berthctl snapshots ls\n  berthctl sn ls 'kind==committed'",
-		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
-			infos, err := walkAll(ctx, sn, args...)
-			if err != nil {
-				return err
-			}
-			if quiet {
-				for _, info := range infos {
-					fmt.Fprintln(cmd.OutOrStdout(), info.Name)
-				}
-				return nil
-			}
-			t := newTable(cmd.OutOrStdout(), "KEY", "PARENT", "KIND", "CREATED", "LABELS")
-			now := time.Now()
-			for _, info := range infos {
-				t.row(info.Name, orDash(info.Parent), info.Kind, age(now, info.Created), formatLabels(info.Labels))
-			}
-			return t.flush()
-		}),
-	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print keys only")
-	return cmd
-}
-
-func snapshotsTreeCommand(g *globals, f *snapshotsFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "tree",
-		Short: "print snapshots as a tree of parents and children",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			infos, err := walkAll(ctx, sn)
-			if err != nil {
-				return err
-			}
-			printTree(cmd.OutOrStdout(), infos)
-			return nil
-		},
-	}
-}
-
-// printTree prints each snapshot under its parent, children indented, in
-// key order; a snapshot whose parent is not listed is a root.
-func printTree(w io.Writer, infos []snapshots.Info) {
-	children := map[string][]snapshots.Info{}
-	known := map[string]bool{}
-	for _, info := range infos {
-		known[info.Name] = true
-	}
-	var roots []snapshots.Info
-	for _, info := range infos {
-		if info.Parent == "" || !known[info.Parent] {
-			roots = append(roots, info)
-		} else {
-			children[info.Parent] = append(children[info.Parent], info)
-		}
-	}
-	var print func(info snapshots.Info, depth int)
-	print = func(info snapshots.Info, depth int) {
-		prefix := ""
-		if depth > 0 {
-			prefix = strings.Repeat("  ", depth-1) + "\\_ "
-		}
-		fmt.Fprintf(w, "%s%s (%s)\n", prefix, info.Name, info.Kind)
-		for _, child := range children[info.Name] {
-			print(child, depth+1)
-		}
-	}
-	for _, root := range roots {
-		print(root, 0)
-	}
-}
-
-func snapshotsInfoCommand(g *globals, f *snapshotsFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "info KEY",
-		Short: "describe a snapshot, as JSON",
-		Args:  cobra.ExactArgs(1),
-		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
-			info, err := sn.Stat(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			return enc.Encode(struct {
-				Name    string            `json:"name"`
-				Parent  string            `json:"parent,omitempty"`
-				Kind    string            `json:"kind"`
-				Created time.Time         `json:"created"`
-				Updated time.Time         `json:"updated"`
-				Labels  map[string]string `json:"labels,omitempty"`
-			}{info.Name, info.Parent, info.Kind.String(), info.Created, info.Updated, info.Labels})
-		}),
-	}
-}
-
 // snapshotsPrepareCommand is prepare or view: the same arguments and
 // flags, an active snapshot or a read-only view.
 func snapshotsPrepareCommand(g *globals, f *snapshotsFlags, verb, short string) *cobra.Command {
@@ -222,25 +84,20 @@ func snapshotsPrepareCommand(g *globals, f *snapshotsFlags, verb, short string) 
 			if len(args) == 2 {
 				parent = args[1]
 			}
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			create := sn.Prepare
-			if verb == "view" {
-				create = sn.View
-			}
-			mounts, err := create(ctx, args[0], parent, snapshots.WithLabels(gcRoot(set)))
-			if err != nil {
-				return err
-			}
-			if target != "" {
-				printMounts(cmd.OutOrStdout(), target, mounts)
-			}
-			return nil
+			return f.runE(g, func(ctx context.Context, sn snapshots.Snapshotter, cmd *cobra.Command, args []string) error {
+				create := sn.Prepare
+				if verb == "view" {
+					create = sn.View
+				}
+				mounts, err := create(ctx, args[0], parent, snapshots.WithLabels(gcRoot(set)))
+				if err != nil {
+					return err
+				}
+				if target != "" {
+					printMounts(cmd.OutOrStdout(), target, mounts)
+				}
+				return nil
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().StringVarP(&target, "target", "t", "", "print the mount commands for this folder")
@@ -248,36 +105,21 @@ func snapshotsPrepareCommand(g *globals, f *snapshotsFlags, verb, short string) 
 	return cmd
 }
 
-// printMounts prints a shell command per mount, as ctr does.
-func printMounts(w io.Writer, target string, mounts []mount.Mount) {
-	for _, m := range mounts {
-		line := fmt.Sprintf("mount -t %s %s %s", m.Type, m.Source, filepath.Join(target, m.Target))
-		if len(m.Options) > 0 {
-			line += " -o " + strings.Join(m.Options, ",")
-		}
-		fmt.Fprintln(w, line)
-	}
-}
-
 func snapshotsCommitCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 	var labels []string
 	cmd := &cobra.Command{
-		Use:   "commit NAME KEY",
-		Short: "commit the active snapshot KEY as NAME (KEY must be unmounted; it is gone afterwards)",
-		Args:  cobra.ExactArgs(2),
+		Use:     "commit NAME KEY",
+		Short:   "commit the active snapshot KEY as NAME (KEY must be unmounted; it is gone afterwards)",
+		Example: "  berthctl snapshots commit --label owner=ci base base-active",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := parseLabels(labels)
 			if err != nil {
 				return err
 			}
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			return sn.Commit(ctx, args[0], args[1], snapshots.WithLabels(gcRoot(set)))
+			return f.runE(g, func(ctx context.Context, sn snapshots.Snapshotter, _ *cobra.Command, args []string) error {
+				return sn.Commit(ctx, args[0], args[1], snapshots.WithLabels(gcRoot(set)))
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "a label KEY=VALUE (repeatable)")
@@ -289,8 +131,9 @@ func snapshotsRemoveCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 		Use:     "rm KEY...",
 		Aliases: []string{"remove", "delete"},
 		Short:   "remove snapshots (children first); their files go at the next garbage collection",
+		Example: "  berthctl snapshots rm ctr1-rootfs\n  berthctl sn rm $(berthctl sn ls -q 'labels.owner==ci')",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
+		RunE: f.runE(g, func(ctx context.Context, sn snapshots.Snapshotter, cmd *cobra.Command, args []string) error {
 			failed := 0
 			for _, key := range args {
 				if err := sn.Remove(ctx, key); err != nil {
@@ -306,59 +149,6 @@ func snapshotsRemoveCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 			return nil
 		}),
 	}
-}
-
-func snapshotsMountsCommand(g *globals, f *snapshotsFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:     "mounts TARGET KEY",
-		Short:   "print the commands that mount the active snapshot or view KEY on TARGET",
-		Example: "  berthctl snapshots mounts /mnt/ctr1 ctr1-rootfs | sh",
-		Args:    cobra.ExactArgs(2),
-		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
-			mounts, err := sn.Mounts(ctx, args[1])
-			if err != nil {
-				return err
-			}
-			printMounts(cmd.OutOrStdout(), args[0], mounts)
-			return nil
-		}),
-	}
-}
-
-func snapshotsUsageCommand(g *globals, f *snapshotsFlags) *cobra.Command {
-	var bytes bool
-	cmd := &cobra.Command{
-		Use:   "usage [KEY...]",
-		Short: "print the space snapshots take of their own (all without KEY)",
-		RunE: f.runE(g, func(cmd *cobra.Command, args []string, ctx context.Context, sn snapshots.Snapshotter) error {
-			keys := slices.Clone(args)
-			if len(keys) == 0 {
-				infos, err := walkAll(ctx, sn)
-				if err != nil {
-					return err
-				}
-				for _, info := range infos {
-					keys = append(keys, info.Name)
-				}
-			}
-			t := newTable(cmd.OutOrStdout(), "KEY", "SIZE", "INODES")
-			var total snapshots.Usage
-			for _, key := range keys {
-				u, err := sn.Usage(ctx, key)
-				if err != nil {
-					return err
-				}
-				total.Add(u)
-				t.row(key, sizeText(u.Size, bytes), u.Inodes)
-			}
-			if len(keys) > 1 {
-				t.row("TOTAL", sizeText(total.Size, bytes), total.Inodes)
-			}
-			return t.flush()
-		}),
-	}
-	cmd.Flags().BoolVar(&bytes, "bytes", false, "sizes in bytes")
-	return cmd
 }
 
 func snapshotsDiffCommand(g *globals, f *snapshotsFlags) *cobra.Command {
@@ -380,78 +170,67 @@ func snapshotsDiffCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, ctx, sn, err := f.open(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			// The temporary views and the blob are leased until the blob
-			// has its root label.
-			ctx, done, err := c.WithLease(ctx, client.WithLeaseExpiration(time.Hour))
-			if err != nil {
-				return err
-			}
-			defer done(context.WithoutCancel(ctx))
-			info, err := sn.Stat(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			parent := info.Parent
-			if len(args) == 2 {
-				parent = args[1]
-			}
-			var views []string
-			defer func() {
-				for _, key := range views {
-					if err := sn.Remove(context.WithoutCancel(ctx), key); err != nil {
-						fmt.Fprintf(cmd.ErrOrStderr(), "berthctl: remove temporary view %s: %v\n", key, err)
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				sn := c.SnapshotService(f.snapshotter)
+				// The temporary views and the blob are leased until the blob
+				// has its root label.
+				ctx, done, err := c.WithLease(ctx, client.WithLeaseExpiration(time.Hour))
+				if err != nil {
+					return err
+				}
+				defer done(context.WithoutCancel(ctx))
+				info, err := sn.Stat(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				parent := info.Parent
+				if len(args) == 2 {
+					parent = args[1]
+				}
+				var views []string
+				defer func() {
+					for _, key := range views {
+						if err := sn.Remove(context.WithoutCancel(ctx), key); err != nil {
+							fmt.Fprintf(cmd.ErrOrStderr(), "berthctl: remove temporary view %s: %v\n", key, err)
+						}
+					}
+				}()
+				view := func(name string) ([]mount.Mount, error) {
+					key := fmt.Sprintf("diff-%d-%d", time.Now().UnixNano(), len(views))
+					mounts, err := sn.View(ctx, key, name)
+					if err == nil {
+						views = append(views, key)
+					}
+					return mounts, err
+				}
+				var upper, lower []mount.Mount
+				if info.Kind == snapshots.KindCommitted {
+					upper, err = view(info.Name)
+				} else {
+					upper, err = sn.Mounts(ctx, info.Name)
+				}
+				if err != nil {
+					return err
+				}
+				if parent != "" {
+					if lower, err = view(parent); err != nil {
+						return fmt.Errorf("parent %s: %w", parent, err)
 					}
 				}
-			}()
-			view := func(name string) ([]mount.Mount, error) {
-				key := fmt.Sprintf("diff-%d-%d", time.Now().UnixNano(), len(views))
-				mounts, err := sn.View(ctx, key, name)
-				if err == nil {
-					views = append(views, key)
+				desc, _, err := c.DiffService().Compare(ctx, lower, upper,
+					client.WithDiffMediaType(mediaType), client.WithDiffRef(ref), client.WithDiffLabels(gcRoot(set)))
+				if err != nil {
+					return err
 				}
-				return mounts, err
-			}
-			var upper, lower []mount.Mount
-			if info.Kind == snapshots.KindCommitted {
-				upper, err = view(info.Name)
-			} else {
-				upper, err = sn.Mounts(ctx, info.Name)
-			}
-			if err != nil {
-				return err
-			}
-			if parent != "" {
-				if lower, err = view(parent); err != nil {
-					return fmt.Errorf("parent %s: %w", parent, err)
-				}
-			}
-			desc, _, err := c.DiffService().Compare(ctx, lower, upper,
-				client.WithDiffMediaType(mediaType), client.WithDiffRef(ref), client.WithDiffLabels(gcRoot(set)))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
-			return nil
+				fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
+				return nil
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().StringVar(&mediaType, "media-type", "", "the layer's media type: its compression (default "+ocispec.MediaTypeImageLayerGzip+"; +zstd, or none: "+ocispec.MediaTypeImageLayer+")")
 	cmd.Flags().StringVar(&ref, "ref", "", "the content ingest's ref (default: a unique one)")
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "a label KEY=VALUE of the blob (repeatable)")
 	return cmd
-}
-
-func sizeText(n int64, bytes bool) string {
-	if bytes {
-		return fmt.Sprint(n)
-	}
-	return humanSize(n)
 }
 
 // labelGCRoot is storage/metadata.LabelGCRoot (not imported, to keep bbolt
