@@ -22,7 +22,9 @@ type Process interface {
 	// Start for an exec.
 	Pid() uint32
 	// Start runs the process. On failure its IO stays open: Delete
-	// cleans it up.
+	// cleans it up. With an IO of cio.NewCreator that has stdin, the end
+	// of the caller's stdin reader is from then on the end of the
+	// process's stdin (Start arranges a CloseIO for it).
 	Start(ctx context.Context) error
 	// Wait returns a channel that receives exactly one ExitStatus: the
 	// process's exit, or an error (also when ctx ends first). Call it
@@ -34,7 +36,10 @@ type Process interface {
 	// Delete removes a stopped (or never started) process and then
 	// cleans up its IO, once what it wrote has been copied.
 	Delete(ctx context.Context, opts ...ProcessDeleteOpts) (*ExitStatus, error)
-	// CloseIO closes the process's streams named by opts.
+	// CloseIO closes the process's streams named by opts. Stdin: the
+	// process reads what its FIFO holds, then EOF. Closing a client's end
+	// of the stdin FIFO, or the client going away, does not end it: the
+	// shim keeps a process's stdin open across clients (see io/stdio).
 	CloseIO(ctx context.Context, opts ...IOCloserOpts) error
 	// Resize changes the window size of the process's terminal.
 	Resize(ctx context.Context, width, height uint32) error
@@ -100,7 +105,36 @@ func (p *process) Start(ctx context.Context) error {
 		return err
 	}
 	p.pid.Store(r.Pid)
+	p.closeStdinAtEOF(ctx)
 	return nil
+}
+
+// closeIOTimeout bounds the CloseIO that follows the end of a caller's
+// stdin.
+const closeIOTimeout = 10 * time.Second
+
+// stdinEOFNotifier is an IO that reports the end of the caller's stdin
+// reader: the IO of cio.NewCreator.
+type stdinEOFNotifier interface {
+	OnStdinEOF(fn func())
+}
+
+// closeStdinAtEOF makes the end of the caller's stdin reader the end of the
+// process's stdin, with a CloseIO once all of it is in the FIFO: closing
+// the FIFO alone is no EOF for the process. ctx gives the namespace.
+func (p *process) closeStdinAtEOF(ctx context.Context) {
+	n, ok := p.io.(stdinEOFNotifier)
+	if !ok {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	n.OnStdinEOF(func() {
+		ctx, cancel := context.WithTimeout(ctx, closeIOTimeout)
+		defer cancel()
+		// An error has nobody to go to: it means that the process
+		// has exited or been deleted meanwhile, and needs no EOF.
+		_ = p.CloseIO(ctx, WithStdinCloser)
+	})
 }
 
 func (p *process) Wait(ctx context.Context) (<-chan ExitStatus, error) {

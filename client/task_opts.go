@@ -119,7 +119,8 @@ type IOCloseInfo struct {
 // IOCloserOpts chooses the streams CloseIO closes.
 type IOCloserOpts func(*IOCloseInfo)
 
-// WithStdinCloser closes the process's stdin, so that it reads EOF.
+// WithStdinCloser closes the process's stdin, so that it reads EOF after
+// what its FIFO holds.
 func WithStdinCloser(info *IOCloseInfo) {
 	info.Stdin = true
 }

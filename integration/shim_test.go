@@ -2,11 +2,14 @@ package integration
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/containerd/fifo"
 
 	"github.com/berthrt/berth/oci"
 	"github.com/berthrt/berth/shimapi"
@@ -98,4 +101,39 @@ func mounted(t *testing.T, path string) bool {
 		}
 	}
 	return false
+}
+
+// TestShimStdinAcrossClients: the shim keeps a process's stdin open while
+// clients come and go (closing the FIFO is a detach, not EOF), the next
+// client's input reaches the same process, and CloseIO ends it after what
+// was written.
+func TestShimStdinAcrossClients(t *testing.T) {
+	s := startShim(t, "stdin-clients", []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "cat; echo eof-seen")})
+	dir := t.TempDir()
+	in, first := newInput(t, dir, "stdin")
+	out := newOutput(t, dir, "stdout")
+	s.create(&shimapi.Stdio{Stdin: in, Stdout: out.path})
+	s.start("")
+	io.WriteString(first, "one\n")
+	out.waitFor(t, "one\n")
+	first.Close()
+
+	second, err := fifo.OpenFifo(ctx(t), in, syscall.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("a second client cannot open stdin: %v", err)
+	}
+	defer second.Close()
+	io.WriteString(second, "two\n")
+	out.waitFor(t, "one\ntwo\n") // cat still reads: the first close was no EOF
+	io.WriteString(second, "three\n")
+	second.Close()
+	if _, err := s.task.CloseIO(ctx(t), &shimapi.CloseIORequest{Id: s.id, Stdin: true}); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.wait(""); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if got := out.closed(t); got != "one\ntwo\nthree\neof-seen\n" {
+		t.Fatalf("stdout = %q", got)
+	}
 }

@@ -175,9 +175,12 @@ func (p *process) exitedLocked(e exitInfo) bool {
 	return true
 }
 
-// finish delivers the remaining output, then releases the waiters.
+// finish ends the stdin of the exited process (a client still writing
+// gets EPIPE rather than blocking), delivers the remaining output, then
+// releases the waiters.
 func (p *process) finish() {
 	if p.io != nil {
+		p.io.EndStdin()
 		p.io.WaitOutput(outputDrainTimeout)
 	}
 	p.doneOnce.Do(func() { close(p.done) })

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -382,5 +383,78 @@ func TestSharedWriter(t *testing.T) {
 	mustWait(t, pio)
 	if both.Len() != 2000 {
 		t.Errorf("got %d bytes, want 2000", both.Len())
+	}
+}
+
+// TestOnStdinEOF: the IO of a Creator reports the end of the caller's stdin
+// once all of it is in the FIFO, to a callback set before or after; an
+// Attach's IO, and a reader that fails, report nothing.
+func TestOnStdinEOF(t *testing.T) {
+	tests := []struct {
+		name   string
+		attach bool
+		stdin  io.Reader
+		want   bool
+	}{
+		{"creator, reader ends", false, strings.NewReader("input"), true},
+		{"creator, reader fails", false, io.MultiReader(strings.NewReader("input"), iotest.ErrReader(errors.New("detached"))), false},
+		{"attach, reader ends", true, strings.NewReader("input"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := []Opt{WithStreams(tt.stdin, nil, nil), WithFIFODir(dir)}
+			pio, err := NewCreator(opts...)("c1")
+			if tt.attach && err == nil {
+				pio.Close()
+				set, serr := NewFIFOSetInDir(dir, "c1", false)
+				if serr != nil {
+					t.Fatal(serr)
+				}
+				defer set.Close()
+				pio, err = NewAttach(opts...)(set)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pio.Close()
+			n, ok := pio.(interface{ OnStdinEOF(func()) })
+			if !ok {
+				t.Fatal("the IO has no OnStdinEOF")
+			}
+			before, after := make(chan struct{}), make(chan struct{})
+			n.OnStdinEOF(func() { close(before) })
+
+			in, err := os.OpenFile(pio.Config().Stdin, os.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(in) // the copier closed its end
+			in.Close()
+			if err != nil || string(got) != "input" {
+				t.Fatalf("stdin = %q, %v", got, err)
+			}
+			wait := 5 * time.Second
+			if !tt.want {
+				wait = 100 * time.Millisecond
+			}
+			select {
+			case <-before:
+				if !tt.want {
+					t.Fatal("end of stdin reported")
+				}
+			case <-time.After(wait):
+				if tt.want {
+					t.Fatal("end of stdin not reported")
+				}
+				return
+			}
+			n.OnStdinEOF(func() { close(after) }) // after the end: at once
+			select {
+			case <-after:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a callback set after the end did not run")
+			}
+		})
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/containerd/fifo"
+
+	"github.com/berthrt/berth/io/internal/fiforead"
 )
 
 // copyBufSize is the buffer of one output copier: a FIFO's default capacity.
@@ -19,21 +21,27 @@ const copyBufSize = 64 << 10
 // to and from a FIFO set.
 type pipes struct {
 	fifos   *FIFOSet
-	readers []*fifoReader      // output read ends; owned by their copiers until close
+	readers []*fiforead.Reader // output read ends; owned by their copiers until close
 	stdin   io.ReadWriteCloser // stdin write end, nil without stdin
+	ctx     context.Context    // ends at Cancel
 	cancel  context.CancelFunc // gives up a stdin open that is still pending
 	copying sync.WaitGroup     // output copiers
+
+	stdinMu    sync.Mutex
+	stdinEOF   bool   // guarded by stdinMu: the caller's stdin reached its end (a Creator's IO only)
+	onStdinEOF func() // guarded by stdinMu: what runs at stdinEOF
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // copyIO opens the FIFOs of set that have a stream in streams and starts
-// the copiers. On error every end opened so far is closed; set is left to
-// the caller.
-func copyIO(set *FIFOSet, streams *Streams) (_ IO, err error) {
+// the copiers. With stdinOnce (a Creator's IO), the end of the caller's
+// stdin is the end of the process's stdin (see OnStdinEOF). On error every
+// end opened so far is closed; set is left to the caller.
+func copyIO(set *FIFOSet, streams *Streams, stdinOnce bool) (_ IO, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipes{fifos: set, cancel: cancel}
+	p := &pipes{fifos: set, ctx: ctx, cancel: cancel}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.closeEnds())
@@ -54,7 +62,7 @@ func copyIO(set *FIFOSet, streams *Streams) (_ IO, err error) {
 		if o.w == nil || !isFIFO(o.path) {
 			continue
 		}
-		r, err := openFIFOReader(o.path)
+		r, err := fiforead.Open(o.path)
 		if err != nil {
 			return nil, fmt.Errorf("open output fifo: %w", err)
 		}
@@ -69,12 +77,12 @@ func copyIO(set *FIFOSet, streams *Streams) (_ IO, err error) {
 			return nil, fmt.Errorf("open stdin fifo: %w", err)
 		}
 		p.stdin = w
-		go copyIn(w, streams.Stdin)
+		go p.copyIn(w, streams.Stdin, stdinOnce)
 	}
 	return p, nil
 }
 
-func (p *pipes) copyOut(w io.Writer, r *fifoReader) {
+func (p *pipes) copyOut(w io.Writer, r *fiforead.Reader) {
 	defer p.copying.Done()
 	buf := make([]byte, copyBufSize)
 	for {
@@ -92,11 +100,40 @@ func (p *pipes) copyOut(w io.Writer, r *fifoReader) {
 	}
 }
 
-// copyIn copies the caller's stdin into the FIFO and closes it at the end,
-// so that the process reads EOF.
-func copyIn(w io.WriteCloser, r io.Reader) {
-	_, _ = io.Copy(w, r)
+// copyIn copies the caller's stdin into the FIFO and closes it at the end.
+// The shim holds the FIFO open itself, so that a client going away is no
+// EOF for the process (see io/stdio); with stdinOnce the end of the
+// caller's reader is reported to OnStdinEOF, whose CloseIO then ends the
+// process's stdin after what was copied. Any other end (an error of the
+// reader or the FIFO, Cancel, Close) leaves the process's stdin open for
+// the next client.
+func (p *pipes) copyIn(w io.WriteCloser, r io.Reader, stdinOnce bool) {
+	_, err := io.Copy(w, r)
 	_ = w.Close()
+	if err != nil || !stdinOnce || p.ctx.Err() != nil {
+		return
+	}
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	p.stdinEOF = true
+	if p.onStdinEOF != nil {
+		go p.onStdinEOF()
+	}
+}
+
+// OnStdinEOF arranges for fn to run, in a goroutine of its own, once the
+// caller's stdin reader of a Creator's IO has reached its end and all it
+// gave is in the FIFO; at once if that happened already. It never runs for
+// an Attach's IO, nor when the copy ends any other way. The client library
+// passes a CloseIO of the process's stdin; a later fn replaces an earlier
+// one that has not run.
+func (p *pipes) OnStdinEOF(fn func()) {
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	p.onStdinEOF = fn
+	if p.stdinEOF {
+		go fn()
+	}
 }
 
 func (p *pipes) Config() Config { return p.fifos.Config }
@@ -104,7 +141,7 @@ func (p *pipes) Config() Config { return p.fifos.Config }
 func (p *pipes) Cancel() {
 	p.cancel()
 	for _, r := range p.readers {
-		r.cancel()
+		r.Cancel()
 	}
 }
 
@@ -123,7 +160,7 @@ func (p *pipes) closeEnds() error {
 	p.copying.Wait()
 	var errs []error
 	for _, r := range p.readers {
-		errs = append(errs, r.close())
+		errs = append(errs, r.Close())
 	}
 	if p.stdin != nil {
 		errs = append(errs, p.stdin.Close())

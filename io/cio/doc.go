@@ -19,9 +19,16 @@
 //   - An output copier ends when the shim's writer has come and gone and the
 //     FIFO is empty, or after Cancel once the FIFO is empty. Wait returns
 //     when every output copier has ended; it never waits for stdin.
-//   - Stdin is copied until the caller's reader ends, then the FIFO is
-//     closed so the process reads EOF. A copier blocked in the caller's
-//     reader (os.Stdin, say) ends at its next read after Close.
+//   - Stdin is copied until the caller's reader ends, then the FIFO end is
+//     closed. The shim holds the stdin FIFO open itself, so a client that
+//     closes its end or goes away (a detach, a crash) is no EOF for the
+//     process: its stdin ends only with CloseIO (see io/stdio). For the IO
+//     of a Creator, the end of the caller's reader (io.EOF, nothing else)
+//     is reported through OnStdinEOF, and the client library then calls
+//     CloseIO: piping into a process ends its input as before. The stdin
+//     of an Attach just lets go: the process keeps its stdin for the next
+//     client. A copier blocked in the caller's reader (os.Stdin, say) ends
+//     at its next read after Close.
 //   - Close cancels, waits for the copiers, closes every FIFO end it holds
 //     and removes the FIFOs and their folder. It is safe to call more than
 //     once.

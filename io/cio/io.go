@@ -113,7 +113,9 @@ func newStreams(opts []Opt) *Streams {
 }
 
 // NewCreator returns a Creator that makes FIFOs for the streams the options
-// name and copies between them and those streams.
+// name and copies between them and those streams. The end of the stdin
+// reader is the end of the process's stdin: the IO reports it through
+// OnStdinEOF, and the client library closes the process's stdin then.
 func NewCreator(opts ...Opt) Creator {
 	streams := newStreams(opts)
 	return func(id string) (IO, error) {
@@ -122,7 +124,7 @@ func NewCreator(opts ...Opt) Creator {
 		if err != nil {
 			return nil, err
 		}
-		pio, err := copyIO(fifos, streams)
+		pio, err := copyIO(fifos, streams, true)
 		if err != nil {
 			return nil, errors.Join(err, fifos.Close())
 		}
@@ -132,14 +134,15 @@ func NewCreator(opts ...Opt) Creator {
 
 // NewAttach returns an Attach that connects the streams the options name to
 // the FIFOs of an existing process. Streams whose path is empty or a file
-// are left alone.
+// are left alone. The end of the stdin reader is not the end of the
+// process's stdin: call CloseIO for that.
 func NewAttach(opts ...Opt) Attach {
 	streams := newStreams(opts)
 	return func(fifos *FIFOSet) (IO, error) {
 		if fifos == nil {
 			return nil, fmt.Errorf("attach: no FIFO set: %w", errdefs.ErrInvalidArgument)
 		}
-		return copyIO(fifos, streams)
+		return copyIO(fifos, streams, false)
 	}
 }
 

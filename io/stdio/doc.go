@@ -16,8 +16,23 @@
 //   - To "file://PATH": appended to the file; never blocks on a reader.
 //   - Nothing asked: the process's stream is /dev/null.
 //
-// Stdin: the shim opens the FIFO for reading and copies into the process
-// until the writer closes it or CloseStdin is called; then the process reads
-// EOF (for a pty, the shim writes the terminal's EOF character instead of
-// closing it, since closing a pty hangs up the session).
+// Stdin: the shim opens the FIFO for reading and, as containerd's shim
+// does, for writing too, and holds that writer until CloseStdin. Clients
+// therefore come and go without ending the process's stdin: a client that
+// closes its end, detaches or dies (an attached berthctl killed, a daemon
+// restarting) is no EOF, and the next client that opens the FIFO for
+// writing types into the same process. The process's stdin ends only
+//
+//   - at CloseStdin (the shim API's CloseIO with stdin): the shim lets go of
+//     its writer and the process reads what the FIFO holds at that moment,
+//     then EOF. A client ending its input (the end of a pipe into `run -i`)
+//     writes everything, closes its end, then calls CloseIO, so nothing it
+//     wrote is lost; the client library does that for the IO of a
+//     cio.Creator;
+//   - or when the process has exited, or the process or its IO is deleted
+//     (EndStdin, Close): what the FIFO still holds is dropped.
+//
+// Ending stdin closes the pipe into the process; for a pty, the shim writes
+// the terminal's EOF character instead of closing it, since closing a pty
+// hangs up the session.
 package stdio

@@ -1,7 +1,6 @@
 package stdio
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/console"
-	"github.com/containerd/fifo"
 	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/io/internal/fiforead"
 )
 
 // FilePrefix marks an output path as a plain file to append to.
@@ -57,9 +56,7 @@ func (c Config) Validate() error {
 // RuncIO or ConsoleSocket to the runtime, call Started after the runtime
 // returns successfully (or Close on failure).
 type IO struct {
-	cfg    Config
-	ctx    context.Context // lives until Close; ends the stdin FIFO's pending open
-	cancel context.CancelFunc
+	cfg Config
 
 	pipes   runc.IO      // nil with a terminal
 	null    *os.File     // /dev/null for the streams not asked for
@@ -67,9 +64,10 @@ type IO struct {
 	outputs []*output    // stdout, stderr destinations (nil entries skipped)
 
 	mu      sync.Mutex
-	console console.Console // guarded by mu: the pty master, with a terminal
-	stdin   io.ReadCloser   // guarded by mu: the stdin FIFO, until closed
-	stdinW  io.WriteCloser  // guarded by mu: the process side of stdin (pipes only)
+	console console.Console  // guarded by mu: the pty master, with a terminal
+	stdin   *fiforead.Reader // guarded by mu: the stdin FIFO's read end, until stdin ends
+	hold    *os.File         // guarded by mu: the shim's own writer on the stdin FIFO, until CloseStdin
+	stdinW  io.WriteCloser   // guarded by mu: the process side of stdin (pipes only)
 
 	copying sync.WaitGroup // output copiers
 	drained chan struct{}  // closed when every output copier has finished
@@ -81,8 +79,7 @@ func New(cfg Config, uid, gid int) (_ *IO, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	i := &IO{cfg: cfg, ctx: ctx, cancel: cancel, drained: make(chan struct{})}
+	i := &IO{cfg: cfg, drained: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			i.Close()
@@ -101,14 +98,14 @@ func New(cfg Config, uid, gid int) (_ *IO, err error) {
 		i.outputs = append(i.outputs, stderr)
 	}
 	if cfg.Stdin != "" {
-		if err := checkFifo(cfg.Stdin); err != nil {
+		if i.stdin, err = fiforead.Open(cfg.Stdin); err != nil {
 			return nil, fmt.Errorf("stdin: %w", err)
 		}
-		f, err := fifo.OpenFifo(ctx, cfg.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			return nil, fmt.Errorf("stdin %s: %w", cfg.Stdin, err)
+		// Held until CloseStdin: clients closing their ends is then no
+		// EOF (see the package doc).
+		if i.hold, err = i.stdin.OpenWriter(); err != nil {
+			return nil, fmt.Errorf("stdin %s: hold open: %w", cfg.Stdin, err)
 		}
-		i.stdin = f
 	}
 	if cfg.Terminal {
 		if i.socket, err = runc.NewTempConsoleSocket(); err != nil {
@@ -213,8 +210,10 @@ func (i *IO) Started() error {
 	src := i.stdin
 	go func() {
 		buf := make([]byte, copyBufSize)
+		// Ends after CloseStdin once the FIFO is empty, when the
+		// process's side fails (it is gone), or at EndStdin.
 		io.CopyBuffer(dst, src, buf)
-		i.CloseStdin()
+		i.EndStdin()
 	}()
 	return nil
 }
@@ -261,11 +260,35 @@ func (i *IO) WaitOutput(timeout time.Duration) bool {
 	}
 }
 
-// CloseStdin ends the process's stdin: it reads EOF.
+// CloseStdin ends the process's stdin after what the stdin FIFO holds now:
+// the process reads that, then EOF. It returns without waiting for that.
+// Clients that still hold the FIFO open do not delay the end; what they
+// write later is not delivered.
 func (i *IO) CloseStdin() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	var err error
+	if i.hold != nil {
+		err = i.hold.Close()
+		i.hold = nil
+	}
+	if i.stdin != nil {
+		i.stdin.Cancel() // the copier ends once the FIFO is empty
+	}
+	return err
+}
+
+// EndStdin ends the process's stdin at once, dropping what the FIFO still
+// holds: for a process that exited, whose stdin nobody reads any more
+// (a client still writing gets EPIPE).
+func (i *IO) EndStdin() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
 	var errs []error
+	if i.hold != nil {
+		errs = append(errs, i.hold.Close())
+		i.hold = nil
+	}
 	if i.stdin != nil {
 		errs = append(errs, i.stdin.Close())
 		i.stdin = nil
@@ -310,8 +333,7 @@ func (i *IO) Config() Config { return i.cfg }
 // Close releases everything. Output still buffered in the kernel is lost;
 // call WaitOutput first to deliver it.
 func (i *IO) Close() error {
-	i.cancel()
-	errs := []error{i.CloseStdin()}
+	errs := []error{i.EndStdin()}
 	if i.socket != nil {
 		errs = append(errs, i.socket.Close())
 		i.socket = nil

@@ -495,14 +495,14 @@ func openStdinWriter(t *testing.T, p string) *os.File {
 
 func TestIOPipes(t *testing.T) {
 	tests := []struct {
-		name       string
-		script     string
-		closeStdin bool // end stdin with CloseStdin rather than by closing the writer
-		wantOut    string
-		wantErr    string
+		name        string
+		script      string
+		writerStays bool // CloseStdin while the client still holds its writer
+		wantOut     string
+		wantErr     string
 	}{
-		{"cat, writer closes", "cat", false, "ping", ""},
-		{"cat, CloseStdin", "cat", true, "ping", ""},
+		{"cat, writer closes, then CloseStdin", "cat", false, "ping", ""},
+		{"cat, CloseStdin while the writer is open", "cat", true, "ping", ""},
 		{"stdout and stderr", "cat; echo oops >&2", false, "ping", "oops\n"},
 	}
 	for _, tt := range tests {
@@ -515,21 +515,13 @@ func TestIOPipes(t *testing.T) {
 			if _, err := w.Write([]byte("ping")); err != nil {
 				t.Fatalf("write stdin: %v", err)
 			}
-			if tt.closeStdin {
-				// The data must be through before stdin ends, or it is lost.
-				readExactly(t, fifos.stdout, "ping")
-				if err := sio.CloseStdin(); err != nil {
-					t.Fatalf("CloseStdin: %v", err)
-				}
-			} else {
+			if !tt.writerStays {
 				w.Close()
 			}
-
-			got := readAll(t, fifos.stdout)
-			if tt.closeStdin {
-				got = "ping" + got
+			if err := sio.CloseStdin(); err != nil {
+				t.Fatalf("CloseStdin: %v", err)
 			}
-			if got != tt.wantOut {
+			if got := readAll(t, fifos.stdout); got != tt.wantOut {
 				t.Errorf("stdout = %q, want %q", got, tt.wantOut)
 			}
 			if got := readAll(t, fifos.stderr); got != tt.wantErr {
@@ -545,6 +537,83 @@ func TestIOPipes(t *testing.T) {
 				t.Errorf("second CloseStdin: %v", err)
 			}
 		})
+	}
+}
+
+// finishes reads the rest of stdout, which must be want, and waits for cmd
+// to exit 0.
+func finishes(t *testing.T, f stdioFIFOs, cmd *exec.Cmd, want string) {
+	t.Helper()
+	if got := readAll(t, f.stdout); got != want {
+		t.Errorf("stdout: %d bytes %.40q, want %d bytes %.40q", len(got), got, len(want), want)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("%v: %v", cmd.Args, err)
+	}
+}
+
+// TestIOStdinOutlivesWriters: clients closing their ends of the stdin FIFO
+// (a detach, a client that dies) do not end the process's stdin; the next
+// client types into the same process, and CloseStdin ends it.
+func TestIOStdinOutlivesWriters(t *testing.T) {
+	fifos := makeFIFOs(t)
+	cmd := exec.Command("sh", "-c", "cat; echo eof")
+	sio := startWithIO(t, fifos.cfg, cmd)
+	for _, s := range []string{"one\n", "two\n", "three\n"} {
+		// cat echoing a line after an earlier writer left is the proof:
+		// an EOF would have ended it.
+		w := openStdinWriter(t, fifos.cfg.Stdin)
+		if _, err := w.WriteString(s); err != nil {
+			t.Fatalf("write stdin: %v", err)
+		}
+		readExactly(t, fifos.stdout, s)
+		w.Close()
+	}
+	if err := sio.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	finishes(t, fifos, cmd, "eof\n")
+}
+
+// TestIOCloseStdinDeliversWhatIsWritten: a client writes, closes its end and
+// calls CloseStdin at once, as the client library does at the end of a
+// pipe; what is still in the FIFO then reaches the process before EOF.
+func TestIOCloseStdinDeliversWhatIsWritten(t *testing.T) {
+	fifos := makeFIFOs(t)
+	cmd := exec.Command("cat")
+	sio := startWithIO(t, fifos.cfg, cmd)
+	// Less than the FIFOs, pipes and buffers on the way hold, so that the
+	// write returns while nobody reads stdout yet.
+	in := bytes.Repeat([]byte("0123456789abcdef"), 6<<10)
+	w := openStdinWriter(t, fifos.cfg.Stdin)
+	if _, err := w.Write(in); err != nil {
+		t.Fatalf("write stdin: %v", err)
+	}
+	w.Close()
+	if err := sio.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	finishes(t, fifos, cmd, string(in))
+}
+
+// TestIOEndStdin: EndStdin (the process exited) ends stdin at once, also
+// while a client holds its writer, and that client's next write fails
+// instead of blocking.
+func TestIOEndStdin(t *testing.T) {
+	fifos := makeFIFOs(t)
+	cmd := exec.Command("sh", "-c", "cat; echo eof")
+	sio := startWithIO(t, fifos.cfg, cmd)
+	w := openStdinWriter(t, fifos.cfg.Stdin)
+	if _, err := w.WriteString("x\n"); err != nil {
+		t.Fatal(err)
+	}
+	readExactly(t, fifos.stdout, "x\n")
+	if err := sio.EndStdin(); err != nil {
+		t.Fatal(err)
+	}
+	finishes(t, fifos, cmd, "eof\n")
+	if _, err := w.WriteString("late\n"); !errors.Is(err, unix.EPIPE) {
+		t.Errorf("write after EndStdin: %v, want EPIPE", err)
 	}
 }
 
@@ -604,7 +673,7 @@ func TestIOWaitOutputChildHoldsStdout(t *testing.T) {
 }
 
 // TestIOCloseBeforeStarted checks that Close releases an IO whose process
-// never started, including the stdin FIFO's pending open.
+// never started, with its stdin FIFO.
 func TestIOCloseBeforeStarted(t *testing.T) {
 	fifos := makeFIFOs(t)
 	sio, err := New(fifos.cfg, os.Getuid(), os.Getgid())

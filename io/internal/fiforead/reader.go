@@ -1,4 +1,9 @@
-package cio
+// Package fiforead reads a FIFO without being fooled by its writers coming
+// and going: a read end that waits for a first writer, tells "no writer yet"
+// from "the writers have left", and can be cancelled so that it returns what
+// the FIFO holds and then io.EOF. The client (io/cio) reads the output FIFOs
+// with it, the shim (io/stdio) the stdin FIFO.
+package fiforead
 
 import (
 	"errors"
@@ -13,10 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fifoReader is the read end of an output FIFO. It is opened non-blocking,
-// so it is a reader from the moment it returns (the shim's non-blocking
-// open for writing succeeds), and it tells "no writer yet" from "the writer
-// has come and gone":
+// Reader is the read end of a FIFO. It is opened non-blocking, so it is a
+// reader from the moment it returns (a non-blocking open for writing
+// succeeds), and it tells "no writer yet" from "the writers have come and
+// gone":
 //
 //   - read(2) gives EAGAIN while a writer is connected and the FIFO is
 //     empty: wait in the runtime poller.
@@ -25,16 +30,17 @@ import (
 //     opened with none, so POLLHUP means the end; without it no writer has
 //     been here yet and the reader waits for one.
 //
-// After cancel, whatever the FIFO holds is still read, then Read returns
-// io.EOF instead of waiting. One goroutine reads; cancel and close may come
+// After Cancel, whatever the FIFO holds is still read, then Read returns
+// io.EOF instead of waiting. One goroutine reads; Cancel and Close may come
 // from any goroutine.
-type fifoReader struct {
+type Reader struct {
 	f         *os.File
 	rc        syscall.RawConn
 	cancelled atomic.Bool
 }
 
-func openFIFOReader(path string) (*fifoReader, error) {
+// Open opens the FIFO at path (not a symlink to one) for reading.
+func Open(path string) (*Reader, error) {
 	st, err := os.Lstat(path)
 	if err != nil {
 		return nil, err
@@ -51,10 +57,10 @@ func openFIFOReader(path string) (*fifoReader, error) {
 		f.Close()
 		return nil, err
 	}
-	return &fifoReader{f: f, rc: rc}, nil
+	return &Reader{f: f, rc: rc}, nil
 }
 
-func (r *fifoReader) Read(p []byte) (int, error) {
+func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -90,7 +96,7 @@ func (r *fifoReader) Read(p []byte) (int, error) {
 
 // drain reads what the FIFO holds after cancel (the poller refuses to read
 // past the deadline cancel set).
-func (r *fifoReader) drain(p []byte) (int, error) {
+func (r *Reader) drain(p []byte) (int, error) {
 	var (
 		n    int
 		rerr error
@@ -107,15 +113,16 @@ func (r *fifoReader) drain(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
-// cancel makes Read return io.EOF once the FIFO is empty, and wakes a Read
+// Cancel makes Read return io.EOF once the FIFO is empty, and wakes a Read
 // that waits.
-func (r *fifoReader) cancel() {
+func (r *Reader) Cancel() {
 	r.cancelled.Store(true)
 	_ = r.f.SetReadDeadline(time.Unix(1, 0))
 }
 
-func (r *fifoReader) close() error {
-	r.cancel()
+// Close cancels and closes the read end.
+func (r *Reader) Close() error {
+	r.Cancel()
 	return r.f.Close()
 }
 
@@ -133,7 +140,7 @@ func readFIFO(fd int, p []byte) (int, error) {
 }
 
 // writerGone reports whether a writer has connected and left (see
-// fifoReader).
+// Reader).
 func writerGone(fd int) bool {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
@@ -143,4 +150,22 @@ func writerGone(fd int) bool {
 		}
 		return err == nil && pfd[0].Revents&unix.POLLHUP != 0
 	}
+}
+
+// OpenWriter opens the same FIFO for writing, non-blocking (it succeeds:
+// this reader is there). It goes through the reader's descriptor rather
+// than the path, so it is that FIFO even if the path was replaced since.
+// While a writer is open the FIFO never reads as ended: a holder of one
+// keeps its reader from seeing EOF when other writers come and go.
+func (r *Reader) OpenWriter() (*os.File, error) {
+	var (
+		w    *os.File
+		werr error
+	)
+	if err := r.rc.Control(func(fd uintptr) {
+		w, werr = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_WRONLY|unix.O_NONBLOCK, 0)
+	}); err != nil {
+		return nil, err
+	}
+	return w, werr
 }
