@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,12 +20,13 @@ import (
 
 func runCommand(g *globals) *cobra.Command {
 	var (
-		cf     containerFlags
-		imf    imageFlags
-		rm     bool
-		detach bool
-		stdin  bool
-		logURI string
+		cf         containerFlags
+		imf        imageFlags
+		rm         bool
+		detach     bool
+		stdin      bool
+		logURI     string
+		detachKeys string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [FLAGS] IMAGE ID [CMD...] | run --rootfs DIR [FLAGS] ID [CMD...]",
@@ -32,14 +34,14 @@ func runCommand(g *globals) *cobra.Command {
 		Example: `  berthctl run --rm docker.io/library/busybox:latest demo echo hello
   berthctl run --rm --pull --read-only busybox ro ls /
   berthctl run --rm --rootfs /tmp/busybox demo echo hello
-  berthctl run -t -i --rm --rootfs /tmp/busybox shell sh
+  berthctl run -t -i --rm --rootfs /tmp/busybox shell sh    # Ctrl-P Ctrl-Q detaches
   berthctl run -d --rootfs /tmp/busybox web httpd -f -p 8080`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if rm && detach {
 				return usageError{fmt.Errorf("--rm and -d exclude each other: a detached task outlives berthctl")}
 			}
-			o := taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI}
+			o := taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI, detachKeys: detachKeys}
 			if err := o.check(); err != nil {
 				return err
 			}
@@ -53,6 +55,13 @@ func runCommand(g *globals) *cobra.Command {
 				return err
 			}
 			code, err := runTask(ctx, ctr, o)
+			if errors.Is(err, errDetached) {
+				note := fmt.Sprintf(" (berthctl tasks attach %s)", ctr.ID())
+				if rm {
+					note += fmt.Sprintf("; --rm does not apply after a detach: the container stays (berthctl tasks rm -f %[1]s; berthctl containers rm %[1]s)", ctr.ID())
+				}
+				return detachedFrom(err, "task "+ctr.ID(), note)
+			}
 			if rm {
 				cleanup := context.WithoutCancel(ctx)
 				if derr := ctr.Delete(cleanup, client.WithSnapshotCleanup); derr != nil && err == nil {
@@ -71,10 +80,11 @@ func runCommand(g *globals) *cobra.Command {
 	cf.register(cmd)
 	imf.register(cmd)
 	f := cmd.Flags()
-	f.BoolVar(&rm, "rm", false, "remove the container when its task has exited")
+	f.BoolVar(&rm, "rm", false, "remove the container when its task has exited (not after a detach with --detach-keys: the container then stays)")
 	f.BoolVarP(&detach, "detach", "d", false, "start the task and return; `tasks attach` connects to its stdio later, or --log-uri sends its output to a file")
 	f.BoolVarP(&stdin, "interactive", "i", false, "connect stdin")
 	f.StringVar(&logURI, "log-uri", "", "append the task's output to this file (file:///path or /path) instead of showing it")
+	registerDetachKeys(f, &detachKeys)
 	return cmd
 }
 
@@ -88,10 +98,14 @@ func exitCode(code uint32) error {
 type taskOptions struct {
 	tty, stdin, detach bool
 	logURI             string
+	detachKeys         string // --detach-keys
 }
 
-// check refuses options that exclude each other.
+// check refuses options that exclude each other, and bad detach keys.
 func (o taskOptions) check() error {
+	if _, err := parseDetachKeys(o.detachKeys); err != nil {
+		return err
+	}
 	if o.logURI == "" {
 		return nil
 	}
@@ -118,7 +132,7 @@ func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, 
 	if err := o.check(); err != nil {
 		return 0, err
 	}
-	creator := ioCreator(o)
+	creator, detached := ioCreator(o)
 	if o.detach && o.logURI == "" {
 		creator = attachableFIFOs(o.tty, o.stdin)
 	}
@@ -142,12 +156,13 @@ func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, 
 		fmt.Println(task.Pid())
 		return 0, nil
 	}
-	return supervise(ctx, task, con)
+	return supervise(ctx, task, con, detached)
 }
 
 // supervise runs a created process in the foreground until it exits, then
-// deletes it.
-func supervise(ctx context.Context, p client.Process, con console.Console) (uint32, error) {
+// deletes it. When detached is closed first, it returns errDetached and
+// leaves the process running, with its FIFOs for an attach.
+func supervise(ctx context.Context, p client.Process, con console.Console, detached <-chan struct{}) (uint32, error) {
 	cleanup := context.WithoutCancel(ctx)
 	exitc, err := p.Wait(ctx)
 	if err != nil {
@@ -158,10 +173,7 @@ func supervise(ctx context.Context, p client.Process, con console.Console) (uint
 		p.Delete(cleanup)
 		return 0, err
 	}
-	stop := relaySignals(ctx, p, con)
-	defer stop()
-	st := <-exitc
-	code, _, err := st.Result()
+	code, err := relayUntilExit(ctx, p, exitc, con, detached)
 	if err != nil {
 		return 0, err
 	}
@@ -170,6 +182,21 @@ func supervise(ctx context.Context, p client.Process, con console.Console) (uint
 		return code, err
 	}
 	return code, nil
+}
+
+// relayUntilExit relays signals (or the terminal's size) to p until its
+// exit arrives on exitc, and returns the exit code; errDetached when
+// detached is closed first.
+func relayUntilExit(ctx context.Context, p client.Process, exitc <-chan client.ExitStatus, con console.Console, detached <-chan struct{}) (uint32, error) {
+	stop := relaySignals(ctx, p, con)
+	defer stop()
+	select {
+	case st := <-exitc:
+		code, _, err := st.Result()
+		return code, err
+	case <-detached:
+		return 0, errDetached
+	}
 }
 
 // rawTerminal puts the terminal berthctl runs on in raw mode; the caller
@@ -223,23 +250,32 @@ func (f fifosIO) Close() error       { return f.set.Close() }
 // the task's FIFOs when the task is deleted.
 func keepFIFOs(set *cio.FIFOSet) (cio.IO, error) { return fifosIO{set}, nil }
 
-func ioCreator(o taskOptions) cio.Creator {
+// ioCreator returns the Creator of a process's stdio, and with -t -i in the
+// foreground a channel closed when the user types the detach keys (nil
+// otherwise).
+func ioCreator(o taskOptions) (cio.Creator, <-chan struct{}) {
 	switch {
 	case o.logURI != "":
-		return cio.LogFile(strings.TrimPrefix(o.logURI, cio.FilePrefix))
+		return cio.LogFile(strings.TrimPrefix(o.logURI, cio.FilePrefix)), nil
 	case o.detach:
-		return cio.NullIO
+		return cio.NullIO, nil
 	}
-	var opts []cio.Opt
+	var (
+		opts     []cio.Opt
+		detached <-chan struct{}
+	)
 	if o.stdin {
-		opts = append(opts, cio.WithStdio)
+		keys, _ := parseDetachKeys(o.detachKeys) // checked by check
+		var stdin io.Reader
+		stdin, detached = terminalStdin(o.tty, keys)
+		opts = append(opts, cio.WithStreams(stdin, os.Stdout, os.Stderr))
 	} else {
 		opts = append(opts, cio.WithStreams(nil, os.Stdout, os.Stderr))
 	}
 	if o.tty {
 		opts = append(opts, cio.WithTerminal)
 	}
-	return cio.NewCreator(opts...)
+	return cio.NewCreator(opts...), detached
 }
 
 // relaySignals forwards SIGINT and SIGTERM to p, or, with a terminal,

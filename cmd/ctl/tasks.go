@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,7 +94,7 @@ func taskStartCommand(g *globals) *cobra.Command {
 			o.tty = spec.Process != nil && spec.Process.Terminal
 			code, err := runTask(ctx, ctr, o)
 			if err != nil || o.detach {
-				return err
+				return detachedFrom(err, "task "+args[0], fmt.Sprintf(" (berthctl tasks attach %s)", args[0]))
 			}
 			return exitCode(code)
 		},
@@ -99,6 +102,7 @@ func taskStartCommand(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "start the task and return")
 	cmd.Flags().BoolVarP(&o.stdin, "interactive", "i", false, "connect stdin")
 	cmd.Flags().StringVar(&o.logURI, "log-uri", "", "append the task's output to this file (file:///path or /path) instead of showing it")
+	registerDetachKeys(cmd.Flags(), &o.detachKeys)
 	return cmd
 }
 
@@ -174,6 +178,7 @@ func taskExecCommand(g *globals) *cobra.Command {
 		cwd    string
 		env    []string
 		user   string
+		keys   string
 	)
 	cmd := &cobra.Command{
 		Use:     "exec --exec-id EID [-t] [-i] [-d] ID CMD...",
@@ -185,6 +190,10 @@ func taskExecCommand(g *globals) *cobra.Command {
 				return usageError{fmt.Errorf("--exec-id is required")}
 			}
 			if err := checkUser(user); err != nil {
+				return err
+			}
+			o := taskOptions{tty: tty, stdin: stdin, detach: detach, detachKeys: keys}
+			if err := o.check(); err != nil {
 				return err
 			}
 			c, ctx, err := g.connect(cmd)
@@ -221,7 +230,6 @@ func taskExecCommand(g *globals) *cobra.Command {
 				}
 				p.User.UID, p.User.GID, p.User.AdditionalGids = u.UID, u.GID, u.AdditionalGids
 			}
-			o := taskOptions{tty: tty, stdin: stdin, detach: detach}
 			var con console.Console
 			if tty && !detach {
 				if con, err = rawTerminal(); err != nil {
@@ -229,16 +237,18 @@ func taskExecCommand(g *globals) *cobra.Command {
 				}
 				defer con.Reset()
 			}
-			proc, err := task.Exec(ctx, execID, &p, ioCreator(o))
+			creator, detached := ioCreator(o)
+			proc, err := task.Exec(ctx, execID, &p, creator)
 			if err != nil {
 				return err
 			}
 			if detach {
 				return proc.Start(ctx)
 			}
-			code, err := supervise(ctx, proc, con)
+			code, err := supervise(ctx, proc, con, detached)
 			if err != nil {
-				return err
+				return detachedFrom(err, fmt.Sprintf("exec %s of task %s", execID, args[0]),
+					fmt.Sprintf(" (berthctl tasks attach --exec-id %s %s)", execID, args[0]))
 			}
 			return exitCode(code)
 		},
@@ -252,16 +262,28 @@ func taskExecCommand(g *globals) *cobra.Command {
 	f.StringVar(&cwd, "cwd", "", "working directory")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringVarP(&user, "user", "u", "", "USER[:GROUP] to run as, names or numbers (names from the container's /etc/passwd and /etc/group)")
+	registerDetachKeys(f, &keys)
 	return cmd
 }
 
 func taskAttachCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "attach ID",
-		Short:   "connect to the stdio of a running task started with FIFOs, and wait for its exit",
-		Example: "  berthctl tasks attach web",
+	var execID, keys string
+	cmd := &cobra.Command{
+		Use:   "attach [--exec-id EID] [--detach-keys KEYS] ID",
+		Short: "connect to the stdio of a running task (or exec process) started with FIFOs, and wait for its exit",
+		Long: `Connects to the stdio of a running task, or with --exec-id of an exec process,
+and waits for its exit, whose code is berthctl's. With a terminal, the detach
+keys (Ctrl-P Ctrl-Q unless --detach-keys) end berthctl and leave the process
+running; so does killing berthctl. The end of a stdin that is no terminal
+(a pipe, /dev/null) lets go of the process's stdin without closing it. An
+exec process attached to is removed when it has exited.`,
+		Example: "  berthctl tasks attach web\n  berthctl tasks attach --exec-id sh1 --detach-keys ctrl-a,d web",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			detachKeys, err := parseDetachKeys(keys)
+			if err != nil {
+				return err
+			}
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
 				return err
@@ -271,39 +293,81 @@ func taskAttachCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			task, err := ctr.Task(ctx, cio.NewAttach(cio.WithStdio))
+			var detached <-chan struct{}
+			attach := func(set *cio.FIFOSet) (cio.IO, error) {
+				var stdin io.Reader
+				stdin, detached = terminalStdin(set.Terminal, detachKeys)
+				return cio.NewAttach(cio.WithStreams(stdin, os.Stdout, os.Stderr))(set)
+			}
+			p, err := loadProcess(ctx, ctr, execID, attach)
 			if err != nil {
 				return err
 			}
 			var con console.Console
-			if task.IO() != nil && task.IO().Config().Terminal {
+			if p.IO() != nil && p.IO().Config().Terminal {
 				if con, err = rawTerminal(); err != nil {
 					return err
 				}
 				defer con.Reset()
 			}
-			exitc, err := task.Wait(ctx)
-			if err != nil {
-				return err
+			code, err := attachTo(ctx, p, con, detached)
+			if errors.Is(err, errDetached) && con != nil {
+				con.Reset() // before the word to the user
 			}
-			stop := relaySignals(ctx, task, con)
-			defer stop()
-			st := <-exitc
-			code, _, err := st.Result()
 			if err != nil {
-				return err
+				what, how := "task "+args[0], ""
+				if execID != "" {
+					what, how = fmt.Sprintf("exec %s of task %s", execID, args[0]), "--exec-id "+execID+" "
+				}
+				return detachedFrom(err, what, fmt.Sprintf(" (berthctl tasks attach %s%s)", how, args[0]))
 			}
-			// The shim reports the exit once the output is in the FIFOs,
-			// so Cancel loses nothing. Without it, Wait would hang on a
-			// FIFO the shim never opened while attached (say, stderr of a
-			// task that wrote nothing there).
-			if pio := task.IO(); pio != nil {
-				pio.Cancel()
-				pio.Wait()
+			if execID != "" {
+				// Nobody else removes it: a foreground exec would have.
+				if _, err := p.Delete(context.WithoutCancel(ctx)); err != nil {
+					return err
+				}
 			}
 			return exitCode(code)
 		},
 	}
+	cmd.Flags().StringVar(&execID, "exec-id", "", "attach to this exec process instead of the init process")
+	registerDetachKeys(cmd.Flags(), &keys)
+	return cmd
+}
+
+// loadProcess returns the task of ctr, or its exec process execID, with
+// its FIFOs attached.
+func loadProcess(ctx context.Context, ctr client.Container, execID string, attach cio.Attach) (client.Process, error) {
+	if execID == "" {
+		return ctr.Task(ctx, attach)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return task.LoadProcess(ctx, execID, attach)
+}
+
+// attachTo relays to p until it exits (its exit code) or detached is
+// closed (errDetached), then lets its output drain.
+func attachTo(ctx context.Context, p client.Process, con console.Console, detached <-chan struct{}) (uint32, error) {
+	exitc, err := p.Wait(ctx)
+	if err != nil {
+		return 0, err
+	}
+	code, err := relayUntilExit(ctx, p, exitc, con, detached)
+	if err != nil {
+		return 0, err
+	}
+	// The shim reports the exit once the output is in the FIFOs, so Cancel
+	// loses nothing. Without it, Wait would hang on a FIFO the shim never
+	// opened while attached (say, stderr of a task that wrote nothing
+	// there).
+	if pio := p.IO(); pio != nil {
+		pio.Cancel()
+		pio.Wait()
+	}
+	return code, nil
 }
 
 func taskRemoveCommand(g *globals) *cobra.Command {
