@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +64,9 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int
 	if o.convention == Plain {
 		a.unpacked = map[string]struct{}{}
 	}
+	if o.madeParents != nil {
+		a.made = map[string]struct{}{}
+	}
 	cr := &countingReader{r: r}
 	if err := a.apply(ctx, tar.NewReader(cr)); err != nil {
 		return cr.n, fmt.Errorf("apply layer onto %s: %w", root, err)
@@ -69,6 +74,9 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int
 	// The rest (end-of-archive blocks, padding) counts in the size.
 	if _, err := io.CopyBuffer(io.Discard, cr, a.buf); err != nil {
 		return cr.n, fmt.Errorf("apply layer onto %s: %w", root, err)
+	}
+	if o.madeParents != nil {
+		o.madeParents(slices.Sorted(maps.Keys(a.made)))
 	}
 	return cr.n, nil
 }
@@ -91,6 +99,9 @@ type applier struct {
 	unpacked map[string]struct{}
 	// dirs are the folders whose times are set at the end.
 	dirs []dirTimes
+	// made holds the folders mkdirAll made that no entry has described
+	// since (WithMadeParents only).
+	made map[string]struct{}
 }
 
 type dirTimes struct {
@@ -331,6 +342,7 @@ func isSparse(hdr *tar.Header) bool {
 // A new folder that needs none set apart (exactMeta) is made with its
 // mode and not opened.
 func (a *applier) dir(hdr *tar.Header, p *parentDir, name, base string, mode uint32, xattrs []xattr) error {
+	delete(a.made, name) // described now
 	a.dirs = append(a.dirs, dirTimes{name: name, atime: hdr.AccessTime, mtime: hdr.ModTime})
 	exact := a.exactMeta(hdr, p, mode, xattrs)
 	perm := uint32(0o700)
@@ -442,28 +454,13 @@ func (a *applier) copyUp(dirfd int, base, name string) error {
 }
 
 // madeParent gives a folder that mkdirAll made the metadata of the same
-// folder in the topmost parent that has it (Overlay WithParents).
+// folder in the topmost parent that has it (Overlay WithParents), and
+// records it for WithMadeParents.
 func (a *applier) madeParent(dirfd int, name, rel string) error {
-	for _, p := range a.opts.parents {
-		src, err := securejoin.SecureJoin(p, rel)
-		if err != nil {
-			return err
-		}
-		var sys unix.Stat_t
-		if err := unix.Lstat(src, &sys); err != nil || sys.Mode&unix.S_IFMT != unix.S_IFDIR {
-			continue
-		}
-		if a.owner {
-			if err := unix.Fchownat(dirfd, name, int(sys.Uid), int(sys.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				return err
-			}
-		}
-		if err := unix.Fchmodat(dirfd, name, sys.Mode&0o7777, 0); err != nil {
-			return err
-		}
-		return setTimes(dirfd, name, time.Unix(sys.Atim.Unix()), time.Unix(sys.Mtim.Unix()))
+	if a.made != nil {
+		a.made[rel] = struct{}{}
 	}
-	return nil
+	return inherit(a.opts.parents, a.owner, dirfd, name, rel)
 }
 
 // metaFd sets owner, xattrs and mode on an open file or folder.

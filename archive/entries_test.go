@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berthrt/berth/archive"
 	"github.com/berthrt/berth/internal/testutil"
 )
 
@@ -135,5 +137,45 @@ func TestApplyReplaces(t *testing.T) {
 	}
 	if _, err := os.Lstat("/outside"); err == nil {
 		t.Error("/outside exists")
+	}
+}
+
+// TestMadeParentsInherit checks WithMadeParents and InheritParents: the
+// folders a layer only implies are reported (not those it describes) and
+// take their lower folder's metadata afterwards, and a reported name that
+// the layer replaced with a symlink, or that one now leads through, is
+// left alone.
+func TestMadeParentsInherit(t *testing.T) {
+	testutil.RequireRoot(t)
+	base := t.TempDir()
+	lower, root, outside := filepath.Join(base, "lower"), filepath.Join(base, "root"), filepath.Join(base, "outside")
+	for _, d := range []string{lower + "/a/b", lower + "/l/x", root, outside + "/x"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(lower+"/a", 0o710); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(lower+"/a", 7, 8); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(lower+"/l/x", 0o700)
+	var made []string
+	layer := tarOf(t, file("a/b/f", "f"), dir("c/"), file("c/d/f", "f"), file("l/x/f", "f"), symlink("l", "../outside"))
+	if err := apply(t, root, layer, archive.WithConvention(archive.Overlay), archive.WithMadeParents(func(n []string) { made = n })); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "a/b", "c/d", "l", "l/x"}; !slices.Equal(made, want) {
+		t.Errorf("made %q, want %q", made, want)
+	}
+	if err := archive.InheritParents(root, []string{lower}, made); err != nil {
+		t.Fatal(err)
+	}
+	if st := statT(t, root+"/a"); st.Mode&0o7777 != 0o710 || st.Uid != 7 || st.Gid != 8 {
+		t.Errorf("a: mode %o uid %d gid %d, want the lower's 710 7 8", st.Mode&0o7777, st.Uid, st.Gid)
+	}
+	if st := statT(t, outside+"/x"); st.Mode&0o7777 != 0o755 {
+		t.Errorf("outside/x: mode %o: changed through a symlink", st.Mode&0o7777)
 	}
 }

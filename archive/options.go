@@ -40,6 +40,9 @@ type applyOptions struct {
 	devices    bool
 	noSetuid   bool
 	limits     Limits
+	// madeParents is told of the folders made for entries of the layer
+	// that has no entry for them.
+	madeParents func(names []string)
 }
 
 // WithConvention sets the whiteout convention (Plain by default).
@@ -53,6 +56,17 @@ func WithConvention(c Convention) ApplyOpt {
 // them copies the target up first.
 func WithParents(dirs ...string) ApplyOpt {
 	return func(o *applyOptions) { o.parents = append([]string(nil), dirs...) }
+}
+
+// WithMadeParents has fn told, once Apply has succeeded, of the folders
+// it made because an entry needed them while the layer has no entry for
+// them, sorted (a folder before what is in it), relative to root. Applied
+// without WithParents, they have the default metadata (root's owner when
+// running as root, 0755); InheritParents gives them their lower folders'
+// later. A folder an entry describes later is not named; one an entry
+// replaced later may be (InheritParents skips what is no folder now).
+func WithMadeParents(fn func(names []string)) ApplyOpt {
+	return func(o *applyOptions) { o.madeParents = fn }
 }
 
 // WithDevices lets the layer create character and block devices.

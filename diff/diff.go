@@ -68,16 +68,14 @@ func WithLabels(labels map[string]string) CompareOpt {
 // is used in place; anything else is mounted into a temporary folder
 // that is unmounted and removed afterwards, also when fn fails.
 func withMounted(mounts []mount.Mount, readOnly bool, fn func(root string, opts ...archive.ApplyOpt) error) (err error) {
-	if len(mounts) == 1 && mounts[0].Target == "" {
-		m := mounts[0]
-		if !readOnly && m.Type == "overlay" {
-			if upper, lowers, ok := overlayDirs(m); ok {
-				return fn(upper, archive.WithConvention(archive.Overlay), archive.WithParents(lowers...))
-			}
+	if !readOnly {
+		if dir, lowers, isOverlay, ok := inPlace(mounts); ok && isOverlay {
+			return fn(dir, archive.WithConvention(archive.Overlay), archive.WithParents(lowers...))
+		} else if ok {
+			return fn(dir)
 		}
-		if isBind(m) && (readOnly || !hasOption(m, "ro")) {
-			return fn(m.Source)
-		}
+	} else if len(mounts) == 1 && mounts[0].Target == "" && isBind(mounts[0]) {
+		return fn(mounts[0].Source)
 	}
 	dir, err := os.MkdirTemp("", "berth-diff-")
 	if err != nil {
@@ -103,6 +101,31 @@ func withMounted(mounts []mount.Mount, readOnly bool, fn func(root string, opts 
 		}
 	}()
 	return fn(dir)
+}
+
+// WritableDir returns the folder that a layer applied onto mounts is
+// written into in place, without mounting anything, and the lower folders
+// (topmost first) beneath it: the upperdir and lowerdirs of a single
+// overlay mount, or the source of a single writable bind mount (no
+// lowers). ok is false for any other shape.
+func WritableDir(mounts []mount.Mount) (dir string, lowers []string, ok bool) {
+	dir, lowers, _, ok = inPlace(mounts)
+	return dir, lowers, ok
+}
+
+func inPlace(mounts []mount.Mount) (dir string, lowers []string, isOverlay, ok bool) {
+	if len(mounts) != 1 || mounts[0].Target != "" {
+		return "", nil, false, false
+	}
+	m := mounts[0]
+	if m.Type == "overlay" {
+		upper, lowers, ok := overlayDirs(m)
+		return upper, lowers, true, ok
+	}
+	if isBind(m) && !hasOption(m, "ro") {
+		return m.Source, nil, false, true
+	}
+	return "", nil, false, false
 }
 
 func joinCleanup(err, cerr error) error {

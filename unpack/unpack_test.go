@@ -30,7 +30,12 @@ type env struct {
 	sn      snapshots.Snapshotter
 }
 
-func newEnv(t *testing.T) env {
+func newEnv(t *testing.T) env { return openEnv(t, "native", native.New) }
+
+// openEnv opens a metadata store, a content store and the snapshotter
+// that open makes (named name) in a temporary folder, as berthd wires
+// them.
+func openEnv(t testing.TB, name string, open func(root string) (snapshots.Snapshotter, error)) env {
 	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
@@ -43,16 +48,16 @@ func newEnv(t *testing.T) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, err := native.New(filepath.Join(dir, "native"))
+	sn, err := open(filepath.Join(dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nsn := db.Snapshotter("native", sn)
+	nsn := db.Snapshotter(name, sn)
 	t.Cleanup(func() { nsn.Close() })
 	return env{ctx: namespaces.WithNamespace(context.Background(), "test"), content: db.ContentStore(blobs), sn: nsn}
 }
 
-func (e env) write(t *testing.T, img *testimage.Image) {
+func (e env) write(t testing.TB, img *testimage.Image) {
 	t.Helper()
 	for dgst, data := range img.Blobs {
 		d := ocispec.Descriptor{Digest: dgst, Size: int64(len(data))}
