@@ -17,6 +17,11 @@
 //     berth.io/gc.ref.snapshot.<snapshotter> = the last chain ID, so
 //     garbage collection keeps the snapshots as long as the image.
 //
+// With Options.Ahead, layers above the first may be applied ahead of
+// their parents into staging snapshots and adopted in order (stage.go);
+// the invariants above hold unchanged, since a chain ID is still committed
+// only once its layer is whole on its committed parent.
+//
 // The caller holds a lease (leases.WithLease) for the whole unpack, so that
 // garbage collection takes neither the layers being read nor the snapshots
 // committed before the config is labelled.
