@@ -60,7 +60,9 @@ func imageListCommand(g *globals) *cobra.Command {
 		Long: `ls lists the images of the namespace: REF, TYPE (the target's media type),
 DIGEST, SIZE (of the blobs present for every platform) and PLATFORMS.
 Filter fields: name, target.digest, target.mediatype, target.size,
-labels.<key>, annotations.<key>.`,
+labels.<key>, annotations.<key>. --format json prints the images API's
+record (name, target, labels, created_at, updated_at) with size, in bytes
+(null when it could not be counted), and platforms.`,
 		Example: `  berthctl images ls
   berthctl images ls -q 'name~=busybox'
   berthctl images ls --format '{{.name}} {{size .size}} {{join .platforms ","}}'`,
