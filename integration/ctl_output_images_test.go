@@ -314,7 +314,8 @@ func TestCtlOutputImages(t *testing.T) {
 		if out := c.ok(args("mounts", "/mnt/out", "out-active")...); !strings.HasPrefix(out, "mount -t "+want[0].Type+" ") || !strings.Contains(out, " /mnt/out -o ") {
 			t.Errorf("snapshots mounts: %q", out)
 		}
-		c.fails(1, []string{`"nope"`, "not found"}, args("info", "nope")...)
+		c.fails(1, []string{`snapshot "nope"`, "not found"}, args("info", "nope")...)
+		c.fails(1, []string{`snapshot "nope"`, "not found"}, args("usage", chainID, "nope")...)
 		c.fails(2, []string{"--format"}, args("ls", "--format", "xml")...)
 	})
 

@@ -255,7 +255,7 @@ one object per snapshot, sizes in bytes, and no total.`,
 			for _, key := range keys {
 				u, err := sn.Usage(ctx, key)
 				if err != nil {
-					return fmt.Errorf("snapshot %q: %w", key, err)
+					return err // the daemon's error names the snapshot
 				}
 				total.Add(u)
 				views = append(views, usageView{Key: key, Size: u.Size, Inodes: u.Inodes})
