@@ -2,6 +2,8 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -9,6 +11,8 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+
+	"github.com/berthrt/berth/internal/testutil"
 )
 
 // TestCtlPtyRunImage runs a shell of an image interactively under a real
@@ -75,11 +79,11 @@ func (p *pty) resizeUntilSeen(cmd *exec.Cmd, rows, cols uint16) {
 }
 
 // TestCtlPtyAttach attaches from a real pty to tasks started detached with
-// a terminal. An interactive shell (run -d -t -i) gets what is typed and
-// its exit code is attach's. A ticking task (run -d -t) outlives an
-// attaching berthctl that is killed (a detach), and a second attach sees
-// it go on. (A detach from a task with -i ends its stdin: the shim reads
-// EOF once no writer holds the FIFO, as package io/stdio documents.)
+// a terminal. An interactive shell (run -d -t -i) gets what is typed, its
+// exit code is attach's, and it outlives attaches that end: a detach with
+// Ctrl-P Ctrl-Q (berthctl exits 0) and an attaching berthctl killed with
+// SIGKILL are no end of its stdin, and the next attach types into the same
+// shell. A ticking task (run -d -t) goes on while nobody is attached.
 func TestCtlPtyAttach(t *testing.T) {
 	d := newDaemon(t)
 	const ns = "ctl-pty-attach"
@@ -89,32 +93,100 @@ func TestCtlPtyAttach(t *testing.T) {
 	remove := func(id string) {
 		c.run("-n", ns, "tasks", "rm", "-f", id)
 		c.run("-n", ns, "containers", "rm", id)
-		c.run("-n", ns, "snapshots", "rm", id)
 	}
 	attach := func(p *pty, id string) (*exec.Cmd, <-chan struct{}) {
 		cmd := c.command(nil, "-a", c.address, "-n", ns, "tasks", "attach", id)
 		p.attach(cmd)
 		return cmd, background(t, cmd)
 	}
+	// typeAndSee types a command whose output differs from its echo.
+	typeAndSee := func(p *pty, word string, n int) {
+		t.Helper()
+		p.typeIn(fmt.Sprintf("echo %s $((%d*%d))\n", word, n, n))
+		p.expect(fmt.Sprintf("%s %d\n", word, n*n))
+	}
+	// detach types Ctrl-P Ctrl-Q: berthctl exits 0 saying say, and the
+	// task id runs on.
+	detach := func(p *pty, cmd *exec.Cmd, done <-chan struct{}, id, say string) {
+		t.Helper()
+		p.typeIn("\x10\x11")
+		if code := waitExit(t, cmd, done, 10*time.Second); code != 0 {
+			t.Fatalf("berthctl after Ctrl-P Ctrl-Q: exit %d, want 0; terminal: %q", code, p.shown())
+		}
+		p.expect(say)
+		if s := c.taskStatusIn(ns, id); s != "RUNNING" {
+			t.Fatalf("after a detach, the task is %q", s)
+		}
+	}
+	// exit ends the shell with code, which is berthctl's.
+	exit := func(p *pty, cmd *exec.Cmd, done <-chan struct{}, code int) {
+		t.Helper()
+		p.typeIn(fmt.Sprintf("exit %d\n", code))
+		if got := waitExit(t, cmd, done, 10*time.Second); got != code {
+			t.Errorf("berthctl: exit %d, want the shell's %d; terminal: %q", got, code, p.shown())
+		}
+	}
 
 	t.Run("interactive", func(t *testing.T) {
 		c.ok("-n", ns, "run", "-d", "-t", "-i", "-u", "root", img, "pty-sh", "sh")
 		t.Cleanup(func() { remove("pty-sh") })
+
 		p := newPty(t)
 		cmd, done := attach(p, "pty-sh")
-		p.typeIn("echo attached $((2*3))\n")
-		p.expect("attached 6\n")
+		typeAndSee(p, "one", 2)
 		p.resizeUntilSeen(cmd, 30, 90)
-		p.typeIn("exit 4\n")
-		if code := waitExit(t, cmd, done, 10*time.Second); code != 4 {
-			t.Errorf("tasks attach: exit %d, want the shell's 4; terminal: %q", code, p.shown())
+		detach(p, cmd, done, "pty-sh", "berthctl: detached; task pty-sh keeps running")
+
+		p = newPty(t)
+		cmd, done = attach(p, "pty-sh")
+		typeAndSee(p, "two", 3) // the same shell: its stdin did not end
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
 		}
+		waitExit(t, cmd, done, 10*time.Second)
+
+		p = newPty(t)
+		cmd, done = attach(p, "pty-sh")
+		typeAndSee(p, "three", 4) // a killed attach did not end it either
+		exit(p, cmd, done, 4)
 		if s := c.taskStatusIn(ns, "pty-sh"); s != "STOPPED (4)" {
 			t.Errorf("after exit 4, the task is %q", s)
 		}
 	})
 
-	t.Run("detach", func(t *testing.T) {
+	t.Run("foreground run detaches", func(t *testing.T) {
+		t.Cleanup(func() { remove("pty-fg") })
+		p := newPty(t)
+		cmd := c.command(nil, "-a", c.address, "-n", ns, "run", "--rm", "-t", "-i", "-u", "root", img, "pty-fg", "sh")
+		p.attach(cmd)
+		done := background(t, cmd)
+		p.expect("# ")
+		typeAndSee(p, "fg", 5)
+		detach(p, cmd, done, "pty-fg", "--rm does not apply after a detach: the container stays")
+
+		p = newPty(t)
+		cmd, done = attach(p, "pty-fg")
+		typeAndSee(p, "back", 6)
+		exit(p, cmd, done, 5)
+	})
+
+	t.Run("detach keys off", func(t *testing.T) {
+		c.ok("-n", ns, "run", "-d", "-t", "-i", "-u", "root", img, "pty-keys", "sh")
+		t.Cleanup(func() { remove("pty-keys") })
+		p := newPty(t)
+		cmd := c.command(nil, "-a", c.address, "-n", ns, "tasks", "attach", "--detach-keys", "", "pty-keys")
+		p.attach(cmd)
+		done := background(t, cmd)
+		typeAndSee(p, "on", 7)
+		// Ctrl-P Ctrl-Q go to the shell (Ctrl-C drops the line they
+		// made); the attach stays, the shell answers through it.
+		p.typeIn("\x10\x11")
+		p.typeIn("\x03")
+		typeAndSee(p, "still", 8)
+		exit(p, cmd, done, 6)
+	})
+
+	t.Run("ticking task", func(t *testing.T) {
 		c.ok("-n", ns, "run", "-d", "-t", img, "pty-tick", "sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done")
 		t.Cleanup(func() { remove("pty-tick") })
 		first := newPty(t)
@@ -136,6 +208,66 @@ func TestCtlPtyAttach(t *testing.T) {
 		c.ok("-n", ns, "tasks", "kill", "-s", "KILL", "pty-tick")
 		if code := waitExit(t, cmd, done, 10*time.Second); code != 137 {
 			t.Errorf("tasks attach of a killed task: exit %d, want 137", code)
+		}
+	})
+}
+
+// TestCtlStdinPipes: without a terminal, the end of what is piped into
+// `run -i` is the end of the process's stdin (berthctl's client closes it
+// after the last byte), while an attaching berthctl that is killed leaves a
+// `run -d -i` shell reading, for the next attach.
+func TestCtlStdinPipes(t *testing.T) {
+	d := newDaemon(t)
+	const ns = "ctl-stdin"
+	d.nsContext(ns)
+	c := newCtl(t, d)
+	img := ctlImage(t, c, ns)
+
+	t.Run("run -i ends at the end of the pipe", func(t *testing.T) {
+		in := strings.Repeat("data through cat\n", 8<<10) // more than a FIFO holds
+		r := c.runIn(strings.NewReader(in), "-n", ns, "run", "--rm", "-i", img, "pipe-cat", "cat")
+		if r.code != 0 || r.stdout != in {
+			t.Errorf("run -i cat: exit %d, %d bytes of %d out; stderr %q", r.code, len(r.stdout), len(in), r.stderr)
+		}
+		r = c.runIn(strings.NewReader(""), "-n", ns, "run", "--rm", "-i", img, "pipe-empty", "sh", "-c", "cat; echo end")
+		if r.code != 0 || r.stdout != "end\n" {
+			t.Errorf("run -i of an empty stdin: exit %d, stdout %q; stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("attach goes, the shell stays", func(t *testing.T) {
+		c.ok("-n", ns, "run", "-d", "-i", img, "pipe-sh", "sh")
+		t.Cleanup(func() {
+			c.run("-n", ns, "tasks", "rm", "-f", "pipe-sh")
+			c.run("-n", ns, "containers", "rm", "pipe-sh")
+		})
+		attach := func(stdin io.Reader) (*exec.Cmd, <-chan struct{}, *testutil.Buffer) {
+			var out testutil.Buffer
+			cmd := c.command(nil, "-a", c.address, "-n", ns, "tasks", "attach", "pipe-sh")
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &out
+			return cmd, background(t, cmd), &out
+		}
+
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		cmd, done, out := attach(r)
+		r.Close() // berthctl's now
+		io.WriteString(w, "echo one $((1+1))\n")
+		eventually(t, 10*time.Second, "the shell to answer", func() bool { return out.String() == "one 2\n" })
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		waitExit(t, cmd, done, 10*time.Second)
+
+		cmd, done, out = attach(strings.NewReader("echo two $((2+2)); exit 4\n"))
+		if code := waitExit(t, cmd, done, 10*time.Second); code != 4 {
+			t.Errorf("tasks attach: exit %d, want the shell's 4; output %q", code, out.String())
+		}
+		if out.String() != "two 4\n" {
+			t.Errorf("the shell answered %q after an attach was killed", out.String())
 		}
 	})
 }
