@@ -42,7 +42,8 @@ func (c cli) run(args ...string) (string, error) {
 // contender is a daemon and its client, driven through the commands a
 // user types.
 type contender struct {
-	name string
+	name    string
+	runName string // the run --rm command, for the table
 	cli
 	p       *daemon.Process
 	runtime string
@@ -73,7 +74,7 @@ func startBerth(ctx context.Context, cfg config, dir, run, ns string) (*contende
 	if err != nil {
 		return nil, err
 	}
-	c := &contender{name: "berth", cli: cli{bin: cfg.berthctl, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
+	c := &contender{name: "berth", runName: "berthctl run --rm IMAGE", cli: cli{bin: cfg.berthctl, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
 	c.pull = func(ref string) []string { return []string{"images", "pull", "--plain-http", ref} }
 	c.clear = func(ref string) []string { return []string{"images", "rm", "--sync", ref} }
 	c.runRm = func(ref, id string) []string { return []string{"run", "--rm", ref, id, "/bin/true"} }
@@ -127,7 +128,7 @@ func startContainerd(ctx context.Context, cfg config, dir, run, ns string) (*con
 		return nil, "", err
 	}
 	fifos := filepath.Join(run, "cfifo")
-	c := &contender{name: "containerd", cli: cli{bin: cfg.ctr, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
+	c := &contender{name: "containerd", runName: "ctr run --rm IMAGE", cli: cli{bin: cfg.ctr, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
 	c.pull = func(ref string) []string { return []string{"images", "pull", "--plain-http", ref} }
 	c.clear = func(ref string) []string { return []string{"images", "rm", "--sync", ref} }
 	c.runRm = func(ref, id string) []string {

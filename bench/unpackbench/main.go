@@ -66,13 +66,14 @@ func main() {
 	os.Exit(code)
 }
 
-// results are what report prints.
+// results are what print prints.
 type results struct {
 	version    string // containerd's, "" when it was not measured
 	contenders []string
 	images     []image
 	pulls      [][]stats.Samples // [image][contender]
-	runs       []stats.Samples   // the floor, then each contender
+	runNames   []string
+	runs       []stats.Samples // the floor, each contender, berth --rootfs
 }
 
 func run(ctx context.Context, cfg config) (res results, err error) {
@@ -138,11 +139,11 @@ func run(ctx context.Context, cfg config) (res results, err error) {
 		}
 	}
 	progress("run --rm: %d rounds", cfg.runRounds)
-	runs, err := runRounds(ctx, cfg, contenders, dir, runDir, ns, busybox)
+	runNames, runs, err := runRounds(ctx, cfg, contenders, dir, runDir, ns, busybox)
 	if err != nil {
 		return res, err
 	}
-	res = results{version: version, images: images, pulls: pulls, runs: runs}
+	res = results{version: version, images: images, pulls: pulls, runNames: runNames, runs: runs}
 	for _, c := range contenders {
 		res.contenders = append(res.contenders, c.name)
 	}

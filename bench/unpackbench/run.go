@@ -30,17 +30,19 @@ type runPath struct {
 }
 
 // runRounds pulls busybox into every contender (not timed), then times
-// `run --rm busybox ID /bin/true` of each and the runc floor on a plain
-// folder holding the same files, the order turned each round. It returns
-// the floor's samples first, then each contender's.
-func runRounds(ctx context.Context, cfg config, cs []*contender, dir, runDir, ns string, busybox image) (_ []stats.Samples, err error) {
+// `run --rm busybox ID /bin/true` of each, the runc floor on a plain
+// folder holding the same files, and, for reference, `berthctl run --rm
+// --rootfs` on that folder (no image, no snapshot), the order turned each
+// round. It returns the paths' names and samples: the floor first, then
+// each contender's, then the reference.
+func runRounds(ctx context.Context, cfg config, cs []*contender, dir, runDir, ns string, busybox image) (_ []string, _ []stats.Samples, err error) {
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := busyboxFolder(ctx, rootfs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fl := &floor.Runner{Runtime: cfg.runtime, Root: filepath.Join(runDir, "floor-runc"), Dir: filepath.Join(runDir, "floor"), Rootfs: rootfs, Namespace: ns}
 	defer func() { err = errors.Join(err, fl.Close()) }()
-	paths := []runPath{{name: "runc floor", once: func(string) (time.Duration, error) {
+	paths := []runPath{{name: "runc floor (create, start, wait, delete)", once: func(string) (time.Duration, error) {
 		// The floor waits for runc's detached init with wait4, which
 		// needs this process to be its subreaper; only for this path,
 		// so that shims never become children of the benchmark.
@@ -50,33 +52,43 @@ func runRounds(ctx context.Context, cfg config, cs []*contender, dir, runDir, ns
 		defer proc.SetSubreaper(false)
 		return fl.Once(ctx)
 	}}}
+	timed := func(c *contender, args func(id string) []string) func(string) (time.Duration, error) {
+		return func(id string) (time.Duration, error) {
+			start := time.Now()
+			_, err := c.run(args(id)...)
+			return time.Since(start), err
+		}
+	}
 	for _, c := range cs {
 		if _, err := c.run(c.pull(busybox.ref)...); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		paths = append(paths, runPath{name: c.name, once: func(id string) (time.Duration, error) {
-			start := time.Now()
-			_, err := c.run(c.runRm(busybox.ref, id)...)
-			return time.Since(start), err
-		}})
+		paths = append(paths, runPath{name: c.runName, once: timed(c, func(id string) []string { return c.runRm(busybox.ref, id) })})
 	}
+	paths = append(paths, runPath{name: "berthctl run --rm --rootfs (no image)", once: timed(cs[0], func(id string) []string {
+		return []string{"run", "--rm", "--rootfs", rootfs, id, "/bin/true"}
+	})})
 	times := make([]stats.Samples, len(paths))
 	for round := range warmupRounds + cfg.runRounds {
 		for k := range paths {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			i := (k + round) % len(paths)
 			d, err := paths[i].once(fmt.Sprintf("run-%d-%d", round, i))
 			if err != nil {
-				return nil, fmt.Errorf("round %d: %s: %w", round, paths[i].name, err)
+				return nil, nil, fmt.Errorf("round %d: %s: %w", round, paths[i].name, err)
 			}
 			if round >= warmupRounds {
 				times[i] = append(times[i], d)
 			}
 		}
 	}
-	return times, nil
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = p.name
+	}
+	return names, times, nil
 }
 
 // busyboxFolder writes busybox's files into the plain folder dir, the
@@ -124,20 +136,12 @@ func (res results) print(cfg config) {
 		}
 	}
 	fmt.Printf("\nrun --rm IMAGE ID /bin/true (busybox), %d interleaved rounds after %d warm-up; medians\n", cfg.runRounds, warmupRounds)
-	names := []string{"runc floor (create, start, wait, delete)"}
-	for _, c := range cs {
-		cmd := "berthctl run --rm"
-		if c != "berth" {
-			cmd = "ctr run --rm"
-		}
-		names = append(names, cmd)
-	}
-	for i, name := range names {
+	for i, name := range res.runNames {
 		fmt.Printf("%-42s %8.1f ms %8.1f ms (p90)\n", name, stats.MS(runs[i].Median()), stats.MS(runs[i].P90()))
 	}
 	r := stats.Ratio(runs[1], runs[0])
 	fmt.Printf("berth/floor %.2f (goal ≤ %.1f: %s)\n", r, goalFloor, verdict(r, goalFloor))
-	if len(runs) > 2 {
+	if len(cs) > 1 {
 		r := stats.Ratio(runs[1], runs[2])
 		fmt.Printf("berth/containerd %.2f (goal ≤ %.1f: %s)\n", r, goalCtr, verdict(r, goalCtr))
 	}
