@@ -211,7 +211,9 @@ func TestCompareThenApply(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ovl := []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + dirs["lower"], "upperdir=" + dirs["upper"], "workdir=" + dirs["work"]}}}
+	// index=on makes overlayfs refuse a second mount of an upper folder in
+	// use: Compare must read the live container's upper folder as a lower.
+	ovl := []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{"index=on", "lowerdir=" + dirs["lower"], "upperdir=" + dirs["upper"], "workdir=" + dirs["work"]}}}
 	if err := ovl[0].Mount(dirs["merged"]); err != nil {
 		t.Fatal(err)
 	}
