@@ -94,11 +94,11 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 	if err := settle(ctx, cfg); err != nil {
 		return res, err
 	}
-	if res.berthIdle, err = proc.ReadMemory(b.d.pid()); err != nil {
+	if res.berthIdle, err = proc.ReadMemory(b.d.Pid()); err != nil {
 		return res, err
 	}
 	if cd != nil {
-		if res.cdIdle, err = proc.ReadMemory(cd.d.pid()); err != nil {
+		if res.cdIdle, err = proc.ReadMemory(cd.d.Pid()); err != nil {
 			return res, err
 		}
 	}
@@ -109,7 +109,7 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 	if err := settle(ctx, cfg); err != nil {
 		return res, err
 	}
-	if res.berthIdleAfter, err = proc.ReadMemory(b.d.pid()); err != nil {
+	if res.berthIdleAfter, err = proc.ReadMemory(b.d.Pid()); err != nil {
 		return res, err
 	}
 
@@ -128,14 +128,14 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 	if err := settle(ctx, cfg); err != nil {
 		return res, err
 	}
-	if res.berthLoaded, err = proc.ReadMemory(b.d.pid()); err != nil {
+	if res.berthLoaded, err = proc.ReadMemory(b.d.Pid()); err != nil {
 		return res, err
 	}
 	if res.berthShims, err = sumMemory(b.shimPids()); err != nil {
 		return res, err
 	}
 	if cd != nil {
-		if res.cdLoaded, err = proc.ReadMemory(cd.d.pid()); err != nil {
+		if res.cdLoaded, err = proc.ReadMemory(cd.d.Pid()); err != nil {
 			return res, err
 		}
 		if res.cdShims, err = sumMemory(cd.shimPids()); err != nil {

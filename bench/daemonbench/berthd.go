@@ -13,12 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/berthrt/berth/bench/internal/berthd"
+	"github.com/berthrt/berth/bench/internal/daemon"
 	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/io/cio"
@@ -37,17 +38,10 @@ const (
 	cleanupTimeout = 2 * time.Minute
 )
 
-// readyTimes are the moments a (re)started daemon reached, from the start
-// of its process.
-type readyTimes struct {
-	answered time.Duration // the socket answered a first call
-	serving  time.Duration // the daemon said it is ready (SERVING)
-}
-
 // berth is a berthd of the benchmark's own, with its root, state and
 // socket in the workspace, and the berthctl that drives it.
 type berth struct {
-	d       daemon
+	d       *daemon.Process
 	ctlBin  string // berthctl binary
 	runtime string // OCI runtime binary, absolute
 	address string
@@ -72,19 +66,17 @@ func newBerth(w *workspace, cfg config) (*berth, error) {
 	}
 	root := filepath.Join(w.dir, "berth")
 	conf := filepath.Join(w.dir, "berthd.toml")
-	text := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n\n[api]\naddress = %q\n\n[runtime]\ndefault = %q\nshim = %q\n",
-		root, b.state, b.address, cfg.runtime, cfg.shim)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+	if err := (berthd.Config{Root: root, State: b.state, Address: b.address, Runtime: cfg.runtime, Shim: cfg.shim}).Write(conf); err != nil {
 		return nil, err
 	}
-	b.d = daemon{name: "berthd", args: []string{cfg.berthd, "--config", conf}, log: filepath.Join(w.dir, "berthd.log")}
+	b.d = daemon.New("berthd", filepath.Join(w.dir, "berthd.log"), cfg.berthd, "--config", conf)
 	return b, nil
 }
 
 // start starts berthd and waits until it serves, then connects the client.
 func (b *berth) start(ctx context.Context) (readyTimes, error) {
 	started := time.Now()
-	if err := b.d.start(); err != nil {
+	if err := b.d.Start(); err != nil {
 		return readyTimes{}, err
 	}
 	b.everRan = true
@@ -102,7 +94,7 @@ func (b *berth) start(ctx context.Context) (readyTimes, error) {
 // serves. Its shims and containers keep running throughout.
 func (b *berth) restart(ctx context.Context) (readyTimes, error) {
 	b.closeClient()
-	b.d.kill()
+	b.d.Kill()
 	return b.start(ctx)
 }
 
@@ -118,15 +110,15 @@ func (b *berth) closeClient() {
 // the previous daemon was reconnected.
 func (b *berth) waitReady(ctx context.Context, started time.Time) (readyTimes, error) {
 	var rt readyTimes
-	deadline := started.Add(readyTimeout)
+	deadline := started.Add(daemon.ReadyTimeout)
 	for {
 		switch {
 		case ctx.Err() != nil:
 			return rt, ctx.Err()
-		case b.d.exited():
-			return rt, b.d.failure("berthd exited before it served")
+		case b.d.Exited():
+			return rt, b.d.Failure("exited before it served")
 		case time.Now().After(deadline):
-			return rt, b.d.failure(fmt.Sprintf("berthd did not serve within %v", readyTimeout))
+			return rt, b.d.Failure(fmt.Sprintf("did not serve within %v", daemon.ReadyTimeout))
 		}
 		conn, err := net.Dial("unix", b.address)
 		if err != nil {
@@ -284,7 +276,7 @@ func allRunning(table string, ids []string) error {
 }
 
 // shimPids returns the pids of the run's berth-shims.
-func (b *berth) shimPids() []int { return proc.Matching("serve", "--namespace", b.ns) }
+func (b *berth) shimPids() []int { return proc.Matching(berthd.ShimWords(b.ns)...) }
 
 // teardown kills and removes every task and container of the run's
 // namespace as a user would: `berthctl tasks kill -s KILL`, `tasks rm`,
@@ -383,7 +375,7 @@ func (b *berth) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if b.client == nil {
-		b.d.kill()
+		b.d.Kill()
 		if _, err := b.start(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("start berthd for cleanup: %w", err))
 		}
@@ -394,38 +386,8 @@ func (b *berth) Close() error {
 		}
 	}
 	b.closeClient()
-	if err := b.d.stop(); err != nil {
-		errs = append(errs, err)
-	}
-	errs = append(errs, sweep(b.runtime, filepath.Join(b.state, ".runc", b.ns), b.shimPids))
+	errs = append(errs, b.d.Stop(), berthd.Sweep(b.runtime, b.state, b.ns))
 	b.everRan = false // closed: a second Close has nothing to do
-	return errors.Join(errs...)
-}
-
-// sweep force-deletes the containers runc still knows under runcRoot and
-// kills the shims that shims returns; finding any is an error, since a
-// teardown through the daemon should have left none.
-func sweep(runtime, runcRoot string, shims func() []int) error {
-	var errs []error
-	if _, err := os.Stat(runcRoot); err == nil {
-		out, err := exec.Command(runtime, "--root", runcRoot, "list", "--quiet").Output()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("runc --root %s list: %w", runcRoot, err))
-		}
-		if ids := strings.Fields(string(out)); len(ids) > 0 {
-			errs = append(errs, fmt.Errorf("containers left in %s (now force-deleted): %s", runcRoot, strings.Join(ids, " ")))
-			for _, id := range ids {
-				errs = append(errs, proc.Run(runtime, "--root", runcRoot, "delete", "--force", id))
-			}
-		}
-	}
-	if pids := shims(); len(pids) > 0 {
-		errs = append(errs, fmt.Errorf("shims left running (now killed): %v", pids))
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
-			errs = append(errs, proc.Reap(pid))
-		}
-	}
 	return errors.Join(errs...)
 }
 

@@ -6,35 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	containerdcfg "github.com/berthrt/berth/bench/internal/containerd"
+	"github.com/berthrt/berth/bench/internal/daemon"
 	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/bench/internal/stats"
 )
 
-// containerdRun is the folder containerd 1.6 uses whatever its state
-// folder: shims' sockets (s/) and, by default, the shims' runc root
-// (runc/<namespace>) and ctr's FIFOs (fifo/; the benchmark passes its own).
-const containerdRun = "/run/containerd"
-
 // containerd is Debian's containerd on its own root, state and socket,
 // driven with ctr, for comparison.
 type containerd struct {
-	d          daemon
-	ctrBin     string
-	runtime    string // runc, for the sweep
-	address    string
-	ns         string
-	rootfs     string
-	fifoDir    string
-	version    string
-	runExisted bool // containerdRun existed before the run: leave it
-	everRan    bool
+	d       *daemon.Process
+	setup   *containerdcfg.Setup
+	ctrBin  string
+	runtime string // runc, for the sweep
+	address string
+	ns      string
+	rootfs  string
+	fifoDir string
+	version string
+	everRan bool
 }
 
 // newContainerd writes a config from `containerd config default` with the
@@ -56,25 +51,11 @@ func newContainerd(w *workspace, cfg config) (*containerd, error) {
 		rootfs:  w.rootfs,
 		fifoDir: filepath.Join(w.run, "cfifo"),
 	}
-	if _, err := os.Stat(containerdRun); err == nil {
-		c.runExisted = true
-	}
-	if out, err := exec.Command(bin, "--version").Output(); err == nil {
-		c.version = strings.TrimSpace(string(out))
-	}
-	def, err := exec.Command(bin, "config", "default").Output()
-	if err != nil {
-		return nil, fmt.Errorf("containerd config default: %w", err)
-	}
-	text, err := containerdcfg.FromDefault(string(def), filepath.Join(w.dir, "containerd"), filepath.Join(w.run, "c"), c.address)
-	if err != nil {
+	if c.setup, err = containerdcfg.Configure(bin, filepath.Join(w.dir, "containerd.toml"), filepath.Join(w.dir, "containerd"), filepath.Join(w.run, "c"), c.address); err != nil {
 		return nil, err
 	}
-	conf := filepath.Join(w.dir, "containerd.toml")
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		return nil, err
-	}
-	c.d = daemon{name: "containerd", args: []string{bin, "--config", conf}, log: filepath.Join(w.dir, "containerd.log")}
+	c.version = c.setup.Version
+	c.d = daemon.New("containerd", filepath.Join(w.dir, "containerd.log"), c.setup.Args...)
 	return c, nil
 }
 
@@ -85,20 +66,20 @@ func newContainerd(w *workspace, cfg config) (*containerd, error) {
 // (see ctrVersion) is part of the second.
 func (c *containerd) start(ctx context.Context) (readyTimes, error) {
 	started := time.Now()
-	if err := c.d.start(); err != nil {
+	if err := c.d.Start(); err != nil {
 		return readyTimes{}, err
 	}
 	c.everRan = true
 	var rt readyTimes
-	deadline := started.Add(readyTimeout)
+	deadline := started.Add(daemon.ReadyTimeout)
 	for {
 		switch {
 		case ctx.Err() != nil:
 			return rt, ctx.Err()
-		case c.d.exited():
-			return rt, c.d.failure("containerd exited before it served")
+		case c.d.Exited():
+			return rt, c.d.Failure("exited before it served")
 		case time.Now().After(deadline):
-			return rt, c.d.failure(fmt.Sprintf("containerd did not serve within %v", readyTimeout))
+			return rt, c.d.Failure(fmt.Sprintf("did not serve within %v", daemon.ReadyTimeout))
 		}
 		if rt.answered == 0 {
 			conn, err := net.Dial("unix", c.address)
@@ -119,7 +100,7 @@ func (c *containerd) start(ctx context.Context) (readyTimes, error) {
 
 // restart kills containerd with SIGKILL, starts it again and times it.
 func (c *containerd) restart(ctx context.Context) (readyTimes, error) {
-	c.d.kill()
+	c.d.Kill()
 	return c.start(ctx)
 }
 
@@ -170,7 +151,7 @@ func (c *containerd) runDetached(ctx context.Context, ids []string) error {
 }
 
 // shimPids returns the pids of the run's containerd-shim-runc-v2.
-func (c *containerd) shimPids() []int { return proc.Matching("-namespace", c.ns) }
+func (c *containerd) shimPids() []int { return proc.Matching(containerdcfg.ShimWords(c.ns)...) }
 
 // teardown kills and removes every task and container of the run's
 // namespace with ctr.
@@ -205,28 +186,17 @@ func (c *containerd) Close() error {
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if c.d.exited() {
-		c.d.kill()
+	if c.d.Exited() {
 		if _, err := c.start(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("start containerd for cleanup: %w", err))
 		}
 	}
-	if !c.d.exited() {
+	if !c.d.Exited() {
 		if err := c.teardown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("containerd teardown: %w", err))
 		}
 	}
-	if err := c.d.stop(); err != nil {
-		errs = append(errs, err)
-	}
-	runcRoot := filepath.Join(containerdRun, "runc", c.ns)
-	errs = append(errs, sweep(c.runtime, runcRoot, c.shimPids))
-	if err := os.RemoveAll(runcRoot); err != nil {
-		errs = append(errs, err)
-	}
-	if !c.runExisted {
-		removeDirs(containerdRun) // keeps what is not empty: not ours
-	}
+	errs = append(errs, c.d.Stop(), c.setup.Sweep(c.runtime, c.ns))
 	c.everRan = false // closed: a second Close has nothing to do
 	return errors.Join(errs...)
 }
@@ -234,11 +204,7 @@ func (c *containerd) Close() error {
 // abandon stops a containerd that failed to start and removes what it may
 // have made; the benchmark goes on without it.
 func (c *containerd) abandon() {
-	c.d.kill()
-	sweep(c.runtime, filepath.Join(containerdRun, "runc", c.ns), c.shimPids)
-	os.RemoveAll(filepath.Join(containerdRun, "runc", c.ns))
-	if !c.runExisted {
-		removeDirs(containerdRun) // keeps what is not empty: not ours
-	}
+	c.d.Kill()
+	c.setup.Sweep(c.runtime, c.ns)
 	c.everRan = false
 }

@@ -17,9 +17,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,18 +29,14 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	containerdcfg "github.com/berthrt/berth/bench/internal/containerd"
+	"github.com/berthrt/berth/bench/internal/containerd"
+	"github.com/berthrt/berth/bench/internal/daemon"
 	"github.com/berthrt/berth/bench/internal/stats"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/storage/content"
 )
 
 const (
-	// readyTimeout bounds how long the registry or a daemon may take to
-	// serve.
-	readyTimeout = 30 * time.Second
-	// stopGrace is how long a process may take to exit after SIGTERM.
-	stopGrace = 10 * time.Second
 	// goal is the ratio berth/curl the issue asks for.
 	goal = 1.3
 	// ns is the namespace of berth and containerd.
@@ -90,19 +83,19 @@ func run(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
-	var procs []*process
+	var procs []*daemon.Process
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
-			err = errors.Join(err, procs[i].stop())
+			err = errors.Join(err, procs[i].Stop())
 		}
 	}()
 
-	reg, err := startRegistry(ctx, cfg.registry, dir)
+	reg, err := daemon.StartRegistry(ctx, cfg.registry, dir)
 	if err != nil {
 		return err
 	}
-	procs = append(procs, reg.p)
-	ref := reg.addr + "/bench/pull:1"
+	procs = append(procs, reg.Process)
+	ref := reg.Addr + "/bench/pull:1"
 	blobs, err := pushImage(ctx, dir, ref, cfg.layers, cfg.layerMiB<<20)
 	if err != nil {
 		return err
@@ -110,7 +103,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	var urls []string
 	var total int64
 	for _, b := range blobs[:len(blobs)-1] { // not the manifest
-		urls = append(urls, "http://"+reg.addr+"/v2/bench/pull/blobs/"+b.Digest.String())
+		urls = append(urls, "http://"+reg.Addr+"/v2/bench/pull/blobs/"+b.Digest.String())
 		total += b.Size
 	}
 
@@ -292,46 +285,6 @@ func pushImage(ctx context.Context, dir, ref string, n, size int) ([]ocispec.Des
 	return append(layers, cd, md), nil
 }
 
-// registry is the loopback docker-registry.
-type registry struct {
-	addr string
-	p    *process
-}
-
-func startRegistry(ctx context.Context, bin, dir string) (*registry, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	conf := filepath.Join(dir, "registry.yml")
-	text := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: pullbench\n",
-		filepath.Join(dir, "registry"), addr)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := startProcess("docker-registry", filepath.Join(dir, "registry.log"), bin, "serve", conf)
-	if err != nil {
-		return nil, err
-	}
-	err = p.waitReady(ctx, func() error {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, errors.Join(err, p.stop())
-	}
-	return &registry{addr: addr, p: p}, nil
-}
-
 // cli runs a daemon's command-line client with its global flags first.
 type cli struct {
 	bin    string
@@ -342,135 +295,48 @@ func (c cli) run(ctx context.Context, args ...string) error {
 	return command(ctx, c.bin, append(append([]string(nil), c.global...), args...)...)
 }
 
-func startBerth(ctx context.Context, cfg config, dir string) (cli, *process, error) {
+// startBerth starts berthd with its root under dir and its state and
+// socket in a folder of its own under /run, removed when it stops.
+func startBerth(ctx context.Context, cfg config, dir string) (cli, *daemon.Process, error) {
 	run, err := os.MkdirTemp("/run", "pullbench-")
 	if err != nil {
 		return cli{}, nil, err
 	}
 	address := filepath.Join(run, "berth.sock")
-	p, err := startProcess("berthd", filepath.Join(dir, "berthd.log"), cfg.berthd,
+	p, err := daemon.Start("berthd", filepath.Join(dir, "berthd.log"), cfg.berthd,
 		"--root", filepath.Join(dir, "berth"), "--state", run, "--address", address)
 	if err != nil {
-		return cli{}, nil, err
+		return cli{}, nil, errors.Join(err, os.RemoveAll(run))
 	}
-	p.cleanup = append(p.cleanup, func() error { return os.RemoveAll(run) })
+	p.OnStop(func() error { return os.RemoveAll(run) })
 	c := cli{bin: cfg.berthctl, global: []string{"-a", address, "-n", ns}}
-	if err := p.waitReady(ctx, func() error { return c.run(ctx, "images", "ls", "-q") }); err != nil {
-		return cli{}, nil, errors.Join(err, p.stop())
+	if err := p.WaitReady(ctx, func() error { return c.run(ctx, "images", "ls", "-q") }); err != nil {
+		return cli{}, nil, errors.Join(err, p.Stop())
 	}
 	return c, p, nil
 }
 
-func startContainerd(ctx context.Context, cfg config, dir string) (cli, *process, string, error) {
-	def, err := exec.CommandContext(ctx, cfg.containerd, "config", "default").Output()
-	if err != nil {
-		return cli{}, nil, "", fmt.Errorf("containerd config default: %w", err)
-	}
+// startContainerd starts containerd with its root under dir and its state
+// and socket in a folder of its own under /run, removed when it stops; it
+// returns containerd's version too.
+func startContainerd(ctx context.Context, cfg config, dir string) (cli, *daemon.Process, string, error) {
 	run, err := os.MkdirTemp("/run", "pullbench-c-")
 	if err != nil {
 		return cli{}, nil, "", err
 	}
 	address := filepath.Join(run, "c.sock")
-	text, err := containerdcfg.FromDefault(string(def), filepath.Join(dir, "containerd"), run, address)
+	setup, err := containerd.Configure(cfg.containerd, filepath.Join(dir, "containerd.toml"), filepath.Join(dir, "containerd"), run, address)
 	if err != nil {
-		return cli{}, nil, "", err
+		return cli{}, nil, "", errors.Join(err, os.RemoveAll(run))
 	}
-	conf := filepath.Join(dir, "containerd.toml")
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		return cli{}, nil, "", err
-	}
-	p, err := startProcess("containerd", filepath.Join(dir, "containerd.log"), cfg.containerd, "--config", conf)
+	p, err := daemon.Start("containerd", filepath.Join(dir, "containerd.log"), setup.Args...)
 	if err != nil {
-		return cli{}, nil, "", err
+		return cli{}, nil, "", errors.Join(err, os.RemoveAll(run))
 	}
-	p.cleanup = append(p.cleanup, func() error { return os.RemoveAll(run) })
+	p.OnStop(func() error { return os.RemoveAll(run) })
 	c := cli{bin: cfg.ctr, global: []string{"-a", address, "-n", ns}}
-	if err := p.waitReady(ctx, func() error { return c.run(ctx, "version") }); err != nil {
-		return cli{}, nil, "", errors.Join(err, p.stop())
+	if err := p.WaitReady(ctx, func() error { return c.run(ctx, "version") }); err != nil {
+		return cli{}, nil, "", errors.Join(err, p.Stop())
 	}
-	v, _ := exec.Command(cfg.containerd, "--version").Output()
-	return c, p, strings.TrimSpace(string(v)), nil
-}
-
-// process is one long-lived process the benchmark started, in its own
-// process group, its output appended to a log; a goroutine waits for it.
-type process struct {
-	name    string
-	log     string
-	cmd     *exec.Cmd
-	done    chan struct{} // closed once cmd has exited
-	cleanup []func() error
-}
-
-func startProcess(name, log, bin string, args ...string) (*process, error) {
-	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, log: log, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// waitReady polls ready until it succeeds, the process exits or
-// readyTimeout passes.
-func (p *process) waitReady(ctx context.Context, ready func() error) error {
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		err := ready()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before it served: %s", p.name, tail(p.log))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not serve within %v: %w: %s", p.name, readyTimeout, err, tail(p.log))
-		}
-	}
-}
-
-// stop sends SIGTERM, kills after stopGrace, then runs the cleanups.
-func (p *process) stop() error {
-	var err error
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-		p.cmd.Process.Kill()
-		<-p.done
-		err = fmt.Errorf("%s did not stop within %v of SIGTERM; killed", p.name, stopGrace)
-	}
-	for _, c := range p.cleanup {
-		err = errors.Join(err, c())
-	}
-	return err
-}
-
-// tail is the end of a log file.
-func tail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	data, _ := io.ReadAll(f)
-	if len(data) > 2000 {
-		data = data[len(data)-2000:]
-	}
-	return string(data)
+	return c, p, setup.Version, nil
 }

@@ -5,20 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
-	containerdcfg "github.com/berthrt/berth/bench/internal/containerd"
+	"github.com/berthrt/berth/bench/internal/berthd"
+	"github.com/berthrt/berth/bench/internal/containerd"
 	"github.com/berthrt/berth/bench/internal/daemon"
 	"github.com/berthrt/berth/bench/internal/proc"
-	"github.com/berthrt/berth/bench/internal/sweep"
 )
-
-// containerdRun is the folder containerd 1.6 uses whatever its state
-// folder: shims' sockets and the shims' runc root (runc/<namespace>).
-const containerdRun = "/run/containerd"
 
 // cli runs a daemon's command-line client with its global flags first.
 type cli struct {
@@ -65,9 +60,7 @@ func startBerth(ctx context.Context, cfg config, dir, run, ns string) (*contende
 	state := filepath.Join(run, "b")
 	address := filepath.Join(state, "berth.sock")
 	conf := filepath.Join(dir, "berthd.toml")
-	text := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n\n[api]\naddress = %q\n\n[runtime]\ndefault = %q\nshim = %q\n",
-		filepath.Join(dir, "berth"), state, address, cfg.runtime, cfg.shim)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+	if err := (berthd.Config{Root: filepath.Join(dir, "berth"), State: state, Address: address, Runtime: cfg.runtime, Shim: cfg.shim}).Write(conf); err != nil {
 		return nil, err
 	}
 	p, err := daemon.Start("berthd", filepath.Join(dir, "berthd.log"), cfg.berthd, "--config", conf)
@@ -86,11 +79,7 @@ func startBerth(ctx context.Context, cfg config, dir, run, ns string) (*contende
 		snaps, err := c.run("snapshots", "ls", "-q")
 		return strings.TrimSpace(blobs + snaps), err
 	}
-	c.stop = func() error {
-		return errors.Join(p.Stop(),
-			sweep.Containers(cfg.runtime, filepath.Join(state, ".runc", ns)),
-			sweep.Processes("serve", "--namespace", ns))
-	}
+	c.stop = func() error { return errors.Join(p.Stop(), berthd.Sweep(cfg.runtime, state, ns)) }
 	if err := p.WaitReady(ctx, func() error { _, err := c.run("images", "ls", "-q"); return err }); err != nil {
 		return nil, errors.Join(err, c.stop())
 	}
@@ -106,24 +95,13 @@ func startContainerd(ctx context.Context, cfg config, dir, run, ns string) (*con
 	if err != nil {
 		return nil, "", err
 	}
-	def, err := exec.Command(bin, "config", "default").Output()
-	if err != nil {
-		return nil, "", fmt.Errorf("containerd config default: %w", err)
-	}
 	state := filepath.Join(run, "c")
 	address := filepath.Join(state, "c.sock")
-	text, err := containerdcfg.FromDefault(string(def), filepath.Join(dir, "containerd"), state, address)
+	setup, err := containerd.Configure(bin, filepath.Join(dir, "containerd.toml"), filepath.Join(dir, "containerd"), state, address)
 	if err != nil {
 		return nil, "", err
 	}
-	conf := filepath.Join(dir, "containerd.toml")
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-		return nil, "", err
-	}
-	_, statErr := os.Stat(containerdRun)
-	runExisted := statErr == nil
-	version, _ := exec.Command(bin, "--version").Output()
-	p, err := daemon.Start("containerd", filepath.Join(dir, "containerd.log"), bin, "--config", conf)
+	p, err := daemon.Start("containerd", filepath.Join(dir, "containerd.log"), setup.Args...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -143,16 +121,9 @@ func startContainerd(ctx context.Context, cfg config, dir, run, ns string) (*con
 		lines := strings.Split(strings.TrimSpace(snaps), "\n")
 		return strings.TrimSpace(blobs + strings.Join(lines[1:], "\n")), err // the first line is the header
 	}
-	c.stop = func() error {
-		runcRoot := filepath.Join(containerdRun, "runc", ns)
-		errs := []error{p.Stop(), sweep.Containers(cfg.runtime, runcRoot), sweep.Processes("-namespace", ns), os.RemoveAll(runcRoot)}
-		if !runExisted {
-			sweep.EmptyDirs(containerdRun) // keeps what is not empty: not ours
-		}
-		return errors.Join(errs...)
-	}
+	c.stop = func() error { return errors.Join(p.Stop(), setup.Sweep(cfg.runtime, ns)) }
 	if err := p.WaitReady(ctx, func() error { _, err := c.run("version"); return err }); err != nil {
 		return nil, "", errors.Join(err, c.stop())
 	}
-	return c, strings.TrimSpace(string(version)), nil
+	return c, setup.Version, nil
 }

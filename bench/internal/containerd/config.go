@@ -1,6 +1,6 @@
-// Package containerd configures Debian's containerd for the benchmarks:
-// its own root, state and socket, and the plugins that only add noise
-// turned off.
+// Package containerd configures Debian's containerd for the benchmarks
+// (its own root, state and socket, and the plugins that only add noise
+// turned off) and sweeps what its shims leave under /run/containerd.
 package containerd
 
 import (

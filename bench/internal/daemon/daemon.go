@@ -1,7 +1,8 @@
 // Package daemon starts the long-lived processes of a benchmark (berthd,
 // containerd, a docker-registry), waits until they serve, and stops them:
 // each in its own process group, its output appended to a log file whose
-// end explains a failure.
+// end explains a failure. A process may be killed and started again, for
+// benchmarks that time a daemon's restart.
 package daemon
 
 import (
@@ -25,48 +26,87 @@ const (
 	pollInterval = 10 * time.Millisecond
 )
 
-// Process is one started process. It is owned by one goroutine; a
-// goroutine of its own waits for the exit.
+// Process is one command, started once or again after each exit. It is
+// owned by one goroutine; a goroutine per start waits for the exit.
 type Process struct {
 	Name string // for messages
 	Log  string // path of the log file
 
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when cmd has exited and was collected
+	args    []string      // the binary and its arguments
+	cmd     *exec.Cmd     // the last start; nil before the first
+	done    chan struct{} // closed when cmd has exited and was collected (and before the first start)
 	cleanup []func() error
+}
+
+// New returns the process args[0] with args[1:], its output to be appended
+// to log; it starts nothing.
+func New(name, log string, args ...string) *Process {
+	done := make(chan struct{})
+	close(done)
+	return &Process{Name: name, Log: log, args: args, done: done}
 }
 
 // Start starts args[0] with args[1:], its output appended to log, and
 // returns once it runs; it does not wait for it to serve.
 func Start(name, log string, args ...string) (*Process, error) {
-	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	p := New(name, log, args...)
+	if err := p.Start(); err != nil {
 		return nil, err
 	}
+	return p, nil
+}
+
+// Start starts the command, for the first time or again once the last
+// start has exited, and returns once it runs.
+func (p *Process) Start() error {
+	if !p.Exited() {
+		return fmt.Errorf("%s runs already (pid %d)", p.Name, p.Pid())
+	}
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
 	defer f.Close()
-	fmt.Fprintf(f, "--- %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
-	cmd := exec.Command(args[0], args[1:]...)
+	fmt.Fprintf(f, "--- %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(p.args, " "))
+	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group: a Ctrl-C on the terminal reaches only the
 	// benchmark, which stops the process after it cleaned up through it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
-	p := &Process{Name: name, Log: log, cmd: cmd, done: make(chan struct{})}
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
 	go func() {
 		cmd.Wait()
-		close(p.done)
+		close(done)
 	}()
-	return p, nil
+	return nil
 }
 
 // OnStop adds fn to what Stop runs after the process has exited, last
 // added first.
 func (p *Process) OnStop(fn func() error) { p.cleanup = append(p.cleanup, fn) }
 
-// Pid is the process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+// Pid is the process id of the last start, 0 before the first.
+func (p *Process) Pid() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Exited reports whether the last start has exited (true before the
+// first).
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // WaitReady calls ready until it succeeds, the process exits, ctx ends or
 // ReadyTimeout passes.
@@ -90,21 +130,33 @@ func (p *Process) WaitReady(ctx context.Context, ready func() error) error {
 	}
 }
 
+// Kill sends SIGKILL and waits until the process is collected. Unlike
+// Stop it runs no cleanup: the process may be started again.
+func (p *Process) Kill() {
+	if p.Exited() {
+		return
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 // Stop sends SIGTERM, kills after a grace period, then runs the cleanups
-// of OnStop. A process that had to be killed is an error.
+// of OnStop, once. A process that had to be killed is an error.
 func (p *Process) Stop() error {
 	var errs []error
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-		p.cmd.Process.Kill()
-		<-p.done
-		errs = append(errs, fmt.Errorf("%s did not stop within %v of SIGTERM; killed", p.Name, stopGrace))
+	if !p.Exited() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(stopGrace):
+			p.Kill()
+			errs = append(errs, fmt.Errorf("%s did not stop within %v of SIGTERM; killed", p.Name, stopGrace))
+		}
 	}
 	for i := len(p.cleanup) - 1; i >= 0; i-- {
 		errs = append(errs, p.cleanup[i]())
 	}
+	p.cleanup = nil
 	return errors.Join(errs...)
 }
 
