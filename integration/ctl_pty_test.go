@@ -53,7 +53,7 @@ func TestCtlPtyRunImage(t *testing.T) {
 	}
 }
 
-// resizeUntilSeen resizes the terminal to rows×cols and types `stty size`
+// resizeUntilSeen resizes the terminal to rows×cols and asks `stty size`
 // until the shell inside sees that size: the resize travels berthctl →
 // daemon → shim.
 func (p *pty) resizeUntilSeen(cmd *exec.Cmd, rows, cols uint16) {
@@ -65,8 +65,10 @@ func (p *pty) resizeUntilSeen(cmd *exec.Cmd, rows, cols uint16) {
 	want := fmt.Sprintf("%d %d", rows, cols)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		p.typeIn("stty size\n")
-		p.expect("stty size\n")
+		// The marker s2z is in the output only, never in the echo of what
+		// is typed, which a line-editing shell may redraw in pieces.
+		p.typeIn("echo s$((1+1))z $(stty size)\n")
+		p.expect("s2z ")
 		line := p.readLine()
 		if line == want {
 			return

@@ -31,8 +31,12 @@ func TestShimStdinRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.waitFor(t, "ping\n")
-	// Closing the writer is EOF for cat, which then exits 0.
+	// The shim holds the FIFO open itself, so a client that closes its
+	// end is no EOF (it may attach again); CloseIO is, and cat exits 0.
 	w.Close()
+	if _, err := s.task.CloseIO(ctx(t), &shimapi.CloseIORequest{Id: s.id, Stdin: true}); err != nil {
+		t.Fatal(err)
+	}
 	if code := s.wait(""); code != 0 {
 		t.Fatalf("cat exited %d", code)
 	}
