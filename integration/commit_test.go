@@ -41,6 +41,16 @@ const commitCheck = "cat /new.txt; test -e /etc/group && echo group || echo no-g
 // importBusybox imports busybox as commitBase, unpacked into sn.
 func importBusybox(t *testing.T, ctx context.Context, c *client.Client, sn string) *client.Image {
 	t.Helper()
+	imported, err := c.Import(ctx, busyboxArchive(t), archive.WithUnpack(sn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return imported[0]
+}
+
+// busyboxArchive returns an OCI archive of busybox named commitBase.
+func busyboxArchive(t *testing.T) *bytes.Buffer {
+	t.Helper()
 	img, err := testimage.Busybox("")
 	if err != nil {
 		t.Fatal(err)
@@ -49,11 +59,7 @@ func importBusybox(t *testing.T, ctx context.Context, c *client.Client, sn strin
 	if err := img.WriteOCIArchive(&arch, commitBase); err != nil {
 		t.Fatal(err)
 	}
-	imported, err := c.Import(ctx, &arch, archive.WithUnpack(sn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return imported[0]
+	return &arch
 }
 
 // layerEntries returns the names in layer desc of the content store.

@@ -49,6 +49,7 @@ func snapshotsCommand(g *globals) *cobra.Command {
 		snapshotsMountsCommand(g, f),
 		snapshotsUsageCommand(g, f),
 		snapshotsDiffCommand(g, f),
+		snapshotsUnpackCommand(g, f),
 		labelCommand(g, "snapshot", "  berthctl snapshots label rootfs-1 owner=ci stale=", labelFuncs{
 			get: func(ctx context.Context, c *client.Client, key string) (map[string]string, error) {
 				info, err := c.SnapshotService(f.snapshotter).Stat(ctx, key)

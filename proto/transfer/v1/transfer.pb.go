@@ -1438,6 +1438,157 @@ func (x *CheckResponse) GetImages() []*ImageCheck {
 	return nil
 }
 
+type UnpackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace: the namespace, when the request metadata carries none.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// image: the name of a local image, as the images service has it.
+	Image string `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// platforms: "os/arch[/variant]"; the manifest of an index for the
+	// first of them is unpacked. Empty: the daemon's default,
+	// linux/amd64. Ignored for a single manifest.
+	Platforms []string `protobuf:"bytes,3,rep,name=platforms,proto3" json:"platforms,omitempty"`
+	// snapshotter: the snapshotter to unpack into; empty is the daemon's
+	// default.
+	Snapshotter   string `protobuf:"bytes,4,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpackRequest) Reset() {
+	*x = UnpackRequest{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpackRequest) ProtoMessage() {}
+
+func (x *UnpackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpackRequest.ProtoReflect.Descriptor instead.
+func (*UnpackRequest) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UnpackRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *UnpackRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *UnpackRequest) GetPlatforms() []string {
+	if x != nil {
+		return x.Platforms
+	}
+	return nil
+}
+
+func (x *UnpackRequest) GetSnapshotter() string {
+	if x != nil {
+		return x.Snapshotter
+	}
+	return ""
+}
+
+// UnpackProgress is one message of an Unpack stream.
+type UnpackProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// progress: the latest report of each layer that changed since the
+	// previous message.
+	Progress []*Progress `protobuf:"bytes,1,rep,name=progress,proto3" json:"progress,omitempty"`
+	// image: set only on the stream's last message: the image unpacked.
+	Image *v1.Image `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	// chain_id: set with image: the chain ID of the top layer, the
+	// snapshot a container of the image starts from ("" for an image
+	// without layers).
+	ChainId string `protobuf:"bytes,3,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	// snapshotter: set with image: the snapshotter unpacked into.
+	Snapshotter   string `protobuf:"bytes,4,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpackProgress) Reset() {
+	*x = UnpackProgress{}
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpackProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpackProgress) ProtoMessage() {}
+
+func (x *UnpackProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_transfer_v1_transfer_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpackProgress.ProtoReflect.Descriptor instead.
+func (*UnpackProgress) Descriptor() ([]byte, []int) {
+	return file_proto_transfer_v1_transfer_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UnpackProgress) GetProgress() []*Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *UnpackProgress) GetImage() *v1.Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+func (x *UnpackProgress) GetChainId() string {
+	if x != nil {
+		return x.ChainId
+	}
+	return ""
+}
+
+func (x *UnpackProgress) GetSnapshotter() string {
+	if x != nil {
+		return x.Snapshotter
+	}
+	return ""
+}
+
 var File_proto_transfer_v1_transfer_proto protoreflect.FileDescriptor
 
 const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
@@ -1542,13 +1693,24 @@ const file_proto_transfer_v1_transfer_proto_rawDesc = "" +
 	"\amissing\x18\a \x03(\v2$.berth.services.images.v1.DescriptorR\amissing\x12\x14\n" +
 	"\x05error\x18\b \x01(\tR\x05error\"O\n" +
 	"\rCheckResponse\x12>\n" +
-	"\x06images\x18\x01 \x03(\v2&.berth.services.transfer.v1.ImageCheckR\x06images2\xea\x03\n" +
+	"\x06images\x18\x01 \x03(\v2&.berth.services.transfer.v1.ImageCheckR\x06images\"\x83\x01\n" +
+	"\rUnpackRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
+	"\x05image\x18\x02 \x01(\tR\x05image\x12\x1c\n" +
+	"\tplatforms\x18\x03 \x03(\tR\tplatforms\x12 \n" +
+	"\vsnapshotter\x18\x04 \x01(\tR\vsnapshotter\"\xc6\x01\n" +
+	"\x0eUnpackProgress\x12@\n" +
+	"\bprogress\x18\x01 \x03(\v2$.berth.services.transfer.v1.ProgressR\bprogress\x125\n" +
+	"\x05image\x18\x02 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\x12\x19\n" +
+	"\bchain_id\x18\x03 \x01(\tR\achainId\x12 \n" +
+	"\vsnapshotter\x18\x04 \x01(\tR\vsnapshotter2\xcd\x04\n" +
 	"\bTransfer\x12[\n" +
 	"\x04Pull\x12'.berth.services.transfer.v1.PullRequest\x1a(.berth.services.transfer.v1.PullProgress0\x01\x12[\n" +
 	"\x04Push\x12'.berth.services.transfer.v1.PushRequest\x1a(.berth.services.transfer.v1.PushProgress0\x01\x12c\n" +
 	"\x06Import\x12).berth.services.transfer.v1.ImportRequest\x1a*.berth.services.transfer.v1.ImportResponse(\x010\x01\x12a\n" +
 	"\x06Export\x12).berth.services.transfer.v1.ExportRequest\x1a*.berth.services.transfer.v1.ExportResponse0\x01\x12\\\n" +
-	"\x05Check\x12(.berth.services.transfer.v1.CheckRequest\x1a).berth.services.transfer.v1.CheckResponseB7Z5github.com/berthrt/berth/proto/transfer/v1;transferv1b\x06proto3"
+	"\x05Check\x12(.berth.services.transfer.v1.CheckRequest\x1a).berth.services.transfer.v1.CheckResponse\x12a\n" +
+	"\x06Unpack\x12).berth.services.transfer.v1.UnpackRequest\x1a*.berth.services.transfer.v1.UnpackProgress0\x01B7Z5github.com/berthrt/berth/proto/transfer/v1;transferv1b\x06proto3"
 
 var (
 	file_proto_transfer_v1_transfer_proto_rawDescOnce sync.Once
@@ -1562,7 +1724,7 @@ func file_proto_transfer_v1_transfer_proto_rawDescGZIP() []byte {
 	return file_proto_transfer_v1_transfer_proto_rawDescData
 }
 
-var file_proto_transfer_v1_transfer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_proto_transfer_v1_transfer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_proto_transfer_v1_transfer_proto_goTypes = []any{
 	(*Credentials)(nil),    // 0: berth.services.transfer.v1.Credentials
 	(*PullRequest)(nil),    // 1: berth.services.transfer.v1.PullRequest
@@ -1581,45 +1743,51 @@ var file_proto_transfer_v1_transfer_proto_goTypes = []any{
 	(*CheckRequest)(nil),   // 14: berth.services.transfer.v1.CheckRequest
 	(*ImageCheck)(nil),     // 15: berth.services.transfer.v1.ImageCheck
 	(*CheckResponse)(nil),  // 16: berth.services.transfer.v1.CheckResponse
-	(*v1.Image)(nil),       // 17: berth.services.images.v1.Image
-	(*v1.Descriptor)(nil),  // 18: berth.services.images.v1.Descriptor
+	(*UnpackRequest)(nil),  // 17: berth.services.transfer.v1.UnpackRequest
+	(*UnpackProgress)(nil), // 18: berth.services.transfer.v1.UnpackProgress
+	(*v1.Image)(nil),       // 19: berth.services.images.v1.Image
+	(*v1.Descriptor)(nil),  // 20: berth.services.images.v1.Descriptor
 }
 var file_proto_transfer_v1_transfer_proto_depIdxs = []int32{
 	0,  // 0: berth.services.transfer.v1.PullRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
 	2,  // 1: berth.services.transfer.v1.PullProgress.progress:type_name -> berth.services.transfer.v1.Progress
-	17, // 2: berth.services.transfer.v1.PullProgress.image:type_name -> berth.services.images.v1.Image
-	18, // 3: berth.services.transfer.v1.PullProgress.fetched:type_name -> berth.services.images.v1.Descriptor
+	19, // 2: berth.services.transfer.v1.PullProgress.image:type_name -> berth.services.images.v1.Image
+	20, // 3: berth.services.transfer.v1.PullProgress.fetched:type_name -> berth.services.images.v1.Descriptor
 	0,  // 4: berth.services.transfer.v1.PushRequest.credentials:type_name -> berth.services.transfer.v1.Credentials
-	18, // 5: berth.services.transfer.v1.PushRequest.target:type_name -> berth.services.images.v1.Descriptor
+	20, // 5: berth.services.transfer.v1.PushRequest.target:type_name -> berth.services.images.v1.Descriptor
 	2,  // 6: berth.services.transfer.v1.PushProgress.progress:type_name -> berth.services.transfer.v1.Progress
-	18, // 7: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
+	20, // 7: berth.services.transfer.v1.PushProgress.pushed:type_name -> berth.services.images.v1.Descriptor
 	6,  // 8: berth.services.transfer.v1.ImportRequest.options:type_name -> berth.services.transfer.v1.ImportOptions
 	7,  // 9: berth.services.transfer.v1.ImportRequest.end:type_name -> berth.services.transfer.v1.ImportEnd
-	17, // 10: berth.services.transfer.v1.ImportResult.images:type_name -> berth.services.images.v1.Image
-	18, // 11: berth.services.transfer.v1.ImportResult.index:type_name -> berth.services.images.v1.Descriptor
+	19, // 10: berth.services.transfer.v1.ImportResult.images:type_name -> berth.services.images.v1.Image
+	20, // 11: berth.services.transfer.v1.ImportResult.index:type_name -> berth.services.images.v1.Descriptor
 	2,  // 12: berth.services.transfer.v1.ImportResponse.progress:type_name -> berth.services.transfer.v1.Progress
 	9,  // 13: berth.services.transfer.v1.ImportResponse.result:type_name -> berth.services.transfer.v1.ImportResult
-	17, // 14: berth.services.transfer.v1.ExportRequest.images:type_name -> berth.services.images.v1.Image
+	19, // 14: berth.services.transfer.v1.ExportRequest.images:type_name -> berth.services.images.v1.Image
 	2,  // 15: berth.services.transfer.v1.ExportResponse.progress:type_name -> berth.services.transfer.v1.Progress
 	12, // 16: berth.services.transfer.v1.ExportResponse.end:type_name -> berth.services.transfer.v1.ExportEnd
-	17, // 17: berth.services.transfer.v1.ImageCheck.image:type_name -> berth.services.images.v1.Image
-	18, // 18: berth.services.transfer.v1.ImageCheck.missing:type_name -> berth.services.images.v1.Descriptor
+	19, // 17: berth.services.transfer.v1.ImageCheck.image:type_name -> berth.services.images.v1.Image
+	20, // 18: berth.services.transfer.v1.ImageCheck.missing:type_name -> berth.services.images.v1.Descriptor
 	15, // 19: berth.services.transfer.v1.CheckResponse.images:type_name -> berth.services.transfer.v1.ImageCheck
-	1,  // 20: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
-	4,  // 21: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
-	8,  // 22: berth.services.transfer.v1.Transfer.Import:input_type -> berth.services.transfer.v1.ImportRequest
-	11, // 23: berth.services.transfer.v1.Transfer.Export:input_type -> berth.services.transfer.v1.ExportRequest
-	14, // 24: berth.services.transfer.v1.Transfer.Check:input_type -> berth.services.transfer.v1.CheckRequest
-	3,  // 25: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
-	5,  // 26: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
-	10, // 27: berth.services.transfer.v1.Transfer.Import:output_type -> berth.services.transfer.v1.ImportResponse
-	13, // 28: berth.services.transfer.v1.Transfer.Export:output_type -> berth.services.transfer.v1.ExportResponse
-	16, // 29: berth.services.transfer.v1.Transfer.Check:output_type -> berth.services.transfer.v1.CheckResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	2,  // 20: berth.services.transfer.v1.UnpackProgress.progress:type_name -> berth.services.transfer.v1.Progress
+	19, // 21: berth.services.transfer.v1.UnpackProgress.image:type_name -> berth.services.images.v1.Image
+	1,  // 22: berth.services.transfer.v1.Transfer.Pull:input_type -> berth.services.transfer.v1.PullRequest
+	4,  // 23: berth.services.transfer.v1.Transfer.Push:input_type -> berth.services.transfer.v1.PushRequest
+	8,  // 24: berth.services.transfer.v1.Transfer.Import:input_type -> berth.services.transfer.v1.ImportRequest
+	11, // 25: berth.services.transfer.v1.Transfer.Export:input_type -> berth.services.transfer.v1.ExportRequest
+	14, // 26: berth.services.transfer.v1.Transfer.Check:input_type -> berth.services.transfer.v1.CheckRequest
+	17, // 27: berth.services.transfer.v1.Transfer.Unpack:input_type -> berth.services.transfer.v1.UnpackRequest
+	3,  // 28: berth.services.transfer.v1.Transfer.Pull:output_type -> berth.services.transfer.v1.PullProgress
+	5,  // 29: berth.services.transfer.v1.Transfer.Push:output_type -> berth.services.transfer.v1.PushProgress
+	10, // 30: berth.services.transfer.v1.Transfer.Import:output_type -> berth.services.transfer.v1.ImportResponse
+	13, // 31: berth.services.transfer.v1.Transfer.Export:output_type -> berth.services.transfer.v1.ExportResponse
+	16, // 32: berth.services.transfer.v1.Transfer.Check:output_type -> berth.services.transfer.v1.CheckResponse
+	18, // 33: berth.services.transfer.v1.Transfer.Unpack:output_type -> berth.services.transfer.v1.UnpackProgress
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_proto_transfer_v1_transfer_proto_init() }
@@ -1633,7 +1801,7 @@ func file_proto_transfer_v1_transfer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_transfer_v1_transfer_proto_rawDesc), len(file_proto_transfer_v1_transfer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -13,6 +13,7 @@ type TransferService interface {
 	Import(context.Context, Transfer_ImportServer) error
 	Export(context.Context, *ExportRequest, Transfer_ExportServer) error
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	Unpack(context.Context, *UnpackRequest, Transfer_UnpackServer) error
 }
 
 type Transfer_PullServer interface {
@@ -76,6 +77,19 @@ func (x *transferExportServer) Send(m *ExportResponse) error {
 	return x.StreamServer.SendMsg(m)
 }
 
+type Transfer_UnpackServer interface {
+	Send(*UnpackProgress) error
+	ttrpc.StreamServer
+}
+
+type transferUnpackServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *transferUnpackServer) Send(m *UnpackProgress) error {
+	return x.StreamServer.SendMsg(m)
+}
+
 func RegisterTransferService(srv *ttrpc.Server, svc TransferService) {
 	srv.RegisterService("berth.services.transfer.v1.Transfer", &ttrpc.ServiceDesc{
 		Methods: map[string]ttrpc.Method{
@@ -128,6 +142,17 @@ func RegisterTransferService(srv *ttrpc.Server, svc TransferService) {
 				StreamingClient: false,
 				StreamingServer: true,
 			},
+			"Unpack": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					m := new(UnpackRequest)
+					if err := stream.RecvMsg(m); err != nil {
+						return nil, err
+					}
+					return nil, svc.Unpack(ctx, m, &transferUnpackServer{stream})
+				},
+				StreamingClient: false,
+				StreamingServer: true,
+			},
 		},
 	})
 }
@@ -138,6 +163,7 @@ type TransferClient interface {
 	Import(context.Context) (Transfer_ImportClient, error)
 	Export(context.Context, *ExportRequest) (Transfer_ExportClient, error)
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	Unpack(context.Context, *UnpackRequest) (Transfer_UnpackClient, error)
 }
 
 type transferClient struct {
@@ -277,4 +303,33 @@ func (c *transferClient) Check(ctx context.Context, req *CheckRequest) (*CheckRe
 		return nil, err
 	}
 	return &resp, nil
+}
+
+func (c *transferClient) Unpack(ctx context.Context, req *UnpackRequest) (Transfer_UnpackClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: false,
+		StreamingServer: true,
+	}, "berth.services.transfer.v1.Transfer", "Unpack", req)
+	if err != nil {
+		return nil, err
+	}
+	x := &transferUnpackClient{stream}
+	return x, nil
+}
+
+type Transfer_UnpackClient interface {
+	Recv() (*UnpackProgress, error)
+	ttrpc.ClientStream
+}
+
+type transferUnpackClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *transferUnpackClient) Recv() (*UnpackProgress, error) {
+	m := new(UnpackProgress)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
