@@ -12,10 +12,10 @@ import (
 	"github.com/containerd/platforms"
 
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/images/archive"
+	"github.com/berthrt/berth/images/archive/archiveopts"
+	"github.com/berthrt/berth/internal/transferwire"
 	transferv1 "github.com/berthrt/berth/proto/transfer/v1"
 	imagesvc "github.com/berthrt/berth/services/images"
-	transfersvc "github.com/berthrt/berth/services/transfer"
 )
 
 // Import uploads an OCI image layout or `docker save` archive (a tar, or
@@ -34,9 +34,9 @@ import (
 // layers are reported as "unpack-<digest>"), WithProgress (whose
 // function is called from a goroutine of Import, one call at a time,
 // until Import returns).
-func (c *Client) Import(ctx context.Context, r io.Reader, opts ...archive.Opt) ([]*Image, error) {
+func (c *Client) Import(ctx context.Context, r io.Reader, opts ...archiveopts.Opt) ([]*Image, error) {
 	const what = "import"
-	st, err := archive.ReadOpts(opts...)
+	st, err := archiveopts.ReadOpts(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -96,16 +96,16 @@ func (c *Client) Import(ctx context.Context, r io.Reader, opts ...archive.Opt) (
 }
 
 // upload sends r's bytes over stream in chunks of at most
-// transfersvc.ChunkSize, keeping at most transfersvc.ImportWindow bytes
+// transferwire.ChunkSize, keeping at most transferwire.ImportWindow bytes
 // unacknowledged, then the end. It stops early when the receiver has
 // ended (the daemon failed the import).
 func upload(ctx context.Context, stream transferv1.Transfer_ImportClient, rc *importReceiver, r io.Reader) error {
-	buf := make([]byte, transfersvc.ChunkSize)
+	buf := make([]byte, transferwire.ChunkSize)
 	var sent int64
 	for {
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			for sent+int64(n)-rc.acked() > transfersvc.ImportWindow {
+			for sent+int64(n)-rc.acked() > transferwire.ImportWindow {
 				select {
 				case <-rc.ack:
 				case <-rc.done:
@@ -177,7 +177,7 @@ func (rc *importReceiver) run() {
 		}
 		if rc.progress != nil {
 			for _, p := range msg.GetProgress() {
-				rc.progress(transfersvc.ProgressFromProto(p))
+				rc.progress(transferwire.ProgressFromProto(p))
 			}
 		}
 		if n := msg.GetReceived(); n > 0 {
@@ -212,9 +212,9 @@ func (rc *importReceiver) acked() int64 {
 // archive, checked against the size and digest the daemon ends with; on
 // an error what was written to w is to be thrown away. Blobs that are
 // missing are ErrNotFound before anything is written.
-func (c *Client) Export(ctx context.Context, w io.Writer, opts ...archive.Opt) error {
+func (c *Client) Export(ctx context.Context, w io.Writer, opts ...archiveopts.Opt) error {
 	const what = "export"
-	st, err := archive.ReadOpts(opts...)
+	st, err := archiveopts.ReadOpts(opts...)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (c *Client) Export(ctx context.Context, w io.Writer, opts ...archive.Opt) e
 		}
 		if st.Progress != nil {
 			for _, p := range msg.GetProgress() {
-				st.Progress(transfersvc.ProgressFromProto(p))
+				st.Progress(transferwire.ProgressFromProto(p))
 			}
 		}
 		if data := msg.GetData(); len(data) > 0 {

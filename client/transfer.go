@@ -9,17 +9,18 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images/platform"
+	"github.com/berthrt/berth/images/progress"
+	"github.com/berthrt/berth/internal/transferwire"
 	transferv1 "github.com/berthrt/berth/proto/transfer/v1"
 	imagesvc "github.com/berthrt/berth/services/images"
-	transfersvc "github.com/berthrt/berth/services/transfer"
 )
 
 // Progress is one report about one blob of a pull or push: its ingest
 // ref, digest, media type, status (waiting, downloading, uploading,
 // exists, done) and the bytes moved of its total.
-type Progress = distribution.Progress
+type Progress = progress.Progress
 
 // RemoteOpt configures Pull and Push.
 type RemoteOpt func(*remoteOptions) error
@@ -42,7 +43,7 @@ type remoteOptions struct {
 func WithPlatforms(platforms ...string) RemoteOpt {
 	return func(o *remoteOptions) error {
 		for _, p := range platforms {
-			if _, err := distribution.ParsePlatform(p); err != nil {
+			if _, err := platform.Parse(p); err != nil {
 				return err
 			}
 		}
@@ -292,7 +293,7 @@ func (c *Client) transfer(ctx context.Context, what string, start func(context.C
 		}
 		if fn != nil {
 			for _, p := range progress {
-				fn(transfersvc.ProgressFromProto(p))
+				fn(transferwire.ProgressFromProto(p))
 			}
 		}
 		if last {

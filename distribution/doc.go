@@ -12,8 +12,8 @@
 //	             basic and bearer-token auth and Docker config.json credentials
 //	pull.go      Pull: resolve → index → platforms → manifest → config and layers
 //	push.go      Push: missing blobs, then manifests, then the tag
-//	progress.go  Progress reports per blob
-//	platform.go  ParsePlatform and matching
+//	progress.go  Progress reports per blob (the type: package images/progress)
+//	platform.go  ParsePlatform (package images/platform) and matching
 //
 // The wire protocol is oras-go's (oras.land/oras-go/v2 registry/remote and
 // its auth and credentials packages): resolve, manifest and blob uploads,

@@ -4,48 +4,30 @@ import (
 	"sync"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/berthrt/berth/images/progress"
 )
 
-// Status is the state of one blob of a pull or push.
-type Status string
+// Status is the state of one blob of a pull or push; the type lives in
+// package images/progress, which clients read without linking this one.
+type Status = progress.Status
 
+// The statuses of a blob; see package images/progress.
 const (
-	// StatusWaiting: the blob waits for a free fetch or upload slot.
-	StatusWaiting Status = "waiting"
-	// StatusDownloading: bytes are arriving; Offset says how many.
-	StatusDownloading Status = "downloading"
-	// StatusUploading: bytes are leaving; Offset says how many.
-	StatusUploading Status = "uploading"
-	// StatusExists: the blob was there already (in the content store on
-	// a pull, in the registry on a push); nothing was transferred.
-	StatusExists Status = "exists"
-	// StatusDone: the blob is verified and committed (pull) or accepted
-	// (push).
-	StatusDone Status = "done"
+	StatusWaiting     = progress.StatusWaiting
+	StatusDownloading = progress.StatusDownloading
+	StatusUploading   = progress.StatusUploading
+	StatusExists      = progress.StatusExists
+	StatusDone        = progress.StatusDone
 )
 
-// Progress is one report about one blob.
-type Progress struct {
-	// Ref is the ingest ref of the blob ("pull-sha256:…"; the
-	// namespaced content store keeps it as "<namespace>/pull-sha256:…"),
-	// or "push-sha256:…" on a push.
-	Ref       string
-	Digest    digest.Digest
-	MediaType string
-	Status    Status
-	// Offset is the bytes transferred or persisted so far; a resumed
-	// download starts at the offset the ingest had reached.
-	Offset int64
-	// Total is the blob's size.
-	Total int64
-}
+// Progress is one report about one blob (package images/progress).
+type Progress = progress.Progress
 
 // ProgressFunc receives reports. Calls are serialised (one at a time, in
 // the order of each blob's events) and should return quickly: a slow
 // ProgressFunc slows the transfer. Reports of one blob's bytes come at
 // most every progressInterval or progressBytes.
-type ProgressFunc func(Progress)
+type ProgressFunc = progress.Func
 
 const (
 	progressInterval = 100 * time.Millisecond

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/storage/content"
 )
@@ -143,8 +142,8 @@ Progress goes to stdout as for images pull; the last line is "REF DIGEST".`,
 				fmt.Fprintf(cmd.OutOrStdout(), "fetched in %.1fs\n", time.Since(start).Seconds())
 			}
 			name := args[0]
-			if ref, err := distribution.ParseRef(name); err == nil {
-				name = ref.String()
+			if ref, err := normalizeRef(name); err == nil {
+				name = ref
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), name, root.Digest)
 			return nil

@@ -17,10 +17,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
-	"github.com/berthrt/berth/images/archive"
+	"github.com/berthrt/berth/images/archive/archiveopts"
+	imgplatform "github.com/berthrt/berth/images/platform"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -70,7 +70,7 @@ func (f *remoteFlags) opts(in io.Reader, prompt io.Writer) ([]client.RemoteOpt, 
 		return nil, usageError{errors.New("--platform and --all-platforms together")}
 	}
 	for _, p := range f.platforms {
-		if _, err := distribution.ParsePlatform(p); err != nil {
+		if _, err := imgplatform.Parse(p); err != nil {
 			return nil, usageError{err}
 		}
 	}
@@ -233,8 +233,8 @@ func lookupImage(ctx context.Context, c *client.Client, name string) (*client.Im
 	if !errdefs.IsNotFound(err) {
 		return img, err
 	}
-	if ref, perr := distribution.ParseRef(name); perr == nil && ref.String() != name {
-		if img, err2 := c.GetImage(ctx, ref.String()); err2 == nil {
+	if ref, perr := normalizeRef(name); perr == nil && ref != name {
+		if img, err2 := c.GetImage(ctx, ref); err2 == nil {
 			return img, nil
 		}
 	}
@@ -290,11 +290,11 @@ func imageTagCommand(g *globals) *cobra.Command {
 			}
 			// DST is normalised as pull names images: copy:1 is
 			// docker.io/library/copy:1.
-			ref, err := distribution.ParseRef(args[1])
+			ref, err := normalizeRef(args[1])
 			if err != nil {
-				return usageError{err}
+				return usageError{fmt.Errorf("image reference %.200q: %w", args[1], err)}
 			}
-			dst := metadata.Image{Name: ref.String(), Target: src.Target()}
+			dst := metadata.Image{Name: ref, Target: src.Target()}
 			is := c.ImageService()
 			_, err = is.Create(ctx, dst)
 			if errdefs.IsAlreadyExists(err) && force {
@@ -351,20 +351,20 @@ func imageLabelCommand(g *globals) *cobra.Command {
 
 // archivePlatform returns the archive option of --platform and
 // --all-platforms.
-func archivePlatform(platform string, all bool) ([]archive.Opt, error) {
+func archivePlatform(platform string, all bool) ([]archiveopts.Opt, error) {
 	switch {
 	case all && platform != "":
 		return nil, usageError{errors.New("--platform and --all-platforms together")}
 	case all:
-		return []archive.Opt{archive.WithAllPlatforms()}, nil
+		return []archiveopts.Opt{archiveopts.WithAllPlatforms()}, nil
 	case platform == "":
 		return nil, nil
 	}
-	p, err := distribution.ParsePlatform(platform)
+	p, err := imgplatform.Parse(platform)
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return []archive.Opt{archive.WithPlatform(p)}, nil
+	return []archiveopts.Opt{archiveopts.WithPlatform(p)}, nil
 }
 
 func imageImportCommand(g *globals) *cobra.Command {
@@ -390,16 +390,16 @@ place.`,
 				return err
 			}
 			if baseName != "" {
-				opts = append(opts, archive.WithNamePrefix(baseName))
+				opts = append(opts, archiveopts.WithNamePrefix(baseName))
 			}
 			if indexName != "" {
-				opts = append(opts, archive.WithIndexName(indexName))
+				opts = append(opts, archiveopts.WithIndexName(indexName))
 			}
 			switch {
 			case noUnpack && snapshotter != "":
 				return usageError{errors.New("--snapshotter and --no-unpack together")}
 			case !noUnpack:
-				opts = append(opts, archive.WithUnpack(snapshotter))
+				opts = append(opts, archiveopts.WithUnpack(snapshotter))
 			}
 			in := cmd.InOrStdin()
 			if args[0] != "-" {
@@ -414,7 +414,7 @@ place.`,
 				// The daemon's lease ends with the call, even when berthctl
 				// dies mid-import.
 				if d := liveProgress(cmd.ErrOrStderr()); d != nil {
-					opts = append(opts, archive.WithProgress(d.update))
+					opts = append(opts, archiveopts.WithProgress(d.update))
 					defer d.finish()
 				}
 				imgs, err := c.Import(ctx, in, opts...)
@@ -487,11 +487,11 @@ func imageExportCommand(g *globals) *cobra.Command {
 					out = f
 				}
 				if d := liveProgress(cmd.ErrOrStderr()); d != nil {
-					opts = append(opts, archive.WithProgress(d.update))
+					opts = append(opts, archiveopts.WithProgress(d.update))
 					defer d.finish()
 				}
 				bw := bufio.NewWriterSize(out, 1<<20)
-				if err := c.Export(ctx, bw, append(opts, archive.WithImages(imgs...))...); err != nil {
+				if err := c.Export(ctx, bw, append(opts, archiveopts.WithImages(imgs...))...); err != nil {
 					return err
 				}
 				return bw.Flush()

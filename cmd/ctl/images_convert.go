@@ -10,9 +10,9 @@ import (
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/diff"
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/converter"
+	imgplatform "github.com/berthrt/berth/images/platform"
 )
 
 func imageConvertCommand(g *globals) *cobra.Command {
@@ -45,7 +45,7 @@ manifest, each of which must be present. Prints "DST DIGEST".`,
 			case all && platform != "":
 				return usageError{errors.New("--platform and --all-platforms together")}
 			case platform != "":
-				p, err := distribution.ParsePlatform(platform)
+				p, err := imgplatform.Parse(platform)
 				if err != nil {
 					return usageError{err}
 				}

@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/images"
+	imgplatform "github.com/berthrt/berth/images/platform"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -198,7 +198,7 @@ unavailable with present/required blobs — and SIZE present/required.
 			case all:
 				opts = append(opts, client.WithAllPlatforms())
 			case platform != "":
-				if _, err := distribution.ParsePlatform(platform); err != nil {
+				if _, err := imgplatform.Parse(platform); err != nil {
 					return usageError{err}
 				}
 				opts = append(opts, client.WithPlatform(platform))

@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	imgplatform "github.com/berthrt/berth/images/platform"
 	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/storage/metadata"
@@ -81,7 +81,7 @@ Undo with: berthctl images unmount --rm TARGET.`,
 		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			var m platforms.MatchComparer
 			if platform != "" {
-				p, err := distribution.ParsePlatform(platform)
+				p, err := imgplatform.Parse(platform)
 				if err != nil {
 					return usageError{err}
 				}

@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/images/progress"
 )
 
 // redrawInterval bounds how often a live display redraws.
@@ -34,7 +34,7 @@ type progressDisplay struct {
 
 type blobProgress struct {
 	p      client.Progress
-	status distribution.Status // last printed, when not live
+	status progress.Status // last printed, when not live
 }
 
 // newProgressDisplay returns a display on out, live when out is a
@@ -98,7 +98,7 @@ func (d *progressDisplay) draw() {
 func blobLine(p client.Progress, width int) string {
 	line := fmt.Sprintf("%-8s %-19s %-11s", blobKind(p.MediaType), shortDigest(p.Digest.String()), p.Status)
 	sizes := humanSize(p.Offset) + "/" + humanSize(p.Total)
-	if p.Status == distribution.StatusDone || p.Status == distribution.StatusExists {
+	if p.Status == progress.StatusDone || p.Status == progress.StatusExists {
 		sizes = humanSize(p.Total)
 	}
 	if bar := width - len(line) - len(sizes) - 6; bar >= 10 {

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/oci"
@@ -160,11 +159,11 @@ func getImage(ctx context.Context, c *client.Client, name string) (*client.Image
 	if !errdefs.IsNotFound(err) {
 		return img, err
 	}
-	r, perr := distribution.ParseRef(name)
-	if perr != nil || r.String() == name {
+	r, perr := normalizeRef(name)
+	if perr != nil || r == name {
 		return nil, err
 	}
-	if img, nerr := c.GetImage(ctx, r.String()); nerr == nil || !errdefs.IsNotFound(nerr) {
+	if img, nerr := c.GetImage(ctx, r); nerr == nil || !errdefs.IsNotFound(nerr) {
 		return img, nerr
 	}
 	return nil, err

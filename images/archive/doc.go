@@ -3,7 +3,7 @@
 // (plain or gzip'd) from an io.Reader, Export writes OCI image layouts to
 // an io.Writer. The daemon's image service calls them with the streams of
 // an upload or a download, and passes WithProgress a function that
-// forwards each blob's reports (distribution.Progress, the type pulls and
+// forwards each blob's reports (progress.Progress, the type pulls and
 // pushes report with).
 //
 // # Parts
@@ -15,7 +15,8 @@
 //	            manifests, as containerd converts it
 //	record.go   image names and records
 //	export.go   Export: the reachable blobs, then the tar
-//	options.go  Opt: platforms, names, images, progress
+//	options.go  Opt (package archiveopts, aliased): platforms, names,
+//	            images, progress
 //
 // # Invariants
 //

@@ -57,7 +57,7 @@ func (im *importer) docker(ctx context.Context) (Result, error) {
 			res.Roots = append(res.Roots, root)
 		}
 	}
-	if im.opts.indexName != "" {
+	if im.opts.IndexName != "" {
 		idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: res.Roots}
 		data, err := json.Marshal(idx)
 		if err != nil {
@@ -74,13 +74,13 @@ func (im *importer) docker(ctx context.Context) (Result, error) {
 
 // dockerName is the name a RepoTag gives under WithNamePrefix.
 func (im *importer) dockerName(tag string) (string, bool) {
-	if im.opts.namePrefix == "" {
+	if im.opts.NamePrefix == "" {
 		return tag, true
 	}
 	if !strings.ContainsAny(tag, "/:@") {
-		return im.opts.namePrefix + ":" + tag, true
+		return im.opts.NamePrefix + ":" + tag, true
 	}
-	return tag, hasImagePrefix(tag, im.opts.namePrefix)
+	return tag, hasImagePrefix(tag, im.opts.NamePrefix)
 }
 
 // convert writes the Docker schema 2 manifest of one manifest.json entry

@@ -17,6 +17,7 @@ import (
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/images/progress"
 	"github.com/berthrt/berth/storage/content"
 )
 
@@ -46,10 +47,10 @@ func Export(ctx context.Context, store images.InfoProvider, w io.Writer, opts ..
 	if err != nil {
 		return err
 	}
-	if len(o.importOnly) > 0 {
-		return fmt.Errorf("export: %s is an option of Import: %w", o.importOnly[0], errdefs.ErrInvalidArgument)
+	if len(o.ImportOnly) > 0 {
+		return fmt.Errorf("export: %s is an option of Import: %w", o.ImportOnly[0], errdefs.ErrInvalidArgument)
 	}
-	if len(o.images) == 0 {
+	if len(o.Images) == 0 {
 		return fmt.Errorf("export: no image (WithImages): %w", errdefs.ErrInvalidArgument)
 	}
 	blobs, err := reachable(ctx, store, o)
@@ -57,7 +58,7 @@ func Export(ctx context.Context, store images.InfoProvider, w io.Writer, opts ..
 		return err
 	}
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
-	for _, img := range o.images {
+	for _, img := range o.Images {
 		d := img.Target
 		d.Annotations = maps.Clone(d.Annotations)
 		if d.Annotations == nil {
@@ -112,7 +113,7 @@ func reachable(ctx context.Context, store images.InfoProvider, o *options) ([]oc
 	var blobs []ocispec.Descriptor
 	seen := map[digest.Digest]bool{}
 	m := o.matcher()
-	for _, img := range o.images {
+	for _, img := range o.Images {
 		err := images.Walk(ctx, func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 			if seen[desc.Digest] {
 				return nil, images.ErrSkipChildren
@@ -188,7 +189,7 @@ func writeBlob(ctx context.Context, store content.Provider, tw *tar.Writer, desc
 		return fmt.Errorf("export: %s: %w", name, err)
 	}
 	v := desc.Digest.Verifier()
-	m := &meter{report: o.report, p: distribution.Progress{Ref: "export-" + desc.Digest.String(), Digest: desc.Digest, MediaType: desc.MediaType, Status: distribution.StatusUploading, Total: desc.Size}}
+	m := &meter{report: o.report, p: progress.Progress{Ref: "export-" + desc.Digest.String(), Digest: desc.Digest, MediaType: desc.MediaType, Status: progress.StatusUploading, Total: desc.Size}}
 	r := &ctxReader{ctx: ctx, r: content.NewReader(ra)}
 	if _, err := io.CopyBuffer(io.MultiWriter(tw, v, m), r, buf); err != nil {
 		return fmt.Errorf("export: %s: %w", name, err)
@@ -196,7 +197,7 @@ func writeBlob(ctx context.Context, store content.Provider, tw *tar.Writer, desc
 	if !v.Verified() {
 		return fmt.Errorf("export: blob %s: the stored bytes do not match their digest: %w", desc.Digest, errdefs.ErrFailedPrecondition)
 	}
-	m.p.Status = distribution.StatusDone
+	m.p.Status = progress.StatusDone
 	m.flush()
 	return nil
 }

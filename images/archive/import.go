@@ -19,9 +19,10 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/images/platform"
+	"github.com/berthrt/berth/images/progress"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -127,11 +128,11 @@ func Import(ctx context.Context, store content.Store, is ImageStore, r io.Reader
 	if err != nil {
 		return Result{}, err
 	}
-	if len(o.exportOnly) > 0 {
-		return Result{}, fmt.Errorf("import: %s is an option of Export: %w", o.exportOnly[0], errdefs.ErrInvalidArgument)
+	if len(o.ExportOnly) > 0 {
+		return Result{}, fmt.Errorf("import: %s is an option of Export: %w", o.ExportOnly[0], errdefs.ErrInvalidArgument)
 	}
-	if len(o.daemonOnly) > 0 {
-		return Result{}, fmt.Errorf("import: %s is an option of the daemon's import (client.Import): %w", o.daemonOnly[0], errdefs.ErrInvalidArgument)
+	if len(o.DaemonOnly) > 0 {
+		return Result{}, fmt.Errorf("import: %s is an option of the daemon's import (client.Import): %w", o.DaemonOnly[0], errdefs.ErrInvalidArgument)
 	}
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {
@@ -403,7 +404,7 @@ func (im *importer) write(ctx context.Context, r io.Reader, size int64, expected
 		ref = "import-" + im.nonce + "-" + expected.String()
 	}
 	desc := ocispec.Descriptor{Digest: expected, Size: size}
-	pr := distribution.Progress{Ref: ref, Digest: expected, Status: distribution.StatusDownloading, Total: size}
+	pr := progress.Progress{Ref: ref, Digest: expected, Status: progress.StatusDownloading, Total: size}
 	w, err := im.store.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
 	if errdefs.IsAlreadyExists(err) {
 		// The store has the blob: read the bytes all the same, so that an
@@ -416,7 +417,7 @@ func (im *importer) write(ctx context.Context, r io.Reader, size int64, expected
 		if got := digest.NewDigest(expected.Algorithm(), h); n != size || got != expected {
 			return desc, "", fmt.Errorf("the bytes have digest %s, not the %s its name gives: %w", got, expected, errdefs.ErrFailedPrecondition)
 		}
-		pr.Status, pr.Offset = distribution.StatusExists, size
+		pr.Status, pr.Offset = progress.StatusExists, size
 		im.opts.report(pr)
 		return desc, compression, nil
 	}
@@ -451,7 +452,7 @@ func (im *importer) write(ctx context.Context, r io.Reader, size int64, expected
 	if err := w.Close(); err != nil {
 		return desc, "", err
 	}
-	m.p.Digest, m.p.Status = desc.Digest, distribution.StatusDone
+	m.p.Digest, m.p.Status = desc.Digest, progress.StatusDone
 	m.flush()
 	return desc, compression, nil
 }
@@ -530,7 +531,7 @@ func (im *importer) oci(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if im.opts.indexName != "" {
+	if im.opts.IndexName != "" {
 		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(im.index), Size: int64(len(im.index))}
 		if err := im.writeManifest(ctx, desc, im.index, idx.Manifests); err != nil {
 			return Result{}, err
@@ -639,7 +640,7 @@ func platformList(descs []ocispec.Descriptor) string {
 	var have []string
 	for _, d := range descs {
 		if d.Platform != nil {
-			have = append(have, distribution.FormatPlatform(*d.Platform))
+			have = append(have, platform.Format(*d.Platform))
 		}
 	}
 	return "[" + strings.Join(have, " ") + "]"

@@ -3,7 +3,7 @@ package archive
 import (
 	"time"
 
-	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/images/progress"
 )
 
 // Progress reports of one blob's bytes come at most every
@@ -16,8 +16,8 @@ const (
 // meter reports the bytes of one blob as they pass through Write; one
 // goroutine uses it.
 type meter struct {
-	report   func(distribution.Progress)
-	p        distribution.Progress
+	report   func(progress.Progress)
+	p        progress.Progress
 	reported int64
 	at       time.Time
 }

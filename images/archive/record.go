@@ -46,8 +46,8 @@ func (im *importer) record(ctx context.Context, is ImageStore, res *Result) erro
 			return err
 		}
 	}
-	if im.opts.indexName != "" {
-		if err := add(metadata.Image{Name: im.opts.indexName, Target: res.Index}, "WithIndexName"); err != nil {
+	if im.opts.IndexName != "" {
+		if err := add(metadata.Image{Name: im.opts.IndexName, Target: res.Index}, "WithIndexName"); err != nil {
 			return err
 		}
 	}
@@ -70,7 +70,7 @@ func (im *importer) record(ctx context.Context, is ImageStore, res *Result) erro
 // ociName is the image name of an index.json entry with annotations a
 // (see Import); "" for none.
 func (im *importer) ociName(a map[string]string) (string, error) {
-	prefix := im.opts.namePrefix
+	prefix := im.opts.NamePrefix
 	if name := a[images.AnnotationImageName]; name != "" {
 		if prefix != "" && !hasImagePrefix(name, prefix) {
 			return "", nil

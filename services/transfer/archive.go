@@ -17,6 +17,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive"
+	"github.com/berthrt/berth/internal/transferwire"
 	"github.com/berthrt/berth/leases"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	api "github.com/berthrt/berth/proto/transfer/v1"
@@ -25,15 +26,11 @@ import (
 	"github.com/berthrt/berth/storage/snapshots"
 )
 
+// The bounds of the Import and Export streams, shared with the client
+// library (see package transferwire).
 const (
-	// ChunkSize bounds the archive bytes of one Import request or Export
-	// response, far below ttrpc's 4 MiB message limit.
-	ChunkSize = 1 << 20
-	// ImportWindow is how many archive bytes an Import client may have
-	// sent beyond the daemon's last acknowledgement (received). ttrpc
-	// streams have no flow control of their own: a receiver that leaves
-	// its 64 messages of buffer full for a second fails the stream.
-	ImportWindow = 4 << 20
+	ChunkSize    = transferwire.ChunkSize
+	ImportWindow = transferwire.ImportWindow
 )
 
 // Import reads the archive a client uploads and records its images; see

@@ -4,9 +4,8 @@ import (
 	"sync"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/internal/transferwire"
 	api "github.com/berthrt/berth/proto/transfer/v1"
 )
 
@@ -111,26 +110,11 @@ func (r *relay) close() error {
 	return <-r.done
 }
 
-// ProgressToProto converts a report to its API form.
-func ProgressToProto(p distribution.Progress) *api.Progress {
-	return &api.Progress{
-		Ref:       p.Ref,
-		Digest:    p.Digest.String(),
-		MediaType: p.MediaType,
-		Status:    string(p.Status),
-		Offset:    p.Offset,
-		Total:     p.Total,
-	}
-}
+// ProgressToProto converts a report to its API form
+// (transferwire.ProgressToProto, which the client library shares).
+func ProgressToProto(p distribution.Progress) *api.Progress { return transferwire.ProgressToProto(p) }
 
-// ProgressFromProto converts an API report.
+// ProgressFromProto converts an API report (transferwire.ProgressFromProto).
 func ProgressFromProto(p *api.Progress) distribution.Progress {
-	return distribution.Progress{
-		Ref:       p.GetRef(),
-		Digest:    digest.Digest(p.GetDigest()),
-		MediaType: p.GetMediaType(),
-		Status:    distribution.Status(p.GetStatus()),
-		Offset:    p.GetOffset(),
-		Total:     p.GetTotal(),
-	}
+	return transferwire.ProgressFromProto(p)
 }
