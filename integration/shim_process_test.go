@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/oci"
 	"github.com/berthrt/berth/shimapi"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -528,4 +531,57 @@ func TestShimExecRace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestShimDeleteDuringStart runs `berth-shim delete` while `berth-shim
+// start` of the same bundle is starting its shim, as a restarted daemon
+// undoing an unfinished create may: whichever locks the bundle first, no
+// shim is left serving it, and no later start starts one.
+func TestShimDeleteDuringStart(t *testing.T) {
+	base := startShim(t, "del-start", []oci.SpecOpts{oci.WithProcessArgs("true")})
+	for i := range 5 {
+		s := &shim{t: t, id: fmt.Sprintf("del-start-%d", i), bundle: filepath.Join(t.TempDir(), "b"), runtimeRoot: base.runtimeRoot, runtime: "runc"}
+		if err := os.MkdirAll(s.bundle, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WriteSpec(t, s.bundle, s.id, oci.WithProcessArgs("true"))
+		start := s.shimCmd("start")
+		if err := start.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// delete at once: start is at its lock, its re-exec or its wait.
+		out, delErr := s.shimCmd("delete").CombinedOutput()
+		start.Wait() // it fails when delete came first
+		if delErr != nil {
+			t.Fatalf("round %d: berth-shim delete: %v: %s", i, delErr, out)
+		}
+		if out, err := s.shimCmd("start").CombinedOutput(); err == nil {
+			t.Fatalf("round %d: start after delete succeeded: %s", i, out)
+		}
+		for _, pid := range serving(t, s.bundle) {
+			t.Errorf("round %d: a shim (pid %d) serves the bundle after delete", i, pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// serving returns the pids of berth-shim processes whose command line
+// names bundle.
+func serving(t *testing.T, bundle string) []int {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(data, []byte("berth-shim")) || !bytes.Contains(data, []byte(bundle+"\x00")) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

@@ -25,6 +25,10 @@ const (
 	PidFileName  = "shim.pid"
 	LogFileName  = "shim.log"
 	ExitFileName = "exit.json"
+	// DeletedName marks a bundle that `berth-shim delete` cleaned up: a
+	// later `start` for it fails instead of starting a shim for a bundle
+	// that is going away.
+	DeletedName = "shim-deleted"
 )
 
 // sunPathMax is the size of sockaddr_un.sun_path, including the NUL byte.

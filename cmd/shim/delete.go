@@ -20,6 +20,20 @@ import (
 // del cleans up after a shim that is gone. It is idempotent: every step
 // tolerates what an earlier run already did.
 func del(ctx context.Context, o *options) error {
+	// A `start` for this bundle that outlived a killed daemon holds the
+	// bundle's lock until its shim serves (and its pid file exists) or it
+	// gave up: waiting for it here means the shim it started is killed
+	// below instead of serving a bundle that is about to go.
+	// A start that comes after (it was spawned before the daemon died,
+	// but locks later) finds the deleted mark and starts nothing.
+	if unlock, err := lockBundle(o.bundle); err == nil {
+		defer unlock()
+		if err := shimapi.WriteFileAtomic(filepath.Join(o.bundle, shimapi.DeletedName), nil, 0o600); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	killShim(o.bundle)
 	r := &runc.Runc{Command: o.runtime, Root: o.runtimeRoot}
 	var errs []error

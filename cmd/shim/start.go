@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,9 @@ func start(ctx context.Context, o *options) error {
 		return err
 	}
 	defer unlock()
+	if _, err := os.Stat(filepath.Join(o.bundle, shimapi.DeletedName)); err == nil {
+		return fmt.Errorf("bundle %s: berth-shim delete cleaned it up; start no shim for it", o.bundle)
+	}
 	if alive(ctx, o.bundle) {
 		fmt.Println(path)
 		return nil
