@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -127,6 +128,14 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 			// shim starts until the task is deleted, and a half-removed
 			// one its task-deleted marker. Any other folder is not
 			// berth's to clean up.
+			if emptyDir(s.bundle(ns, id)) {
+				// A daemon killed between the bundle's mkdir and its
+				// creating marker: nothing to undo, and the id is free.
+				if err := os.Remove(s.bundle(ns, id)); err == nil {
+					s.log.Info("restore: removed an empty bundle folder", "path", s.bundle(ns, id))
+				}
+				continue
+			}
 			if !hasMarker(s.bundle(ns, id), specFileName) && !hasMarker(s.bundle(ns, id), deletedMarker) && !hasMarker(s.bundle(ns, id), creatingMarker) {
 				s.log.Warn("restore: skipping folder without config.json", "path", s.bundle(ns, id))
 				continue
@@ -140,6 +149,17 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 		}
 	}
 	return found, nil
+}
+
+// emptyDir reports whether dir is a folder with nothing in it.
+func emptyDir(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	return len(names) == 0 && errors.Is(err, io.EOF)
 }
 
 // readDirs returns the names of the folders in dir, without dot entries.

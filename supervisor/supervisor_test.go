@@ -658,4 +658,21 @@ func TestRestoreRemovesBareCreatingBundle(t *testing.T) {
 	if _, err := s.Get(e.ns, "bare"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Get: %v", err)
 	}
+	// Killed even before the mark: an empty folder, removed too, so the
+	// id can be created again.
+	empty := e.bundle("empty")
+	if err := os.MkdirAll(empty, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(empty); !os.IsNotExist(err) {
+		t.Fatalf("empty bundle folder: %v", err)
+	}
+	sh := e.create(s, "empty", "true")
+	start(t, sh)
+	if got := wait(t, sh); got != 0 {
+		t.Fatalf("exit %d", got)
+	}
 }
