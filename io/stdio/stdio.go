@@ -411,6 +411,12 @@ func (o *output) reopenLocked() {
 		// deliver to either; both mean discard.
 		return
 	}
+	if fiforead.IsFIFO(f) != nil {
+		// Not a FIFO (any more): the container's output is never
+		// written into a file the path was swapped to.
+		f.Close()
+		return
+	}
 	o.f = f
 }
 

@@ -52,6 +52,12 @@ func Open(path string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What was opened, not what the path named a moment before: a folder
+	// on the way may have been swapped in between.
+	if err := IsFIFO(f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
@@ -168,4 +174,16 @@ func (r *Reader) OpenWriter() (*os.File, error) {
 		return nil, err
 	}
 	return w, werr
+}
+
+// IsFIFO fails unless f is an open FIFO.
+func IsFIFO(f *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return fmt.Errorf("%s: not a FIFO", f.Name())
+	}
+	return nil
 }
