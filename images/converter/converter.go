@@ -12,6 +12,8 @@ package converter
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,7 +226,12 @@ func (c *converter) recompress(ctx context.Context, desc ocispec.Descriptor, dif
 	}
 	defer func() { err = errors.Join(err, tar.Close()) }()
 
-	ref := "convert-" + desc.Digest.Encoded() + "-" + string(c.o.compression)
+	// A ref of its own per conversion: two conversions of one layer at
+	// once each write their own ingest (the commit of the second finds
+	// the blob there).
+	var suffix [6]byte
+	rand.Read(suffix[:])
+	ref := "convert-" + desc.Digest.Encoded() + "-" + string(c.o.compression) + "-" + hex.EncodeToString(suffix[:])
 	w, err := c.store.Writer(ctx, content.WithRef(ref))
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -258,7 +265,9 @@ func (c *converter) recompress(ctx context.Context, desc ocispec.Descriptor, dif
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	out := ocispec.Descriptor{Digest: w.Digest(), Size: st.Offset, Annotations: desc.Annotations}
+	// No annotations: those of a layer describe its bytes (the TOC digest
+	// of an estargz or zstd:chunked layer), which are new.
+	out := ocispec.Descriptor{Digest: w.Digest(), Size: st.Offset}
 	labels := map[string]string{diff.LabelUncompressed: diffID.String()}
 	if err := w.Commit(ctx, out.Size, out.Digest, content.WithLabels(labels)); err != nil && !errdefs.IsAlreadyExists(err) {
 		return ocispec.Descriptor{}, err
