@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -231,7 +232,16 @@ func checkMounts(side string, ms []*typesv1.Mount, required bool) ([]mount.Mount
 		if m.Type == "" || m.Source == "" {
 			return nil, fmt.Errorf("%s[%d]: type %q, source %q: both are required: %w", side, i, m.Type, m.Source, errdefs.ErrInvalidArgument)
 		}
+		// What snapshotters hand out, and nothing else: the daemon mounts
+		// these as root, and a filesystem type would have the kernel
+		// parse whatever device or image the caller names.
+		if m.Type != "bind" && m.Type != "overlay" {
+			return nil, fmt.Errorf("%s[%d]: mount type %q: only bind and overlay mounts are diffed: %w", side, i, m.Type, errdefs.ErrInvalidArgument)
+		}
 		for _, dir := range folders(m) {
+			if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+				return nil, fmt.Errorf("%s[%d]: %s mount of %q: %q is not an absolute, clean path: %w", side, i, m.Type, m.Source, dir, errdefs.ErrInvalidArgument)
+			}
 			if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("%s[%d]: %s mount of %q: %q does not exist: %w", side, i, m.Type, m.Source, dir, errdefs.ErrNotFound)
 			} else if err != nil {

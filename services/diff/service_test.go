@@ -252,6 +252,9 @@ func TestDiffErrors(t *testing.T) {
 		{"bad label", &api.DiffRequest{Right: bind(dir), Labels: map[string]string{"": "x"}}, errdefs.ErrInvalidArgument, false},
 		{"bad ref", &api.DiffRequest{Right: bind(dir), Ref: "a\nb"}, errdefs.ErrInvalidArgument, false},
 		{"unknown filesystem", &api.DiffRequest{Right: []*typesv1.Mount{{Type: "nosuchfs", Source: "none"}}, Ref: "left-over"}, errdefs.ErrInvalidArgument, true},
+		{"a block device's filesystem", &api.DiffRequest{Right: []*typesv1.Mount{{Type: "ext4", Source: "/dev/sda1"}}}, errdefs.ErrInvalidArgument, false},
+		{"relative bind source", &api.DiffRequest{Right: []*typesv1.Mount{{Type: "bind", Source: "tmp", Options: []string{"rbind"}}}}, errdefs.ErrInvalidArgument, false},
+		{"overlay upperdir with ..", &api.DiffRequest{Right: []*typesv1.Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + dir, "upperdir=" + dir + "/../x", "workdir=" + dir}}}}, errdefs.ErrInvalidArgument, false},
 	}
 	for _, tc := range diffs {
 		if tc.root && os.Geteuid() != 0 {
