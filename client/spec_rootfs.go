@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/oci"
@@ -51,10 +50,7 @@ func (r *specRootFS) mount(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("container %q: %w", r.info.ID, err)
 	}
-	for i := range ms {
-		ms[i].Options = append(slices.Clip(ms[i].Options), "ro")
-	}
-	if err := mount.All(ms, dir); err != nil {
+	if err := mount.All(mount.ReadOnly(ms), dir); err != nil {
 		return "", errors.Join(fmt.Errorf("container %q: mount snapshot %q to read its /etc: %w", r.info.ID, r.info.SnapshotKey, err), os.Remove(dir))
 	}
 	return dir, nil

@@ -90,7 +90,7 @@ func withMounted(mounts []mount.Mount, readOnly bool, fn func(root string, opts 
 		return fn(dir)
 	}
 	if readOnly {
-		mounts = readOnlyMounts(mounts)
+		mounts = mount.ReadOnly(mounts)
 	}
 	if err := mount.All(mounts, dir); err != nil {
 		return err
@@ -159,49 +159,4 @@ func hasOption(m mount.Mount, opt string) bool {
 		}
 	}
 	return false
-}
-
-// readOnlyMounts returns mounts made read-only. An overlay with an upper
-// folder becomes one without: the upper folder joins the lower ones, on
-// top, so that reading a running container's changes never mounts its
-// upper folder a second time as an upper (which overlayfs refuses with
-// index=on, and warns about otherwise), and needs no work folder.
-func readOnlyMounts(mounts []mount.Mount) []mount.Mount {
-	out := make([]mount.Mount, len(mounts))
-	for i, m := range mounts {
-		if m.Type == "overlay" {
-			if upper, lowers, ok := overlayDirs(m); ok {
-				m = readOnlyOverlay(m, append([]string{upper}, lowers...))
-			}
-		}
-		m.Options = append([]string(nil), m.Options...)
-		if !hasOption(m, "ro") {
-			for j, o := range m.Options {
-				if o == "rw" {
-					m.Options = append(m.Options[:j], m.Options[j+1:]...)
-					break
-				}
-			}
-			m.Options = append(m.Options, "ro")
-		}
-		out[i] = m
-	}
-	return out
-}
-
-// readOnlyOverlay is overlay m with layers (topmost first) as its only,
-// lower, folders; a single folder is bound instead, as an overlay needs
-// two lower folders when it has no upper one.
-func readOnlyOverlay(m mount.Mount, layers []string) mount.Mount {
-	if len(layers) == 1 {
-		return mount.Mount{Type: "bind", Source: layers[0], Target: m.Target, Options: []string{"rbind", "ro"}}
-	}
-	opts := []string{"lowerdir=" + strings.Join(layers, ":")}
-	for _, o := range m.Options {
-		if !strings.HasPrefix(o, "upperdir=") && !strings.HasPrefix(o, "workdir=") && !strings.HasPrefix(o, "lowerdir=") {
-			opts = append(opts, o)
-		}
-	}
-	m.Options = opts
-	return m
 }
