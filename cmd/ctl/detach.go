@@ -31,6 +31,7 @@ type detachReader struct {
 	err      error  // of r, or errDetached: returned once out is empty
 	buf      []byte
 	detached chan struct{}
+	closed   bool // detached is closed
 }
 
 func newDetachReader(r io.Reader, keys []byte) *detachReader {
@@ -41,6 +42,9 @@ func newDetachReader(r io.Reader, keys []byte) *detachReader {
 func (d *detachReader) Detached() <-chan struct{} { return d.detached }
 
 func (d *detachReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for len(d.out) == 0 && d.err == nil {
 		if cap(d.buf) < len(p) {
 			d.buf = make([]byte, len(p))
@@ -59,6 +63,12 @@ func (d *detachReader) Read(p []byte) (int, error) {
 		d.out = d.out[n:]
 		return n, nil
 	}
+	if d.err == errDetached && !d.closed {
+		// Only now, with every byte typed before the sequence handed
+		// on: a detach must not drop pasted input.
+		d.closed = true
+		close(d.detached)
+	}
 	return 0, d.err
 }
 
@@ -75,7 +85,6 @@ func (d *detachReader) feed(b []byte) {
 		if len(d.held) == len(d.keys) {
 			d.held = nil
 			d.err = errDetached
-			close(d.detached)
 			return
 		}
 	}

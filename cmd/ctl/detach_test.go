@@ -131,3 +131,33 @@ func TestParseDetachKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestDetachAfterInput: Detached is closed only once the bytes typed
+// before the sequence were read, so a detach never drops pasted input;
+// an empty Read returns at once.
+func TestDetachAfterInput(t *testing.T) {
+	keys, _ := parseDetachKeys(defaultDetachKeys)
+	d := newDetachReader(bytes.NewReader([]byte("pasted line\n\x10\x11")), keys)
+	if n, err := d.Read(nil); n != 0 || err != nil {
+		t.Fatalf("empty Read: %d, %v", n, err)
+	}
+	p := make([]byte, 4)
+	n, err := d.Read(p)
+	if err != nil || string(p[:n]) != "past" {
+		t.Fatalf("first Read: %q, %v", p[:n], err)
+	}
+	select {
+	case <-d.Detached():
+		t.Fatal("Detached closed while input typed before the sequence was still unread")
+	default:
+	}
+	rest, err := io.ReadAll(d)
+	if string(rest) != "ed line\n" || !errors.Is(err, errDetached) {
+		t.Fatalf("rest %q, %v", rest, err)
+	}
+	select {
+	case <-d.Detached():
+	default:
+		t.Fatal("Detached not closed after the sequence was read")
+	}
+}
