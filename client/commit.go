@@ -127,15 +127,6 @@ func (c *Client) Commit(ctx context.Context, id, ref string, opts ...CommitOpt) 
 	if info.Image == "" || info.SnapshotKey == "" || info.Snapshotter == "" {
 		return nil, fmt.Errorf("commit %q: the container was not made from an image with a snapshot: %w", id, errdefs.ErrFailedPrecondition)
 	}
-	img, err := c.GetImage(ctx, info.Image)
-	if err != nil {
-		return nil, fmt.Errorf("commit %q: its image: %w", id, err)
-	}
-	parent, err := unpack.Resolve(ctx, c.ContentStore(), img.Target(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("commit %q: its image %q: %w", id, info.Image, err)
-	}
-
 	ctx, done, err := c.WithLease(ctx, WithLeaseExpiration(commitLeaseExpiration))
 	if err != nil {
 		return nil, fmt.Errorf("commit %q: %w", id, err)
@@ -145,6 +136,22 @@ func (c *Client) Commit(ctx context.Context, id, ref string, opts ...CommitOpt) 
 			err = errors.Join(err, fmt.Errorf("commit %q: delete lease: %w", id, derr))
 		}
 	}()
+	img, err := c.GetImage(ctx, info.Image)
+	if err != nil {
+		return nil, fmt.Errorf("commit %q: its image: %w", id, err)
+	}
+	parent, err := unpack.Resolve(ctx, c.ContentStore(), img.Target(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("commit %q: its image %q: %w", id, info.Image, err)
+	}
+	// The new image reuses the parent's config bytes and layers: the
+	// lease keeps them should the parent image go meanwhile.
+	for _, d := range append([]ocispec.Descriptor{parent.Config}, parent.Layers...) {
+		res := metadata.LeaseResource{Type: metadata.ResourceContent, ID: d.Digest.String()}
+		if err := c.LeasesService().AddResource(ctx, leaseOf(ctx), res); err != nil {
+			return nil, fmt.Errorf("commit %q: lease %s of its image: %w", id, d.Digest, err)
+		}
+	}
 	layer, diffID, err := c.compareContainer(ctx, ctr, info, parent.ChainID(), o)
 	if err != nil {
 		return nil, fmt.Errorf("commit %q: %w", id, err)
