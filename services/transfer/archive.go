@@ -264,6 +264,11 @@ func (is *importImages) Create(ctx context.Context, img metadata.Image) (metadat
 		return metadata.Image{}, err
 	}
 	if is.hold {
+		// Refused now, before the unpack, as the store would refuse it
+		// then: an image that exists is pointed at its new target.
+		if err := metadata.ValidateImageName(img.Name); err != nil {
+			return metadata.Image{}, err
+		}
 		is.held = append(is.held, img)
 		return img, nil
 	}
