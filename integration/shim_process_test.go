@@ -545,6 +545,12 @@ func TestShimDeleteDuringStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		testutil.WriteSpec(t, s.bundle, s.id, oci.WithProcessArgs("true"))
+		t.Cleanup(func() { // also when the round fails: no shim is left
+			for _, pid := range serving(t, s.bundle) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			s.shimCmd("delete").Run()
+		})
 		start := s.shimCmd("start")
 		if err := start.Start(); err != nil {
 			t.Fatal(err)
@@ -560,7 +566,6 @@ func TestShimDeleteDuringStart(t *testing.T) {
 		}
 		for _, pid := range serving(t, s.bundle) {
 			t.Errorf("round %d: a shim (pid %d) serves the bundle after delete", i, pid)
-			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }
