@@ -55,23 +55,18 @@ func contentCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return usageError{fmt.Errorf("digest %q: %w", args[0], err)}
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			ra, err := c.ContentStore().ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
-			if err != nil {
-				return err
-			}
-			defer ra.Close()
-			w := bufio.NewWriterSize(cmd.OutOrStdout(), content.ChunkSize)
-			if _, err := io.Copy(w, content.NewReader(ra)); err != nil {
-				return err
-			}
-			return w.Flush()
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				ra, err := c.ContentStore().ReaderAt(ctx, ocispec.Descriptor{Digest: dgst})
+				if err != nil {
+					return err
+				}
+				defer ra.Close()
+				w := bufio.NewWriterSize(cmd.OutOrStdout(), content.ChunkSize)
+				if _, err := io.Copy(w, content.NewReader(ra)); err != nil {
+					return err
+				}
+				return w.Flush()
+			})(cmd, args)
 		},
 	}, &cobra.Command{
 		Use:     "rm DIGEST...",

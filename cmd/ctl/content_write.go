@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,16 +36,18 @@ next garbage collection: --label berth.io/gc.root=1 keeps it.`,
 		Example: `  berthctl content ingest my-config < config.json
   berthctl content ingest --expected-digest sha256:… --expected-size 1048576 layer-1 < layer.tar`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) (err error) {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			ref := args[0]
 			if err := content.ValidateRef(ref); err != nil {
 				return usageError{err}
 			}
 			desc := ocispec.Descriptor{Size: size}
 			if expected != "" {
-				if desc.Digest, err = digest.Parse(expected); err != nil {
+				dgst, err := digest.Parse(expected)
+				if err != nil {
 					return usageError{fmt.Errorf("--expected-digest %q: %w", expected, err)}
 				}
+				desc.Digest = dgst
 			}
 			if size < 0 {
 				return usageError{fmt.Errorf("--expected-size %d: negative", size)}
@@ -53,49 +56,44 @@ next garbage collection: --label berth.io/gc.root=1 keeps it.`,
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			w, err := c.ContentStore().Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
-			if errdefs.IsAlreadyExists(err) && desc.Digest != "" {
-				fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			defer func() { err = errors.Join(err, w.Close()) }()
-			st, err := w.Status()
-			if err != nil {
-				return err
-			}
-			in := cmd.InOrStdin()
-			if st.Offset > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "berthctl: resuming ingest %q at %d bytes\n", ref, st.Offset)
-				if n, err := io.CopyN(io.Discard, in, st.Offset); err != nil {
-					return fmt.Errorf("ingest %q: resume at %d: stdin ended after %d bytes: %w", ref, st.Offset, n, err)
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) (err error) {
+				w, err := c.ContentStore().Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+				if errdefs.IsAlreadyExists(err) && desc.Digest != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), desc.Digest)
+					return nil
 				}
-			}
-			if _, err := io.CopyBuffer(w, in, make([]byte, content.ChunkSize)); err != nil {
-				return err
-			}
-			var opts []content.Opt
-			if len(lbls) > 0 {
-				opts = append(opts, content.WithLabels(lbls))
-			}
-			err = w.Commit(ctx, size, desc.Digest, opts...)
-			if errdefs.IsAlreadyExists(err) {
-				err = nil
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), w.Digest())
-			return nil
+				if err != nil {
+					return err
+				}
+				defer func() { err = errors.Join(err, w.Close()) }()
+				st, err := w.Status()
+				if err != nil {
+					return err
+				}
+				in := cmd.InOrStdin()
+				if st.Offset > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "berthctl: resuming ingest %q at %d bytes\n", ref, st.Offset)
+					if n, err := io.CopyN(io.Discard, in, st.Offset); err != nil {
+						return fmt.Errorf("ingest %q: resume at %d: stdin ended after %d bytes: %w", ref, st.Offset, n, err)
+					}
+				}
+				if _, err := io.CopyBuffer(w, in, make([]byte, content.ChunkSize)); err != nil {
+					return err
+				}
+				var opts []content.Opt
+				if len(lbls) > 0 {
+					opts = append(opts, content.WithLabels(lbls))
+				}
+				err = w.Commit(ctx, size, desc.Digest, opts...)
+				if errdefs.IsAlreadyExists(err) {
+					err = nil
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), w.Digest())
+				return nil
+			})(cmd, args)
 		},
 	}
 	fl := cmd.Flags()
@@ -124,29 +122,24 @@ Progress goes to stdout as for images pull; the last line is "REF DIGEST".`,
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			d := newProgressDisplay(cmd.OutOrStdout())
-			start := time.Now()
-			root, err := c.Fetch(ctx, args[0], append(opts, client.WithPullProgress(d.update))...)
-			d.finish()
-			if err != nil {
-				return err
-			}
-			if d.live {
-				fmt.Fprintf(cmd.OutOrStdout(), "fetched in %.1fs\n", time.Since(start).Seconds())
-			}
-			name := args[0]
-			if ref, err := normalizeRef(name); err == nil {
-				name = ref
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), name, root.Digest)
-			return nil
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				d := newProgressDisplay(cmd.OutOrStdout())
+				start := time.Now()
+				root, err := c.Fetch(ctx, args[0], append(opts, client.WithPullProgress(d.update))...)
+				d.finish()
+				if err != nil {
+					return err
+				}
+				if d.live {
+					fmt.Fprintf(cmd.OutOrStdout(), "fetched in %.1fs\n", time.Since(start).Seconds())
+				}
+				name := args[0]
+				if ref, err := normalizeRef(name); err == nil {
+					name = ref
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), name, root.Digest)
+				return nil
+			})(cmd, args)
 		},
 	}
 	f.register(cmd, true)

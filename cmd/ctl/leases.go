@@ -38,19 +38,14 @@ content ingests naming it) is kept until the lease is removed or expires.`,
 					return usageError{err}
 				}
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := g.call(ctx)
-			defer cancel()
-			created, err := c.LeasesService().Create(ctx, l)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), created.ID)
-			return nil
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				created, err := c.LeasesService().Create(ctx, l)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), created.ID)
+				return nil
+			})(cmd, args)
 		},
 	}
 	create.Flags().StringVar(&id, "id", "", "the lease's id (default: made up by the daemon)")
