@@ -31,11 +31,6 @@ func labelCommand(g *globals, kind, example string, fn labelFuncs) *cobra.Comman
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			set := map[string]string{}
 			var paths []string
 			for k, v := range labels {
@@ -44,17 +39,20 @@ func labelCommand(g *globals, kind, example string, fn labelFuncs) *cobra.Comman
 					set[k] = v
 				}
 			}
-			var out map[string]string
-			if len(paths) == 0 {
-				out, err = fn.get(ctx, c, args[0])
-			} else {
-				out, err = fn.update(ctx, c, args[0], set, paths)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), formatLabels(out))
-			return nil
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				var out map[string]string
+				var err error
+				if len(paths) == 0 {
+					out, err = fn.get(ctx, c, args[0])
+				} else {
+					out, err = fn.update(ctx, c, args[0], set, paths)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), formatLabels(out))
+				return nil
+			})(cmd, args)
 		},
 	}
 }

@@ -48,13 +48,10 @@ func namespacesCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				_, err := c.NamespaceService().Create(ctx, &namespacesv1.CreateNamespaceRequest{Namespace: &namespacesv1.Namespace{Name: args[0], Labels: labels}})
 				return err
-			}
-			defer c.Close()
-			_, err = c.NamespaceService().Create(ctx, &namespacesv1.CreateNamespaceRequest{Namespace: &namespacesv1.Namespace{Name: args[0], Labels: labels}})
-			return err
+			})(cmd, args)
 		},
 	}, &cobra.Command{
 		Use:     "rm NAME...",

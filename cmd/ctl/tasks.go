@@ -122,13 +122,10 @@ func taskKillCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
+			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
+				_, err := c.TaskService().Kill(ctx, &tasksv1.KillRequest{ContainerId: args[0], ExecId: execID, Signal: uint32(s), All: all})
 				return err
-			}
-			defer c.Close()
-			_, err = c.TaskService().Kill(ctx, &tasksv1.KillRequest{ContainerId: args[0], ExecId: execID, Signal: uint32(s), All: all})
-			return err
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().StringVarP(&sig, "signal", "s", "SIGTERM", "signal name (TERM, SIGKILL) or number")
@@ -378,12 +375,7 @@ func taskRemoveCommand(g *globals) *cobra.Command {
 		Short:   "remove stopped tasks (with -f, kill running ones first)",
 		Example: "  berthctl tasks rm -f web",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			var failed error
 			for _, id := range args {
 				if force {
@@ -400,7 +392,7 @@ func taskRemoveCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%d\n", id, st.ExitCode())
 			}
 			return failed
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill the task first if it runs")
 	return cmd
