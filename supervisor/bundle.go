@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
@@ -61,7 +63,14 @@ func writeBundle(bundle string, spec []byte, runtime string) error {
 		}
 		return err
 	}
-	if err := writeMarker(bundle, creatingMarker); err != nil {
+	// Made in place, not through a temporary file and a rename: a daemon
+	// killed half-way leaves the folder empty or marked, never holding
+	// only a temporary file that restore would not know.
+	f, err := os.OpenFile(filepath.Join(bundle, creatingMarker), os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := shimapi.WriteFileAtomic(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {
