@@ -357,7 +357,7 @@ func (i *IO) Close() error {
 }
 
 func checkFifo(p string) error {
-	st, err := os.Stat(p)
+	st, err := os.Lstat(p)
 	if err != nil {
 		return err
 	}
@@ -405,16 +405,21 @@ func openOutput(p string) (*output, error) {
 // instead of blocking a thread, a reader closing wakes it with EPIPE, and
 // close wakes it too.
 func (o *output) reopenLocked() {
-	f, err := os.OpenFile(o.path, os.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	// Checked before it is opened for writing, through a descriptor that
+	// opens nothing: whatever the path was swapped to (a file, a device,
+	// a terminal) is never opened, let alone written.
+	pf, err := os.OpenFile(o.path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		// ENXIO: no reader. Anything else (FIFO removed): nothing to
-		// deliver to either; both mean discard.
+		return // removed: nothing to deliver to
+	}
+	defer pf.Close()
+	if fiforead.IsFIFO(pf) != nil {
 		return
 	}
-	if fiforead.IsFIFO(f) != nil {
-		// Not a FIFO (any more): the container's output is never
-		// written into a file the path was swapped to.
-		f.Close()
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", pf.Fd()), os.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		// ENXIO: no reader; anything else: nothing to deliver to either.
+		// Both mean discard.
 		return
 	}
 	o.f = f

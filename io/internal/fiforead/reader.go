@@ -48,14 +48,20 @@ func Open(path string) (*Reader, error) {
 	if st.Mode()&fs.ModeNamedPipe == 0 {
 		return nil, fmt.Errorf("%s: not a FIFO", path)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW, 0)
+	// What the path names now, checked through a descriptor that opens
+	// nothing (a folder on the way may have been swapped since the
+	// Lstat), and only then opened for reading: a file, device or
+	// terminal swapped in is never opened.
+	pf, err := os.OpenFile(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	// What was opened, not what the path named a moment before: a folder
-	// on the way may have been swapped in between.
-	if err := IsFIFO(f); err != nil {
-		f.Close()
+	defer pf.Close()
+	if err := IsFIFO(pf); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", pf.Fd()), os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return nil, err
 	}
 	rc, err := f.SyscallConn()
