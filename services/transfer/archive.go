@@ -264,9 +264,10 @@ func (is *importImages) Create(ctx context.Context, img metadata.Image) (metadat
 		return metadata.Image{}, err
 	}
 	if is.hold {
-		// Refused now, before the unpack, as the store would refuse it
-		// then: an image that exists is pointed at its new target.
-		if err := metadata.ValidateImageName(img.Name); err != nil {
+		// Refused now, before the unpack, as the store would refuse what
+		// recordHeld records then (an image that exists is pointed at
+		// its new target).
+		if err := metadata.ValidateImage(metadata.Image{Name: img.Name, Target: img.Target}); err != nil {
 			return metadata.Image{}, err
 		}
 		is.held = append(is.held, img)

@@ -144,6 +144,10 @@ func isPrintableASCII(s string) bool {
 	return true
 }
 
+// ValidateImage checks an image as Create and Update do (name, labels,
+// target), for a caller that must know before it records it.
+func ValidateImage(img Image) error { return validateImage(img) }
+
 func validateImage(img Image) error {
 	if err := ValidateImageName(img.Name); err != nil {
 		return err
