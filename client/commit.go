@@ -151,6 +151,10 @@ func (c *Client) Commit(ctx context.Context, id, ref string, opts ...CommitOpt) 
 		if err := c.LeasesService().AddResource(ctx, leaseOf(ctx), res); err != nil {
 			return nil, fmt.Errorf("commit %q: lease %s of its image: %w", id, d.Digest, err)
 		}
+		// Leased now; still there? (It may have gone before the lease.)
+		if _, err := c.ContentStore().Info(ctx, d.Digest); err != nil {
+			return nil, fmt.Errorf("commit %q: blob %s of its image %q: %w", id, d.Digest, info.Image, err)
+		}
 	}
 	layer, diffID, err := c.compareContainer(ctx, ctr, info, parent.ChainID(), o)
 	if err != nil {
