@@ -26,17 +26,18 @@ func del(ctx context.Context, o *options) error {
 	// below instead of serving a bundle that is about to go.
 	// A start that comes after (it was spawned before the daemon died,
 	// but locks later) finds the deleted mark and starts nothing.
+	// The cleanup goes on whatever fails here: it is the last resort.
+	var errs []error
 	if unlock, err := lockBundle(o.bundle); err == nil {
 		defer unlock()
 		if err := shimapi.WriteFileAtomic(filepath.Join(o.bundle, shimapi.DeletedName), nil, 0o600); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("mark the bundle deleted: %w", err))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
+		errs = append(errs, err)
 	}
 	killShim(o.bundle)
 	r := &runc.Runc{Command: o.runtime, Root: o.runtimeRoot}
-	var errs []error
 	if _, err := r.State(ctx, o.id); err == nil {
 		// Every process, also those outside a pid namespace, then the
 		// container itself.

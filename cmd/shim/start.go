@@ -137,5 +137,16 @@ func lockBundle(bundle string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("lock bundle %s: %w", bundle, err)
 	}
+	// While this waited, the folder may have been removed and made again
+	// for a new task: the lock is then on a folder nobody uses.
+	var locked, now syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &locked); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := syscall.Stat(bundle, &now); err != nil || now.Dev != locked.Dev || now.Ino != locked.Ino {
+		f.Close()
+		return nil, fmt.Errorf("lock bundle %s: the folder was removed or replaced while waiting for its lock", bundle)
+	}
 	return func() { f.Close() }, nil
 }
