@@ -54,5 +54,5 @@ func TestCtlSnapshotsUnpack(t *testing.T) {
 
 	ctl.fails(1, []string{"nosuch", "not found"}, "-n", ns, "snapshots", "unpack", "nosuch:1")
 	ctl.fails(1, []string{"nosuchsnapshotter"}, "-n", ns, "snapshots", "--snapshotter", "nosuchsnapshotter", "unpack", "busybox")
-	ctl.fails(1, []string{"platform"}, "-n", ns, "snapshots", "unpack", "--platform", "not/a/platform/at/all", "busybox")
+	ctl.fails(2, []string{"not/a/platform/at/all"}, "-n", ns, "snapshots", "unpack", "--platform", "not/a/platform/at/all", "busybox")
 }

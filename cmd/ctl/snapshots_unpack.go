@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	imgplatform "github.com/berthrt/berth/images/platform"
 )
 
 // snapshotsUnpackCommand is `snapshots unpack REF`: the daemon unpacks a
@@ -25,6 +26,14 @@ a container's snapshot starts from. Progress goes to stderr on a terminal.`,
 		Example: `  berthctl snapshots --snapshotter native unpack busybox
   berthctl snapshots unpack --platform linux/arm64 example.com/app:1`,
 		Args: cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error {
+			if platform != "" {
+				if _, err := imgplatform.Parse(platform); err != nil {
+					return usageError{err}
+				}
+			}
+			return nil
+		},
 		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
 			img, err := lookupImage(ctx, c, args[0])
 			if err != nil {
