@@ -191,7 +191,10 @@ func TestCtlRunFlags(t *testing.T) {
 			t.Errorf("metrics of a task with --memory-limit 64 MiB: %+v", m)
 		}
 		c.ok("-n", ns, "tasks", "rm", "-f", "made")
-		// containers rm takes the snapshot with it, unless asked to keep it.
+		// containers rm takes the snapshot with it, unless asked to keep
+		// it. Kept, nothing references it any more, so a GC the delete
+		// schedules would take it: a gc.root label keeps it for the check.
+		c.ok("-n", ns, "snapshots", "label", "made", "berth.io/gc.root=test")
 		c.ok("-n", ns, "containers", "rm", "--keep-snapshot", "made")
 		c.ok("-n", ns, "snapshots", "info", "made")
 		c.ok("-n", ns, "snapshots", "rm", "made")
