@@ -232,46 +232,18 @@ func (c *converter) recompress(ctx context.Context, desc ocispec.Descriptor, dif
 	var suffix [6]byte
 	rand.Read(suffix[:])
 	ref := "convert-" + desc.Digest.Encoded() + "-" + string(c.o.compression) + "-" + hex.EncodeToString(suffix[:])
-	w, err := c.store.Writer(ctx, content.WithRef(ref))
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	defer func() {
-		err = errors.Join(err, w.Close())
-		if err != nil { // leave no half-written ingest behind
-			if aerr := c.store.Abort(context.WithoutCancel(ctx), ref); aerr != nil && !errdefs.IsNotFound(aerr) {
-				err = errors.Join(err, aerr)
-			}
+	out, _, err := diff.WriteLayer(ctx, c.store, ref, c.o.compression, diffID, nil, func(w io.Writer) error {
+		_, err := io.CopyBuffer(w, tar, make([]byte, content.ChunkSize))
+		return err
+	})
+	if err != nil { // leave no half-written ingest behind
+		if aerr := c.store.Abort(context.WithoutCancel(ctx), ref); aerr != nil && !errdefs.IsNotFound(aerr) {
+			err = errors.Join(err, aerr)
 		}
-	}()
-	if err := w.Truncate(0); err != nil { // what an interrupted conversion left
-		return ocispec.Descriptor{}, err
-	}
-	zw, err := diff.Compress(c.o.compression, w)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	uncompressed := digest.Canonical.Digester()
-	if _, err := io.CopyBuffer(io.MultiWriter(zw, uncompressed.Hash()), tar, make([]byte, content.ChunkSize)); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	if err := zw.Close(); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	if got := uncompressed.Digest(); got != diffID {
-		return ocispec.Descriptor{}, fmt.Errorf("its uncompressed tar is %s, the config says %s: %w", got, diffID, errdefs.ErrFailedPrecondition)
-	}
-	st, err := w.Status()
-	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	// No annotations: those of a layer describe its bytes (the TOC digest
 	// of an estargz or zstd:chunked layer), which are new.
-	out := ocispec.Descriptor{Digest: w.Digest(), Size: st.Offset}
-	labels := map[string]string{diff.LabelUncompressed: diffID.String()}
-	if err := w.Commit(ctx, out.Size, out.Digest, content.WithLabels(labels)); err != nil && !errdefs.IsAlreadyExists(err) {
-		return ocispec.Descriptor{}, err
-	}
 	return out, nil
 }
 
