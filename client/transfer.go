@@ -213,17 +213,7 @@ func (c *Client) pull(ctx context.Context, ref string, fetchOnly bool, opts []Re
 		if err != nil {
 			return nil, err
 		}
-		return func() ([]*transferv1.Progress, bool, error) {
-			msg, err := stream.Recv()
-			if err != nil {
-				return nil, false, err
-			}
-			if msg.GetImage() != nil || msg.GetFetched() != nil {
-				last = msg
-				return msg.GetProgress(), true, nil
-			}
-			return msg.GetProgress(), false, nil
-		}, nil
+		return receiveStream(stream.Recv, func(m *transferv1.PullProgress) bool { return m.GetImage() != nil || m.GetFetched() != nil }, &last), nil
 	}, o.progress)
 	if err != nil {
 		return nil, err
@@ -255,19 +245,32 @@ func (c *Client) Push(ctx context.Context, ref string, desc ocispec.Descriptor, 
 		if err != nil {
 			return nil, err
 		}
-		return func() ([]*transferv1.Progress, bool, error) {
-			msg, err := stream.Recv()
-			if err != nil {
-				return nil, false, err
-			}
-			return msg.GetProgress(), msg.GetPushed() != nil, nil
-		}, nil
+		return receiveStream(stream.Recv, func(m *transferv1.PushProgress) bool { return m.GetPushed() != nil }, nil), nil
 	}, o.progress)
 }
 
 // receiver returns the next message of a transfer stream: its progress
 // reports, and whether it is the last one.
 type receiver func() (progress []*transferv1.Progress, last bool, err error)
+
+// receiveStream is the receiver of a stream whose messages carry progress and
+// whose last message is the one isLast picks; that one is stored in
+// *last when last is not nil.
+func receiveStream[M interface{ GetProgress() []*transferv1.Progress }](recv func() (M, error), isLast func(M) bool, last *M) receiver {
+	return func() ([]*transferv1.Progress, bool, error) {
+		msg, err := recv()
+		if err != nil {
+			return nil, false, err
+		}
+		if !isLast(msg) {
+			return msg.GetProgress(), false, nil
+		}
+		if last != nil {
+			*last = msg
+		}
+		return msg.GetProgress(), true, nil
+	}
+}
 
 // transfer runs one transfer call over a connection of its own, so that
 // when ctx is cancelled closing the connection cancels the call in the

@@ -52,17 +52,7 @@ func (c *Client) Unpack(ctx context.Context, name, snapshotter string, opts ...U
 		if err != nil {
 			return nil, err
 		}
-		return func() ([]*transferv1.Progress, bool, error) {
-			msg, err := stream.Recv()
-			if err != nil {
-				return nil, false, err
-			}
-			if msg.GetImage() != nil {
-				last = msg
-				return msg.GetProgress(), true, nil
-			}
-			return msg.GetProgress(), false, nil
-		}, nil
+		return receiveStream(stream.Recv, func(m *transferv1.UnpackProgress) bool { return m.GetImage() != nil }, &last), nil
 	}, o.progress)
 	if err != nil {
 		return "", err
