@@ -22,7 +22,6 @@ import (
 	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 	versionv1 "github.com/berthrt/berth/proto/version/v1"
-	"github.com/berthrt/berth/shimapi"
 )
 
 // DefaultAddress is where berthd listens unless configured otherwise.
@@ -161,7 +160,7 @@ func (c *Client) dial(opts ...ttrpc.ClientOpts) (*ttrpc.Client, error) {
 	return ttrpc.NewClient(conn, append(opts, ttrpc.WithChainUnaryClientInterceptor(
 		connectionErrors,
 		namespaceInterceptor(c.options.defaultNamespace),
-		shimapi.ClientErrors,
+		errdefs.ClientErrors,
 	))...), nil
 }
 

@@ -10,8 +10,8 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/errdefs"
 	contentsvc "github.com/berthrt/berth/services/content"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
 	"github.com/berthrt/berth/storage/metadata"
@@ -31,7 +31,7 @@ func newContentDaemon(t *testing.T) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors))
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func startFake(t *testing.T) *fakeDaemon {
 		tasks:      newFakeTasks(),
 		events:     &fakeEvents{ended: make(chan struct{}, 8)},
 	}
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors))
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
 	}

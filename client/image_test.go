@@ -20,7 +20,6 @@ import (
 	gcsvc "github.com/berthrt/berth/services/gc"
 	imagesvc "github.com/berthrt/berth/services/images"
 	leasesvc "github.com/berthrt/berth/services/leases"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -39,7 +38,7 @@ func newImageDaemon(t *testing.T) (*client.Client, content.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors))
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
 	}

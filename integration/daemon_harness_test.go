@@ -20,7 +20,9 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/oci"
@@ -117,11 +119,11 @@ func (d *daemon) logs() string {
 }
 
 func (d *daemon) dial() (*ttrpc.Client, error) {
-	conn, err := shimapi.Dial(context.Background(), d.address)
+	conn, err := unixsock.Dial(context.Background(), d.address)
 	if err != nil {
 		return nil, err
 	}
-	return ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(shimapi.ClientErrors)), nil
+	return ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(errdefs.ClientErrors)), nil
 }
 
 // api is a connection to the daemon with every service's client.

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/atomicfile"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -73,10 +74,10 @@ func writeBundle(bundle string, spec []byte, runtime string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := shimapi.WriteFileAtomic(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {
 		return err
 	}
-	return shimapi.WriteFileAtomic(filepath.Join(bundle, specFileName), spec, 0o600)
+	return atomicfile.WriteFile(filepath.Join(bundle, specFileName), spec, 0o600)
 }
 
 // readRuntime returns the runtime a bundle was created with, or def for a
@@ -95,7 +96,7 @@ func hasMarker(bundle, name string) bool {
 }
 
 func writeMarker(bundle, name string) error {
-	return shimapi.WriteFileAtomic(filepath.Join(bundle, name), nil, 0o600)
+	return atomicfile.WriteFile(filepath.Join(bundle, name), nil, 0o600)
 }
 
 // unmountRootfs unmounts the bundle's rootfs and removes the folder. It

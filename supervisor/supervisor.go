@@ -38,7 +38,7 @@ type Config struct {
 	// StateDir holds the bundles, StateDir/<namespace>/<id>, and the
 	// runtime's state, StateDir/.runc/<namespace>. Socket paths longer
 	// than sockaddr_un allows are reached through /proc/self/fd (see
-	// shimapi.Listen and Dial).
+	// internal/unixsock).
 	StateDir string
 	// ShimBinary is the path of berth-shim.
 	ShimBinary string

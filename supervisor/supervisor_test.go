@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/supervisor"
 )
@@ -437,7 +438,7 @@ func TestRestoreSlowShim(t *testing.T) {
 	}
 	t.Cleanup(func() { fake.Process.Kill(); fake.Wait() })
 	os.WriteFile(filepath.Join(bundle, shimapi.PidFileName), []byte(strconv.Itoa(fake.Process.Pid)), 0o600)
-	l, err := shimapi.Listen(shimapi.SocketPath(bundle))
+	l, err := unixsock.Listen(shimapi.SocketPath(bundle))
 	if err != nil {
 		t.Fatal(err)
 	}

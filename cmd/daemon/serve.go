@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/services"
@@ -87,7 +88,7 @@ func serve(ctx context.Context, cfg *Config) error {
 
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(allowPeers(cfg.API.UID, cfg.API.GID)),
-		ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors),
+		ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors),
 	)
 	if err != nil {
 		return err

@@ -15,9 +15,9 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/services/introspection"
 	snapshotsvc "github.com/berthrt/berth/services/snapshots"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/native"
@@ -100,7 +100,7 @@ func dialProxy(address, name string) (snapshots.Snapshotter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to external snapshotter at %s: %w", address, err)
 	}
-	return proxy.New(ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(shimapi.ClientErrors)), name), nil
+	return proxy.New(ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(errdefs.ClientErrors)), name), nil
 }
 
 // Close closes every snapshotter that opened.

@@ -27,8 +27,9 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/unixsock"
 	snapshotsvc "github.com/berthrt/berth/services/snapshots"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/snapshots/native"
 )
 
@@ -63,7 +64,7 @@ func run(address, root string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, sn.Close()) }()
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors))
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func run(address, root string) (err error) {
 	if err := os.MkdirAll(filepath.Dir(address), 0o711); err != nil {
 		return err
 	}
-	l, err := shimapi.Listen(address)
+	l, err := unixsock.Listen(address)
 	if err != nil {
 		return err
 	}

@@ -12,9 +12,11 @@ import (
 	"strings"
 	"syscall"
 
+	runc "github.com/containerd/go-runc"
+
+	"github.com/berthrt/berth/internal/atomicfile"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
-	runc "github.com/containerd/go-runc"
 )
 
 // del cleans up after a shim that is gone. It is idempotent: every step
@@ -30,7 +32,7 @@ func del(ctx context.Context, o *options) error {
 	var errs []error
 	if unlock, err := lockBundle(o.bundle); err == nil {
 		defer unlock()
-		if err := shimapi.WriteFileAtomic(filepath.Join(o.bundle, shimapi.DeletedName), nil, 0o600); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(o.bundle, shimapi.DeletedName), nil, 0o600); err != nil {
 			errs = append(errs, fmt.Errorf("mark the bundle deleted: %w", err))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -14,11 +14,14 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/berthrt/berth/shimapi"
-	"github.com/berthrt/berth/task"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/task"
 )
 
 // Descriptors inherited from start.
@@ -113,13 +116,13 @@ func serve(ctx context.Context, o *options) error {
 	}
 	server, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
-		ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors),
+		ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors),
 	)
 	if err != nil {
 		return err
 	}
 	shimapi.RegisterTaskService(server, svc)
-	if err := shimapi.WriteFileAtomic(filepath.Join(o.bundle, shimapi.PidFileName), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(o.bundle, shimapi.PidFileName), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return err
 	}
 	serveErr := make(chan error, 1)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/shimapi"
 )
 
@@ -38,7 +39,7 @@ func start(ctx context.Context, o *options) error {
 		fmt.Println(path)
 		return nil
 	}
-	l, err := shimapi.Listen(path)
+	l, err := unixsock.Listen(path)
 	if err != nil {
 		return err
 	}

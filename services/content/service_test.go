@@ -17,7 +17,6 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/content/v1"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -41,7 +40,7 @@ func newServer(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors))
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +62,7 @@ func (s *server) dial(t *testing.T) (api.ContentClient, *ttrpc.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(shimapi.ClientErrors))
+	c := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(errdefs.ClientErrors))
 	t.Cleanup(func() { c.Close() })
 	return api.NewContentClient(c), c
 }

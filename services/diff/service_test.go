@@ -21,7 +21,6 @@ import (
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	typesv1 "github.com/berthrt/berth/proto/types/v1"
 	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 )
@@ -42,7 +41,7 @@ func serve(t *testing.T) (api.DiffService, content.Store) {
 		t.Fatal(err)
 	}
 	store := db.ContentStore(local)
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors))
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +56,7 @@ func serve(t *testing.T) (api.DiffService, content.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(shimapi.ClientErrors))
+	tc := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(errdefs.ClientErrors))
 	t.Cleanup(func() { tc.Close() })
 	return api.NewDiffClient(tc), store
 }

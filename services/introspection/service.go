@@ -20,9 +20,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthrt/berth/filters"
+	"github.com/berthrt/berth/internal/atomicfile"
 	api "github.com/berthrt/berth/proto/introspection/v1"
 	versionv1 "github.com/berthrt/berth/proto/version/v1"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/version"
 )
 
@@ -139,7 +139,7 @@ func serverUUID(root string) (string, error) {
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
 	id := fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-	if err := shimapi.WriteFileAtomic(path, []byte(id+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("server uuid: %w", err)
 	}
 	return id, nil

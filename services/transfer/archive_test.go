@@ -25,7 +25,6 @@ import (
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	api "github.com/berthrt/berth/proto/transfer/v1"
 	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/storage/snapshots"
@@ -79,7 +78,7 @@ func newArchiveEnvWith(t *testing.T, max int64, configure func(*Config, *metadat
 		t.Fatal(err)
 	}
 	e := &archiveEnv{db: db, store: db.ContentStore(local), events: &recorder{}}
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shimapi.ServerErrors))
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +98,7 @@ func newArchiveEnvWith(t *testing.T, max int64, configure func(*Config, *metadat
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(shimapi.ClientErrors))
+	c := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(errdefs.ClientErrors))
 	t.Cleanup(func() { c.Close() })
 	e.api = api.NewTransferClient(c)
 	return e

@@ -18,7 +18,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/proxy"
 )
@@ -102,7 +102,7 @@ func Start(t testing.TB, root string) *Program {
 	})
 	deadline := time.Now().Add(startTimeout)
 	for {
-		conn, err := shimapi.Dial(context.Background(), p.Address)
+		conn, err := unixsock.Dial(context.Background(), p.Address)
 		if err == nil {
 			conn.Close()
 			return p
@@ -146,7 +146,7 @@ func (p *Program) Stop() error {
 // closes the connection only.
 func (p *Program) Connect(t testing.TB) snapshots.Snapshotter {
 	t.Helper()
-	conn, err := shimapi.Dial(context.Background(), p.Address)
+	conn, err := unixsock.Dial(context.Background(), p.Address)
 	if err != nil {
 		t.Fatal(err)
 	}
