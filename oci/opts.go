@@ -154,11 +154,15 @@ func WithMounts(mounts []specs.Mount) SpecOpts {
 	}
 }
 
-// WithUIDGID sets the user and primary group the process runs as.
+// WithUIDGID sets the user and primary group the process runs as, with no
+// supplementary groups: those an earlier WithUser or WithImageConfig set
+// belong to the user it named, and a process that kept them would hold
+// that user's groups (often root's, or wheel) under the new uid and gid
+// (the CVE-2023-25173 pattern).
 func WithUIDGID(uid, gid uint32) SpecOpts {
 	return func(_ context.Context, s *specs.Spec) error {
 		u := &ensureProcess(s).User
-		u.UID, u.GID = uid, gid
+		u.UID, u.GID, u.AdditionalGids = uid, gid, nil
 		return nil
 	}
 }

@@ -56,6 +56,11 @@ func TestRuncRunsSpec(t *testing.T) {
 			WithMemoryLimit(64 << 20), WithCPUs(0.5), WithPidsLimit(32),
 		}, "user-and-limits 1000 1000\n"},
 		{"host network", []SpecOpts{WithHostNamespace(specs.NetworkNamespace)}, "host-network 0 0\n"},
+		// The groups an image's user had must not follow WithUIDGID
+		// into the process (CVE-2023-25173): id -G lists only 1000.
+		{"uid gid drops groups", []SpecOpts{
+			withGroups(0, 10), WithUIDGID(1000, 1000),
+		}, "uid-gid-drops-groups 1000 1000 1000\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +85,11 @@ func TestRuncRunsSpec(t *testing.T) {
 				}
 			}
 
-			opts := append([]SpecOpts{WithProcessArgs("sh", "-c", "echo $(hostname) $(id -u) $(id -g)")}, tt.opts...)
+			args := "echo $(hostname) $(id -u) $(id -g)"
+			if strings.Contains(tt.name, "groups") {
+				args += " $(id -G)"
+			}
+			opts := append([]SpecOpts{WithProcessArgs("sh", "-c", args)}, tt.opts...)
 			s, err := GenerateSpec(context.Background(), namespace, id, opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -106,6 +115,15 @@ func TestRuncRunsSpec(t *testing.T) {
 				t.Errorf("output %q, want %q", out, tt.want)
 			}
 		})
+	}
+}
+
+// withGroups sets supplementary groups, as WithUser does for a user that
+// /etc/group lists.
+func withGroups(gids ...uint32) SpecOpts {
+	return func(_ context.Context, s *specs.Spec) error {
+		s.Process.User.AdditionalGids = gids
+		return nil
 	}
 }
 

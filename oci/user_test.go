@@ -120,6 +120,33 @@ func fmtErr(err error) string {
 	return err.Error()
 }
 
+// WithUIDGID after WithUser or an image's user drops the groups that user
+// had: a process of uid 1000 must not keep root's or wheel's group
+// (CVE-2023-25173).
+func TestWithUIDGIDResetsGroups(t *testing.T) {
+	root := userRoot(t, testPasswd, testGroup)
+	for name, earlier := range map[string]SpecOpts{
+		"user":         WithUser("app"),
+		"image config": WithImageConfigSpec(ocispec.ImageConfig{User: "root"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := GenerateSpec(context.Background(), "ci", "x", WithRootFSPath(root), earlier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Process.User.AdditionalGids) == 0 {
+				t.Fatalf("the earlier option set no groups (%+v): the test proves nothing", s.Process.User)
+			}
+			if err := WithUIDGID(1000, 1000)(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Process.User; got.UID != 1000 || got.GID != 1000 || len(got.AdditionalGids) > 0 {
+				t.Errorf("after WithUIDGID(1000, 1000): %+v, want uid 1000, gid 1000 and no supplementary groups", got)
+			}
+		})
+	}
+}
+
 // Numeric users need no root filesystem; a uid alone then has group 0.
 func TestWithUserNumericWithoutRoot(t *testing.T) {
 	for user, want := range map[string]specs.User{"7": {UID: 7}, "7:8": {UID: 7, GID: 8}} {
