@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 )
 
@@ -67,6 +68,7 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 			retErr = errors.Join(retErr, fmt.Errorf("clean up: %w", err))
 		}
 	}()
+	span := spantrace.Start("write bundle")
 	if err := writeBundle(sh.Bundle, opts.Spec, runtime); err != nil {
 		return nil, err
 	}
@@ -74,20 +76,27 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 	if err := os.MkdirAll(s.runtimeRoot(ns), bundleDirMode); err != nil {
 		return nil, err
 	}
+	span.End()
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
+	span = spantrace.Start("berth-shim start")
 	if err := sh.shimStart(sctx); err != nil {
 		return nil, err
 	}
+	span.End()
+	span = spantrace.Start("connect shim")
 	c, err := sh.connect(sctx)
 	if err != nil {
 		return nil, err
 	}
 	sh.startRunning(c)
+	span.End()
+	span = spantrace.Start("shim Create")
 	resp, err := c.task.Create(ctx, &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio})
 	if err != nil {
 		return nil, err
 	}
+	span.End()
 	// From here on a daemon that dies leaves a task its caller may have
 	// been told of: a restarted daemon keeps it.
 	if err := os.Remove(filepath.Join(sh.Bundle, creatingMarker)); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -40,7 +41,9 @@ func (s *Supervisor) Delete(ctx context.Context, ns, id string) (*shimapi.Delete
 	case stateDeleting:
 		return nil, fmt.Errorf("delete task %s: deleted already: %w", sh, errdefs.ErrNotFound)
 	case stateRunning:
+		span := spantrace.Start("shim Delete")
 		resp, err := sh.Task().Delete(ctx, &shimapi.DeleteRequest{Id: id})
+		span.End()
 		if err == nil {
 			return s.deleteLive(ctx, sh, resp)
 		}
@@ -67,6 +70,7 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	if !sh.setState(stateDeleting, stateRunning) {
 		return s.deleteStopped(ctx, sh) // died just now
 	}
+	span := spantrace.Start("wait TaskDelete forwarded")
 	t := time.NewTimer(deleteEventWait)
 	select {
 	case <-sh.deleteForwarded:
@@ -74,6 +78,7 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	case <-ctx.Done():
 	}
 	t.Stop()
+	span.End()
 	// Watch the shim's exit through a pidfd, opened while the pid surely
 	// names the serving shim: its exit then wakes us at once, where a poll
 	// of the pid would add up to its interval to every delete.
@@ -84,9 +89,12 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	}
 	// Every process is deleted: the shim may go. Now: the shim refuses a
 	// plain Shutdown while its init process is known, deleted or not.
+	span = spantrace.Start("shim Shutdown")
 	if _, err := sh.Task().Shutdown(ctx, &shimapi.ShutdownRequest{Id: sh.ID, Now: true}); err != nil {
 		s.log.Warn("shut down shim", "task", sh.String(), "error", err)
 	}
+	span.End()
+	span = spantrace.Start("wait shim exit")
 	// The shim's server waits for open connections before it exits: close
 	// ours (run does, once cancelled), then wait for the process.
 	sh.cancel()
@@ -95,6 +103,7 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	if w != nil {
 		s.waitShimExit(sh, w)
 	}
+	span.End()
 	select {
 	case <-sh.deleteForwarded:
 	default:
@@ -105,6 +114,8 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 		}
 	}
 	// A daemon that dies from here on finishes the removal on Restore.
+	span = spantrace.Start("remove bundle")
+	defer span.End()
 	if err := writeMarker(sh.Bundle, deletedMarker); err != nil {
 		s.log.Error("persist task-deleted marker", "task", sh.String(), "error", err)
 	}

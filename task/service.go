@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/io/stdio"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
@@ -158,6 +159,7 @@ func (s *Service) processExited(p *process, e exitInfo) {
 func (s *Service) exitRecorded(p *process, e exitInfo) {
 	pid := p.Pid()
 	if p.id == "" {
+		defer spantrace.Start("write exit file").End()
 		st := shimapi.ExitStatus{Pid: uint32(pid), Status: uint32(e.status), ExitedAt: e.at}
 		if err := shimapi.WriteExitFile(s.cfg.Bundle, st); err != nil {
 			s.log.Error("persist exit status", "error", err)
@@ -257,6 +259,7 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (_ *sh
 	init := newProcess("", &initActions{s: s}, pio)
 	pidFile := filepath.Join(s.cfg.Bundle, "init.pid")
 	w := s.watchExits()
+	span := spantrace.Start("runc create")
 	err = s.runtime.Create(ctx, s.cfg.ID, s.cfg.Bundle, &runc.CreateOpts{
 		PidFile:       pidFile,
 		IO:            pio.RuncIO(),
@@ -268,6 +271,7 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (_ *sh
 		s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
 		return nil, s.runtimeError(err, "create")
 	}
+	span.End()
 	pid, err := runc.ReadPidFile(pidFile)
 	if err == nil {
 		err = pio.Started()
@@ -287,7 +291,9 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (_ *sh
 	if early != nil {
 		s.processExited(init, *early)
 	}
+	span = spantrace.Start("watch cgroup")
 	s.watchCgroup(pid)
+	span.End()
 	s.events.publish(&shimapi.TaskCreate{ContainerId: s.cfg.ID, Bundle: s.cfg.Bundle, Pid: uint32(pid), Stdio: req.Stdio})
 	s.log.Info("created", "pid", pid)
 	return &shimapi.CreateResponse{Pid: uint32(pid)}, nil
@@ -680,6 +686,7 @@ func (s *Service) AckEvents(ctx context.Context, req *shimapi.AckEventsRequest) 
 type initActions struct{ s *Service }
 
 func (a *initActions) start(ctx context.Context, p *process) (int, *exitInfo, error) {
+	defer spantrace.Start("runc start").End()
 	if err := a.s.runtime.Start(ctx, a.s.cfg.ID); err != nil {
 		return 0, nil, a.s.runtimeError(err, "start")
 	}
@@ -711,7 +718,9 @@ func (a *initActions) kill(ctx context.Context, p *process, sig int, all bool) e
 // removes the exit file: the exit has now been handed over.
 func (a *initActions) delete(ctx context.Context, p *process) error {
 	s := a.s
+	span := spantrace.Start("runc delete")
 	err := s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
+	span.End()
 	if err != nil {
 		if _, serr := s.runtime.State(ctx, s.cfg.ID); serr != nil {
 			err = nil // already gone from the runtime

@@ -32,6 +32,8 @@ type results struct {
 	ctrVersion                            stats.Samples
 	verifiedSmall, verifiedLarge          int // containers RUNNING after the last restart
 	cdVerified                            int
+
+	traceWindows []window // measured berthctl runs, with -trace
 }
 
 // shimMemory sums the memory of the shims of the running containers.
@@ -221,7 +223,13 @@ func runRounds(ctx context.Context, cfg config, w *workspace, fl *floor.Runner, 
 			defer proc.SetSubreaper(false)
 			return fl.Once(ctx)
 		}},
-		{"berthctl run --rm", &res.cli, func() (time.Duration, error) { return b.runOnce(w.newID("cli")) }},
+		{"berthctl run --rm", &res.cli, func() (time.Duration, error) {
+			d, win, err := b.runOnce(w.newID("cli"))
+			if err == nil {
+				res.traceWindows = append(res.traceWindows, win)
+			}
+			return d, err
+		}},
 		{"client library", &res.library, func() (time.Duration, error) { return b.libraryOnce(ctx, w.newID("lib")) }},
 	}
 	if cd != nil {

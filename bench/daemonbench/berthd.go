@@ -22,6 +22,7 @@ import (
 	"github.com/berthrt/berth/bench/internal/daemon"
 	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/oci"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
@@ -178,17 +179,20 @@ func (b *berth) ctl(args ...string) (string, error) {
 
 // runOnce times `berthctl run --rm --rootfs DIR ID /bin/true`, what a user
 // types, from the fork of berthctl to its exit.
-func (b *berth) runOnce(id string) (time.Duration, error) {
+// The window is the run on the monotonic clock of package spantrace.
+func (b *berth) runOnce(id string) (time.Duration, window, error) {
 	var out bytes.Buffer
 	cmd, cancel := b.ctlCommand(&out, "run", "--rm", "--rootfs", b.rootfs, id, "/bin/true")
 	defer cancel()
 	start := time.Now()
+	win := window{fork: spantrace.Now()}
 	err := cmd.Run()
+	win.exit = spantrace.Now()
 	elapsed := time.Since(start)
 	if err != nil {
-		return 0, fmt.Errorf("berthctl run --rm %s: %w: %s", id, err, strings.TrimSpace(out.String()))
+		return 0, win, fmt.Errorf("berthctl run --rm %s: %w: %s", id, err, strings.TrimSpace(out.String()))
 	}
-	return elapsed, nil
+	return elapsed, win, nil
 }
 
 // libraryOnce times what `berthctl run --rm` does, through the client

@@ -22,9 +22,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/berthrt/berth/bench/internal/proc"
+	"github.com/berthrt/berth/internal/spantrace"
 )
 
 // Goals.
@@ -46,6 +48,7 @@ type config struct {
 	restarts               int // restarts measured per state
 	small, large           int // running containers: memory and restart; restart only
 	settleSeconds          float64
+	trace                  string // BERTH_TRACE file; "" for none
 }
 
 func main() {
@@ -70,6 +73,7 @@ func mainCode() int {
 	flag.IntVar(&cfg.small, "containers", 10, "running containers for the memory figures and the first restart figure")
 	flag.IntVar(&cfg.large, "many", 100, "running containers for the second restart figure (0: skip)")
 	flag.Float64Var(&cfg.settleSeconds, "settle", 2, "seconds a daemon idles before its memory is read")
+	flag.StringVar(&cfg.trace, "trace", "", "trace berthd, its shims and berthctl into this file (BERTH_TRACE) and print where the time of run --rm goes; tracing adds a little to berth's figures")
 	flag.Parse()
 	if err := cfg.resolve(); err != nil {
 		fmt.Fprintf(os.Stderr, "daemonbench: %v\n", err)
@@ -83,6 +87,12 @@ func mainCode() int {
 		return code
 	}
 	report(os.Stdout, cfg, res)
+	if cfg.trace != "" {
+		if err := reportTrace(os.Stdout, cfg.trace, res.traceWindows); err != nil {
+			fmt.Fprintf(os.Stderr, "daemonbench: trace: %v\n", err)
+			return 1
+		}
+	}
 	return 0
 }
 
@@ -93,6 +103,16 @@ func (c *config) resolve() error {
 	}
 	if c.n < 1 || c.warmup < 0 || c.restarts < 1 || c.small < 1 || c.large < 0 || c.settleSeconds < 0 {
 		return fmt.Errorf("need -n ≥ 1, -warmup ≥ 0, -restarts ≥ 1, -containers ≥ 1, -many ≥ 0, -settle ≥ 0")
+	}
+	if c.trace != "" {
+		abs, err := filepath.Abs(c.trace)
+		if err != nil {
+			return err
+		}
+		c.trace = abs
+		// berthd passes its environment on to its shims; berthctl
+		// inherits this process's.
+		os.Setenv(spantrace.Env, abs)
 	}
 	for _, p := range []*string{&c.berthd, &c.berthctl, &c.shim, &c.runtime, &c.busybox, &c.rootfsScript} {
 		path, err := proc.LookPath(*p)

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berthrt/berth/internal/spantrace"
 )
 
 // Exit codes: a failure is 1, a usage error 2; a foreground container's
@@ -29,8 +31,10 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func main() {
+	spantrace.Mark("main")
 	root := rootCommand()
 	err := root.Execute()
+	spantrace.Mark("done")
 	if err == nil {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/io/cio"
 )
 
@@ -45,15 +46,19 @@ func runCommand(g *globals) *cobra.Command {
 			if err := o.check(); err != nil {
 				return err
 			}
+			span := spantrace.Start("connect")
 			c, ctx, err := g.connect(cmd)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			span.End()
+			span = spantrace.Start("new container")
 			ctr, err := newContainer(ctx, c, &cf, &imf, args)
 			if err != nil {
 				return err
 			}
+			span.End()
 			code, err := runTask(ctx, ctr, o)
 			if errors.Is(err, errDetached) {
 				note := fmt.Sprintf(" (berthctl tasks attach %s)", ctr.ID())
@@ -63,6 +68,7 @@ func runCommand(g *globals) *cobra.Command {
 				return detachedFrom(err, "task "+ctr.ID(), note)
 			}
 			if rm {
+				defer spantrace.Start("delete container").End()
 				cleanup := context.WithoutCancel(ctx)
 				if derr := ctr.Delete(cleanup, client.WithSnapshotCleanup); derr != nil && err == nil {
 					err = fmt.Errorf("remove container %s: %w", ctr.ID(), derr)
@@ -144,10 +150,12 @@ func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, 
 		}
 		defer con.Reset()
 	}
+	span := spantrace.Start("new task")
 	task, err := ctr.NewTask(ctx, creator)
 	if err != nil {
 		return 0, err
 	}
+	span.End()
 	if o.detach {
 		if err := task.Start(ctx); err != nil {
 			task.Delete(context.WithoutCancel(ctx))
@@ -164,20 +172,29 @@ func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, 
 // leaves the process running, with its FIFOs for an attach.
 func supervise(ctx context.Context, p client.Process, con console.Console, detached <-chan struct{}) (uint32, error) {
 	cleanup := context.WithoutCancel(ctx)
+	span := spantrace.Start("wait")
 	exitc, err := p.Wait(ctx)
 	if err != nil {
 		p.Delete(cleanup)
 		return 0, err
 	}
+	span.End()
+	span = spantrace.Start("start")
 	if err := p.Start(ctx); err != nil {
 		p.Delete(cleanup)
 		return 0, err
 	}
+	span.End()
+	span = spantrace.Start("until exit")
 	code, err := relayUntilExit(ctx, p, exitc, con, detached)
 	if err != nil {
 		return 0, err
 	}
+	span.End()
+	span = spantrace.Start("io wait")
 	p.IO().Wait()
+	span.End()
+	defer spantrace.Start("delete task").End()
 	if _, err := p.Delete(cleanup); err != nil {
 		return code, err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/services"
 	"github.com/berthrt/berth/services/containers"
@@ -86,10 +87,10 @@ func serve(ctx context.Context, cfg *Config) error {
 	}
 	defer sup.Close() // leaves every shim running
 
-	srv, err := ttrpc.NewServer(
+	srv, err := ttrpc.NewServer(append([]ttrpc.ServerOpt{
 		ttrpc.WithServerHandshaker(allowPeers(cfg.API.UID, cfg.API.GID)),
 		ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors),
-	)
+	}, spantrace.ServerOpts()...)...)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/spantrace"
 )
 
 const usage = `usage: berth-shim start|delete --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]
@@ -63,6 +64,7 @@ func (o *options) validate() error {
 }
 
 func main() {
+	spantrace.Mark("main")
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/task"
 )
@@ -114,10 +115,10 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	server, err := ttrpc.NewServer(
+	server, err := ttrpc.NewServer(append([]ttrpc.ServerOpt{
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
 		ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors),
-	)
+	}, spantrace.ServerOpts()...)...)
 	if err != nil {
 		return err
 	}
@@ -128,6 +129,7 @@ func serve(ctx context.Context, o *options) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ctx, l) }()
 	// The listener queues connections already; from here calls are served.
+	spantrace.Mark("ready")
 	fmt.Fprintln(ready, readyMessage)
 	ready.Close()
 	log.Info("serving", "pid", os.Getpid(), "runtime", o.runtime)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -72,11 +73,15 @@ func start(ctx context.Context, o *options) error {
 		ExtraFiles:  []*os.File{lf, readyW}, // fd 3: listener, fd 4: readiness
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
+	span := spantrace.Start("fork serve")
 	if err := cmd.Start(); err != nil {
 		readyW.Close()
 		os.Remove(path)
 		return fmt.Errorf("re-exec shim: %w", err)
 	}
+	span.End()
+	span = spantrace.Start("wait ready")
+	defer span.End()
 	readyW.Close()
 	// The child is released, not waited for: once this process exits it is
 	// reparented and lives on its own.
