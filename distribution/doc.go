@@ -12,6 +12,7 @@
 //	             basic and bearer-token auth and Docker config.json credentials
 //	pull.go      Pull: resolve → index → platforms → manifest → config and layers
 //	push.go      Push: missing blobs, then manifests, then the tag
+//	timeouts.go  Timeouts: the bounds of every request, and the transport that keeps them
 //	progress.go  Progress reports per blob (the type: package images/progress)
 //	platform.go  ParsePlatform (package images/platform) and matching
 //
@@ -35,6 +36,13 @@
 //     collection reaches the whole image from its target.
 //   - Ingests are named "pull-<digest>"; an interrupted download is
 //     resumed at the persisted offset by the next try.
+//   - No wait on a registry is unbounded: every request (resolve, token,
+//     manifest, blob, and a push's checks and uploads) gets a connection
+//     time, a response-header time and a stall bound (Timeouts); the one
+//     that runs out fails the request with a TimeoutError naming the host
+//     and the step (ErrUnavailable, so a pull tries the next host and
+//     resumes a blob). A pull waits for a blob's ingest that another
+//     writer holds only while that writer moves it on.
 //   - Docker schema 1 manifests are refused with ErrNotImplemented.
 //   - Errors wrap the classes of package errdefs: ErrNotFound,
 //     ErrPermissionDenied (401, 403), ErrUnavailable (network, 5xx,

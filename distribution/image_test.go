@@ -268,6 +268,7 @@ type proxy struct {
 	requests []proxyRequest
 	clock    int                     // orders the starts and ends of requests
 	cutAfter map[digest.Digest]int64 // cut the next download of a blob after n bytes
+	stallAt  map[digest.Digest]int64 // stop every download of a blob after n bytes
 	corrupt  map[digest.Digest]bool  // flip a byte of every download of a blob
 }
 
@@ -282,7 +283,7 @@ type proxyRequest struct {
 
 func newProxy(t testing.TB, target string) *proxy {
 	t.Helper()
-	p := &proxy{cutAfter: map[digest.Digest]int64{}, corrupt: map[digest.Digest]bool{}}
+	p := &proxy{cutAfter: map[digest.Digest]int64{}, stallAt: map[digest.Digest]int64{}, corrupt: map[digest.Digest]bool{}}
 	u := &url.URL{Scheme: "http", Host: target}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ErrorLog = log.New(io.Discard, "", 0)
@@ -296,6 +297,9 @@ func newProxy(t testing.TB, target string) *proxy {
 		if n, ok := p.cutAfter[d]; ok {
 			delete(p.cutAfter, d)
 			resp.Body = &cutReader{r: resp.Body, n: n}
+		}
+		if n, ok := p.stallAt[d]; ok {
+			resp.Body = &cutReader{r: resp.Body, n: n, stall: resp.Request.Context().Done()}
 		}
 		if p.corrupt[d] {
 			resp.Body = &flipReader{r: resp.Body}
@@ -344,14 +348,20 @@ func blobDigest(path string) digest.Digest {
 	return digest.Digest(path[i+len("/blobs/"):])
 }
 
-// cutReader fails after n bytes, as a dropped connection does.
+// cutReader fails after n bytes, as a dropped connection does; with
+// stall set, it first sends nothing more until stall is closed (the client
+// went away), as a registry that stops mid-blob does.
 type cutReader struct {
-	r io.ReadCloser
-	n int64
+	r     io.ReadCloser
+	n     int64
+	stall <-chan struct{}
 }
 
 func (c *cutReader) Read(b []byte) (int, error) {
 	if c.n <= 0 {
+		if c.stall != nil {
+			<-c.stall
+		}
 		return 0, errors.New("connection cut by the test proxy")
 	}
 	if int64(len(b)) > c.n {

@@ -24,9 +24,6 @@ import (
 const (
 	// DefaultConcurrency bounds the blobs fetched at once.
 	DefaultConcurrency = 3
-	// DefaultStallTimeout is how long a blob's download may go without a
-	// byte before it is cut and resumed.
-	DefaultStallTimeout = 30 * time.Second
 	// blobAttempts is how often one blob is tried within a pull when the
 	// registry fails or the connection drops; each try resumes at the
 	// persisted offset.
@@ -43,18 +40,17 @@ type Image struct {
 }
 
 type options struct {
-	platforms    []ocispec.Platform
-	all          bool
-	progress     reporter
-	concurrency  int
-	stallTimeout time.Duration
+	platforms   []ocispec.Platform
+	all         bool
+	progress    reporter
+	concurrency int
 }
 
 // Opt sets an option of Pull or Push.
 type Opt func(*options) error
 
 func newOptions(opts []Opt) (*options, error) {
-	o := &options{concurrency: DefaultConcurrency, stallTimeout: DefaultStallTimeout}
+	o := &options{concurrency: DefaultConcurrency}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
@@ -102,18 +98,6 @@ func WithConcurrency(n int) Opt {
 			return fmt.Errorf("concurrency %d: %w", n, errdefs.ErrInvalidArgument)
 		}
 		o.concurrency = n
-		return nil
-	}
-}
-
-// WithStallTimeout sets how long a download may go without a byte
-// (DefaultStallTimeout).
-func WithStallTimeout(d time.Duration) Opt {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("stall timeout %v: %w", d, errdefs.ErrInvalidArgument)
-		}
-		o.stallTimeout = d
 		return nil
 	}
 }
@@ -418,6 +402,7 @@ func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor) error {
 		return err
 	}
 	defer p.release()
+	var busy busyWait
 	for attempt := 1; ; attempt++ {
 		w, err := p.store.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
 		switch {
@@ -426,14 +411,13 @@ func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor) error {
 			p.opts.progress.report(pr)
 			return nil
 		case errdefs.IsUnavailable(err):
-			// Another pull writes this blob: wait for it.
-			select {
-			case <-time.After(busyRetry):
-				attempt--
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
+			// Another writer has this blob's ingest: wait while it makes
+			// progress.
+			if err := busy.wait(ctx, p.store, ref, p.repo.timeouts.idle()); err != nil {
+				return fmt.Errorf("blob %s: %w", desc.Digest, err)
 			}
+			attempt--
+			continue
 		case err != nil:
 			return err
 		}
@@ -450,8 +434,39 @@ func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor) error {
 	}
 }
 
-// errStalled is the cause of a download cut for want of bytes.
-var errStalled = errors.New("no byte received within the stall timeout")
+// busyWait waits for an ingest another Writer holds, as long as that
+// writer moves it on: a pull that holds it is bound by its own Timeouts to
+// move a byte or give up within their idle sum, and any other writer is
+// given as long.
+type busyWait struct {
+	offset int64     // the ingest's offset when last seen moving
+	since  time.Time // when it was last seen moving; zero before the first wait
+}
+
+// wait sleeps busyRetry, then fails when the ingest ref has not moved for
+// limit.
+func (b *busyWait) wait(ctx context.Context, store content.IngestManager, ref string, limit time.Duration) error {
+	select {
+	case <-time.After(busyRetry):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	now := time.Now()
+	st, err := store.Status(ctx, ref)
+	if err != nil {
+		// Gone or committed: the next Writer call tells which.
+		b.since = now
+		return nil
+	}
+	if b.since.IsZero() || st.Offset != b.offset {
+		b.offset, b.since = st.Offset, now
+		return nil
+	}
+	if idle := now.Sub(b.since); idle >= limit {
+		return fmt.Errorf("ingest %q: another writer holds it and wrote no byte for %v: %w", ref, idle.Round(time.Millisecond), errdefs.ErrUnavailable)
+	}
+	return nil
+}
 
 // download writes the rest of desc to w and commits it.
 func (p *puller) download(ctx context.Context, w content.Writer, desc ocispec.Descriptor, pr *Progress) error {
@@ -480,17 +495,12 @@ func (p *puller) download(ctx context.Context, w content.Writer, desc ocispec.De
 	return nil
 }
 
-// copyFrom fetches desc from offset into w, cutting the download when it
-// stalls.
+// copyFrom fetches desc from offset into w; the resolver's Timeouts cut a
+// download that stalls (ErrUnavailable, so the caller resumes it).
 func (p *puller) copyFrom(ctx context.Context, w content.Writer, desc ocispec.Descriptor, offset int64, pr *Progress) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stall := time.AfterFunc(p.opts.stallTimeout, func() { cancel(errStalled) })
-	defer stall.Stop()
-
 	rc, start, err := p.repo.Fetch(ctx, desc, offset)
 	if err != nil {
-		return stalled(ctx, err)
+		return err
 	}
 	defer rc.Close()
 	if start != offset {
@@ -507,7 +517,6 @@ func (p *puller) copyFrom(ctx context.Context, w content.Writer, desc ocispec.De
 	for remaining > 0 {
 		n, rerr := rc.Read(buf[:min(int64(len(buf)), remaining)])
 		if n > 0 {
-			stall.Reset(p.opts.stallTimeout)
 			if _, err := w.Write(buf[:n]); err != nil {
 				return err
 			}
@@ -521,17 +530,9 @@ func (p *puller) copyFrom(ctx context.Context, w content.Writer, desc ocispec.De
 			break
 		}
 		if rerr != nil {
-			return stalled(ctx, fmt.Errorf("blob %s: %w: %w", desc.Digest, rerr, errdefs.ErrUnavailable))
+			return fmt.Errorf("blob %s: %w: %w", desc.Digest, rerr, errdefs.ErrUnavailable)
 		}
 	}
 	*pr = m.p
 	return nil
-}
-
-// stalled names the stall when it is why ctx ended.
-func stalled(ctx context.Context, err error) error {
-	if errors.Is(context.Cause(ctx), errStalled) {
-		return fmt.Errorf("%w: %w", errStalled, errdefs.ErrUnavailable)
-	}
-	return err
 }

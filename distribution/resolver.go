@@ -76,6 +76,8 @@ type ResolverOptions struct {
 	Transport http.RoundTripper
 	// UserAgent is sent with every request; "" is "berth".
 	UserAgent string
+	// Timeouts bound each request; zero fields are DefaultTimeouts'.
+	Timeouts Timeouts
 }
 
 // Resolver reaches registries: it resolves references, fetches and
@@ -98,6 +100,7 @@ func NewResolver(opts ResolverOptions) (*Resolver, error) {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	opts.Timeouts = opts.Timeouts.withDefaults()
 	var (
 		store *credentials.DynamicStore
 		err   error
@@ -120,7 +123,7 @@ func (r *Resolver) Repository(ref Ref) (*Repository, error) {
 	if err != nil {
 		return nil, err
 	}
-	repo := &Repository{ref: ref}
+	repo := &Repository{ref: ref, timeouts: r.opts.Timeouts}
 	for _, h := range hosts {
 		c, err := r.client(h)
 		if err != nil {
@@ -174,7 +177,7 @@ func (r *Resolver) client(h Host) (*auth.Client, error) {
 		tr = t
 	}
 	c := &auth.Client{
-		Client:     &http.Client{Transport: tr},
+		Client:     &http.Client{Transport: &boundedTransport{base: tr, t: r.opts.Timeouts}},
 		Header:     h.Header.Clone(),
 		Credential: r.credential,
 		Cache:      r.cache,
@@ -205,8 +208,9 @@ func (r *Resolver) credential(ctx context.Context, host string) (auth.Credential
 // registry's hosts: each operation tries the hosts with the capability it
 // needs, in order, and answers with the first that succeeds.
 type Repository struct {
-	ref   Ref
-	hosts []hostRepo
+	ref      Ref
+	hosts    []hostRepo
+	timeouts Timeouts
 }
 
 type hostRepo struct {
@@ -219,9 +223,11 @@ type hostRepo struct {
 // tag or a digest) names.
 func (r *Repository) Resolve(ctx context.Context, object string) (ocispec.Descriptor, error) {
 	var desc ocispec.Descriptor
+	ctx = withStep(ctx, stepResolve, r.ref.Path)
 	err := r.try(ctx, CapResolve, "resolve "+object, func(h hostRepo) error {
 		d, err := h.remote.Resolve(ctx, object)
-		if err != nil && !isClass(err) {
+		var timeout *TimeoutError
+		if err != nil && !isClass(err) && !errors.As(err, &timeout) {
 			// Some registries answer HEAD without the digest: GET.
 			var rc io.ReadCloser
 			if d, rc, err = h.remote.FetchReference(ctx, object); err == nil {
@@ -304,6 +310,11 @@ func (r *Repository) Fetch(ctx context.Context, desc ocispec.Descriptor, offset 
 		body  io.ReadCloser
 		start int64
 	)
+	step := stepBlob
+	if isManifest(desc.MediaType) {
+		step = stepManifest
+	}
+	ctx = withStep(ctx, step, r.ref.Path)
 	err := r.try(ctx, CapPull, "fetch "+desc.Digest.String(), func(h hostRepo) error {
 		var err error
 		body, start, err = h.fetch(ctx, desc, offset)
@@ -358,6 +369,7 @@ func (h hostRepo) fetch(ctx context.Context, desc ocispec.Descriptor, offset int
 // Exists reports whether the registry holds the blob or manifest desc.
 func (r *Repository) Exists(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	var ok bool
+	ctx = withStep(ctx, stepCheck, r.ref.Path)
 	err := r.try(ctx, CapPush, "check "+desc.Digest.String(), func(h hostRepo) error {
 		var err error
 		ctx := auth.AppendRepositoryScope(ctx, h.remote.Reference, auth.ActionPull, auth.ActionPush)
@@ -374,6 +386,7 @@ func (r *Repository) Exists(ctx context.Context, desc ocispec.Descriptor) (bool,
 // PushBlob uploads the blob desc, read from content, in one request (the
 // registry verifies its digest).
 func (r *Repository) PushBlob(ctx context.Context, desc ocispec.Descriptor, content io.Reader) error {
+	ctx = withStep(ctx, stepPushBlob, r.ref.Path)
 	return r.try(ctx, CapPush, "push "+desc.Digest.String(), func(h hostRepo) error {
 		return h.remote.Blobs().Push(ctx, desc, content)
 	})
@@ -385,6 +398,7 @@ func (r *Repository) PushManifest(ctx context.Context, desc ocispec.Descriptor, 
 	if err := verify(desc, data); err != nil {
 		return err
 	}
+	ctx = withStep(ctx, stepPushManifest, r.ref.Path)
 	return r.try(ctx, CapPush, "push manifest "+desc.Digest.String(), func(h hostRepo) error {
 		if tag == "" {
 			return h.remote.Manifests().Push(ctx, desc, bytes.NewReader(data))

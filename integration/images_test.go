@@ -671,3 +671,61 @@ func TestImagesPullConfigNotJSON(t *testing.T) {
 	}
 	newCtl(t, d).fails(1, []string{"not a JSON object"}, "-n", "bad", "images", "pull", "--plain-http", ref)
 }
+
+// TestImagesPullSilentRegistry: berthd configured with a short
+// [registry] response_header_timeout fails a pull from a registry that
+// accepts the connection and never answers, naming the host and the
+// step, and keeps serving.
+func TestImagesPullSilentRegistry(t *testing.T) {
+	d := newDaemon(t)
+	f, err := os.OpenFile(d.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("[registry]\nresponse_header_timeout = \"500ms\"\n")
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	d.kill()
+	d.start()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var held []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // never answered
+		}
+	}()
+	defer func() {
+		l.Close()
+		<-accepted
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+
+	c := d.client(t, "silent")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a backstop far above the bound
+	defer cancel()
+	addr := l.Addr().String()
+	_, err = c.Pull(ctx, addr+"/test/silent:1", client.WithPlainHTTP())
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "registry "+addr+", step resolve") {
+		t.Fatalf("pull from a silent registry: %v, want unavailable naming %s and the resolve step", err, addr)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the backstop ran out: the configured bound did not hold")
+	}
+	if _, err := c.ListImages(ctx); err != nil {
+		t.Fatalf("berthd after the timed-out pull: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/identifiers"
 )
 
@@ -43,10 +44,7 @@ type Config struct {
 	Snapshotter struct {
 		Default string `toml:"default"`
 	} `toml:"snapshotter"`
-	Registry struct {
-		ConfigPath   string `toml:"config_path"`
-		DockerConfig string `toml:"docker_config"`
-	} `toml:"registry"`
+	Registry     RegistryConfig         `toml:"registry"`
 	GC           GCConfig               `toml:"gc"`
 	ProxyPlugins map[string]ProxyPlugin `toml:"proxy_plugins"`
 }
@@ -61,19 +59,58 @@ type GCConfig struct {
 
 // durations returns the parsed durations of c.
 func (c GCConfig) durations() (interval, deleteDelay, ingestTTL time.Duration, err error) {
-	for _, d := range []struct {
-		name string
-		s    string
-		to   *time.Duration
-	}{{"interval", c.Interval, &interval}, {"delete_delay", c.DeleteDelay, &deleteDelay}, {"ingest_ttl", c.IngestTTL, &ingestTTL}} {
-		if *d.to, err = time.ParseDuration(d.s); err != nil {
-			return 0, 0, 0, fmt.Errorf("gc.%s: %v", d.name, err)
+	err = parseDurations("gc", false,
+		namedDuration{"interval", c.Interval, &interval},
+		namedDuration{"delete_delay", c.DeleteDelay, &deleteDelay},
+		namedDuration{"ingest_ttl", c.IngestTTL, &ingestTTL})
+	return interval, deleteDelay, ingestTTL, err
+}
+
+// RegistryConfig reaches registries for pulls and pushes; durations as
+// time.ParseDuration reads them, validated with the config.
+type RegistryConfig struct {
+	ConfigPath            string `toml:"config_path"`
+	DockerConfig          string `toml:"docker_config"`
+	ConnectTimeout        string `toml:"connect_timeout"`
+	ResponseHeaderTimeout string `toml:"response_header_timeout"`
+	StallTimeout          string `toml:"stall_timeout"`
+}
+
+// timeouts returns the parsed bounds of every registry request.
+func (c RegistryConfig) timeouts() (distribution.Timeouts, error) {
+	var t distribution.Timeouts
+	err := parseDurations("registry", true,
+		namedDuration{"connect_timeout", c.ConnectTimeout, &t.Connect},
+		namedDuration{"response_header_timeout", c.ResponseHeaderTimeout, &t.ResponseHeader},
+		namedDuration{"stall_timeout", c.StallTimeout, &t.Stall})
+	return t, err
+}
+
+// namedDuration is one duration key of a config section.
+type namedDuration struct {
+	name string
+	s    string
+	to   *time.Duration
+}
+
+// parseDurations parses each of ds, keys of section, refusing negative
+// ones, and zero ones too when positive is set.
+func parseDurations(section string, positive bool, ds ...namedDuration) error {
+	for _, d := range ds {
+		v, err := time.ParseDuration(d.s)
+		if err != nil {
+			return fmt.Errorf("%s.%s: %v", section, d.name, err)
 		}
-		if *d.to < 0 {
-			return 0, 0, 0, fmt.Errorf("gc.%s %q must not be negative", d.name, d.s)
+		if v < 0 || positive && v == 0 {
+			want := "must not be negative"
+			if positive {
+				want = "must be positive"
+			}
+			return fmt.Errorf("%s.%s %q %s", section, d.name, d.s, want)
 		}
+		*d.to = v
 	}
-	return interval, deleteDelay, ingestTTL, nil
+	return nil
 }
 
 // proxySnapshot is the type of a proxy plugin that serves the snapshots
@@ -140,6 +177,20 @@ config_path = "/etc/berth/certs.d"
 # credential helpers) pulls and pushes use when the request brings none;
 # empty means $DOCKER_CONFIG/config.json or ~/.docker/config.json.
 docker_config = ""
+# Bounds of every request to a registry host or its token endpoint (resolve,
+# token, manifest, blob, and a push's checks and uploads). A host that
+# exceeds one fails the step with an error naming the host and the step, and
+# a pull tries the next host (a mirror) or resumes the blob later.
+# connect_timeout bounds name lookup, TCP connect and TLS handshake.
+connect_timeout = "30s"
+# response_header_timeout bounds the wait for an answer once a request is
+# sent.
+response_header_timeout = "30s"
+# stall_timeout bounds how long an upload or a download may go without a
+# byte; a large blob takes as long as it needs while bytes flow. A pull that
+# finds a blob's download held by another writer waits while it moves, and
+# gives up after the sum of the three bounds without a byte.
+stall_timeout = "30s"
 
 [gc]
 # interval between garbage collections; "0s" runs none on a schedule.
@@ -235,6 +286,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if _, _, _, err := c.GC.durations(); err != nil {
+		return err
+	}
+	if _, err := c.Registry.timeouts(); err != nil {
 		return err
 	}
 	for name, p := range c.ProxyPlugins {

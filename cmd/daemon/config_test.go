@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berthrt/berth/distribution"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -45,6 +47,9 @@ func TestLoadConfig(t *testing.T) {
 	if c.Root != "/srv/berth" || c.State != "/run/berth" || c.Runtime.Default != "/usr/local/bin/myrunc" || c.ProxyPlugins["snap"].Address != "/run/snap.sock" {
 		t.Errorf("loaded: %+v", c)
 	}
+	if to, err := c.Registry.timeouts(); err != nil || to != distribution.DefaultTimeouts {
+		t.Errorf("registry timeouts by default: %+v, %v; want %+v", to, err, distribution.DefaultTimeouts)
+	}
 
 	for _, tc := range []struct{ name, text, want string }{
 		{"unknown key", "version = 1\nrooot = \"/x\"\n", "unknown key"},
@@ -58,6 +63,9 @@ func TestLoadConfig(t *testing.T) {
 		{"proxy plugin name", "version = 1\n[proxy_plugins.native]\ntype = \"snapshot\"\naddress = \"/run/x.sock\"\n", "built-in"},
 		{"proxy plugin address", "version = 1\n[proxy_plugins.x]\ntype = \"snapshot\"\naddress = \"x.sock\"\n", "absolute"},
 		{"default snapshotter", "version = 1\n[snapshotter]\ndefault = \"zfs\"\n", "snapshotter.default"},
+		{"registry timeout zero", "version = 1\n[registry]\nstall_timeout = \"0s\"\n", "registry.stall_timeout \"0s\" must be positive"},
+		{"registry timeout syntax", "version = 1\n[registry]\nconnect_timeout = \"soon\"\n", "registry.connect_timeout"},
+		{"gc negative", "version = 1\n[gc]\ninterval = \"-1s\"\n", "gc.interval \"-1s\" must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig(write(strings.ReplaceAll(tc.name, " ", "-")+".toml", tc.text), true)

@@ -113,9 +113,10 @@ func serve(ctx context.Context, cfg *Config) error {
 	imagesvc.Register(srv, imagesvc.Config{Store: db.Images(), Publisher: exchange, GC: gcs})
 	leasesvc.Register(srv, leasesvc.Config{Leases: db.Leases(), GC: gcs})
 	gcsvc.Register(srv, gcs)
+	registryTimeouts, _ := cfg.Registry.timeouts() // validated with the config
 	transfersvc.Register(srv, transfersvc.Config{
 		Content: nsContent, Images: db.Images(), Leases: db.Leases(), Publisher: exchange,
-		HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Log: log.With("component", "transfer"),
+		HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Timeouts: registryTimeouts, Log: log.With("component", "transfer"),
 		Snapshotter: snaps.service.Snapshotter, DefaultSnapshotter: cfg.Snapshotter.Default,
 	})
 	if n, err := transfersvc.Recover(ctx, db.Namespaces(), db.Leases()); err != nil {

@@ -77,6 +77,9 @@ type Config struct {
 	DockerConfig string
 	// Transport is the registries' base transport; nil is the default.
 	Transport http.RoundTripper
+	// Timeouts bound every registry request; zero fields are
+	// distribution.DefaultTimeouts'.
+	Timeouts distribution.Timeouts
 	// MaxImportSize bounds the size of an archive an Import uploads, in
 	// bytes; 0 for no bound (each entry is bounded by package
 	// images/archive, each request by ChunkSize).
@@ -386,6 +389,7 @@ func (s *service) resolver(creds *api.Credentials, plainHTTP bool, hostsDir stri
 		PlainHTTP:    plainHTTP,
 		DockerConfig: s.DockerConfig,
 		Transport:    s.Transport,
+		Timeouts:     s.Timeouts,
 	}
 	if creds.GetUsername() != "" || creds.GetPassword() != "" || creds.GetIdentityToken() != "" {
 		c := distribution.Credential{Username: creds.GetUsername(), Password: creds.GetPassword(), RefreshToken: creds.GetIdentityToken()}
