@@ -49,11 +49,30 @@ type daemon struct {
 	namespacesUsed       sync.Map
 }
 
+// daemonOpt changes what newDaemon configures.
+type daemonOpt func(*daemonConfig)
+
+type daemonConfig struct {
+	dataRoot string // the config's root; default <d.root>/lib
+}
+
+// withDataRoot makes dir the daemon's root (metadata, content,
+// snapshots), for a test that needs it on a filesystem of its own. The
+// caller must have made dir before newDaemon, so that the folder outlives
+// the daemon's cleanup.
+func withDataRoot(dir string) daemonOpt {
+	return func(c *daemonConfig) { c.dataRoot = dir }
+}
+
 // newDaemon prepares and starts a daemon.
-func newDaemon(t *testing.T) *daemon {
+func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 	t.Helper()
 	testutil.RequireRoot(t, "runc", "busybox")
 	d := &daemon{t: t, bin: testutil.Binary(t, "berthd"), shim: testutil.Binary(t, "berth-shim"), root: t.TempDir()}
+	dc := daemonConfig{dataRoot: filepath.Join(d.root, "lib")}
+	for _, o := range opts {
+		o(&dc)
+	}
 	// The state folder holds unix sockets: keep its path short.
 	state, err := os.MkdirTemp("/run", "bt-")
 	if err != nil {
@@ -63,7 +82,7 @@ func newDaemon(t *testing.T) *daemon {
 	d.address = filepath.Join(state, "berth.sock")
 	d.config = filepath.Join(d.root, "config.toml")
 	cfg := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n[api]\naddress = %q\n[log]\nlevel = \"debug\"\n[runtime]\nshim = %q\n",
-		filepath.Join(d.root, "lib"), d.state, d.address, d.shim)
+		dc.dataRoot, d.state, d.address, d.shim)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

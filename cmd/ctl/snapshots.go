@@ -37,7 +37,7 @@ func snapshotsCommand(g *globals) *cobra.Command {
 		Short:   "manage snapshots: the copy-on-write trees containers run on",
 	}
 	cmd.PersistentFlags().StringVar(&f.snapshotter, "snapshotter", envOr("BERTH_SNAPSHOTTER", ""),
-		"snapshotter: overlayfs, native or a proxy plugin's name (env BERTH_SNAPSHOTTER; default: the daemon's)")
+		"snapshotter: overlayfs, native, btrfs or a proxy plugin's name (env BERTH_SNAPSHOTTER; default: the daemon's)")
 	cmd.AddCommand(
 		snapshotsListCommand(g, f),
 		snapshotsTreeCommand(g, f),

@@ -165,8 +165,10 @@ shim = ""
 
 [snapshotter]
 # default snapshotter for containers made from images and for snapshot
-# calls that name none: "overlayfs", "native" or the name of a proxy plugin
-# of type "snapshot".
+# calls that name none: "overlayfs", "native", "btrfs" or the name of a
+# proxy plugin of type "snapshot". btrfs is available when
+# <root>/snapshots/btrfs is on a btrfs filesystem (mount one there, or keep
+# root on btrfs); elsewhere introspection lists it with the reason.
 default = "overlayfs"
 
 [registry]

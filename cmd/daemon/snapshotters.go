@@ -20,6 +20,7 @@ import (
 	snapshotsvc "github.com/berthrt/berth/services/snapshots"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/storage/snapshots/btrfs"
 	"github.com/berthrt/berth/storage/snapshots/native"
 	"github.com/berthrt/berth/storage/snapshots/overlay"
 	"github.com/berthrt/berth/storage/snapshots/proxy"
@@ -27,7 +28,7 @@ import (
 
 // builtinSnapshotters are the snapshotters berthd has, each in
 // <root>/snapshots/<name>.
-var builtinSnapshotters = []string{overlay.Name, native.Name}
+var builtinSnapshotters = []string{overlay.Name, native.Name, btrfs.Name}
 
 // proxyDialTimeout bounds connecting to an external snapshotter at start.
 const proxyDialTimeout = 5 * time.Second
@@ -56,8 +57,15 @@ func openSnapshotters(cfg *Config, db *metadata.DB, log *slog.Logger) *snapshott
 	}}
 	add := func(name string, exports map[string]string, sn snapshots.Snapshotter, err error) {
 		svc := introspection.Service{Type: "berth.snapshotter.v1", ID: name, Exports: exports}
-		if err != nil {
+		switch {
+		case errdefs.IsNotImplemented(err):
+			// Not for this host (btrfs on another filesystem): expected,
+			// not an error on every start.
+			log.Info("snapshotter not available", "snapshotter", name, "reason", err)
+		case err != nil:
 			log.Error("snapshotter did not open", "snapshotter", name, "error", err)
+		}
+		if err != nil {
 			s.service.Failed[name], svc.Err = err, err
 		} else {
 			s.service.Snapshotters[name] = db.Snapshotter(name, sn)
@@ -65,7 +73,7 @@ func openSnapshotters(cfg *Config, db *metadata.DB, log *slog.Logger) *snapshott
 		}
 		s.introspection = append(s.introspection, svc)
 	}
-	builtin := map[string]func(string) (snapshots.Snapshotter, error){overlay.Name: overlay.New, native.Name: native.New}
+	builtin := map[string]func(string) (snapshots.Snapshotter, error){overlay.Name: overlay.New, native.Name: native.New, btrfs.Name: btrfs.New}
 	for _, name := range builtinSnapshotters {
 		root := filepath.Join(cfg.Root, "snapshots", name)
 		sn, err := openBuiltin(root, builtin[name])

@@ -33,8 +33,17 @@ type NewFunc func(root string) (snapshots.Snapshotter, error)
 // Namespace is the namespace of the suite's contexts.
 const Namespace = "testsuite"
 
-// Run runs the suite against the snapshotter that newSnapshotter opens.
+// Run runs the suite against the snapshotter that newSnapshotter opens,
+// each test on a new root in the test's temp folder.
 func Run(t *testing.T, name string, newSnapshotter NewFunc) {
+	RunIn(t, name, "", newSnapshotter)
+}
+
+// RunIn is Run with each test's root a new folder in dir ("" for the
+// test's temp folder), for a snapshotter that needs a filesystem of its
+// kind there (btrfs). The folders stay in dir: the caller removes dir,
+// or the filesystem, with what the snapshotter left in it.
+func RunIn(t *testing.T, name, dir string, newSnapshotter NewFunc) {
 	tests := []struct {
 		name string
 		fn   func(*testing.T, *env)
@@ -52,7 +61,15 @@ func Run(t *testing.T, name string, newSnapshotter NewFunc) {
 	}
 	for _, tt := range tests {
 		t.Run(name+"/"+tt.name, func(t *testing.T) {
-			root := t.TempDir()
+			root := dir
+			if root == "" {
+				root = t.TempDir()
+			} else {
+				var err error
+				if root, err = os.MkdirTemp(dir, tt.name+"-"); err != nil {
+					t.Fatal(err)
+				}
+			}
 			e := &env{root: root, newSnapshotter: newSnapshotter}
 			e.open(t)
 			tt.fn(t, e)

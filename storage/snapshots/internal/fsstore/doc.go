@@ -2,7 +2,8 @@
 // native) share: the bbolt metadata that maps keys to numbered folders and
 // parent chains, the folders' lifecycle, and the Snapshotter methods over
 // them. A Driver adds what differs: how a new folder is filled and how it
-// is mounted.
+// is mounted; a Sealer makes a committed snapshot's files read-only, a
+// Remover removes folders that os.RemoveAll cannot (btrfs subvolumes).
 //
 // # Layout
 //

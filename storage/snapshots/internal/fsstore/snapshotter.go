@@ -136,7 +136,7 @@ func (s *store) create(ctx context.Context, kind snapshots.Kind, key, parent str
 	dir := tmp // where the folder is: tmp until renamed
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, os.RemoveAll(dir))
+			err = errors.Join(err, s.removeAll(dir))
 		}
 	}()
 	if err := os.Chmod(tmp, dirMode); err != nil {
@@ -222,7 +222,13 @@ func (s *store) Commit(ctx context.Context, name, key string, opts ...snapshots.
 	if err != nil {
 		return fmt.Errorf("%s: usage of %q: %w", s.name, key, err)
 	}
-	return withCtx(ctx, s.db.Update, func(tx *bolt.Tx) error {
+	sealer, _ := s.driver.(Sealer)
+	if sealer != nil {
+		if err := sealer.Seal(s.dir(active.id), true); err != nil {
+			return fmt.Errorf("%s: commit %q: %w", s.name, key, err)
+		}
+	}
+	err = withCtx(ctx, s.db.Update, func(tx *bolt.Tx) error {
 		r, err := s.read(tx, key)
 		if err != nil {
 			return err
@@ -254,6 +260,12 @@ func (s *store) Commit(ctx context.Context, name, key string, opts ...snapshots.
 		r.usage = usage
 		return write(tx, r)
 	})
+	if err != nil && sealer != nil {
+		if uerr := sealer.Seal(s.dir(active.id), false); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("%s: %q stays read-only: %w", s.name, key, uerr))
+		}
+	}
+	return err
 }
 
 // activeRecord reads key and checks that it is active.
@@ -313,7 +325,7 @@ func (s *store) Remove(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("%s: snapshot %q removed, its folder not: %w", s.name, key, err)
 	}
-	if err := os.RemoveAll(gone); err != nil {
+	if err := s.removeAll(gone); err != nil {
 		return fmt.Errorf("%s: snapshot %q removed, its folder not: %w", s.name, key, err)
 	}
 	return nil

@@ -30,6 +30,25 @@ type Driver interface {
 	Usage(dir string) (snapshots.Usage, error)
 }
 
+// A Driver may also be a Sealer or a Remover; the store then calls it
+// instead of doing nothing or os.RemoveAll.
+
+// Sealer is a Driver whose committed snapshots are read-only by more than
+// convention (btrfs sets its read-only flag on the subvolume).
+type Sealer interface {
+	// Seal is called on the folder of an active snapshot being
+	// committed, before its record changes; when the record cannot
+	// change, Seal(dir, false) undoes it.
+	Seal(dir string, sealed bool) error
+}
+
+// Remover is a Driver whose folders os.RemoveAll cannot remove (a btrfs
+// subvolume, read-only or holding read-only files).
+type Remover interface {
+	// RemoveAll removes dir and everything in it; dir may be half made.
+	RemoveAll(dir string) error
+}
+
 const (
 	// openTimeout is how long New waits for the lock of metadata.db that
 	// another process holds.
@@ -116,13 +135,21 @@ func (s *store) removeOrphans() error {
 			if id, err := strconv.ParseUint(e.Name(), 10, 64); err == nil && ids.Get(idKey(id)) != nil {
 				continue
 			}
-			if err := os.RemoveAll(filepath.Join(s.snapshotsDir(), e.Name())); err != nil {
+			if err := s.removeAll(filepath.Join(s.snapshotsDir(), e.Name())); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		return nil
 	})
 	return errors.Join(append(errs, err)...)
+}
+
+// removeAll removes a snapshot's folder the driver's way.
+func (s *store) removeAll(dir string) error {
+	if r, ok := s.driver.(Remover); ok {
+		return r.RemoveAll(dir)
+	}
+	return os.RemoveAll(dir)
 }
 
 func (s *store) snapshotsDir() string { return filepath.Join(s.root, "snapshots") }
