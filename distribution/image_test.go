@@ -26,6 +26,7 @@ import (
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/contenttest"
 )
 
 // testImage is an image built by a test: its root descriptor and every
@@ -210,7 +211,7 @@ func newStore(t testing.TB) content.Store {
 func requireBlobs(t testing.TB, store content.Store, im *testImage, descs ...ocispec.Descriptor) {
 	t.Helper()
 	for _, d := range descs {
-		got, err := content.ReadBlob(context.Background(), store, d)
+		got, err := contenttest.ReadAll(context.Background(), store, d)
 		if err != nil {
 			t.Fatalf("blob %s (%s): %v", d.Digest, d.MediaType, err)
 		}

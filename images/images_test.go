@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/platforms"
@@ -15,6 +16,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/contenttest"
 	"github.com/berthrt/berth/storage/metadata"
 )
 
@@ -161,5 +163,34 @@ func TestWalk(t *testing.T) {
 	c, err := images.Check(ctx, store, root, images.DefaultMatcher())
 	if err != nil || c.String() != "complete (4/4)" {
 		t.Errorf("check %v, %v", c, err)
+	}
+}
+
+// TestSmallBlobReadersBoundedByDescriptor: a manifest that names an
+// already stored 8 GiB blob as its config, or an index that names it as a
+// manifest, each with a size of 2, is refused naming the size mismatch,
+// without reading the stored size into memory.
+func TestSmallBlobReadersBoundedByDescriptor(t *testing.T) {
+	root := t.TempDir()
+	store, err := content.NewStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := contenttest.PlantSparseBlob(t, root, 8<<30)
+	ctx := context.Background()
+	for _, d := range []ocispec.Descriptor{
+		{MediaType: ocispec.MediaTypeImageConfig, Digest: big, Size: 2},
+		{MediaType: ocispec.MediaTypeImageManifest, Digest: big, Size: 2},
+		{MediaType: ocispec.MediaTypeImageIndex, Digest: big, Size: 2},
+	} {
+		var err error
+		if images.IsConfig(d.MediaType) {
+			err = images.CheckConfig(ctx, store, d)
+		} else {
+			_, err = images.Children(ctx, store, d)
+		}
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "8589934592 bytes, the descriptor says 2") {
+			t.Errorf("%s naming an 8 GiB blob with size 2: %v, want the size mismatch", d.MediaType, err)
+		}
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/berthrt/berth/internal/testutil"
 	transfersvc "github.com/berthrt/berth/services/transfer"
 	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/contenttest"
 )
 
 // pushedImage is an image a test built and pushed to its registry.
@@ -161,7 +162,7 @@ func TestImagesPullPush(t *testing.T) {
 			t.Fatal(err)
 		}
 		for dgst, want := range img.blobs {
-			data, err := content.ReadBlob(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
+			data, err := contenttest.ReadAll(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
 			if err != nil || !bytes.Equal(data, want) {
 				t.Errorf("blob %s after GC: %d bytes, %v", dgst, len(data), err)
 			}
@@ -444,7 +445,7 @@ func TestImagesImportExport(t *testing.T) {
 			t.Fatal(err)
 		}
 		for dgst, want := range img.blobs {
-			data, err := content.ReadBlob(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
+			data, err := contenttest.ReadAll(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
 			if err != nil || !bytes.Equal(data, want) {
 				t.Errorf("blob %s after import and GC: %d bytes, %v", dgst, len(data), err)
 			}
@@ -567,7 +568,7 @@ func TestImagesContentIngestFetch(t *testing.T) {
 		if _, err := c.GarbageCollect(ctx); err != nil {
 			t.Fatal(err)
 		}
-		got, err := content.ReadBlob(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(data))})
+		got, err := contenttest.ReadAll(ctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(data))})
 		if err != nil || !bytes.Equal(got, data) {
 			t.Errorf("ingested blob after GC: %d bytes, %v", len(got), err)
 		}
@@ -598,7 +599,7 @@ func TestImagesContentIngestFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 		for dgst, want := range img.blobs {
-			got, err := content.ReadBlob(fctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
+			got, err := contenttest.ReadAll(fctx, c.ContentStore(), ocispec.Descriptor{Digest: dgst, Size: int64(len(want))})
 			if err != nil || !bytes.Equal(got, want) {
 				t.Errorf("fetched blob %s after GC: %d bytes, %v", dgst, len(got), err)
 			}

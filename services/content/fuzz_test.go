@@ -51,7 +51,7 @@ func FuzzWriteRequests(f *testing.F) {
 			}
 		}
 		err = store.Walk(t.Context(), func(info content.Info) error {
-			p, err := content.ReadBlob(t.Context(), store, ocispec.Descriptor{Digest: info.Digest})
+			p, err := content.ReadBlob(t.Context(), store, ocispec.Descriptor{Digest: info.Digest, Size: info.Size})
 			if err != nil {
 				return err
 			}

@@ -59,6 +59,9 @@
 //     those bytes can never become the blob, and a retry starts afresh.
 //   - Refs are 1 to MaxRefLength bytes of printable UTF-8 (no control
 //     characters, so no NUL); anything else is ErrInvalidArgument.
+//   - ReadBlob allocates what the descriptor says (at most
+//     MaxReadBlobSize), never what the store holds: a descriptor whose
+//     size differs from the stored blob's is refused before a byte is read.
 //   - Errors wrap the classes of package errdefs and name the blob or ref.
 //
 // # Labels

@@ -56,16 +56,30 @@ func skip(r io.Reader, n int64) error {
 	return err
 }
 
+// MaxReadBlobSize bounds what ReadBlob reads into memory: manifests,
+// indexes and configs are far smaller.
+const MaxReadBlobSize = 4 << 20
+
 // ReadBlob reads the whole blob desc into memory; for small blobs such as
-// manifests and configs.
+// manifests, indexes and configs. The allocation is desc.Size, which must
+// be at most MaxReadBlobSize (else ErrInvalidArgument), never the stored
+// blob's size: a descriptor that names a stored blob of another size (a
+// manifest that names a large layer as its config with a small size) is
+// ErrFailedPrecondition naming both sizes, before anything is read.
 func ReadBlob(ctx context.Context, p Provider, desc ocispec.Descriptor) (_ []byte, err error) {
+	if desc.Size < 0 || desc.Size > MaxReadBlobSize {
+		return nil, fmt.Errorf("content %s: a descriptor of %d bytes, not 0 to %d read into memory: %w", desc.Digest, desc.Size, MaxReadBlobSize, errdefs.ErrInvalidArgument)
+	}
 	ra, err := p.ReaderAt(ctx, desc)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, ra.Close()) }()
-	buf := make([]byte, ra.Size())
-	if _, err := io.ReadFull(io.NewSectionReader(ra, 0, ra.Size()), buf); err != nil {
+	if ra.Size() != desc.Size {
+		return nil, fmt.Errorf("content %s: the stored blob is %d bytes, the descriptor says %d: %w", desc.Digest, ra.Size(), desc.Size, errdefs.ErrFailedPrecondition)
+	}
+	buf := make([]byte, desc.Size)
+	if _, err := io.ReadFull(io.NewSectionReader(ra, 0, desc.Size), buf); err != nil {
 		return nil, fmt.Errorf("content %s: %w", desc.Digest, err)
 	}
 	return buf, nil

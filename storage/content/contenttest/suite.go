@@ -111,8 +111,8 @@ func requireNoErr(t *testing.T, err error, what string) {
 // requireBlob requires that desc reads back as p, whole and in pieces.
 func requireBlob(t *testing.T, ctx context.Context, s content.Store, desc ocispec.Descriptor, p []byte) {
 	t.Helper()
-	got, err := content.ReadBlob(ctx, s, desc)
-	requireNoErr(t, err, "ReadBlob")
+	got, err := ReadAll(ctx, s, desc)
+	requireNoErr(t, err, "ReadAll")
 	if !bytes.Equal(got, p) {
 		t.Fatalf("ReadBlob %s: %d bytes differ from the %d written", desc.Digest, len(got), len(p))
 	}
