@@ -14,6 +14,17 @@
 //     the read side of a FIFO before it asks the shim to create the process,
 //     or lose the first output.
 //   - To "file://PATH": appended to the file; never blocks on a reader.
+//   - To "crilog://PATH": appended to the file (O_APPEND, 0640; its folder
+//     must exist) in the CRI log format, one entry a line:
+//     "<RFC3339Nano time> <stdout|stderr> <P|F> <content>\n". A line longer
+//     than 16 KiB (the kubelet's limit) is split into P entries of 16 KiB
+//     and a last F entry; an unfinished last line is written as F when the
+//     output ends. When stdout and stderr name the same crilog path they
+//     share one file, and their entries interleave by whole entries, each
+//     stream's in order. With a terminal only stdout exists (tagged
+//     stdout). The shim holds the file, so logging goes on while no daemon
+//     runs; ReopenLog opens the path anew for log rotation. Like a file,
+//     it costs the process no more than a write to the disk.
 //   - Nothing asked: the process's stream is /dev/null.
 //
 // Stdin: the shim opens the FIFO for reading and, as containerd's shim

@@ -16,6 +16,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/io/internal/fiforead"
 )
 
@@ -31,18 +32,20 @@ type Config struct {
 	Terminal              bool
 }
 
-// Validate checks the paths' form: absolute FIFO paths, or file:// with an
-// absolute path for output.
+// Validate checks the paths' form: absolute FIFO paths, or file:// or
+// crilog:// with an absolute path for output.
 func (c Config) Validate() error {
 	check := func(name, p string, fileOK bool) error {
 		if p == "" {
 			return nil
 		}
-		if strings.HasPrefix(p, FilePrefix) {
-			if !fileOK {
-				return fmt.Errorf("%s %q: file:// is only for output", name, p)
+		for _, prefix := range []string{FilePrefix, CRILogPrefix} {
+			if strings.HasPrefix(p, prefix) {
+				if !fileOK {
+					return fmt.Errorf("%s %q: %s is only for output", name, p, prefix)
+				}
+				p = strings.TrimPrefix(p, prefix)
 			}
-			p = strings.TrimPrefix(p, FilePrefix)
 		}
 		if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
 			return fmt.Errorf("%s %q: not an absolute path", name, p)
@@ -61,7 +64,7 @@ type IO struct {
 	pipes   runc.IO      // nil with a terminal
 	null    *os.File     // /dev/null for the streams not asked for
 	socket  *runc.Socket // console socket, with a terminal until Started
-	outputs []*output    // stdout, stderr destinations (nil entries skipped)
+	outputs []sink       // stdout, stderr destinations (nil entries skipped)
 
 	mu      sync.Mutex
 	console console.Console  // guarded by mu: the pty master, with a terminal
@@ -85,15 +88,16 @@ func New(cfg Config, uid, gid int) (_ *IO, err error) {
 			i.Close()
 		}
 	}()
-	stdout, err := openOutput(cfg.Stdout)
+	logs := map[string]*criLog{} // stdout and stderr naming one crilog share it
+	stdout, err := openSink(cfg.Stdout, "stdout", logs)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stdout: %w", err)
 	}
 	i.outputs = append(i.outputs, stdout)
 	if !cfg.Terminal {
-		stderr, err := openOutput(cfg.Stderr)
+		stderr, err := openSink(cfg.Stderr, "stderr", logs)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("stderr: %w", err)
 		}
 		i.outputs = append(i.outputs, stderr)
 	}
@@ -220,7 +224,7 @@ func (i *IO) Started() error {
 
 // copyOut drains r into out until r ends. Errors of out never stop it:
 // output that cannot be delivered is discarded (see the package doc).
-func (i *IO) copyOut(r io.Reader, out *output) {
+func (i *IO) copyOut(r io.Reader, out sink) {
 	i.copying.Add(1)
 	go func() {
 		defer i.copying.Done()
@@ -351,7 +355,9 @@ func (i *IO) Close() error {
 	}
 	i.mu.Unlock()
 	for _, o := range i.outputs {
-		o.close()
+		if o != nil {
+			o.close()
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -365,6 +371,53 @@ func checkFifo(p string) error {
 		return fmt.Errorf("%s: not a FIFO", p)
 	}
 	return nil
+}
+
+// ReopenLog closes and reopens the process's CRI log files, for log
+// rotation: output after it goes to a file at the same path, made anew when
+// the old one was renamed away.
+func (i *IO) ReopenLog() error {
+	var errs []error
+	reopened := map[*criLog]bool{}
+	for _, o := range i.outputs {
+		if s, ok := o.(*criStream); ok && !reopened[s.log] {
+			reopened[s.log] = true
+			errs = append(errs, s.log.reopen())
+		}
+	}
+	if len(reopened) == 0 {
+		return fmt.Errorf("process output is not a crilog: %w", errdefs.ErrFailedPrecondition)
+	}
+	return errors.Join(errs...)
+}
+
+// sink is one destination of a stream's output. Its copier goroutine calls
+// write; close may come from any goroutine.
+type sink interface {
+	write(p []byte)
+	close()
+}
+
+// openSink opens the destination p of the stream name, nil for none. A
+// crilog path already in logs is shared.
+func openSink(p, name string, logs map[string]*criLog) (sink, error) {
+	if !strings.HasPrefix(p, CRILogPrefix) {
+		o, err := openOutput(p)
+		if o == nil {
+			return nil, err // no typed nil in the interface
+		}
+		return o, err
+	}
+	path := strings.TrimPrefix(p, CRILogPrefix)
+	l, ok := logs[path]
+	if !ok {
+		var err error
+		if l, err = openCRILog(path); err != nil {
+			return nil, err
+		}
+		logs[path] = l
+	}
+	return newCRIStream(l, name), nil
 }
 
 // output is one destination of process output. One copier goroutine

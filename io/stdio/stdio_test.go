@@ -371,6 +371,10 @@ func TestConfigValidate(t *testing.T) {
 		{"NUL in stdin", Config{Stdin: "/run/i\x00n"}, false},
 		{"NUL in stdout", Config{Stdout: "/run/o\x00ut"}, false},
 		{"NUL in file", Config{Stderr: "file:///var/\x00log"}, false},
+		{"crilog outputs", Config{Stdout: "crilog:///var/log/pods/p/c/0.log", Stderr: "crilog:///var/log/pods/p/c/0.log"}, true},
+		{"relative crilog", Config{Stdout: "crilog://0.log"}, false},
+		{"empty crilog", Config{Stderr: "crilog://"}, false},
+		{"crilog stdin", Config{Stdin: "crilog:///var/log/in"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
