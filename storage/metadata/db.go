@@ -57,6 +57,10 @@ type DB struct {
 	// deleted receives a value (without blocking) after every delete that
 	// may leave garbage behind; a GC scheduler reads it.
 	deleted chan struct{}
+	// failpoint, set only by this package's tests before any use, is
+	// called at each named step of a multi-store operation (see
+	// failpoints.go); an error it returns fails the operation there.
+	failpoint func(step string) error
 }
 
 // Option changes how Open opens the database.

@@ -94,6 +94,16 @@
 //     container created in it, and is deleted only when every bucket under
 //     it but its labels is empty; otherwise Delete is ErrFailedPrecondition
 //     and says what is left ("namespace "ci": holds 3 containers").
+//   - A snapshot Commit spans this file and the snapshotter's own store,
+//     which commit apart. It records its intent first, then commits
+//     underneath, then turns the active record into the committed one;
+//     an intent a crash or an I/O error leaves behind is settled from what
+//     the snapshotter holds by the next Commit of the key and by GC, and GC
+//     never removes a snapshot that an intent names. So no crash point
+//     leaves a committed layer that GC removes, nor a record without its
+//     layer (snapshots_crash_test.go kills a process at each step).
+//     CheckSnapshots and CheckContainers report where the records and the
+//     disk disagree, for `berthd check`.
 //   - Open holds bbolt's file lock until Close: a second berthd on the same
 //     file waits DefaultOpenTimeout (WithOpenTimeout), then fails with
 //     ErrUnavailable naming the file.

@@ -29,6 +29,11 @@ var (
 	keyKind        = []byte("kind")
 	keyParent      = []byte("parent")
 	bucketChildren = []byte("children")
+	// bucketCommitting, on an active record, is a commit under way: the
+	// committed snapshot's name, the key underneath it, the labels and the
+	// lease it gets (see Commit).
+	bucketCommitting = []byte("committing")
+	keyCommitLease   = []byte("lease")
 )
 
 // Snapshotter returns the namespaced view of sn, the snapshotter named
@@ -62,6 +67,17 @@ type snapshotStore struct {
 type snapshotRecord struct {
 	info    snapshots.Info
 	backend string
+	// committing is the commit under way of an active snapshot, nil when
+	// none.
+	committing *commitIntent
+}
+
+// commitIntent is what Commit records on the active snapshot before the
+// snapshotter commits underneath, so that whoever finds it later (Commit
+// again, GC) can finish or undo it from what the snapshotter holds.
+type commitIntent struct {
+	name, backend, lease string
+	labels               map[string]string
 }
 
 // namespaceAndKey returns the namespace of ctx and checks key.
@@ -106,6 +122,17 @@ func (s *snapshotStore) readRecord(tx *bolt.Tx, ns, key string) (snapshotRecord,
 		r.info.Kind = snapshots.Kind(k[0])
 	}
 	bad := r.backend == "" || r.info.Kind == snapshots.KindUnknown || r.info.Kind > snapshots.KindCommitted
+	if cb := b.Bucket(bucketCommitting); cb != nil {
+		r.committing = &commitIntent{
+			name:    string(cb.Get(keyName)),
+			backend: string(cb.Get(keyBackend)),
+			lease:   string(cb.Get(keyCommitLease)),
+			labels:  readLabels(cb),
+		}
+		if r.committing.name == "" || r.committing.backend == "" || r.info.Kind != snapshots.KindActive {
+			bad = true
+		}
+	}
 	for _, t := range []struct {
 		key []byte
 		to  *time.Time
@@ -345,7 +372,10 @@ func (s *snapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.object(ns, key), err)
 		}
-		err = s.writeRecord(tx, ns, r)
+		err = s.db.failAt(failCreateRecord)
+		if err == nil {
+			err = s.writeRecord(tx, ns, r)
+		}
 		if err == nil {
 			err = s.leaseSnapshot(ctx, tx, ns, key)
 		}
@@ -357,6 +387,22 @@ func (s *snapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 	return mounts, err
 }
 
+// Commit spans two stores that commit apart: this file and the
+// snapshotter's own. So that a crash or an I/O error between them never
+// leaves a committed layer without a record (which GC would remove) nor a
+// record without its layer, it goes in three steps, each durable:
+//
+//  1. a transaction records the intent on the active record: the name, the
+//     key underneath the committed snapshot to be, labels and lease; GC
+//     keeps both keys underneath from then on;
+//  2. the snapshotter commits (it syncs the layer's files first);
+//  3. a transaction settles the intent from what the snapshotter holds:
+//     committed underneath, the active record becomes the committed one;
+//     still active, the intent is dropped and the commit failed.
+//
+// An intent that a crash or a failed step 3 leaves is settled the same way
+// by the next Commit of key and by GC (the collector's Walk), before they
+// look at the records.
 func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
 	ns, err := s.namespaceAndKey(ctx, key)
 	if err != nil {
@@ -369,9 +415,21 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.object(ns, name), err)
 	}
+	lease, err := contextLease(ctx)
+	if err != nil {
+		return err
+	}
 	s.db.gcLock.RLock()
 	defer s.db.gcLock.RUnlock()
-	return s.db.update(ctx, func(tx *bolt.Tx) error {
+	var intent commitIntent
+	var active string
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
+		if err := s.db.failAt(failCommitIntent); err != nil {
+			return err
+		}
+		if _, err := s.settle(ctx, tx, ns, key); err != nil {
+			return err
+		}
 		r, err := s.readRecord(tx, ns, key)
 		if err != nil {
 			return err
@@ -386,26 +444,108 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 		if err != nil {
 			return err
 		}
-		if err := s.deleteRecord(tx, ns, r); err != nil {
-			return err
-		}
-		now := time.Now().UTC()
-		c := snapshotRecord{backend: bname, info: snapshots.Info{
-			Kind: snapshots.KindCommitted, Name: name, Parent: r.info.Parent, Labels: base.Labels, Created: now, Updated: now,
-		}}
-		if err := s.writeRecord(tx, ns, c); err != nil {
-			return err
-		}
-		if err := s.leaseSnapshot(ctx, tx, ns, name); err != nil {
-			return err
-		}
-		// Last: nothing after it can fail and leave the backend
-		// committed under a record that still says active.
-		if err := s.backend.Commit(ctx, bname, r.backend); err != nil {
-			return fmt.Errorf("%s: %w", s.object(ns, key), err)
-		}
-		return nil
+		intent = commitIntent{name: name, backend: bname, lease: lease, labels: base.Labels}
+		active = r.backend
+		return writeIntent(s.snapshotsBucket(tx, ns).Bucket([]byte(key)), intent)
 	})
+	if err != nil {
+		return err
+	}
+	err = s.db.failAt(failCommitBackend)
+	if err == nil {
+		err = s.backend.Commit(ctx, intent.backend, active)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", s.object(ns, key), err)
+	}
+	// Step 3 runs whatever step 2 said: an error there may still have
+	// committed underneath (a failed fsync), and the record must follow.
+	var committed bool
+	var taken error // the name, made by another commit meanwhile
+	serr := s.db.update(context.WithoutCancel(ctx), func(tx *bolt.Tx) (err error) {
+		if err := s.db.failAt(failCommitRecord); err != nil {
+			return err
+		}
+		if committed, err = s.settle(ctx, tx, ns, key); err == nil && !committed {
+			taken = s.free(tx, ns, name)
+		}
+		return err
+	})
+	switch {
+	case serr != nil:
+		return errors.Join(err, fmt.Errorf("%s: record the commit (GC finishes it): %w", s.object(ns, key), serr))
+	case committed:
+		return nil
+	case err != nil:
+		return err
+	case taken != nil:
+		return fmt.Errorf("%s committed as %q, which was made meanwhile: %w", s.object(ns, key), name, taken)
+	}
+	return fmt.Errorf("%s: the snapshotter did not commit %q: %w", s.object(ns, key), intent.backend, errdefs.ErrInternal)
+}
+
+// writeIntent records in on the active record b.
+func writeIntent(b *bolt.Bucket, in commitIntent) error {
+	cb, err := b.CreateBucket(bucketCommitting)
+	if err != nil {
+		return err
+	}
+	for k, v := range map[string]string{string(keyName): in.name, string(keyBackend): in.backend, string(keyCommitLease): in.lease} {
+		if v == "" {
+			continue
+		}
+		if err := cb.Put([]byte(k), []byte(v)); err != nil {
+			return err
+		}
+	}
+	return writeLabels(cb, in.labels)
+}
+
+// settle finishes or undoes the commit under way of key in ns, if any,
+// from what the snapshotter holds, and says whether it committed: the
+// snapshot underneath committed, the active record becomes the committed
+// one (under the intent's lease while it exists); not there, the intent is
+// dropped. When the name was taken meanwhile (two commits to one name),
+// the active record goes, the snapshot underneath is left to GC, and
+// settle says false. The caller holds DB.gcLock.
+func (s *snapshotStore) settle(ctx context.Context, tx *bolt.Tx, ns, key string) (bool, error) {
+	r, err := s.readRecord(tx, ns, key)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil || r.committing == nil {
+		return false, err
+	}
+	in := *r.committing
+	info, err := s.backend.Stat(context.WithoutCancel(ctx), in.backend)
+	switch {
+	case errdefs.IsNotFound(err):
+		return false, s.snapshotsBucket(tx, ns).Bucket([]byte(key)).DeleteBucket(bucketCommitting)
+	case err != nil:
+		return false, fmt.Errorf("%s: stat %q underneath: %w", s.object(ns, key), in.backend, err)
+	case info.Kind != snapshots.KindCommitted:
+		return false, fmt.Errorf("%s: %q underneath is %s, not committed: %w", s.object(ns, key), in.backend, info.Kind, errdefs.ErrInternal)
+	}
+	if err := s.deleteRecord(tx, ns, r); err != nil {
+		return false, err
+	}
+	if s.free(tx, ns, in.name) != nil {
+		return false, nil
+	}
+	now := time.Now().UTC()
+	c := snapshotRecord{backend: in.backend, info: snapshots.Info{
+		Kind: snapshots.KindCommitted, Name: in.name, Parent: r.info.Parent, Labels: in.labels, Created: now, Updated: now,
+	}}
+	if err := s.writeRecord(tx, ns, c); err != nil {
+		return false, err
+	}
+	if in.lease != "" && leaseBucket(tx, ns, in.lease) != nil {
+		res := LeaseResource{Type: ResourceSnapshotPrefix + s.name, ID: in.name}
+		if err := addLeaseResource(tx, ns, in.lease, res); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func (s *snapshotStore) Remove(ctx context.Context, key string) error {

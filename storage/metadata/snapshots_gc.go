@@ -31,9 +31,27 @@ type snapshotCollector struct {
 
 func (c *snapshotCollector) Snapshotter() string { return c.s.name }
 
+// Walk first settles the commits that a crash or an I/O error left under
+// way in ns (see snapshotStore.Commit), so that GC judges the snapshots as
+// they are.
 func (c *snapshotCollector) Walk(ctx context.Context, ns string, fn func(key, parent string, labels map[string]string) error) error {
 	var records []snapshotRecord
-	err := c.s.db.view(ctx, func(tx *bolt.Tx) error {
+	err := c.s.db.update(ctx, func(tx *bolt.Tx) error {
+		var pending []string
+		err := c.s.eachRecord(tx, ns, func(r snapshotRecord) error {
+			if r.committing != nil {
+				pending = append(pending, r.info.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, key := range pending {
+			if _, err := c.s.settle(ctx, tx, ns, key); err != nil {
+				return err
+			}
+		}
 		return c.s.eachRecord(tx, ns, func(r snapshotRecord) error {
 			records = append(records, r)
 			return nil
@@ -89,6 +107,11 @@ func (c *snapshotCollector) sweep(ctx context.Context) error {
 			}
 			return c.s.eachRecord(tx, string(ns), func(r snapshotRecord) error {
 				recorded[r.backend] = struct{}{}
+				if r.committing != nil {
+					// Committed underneath, perhaps, and its record
+					// not yet written: never swept.
+					recorded[r.committing.backend] = struct{}{}
+				}
 				return nil
 			})
 		})

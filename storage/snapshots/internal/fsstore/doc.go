@@ -30,6 +30,9 @@
 //   - A snapshot exists once its record is committed, and its folder exists
 //     then: Prepare fills a new-* folder first and renames it to its id
 //     inside the transaction that records it.
+//   - Commit syncs the filesystem of the snapshot's folder (syncfs)
+//     before the transaction that marks it committed: a committed
+//     snapshot's files are on disk.
 //   - Remove deletes the record in one transaction, then the folder; Open
 //     removes every folder under snapshots/ that ids does not name, which
 //     finishes whatever a crash interrupted.

@@ -228,6 +228,12 @@ func (s *store) Commit(ctx context.Context, name, key string, opts ...snapshots.
 			return fmt.Errorf("%s: commit %q: %w", s.name, key, err)
 		}
 	}
+	// The files first, then the record that says they are a layer: a
+	// crash must never leave a committed snapshot with files that were
+	// still in the page cache.
+	if err := syncFS(s.dir(active.id)); err != nil {
+		return fmt.Errorf("%s: commit %q: %w", s.name, name, err)
+	}
 	err = withCtx(ctx, s.db.Update, func(tx *bolt.Tx) error {
 		r, err := s.read(tx, key)
 		if err != nil {

@@ -1,0 +1,27 @@
+package metadata
+
+// The steps of a snapshot Prepare, View and Commit, which span this file
+// and the snapshotter's own store. Tests inject a failure or a crash at each one
+// (DB.failpoint); production code never sets it.
+const (
+	// failCreateRecord: the snapshotter made the new snapshot; before its
+	// record is written, in the same transaction.
+	failCreateRecord = "create/record"
+	// failCommitIntent: before the transaction that records the commit
+	// under way on the active snapshot's record.
+	failCommitIntent = "commit/intent"
+	// failCommitBackend: the intent is durable; before the snapshotter
+	// commits underneath.
+	failCommitBackend = "commit/backend"
+	// failCommitRecord: the snapshotter committed; before the transaction
+	// that turns the active record into the committed one.
+	failCommitRecord = "commit/record"
+)
+
+// failAt returns the error injected at step, nil when none.
+func (db *DB) failAt(step string) error {
+	if db.failpoint == nil {
+		return nil
+	}
+	return db.failpoint(step)
+}
