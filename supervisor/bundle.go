@@ -35,6 +35,11 @@ const (
 	rootfsName     = "rootfs"
 )
 
+// ReapedMarker is the file in a bundle whose shim is gone and whose exit
+// status the bundle keeps until the task is deleted: such a bundle needs no
+// live shim (berthd check).
+const ReapedMarker = reapedMarker
+
 // Folder modes: others may traverse to the rootfs (user namespaces,
 // non-root container users) but not list.
 const bundleDirMode = 0o711

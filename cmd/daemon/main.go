@@ -43,13 +43,8 @@ never stops a container.`,
 			return serve(cmd.Context(), cfg)
 		},
 	}
-	pf := root.Flags()
-	pf.StringVar(&f.config, "config", "", "configuration file (default "+defaultConfigPath+" when it exists)")
-	pf.StringVar(&f.root, "root", "", "folder of durable data (overrides the config; default /var/lib/berth)")
-	pf.StringVar(&f.state, "state", "", "folder of runtime state (overrides the config; default /run/berth)")
-	pf.StringVar(&f.address, "address", "", "socket address (overrides the config; default /run/berth/berth.sock)")
-	pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides the config)")
-	root.AddCommand(configCommand(&f), &cobra.Command{
+	f.register(root, true)
+	root.AddCommand(configCommand(&f), checkCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "print the version",
 		Args:  cobra.NoArgs,
@@ -58,7 +53,9 @@ never stops a container.`,
 		},
 	})
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "berthd:", err)
+		if !errors.Is(err, errInconsistent) {
+			fmt.Fprintln(os.Stderr, "berthd:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -89,6 +86,19 @@ func configCommand(f *flags) *cobra.Command {
 		},
 	})
 	return c
+}
+
+// register adds the flags that choose the config and the folders to c;
+// serving ones (address, log level) too when serving.
+func (f *flags) register(c *cobra.Command, serving bool) {
+	pf := c.Flags()
+	pf.StringVar(&f.config, "config", "", "configuration file (default "+defaultConfigPath+" when it exists)")
+	pf.StringVar(&f.root, "root", "", "folder of durable data (overrides the config; default /var/lib/berth)")
+	pf.StringVar(&f.state, "state", "", "folder of runtime state (overrides the config; default /run/berth)")
+	if serving {
+		pf.StringVar(&f.address, "address", "", "socket address (overrides the config; default /run/berth/berth.sock)")
+		pf.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides the config)")
+	}
 }
 
 // load reads the config file and applies the flags over it.

@@ -30,6 +30,17 @@ import (
 // <root>/snapshots/<name>.
 var builtinSnapshotters = []string{overlay.Name, native.Name, btrfs.Name}
 
+// builtins open each built-in snapshotter, and check its folders read-only
+// (berthd check).
+var builtins = map[string]struct {
+	open         func(root string) (snapshots.Snapshotter, error)
+	checkFolders func(root string) (unknown, missing []string, err error)
+}{
+	overlay.Name: {overlay.New, overlay.CheckFolders},
+	native.Name:  {native.New, native.CheckFolders},
+	btrfs.Name:   {btrfs.New, btrfs.CheckFolders},
+}
+
 // proxyDialTimeout bounds connecting to an external snapshotter at start.
 const proxyDialTimeout = 5 * time.Second
 
@@ -73,10 +84,9 @@ func openSnapshotters(cfg *Config, db *metadata.DB, log *slog.Logger) *snapshott
 		}
 		s.introspection = append(s.introspection, svc)
 	}
-	builtin := map[string]func(string) (snapshots.Snapshotter, error){overlay.Name: overlay.New, native.Name: native.New, btrfs.Name: btrfs.New}
 	for _, name := range builtinSnapshotters {
 		root := filepath.Join(cfg.Root, "snapshots", name)
-		sn, err := openBuiltin(root, builtin[name])
+		sn, err := openBuiltin(root, builtins[name].open)
 		add(name, map[string]string{"root": root}, sn, err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.ProxyPlugins)) {

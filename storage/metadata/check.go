@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/snapshots"
 )
 
@@ -139,4 +142,93 @@ func (db *DB) CheckContainers(ctx context.Context) ([]Problem, error) {
 		})
 	})
 	return problems, err
+}
+
+// The classes of Problem that CheckContent finds.
+const (
+	// ProblemBlobMissing: a namespace records a blob that the local store
+	// lacks.
+	ProblemBlobMissing = "blob-missing"
+	// ProblemBlobUnrecorded: the local store holds a blob that no
+	// namespace records; GC removes it.
+	ProblemBlobUnrecorded = "blob-unrecorded"
+	// ProblemIngestUnleased: a half-written ingest that no lease holds;
+	// GC aborts it once it has been idle for its TTL.
+	ProblemIngestUnleased = "ingest-unleased"
+)
+
+// CheckContent compares the content records with the local store under
+// them: blobs recorded but missing, blobs that no namespace records, and
+// ingests that no lease holds. It changes nothing.
+func (db *DB) CheckContent(ctx context.Context, local content.Store) ([]Problem, error) {
+	recorded := map[digest.Digest][]string{} // blob → namespaces
+	leased := map[string]bool{}              // "<ns>/<ref>"
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketV1).ForEach(func(ns, v []byte) error {
+			if v != nil {
+				return nil
+			}
+			if nsb := kindBucket(tx, string(ns), bucketContent); nsb != nil && nsb.Bucket(bucketBlob) != nil {
+				err := nsb.Bucket(bucketBlob).ForEach(func(k, v []byte) error {
+					if v == nil {
+						recorded[digest.Digest(k)] = append(recorded[digest.Digest(k)], string(ns))
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			all, err := readLeases(tx, string(ns))
+			if err != nil {
+				return err
+			}
+			lb := kindBucket(tx, string(ns), bucketLeases)
+			for _, l := range all {
+				err := walkLeaseResources(lb.Bucket([]byte(l.ID)), func(r LeaseResource) error {
+					if r.Type == ResourceIngest {
+						leased[string(ns)+"/"+r.ID] = true
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var problems []Problem
+	stored := map[digest.Digest]bool{}
+	err = local.Walk(ctx, func(info content.Info) error {
+		stored[info.Digest] = true
+		if recorded[info.Digest] == nil {
+			problems = append(problems, Problem{ProblemBlobUnrecorded, "", info.Digest.String(), fmt.Sprintf("%d bytes that no namespace records", info.Size)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("walk blobs: %w", err)
+	}
+	for _, dgst := range slices.Sorted(maps.Keys(recorded)) {
+		if !stored[dgst] {
+			for _, ns := range recorded[dgst] {
+				problems = append(problems, Problem{ProblemBlobMissing, ns, dgst.String(), "recorded, not in the content store"})
+			}
+		}
+	}
+	statuses, err := local.ListStatuses(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list ingests: %w", err)
+	}
+	for _, st := range statuses {
+		if !leased[st.Ref] {
+			problems = append(problems, Problem{ProblemIngestUnleased, "", st.Ref,
+				fmt.Sprintf("%d of %d bytes, idle since %s, no lease holds it", st.Offset, st.Total, st.UpdatedAt.Format(time.RFC3339))})
+		}
+	}
+	return problems, nil
 }

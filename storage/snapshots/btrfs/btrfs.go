@@ -41,6 +41,12 @@ func Supported(root string) error {
 	return nil
 }
 
+// CheckFolders lists, read-only, the folders under root that no snapshot
+// names and the snapshots whose folder is gone; see fsstore.CheckFolders.
+func CheckFolders(root string) (unknown, missing []string, err error) {
+	return fsstore.CheckFolders(root)
+}
+
 type driver struct{}
 
 // fsDir is the subvolume of the snapshot in dir.

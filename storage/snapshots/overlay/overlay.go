@@ -26,6 +26,12 @@ func New(root string) (snapshots.Snapshotter, error) {
 	return fsstore.New(Name, root, driver{indexOff: err == nil})
 }
 
+// CheckFolders lists, read-only, the folders under root that no snapshot
+// names and the snapshots whose folder is gone; see fsstore.CheckFolders.
+func CheckFolders(root string) (unknown, missing []string, err error) {
+	return fsstore.CheckFolders(root)
+}
+
 type driver struct {
 	indexOff bool // the kernel knows the index option
 }
