@@ -11,8 +11,12 @@ PY_GEN    := clients/python/berth/gen
 # python3 earlier in PATH, from pyenv say, may lack it).
 PYTHON    ?= /usr/bin/python3
 PROTO_INC ?= /usr/include
-DEB_PKGS  := runc busybox-static file protobuf-compiler libprotobuf-dev docker-registry skopeo containerd iproute2 psmisc curl python3 python3-protobuf bash-completion containernetworking-plugins iptables btrfs-progs
+DEB_PKGS  := runc busybox-static file protobuf-compiler libprotobuf-dev docker-registry skopeo containerd iproute2 psmisc curl python3 python3-protobuf bash-completion containernetworking-plugins iptables btrfs-progs systemd
 PREFIX    ?= /usr/local
+# SYSTEMD_UNIT_DIR is where systemd looks for the units of software under
+# PREFIX: /usr/local/lib/systemd/system, or /usr/lib/systemd/system for a
+# package with PREFIX=/usr.
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 
 .PHONY: all build deps protos check-protos docs check-docs test bench install vet demo clean
 
@@ -105,6 +109,10 @@ install: build
 	install -D -m 0755 $(BIN)/berthd $(DESTDIR)$(PREFIX)/bin/berthd
 	install -D -m 0755 $(BIN)/berth-shim $(DESTDIR)$(PREFIX)/bin/berth-shim
 	install -D -m 0755 $(BIN)/berthctl $(DESTDIR)$(PREFIX)/bin/berthctl
+	# The systemd unit, its ExecStart the berthd installed above.
+	install -d $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' contrib/systemd/berthd.service > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/berthd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/berthd.service
 	# berthctl's completion scripts, where each shell looks for them under
 	# PREFIX; bash's needs the bash-completion package.
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \

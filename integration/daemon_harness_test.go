@@ -44,6 +44,7 @@ type daemon struct {
 	shim                 string
 	root, state, address string
 	config               string
+	env                  []string // added to the test's environment
 	cmd                  *exec.Cmd
 	log                  *os.File
 	namespacesUsed       sync.Map
@@ -53,7 +54,8 @@ type daemon struct {
 type daemonOpt func(*daemonConfig)
 
 type daemonConfig struct {
-	dataRoot string // the config's root; default <d.root>/lib
+	dataRoot string   // the config's root; default <d.root>/lib
+	env      []string // added to the daemon's environment
 }
 
 // withDataRoot makes dir the daemon's root (metadata, content,
@@ -62,6 +64,11 @@ type daemonConfig struct {
 // the daemon's cleanup.
 func withDataRoot(dir string) daemonOpt {
 	return func(c *daemonConfig) { c.dataRoot = dir }
+}
+
+// withEnv adds variables ("KEY=value") to the daemon's environment.
+func withEnv(env ...string) daemonOpt {
+	return func(c *daemonConfig) { c.env = append(c.env, env...) }
 }
 
 // newDaemon prepares and starts a daemon.
@@ -73,6 +80,7 @@ func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 	for _, o := range opts {
 		o(&dc)
 	}
+	d.env = dc.env
 	// The state folder holds unix sockets: keep its path short.
 	state, err := os.MkdirTemp("/run", "bt-")
 	if err != nil {
@@ -100,6 +108,7 @@ func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.cmd = exec.Command(d.bin, "--config", d.config)
+	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)

@@ -53,6 +53,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	level, _ := parseLevel(cfg.Log.Level) // validated with the config
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	sd := takeNotifier() // first: no shim may inherit NOTIFY_SOCKET
 
 	for _, dir := range []string{cfg.Root, cfg.State} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -171,6 +172,9 @@ func serve(ctx context.Context, cfg *Config) error {
 		}
 		restoring.Store(false)
 		log.Info("shims restored", "duration", time.Since(start))
+		if err := sd.notify("READY=1\nSTATUS=serving"); err != nil {
+			log.Warn("tell the service manager berthd is ready", "error", err)
+		}
 	}()
 
 	select {
@@ -182,6 +186,9 @@ func serve(ctx context.Context, cfg *Config) error {
 	case <-ctx.Done():
 	}
 	log.Info("berthd stopping; containers keep running")
+	if err := sd.notify("STOPPING=1"); err != nil {
+		log.Warn("tell the service manager berthd stops", "error", err)
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

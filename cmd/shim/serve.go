@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -80,6 +81,9 @@ func serve(ctx context.Context, o *options) error {
 	}
 	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: level})).With("namespace", o.namespace, "id", o.id)
 	slog.SetDefault(log)
+	if err := resetOOMScore(); err != nil {
+		log.Warn("keep the daemon's oom_score_adj", "error", err)
+	}
 
 	// go-runc writes process specs and console sockets to a temporary
 	// folder named by XDG_RUNTIME_DIR: keep them in the bundle when its path
@@ -172,4 +176,21 @@ func drain(server *ttrpc.Server, limit time.Duration) {
 		}
 	}
 	server.Close()
+}
+
+// resetOOMScore gives the shim the kernel's default oom_score_adj, 0.
+// berthd.service protects the daemon from the OOM killer (-999); without
+// this the shim, and through runc its container, would inherit that, and
+// the kernel would kill every other process on the host before a
+// container. With it a container's score is 0 unless its spec sets one.
+// Raising a score needs no privilege; a spec may still lower a container's
+// down to the daemon's (the kernel allows lowering to the minimum a
+// privileged writer set, which children inherit).
+func resetOOMScore() error {
+	const path = "/proc/self/oom_score_adj"
+	cur, err := os.ReadFile(path)
+	if err != nil || strings.TrimSpace(string(cur)) == "0" {
+		return err
+	}
+	return os.WriteFile(path, []byte("0"), 0)
 }
