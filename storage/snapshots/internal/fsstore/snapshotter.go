@@ -222,17 +222,19 @@ func (s *store) Commit(ctx context.Context, name, key string, opts ...snapshots.
 	if err != nil {
 		return fmt.Errorf("%s: usage of %q: %w", s.name, key, err)
 	}
-	sealer, _ := s.driver.(Sealer)
-	if sealer != nil {
-		if err := sealer.Seal(s.dir(active.id), true); err != nil {
-			return fmt.Errorf("%s: commit %q: %w", s.name, key, err)
-		}
-	}
 	// The files first, then the record that says they are a layer: a
 	// crash must never leave a committed snapshot with files that were
 	// still in the page cache.
 	if err := syncFS(s.dir(active.id)); err != nil {
 		return fmt.Errorf("%s: commit %q: %w", s.name, name, err)
+	}
+	// Sealed last before the record: only the transaction can fail after it,
+	// and its failure unseals.
+	sealer, _ := s.driver.(Sealer)
+	if sealer != nil {
+		if err := sealer.Seal(s.dir(active.id), true); err != nil {
+			return fmt.Errorf("%s: commit %q: %w", s.name, key, err)
+		}
 	}
 	err = withCtx(ctx, s.db.Update, func(tx *bolt.Tx) error {
 		r, err := s.read(tx, key)
