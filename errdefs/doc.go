@@ -20,6 +20,10 @@
 //     may convert again without changing code or message.
 //   - context.Canceled and context.DeadlineExceeded travel as the Canceled
 //     and DeadlineExceeded codes and come back as those context errors.
+//   - A panic in a handler is an ErrInternal error of that call only,
+//     logged with its stack: ServerOpts chains RecoverPanics for unary
+//     calls, and every stream handler defers RecoverStream (ttrpc 1.2 has
+//     no stream interceptor).
 //   - A status code with no class of its own comes back as ErrUnknown; its
 //     original status (code, message, details) stays reachable through
 //     status.FromError.

@@ -672,7 +672,8 @@ func (s *Service) Shutdown(ctx context.Context, req *shimapi.ShutdownRequest) (*
 }
 
 // Events implements shimapi.TaskService.
-func (s *Service) Events(ctx context.Context, req *shimapi.EventsRequest, srv shimapi.Task_EventsServer) error {
+func (s *Service) Events(ctx context.Context, req *shimapi.EventsRequest, srv shimapi.Task_EventsServer) (err error) {
+	defer errdefs.RecoverStream("/berth.shim.v1.Task/Events", &err)
 	return errdefs.ToTTRPC(s.events.stream(ctx, srv.Send))
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/rpcguard"
 )
 
 // Config is berthd's configuration file. Every field has a default, so an
@@ -28,13 +29,9 @@ type Config struct {
 	Root string `toml:"root"`
 	// State holds what lives as long as the machine is up: bundles, shim
 	// sockets, FIFOs.
-	State string `toml:"state"`
-	API   struct {
-		Address string `toml:"address"`
-		UID     int    `toml:"uid"`
-		GID     int    `toml:"gid"`
-	} `toml:"api"`
-	Log struct {
+	State string    `toml:"state"`
+	API   APIConfig `toml:"api"`
+	Log   struct {
 		Level string `toml:"level"`
 	} `toml:"log"`
 	Runtime struct {
@@ -47,6 +44,25 @@ type Config struct {
 	Registry     RegistryConfig         `toml:"registry"`
 	GC           GCConfig               `toml:"gc"`
 	ProxyPlugins map[string]ProxyPlugin `toml:"proxy_plugins"`
+}
+
+// APIConfig is the daemon's socket and the bounds of its clients.
+type APIConfig struct {
+	Address                  string `toml:"address"`
+	UID                      int    `toml:"uid"`
+	GID                      int    `toml:"gid"`
+	MaxConnectionsPerProcess int    `toml:"max_connections_per_process"`
+	MaxConnectionsPerUser    int    `toml:"max_connections_per_user"`
+	FrameTimeout             string `toml:"frame_timeout"`
+}
+
+// limits returns the bounds of the API's connections.
+func (c APIConfig) limits() (rpcguard.Limits, error) {
+	l := rpcguard.Limits{PerProcess: c.MaxConnectionsPerProcess, PerUser: c.MaxConnectionsPerUser}
+	if l.PerProcess < 1 || l.PerUser < 1 {
+		return l, fmt.Errorf("api.max_connections_per_process (%d) and api.max_connections_per_user (%d) must be positive", l.PerProcess, l.PerUser)
+	}
+	return l, parseDurations("api", true, namedDuration{"frame_timeout", c.FrameTimeout, &l.FrameTimeout})
 }
 
 // GCConfig schedules garbage collection; durations as time.ParseDuration
@@ -150,6 +166,17 @@ address = "/run/berth/berth.sock"
 # and where output files go, and the daemon runs them as root.
 uid = 0
 gid = 0
+# Bounds of the clients' connections, so that no client can hold the
+# daemon's file descriptors or memory with connections it does not use: a
+# process (by the pid the kernel reports for the socket's peer) may hold
+# max_connections_per_process connections at once and a user
+# max_connections_per_user (a client library holds one per client); more
+# are closed at once. A connection that does not send a whole request
+# frame within frame_timeout of its first byte (or of connecting, for the
+# first) is closed; one that waits between requests may wait for ever.
+max_connections_per_process = 128
+max_connections_per_user = 1024
+frame_timeout = "10s"
 
 [log]
 # level: debug, info, warn or error.
@@ -291,6 +318,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if _, err := c.Registry.timeouts(); err != nil {
+		return err
+	}
+	if _, err := c.API.limits(); err != nil {
 		return err
 	}
 	for name, p := range c.ProxyPlugins {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/internal/rpcguard"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -47,6 +48,9 @@ func TestLoadConfig(t *testing.T) {
 	if c.Root != "/srv/berth" || c.State != "/run/berth" || c.Runtime.Default != "/usr/local/bin/myrunc" || c.ProxyPlugins["snap"].Address != "/run/snap.sock" {
 		t.Errorf("loaded: %+v", c)
 	}
+	if lim, err := c.API.limits(); err != nil || lim != rpcguard.DefaultLimits {
+		t.Errorf("api limits by default: %+v, %v; want %+v", lim, err, rpcguard.DefaultLimits)
+	}
 	if to, err := c.Registry.timeouts(); err != nil || to != distribution.DefaultTimeouts {
 		t.Errorf("registry timeouts by default: %+v, %v; want %+v", to, err, distribution.DefaultTimeouts)
 	}
@@ -65,6 +69,8 @@ func TestLoadConfig(t *testing.T) {
 		{"default snapshotter", "version = 1\n[snapshotter]\ndefault = \"zfs\"\n", "snapshotter.default"},
 		{"registry timeout zero", "version = 1\n[registry]\nstall_timeout = \"0s\"\n", "registry.stall_timeout \"0s\" must be positive"},
 		{"registry timeout syntax", "version = 1\n[registry]\nconnect_timeout = \"soon\"\n", "registry.connect_timeout"},
+		{"api connections", "version = 1\n[api]\nmax_connections_per_process = 0\n", "api.max_connections_per_process (0)"},
+		{"api frame timeout", "version = 1\n[api]\nframe_timeout = \"0s\"\n", "api.frame_timeout"},
 		{"gc negative", "version = 1\n[gc]\ninterval = \"-1s\"\n", "gc.interval \"-1s\" must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/internal/rpcguard"
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/services"
@@ -88,10 +90,10 @@ func serve(ctx context.Context, cfg *Config) error {
 	}
 	defer sup.Close() // leaves every shim running
 
-	srv, err := ttrpc.NewServer(append([]ttrpc.ServerOpt{
-		ttrpc.WithServerHandshaker(allowPeers(cfg.API.UID, cfg.API.GID)),
-		ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors),
-	}, spantrace.ServerOpts()...)...)
+	apiLimits, _ := cfg.API.limits() // validated with the config
+	srv, err := ttrpc.NewServer(slices.Concat([]ttrpc.ServerOpt{
+		ttrpc.WithServerHandshaker(rpcguard.Handshaker(allowPeers(cfg.API.UID, cfg.API.GID), apiLimits)),
+	}, errdefs.ServerOpts(), spantrace.ServerOpts())...)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/rpcguard"
 	"github.com/berthrt/berth/internal/unixsock"
 	snapshotsvc "github.com/berthrt/berth/services/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/native"
@@ -64,7 +65,7 @@ func run(address, root string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, sn.Close()) }()
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
+	srv, err := ttrpc.NewServer(append(errdefs.ServerOpts(), ttrpc.WithServerHandshaker(rpcguard.Handshaker(nil, rpcguard.DefaultLimits)))...)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/internal/rpcguard"
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/task"
@@ -119,10 +121,9 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	server, err := ttrpc.NewServer(append([]ttrpc.ServerOpt{
-		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
-		ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors),
-	}, spantrace.ServerOpts()...)...)
+	server, err := ttrpc.NewServer(slices.Concat([]ttrpc.ServerOpt{
+		ttrpc.WithServerHandshaker(rpcguard.Handshaker(ttrpc.UnixSocketRequireSameUser(), rpcguard.DefaultLimits)),
+	}, errdefs.ServerOpts(), spantrace.ServerOpts())...)
 	if err != nil {
 		return err
 	}

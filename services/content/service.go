@@ -55,7 +55,8 @@ func (s *service) Update(ctx context.Context, req *api.UpdateRequest) (*api.Upda
 	return &api.UpdateResponse{Info: InfoToProto(info)}, nil
 }
 
-func (s *service) List(ctx context.Context, req *api.ListContentRequest, stream api.Content_ListServer) error {
+func (s *service) List(ctx context.Context, req *api.ListContentRequest, stream api.Content_ListServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.content.v1.Content/List", &err)
 	return errdefs.ToTTRPC(s.list(ctx, req, stream))
 }
 
@@ -92,7 +93,8 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteContentRequest) (*e
 	return &emptypb.Empty{}, nil
 }
 
-func (s *service) Read(ctx context.Context, req *api.ReadContentRequest, stream api.Content_ReadServer) error {
+func (s *service) Read(ctx context.Context, req *api.ReadContentRequest, stream api.Content_ReadServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.content.v1.Content/Read", &err)
 	return errdefs.ToTTRPC(s.read(ctx, req, stream))
 }
 

@@ -81,7 +81,8 @@ func (s *service) Forward(ctx context.Context, req *api.ForwardRequest) (*emptyp
 // Subscribe streams matching events until the client goes away or falls
 // too far behind. Errors are converted here: ttrpc has no stream
 // interceptor for the server's error edge.
-func (s *service) Subscribe(ctx context.Context, req *api.SubscribeRequest, stream api.Events_SubscribeServer) error {
+func (s *service) Subscribe(ctx context.Context, req *api.SubscribeRequest, stream api.Events_SubscribeServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.events.v1.Events/Subscribe", &err)
 	return errdefs.ToTTRPC(s.subscribe(ctx, req, stream))
 }
 

@@ -176,7 +176,8 @@ func (s *service) Usage(ctx context.Context, req *api.UsageRequest) (*api.UsageR
 	return &api.UsageResponse{Size: u.Size, Inodes: u.Inodes}, nil
 }
 
-func (s *service) List(ctx context.Context, req *api.ListSnapshotsRequest, stream api.Snapshots_ListServer) error {
+func (s *service) List(ctx context.Context, req *api.ListSnapshotsRequest, stream api.Snapshots_ListServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.snapshots.v1.Snapshots/List", &err)
 	return errdefs.ToTTRPC(s.list(ctx, req, stream))
 }
 

@@ -35,7 +35,8 @@ const (
 
 // Import reads the archive a client uploads and records its images; see
 // the API's documentation for the protocol.
-func (s *service) Import(ctx context.Context, stream api.Transfer_ImportServer) error {
+func (s *service) Import(ctx context.Context, stream api.Transfer_ImportServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Import", &err)
 	return errdefs.ToTTRPC(s.importArchive(ctx, stream))
 }
 
@@ -306,7 +307,8 @@ func (is *importImages) recordHeld(ctx context.Context) ([]metadata.Image, error
 }
 
 // Export streams an archive of the images asked for.
-func (s *service) Export(ctx context.Context, req *api.ExportRequest, stream api.Transfer_ExportServer) error {
+func (s *service) Export(ctx context.Context, req *api.ExportRequest, stream api.Transfer_ExportServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Export", &err)
 	return errdefs.ToTTRPC(s.export(ctx, req, stream))
 }
 

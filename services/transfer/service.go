@@ -110,7 +110,8 @@ func Register(srv *ttrpc.Server, cfg Config) {
 	api.RegisterTransferService(srv, &service{cfg})
 }
 
-func (s *service) Pull(ctx context.Context, req *api.PullRequest, stream api.Transfer_PullServer) error {
+func (s *service) Pull(ctx context.Context, req *api.PullRequest, stream api.Transfer_PullServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Pull", &err)
 	return errdefs.ToTTRPC(s.pull(ctx, req, stream))
 }
 
@@ -285,7 +286,8 @@ func (s *service) record(ctx context.Context, img distribution.Image) (metadata.
 	}
 }
 
-func (s *service) Push(ctx context.Context, req *api.PushRequest, stream api.Transfer_PushServer) error {
+func (s *service) Push(ctx context.Context, req *api.PushRequest, stream api.Transfer_PushServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Push", &err)
 	return errdefs.ToTTRPC(s.push(ctx, req, stream))
 }
 

@@ -13,7 +13,8 @@ import (
 	"github.com/berthrt/berth/unpack"
 )
 
-func (s *service) Unpack(ctx context.Context, req *api.UnpackRequest, stream api.Transfer_UnpackServer) error {
+func (s *service) Unpack(ctx context.Context, req *api.UnpackRequest, stream api.Transfer_UnpackServer) (err error) {
+	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Unpack", &err)
 	return errdefs.ToTTRPC(s.unpackImage(ctx, req, stream))
 }
 

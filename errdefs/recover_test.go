@@ -1,0 +1,85 @@
+package errdefs_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/testutil"
+)
+
+const panicService = "berth.test.Panics"
+
+// servePanics serves, through a real ttrpc server with the error edge of
+// errdefs.ServerOpts, a service whose Panic method and Stream stream
+// panic and whose Ping answers, and returns a client of it.
+func servePanics(t *testing.T) *ttrpc.Client {
+	t.Helper()
+	srv, err := ttrpc.NewServer(errdefs.ServerOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.RegisterService(panicService, &ttrpc.ServiceDesc{
+		Methods: map[string]ttrpc.Method{
+			"Panic": func(context.Context, func(any) error) (any, error) {
+				var m map[string]int
+				m["write to a nil map"]++ // a runtime panic, as a bug makes
+				return &emptypb.Empty{}, nil
+			},
+			"Ping": func(context.Context, func(any) error) (any, error) { return &emptypb.Empty{}, nil },
+		},
+		Streams: map[string]ttrpc.Stream{
+			"Stream": {
+				Handler: func(ctx context.Context, ss ttrpc.StreamServer) (_ any, err error) {
+					defer errdefs.RecoverStream("/"+panicService+"/Stream", &err)
+					panic("a stream handler's bug")
+				},
+				StreamingServer: true,
+			},
+		},
+	})
+	conn, err := net.Dial("unix", testutil.ServeTTRPC(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ttrpc.NewClient(conn, ttrpc.WithUnaryClientInterceptor(errdefs.ClientErrors))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestRecoverPanics: a panicking unary handler and a panicking stream
+// handler each fail their call with an Internal error naming the method,
+// and the server, and the very connection, keep serving.
+func TestRecoverPanics(t *testing.T) {
+	c := servePanics(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	for i := 0; i < 3; i++ {
+		err := c.Call(ctx, panicService, "Panic", &emptypb.Empty{}, &emptypb.Empty{})
+		if !errdefs.IsInternal(err) || !strings.Contains(err.Error(), "/"+panicService+"/Panic") || !strings.Contains(err.Error(), "nil map") {
+			t.Fatalf("call of a panicking handler: %v, want internal naming the method and the panic", err)
+		}
+		if err := c.Call(ctx, panicService, "Ping", &emptypb.Empty{}, &emptypb.Empty{}); err != nil {
+			t.Fatalf("call after a panic: %v", err)
+		}
+	}
+
+	stream, err := c.NewStream(ctx, &ttrpc.StreamDesc{StreamingServer: true}, panicService, "Stream", &emptypb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = errdefs.FromTTRPC(stream.RecvMsg(&emptypb.Empty{}))
+	if !errdefs.IsInternal(err) || !strings.Contains(err.Error(), "a stream handler's bug") {
+		t.Fatalf("stream of a panicking handler: %v, want internal naming the panic", err)
+	}
+	if err := c.Call(ctx, panicService, "Ping", &emptypb.Empty{}, &emptypb.Empty{}); err != nil {
+		t.Fatalf("call after a stream's panic: %v", err)
+	}
+}

@@ -1,0 +1,153 @@
+package rpcguard_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/berthrt/berth/internal/rpcguard"
+	"github.com/berthrt/berth/internal/testutil"
+)
+
+const service = "berth.test.Guarded"
+
+// serve starts a real ttrpc server guarded by lim on a unix socket and
+// returns the socket's path.
+func serve(t *testing.T, lim rpcguard.Limits) string {
+	t.Helper()
+	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(rpcguard.Handshaker(ttrpc.UnixSocketRequireSameUser(), lim)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.RegisterService(service, &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		"Ping": func(context.Context, func(any) error) (any, error) { return &emptypb.Empty{}, nil },
+	}})
+	return testutil.ServeTTRPC(t, srv)
+}
+
+// dial opens a raw connection that the test closes in Cleanup.
+func dial(t *testing.T, sock string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// ping calls the service over a new well-behaved client.
+func ping(t *testing.T, sock string) error {
+	t.Helper()
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return err
+	}
+	c := ttrpc.NewClient(conn)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.Call(ctx, service, "Ping", &emptypb.Empty{}, &emptypb.Empty{})
+}
+
+// closedByServer reports whether the server closed c: a read ends with
+// EOF (or a reset) before the backstop; false when the read timed out
+// with c still open.
+func closedByServer(t *testing.T, c net.Conn, backstop time.Duration) bool {
+	t.Helper()
+	if err := c.SetReadDeadline(time.Now().Add(backstop)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Read(make([]byte, 1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	if err == nil {
+		t.Fatal("the server sent bytes to a client that sent none")
+	}
+	return true
+}
+
+// TestPerProcessCap: the connections of one process beyond the cap are
+// closed at once, those within it stay open, and closing one frees its
+// place for a client that is served.
+func TestPerProcessCap(t *testing.T) {
+	const limit = 4
+	sock := serve(t, rpcguard.Limits{PerProcess: limit, PerUser: 100, FrameTimeout: time.Hour})
+	var conns []net.Conn
+	for range limit + 2 {
+		conns = append(conns, dial(t, sock))
+	}
+	for i, c := range conns[limit:] {
+		if !closedByServer(t, c, 10*time.Second) {
+			t.Fatalf("connection %d, over the cap of %d, is still open", limit+i+1, limit)
+		}
+	}
+	for i, c := range conns[:limit] {
+		if closedByServer(t, c, 100*time.Millisecond) {
+			t.Fatalf("connection %d, within the cap, was closed", i+1)
+		}
+	}
+	if err := ping(t, sock); err == nil {
+		t.Fatal("a client over the cap was served")
+	}
+	conns[0].Close()
+	var err error
+	for range 100 { // the server sees the close asynchronously
+		if err = ping(t, sock); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("a client after a connection closed: %v", err)
+	}
+}
+
+// TestIdleConnectionsClosed: many connections that never send a whole
+// frame (nothing, or half a header) are closed after the frame bound, a
+// well-behaved client is served meanwhile, and a client idle between
+// calls for longer than the bound is not cut.
+func TestIdleConnectionsClosed(t *testing.T) {
+	const bound = 300 * time.Millisecond
+	sock := serve(t, rpcguard.Limits{PerProcess: 1000, PerUser: 1000, FrameTimeout: bound})
+	var idle []net.Conn
+	for range 50 {
+		idle = append(idle, dial(t, sock))
+	}
+	partial := dial(t, sock)
+	if _, err := partial.Write([]byte{0, 0, 0, 8, 0}); err != nil { // half a header, then nothing
+		t.Fatal(err)
+	}
+
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := ttrpc.NewClient(conn)
+	defer good.Close()
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return good.Call(ctx, service, "Ping", &emptypb.Empty{}, &emptypb.Empty{})
+	}
+	if err := call(); err != nil {
+		t.Fatalf("a well-behaved client beside 51 idle ones: %v", err)
+	}
+
+	for i, c := range append(idle, partial) {
+		if !closedByServer(t, c, time.Minute) {
+			t.Fatalf("idle connection %d still open after a minute", i)
+		}
+	}
+	time.Sleep(2 * bound) // idle between calls, longer than a frame may take
+	if err := call(); err != nil {
+		t.Fatalf("a client idle between calls: %v", err)
+	}
+}
