@@ -323,6 +323,11 @@ func (f *fakeTasks) CloseIO(ctx context.Context, r *tasksv1.CloseIORequest) (*em
 	return &emptypb.Empty{}, nil
 }
 
+func (f *fakeTasks) ReopenLog(ctx context.Context, r *tasksv1.ReopenLogRequest) (*emptypb.Empty, error) {
+	f.record(r)
+	return &emptypb.Empty{}, nil
+}
+
 func (f *fakeTasks) Pause(ctx context.Context, r *tasksv1.PauseTaskRequest) (*emptypb.Empty, error) {
 	f.record(r)
 	return &emptypb.Empty{}, nil

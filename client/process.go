@@ -41,6 +41,10 @@ type Process interface {
 	// of the stdin FIFO, or the client going away, does not end it: the
 	// shim keeps a process's stdin open across clients (see io/stdio).
 	CloseIO(ctx context.Context, opts ...IOCloserOpts) error
+	// ReopenLog reopens the process's crilog:// output file at its path
+	// (see cio.CRILog), after the file was rotated away; a failed
+	// precondition when its output is no crilog.
+	ReopenLog(ctx context.Context) error
 	// Resize changes the window size of the process's terminal.
 	Resize(ctx context.Context, width, height uint32) error
 	// Status reports the process's state and, once stopped, its exit.
@@ -238,6 +242,11 @@ func (p *process) CloseIO(ctx context.Context, opts ...IOCloserOpts) error {
 		o(&info)
 	}
 	_, err := p.client.api().tasks.CloseIO(ctx, &tasksv1.CloseIORequest{ContainerId: p.containerID, ExecId: p.execID, Stdin: info.Stdin})
+	return err
+}
+
+func (p *process) ReopenLog(ctx context.Context) error {
+	_, err := p.client.api().tasks.ReopenLog(ctx, &tasksv1.ReopenLogRequest{ContainerId: p.containerID, ExecId: p.execID})
 	return err
 }
 

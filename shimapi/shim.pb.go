@@ -921,6 +921,59 @@ func (x *CloseIORequest) GetStdin() bool {
 	return false
 }
 
+type ReopenLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// exec_id: the exec process, or empty for the init process.
+	ExecId        string `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReopenLogRequest) Reset() {
+	*x = ReopenLogRequest{}
+	mi := &file_shimapi_shim_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReopenLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReopenLogRequest) ProtoMessage() {}
+
+func (x *ReopenLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shimapi_shim_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReopenLogRequest.ProtoReflect.Descriptor instead.
+func (*ReopenLogRequest) Descriptor() ([]byte, []int) {
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReopenLogRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReopenLogRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
 type PidsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -930,7 +983,7 @@ type PidsRequest struct {
 
 func (x *PidsRequest) Reset() {
 	*x = PidsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[15]
+	mi := &file_shimapi_shim_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +995,7 @@ func (x *PidsRequest) String() string {
 func (*PidsRequest) ProtoMessage() {}
 
 func (x *PidsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[15]
+	mi := &file_shimapi_shim_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1008,7 @@ func (x *PidsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsRequest.ProtoReflect.Descriptor instead.
 func (*PidsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{15}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PidsRequest) GetId() string {
@@ -974,7 +1027,7 @@ type PidsResponse struct {
 
 func (x *PidsResponse) Reset() {
 	*x = PidsResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[16]
+	mi := &file_shimapi_shim_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1039,7 @@ func (x *PidsResponse) String() string {
 func (*PidsResponse) ProtoMessage() {}
 
 func (x *PidsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[16]
+	mi := &file_shimapi_shim_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1052,7 @@ func (x *PidsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsResponse.ProtoReflect.Descriptor instead.
 func (*PidsResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{16}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PidsResponse) GetProcesses() []*v1.ProcessInfo {
@@ -1018,7 +1071,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[17]
+	mi := &file_shimapi_shim_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1083,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[17]
+	mi := &file_shimapi_shim_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1096,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{17}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PauseRequest) GetId() string {
@@ -1062,7 +1115,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[18]
+	mi := &file_shimapi_shim_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1127,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[18]
+	mi := &file_shimapi_shim_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1140,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{18}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResumeRequest) GetId() string {
@@ -1108,7 +1161,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[19]
+	mi := &file_shimapi_shim_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1173,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[19]
+	mi := &file_shimapi_shim_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1186,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{19}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateRequest) GetId() string {
@@ -1159,7 +1212,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[20]
+	mi := &file_shimapi_shim_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1224,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[20]
+	mi := &file_shimapi_shim_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1237,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{20}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatsRequest) GetId() string {
@@ -1203,7 +1256,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[21]
+	mi := &file_shimapi_shim_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1268,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[21]
+	mi := &file_shimapi_shim_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1281,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{21}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatsResponse) GetMetrics() *v1.Metrics {
@@ -1247,7 +1300,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[22]
+	mi := &file_shimapi_shim_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1312,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[22]
+	mi := &file_shimapi_shim_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1325,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{22}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConnectRequest) GetId() string {
@@ -1296,7 +1349,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[23]
+	mi := &file_shimapi_shim_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1361,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[23]
+	mi := &file_shimapi_shim_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1374,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{23}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConnectResponse) GetShimPid() uint32 {
@@ -1357,7 +1410,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[24]
+	mi := &file_shimapi_shim_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1422,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[24]
+	mi := &file_shimapi_shim_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1435,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{24}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ShutdownRequest) GetId() string {
@@ -1407,7 +1460,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[25]
+	mi := &file_shimapi_shim_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1472,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[25]
+	mi := &file_shimapi_shim_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1485,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{25}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{26}
 }
 
 type AckEventsRequest struct {
@@ -1445,7 +1498,7 @@ type AckEventsRequest struct {
 
 func (x *AckEventsRequest) Reset() {
 	*x = AckEventsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[26]
+	mi := &file_shimapi_shim_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1510,7 @@ func (x *AckEventsRequest) String() string {
 func (*AckEventsRequest) ProtoMessage() {}
 
 func (x *AckEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[26]
+	mi := &file_shimapi_shim_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1523,7 @@ func (x *AckEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEventsRequest.ProtoReflect.Descriptor instead.
 func (*AckEventsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{26}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AckEventsRequest) GetSeq() uint64 {
@@ -1510,7 +1563,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_shimapi_shim_proto_msgTypes[27]
+	mi := &file_shimapi_shim_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1575,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[27]
+	mi := &file_shimapi_shim_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1588,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{27}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Envelope) GetSeq() uint64 {
@@ -1775,7 +1828,10 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\x0eCloseIORequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +
-	"\x05stdin\x18\x03 \x01(\bR\x05stdin\"\x1d\n" +
+	"\x05stdin\x18\x03 \x01(\bR\x05stdin\";\n" +
+	"\x10ReopenLogRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\x1d\n" +
 	"\vPidsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"I\n" +
 	"\fPidsResponse\x129\n" +
@@ -1819,7 +1875,7 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\fexec_started\x18\x10 \x01(\v2).berth.services.events.v1.TaskExecStartedH\x00R\vexecStarted\x12>\n" +
 	"\x06paused\x18\x11 \x01(\v2$.berth.services.events.v1.TaskPausedH\x00R\x06paused\x12A\n" +
 	"\aresumed\x18\x12 \x01(\v2%.berth.services.events.v1.TaskResumedH\x00R\aresumedB\a\n" +
-	"\x05event2\xa5\t\n" +
+	"\x05event2\xe9\t\n" +
 	"\x04Task\x12E\n" +
 	"\x06Create\x12\x1c.berth.shim.v1.CreateRequest\x1a\x1d.berth.shim.v1.CreateResponse\x12B\n" +
 	"\x05Start\x12\x1b.berth.shim.v1.StartRequest\x1a\x1c.berth.shim.v1.StartResponse\x12B\n" +
@@ -1829,7 +1885,8 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\x06Delete\x12\x1c.berth.shim.v1.DeleteRequest\x1a\x1d.berth.shim.v1.DeleteResponse\x128\n" +
 	"\x04Exec\x12\x1a.berth.shim.v1.ExecRequest\x1a\x14.berth.shim.v1.Empty\x12B\n" +
 	"\tResizePty\x12\x1f.berth.shim.v1.ResizePtyRequest\x1a\x14.berth.shim.v1.Empty\x12>\n" +
-	"\aCloseIO\x12\x1d.berth.shim.v1.CloseIORequest\x1a\x14.berth.shim.v1.Empty\x12?\n" +
+	"\aCloseIO\x12\x1d.berth.shim.v1.CloseIORequest\x1a\x14.berth.shim.v1.Empty\x12B\n" +
+	"\tReopenLog\x12\x1f.berth.shim.v1.ReopenLogRequest\x1a\x14.berth.shim.v1.Empty\x12?\n" +
 	"\x04Pids\x12\x1a.berth.shim.v1.PidsRequest\x1a\x1b.berth.shim.v1.PidsResponse\x12:\n" +
 	"\x05Pause\x12\x1b.berth.shim.v1.PauseRequest\x1a\x14.berth.shim.v1.Empty\x12<\n" +
 	"\x06Resume\x12\x1c.berth.shim.v1.ResumeRequest\x1a\x14.berth.shim.v1.Empty\x12<\n" +
@@ -1852,7 +1909,7 @@ func file_shimapi_shim_proto_rawDescGZIP() []byte {
 	return file_shimapi_shim_proto_rawDescData
 }
 
-var file_shimapi_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_shimapi_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_shimapi_shim_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: berth.shim.v1.Empty
 	(*CreateRequest)(nil),         // 1: berth.shim.v1.CreateRequest
@@ -1869,56 +1926,57 @@ var file_shimapi_shim_proto_goTypes = []any{
 	(*ExecRequest)(nil),           // 12: berth.shim.v1.ExecRequest
 	(*ResizePtyRequest)(nil),      // 13: berth.shim.v1.ResizePtyRequest
 	(*CloseIORequest)(nil),        // 14: berth.shim.v1.CloseIORequest
-	(*PidsRequest)(nil),           // 15: berth.shim.v1.PidsRequest
-	(*PidsResponse)(nil),          // 16: berth.shim.v1.PidsResponse
-	(*PauseRequest)(nil),          // 17: berth.shim.v1.PauseRequest
-	(*ResumeRequest)(nil),         // 18: berth.shim.v1.ResumeRequest
-	(*UpdateRequest)(nil),         // 19: berth.shim.v1.UpdateRequest
-	(*StatsRequest)(nil),          // 20: berth.shim.v1.StatsRequest
-	(*StatsResponse)(nil),         // 21: berth.shim.v1.StatsResponse
-	(*ConnectRequest)(nil),        // 22: berth.shim.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 23: berth.shim.v1.ConnectResponse
-	(*ShutdownRequest)(nil),       // 24: berth.shim.v1.ShutdownRequest
-	(*EventsRequest)(nil),         // 25: berth.shim.v1.EventsRequest
-	(*AckEventsRequest)(nil),      // 26: berth.shim.v1.AckEventsRequest
-	(*Envelope)(nil),              // 27: berth.shim.v1.Envelope
-	(*v1.Mount)(nil),              // 28: berth.types.v1.Mount
-	(*v1.Stdio)(nil),              // 29: berth.types.v1.Stdio
-	(v1.Status)(0),                // 30: berth.types.v1.Status
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
-	(*v1.ProcessInfo)(nil),        // 32: berth.types.v1.ProcessInfo
-	(*v1.Metrics)(nil),            // 33: berth.types.v1.Metrics
-	(*v11.TaskCreate)(nil),        // 34: berth.services.events.v1.TaskCreate
-	(*v11.TaskStart)(nil),         // 35: berth.services.events.v1.TaskStart
-	(*v11.TaskExit)(nil),          // 36: berth.services.events.v1.TaskExit
-	(*v11.TaskDelete)(nil),        // 37: berth.services.events.v1.TaskDelete
-	(*v11.TaskOOM)(nil),           // 38: berth.services.events.v1.TaskOOM
-	(*v11.TaskExecAdded)(nil),     // 39: berth.services.events.v1.TaskExecAdded
-	(*v11.TaskExecStarted)(nil),   // 40: berth.services.events.v1.TaskExecStarted
-	(*v11.TaskPaused)(nil),        // 41: berth.services.events.v1.TaskPaused
-	(*v11.TaskResumed)(nil),       // 42: berth.services.events.v1.TaskResumed
+	(*ReopenLogRequest)(nil),      // 15: berth.shim.v1.ReopenLogRequest
+	(*PidsRequest)(nil),           // 16: berth.shim.v1.PidsRequest
+	(*PidsResponse)(nil),          // 17: berth.shim.v1.PidsResponse
+	(*PauseRequest)(nil),          // 18: berth.shim.v1.PauseRequest
+	(*ResumeRequest)(nil),         // 19: berth.shim.v1.ResumeRequest
+	(*UpdateRequest)(nil),         // 20: berth.shim.v1.UpdateRequest
+	(*StatsRequest)(nil),          // 21: berth.shim.v1.StatsRequest
+	(*StatsResponse)(nil),         // 22: berth.shim.v1.StatsResponse
+	(*ConnectRequest)(nil),        // 23: berth.shim.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 24: berth.shim.v1.ConnectResponse
+	(*ShutdownRequest)(nil),       // 25: berth.shim.v1.ShutdownRequest
+	(*EventsRequest)(nil),         // 26: berth.shim.v1.EventsRequest
+	(*AckEventsRequest)(nil),      // 27: berth.shim.v1.AckEventsRequest
+	(*Envelope)(nil),              // 28: berth.shim.v1.Envelope
+	(*v1.Mount)(nil),              // 29: berth.types.v1.Mount
+	(*v1.Stdio)(nil),              // 30: berth.types.v1.Stdio
+	(v1.Status)(0),                // 31: berth.types.v1.Status
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*v1.ProcessInfo)(nil),        // 33: berth.types.v1.ProcessInfo
+	(*v1.Metrics)(nil),            // 34: berth.types.v1.Metrics
+	(*v11.TaskCreate)(nil),        // 35: berth.services.events.v1.TaskCreate
+	(*v11.TaskStart)(nil),         // 36: berth.services.events.v1.TaskStart
+	(*v11.TaskExit)(nil),          // 37: berth.services.events.v1.TaskExit
+	(*v11.TaskDelete)(nil),        // 38: berth.services.events.v1.TaskDelete
+	(*v11.TaskOOM)(nil),           // 39: berth.services.events.v1.TaskOOM
+	(*v11.TaskExecAdded)(nil),     // 40: berth.services.events.v1.TaskExecAdded
+	(*v11.TaskExecStarted)(nil),   // 41: berth.services.events.v1.TaskExecStarted
+	(*v11.TaskPaused)(nil),        // 42: berth.services.events.v1.TaskPaused
+	(*v11.TaskResumed)(nil),       // 43: berth.services.events.v1.TaskResumed
 }
 var file_shimapi_shim_proto_depIdxs = []int32{
-	28, // 0: berth.shim.v1.CreateRequest.rootfs:type_name -> berth.types.v1.Mount
-	29, // 1: berth.shim.v1.CreateRequest.stdio:type_name -> berth.types.v1.Stdio
-	30, // 2: berth.shim.v1.StateResponse.status:type_name -> berth.types.v1.Status
-	29, // 3: berth.shim.v1.StateResponse.stdio:type_name -> berth.types.v1.Stdio
-	31, // 4: berth.shim.v1.StateResponse.exited_at:type_name -> google.protobuf.Timestamp
-	31, // 5: berth.shim.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
-	31, // 6: berth.shim.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
-	29, // 7: berth.shim.v1.ExecRequest.stdio:type_name -> berth.types.v1.Stdio
-	32, // 8: berth.shim.v1.PidsResponse.processes:type_name -> berth.types.v1.ProcessInfo
-	33, // 9: berth.shim.v1.StatsResponse.metrics:type_name -> berth.types.v1.Metrics
-	31, // 10: berth.shim.v1.Envelope.timestamp:type_name -> google.protobuf.Timestamp
-	34, // 11: berth.shim.v1.Envelope.create:type_name -> berth.services.events.v1.TaskCreate
-	35, // 12: berth.shim.v1.Envelope.start:type_name -> berth.services.events.v1.TaskStart
-	36, // 13: berth.shim.v1.Envelope.exit:type_name -> berth.services.events.v1.TaskExit
-	37, // 14: berth.shim.v1.Envelope.delete:type_name -> berth.services.events.v1.TaskDelete
-	38, // 15: berth.shim.v1.Envelope.oom:type_name -> berth.services.events.v1.TaskOOM
-	39, // 16: berth.shim.v1.Envelope.exec_added:type_name -> berth.services.events.v1.TaskExecAdded
-	40, // 17: berth.shim.v1.Envelope.exec_started:type_name -> berth.services.events.v1.TaskExecStarted
-	41, // 18: berth.shim.v1.Envelope.paused:type_name -> berth.services.events.v1.TaskPaused
-	42, // 19: berth.shim.v1.Envelope.resumed:type_name -> berth.services.events.v1.TaskResumed
+	29, // 0: berth.shim.v1.CreateRequest.rootfs:type_name -> berth.types.v1.Mount
+	30, // 1: berth.shim.v1.CreateRequest.stdio:type_name -> berth.types.v1.Stdio
+	31, // 2: berth.shim.v1.StateResponse.status:type_name -> berth.types.v1.Status
+	30, // 3: berth.shim.v1.StateResponse.stdio:type_name -> berth.types.v1.Stdio
+	32, // 4: berth.shim.v1.StateResponse.exited_at:type_name -> google.protobuf.Timestamp
+	32, // 5: berth.shim.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
+	32, // 6: berth.shim.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
+	30, // 7: berth.shim.v1.ExecRequest.stdio:type_name -> berth.types.v1.Stdio
+	33, // 8: berth.shim.v1.PidsResponse.processes:type_name -> berth.types.v1.ProcessInfo
+	34, // 9: berth.shim.v1.StatsResponse.metrics:type_name -> berth.types.v1.Metrics
+	32, // 10: berth.shim.v1.Envelope.timestamp:type_name -> google.protobuf.Timestamp
+	35, // 11: berth.shim.v1.Envelope.create:type_name -> berth.services.events.v1.TaskCreate
+	36, // 12: berth.shim.v1.Envelope.start:type_name -> berth.services.events.v1.TaskStart
+	37, // 13: berth.shim.v1.Envelope.exit:type_name -> berth.services.events.v1.TaskExit
+	38, // 14: berth.shim.v1.Envelope.delete:type_name -> berth.services.events.v1.TaskDelete
+	39, // 15: berth.shim.v1.Envelope.oom:type_name -> berth.services.events.v1.TaskOOM
+	40, // 16: berth.shim.v1.Envelope.exec_added:type_name -> berth.services.events.v1.TaskExecAdded
+	41, // 17: berth.shim.v1.Envelope.exec_started:type_name -> berth.services.events.v1.TaskExecStarted
+	42, // 18: berth.shim.v1.Envelope.paused:type_name -> berth.services.events.v1.TaskPaused
+	43, // 19: berth.shim.v1.Envelope.resumed:type_name -> berth.services.events.v1.TaskResumed
 	1,  // 20: berth.shim.v1.Task.Create:input_type -> berth.shim.v1.CreateRequest
 	3,  // 21: berth.shim.v1.Task.Start:input_type -> berth.shim.v1.StartRequest
 	5,  // 22: berth.shim.v1.Task.State:input_type -> berth.shim.v1.StateRequest
@@ -1928,35 +1986,37 @@ var file_shimapi_shim_proto_depIdxs = []int32{
 	12, // 26: berth.shim.v1.Task.Exec:input_type -> berth.shim.v1.ExecRequest
 	13, // 27: berth.shim.v1.Task.ResizePty:input_type -> berth.shim.v1.ResizePtyRequest
 	14, // 28: berth.shim.v1.Task.CloseIO:input_type -> berth.shim.v1.CloseIORequest
-	15, // 29: berth.shim.v1.Task.Pids:input_type -> berth.shim.v1.PidsRequest
-	17, // 30: berth.shim.v1.Task.Pause:input_type -> berth.shim.v1.PauseRequest
-	18, // 31: berth.shim.v1.Task.Resume:input_type -> berth.shim.v1.ResumeRequest
-	19, // 32: berth.shim.v1.Task.Update:input_type -> berth.shim.v1.UpdateRequest
-	20, // 33: berth.shim.v1.Task.Stats:input_type -> berth.shim.v1.StatsRequest
-	22, // 34: berth.shim.v1.Task.Connect:input_type -> berth.shim.v1.ConnectRequest
-	24, // 35: berth.shim.v1.Task.Shutdown:input_type -> berth.shim.v1.ShutdownRequest
-	25, // 36: berth.shim.v1.Task.Events:input_type -> berth.shim.v1.EventsRequest
-	26, // 37: berth.shim.v1.Task.AckEvents:input_type -> berth.shim.v1.AckEventsRequest
-	2,  // 38: berth.shim.v1.Task.Create:output_type -> berth.shim.v1.CreateResponse
-	4,  // 39: berth.shim.v1.Task.Start:output_type -> berth.shim.v1.StartResponse
-	6,  // 40: berth.shim.v1.Task.State:output_type -> berth.shim.v1.StateResponse
-	0,  // 41: berth.shim.v1.Task.Kill:output_type -> berth.shim.v1.Empty
-	9,  // 42: berth.shim.v1.Task.Wait:output_type -> berth.shim.v1.WaitResponse
-	11, // 43: berth.shim.v1.Task.Delete:output_type -> berth.shim.v1.DeleteResponse
-	0,  // 44: berth.shim.v1.Task.Exec:output_type -> berth.shim.v1.Empty
-	0,  // 45: berth.shim.v1.Task.ResizePty:output_type -> berth.shim.v1.Empty
-	0,  // 46: berth.shim.v1.Task.CloseIO:output_type -> berth.shim.v1.Empty
-	16, // 47: berth.shim.v1.Task.Pids:output_type -> berth.shim.v1.PidsResponse
-	0,  // 48: berth.shim.v1.Task.Pause:output_type -> berth.shim.v1.Empty
-	0,  // 49: berth.shim.v1.Task.Resume:output_type -> berth.shim.v1.Empty
-	0,  // 50: berth.shim.v1.Task.Update:output_type -> berth.shim.v1.Empty
-	21, // 51: berth.shim.v1.Task.Stats:output_type -> berth.shim.v1.StatsResponse
-	23, // 52: berth.shim.v1.Task.Connect:output_type -> berth.shim.v1.ConnectResponse
-	0,  // 53: berth.shim.v1.Task.Shutdown:output_type -> berth.shim.v1.Empty
-	27, // 54: berth.shim.v1.Task.Events:output_type -> berth.shim.v1.Envelope
-	0,  // 55: berth.shim.v1.Task.AckEvents:output_type -> berth.shim.v1.Empty
-	38, // [38:56] is the sub-list for method output_type
-	20, // [20:38] is the sub-list for method input_type
+	15, // 29: berth.shim.v1.Task.ReopenLog:input_type -> berth.shim.v1.ReopenLogRequest
+	16, // 30: berth.shim.v1.Task.Pids:input_type -> berth.shim.v1.PidsRequest
+	18, // 31: berth.shim.v1.Task.Pause:input_type -> berth.shim.v1.PauseRequest
+	19, // 32: berth.shim.v1.Task.Resume:input_type -> berth.shim.v1.ResumeRequest
+	20, // 33: berth.shim.v1.Task.Update:input_type -> berth.shim.v1.UpdateRequest
+	21, // 34: berth.shim.v1.Task.Stats:input_type -> berth.shim.v1.StatsRequest
+	23, // 35: berth.shim.v1.Task.Connect:input_type -> berth.shim.v1.ConnectRequest
+	25, // 36: berth.shim.v1.Task.Shutdown:input_type -> berth.shim.v1.ShutdownRequest
+	26, // 37: berth.shim.v1.Task.Events:input_type -> berth.shim.v1.EventsRequest
+	27, // 38: berth.shim.v1.Task.AckEvents:input_type -> berth.shim.v1.AckEventsRequest
+	2,  // 39: berth.shim.v1.Task.Create:output_type -> berth.shim.v1.CreateResponse
+	4,  // 40: berth.shim.v1.Task.Start:output_type -> berth.shim.v1.StartResponse
+	6,  // 41: berth.shim.v1.Task.State:output_type -> berth.shim.v1.StateResponse
+	0,  // 42: berth.shim.v1.Task.Kill:output_type -> berth.shim.v1.Empty
+	9,  // 43: berth.shim.v1.Task.Wait:output_type -> berth.shim.v1.WaitResponse
+	11, // 44: berth.shim.v1.Task.Delete:output_type -> berth.shim.v1.DeleteResponse
+	0,  // 45: berth.shim.v1.Task.Exec:output_type -> berth.shim.v1.Empty
+	0,  // 46: berth.shim.v1.Task.ResizePty:output_type -> berth.shim.v1.Empty
+	0,  // 47: berth.shim.v1.Task.CloseIO:output_type -> berth.shim.v1.Empty
+	0,  // 48: berth.shim.v1.Task.ReopenLog:output_type -> berth.shim.v1.Empty
+	17, // 49: berth.shim.v1.Task.Pids:output_type -> berth.shim.v1.PidsResponse
+	0,  // 50: berth.shim.v1.Task.Pause:output_type -> berth.shim.v1.Empty
+	0,  // 51: berth.shim.v1.Task.Resume:output_type -> berth.shim.v1.Empty
+	0,  // 52: berth.shim.v1.Task.Update:output_type -> berth.shim.v1.Empty
+	22, // 53: berth.shim.v1.Task.Stats:output_type -> berth.shim.v1.StatsResponse
+	24, // 54: berth.shim.v1.Task.Connect:output_type -> berth.shim.v1.ConnectResponse
+	0,  // 55: berth.shim.v1.Task.Shutdown:output_type -> berth.shim.v1.Empty
+	28, // 56: berth.shim.v1.Task.Events:output_type -> berth.shim.v1.Envelope
+	0,  // 57: berth.shim.v1.Task.AckEvents:output_type -> berth.shim.v1.Empty
+	39, // [39:58] is the sub-list for method output_type
+	20, // [20:39] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -1967,7 +2027,7 @@ func file_shimapi_shim_proto_init() {
 	if File_shimapi_shim_proto != nil {
 		return
 	}
-	file_shimapi_shim_proto_msgTypes[27].OneofWrappers = []any{
+	file_shimapi_shim_proto_msgTypes[28].OneofWrappers = []any{
 		(*Envelope_Create)(nil),
 		(*Envelope_Start)(nil),
 		(*Envelope_Exit)(nil),
@@ -1984,7 +2044,7 @@ func file_shimapi_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shimapi_shim_proto_rawDesc), len(file_shimapi_shim_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -17,6 +17,7 @@ type TaskService interface {
 	Exec(context.Context, *ExecRequest) (*Empty, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*Empty, error)
 	CloseIO(context.Context, *CloseIORequest) (*Empty, error)
+	ReopenLog(context.Context, *ReopenLogRequest) (*Empty, error)
 	Pids(context.Context, *PidsRequest) (*PidsResponse, error)
 	Pause(context.Context, *PauseRequest) (*Empty, error)
 	Resume(context.Context, *ResumeRequest) (*Empty, error)
@@ -107,6 +108,13 @@ func RegisterTaskService(srv *ttrpc.Server, svc TaskService) {
 				}
 				return svc.CloseIO(ctx, &req)
 			},
+			"ReopenLog": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReopenLogRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReopenLog(ctx, &req)
+			},
 			"Pids": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req PidsRequest
 				if err := unmarshal(&req); err != nil {
@@ -190,6 +198,7 @@ type TaskClient interface {
 	Exec(context.Context, *ExecRequest) (*Empty, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*Empty, error)
 	CloseIO(context.Context, *CloseIORequest) (*Empty, error)
+	ReopenLog(context.Context, *ReopenLogRequest) (*Empty, error)
 	Pids(context.Context, *PidsRequest) (*PidsResponse, error)
 	Pause(context.Context, *PauseRequest) (*Empty, error)
 	Resume(context.Context, *ResumeRequest) (*Empty, error)
@@ -278,6 +287,14 @@ func (c *taskClient) ResizePty(ctx context.Context, req *ResizePtyRequest) (*Emp
 func (c *taskClient) CloseIO(ctx context.Context, req *CloseIORequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "berth.shim.v1.Task", "CloseIO", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *taskClient) ReopenLog(ctx context.Context, req *ReopenLogRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "berth.shim.v1.Task", "ReopenLog", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -554,6 +554,21 @@ func (s *Service) CloseIO(ctx context.Context, req *shimapi.CloseIORequest) (*sh
 	return &shimapi.Empty{}, nil
 }
 
+// ReopenLog implements shimapi.TaskService.
+func (s *Service) ReopenLog(ctx context.Context, req *shimapi.ReopenLogRequest) (*shimapi.Empty, error) {
+	p, err := s.lookup(req.Id, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p.io == nil {
+		return nil, fmt.Errorf("reopen log of %s: no output: %w", p.name, errdefs.ErrFailedPrecondition)
+	}
+	if err := p.io.ReopenLog(); err != nil {
+		return nil, fmt.Errorf("reopen log of %s: %w", p.name, err)
+	}
+	return &shimapi.Empty{}, nil
+}
+
 // Pids implements shimapi.TaskService.
 func (s *Service) Pids(ctx context.Context, req *shimapi.PidsRequest) (*shimapi.PidsResponse, error) {
 	if _, err := s.lookup(req.Id, ""); err != nil {

@@ -356,6 +356,21 @@ func TestNullIOAndLogFile(t *testing.T) {
 	if _, err := LogFile("rel.log")("c1"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("relative log file: %v", err)
 	}
+
+	pio, err = CRILog("/var/log/pods/p/c/../0.log")("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Config{Stdout: "crilog:///var/log/pods/p/0.log", Stderr: "crilog:///var/log/pods/p/0.log"}
+	if pio.Config() != want {
+		t.Errorf("CRILog config = %+v, want %+v", pio.Config(), want)
+	}
+	if _, err := CRILog("0.log")("c1"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("relative CRI log: %v", err)
+	}
+	if isFIFO(want.Stdout) || isFIFO("file:///x") || !isFIFO("/run/berth/.fifo/x/stdout") {
+		t.Error("isFIFO does not tell FIFOs from file outputs")
+	}
 }
 
 // TestSharedWriter: stdout and stderr into one writer that is not safe for

@@ -180,6 +180,7 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
+// isFIFO tells a FIFO path from none and from the shim's file outputs.
 func isFIFO(path string) bool {
-	return path != "" && !strings.HasPrefix(path, FilePrefix)
+	return path != "" && !strings.HasPrefix(path, FilePrefix) && !strings.HasPrefix(path, CRILogPrefix)
 }

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -80,13 +79,13 @@ func newFIFOSet(root, id string, terminal, stdin, stdout, stderr bool) (*FIFOSet
 
 // LoadFIFOs returns the set of an existing process from the paths the
 // daemon reports. Its Close removes those paths that are FIFOs (never a
-// file, nor a "file://" output) and then their folders once empty.
+// file, nor a "file://" or "crilog://" output) and then their folders once empty.
 func LoadFIFOs(config Config) *FIFOSet {
 	return NewFIFOSet(config, func() error {
 		var errs []error
 		dirs := map[string]bool{}
 		for _, p := range []string{config.Stdin, config.Stdout, config.Stderr} {
-			if p == "" || strings.HasPrefix(p, FilePrefix) {
+			if !isFIFO(p) {
 				continue
 			}
 			st, err := os.Lstat(p)

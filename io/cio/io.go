@@ -20,6 +20,9 @@ const (
 	// FilePrefix marks an output path as a file the shim appends to,
 	// rather than a FIFO: "file:///var/log/app.log".
 	FilePrefix = "file://"
+	// CRILogPrefix marks an output path as a file the shim appends to in
+	// the CRI log format (see CRILog): "crilog:///var/log/pods/…/0.log".
+	CRILogPrefix = "crilog://"
 )
 
 // Config is the stdio of a process as the daemon sees it. Each path is a
@@ -156,11 +159,26 @@ func NullIO(_ string) (IO, error) {
 // path, which the shim creates if needed and appends to. path must be
 // absolute. The file is the caller's: Close leaves it in place.
 func LogFile(path string) Creator {
+	return outputFile("log file", FilePrefix, path)
+}
+
+// CRILog returns a Creator that sends stdout and stderr to the file at
+// path in the CRI log format (see io/stdio), for the CRI's container logs.
+// path must be absolute and its folder must exist. No FIFOs: the shim
+// writes the file, also while no daemon or client runs, and
+// Process.ReopenLog reopens it after a rotation. The file is the caller's:
+// Close leaves it in place.
+func CRILog(path string) Creator {
+	return outputFile("CRI log", CRILogPrefix, path)
+}
+
+// outputFile is a Creator of stdout and stderr both sent to prefix+path.
+func outputFile(what, prefix, path string) Creator {
 	return func(_ string) (IO, error) {
 		if !filepath.IsAbs(path) {
-			return nil, fmt.Errorf("log file %q: path must be absolute: %w", path, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s %q: path must be absolute: %w", what, path, errdefs.ErrInvalidArgument)
 		}
-		uri := FilePrefix + filepath.Clean(path)
+		uri := prefix + filepath.Clean(path)
 		return &fixedIO{config: Config{Stdout: uri, Stderr: uri}}, nil
 	}
 }

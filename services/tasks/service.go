@@ -322,6 +322,17 @@ func (s *service) CloseIO(ctx context.Context, req *api.CloseIORequest) (*emptyp
 	return &emptypb.Empty{}, nil
 }
 
+func (s *service) ReopenLog(ctx context.Context, req *api.ReopenLogRequest) (*emptypb.Empty, error) {
+	_, sh, err := s.shim(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sh.Task().ReopenLog(ctx, &shimapi.ReopenLogRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()}); err != nil {
+		return nil, s.stopped(ctx, sh, err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
 func (s *service) Pause(ctx context.Context, req *api.PauseTaskRequest) (*emptypb.Empty, error) {
 	_, sh, err := s.shim(ctx, req.GetContainerId())
 	if err != nil {

@@ -40,7 +40,8 @@ type CreateTaskRequest struct {
 	// order. Empty when the container's spec names a ready root folder.
 	Rootfs []*v1.Mount `protobuf:"bytes,2,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
 	// stdio: FIFO paths the client made (and opened for reading, for
-	// output), "file://" paths for output, or empty for none.
+	// output), "file://" or "crilog://" paths for output (see Stdio), or
+	// empty for none.
 	Stdio         *v1.Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -964,6 +965,59 @@ func (x *CloseIORequest) GetStdin() bool {
 	return false
 }
 
+type ReopenLogRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// exec_id: the exec process, or empty for the task's init process.
+	ExecId        string `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReopenLogRequest) Reset() {
+	*x = ReopenLogRequest{}
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReopenLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReopenLogRequest) ProtoMessage() {}
+
+func (x *ReopenLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReopenLogRequest.ProtoReflect.Descriptor instead.
+func (*ReopenLogRequest) Descriptor() ([]byte, []int) {
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReopenLogRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *ReopenLogRequest) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
 type PauseTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -973,7 +1027,7 @@ type PauseTaskRequest struct {
 
 func (x *PauseTaskRequest) Reset() {
 	*x = PauseTaskRequest{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[16]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1039,7 @@ func (x *PauseTaskRequest) String() string {
 func (*PauseTaskRequest) ProtoMessage() {}
 
 func (x *PauseTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[16]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1052,7 @@ func (x *PauseTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseTaskRequest.ProtoReflect.Descriptor instead.
 func (*PauseTaskRequest) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{16}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PauseTaskRequest) GetContainerId() string {
@@ -1017,7 +1071,7 @@ type ResumeTaskRequest struct {
 
 func (x *ResumeTaskRequest) Reset() {
 	*x = ResumeTaskRequest{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[17]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1083,7 @@ func (x *ResumeTaskRequest) String() string {
 func (*ResumeTaskRequest) ProtoMessage() {}
 
 func (x *ResumeTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[17]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1096,7 @@ func (x *ResumeTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeTaskRequest.ProtoReflect.Descriptor instead.
 func (*ResumeTaskRequest) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{17}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResumeTaskRequest) GetContainerId() string {
@@ -1061,7 +1115,7 @@ type ListPidsRequest struct {
 
 func (x *ListPidsRequest) Reset() {
 	*x = ListPidsRequest{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[18]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1127,7 @@ func (x *ListPidsRequest) String() string {
 func (*ListPidsRequest) ProtoMessage() {}
 
 func (x *ListPidsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[18]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1140,7 @@ func (x *ListPidsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPidsRequest.ProtoReflect.Descriptor instead.
 func (*ListPidsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{18}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListPidsRequest) GetContainerId() string {
@@ -1105,7 +1159,7 @@ type ListPidsResponse struct {
 
 func (x *ListPidsResponse) Reset() {
 	*x = ListPidsResponse{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[19]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1171,7 @@ func (x *ListPidsResponse) String() string {
 func (*ListPidsResponse) ProtoMessage() {}
 
 func (x *ListPidsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[19]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1184,7 @@ func (x *ListPidsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPidsResponse.ProtoReflect.Descriptor instead.
 func (*ListPidsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{19}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPidsResponse) GetProcesses() []*v1.ProcessInfo {
@@ -1151,7 +1205,7 @@ type UpdateTaskRequest struct {
 
 func (x *UpdateTaskRequest) Reset() {
 	*x = UpdateTaskRequest{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[20]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1217,7 @@ func (x *UpdateTaskRequest) String() string {
 func (*UpdateTaskRequest) ProtoMessage() {}
 
 func (x *UpdateTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[20]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1230,7 @@ func (x *UpdateTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskRequest) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{20}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateTaskRequest) GetContainerId() string {
@@ -1202,7 +1256,7 @@ type MetricsRequest struct {
 
 func (x *MetricsRequest) Reset() {
 	*x = MetricsRequest{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[21]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1268,7 @@ func (x *MetricsRequest) String() string {
 func (*MetricsRequest) ProtoMessage() {}
 
 func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[21]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1281,7 @@ func (x *MetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsRequest.ProtoReflect.Descriptor instead.
 func (*MetricsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{21}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MetricsRequest) GetFilters() []string {
@@ -1248,7 +1302,7 @@ type TaskMetrics struct {
 
 func (x *TaskMetrics) Reset() {
 	*x = TaskMetrics{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[22]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1314,7 @@ func (x *TaskMetrics) String() string {
 func (*TaskMetrics) ProtoMessage() {}
 
 func (x *TaskMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[22]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1327,7 @@ func (x *TaskMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMetrics.ProtoReflect.Descriptor instead.
 func (*TaskMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{22}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskMetrics) GetContainerId() string {
@@ -1306,7 +1360,7 @@ type MetricsResponse struct {
 
 func (x *MetricsResponse) Reset() {
 	*x = MetricsResponse{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[23]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1372,7 @@ func (x *MetricsResponse) String() string {
 func (*MetricsResponse) ProtoMessage() {}
 
 func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[23]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1385,7 @@ func (x *MetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsResponse.ProtoReflect.Descriptor instead.
 func (*MetricsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{23}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MetricsResponse) GetMetrics() []*TaskMetrics {
@@ -1351,7 +1405,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[24]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1417,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[24]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1430,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{24}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WaitRequest) GetContainerId() string {
@@ -1405,7 +1459,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[25]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1471,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[25]
+	mi := &file_proto_tasks_v1_tasks_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1484,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{25}
+	return file_proto_tasks_v1_tasks_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WaitResponse) GetExitStatus() uint32 {
@@ -1513,7 +1567,10 @@ const file_proto_tasks_v1_tasks_proto_rawDesc = "" +
 	"\x0eCloseIORequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +
-	"\x05stdin\x18\x03 \x01(\bR\x05stdin\"5\n" +
+	"\x05stdin\x18\x03 \x01(\bR\x05stdin\"N\n" +
+	"\x10ReopenLogRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"5\n" +
 	"\x10PauseTaskRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"6\n" +
 	"\x11ResumeTaskRequest\x12!\n" +
@@ -1539,8 +1596,7 @@ const file_proto_tasks_v1_tasks_proto_rawDesc = "" +
 	"\fWaitResponse\x12\x1f\n" +
 	"\vexit_status\x18\x01 \x01(\rR\n" +
 	"exitStatus\x127\n" +
-	"\texited_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt2\xe6\n" +
-	"\n" +
+	"\texited_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt2\xb6\v\n" +
 	"\x05Tasks\x12a\n" +
 	"\x06Create\x12*.berth.services.tasks.v1.CreateTaskRequest\x1a+.berth.services.tasks.v1.CreateTaskResponse\x12V\n" +
 	"\x05Start\x12%.berth.services.tasks.v1.StartRequest\x1a&.berth.services.tasks.v1.StartResponse\x12]\n" +
@@ -1551,7 +1607,8 @@ const file_proto_tasks_v1_tasks_proto_rawDesc = "" +
 	"\x04Kill\x12$.berth.services.tasks.v1.KillRequest\x1a\x16.google.protobuf.Empty\x12K\n" +
 	"\x04Exec\x12+.berth.services.tasks.v1.ExecProcessRequest\x1a\x16.google.protobuf.Empty\x12N\n" +
 	"\tResizePty\x12).berth.services.tasks.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12J\n" +
-	"\aCloseIO\x12'.berth.services.tasks.v1.CloseIORequest\x1a\x16.google.protobuf.Empty\x12J\n" +
+	"\aCloseIO\x12'.berth.services.tasks.v1.CloseIORequest\x1a\x16.google.protobuf.Empty\x12N\n" +
+	"\tReopenLog\x12).berth.services.tasks.v1.ReopenLogRequest\x1a\x16.google.protobuf.Empty\x12J\n" +
 	"\x05Pause\x12).berth.services.tasks.v1.PauseTaskRequest\x1a\x16.google.protobuf.Empty\x12L\n" +
 	"\x06Resume\x12*.berth.services.tasks.v1.ResumeTaskRequest\x1a\x16.google.protobuf.Empty\x12_\n" +
 	"\bListPids\x12(.berth.services.tasks.v1.ListPidsRequest\x1a).berth.services.tasks.v1.ListPidsResponse\x12L\n" +
@@ -1571,7 +1628,7 @@ func file_proto_tasks_v1_tasks_proto_rawDescGZIP() []byte {
 	return file_proto_tasks_v1_tasks_proto_rawDescData
 }
 
-var file_proto_tasks_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_proto_tasks_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_proto_tasks_v1_tasks_proto_goTypes = []any{
 	(*CreateTaskRequest)(nil),     // 0: berth.services.tasks.v1.CreateTaskRequest
 	(*CreateTaskResponse)(nil),    // 1: berth.services.tasks.v1.CreateTaskResponse
@@ -1589,39 +1646,40 @@ var file_proto_tasks_v1_tasks_proto_goTypes = []any{
 	(*ExecProcessRequest)(nil),    // 13: berth.services.tasks.v1.ExecProcessRequest
 	(*ResizePtyRequest)(nil),      // 14: berth.services.tasks.v1.ResizePtyRequest
 	(*CloseIORequest)(nil),        // 15: berth.services.tasks.v1.CloseIORequest
-	(*PauseTaskRequest)(nil),      // 16: berth.services.tasks.v1.PauseTaskRequest
-	(*ResumeTaskRequest)(nil),     // 17: berth.services.tasks.v1.ResumeTaskRequest
-	(*ListPidsRequest)(nil),       // 18: berth.services.tasks.v1.ListPidsRequest
-	(*ListPidsResponse)(nil),      // 19: berth.services.tasks.v1.ListPidsResponse
-	(*UpdateTaskRequest)(nil),     // 20: berth.services.tasks.v1.UpdateTaskRequest
-	(*MetricsRequest)(nil),        // 21: berth.services.tasks.v1.MetricsRequest
-	(*TaskMetrics)(nil),           // 22: berth.services.tasks.v1.TaskMetrics
-	(*MetricsResponse)(nil),       // 23: berth.services.tasks.v1.MetricsResponse
-	(*WaitRequest)(nil),           // 24: berth.services.tasks.v1.WaitRequest
-	(*WaitResponse)(nil),          // 25: berth.services.tasks.v1.WaitResponse
-	(*v1.Mount)(nil),              // 26: berth.types.v1.Mount
-	(*v1.Stdio)(nil),              // 27: berth.types.v1.Stdio
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
-	(v1.Status)(0),                // 29: berth.types.v1.Status
-	(*v1.ProcessInfo)(nil),        // 30: berth.types.v1.ProcessInfo
-	(*v1.Metrics)(nil),            // 31: berth.types.v1.Metrics
-	(*emptypb.Empty)(nil),         // 32: google.protobuf.Empty
+	(*ReopenLogRequest)(nil),      // 16: berth.services.tasks.v1.ReopenLogRequest
+	(*PauseTaskRequest)(nil),      // 17: berth.services.tasks.v1.PauseTaskRequest
+	(*ResumeTaskRequest)(nil),     // 18: berth.services.tasks.v1.ResumeTaskRequest
+	(*ListPidsRequest)(nil),       // 19: berth.services.tasks.v1.ListPidsRequest
+	(*ListPidsResponse)(nil),      // 20: berth.services.tasks.v1.ListPidsResponse
+	(*UpdateTaskRequest)(nil),     // 21: berth.services.tasks.v1.UpdateTaskRequest
+	(*MetricsRequest)(nil),        // 22: berth.services.tasks.v1.MetricsRequest
+	(*TaskMetrics)(nil),           // 23: berth.services.tasks.v1.TaskMetrics
+	(*MetricsResponse)(nil),       // 24: berth.services.tasks.v1.MetricsResponse
+	(*WaitRequest)(nil),           // 25: berth.services.tasks.v1.WaitRequest
+	(*WaitResponse)(nil),          // 26: berth.services.tasks.v1.WaitResponse
+	(*v1.Mount)(nil),              // 27: berth.types.v1.Mount
+	(*v1.Stdio)(nil),              // 28: berth.types.v1.Stdio
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(v1.Status)(0),                // 30: berth.types.v1.Status
+	(*v1.ProcessInfo)(nil),        // 31: berth.types.v1.ProcessInfo
+	(*v1.Metrics)(nil),            // 32: berth.types.v1.Metrics
+	(*emptypb.Empty)(nil),         // 33: google.protobuf.Empty
 }
 var file_proto_tasks_v1_tasks_proto_depIdxs = []int32{
-	26, // 0: berth.services.tasks.v1.CreateTaskRequest.rootfs:type_name -> berth.types.v1.Mount
-	27, // 1: berth.services.tasks.v1.CreateTaskRequest.stdio:type_name -> berth.types.v1.Stdio
-	28, // 2: berth.services.tasks.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
-	29, // 3: berth.services.tasks.v1.Process.status:type_name -> berth.types.v1.Status
-	27, // 4: berth.services.tasks.v1.Process.stdio:type_name -> berth.types.v1.Stdio
-	28, // 5: berth.services.tasks.v1.Process.exited_at:type_name -> google.protobuf.Timestamp
+	27, // 0: berth.services.tasks.v1.CreateTaskRequest.rootfs:type_name -> berth.types.v1.Mount
+	28, // 1: berth.services.tasks.v1.CreateTaskRequest.stdio:type_name -> berth.types.v1.Stdio
+	29, // 2: berth.services.tasks.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
+	30, // 3: berth.services.tasks.v1.Process.status:type_name -> berth.types.v1.Status
+	28, // 4: berth.services.tasks.v1.Process.stdio:type_name -> berth.types.v1.Stdio
+	29, // 5: berth.services.tasks.v1.Process.exited_at:type_name -> google.protobuf.Timestamp
 	7,  // 6: berth.services.tasks.v1.GetResponse.process:type_name -> berth.services.tasks.v1.Process
 	7,  // 7: berth.services.tasks.v1.ListTasksResponse.tasks:type_name -> berth.services.tasks.v1.Process
-	27, // 8: berth.services.tasks.v1.ExecProcessRequest.stdio:type_name -> berth.types.v1.Stdio
-	30, // 9: berth.services.tasks.v1.ListPidsResponse.processes:type_name -> berth.types.v1.ProcessInfo
-	28, // 10: berth.services.tasks.v1.TaskMetrics.timestamp:type_name -> google.protobuf.Timestamp
-	31, // 11: berth.services.tasks.v1.TaskMetrics.metrics:type_name -> berth.types.v1.Metrics
-	22, // 12: berth.services.tasks.v1.MetricsResponse.metrics:type_name -> berth.services.tasks.v1.TaskMetrics
-	28, // 13: berth.services.tasks.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
+	28, // 8: berth.services.tasks.v1.ExecProcessRequest.stdio:type_name -> berth.types.v1.Stdio
+	31, // 9: berth.services.tasks.v1.ListPidsResponse.processes:type_name -> berth.types.v1.ProcessInfo
+	29, // 10: berth.services.tasks.v1.TaskMetrics.timestamp:type_name -> google.protobuf.Timestamp
+	32, // 11: berth.services.tasks.v1.TaskMetrics.metrics:type_name -> berth.types.v1.Metrics
+	23, // 12: berth.services.tasks.v1.MetricsResponse.metrics:type_name -> berth.services.tasks.v1.TaskMetrics
+	29, // 13: berth.services.tasks.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
 	0,  // 14: berth.services.tasks.v1.Tasks.Create:input_type -> berth.services.tasks.v1.CreateTaskRequest
 	2,  // 15: berth.services.tasks.v1.Tasks.Start:input_type -> berth.services.tasks.v1.StartRequest
 	4,  // 16: berth.services.tasks.v1.Tasks.Delete:input_type -> berth.services.tasks.v1.DeleteTaskRequest
@@ -1632,30 +1690,32 @@ var file_proto_tasks_v1_tasks_proto_depIdxs = []int32{
 	13, // 21: berth.services.tasks.v1.Tasks.Exec:input_type -> berth.services.tasks.v1.ExecProcessRequest
 	14, // 22: berth.services.tasks.v1.Tasks.ResizePty:input_type -> berth.services.tasks.v1.ResizePtyRequest
 	15, // 23: berth.services.tasks.v1.Tasks.CloseIO:input_type -> berth.services.tasks.v1.CloseIORequest
-	16, // 24: berth.services.tasks.v1.Tasks.Pause:input_type -> berth.services.tasks.v1.PauseTaskRequest
-	17, // 25: berth.services.tasks.v1.Tasks.Resume:input_type -> berth.services.tasks.v1.ResumeTaskRequest
-	18, // 26: berth.services.tasks.v1.Tasks.ListPids:input_type -> berth.services.tasks.v1.ListPidsRequest
-	20, // 27: berth.services.tasks.v1.Tasks.Update:input_type -> berth.services.tasks.v1.UpdateTaskRequest
-	21, // 28: berth.services.tasks.v1.Tasks.Metrics:input_type -> berth.services.tasks.v1.MetricsRequest
-	24, // 29: berth.services.tasks.v1.Tasks.Wait:input_type -> berth.services.tasks.v1.WaitRequest
-	1,  // 30: berth.services.tasks.v1.Tasks.Create:output_type -> berth.services.tasks.v1.CreateTaskResponse
-	3,  // 31: berth.services.tasks.v1.Tasks.Start:output_type -> berth.services.tasks.v1.StartResponse
-	6,  // 32: berth.services.tasks.v1.Tasks.Delete:output_type -> berth.services.tasks.v1.DeleteResponse
-	6,  // 33: berth.services.tasks.v1.Tasks.DeleteProcess:output_type -> berth.services.tasks.v1.DeleteResponse
-	9,  // 34: berth.services.tasks.v1.Tasks.Get:output_type -> berth.services.tasks.v1.GetResponse
-	11, // 35: berth.services.tasks.v1.Tasks.List:output_type -> berth.services.tasks.v1.ListTasksResponse
-	32, // 36: berth.services.tasks.v1.Tasks.Kill:output_type -> google.protobuf.Empty
-	32, // 37: berth.services.tasks.v1.Tasks.Exec:output_type -> google.protobuf.Empty
-	32, // 38: berth.services.tasks.v1.Tasks.ResizePty:output_type -> google.protobuf.Empty
-	32, // 39: berth.services.tasks.v1.Tasks.CloseIO:output_type -> google.protobuf.Empty
-	32, // 40: berth.services.tasks.v1.Tasks.Pause:output_type -> google.protobuf.Empty
-	32, // 41: berth.services.tasks.v1.Tasks.Resume:output_type -> google.protobuf.Empty
-	19, // 42: berth.services.tasks.v1.Tasks.ListPids:output_type -> berth.services.tasks.v1.ListPidsResponse
-	32, // 43: berth.services.tasks.v1.Tasks.Update:output_type -> google.protobuf.Empty
-	23, // 44: berth.services.tasks.v1.Tasks.Metrics:output_type -> berth.services.tasks.v1.MetricsResponse
-	25, // 45: berth.services.tasks.v1.Tasks.Wait:output_type -> berth.services.tasks.v1.WaitResponse
-	30, // [30:46] is the sub-list for method output_type
-	14, // [14:30] is the sub-list for method input_type
+	16, // 24: berth.services.tasks.v1.Tasks.ReopenLog:input_type -> berth.services.tasks.v1.ReopenLogRequest
+	17, // 25: berth.services.tasks.v1.Tasks.Pause:input_type -> berth.services.tasks.v1.PauseTaskRequest
+	18, // 26: berth.services.tasks.v1.Tasks.Resume:input_type -> berth.services.tasks.v1.ResumeTaskRequest
+	19, // 27: berth.services.tasks.v1.Tasks.ListPids:input_type -> berth.services.tasks.v1.ListPidsRequest
+	21, // 28: berth.services.tasks.v1.Tasks.Update:input_type -> berth.services.tasks.v1.UpdateTaskRequest
+	22, // 29: berth.services.tasks.v1.Tasks.Metrics:input_type -> berth.services.tasks.v1.MetricsRequest
+	25, // 30: berth.services.tasks.v1.Tasks.Wait:input_type -> berth.services.tasks.v1.WaitRequest
+	1,  // 31: berth.services.tasks.v1.Tasks.Create:output_type -> berth.services.tasks.v1.CreateTaskResponse
+	3,  // 32: berth.services.tasks.v1.Tasks.Start:output_type -> berth.services.tasks.v1.StartResponse
+	6,  // 33: berth.services.tasks.v1.Tasks.Delete:output_type -> berth.services.tasks.v1.DeleteResponse
+	6,  // 34: berth.services.tasks.v1.Tasks.DeleteProcess:output_type -> berth.services.tasks.v1.DeleteResponse
+	9,  // 35: berth.services.tasks.v1.Tasks.Get:output_type -> berth.services.tasks.v1.GetResponse
+	11, // 36: berth.services.tasks.v1.Tasks.List:output_type -> berth.services.tasks.v1.ListTasksResponse
+	33, // 37: berth.services.tasks.v1.Tasks.Kill:output_type -> google.protobuf.Empty
+	33, // 38: berth.services.tasks.v1.Tasks.Exec:output_type -> google.protobuf.Empty
+	33, // 39: berth.services.tasks.v1.Tasks.ResizePty:output_type -> google.protobuf.Empty
+	33, // 40: berth.services.tasks.v1.Tasks.CloseIO:output_type -> google.protobuf.Empty
+	33, // 41: berth.services.tasks.v1.Tasks.ReopenLog:output_type -> google.protobuf.Empty
+	33, // 42: berth.services.tasks.v1.Tasks.Pause:output_type -> google.protobuf.Empty
+	33, // 43: berth.services.tasks.v1.Tasks.Resume:output_type -> google.protobuf.Empty
+	20, // 44: berth.services.tasks.v1.Tasks.ListPids:output_type -> berth.services.tasks.v1.ListPidsResponse
+	33, // 45: berth.services.tasks.v1.Tasks.Update:output_type -> google.protobuf.Empty
+	24, // 46: berth.services.tasks.v1.Tasks.Metrics:output_type -> berth.services.tasks.v1.MetricsResponse
+	26, // 47: berth.services.tasks.v1.Tasks.Wait:output_type -> berth.services.tasks.v1.WaitResponse
+	31, // [31:48] is the sub-list for method output_type
+	14, // [14:31] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1672,7 +1732,7 @@ func file_proto_tasks_v1_tasks_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_tasks_v1_tasks_proto_rawDesc), len(file_proto_tasks_v1_tasks_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

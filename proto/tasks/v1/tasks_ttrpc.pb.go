@@ -19,6 +19,7 @@ type TasksService interface {
 	Exec(context.Context, *ExecProcessRequest) (*emptypb.Empty, error)
 	ResizePty(context.Context, *ResizePtyRequest) (*emptypb.Empty, error)
 	CloseIO(context.Context, *CloseIORequest) (*emptypb.Empty, error)
+	ReopenLog(context.Context, *ReopenLogRequest) (*emptypb.Empty, error)
 	Pause(context.Context, *PauseTaskRequest) (*emptypb.Empty, error)
 	Resume(context.Context, *ResumeTaskRequest) (*emptypb.Empty, error)
 	ListPids(context.Context, *ListPidsRequest) (*ListPidsResponse, error)
@@ -99,6 +100,13 @@ func RegisterTasksService(srv *ttrpc.Server, svc TasksService) {
 					return nil, err
 				}
 				return svc.CloseIO(ctx, &req)
+			},
+			"ReopenLog": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReopenLogRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReopenLog(ctx, &req)
 			},
 			"Pause": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req PauseTaskRequest
@@ -231,6 +239,14 @@ func (c *tasksClient) ResizePty(ctx context.Context, req *ResizePtyRequest) (*em
 func (c *tasksClient) CloseIO(ctx context.Context, req *CloseIORequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "berth.services.tasks.v1.Tasks", "CloseIO", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *tasksClient) ReopenLog(ctx context.Context, req *ReopenLogRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "berth.services.tasks.v1.Tasks", "ReopenLog", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

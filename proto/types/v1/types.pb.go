@@ -164,7 +164,10 @@ func (x *Mount) GetOptions() []string {
 // empty (none: stdin reads /dev/null, output is discarded), the path of a
 // FIFO that the client created and, for stdout and stderr, opened for
 // reading before the call, or for stdout and stderr "file://" followed by an
-// absolute path of a file the shim appends to.
+// absolute path of a file the shim appends to, or "crilog://" followed by an
+// absolute path of a file the shim appends to in the CRI log format
+// ("<RFC3339Nano> <stdout|stderr> <P|F> <line>", lines over 16 KiB split;
+// stdout and stderr naming one path share the file; its folder must exist).
 type Stdio struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Stdin  string                 `protobuf:"bytes,1,opt,name=stdin,proto3" json:"stdin,omitempty"`
