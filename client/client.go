@@ -47,7 +47,11 @@ type Client struct {
 type clientOptions struct {
 	defaultNamespace string
 	dialTimeout      time.Duration
+	dialer           Dialer
 }
+
+// Dialer opens a connection to the daemon; the deadline of ctx bounds it.
+type Dialer func(ctx context.Context) (net.Conn, error)
 
 // Opt configures a Client.
 type Opt func(*clientOptions) error
@@ -68,6 +72,20 @@ func WithTimeout(d time.Duration) Opt {
 			return fmt.Errorf("dial timeout %v: must be positive: %w", d, errdefs.ErrInvalidArgument)
 		}
 		o.dialTimeout = d
+		return nil
+	}
+}
+
+// WithDialer connects through dial instead of to the unix socket at the
+// address given to New, e.g. to a ttrpc server in the same process. Each
+// connection the client makes (the first, one after a loss, one per
+// subscription) is a call of dial.
+func WithDialer(dial Dialer) Opt {
+	return func(o *clientOptions) error {
+		if dial == nil {
+			return fmt.Errorf("dialer: must not be nil: %w", errdefs.ErrInvalidArgument)
+		}
+		o.dialer = dial
 		return nil
 	}
 }
@@ -152,8 +170,14 @@ func (c *Client) api() *conn {
 func (c *Client) dial(opts ...ttrpc.ClientOpts) (*ttrpc.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.options.dialTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.address)
+	dial := c.options.dialer
+	if dial == nil {
+		dial = func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", c.address)
+		}
+	}
+	conn, err := dial(ctx)
 	if err != nil {
 		return nil, dialError(c.address, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/client"
@@ -56,6 +58,13 @@ type daemonOpt func(*daemonConfig)
 type daemonConfig struct {
 	dataRoot string   // the config's root; default <d.root>/lib
 	env      []string // added to the daemon's environment
+	extra    string   // appended to the config file
+}
+
+// withConfig appends extra to the daemon's config file: tables other
+// than the harness's own ([cri], [registry], …).
+func withConfig(extra string) daemonOpt {
+	return func(c *daemonConfig) { c.extra += extra }
 }
 
 // withDataRoot makes dir the daemon's root (metadata, content,
@@ -91,6 +100,7 @@ func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 	d.config = filepath.Join(d.root, "config.toml")
 	cfg := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n[api]\naddress = %q\n[log]\nlevel = \"debug\"\n[runtime]\nshim = %q\n",
 		dc.dataRoot, d.state, d.address, d.shim)
+	cfg += dc.extra
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -239,6 +249,7 @@ func (d *daemon) cleanup() {
 		}
 	}
 	d.log.Close()
+	unmountUnder(d.t, d.state)
 	if err := os.RemoveAll(d.state); err != nil {
 		d.t.Errorf("cleanup: %v", err)
 	}
@@ -246,6 +257,18 @@ func (d *daemon) cleanup() {
 		removeCgroups(ns.(string))
 		return true
 	})
+}
+
+// unmountUnder detaches every mount below dir (a pod's shm, a pinned
+// network namespace) that a failed test left, deepest first.
+func unmountUnder(t *testing.T, dir string) {
+	mounts := mountsUnder(dir)
+	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
+	for _, m := range mounts {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
+			t.Logf("cleanup: unmount %s: %v", m, err)
+		}
+	}
 }
 
 // removeCgroups removes the empty cgroups runc leaves above containers of

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/berthrt/berth/distribution"
@@ -43,6 +44,7 @@ type Config struct {
 	} `toml:"snapshotter"`
 	Registry     RegistryConfig         `toml:"registry"`
 	GC           GCConfig               `toml:"gc"`
+	CRI          CRIConfig              `toml:"cri"`
 	ProxyPlugins map[string]ProxyPlugin `toml:"proxy_plugins"`
 }
 
@@ -63,6 +65,17 @@ func (c APIConfig) limits() (rpcguard.Limits, error) {
 		return l, fmt.Errorf("api.max_connections_per_process (%d) and api.max_connections_per_user (%d) must be positive", l.PerProcess, l.PerUser)
 	}
 	return l, parseDurations("api", true, namedDuration{"frame_timeout", c.FrameTimeout, &l.FrameTimeout})
+}
+
+// CRIConfig configures the Kubernetes CRI endpoint (package cri).
+type CRIConfig struct {
+	Enabled      bool   `toml:"enabled"`
+	Address      string `toml:"address"`
+	SandboxImage string `toml:"sandbox_image"`
+	CNI          struct {
+		BinDirs []string `toml:"bin_dirs"`
+		ConfDir string   `toml:"conf_dir"`
+	} `toml:"cni"`
 }
 
 // GCConfig schedules garbage collection; durations as time.ParseDuration
@@ -234,6 +247,29 @@ delete_delay = "2s"
 # bytes for this long is removed.
 ingest_ttl = "24h"
 
+[cri]
+# enabled serves the Kubernetes CRI (RuntimeService and ImageService, CRI
+# v1 over gRPC) for the kubelet, crictl and critest. Its pods, containers
+# and images live in the berth namespace "k8s.io"; pulls use [registry].
+enabled = true
+# address of the CRI's gRPC socket, with the API socket's owner and mode.
+# With a state folder other than /run/berth (--state or state above) and
+# this default address, it is <state>/cri.sock.
+address = "/run/berth/cri.sock"
+# sandbox_image is the image of each pod's sandbox container, which holds
+# the pod's namespaces; it is pulled when missing and reported pinned, so
+# that the kubelet's image garbage collection keeps it.
+sandbox_image = "registry.k8s.io/pause:3.10"
+
+[cri.cni]
+# bin_dirs are searched, in order, for CNI plugins (Debian's
+# containernetworking-plugins installs them in /usr/lib/cni).
+bin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
+# conf_dir holds the CNI network configs; the first (by name) is used.
+# Without one, pods get only a loopback device and the CRI reports the
+# network not ready.
+conf_dir = "/etc/cni/net.d"
+
 # External services over ttrpc. A plugin of type "snapshot" is a
 # snapshotter that serves berth's snapshots API on the unix socket at
 # address (the native-snapshotter program is one); it is served beside
@@ -311,6 +347,9 @@ func (c *Config) validate() error {
 	if strings.Contains(c.Runtime.Default, "/") && !filepath.IsAbs(c.Runtime.Default) {
 		return fmt.Errorf("runtime.default %q: a path must be absolute", c.Runtime.Default)
 	}
+	if err := c.CRI.validate(); err != nil {
+		return err
+	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return err
 	}
@@ -349,4 +388,25 @@ func (c *Config) validate() error {
 
 func printConfig(w io.Writer, c *Config) error {
 	return toml.NewEncoder(w).Encode(c)
+}
+
+func (c *CRIConfig) validate() error {
+	if !filepath.IsAbs(c.Address) {
+		return fmt.Errorf("cri.address %q must be an absolute path", c.Address)
+	}
+	if c.SandboxImage == "" {
+		return errors.New("cri.sandbox_image must not be empty")
+	}
+	if _, err := reference.ParseDockerRef(c.SandboxImage); err != nil {
+		return fmt.Errorf("cri.sandbox_image %q: %v", c.SandboxImage, err)
+	}
+	for _, d := range c.CNI.BinDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("cri.cni.bin_dirs: %q must be an absolute path", d)
+		}
+	}
+	if !filepath.IsAbs(c.CNI.ConfDir) {
+		return fmt.Errorf("cri.cni.conf_dir %q must be an absolute path", c.CNI.ConfDir)
+	}
+	return nil
 }

@@ -124,6 +124,11 @@ func (f *flags) load(cmd *cobra.Command) (*Config, error) {
 	if cmd.Flags().Changed("state") && !cmd.Flags().Changed("address") && cfg.API.Address == defaultConfig().API.Address {
 		cfg.API.Address = strings.TrimRight(cfg.State, "/") + "/berth.sock"
 	}
+	// So does another state folder for the CRI's socket, so that two
+	// daemons with their own state never contend for one CRI socket.
+	if def := defaultConfig(); cfg.State != def.State && cfg.CRI.Address == def.CRI.Address {
+		cfg.CRI.Address = strings.TrimRight(cfg.State, "/") + "/cri.sock"
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

@@ -168,6 +168,8 @@ func serve(ctx context.Context, cfg *Config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, l) }()
 	log.Info("berthd serving", "version", version.Version, "address", cfg.API.Address, "root", cfg.Root, "state", cfg.State)
+	stopCRI := startCRI(ctx, cfg, srv, log)
+	defer stopCRI()
 	go func() {
 		if err := restored(); err != nil && ctx.Err() == nil {
 			log.Error("restore shims", "error", err)
@@ -191,6 +193,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	if err := sd.notify("STOPPING=1"); err != nil {
 		log.Warn("tell the service manager berthd stops", "error", err)
 	}
+	stopCRI() // before the services it calls
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+
+	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/cri"
+)
+
+// The CRI is a client of the daemon's own ttrpc services through the Go
+// client library, over connections made in the process (socket pairs
+// handed to the ttrpc server): the same code paths as every other
+// client, with no second way in to keep in step, and no dependence on the
+// API socket's path staying in place.
+
+// startCRI serves the CRI on cfg.CRI.Address, calling berthd's services
+// through srv. The returned stop ends it (a second call does nothing);
+// containers keep running. A CRI
+// that cannot start is logged, and berthd serves its own API without it.
+func startCRI(ctx context.Context, cfg *Config, srv *ttrpc.Server, log *slog.Logger) (stop func()) {
+	if !cfg.CRI.Enabled {
+		return func() {}
+	}
+	log = log.With("component", "cri")
+	stop, err := runCRI(ctx, cfg, srv, log)
+	if err != nil {
+		log.Error("the CRI is not served", "error", err)
+		return func() {}
+	}
+	log.Info("CRI serving", "address", cfg.CRI.Address, "sandbox_image", cfg.CRI.SandboxImage)
+	return sync.OnceFunc(stop)
+}
+
+func runCRI(ctx context.Context, cfg *Config, srv *ttrpc.Server, log *slog.Logger) (stop func(), err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	pipe := newPipeListener()
+	undo = append(undo, func() { pipe.Close() })
+	go srv.Serve(ctx, pipe)
+	c, err := client.New("berthd", client.WithDefaultNamespace(cri.Namespace), client.WithDialer(pipe.Dial))
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { c.Close() })
+	s, err := cri.New(cri.Config{
+		Client:       c,
+		SandboxImage: cfg.CRI.SandboxImage,
+		StateDir:     filepath.Join(cfg.State, ".cri"),
+		ImageFSDir:   filepath.Join(cfg.Root, "snapshots"),
+		Log:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, s.Close)
+	if err := s.Load(ctx); err != nil {
+		return nil, err
+	}
+	l, err := listen(cfg.CRI.Address, cfg.API.UID, cfg.API.GID)
+	if err != nil {
+		return nil, err
+	}
+	g := grpc.NewServer(grpc.UnaryInterceptor(cri.UnaryErrors))
+	s.Register(g)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := g.Serve(peerChecked{l, allowPeers(cfg.API.UID, cfg.API.GID), log}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Error("serve the CRI", "error", err)
+		}
+	}()
+	return func() {
+		stopped := make(chan struct{})
+		go func() { g.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(shutdownTimeout):
+			g.Stop()
+		}
+		<-served
+		s.Close()
+		c.Close()
+		pipe.Close()
+		os.Remove(cfg.CRI.Address)
+	}, nil
+}
+
+// peerChecked admits on the CRI socket the callers that the API socket
+// admits (allowPeers), the second lock after the socket's mode.
+type peerChecked struct {
+	net.Listener
+	allow ttrpc.UnixCredentialsFunc
+	log   *slog.Logger
+}
+
+func (p peerChecked) Accept() (net.Conn, error) {
+	for {
+		conn, err := p.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if _, _, err := p.allow.Handshake(context.Background(), conn); err != nil {
+			p.log.Warn("CRI connection refused", "error", err)
+			conn.Close()
+			continue
+		}
+		return conn, nil
+	}
+}
+
+// pipeListener is a net.Listener of connections made in this process:
+// Dial makes a unix socket pair, queues one end for Accept and returns
+// the other. Being unix sockets, they carry the daemon's own credentials
+// through the ttrpc server's peer check.
+type pipeListener struct {
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// Dial returns a new connection to the listener's server.
+func (p *pipeListener) Dial(ctx context.Context) (net.Conn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	client, err := fdConn(fds[0])
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, err
+	}
+	server, err := fdConn(fds[1])
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	select {
+	case p.conns <- server:
+		return client, nil
+	case <-p.closed:
+		err = net.ErrClosed
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	client.Close()
+	server.Close()
+	return nil, err
+}
+
+// fdConn makes a net.Conn of a socket fd, which it takes over.
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "berthd-in-process")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+func (p *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeListener) Close() error {
+	p.closeOnce.Do(func() { close(p.closed) })
+	return nil
+}
+
+func (p *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "berthd-in-process" }

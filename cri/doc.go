@@ -1,0 +1,26 @@
+// Package cri serves the Kubernetes Container Runtime Interface (CRI v1,
+// k8s.io/cri-api): the RuntimeService and ImageService, over gRPC, for the
+// kubelet, crictl and critest.
+//
+// The CRI is a client of berthd's own services: every call goes through
+// the Go client library (client.Client) over a connection to the daemon's
+// ttrpc server in the same process, so pods, containers and images take
+// the same code paths (validation, locks, events, GC) as any other client.
+// Everything lives in the berth namespace "k8s.io" (Namespace), so
+// `berthctl -n k8s.io` shows it.
+//
+// Invariants:
+//   - A pod sandbox and a CRI container are each one berth container whose
+//     record carries the CRI's own record (RecordExtension, JSON) and the
+//     labels KindLabel and SandboxLabel. Those records are the CRI's durable
+//     state, in berthd's bbolt database: a restarted berthd rebuilds its
+//     in-memory index from them (Server.Load).
+//   - A CRI container's exit (code, time, reason) is written to its record
+//     before its task is deleted, so it is reported even after the shim is
+//     gone.
+//   - Stop and remove are idempotent: stopping or removing what is already
+//     stopped or gone is not an error, as the CRI requires.
+//   - Calls that change one sandbox or container are serialised by that
+//     object's lock; the index (Server.mu) is held only to look up, add or
+//     drop an entry, never across a call to the daemon.
+package cri

@@ -1,0 +1,150 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/distribution"
+	"github.com/berthrt/berth/internal/testimage"
+	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/storage/content"
+)
+
+// criEnv is a berthd serving the CRI, with a loopback registry holding a
+// busybox image and a pause image, and a CNI config of its own.
+type criEnv struct {
+	d       *daemon
+	reg     *testutil.Registry
+	rt      runtimeapi.RuntimeServiceClient
+	images  runtimeapi.ImageServiceClient
+	busybox string // reference of the busybox image in reg
+	pause   string // the sandbox image
+	// cniData is the host-local IPAM's folder of reservations.
+	cniData string
+	// logDir is a folder for pods' logs.
+	logDir string
+}
+
+// pauseScript is the sandbox image's command: it stays up, and exits 0 on
+// TERM or INT.
+const pauseScript = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done"
+
+// newCRIEnv starts the registry, pushes the images and starts berthd
+// with the CRI configured for them.
+func newCRIEnv(t *testing.T) *criEnv {
+	t.Helper()
+	testutil.RequireRoot(t, "runc", "busybox")
+	e := &criEnv{reg: testutil.StartRegistry(t, testutil.RegistryConfig{}), logDir: t.TempDir()}
+	e.busybox = e.reg.Addr + "/library/busybox:latest"
+	e.pause = e.reg.Addr + "/pause:3.9"
+	entries, err := testimage.BusyboxEntries("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb, err := testimage.Build(testimage.BusyboxConfig(), entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushTestimage(t, e.busybox, bb)
+	pause, err := testimage.Build(ocispec.ImageConfig{
+		Env: testimage.BusyboxConfig().Env, Entrypoint: []string{"/bin/sh", "-c", pauseScript},
+	}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushTestimage(t, e.pause, pause)
+
+	hosts := filepath.Join(t.TempDir(), e.reg.Addr)
+	if err := os.MkdirAll(hosts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := fmt.Sprintf("server = %q\ncapabilities = [\"pull\", \"resolve\", \"push\"]\n", "http://"+e.reg.Addr)
+	if err := os.WriteFile(filepath.Join(hosts, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cniConf := t.TempDir()
+	e.cniData = filepath.Join(t.TempDir(), "ipam")
+	writeCNIConfig(t, cniConf, e.cniData)
+	e.d = newDaemon(t, withConfig(fmt.Sprintf("[registry]\nconfig_path = %q\n[cri]\nsandbox_image = %q\n[cri.cni]\nconf_dir = %q\n",
+		filepath.Dir(hosts), e.pause, cniConf)))
+	conn, err := grpc.NewClient("unix://"+filepath.Join(e.d.state, "cri.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.rt, e.images = runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+	// berthd answers its health check before the CRI socket is up.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := e.rt.Version(ctx, &runtimeapi.VersionRequest{})
+		cancel()
+		if err == nil {
+			return e
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the CRI did not answer: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writeCNIConfig copies the shared bridge config into dir, with the
+// host-local IPAM's reservations kept in data rather than the host's
+// /var/lib/cni, so that the test can see them and leaves none behind.
+func writeCNIConfig(t *testing.T, dir, data string) {
+	t.Helper()
+	src := filepath.Join(testutil.RepoRoot(), "..", "shared", "cri", "cni-bridge.conflist")
+	raw, err := os.ReadFile(src)
+	testutil.Require(t, err == nil, fmt.Sprintf("the CNI test config %s: %v", src, err))
+	var conf map[string]any
+	if err := json.Unmarshal(raw, &conf); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range conf["plugins"].([]any) {
+		if ipam, ok := p.(map[string]any)["ipam"].(map[string]any); ok {
+			ipam["dataDir"] = data
+		}
+	}
+	out, _ := json.Marshal(conf)
+	if err := os.WriteFile(filepath.Join(dir, "10-berth-test.conflist"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pushTestimage pushes a built image to ref over plain HTTP.
+func pushTestimage(t *testing.T, ref string, img *testimage.Image) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := content.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, data := range img.Blobs {
+		desc := ocispec.Descriptor{Digest: d, Size: int64(len(data))}
+		if err := content.WriteBlob(ctx, store, "push-"+d.Encoded(), bytes.NewReader(data), desc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := distribution.Push(ctx, testResolver(t), store, ref, img.Manifest); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+}
+
+// ctx returns a context for CRI calls, bounded and ended with the test.
+func (e *criEnv) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,213 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// podConfig is the config of a test pod named name.
+func (e *criEnv) podConfig(t *testing.T, name string, hostNetwork bool) *runtimeapi.PodSandboxConfig {
+	mode := runtimeapi.NamespaceMode_POD
+	if hostNetwork {
+		mode = runtimeapi.NamespaceMode_NODE
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "test", Uid: name + "-uid"},
+		Hostname:     name,
+		LogDirectory: filepath.Join(e.logDir, name),
+		Labels:       map[string]string{"app": name},
+		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"10.0.0.10"}, Searches: []string{"test.svc"}, Options: []string{"ndots:5"}},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: mode},
+		}},
+	}
+}
+
+// runPod pulls the busybox image and runs a pod.
+func (e *criEnv) runPod(t *testing.T, cfg *runtimeapi.PodSandboxConfig) string {
+	t.Helper()
+	ctx := e.ctx(t)
+	if _, err := e.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: e.busybox}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatalf("run pod: %v", err)
+	}
+	return r.PodSandboxId
+}
+
+// startContainer creates and starts a busybox container running args in
+// pod.
+func (e *criEnv) startContainer(t *testing.T, pod string, podCfg *runtimeapi.PodSandboxConfig, name string, args ...string) string {
+	t.Helper()
+	ctx := e.ctx(t)
+	r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pod, SandboxConfig: podCfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: name},
+			Image:    &runtimeapi.ImageSpec{Image: e.busybox},
+			Command:  args,
+			Envs:     []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hello")}},
+			LogPath:  name + ".log",
+			Labels:   map[string]string{"name": name},
+		},
+	})
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	return r.ContainerId
+}
+
+// waitExited waits until container id has exited and returns its status.
+func (e *criEnv) waitExited(t *testing.T, id string) *runtimeapi.ContainerStatus {
+	t.Helper()
+	ctx := e.ctx(t)
+	for {
+		r, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+			return r.Status
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("container %s did not exit: %v", id, r.Status)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestCRIPod runs a pod of two containers that talk over the pod's
+// localhost, execs in one, and checks that stop and remove leave nothing
+// behind and may be repeated.
+func TestCRIPod(t *testing.T) {
+	e := newCRIEnv(t)
+	ctx := e.ctx(t)
+	cfg := e.podConfig(t, "two", false)
+	pod := e.runPod(t, cfg)
+
+	server := e.startContainer(t, pod, cfg, "server", "sh", "-c",
+		`mkdir /www && echo "$GREETING from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www`)
+	client := e.startContainer(t, pod, cfg, "client", "sh", "-c",
+		`for i in $(seq 200); do wget -q -O - http://127.0.0.1:8080/ && exit 0; sleep 0.05; done; echo no answer >&2; exit 1`)
+	st := e.waitExited(t, client)
+	if st.ExitCode != 0 || st.Reason != "Completed" || st.FinishedAt < st.StartedAt || st.StartedAt < st.CreatedAt {
+		t.Errorf("client status: %v", st)
+	}
+	logData, err := os.ReadFile(st.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logData), "hello from two") {
+		t.Errorf("client log %s:\n%s", st.LogPath, logData)
+	}
+
+	// ExecSync: output, exit code, timeout.
+	r, err := e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: server, Cmd: []string{"sh", "-c", "echo out; echo err >&2; cat /etc/resolv.conf; exit 3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(r.Stdout), "out\nnameserver 10.0.0.10\nsearch test.svc\noptions ndots:5\n") || string(r.Stderr) != "err\n" || r.ExitCode != 3 {
+		t.Errorf("exec: stdout %q stderr %q code %d", r.Stdout, r.Stderr, r.ExitCode)
+	}
+	_, err = e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: server, Cmd: []string{"sleep", "77"}, Timeout: 1})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("exec past its timeout: %v, want DeadlineExceeded", err)
+	}
+	r, err = e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: server, Cmd: []string{"sh", "-c", "ps -o args | grep -c '^sleep 77' || true"}})
+	if err != nil || strings.TrimSpace(string(r.Stdout)) != "0" {
+		t.Errorf("the timed-out exec still runs: %q %v", r.GetStdout(), err)
+	}
+
+	// Stats of the running server.
+	stats, err := e.rt.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: server})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Stats.GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 || stats.Stats.GetMemory().GetWorkingSetBytes().GetValue() == 0 {
+		t.Errorf("stats: %v", stats.Stats)
+	}
+
+	list, err := e.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		PodSandboxId: pod, State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING},
+	}})
+	if err != nil || len(list.Containers) != 1 || list.Containers[0].Id != server {
+		t.Errorf("running containers of the pod: %v %v", list, err)
+	}
+	ps, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pod status: %v %v", ps, err)
+	}
+
+	// Stop with a grace period: httpd ends on TERM.
+	if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: server, Timeout: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.waitExited(t, server); st.Reason != "Error" || st.ExitCode == 0 {
+		t.Errorf("server after stop: %v", st)
+	}
+	for range 2 {
+		if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+			t.Fatalf("stop pod: %v", err)
+		}
+	}
+	ps, err = e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Fatalf("pod status after stop: %v %v", ps, err)
+	}
+	for range 2 {
+		if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+			t.Fatalf("remove pod: %v", err)
+		}
+		if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: server}); err != nil {
+			t.Fatalf("remove a removed container: %v", err)
+		}
+		if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: client}); err != nil {
+			t.Fatalf("stop a removed container: %v", err)
+		}
+	}
+	if _, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod}); status.Code(err) != codes.NotFound {
+		t.Errorf("status of a removed pod: %v, want NotFound", err)
+	}
+	e.checkNothingLeft(t)
+}
+
+// checkNothingLeft checks that no pod left a container, a bundle (and so
+// a shim), a mount or an IP reservation behind.
+func (e *criEnv) checkNothingLeft(t *testing.T) {
+	t.Helper()
+	ctx := e.ctx(t)
+	pods, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil || len(pods.Items) != 0 {
+		t.Errorf("pods left: %v %v", pods, err)
+	}
+	ctrs, err := e.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil || len(ctrs.Containers) != 0 {
+		t.Errorf("containers left: %v %v", ctrs, err)
+	}
+	if bundles, _ := filepath.Glob(filepath.Join(e.d.state, "k8s.io", "*")); len(bundles) != 0 {
+		t.Errorf("bundles (shims) left: %v", bundles)
+	}
+	if left := mountsUnder(e.d.state); len(left) != 0 {
+		t.Errorf("mounts left: %v", left)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.d.state, ".cri", "sandboxes")); len(entries) != 0 {
+		t.Errorf("pod folders left: %v", entries)
+	}
+	reservations, _ := filepath.Glob(filepath.Join(e.cniData, "*", "[0-9]*"))
+	if len(reservations) != 0 {
+		t.Errorf("IP reservations left: %v", reservations)
+	}
+}
