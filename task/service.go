@@ -52,6 +52,13 @@ type Service struct {
 	watches  map[*exitWatch]struct{} // runtime calls that may start a process
 	cg       cgroup                  // nil until Create, or when unreadable
 	shutdown sync.Once
+
+	// life ends when the shim is told to shut down: runtime calls outlive
+	// their caller (a half-made container is worse than a late answer)
+	// but not the shim, so that a runtime that hangs is killed when the
+	// daemon abandons the task instead of outliving its container.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // exitWatch collects the exits that happen while a runtime call that starts
@@ -88,6 +95,7 @@ func NewService(cfg Config, r *Reaper) (*Service, error) {
 		running: make(map[int]*process),
 		watches: make(map[*exitWatch]struct{}),
 	}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	sub := r.Subscribe()
 	go s.handleExits(sub)
 	return s, nil
@@ -199,9 +207,8 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (_ *sh
 	if req.Id != s.cfg.ID {
 		return nil, fmt.Errorf("create %q: this shim serves %q: %w", req.Id, s.cfg.ID, errdefs.ErrInvalidArgument)
 	}
-	// Runtime calls outlive a caller that goes away: a half-made container
-	// is worse than a late answer.
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
 	s.mu.Lock()
 	if s.init != nil {
 		s.mu.Unlock()
@@ -379,7 +386,8 @@ func (s *Service) Start(ctx context.Context, req *shimapi.StartRequest) (*shimap
 	if err != nil {
 		return nil, err
 	}
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
 	if req.ExecId != "" {
 		if st := s.init.Status(); st != Running {
 			return nil, fmt.Errorf("start exec %q: container is %s: %w", req.ExecId, st, errdefs.ErrFailedPrecondition)
@@ -434,7 +442,9 @@ func (s *Service) Kill(ctx context.Context, req *shimapi.KillRequest) (*shimapi.
 	if err != nil {
 		return nil, err
 	}
-	if err := p.kill(context.WithoutCancel(ctx), int(req.Signal), req.All); err != nil {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	if err := p.kill(ctx, int(req.Signal), req.All); err != nil {
 		return nil, err
 	}
 	return &shimapi.Empty{}, nil
@@ -472,7 +482,9 @@ func (s *Service) Delete(ctx context.Context, req *shimapi.DeleteRequest) (*shim
 			return nil, fmt.Errorf("delete container %q: exec processes %v still running: %w", req.Id, live, errdefs.ErrFailedPrecondition)
 		}
 	}
-	pid, exit, err := p.delete(context.WithoutCancel(ctx))
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	pid, exit, err := p.delete(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -599,7 +611,9 @@ func (s *Service) Pause(ctx context.Context, req *shimapi.PauseRequest) (*shimap
 	if err != nil {
 		return nil, err
 	}
-	if err := p.pause(context.WithoutCancel(ctx)); err != nil {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	if err := p.pause(ctx); err != nil {
 		return nil, err
 	}
 	s.events.publish(&shimapi.TaskPaused{ContainerId: s.cfg.ID})
@@ -612,7 +626,9 @@ func (s *Service) Resume(ctx context.Context, req *shimapi.ResumeRequest) (*shim
 	if err != nil {
 		return nil, err
 	}
-	if err := p.resume(context.WithoutCancel(ctx)); err != nil {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	if err := p.resume(ctx); err != nil {
 		return nil, err
 	}
 	s.events.publish(&shimapi.TaskResumed{ContainerId: s.cfg.ID})
@@ -632,7 +648,9 @@ func (s *Service) Update(ctx context.Context, req *shimapi.UpdateRequest) (*shim
 	if st := p.Status(); st != Running && st != Paused && st != Created {
 		return nil, fmt.Errorf("update: container is %s: %w", st, errdefs.ErrFailedPrecondition)
 	}
-	if err := s.runtime.Update(context.WithoutCancel(ctx), s.cfg.ID, &res); err != nil {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	if err := s.runtime.Update(ctx, s.cfg.ID, &res); err != nil {
 		return nil, s.runtimeError(err, "update")
 	}
 	return &shimapi.Empty{}, nil
@@ -679,11 +697,23 @@ func (s *Service) Shutdown(ctx context.Context, req *shimapi.ShutdownRequest) (*
 		}
 	}
 	s.shutdown.Do(func() {
+		s.endLife()
 		if s.cfg.Shutdown != nil {
 			go s.cfg.Shutdown()
 		}
 	})
 	return &shimapi.Empty{}, nil
+}
+
+// detach returns a context with ctx's values for a runtime call: it
+// outlives ctx (see life) and ends when the shim shuts down.
+func (s *Service) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(s.life, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // Events implements shimapi.TaskService.
