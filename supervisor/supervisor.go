@@ -166,6 +166,19 @@ func (s *Supervisor) List(ns string) []*Shim {
 	return out
 }
 
+// All returns the tasks of every namespace.
+func (s *Supervisor) All() []*Shim {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Shim, 0, len(s.shims))
+	for _, sh := range s.shims {
+		if sh.visible() {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
 // Close stops the supervisor's goroutines and closes its connections. It
 // does not stop any shim or container: the daemon may be restarting. A
 // cleanup after a dead shim that Close interrupts is done again by the next

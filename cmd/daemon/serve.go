@@ -89,11 +89,15 @@ func serve(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer sup.Close() // leaves every shim running
+	mtr, err := openMetrics(cfg, sup)
+	if err != nil {
+		return err
+	}
 
 	apiLimits, _ := cfg.API.limits() // validated with the config
 	srv, err := ttrpc.NewServer(slices.Concat([]ttrpc.ServerOpt{
 		ttrpc.WithServerHandshaker(rpcguard.Handshaker(allowPeers(cfg.API.UID, cfg.API.GID), apiLimits)),
-	}, errdefs.ServerOpts(), spantrace.ServerOpts())...)
+	}, errdefs.ServerOpts(), spantrace.ServerOpts(), mtr.serverOpts())...)
 	if err != nil {
 		return err
 	}
@@ -112,7 +116,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	snapshotsvc.Register(srv, snaps.service)
 	gcInterval, gcDelay, ingestTTL, _ := cfg.GC.durations() // validated with the config
 	gcs := metadata.NewGCScheduler(metadata.NewGC(db, blobs, metadata.GCOptions{IngestTTL: ingestTTL, Snapshots: snaps.collectors}),
-		metadata.GCSchedulerConfig{Interval: gcInterval, DeleteDelay: gcDelay, Log: log.With("component", "gc")})
+		metadata.GCSchedulerConfig{Interval: gcInterval, DeleteDelay: gcDelay, Log: log.With("component", "gc"), Collected: mtr.gcCollected()})
 	imagesvc.Register(srv, imagesvc.Config{Store: db.Images(), Publisher: exchange, GC: gcs})
 	leasesvc.Register(srv, leasesvc.Config{Leases: db.Leases(), GC: gcs})
 	gcsvc.Register(srv, gcs)
@@ -153,6 +157,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go gcs.Run(ctx)
+	mtr.serve(ctx, log.With("component", "metrics"))
 	// Register the shims of the previous daemon before serving, so that no
 	// call misses a task; reconnect to them while serving: a call for a
 	// task waits for its own shim only (Shim.Ready).
@@ -176,6 +181,7 @@ func serve(ctx context.Context, cfg *Config) error {
 		}
 		restoring.Store(false)
 		log.Info("shims restored", "duration", time.Since(start))
+		mtr.restored(time.Since(start))
 		if err := sd.notify("READY=1\nSTATUS=serving"); err != nil {
 			log.Warn("tell the service manager berthd is ready", "error", err)
 		}

@@ -47,7 +47,7 @@ func StartRegistry(t testing.TB, cfg RegistryConfig) *Registry {
 	bin, err := exec.LookPath("docker-registry")
 	Require(t, err == nil, "docker-registry not found in PATH (run make deps)")
 	dir := t.TempDir()
-	addr := freeLoopbackAddr(t)
+	addr := FreeLoopbackAddr(t)
 	r := &Registry{Addr: addr, Dir: dir, Log: filepath.Join(dir, "registry.log")}
 
 	var b strings.Builder
@@ -115,8 +115,8 @@ func StartRegistry(t testing.TB, cfg RegistryConfig) *Registry {
 	}
 }
 
-// freeLoopbackAddr returns 127.0.0.1:<a port free a moment ago>.
-func freeLoopbackAddr(t testing.TB) string {
+// FreeLoopbackAddr returns 127.0.0.1:<a port free a moment ago>.
+func FreeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

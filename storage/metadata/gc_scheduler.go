@@ -32,6 +32,9 @@ type GCSchedulerConfig struct {
 	// Log receives one line per collection that removed something and
 	// every error; slog.Default when nil.
 	Log *slog.Logger
+	// Collected, when set, is called after every collection, scheduled
+	// or asked for, with what it removed (metrics count them).
+	Collected func(GCStats, error)
 }
 
 // NewGCScheduler returns a scheduler of gc; Run starts it.
@@ -89,6 +92,9 @@ func (s *GCScheduler) Run(ctx context.Context) {
 }
 
 func (s *GCScheduler) report(stats GCStats, err error) {
+	if s.cfg.Collected != nil {
+		s.cfg.Collected(stats, err)
+	}
 	if err != nil {
 		s.cfg.Log.Error("garbage collection", "error", err)
 	}

@@ -1,0 +1,142 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/berthrt/berth/internal/testutil"
+	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
+)
+
+// TestMetricsEndpoint runs berthd with [metrics] on a loopback port and
+// containers in two namespaces, scrapes /v1/metrics, parses it with
+// Prometheus's own text parser, and finds each container's cgroup
+// metrics under its namespace and id, the API calls that made them by
+// service, method and code, the shims, and the Go and process metrics.
+func TestMetricsEndpoint(t *testing.T) {
+	testutil.RequireRoot(t, "runc", "busybox")
+	addr := testutil.FreeLoopbackAddr(t)
+	d := newDaemon(t, withConfig(fmt.Sprintf("[metrics]\naddress = %q\n", addr)))
+	a := d.api()
+	const perNamespace = 5
+	for _, ns := range []string{"metrics-a", "metrics-b"} {
+		for i := range perNamespace {
+			a.run(t, d.nsContext(ns), fmt.Sprintf("c%d", i), []string{"sleep", "300"})
+		}
+	}
+	// One call that fails, to see its code.
+	if _, err := a.tasks.Start(d.nsContext("metrics-a"), &tasksv1.StartRequest{ContainerId: "absent"}); err == nil {
+		t.Fatal("start of an absent task succeeded")
+	}
+
+	start := time.Now()
+	families := scrape(t, "http://"+addr+"/v1/metrics")
+	t.Logf("first scrape with %d containers (a round of Stats calls): %v", 2*perNamespace, time.Since(start))
+	start = time.Now()
+	scrape(t, "http://"+addr+"/v1/metrics")
+	t.Logf("second scrape (from the cache): %v", time.Since(start))
+
+	for _, ns := range []string{"metrics-a", "metrics-b"} {
+		for i := range perNamespace {
+			labels := map[string]string{"namespace": ns, "container_id": fmt.Sprintf("c%d", i)}
+			for _, name := range []string{"berth_container_cpu_usage_seconds_total", "berth_container_memory_usage_bytes",
+				"berth_container_pids", "berth_container_oom_events_total"} {
+				if _, ok := find(families, name, labels); !ok {
+					t.Errorf("%s%v missing", name, labels)
+				}
+			}
+			if v, _ := find(families, "berth_container_pids", labels); v < 1 {
+				t.Errorf("berth_container_pids%v = %v, want at least the shell", labels, v)
+			}
+		}
+	}
+	for _, c := range []struct {
+		labels  map[string]string
+		atLeast float64
+	}{
+		{map[string]string{"service": "berth.services.tasks.v1.Tasks", "method": "Create", "code": "OK"}, 2 * perNamespace},
+		{map[string]string{"service": "berth.services.tasks.v1.Tasks", "method": "Start", "code": "OK"}, 2 * perNamespace},
+		{map[string]string{"service": "berth.services.tasks.v1.Tasks", "method": "Start", "code": "NotFound"}, 1},
+		{map[string]string{"service": "berth.services.containers.v1.Containers", "method": "Create", "code": "OK"}, 2 * perNamespace},
+	} {
+		if v, ok := find(families, "berth_api_calls_total", c.labels); !ok || v < c.atLeast {
+			t.Errorf("berth_api_calls_total%v = %v (found %v), want at least %v", c.labels, v, ok, c.atLeast)
+		}
+	}
+	if h := families["berth_api_call_duration_seconds"]; h == nil || h.GetType() != dto.MetricType_HISTOGRAM {
+		t.Errorf("berth_api_call_duration_seconds: %v", h)
+	}
+	if v, _ := find(families, "berth_shims", nil); v != 2*perNamespace {
+		t.Errorf("berth_shims = %v, want %d", v, 2*perNamespace)
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "berth_restore_duration_seconds", "berth_metrics_stats_refresh_seconds"} {
+		if families[name] == nil {
+			t.Errorf("%s missing", name)
+		}
+	}
+	if v, _ := find(families, "berth_metrics_stats_refresh_seconds", nil); v > 0 {
+		t.Logf("berthd's own measure of the round of Stats calls: %.1f ms", v*1000)
+	}
+}
+
+// scrape GETs url and parses the Prometheus text format.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second} // a bound, not a speed check
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	return families
+}
+
+// find returns the value of the series of family name whose labels
+// include want.
+func find(families map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f := families[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if got[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), true
+		}
+		return 0, true
+	}
+	return 0, false
+}
