@@ -83,8 +83,14 @@ type CreateRequest struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// rootfs mounts, applied in order onto <bundle>/rootfs. Empty when the
 	// bundle's config.json already names a ready root filesystem.
-	Rootfs        []*v1.Mount `protobuf:"bytes,2,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
-	Stdio         *v1.Stdio   `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	Rootfs []*v1.Mount `protobuf:"bytes,2,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Stdio  *v1.Stdio   `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	// bind is required by a spare shim (started with `berth-shim start
+	// --spare`, serving no container yet; a shim started for its task
+	// ignores it): it makes the spare the shim of this task before it
+	// creates the container. A spare that is bound stays bound, whether the
+	// Create succeeds or not.
+	Bind          *Binding `protobuf:"bytes,4,opt,name=bind,proto3" json:"bind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,6 +146,86 @@ func (x *CreateRequest) GetStdio() *v1.Stdio {
 	return nil
 }
 
+func (x *CreateRequest) GetBind() *Binding {
+	if x != nil {
+		return x.Bind
+	}
+	return nil
+}
+
+// Binding is what a spare shim learns when it becomes a task's shim.
+type Binding struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// bundle is the bundle folder: the daemon renamed the spare's folder to
+	// it, so the shim's socket, pid file and log are there already.
+	Bundle string `protobuf:"bytes,2,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// runtime is the OCI runtime, a name in PATH or a path.
+	Runtime string `protobuf:"bytes,3,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// runtime_root is the runtime's state folder (runc --root).
+	RuntimeRoot   string `protobuf:"bytes,4,opt,name=runtime_root,json=runtimeRoot,proto3" json:"runtime_root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Binding) Reset() {
+	*x = Binding{}
+	mi := &file_shimapi_shim_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Binding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Binding) ProtoMessage() {}
+
+func (x *Binding) ProtoReflect() protoreflect.Message {
+	mi := &file_shimapi_shim_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Binding.ProtoReflect.Descriptor instead.
+func (*Binding) Descriptor() ([]byte, []int) {
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Binding) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Binding) GetBundle() string {
+	if x != nil {
+		return x.Bundle
+	}
+	return ""
+}
+
+func (x *Binding) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *Binding) GetRuntimeRoot() string {
+	if x != nil {
+		return x.RuntimeRoot
+	}
+	return ""
+}
+
 type CreateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// pid of the container's init process.
@@ -150,7 +236,7 @@ type CreateResponse struct {
 
 func (x *CreateResponse) Reset() {
 	*x = CreateResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[2]
+	mi := &file_shimapi_shim_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +248,7 @@ func (x *CreateResponse) String() string {
 func (*CreateResponse) ProtoMessage() {}
 
 func (x *CreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[2]
+	mi := &file_shimapi_shim_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +261,7 @@ func (x *CreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateResponse.ProtoReflect.Descriptor instead.
 func (*CreateResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{2}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateResponse) GetPid() uint32 {
@@ -195,7 +281,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[3]
+	mi := &file_shimapi_shim_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +293,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[3]
+	mi := &file_shimapi_shim_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +306,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{3}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartRequest) GetId() string {
@@ -246,7 +332,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[4]
+	mi := &file_shimapi_shim_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +344,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[4]
+	mi := &file_shimapi_shim_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +357,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{4}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StartResponse) GetPid() uint32 {
@@ -291,7 +377,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[5]
+	mi := &file_shimapi_shim_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +389,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[5]
+	mi := &file_shimapi_shim_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +402,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{5}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StateRequest) GetId() string {
@@ -350,7 +436,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[6]
+	mi := &file_shimapi_shim_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +448,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[6]
+	mi := &file_shimapi_shim_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +461,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{6}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StateResponse) GetId() string {
@@ -448,7 +534,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[7]
+	mi := &file_shimapi_shim_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +546,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[7]
+	mi := &file_shimapi_shim_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +559,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{7}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KillRequest) GetId() string {
@@ -514,7 +600,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[8]
+	mi := &file_shimapi_shim_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +612,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[8]
+	mi := &file_shimapi_shim_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +625,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{8}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WaitRequest) GetId() string {
@@ -568,7 +654,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[9]
+	mi := &file_shimapi_shim_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +666,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[9]
+	mi := &file_shimapi_shim_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +679,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{9}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WaitResponse) GetExitStatus() uint32 {
@@ -620,7 +706,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[10]
+	mi := &file_shimapi_shim_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +718,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[10]
+	mi := &file_shimapi_shim_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +731,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{10}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteRequest) GetId() string {
@@ -673,7 +759,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[11]
+	mi := &file_shimapi_shim_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +771,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[11]
+	mi := &file_shimapi_shim_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +784,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{11}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteResponse) GetPid() uint32 {
@@ -736,7 +822,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[12]
+	mi := &file_shimapi_shim_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +834,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[12]
+	mi := &file_shimapi_shim_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +847,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{12}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -804,7 +890,7 @@ type ResizePtyRequest struct {
 
 func (x *ResizePtyRequest) Reset() {
 	*x = ResizePtyRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[13]
+	mi := &file_shimapi_shim_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +902,7 @@ func (x *ResizePtyRequest) String() string {
 func (*ResizePtyRequest) ProtoMessage() {}
 
 func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[13]
+	mi := &file_shimapi_shim_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +915,7 @@ func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizePtyRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{13}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResizePtyRequest) GetId() string {
@@ -872,7 +958,7 @@ type CloseIORequest struct {
 
 func (x *CloseIORequest) Reset() {
 	*x = CloseIORequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[14]
+	mi := &file_shimapi_shim_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +970,7 @@ func (x *CloseIORequest) String() string {
 func (*CloseIORequest) ProtoMessage() {}
 
 func (x *CloseIORequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[14]
+	mi := &file_shimapi_shim_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +983,7 @@ func (x *CloseIORequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseIORequest.ProtoReflect.Descriptor instead.
 func (*CloseIORequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{14}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CloseIORequest) GetId() string {
@@ -932,7 +1018,7 @@ type ReopenLogRequest struct {
 
 func (x *ReopenLogRequest) Reset() {
 	*x = ReopenLogRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[15]
+	mi := &file_shimapi_shim_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1030,7 @@ func (x *ReopenLogRequest) String() string {
 func (*ReopenLogRequest) ProtoMessage() {}
 
 func (x *ReopenLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[15]
+	mi := &file_shimapi_shim_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1043,7 @@ func (x *ReopenLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReopenLogRequest.ProtoReflect.Descriptor instead.
 func (*ReopenLogRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{15}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReopenLogRequest) GetId() string {
@@ -983,7 +1069,7 @@ type PidsRequest struct {
 
 func (x *PidsRequest) Reset() {
 	*x = PidsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[16]
+	mi := &file_shimapi_shim_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1081,7 @@ func (x *PidsRequest) String() string {
 func (*PidsRequest) ProtoMessage() {}
 
 func (x *PidsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[16]
+	mi := &file_shimapi_shim_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1094,7 @@ func (x *PidsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsRequest.ProtoReflect.Descriptor instead.
 func (*PidsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{16}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PidsRequest) GetId() string {
@@ -1027,7 +1113,7 @@ type PidsResponse struct {
 
 func (x *PidsResponse) Reset() {
 	*x = PidsResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[17]
+	mi := &file_shimapi_shim_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1125,7 @@ func (x *PidsResponse) String() string {
 func (*PidsResponse) ProtoMessage() {}
 
 func (x *PidsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[17]
+	mi := &file_shimapi_shim_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1138,7 @@ func (x *PidsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsResponse.ProtoReflect.Descriptor instead.
 func (*PidsResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{17}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PidsResponse) GetProcesses() []*v1.ProcessInfo {
@@ -1071,7 +1157,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[18]
+	mi := &file_shimapi_shim_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1169,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[18]
+	mi := &file_shimapi_shim_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1182,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{18}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PauseRequest) GetId() string {
@@ -1115,7 +1201,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[19]
+	mi := &file_shimapi_shim_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1213,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[19]
+	mi := &file_shimapi_shim_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1226,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{19}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResumeRequest) GetId() string {
@@ -1161,7 +1247,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[20]
+	mi := &file_shimapi_shim_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1259,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[20]
+	mi := &file_shimapi_shim_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1272,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{20}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateRequest) GetId() string {
@@ -1212,7 +1298,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[21]
+	mi := &file_shimapi_shim_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1310,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[21]
+	mi := &file_shimapi_shim_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1323,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{21}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatsRequest) GetId() string {
@@ -1256,7 +1342,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[22]
+	mi := &file_shimapi_shim_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1354,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[22]
+	mi := &file_shimapi_shim_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1367,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{22}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StatsResponse) GetMetrics() *v1.Metrics {
@@ -1300,7 +1386,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[23]
+	mi := &file_shimapi_shim_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1398,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[23]
+	mi := &file_shimapi_shim_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1411,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{23}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConnectRequest) GetId() string {
@@ -1349,7 +1435,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_shimapi_shim_proto_msgTypes[24]
+	mi := &file_shimapi_shim_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1447,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[24]
+	mi := &file_shimapi_shim_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1460,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{24}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ConnectResponse) GetShimPid() uint32 {
@@ -1410,7 +1496,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[25]
+	mi := &file_shimapi_shim_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1508,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[25]
+	mi := &file_shimapi_shim_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1521,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{25}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ShutdownRequest) GetId() string {
@@ -1460,7 +1546,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[26]
+	mi := &file_shimapi_shim_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1558,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[26]
+	mi := &file_shimapi_shim_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1571,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{26}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{27}
 }
 
 type AckEventsRequest struct {
@@ -1498,7 +1584,7 @@ type AckEventsRequest struct {
 
 func (x *AckEventsRequest) Reset() {
 	*x = AckEventsRequest{}
-	mi := &file_shimapi_shim_proto_msgTypes[27]
+	mi := &file_shimapi_shim_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1596,7 @@ func (x *AckEventsRequest) String() string {
 func (*AckEventsRequest) ProtoMessage() {}
 
 func (x *AckEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[27]
+	mi := &file_shimapi_shim_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1609,7 @@ func (x *AckEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckEventsRequest.ProtoReflect.Descriptor instead.
 func (*AckEventsRequest) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{27}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AckEventsRequest) GetSeq() uint64 {
@@ -1563,7 +1649,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_shimapi_shim_proto_msgTypes[28]
+	mi := &file_shimapi_shim_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1661,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_shimapi_shim_proto_msgTypes[28]
+	mi := &file_shimapi_shim_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1674,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_shimapi_shim_proto_rawDescGZIP(), []int{28}
+	return file_shimapi_shim_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Envelope) GetSeq() uint64 {
@@ -1770,11 +1856,17 @@ var File_shimapi_shim_proto protoreflect.FileDescriptor
 const file_shimapi_shim_proto_rawDesc = "" +
 	"\n" +
 	"\x12shimapi/shim.proto\x12\rberth.shim.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/events/v1/task.proto\x1a\x1aproto/types/v1/types.proto\"\a\n" +
-	"\x05Empty\"{\n" +
+	"\x05Empty\"\xa7\x01\n" +
 	"\rCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x06rootfs\x18\x02 \x03(\v2\x15.berth.types.v1.MountR\x06rootfs\x12+\n" +
-	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\"\"\n" +
+	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\x12*\n" +
+	"\x04bind\x18\x04 \x01(\v2\x16.berth.shim.v1.BindingR\x04bind\"|\n" +
+	"\aBinding\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06bundle\x18\x02 \x01(\tR\x06bundle\x12\x18\n" +
+	"\aruntime\x18\x03 \x01(\tR\aruntime\x12!\n" +
+	"\fruntime_root\x18\x04 \x01(\tR\vruntimeRoot\"\"\n" +
 	"\x0eCreateResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\"7\n" +
 	"\fStartRequest\x12\x0e\n" +
@@ -1909,117 +2001,119 @@ func file_shimapi_shim_proto_rawDescGZIP() []byte {
 	return file_shimapi_shim_proto_rawDescData
 }
 
-var file_shimapi_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_shimapi_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_shimapi_shim_proto_goTypes = []any{
 	(*Empty)(nil),                 // 0: berth.shim.v1.Empty
 	(*CreateRequest)(nil),         // 1: berth.shim.v1.CreateRequest
-	(*CreateResponse)(nil),        // 2: berth.shim.v1.CreateResponse
-	(*StartRequest)(nil),          // 3: berth.shim.v1.StartRequest
-	(*StartResponse)(nil),         // 4: berth.shim.v1.StartResponse
-	(*StateRequest)(nil),          // 5: berth.shim.v1.StateRequest
-	(*StateResponse)(nil),         // 6: berth.shim.v1.StateResponse
-	(*KillRequest)(nil),           // 7: berth.shim.v1.KillRequest
-	(*WaitRequest)(nil),           // 8: berth.shim.v1.WaitRequest
-	(*WaitResponse)(nil),          // 9: berth.shim.v1.WaitResponse
-	(*DeleteRequest)(nil),         // 10: berth.shim.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 11: berth.shim.v1.DeleteResponse
-	(*ExecRequest)(nil),           // 12: berth.shim.v1.ExecRequest
-	(*ResizePtyRequest)(nil),      // 13: berth.shim.v1.ResizePtyRequest
-	(*CloseIORequest)(nil),        // 14: berth.shim.v1.CloseIORequest
-	(*ReopenLogRequest)(nil),      // 15: berth.shim.v1.ReopenLogRequest
-	(*PidsRequest)(nil),           // 16: berth.shim.v1.PidsRequest
-	(*PidsResponse)(nil),          // 17: berth.shim.v1.PidsResponse
-	(*PauseRequest)(nil),          // 18: berth.shim.v1.PauseRequest
-	(*ResumeRequest)(nil),         // 19: berth.shim.v1.ResumeRequest
-	(*UpdateRequest)(nil),         // 20: berth.shim.v1.UpdateRequest
-	(*StatsRequest)(nil),          // 21: berth.shim.v1.StatsRequest
-	(*StatsResponse)(nil),         // 22: berth.shim.v1.StatsResponse
-	(*ConnectRequest)(nil),        // 23: berth.shim.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 24: berth.shim.v1.ConnectResponse
-	(*ShutdownRequest)(nil),       // 25: berth.shim.v1.ShutdownRequest
-	(*EventsRequest)(nil),         // 26: berth.shim.v1.EventsRequest
-	(*AckEventsRequest)(nil),      // 27: berth.shim.v1.AckEventsRequest
-	(*Envelope)(nil),              // 28: berth.shim.v1.Envelope
-	(*v1.Mount)(nil),              // 29: berth.types.v1.Mount
-	(*v1.Stdio)(nil),              // 30: berth.types.v1.Stdio
-	(v1.Status)(0),                // 31: berth.types.v1.Status
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*v1.ProcessInfo)(nil),        // 33: berth.types.v1.ProcessInfo
-	(*v1.Metrics)(nil),            // 34: berth.types.v1.Metrics
-	(*v11.TaskCreate)(nil),        // 35: berth.services.events.v1.TaskCreate
-	(*v11.TaskStart)(nil),         // 36: berth.services.events.v1.TaskStart
-	(*v11.TaskExit)(nil),          // 37: berth.services.events.v1.TaskExit
-	(*v11.TaskDelete)(nil),        // 38: berth.services.events.v1.TaskDelete
-	(*v11.TaskOOM)(nil),           // 39: berth.services.events.v1.TaskOOM
-	(*v11.TaskExecAdded)(nil),     // 40: berth.services.events.v1.TaskExecAdded
-	(*v11.TaskExecStarted)(nil),   // 41: berth.services.events.v1.TaskExecStarted
-	(*v11.TaskPaused)(nil),        // 42: berth.services.events.v1.TaskPaused
-	(*v11.TaskResumed)(nil),       // 43: berth.services.events.v1.TaskResumed
+	(*Binding)(nil),               // 2: berth.shim.v1.Binding
+	(*CreateResponse)(nil),        // 3: berth.shim.v1.CreateResponse
+	(*StartRequest)(nil),          // 4: berth.shim.v1.StartRequest
+	(*StartResponse)(nil),         // 5: berth.shim.v1.StartResponse
+	(*StateRequest)(nil),          // 6: berth.shim.v1.StateRequest
+	(*StateResponse)(nil),         // 7: berth.shim.v1.StateResponse
+	(*KillRequest)(nil),           // 8: berth.shim.v1.KillRequest
+	(*WaitRequest)(nil),           // 9: berth.shim.v1.WaitRequest
+	(*WaitResponse)(nil),          // 10: berth.shim.v1.WaitResponse
+	(*DeleteRequest)(nil),         // 11: berth.shim.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 12: berth.shim.v1.DeleteResponse
+	(*ExecRequest)(nil),           // 13: berth.shim.v1.ExecRequest
+	(*ResizePtyRequest)(nil),      // 14: berth.shim.v1.ResizePtyRequest
+	(*CloseIORequest)(nil),        // 15: berth.shim.v1.CloseIORequest
+	(*ReopenLogRequest)(nil),      // 16: berth.shim.v1.ReopenLogRequest
+	(*PidsRequest)(nil),           // 17: berth.shim.v1.PidsRequest
+	(*PidsResponse)(nil),          // 18: berth.shim.v1.PidsResponse
+	(*PauseRequest)(nil),          // 19: berth.shim.v1.PauseRequest
+	(*ResumeRequest)(nil),         // 20: berth.shim.v1.ResumeRequest
+	(*UpdateRequest)(nil),         // 21: berth.shim.v1.UpdateRequest
+	(*StatsRequest)(nil),          // 22: berth.shim.v1.StatsRequest
+	(*StatsResponse)(nil),         // 23: berth.shim.v1.StatsResponse
+	(*ConnectRequest)(nil),        // 24: berth.shim.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 25: berth.shim.v1.ConnectResponse
+	(*ShutdownRequest)(nil),       // 26: berth.shim.v1.ShutdownRequest
+	(*EventsRequest)(nil),         // 27: berth.shim.v1.EventsRequest
+	(*AckEventsRequest)(nil),      // 28: berth.shim.v1.AckEventsRequest
+	(*Envelope)(nil),              // 29: berth.shim.v1.Envelope
+	(*v1.Mount)(nil),              // 30: berth.types.v1.Mount
+	(*v1.Stdio)(nil),              // 31: berth.types.v1.Stdio
+	(v1.Status)(0),                // 32: berth.types.v1.Status
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*v1.ProcessInfo)(nil),        // 34: berth.types.v1.ProcessInfo
+	(*v1.Metrics)(nil),            // 35: berth.types.v1.Metrics
+	(*v11.TaskCreate)(nil),        // 36: berth.services.events.v1.TaskCreate
+	(*v11.TaskStart)(nil),         // 37: berth.services.events.v1.TaskStart
+	(*v11.TaskExit)(nil),          // 38: berth.services.events.v1.TaskExit
+	(*v11.TaskDelete)(nil),        // 39: berth.services.events.v1.TaskDelete
+	(*v11.TaskOOM)(nil),           // 40: berth.services.events.v1.TaskOOM
+	(*v11.TaskExecAdded)(nil),     // 41: berth.services.events.v1.TaskExecAdded
+	(*v11.TaskExecStarted)(nil),   // 42: berth.services.events.v1.TaskExecStarted
+	(*v11.TaskPaused)(nil),        // 43: berth.services.events.v1.TaskPaused
+	(*v11.TaskResumed)(nil),       // 44: berth.services.events.v1.TaskResumed
 }
 var file_shimapi_shim_proto_depIdxs = []int32{
-	29, // 0: berth.shim.v1.CreateRequest.rootfs:type_name -> berth.types.v1.Mount
-	30, // 1: berth.shim.v1.CreateRequest.stdio:type_name -> berth.types.v1.Stdio
-	31, // 2: berth.shim.v1.StateResponse.status:type_name -> berth.types.v1.Status
-	30, // 3: berth.shim.v1.StateResponse.stdio:type_name -> berth.types.v1.Stdio
-	32, // 4: berth.shim.v1.StateResponse.exited_at:type_name -> google.protobuf.Timestamp
-	32, // 5: berth.shim.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
-	32, // 6: berth.shim.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
-	30, // 7: berth.shim.v1.ExecRequest.stdio:type_name -> berth.types.v1.Stdio
-	33, // 8: berth.shim.v1.PidsResponse.processes:type_name -> berth.types.v1.ProcessInfo
-	34, // 9: berth.shim.v1.StatsResponse.metrics:type_name -> berth.types.v1.Metrics
-	32, // 10: berth.shim.v1.Envelope.timestamp:type_name -> google.protobuf.Timestamp
-	35, // 11: berth.shim.v1.Envelope.create:type_name -> berth.services.events.v1.TaskCreate
-	36, // 12: berth.shim.v1.Envelope.start:type_name -> berth.services.events.v1.TaskStart
-	37, // 13: berth.shim.v1.Envelope.exit:type_name -> berth.services.events.v1.TaskExit
-	38, // 14: berth.shim.v1.Envelope.delete:type_name -> berth.services.events.v1.TaskDelete
-	39, // 15: berth.shim.v1.Envelope.oom:type_name -> berth.services.events.v1.TaskOOM
-	40, // 16: berth.shim.v1.Envelope.exec_added:type_name -> berth.services.events.v1.TaskExecAdded
-	41, // 17: berth.shim.v1.Envelope.exec_started:type_name -> berth.services.events.v1.TaskExecStarted
-	42, // 18: berth.shim.v1.Envelope.paused:type_name -> berth.services.events.v1.TaskPaused
-	43, // 19: berth.shim.v1.Envelope.resumed:type_name -> berth.services.events.v1.TaskResumed
-	1,  // 20: berth.shim.v1.Task.Create:input_type -> berth.shim.v1.CreateRequest
-	3,  // 21: berth.shim.v1.Task.Start:input_type -> berth.shim.v1.StartRequest
-	5,  // 22: berth.shim.v1.Task.State:input_type -> berth.shim.v1.StateRequest
-	7,  // 23: berth.shim.v1.Task.Kill:input_type -> berth.shim.v1.KillRequest
-	8,  // 24: berth.shim.v1.Task.Wait:input_type -> berth.shim.v1.WaitRequest
-	10, // 25: berth.shim.v1.Task.Delete:input_type -> berth.shim.v1.DeleteRequest
-	12, // 26: berth.shim.v1.Task.Exec:input_type -> berth.shim.v1.ExecRequest
-	13, // 27: berth.shim.v1.Task.ResizePty:input_type -> berth.shim.v1.ResizePtyRequest
-	14, // 28: berth.shim.v1.Task.CloseIO:input_type -> berth.shim.v1.CloseIORequest
-	15, // 29: berth.shim.v1.Task.ReopenLog:input_type -> berth.shim.v1.ReopenLogRequest
-	16, // 30: berth.shim.v1.Task.Pids:input_type -> berth.shim.v1.PidsRequest
-	18, // 31: berth.shim.v1.Task.Pause:input_type -> berth.shim.v1.PauseRequest
-	19, // 32: berth.shim.v1.Task.Resume:input_type -> berth.shim.v1.ResumeRequest
-	20, // 33: berth.shim.v1.Task.Update:input_type -> berth.shim.v1.UpdateRequest
-	21, // 34: berth.shim.v1.Task.Stats:input_type -> berth.shim.v1.StatsRequest
-	23, // 35: berth.shim.v1.Task.Connect:input_type -> berth.shim.v1.ConnectRequest
-	25, // 36: berth.shim.v1.Task.Shutdown:input_type -> berth.shim.v1.ShutdownRequest
-	26, // 37: berth.shim.v1.Task.Events:input_type -> berth.shim.v1.EventsRequest
-	27, // 38: berth.shim.v1.Task.AckEvents:input_type -> berth.shim.v1.AckEventsRequest
-	2,  // 39: berth.shim.v1.Task.Create:output_type -> berth.shim.v1.CreateResponse
-	4,  // 40: berth.shim.v1.Task.Start:output_type -> berth.shim.v1.StartResponse
-	6,  // 41: berth.shim.v1.Task.State:output_type -> berth.shim.v1.StateResponse
-	0,  // 42: berth.shim.v1.Task.Kill:output_type -> berth.shim.v1.Empty
-	9,  // 43: berth.shim.v1.Task.Wait:output_type -> berth.shim.v1.WaitResponse
-	11, // 44: berth.shim.v1.Task.Delete:output_type -> berth.shim.v1.DeleteResponse
-	0,  // 45: berth.shim.v1.Task.Exec:output_type -> berth.shim.v1.Empty
-	0,  // 46: berth.shim.v1.Task.ResizePty:output_type -> berth.shim.v1.Empty
-	0,  // 47: berth.shim.v1.Task.CloseIO:output_type -> berth.shim.v1.Empty
-	0,  // 48: berth.shim.v1.Task.ReopenLog:output_type -> berth.shim.v1.Empty
-	17, // 49: berth.shim.v1.Task.Pids:output_type -> berth.shim.v1.PidsResponse
-	0,  // 50: berth.shim.v1.Task.Pause:output_type -> berth.shim.v1.Empty
-	0,  // 51: berth.shim.v1.Task.Resume:output_type -> berth.shim.v1.Empty
-	0,  // 52: berth.shim.v1.Task.Update:output_type -> berth.shim.v1.Empty
-	22, // 53: berth.shim.v1.Task.Stats:output_type -> berth.shim.v1.StatsResponse
-	24, // 54: berth.shim.v1.Task.Connect:output_type -> berth.shim.v1.ConnectResponse
-	0,  // 55: berth.shim.v1.Task.Shutdown:output_type -> berth.shim.v1.Empty
-	28, // 56: berth.shim.v1.Task.Events:output_type -> berth.shim.v1.Envelope
-	0,  // 57: berth.shim.v1.Task.AckEvents:output_type -> berth.shim.v1.Empty
-	39, // [39:58] is the sub-list for method output_type
-	20, // [20:39] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	30, // 0: berth.shim.v1.CreateRequest.rootfs:type_name -> berth.types.v1.Mount
+	31, // 1: berth.shim.v1.CreateRequest.stdio:type_name -> berth.types.v1.Stdio
+	2,  // 2: berth.shim.v1.CreateRequest.bind:type_name -> berth.shim.v1.Binding
+	32, // 3: berth.shim.v1.StateResponse.status:type_name -> berth.types.v1.Status
+	31, // 4: berth.shim.v1.StateResponse.stdio:type_name -> berth.types.v1.Stdio
+	33, // 5: berth.shim.v1.StateResponse.exited_at:type_name -> google.protobuf.Timestamp
+	33, // 6: berth.shim.v1.WaitResponse.exited_at:type_name -> google.protobuf.Timestamp
+	33, // 7: berth.shim.v1.DeleteResponse.exited_at:type_name -> google.protobuf.Timestamp
+	31, // 8: berth.shim.v1.ExecRequest.stdio:type_name -> berth.types.v1.Stdio
+	34, // 9: berth.shim.v1.PidsResponse.processes:type_name -> berth.types.v1.ProcessInfo
+	35, // 10: berth.shim.v1.StatsResponse.metrics:type_name -> berth.types.v1.Metrics
+	33, // 11: berth.shim.v1.Envelope.timestamp:type_name -> google.protobuf.Timestamp
+	36, // 12: berth.shim.v1.Envelope.create:type_name -> berth.services.events.v1.TaskCreate
+	37, // 13: berth.shim.v1.Envelope.start:type_name -> berth.services.events.v1.TaskStart
+	38, // 14: berth.shim.v1.Envelope.exit:type_name -> berth.services.events.v1.TaskExit
+	39, // 15: berth.shim.v1.Envelope.delete:type_name -> berth.services.events.v1.TaskDelete
+	40, // 16: berth.shim.v1.Envelope.oom:type_name -> berth.services.events.v1.TaskOOM
+	41, // 17: berth.shim.v1.Envelope.exec_added:type_name -> berth.services.events.v1.TaskExecAdded
+	42, // 18: berth.shim.v1.Envelope.exec_started:type_name -> berth.services.events.v1.TaskExecStarted
+	43, // 19: berth.shim.v1.Envelope.paused:type_name -> berth.services.events.v1.TaskPaused
+	44, // 20: berth.shim.v1.Envelope.resumed:type_name -> berth.services.events.v1.TaskResumed
+	1,  // 21: berth.shim.v1.Task.Create:input_type -> berth.shim.v1.CreateRequest
+	4,  // 22: berth.shim.v1.Task.Start:input_type -> berth.shim.v1.StartRequest
+	6,  // 23: berth.shim.v1.Task.State:input_type -> berth.shim.v1.StateRequest
+	8,  // 24: berth.shim.v1.Task.Kill:input_type -> berth.shim.v1.KillRequest
+	9,  // 25: berth.shim.v1.Task.Wait:input_type -> berth.shim.v1.WaitRequest
+	11, // 26: berth.shim.v1.Task.Delete:input_type -> berth.shim.v1.DeleteRequest
+	13, // 27: berth.shim.v1.Task.Exec:input_type -> berth.shim.v1.ExecRequest
+	14, // 28: berth.shim.v1.Task.ResizePty:input_type -> berth.shim.v1.ResizePtyRequest
+	15, // 29: berth.shim.v1.Task.CloseIO:input_type -> berth.shim.v1.CloseIORequest
+	16, // 30: berth.shim.v1.Task.ReopenLog:input_type -> berth.shim.v1.ReopenLogRequest
+	17, // 31: berth.shim.v1.Task.Pids:input_type -> berth.shim.v1.PidsRequest
+	19, // 32: berth.shim.v1.Task.Pause:input_type -> berth.shim.v1.PauseRequest
+	20, // 33: berth.shim.v1.Task.Resume:input_type -> berth.shim.v1.ResumeRequest
+	21, // 34: berth.shim.v1.Task.Update:input_type -> berth.shim.v1.UpdateRequest
+	22, // 35: berth.shim.v1.Task.Stats:input_type -> berth.shim.v1.StatsRequest
+	24, // 36: berth.shim.v1.Task.Connect:input_type -> berth.shim.v1.ConnectRequest
+	26, // 37: berth.shim.v1.Task.Shutdown:input_type -> berth.shim.v1.ShutdownRequest
+	27, // 38: berth.shim.v1.Task.Events:input_type -> berth.shim.v1.EventsRequest
+	28, // 39: berth.shim.v1.Task.AckEvents:input_type -> berth.shim.v1.AckEventsRequest
+	3,  // 40: berth.shim.v1.Task.Create:output_type -> berth.shim.v1.CreateResponse
+	5,  // 41: berth.shim.v1.Task.Start:output_type -> berth.shim.v1.StartResponse
+	7,  // 42: berth.shim.v1.Task.State:output_type -> berth.shim.v1.StateResponse
+	0,  // 43: berth.shim.v1.Task.Kill:output_type -> berth.shim.v1.Empty
+	10, // 44: berth.shim.v1.Task.Wait:output_type -> berth.shim.v1.WaitResponse
+	12, // 45: berth.shim.v1.Task.Delete:output_type -> berth.shim.v1.DeleteResponse
+	0,  // 46: berth.shim.v1.Task.Exec:output_type -> berth.shim.v1.Empty
+	0,  // 47: berth.shim.v1.Task.ResizePty:output_type -> berth.shim.v1.Empty
+	0,  // 48: berth.shim.v1.Task.CloseIO:output_type -> berth.shim.v1.Empty
+	0,  // 49: berth.shim.v1.Task.ReopenLog:output_type -> berth.shim.v1.Empty
+	18, // 50: berth.shim.v1.Task.Pids:output_type -> berth.shim.v1.PidsResponse
+	0,  // 51: berth.shim.v1.Task.Pause:output_type -> berth.shim.v1.Empty
+	0,  // 52: berth.shim.v1.Task.Resume:output_type -> berth.shim.v1.Empty
+	0,  // 53: berth.shim.v1.Task.Update:output_type -> berth.shim.v1.Empty
+	23, // 54: berth.shim.v1.Task.Stats:output_type -> berth.shim.v1.StatsResponse
+	25, // 55: berth.shim.v1.Task.Connect:output_type -> berth.shim.v1.ConnectResponse
+	0,  // 56: berth.shim.v1.Task.Shutdown:output_type -> berth.shim.v1.Empty
+	29, // 57: berth.shim.v1.Task.Events:output_type -> berth.shim.v1.Envelope
+	0,  // 58: berth.shim.v1.Task.AckEvents:output_type -> berth.shim.v1.Empty
+	40, // [40:59] is the sub-list for method output_type
+	21, // [21:40] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_shimapi_shim_proto_init() }
@@ -2027,7 +2121,7 @@ func file_shimapi_shim_proto_init() {
 	if File_shimapi_shim_proto != nil {
 		return
 	}
-	file_shimapi_shim_proto_msgTypes[28].OneofWrappers = []any{
+	file_shimapi_shim_proto_msgTypes[29].OneofWrappers = []any{
 		(*Envelope_Create)(nil),
 		(*Envelope_Start)(nil),
 		(*Envelope_Exit)(nil),
@@ -2044,7 +2138,7 @@ func file_shimapi_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shimapi_shim_proto_rawDesc), len(file_shimapi_shim_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

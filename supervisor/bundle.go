@@ -69,6 +69,13 @@ func writeBundle(bundle string, spec []byte, runtime string) error {
 		}
 		return err
 	}
+	return writeBundleFiles(bundle, spec, runtime)
+}
+
+// writeBundleFiles marks the folder dir creating and writes config.json
+// and the runtime name into it.
+func writeBundleFiles(dir string, spec []byte, runtime string) error {
+	bundle := dir
 	// Made in place, not through a temporary file and a rename: a daemon
 	// killed half-way leaves the folder empty or marked, never holding
 	// only a temporary file that restore would not know.

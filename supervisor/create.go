@@ -68,35 +68,57 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 			retErr = errors.Join(retErr, fmt.Errorf("clean up: %w", err))
 		}
 	}()
-	span := spantrace.Start("write bundle")
-	if err := writeBundle(sh.Bundle, opts.Spec, runtime); err != nil {
-		return nil, err
-	}
-	bundleMade = true
 	if err := os.MkdirAll(s.runtimeRoot(ns), bundleDirMode); err != nil {
 		return nil, err
 	}
-	span.End()
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	span = spantrace.Start("berth-shim start")
-	if err := sh.shimStart(sctx); err != nil {
-		return nil, err
+	req := &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio}
+	var resp *shimapi.CreateResponse
+	if sp := s.takeSpare(); sp != nil {
+		span := spantrace.Start("bind spare")
+		if err := sh.bindSpare(sp, opts.Spec, runtime); err != nil {
+			s.discardSpare(sp)
+			return nil, err
+		}
+		bundleMade = true
+		span.End()
+		span = spantrace.Start("shim Create")
+		req.Bind = &shimapi.Binding{Namespace: ns, Bundle: sh.Bundle, Runtime: runtime, RuntimeRoot: s.runtimeRoot(ns)}
+		var err error
+		resp, err = sp.conn.task.Create(ctx, req)
+		// Only now: a spare serves no events before it is bound. When the
+		// Create failed, abandon shuts the shim down through run.
+		sh.startRunning(sp.conn)
+		if err != nil {
+			return nil, err
+		}
+		span.End()
+	} else {
+		span := spantrace.Start("write bundle")
+		if err := writeBundle(sh.Bundle, opts.Spec, runtime); err != nil {
+			return nil, err
+		}
+		bundleMade = true
+		span.End()
+		sctx, cancel := context.WithTimeout(ctx, startTimeout)
+		defer cancel()
+		span = spantrace.Start("berth-shim start")
+		if err := sh.shimStart(sctx); err != nil {
+			return nil, err
+		}
+		span.End()
+		span = spantrace.Start("connect shim")
+		c, err := sh.connect(sctx)
+		if err != nil {
+			return nil, err
+		}
+		sh.startRunning(c)
+		span.End()
+		span = spantrace.Start("shim Create")
+		if resp, err = c.task.Create(ctx, req); err != nil {
+			return nil, err
+		}
+		span.End()
 	}
-	span.End()
-	span = spantrace.Start("connect shim")
-	c, err := sh.connect(sctx)
-	if err != nil {
-		return nil, err
-	}
-	sh.startRunning(c)
-	span.End()
-	span = spantrace.Start("shim Create")
-	resp, err := c.task.Create(ctx, &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio})
-	if err != nil {
-		return nil, err
-	}
-	span.End()
 	// From here on a daemon that dies leaves a task its caller may have
 	// been told of: a restarted daemon keeps it.
 	if err := os.Remove(filepath.Join(sh.Bundle, creatingMarker)); err != nil {

@@ -82,4 +82,20 @@
 // it never returned. Known gap: a daemon killed between a shim's Shutdown and the
 // task-deleted marker leaves a bundle that Restore reports as stopped with
 // a synthesized exit (the real one was published already).
+//
+// # Spare shims
+//
+// With Config.SpareShims > 0 the supervisor keeps that many shims started
+// (`berth-shim start --spare`), serving in folders under StateDir/.spare
+// and connected, bound to no task; one goroutine refills the pool after
+// each is taken, off any Create's path. Create takes a spare when one is
+// ready (else it starts a shim as before): it writes the bundle's files,
+// creating marker included, into the spare's folder, renames the folder to
+// the bundle (refusing an existing one) and binds the shim in the Create
+// call. A spare holds no container state: an unbound spare exits when the
+// daemon that started it exits, and Restore (once per supervisor) removes
+// the folders under .spare, killing a spare that still serves there. A
+// bundle renamed from a spare is restored like any other; its shim is
+// recognized by its working folder, since its command line names the
+// spare folder. Close shuts the idle spares down.
 package supervisor

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -166,6 +167,12 @@ func shimServes(pid int, bundle string) bool {
 		if a == "--bundle" && i+1 < len(args) && args[i+1] == bundle {
 			return true
 		}
+	}
+	// A spare shim was started in another folder, which was renamed to the
+	// bundle: its working folder names the bundle now.
+	if slices.Contains(args, "--spare") {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		return err == nil && cwd == bundle
 	}
 	return false
 }

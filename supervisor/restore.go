@@ -52,6 +52,7 @@ func (s *Supervisor) StartRestore(ctx context.Context) (wait func() error, err e
 			break // Close has begun
 		}
 	}
+	s.startSpares()
 	return func() error {
 		pending := s.waitClassified(ctx, found)
 		running, stopped := 0, 0

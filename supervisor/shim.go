@@ -199,20 +199,30 @@ type conn struct {
 
 // connect dials the shim and calls Connect, both bounded by ctx.
 func (sh *Shim) connect(ctx context.Context) (*conn, error) {
+	c, err := openConn(ctx, sh.Bundle, sh.ID, sh.callErrors)
+	if err != nil {
+		return nil, fmt.Errorf("connect to shim of %s: %w", sh, err)
+	}
+	if c.info.Version != shimapi.Version {
+		sh.s.log.Warn("shim speaks another API version", "task", sh.String(), "shim_version", c.info.Version, "version", shimapi.Version)
+	}
+	return c, nil
+}
+
+// openConn dials the shim serving folder dir and calls Connect, both
+// bounded by ctx; intercept is the innermost client interceptor.
+func openConn(ctx context.Context, dir, id string, intercept ttrpc.UnaryClientInterceptor) (*conn, error) {
 	closed := make(chan struct{})
-	c, task, err := shimapi.Connect(ctx, sh.Bundle,
-		ttrpc.WithChainUnaryClientInterceptor(sh.callErrors),
+	c, task, err := shimapi.Connect(ctx, dir,
+		ttrpc.WithChainUnaryClientInterceptor(intercept),
 		ttrpc.WithOnClose(func() { close(closed) }))
 	if err != nil {
 		return nil, err
 	}
-	info, err := task.Connect(ctx, &shimapi.ConnectRequest{Id: sh.ID})
+	info, err := task.Connect(ctx, &shimapi.ConnectRequest{Id: id})
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("connect to shim of %s: %w", sh, err)
-	}
-	if info.Version != shimapi.Version {
-		sh.s.log.Warn("shim speaks another API version", "task", sh.String(), "shim_version", info.Version, "version", shimapi.Version)
+		return nil, err
 	}
 	return &conn{client: c, task: task, closed: closed, info: info}, nil
 }

@@ -58,6 +58,10 @@ type Config struct {
 	RestoreTimeout time.Duration
 	// CleanupTimeout bounds one run of `berth-shim delete` (default 30s).
 	CleanupTimeout time.Duration
+	// SpareShims is how many spare shims are kept started and connected,
+	// bound to no task, for Create to take instead of starting one; 0
+	// starts none. They are started once Restore has begun.
+	SpareShims int
 }
 
 // EventHandler takes the events of every shim.
@@ -84,6 +88,10 @@ type Supervisor struct {
 	wg     sync.WaitGroup
 
 	cleanups chan struct{} // semaphore: one token per running `berth-shim delete`
+
+	spares     chan *spare   // idle spares; cap is Config.SpareShims; only fillSpares sends
+	refill     chan struct{} // wakes fillSpares after a spare was taken
+	sparesOnce sync.Once     // startSpares
 
 	mu     sync.Mutex    // guards shims and closed
 	shims  map[key]*Shim // every task known, whatever its state
@@ -118,6 +126,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.RestoreTimeout <= 0 {
 		cfg.RestoreTimeout = DefaultRestoreTimeout
 	}
+	if cfg.SpareShims < 0 {
+		return nil, fmt.Errorf("supervisor: spare shims %d: %w", cfg.SpareShims, errdefs.ErrInvalidArgument)
+	}
 	if cfg.CleanupTimeout <= 0 {
 		cfg.CleanupTimeout = DefaultCleanupTimeout
 	}
@@ -128,6 +139,8 @@ func New(cfg Config) (*Supervisor, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		cleanups: make(chan struct{}, maxConcurrentCleanups),
+		spares:   make(chan *spare, cfg.SpareShims),
+		refill:   make(chan struct{}, 1),
 		shims:    make(map[key]*Shim),
 	}, nil
 }

@@ -280,7 +280,7 @@ func allRunning(table string, ids []string) error {
 }
 
 // shimPids returns the pids of the run's berth-shims.
-func (b *berth) shimPids() []int { return proc.Matching(berthd.ShimWords(b.ns)...) }
+func (b *berth) shimPids() []int { return berthd.ShimPids(b.state, b.ns) }
 
 // teardown kills and removes every task and container of the run's
 // namespace as a user would: `berthctl tasks kill -s KILL`, `tasks rm`,

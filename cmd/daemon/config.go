@@ -39,6 +39,7 @@ type Config struct {
 	Runtime struct {
 		Default string `toml:"default"`
 		Shim    string `toml:"shim"`
+		Spares  int    `toml:"spare_shims"`
 	} `toml:"runtime"`
 	Snapshotter struct {
 		Default string `toml:"default"`
@@ -206,6 +207,11 @@ default = "runc"
 # shim is the berth-shim binary: empty means the one next to berthd, else
 # berth-shim in PATH.
 shim = ""
+# spare_shims is how many shims berthd keeps started and waiting, bound to
+# no container, so that creating a task does not wait for a shim to start
+# (about 6 ms of each run); a new one is started after each is taken. A
+# spare holds no container and exits with the daemon. 0 starts none.
+spare_shims = 1
 
 [snapshotter]
 # default snapshotter for containers made from images and for snapshot
@@ -298,6 +304,9 @@ address = ""
 # address = "/run/mysnap.sock"
 `
 
+// maxSpareShims bounds runtime.spare_shims: each spare is a process.
+const maxSpareShims = 64
+
 // defaultConfig returns the configuration of defaultConfigText.
 func defaultConfig() *Config {
 	c := &Config{}
@@ -364,6 +373,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.CRI.validate(); err != nil {
 		return err
+	}
+	if c.Runtime.Spares < 0 || c.Runtime.Spares > maxSpareShims {
+		return fmt.Errorf("runtime.spare_shims %d: want 0 to %d", c.Runtime.Spares, maxSpareShims)
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return err

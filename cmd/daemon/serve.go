@@ -82,6 +82,7 @@ func serve(ctx context.Context, cfg *Config) error {
 		StateDir:   cfg.State,
 		ShimBinary: shim,
 		Runtime:    cfg.Runtime.Default,
+		SpareShims: cfg.Runtime.Spares,
 		Events:     forwarder{exchange},
 		Log:        log.With("component", "supervisor"),
 	})

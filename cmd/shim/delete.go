@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -88,6 +89,13 @@ func killShim(bundle string) {
 		if a == "--bundle" && i+1 < len(args) && args[i+1] == bundle {
 			syscall.Kill(pid, syscall.SIGKILL)
 			return
+		}
+	}
+	// A spare was started in another folder, since renamed to the bundle:
+	// its working folder names the bundle now.
+	if slices.Contains(args, "--spare") {
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == bundle {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }

@@ -15,8 +15,11 @@ import (
 )
 
 const usage = `usage: berth-shim start|delete --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]
+       berth-shim start --spare --bundle DIR
 
-  start   start a shim for the bundle (or find the one serving it) and print its socket address
+  start   start a shim for the bundle (or find the one serving it) and print its socket address;
+          with --spare, a shim in the folder DIR that serves no container until a Create binds it
+          to a bundle (the folder renamed to it), and exits with its caller until then
   delete  clean up after a shim that is gone: force-delete the container, unmount its rootfs,
           print the persisted exit status as JSON
 `
@@ -29,6 +32,7 @@ type options struct {
 	runtime     string
 	runtimeRoot string
 	debug       bool
+	spare       bool
 }
 
 func (o *options) flags(name string) *flag.FlagSet {
@@ -39,15 +43,25 @@ func (o *options) flags(name string) *flag.FlagSet {
 	fs.StringVar(&o.runtime, "runtime", "runc", "OCI runtime: a name looked up in PATH, or a path to a binary with runc's command line")
 	fs.StringVar(&o.runtimeRoot, "runtime-root", "", "runtime state folder (default /run/berth/runc/NAMESPACE)")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.BoolVar(&o.spare, "spare", false, "start (or serve) a spare shim: no container until a Create binds it (start only)")
 	return fs
 }
 
-func (o *options) validate() error {
-	if err := identifiers.Validate(o.namespace); err != nil {
-		return fmt.Errorf("--namespace: %w", err)
-	}
-	if err := identifiers.Validate(o.id); err != nil {
-		return fmt.Errorf("--id: %w", err)
+func (o *options) validate(cmd string) error {
+	if o.spare {
+		if cmd == "delete" {
+			return fmt.Errorf("--spare: a spare holds no container to delete; shut it down")
+		}
+		if o.namespace != "" || o.id != "" {
+			return fmt.Errorf("--spare: a spare has no --namespace or --id until it is bound")
+		}
+	} else {
+		if err := identifiers.Validate(o.namespace); err != nil {
+			return fmt.Errorf("--namespace: %w", err)
+		}
+		if err := identifiers.Validate(o.id); err != nil {
+			return fmt.Errorf("--id: %w", err)
+		}
 	}
 	if o.bundle == "" || o.bundle[0] != '/' {
 		return fmt.Errorf("--bundle %q: must be an absolute path", o.bundle)
@@ -57,7 +71,7 @@ func (o *options) validate() error {
 	} else if !st.IsDir() {
 		return fmt.Errorf("--bundle %s: not a folder", o.bundle)
 	}
-	if o.runtimeRoot == "" {
+	if o.runtimeRoot == "" && !o.spare {
 		o.runtimeRoot = "/run/berth/runc/" + o.namespace
 	}
 	return nil
@@ -93,7 +107,7 @@ func main() {
 		}
 		os.Exit(2)
 	}
-	if err := o.validate(); err != nil {
+	if err := o.validate(cmd); err != nil {
 		fmt.Fprintf(os.Stderr, "berth-shim %s: %v\n", cmd, err)
 		os.Exit(2)
 	}

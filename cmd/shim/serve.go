@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -81,18 +82,15 @@ func serve(ctx context.Context, o *options) error {
 	if o.debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: level})).With("namespace", o.namespace, "id", o.id)
+	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: level}))
+	if !o.spare {
+		useBundle(o.bundle)
+	}
 	slog.SetDefault(log)
 	if err := resetOOMScore(); err != nil {
 		log.Warn("keep the daemon's oom_score_adj", "error", err)
 	}
 
-	// go-runc writes process specs and console sockets to a temporary
-	// folder named by XDG_RUNTIME_DIR: keep them in the bundle when its path
-	// leaves room for a socket name (sockaddr_un holds 107 bytes).
-	if len(o.bundle) <= 80 {
-		os.Setenv("XDG_RUNTIME_DIR", o.bundle)
-	}
 	// Terminal signals mean nothing to a detached shim.
 	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGPIPE)
 
@@ -112,14 +110,35 @@ func serve(ctx context.Context, o *options) error {
 	runc.Monitor = reaper
 
 	done := make(chan struct{})
-	svc, err := task.NewService(task.Config{
-		Namespace: o.namespace, ID: o.id, Bundle: o.bundle,
-		Runtime: o.runtime, RuntimeRoot: o.runtimeRoot,
-		Logger:   log,
-		Shutdown: func() { close(done) },
-	}, reaper)
-	if err != nil {
-		return err
+	var shutdownOnce sync.Once
+	shutdown := func() { shutdownOnce.Do(func() { close(done) }) }
+	newService := func(namespace, id, bundle, runtime, runtimeRoot string) (*task.Service, error) {
+		return task.NewService(task.Config{
+			Namespace: namespace, ID: id, Bundle: bundle,
+			Runtime: runtime, RuntimeRoot: runtimeRoot,
+			Logger:   log.With("namespace", namespace, "id", id),
+			Shutdown: shutdown,
+		}, reaper)
+	}
+	var (
+		svc   shimapi.TaskService
+		bound func() *task.Service // the task service, nil while a spare is unbound
+	)
+	if o.spare {
+		spare := &spareService{shutdown: shutdown}
+		spare.newService = func(namespace, id string, b *shimapi.Binding) (*task.Service, error) {
+			useBundle(b.GetBundle())
+			log.Info("bound", "namespace", namespace, "id", id, "bundle", b.GetBundle(), "runtime", b.GetRuntime())
+			return newService(namespace, id, b.GetBundle(), b.GetRuntime(), b.GetRuntimeRoot())
+		}
+		watchDaemon(spare, log)
+		svc, bound = spare, spare.current
+	} else {
+		ts, err := newService(o.namespace, o.id, o.bundle, o.runtime, o.runtimeRoot)
+		if err != nil {
+			return err
+		}
+		svc, bound = ts, func() *task.Service { return ts }
 	}
 	server, err := ttrpc.NewServer(slices.Concat([]ttrpc.ServerOpt{
 		ttrpc.WithServerHandshaker(rpcguard.Handshaker(ttrpc.UnixSocketRequireSameUser(), rpcguard.DefaultLimits)),
@@ -137,7 +156,7 @@ func serve(ctx context.Context, o *options) error {
 	spantrace.Mark("ready")
 	fmt.Fprintln(ready, readyMessage)
 	ready.Close()
-	log.Info("serving", "pid", os.Getpid(), "runtime", o.runtime)
+	log.Info("serving", "pid", os.Getpid(), "runtime", o.runtime, "spare", o.spare)
 
 	select {
 	case <-done:
@@ -146,11 +165,25 @@ func serve(ctx context.Context, o *options) error {
 		log.Error("server stopped", "error", err)
 	}
 	drain(server, shutdownDrain)
-	svc.Close()
+	if ts := bound(); ts != nil {
+		ts.Close()
+	}
 	close(stop)
-	os.Remove(shimapi.SocketPath(o.bundle))
-	os.Remove(filepath.Join(o.bundle, shimapi.PidFileName))
+	// Relative to the working folder, the bundle: a spare's folder may
+	// have been renamed to a bundle since it started.
+	os.Remove(shimapi.SocketName)
+	os.Remove(shimapi.PidFileName)
 	return nil
+}
+
+// useBundle prepares the process for serving the bundle. go-runc writes
+// process specs and console sockets to a temporary folder named by
+// XDG_RUNTIME_DIR: keep them in the bundle when its path leaves room for a
+// socket name (sockaddr_un holds 107 bytes).
+func useBundle(bundle string) {
+	if len(bundle) <= 80 {
+		os.Setenv("XDG_RUNTIME_DIR", bundle)
+	}
 }
 
 // shutdownDrain bounds how long a stopping shim waits for its clients to

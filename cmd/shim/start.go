@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/shimapi"
@@ -61,6 +63,29 @@ func start(ctx context.Context, o *options) error {
 	args := []string{"berth-shim", "serve",
 		"--namespace", o.namespace, "--id", o.id, "--bundle", o.bundle,
 		"--runtime", o.runtime, "--runtime-root", o.runtimeRoot}
+	extra := []*os.File{lf, readyW} // fd 3: listener, fd 4: readiness
+	if o.spare {
+		args = []string{"berth-shim", "serve", "--spare", "--bundle", o.bundle}
+		// fd 5: a pidfd of our caller, the daemon, which waits for us: a
+		// spare that is not bound yet exits with it.
+		ppid := os.Getppid()
+		pidfd, err := unix.PidfdOpen(ppid, 0)
+		if err != nil {
+			readyW.Close()
+			os.Remove(path)
+			return fmt.Errorf("pidfd of the daemon: %w", err)
+		}
+		daemonPidfd := os.NewFile(uintptr(pidfd), "daemon-pidfd")
+		defer daemonPidfd.Close()
+		if os.Getppid() != ppid {
+			// The daemon died before its pidfd was taken: we were
+			// reparented, and the pidfd names someone else.
+			readyW.Close()
+			os.Remove(path)
+			return fmt.Errorf("the daemon that asked for a spare exited")
+		}
+		extra = append(extra, daemonPidfd)
+	}
 	if o.debug {
 		args = append(args, "--debug")
 	}
@@ -70,7 +95,7 @@ func start(ctx context.Context, o *options) error {
 		Dir:  o.bundle,
 		Env:  serveEnv(),
 		// Stdin, Stdout, Stderr nil: /dev/null, away from the caller.
-		ExtraFiles:  []*os.File{lf, readyW}, // fd 3: listener, fd 4: readiness
+		ExtraFiles:  extra,
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	span := spantrace.Start("fork serve")

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
+	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/bench/internal/sweep"
 )
 
@@ -25,13 +28,42 @@ func (c Config) Write(path string) error {
 	return os.WriteFile(path, []byte(text), 0o644)
 }
 
-// ShimWords are in the command line of every berth-shim of namespace ns
-// (proc.Matching).
-func ShimWords(ns string) []string { return []string{"serve", "--namespace", ns} }
+// ShimPids returns the berth-shims of namespace ns of the berthd whose
+// state folder is state: those started for a task (`serve --namespace ns`)
+// and spares bound to one, whose command line names the spare folder they
+// were started in and whose working folder is now the task's bundle,
+// state/ns/ID. With ns "" it returns every shim of that berthd, idle
+// spares included.
+func ShimPids(state, ns string) []int {
+	var pids []int
+	for _, pid := range proc.Matching("serve") {
+		args := proc.Args(pid)
+		if !slices.Contains(args, "--spare") {
+			if i := slices.Index(args, "--bundle"); i >= 0 && i+1 < len(args) && under(args[i+1], filepath.Join(state, ns)) {
+				pids = append(pids, pid)
+			}
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			continue
+		}
+		// A spare whose folder was removed shows " (deleted)": it is
+		// still the daemon's if it was under the state folder.
+		cwd = strings.TrimSuffix(cwd, " (deleted)")
+		if under(cwd, filepath.Join(state, ns)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// under reports whether path is inside dir.
+func under(path, dir string) bool { return strings.HasPrefix(path, dir+"/") }
 
 // Sweep removes, once berthd (runtime, state) has stopped, the containers
-// of namespace ns that runc still lists and the shims still running, each
-// an error (package sweep).
+// of namespace ns that runc still lists and the shims still running (spare
+// shims included), each an error (package sweep).
 func Sweep(runtime, state, ns string) error {
-	return errors.Join(sweep.Containers(runtime, filepath.Join(state, ".runc", ns)), sweep.Processes(ShimWords(ns)...))
+	return errors.Join(sweep.Containers(runtime, filepath.Join(state, ".runc", ns)), sweep.Pids("berth-shim", ShimPids(state, "")))
 }

@@ -206,16 +206,20 @@ func Matching(words ...string) []int {
 		if err != nil || pid == self {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-		if containsAll(args, words) {
+		if args := Args(pid); len(args) > 0 && containsAll(args, words) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// Args returns the command line of process pid, or nil when it is gone.
+func Args(pid int) []string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(data) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
 }
 
 func containsAll(args, words []string) bool {

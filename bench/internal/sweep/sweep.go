@@ -45,11 +45,15 @@ func Containers(runtime, runcRoot string) error {
 // every one of words (proc.Matching): shims of a namespace unique to the
 // run.
 func Processes(words ...string) error {
-	pids := proc.Matching(words...)
+	return Pids(fmt.Sprintf("%q", words), proc.Matching(words...))
+}
+
+// Pids kills and reaps the live processes pids, named what in the error.
+func Pids(what string, pids []int) error {
 	if len(pids) == 0 {
 		return nil
 	}
-	errs := []error{fmt.Errorf("processes %q left running (now killed): %v", words, pids)}
+	errs := []error{fmt.Errorf("processes %s left running (now killed): %v", what, pids)}
 	for _, pid := range pids {
 		unix.Kill(pid, unix.SIGKILL)
 		errs = append(errs, proc.Reap(pid))

@@ -1,0 +1,251 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// spareDir is the folder under StateDir that holds the folders of spare
+// shims. A dot name cannot be a namespace.
+const spareDir = ".spare"
+
+// spareShutdownWait bounds the Shutdown of an idle spare when the
+// supervisor closes or discards it.
+const spareShutdownWait = time.Second
+
+// spare is a shim started ahead of need: re-executed, serving in its own
+// folder under StateDir/.spare, connected, and bound to no task. Create
+// takes one, writes the bundle's files into its folder, renames the folder
+// to the bundle and binds the shim in the Create call itself. A spare
+// holds no container state: see the package documentation.
+type spare struct {
+	dir  string
+	conn *conn
+	// owner is the task the spare was handed to, for the error classes of
+	// its calls; nil while idle.
+	owner atomic.Pointer[Shim]
+}
+
+// callErrors is the spare connection's innermost interceptor: once the
+// spare belongs to a task, its calls fail as that task's do.
+func (sp *spare) callErrors(ctx context.Context, req *ttrpc.Request, resp *ttrpc.Response, info *ttrpc.UnaryClientInfo, invoker ttrpc.Invoker) error {
+	if sh := sp.owner.Load(); sh != nil {
+		return sh.callErrors(ctx, req, resp, info, invoker)
+	}
+	return invoker(ctx, req, resp)
+}
+
+// alive reports whether the spare's connection is still open.
+func (sp *spare) alive() bool {
+	select {
+	case <-sp.conn.closed:
+		return false
+	default:
+		return true
+	}
+}
+
+// startSpares removes what spares of an earlier daemon left (they exit
+// with the daemon that started them, but their folders stay) and starts
+// keeping Config.SpareShims spares ready. It runs once per supervisor.
+func (s *Supervisor) startSpares() {
+	s.sparesOnce.Do(func() {
+		s.removeStaleSpares()
+		if s.cfg.SpareShims > 0 {
+			s.goroutine(s.fillSpares)
+		}
+	})
+}
+
+// removeStaleSpares kills any spare of an earlier daemon that still
+// serves (one whose daemon died while it started) and removes every spare
+// folder. No spare of this supervisor exists yet.
+func (s *Supervisor) removeStaleSpares() {
+	root := filepath.Join(s.cfg.StateDir, spareDir)
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("read spare shims folder", "error", err)
+		}
+		return
+	}
+	for _, e := range entries {
+		dir := filepath.Join(root, e.Name())
+		killSpare(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("remove folder of an earlier daemon's spare shim", "path", dir, "error", err)
+		}
+	}
+}
+
+// killSpare kills the spare serving dir, if one does (its pid file names a
+// shim serving that folder: pids are reused).
+func killSpare(dir string) {
+	if pid, err := shimapi.ReadPidFile(dir); err == nil && shimServes(pid, dir) {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// fillSpares is the one goroutine that starts spares: it keeps the pool
+// full, one spare at a time, off the path of any Create, until the
+// supervisor closes, and then shuts the idle ones down.
+func (s *Supervisor) fillSpares() {
+	defer s.closeSpares()
+	b := newBackoff(100*time.Millisecond, 30*time.Second)
+	for {
+		// Only this goroutine adds to the pool, so it cannot be full
+		// between the check and the send.
+		for len(s.spares) < cap(s.spares) {
+			sp, err := s.newSpare(s.ctx)
+			if err != nil {
+				if s.ctx.Err() != nil {
+					return
+				}
+				s.log.Warn("start spare shim; Create starts shims itself meanwhile", "error", err)
+				if b.wait(s.ctx) != nil {
+					return
+				}
+				continue
+			}
+			b.reset()
+			s.spares <- sp
+		}
+		select {
+		case <-s.refill:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// newSpare starts a spare shim in a new folder and connects to it.
+func (s *Supervisor) newSpare(ctx context.Context) (_ *spare, retErr error) {
+	root := filepath.Join(s.cfg.StateDir, spareDir)
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(root, "")
+	if err != nil {
+		return nil, err
+	}
+	sp := &spare{dir: dir}
+	defer func() {
+		if retErr != nil {
+			s.discardSpare(sp)
+		}
+	}()
+	// It becomes a bundle: the mode bundles have.
+	if err := os.Chmod(dir, bundleDirMode); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.cfg.ShimBinary, "start", "--spare", "--bundle", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("berth-shim start --spare: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	if addr := strings.TrimSpace(string(out)); addr != shimapi.SocketPath(dir) {
+		return nil, fmt.Errorf("berth-shim start --spare printed %q, want %q: %w", addr, shimapi.SocketPath(dir), errdefs.ErrInternal)
+	}
+	c, err := openConn(ctx, dir, "", sp.callErrors)
+	if err != nil {
+		return nil, fmt.Errorf("connect to spare shim: %w", err)
+	}
+	sp.conn = c
+	return sp, nil
+}
+
+// takeSpare returns an idle spare that still lives, or nil, and has the
+// pool refilled.
+func (s *Supervisor) takeSpare() *spare {
+	if cap(s.spares) == 0 {
+		return nil
+	}
+	defer func() {
+		select {
+		case s.refill <- struct{}{}:
+		default: // a refill is due already
+		}
+	}()
+	for {
+		select {
+		case sp := <-s.spares:
+			if sp.alive() {
+				return sp
+			}
+			s.log.Warn("spare shim died while idle", "path", sp.dir)
+			s.discardSpare(sp)
+		default:
+			return nil
+		}
+	}
+}
+
+// discardSpare shuts an idle spare down, kills it should it still serve
+// (it holds nothing, so nothing is lost), and removes its folder.
+func (s *Supervisor) discardSpare(sp *spare) {
+	if sp.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), spareShutdownWait)
+		sp.conn.task.Shutdown(ctx, &shimapi.ShutdownRequest{})
+		cancel()
+		sp.conn.client.Close()
+	}
+	killSpare(sp.dir)
+	if err := os.RemoveAll(sp.dir); err != nil {
+		s.log.Warn("remove spare shim folder", "path", sp.dir, "error", err)
+	}
+}
+
+// closeSpares shuts down the idle spares when the supervisor closes: they
+// would exit with the daemon anyway, but a supervisor may close in a
+// process that goes on.
+func (s *Supervisor) closeSpares() {
+	for {
+		select {
+		case sp := <-s.spares:
+			s.discardSpare(sp)
+		default:
+			return
+		}
+	}
+}
+
+// bindSpare turns the spare's folder into the bundle of sh: the bundle's
+// files are written into it, marked creating, and it is renamed to the
+// bundle, which must not exist. Until the rename the folder is the
+// spare's; after it, the bundle holds a creating marker from its first
+// moment, as writeBundle's does.
+func (sh *Shim) bindSpare(sp *spare, spec []byte, runtime string) error {
+	if err := writeBundleFiles(sp.dir, spec, runtime); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(sh.Bundle), bundleDirMode); err != nil {
+		return err
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, sp.dir, unix.AT_FDCWD, sh.Bundle, unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("bundle %s: %w", sh.Bundle, errdefs.ErrAlreadyExists)
+		}
+		return &os.LinkError{Op: "rename", Old: sp.dir, New: sh.Bundle, Err: err}
+	}
+	sp.owner.Store(sh)
+	return nil
+}

@@ -1,0 +1,180 @@
+package supervisor_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/supervisor"
+)
+
+// spares returns the pids of the spare shims serving in the state
+// folder's spare folders.
+func (e *env) spares(t *testing.T) []int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(e.stateDir, ".spare", "*", shimapi.PidFileName))
+	var pids []int
+	for _, f := range files {
+		if pid, err := shimapi.ReadPidFile(filepath.Dir(f)); err == nil && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// readySpare waits until the one spare of s is in its pool and returns its
+// pid.
+func (e *env) readySpare(t *testing.T, s *supervisor.Supervisor) int {
+	t.Helper()
+	eventually(t, 10*time.Second, "no spare shim ready", func() bool { return supervisor.SparesReady(s) == 1 })
+	pids := e.spares(t)
+	if len(pids) != 1 {
+		t.Fatalf("spare shims serving: %v, want one", pids)
+	}
+	return pids[0]
+}
+
+func withSpares(n int) func(*supervisor.Config) {
+	return func(c *supervisor.Config) { c.SpareShims = n }
+}
+
+func TestSpareShimServesCreate(t *testing.T) {
+	e := newEnv(t, "sv-spare")
+	rec := newRecorder()
+	s := e.supervisor(rec, withSpares(1))
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	spare := e.readySpare(t, s)
+
+	sh := e.create(s, "one", "sh", "-c", "exit 7")
+	if got := shimPid(t, sh); got != spare {
+		t.Fatalf("task's shim is pid %d, want the spare %d", got, spare)
+	}
+	// The spare's folder is the bundle now, with the shim's files in it.
+	for _, name := range []string{shimapi.SocketName, shimapi.PidFileName, "config.json"} {
+		if _, err := os.Stat(filepath.Join(e.bundle("one"), name)); err != nil {
+			t.Errorf("bundle of a bound spare: %v", err)
+		}
+	}
+	start(t, sh)
+	if got := wait(t, sh); got != 7 {
+		t.Fatalf("exit %d, want 7", got)
+	}
+	// A new spare replaces the one taken.
+	eventually(t, 10*time.Second, "no new spare after one was taken", func() bool {
+		pids := e.spares(t)
+		return len(pids) == 1 && pids[0] != spare
+	})
+	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "bound spare still runs after delete", func() bool { return !alive(spare) })
+	if n := rec.count(e.ns, "one", "/tasks/exit"); n != 1 {
+		t.Errorf("%d exit events, want 1 (topics %v)", n, rec.topics(e.ns, "one"))
+	}
+
+	left := e.spares(t)
+	s.Close()
+	for _, pid := range left {
+		eventually(t, 10*time.Second, "idle spare still runs after Close", func() bool { return !alive(pid) })
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.stateDir, ".spare")); len(entries) > 0 {
+		t.Errorf("spare folders left after Close: %d", len(entries))
+	}
+}
+
+func TestSpareCreateFailureCleansUp(t *testing.T) {
+	e := newEnv(t, "sv-sparefail")
+	s := e.supervisor(newRecorder(), withSpares(1))
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	spare := e.readySpare(t, s)
+	opts := e.opts("bad", "true")
+	opts.Rootfs = []*shimapi.Mount{{Type: "nosuchfs", Source: "none"}}
+	if _, err := s.Create(ctx(t), e.ns, "bad", opts); err == nil {
+		t.Fatal("create with a bad rootfs succeeded")
+	}
+	if _, err := os.Stat(e.bundle("bad")); !os.IsNotExist(err) {
+		t.Fatalf("bundle after failed create: %v", err)
+	}
+	eventually(t, 10*time.Second, "the spare bound to the failed task still runs", func() bool { return !alive(spare) })
+	if _, err := s.Get(e.ns, "bad"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Get after failed create: %v", err)
+	}
+}
+
+func TestSpareExitsWithItsDaemon(t *testing.T) {
+	e := newEnv(t, "sv-sparedaemon")
+	dir := filepath.Join(e.stateDir, ".spare", "x")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	// The shell is the spare's daemon: it exits once start has.
+	out, err := exec.Command("sh", "-c", strconv.Quote(e.shim)+" start --spare --bundle "+dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("berth-shim start --spare: %v: %s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != shimapi.SocketPath(dir) {
+		t.Fatalf("start printed %q", got)
+	}
+	// The spare may be gone, pid file and all, by now: its log says who it
+	// was.
+	pid := loggedPid(t, dir)
+	t.Cleanup(func() {
+		if alive(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	eventually(t, 10*time.Second, "spare outlived the process that started it", func() bool { return !alive(pid) })
+}
+
+func TestRestoreRemovesStaleSpareFolders(t *testing.T) {
+	e := newEnv(t, "sv-sparestale")
+	dir := filepath.Join(e.stateDir, ".spare", "old")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	// A pid file naming a process that is no shim must not get it killed.
+	if err := os.WriteFile(filepath.Join(dir, shimapi.PidFileName), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := e.supervisor(newRecorder())
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("stale spare folder after restore: %v", err)
+	}
+}
+
+// loggedPid returns the pid of the shim whose log is in dir, from its
+// "serving" line, which it writes just after it said it serves.
+func loggedPid(t *testing.T, dir string) int {
+	t.Helper()
+	pid := 0
+	eventually(t, 10*time.Second, "no serving line with a pid in the shim log", func() bool {
+		data, _ := os.ReadFile(filepath.Join(dir, shimapi.LogFileName))
+		for _, line := range strings.Split(string(data), "\n") {
+			var l struct {
+				Msg string
+				Pid int
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" && l.Pid > 0 {
+				pid = l.Pid
+			}
+		}
+		return pid != 0
+	})
+	return pid
+}
