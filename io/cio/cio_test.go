@@ -171,6 +171,26 @@ func TestCreatorOnlyWhatIsAsked(t *testing.T) {
 	}
 }
 
+// TestCreatorNoStreamsNoFolder: without streams the daemon gets no path,
+// so a folder made anyway would outlive a crashed client with nothing
+// pointing at it (found by the fault-injection run, integration/chaos_test.go).
+func TestCreatorNoStreamsNoFolder(t *testing.T) {
+	dir := t.TempDir()
+	pio, err := NewCreator(WithFIFODir(dir), WithStreams(nil, nil, nil))("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := pio.Config(); cfg.Stdin != "" || cfg.Stdout != "" || cfg.Stderr != "" {
+		t.Errorf("Config = %+v, want no paths", cfg)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("FIFO dir holds %v, want nothing", entries)
+	}
+	if err := pio.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestWaitForTheWriter(t *testing.T) {
 	tests := []struct {
 		name  string

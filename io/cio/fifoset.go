@@ -48,6 +48,11 @@ func NewFIFOSetInDir(root, id string, terminal bool) (*FIFOSet, error) {
 }
 
 func newFIFOSet(root, id string, terminal, stdin, stdout, stderr bool) (*FIFOSet, error) {
+	if !stdin && !stdout && !stderr {
+		// No folder: the daemon would report no path, so after a crash of
+		// this client nobody could find it to remove it.
+		return NewFIFOSet(Config{Terminal: terminal}, nil), nil
+	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("fifo dir: %w", err)
 	}
