@@ -230,7 +230,9 @@ func (c *container) Task(ctx context.Context, attach cio.Attach) (Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task %q: %w", c.id, err)
 	}
-	return newTask(c.client, c.id, p.Pid, pio), nil
+	t := newTask(c.client, c.id, p.Pid, pio)
+	t.unattached = unattachedFIFOs(p, pio)
+	return t, nil
 }
 
 // getProcess returns the daemon's report of one process of a task.
@@ -252,6 +254,15 @@ func attachIO(p *tasksv1.Process, attach cio.Attach) (cio.IO, error) {
 		return nil, nil
 	}
 	return attach(cio.LoadFIFOs(stdioFromProto(p.Stdio)))
+}
+
+// unattachedFIFOs returns the FIFOs of p for Delete to remove when p was
+// loaded without attaching to them; nil otherwise.
+func unattachedFIFOs(p *tasksv1.Process, pio cio.IO) *cio.FIFOSet {
+	if pio != nil || p.Status == shimapi.Status_STATUS_UNKNOWN || p.Stdio == nil {
+		return nil
+	}
+	return cio.LoadFIFOs(stdioFromProto(p.Stdio))
 }
 
 func stdioToProto(c cio.Config) *shimapi.Stdio {

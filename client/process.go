@@ -84,6 +84,10 @@ type process struct {
 	execID      string
 	pid         atomic.Uint32
 	io          cio.IO // nil without stdio; owned: closed by Delete
+	// unattached are the FIFOs the daemon reports for a process loaded
+	// without attaching (io nil): their creator may be gone (a client
+	// that crashed), so Delete removes them, or nobody would.
+	unattached *cio.FIFOSet
 }
 
 func newProcess(c *Client, containerID, execID string, pid uint32, pio cio.IO) *process {
@@ -229,6 +233,9 @@ func (p *process) Delete(ctx context.Context, opts ...ProcessDeleteOpts) (*ExitS
 // are empty: nothing written is lost and nothing waits forever.
 func (p *process) closeIO() error {
 	if p.io == nil {
+		if p.unattached != nil {
+			return p.unattached.Close()
+		}
 		return nil
 	}
 	p.io.Cancel()

@@ -121,7 +121,9 @@ func (t *task) LoadProcess(ctx context.Context, execID string, attach cio.Attach
 	if err != nil {
 		return nil, fmt.Errorf("exec %q of task %q: %w", execID, t.containerID, err)
 	}
-	return newProcess(t.client, t.containerID, execID, p.Pid, pio), nil
+	proc := newProcess(t.client, t.containerID, execID, p.Pid, pio)
+	proc.unattached = unattachedFIFOs(p, pio)
+	return proc, nil
 }
 
 func (t *task) Pids(ctx context.Context) ([]ProcessInfo, error) {
