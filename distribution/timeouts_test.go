@@ -18,9 +18,13 @@ import (
 	"github.com/berthrt/berth/storage/content"
 )
 
-// shortTimeouts keep the tests quick; they are bounds, never asserted as
-// durations.
-var shortTimeouts = distribution.Timeouts{Connect: 2 * time.Second, ResponseHeader: 300 * time.Millisecond, Stall: 300 * time.Millisecond}
+// Bounds of the tests, never asserted as durations: the one a test trips
+// is short, the others leave a loaded machine's loopback registry room to
+// answer.
+var (
+	headerTimeouts = distribution.Timeouts{Connect: 10 * time.Second, ResponseHeader: 2 * time.Second, Stall: 10 * time.Second}
+	stallTimeouts  = distribution.Timeouts{Connect: 10 * time.Second, ResponseHeader: 10 * time.Second, Stall: time.Second}
+)
 
 // silentListener accepts TCP connections on loopback and never answers
 // them (it holds them open until Cleanup), as a wedged registry does.
@@ -82,7 +86,7 @@ func requireTimeout(t testing.TB, err error, host, step, phase string) {
 // the header bound, naming the host and the step.
 func TestTimeoutSilentRegistry(t *testing.T) {
 	addr := silentListener(t)
-	r := resolver(t, distribution.ResolverOptions{Timeouts: shortTimeouts})
+	r := resolver(t, distribution.ResolverOptions{Timeouts: headerTimeouts})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a backstop, far above the bounds
 	defer cancel()
 
@@ -103,7 +107,7 @@ func TestTimeoutSilentRegistry(t *testing.T) {
 func TestTimeoutStalledBlob(t *testing.T) {
 	p, _, _, layer := proxiedImage(t, 1<<20, "berth/stall:1")
 	p.stallAt[layer.Digest] = 64 << 10
-	r := resolver(t, distribution.ResolverOptions{Timeouts: shortTimeouts})
+	r := resolver(t, distribution.ResolverOptions{Timeouts: stallTimeouts})
 	store := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -133,7 +137,7 @@ func TestTimeoutSlowTokenEndpoint(t *testing.T) {
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{
 		TokenRealm: "http://" + tokenHost + "/token", TokenService: "berth-test", TokenIssuer: "berth-test", TokenRootCerts: roots,
 	})
-	r := resolver(t, distribution.ResolverOptions{Timeouts: shortTimeouts, Credentials: staticCredential("berth", "t0ken")})
+	r := resolver(t, distribution.ResolverOptions{Timeouts: headerTimeouts, Credentials: staticCredential("berth", "t0ken")})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -146,7 +150,9 @@ func TestTimeoutSlowTokenEndpoint(t *testing.T) {
 // the ingest, instead of waiting for ever.
 func TestIngestHeldByAnotherWriter(t *testing.T) {
 	p, _, _, layer := proxiedImage(t, 64<<10, "berth/held:1")
-	r := resolver(t, distribution.ResolverOptions{Timeouts: distribution.Timeouts{Connect: 100 * time.Millisecond, ResponseHeader: 100 * time.Millisecond, Stall: 100 * time.Millisecond}})
+	// The writer that holds the ingest writes nothing: the pull gives up
+	// after the bounds' sum (here 4s) without a byte.
+	r := resolver(t, distribution.ResolverOptions{Timeouts: distribution.Timeouts{Connect: time.Second, ResponseHeader: 2 * time.Second, Stall: time.Second}})
 	store := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

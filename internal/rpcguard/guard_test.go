@@ -115,7 +115,7 @@ func TestPerProcessCap(t *testing.T) {
 // well-behaved client is served meanwhile, and a client idle between
 // calls for longer than the bound is not cut.
 func TestIdleConnectionsClosed(t *testing.T) {
-	const bound = 300 * time.Millisecond
+	const bound = time.Second
 	sock := serve(t, rpcguard.Limits{PerProcess: 1000, PerUser: 1000, FrameTimeout: bound})
 	var idle []net.Conn
 	for range 50 {
