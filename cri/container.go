@@ -170,11 +170,16 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 	} else {
 		opts = append(opts, withNamespace(specs.IPCNamespace, proc("ipc")))
 	}
-	switch {
-	case nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE || ctrNS.GetPid() == runtimeapi.NamespaceMode_NODE:
+	// PID as the container's options say (the kubelet copies the pod's
+	// there): POD (the zero value) joins the sandbox's, CONTAINER makes a
+	// new one, NODE is the host's.
+	switch ctrNS.GetPid() {
+	case runtimeapi.NamespaceMode_NODE:
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
-	case nsOpts.GetPid() == runtimeapi.NamespaceMode_POD || ctrNS.GetPid() == runtimeapi.NamespaceMode_POD:
+	case runtimeapi.NamespaceMode_POD:
 		opts = append(opts, withNamespace(specs.PIDNamespace, proc("pid")))
+	case runtimeapi.NamespaceMode_TARGET:
+		return nil, fmt.Errorf("pid namespace mode TARGET: %w", errdefs.ErrNotImplemented)
 	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	annotations := map[string]string{
@@ -198,13 +203,51 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 	return opts, nil
 }
 
-// logIO returns the stdio of a container's task: its CRI log file, or
-// none.
+// logIO returns the stdio of a container's task: its CRI log file, which
+// the shim writes in the CRI format, or none.
 func logIO(logPath string) cio.Creator {
 	if logPath == "" {
 		return cio.NullIO
 	}
-	return cio.LogFile(logPath)
+	return cio.CRILog(logPath)
+}
+
+// ReopenContainerLog has the shim reopen a running container's log file
+// at its path, after the kubelet renamed it away to rotate it.
+func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	ctx = nsContext(ctx)
+	c, err := s.containerByID(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	_, task, err := s.runningTask(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := task.ReopenLog(ctx); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// runningTask returns the berth container and task of c, which must be
+// running.
+func (s *Server) runningTask(ctx context.Context, c *container) (client.Container, client.Task, error) {
+	c.mu.Lock()
+	running := containerState(c.rec) == runtimeapi.ContainerState_CONTAINER_RUNNING
+	c.mu.Unlock()
+	if !running {
+		return nil, nil, fmt.Errorf("container %s is not running: %w", c.rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	ctr, err := s.client.LoadContainer(ctx, c.rec.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ctr, task, nil
 }
 
 // StartContainer starts a created container and watches for its exit.

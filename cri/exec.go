@@ -34,21 +34,11 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	running := containerState(c.rec) == runtimeapi.ContainerState_CONTAINER_RUNNING
-	c.mu.Unlock()
-	if !running {
-		return nil, fmt.Errorf("container %s is not running: %w", c.rec.ID, errdefs.ErrFailedPrecondition)
-	}
-	ctr, err := s.client.LoadContainer(ctx, c.rec.ID)
+	ctr, task, err := s.runningTask(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	spec, err := ctr.Spec(ctx)
-	if err != nil {
-		return nil, err
-	}
-	task, err := ctr.Task(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthrt/berth/cri/netns"
 	"github.com/berthrt/berth/errdefs"
 )
 
@@ -38,8 +39,8 @@ func (s *Server) Load(ctx context.Context) error {
 				s.log.Warn("cri: sandbox left out", "id", info.ID, "error", err)
 				continue
 			}
-			if sb.rec.NetNS != "" && s.cfg.LoadNetNS != nil {
-				sb.netns = s.cfg.LoadNetNS(sb.rec.NetNS)
+			if sb.rec.NetNS != "" {
+				sb.netns = netns.Load(sb.rec.NetNS)
 			}
 			s.sandboxes[sb.rec.ID] = sb
 			s.names[sandboxName(sb.config.GetMetadata())] = sb.rec.ID

@@ -14,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/cri/netns"
 	"github.com/berthrt/berth/errdefs"
 )
 
@@ -77,7 +78,7 @@ type sandbox struct {
 	mu     sync.Mutex // serialises the sandbox's lifecycle calls; guards rec
 	rec    sandboxRecord
 	config *runtimeapi.PodSandboxConfig // decoded rec.Config; immutable
-	netns  NetNS                        // nil when rec.NetNS is empty
+	netns  *netns.NetNS                 // nil when rec.NetNS is empty
 	// removed is set under mu once RemovePodSandbox finished: a call that
 	// waited for mu sees the sandbox gone.
 	removed bool

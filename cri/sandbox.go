@@ -16,6 +16,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/cri/cni"
+	"github.com/berthrt/berth/cri/netns"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/oci"
@@ -134,20 +136,20 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	hostNet := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
-	if !hostNet && s.cfg.NewNetNS != nil {
-		netns, err := s.cfg.NewNetNS()
+	if !hostNet {
+		ns, err := netns.New(s.cfg.NetNSDir)
 		if err != nil {
 			return nil, fmt.Errorf("pod network namespace: %w", err)
 		}
-		sb.netns, sb.rec.NetNS = netns, netns.Path()
-		undo.add(func(context.Context) error { return netns.Remove() })
+		sb.netns, sb.rec.NetNS = ns, ns.Path()
+		undo.add(func(context.Context) error { return ns.Remove() })
 		if s.cfg.Network != nil {
-			undo.add(func(ctx context.Context) error { return s.cfg.Network.Teardown(ctx, id, netns.Path(), podNetwork(cfg)) })
-			ips, err := s.cfg.Network.Setup(ctx, id, netns.Path(), podNetwork(cfg))
+			undo.add(func(ctx context.Context) error { return s.cfg.Network.Teardown(ctx, id, ns.Path(), podNetwork(cfg)) })
+			res, err := s.cfg.Network.Setup(ctx, id, ns.Path(), podNetwork(cfg))
 			if err != nil {
 				return nil, fmt.Errorf("pod network: %w", err)
 			}
-			sb.rec.IPs = ips
+			sb.rec.IPs = append([]string{res.IP}, res.AdditionalIPs...)
 		}
 	}
 
@@ -185,12 +187,16 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 }
 
 // podNetwork is what the CNI needs to know of a pod.
-func podNetwork(cfg *runtimeapi.PodSandboxConfig) PodNetwork {
+func podNetwork(cfg *runtimeapi.PodSandboxConfig) cni.Pod {
 	md := cfg.GetMetadata()
-	return PodNetwork{
-		Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),
-		PortMappings: cfg.GetPortMappings(), CgroupParent: cfg.GetLinux().GetCgroupParent(),
+	pod := cni.Pod{Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(), CgroupParent: cfg.GetLinux().GetCgroupParent()}
+	for _, pm := range cfg.GetPortMappings() {
+		pod.PortMappings = append(pod.PortMappings, cni.PortMapping{
+			HostPort: pm.GetHostPort(), ContainerPort: pm.GetContainerPort(), HostIP: pm.GetHostIp(),
+			Protocol: strings.ToLower(pm.GetProtocol().String()),
+		})
 	}
+	return pod
 }
 
 // sandboxSpec returns the spec options of a sandbox container: the
@@ -214,7 +220,8 @@ func (s *Server) sandboxSpec(img *client.Image, sb *sandbox) []oci.SpecOpts {
 	if nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
 		// The host's UTS namespace goes with the host's network, as the
 		// kubelet expects of hostNetwork pods.
-		opts = append(opts, oci.WithHostNamespace(specs.UTSNamespace))
+		opts = append(opts, oci.WithHostNamespace(specs.UTSNamespace),
+			func(_ context.Context, sp *specs.Spec) error { sp.Hostname = ""; return nil })
 	} else if h := cfg.GetHostname(); h != "" {
 		opts = append(opts, oci.WithHostname(h))
 	}
@@ -288,7 +295,7 @@ func (s *Server) stopSandbox(ctx context.Context, sb *sandbox) error {
 	}
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.removed {
+	if sb.removed || sb.rec.Stopped {
 		return nil
 	}
 	if err := s.deleteTask(ctx, sb.rec.ID); err != nil {
@@ -306,14 +313,12 @@ func (s *Server) stopSandbox(ctx context.Context, sb *sandbox) error {
 			}
 		}
 	}
-	if !sb.rec.Stopped {
-		rec := sb.rec
-		rec.Stopped = true
-		if err := s.saveRecord(ctx, rec.ID, rec); err != nil {
-			return err
-		}
-		sb.rec = rec
+	rec := sb.rec
+	rec.Stopped = true
+	if err := s.saveRecord(ctx, rec.ID, rec); err != nil {
+		return err
 	}
+	sb.rec = rec
 	return nil
 }
 

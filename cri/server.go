@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/cri/cni"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/version"
 )
@@ -24,32 +25,6 @@ const (
 	kubeletAPIVersion = "0.1.0"
 )
 
-// Network wires a pod's network namespace (the cri/cni package's
-// Network). Setup and Teardown are keyed by the sandbox id; Teardown is
-// idempotent and works when the namespace is already gone.
-type Network interface {
-	// Status is nil when a usable network config is loaded.
-	Status() error
-	Setup(ctx context.Context, sandboxID, netnsPath string, pod PodNetwork) (PodIPs, error)
-	Teardown(ctx context.Context, sandboxID, netnsPath string, pod PodNetwork) error
-}
-
-// PodNetwork is what a Network needs to know of a pod.
-type PodNetwork struct {
-	Name, Namespace, UID string
-	PortMappings         []*runtimeapi.PortMapping
-	CgroupParent         string
-}
-
-// PodIPs are a pod's addresses, the primary (IPv4 first) at index 0.
-type PodIPs []string
-
-// NetNS is a pinned network namespace (the cri/netns package's NetNS).
-type NetNS interface {
-	Path() string
-	Remove() error
-}
-
 // Config is what a Server needs.
 type Config struct {
 	// Client reaches berthd's services in the same process.
@@ -63,16 +38,13 @@ type Config struct {
 	// ImageFSDir is the folder whose filesystem holds the snapshots, for
 	// ImageFsInfo.
 	ImageFSDir string
-	// Network wires pod networks; nil gives each pod a network namespace
-	// with only its loopback device, and Status reports the network not
-	// ready.
-	Network Network
-	// NewNetNS makes a pinned network namespace for a pod; nil leaves the
-	// making to the runtime (the sandbox container's own namespace, which
-	// lives as long as it runs). LoadNetNS returns one made before.
-	NewNetNS  func() (NetNS, error)
-	LoadNetNS func(path string) NetNS
-	Log       *slog.Logger
+	// NetNSDir holds the pods' pinned network namespaces.
+	NetNSDir string
+	// Network wires pod networks through CNI; nil gives each pod a network
+	// namespace with only its loopback device, and Status reports the
+	// network not ready.
+	Network *cni.Network
+	Log     *slog.Logger
 }
 
 // Server serves the CRI RuntimeService and ImageService.
@@ -96,8 +68,8 @@ type Server struct {
 
 // New returns a Server over cfg; Load fills it from the daemon's records.
 func New(cfg Config) (*Server, error) {
-	if cfg.Client == nil || cfg.SandboxImage == "" || cfg.StateDir == "" {
-		return nil, fmt.Errorf("cri: Client, SandboxImage and StateDir are required")
+	if cfg.Client == nil || cfg.SandboxImage == "" || cfg.StateDir == "" || cfg.NetNSDir == "" {
+		return nil, fmt.Errorf("cri: Client, SandboxImage, StateDir and NetNSDir are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,10 @@ func (e *criEnv) startContainer(t *testing.T, pod string, podCfg *runtimeapi.Pod
 			Envs:     []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hello")}},
 			LogPath:  name + ".log",
 			Labels:   map[string]string{"name": name},
+			// As the kubelet asks unless the pod shares its processes.
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: podCfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork(), Pid: runtimeapi.NamespaceMode_CONTAINER},
+			}},
 		},
 	})
 	if err != nil {
@@ -98,21 +103,54 @@ func TestCRIPod(t *testing.T) {
 	cfg := e.podConfig(t, "two", false)
 	pod := e.runPod(t, cfg)
 
+	ps, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || !strings.HasPrefix(ps.Status.GetNetwork().GetIp(), "10.88.") {
+		t.Fatalf("pod status: %v %v", ps, err)
+	}
+	podIP := ps.Status.Network.Ip
+
 	server := e.startContainer(t, pod, cfg, "server", "sh", "-c",
-		`mkdir /www && echo "$GREETING from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www`)
+		`trap 'exit 143' TERM; mkdir /www && echo "$GREETING from $(hostname)" > /www/index.html && echo ready
+		httpd -f -p 8080 -h /www & wait`)
+	// The client reaches the server over the pod's localhost, then over
+	// the pod's IP; it writes to stdout and stderr, and one line longer
+	// than a log line's 16 KiB.
 	client := e.startContainer(t, pod, cfg, "client", "sh", "-c",
-		`for i in $(seq 200); do wget -q -O - http://127.0.0.1:8080/ && exit 0; sleep 0.05; done; echo no answer >&2; exit 1`)
+		`for i in $(seq 200); do wget -q -O - http://127.0.0.1:8080/ && break; sleep 0.05; done
+		wget -q -O - http://`+podIP+`:8080/ || exit 1
+		echo oops >&2; head -c 20000 /dev/zero | tr '\0' x; echo`)
 	st := e.waitExited(t, client)
 	if st.ExitCode != 0 || st.Reason != "Completed" || st.FinishedAt < st.StartedAt || st.StartedAt < st.CreatedAt {
 		t.Errorf("client status: %v", st)
 	}
-	logData, err := os.ReadFile(st.LogPath)
-	if err != nil {
+	// Each stream keeps its order; the two interleave as they come.
+	lines := readCRILog(t, st.LogPath)
+	stdout := slices.DeleteFunc(slices.Clone(lines), func(l criLogLine) bool { return l.stream != "stdout" })
+	stderr := slices.DeleteFunc(slices.Clone(lines), func(l criLogLine) bool { return l.stream != "stderr" })
+	want := []criLogLine{{"stdout", "F", "hello from two"}, {"stdout", "F", "hello from two"},
+		{"stdout", "P", strings.Repeat("x", 16384)}, {"stdout", "F", strings.Repeat("x", 20000-16384)}}
+	if !slices.Equal(stdout, want) || !slices.Equal(stderr, []criLogLine{{"stderr", "F", "oops"}}) {
+		t.Errorf("client log %s:\n%.300v", st.LogPath, lines)
+	}
+
+	// ReopenContainerLog: the rotated file keeps what was written, the
+	// new one gets what comes after.
+	serverLog := filepath.Join(cfg.LogDirectory, "server.log")
+	if err := os.Rename(serverLog, serverLog+".1"); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(logData), "hello from two") {
-		t.Errorf("client log %s:\n%s", st.LogPath, logData)
+	if _, err := e.rt.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: server}); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: server, Cmd: []string{"sh", "-c", "echo after > /proc/1/fd/1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCRILog(t, serverLog+".1"); !slices.Equal(got, []criLogLine{{"stdout", "F", "ready"}}) {
+		t.Errorf("rotated server log: %v", got)
+	}
+	eventually(t, 10*time.Second, "the line written after the reopen", func() bool {
+		return slices.Equal(readCRILog(t, serverLog), []criLogLine{{"stdout", "F", "after"}})
+	})
 
 	// ExecSync: output, exit code, timeout.
 	r, err := e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: server, Cmd: []string{"sh", "-c", "echo out; echo err >&2; cat /etc/resolv.conf; exit 3"}})
@@ -146,16 +184,11 @@ func TestCRIPod(t *testing.T) {
 	if err != nil || len(list.Containers) != 1 || list.Containers[0].Id != server {
 		t.Errorf("running containers of the pod: %v %v", list, err)
 	}
-	ps, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
-	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
-		t.Fatalf("pod status: %v %v", ps, err)
-	}
-
 	// Stop with a grace period: httpd ends on TERM.
 	if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: server, Timeout: 10}); err != nil {
 		t.Fatal(err)
 	}
-	if st := e.waitExited(t, server); st.Reason != "Error" || st.ExitCode == 0 {
+	if st := e.waitExited(t, server); st.Reason != "Error" || st.ExitCode != 143 {
 		t.Errorf("server after stop: %v", st)
 	}
 	for range 2 {
@@ -184,6 +217,33 @@ func TestCRIPod(t *testing.T) {
 	e.checkNothingLeft(t)
 }
 
+// criLogLine is a line of a CRI log without its time stamp.
+type criLogLine struct{ stream, tag, content string }
+
+// readCRILog reads a CRI log, checking each line's time stamp.
+func readCRILog(t *testing.T, path string) []criLogLine {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []criLogLine
+	for _, l := range strings.SplitAfter(string(data), "\n") {
+		if l == "" {
+			continue
+		}
+		f := strings.SplitN(strings.TrimSuffix(l, "\n"), " ", 4)
+		if len(f) != 4 || !strings.HasSuffix(l, "\n") {
+			t.Fatalf("%s: bad line %.100q", path, l)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, f[0]); err != nil {
+			t.Errorf("%s: time stamp %q: %v", path, f[0], err)
+		}
+		out = append(out, criLogLine{f[1], f[2], f[3]})
+	}
+	return out
+}
+
 // checkNothingLeft checks that no pod left a container, a bundle (and so
 // a shim), a mount or an IP reservation behind.
 func (e *criEnv) checkNothingLeft(t *testing.T) {
@@ -203,11 +263,55 @@ func (e *criEnv) checkNothingLeft(t *testing.T) {
 	if left := mountsUnder(e.d.state); len(left) != 0 {
 		t.Errorf("mounts left: %v", left)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(e.d.state, ".cri", "sandboxes")); len(entries) != 0 {
-		t.Errorf("pod folders left: %v", entries)
+	for _, dir := range []string{"sandboxes", "netns"} {
+		if entries, _ := os.ReadDir(filepath.Join(e.d.state, ".cri", dir)); len(entries) != 0 {
+			t.Errorf("%s left: %v", dir, entries)
+		}
 	}
 	reservations, _ := filepath.Glob(filepath.Join(e.cniData, "*", "[0-9]*"))
 	if len(reservations) != 0 {
 		t.Errorf("IP reservations left: %v", reservations)
 	}
+}
+
+// TestCRIHostNetworkPod runs a pod in the host's network and UTS
+// namespaces, without CNI, and a container that shares the pod's
+// processes.
+func TestCRIHostNetworkPod(t *testing.T) {
+	e := newCRIEnv(t)
+	ctx := e.ctx(t)
+	cfg := e.podConfig(t, "host", true)
+	cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	pod := e.runPod(t, cfg)
+	ps, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || ps.Status.GetNetwork().GetIp() != "" {
+		t.Fatalf("pod status: %v %v", ps, err)
+	}
+	r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: cfg, Config: &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "shared"},
+		Image:    &runtimeapi.ImageSpec{Image: e.busybox},
+		Command:  []string{"sleep", "600"},
+		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_POD},
+		}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	hostname, _ := os.Hostname()
+	out, err := e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ContainerId, Cmd: []string{"sh", "-c", "hostname; ps -o args | grep -c '^/bin/sh -c trap'"}})
+	if err != nil || string(out.Stdout) != hostname+"\n1\n" {
+		t.Errorf("exec: %q %q %v (want the host's name, and the sandbox's process seen)", out.GetStdout(), out.GetStderr(), err)
+	}
+	stats, err := e.rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: pod})
+	if err != nil || len(stats.Stats.GetLinux().GetContainers()) != 1 || stats.Stats.Linux.Memory.WorkingSetBytes.GetValue() == 0 {
+		t.Errorf("pod stats: %v %v", stats, err)
+	}
+	if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	e.checkNothingLeft(t)
 }

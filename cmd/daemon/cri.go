@@ -17,6 +17,7 @@ import (
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/cri"
+	"github.com/berthrt/berth/cri/cni"
 )
 
 // The CRI is a client of the daemon's own ttrpc services through the Go
@@ -60,11 +61,23 @@ func runCRI(ctx context.Context, cfg *Config, srv *ttrpc.Server, log *slog.Logge
 		return nil, err
 	}
 	undo = append(undo, func() { c.Close() })
+	network, err := cni.New(cni.Config{BinDirs: cfg.CRI.CNI.BinDirs, ConfDir: cfg.CRI.CNI.ConfDir})
+	if err != nil {
+		return nil, err
+	}
+	if err := network.Status(); err != nil {
+		log.Warn("the pod network is not ready", "error", err)
+	}
+	// Under the state folder, whose other folders are namespaces of
+	// bundles: a name beginning with a dot is none.
+	state := filepath.Join(cfg.State, ".cri")
 	s, err := cri.New(cri.Config{
 		Client:       c,
 		SandboxImage: cfg.CRI.SandboxImage,
-		StateDir:     filepath.Join(cfg.State, ".cri"),
+		StateDir:     state,
+		NetNSDir:     filepath.Join(state, "netns"),
 		ImageFSDir:   filepath.Join(cfg.Root, "snapshots"),
+		Network:      network,
 		Log:          log,
 	})
 	if err != nil {
