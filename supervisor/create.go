@@ -73,6 +73,8 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 	}
 	req := &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio}
 	var resp *shimapi.CreateResponse
+	// Once the container is created (or not): see takeSpare.
+	defer s.refillSpares()
 	if sp := s.takeSpare(); sp != nil {
 		span := spantrace.Start("bind spare")
 		if err := sh.bindSpare(sp, opts.Spec, runtime); err != nil {

@@ -173,18 +173,13 @@ func (s *Supervisor) newSpare(ctx context.Context) (_ *spare, retErr error) {
 	return sp, nil
 }
 
-// takeSpare returns an idle spare that still lives, or nil, and has the
-// pool refilled.
+// takeSpare returns an idle spare that still lives, or nil. The caller
+// calls refillSpares once its container is created: a shim started while
+// the runtime creates the container would compete with it for the CPU.
 func (s *Supervisor) takeSpare() *spare {
 	if cap(s.spares) == 0 {
 		return nil
 	}
-	defer func() {
-		select {
-		case s.refill <- struct{}{}:
-		default: // a refill is due already
-		}
-	}()
 	for {
 		select {
 		case sp := <-s.spares:
@@ -196,6 +191,17 @@ func (s *Supervisor) takeSpare() *spare {
 		default:
 			return nil
 		}
+	}
+}
+
+// refillSpares has fillSpares start spares until the pool is full.
+func (s *Supervisor) refillSpares() {
+	if cap(s.spares) == 0 {
+		return
+	}
+	select {
+	case s.refill <- struct{}{}:
+	default: // a refill is due already
 	}
 }
 

@@ -164,7 +164,9 @@ func serve(ctx context.Context, o *options) error {
 	case err := <-serveErr:
 		log.Error("server stopped", "error", err)
 	}
+	span := spantrace.Start("drain")
 	drain(server, shutdownDrain)
+	span.End()
 	if ts := bound(); ts != nil {
 		ts.Close()
 	}
