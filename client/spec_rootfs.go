@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/oci"
@@ -46,12 +47,24 @@ func (r *specRootFS) mount(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("container %q: mounts of snapshot %q: %w", r.info.ID, r.info.SnapshotKey, err)
 	}
-	dir, err := os.MkdirTemp("", "berth-spec-rootfs-")
+	// The snapshot is an image's files, setuid ones and device nodes
+	// included: it is mounted nosuid and nodev on a folder inside one
+	// that only root may enter (MkdirTemp makes it 0700, and the mount
+	// covers only the inner folder's mode).
+	private, err := os.MkdirTemp("", "berth-spec-rootfs-")
 	if err != nil {
 		return "", fmt.Errorf("container %q: %w", r.info.ID, err)
 	}
-	if err := mount.All(mount.ReadOnly(ms), dir); err != nil {
-		return "", errors.Join(fmt.Errorf("container %q: mount snapshot %q to read its /etc: %w", r.info.ID, r.info.SnapshotKey, err), os.Remove(dir))
+	dir := filepath.Join(private, "rootfs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", errors.Join(fmt.Errorf("container %q: %w", r.info.ID, err), os.Remove(private))
+	}
+	ro := mount.ReadOnly(ms)
+	for i := range ro {
+		ro[i].Options = append(ro[i].Options, "nosuid", "nodev")
+	}
+	if err := mount.All(ro, dir); err != nil {
+		return "", errors.Join(fmt.Errorf("container %q: mount snapshot %q to read its /etc: %w", r.info.ID, r.info.SnapshotKey, err), os.RemoveAll(private))
 	}
 	return dir, nil
 }
@@ -63,5 +76,5 @@ func (r *specRootFS) release() error {
 	if err := mount.UnmountAll(r.dir, 0); err != nil {
 		return fmt.Errorf("container %q: unmount snapshot %q from %s: %w", r.info.ID, r.info.SnapshotKey, r.dir, err)
 	}
-	return os.Remove(r.dir)
+	return os.RemoveAll(filepath.Dir(r.dir))
 }

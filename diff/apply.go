@@ -19,12 +19,14 @@ import (
 	"github.com/berthrt/berth/storage/content"
 )
 
-// NewApplier returns an Applier that works on this host's mounts.
-func NewApplier() Applier { return applier{} }
+// NewApplier returns an Applier that works on this host's mounts. Mounts
+// it cannot write into in place are mounted under tempMounts, a folder
+// only root may enter (see mount.WithTempMount); with "" they are refused.
+func NewApplier(tempMounts string) Applier { return applier{tempMounts: tempMounts} }
 
-type applier struct{}
+type applier struct{ tempMounts string }
 
-func (applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, provider content.Provider, opts ...archive.ApplyOpt) (_ ocispec.Descriptor, err error) {
+func (a applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, provider content.Provider, opts ...archive.ApplyOpt) (_ ocispec.Descriptor, err error) {
 	compression, err := layerCompression(desc.MediaType)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -37,7 +39,7 @@ func (applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []moun
 
 	digester := digest.Canonical.Digester()
 	var size int64
-	err = withMounted(mounts, false, func(root string, mopts ...archive.ApplyOpt) error {
+	err = withMounted(a.tempMounts, mounts, false, func(root string, mopts ...archive.ApplyOpt) error {
 		ahead := newReadahead(func(w io.Writer) error {
 			r, err := decompress(compression, content.NewReader(ra))
 			if err != nil {

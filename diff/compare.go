@@ -15,9 +15,17 @@ import (
 )
 
 // NewComparer returns a Comparer that writes its layers through ing.
-func NewComparer(ing content.Ingester) Comparer { return comparer{ing: ing} }
+// Mounts it cannot read in place (an overlay, such as a running
+// container's snapshot) are mounted under tempMounts, a folder only root
+// may enter (see mount.WithTempMount); with "" they are refused.
+func NewComparer(ing content.Ingester, tempMounts string) Comparer {
+	return comparer{ing: ing, tempMounts: tempMounts}
+}
 
-type comparer struct{ ing content.Ingester }
+type comparer struct {
+	ing        content.Ingester
+	tempMounts string
+}
 
 func (c comparer) Compare(ctx context.Context, lower, upper []mount.Mount, opts ...CompareOpt) (ocispec.Descriptor, error) {
 	o := compareOptions{compression: Gzip}
@@ -30,8 +38,8 @@ func (c comparer) Compare(ctx context.Context, lower, upper []mount.Mount, opts 
 		o.ref = "compare-" + hex.EncodeToString(b[:])
 	}
 	desc, _, err := WriteLayer(ctx, c.ing, o.ref, o.compression, "", o.labels, func(w io.Writer) error {
-		return withMounted(lower, true, func(lowerRoot string, _ ...archive.ApplyOpt) error {
-			return withMounted(upper, true, func(upperRoot string, _ ...archive.ApplyOpt) error {
+		return withMounted(c.tempMounts, lower, true, func(lowerRoot string, _ ...archive.ApplyOpt) error {
+			return withMounted(c.tempMounts, upper, true, func(upperRoot string, _ ...archive.ApplyOpt) error {
 				return archive.Compare(ctx, w, lowerRoot, upperRoot)
 			})
 		})

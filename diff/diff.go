@@ -2,8 +2,6 @@ package diff
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -65,9 +63,10 @@ func WithLabels(labels map[string]string) CompareOpt {
 
 // withMounted runs fn on a folder that shows mounts. A single overlay
 // with an upperdir, or a single bind mount (writable, unless readOnly),
-// is used in place; anything else is mounted into a temporary folder
-// that is unmounted and removed afterwards, also when fn fails.
-func withMounted(mounts []mount.Mount, readOnly bool, fn func(root string, opts ...archive.ApplyOpt) error) (err error) {
+// is used in place; anything else is mounted on a temporary folder under
+// tempMounts (mount.WithTempMount: private to root, nosuid, nodev), which
+// is unmounted and removed afterwards, also when fn fails.
+func withMounted(tempMounts string, mounts []mount.Mount, readOnly bool, fn func(root string, opts ...archive.ApplyOpt) error) error {
 	if !readOnly {
 		if dir, lowers, isOverlay, ok := inPlace(mounts); ok && isOverlay {
 			return fn(dir, archive.WithConvention(archive.Overlay), archive.WithParents(lowers...))
@@ -77,30 +76,10 @@ func withMounted(mounts []mount.Mount, readOnly bool, fn func(root string, opts 
 	} else if len(mounts) == 1 && mounts[0].Target == "" && isBind(mounts[0]) {
 		return fn(mounts[0].Source)
 	}
-	dir, err := os.MkdirTemp("", "berth-diff-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if rerr := os.Remove(dir); rerr != nil {
-			err = joinCleanup(err, rerr)
-		}
-	}()
-	if len(mounts) == 0 {
-		return fn(dir)
-	}
 	if readOnly {
 		mounts = mount.ReadOnly(mounts)
 	}
-	if err := mount.All(mounts, dir); err != nil {
-		return err
-	}
-	defer func() {
-		if uerr := mount.UnmountAll(dir, 0); uerr != nil {
-			err = joinCleanup(err, uerr)
-		}
-	}()
-	return fn(dir)
+	return mount.WithTempMount(tempMounts, mounts, func(root string) error { return fn(root) })
 }
 
 // WritableDir returns the folder that a layer applied onto mounts is
@@ -126,13 +105,6 @@ func inPlace(mounts []mount.Mount) (dir string, lowers []string, isOverlay, ok b
 		return m.Source, nil, false, true
 	}
 	return "", nil, false, false
-}
-
-func joinCleanup(err, cerr error) error {
-	if err == nil {
-		return fmt.Errorf("clean up: %w", cerr)
-	}
-	return fmt.Errorf("%w (and clean up: %v)", err, cerr)
 }
 
 // overlayDirs returns an overlay mount's upperdir and lowerdirs (topmost

@@ -88,16 +88,17 @@ func bind(dir string) []mount.Mount {
 	return []mount.Mount{{Type: "bind", Source: dir, Options: []string{"rbind", "rw"}}}
 }
 
-// noTempMounts checks that Apply and Compare left no temporary folder.
-func noTempMounts(t *testing.T) {
+// noTempMounts returns a folder for temporary mounts and checks that Apply
+// and Compare left nothing in it.
+func noTempMounts(t *testing.T) string {
 	t.Helper()
-	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "berth-diff-*"))
+	dir := filepath.Join(t.TempDir(), "tmpmounts")
 	t.Cleanup(func() {
-		after, _ := filepath.Glob(filepath.Join(os.TempDir(), "berth-diff-*"))
-		if len(after) > len(before) {
-			t.Errorf("left behind: %v", after)
+		if left, _ := os.ReadDir(dir); len(left) > 0 {
+			t.Errorf("left behind in %s: %v", dir, left)
 		}
 	})
+	return dir
 }
 
 func TestApplyRoundTrips(t *testing.T) {
@@ -107,7 +108,7 @@ func TestApplyRoundTrips(t *testing.T) {
 	for _, mt := range []string{ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd} {
 		for _, target := range []string{"bind", "overlay", "temp mount"} {
 			t.Run(mt+"/"+target, func(t *testing.T) {
-				noTempMounts(t)
+				tmp := noTempMounts(t)
 				p := memProvider{}
 				desc := p.add(mt, compress(t, mt, raw))
 				base := t.TempDir()
@@ -129,7 +130,7 @@ func TestApplyRoundTrips(t *testing.T) {
 					// Two mounts: mounted in a temporary folder.
 					mounts = append(bind(dirs["a"]), mount.Mount{Type: "bind", Source: dirs["b"], Target: "extra", Options: []string{"rbind"}})
 				}
-				got, err := diff.NewApplier().Apply(context.Background(), desc, mounts, p)
+				got, err := diff.NewApplier(tmp).Apply(context.Background(), desc, mounts, p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -158,17 +159,17 @@ func statIno(t *testing.T, p string) uint64 {
 
 func TestApplyErrors(t *testing.T) {
 	testutil.RequireRoot(t)
-	noTempMounts(t)
+	tmp := noTempMounts(t)
 	p := memProvider{}
 	ctx := context.Background()
-	if _, err := diff.NewApplier().Apply(ctx, p.add("application/vnd.oci.image.layer.v1.tar+lz4", []byte("x")), bind(t.TempDir()), p); !errdefs.IsNotImplemented(err) {
+	if _, err := diff.NewApplier(tmp).Apply(ctx, p.add("application/vnd.oci.image.layer.v1.tar+lz4", []byte("x")), bind(t.TempDir()), p); !errdefs.IsNotImplemented(err) {
 		t.Errorf("unknown media type: %v", err)
 	}
 	gz := compress(t, ocispec.MediaTypeImageLayerGzip, layerTar(t))
 	gz[len(gz)-5] ^= 0xff // the gzip trailer's CRC
 	dir := t.TempDir()
 	mounts := append(bind(dir), mount.Mount{Type: "bind", Source: t.TempDir(), Target: "sub", Options: []string{"rbind"}})
-	if _, err := diff.NewApplier().Apply(ctx, p.add(ocispec.MediaTypeImageLayerGzip, gz), mounts, p); err == nil {
+	if _, err := diff.NewApplier(tmp).Apply(ctx, p.add(ocispec.MediaTypeImageLayerGzip, gz), mounts, p); err == nil {
 		t.Error("a corrupt gzip stream applied")
 	}
 	hostile := []byte{}
@@ -179,7 +180,7 @@ func TestApplyErrors(t *testing.T) {
 		tw.Close()
 		hostile = b.Bytes()
 	}
-	if _, err := diff.NewApplier().Apply(ctx, p.add(ocispec.MediaTypeImageLayer, hostile), mounts, p); !errdefs.IsInvalidArgument(err) {
+	if _, err := diff.NewApplier(tmp).Apply(ctx, p.add(ocispec.MediaTypeImageLayer, hostile), mounts, p); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("hostile layer: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "escape")); err == nil {
@@ -192,7 +193,7 @@ func TestApplyErrors(t *testing.T) {
 // lower layer, give the merged view.
 func TestCompareThenApply(t *testing.T) {
 	testutil.RequireRoot(t)
-	noTempMounts(t)
+	tmp := noTempMounts(t)
 	ctx := context.Background()
 	store, err := content.NewStore(t.TempDir())
 	if err != nil {
@@ -207,7 +208,7 @@ func TestCompareThenApply(t *testing.T) {
 	}
 	layer := p.add(ocispec.MediaTypeImageLayer, layerTar(t))
 	for _, d := range []string{"lower", "copy"} {
-		if _, err := diff.NewApplier().Apply(ctx, layer, bind(dirs[d]), p); err != nil {
+		if _, err := diff.NewApplier(tmp).Apply(ctx, layer, bind(dirs[d]), p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -227,7 +228,7 @@ func TestCompareThenApply(t *testing.T) {
 	os.Mkdir(filepath.Join(m, "sub"), 0o711)
 	os.WriteFile(filepath.Join(m, "sub/only"), []byte("only"), 0o644)
 
-	desc, err := diff.NewComparer(store).Compare(ctx, bind(dirs["lower"]), ovl, diff.WithLabels(map[string]string{"x": "y"}))
+	desc, err := diff.NewComparer(store, tmp).Compare(ctx, bind(dirs["lower"]), ovl, diff.WithLabels(map[string]string{"x": "y"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func TestCompareThenApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := diff.NewApplier().Apply(ctx, desc, bind(dirs["copy"]), store)
+	got, err := diff.NewApplier(tmp).Apply(ctx, desc, bind(dirs["copy"]), store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +304,7 @@ func BenchmarkApplyGzip(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if _, err := diff.NewApplier().Apply(context.Background(), desc, bind(dir), p); err != nil {
+		if _, err := diff.NewApplier(b.TempDir()).Apply(context.Background(), desc, bind(dir), p); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -11,6 +11,11 @@
 // Decompression and hashing run in a goroutine ahead of the extraction, so
 // the two use both cores; the goroutine stops before Apply returns.
 //
+// Temporary mounts are made only under the folder given to NewApplier and
+// NewComparer, which only root may enter, and with nosuid and nodev: they
+// show a container's or an image's files, setuid binaries and device
+// nodes included, which no other host user may reach (mount.WithTempMount).
+//
 // Compare mounts both sides read-only, writes the changes as an OCI layer
 // tar (archive.Compare) into the content store, gzip'd unless
 // WithCompression asks for zstd or none, and labels the blob

@@ -1,17 +1,22 @@
 package supervisor
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -40,9 +45,24 @@ const (
 // live shim (berthd check).
 const ReapedMarker = reapedMarker
 
-// Folder modes: others may traverse to the rootfs (user namespaces,
-// non-root container users) but not list.
-const bundleDirMode = 0o711
+// Folder modes. A bundle holds the container's rootfs, mounted with
+// setuid honoured and with whatever device nodes the container made, so
+// no host user but root may enter it (the CVE-2021-41103 class); the
+// folders above it may be traversed, so that a bundle can be opened to
+// the root of a user namespace (bundleUsernsPerm).
+const (
+	// StatePerm is the mode of the state folder: the daemon's API socket
+	// and the clients' FIFO folders may be in it.
+	StatePerm = 0o711
+	// namespacePerm is the mode of <state>/<namespace>.
+	namespacePerm = 0o711
+	// bundlePerm is the mode of a bundle.
+	bundlePerm = 0o700
+	// bundleUsernsPerm is the mode of the bundle of a container in a user
+	// namespace, whose group is the host gid of the namespace's root:
+	// runc's init prepares the rootfs as that root, and may only traverse.
+	bundleUsernsPerm = 0o710
+)
 
 // keptWhenReaped are the files a stopped task's bundle keeps: enough to
 // answer State and Wait, and the logs to explain what happened.
@@ -60,10 +80,10 @@ var keptWhenReaped = map[string]bool{
 // config.json and the runtime name. It fails with ErrAlreadyExists when the folder exists:
 // a bundle is never reused, since it may belong to a task not yet restored.
 func writeBundle(bundle string, spec []byte, runtime string) error {
-	if err := os.MkdirAll(filepath.Dir(bundle), bundleDirMode); err != nil {
+	if err := fsperm.Restrict(filepath.Dir(bundle), namespacePerm); err != nil {
 		return err
 	}
-	if err := os.Mkdir(bundle, bundleDirMode); err != nil {
+	if err := os.Mkdir(bundle, bundlePerm); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("bundle %s: %w", bundle, errdefs.ErrAlreadyExists)
 		}
@@ -72,10 +92,14 @@ func writeBundle(bundle string, spec []byte, runtime string) error {
 	return writeBundleFiles(bundle, spec, runtime)
 }
 
-// writeBundleFiles marks the folder dir creating and writes config.json
-// and the runtime name into it.
+// writeBundleFiles gives the folder dir a bundle's mode and group
+// (restrictBundle), marks it creating and writes config.json and the
+// runtime name into it.
 func writeBundleFiles(dir string, spec []byte, runtime string) error {
 	bundle := dir
+	if err := restrictBundle(bundle, spec); err != nil {
+		return err
+	}
 	// Made in place, not through a temporary file and a rename: a daemon
 	// killed half-way leaves the folder empty or marked, never holding
 	// only a temporary file that restore would not know.
@@ -90,6 +114,47 @@ func writeBundleFiles(dir string, spec []byte, runtime string) error {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(bundle, specFileName), spec, 0o600)
+}
+
+// restrictBundle gives bundle its mode and group: bundlePerm and root's
+// group, or, for a spec with a user namespace, bundleUsernsPerm and the
+// host gid its root maps to. A spec that does not decode gets bundlePerm:
+// runc refuses it anyway.
+func restrictBundle(bundle string, spec []byte) error {
+	gid, perm := 0, os.FileMode(bundlePerm)
+	if g, ok := usernsRootGID(spec); ok {
+		gid, perm = int(g), bundleUsernsPerm
+	}
+	if err := os.Lchown(bundle, 0, gid); err != nil {
+		return fmt.Errorf("bundle %s: %w", bundle, err)
+	}
+	if err := os.Chmod(bundle, perm); err != nil {
+		return fmt.Errorf("bundle %s: %w", bundle, err)
+	}
+	return nil
+}
+
+// usernsRootGID returns the host gid that gid 0 of spec's user namespace
+// maps to; ok is false without a user namespace or such a mapping.
+func usernsRootGID(spec []byte) (gid uint32, ok bool) {
+	var s struct {
+		Linux *struct {
+			Namespaces  []specs.LinuxNamespace `json:"namespaces"`
+			GIDMappings []specs.LinuxIDMapping `json:"gidMappings"`
+		} `json:"linux"`
+	}
+	if json.Unmarshal(spec, &s) != nil || s.Linux == nil {
+		return 0, false
+	}
+	if !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace }) {
+		return 0, false
+	}
+	for _, m := range s.Linux.GIDMappings {
+		if m.ContainerID == 0 && m.Size > 0 {
+			return m.HostID, true
+		}
+	}
+	return 0, false
 }
 
 // readRuntime returns the runtime a bundle was created with, or def for a

@@ -68,7 +68,8 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 			retErr = errors.Join(retErr, fmt.Errorf("clean up: %w", err))
 		}
 	}()
-	if err := os.MkdirAll(s.runtimeRoot(ns), bundleDirMode); err != nil {
+	// The runtime's state holds no file of the container's.
+	if err := os.MkdirAll(s.runtimeRoot(ns), StatePerm); err != nil {
 		return nil, err
 	}
 	req := &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio}

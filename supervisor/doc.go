@@ -12,9 +12,12 @@
 //
 // # On disk
 //
-// A task's bundle is Config.StateDir/<namespace>/<id> (folders 0711). The
-// supervisor writes config.json (0600) and a file "runtime" naming the OCI
-// runtime before it starts the shim; the shim owns what shimapi lists
+// A task's bundle is Config.StateDir/<namespace>/<id>. The bundle is 0700
+// (0710 with the group of a user namespace's root, for runc's init in it):
+// it holds the container's rootfs, so no host user but root may enter it;
+// the folders above are 0711, and Restore tightens those an earlier
+// release made looser. The supervisor writes config.json (0600) and a
+// file "runtime" naming the OCI runtime before it starts the shim; the shim owns what shimapi lists
 // (socket, pid file, log, exit file, rootfs). The runtime's state root is
 // StateDir/.runc/<namespace>: identifiers cannot start with '.', so it never
 // clashes with a namespace. Three markers belong to the supervisor:

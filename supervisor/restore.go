@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/shimapi"
 )
 
@@ -40,7 +41,7 @@ func (s *Supervisor) Restore(ctx context.Context) error {
 // waits in the background, so that no shim holds its readiness hostage.
 func (s *Supervisor) StartRestore(ctx context.Context) (wait func() error, err error) {
 	began := time.Now()
-	if err := os.MkdirAll(s.cfg.StateDir, bundleDirMode); err != nil {
+	if err := fsperm.Restrict(s.cfg.StateDir, StatePerm); err != nil {
 		return nil, err
 	}
 	found, err := s.scan()
@@ -119,6 +120,10 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 			s.log.Error("restore: read namespace folder", "namespace", ns, "error", err)
 			continue
 		}
+		// An earlier release made these folders looser.
+		if err := fsperm.Restrict(filepath.Join(s.cfg.StateDir, ns), namespacePerm); err != nil {
+			s.log.Error("restore: restrict namespace folder", "namespace", ns, "error", err)
+		}
 		for _, id := range ids {
 			if err := identifiers.Validate(id); err != nil {
 				s.log.Warn("restore: skipping folder that is no bundle", "path", filepath.Join(s.cfg.StateDir, ns, id), "error", err)
@@ -140,6 +145,10 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 			if !hasMarker(s.bundle(ns, id), specFileName) && !hasMarker(s.bundle(ns, id), deletedMarker) && !hasMarker(s.bundle(ns, id), creatingMarker) {
 				s.log.Warn("restore: skipping folder without config.json", "path", s.bundle(ns, id))
 				continue
+			}
+			spec, _ := os.ReadFile(filepath.Join(s.bundle(ns, id), specFileName)) // none: bundlePerm
+			if err := restrictBundle(s.bundle(ns, id), spec); err != nil {
+				s.log.Error("restore: restrict bundle", "path", s.bundle(ns, id), "error", err)
 			}
 			sh := s.newShim(ns, id, readRuntime(s.bundle(ns, id), s.cfg.Runtime), stateRestoring)
 			if err := s.add(sh); err != nil {

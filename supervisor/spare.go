@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/shimapi"
 )
 
@@ -149,8 +150,9 @@ func (s *Supervisor) newSpare(ctx context.Context) (_ *spare, retErr error) {
 			s.discardSpare(sp)
 		}
 	}()
-	// It becomes a bundle: the mode bundles have.
-	if err := os.Chmod(dir, bundleDirMode); err != nil {
+	// It becomes a bundle: the mode bundles have (writeBundleFiles sets
+	// the one its spec asks for when it is bound).
+	if err := os.Chmod(dir, bundlePerm); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -243,7 +245,7 @@ func (sh *Shim) bindSpare(sp *spare, spec []byte, runtime string) error {
 	if err := writeBundleFiles(sp.dir, spec, runtime); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(sh.Bundle), bundleDirMode); err != nil {
+	if err := fsperm.Restrict(filepath.Dir(sh.Bundle), namespacePerm); err != nil {
 		return err
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, sp.dir, unix.AT_FDCWD, sh.Bundle, unix.RENAME_NOREPLACE); err != nil {

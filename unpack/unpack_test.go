@@ -75,7 +75,7 @@ func (e env) unpack(t *testing.T, img *testimage.Image) (string, []unpack.Status
 	}
 	var seen []unpack.Status
 	top, err := unpack.Unpack(e.ctx, resolved, unpack.Options{
-		Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(),
+		Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir()),
 		Progress: func(_ ocispec.Descriptor, s unpack.Status) { seen = append(seen, s) },
 	})
 	return top, seen, err
@@ -162,7 +162,7 @@ func TestUnpackWrongDiffID(t *testing.T) {
 		t.Fatal(err)
 	}
 	resolved.Layers = other.Layers // a layer whose diff ID is not the config's
-	_, err = unpack.Unpack(e.ctx, resolved, unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier()})
+	_, err = unpack.Unpack(e.ctx, resolved, unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir())})
 	if !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("unpack of a wrong layer: %v, want FailedPrecondition", err)
 	}

@@ -86,7 +86,9 @@ func shimRun(ctx context.Context, o shimRunOptions, id string, args []string) (r
 	if err := os.MkdirAll(filepath.Dir(bundle), 0o711); err != nil {
 		return err
 	}
-	if err := os.Mkdir(bundle, 0o711); err != nil {
+	// 0700: the rootfs mounted in it is the container's, setuid files and
+	// device nodes included, and no host user but root may reach it.
+	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return fmt.Errorf("container %s: bundle %s: %w", id, bundle, err)
 	}
 	runtimeRoot := filepath.Join(o.state, "runc", o.namespace)

@@ -167,12 +167,17 @@ const defaultConfigText = `# berthd configuration. Every key is optional; the va
 version = 1
 
 # root holds durable data: the metadata database (meta.db), the content
-# store and the snapshotters' layers.
+# store, the snapshotters' layers, and tmpmounts (where the daemon mounts a
+# snapshot it reads or writes). It is made, or tightened at every start, to
+# mode 0700: layers hold what containers and images wrote, setuid files and
+# device nodes included, which no host user but root may reach.
 root = "/var/lib/berth"
 
 # state holds what lives as long as the machine is up: one bundle folder per
-# task (<state>/<namespace>/<id>, with the shim's socket, pid and exit files),
-# the runtime's state and the clients' FIFOs. Keep it on a tmpfs.
+# task (<state>/<namespace>/<id>, with the shim's socket, pid and exit files,
+# and the container's rootfs), the runtime's state and the clients' FIFOs.
+# Keep it on a tmpfs. It is made, or tightened at every start, to mode 0711
+# (the API socket may be in it); each bundle is 0700.
 state = "/run/berth"
 
 [api]
@@ -364,6 +369,9 @@ func (c *Config) validate() error {
 		if !filepath.IsAbs(p) {
 			return fmt.Errorf("%s %q must be an absolute path", name, p)
 		}
+	}
+	if rel, err := filepath.Rel(c.Root, c.API.Address); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("api.address %q is inside root %q, which only root may enter: put the socket elsewhere (the state folder)", c.API.Address, c.Root)
 	}
 	if c.Runtime.Default == "" {
 		return errors.New("runtime.default must not be empty")

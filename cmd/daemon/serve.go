@@ -23,8 +23,10 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/internal/rpcguard"
 	"github.com/berthrt/berth/internal/spantrace"
+	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/services"
 	"github.com/berthrt/berth/services/containers"
@@ -46,6 +48,13 @@ import (
 	"github.com/berthrt/berth/version"
 )
 
+// rootPerm is the mode of the root folder: only root may enter it.
+const rootPerm = 0o700
+
+// tempMountsName is the folder under the root where the diff and transfer
+// services mount what they cannot read or write in place.
+const tempMountsName = "tmpmounts"
+
 // shutdownTimeout bounds how long a stopping daemon waits for calls in
 // flight. Containers are not affected either way.
 const shutdownTimeout = 5 * time.Second
@@ -57,10 +66,14 @@ func serve(ctx context.Context, cfg *Config) error {
 	slog.SetDefault(log)
 	sd := takeNotifier() // first: no shim may inherit NOTIFY_SOCKET
 
-	for _, dir := range []string{cfg.Root, cfg.State} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return err
-		}
+	// Containers' files are under both folders: no host user but root may
+	// reach them (the CVE-2021-41103 class). Folders an earlier release
+	// made looser are tightened here.
+	if err := fsperm.Restrict(cfg.Root, rootPerm); err != nil {
+		return err
+	}
+	if err := fsperm.Restrict(cfg.State, supervisor.StatePerm); err != nil {
+		return err
 	}
 	shim, err := shimBinary(cfg.Runtime.Shim)
 	if err != nil {
@@ -71,6 +84,15 @@ func serve(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
+	// With the database held no other daemon runs on this root: what is
+	// mounted in its temporary mount folder was left by a killed one.
+	tempMounts := filepath.Join(cfg.Root, tempMountsName)
+	if err := mount.CleanupTempMounts(tempMounts); err != nil {
+		log.Warn("remove temporary mounts left by an earlier daemon", "folder", tempMounts, "error", err)
+	}
+	if err := fsperm.Restrict(tempMounts, mount.TempMountPerm); err != nil {
+		return err
+	}
 	contentRoot := filepath.Join(cfg.Root, "content")
 	blobs, err := content.NewStore(contentRoot)
 	if err != nil {
@@ -111,7 +133,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	eventsvc.Register(srv, exchange)
 	nsContent := db.ContentStore(blobs) // blobs as the namespaces see them
 	contentsvc.Register(srv, nsContent)
-	diffsvc.Register(srv, diffsvc.Config{Content: nsContent})
+	diffsvc.Register(srv, diffsvc.Config{Content: nsContent, TempMounts: tempMounts})
 	snaps := openSnapshotters(cfg, db, log.With("component", "snapshots"))
 	defer snaps.Close()
 	snapshotsvc.Register(srv, snaps.service)
@@ -125,7 +147,7 @@ func serve(ctx context.Context, cfg *Config) error {
 	transfersvc.Register(srv, transfersvc.Config{
 		Content: nsContent, Images: db.Images(), Leases: db.Leases(), Publisher: exchange,
 		HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Timeouts: registryTimeouts, Log: log.With("component", "transfer"),
-		Snapshotter: snaps.service.Snapshotter, DefaultSnapshotter: cfg.Snapshotter.Default,
+		Snapshotter: snaps.service.Snapshotter, DefaultSnapshotter: cfg.Snapshotter.Default, TempMounts: tempMounts,
 	})
 	if n, err := transfersvc.Recover(ctx, db.Namespaces(), db.Leases()); err != nil {
 		log.Warn("delete the leases of interrupted transfers", "deleted", n, "error", err)

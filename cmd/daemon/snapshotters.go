@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/services/introspection"
 	snapshotsvc "github.com/berthrt/berth/services/snapshots"
 	"github.com/berthrt/berth/storage/metadata"
@@ -102,8 +102,10 @@ func openSnapshotters(cfg *Config, db *metadata.DB, log *slog.Logger) *snapshott
 }
 
 func openBuiltin(root string, open func(string) (snapshots.Snapshotter, error)) (snapshots.Snapshotter, error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, err
+	for _, dir := range []string{filepath.Dir(root), root} {
+		if err := fsperm.Restrict(dir, rootPerm); err != nil {
+			return nil, err
+		}
 	}
 	return open(root)
 }

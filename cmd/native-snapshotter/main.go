@@ -28,6 +28,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/internal/rpcguard"
 	"github.com/berthrt/berth/internal/unixsock"
 	snapshotsvc "github.com/berthrt/berth/services/snapshots"
@@ -57,7 +58,9 @@ func run(address, root string) (err error) {
 	if root, err = filepath.Abs(root); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	// The layers hold containers' files (setuid ones, device nodes): no
+	// host user but root may reach them, also in an older install.
+	if err := fsperm.Restrict(root, 0o700); err != nil {
 		return err
 	}
 	sn, err := native.New(root)

@@ -44,21 +44,26 @@ type Config struct {
 	// Content is the content store layers are read from and written
 	// to; in berthd the namespaced one.
 	Content content.Store
-	// Applier applies layers; diff.NewApplier() when nil.
+	// Applier applies layers; diff.NewApplier(TempMounts) when nil.
 	Applier diff.Applier
+	// TempMounts is the folder, private to root, under which Diff (and
+	// the default Applier) mount what they cannot read or write in
+	// place, such as a running container's overlay.
+	TempMounts string
 }
 
 type service struct {
-	content content.Store
-	applier diff.Applier
+	content    content.Store
+	applier    diff.Applier
+	tempMounts string
 }
 
 // New returns the diff API over cfg, for Register or for a test to call
 // in process.
 func New(cfg Config) api.DiffService {
-	s := &service{content: cfg.Content, applier: cfg.Applier}
+	s := &service{content: cfg.Content, applier: cfg.Applier, tempMounts: cfg.TempMounts}
 	if s.applier == nil {
-		s.applier = diff.NewApplier()
+		s.applier = diff.NewApplier(cfg.TempMounts)
 	}
 	return s
 }
@@ -115,7 +120,7 @@ func (s *service) Diff(ctx context.Context, req *api.DiffRequest) (_ *api.DiffRe
 	}
 	labels := maps.Clone(req.GetLabels())
 	rec := &recorder{Ingester: s.content}
-	desc, err := diff.NewComparer(rec).Compare(ctx, left, right,
+	desc, err := diff.NewComparer(rec, s.tempMounts).Compare(ctx, left, right,
 		diff.WithReference(ref), diff.WithLabels(labels), diff.WithCompression(compression))
 	if err != nil {
 		// The ingest holds a partial layer nobody will resume.

@@ -45,7 +45,7 @@ func serve(t *testing.T) (api.DiffService, content.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	Register(srv, Config{Content: store})
+	Register(srv, Config{Content: store, TempMounts: filepath.Join(dir, "tmpmounts")})
 	l, err := net.Listen("unix", filepath.Join(dir, "diff.sock"))
 	if err != nil {
 		t.Fatal(err)

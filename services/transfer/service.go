@@ -91,8 +91,11 @@ type Config struct {
 	Snapshotter func(name string) (snapshots.Snapshotter, error)
 	// DefaultSnapshotter is the snapshotter of a request that names none.
 	DefaultSnapshotter string
-	// Applier applies layers; nil is diff.NewApplier().
+	// Applier applies layers; nil is diff.NewApplier(TempMounts).
 	Applier diff.Applier
+	// TempMounts is the folder, private to root, under which the default
+	// Applier mounts what it cannot write into in place.
+	TempMounts string
 }
 
 type service struct{ Config }
@@ -105,7 +108,7 @@ func Register(srv *ttrpc.Server, cfg Config) {
 		cfg.Log = slog.Default()
 	}
 	if cfg.Applier == nil {
-		cfg.Applier = diff.NewApplier()
+		cfg.Applier = diff.NewApplier(cfg.TempMounts)
 	}
 	api.RegisterTransferService(srv, &service{cfg})
 }

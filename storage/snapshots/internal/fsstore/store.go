@@ -15,6 +15,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/storage/snapshots"
 )
@@ -88,8 +89,12 @@ func New(name, root string, driver Driver) (snapshots.Snapshotter, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("%s: root %q is not absolute: %w", name, root, errdefs.ErrInvalidArgument)
 	}
-	if err := os.MkdirAll(filepath.Join(root, "snapshots"), dirMode); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	// Tightened when an earlier release (or an administrator) made them
+	// looser: the layers are reached through them.
+	for _, dir := range []string{root, filepath.Join(root, "snapshots")} {
+		if err := fsperm.Restrict(dir, dirMode); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	path := filepath.Join(root, "metadata.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
