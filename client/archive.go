@@ -13,9 +13,9 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images/archive/archiveopts"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/internal/transferwire"
 	transferv1 "github.com/berthrt/berth/proto/transfer/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
 )
 
 // Import uploads an OCI image layout or `docker save` archive (a tar, or
@@ -90,7 +90,7 @@ func (c *Client) Import(ctx context.Context, r io.Reader, opts ...archiveopts.Op
 	}
 	out := make([]*Image, 0, len(rc.result.GetImages()))
 	for _, i := range rc.result.GetImages() {
-		out = append(out, NewImage(c, imagesvc.FromProto(i)))
+		out = append(out, NewImage(c, apiconv.ImageFromProto(i)))
 	}
 	return out, nil
 }
@@ -177,7 +177,7 @@ func (rc *importReceiver) run() {
 		}
 		if rc.progress != nil {
 			for _, p := range msg.GetProgress() {
-				rc.progress(transferwire.ProgressFromProto(p))
+				rc.progress(apiconv.ProgressFromProto(p))
 			}
 		}
 		if n := msg.GetReceived(); n > 0 {
@@ -235,7 +235,7 @@ func (c *Client) Export(ctx context.Context, w io.Writer, opts ...archiveopts.Op
 		req.Platforms = []string{platforms.Format(*st.Platform)}
 	}
 	for _, img := range st.Images {
-		req.Images = append(req.Images, imagesvc.ToProto(img))
+		req.Images = append(req.Images, apiconv.ImageToProto(img))
 	}
 	tc, err := c.dial()
 	if err != nil {
@@ -258,7 +258,7 @@ func (c *Client) Export(ctx context.Context, w io.Writer, opts ...archiveopts.Op
 		}
 		if st.Progress != nil {
 			for _, p := range msg.GetProgress() {
-				st.Progress(transferwire.ProgressFromProto(p))
+				st.Progress(apiconv.ProgressFromProto(p))
 			}
 		}
 		if data := msg.GetData(); len(data) > 0 {

@@ -6,9 +6,8 @@ import (
 	"fmt"
 
 	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/internal/apiconv"
 	transferv1 "github.com/berthrt/berth/proto/transfer/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // ImageCheck is what Check found of one image: how much of what it needs
@@ -16,7 +15,7 @@ import (
 // walked (a manifest that does not decode, say). Missing lists at most
 // 256 blobs; Required-Present says how many are.
 type ImageCheck struct {
-	Image metadata.Image
+	Image images.Image
 	images.CheckResult
 	Err error
 }
@@ -39,7 +38,7 @@ func (c *Client) Check(ctx context.Context, filters []string, opts ...RemoteOpt)
 	}
 	out := make([]ImageCheck, 0, len(resp.GetImages()))
 	for _, ic := range resp.GetImages() {
-		img := imagesvc.FromProto(ic.GetImage())
+		img := apiconv.ImageFromProto(ic.GetImage())
 		r := ImageCheck{Image: img}
 		if msg := ic.GetError(); msg != "" {
 			r.Err = fmt.Errorf("image %q: %w", img.Name, errors.New(msg))
@@ -52,7 +51,7 @@ func (c *Client) Check(ctx context.Context, filters []string, opts ...RemoteOpt)
 				PresentSize:  ic.GetPresentSize(),
 			}
 			for _, d := range ic.GetMissing() {
-				r.Missing = append(r.Missing, imagesvc.DescriptorFromProto(d))
+				r.Missing = append(r.Missing, apiconv.DescriptorFromProto(d))
 			}
 		}
 		out = append(out, r)

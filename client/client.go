@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/namespaces"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
@@ -336,7 +337,7 @@ func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
 	return ServerInfo{
 		UUID:      r.Uuid,
 		Pid:       r.Pid,
-		StartedAt: timeOf(r.StartedAt),
+		StartedAt: apiconv.TimeFromProto(r.StartedAt),
 		Version:   r.Version,
 		Root:      r.Root,
 		State:     r.State,

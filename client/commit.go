@@ -15,11 +15,11 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/unpack"
 )
 
@@ -147,7 +147,7 @@ func (c *Client) Commit(ctx context.Context, id, ref string, opts ...CommitOpt) 
 	// The new image reuses the parent's config bytes and layers: the
 	// lease keeps them should the parent image go meanwhile.
 	for _, d := range append([]ocispec.Descriptor{parent.Config}, parent.Layers...) {
-		res := metadata.LeaseResource{Type: metadata.ResourceContent, ID: d.Digest.String()}
+		res := leases.Resource{Type: leases.ResourceContent, ID: d.Digest.String()}
 		if err := c.LeasesService().AddResource(ctx, leaseOf(ctx), res); err != nil {
 			return nil, fmt.Errorf("commit %q: lease %s of its image: %w", id, d.Digest, err)
 		}
@@ -164,9 +164,9 @@ func (c *Client) Commit(ctx context.Context, id, ref string, opts ...CommitOpt) 
 	if err != nil {
 		return nil, fmt.Errorf("commit %q: %w", id, err)
 	}
-	rec, err := c.ImageService().Create(ctx, metadata.Image{Name: ref, Target: target})
+	rec, err := c.ImageService().Create(ctx, images.Image{Name: ref, Target: target})
 	if errdefs.IsAlreadyExists(err) {
-		rec, err = c.ImageService().Update(ctx, metadata.Image{Name: ref, Target: target}, "target")
+		rec, err = c.ImageService().Update(ctx, images.Image{Name: ref, Target: target}, "target")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("commit %q: image %q: %w", id, ref, err)

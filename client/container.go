@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/leases"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
@@ -59,7 +60,7 @@ func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContain
 			return nil, err
 		}
 	}
-	r, err := c.api().containers.Create(ctx, &containersv1.CreateContainerRequest{Container: containerToProto(&info)})
+	r, err := c.api().containers.Create(ctx, &containersv1.CreateContainerRequest{Container: apiconv.ContainerToProto(info)})
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func (c *container) Info(ctx context.Context) (ContainerInfo, error) {
 	if err != nil {
 		return ContainerInfo{}, err
 	}
-	return containerFromProto(r), nil
+	return apiconv.ContainerFromProto(r), nil
 }
 
 func (c *container) Labels(ctx context.Context) (map[string]string, error) {
@@ -158,7 +159,7 @@ func (c *container) Update(ctx context.Context, opts ...UpdateContainerOpts) err
 	if err != nil {
 		return err
 	}
-	info := containerFromProto(r)
+	info := apiconv.ContainerFromProto(r)
 	for _, o := range opts {
 		if err := o(ctx, c.client, &info); err != nil {
 			return err
@@ -166,7 +167,7 @@ func (c *container) Update(ctx context.Context, opts ...UpdateContainerOpts) err
 	}
 	// An empty mask updates every field that may change; the ones that
 	// may not are sent as they were read.
-	_, err = c.client.api().containers.Update(ctx, &containersv1.UpdateContainerRequest{Container: containerToProto(&info)})
+	_, err = c.client.api().containers.Update(ctx, &containersv1.UpdateContainerRequest{Container: apiconv.ContainerToProto(info)})
 	return err
 }
 
@@ -212,7 +213,7 @@ func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...Ne
 	}()
 	r, err := c.client.api().tasks.Create(ctx, &tasksv1.CreateTaskRequest{
 		ContainerId: c.id,
-		Rootfs:      mountsToProto(info.RootFS),
+		Rootfs:      apiconv.MountsToProto(info.RootFS),
 		Stdio:       stdioToProto(pio.Config()),
 	})
 	if err != nil {

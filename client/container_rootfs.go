@@ -8,7 +8,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/unpack"
 )
 
@@ -143,9 +143,5 @@ func (c *container) snapshotRootFS(ctx context.Context) ([]Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task %q: rootfs of snapshot %q: %w", c.id, info.SnapshotKey, err)
 	}
-	out := make([]Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	return out, nil
+	return ms, nil
 }

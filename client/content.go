@@ -11,10 +11,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	contentv1 "github.com/berthrt/berth/proto/content/v1"
-	contentsvc "github.com/berthrt/berth/services/content"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // ContentStore returns the daemon's content store as a content.Store, the
@@ -37,7 +37,7 @@ func (s *remoteContent) Info(ctx context.Context, dgst digest.Digest) (content.I
 	if err != nil {
 		return content.Info{}, err
 	}
-	return contentsvc.InfoFromProto(resp.GetInfo()), nil
+	return apiconv.ContentInfoFromProto(resp.GetInfo()), nil
 }
 
 func (s *remoteContent) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
@@ -45,13 +45,13 @@ func (s *remoteContent) Update(ctx context.Context, info content.Info, fieldpath
 		return content.Info{}, fmt.Errorf("blob %s: %w", info.Digest, err)
 	}
 	resp, err := s.api.Update(ctx, &contentv1.UpdateRequest{
-		Info:       contentsvc.InfoToProto(info),
+		Info:       apiconv.ContentInfoToProto(info),
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: fieldpaths},
 	})
 	if err != nil {
 		return content.Info{}, err
 	}
-	return contentsvc.InfoFromProto(resp.GetInfo()), nil
+	return apiconv.ContentInfoFromProto(resp.GetInfo()), nil
 }
 
 func (s *remoteContent) Walk(ctx context.Context, fn content.WalkFunc, filters ...string) error {
@@ -71,7 +71,7 @@ func (s *remoteContent) Walk(ctx context.Context, fn content.WalkFunc, filters .
 			return streamError("list content", err)
 		}
 		for _, info := range resp.GetInfo() {
-			if err := fn(contentsvc.InfoFromProto(info)); err != nil {
+			if err := fn(apiconv.ContentInfoFromProto(info)); err != nil {
 				return err
 			}
 		}
@@ -91,7 +91,7 @@ func (s *remoteContent) Status(ctx context.Context, ref string) (content.Status,
 	if err != nil {
 		return content.Status{}, err
 	}
-	return contentsvc.StatusFromProto(resp.GetStatus()), nil
+	return apiconv.ContentStatusFromProto(resp.GetStatus()), nil
 }
 
 func (s *remoteContent) ListStatuses(ctx context.Context, filters ...string) ([]content.Status, error) {
@@ -101,7 +101,7 @@ func (s *remoteContent) ListStatuses(ctx context.Context, filters ...string) ([]
 	}
 	var list []content.Status
 	for _, st := range resp.GetStatuses() {
-		list = append(list, contentsvc.StatusFromProto(st))
+		list = append(list, apiconv.ContentStatusFromProto(st))
 	}
 	return list, nil
 }
@@ -293,10 +293,7 @@ func (w *remoteWriter) Status() (content.Status, error) {
 	if err != nil {
 		return content.Status{}, err
 	}
-	return content.Status{
-		Ref: w.ref, Offset: resp.GetOffset(), Total: resp.GetTotal(), Expected: digest.Digest(resp.GetExpected()),
-		StartedAt: resp.GetStartedAt().AsTime(), UpdatedAt: resp.GetUpdatedAt().AsTime(),
-	}, nil
+	return apiconv.WriteResponseStatus(w.ref, resp), nil
 }
 
 func (w *remoteWriter) Truncate(size int64) error {

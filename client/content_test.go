@@ -10,10 +10,11 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	contentsvc "github.com/berthrt/berth/services/content"
-	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 )
 
@@ -27,7 +28,7 @@ func newContentDaemon(t *testing.T) *client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	local, err := content.NewStore(filepath.Join(dir, "content"))
+	localStore, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +36,7 @@ func newContentDaemon(t *testing.T) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	contentsvc.Register(srv, db.ContentStore(local))
+	contentsvc.Register(srv, db.ContentStore(localStore))
 	sock := filepath.Join(dir, "berth.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {

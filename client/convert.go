@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/converter"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Convert writes the image src again with its layers converted by opts
@@ -30,7 +30,7 @@ func (c *Client) Convert(ctx context.Context, dst, src string, opts ...converter
 	if err != nil {
 		return nil, fmt.Errorf("convert %s: %w", src, err)
 	}
-	img := metadata.Image{Name: dst, Target: target, Labels: srcImg.Labels()}
+	img := images.Image{Name: dst, Target: target, Labels: srcImg.Labels()}
 	created, err := c.ImageService().Create(ctx, img)
 	if errdefs.IsAlreadyExists(err) {
 		created, err = c.ImageService().Update(ctx, img, "target")

@@ -8,13 +8,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/archive"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/mount"
 	diffv1 "github.com/berthrt/berth/proto/diff/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
-	snapshotsvc "github.com/berthrt/berth/services/snapshots"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // DiffService is the daemon's diff API: layers applied onto mounts and
@@ -68,15 +67,15 @@ func (r *remoteDiff) Apply(ctx context.Context, desc ocispec.Descriptor, mounts 
 	if len(opts) > 0 {
 		return ocispec.Descriptor{}, fmt.Errorf("apply layer %s: archive options are not sent to the daemon: %w", desc.Digest, errdefs.ErrNotImplemented)
 	}
-	resp, err := r.api().Apply(ctx, &diffv1.ApplyRequest{Diff: imagesvc.DescriptorToProto(desc), Mounts: snapshotsvc.MountsToProto(mounts)})
+	resp, err := r.api().Apply(ctx, &diffv1.ApplyRequest{Diff: apiconv.DescriptorToProto(desc), Mounts: apiconv.MountsToProto(mounts)})
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	return imagesvc.DescriptorFromProto(resp.GetApplied()), nil
+	return apiconv.DescriptorFromProto(resp.GetApplied()), nil
 }
 
 func (r *remoteDiff) Compare(ctx context.Context, lower, upper []mount.Mount, opts ...DiffOpt) (ocispec.Descriptor, digest.Digest, error) {
-	req := &diffv1.DiffRequest{Left: snapshotsvc.MountsToProto(lower), Right: snapshotsvc.MountsToProto(upper)}
+	req := &diffv1.DiffRequest{Left: apiconv.MountsToProto(lower), Right: apiconv.MountsToProto(upper)}
 	for _, opt := range opts {
 		opt(req)
 	}
@@ -88,5 +87,5 @@ func (r *remoteDiff) Compare(ctx context.Context, lower, upper []mount.Mount, op
 	if err := diffID.Validate(); err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("diff: the daemon's diff ID %q: %w: %w", diffID, errdefs.ErrInternal, err)
 	}
-	return imagesvc.DescriptorFromProto(resp.GetDiff()), diffID, nil
+	return apiconv.DescriptorFromProto(resp.GetDiff()), diffID, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/internal/apiconv"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 )
 
@@ -58,7 +59,7 @@ func (c *Client) Subscribe(ctx context.Context, filters ...string) (<-chan *even
 				return
 			}
 			select {
-			case evs <- envelopeFromProto(env):
+			case evs <- apiconv.EnvelopeFromProto(env):
 			case <-ctx.Done():
 				return
 			}
@@ -91,13 +92,4 @@ func (c *Client) removeSubscription(conn *ttrpc.Client) {
 	delete(c.subs, conn)
 	c.subsMu.Unlock()
 	conn.Close()
-}
-
-func envelopeFromProto(e *eventsv1.Envelope) *events.Envelope {
-	return &events.Envelope{
-		Timestamp: timeOf(e.Timestamp),
-		Namespace: e.Namespace,
-		Topic:     e.Topic,
-		Event:     e.Event,
-	}
 }

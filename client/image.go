@@ -6,20 +6,20 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/internal/apiconv"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Image is an image of the daemon: a name for a target descriptor. Pull
 // and unpack extend it.
 type Image struct {
 	client *Client
-	i      metadata.Image
+	i      images.Image
 }
 
 // NewImage returns the Image of a record, as the client's calls do.
-func NewImage(c *Client, i metadata.Image) *Image {
+func NewImage(c *Client, i images.Image) *Image {
 	return &Image{client: c, i: i}
 }
 
@@ -33,12 +33,12 @@ func (img *Image) Target() ocispec.Descriptor { return img.i.Target }
 func (img *Image) Labels() map[string]string { return img.i.Labels }
 
 // Metadata is the whole record.
-func (img *Image) Metadata() metadata.Image { return img.i }
+func (img *Image) Metadata() images.Image { return img.i }
 
-// ImageService returns the daemon's images as a metadata.ImageStore, the
+// ImageService returns the daemon's images as a images.Store, the
 // interface of the daemon's own store. Calls act in the namespace of their
 // context, else the client's default.
-func (c *Client) ImageService() metadata.ImageStore {
+func (c *Client) ImageService() images.Store {
 	return &remoteImages{api: imagesv1.NewImagesClient(c.api().ttrpc)}
 }
 
@@ -86,45 +86,45 @@ func (c *Client) DeleteImage(ctx context.Context, name string, opts ...DeleteIma
 	return err
 }
 
-// remoteImages is a metadata.ImageStore over the images API.
+// remoteImages is a images.Store over the images API.
 type remoteImages struct {
 	api imagesv1.ImagesService
 }
 
-func (r *remoteImages) Get(ctx context.Context, name string) (metadata.Image, error) {
+func (r *remoteImages) Get(ctx context.Context, name string) (images.Image, error) {
 	resp, err := r.api.Get(ctx, &imagesv1.GetImageRequest{Name: name})
 	if err != nil {
-		return metadata.Image{}, err
+		return images.Image{}, err
 	}
-	return imagesvc.FromProto(resp.GetImage()), nil
+	return apiconv.ImageFromProto(resp.GetImage()), nil
 }
 
-func (r *remoteImages) List(ctx context.Context, filters ...string) ([]metadata.Image, error) {
+func (r *remoteImages) List(ctx context.Context, filters ...string) ([]images.Image, error) {
 	resp, err := r.api.List(ctx, &imagesv1.ListImagesRequest{Filters: filters})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]metadata.Image, 0, len(resp.GetImages()))
+	out := make([]images.Image, 0, len(resp.GetImages()))
 	for _, i := range resp.GetImages() {
-		out = append(out, imagesvc.FromProto(i))
+		out = append(out, apiconv.ImageFromProto(i))
 	}
 	return out, nil
 }
 
-func (r *remoteImages) Create(ctx context.Context, img metadata.Image) (metadata.Image, error) {
-	resp, err := r.api.Create(ctx, &imagesv1.CreateImageRequest{Image: imagesvc.ToProto(img)})
+func (r *remoteImages) Create(ctx context.Context, img images.Image) (images.Image, error) {
+	resp, err := r.api.Create(ctx, &imagesv1.CreateImageRequest{Image: apiconv.ImageToProto(img)})
 	if err != nil {
-		return metadata.Image{}, err
+		return images.Image{}, err
 	}
-	return imagesvc.FromProto(resp.GetImage()), nil
+	return apiconv.ImageFromProto(resp.GetImage()), nil
 }
 
-func (r *remoteImages) Update(ctx context.Context, img metadata.Image, fieldpaths ...string) (metadata.Image, error) {
-	resp, err := r.api.Update(ctx, &imagesv1.UpdateImageRequest{Image: imagesvc.ToProto(img), UpdateMask: &fieldmaskpb.FieldMask{Paths: fieldpaths}})
+func (r *remoteImages) Update(ctx context.Context, img images.Image, fieldpaths ...string) (images.Image, error) {
+	resp, err := r.api.Update(ctx, &imagesv1.UpdateImageRequest{Image: apiconv.ImageToProto(img), UpdateMask: &fieldmaskpb.FieldMask{Paths: fieldpaths}})
 	if err != nil {
-		return metadata.Image{}, err
+		return images.Image{}, err
 	}
-	return imagesvc.FromProto(resp.GetImage()), nil
+	return apiconv.ImageFromProto(resp.GetImage()), nil
 }
 
 func (r *remoteImages) Delete(ctx context.Context, name string) error {

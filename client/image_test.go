@@ -14,13 +14,17 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
 	contentsvc "github.com/berthrt/berth/services/content"
 	gcsvc "github.com/berthrt/berth/services/gc"
 	imagesvc "github.com/berthrt/berth/services/images"
 	leasesvc "github.com/berthrt/berth/services/leases"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 )
 
@@ -34,7 +38,7 @@ func newImageDaemon(t *testing.T) (*client.Client, content.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	local, err := content.NewStore(filepath.Join(dir, "content"))
+	localStore, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +46,8 @@ func newImageDaemon(t *testing.T) (*client.Client, content.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gcs := metadata.NewGCScheduler(metadata.NewGC(db, local, metadata.GCOptions{}), metadata.GCSchedulerConfig{DeleteDelay: -1})
-	contentsvc.Register(srv, db.ContentStore(local))
+	gcs := metadata.NewGCScheduler(metadata.NewGC(db, localStore, metadata.GCOptions{}), metadata.GCSchedulerConfig{DeleteDelay: -1})
+	contentsvc.Register(srv, db.ContentStore(localStore))
 	imagesvc.Register(srv, imagesvc.Config{Store: db.Images(), GC: gcs})
 	leasesvc.Register(srv, leasesvc.Config{Leases: db.Leases(), GC: gcs})
 	gcsvc.Register(srv, gcs)
@@ -65,7 +69,7 @@ func newImageDaemon(t *testing.T) (*client.Client, content.Store) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return c, local
+	return c, localStore
 }
 
 func must(t *testing.T, err error) {
@@ -78,7 +82,7 @@ func must(t *testing.T, err error) {
 // An image written under a lease over the API: the lease keeps the blobs
 // until the image exists; deleting the image with sync removes them.
 func TestImagesLeasesGCRemote(t *testing.T) {
-	c, local := newImageDaemon(t)
+	c, localStore := newImageDaemon(t)
 	ctx := namespaces.WithNamespace(context.Background(), "ci")
 	cs := c.ContentStore()
 
@@ -90,7 +94,7 @@ func TestImagesLeasesGCRemote(t *testing.T) {
 		return d
 	}
 	layer := put([]byte("layer"), nil)
-	manifest := put([]byte("manifest"), map[string]string{metadata.LabelGCRefContent + ".l.0": layer.Digest.String()})
+	manifest := put([]byte("manifest"), map[string]string{gc.LabelRefContent + ".l.0": layer.Digest.String()})
 	manifest.MediaType = ocispec.MediaTypeImageManifest
 
 	// Held by the lease only: a collection keeps both.
@@ -109,12 +113,12 @@ func TestImagesLeasesGCRemote(t *testing.T) {
 	}
 	rs, err := c.LeasesService().ListResources(ctx, ls[0].ID)
 	must(t, err)
-	if len(rs) != 2 || rs[0].Type != metadata.ResourceContent {
+	if len(rs) != 2 || rs[0].Type != leases.ResourceContent {
 		t.Errorf("resources = %v", rs)
 	}
 
 	name := "registry.example/app:1"
-	_, err = c.ImageService().Create(ctx, metadata.Image{Name: name, Target: manifest, Labels: map[string]string{"k": "v"}})
+	_, err = c.ImageService().Create(ctx, images.Image{Name: name, Target: manifest, Labels: map[string]string{"k": "v"}})
 	must(t, err)
 	must(t, done(ctx))
 	stats, err := c.GarbageCollect(ctx)
@@ -136,13 +140,13 @@ func TestImagesLeasesGCRemote(t *testing.T) {
 	if _, err := c.GetImage(namespaces.WithNamespace(ctx, "other"), name); !errdefs.IsNotFound(err) {
 		t.Errorf("GetImage in another namespace: %v", err)
 	}
-	if _, err := c.ImageService().Create(ctx, metadata.Image{Name: "bad name", Target: manifest}); !errdefs.IsInvalidArgument(err) {
+	if _, err := c.ImageService().Create(ctx, images.Image{Name: "bad name", Target: manifest}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Create with a bad name: %v", err)
 	}
 
 	must(t, c.DeleteImage(ctx, name, client.SynchronousDelete()))
 	for _, d := range []ocispec.Descriptor{layer, manifest} {
-		if _, err := local.Info(ctx, d.Digest); !errdefs.IsNotFound(err) {
+		if _, err := localStore.Info(ctx, d.Digest); !errdefs.IsNotFound(err) {
 			t.Errorf("blob %s after a sync delete: %v", d.Digest, err)
 		}
 	}
@@ -161,7 +165,7 @@ func TestIngestUnderLeaseRemote(t *testing.T) {
 	must(t, w.Close())
 	rs, err := c.LeasesService().ListResources(ctx, "pull-1")
 	must(t, err)
-	if !slices.Equal(rs, []metadata.LeaseResource{{Type: metadata.ResourceIngest, ID: "partial"}}) {
+	if !slices.Equal(rs, []leases.Resource{{Type: leases.ResourceIngest, ID: "partial"}}) {
 		t.Errorf("resources = %v", rs)
 	}
 	// A nested WithLease reuses the outer lease.

@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/leases"
 	gcv1 "github.com/berthrt/berth/proto/gc/v1"
 	leasesv1 "github.com/berthrt/berth/proto/leases/v1"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // DefaultLeaseExpiration is how long a lease made by WithLease protects
@@ -17,19 +18,19 @@ import (
 // crashed).
 const DefaultLeaseExpiration = 24 * time.Hour
 
-// LeasesService returns the daemon's leases as a metadata.LeaseManager, the
+// LeasesService returns the daemon's leases as a leases.Manager, the
 // interface of the daemon's own store. Calls act in the namespace of their
 // context, else the client's default.
-func (c *Client) LeasesService() metadata.LeaseManager {
+func (c *Client) LeasesService() leases.Manager {
 	return &remoteLeases{api: leasesv1.NewLeasesClient(c.api().ttrpc)}
 }
 
 // LeaseOpt configures the lease WithLease makes.
-type LeaseOpt func(*metadata.Lease) error
+type LeaseOpt func(*leases.Lease) error
 
 // WithLeaseID names the lease instead of letting the daemon make up an id.
 func WithLeaseID(id string) LeaseOpt {
-	return func(l *metadata.Lease) error {
+	return func(l *leases.Lease) error {
 		l.ID = id
 		return nil
 	}
@@ -37,7 +38,7 @@ func WithLeaseID(id string) LeaseOpt {
 
 // WithLeaseLabels adds labels to the lease.
 func WithLeaseLabels(labels map[string]string) LeaseOpt {
-	return func(l *metadata.Lease) error {
+	return func(l *leases.Lease) error {
 		if l.Labels == nil {
 			l.Labels = map[string]string{}
 		}
@@ -51,7 +52,7 @@ func WithLeaseLabels(labels map[string]string) LeaseOpt {
 // WithLeaseExpiration sets when the lease expires, d from now
 // (DefaultLeaseExpiration without this option).
 func WithLeaseExpiration(d time.Duration) LeaseOpt {
-	return func(l *metadata.Lease) error {
+	return func(l *leases.Lease) error {
 		if d <= 0 {
 			return fmt.Errorf("lease expiration %v: must be positive: %w", d, errdefs.ErrInvalidArgument)
 		}
@@ -67,7 +68,7 @@ func (c *Client) WithLease(ctx context.Context, opts ...LeaseOpt) (context.Conte
 	if _, ok := leases.FromContext(ctx); ok {
 		return ctx, func(context.Context) error { return nil }, nil
 	}
-	var l metadata.Lease
+	var l leases.Lease
 	if err := WithLeaseExpiration(DefaultLeaseExpiration)(&l); err != nil {
 		return nil, nil, err
 	}
@@ -88,20 +89,12 @@ func (c *Client) WithLease(ctx context.Context, opts ...LeaseOpt) (context.Conte
 
 // GarbageCollect runs one garbage collection in the daemon now and says
 // what it removed.
-func (c *Client) GarbageCollect(ctx context.Context) (metadata.GCStats, error) {
+func (c *Client) GarbageCollect(ctx context.Context) (gc.Stats, error) {
 	resp, err := gcv1.NewGCClient(c.api().ttrpc).Collect(ctx, &gcv1.CollectRequest{})
 	if err != nil {
-		return metadata.GCStats{}, err
+		return gc.Stats{}, err
 	}
-	return metadata.GCStats{
-		ContentRecords: int(resp.GetContentRecords()),
-		Blobs:          int(resp.GetBlobs()),
-		BlobBytes:      resp.GetBlobBytes(),
-		Ingests:        int(resp.GetIngests()),
-		Leases:         int(resp.GetLeases()),
-		Snapshots:      int(resp.GetSnapshots()),
-		Duration:       resp.GetDuration().AsDuration(),
-	}, nil
+	return apiconv.GCStatsFromProto(resp), nil
 }
 
 // leaseOf returns the lease of ctx, "" for none.
@@ -110,17 +103,17 @@ func leaseOf(ctx context.Context) string {
 	return id
 }
 
-// remoteLeases is a metadata.LeaseManager over the leases API.
+// remoteLeases is a leases.Manager over the leases API.
 type remoteLeases struct {
 	api leasesv1.LeasesService
 }
 
-func (r *remoteLeases) Create(ctx context.Context, l metadata.Lease) (metadata.Lease, error) {
+func (r *remoteLeases) Create(ctx context.Context, l leases.Lease) (leases.Lease, error) {
 	resp, err := r.api.Create(ctx, &leasesv1.CreateRequest{Id: l.ID, Labels: l.Labels})
 	if err != nil {
-		return metadata.Lease{}, err
+		return leases.Lease{}, err
 	}
-	return leaseFromProto(resp.GetLease()), nil
+	return apiconv.LeaseFromProto(resp.GetLease()), nil
 }
 
 func (r *remoteLeases) Delete(ctx context.Context, id string) error {
@@ -135,44 +128,36 @@ func (c *Client) DeleteLeaseSync(ctx context.Context, id string) error {
 	return err
 }
 
-func (r *remoteLeases) List(ctx context.Context, filters ...string) ([]metadata.Lease, error) {
+func (r *remoteLeases) List(ctx context.Context, filters ...string) ([]leases.Lease, error) {
 	resp, err := r.api.List(ctx, &leasesv1.ListRequest{Filters: filters})
 	if err != nil {
 		return nil, err
 	}
-	var out []metadata.Lease
+	var out []leases.Lease
 	for _, l := range resp.GetLeases() {
-		out = append(out, leaseFromProto(l))
+		out = append(out, apiconv.LeaseFromProto(l))
 	}
 	return out, nil
 }
 
-func (r *remoteLeases) AddResource(ctx context.Context, id string, res metadata.LeaseResource) error {
-	_, err := r.api.AddResource(ctx, &leasesv1.AddResourceRequest{Id: id, Resource: &leasesv1.Resource{Id: res.ID, Type: res.Type}})
+func (r *remoteLeases) AddResource(ctx context.Context, id string, res leases.Resource) error {
+	_, err := r.api.AddResource(ctx, &leasesv1.AddResourceRequest{Id: id, Resource: apiconv.ResourceToProto(res)})
 	return err
 }
 
-func (r *remoteLeases) DeleteResource(ctx context.Context, id string, res metadata.LeaseResource) error {
-	_, err := r.api.DeleteResource(ctx, &leasesv1.DeleteResourceRequest{Id: id, Resource: &leasesv1.Resource{Id: res.ID, Type: res.Type}})
+func (r *remoteLeases) DeleteResource(ctx context.Context, id string, res leases.Resource) error {
+	_, err := r.api.DeleteResource(ctx, &leasesv1.DeleteResourceRequest{Id: id, Resource: apiconv.ResourceToProto(res)})
 	return err
 }
 
-func (r *remoteLeases) ListResources(ctx context.Context, id string) ([]metadata.LeaseResource, error) {
+func (r *remoteLeases) ListResources(ctx context.Context, id string) ([]leases.Resource, error) {
 	resp, err := r.api.ListResources(ctx, &leasesv1.ListResourcesRequest{Id: id})
 	if err != nil {
 		return nil, err
 	}
-	var out []metadata.LeaseResource
+	var out []leases.Resource
 	for _, res := range resp.GetResources() {
-		out = append(out, metadata.LeaseResource{Type: res.GetType(), ID: res.GetId()})
+		out = append(out, apiconv.ResourceFromProto(res))
 	}
 	return out, nil
-}
-
-func leaseFromProto(l *leasesv1.Lease) metadata.Lease {
-	out := metadata.Lease{ID: l.GetId(), Labels: l.GetLabels()}
-	if l.GetCreatedAt() != nil {
-		out.CreatedAt = l.GetCreatedAt().AsTime()
-	}
-	return out
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/io/cio"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 	"github.com/berthrt/berth/shimapi"
@@ -156,7 +157,7 @@ func (p *process) Wait(ctx context.Context) (<-chan ExitStatus, error) {
 		for {
 			r, err := p.client.api().tasks.Wait(ctx, &tasksv1.WaitRequest{ContainerId: p.containerID, ExecId: p.execID})
 			if err == nil {
-				c <- ExitStatus{code: r.ExitStatus, exitedAt: timeOf(r.ExitedAt)}
+				c <- ExitStatus{code: r.ExitStatus, exitedAt: apiconv.TimeFromProto(r.ExitedAt)}
 				return
 			}
 			if !errdefs.IsUnavailable(err) || ctx.Err() != nil || p.client.isClosed() {
@@ -217,7 +218,7 @@ func (p *process) delete(ctx context.Context, self Process, opts []ProcessDelete
 	if err != nil {
 		return nil, err
 	}
-	st := &ExitStatus{code: r.ExitStatus, exitedAt: timeOf(r.ExitedAt)}
+	st := &ExitStatus{code: r.ExitStatus, exitedAt: apiconv.TimeFromProto(r.ExitedAt)}
 	if err := p.closeIO(); err != nil {
 		return st, fmt.Errorf("%s deleted, but its stdio: %w", p.name(), err)
 	}
@@ -269,7 +270,7 @@ func (p *process) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return Status{Status: statusOf(r.Status), ExitStatus: r.ExitStatus, ExitTime: timeOf(r.ExitedAt)}, nil
+	return Status{Status: statusOf(r.Status), ExitStatus: r.ExitStatus, ExitTime: apiconv.TimeFromProto(r.ExitedAt)}, nil
 }
 
 func (p *process) name() string {

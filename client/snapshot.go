@@ -2,8 +2,8 @@ package client
 
 import (
 	snapshotsv1 "github.com/berthrt/berth/proto/snapshots/v1"
-	"github.com/berthrt/berth/storage/snapshots"
-	"github.com/berthrt/berth/storage/snapshots/proxy"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/snapshots/proxy"
 )
 
 // SnapshotService returns the daemon's snapshotter name ("overlayfs",

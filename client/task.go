@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/io/cio"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 	"github.com/berthrt/berth/shimapi"
@@ -165,7 +166,7 @@ func (t *task) Metrics(ctx context.Context) (*Metrics, error) {
 	}
 	for _, m := range r.Metrics {
 		if m.ContainerId == t.containerID {
-			return &Metrics{ContainerID: m.ContainerId, Timestamp: timeOf(m.Timestamp), Data: m.Metrics}, nil
+			return &Metrics{ContainerID: m.ContainerId, Timestamp: apiconv.TimeFromProto(m.Timestamp), Data: m.Metrics}, nil
 		}
 	}
 	return nil, fmt.Errorf("metrics of task %q: %w", t.containerID, errdefs.ErrNotFound)

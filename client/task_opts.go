@@ -8,20 +8,13 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/mount"
 )
 
-// Mount is one mount that builds a task's root filesystem.
-type Mount struct {
-	// Type is the filesystem type: "overlay", "bind", "tmpfs", …
-	Type string
-	// Source is the device or folder to mount.
-	Source string
-	// Target is a path inside the rootfs; empty means the rootfs itself.
-	Target string
-	// Options are fstab-style flags and data ("ro", "lowerdir=…").
-	Options []string
-}
+// Mount is one mount that builds a task's root filesystem: Type ("overlay",
+// "bind", "tmpfs", …), Source (a device or folder), Target (a path inside
+// the rootfs; empty means the rootfs itself) and fstab-style Options.
+type Mount = mount.Mount
 
 // TaskInfo is what NewTask sends besides the stdio.
 type TaskInfo struct {
@@ -39,14 +32,6 @@ func WithRootFS(mounts ...Mount) NewTaskOpts {
 		info.RootFS = append(info.RootFS, mounts...)
 		return nil
 	}
-}
-
-func mountsToProto(ms []Mount) []*shimapi.Mount {
-	out := make([]*shimapi.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, &shimapi.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	return out
 }
 
 // KillInfo is what Kill sends besides the signal.

@@ -12,9 +12,8 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images/platform"
 	"github.com/berthrt/berth/images/progress"
-	"github.com/berthrt/berth/internal/transferwire"
+	"github.com/berthrt/berth/internal/apiconv"
 	transferv1 "github.com/berthrt/berth/proto/transfer/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
 )
 
 // Progress is one report about one blob of a pull or push: its ingest
@@ -170,7 +169,7 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (*Imag
 	if msg.GetImage() == nil {
 		return nil, fmt.Errorf("pull %.200s: the daemon's last message has no image: %w", ref, errdefs.ErrUnavailable)
 	}
-	return NewImage(c, imagesvc.FromProto(msg.GetImage())), nil
+	return NewImage(c, apiconv.ImageFromProto(msg.GetImage())), nil
 }
 
 // Fetch is Pull without the image: the daemon fetches ref's blobs into its
@@ -186,7 +185,7 @@ func (c *Client) Fetch(ctx context.Context, ref string, opts ...RemoteOpt) (ocis
 	if msg.GetFetched() == nil {
 		return ocispec.Descriptor{}, fmt.Errorf("fetch %.200s: the daemon's last message has no root: %w", ref, errdefs.ErrUnavailable)
 	}
-	return imagesvc.DescriptorFromProto(msg.GetFetched()), nil
+	return apiconv.DescriptorFromProto(msg.GetFetched()), nil
 }
 
 // pull runs a Pull call and returns its last message.
@@ -239,7 +238,7 @@ func (c *Client) Push(ctx context.Context, ref string, desc ocispec.Descriptor, 
 	}
 	return c.transfer(ctx, fmt.Sprintf("push %.200s", ref), func(ctx context.Context, api transferv1.TransferClient) (receiver, error) {
 		stream, err := api.Push(ctx, &transferv1.PushRequest{
-			Namespace: ns, Ref: ref, Target: imagesvc.DescriptorToProto(desc), Platforms: o.platforms,
+			Namespace: ns, Ref: ref, Target: apiconv.DescriptorToProto(desc), Platforms: o.platforms,
 			Credentials: o.creds, PlainHttp: o.plainHTTP, Concurrency: o.concurrency, HostsDir: o.hostsDir,
 		})
 		if err != nil {
@@ -296,7 +295,7 @@ func (c *Client) transfer(ctx context.Context, what string, start func(context.C
 		}
 		if fn != nil {
 			for _, p := range progress {
-				fn(transferwire.ProgressFromProto(p))
+				fn(apiconv.ProgressFromProto(p))
 			}
 		}
 		if last {

@@ -13,10 +13,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/archive"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // NewApplier returns an Applier that works on this host's mounts. Mounts

@@ -10,8 +10,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/archive"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // NewComparer returns a Comparer that writes its layers through ing.

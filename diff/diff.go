@@ -7,8 +7,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/archive"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // LabelUncompressed is the label of a compressed layer blob that gives

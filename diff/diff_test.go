@@ -19,11 +19,12 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // layerTar is a small layer: a folder, files, a symlink, a hardlink.
@@ -195,7 +196,7 @@ func TestCompareThenApply(t *testing.T) {
 	testutil.RequireRoot(t)
 	tmp := noTempMounts(t)
 	ctx := context.Background()
-	store, err := content.NewStore(t.TempDir())
+	store, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // WriteLayer writes the tar that write produces as a layer blob of

@@ -23,10 +23,11 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // testImage is an image built by a test: its root descriptor and every
@@ -200,7 +201,7 @@ func (im *testImage) reachable(t testing.TB, desc ocispec.Descriptor) []ocispec.
 
 func newStore(t testing.TB) content.Store {
 	t.Helper()
-	s, err := content.NewStore(t.TempDir())
+	s, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,10 +14,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/images"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Defaults of a pull.
@@ -211,7 +211,7 @@ func (p *puller) index(ctx context.Context, desc ocispec.Descriptor) error {
 		if !isManifest(child.MediaType) {
 			return fmt.Errorf("index %s: entry %s has media type %q, not a manifest: %w", desc.Digest, child.Digest, child.MediaType, errdefs.ErrInvalidArgument)
 		}
-		labels[metadata.LabelGCRefContent+".m."+strconv.Itoa(position[child.Digest])] = child.Digest.String()
+		labels[gc.LabelRefContent+".m."+strconv.Itoa(position[child.Digest])] = child.Digest.String()
 		g.Go(func() error { return p.handle(gctx, child) })
 	}
 	if err := g.Wait(); err != nil {
@@ -263,10 +263,10 @@ func (p *puller) manifest(ctx context.Context, desc ocispec.Descriptor) error {
 	if m.Config.Digest == "" {
 		return fmt.Errorf("manifest %s: no config: %w", desc.Digest, errdefs.ErrInvalidArgument)
 	}
-	labels := map[string]string{metadata.LabelGCRefContent + ".config": m.Config.Digest.String()}
+	labels := map[string]string{gc.LabelRefContent + ".config": m.Config.Digest.String()}
 	children := append([]ocispec.Descriptor{m.Config}, m.Layers...)
 	for i, l := range m.Layers {
-		labels[metadata.LabelGCRefContent+".l."+strconv.Itoa(i)] = l.Digest.String()
+		labels[gc.LabelRefContent+".l."+strconv.Itoa(i)] = l.Digest.String()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, child := range children {

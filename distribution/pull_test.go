@@ -13,11 +13,11 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/images"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // recorder collects progress reports.
@@ -89,7 +89,7 @@ func TestPushPullIndex(t *testing.T) {
 			}
 			var got []string
 			for k, v := range info.Labels {
-				if strings.HasPrefix(k, metadata.LabelGCRefContent+".m.") {
+				if strings.HasPrefix(k, gc.LabelRefContent+".m.") {
 					got = append(got, v)
 				}
 			}
@@ -114,11 +114,11 @@ func requireGCLabels(t testing.TB, store content.Store, im *testImage, m ocispec
 		t.Fatal(err)
 	}
 	children := im.reachable(t, m)[1:]
-	if got := info.Labels[metadata.LabelGCRefContent+".config"]; got != children[0].Digest.String() {
+	if got := info.Labels[gc.LabelRefContent+".config"]; got != children[0].Digest.String() {
 		t.Fatalf("manifest %s: config label %q, want %s", m.Digest, got, children[0].Digest)
 	}
 	for i, l := range children[1:] {
-		if got := info.Labels[fmt.Sprintf("%s.l.%d", metadata.LabelGCRefContent, i)]; got != l.Digest.String() {
+		if got := info.Labels[fmt.Sprintf("%s.l.%d", gc.LabelRefContent, i)]; got != l.Digest.String() {
 			t.Fatalf("manifest %s: layer %d label %q, want %s", m.Digest, i, got, l.Digest)
 		}
 	}
@@ -363,7 +363,7 @@ func TestPullSecondPlatformKeepsFirst(t *testing.T) {
 	}
 	var got []string
 	for k, v := range info.Labels {
-		if strings.HasPrefix(k, metadata.LabelGCRefContent+".m.") {
+		if strings.HasPrefix(k, gc.LabelRefContent+".m.") {
 			got = append(got, v)
 		}
 	}

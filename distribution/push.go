@@ -9,8 +9,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // Push uploads the image desc, read from store, to ref: every blob and

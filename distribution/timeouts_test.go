@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // Bounds of the tests, never asserted as durations: the one a test trips

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events/topics"
 	"github.com/berthrt/berth/filters"
 	"github.com/berthrt/berth/namespaces"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
@@ -91,8 +92,8 @@ func TestPublishValidation(t *testing.T) {
 		event proto.Message
 		is    error
 	}{
-		{"no namespace", context.Background(), TopicTaskExit, exit("c", 0), errdefs.ErrFailedPrecondition},
-		{"bad namespace", namespaces.WithNamespace(ctx, "../x"), TopicTaskExit, exit("c", 0), errdefs.ErrInvalidArgument},
+		{"no namespace", context.Background(), topics.TaskExit, exit("c", 0), errdefs.ErrFailedPrecondition},
+		{"bad namespace", namespaces.WithNamespace(ctx, "../x"), topics.TaskExit, exit("c", 0), errdefs.ErrInvalidArgument},
 		{"empty topic", ctx, "", exit("c", 0), errdefs.ErrInvalidArgument},
 		{"relative topic", ctx, "tasks/exit", exit("c", 0), errdefs.ErrInvalidArgument},
 		{"root topic", ctx, "/", exit("c", 0), errdefs.ErrInvalidArgument},
@@ -101,8 +102,8 @@ func TestPublishValidation(t *testing.T) {
 		{"dot dot", ctx, "/tasks/../exit", exit("c", 0), errdefs.ErrInvalidArgument},
 		{"space", ctx, "/tasks/ex it", exit("c", 0), errdefs.ErrInvalidArgument},
 		{"long topic", ctx, strings.Repeat("/abcdefg", 33), exit("c", 0), errdefs.ErrInvalidArgument},
-		{"no event", ctx, TopicTaskExit, nil, errdefs.ErrInvalidArgument},
-		{"huge event", ctx, TopicTaskExit, exit(strings.Repeat("x", MaxEventSize), 0), errdefs.ErrInvalidArgument},
+		{"no event", ctx, topics.TaskExit, nil, errdefs.ErrInvalidArgument},
+		{"huge event", ctx, topics.TaskExit, exit(strings.Repeat("x", MaxEventSize), 0), errdefs.ErrInvalidArgument},
 	} {
 		if err := ex.Publish(tc.ctx, tc.topic, tc.event); !errors.Is(err, tc.is) {
 			t.Errorf("%s: Publish = %v, want %v", tc.name, err, tc.is)
@@ -119,7 +120,7 @@ func TestForwardValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := Envelope{Timestamp: time.Now(), Namespace: "default", Topic: TopicTaskExit, Event: payload}
+	good := Envelope{Timestamp: time.Now(), Namespace: "default", Topic: topics.TaskExit, Event: payload}
 	for _, tc := range []struct {
 		name   string
 		modify func(*Envelope)
@@ -149,7 +150,7 @@ func TestForwardValidation(t *testing.T) {
 	}
 	env.Event.TypeUrl = "changed/after.forward" // the exchange delivers a copy
 	got := receive(t, evc, errc, 1)[0]
-	if !got.Timestamp.Equal(good.Timestamp) || got.Namespace != "default" || got.Topic != TopicTaskExit ||
+	if !got.Timestamp.Equal(good.Timestamp) || got.Namespace != "default" || got.Topic != topics.TaskExit ||
 		got.Event.TypeUrl != "type.googleapis.com/berth.services.events.v1.TaskExit" {
 		t.Errorf("forwarded %+v, received %+v", good, got)
 	}
@@ -161,7 +162,7 @@ func TestOrdering(t *testing.T) {
 	ctx := nsContext(t, "default")
 	evc, errc := ex.Subscribe(ctx)
 	for i := range n {
-		if err := ex.Publish(ctx, TopicTaskExit, exit(fmt.Sprint(i), 0)); err != nil {
+		if err := ex.Publish(ctx, topics.TaskExit, exit(fmt.Sprint(i), 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,7 +186,7 @@ func TestOneOrder(t *testing.T) {
 	for p := range publishers {
 		wg.Go(func() {
 			for i := range each {
-				if err := ex.Publish(ctx, TopicTaskStart, exit(fmt.Sprintf("%d-%d", p, i), 0)); err != nil {
+				if err := ex.Publish(ctx, topics.TaskStart, exit(fmt.Sprintf("%d-%d", p, i), 0)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -219,10 +220,10 @@ func TestFiltering(t *testing.T) {
 			topic string
 			event proto.Message
 		}{
-			{TopicTaskCreate, &shimapi.TaskCreate{ContainerId: "web", Pid: 7}},
-			{TopicTaskExit, exit("web", 0)},
-			{TopicTaskExit, exit("db", 137)},
-			{TopicTaskOOM, &shimapi.TaskOOM{ContainerId: "db"}},
+			{topics.TaskCreate, &shimapi.TaskCreate{ContainerId: "web", Pid: 7}},
+			{topics.TaskExit, exit("web", 0)},
+			{topics.TaskExit, exit("db", 137)},
+			{topics.TaskOOM, &shimapi.TaskOOM{ContainerId: "db"}},
 			{"/containers/update", &eventsv1.ContainerUpdate{Id: "db", Labels: map[string]string{"io.berth.role": "store"}}},
 		} {
 			if err := ex.Publish(ctx, ev.topic, ev.event); err != nil {
@@ -279,7 +280,7 @@ func TestNamespaceIsolation(t *testing.T) {
 		if i%2 == 1 {
 			ctx = b
 		}
-		if err := ex.Publish(ctx, TopicTaskStart, exit(fmt.Sprint(i), 0)); err != nil {
+		if err := ex.Publish(ctx, topics.TaskStart, exit(fmt.Sprint(i), 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -309,7 +310,7 @@ func TestSlowSubscriber(t *testing.T) {
 	go func() { fast <- containerIDs(receive(t, fastc, fastErrc, n)) }()
 	for i := range n {
 		// Publish must return although slow reads nothing.
-		if err := ex.Publish(ctx, TopicTaskExit, exit(fmt.Sprint(i), 0)); err != nil {
+		if err := ex.Publish(ctx, topics.TaskExit, exit(fmt.Sprint(i), 0)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Millisecond) // let fast keep up: it is the slow one's test
@@ -360,16 +361,16 @@ func TestPublishAny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ex.Publish(ctx, TopicTaskExit, payload); err != nil {
+	if err := ex.Publish(ctx, topics.TaskExit, payload); err != nil {
 		t.Fatal(err)
 	}
 	if got := receive(t, evc, errc, 1)[0]; got.Event.TypeUrl != payload.TypeUrl {
 		t.Errorf("an Any published arrives as %s, want it as it was", got.Event.TypeUrl)
 	}
-	if err := ex.Publish(ctx, TopicTaskExit, &anypb.Any{}); !errdefs.IsInvalidArgument(err) {
+	if err := ex.Publish(ctx, topics.TaskExit, &anypb.Any{}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Publish of an Any without type = %v, want invalid argument", err)
 	}
-	if err := ex.Publish(ctx, TopicTaskExit, (*shimapi.TaskExit)(nil)); !errdefs.IsInvalidArgument(err) {
+	if err := ex.Publish(ctx, topics.TaskExit, (*shimapi.TaskExit)(nil)); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Publish of a nil event = %v, want invalid argument", err)
 	}
 }
@@ -383,7 +384,7 @@ func TestSubscribeSince(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ex.Forward(ctx, &Envelope{Timestamp: ts, Namespace: "default", Topic: TopicTaskExit, Event: payload}); err != nil {
+		if err := ex.Forward(ctx, &Envelope{Timestamp: ts, Namespace: "default", Topic: topics.TaskExit, Event: payload}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -411,7 +412,7 @@ func TestHistoryBound(t *testing.T) {
 	ex := NewExchange(WithSubscriberBuffer(1))
 	ctx := nsContext(t, "default")
 	for i := range HistoryLength + 10 {
-		if err := ex.Publish(ctx, TopicTaskExit, exit(fmt.Sprint(i), 0)); err != nil {
+		if err := ex.Publish(ctx, topics.TaskExit, exit(fmt.Sprint(i), 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -423,7 +424,7 @@ func TestHistoryBound(t *testing.T) {
 	}
 	big := exit(strings.Repeat("x", MaxEventSize-100), 0)
 	for range HistoryBytes/MaxEventSize + 5 {
-		if err := ex.Publish(ctx, TopicTaskExit, big); err != nil {
+		if err := ex.Publish(ctx, topics.TaskExit, big); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -469,7 +470,7 @@ func TestUnsubscribeOnCancel(t *testing.T) {
 	for i := range 50 {
 		ctx, cancel := context.WithCancel(pub)
 		evc, errc := ex.Subscribe(ctx)
-		if err := ex.Publish(pub, TopicTaskExit, exit(fmt.Sprint(i), 0)); err != nil {
+		if err := ex.Publish(pub, topics.TaskExit, exit(fmt.Sprint(i), 0)); err != nil {
 			t.Fatal(err)
 		}
 		// Half take nothing: cancel must end a goroutine blocked on
@@ -507,7 +508,7 @@ func TestUnsubscribeOnCancel(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines, %d before subscribing", n, before)
 	}
-	if err := ex.Publish(pub, TopicTaskExit, exit("after", 0)); err != nil {
+	if err := ex.Publish(pub, topics.TaskExit, exit("after", 0)); err != nil {
 		t.Errorf("Publish after every subscriber left: %v", err)
 	}
 }

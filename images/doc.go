@@ -1,4 +1,5 @@
-// Package images holds what every mover of images shares: the media
+// Package images holds what every mover of images shares: the image
+// record (Image) and the role of whatever keeps them (Store), the media
 // types, the children of a manifest or index (Children), walking an
 // image's graph (Walk, Handler), choosing platforms from an index
 // (SelectPlatforms, FilterPlatforms, over github.com/containerd/platforms),

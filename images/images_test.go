@@ -13,11 +13,12 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/images"
-	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
-	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 func desc(mediaType string, data []byte) ocispec.Descriptor {
@@ -83,13 +84,13 @@ func TestSelectPlatformsAndLabels(t *testing.T) {
 		t.Errorf("all: %v", got)
 	}
 	labels := images.GCRefLabels(idx, all, images.DefaultMatcher())
-	want := map[string]string{metadata.LabelGCRefContent + ".m.0": amd.Digest.String(), metadata.LabelGCRefContent + ".m.2": none.Digest.String()}
+	want := map[string]string{gc.LabelRefContent + ".m.0": amd.Digest.String(), gc.LabelRefContent + ".m.2": none.Digest.String()}
 	if !equalMaps(labels, want) {
 		t.Errorf("index labels %v, want %v", labels, want)
 	}
 	m := desc(images.MediaTypeDockerManifest, []byte("m"))
 	labels = images.GCRefLabels(m, []ocispec.Descriptor{amd, arm}, nil)
-	want = map[string]string{metadata.LabelGCRefContent + ".config": amd.Digest.String(), metadata.LabelGCRefContent + ".l.0": arm.Digest.String()}
+	want = map[string]string{gc.LabelRefContent + ".config": amd.Digest.String(), gc.LabelRefContent + ".l.0": arm.Digest.String()}
 	if !equalMaps(labels, want) {
 		t.Errorf("manifest labels %v, want %v", labels, want)
 	}
@@ -117,7 +118,7 @@ func equalMaps(a, b map[string]string) bool {
 
 func TestWalk(t *testing.T) {
 	ctx := context.Background()
-	store, err := content.NewStore(filepath.Join(t.TempDir(), "c"))
+	store, err := local.NewStore(filepath.Join(t.TempDir(), "c"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestWalk(t *testing.T) {
 // without reading the stored size into memory.
 func TestSmallBlobReadersBoundedByDescriptor(t *testing.T) {
 	root := t.TempDir()
-	store, err := content.NewStore(root)
+	store, err := local.NewStore(root)
 	if err != nil {
 		t.Fatal(err)
 	}

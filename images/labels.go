@@ -6,7 +6,7 @@ import (
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/gc"
 )
 
 // GCRefLabels returns the labels that make the manifest or index parent
@@ -26,13 +26,13 @@ func GCRefLabels(parent ocispec.Descriptor, children []ocispec.Descriptor, m pla
 	case IsIndex(parent.MediaType):
 		for i, c := range children {
 			if m == nil || c.Platform == nil || m.Match(*c.Platform) {
-				labels[metadata.LabelGCRefContent+".m."+strconv.Itoa(i)] = c.Digest.String()
+				labels[gc.LabelRefContent+".m."+strconv.Itoa(i)] = c.Digest.String()
 			}
 		}
 	case IsManifest(parent.MediaType) && len(children) > 0:
-		labels[metadata.LabelGCRefContent+".config"] = children[0].Digest.String()
+		labels[gc.LabelRefContent+".config"] = children[0].Digest.String()
 		for i, c := range children[1:] {
-			labels[metadata.LabelGCRefContent+".l."+strconv.Itoa(i)] = c.Digest.String()
+			labels[gc.LabelRefContent+".l."+strconv.Itoa(i)] = c.Digest.String()
 		}
 	}
 	return labels

@@ -12,7 +12,7 @@ import (
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/internal/testutil"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // TestBtrfsSnapshotter runs berthd with its root on a loop-mounted btrfs:

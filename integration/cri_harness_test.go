@@ -15,10 +15,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/internal/testimage"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // criEnv is a berthd serving the CRI, with a loopback registry holding a
@@ -127,7 +128,7 @@ func writeCNIConfig(t *testing.T, dir, data string) {
 func pushTestimage(t *testing.T, ref string, img *testimage.Image) {
 	t.Helper()
 	ctx := context.Background()
-	store, err := content.NewStore(t.TempDir())
+	store, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/content"
 )
 
 // TestCtlImagesConvert converts an imported busybox to zstd and back to

@@ -11,7 +11,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // TestCtlImagesMount mounts an image unpacked in each built-in

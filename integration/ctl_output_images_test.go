@@ -15,8 +15,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // printedDescriptor is a descriptor as berthctl's --format json prints it.
@@ -68,7 +68,7 @@ func TestCtlOutputImages(t *testing.T) {
 	c.ok("-n", ns, "images", "tag", commitBase, "example.com/busybox:out")
 	c.ok("-n", ns, "images", "label", "example.com/busybox:out", "team=out")
 	// An image whose content is not there: unavailable, no platforms.
-	gone := metadata.Image{Name: "example.com/gone:1", Target: ocispec.Descriptor{
+	gone := images.Image{Name: "example.com/gone:1", Target: ocispec.Descriptor{
 		MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("gone"), Size: 4,
 	}}
 	if _, err := api.ImageService().Create(ctx, gone); err != nil {

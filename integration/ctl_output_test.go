@@ -16,12 +16,12 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/oci"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
 	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // jsonOf runs berthctl -a ADDRESS args, wants exit 0 and decodes stdout

@@ -26,13 +26,14 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/internal/testutil"
 	transfersvc "github.com/berthrt/berth/services/transfer"
-	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // pushedImage is an image a test built and pushed to its registry.
@@ -48,7 +49,7 @@ type pushedImage struct {
 func pushTestImage(t *testing.T, ref string, layerSizes ...int) pushedImage {
 	t.Helper()
 	ctx := context.Background()
-	store, err := content.NewStore(t.TempDir())
+	store, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,13 +204,13 @@ func TestImagesPullPush(t *testing.T) {
 	})
 
 	t.Run("push and pull in another namespace", func(t *testing.T) {
-		local, err := c.GetImage(ctx, img.ref)
+		localStore, err := c.GetImage(ctx, img.ref)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var log progressLog
 		copyRef := reg.Addr + "/test/app:copy"
-		if err := c.Push(ctx, copyRef, local.Target(), client.WithPlainHTTP(), client.WithPushProgress(log.add)); err != nil {
+		if err := c.Push(ctx, copyRef, localStore.Target(), client.WithPlainHTTP(), client.WithPushProgress(log.add)); err != nil {
 			t.Fatal(err)
 		}
 		if st := log.final()[img.root.Digest]; st != distribution.StatusDone {
@@ -294,7 +295,7 @@ func TestImagesPullTime(t *testing.T) {
 	d := newDaemon(t)
 	c := d.client(t, "time")
 	for i := range 2 {
-		store, err := content.NewStore(t.TempDir())
+		store, err := local.NewStore(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -642,7 +643,7 @@ func (c *ctl) runIn(stdin io.Reader, args ...string) result {
 func TestImagesPullConfigNotJSON(t *testing.T) {
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
 	ctx := context.Background()
-	store, err := content.NewStore(t.TempDir())
+	store, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

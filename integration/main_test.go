@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/snapshots/proxy/proxytest"
+	"github.com/berthrt/berth/snapshots/proxy/proxytest"
 )
 
 func TestMain(m *testing.M) {

@@ -18,12 +18,13 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/internal/testimage"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // python returns a python3 that can import google.protobuf (Debian's
@@ -152,10 +153,10 @@ func pythonImages(t *testing.T, ctx context.Context, c *client.Client) string {
 	}
 	defer done(ctx)
 	if err := content.WriteBlob(ctx, c.ContentStore(), "python-index", bytes.NewReader(data), index,
-		content.WithLabels(map[string]string{metadata.LabelGCRefContent + ".m.1": amd64.Digest.String()})); err != nil {
+		content.WithLabels(map[string]string{gc.LabelRefContent + ".m.1": amd64.Digest.String()})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ImageService().Create(ctx, metadata.Image{Name: pythonIndexImage, Target: index}); err != nil {
+	if _, err := c.ImageService().Create(ctx, images.Image{Name: pythonIndexImage, Target: index}); err != nil {
 		t.Fatal(err)
 	}
 	return chainID

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
@@ -21,9 +22,8 @@ import (
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 	typesv1 "github.com/berthrt/berth/proto/types/v1"
-	snapshotsvc "github.com/berthrt/berth/services/snapshots"
-	"github.com/berthrt/berth/storage/snapshots"
-	"github.com/berthrt/berth/storage/snapshots/proxy/proxytest"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/snapshots/proxy/proxytest"
 	"github.com/berthrt/berth/storage/snapshots/testsuite"
 )
 
@@ -245,7 +245,7 @@ func TestSnapshotsContainerRootfs(t *testing.T) {
 			t.Cleanup(func() { a.containers.Delete(context.WithoutCancel(ctx), &containersv1.DeleteContainerRequest{Id: id}) })
 			stdout := filepath.Join(t.TempDir(), "stdout")
 			if _, err := a.tasks.Create(ctx, &tasksv1.CreateTaskRequest{
-				ContainerId: id, Rootfs: snapshotsvc.MountsToProto(mounts),
+				ContainerId: id, Rootfs: apiconv.MountsToProto(mounts),
 				Stdio: &typesv1.Stdio{Stdout: "file://" + stdout},
 			}); err != nil {
 				t.Fatal(err)

@@ -19,14 +19,15 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/internal/testimage"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/unpack"
 )
 
@@ -80,7 +81,7 @@ func buildSlowImage(t *testing.T) slowImage {
 func (s slowImage) push(t *testing.T, ref string) {
 	t.Helper()
 	ctx := context.Background()
-	store, err := content.NewStore(t.TempDir())
+	store, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/berthrt/berth/internal/testimage"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/oci"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // layeredImageRef names the image of layeredArchive.

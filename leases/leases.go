@@ -1,11 +1,14 @@
-// Package leases carries the lease of a request on its context and across
-// ttrpc as request metadata, as package namespaces does for the namespace.
+// Package leases is the vocabulary of leases — the record (Lease), what it
+// holds (Resource) and the role of whatever keeps them (Manager) — and
+// carries the lease of a request on its context and across ttrpc as
+// request metadata, as package namespaces does for the namespace. It
+// imports no store.
 //
 // A lease protects what is created under it from garbage collection until
 // the lease is deleted or expires: content committed and ingests opened in
 // the namespace of a context that carries a lease are recorded as the
-// lease's resources (storage/metadata). The lease itself lives in the
-// metadata store; this package knows only its id.
+// lease's resources. The daemon keeps leases in storage/metadata; the
+// client library implements Manager over the leases API.
 package leases
 
 import (

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/gc"
 )
 
 // Path is where the endpoint serves the metrics.
@@ -95,7 +95,7 @@ func (m *Metrics) Restored(d time.Duration) { m.restore.Set(d.Seconds()) }
 
 // GCCollected counts one garbage collection (metadata.GCSchedulerConfig's
 // Collected).
-func (m *Metrics) GCCollected(stats metadata.GCStats, err error) {
+func (m *Metrics) GCCollected(stats gc.Stats, err error) {
 	if err != nil {
 		m.gcRuns.WithLabelValues("error").Inc()
 	} else {

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/events"
-	"github.com/berthrt/berth/internal/spantrace"
-	"github.com/berthrt/berth/shimapi"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/internal/spantrace"
+	"github.com/berthrt/berth/shimapi"
 )
 
 const (
@@ -195,7 +196,7 @@ func (sh *Shim) deletedResponse() *shimapi.DeleteResponse {
 func deleteEnvelope(id string, resp *shimapi.DeleteResponse) *shimapi.Envelope {
 	return &shimapi.Envelope{
 		Timestamp: timestamppb.Now(),
-		Topic:     events.TopicTaskDelete,
+		Topic:     topics.TaskDelete,
 		Event: &shimapi.Envelope_Delete{Delete: &shimapi.TaskDelete{
 			ContainerId: id, Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt,
 		}},

@@ -14,9 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berthrt/berth/events"
-	"github.com/berthrt/berth/shimapi"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/shimapi"
 )
 
 const (
@@ -176,7 +177,7 @@ func (sh *Shim) reap(cleanedUp bool) {
 	if !hasMarker(sh.Bundle, publishedMarker) {
 		env := &shimapi.Envelope{
 			Timestamp: timestamppb.Now(),
-			Topic:     events.TopicTaskExit,
+			Topic:     topics.TaskExit,
 			Event: &shimapi.Envelope_Exit{Exit: &shimapi.TaskExit{
 				ContainerId: sh.ID, Pid: st.Pid, ExitStatus: st.Status, ExitedAt: timestamppb.New(st.ExitedAt),
 			}},

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/events/topics"
 	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/supervisor"
@@ -52,7 +52,7 @@ func TestCreateStartWaitDelete(t *testing.T) {
 	if got := wait(t, sh); got != 3 {
 		t.Fatalf("exit status %d, want 3", got)
 	}
-	want := []string{events.TopicTaskCreate, events.TopicTaskStart, events.TopicTaskExit + ":3"}
+	want := []string{topics.TaskCreate, topics.TaskStart, topics.TaskExit + ":3"}
 	eventually(t, 5*time.Second, "create, start and exit forwarded", func() bool {
 		return slices.Equal(rec.topics(e.ns, "exit3"), want)
 	})
@@ -92,7 +92,7 @@ func TestCreateStartWaitDelete(t *testing.T) {
 		t.Fatalf("delete = %+v", resp)
 	}
 	eventually(t, 5*time.Second, "delete forwarded", func() bool {
-		return rec.count(e.ns, "exit3", events.TopicTaskDelete) == 1
+		return rec.count(e.ns, "exit3", topics.TaskDelete) == 1
 	})
 	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
 		t.Fatalf("bundle after delete: %v", err)
@@ -198,7 +198,7 @@ func TestDeathDetectedWhileRunning(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "exit published and bundle reduced", func() bool {
 		_, err := os.Stat(filepath.Join(sh.Bundle, "shim-reaped"))
-		return rec.count(e.ns, "victim", events.TopicTaskExit) == 1 && err == nil
+		return rec.count(e.ns, "victim", topics.TaskExit) == 1 && err == nil
 	})
 	e.assertGone("victim", pid, initPid)
 
@@ -209,7 +209,7 @@ func TestDeathDetectedWhileRunning(t *testing.T) {
 	if resp.ExitStatus != 137 {
 		t.Fatalf("delete = %+v", resp)
 	}
-	if got := rec.topics(e.ns, "victim"); !slices.Equal(got[len(got)-2:], []string{events.TopicTaskExit + ":137", events.TopicTaskDelete + ":137"}) {
+	if got := rec.topics(e.ns, "victim"); !slices.Equal(got[len(got)-2:], []string{topics.TaskExit + ":137", topics.TaskDelete + ":137"}) {
 		t.Fatalf("events %v", got)
 	}
 	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
@@ -239,7 +239,7 @@ func TestRestore(t *testing.T) {
 		t.Fatal("acked: wrong exit")
 	}
 	eventually(t, 5*time.Second, "acked: exit forwarded", func() bool {
-		return rec1.count(e.ns, "acked", events.TopicTaskExit) == 1
+		return rec1.count(e.ns, "acked", topics.TaskExit) == 1
 	})
 	// lost: exits (9) and its shim is killed, both while no daemon runs.
 	lost := e.create(s1, "lost", "sh", "-c", "trap 'exit 9' TERM; "+loop)
@@ -308,7 +308,7 @@ func TestRestore(t *testing.T) {
 	}
 	// exitsdown: its exit arrives through the stream, once.
 	eventually(t, 5*time.Second, "exitsdown: exit delivered", func() bool {
-		return slices.Equal(rec2.topics(e.ns, "exitsdown"), []string{events.TopicTaskExit + ":7"})
+		return slices.Equal(rec2.topics(e.ns, "exitsdown"), []string{topics.TaskExit + ":7"})
 	})
 	// the dead ones
 	for id, want := range map[string]uint32{"killed": 137, "acked": 5, "lost": 9} {
@@ -320,9 +320,9 @@ func TestRestore(t *testing.T) {
 		e.assertGone(id, pids[id], inits[id])
 	}
 	wantExits := map[string][]string{
-		"killed": {events.TopicTaskExit + ":137"},
+		"killed": {topics.TaskExit + ":137"},
 		"acked":  nil, // published before the restart
-		"lost":   {events.TopicTaskExit + ":9"},
+		"lost":   {topics.TaskExit + ":9"},
 	}
 	eventually(t, 5*time.Second, "exits of dead shims published", func() bool {
 		for id, want := range wantExits {
@@ -363,7 +363,7 @@ func TestRestore(t *testing.T) {
 	if _, err := s3.Delete(ctx(t), e.ns, "killed"); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec3.topics(e.ns, "killed"); !slices.Equal(got, []string{events.TopicTaskDelete + ":137"}) {
+	if got := rec3.topics(e.ns, "killed"); !slices.Equal(got, []string{topics.TaskDelete + ":137"}) {
 		t.Fatalf("killed: events %v", got)
 	}
 	if _, err := os.Stat(e.bundle("killed")); !os.IsNotExist(err) {
@@ -477,7 +477,7 @@ func TestRestoreSlowShim(t *testing.T) {
 		_, ok := slow.Exited()
 		return ok
 	})
-	if got := rec.topics(e.ns, "slow"); !slices.Equal(got, []string{events.TopicTaskExit + ":137"}) {
+	if got := rec.topics(e.ns, "slow"); !slices.Equal(got, []string{topics.TaskExit + ":137"}) {
 		t.Fatalf("slow: events %v", got)
 	}
 }

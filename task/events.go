@@ -6,10 +6,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berthrt/berth/events"
-	"github.com/berthrt/berth/shimapi"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/shimapi"
 )
 
 // DefaultEventQueueMax bounds the events a shim keeps unacknowledged.
@@ -44,23 +45,23 @@ func (q *eventQueue) publish(ev proto.Message) {
 	env := &shimapi.Envelope{Timestamp: timestamppb.New(time.Now())}
 	switch e := ev.(type) {
 	case *shimapi.TaskCreate:
-		env.Topic, env.Event = events.TopicTaskCreate, &shimapi.Envelope_Create{Create: e}
+		env.Topic, env.Event = topics.TaskCreate, &shimapi.Envelope_Create{Create: e}
 	case *shimapi.TaskStart:
-		env.Topic, env.Event = events.TopicTaskStart, &shimapi.Envelope_Start{Start: e}
+		env.Topic, env.Event = topics.TaskStart, &shimapi.Envelope_Start{Start: e}
 	case *shimapi.TaskExit:
-		env.Topic, env.Event = events.TopicTaskExit, &shimapi.Envelope_Exit{Exit: e}
+		env.Topic, env.Event = topics.TaskExit, &shimapi.Envelope_Exit{Exit: e}
 	case *shimapi.TaskDelete:
-		env.Topic, env.Event = events.TopicTaskDelete, &shimapi.Envelope_Delete{Delete: e}
+		env.Topic, env.Event = topics.TaskDelete, &shimapi.Envelope_Delete{Delete: e}
 	case *shimapi.TaskOOM:
-		env.Topic, env.Event = events.TopicTaskOOM, &shimapi.Envelope_Oom{Oom: e}
+		env.Topic, env.Event = topics.TaskOOM, &shimapi.Envelope_Oom{Oom: e}
 	case *shimapi.TaskExecAdded:
-		env.Topic, env.Event = events.TopicTaskExecAdded, &shimapi.Envelope_ExecAdded{ExecAdded: e}
+		env.Topic, env.Event = topics.TaskExecAdded, &shimapi.Envelope_ExecAdded{ExecAdded: e}
 	case *shimapi.TaskExecStarted:
-		env.Topic, env.Event = events.TopicTaskExecStarted, &shimapi.Envelope_ExecStarted{ExecStarted: e}
+		env.Topic, env.Event = topics.TaskExecStarted, &shimapi.Envelope_ExecStarted{ExecStarted: e}
 	case *shimapi.TaskPaused:
-		env.Topic, env.Event = events.TopicTaskPaused, &shimapi.Envelope_Paused{Paused: e}
+		env.Topic, env.Event = topics.TaskPaused, &shimapi.Envelope_Paused{Paused: e}
 	case *shimapi.TaskResumed:
-		env.Topic, env.Event = events.TopicTaskResumed, &shimapi.Envelope_Resumed{Resumed: e}
+		env.Topic, env.Event = topics.TaskResumed, &shimapi.Envelope_Resumed{Resumed: e}
 	default:
 		panic(fmt.Sprintf("task: publish of unknown event type %T", ev))
 	}

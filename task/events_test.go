@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthrt/berth/events"
-	"github.com/berthrt/berth/shimapi"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/shimapi"
 )
 
 // eventTimeout bounds every wait for the queue, so that a broken queue
@@ -183,23 +184,23 @@ func TestEventQueueTopicMatchesPayload(t *testing.T) {
 		topic   string
 		payload func(*shimapi.Envelope) proto.Message
 	}{
-		{&shimapi.TaskCreate{ContainerId: "c", Bundle: "/b", Pid: 1}, events.TopicTaskCreate,
+		{&shimapi.TaskCreate{ContainerId: "c", Bundle: "/b", Pid: 1}, topics.TaskCreate,
 			func(e *shimapi.Envelope) proto.Message { return e.GetCreate() }},
-		{&shimapi.TaskStart{ContainerId: "c", Pid: 1}, events.TopicTaskStart,
+		{&shimapi.TaskStart{ContainerId: "c", Pid: 1}, topics.TaskStart,
 			func(e *shimapi.Envelope) proto.Message { return e.GetStart() }},
-		{&shimapi.TaskExit{ContainerId: "c", Pid: 1, ExitStatus: 3}, events.TopicTaskExit,
+		{&shimapi.TaskExit{ContainerId: "c", Pid: 1, ExitStatus: 3}, topics.TaskExit,
 			func(e *shimapi.Envelope) proto.Message { return e.GetExit() }},
-		{&shimapi.TaskDelete{ContainerId: "c", Pid: 1, ExitStatus: 3}, events.TopicTaskDelete,
+		{&shimapi.TaskDelete{ContainerId: "c", Pid: 1, ExitStatus: 3}, topics.TaskDelete,
 			func(e *shimapi.Envelope) proto.Message { return e.GetDelete() }},
-		{&shimapi.TaskOOM{ContainerId: "c"}, events.TopicTaskOOM,
+		{&shimapi.TaskOOM{ContainerId: "c"}, topics.TaskOOM,
 			func(e *shimapi.Envelope) proto.Message { return e.GetOom() }},
-		{&shimapi.TaskExecAdded{ContainerId: "c", ExecId: "e"}, events.TopicTaskExecAdded,
+		{&shimapi.TaskExecAdded{ContainerId: "c", ExecId: "e"}, topics.TaskExecAdded,
 			func(e *shimapi.Envelope) proto.Message { return e.GetExecAdded() }},
-		{&shimapi.TaskExecStarted{ContainerId: "c", ExecId: "e", Pid: 2}, events.TopicTaskExecStarted,
+		{&shimapi.TaskExecStarted{ContainerId: "c", ExecId: "e", Pid: 2}, topics.TaskExecStarted,
 			func(e *shimapi.Envelope) proto.Message { return e.GetExecStarted() }},
-		{&shimapi.TaskPaused{ContainerId: "c"}, events.TopicTaskPaused,
+		{&shimapi.TaskPaused{ContainerId: "c"}, topics.TaskPaused,
 			func(e *shimapi.Envelope) proto.Message { return e.GetPaused() }},
-		{&shimapi.TaskResumed{ContainerId: "c"}, events.TopicTaskResumed,
+		{&shimapi.TaskResumed{ContainerId: "c"}, topics.TaskResumed,
 			func(e *shimapi.Envelope) proto.Message { return e.GetResumed() }},
 	}
 	topics := map[string]bool{}

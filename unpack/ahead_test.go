@@ -19,12 +19,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/overlay"
 	"github.com/berthrt/berth/unpack"
 )

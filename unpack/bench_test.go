@@ -10,7 +10,7 @@ import (
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/internal/testimage"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/overlay"
 	"github.com/berthrt/berth/unpack"
 )

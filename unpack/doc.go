@@ -12,7 +12,7 @@
 //     one is removed; one that a crash left behind has no record a root
 //     reaches, so garbage collection removes it).
 //   - A layer whose chain ID the snapshotter has already is skipped, and,
-//     under a lease, put under it (metadata.LabelSnapshotRef).
+//     under a lease, put under it (snapshots.LabelSnapshotRef).
 //   - After a successful unpack the image's config blob is labelled
 //     berth.io/gc.ref.snapshot.<snapshotter> = the last chain ID, so
 //     garbage collection keeps the snapshots as long as the image.

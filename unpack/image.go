@@ -10,9 +10,9 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // maxIndexDepth bounds the nesting of indexes followed to a manifest.

@@ -11,11 +11,11 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // cleanupTimeout bounds removing the temporary snapshot of a failed layer.
@@ -64,7 +64,7 @@ type Options struct {
 
 // SnapshotLabel returns the label that keeps the snapshots of the
 // snapshotter name: berth.io/gc.ref.snapshot.<name>.
-func SnapshotLabel(name string) string { return metadata.LabelGCRefSnapshot + "." + name }
+func SnapshotLabel(name string) string { return gc.LabelRefSnapshot + "." + name }
 
 // Unpack applies img's layers, bottom first, into committed snapshots
 // named by their chain IDs, skipping those that exist, then labels img's
@@ -118,7 +118,7 @@ func (o Options) layer(ctx context.Context, layer ocispec.Descriptor, diffID, ch
 	}
 	// The label makes a namespaced snapshotter answer AlreadyExists,
 	// and lease the snapshot, when chainID exists.
-	mounts, err := o.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(map[string]string{metadata.LabelSnapshotRef: chainID}))
+	mounts, err := o.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(map[string]string{snapshots.LabelSnapshotRef: chainID}))
 	if errdefs.IsAlreadyExists(err) {
 		if _, serr := o.Snapshotter.Stat(ctx, chainID); serr == nil {
 			o.report(layer, StatusExists)

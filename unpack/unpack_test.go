@@ -11,15 +11,16 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testimage"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/native"
 	"github.com/berthrt/berth/unpack"
 )
@@ -44,7 +45,7 @@ func openEnv(t testing.TB, name string, open func(root string) (snapshots.Snapsh
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	blobs, err := content.NewStore(filepath.Join(dir, "content"))
+	blobs, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,9 @@ import (
 	"github.com/berthrt/berth/bench/internal/containerd"
 	"github.com/berthrt/berth/bench/internal/daemon"
 	"github.com/berthrt/berth/bench/internal/stats"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 const (
@@ -234,7 +235,7 @@ func command(ctx context.Context, name string, args ...string) error {
 // store under dir and pushes it to ref; it returns the config and layers
 // (the blobs to fetch) and, last, the manifest.
 func pushImage(ctx context.Context, dir, ref string, n, size int) ([]ocispec.Descriptor, error) {
-	store, err := content.NewStore(filepath.Join(dir, "build"))
+	store, err := local.NewStore(filepath.Join(dir, "build"))
 	if err != nil {
 		return nil, err
 	}

@@ -10,10 +10,11 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testimage"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // image is one image of the benchmark, pushed to the registry.
@@ -69,7 +70,7 @@ func smallImage(n int) (*testimage.Image, int64, error) {
 func push(ctx context.Context, dir, ref string, img *testimage.Image) error {
 	build := filepath.Join(dir, "build")
 	defer os.RemoveAll(build)
-	store, err := content.NewStore(build)
+	store, err := local.NewStore(build)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/berthrt/berth/client"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // completionTimeout bounds what one completion asks the daemon: a shell

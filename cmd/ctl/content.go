@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/content"
 )
 
 func contentCommand(g *globals) *cobra.Command {

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // contentIngestCommand is `content ingest`: stdin through a content

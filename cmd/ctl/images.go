@@ -17,12 +17,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive/archiveopts"
 	imgplatform "github.com/berthrt/berth/images/platform"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 func imagesCommand(g *globals) *cobra.Command {
@@ -294,7 +293,7 @@ func imageTagCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return usageError{fmt.Errorf("image reference %.200q: %w", args[1], err)}
 			}
-			dst := metadata.Image{Name: ref, Target: src.Target()}
+			dst := images.Image{Name: ref, Target: src.Target()}
 			is := c.ImageService()
 			_, err = is.Create(ctx, dst)
 			if errdefs.IsAlreadyExists(err) && force {
@@ -338,7 +337,7 @@ func imageLabelCommand(g *globals) *cobra.Command {
 						set[k] = v
 					}
 				}
-				updated, err := c.ImageService().Update(ctx, metadata.Image{Name: img.Name(), Labels: set}, paths...)
+				updated, err := c.ImageService().Update(ctx, images.Image{Name: img.Name(), Labels: set}, paths...)
 				if err != nil {
 					return err
 				}
@@ -456,7 +455,7 @@ func imageExportCommand(g *globals) *cobra.Command {
 				return err
 			}
 			return g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) (err error) {
-				var imgs []metadata.Image
+				var imgs []images.Image
 				for _, name := range args[1:] {
 					img, err := lookupImage(ctx, c, name)
 					if err != nil {

@@ -13,10 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/images"
 	imgplatform "github.com/berthrt/berth/images/platform"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // imageView is an image as `images ls --format json` prints it: the
@@ -44,7 +43,7 @@ func newDescriptorView(d ocispec.Descriptor) descriptorView {
 	return descriptorView{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size, Annotations: nonNilLabels(d.Annotations)}
 }
 
-func newImageView(i metadata.Image) imageView {
+func newImageView(i images.Image) imageView {
 	return imageView{
 		Name: i.Name, Target: newDescriptorView(i.Target), Labels: nonNilLabels(i.Labels),
 		CreatedAt: utcTime(i.CreatedAt), UpdatedAt: utcTime(i.UpdatedAt), Platforms: []string{},

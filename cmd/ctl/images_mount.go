@@ -18,7 +18,6 @@ import (
 	imgplatform "github.com/berthrt/berth/images/platform"
 	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/unpack"
 )
 
@@ -139,7 +138,7 @@ func mountImage(ctx context.Context, c *client.Client, ref, target, snapshotter 
 
 	id := mountLeaseID(target)
 	ls := c.LeasesService()
-	if _, err := ls.Create(ctx, metadata.Lease{ID: id, Labels: map[string]string{mountTargetLabel: target}}); errdefs.IsAlreadyExists(err) {
+	if _, err := ls.Create(ctx, leases.Lease{ID: id, Labels: map[string]string{mountTargetLabel: target}}); errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("%s has the snapshot of an earlier images mount (lease %s); berthctl images unmount --rm %s first: %w", target, id, target, err)
 	} else if err != nil {
 		return err
@@ -226,7 +225,7 @@ func removeMountSnapshot(ctx context.Context, c *client.Client, target string) e
 		return err
 	}
 	for _, r := range res {
-		name, ok := strings.CutPrefix(r.Type, metadata.ResourceSnapshotPrefix)
+		name, ok := strings.CutPrefix(r.Type, leases.ResourceSnapshotPrefix)
 		if !ok {
 			continue
 		}

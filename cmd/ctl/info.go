@@ -13,7 +13,7 @@ import (
 
 	"github.com/berthrt/berth/client"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // Introspection types of the daemon's parts that info summarises.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/leases"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 func leasesCommand(g *globals) *cobra.Command {
@@ -32,7 +31,7 @@ content ingests naming it) is kept until the lease is removed or expires.`,
 			if err != nil {
 				return err
 			}
-			l := metadata.Lease{ID: id, Labels: labels}
+			l := leases.Lease{ID: id, Labels: labels}
 			if expires > 0 {
 				if err := client.WithLeaseExpiration(expires)(&l); err != nil {
 					return usageError{err}

@@ -9,8 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // snapshotsFlags are the flags of every snapshots command.
@@ -162,7 +163,7 @@ func snapshotsDiffCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 		Short: "write the changes of snapshot KEY from its parent (or PARENT) as a layer into the content store; print its digest",
 		Long: "diff compares the snapshot KEY (active, view or committed) with its parent, or with the committed\n" +
 			"snapshot PARENT, in the daemon, and writes the changes as a layer blob (gzip by default) into the\n" +
-			"content store. The blob is labelled " + labelGCRoot + ", so that garbage collection keeps it until\n" +
+			"content store. The blob is labelled " + gc.LabelRoot + ", so that garbage collection keeps it until\n" +
 			"it is removed (berthctl content rm).",
 		Example: "  berthctl snapshots diff ctr1-rootfs\n  berthctl sn diff --media-type application/vnd.oci.image.layer.v1.tar+zstd ctr1-rootfs sha256:…",
 		Args:    cobra.RangeArgs(1, 2),
@@ -234,14 +235,12 @@ func snapshotsDiffCommand(g *globals, f *snapshotsFlags) *cobra.Command {
 	return cmd
 }
 
-// labelGCRoot is storage/metadata.LabelGCRoot (not imported, to keep bbolt
-// out of berthctl): a snapshot made by hand carries it, so that garbage
-// collection keeps it until the user removes it, as ctr users expect.
-const labelGCRoot = "berth.io/gc.root"
-
+// gcRoot adds gc.LabelRoot to labels: a snapshot made by hand carries it,
+// so that garbage collection keeps it until the user removes it, as ctr
+// users expect.
 func gcRoot(labels map[string]string) map[string]string {
-	if _, ok := labels[labelGCRoot]; !ok {
-		labels[labelGCRoot] = time.Now().UTC().Format(time.RFC3339)
+	if _, ok := labels[gc.LabelRoot]; !ok {
+		labels[gc.LabelRoot] = time.Now().UTC().Format(time.RFC3339)
 	}
 	return labels
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/shimapi"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
 )
@@ -134,11 +134,11 @@ func check(ctx context.Context, cfg *Config) ([]metadata.Problem, error) {
 		}
 		problems = append(problems, ps...)
 	}
-	local, err := content.NewStore(filepath.Join(cfg.Root, "content"))
+	localStore, err := local.NewStore(filepath.Join(cfg.Root, "content"))
 	if err != nil {
 		return problems, err
 	}
-	if ps, err = db.CheckContent(ctx, local); err != nil {
+	if ps, err = db.CheckContent(ctx, localStore); err != nil {
 		return problems, err
 	}
 	problems = append(problems, ps...)

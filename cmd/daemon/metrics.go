@@ -8,10 +8,10 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/metrics"
 	typesv1 "github.com/berthrt/berth/proto/types/v1"
 	"github.com/berthrt/berth/shimapi"
-	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
 )
 
@@ -43,7 +43,7 @@ func (d *daemonMetrics) serverOpts() []ttrpc.ServerOpt {
 	return d.m.ServerOpts()
 }
 
-func (d *daemonMetrics) gcCollected() func(metadata.GCStats, error) {
+func (d *daemonMetrics) gcCollected() func(gc.Stats, error) {
 	if d == nil {
 		return nil
 	}

@@ -42,7 +42,7 @@ import (
 	"github.com/berthrt/berth/services/tasks"
 	transfersvc "github.com/berthrt/berth/services/transfer"
 	"github.com/berthrt/berth/shimapi"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
 	"github.com/berthrt/berth/version"
@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	contentRoot := filepath.Join(cfg.Root, "content")
-	blobs, err := content.NewStore(contentRoot)
+	blobs, err := local.NewStore(contentRoot)
 	if err != nil {
 		return err
 	}

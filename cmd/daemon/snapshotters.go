@@ -18,12 +18,12 @@ import (
 	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/services/introspection"
 	snapshotsvc "github.com/berthrt/berth/services/snapshots"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/snapshots/proxy"
 	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/btrfs"
 	"github.com/berthrt/berth/storage/snapshots/native"
 	"github.com/berthrt/berth/storage/snapshots/overlay"
-	"github.com/berthrt/berth/storage/snapshots/proxy"
 )
 
 // builtinSnapshotters are the snapshotters berthd has, each in

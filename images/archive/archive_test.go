@@ -19,10 +19,10 @@ import (
 
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/leases"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // readTar returns the files of a tar by name, in order.
@@ -106,8 +106,8 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Labels[metadata.LabelGCRefContent+".config"] != im.configs["linux/amd64"].Digest.String() ||
-		info.Labels[metadata.LabelGCRefContent+".l.0"] != im.layers["linux/amd64"].Digest.String() {
+	if info.Labels[gc.LabelRefContent+".config"] != im.configs["linux/amd64"].Digest.String() ||
+		info.Labels[gc.LabelRefContent+".l.0"] != im.layers["linux/amd64"].Digest.String() {
 		t.Errorf("manifest labels = %v", info.Labels)
 	}
 
@@ -405,7 +405,7 @@ func TestPlatforms(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := dst.store.Info(dst.ctx, im.root.Digest)
-	if info.Labels[metadata.LabelGCRefContent+".m.1"] != arm.Digest.String() || info.Labels[metadata.LabelGCRefContent+".m.0"] != "" {
+	if info.Labels[gc.LabelRefContent+".m.1"] != arm.Digest.String() || info.Labels[gc.LabelRefContent+".m.0"] != "" {
 		t.Errorf("index labels %v", info.Labels)
 	}
 	dst.collect(t)
@@ -418,7 +418,7 @@ func TestPlatforms(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ = dst.store.Info(dst.ctx, im.root.Digest)
-	if info.Labels[metadata.LabelGCRefContent+".m.1"] != arm.Digest.String() || info.Labels[metadata.LabelGCRefContent+".m.2"] != s390.Digest.String() {
+	if info.Labels[gc.LabelRefContent+".m.1"] != arm.Digest.String() || info.Labels[gc.LabelRefContent+".m.2"] != s390.Digest.String() {
 		t.Errorf("index labels after a second platform %v", info.Labels)
 	}
 	dst.collect(t)
@@ -452,7 +452,7 @@ func TestImportUnderLeaseThenGC(t *testing.T) {
 	stray := []byte("a file nothing references")
 	files = append(files, file{name: "extra/file", data: stray})
 
-	if _, err := e.db.Leases().Create(e.ctx, metadata.Lease{ID: "import"}); err != nil {
+	if _, err := e.db.Leases().Create(e.ctx, leases.Lease{ID: "import"}); err != nil {
 		t.Fatal(err)
 	}
 	lctx := leases.WithLease(e.ctx, "import")
@@ -465,7 +465,7 @@ func TestImportUnderLeaseThenGC(t *testing.T) {
 	}
 	held := map[string]bool{}
 	for _, r := range res {
-		if r.Type != metadata.ResourceContent {
+		if r.Type != leases.ResourceContent {
 			t.Errorf("lease holds %+v, want blobs only (no ingest left)", r)
 		}
 		held[r.ID] = true
@@ -497,7 +497,7 @@ func TestImportUnderLeaseThenGC(t *testing.T) {
 
 	// A failed import under a lease leaves blobs only the lease holds:
 	// GC after the lease removes them.
-	if _, err := e.db.Leases().Create(e.ctx, metadata.Lease{ID: "failed"}); err != nil {
+	if _, err := e.db.Leases().Create(e.ctx, leases.Lease{ID: "failed"}); err != nil {
 		t.Fatal(err)
 	}
 	other := buildImage(t, "linux/s390x")
@@ -543,7 +543,7 @@ func TestOptionsRefused(t *testing.T) {
 	e := newEnv(t)
 	var buf bytes.Buffer
 	for name, err := range map[string]error{
-		"export with an import option": archive.Export(e.ctx, e.store, &buf, archive.WithImages(metadata.Image{Name: "a", Target: buildImage(t, "linux/amd64").root}), archive.WithIndexName("x")),
+		"export with an import option": archive.Export(e.ctx, e.store, &buf, archive.WithImages(images.Image{Name: "a", Target: buildImage(t, "linux/amd64").root}), archive.WithIndexName("x")),
 		"export of nothing":            archive.Export(e.ctx, e.store, &buf),
 		"platform and all":             archive.Export(e.ctx, e.store, &buf, archive.WithAllPlatforms(), archive.WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})),
 	} {

@@ -14,11 +14,11 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/progress"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // Export writes the images of WithImages to w as an OCI image layout in a

@@ -11,14 +11,14 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/images/archive"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // FuzzImport: any bytes are imported or refused, never a panic, and a
 // refused archive leaves no ingest behind.
 func FuzzImport(f *testing.F) {
 	// The local store alone, without bbolt's fsyncs: fast enough to fuzz.
-	store, err := content.NewStore(f.TempDir())
+	store, err := local.NewStore(f.TempDir())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -16,26 +16,29 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 )
 
 // env is a content store and an image store in a namespace, as the
 // daemon has them.
 type env struct {
-	db     *metadata.DB
-	local  content.Store
-	store  content.Store
-	images metadata.ImageStore
-	ctx    context.Context
+	db         *metadata.DB
+	localStore content.Store
+	store      content.Store
+	images     images.Store
+	ctx        context.Context
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
-	local, err := content.NewStore(filepath.Join(dir, "content"))
+	localStore, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,13 +47,13 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	return &env{db: db, local: local, store: db.ContentStore(local), images: db.Images(), ctx: namespaces.WithNamespace(context.Background(), "test")}
+	return &env{db: db, localStore: localStore, store: db.ContentStore(localStore), images: db.Images(), ctx: namespaces.WithNamespace(context.Background(), "test")}
 }
 
 // collect runs garbage collection.
-func (e *env) collect(t *testing.T) metadata.GCStats {
+func (e *env) collect(t *testing.T) gc.Stats {
 	t.Helper()
-	stats, err := metadata.NewGC(e.db, e.local, metadata.GCOptions{}).Collect(e.ctx)
+	stats, err := metadata.NewGC(e.db, e.localStore, metadata.GCOptions{}).Collect(e.ctx)
 	if err != nil {
 		t.Fatalf("GC: %v", err)
 	}
@@ -58,7 +61,7 @@ func (e *env) collect(t *testing.T) metadata.GCStats {
 }
 
 // put writes blobs of im into the store and records the image name.
-func (e *env) put(t *testing.T, im *testImage, name string) metadata.Image {
+func (e *env) put(t *testing.T, im *testImage, name string) images.Image {
 	t.Helper()
 	for d, data := range im.blobs {
 		desc := ocispec.Descriptor{Digest: d, Size: int64(len(data))}
@@ -66,7 +69,7 @@ func (e *env) put(t *testing.T, im *testImage, name string) metadata.Image {
 			t.Fatal(err)
 		}
 	}
-	img, err := e.images.Create(e.ctx, metadata.Image{Name: name, Target: im.root})
+	img, err := e.images.Create(e.ctx, images.Image{Name: name, Target: im.root})
 	if err != nil {
 		t.Fatal(err)
 	}

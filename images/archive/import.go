@@ -19,12 +19,11 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/platform"
 	"github.com/berthrt/berth/images/progress"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Bounds of an imported archive.
@@ -51,11 +50,11 @@ const (
 	FormatDocker Format = "docker"
 )
 
-// ImageStore is what Import needs of an image store; metadata.ImageStore
+// ImageStore is what Import needs of an image store; images.Store
 // is one.
 type ImageStore interface {
-	Create(ctx context.Context, img metadata.Image) (metadata.Image, error)
-	Update(ctx context.Context, img metadata.Image, fieldpaths ...string) (metadata.Image, error)
+	Create(ctx context.Context, img images.Image) (images.Image, error)
+	Update(ctx context.Context, img images.Image, fieldpaths ...string) (images.Image, error)
 }
 
 // Result is what an Import found and recorded.
@@ -68,7 +67,7 @@ type Result struct {
 	Roots []ocispec.Descriptor
 	// Images are the image records created or updated, in the order of
 	// Roots. A root without a name (see Import) has none.
-	Images []metadata.Image
+	Images []images.Image
 	// Index is the archive's whole index, written to the store under
 	// WithIndexName; zero otherwise.
 	Index ocispec.Descriptor

@@ -7,7 +7,6 @@ import (
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive/archiveopts"
 	"github.com/berthrt/berth/images/progress"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // The options live in package archiveopts, which clients use without
@@ -39,7 +38,7 @@ func WithNamePrefix(prefix string) Opt { return archiveopts.WithNamePrefix(prefi
 func WithIndexName(name string) Opt { return archiveopts.WithIndexName(name) }
 
 // WithImages is archiveopts.WithImages (Export).
-func WithImages(imgs ...metadata.Image) Opt { return archiveopts.WithImages(imgs...) }
+func WithImages(imgs ...images.Image) Opt { return archiveopts.WithImages(imgs...) }
 
 // WithUnpack is archiveopts.WithUnpack (the daemon's Import only).
 func WithUnpack(snapshotter string) Opt { return archiveopts.WithUnpack(snapshotter) }

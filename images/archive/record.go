@@ -8,17 +8,16 @@ import (
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // record creates or updates the image records of res's roots (and of
 // its index under WithIndexName) in is. Every name is found and checked
 // before the first record is written.
 func (im *importer) record(ctx context.Context, is ImageStore, res *Result) error {
-	var imgs []metadata.Image
+	var imgs []images.Image
 	byName := map[string]int{}
-	add := func(img metadata.Image, what string) error {
-		if err := metadata.ValidateImageName(img.Name); err != nil {
+	add := func(img images.Image, what string) error {
+		if err := images.ValidateImageName(img.Name); err != nil {
 			return fmt.Errorf("import: %s: %w", what, err)
 		}
 		if i, ok := byName[img.Name]; ok && imgs[i].Target.Digest != img.Target.Digest {
@@ -42,12 +41,12 @@ func (im *importer) record(ctx context.Context, is ImageStore, res *Result) erro
 		if name == "" {
 			continue
 		}
-		if err := add(metadata.Image{Name: name, Target: root}, fmt.Sprintf("root %d", i)); err != nil {
+		if err := add(images.Image{Name: name, Target: root}, fmt.Sprintf("root %d", i)); err != nil {
 			return err
 		}
 	}
 	if im.opts.IndexName != "" {
-		if err := add(metadata.Image{Name: im.opts.IndexName, Target: res.Index}, "WithIndexName"); err != nil {
+		if err := add(images.Image{Name: im.opts.IndexName, Target: res.Index}, "WithIndexName"); err != nil {
 			return err
 		}
 	}

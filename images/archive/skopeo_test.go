@@ -14,7 +14,6 @@ import (
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // skopeo runs skopeo with args and returns its standard output.
@@ -38,7 +37,7 @@ func requireSkopeo(t *testing.T) {
 }
 
 // exportFile exports img from e into a file and returns its path.
-func exportFile(t *testing.T, e *env, img metadata.Image, opts ...archive.Opt) string {
+func exportFile(t *testing.T, e *env, img images.Image, opts ...archive.Opt) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "export.tar")
 	f, err := os.Create(p)

@@ -13,17 +13,18 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/images/converter"
 	"github.com/berthrt/berth/internal/testimage"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/metadata"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 func newStore(t *testing.T) content.Store {
 	t.Helper()
-	s, err := content.NewStore(t.TempDir())
+	s, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestConvertEachCompression(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.Labels[metadata.LabelGCRefContent+".config"] != img.Config.Digest.String() || info.Labels[metadata.LabelGCRefContent+".l.1"] != m.Layers[1].Digest.String() {
+			if info.Labels[gc.LabelRefContent+".config"] != img.Config.Digest.String() || info.Labels[gc.LabelRefContent+".l.1"] != m.Layers[1].Digest.String() {
 				t.Fatalf("manifest GC labels %v", info.Labels)
 			}
 
@@ -189,7 +190,7 @@ func TestConvertIndexPlatforms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Labels[metadata.LabelGCRefContent+".m.0"] != got.Manifests[0].Digest.String() {
+	if info.Labels[gc.LabelRefContent+".m.0"] != got.Manifests[0].Digest.String() {
 		t.Fatalf("index GC labels %v", info.Labels)
 	}
 	if _, err := converter.Convert(ctx, s, idx, converter.WithPlatforms(platforms.OnlyStrict(ocispec.Platform{OS: "linux", Architecture: "s390x"}))); !errdefs.IsNotFound(err) {

@@ -10,15 +10,15 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berthrt/berth/containers"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/internal/apiconv"
 	nsctx "github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/containers/v1"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 	"github.com/berthrt/berth/services"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Tasks tells whether a container has a task; a container with one cannot
@@ -29,7 +29,7 @@ type Tasks interface {
 
 // Config is what the service uses.
 type Config struct {
-	Store          metadata.ContainerStore
+	Store          containers.Store
 	Tasks          Tasks
 	Publisher      services.Publisher
 	DefaultRuntime string
@@ -50,7 +50,7 @@ func (s *service) Get(ctx context.Context, req *api.GetContainerRequest) (*api.G
 	if err != nil {
 		return nil, err
 	}
-	return &api.GetContainerResponse{Container: ToProto(c)}, nil
+	return &api.GetContainerResponse{Container: apiconv.ContainerToProto(c)}, nil
 }
 
 func (s *service) List(ctx context.Context, req *api.ListContainersRequest) (*api.ListContainersResponse, error) {
@@ -60,7 +60,7 @@ func (s *service) List(ctx context.Context, req *api.ListContainersRequest) (*ap
 	}
 	resp := &api.ListContainersResponse{Containers: make([]*api.Container, 0, len(cs))}
 	for _, c := range cs {
-		resp.Containers = append(resp.Containers, ToProto(c))
+		resp.Containers = append(resp.Containers, apiconv.ContainerToProto(c))
 	}
 	return resp, nil
 }
@@ -69,7 +69,7 @@ func (s *service) Create(ctx context.Context, req *api.CreateContainerRequest) (
 	if req.GetContainer() == nil {
 		return nil, fmt.Errorf("container is required: %w", errdefs.ErrInvalidArgument)
 	}
-	c := FromProto(req.GetContainer())
+	c := apiconv.ContainerFromProto(req.GetContainer())
 	if c.Runtime.Options != nil {
 		// Stored but never applied would be worse than refused.
 		return nil, fmt.Errorf("container %q: runtime options (%s) are not supported yet: %w", c.ID, c.Runtime.Options.GetTypeUrl(), errdefs.ErrNotImplemented)
@@ -81,20 +81,20 @@ func (s *service) Create(ctx context.Context, req *api.CreateContainerRequest) (
 	if err != nil {
 		return nil, err
 	}
-	s.publish(ctx, events.TopicContainerCreate, &eventsv1.ContainerCreate{Id: created.ID, Image: created.Image, Runtime: created.Runtime.Name})
-	return &api.CreateContainerResponse{Container: ToProto(created)}, nil
+	s.publish(ctx, topics.ContainerCreate, &eventsv1.ContainerCreate{Id: created.ID, Image: created.Image, Runtime: created.Runtime.Name})
+	return &api.CreateContainerResponse{Container: apiconv.ContainerToProto(created)}, nil
 }
 
 func (s *service) Update(ctx context.Context, req *api.UpdateContainerRequest) (*api.UpdateContainerResponse, error) {
 	if req.GetContainer() == nil {
 		return nil, fmt.Errorf("container is required: %w", errdefs.ErrInvalidArgument)
 	}
-	updated, err := s.Store.Update(ctx, FromProto(req.GetContainer()), req.GetUpdateMask().GetPaths()...)
+	updated, err := s.Store.Update(ctx, apiconv.ContainerFromProto(req.GetContainer()), req.GetUpdateMask().GetPaths()...)
 	if err != nil {
 		return nil, err
 	}
-	s.publish(ctx, events.TopicContainerUpdate, &eventsv1.ContainerUpdate{Id: updated.ID, Image: updated.Image, Labels: updated.Labels})
-	return &api.UpdateContainerResponse{Container: ToProto(updated)}, nil
+	s.publish(ctx, topics.ContainerUpdate, &eventsv1.ContainerUpdate{Id: updated.ID, Image: updated.Image, Labels: updated.Labels})
+	return &api.UpdateContainerResponse{Container: apiconv.ContainerToProto(updated)}, nil
 }
 
 func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (*emptypb.Empty, error) {
@@ -109,42 +109,12 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (
 	if err := s.Store.Delete(ctx, req.GetId()); err != nil {
 		return nil, err
 	}
-	s.publish(ctx, events.TopicContainerDelete, &eventsv1.ContainerDelete{Id: req.GetId()})
+	s.publish(ctx, topics.ContainerDelete, &eventsv1.ContainerDelete{Id: req.GetId()})
 	return &emptypb.Empty{}, nil
 }
 
 func (s *service) publish(ctx context.Context, topic string, ev proto.Message) {
 	if err := s.Publisher.Publish(ctx, topic, ev); err != nil {
 		slog.WarnContext(ctx, "publish container event", "topic", topic, "error", err)
-	}
-}
-
-// ToProto converts a stored container to its API form.
-func ToProto(c metadata.Container) *api.Container {
-	return &api.Container{
-		Id:          c.ID,
-		Labels:      c.Labels,
-		Image:       c.Image,
-		Runtime:     &api.Container_Runtime{Name: c.Runtime.Name, Options: c.Runtime.Options},
-		Spec:        c.Spec,
-		Snapshotter: c.Snapshotter,
-		SnapshotKey: c.SnapshotKey,
-		CreatedAt:   timestamppb.New(c.CreatedAt),
-		UpdatedAt:   timestamppb.New(c.UpdatedAt),
-		Extensions:  c.Extensions,
-	}
-}
-
-// FromProto converts an API container to the stored form.
-func FromProto(c *api.Container) metadata.Container {
-	return metadata.Container{
-		ID:          c.GetId(),
-		Labels:      c.GetLabels(),
-		Image:       c.GetImage(),
-		Runtime:     metadata.RuntimeInfo{Name: c.GetRuntime().GetName(), Options: c.GetRuntime().GetOptions()},
-		Spec:        c.GetSpec(),
-		Snapshotter: c.GetSnapshotter(),
-		SnapshotKey: c.GetSnapshotKey(),
-		Extensions:  c.GetExtensions(),
 	}
 }

@@ -7,8 +7,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berthrt/berth/content"
 	api "github.com/berthrt/berth/proto/content/v1"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // Any sequence of write requests, however malformed, ends in an error or a
@@ -27,7 +28,7 @@ func FuzzWriteRequests(f *testing.F) {
 	seed(&api.WriteContentRequest{Ref: "r", Total: 3}, &api.WriteContentRequest{Action: api.WriteAction_WRITE_ACTION_COMMIT, Data: data}, nil)
 	seed(&api.WriteContentRequest{Ref: "r"}, &api.WriteContentRequest{Action: api.WriteAction_WRITE_ACTION_WRITE, Offset: 9}, nil)
 	f.Fuzz(func(t *testing.T, a, b, c []byte) {
-		store, err := content.NewStore(t.TempDir())
+		store, err := local.NewStore(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}

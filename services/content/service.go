@@ -13,12 +13,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/content/v1"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // listBatchSize is the size at which List sends a batch. One Info is at
@@ -41,18 +41,18 @@ func (s *service) Info(ctx context.Context, req *api.InfoRequest) (*api.InfoResp
 	if err != nil {
 		return nil, err
 	}
-	return &api.InfoResponse{Info: InfoToProto(info)}, nil
+	return &api.InfoResponse{Info: apiconv.ContentInfoToProto(info)}, nil
 }
 
 func (s *service) Update(ctx context.Context, req *api.UpdateRequest) (*api.UpdateResponse, error) {
 	if req.GetInfo() == nil {
 		return nil, fmt.Errorf("info is required: %w", errdefs.ErrInvalidArgument)
 	}
-	info, err := s.store.Update(ctx, InfoFromProto(req.GetInfo()), req.GetUpdateMask().GetPaths()...)
+	info, err := s.store.Update(ctx, apiconv.ContentInfoFromProto(req.GetInfo()), req.GetUpdateMask().GetPaths()...)
 	if err != nil {
 		return nil, err
 	}
-	return &api.UpdateResponse{Info: InfoToProto(info)}, nil
+	return &api.UpdateResponse{Info: apiconv.ContentInfoToProto(info)}, nil
 }
 
 func (s *service) List(ctx context.Context, req *api.ListContentRequest, stream api.Content_ListServer) (err error) {
@@ -68,7 +68,7 @@ func (s *service) list(ctx context.Context, req *api.ListContentRequest, stream 
 	var batch api.ListContentResponse
 	size := 0
 	err = s.store.Walk(ctx, func(info content.Info) error {
-		pi := InfoToProto(info)
+		pi := apiconv.ContentInfoToProto(info)
 		batch.Info = append(batch.Info, pi)
 		if size += proto.Size(pi); size < listBatchSize {
 			return nil
@@ -141,7 +141,7 @@ func (s *service) Status(ctx context.Context, req *api.StatusRequest) (*api.Stat
 	if err != nil {
 		return nil, err
 	}
-	return &api.StatusResponse{Status: StatusToProto(st)}, nil
+	return &api.StatusResponse{Status: apiconv.ContentStatusToProto(st)}, nil
 }
 
 func (s *service) ListStatuses(ctx context.Context, req *api.ListStatusesRequest) (*api.ListStatusesResponse, error) {
@@ -151,7 +151,7 @@ func (s *service) ListStatuses(ctx context.Context, req *api.ListStatusesRequest
 	}
 	resp := &api.ListStatusesResponse{Statuses: make([]*api.Status, 0, len(list))}
 	for _, st := range list {
-		resp.Statuses = append(resp.Statuses, StatusToProto(st))
+		resp.Statuses = append(resp.Statuses, apiconv.ContentStatusToProto(st))
 	}
 	return resp, nil
 }
@@ -175,50 +175,4 @@ func streamNamespace(ctx context.Context, given string) (context.Context, error)
 		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
 	}
 	return namespaces.WithNamespace(ctx, given), nil
-}
-
-// InfoToProto converts a blob's Info to its API form.
-func InfoToProto(info content.Info) *api.Info {
-	return &api.Info{
-		Digest:    info.Digest.String(),
-		Size:      info.Size,
-		CreatedAt: timestamppb.New(info.CreatedAt),
-		UpdatedAt: timestamppb.New(info.UpdatedAt),
-		Labels:    info.Labels,
-	}
-}
-
-// InfoFromProto converts an API Info.
-func InfoFromProto(info *api.Info) content.Info {
-	return content.Info{
-		Digest:    digest.Digest(info.GetDigest()),
-		Size:      info.GetSize(),
-		CreatedAt: info.GetCreatedAt().AsTime(),
-		UpdatedAt: info.GetUpdatedAt().AsTime(),
-		Labels:    info.GetLabels(),
-	}
-}
-
-// StatusToProto converts an ingest's Status to its API form.
-func StatusToProto(st content.Status) *api.Status {
-	return &api.Status{
-		Ref:       st.Ref,
-		Offset:    st.Offset,
-		Total:     st.Total,
-		Expected:  st.Expected.String(),
-		StartedAt: timestamppb.New(st.StartedAt),
-		UpdatedAt: timestamppb.New(st.UpdatedAt),
-	}
-}
-
-// StatusFromProto converts an API Status.
-func StatusFromProto(st *api.Status) content.Status {
-	return content.Status{
-		Ref:       st.GetRef(),
-		Offset:    st.GetOffset(),
-		Total:     st.GetTotal(),
-		Expected:  digest.Digest(st.GetExpected()),
-		StartedAt: st.GetStartedAt().AsTime(),
-		UpdatedAt: st.GetUpdatedAt().AsTime(),
-	}
 }

@@ -14,10 +14,11 @@ import (
 	"github.com/containerd/ttrpc"
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/content/v1"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 )
 
@@ -36,7 +37,7 @@ func newServer(t *testing.T) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	local, err := content.NewStore(filepath.Join(dir, "content"))
+	localStore, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func newServer(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{sock: filepath.Join(dir, "berth.sock"), store: db.ContentStore(local)}
+	s := &server{sock: filepath.Join(dir, "berth.sock"), store: db.ContentStore(localStore)}
 	Register(srv, s.store)
 	l, err := net.Listen("unix", s.sock)
 	if err != nil {

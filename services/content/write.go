@@ -8,12 +8,12 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/leases"
 	api "github.com/berthrt/berth/proto/content/v1"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // Write serves one Write stream: the protocol is documented on
@@ -76,7 +76,7 @@ func handleWrite(ctx context.Context, w content.Writer, req *api.WriteContentReq
 	}
 	switch req.GetAction() {
 	case api.WriteAction_WRITE_ACTION_STAT:
-		return writeResponse(req.GetAction(), st, w.Digest()), false, nil
+		return apiconv.WriteResponse(req.GetAction(), st, w.Digest()), false, nil
 	case api.WriteAction_WRITE_ACTION_WRITE, api.WriteAction_WRITE_ACTION_COMMIT:
 	default:
 		return nil, false, fmt.Errorf("write %q: unknown action %v: %w", st.Ref, req.GetAction(), errdefs.ErrInvalidArgument)
@@ -103,7 +103,7 @@ func handleWrite(ctx context.Context, w content.Writer, req *api.WriteContentReq
 		return nil, false, err
 	}
 	if req.GetAction() == api.WriteAction_WRITE_ACTION_WRITE {
-		return writeResponse(req.GetAction(), st, w.Digest()), false, nil
+		return apiconv.WriteResponse(req.GetAction(), st, w.Digest()), false, nil
 	}
 	expected := digest.Digest(req.GetExpected())
 	if err := w.Commit(ctx, req.GetTotal(), expected, content.WithLabels(req.GetLabels())); err != nil {
@@ -116,17 +116,5 @@ func handleWrite(ctx context.Context, w content.Writer, req *api.WriteContentReq
 	} else if st.Expected != "" {
 		dgst = st.Expected
 	}
-	return writeResponse(req.GetAction(), st, dgst), true, nil
-}
-
-func writeResponse(action api.WriteAction, st content.Status, dgst digest.Digest) *api.WriteContentResponse {
-	return &api.WriteContentResponse{
-		Action:    action,
-		StartedAt: timestamppb.New(st.StartedAt),
-		UpdatedAt: timestamppb.New(st.UpdatedAt),
-		Offset:    st.Offset,
-		Total:     st.Total,
-		Digest:    dgst.String(),
-		Expected:  st.Expected.String(),
-	}
+	return apiconv.WriteResponse(req.GetAction(), st, dgst), true, nil
 }

@@ -26,14 +26,13 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/mount"
 	api "github.com/berthrt/berth/proto/diff/v1"
 	typesv1 "github.com/berthrt/berth/proto/types/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
-	snapshotsvc "github.com/berthrt/berth/services/snapshots"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // MaxMounts bounds the mounts of one side of a call.
@@ -75,7 +74,7 @@ func Register(srv *ttrpc.Server, cfg Config) {
 }
 
 func (s *service) Apply(ctx context.Context, req *api.ApplyRequest) (*api.ApplyResponse, error) {
-	desc := imagesvc.DescriptorFromProto(req.GetDiff())
+	desc := apiconv.DescriptorFromProto(req.GetDiff())
 	if err := checkLayer(desc); err != nil {
 		return nil, err
 	}
@@ -87,7 +86,7 @@ func (s *service) Apply(ctx context.Context, req *api.ApplyRequest) (*api.ApplyR
 	if err != nil {
 		return nil, classify(fmt.Errorf("apply: %w", err))
 	}
-	return &api.ApplyResponse{Applied: imagesvc.DescriptorToProto(applied)}, nil
+	return &api.ApplyResponse{Applied: apiconv.DescriptorToProto(applied)}, nil
 }
 
 func (s *service) Diff(ctx context.Context, req *api.DiffRequest) (_ *api.DiffResponse, err error) {
@@ -133,7 +132,7 @@ func (s *service) Diff(ctx context.Context, req *api.DiffRequest) (_ *api.DiffRe
 	if err != nil {
 		return nil, err
 	}
-	return &api.DiffResponse{Diff: imagesvc.DescriptorToProto(desc), DiffId: diffID.String()}, nil
+	return &api.DiffResponse{Diff: apiconv.DescriptorToProto(desc), DiffId: diffID.String()}, nil
 }
 
 // diffID returns the diff ID Compare labelled the new blob with. When the
@@ -232,7 +231,7 @@ func checkMounts(side string, ms []*typesv1.Mount, required bool) ([]mount.Mount
 	case len(ms) > MaxMounts:
 		return nil, fmt.Errorf("%s: %d mounts, more than %d: %w", side, len(ms), MaxMounts, errdefs.ErrInvalidArgument)
 	}
-	mounts := snapshotsvc.MountsFromProto(ms)
+	mounts := apiconv.MountsFromProto(ms)
 	for i, m := range mounts {
 		if m.Type == "" || m.Source == "" {
 			return nil, fmt.Errorf("%s[%d]: type %q, source %q: both are required: %w", side, i, m.Type, m.Source, errdefs.ErrInvalidArgument)

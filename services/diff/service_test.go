@@ -14,14 +14,15 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/diff/v1"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	typesv1 "github.com/berthrt/berth/proto/types/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 )
 
@@ -36,11 +37,11 @@ func serve(t *testing.T) (api.DiffService, content.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	local, err := content.NewStore(filepath.Join(dir, "content"))
+	localStore, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := db.ContentStore(local)
+	store := db.ContentStore(localStore)
 	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +139,7 @@ func TestDiffApplyRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			desc := imagesvc.DescriptorFromProto(resp.GetDiff())
+			desc := apiconv.DescriptorFromProto(resp.GetDiff())
 			want := mt
 			if want == "" {
 				want = ocispec.MediaTypeImageLayerGzip
@@ -201,7 +202,7 @@ func TestDiffEqualTrees(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		desc := imagesvc.DescriptorFromProto(resp.GetDiff())
+		desc := apiconv.DescriptorFromProto(resp.GetDiff())
 		if names, _ := entries(t, ctx, store, desc); len(names) != 0 {
 			t.Errorf("%s: entries %v, want none", name, names)
 		}

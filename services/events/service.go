@@ -11,10 +11,10 @@ import (
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/internal/apiconv"
 	nsctx "github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/events/v1"
 )
@@ -72,7 +72,7 @@ func (s *service) Forward(ctx context.Context, req *api.ForwardRequest) (*emptyp
 	if err := checkTopic(env.GetTopic()); err != nil {
 		return nil, err
 	}
-	if err := s.exchange.Forward(ctx, FromProto(env)); err != nil {
+	if err := s.exchange.Forward(ctx, apiconv.EnvelopeFromProto(env)); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -97,7 +97,7 @@ func (s *service) subscribe(ctx context.Context, req *api.SubscribeRequest, stre
 	for {
 		select {
 		case env := <-envs:
-			if err := stream.Send(ToProto(env)); err != nil {
+			if err := stream.Send(apiconv.EnvelopeToProto(env)); err != nil {
 				return err
 			}
 		case err := <-errs:
@@ -107,14 +107,4 @@ func (s *service) subscribe(ctx context.Context, req *api.SubscribeRequest, stre
 			return err
 		}
 	}
-}
-
-// ToProto converts an exchange envelope to its API form.
-func ToProto(env *events.Envelope) *api.Envelope {
-	return &api.Envelope{Timestamp: timestamppb.New(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: env.Event}
-}
-
-// FromProto converts an API envelope to the exchange's form.
-func FromProto(env *api.Envelope) *events.Envelope {
-	return &events.Envelope{Timestamp: env.GetTimestamp().AsTime(), Namespace: env.GetNamespace(), Topic: env.GetTopic(), Event: env.GetEvent()}
 }

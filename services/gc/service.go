@@ -5,15 +5,15 @@ import (
 	"context"
 
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/internal/apiconv"
 	api "github.com/berthrt/berth/proto/gc/v1"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Collector runs a garbage collection now (metadata.GCScheduler).
 type Collector interface {
-	Collect(ctx context.Context) (metadata.GCStats, error)
+	Collect(ctx context.Context) (gc.Stats, error)
 }
 
 type service struct{ gc Collector }
@@ -28,13 +28,5 @@ func (s *service) Collect(ctx context.Context, _ *api.CollectRequest) (*api.Coll
 	if err != nil {
 		return nil, err
 	}
-	return &api.CollectResponse{
-		ContentRecords: int64(st.ContentRecords),
-		Blobs:          int64(st.Blobs),
-		BlobBytes:      st.BlobBytes,
-		Ingests:        int64(st.Ingests),
-		Leases:         int64(st.Leases),
-		Snapshots:      int64(st.Snapshots),
-		Duration:       durationpb.New(st.Duration),
-	}, nil
+	return apiconv.GCStatsToProto(st), nil
 }

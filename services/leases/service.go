@@ -8,21 +8,22 @@ import (
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/internal/apiconv"
+	"github.com/berthrt/berth/leases"
 	api "github.com/berthrt/berth/proto/leases/v1"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Collector runs a garbage collection now (metadata.GCScheduler).
 type Collector interface {
-	Collect(ctx context.Context) (metadata.GCStats, error)
+	Collect(ctx context.Context) (gc.Stats, error)
 }
 
 // Config is what the service uses.
 type Config struct {
-	Leases metadata.LeaseManager
+	Leases leases.Manager
 	// GC serves Delete with sync set.
 	GC Collector
 }
@@ -35,11 +36,11 @@ func Register(srv *ttrpc.Server, cfg Config) {
 }
 
 func (s *service) Create(ctx context.Context, req *api.CreateRequest) (*api.CreateResponse, error) {
-	l, err := s.Leases.Create(ctx, metadata.Lease{ID: req.GetId(), Labels: req.GetLabels()})
+	l, err := s.Leases.Create(ctx, leases.Lease{ID: req.GetId(), Labels: req.GetLabels()})
 	if err != nil {
 		return nil, err
 	}
-	return &api.CreateResponse{Lease: ToProto(l)}, nil
+	return &api.CreateResponse{Lease: apiconv.LeaseToProto(l)}, nil
 }
 
 func (s *service) Delete(ctx context.Context, req *api.DeleteRequest) (*emptypb.Empty, error) {
@@ -61,7 +62,7 @@ func (s *service) List(ctx context.Context, req *api.ListRequest) (*api.ListResp
 	}
 	resp := &api.ListResponse{Leases: make([]*api.Lease, 0, len(ls))}
 	for _, l := range ls {
-		resp.Leases = append(resp.Leases, ToProto(l))
+		resp.Leases = append(resp.Leases, apiconv.LeaseToProto(l))
 	}
 	return resp, nil
 }
@@ -94,18 +95,9 @@ func (s *service) ListResources(ctx context.Context, req *api.ListResourcesReque
 	return resp, nil
 }
 
-func resource(r *api.Resource) (metadata.LeaseResource, error) {
+func resource(r *api.Resource) (leases.Resource, error) {
 	if r == nil {
-		return metadata.LeaseResource{}, fmt.Errorf("resource is required: %w", errdefs.ErrInvalidArgument)
+		return leases.Resource{}, fmt.Errorf("resource is required: %w", errdefs.ErrInvalidArgument)
 	}
-	return metadata.LeaseResource{Type: r.GetType(), ID: r.GetId()}, nil
-}
-
-// ToProto converts a stored lease to its API form.
-func ToProto(l metadata.Lease) *api.Lease {
-	out := &api.Lease{Id: l.ID, Labels: l.Labels}
-	if !l.CreatedAt.IsZero() {
-		out.CreatedAt = timestamppb.New(l.CreatedAt)
-	}
-	return out
+	return apiconv.ResourceFromProto(r), nil
 }

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/events"
+	"github.com/berthrt/berth/events/topics"
 	"github.com/berthrt/berth/filters"
 	nsctx "github.com/berthrt/berth/namespaces"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
@@ -82,7 +82,7 @@ func (s *service) Create(ctx context.Context, req *api.CreateNamespaceRequest) (
 	if err := s.store.Create(ctx, ns.Name, ns.Labels); err != nil {
 		return nil, err
 	}
-	s.publish(ctx, ns.Name, events.TopicNamespaceCreate, &eventsv1.NamespaceCreate{Name: ns.Name, Labels: ns.Labels})
+	s.publish(ctx, ns.Name, topics.NamespaceCreate, &eventsv1.NamespaceCreate{Name: ns.Name, Labels: ns.Labels})
 	return &api.CreateNamespaceResponse{Namespace: ns}, nil
 }
 
@@ -129,7 +129,7 @@ func (s *service) Update(ctx context.Context, req *api.UpdateNamespaceRequest) (
 	if err != nil {
 		return nil, err
 	}
-	s.publish(ctx, ns.Name, events.TopicNamespaceUpdate, &eventsv1.NamespaceUpdate{Name: ns.Name, Labels: ns.Labels})
+	s.publish(ctx, ns.Name, topics.NamespaceUpdate, &eventsv1.NamespaceUpdate{Name: ns.Name, Labels: ns.Labels})
 	return &api.UpdateNamespaceResponse{Namespace: ns}, nil
 }
 
@@ -137,7 +137,7 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteNamespaceRequest) (
 	if err := s.store.Delete(ctx, req.GetName()); err != nil {
 		return nil, err
 	}
-	s.publish(ctx, req.GetName(), events.TopicNamespaceDelete, &eventsv1.NamespaceDelete{Name: req.GetName()})
+	s.publish(ctx, req.GetName(), topics.NamespaceDelete, &eventsv1.NamespaceDelete{Name: req.GetName()})
 	return &emptypb.Empty{}, nil
 }
 

@@ -14,14 +14,12 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/snapshots/v1"
-	typesv1 "github.com/berthrt/berth/proto/types/v1"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // listBatchSize is the size at which List sends a batch. One Info is at
@@ -88,7 +86,7 @@ func (s *service) Prepare(ctx context.Context, req *api.PrepareSnapshotRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &api.PrepareSnapshotResponse{Mounts: MountsToProto(mounts)}, nil
+	return &api.PrepareSnapshotResponse{Mounts: apiconv.MountsToProto(mounts)}, nil
 }
 
 func (s *service) View(ctx context.Context, req *api.ViewSnapshotRequest) (*api.ViewSnapshotResponse, error) {
@@ -100,7 +98,7 @@ func (s *service) View(ctx context.Context, req *api.ViewSnapshotRequest) (*api.
 	if err != nil {
 		return nil, err
 	}
-	return &api.ViewSnapshotResponse{Mounts: MountsToProto(mounts)}, nil
+	return &api.ViewSnapshotResponse{Mounts: apiconv.MountsToProto(mounts)}, nil
 }
 
 func (s *service) Mounts(ctx context.Context, req *api.MountsRequest) (*api.MountsResponse, error) {
@@ -112,7 +110,7 @@ func (s *service) Mounts(ctx context.Context, req *api.MountsRequest) (*api.Moun
 	if err != nil {
 		return nil, err
 	}
-	return &api.MountsResponse{Mounts: MountsToProto(mounts)}, nil
+	return &api.MountsResponse{Mounts: apiconv.MountsToProto(mounts)}, nil
 }
 
 func (s *service) Commit(ctx context.Context, req *api.CommitSnapshotRequest) (*emptypb.Empty, error) {
@@ -146,7 +144,7 @@ func (s *service) Stat(ctx context.Context, req *api.StatSnapshotRequest) (*api.
 	if err != nil {
 		return nil, err
 	}
-	return &api.StatSnapshotResponse{Info: InfoToProto(info)}, nil
+	return &api.StatSnapshotResponse{Info: apiconv.SnapshotInfoToProto(info)}, nil
 }
 
 func (s *service) Update(ctx context.Context, req *api.UpdateSnapshotRequest) (*api.UpdateSnapshotResponse, error) {
@@ -157,11 +155,11 @@ func (s *service) Update(ctx context.Context, req *api.UpdateSnapshotRequest) (*
 	if req.GetInfo() == nil {
 		return nil, fmt.Errorf("info is required: %w", errdefs.ErrInvalidArgument)
 	}
-	info, err := sn.Update(ctx, InfoFromProto(req.GetInfo()), req.GetUpdateMask().GetPaths()...)
+	info, err := sn.Update(ctx, apiconv.SnapshotInfoFromProto(req.GetInfo()), req.GetUpdateMask().GetPaths()...)
 	if err != nil {
 		return nil, err
 	}
-	return &api.UpdateSnapshotResponse{Info: InfoToProto(info)}, nil
+	return &api.UpdateSnapshotResponse{Info: apiconv.SnapshotInfoToProto(info)}, nil
 }
 
 func (s *service) Usage(ctx context.Context, req *api.UsageRequest) (*api.UsageResponse, error) {
@@ -192,7 +190,7 @@ func (s *service) list(ctx context.Context, req *api.ListSnapshotsRequest, strea
 	var batch api.ListSnapshotsResponse
 	size := 0
 	err = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		pi := InfoToProto(info)
+		pi := apiconv.SnapshotInfoToProto(info)
 		batch.Info = append(batch.Info, pi)
 		if size += proto.Size(pi); size < listBatchSize {
 			return nil
@@ -222,82 +220,4 @@ func streamNamespace(ctx context.Context, given string) (context.Context, error)
 		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
 	}
 	return namespaces.WithNamespace(ctx, given), nil
-}
-
-// KindToProto converts a snapshot kind to its API form.
-func KindToProto(k snapshots.Kind) api.Kind {
-	switch k {
-	case snapshots.KindView:
-		return api.Kind_KIND_VIEW
-	case snapshots.KindActive:
-		return api.Kind_KIND_ACTIVE
-	case snapshots.KindCommitted:
-		return api.Kind_KIND_COMMITTED
-	}
-	return api.Kind_KIND_UNKNOWN
-}
-
-// KindFromProto is the inverse of KindToProto.
-func KindFromProto(k api.Kind) snapshots.Kind {
-	switch k {
-	case api.Kind_KIND_VIEW:
-		return snapshots.KindView
-	case api.Kind_KIND_ACTIVE:
-		return snapshots.KindActive
-	case api.Kind_KIND_COMMITTED:
-		return snapshots.KindCommitted
-	}
-	return snapshots.KindUnknown
-}
-
-// InfoToProto converts a snapshot's Info to its API form.
-func InfoToProto(info snapshots.Info) *api.Info {
-	out := &api.Info{
-		Name:   info.Name,
-		Parent: info.Parent,
-		Kind:   KindToProto(info.Kind),
-		Labels: info.Labels,
-	}
-	if !info.Created.IsZero() {
-		out.CreatedAt = timestamppb.New(info.Created)
-	}
-	if !info.Updated.IsZero() {
-		out.UpdatedAt = timestamppb.New(info.Updated)
-	}
-	return out
-}
-
-// InfoFromProto is the inverse of InfoToProto; times are UTC.
-func InfoFromProto(info *api.Info) snapshots.Info {
-	out := snapshots.Info{
-		Name:   info.GetName(),
-		Parent: info.GetParent(),
-		Kind:   KindFromProto(info.GetKind()),
-		Labels: info.GetLabels(),
-	}
-	if info.GetCreatedAt() != nil {
-		out.Created = info.GetCreatedAt().AsTime()
-	}
-	if info.GetUpdatedAt() != nil {
-		out.Updated = info.GetUpdatedAt().AsTime()
-	}
-	return out
-}
-
-// MountsToProto converts mounts to their API form.
-func MountsToProto(ms []mount.Mount) []*typesv1.Mount {
-	out := make([]*typesv1.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, &typesv1.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	return out
-}
-
-// MountsFromProto is the inverse of MountsToProto.
-func MountsFromProto(ms []*typesv1.Mount) []mount.Mount {
-	out := make([]mount.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, mount.Mount{Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), Options: m.GetOptions()})
-	}
-	return out
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berthrt/berth/containers"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
 	"github.com/berthrt/berth/identifiers"
@@ -25,7 +26,6 @@ import (
 	api "github.com/berthrt/berth/proto/tasks/v1"
 	"github.com/berthrt/berth/services"
 	"github.com/berthrt/berth/shimapi"
-	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
 )
 
@@ -47,7 +47,7 @@ const readyTimeout = 10 * time.Second
 
 // Config is what the service uses.
 type Config struct {
-	Containers metadata.ContainerStore
+	Containers containers.Store
 	Supervisor *supervisor.Supervisor
 	// Locks is shared with the containers service: Create holds the
 	// container's lock from its lookup until the task exists, so the

@@ -15,15 +15,16 @@ import (
 
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events/topics"
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/internal/transferwire"
 	"github.com/berthrt/berth/leases"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	api "github.com/berthrt/berth/proto/transfer/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
 )
 
 // The bounds of the Import and Export streams, shared with the client
@@ -108,17 +109,17 @@ func (s *service) importArchive(ctx context.Context, stream api.Transfer_ImportS
 	}
 	result := &api.ImportResult{Format: string(res.Format)}
 	for _, img := range res.Images {
-		result.Images = append(result.Images, imagesvc.ToProto(img))
+		result.Images = append(result.Images, apiconv.ImageToProto(img))
 	}
 	if res.Index.Digest != "" {
-		result.Index = imagesvc.DescriptorToProto(res.Index)
+		result.Index = apiconv.DescriptorToProto(res.Index)
 	}
 	return send(&api.ImportResponse{Result: result})
 }
 
 // unpackImported unpacks each image an import recorded into sn, as a
 // pull does; images that share a target are unpacked once.
-func (s *service) unpackImported(ctx context.Context, imgs []metadata.Image, want []string, sn snapshots.Snapshotter, snName string, report distribution.ProgressFunc) error {
+func (s *service) unpackImported(ctx context.Context, imgs []images.Image, want []string, sn snapshots.Snapshotter, snName string, report distribution.ProgressFunc) error {
 	done := make(map[digest.Digest]bool, len(imgs))
 	for _, img := range imgs {
 		if done[img.Target.Digest] {
@@ -257,45 +258,45 @@ type importImages struct {
 	*service
 	complete func() error
 	hold     bool
-	held     []metadata.Image // by Create; read by recordHeld once Import returned
+	held     []images.Image // by Create; read by recordHeld once Import returned
 }
 
-func (is *importImages) Create(ctx context.Context, img metadata.Image) (metadata.Image, error) {
+func (is *importImages) Create(ctx context.Context, img images.Image) (images.Image, error) {
 	if err := is.complete(); err != nil {
-		return metadata.Image{}, err
+		return images.Image{}, err
 	}
 	if is.hold {
 		// Refused now, before the unpack, as the store would refuse what
 		// recordHeld records then (an image that exists is pointed at
 		// its new target).
-		if err := metadata.ValidateImage(metadata.Image{Name: img.Name, Target: img.Target}); err != nil {
-			return metadata.Image{}, err
+		if err := metadata.ValidateImage(images.Image{Name: img.Name, Target: img.Target}); err != nil {
+			return images.Image{}, err
 		}
 		is.held = append(is.held, img)
 		return img, nil
 	}
 	created, err := is.Images.Create(ctx, img)
 	if err == nil {
-		is.publish(ctx, imagesvc.TopicImageCreate, &imagesv1.ImageCreate{Name: created.Name, Labels: created.Labels})
+		is.publish(ctx, topics.ImageCreate, &imagesv1.ImageCreate{Name: created.Name, Labels: created.Labels})
 	}
 	return created, err
 }
 
-func (is *importImages) Update(ctx context.Context, img metadata.Image, fieldpaths ...string) (metadata.Image, error) {
+func (is *importImages) Update(ctx context.Context, img images.Image, fieldpaths ...string) (images.Image, error) {
 	if err := is.complete(); err != nil {
-		return metadata.Image{}, err
+		return images.Image{}, err
 	}
 	updated, err := is.Images.Update(ctx, img, fieldpaths...)
 	if err == nil {
-		is.publish(ctx, imagesvc.TopicImageUpdate, &imagesv1.ImageUpdate{Name: updated.Name, Labels: updated.Labels})
+		is.publish(ctx, topics.ImageUpdate, &imagesv1.ImageUpdate{Name: updated.Name, Labels: updated.Labels})
 	}
 	return updated, err
 }
 
 // recordHeld records the images Create held back, each created or, when
 // it exists, pointed at its new target, and returns them as stored.
-func (is *importImages) recordHeld(ctx context.Context) ([]metadata.Image, error) {
-	stored := make([]metadata.Image, 0, len(is.held))
+func (is *importImages) recordHeld(ctx context.Context) ([]images.Image, error) {
+	stored := make([]images.Image, 0, len(is.held))
 	for _, img := range is.held {
 		rec, err := is.record(ctx, distribution.Image{Name: img.Name, Target: img.Target})
 		if err != nil {
@@ -324,7 +325,7 @@ func (s *service) export(ctx context.Context, req *api.ExportRequest, stream api
 	if len(req.GetImages()) == 0 {
 		return fmt.Errorf("export: no image: %w", errdefs.ErrInvalidArgument)
 	}
-	var imgs []metadata.Image
+	var imgs []images.Image
 	for _, pi := range req.GetImages() {
 		img, err := s.exportImage(ctx, pi)
 		if err != nil {
@@ -351,14 +352,14 @@ func (s *service) export(ctx context.Context, req *api.ExportRequest, stream api
 
 // exportImage is the image an export request names: as given when it
 // has a target, else the namespace's image of that name.
-func (s *service) exportImage(ctx context.Context, pi *imagesv1.Image) (metadata.Image, error) {
+func (s *service) exportImage(ctx context.Context, pi *imagesv1.Image) (images.Image, error) {
 	if pi.GetName() == "" {
-		return metadata.Image{}, fmt.Errorf("export: an image without a name: %w", errdefs.ErrInvalidArgument)
+		return images.Image{}, fmt.Errorf("export: an image without a name: %w", errdefs.ErrInvalidArgument)
 	}
 	if pi.GetTarget() == nil {
 		return s.Images.Get(ctx, pi.GetName())
 	}
-	return imagesvc.FromProto(pi), nil
+	return apiconv.ImageFromProto(pi), nil
 }
 
 // exportWriter cuts what archive.Export writes into responses of at most
@@ -406,11 +407,11 @@ func (w *exportWriter) report(p distribution.Progress) {
 		w.index = map[string]int{}
 	}
 	if i, ok := w.index[p.Ref]; ok {
-		w.progress[i] = ProgressToProto(p)
+		w.progress[i] = apiconv.ProgressToProto(p)
 		return
 	}
 	w.index[p.Ref] = len(w.progress)
-	w.progress = append(w.progress, ProgressToProto(p))
+	w.progress = append(w.progress, apiconv.ProgressToProto(p))
 }
 
 // take returns the pending reports and forgets them.
@@ -434,7 +435,7 @@ func (s *service) Check(ctx context.Context, req *api.CheckRequest) (*api.CheckR
 	if err != nil {
 		return nil, err
 	}
-	var imgs []metadata.Image
+	var imgs []images.Image
 	if len(req.GetFilters()) > 0 || len(req.GetNames()) == 0 {
 		if imgs, err = s.Images.List(ctx, req.GetFilters()...); err != nil {
 			return nil, err
@@ -462,8 +463,8 @@ func (s *service) Check(ctx context.Context, req *api.CheckRequest) (*api.CheckR
 	return resp, nil
 }
 
-func (s *service) check(ctx context.Context, img metadata.Image, m platforms.MatchComparer) *api.ImageCheck {
-	ic := &api.ImageCheck{Image: imagesvc.ToProto(img)}
+func (s *service) check(ctx context.Context, img images.Image, m platforms.MatchComparer) *api.ImageCheck {
+	ic := &api.ImageCheck{Image: apiconv.ImageToProto(img)}
 	r, err := images.Check(ctx, s.Content, img.Target, m)
 	if err != nil {
 		ic.Error = err.Error()
@@ -473,7 +474,7 @@ func (s *service) check(ctx context.Context, img metadata.Image, m platforms.Mat
 	ic.Required, ic.Present = int64(r.Required), int64(r.Present)
 	ic.Size, ic.PresentSize = r.Size, r.PresentSize
 	for _, d := range r.Missing[:min(len(r.Missing), maxMissing)] {
-		ic.Missing = append(ic.Missing, imagesvc.DescriptorToProto(d))
+		ic.Missing = append(ic.Missing, apiconv.DescriptorToProto(d))
 	}
 	return ic
 }

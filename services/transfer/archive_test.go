@@ -18,16 +18,20 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/archive"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	api "github.com/berthrt/berth/proto/transfer/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/native"
 )
 
@@ -73,11 +77,11 @@ func newArchiveEnvWith(t *testing.T, max int64, configure func(*Config, *metadat
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	local, err := content.NewStore(filepath.Join(dir, "content"))
+	localStore, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &archiveEnv{db: db, store: db.ContentStore(local), events: &recorder{}}
+	e := &archiveEnv{db: db, store: db.ContentStore(localStore), events: &recorder{}}
 	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
 		t.Fatal(err)
@@ -107,9 +111,9 @@ func newArchiveEnvWith(t *testing.T, max int64, configure func(*Config, *metadat
 // testArchive builds, in a store of its own, an image of a config, two
 // layers (one of 3 MiB, so that it spans chunks) and a manifest, and
 // returns it with its archive as archive.Export writes it.
-func testArchive(t *testing.T, name string) (metadata.Image, []byte, []ocispec.Descriptor) {
+func testArchive(t *testing.T, name string) (images.Image, []byte, []ocispec.Descriptor) {
 	t.Helper()
-	store, err := content.NewStore(t.TempDir())
+	store, err := local.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +140,7 @@ func testArchive(t *testing.T, name string) (metadata.Image, []byte, []ocispec.D
 		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
 		Config: config, Layers: layers,
 	}))
-	img := metadata.Image{Name: name, Target: man}
+	img := images.Image{Name: name, Target: man}
 	var buf bytes.Buffer
 	if err := archive.Export(t.Context(), store, &buf, archive.WithImages(img)); err != nil {
 		t.Fatal(err)
@@ -199,7 +203,7 @@ func whole(data []byte) []*api.ImportRequest {
 	return append(chunks(data), &api.ImportRequest{End: &api.ImportEnd{Size: int64(len(data))}})
 }
 
-func (e *archiveEnv) images(t *testing.T, ns string) []metadata.Image {
+func (e *archiveEnv) images(t *testing.T, ns string) []images.Image {
 	t.Helper()
 	imgs, err := e.db.Images().List(namespaces.WithNamespace(t.Context(), ns))
 	if err != nil {
@@ -208,7 +212,7 @@ func (e *archiveEnv) images(t *testing.T, ns string) []metadata.Image {
 	return imgs
 }
 
-func (e *archiveEnv) leases(t *testing.T, ns string) []metadata.Lease {
+func (e *archiveEnv) leases(t *testing.T, ns string) []leases.Lease {
 	t.Helper()
 	ls, err := e.db.Leases().List(namespaces.WithNamespace(t.Context(), ns))
 	if err != nil {
@@ -274,14 +278,14 @@ func TestImportExport(t *testing.T) {
 	if ls := e.leases(t, "imp"); len(ls) != 0 {
 		t.Errorf("leases after an import: %v", ls)
 	}
-	if got := e.events.list(); len(got) != 1 || got[0] != imagesvc.TopicImageCreate {
+	if got := e.events.list(); len(got) != 1 || got[0] != topics.ImageCreate {
 		t.Errorf("events: %v", got)
 	}
 	// Again: the image is updated.
 	if _, _, err := e.upload(t, &api.ImportOptions{Namespace: "imp"}, whole(data)); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.events.list(); len(got) != 2 || got[1] != imagesvc.TopicImageUpdate {
+	if got := e.events.list(); len(got) != 2 || got[1] != topics.ImageUpdate {
 		t.Errorf("events after a second import: %v", got)
 	}
 
@@ -316,7 +320,7 @@ func TestImportExport(t *testing.T) {
 		if !errdefs.IsNotFound(err) {
 			t.Errorf("export of an unknown image: %v, want NotFound", err)
 		}
-		gone := imagesvc.ToProto(metadata.Image{Name: "x:1", Target: ocispec.Descriptor{
+		gone := apiconv.ImageToProto(images.Image{Name: "x:1", Target: ocispec.Descriptor{
 			MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("gone"), Size: 3}})
 		got, end, err := e.export(t, &api.ExportRequest{Namespace: "imp", Images: []*imagesv1.Image{gone}})
 		if !errdefs.IsNotFound(err) || len(got) != 0 || end != nil {
@@ -329,7 +333,7 @@ func TestImportExport(t *testing.T) {
 
 	t.Run("check", func(t *testing.T) {
 		ctx := namespaces.WithNamespace(t.Context(), "imp")
-		if _, err := e.db.Images().Create(ctx, metadata.Image{Name: "example.com/gone:1", Target: ocispec.Descriptor{
+		if _, err := e.db.Images().Create(ctx, images.Image{Name: "example.com/gone:1", Target: ocispec.Descriptor{
 			MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("gone"), Size: 4}}); err != nil {
 			t.Fatal(err)
 		}
@@ -430,7 +434,7 @@ func TestImportUnderLease(t *testing.T) {
 	e := newArchiveEnv(t, 0)
 	_, data, blobs := testArchive(t, "example.com/app:1")
 	ctx := namespaces.WithNamespace(t.Context(), "imp")
-	l, err := e.db.Leases().Create(ctx, metadata.Lease{ID: "mine"})
+	l, err := e.db.Leases().Create(ctx, leases.Lease{ID: "mine"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/distribution"
-	"github.com/berthrt/berth/internal/transferwire"
+	"github.com/berthrt/berth/internal/apiconv"
 	api "github.com/berthrt/berth/proto/transfer/v1"
 )
 
@@ -51,7 +51,7 @@ func (r *relay) report(p distribution.Progress) {
 	if _, ok := r.pending[p.Ref]; !ok {
 		r.order = append(r.order, p.Ref)
 	}
-	r.pending[p.Ref] = ProgressToProto(p)
+	r.pending[p.Ref] = apiconv.ProgressToProto(p)
 	changed := r.status[p.Ref] != string(p.Status)
 	r.status[p.Ref] = string(p.Status)
 	r.mu.Unlock()
@@ -108,13 +108,4 @@ func (r *relay) take() []*api.Progress {
 func (r *relay) close() error {
 	close(r.stop)
 	return <-r.done
-}
-
-// ProgressToProto converts a report to its API form
-// (transferwire.ProgressToProto, which the client library shares).
-func ProgressToProto(p distribution.Progress) *api.Progress { return transferwire.ProgressToProto(p) }
-
-// ProgressFromProto converts an API report (transferwire.ProgressFromProto).
-func ProgressFromProto(p *api.Progress) distribution.Progress {
-	return transferwire.ProgressFromProto(p)
 }

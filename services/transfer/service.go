@@ -33,19 +33,21 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/images"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	api "github.com/berthrt/berth/proto/transfer/v1"
 	"github.com/berthrt/berth/services"
-	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/metadata"
-	"github.com/berthrt/berth/storage/snapshots"
 	"github.com/berthrt/berth/unpack"
 )
 
@@ -66,8 +68,8 @@ const (
 type Config struct {
 	// Content is the namespaced content store (metadata.DB.ContentStore).
 	Content content.Store
-	Images  metadata.ImageStore
-	Leases  metadata.LeaseManager
+	Images  images.Store
+	Leases  leases.Manager
 	// Publisher receives /images/create and /images/update.
 	Publisher services.Publisher
 	// HostsDir is the hosts.toml folder ([registry] config_path).
@@ -161,7 +163,7 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 		if sendErr != nil {
 			return sendErr
 		}
-		return stream.Send(&api.PullProgress{Fetched: imagesvc.DescriptorToProto(img.Target)})
+		return stream.Send(&api.PullProgress{Fetched: apiconv.DescriptorToProto(img.Target)})
 	}
 	// The image is recorded even when the client has gone: the work is
 	// done, and the next pull would only find it all there.
@@ -173,7 +175,7 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 	if sendErr != nil {
 		return sendErr
 	}
-	return stream.Send(&api.PullProgress{Image: imagesvc.ToProto(stored)})
+	return stream.Send(&api.PullProgress{Image: apiconv.ImageToProto(stored)})
 }
 
 // unpackTarget returns the snapshotter a request's unpack and
@@ -250,14 +252,14 @@ func pullOptions(req *api.PullRequest) ([]distribution.Opt, error) {
 	return opts, nil
 }
 
-// root labels the fetched root target with metadata.LabelGCRoot, so that
+// root labels the fetched root target with gc.LabelRoot, so that
 // garbage collection keeps it, and what its gc.ref labels reach, after
 // the pull's lease is gone.
 func (s *service) root(ctx context.Context, target ocispec.Descriptor) error {
 	info := content.Info{Digest: target.Digest, Labels: map[string]string{
-		metadata.LabelGCRoot: time.Now().UTC().Format(time.RFC3339),
+		gc.LabelRoot: time.Now().UTC().Format(time.RFC3339),
 	}}
-	if _, err := s.Content.Update(ctx, info, "labels."+metadata.LabelGCRoot); err != nil {
+	if _, err := s.Content.Update(ctx, info, "labels."+gc.LabelRoot); err != nil {
 		return fmt.Errorf("fetch %s: label the root: %w", target.Digest, err)
 	}
 	return nil
@@ -265,26 +267,26 @@ func (s *service) root(ctx context.Context, target ocispec.Descriptor) error {
 
 // record creates the image img names, or points the existing one at the
 // pulled target (its labels stay), and publishes the change.
-func (s *service) record(ctx context.Context, img distribution.Image) (metadata.Image, error) {
-	rec := metadata.Image{Name: img.Name, Target: img.Target}
+func (s *service) record(ctx context.Context, img distribution.Image) (images.Image, error) {
+	rec := images.Image{Name: img.Name, Target: img.Target}
 	// Two tries: the image may be deleted between a Create that finds it
 	// and the Update.
 	for try := 0; ; try++ {
 		created, err := s.Images.Create(ctx, rec)
 		if err == nil {
-			s.publish(ctx, imagesvc.TopicImageCreate, &imagesv1.ImageCreate{Name: created.Name, Labels: created.Labels})
+			s.publish(ctx, topics.ImageCreate, &imagesv1.ImageCreate{Name: created.Name, Labels: created.Labels})
 			return created, nil
 		}
 		if !errdefs.IsAlreadyExists(err) {
-			return metadata.Image{}, err
+			return images.Image{}, err
 		}
 		updated, err := s.Images.Update(ctx, rec, "target")
 		if err == nil {
-			s.publish(ctx, imagesvc.TopicImageUpdate, &imagesv1.ImageUpdate{Name: updated.Name, Labels: updated.Labels})
+			s.publish(ctx, topics.ImageUpdate, &imagesv1.ImageUpdate{Name: updated.Name, Labels: updated.Labels})
 			return updated, nil
 		}
 		if !errdefs.IsNotFound(err) || try > 0 {
-			return metadata.Image{}, err
+			return images.Image{}, err
 		}
 	}
 }
@@ -329,7 +331,7 @@ func (s *service) push(ctx context.Context, req *api.PushRequest, stream api.Tra
 	if err != nil {
 		return err
 	}
-	return stream.Send(&api.PushProgress{Pushed: imagesvc.DescriptorToProto(desc)})
+	return stream.Send(&api.PushProgress{Pushed: apiconv.DescriptorToProto(desc)})
 }
 
 // pushRoot returns the root a push request names, and how to name it in
@@ -339,7 +341,7 @@ func (s *service) pushRoot(ctx context.Context, req *api.PushRequest, ref distri
 		if req.GetImage() != "" {
 			return ocispec.Descriptor{}, "", fmt.Errorf("push %s: image and target together: %w", ref, errdefs.ErrInvalidArgument)
 		}
-		desc := imagesvc.DescriptorFromProto(t)
+		desc := apiconv.DescriptorFromProto(t)
 		if err := images.CheckDescriptor(desc); err != nil {
 			return ocispec.Descriptor{}, "", fmt.Errorf("push %s: target: %w", ref, err)
 		}
@@ -407,7 +409,7 @@ func (s *service) resolver(creds *api.Credentials, plainHTTP bool, hostsDir stri
 // and returns ctx carrying it, and the function that deletes it (once,
 // however often it is called).
 func (s *service) lease(ctx context.Context, kind string) (context.Context, func(), error) {
-	l, err := s.Leases.Create(ctx, metadata.Lease{Labels: map[string]string{
+	l, err := s.Leases.Create(ctx, leases.Lease{Labels: map[string]string{
 		LeaseLabel:         kind,
 		leases.ExpireLabel: time.Now().Add(leaseExpiry).UTC().Format(time.RFC3339Nano),
 	}})
@@ -439,7 +441,7 @@ func (s *service) publish(ctx context.Context, topic string, ev proto.Message) {
 // Recover deletes the transfer leases of every namespace: at the
 // daemon's start no transfer is under way, so they are what transfers
 // interrupted by a crash left. It returns how many it deleted.
-func Recover(ctx context.Context, nss metadata.NamespaceStore, lm metadata.LeaseManager) (int, error) {
+func Recover(ctx context.Context, nss metadata.NamespaceStore, lm leases.Manager) (int, error) {
 	list, err := nss.List(ctx)
 	if err != nil {
 		return 0, err

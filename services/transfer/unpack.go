@@ -8,8 +8,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	api "github.com/berthrt/berth/proto/transfer/v1"
-	imagesvc "github.com/berthrt/berth/services/images"
 	"github.com/berthrt/berth/unpack"
 )
 
@@ -56,7 +56,7 @@ func (s *service) unpackImage(ctx context.Context, req *api.UnpackRequest, strea
 	if sendErr != nil {
 		return sendErr
 	}
-	return stream.Send(&api.UnpackProgress{Image: imagesvc.ToProto(img), ChainId: chainID, Snapshotter: snName})
+	return stream.Send(&api.UnpackProgress{Image: apiconv.ImageToProto(img), ChainId: chainID, Snapshotter: snName})
 }
 
 // chainID is the top chain ID of the manifest of target that unpack

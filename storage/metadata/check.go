@@ -10,8 +10,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/content"
+	"github.com/berthrt/berth/leases"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // Problem is one disagreement between the records of this file and what
@@ -185,8 +186,8 @@ func (db *DB) CheckContent(ctx context.Context, local content.Store) ([]Problem,
 			}
 			lb := kindBucket(tx, string(ns), bucketLeases)
 			for _, l := range all {
-				err := walkLeaseResources(lb.Bucket([]byte(l.ID)), func(r LeaseResource) error {
-					if r.Type == ResourceIngest {
+				err := walkLeaseResources(lb.Bucket([]byte(l.ID)), func(r leases.Resource) error {
+					if r.Type == leases.ResourceIngest {
 						leased[string(ns)+"/"+r.ID] = true
 					}
 					return nil

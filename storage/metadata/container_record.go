@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/berthrt/berth/containers"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
 	"github.com/berthrt/berth/identifiers"
@@ -40,7 +41,7 @@ const (
 
 // validateContainer checks c as it is about to be stored. Errors wrap
 // errdefs.ErrInvalidArgument and name the container and the field.
-func validateContainer(c Container) error {
+func validateContainer(c containers.Container) error {
 	if err := validateContainerID(c.ID); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func validateContainer(c Container) error {
 	return nil
 }
 
-func validateFields(c Container) error {
+func validateFields(c containers.Container) error {
 	if err := validateLabels(c.Labels); err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func validateExtensions(exts map[string]*anypb.Any) error {
 // writeContainer writes every field of c into its bucket cb. It puts and
 // deletes the keys it knows one by one, so keys written by a newer berthd
 // survive an update by an older one.
-func writeContainer(cb *bolt.Bucket, c Container) error {
+func writeContainer(cb *bolt.Bucket, c containers.Container) error {
 	created, err := c.CreatedAt.MarshalBinary()
 	if err != nil {
 		return err
@@ -265,8 +266,8 @@ func putAny(b *bolt.Bucket, key []byte, a *anypb.Any) error {
 // readContainer decodes the container id from its bucket cb. Everything
 // is copied out of the transaction. A record that does not decode is an
 // ErrInternal.
-func readContainer(id string, cb *bolt.Bucket) (Container, error) {
-	c := Container{
+func readContainer(id string, cb *bolt.Bucket) (containers.Container, error) {
+	c := containers.Container{
 		ID:          id,
 		Image:       string(cb.Get(keyImage)),
 		Spec:        bytes.Clone(cb.Get(keySpec)),
@@ -283,7 +284,7 @@ func readContainer(id string, cb *bolt.Bucket) (Container, error) {
 	}{{keyCreatedAt, &c.CreatedAt}, {keyUpdatedAt, &c.UpdatedAt}} {
 		if raw := cb.Get(t.key); raw != nil {
 			if err := t.to.UnmarshalBinary(raw); err != nil {
-				return Container{}, corrupt(string(t.key), err)
+				return containers.Container{}, corrupt(string(t.key), err)
 			}
 		}
 	}
@@ -291,7 +292,7 @@ func readContainer(id string, cb *bolt.Bucket) (Container, error) {
 		c.Runtime.Name = string(rb.Get(keyName))
 		opts, err := getAny(rb, keyOptions)
 		if err != nil {
-			return Container{}, corrupt("runtime.options", err)
+			return containers.Container{}, corrupt("runtime.options", err)
 		}
 		c.Runtime.Options = opts
 	}
@@ -310,7 +311,7 @@ func readContainer(id string, cb *bolt.Bucket) (Container, error) {
 			return nil
 		})
 		if err != nil {
-			return Container{}, err
+			return containers.Container{}, err
 		}
 	}
 	return c, nil
@@ -333,7 +334,7 @@ func getAny(b *bolt.Bucket, key []byte) (*anypb.Any, error) {
 // of package filters: a scalar is present whenever the path names it, even
 // when empty (image=="" finds containers without an image); a label is
 // present when its key exists.
-func containerAdaptor(c Container) filters.Adaptor {
+func containerAdaptor(c containers.Container) filters.Adaptor {
 	return filters.AdapterFunc(func(fieldpath []string) (string, bool) {
 		if len(fieldpath) == 0 {
 			return "", false

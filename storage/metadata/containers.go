@@ -13,66 +13,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/berthrt/berth/containers"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
 	"github.com/berthrt/berth/namespaces"
 )
 
-// Container is the record of a container: what a task is created from. It
-// holds no state of a running process.
-type Container struct {
-	// ID names the container in its namespace; immutable.
-	ID string
-	// Labels are free metadata; a label with an empty value is not stored.
-	Labels map[string]string
-	// Image is the reference of the image the container was made from, if
-	// any.
-	Image string
-	// Runtime is the OCI runtime that runs the container's task; immutable.
-	Runtime RuntimeInfo
-	// Spec is the OCI runtime spec (config.json), JSON; required.
-	Spec []byte
-	// Snapshotter names the snapshotter of SnapshotKey; immutable.
-	Snapshotter string
-	// SnapshotKey is the snapshot that is the container's rootfs, if any;
-	// immutable.
-	SnapshotKey string
-	// CreatedAt and UpdatedAt are set by the store, in UTC.
-	CreatedAt, UpdatedAt time.Time
-	// Extensions carry typed data of clients; a nil value is not stored.
-	Extensions map[string]*anypb.Any
-}
-
-// RuntimeInfo names the runtime of a container and its options.
-type RuntimeInfo struct {
-	Name    string
-	Options *anypb.Any
-}
-
-// ContainerStore keeps the containers of the namespace on each call's
-// context (namespaces.NamespaceRequired). An id is unique within its
-// namespace and invisible from any other.
-type ContainerStore interface {
-	// Get returns the container id; ErrNotFound if absent.
-	Get(ctx context.Context, id string) (Container, error)
-	// List returns the containers that match any of filters (all when
-	// none is given), ordered by id. Fields: id, image, runtime.name,
-	// snapshotter, snapshotkey, labels.<key>.
-	List(ctx context.Context, filters ...string) ([]Container, error)
-	// Create stores c, creating the namespace when it is absent, and
-	// returns the record as stored (with CreatedAt and UpdatedAt);
-	// ErrAlreadyExists if the id is taken.
-	Create(ctx context.Context, c Container) (Container, error)
-	// Update changes the fields of the container c.ID that fieldpaths
-	// name (see doc.go), all mutable fields when none is named, and
-	// returns the record as stored.
-	Update(ctx context.Context, c Container, fieldpaths ...string) (Container, error)
-	// Delete removes the container id; ErrNotFound if absent.
-	Delete(ctx context.Context, id string) error
-}
-
 // Containers returns the container store of db.
-func (db *DB) Containers() ContainerStore {
+func (db *DB) Containers() containers.Store {
 	return &containerStore{db: db}
 }
 
@@ -80,12 +28,12 @@ type containerStore struct {
 	db *DB
 }
 
-func (s *containerStore) Get(ctx context.Context, id string) (Container, error) {
+func (s *containerStore) Get(ctx context.Context, id string) (containers.Container, error) {
 	ns, err := namespaceAndID(ctx, id)
 	if err != nil {
-		return Container{}, err
+		return containers.Container{}, err
 	}
-	var c Container
+	var c containers.Container
 	err = s.db.view(ctx, func(tx *bolt.Tx) error {
 		cb := containerBucket(tx, ns, id)
 		if cb == nil {
@@ -97,7 +45,7 @@ func (s *containerStore) Get(ctx context.Context, id string) (Container, error) 
 	return c, err
 }
 
-func (s *containerStore) List(ctx context.Context, fs ...string) ([]Container, error) {
+func (s *containerStore) List(ctx context.Context, fs ...string) ([]containers.Container, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -106,7 +54,7 @@ func (s *containerStore) List(ctx context.Context, fs ...string) ([]Container, e
 	if err != nil {
 		return nil, err
 	}
-	var list []Container
+	var list []containers.Container
 	err = s.db.view(ctx, func(tx *bolt.Tx) error {
 		bkt := kindBucket(tx, ns, bucketContainers)
 		if bkt == nil {
@@ -133,15 +81,15 @@ func (s *containerStore) List(ctx context.Context, fs ...string) ([]Container, e
 	return list, nil
 }
 
-func (s *containerStore) Create(ctx context.Context, c Container) (Container, error) {
+func (s *containerStore) Create(ctx context.Context, c containers.Container) (containers.Container, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
-		return Container{}, err
+		return containers.Container{}, err
 	}
 	if err := validateContainer(c); err != nil {
-		return Container{}, err
+		return containers.Container{}, err
 	}
-	var stored Container
+	var stored containers.Container
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {
 		bkt, err := createKindBucket(tx, ns, bucketContainers)
 		if err != nil {
@@ -165,15 +113,15 @@ func (s *containerStore) Create(ctx context.Context, c Container) (Container, er
 	return stored, err
 }
 
-func (s *containerStore) Update(ctx context.Context, c Container, fieldpaths ...string) (Container, error) {
+func (s *containerStore) Update(ctx context.Context, c containers.Container, fieldpaths ...string) (containers.Container, error) {
 	ns, err := namespaceAndID(ctx, c.ID)
 	if err != nil {
-		return Container{}, err
+		return containers.Container{}, err
 	}
 	if err := checkFieldpaths(c.ID, fieldpaths); err != nil {
-		return Container{}, err
+		return containers.Container{}, err
 	}
-	var stored Container
+	var stored containers.Container
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {
 		cb := containerBucket(tx, ns, c.ID)
 		if cb == nil {
@@ -252,18 +200,18 @@ func checkFieldpaths(id string, fieldpaths []string) error {
 // from in. Without field paths it takes every mutable field, and refuses a
 // change to an immutable one rather than drop it silently. current is the
 // caller's own copy and may be changed.
-func applyFieldpaths(current, in Container, fieldpaths []string) (Container, error) {
+func applyFieldpaths(current, in containers.Container, fieldpaths []string) (containers.Container, error) {
 	next := current
 	if len(fieldpaths) == 0 {
 		switch {
 		case in.Runtime.Name != current.Runtime.Name:
-			return Container{}, immutable(in.ID, "runtime.name")
+			return containers.Container{}, immutable(in.ID, "runtime.name")
 		case !proto.Equal(in.Runtime.Options, current.Runtime.Options):
-			return Container{}, immutable(in.ID, "runtime.options")
+			return containers.Container{}, immutable(in.ID, "runtime.options")
 		case in.Snapshotter != current.Snapshotter:
-			return Container{}, immutable(in.ID, "snapshotter")
+			return containers.Container{}, immutable(in.ID, "snapshotter")
 		case in.SnapshotKey != current.SnapshotKey:
-			return Container{}, immutable(in.ID, "snapshotkey")
+			return containers.Container{}, immutable(in.ID, "snapshotkey")
 		}
 		fieldpaths = mutableFields
 	}

@@ -16,18 +16,19 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/berthrt/berth/containers"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/namespaces"
 )
 
 // testContainer returns a valid container with every field set.
-func testContainer(t testing.TB, id string) Container {
+func testContainer(t testing.TB, id string) containers.Container {
 	t.Helper()
-	return Container{
+	return containers.Container{
 		ID:          id,
 		Labels:      map[string]string{"role": "web"},
 		Image:       "docker.io/library/redis:7",
-		Runtime:     RuntimeInfo{Name: "runc", Options: mustAny(t, "systemd")},
+		Runtime:     containers.RuntimeInfo{Name: "runc", Options: mustAny(t, "systemd")},
 		Spec:        testSpec(t),
 		Snapshotter: "overlayfs",
 		SnapshotKey: id + "-rootfs",
@@ -45,7 +46,7 @@ func mustAny(t testing.TB, s string) *anypb.Any {
 }
 
 // requireSameContainer compares every field, the Anys by value.
-func requireSameContainer(t *testing.T, got, want Container) {
+func requireSameContainer(t *testing.T, got, want containers.Container) {
 	t.Helper()
 	if !proto.Equal(got.Runtime.Options, want.Runtime.Options) {
 		t.Errorf("Runtime.Options = %v, want %v", got.Runtime.Options, want.Runtime.Options)
@@ -120,7 +121,7 @@ func TestContainerCRUD(t *testing.T) {
 func TestContainerMinimal(t *testing.T) {
 	db, _ := newTestDB(t)
 	ctx := nsCtx("ci")
-	in := Container{ID: "min", Runtime: RuntimeInfo{Name: "/usr/local/bin/runc"}, Spec: []byte(`{"ociVersion":"1.2.0"}`)}
+	in := containers.Container{ID: "min", Runtime: containers.RuntimeInfo{Name: "/usr/local/bin/runc"}, Spec: []byte(`{"ociVersion":"1.2.0"}`)}
 	created, err := db.Containers().Create(ctx, in)
 	requireNoErr(t, err)
 	got, err := db.Containers().Get(ctx, "min")
@@ -221,37 +222,37 @@ func TestContainerValidation(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		change func(*Container)
+		change func(*containers.Container)
 		says   string
 	}{
-		{"no runtime", func(c *Container) { c.Runtime.Name = "" }, "runtime.name is required"},
-		{"relative runtime path", func(c *Container) { c.Runtime.Name = "../../tmp/runc" }, "runtime.name"},
-		{"unclean runtime path", func(c *Container) { c.Runtime.Name = "/usr/bin/../../tmp/runc" }, "runtime.name"},
-		{"runtime with a newline", func(c *Container) { c.Runtime.Name = "runc\n" }, "runtime.name"},
-		{"no spec", func(c *Container) { c.Spec = nil }, "spec is required"},
-		{"spec not JSON", func(c *Container) { c.Spec = []byte("{not json") }, "spec"},
-		{"spec an array", func(c *Container) { c.Spec = []byte(`[1]`) }, "JSON object"},
-		{"spec null", func(c *Container) { c.Spec = []byte(`null`) }, "JSON object"},
-		{"spec wrong types", func(c *Container) { c.Spec = []byte(`{"process":3}`) }, "OCI runtime spec"},
-		{"spec trailing data", func(c *Container) { c.Spec = []byte(`{} {}`) }, "OCI runtime spec"},
-		{"spec too large", func(c *Container) {
+		{"no runtime", func(c *containers.Container) { c.Runtime.Name = "" }, "runtime.name is required"},
+		{"relative runtime path", func(c *containers.Container) { c.Runtime.Name = "../../tmp/runc" }, "runtime.name"},
+		{"unclean runtime path", func(c *containers.Container) { c.Runtime.Name = "/usr/bin/../../tmp/runc" }, "runtime.name"},
+		{"runtime with a newline", func(c *containers.Container) { c.Runtime.Name = "runc\n" }, "runtime.name"},
+		{"no spec", func(c *containers.Container) { c.Spec = nil }, "spec is required"},
+		{"spec not JSON", func(c *containers.Container) { c.Spec = []byte("{not json") }, "spec"},
+		{"spec an array", func(c *containers.Container) { c.Spec = []byte(`[1]`) }, "JSON object"},
+		{"spec null", func(c *containers.Container) { c.Spec = []byte(`null`) }, "JSON object"},
+		{"spec wrong types", func(c *containers.Container) { c.Spec = []byte(`{"process":3}`) }, "OCI runtime spec"},
+		{"spec trailing data", func(c *containers.Container) { c.Spec = []byte(`{} {}`) }, "OCI runtime spec"},
+		{"spec too large", func(c *containers.Container) {
 			c.Spec = []byte(`{"hostname":"` + strings.Repeat("h", MaxSpecSize) + `"}`)
 		}, "more than"},
-		{"snapshot key without snapshotter", func(c *Container) { c.Snapshotter = "" }, "snapshotter is required"},
-		{"bad snapshot key", func(c *Container) { c.SnapshotKey = "../rootfs" }, "snapshotkey"},
-		{"bad snapshotter", func(c *Container) { c.Snapshotter = "over/lay" }, "snapshotter"},
-		{"empty label key", func(c *Container) { c.Labels = map[string]string{"": "v"} }, "label key must not be empty"},
-		{"label too large", func(c *Container) { c.Labels = map[string]string{"k": strings.Repeat("v", MaxLabelSize)} }, "more than 4096"},
-		{"too many labels", func(c *Container) { c.Labels = tooManyLabels }, "labels, more than"},
-		{"image too long", func(c *Container) { c.Image = strings.Repeat("i", MaxReferenceSize+1) }, "image"},
-		{"image not UTF-8", func(c *Container) { c.Image = "\xff" }, "image"},
-		{"empty extension key", func(c *Container) { c.Extensions = map[string]*anypb.Any{"": mustAny(t, "x")} }, "extension key"},
-		{"extension without type", func(c *Container) { c.Extensions = map[string]*anypb.Any{"e": {}} }, "type URL"},
-		{"too many extensions", func(c *Container) { c.Extensions = tooManyExts }, "extensions, more than"},
-		{"extensions too large", func(c *Container) {
+		{"snapshot key without snapshotter", func(c *containers.Container) { c.Snapshotter = "" }, "snapshotter is required"},
+		{"bad snapshot key", func(c *containers.Container) { c.SnapshotKey = "../rootfs" }, "snapshotkey"},
+		{"bad snapshotter", func(c *containers.Container) { c.Snapshotter = "over/lay" }, "snapshotter"},
+		{"empty label key", func(c *containers.Container) { c.Labels = map[string]string{"": "v"} }, "label key must not be empty"},
+		{"label too large", func(c *containers.Container) { c.Labels = map[string]string{"k": strings.Repeat("v", MaxLabelSize)} }, "more than 4096"},
+		{"too many labels", func(c *containers.Container) { c.Labels = tooManyLabels }, "labels, more than"},
+		{"image too long", func(c *containers.Container) { c.Image = strings.Repeat("i", MaxReferenceSize+1) }, "image"},
+		{"image not UTF-8", func(c *containers.Container) { c.Image = "\xff" }, "image"},
+		{"empty extension key", func(c *containers.Container) { c.Extensions = map[string]*anypb.Any{"": mustAny(t, "x")} }, "extension key"},
+		{"extension without type", func(c *containers.Container) { c.Extensions = map[string]*anypb.Any{"e": {}} }, "type URL"},
+		{"too many extensions", func(c *containers.Container) { c.Extensions = tooManyExts }, "extensions, more than"},
+		{"extensions too large", func(c *containers.Container) {
 			c.Extensions = map[string]*anypb.Any{"e": mustAny(t, strings.Repeat("x", MaxExtensionsSize))}
 		}, "more than"},
-		{"runtime options too large", func(c *Container) {
+		{"runtime options too large", func(c *containers.Container) {
 			c.Runtime.Options = mustAny(t, strings.Repeat("x", MaxRuntimeOptionsSize))
 		}, "runtime.options"},
 	} {
@@ -272,19 +273,19 @@ func TestContainerUpdate(t *testing.T) {
 	newSpec := testSpec(t, "redis-server")
 	for _, tc := range []struct {
 		name   string
-		change func(*Container)
+		change func(*containers.Container)
 		paths  []string
-		want   func(*Container) // applied to the original to get the result
+		want   func(*containers.Container) // applied to the original to get the result
 	}{
 		{
 			name: "all mutable fields",
-			change: func(c *Container) {
+			change: func(c *containers.Container) {
 				c.Image = "busybox"
 				c.Spec = newSpec
 				c.Labels = map[string]string{"x": "y"}
 				c.Extensions = nil
 			},
-			want: func(c *Container) {
+			want: func(c *containers.Container) {
 				c.Image = "busybox"
 				c.Spec = newSpec
 				c.Labels = map[string]string{"x": "y"}
@@ -293,46 +294,46 @@ func TestContainerUpdate(t *testing.T) {
 		},
 		{
 			name:   "only the image",
-			change: func(c *Container) { c.Image = "busybox"; c.Spec = newSpec; c.Labels = nil },
+			change: func(c *containers.Container) { c.Image = "busybox"; c.Spec = newSpec; c.Labels = nil },
 			paths:  []string{"image"},
-			want:   func(c *Container) { c.Image = "busybox" },
+			want:   func(c *containers.Container) { c.Image = "busybox" },
 		},
 		{
 			name:   "spec",
-			change: func(c *Container) { c.Spec = newSpec },
+			change: func(c *containers.Container) { c.Spec = newSpec },
 			paths:  []string{"spec"},
-			want:   func(c *Container) { c.Spec = newSpec },
+			want:   func(c *containers.Container) { c.Spec = newSpec },
 		},
 		{
 			name:   "one label set, one removed, others kept",
-			change: func(c *Container) { c.Labels = map[string]string{"tier": "front", "other": "ignored"} },
+			change: func(c *containers.Container) { c.Labels = map[string]string{"tier": "front", "other": "ignored"} },
 			paths:  []string{"labels.tier", "labels.role"},
-			want:   func(c *Container) { c.Labels = map[string]string{"tier": "front"} },
+			want:   func(c *containers.Container) { c.Labels = map[string]string{"tier": "front"} },
 		},
 		{
 			name:   "all labels replaced",
-			change: func(c *Container) { c.Labels = map[string]string{"a": "b", "gone": ""} },
+			change: func(c *containers.Container) { c.Labels = map[string]string{"a": "b", "gone": ""} },
 			paths:  []string{"labels"},
-			want:   func(c *Container) { c.Labels = map[string]string{"a": "b"} },
+			want:   func(c *containers.Container) { c.Labels = map[string]string{"a": "b"} },
 		},
 		{
 			name: "one extension set, one removed",
-			change: func(c *Container) {
+			change: func(c *containers.Container) {
 				c.Extensions = map[string]*anypb.Any{"new": mustAny(t, "n")}
 			},
 			paths: []string{"extensions.new", "extensions.io.berth.test"},
-			want:  func(c *Container) { c.Extensions = map[string]*anypb.Any{"new": mustAny(t, "n")} },
+			want:  func(c *containers.Container) { c.Extensions = map[string]*anypb.Any{"new": mustAny(t, "n")} },
 		},
 		{
 			name:   "extensions replaced",
-			change: func(c *Container) { c.Extensions = map[string]*anypb.Any{"b": mustAny(t, "b")} },
+			change: func(c *containers.Container) { c.Extensions = map[string]*anypb.Any{"b": mustAny(t, "b")} },
 			paths:  []string{"extensions"},
-			want:   func(c *Container) { c.Extensions = map[string]*anypb.Any{"b": mustAny(t, "b")} },
+			want:   func(c *containers.Container) { c.Extensions = map[string]*anypb.Any{"b": mustAny(t, "b")} },
 		},
 		{
 			name:   "immutable fields unchanged are fine without paths",
-			change: func(c *Container) { c.CreatedAt = time.Unix(0, 0) },
-			want:   func(*Container) {},
+			change: func(c *containers.Container) { c.CreatedAt = time.Unix(0, 0) },
+			want:   func(*containers.Container) {},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,7 +374,7 @@ func TestContainerUpdateRefused(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		change func(*Container)
+		change func(*containers.Container)
 		paths  []string
 		says   string
 	}{
@@ -382,15 +383,15 @@ func TestContainerUpdateRefused(t *testing.T) {
 		{"snapshotter path", nil, []string{"snapshotter"}, `field "snapshotter" is immutable`},
 		{"snapshot key path", nil, []string{"snapshotkey"}, `field "snapshotkey" is immutable`},
 		{"id path", nil, []string{"id"}, `field "id" is immutable`},
-		{"a good path then a bad one", func(c *Container) { c.Image = "x" }, []string{"image", "bogus"}, `"bogus"`},
+		{"a good path then a bad one", func(c *containers.Container) { c.Image = "x" }, []string{"image", "bogus"}, `"bogus"`},
 		{"empty label key", nil, []string{"labels."}, "names no label"},
 		{"empty extension key", nil, []string{"extensions."}, "names no extension"},
-		{"runtime changed without paths", func(c *Container) { c.Runtime.Name = "crun" }, nil, `field "runtime.name" is immutable`},
-		{"runtime options changed without paths", func(c *Container) { c.Runtime.Options = nil }, nil, `field "runtime.options" is immutable`},
-		{"snapshotter changed without paths", func(c *Container) { c.Snapshotter = "native" }, nil, `field "snapshotter" is immutable`},
-		{"snapshot key changed without paths", func(c *Container) { c.SnapshotKey = "other" }, nil, `field "snapshotkey" is immutable`},
-		{"invalid result", func(c *Container) { c.Spec = nil }, []string{"spec"}, "spec is required"},
-		{"invalid label", func(c *Container) { c.Labels = map[string]string{"k": strings.Repeat("v", MaxLabelSize)} }, []string{"labels.k"}, "label"},
+		{"runtime changed without paths", func(c *containers.Container) { c.Runtime.Name = "crun" }, nil, `field "runtime.name" is immutable`},
+		{"runtime options changed without paths", func(c *containers.Container) { c.Runtime.Options = nil }, nil, `field "runtime.options" is immutable`},
+		{"snapshotter changed without paths", func(c *containers.Container) { c.Snapshotter = "native" }, nil, `field "snapshotter" is immutable`},
+		{"snapshot key changed without paths", func(c *containers.Container) { c.SnapshotKey = "other" }, nil, `field "snapshotkey" is immutable`},
+		{"invalid result", func(c *containers.Container) { c.Spec = nil }, []string{"spec"}, "spec is required"},
+		{"invalid label", func(c *containers.Container) { c.Labels = map[string]string{"k": strings.Repeat("v", MaxLabelSize)} }, []string{"labels.k"}, "label"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := orig
@@ -411,7 +412,7 @@ func TestContainerList(t *testing.T) {
 	db, _ := newTestDB(t)
 	ctx := nsCtx("ci")
 	cs := db.Containers()
-	for _, c := range []Container{
+	for _, c := range []containers.Container{
 		{ID: "web-1", Labels: map[string]string{"role": "web", "io.berth/tier": "front"}, Image: "redis:7", Snapshotter: "overlayfs", SnapshotKey: "web-1"},
 		{ID: "web-2", Labels: map[string]string{"role": "web"}, Image: "nginx:1", Snapshotter: "native", SnapshotKey: "web-2"},
 		{ID: "db", Labels: map[string]string{"role": "db"}, Image: "postgres:16"},

@@ -11,10 +11,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // ContentStore returns the namespaced view of local, the store the blobs
@@ -248,7 +248,7 @@ func (s *contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 			}
 			// The caller holds the blob already: its lease protects it as
 			// if the caller had written it again.
-			return addLeaseResource(tx, ns, lease, LeaseResource{Type: ResourceContent, ID: wo.Desc.Digest.String()})
+			return addLeaseResource(tx, ns, lease, leases.Resource{Type: leases.ResourceContent, ID: wo.Desc.Digest.String()})
 		})
 		if err != nil {
 			return nil, err
@@ -261,7 +261,7 @@ func (s *contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (c
 		// Recorded before the ingest exists, so that garbage collection
 		// never sees the ingest without its lease.
 		err := s.db.update(ctx, func(tx *bolt.Tx) error {
-			return addLeaseResource(tx, ns, lease, LeaseResource{Type: ResourceIngest, ID: wo.Ref})
+			return addLeaseResource(tx, ns, lease, leases.Resource{Type: leases.ResourceIngest, ID: wo.Ref})
 		})
 		if err != nil {
 			return nil, err
@@ -345,11 +345,11 @@ func (w *namespacedWriter) Commit(ctx context.Context, size int64, expected dige
 	exists := false
 	err = w.store.db.update(context.WithoutCancel(ctx), func(tx *bolt.Tx) error {
 		if lease != "" {
-			if err := addLeaseResource(tx, w.ns, lease, LeaseResource{Type: ResourceContent, ID: dgst.String()}); err != nil {
+			if err := addLeaseResource(tx, w.ns, lease, leases.Resource{Type: leases.ResourceContent, ID: dgst.String()}); err != nil {
 				return err
 			}
 			// The ingest is gone; the blob is what the lease holds now.
-			if b := resourceBucket(leaseBucket(tx, w.ns, lease), ResourceIngest); b != nil {
+			if b := resourceBucket(leaseBucket(tx, w.ns, lease), leases.ResourceIngest); b != nil {
 				if err := b.Delete([]byte(w.ref)); err != nil {
 					return err
 				}

@@ -8,9 +8,10 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // newContentStore returns a namespaced content store and the local store
@@ -18,9 +19,9 @@ import (
 func newContentStore(t *testing.T) (content.Store, content.Store, *DB) {
 	t.Helper()
 	db, path := newTestDB(t)
-	local, err := content.NewStore(filepath.Join(filepath.Dir(path), "content"))
+	localStore, err := local.NewStore(filepath.Join(filepath.Dir(path), "content"))
 	requireNoErr(t, err)
-	return db.ContentStore(local), local, db
+	return db.ContentStore(localStore), localStore, db
 }
 
 func TestContentStore(t *testing.T) {
@@ -33,7 +34,7 @@ func TestContentStore(t *testing.T) {
 // Records count toward a namespace's contents; deleting one leaves the
 // blob underneath, and the namespace can go once no record is left.
 func TestContentRecordsAndNamespaceDelete(t *testing.T) {
-	s, local, db := newContentStore(t)
+	s, localStore, db := newContentStore(t)
 	ctx := nsCtx("ci")
 	p := []byte("a blob")
 	desc := ocispec.Descriptor{Digest: digest.FromBytes(p), Size: int64(len(p))}
@@ -43,7 +44,7 @@ func TestContentRecordsAndNamespaceDelete(t *testing.T) {
 	errorContains(t, err, "1 content record")
 
 	requireNoErr(t, s.Delete(ctx, desc.Digest))
-	if _, err := local.Info(ctx, desc.Digest); err != nil {
+	if _, err := localStore.Info(ctx, desc.Digest); err != nil {
 		t.Fatalf("the blob underneath went with the record: %v", err)
 	}
 	requireNoErr(t, db.Namespaces().Delete(ctx, "ci"))

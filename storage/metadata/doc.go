@@ -1,7 +1,10 @@
 // Package metadata is berthd's metadata store: namespaces, containers,
-// images, leases and the per-namespace records of content now, snapshots
-// later, all in one bbolt file (/var/lib/berth/meta.db), and the garbage
-// collector over them.
+// images, leases and the per-namespace records of content and snapshots,
+// all in one bbolt file (/var/lib/berth/meta.db), and the garbage
+// collector over them. It implements the stores of the shared vocabulary
+// (containers.Store, images.Store, leases.Manager, and namespaced views of
+// a content.Store and a snapshots.Snapshotter); the types themselves live
+// in those packages, which import no store.
 //
 // # Layout
 //
@@ -129,7 +132,7 @@
 //
 // # Container updates
 //
-// ContainerStore.Update takes field paths as containerd does: labels,
+// containers.Store.Update takes field paths as containerd does: labels,
 // labels.<key>, image, spec, extensions, extensions.<key>. A labels.<key>
 // or extensions.<key> path whose key is absent from the given container (or
 // empty, or nil) removes it. Without field paths every one of those fields
@@ -138,12 +141,12 @@
 // ErrInvalidArgument naming the field, as is an unknown path. The result is
 // validated as on Create; UpdatedAt becomes now and CreatedAt is kept.
 //
-// # For the stores to come
+// # Adding a kind of record
 //
-// They live in this package and use DB.View and DB.Update (or the
+// A new kind lives in this package and uses DB.View and DB.Update (or the
 // ctx-checking view and update), createKindBucket and kindBucket for
 // v1/<namespace>/<kind>, the label helpers, and an entry in kinds so that a
-// refused namespace Delete names what they hold. helpers_test.go has the
+// refused namespace Delete names what it holds. helpers_test.go has the
 // shared test helpers: a fresh DB, the identifiers every store must refuse,
 // and refusedUnchanged, which checks that a refused call wrote nothing.
 package metadata

@@ -11,30 +11,12 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/identifiers"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/snapshots"
-)
-
-// The labels garbage collection follows. They are set on content records,
-// images, containers and snapshots; the references stay within
-// the namespace of the object that carries them.
-const (
-	// LabelGCRoot on a content record or a snapshot, with any value, makes it a
-	// root: it is kept until the label or the record is removed.
-	LabelGCRoot = "berth.io/gc.root"
-	// LabelGCRefContent, alone or followed by "." and any name
-	// (berth.io/gc.ref.content.config, berth.io/gc.ref.content.l.0,
-	// berth.io/gc.ref.content.m.<digest>), has a digest for value: the
-	// object that carries it keeps that blob. An index labels its
-	// manifests so, a manifest its config and layers.
-	LabelGCRefContent = "berth.io/gc.ref.content"
-	// LabelGCRefSnapshot followed by "." and a snapshotter name, and
-	// optionally "/" and any name (berth.io/gc.ref.snapshot.overlayfs,
-	// berth.io/gc.ref.snapshot.overlayfs/1), has a snapshot key for
-	// value: the object that carries it keeps that snapshot.
-	LabelGCRefSnapshot = "berth.io/gc.ref.snapshot"
+	"github.com/berthrt/berth/leases"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // DefaultIngestTTL is how long an ingest that no lease holds may go
@@ -58,25 +40,6 @@ type SnapshotCollector interface {
 	// Remove removes the snapshots of ns whose key is not in keep, and
 	// returns how many it removed.
 	Remove(ctx context.Context, ns string, keep map[string]struct{}) (int, error)
-}
-
-// GCStats says what one collection removed.
-type GCStats struct {
-	// ContentRecords is the number of namespaces' records of blobs.
-	ContentRecords int
-	// Blobs and BlobBytes count the blobs removed from the local store:
-	// those no namespace records any more.
-	Blobs     int
-	BlobBytes int64
-	// Ingests is the number of stale ingests aborted.
-	Ingests int
-	// Leases is the number of expired leases deleted.
-	Leases int
-	// Snapshots is the number of snapshots the collectors removed.
-	Snapshots int
-	// Duration is how long the collection took, the exclusive part
-	// included.
-	Duration time.Duration
 }
 
 // GCOptions configure a GC.
@@ -137,15 +100,15 @@ type snapshotInfo struct {
 
 // Collect runs one collection and says what it removed. Content commits
 // and the blob sweep exclude each other; everything else goes on.
-func (gc *GC) Collect(ctx context.Context) (GCStats, error) {
-	gc.mu.Lock()
-	defer gc.mu.Unlock()
+func (c *GC) Collect(ctx context.Context) (gc.Stats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	start := time.Now()
-	gc.db.gcLock.Lock()
-	defer gc.db.gcLock.Unlock()
+	c.db.gcLock.Lock()
+	defer c.db.gcLock.Unlock()
 
-	var stats GCStats
-	nss, err := gc.db.Namespaces().List(ctx)
+	var stats gc.Stats
+	nss, err := c.db.Namespaces().List(ctx)
 	if err != nil {
 		return stats, err
 	}
@@ -153,7 +116,7 @@ func (gc *GC) Collect(ctx context.Context) (GCStats, error) {
 	snaps := map[string]map[string]map[string]snapshotInfo{} // ns → snapshotter → key
 	for _, ns := range nss {
 		snaps[ns] = map[string]map[string]snapshotInfo{}
-		for _, sc := range gc.opts.Snapshots {
+		for _, sc := range c.opts.Snapshots {
 			m := map[string]snapshotInfo{}
 			err := sc.Walk(ctx, ns, func(key, parent string, labels map[string]string) error {
 				m[key] = snapshotInfo{parent: parent, labels: labels}
@@ -166,11 +129,11 @@ func (gc *GC) Collect(ctx context.Context) (GCStats, error) {
 		}
 	}
 
-	now := gc.opts.Now()
+	now := c.opts.Now()
 	recorded := map[digest.Digest]struct{}{}                 // blobs some namespace still records
 	leasedIngests := map[string]struct{}{}                   // local refs: "<ns>/<ref>"
 	keepSnaps := map[string]map[string]map[string]struct{}{} // ns → snapshotter → keys
-	err = gc.db.update(ctx, func(tx *bolt.Tx) error {
+	err = c.db.update(ctx, func(tx *bolt.Tx) error {
 		for _, ns := range nss {
 			reached, removedLeases, err := mark(tx, ns, now, snaps[ns], leasedIngests)
 			if err != nil {
@@ -184,7 +147,7 @@ func (gc *GC) Collect(ctx context.Context) (GCStats, error) {
 			stats.ContentRecords += n
 			keepSnaps[ns] = map[string]map[string]struct{}{}
 			for nd := range reached {
-				if snapshotter, ok := strings.CutPrefix(nd.typ, ResourceSnapshotPrefix); ok {
+				if snapshotter, ok := strings.CutPrefix(nd.typ, leases.ResourceSnapshotPrefix); ok {
 					if keepSnaps[ns][snapshotter] == nil {
 						keepSnaps[ns][snapshotter] = map[string]struct{}{}
 					}
@@ -199,14 +162,14 @@ func (gc *GC) Collect(ctx context.Context) (GCStats, error) {
 	}
 
 	var errs []error
-	if err := gc.sweepBlobs(ctx, recorded, &stats); err != nil {
+	if err := c.sweepBlobs(ctx, recorded, &stats); err != nil {
 		errs = append(errs, err)
 	}
-	if err := gc.sweepIngests(ctx, now, leasedIngests, &stats); err != nil {
+	if err := c.sweepIngests(ctx, now, leasedIngests, &stats); err != nil {
 		errs = append(errs, err)
 	}
 	for _, ns := range nss {
-		for _, sc := range gc.opts.Snapshots {
+		for _, sc := range c.opts.Snapshots {
 			n, err := sc.Remove(ctx, ns, keepSnaps[ns][sc.Snapshotter()])
 			stats.Snapshots += n
 			if err != nil {
@@ -246,7 +209,7 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 			}
 			ib := bkt.Bucket(k)
 			if tb := ib.Bucket(bucketTarget); tb != nil {
-				add(node{ResourceContent, string(tb.Get(keyDigest))})
+				add(node{leases.ResourceContent, string(tb.Get(keyDigest))})
 			}
 			addRefs(readLabels(ib))
 			return nil
@@ -263,7 +226,7 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 			}
 			cb := bkt.Bucket(k)
 			if key := cb.Get(keySnapshotKey); len(key) > 0 {
-				add(node{ResourceSnapshotPrefix + string(cb.Get(keySnapshotter)), string(key)})
+				add(node{leases.ResourceSnapshotPrefix + string(cb.Get(keySnapshotter)), string(key)})
 			}
 			addRefs(readLabels(cb))
 			return nil
@@ -287,8 +250,8 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 			removed++
 			continue
 		}
-		err := walkLeaseResources(bkt.Bucket([]byte(l.ID)), func(r LeaseResource) error {
-			if r.Type == ResourceIngest {
+		err := walkLeaseResources(bkt.Bucket([]byte(l.ID)), func(r leases.Resource) error {
+			if r.Type == leases.ResourceIngest {
 				leasedIngests[ns+"/"+r.ID] = struct{}{}
 				return nil
 			}
@@ -306,8 +269,8 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 			if v != nil {
 				return nil
 			}
-			if lb := blobs.Bucket(k).Bucket(bucketLabels); lb != nil && lb.Get([]byte(LabelGCRoot)) != nil {
-				add(node{ResourceContent, string(k)})
+			if lb := blobs.Bucket(k).Bucket(bucketLabels); lb != nil && lb.Get([]byte(gc.LabelRoot)) != nil {
+				add(node{leases.ResourceContent, string(k)})
 			}
 			return nil
 		})
@@ -320,8 +283,8 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 	// by hand (berthctl snapshots prepare) stays until it is removed.
 	for snapshotter, keys := range snaps {
 		for key, info := range keys {
-			if _, ok := info.labels[LabelGCRoot]; ok {
-				add(node{ResourceSnapshotPrefix + snapshotter, key})
+			if _, ok := info.labels[gc.LabelRoot]; ok {
+				add(node{leases.ResourceSnapshotPrefix + snapshotter, key})
 			}
 		}
 	}
@@ -330,7 +293,7 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 	for len(queue) > 0 {
 		n := queue[0]
 		queue = queue[1:]
-		if n.typ == ResourceContent {
+		if n.typ == leases.ResourceContent {
 			if blobs == nil {
 				continue
 			}
@@ -339,7 +302,7 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 			}
 			continue
 		}
-		snapshotter, _ := strings.CutPrefix(n.typ, ResourceSnapshotPrefix)
+		snapshotter, _ := strings.CutPrefix(n.typ, leases.ResourceSnapshotPrefix)
 		if info, ok := snaps[snapshotter][n.key]; ok {
 			if info.parent != "" {
 				add(node{n.typ, info.parent})
@@ -353,18 +316,18 @@ func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]sna
 // refNode returns the node a berth.io/gc.ref.* label names, if it is one
 // and its value is valid.
 func refNode(key, value string) (node, bool) {
-	if rest, ok := strings.CutPrefix(key, LabelGCRefContent); ok && (rest == "" || rest[0] == '.') {
+	if rest, ok := strings.CutPrefix(key, gc.LabelRefContent); ok && (rest == "" || rest[0] == '.') {
 		if digest.Digest(value).Validate() != nil {
 			return node{}, false
 		}
-		return node{ResourceContent, value}, true
+		return node{leases.ResourceContent, value}, true
 	}
-	if rest, ok := strings.CutPrefix(key, LabelGCRefSnapshot+"."); ok {
+	if rest, ok := strings.CutPrefix(key, gc.LabelRefSnapshot+"."); ok {
 		snapshotter, _, _ := strings.Cut(rest, "/")
 		if identifiers.Validate(snapshotter) != nil || snapshots.ValidateKey(value) != nil {
 			return node{}, false
 		}
-		return node{ResourceSnapshotPrefix + snapshotter, value}, true
+		return node{leases.ResourceSnapshotPrefix + snapshotter, value}, true
 	}
 	return node{}, false
 }
@@ -381,7 +344,7 @@ func sweepContent(tx *bolt.Tx, ns string, reached map[node]struct{}, recorded ma
 		if v != nil {
 			return nil
 		}
-		if _, ok := reached[node{ResourceContent, string(k)}]; ok {
+		if _, ok := reached[node{leases.ResourceContent, string(k)}]; ok {
 			recorded[digest.Digest(k)] = struct{}{}
 		} else {
 			gone = append(gone, append([]byte(nil), k...))
@@ -401,9 +364,9 @@ func sweepContent(tx *bolt.Tx, ns string, reached map[node]struct{}, recorded ma
 
 // sweepBlobs removes the blobs of the local store that no namespace
 // records.
-func (gc *GC) sweepBlobs(ctx context.Context, recorded map[digest.Digest]struct{}, stats *GCStats) error {
+func (c *GC) sweepBlobs(ctx context.Context, recorded map[digest.Digest]struct{}, stats *gc.Stats) error {
 	var gone []content.Info
-	err := gc.local.Walk(ctx, func(info content.Info) error {
+	err := c.local.Walk(ctx, func(info content.Info) error {
 		if _, ok := recorded[info.Digest]; !ok {
 			gone = append(gone, info)
 		}
@@ -414,7 +377,7 @@ func (gc *GC) sweepBlobs(ctx context.Context, recorded map[digest.Digest]struct{
 	}
 	var errs []error
 	for _, info := range gone {
-		if err := gc.local.Delete(ctx, info.Digest); err != nil && !errdefs.IsNotFound(err) {
+		if err := c.local.Delete(ctx, info.Digest); err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("gc: %w", err))
 			continue
 		}
@@ -427,8 +390,8 @@ func (gc *GC) sweepBlobs(ctx context.Context, recorded map[digest.Digest]struct{
 // sweepIngests aborts the ingests that no lease holds and that have been
 // idle for longer than IngestTTL. An ingest with an open Writer refuses
 // the Abort (ErrUnavailable) and stays.
-func (gc *GC) sweepIngests(ctx context.Context, now time.Time, leased map[string]struct{}, stats *GCStats) error {
-	all, err := gc.local.ListStatuses(ctx)
+func (c *GC) sweepIngests(ctx context.Context, now time.Time, leased map[string]struct{}, stats *gc.Stats) error {
+	all, err := c.local.ListStatuses(ctx)
 	if err != nil {
 		return fmt.Errorf("gc: list ingests: %w", err)
 	}
@@ -441,10 +404,10 @@ func (gc *GC) sweepIngests(ctx context.Context, now time.Time, leased map[string
 		if last.Before(st.StartedAt) {
 			last = st.StartedAt
 		}
-		if now.Sub(last) <= gc.opts.IngestTTL {
+		if now.Sub(last) <= c.opts.IngestTTL {
 			continue
 		}
-		switch err := gc.local.Abort(ctx, st.Ref); {
+		switch err := c.local.Abort(ctx, st.Ref); {
 		case err == nil:
 			stats.Ingests++
 		case errdefs.IsUnavailable(err), errdefs.IsNotFound(err):

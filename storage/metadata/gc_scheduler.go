@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/berthrt/berth/gc"
 )
 
 // Scheduler defaults; the daemon's [gc] config overrides them.
@@ -34,7 +36,7 @@ type GCSchedulerConfig struct {
 	Log *slog.Logger
 	// Collected, when set, is called after every collection, scheduled
 	// or asked for, with what it removed (metrics count them).
-	Collected func(GCStats, error)
+	Collected func(gc.Stats, error)
 }
 
 // NewGCScheduler returns a scheduler of gc; Run starts it.
@@ -46,7 +48,7 @@ func NewGCScheduler(gc *GC, cfg GCSchedulerConfig) *GCScheduler {
 }
 
 // Collect runs one collection now, after any that is under way.
-func (s *GCScheduler) Collect(ctx context.Context) (GCStats, error) {
+func (s *GCScheduler) Collect(ctx context.Context) (gc.Stats, error) {
 	stats, err := s.gc.Collect(ctx)
 	s.report(stats, err)
 	return stats, err
@@ -91,7 +93,7 @@ func (s *GCScheduler) Run(ctx context.Context) {
 	}
 }
 
-func (s *GCScheduler) report(stats GCStats, err error) {
+func (s *GCScheduler) report(stats gc.Stats, err error) {
 	if s.cfg.Collected != nil {
 		s.cfg.Collected(stats, err)
 	}

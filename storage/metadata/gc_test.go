@@ -12,12 +12,13 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/leases"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // gcEnv is a DB, its namespaced content store, the local store under it
@@ -59,7 +60,7 @@ func (e *gcEnv) put(t *testing.T, ctx context.Context, mediaType string, p []byt
 	return desc
 }
 
-func (e *gcEnv) collect(t *testing.T) GCStats {
+func (e *gcEnv) collect(t *testing.T) gc.Stats {
 	t.Helper()
 	stats, err := e.gc.Collect(context.Background())
 	requireNoErr(t, err)
@@ -101,13 +102,13 @@ func (e *gcEnv) testGraph(t *testing.T, ctx context.Context, seed string) (ocisp
 	l1 := e.put(t, ctx, ocispec.MediaTypeImageLayerGzip, []byte("layer 1 "+seed), nil)
 	mf, _ := json.Marshal(ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{l0, l1}})
 	manifest := e.put(t, ctx, ocispec.MediaTypeImageManifest, mf, map[string]string{
-		LabelGCRefContent + ".config": cfg.Digest.String(),
-		LabelGCRefContent + ".l.0":    l0.Digest.String(),
-		LabelGCRefContent + ".l.1":    l1.Digest.String(),
+		gc.LabelRefContent + ".config": cfg.Digest.String(),
+		gc.LabelRefContent + ".l.0":    l0.Digest.String(),
+		gc.LabelRefContent + ".l.1":    l1.Digest.String(),
 	})
 	ix, _ := json.Marshal(ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{manifest}})
 	index := e.put(t, ctx, ocispec.MediaTypeImageIndex, ix, map[string]string{
-		LabelGCRefContent + ".m.0": manifest.Digest.String(),
+		gc.LabelRefContent + ".m.0": manifest.Digest.String(),
 	})
 	return index, []ocispec.Descriptor{index, manifest, cfg, l0, l1}
 }
@@ -116,10 +117,10 @@ func TestGCImageGraph(t *testing.T) {
 	e := newGCEnv(t, GCOptions{})
 	ctx := nsCtx("ci")
 	index, blobs := e.testGraph(t, ctx, "a")
-	_, err := e.db.Images().Create(ctx, Image{Name: "example.com/a:1", Target: index})
+	_, err := e.db.Images().Create(ctx, images.Image{Name: "example.com/a:1", Target: index})
 	requireNoErr(t, err)
 	stray := e.put(t, ctx, "application/octet-stream", []byte("nothing refers to me"), nil)
-	root := e.put(t, ctx, "application/octet-stream", []byte("a root"), map[string]string{LabelGCRoot: "yes"})
+	root := e.put(t, ctx, "application/octet-stream", []byte("a root"), map[string]string{gc.LabelRoot: "yes"})
 
 	stats := e.collect(t)
 	e.requireKept(t, ctx, "image blob", blobs...)
@@ -147,9 +148,9 @@ func TestGCSharedWithinNamespace(t *testing.T) {
 	e := newGCEnv(t, GCOptions{})
 	ctx := nsCtx("ci")
 	ia, a := e.testGraph(t, ctx, "same")
-	_, err := e.db.Images().Create(ctx, Image{Name: "a", Target: ia})
+	_, err := e.db.Images().Create(ctx, images.Image{Name: "a", Target: ia})
 	requireNoErr(t, err)
-	_, err = e.db.Images().Create(ctx, Image{Name: "b", Target: ia})
+	_, err = e.db.Images().Create(ctx, images.Image{Name: "b", Target: ia})
 	requireNoErr(t, err)
 	requireNoErr(t, e.db.Images().Delete(ctx, "a"))
 	e.collect(t)
@@ -159,7 +160,7 @@ func TestGCSharedWithinNamespace(t *testing.T) {
 func TestGCLease(t *testing.T) {
 	e := newGCEnv(t, GCOptions{})
 	ctx := nsCtx("ci")
-	_, err := e.db.Leases().Create(ctx, Lease{ID: "pull"})
+	_, err := e.db.Leases().Create(ctx, leases.Lease{ID: "pull"})
 	requireNoErr(t, err)
 	lctx := leases.WithLease(ctx, "pull")
 	_, blobs := e.testGraph(t, lctx, "leased")
@@ -174,7 +175,7 @@ func TestGCLease(t *testing.T) {
 func TestGCLeaseExpiry(t *testing.T) {
 	e := newGCEnv(t, GCOptions{})
 	ctx := nsCtx("ci")
-	_, err := e.db.Leases().Create(ctx, Lease{ID: "short", Labels: map[string]string{
+	_, err := e.db.Leases().Create(ctx, leases.Lease{ID: "short", Labels: map[string]string{
 		leases.ExpireLabel: e.now.Add(time.Hour).Format(time.RFC3339Nano),
 	}})
 	requireNoErr(t, err)
@@ -198,12 +199,12 @@ func TestGCSharedBetweenNamespaces(t *testing.T) {
 	e := newGCEnv(t, GCOptions{})
 	a, b := nsCtx("a"), nsCtx("b")
 	p := []byte("shared")
-	da := e.put(t, a, "x", p, map[string]string{LabelGCRoot: "1"})
-	db := e.put(t, b, "x", p, map[string]string{LabelGCRoot: "1"})
+	da := e.put(t, a, "x", p, map[string]string{gc.LabelRoot: "1"})
+	db := e.put(t, b, "x", p, map[string]string{gc.LabelRoot: "1"})
 	if da.Digest != db.Digest {
 		t.Fatal("different digests")
 	}
-	_, err := e.store.Update(a, content.Info{Digest: da.Digest}, "labels."+LabelGCRoot)
+	_, err := e.store.Update(a, content.Info{Digest: da.Digest}, "labels."+gc.LabelRoot)
 	requireNoErr(t, err)
 	e.collect(t)
 	if rec, _ := e.has(a, da.Digest); rec {
@@ -223,7 +224,7 @@ func TestGCSharedBetweenNamespaces(t *testing.T) {
 func TestGCIngests(t *testing.T) {
 	e := newGCEnv(t, GCOptions{IngestTTL: time.Minute})
 	ctx := nsCtx("ci")
-	_, err := e.db.Leases().Create(ctx, Lease{ID: "l"})
+	_, err := e.db.Leases().Create(ctx, leases.Lease{ID: "l"})
 	requireNoErr(t, err)
 
 	open, err := e.store.Writer(ctx, content.WithRef("open"))
@@ -281,11 +282,11 @@ func requireIngests(t *testing.T, e *gcEnv, ctx context.Context, want ...string)
 func TestGCContainersAndSnapshots(t *testing.T) {
 	snaps := &fakeSnapshots{name: "overlayfs", snaps: map[string]fakeSnapshot{
 		"rootfs":  {parent: "layer-2"},
-		"layer-2": {parent: "layer-1", labels: map[string]string{LabelGCRefContent: digest.FromString("cfg").String()}},
+		"layer-2": {parent: "layer-1", labels: map[string]string{gc.LabelRefContent: digest.FromString("cfg").String()}},
 		"layer-1": {},
 		"stray":   {},
 		"leased":  {},
-		"by-hand": {parent: "base", labels: map[string]string{LabelGCRoot: "x"}},
+		"by-hand": {parent: "base", labels: map[string]string{gc.LabelRoot: "x"}},
 		"base":    {},
 	}}
 	e := newGCEnv(t, GCOptions{Snapshots: []SnapshotCollector{snaps}})
@@ -294,12 +295,12 @@ func TestGCContainersAndSnapshots(t *testing.T) {
 	spec := e.put(t, ctx, "x", []byte("spec"), nil)
 	c := testContainer(t, "web")
 	c.Snapshotter, c.SnapshotKey = "overlayfs", "rootfs"
-	c.Labels = map[string]string{LabelGCRefContent + ".spec": spec.Digest.String()}
+	c.Labels = map[string]string{gc.LabelRefContent + ".spec": spec.Digest.String()}
 	_, err := e.db.Containers().Create(ctx, c)
 	requireNoErr(t, err)
-	_, err = e.db.Leases().Create(ctx, Lease{ID: "l"})
+	_, err = e.db.Leases().Create(ctx, leases.Lease{ID: "l"})
 	requireNoErr(t, err)
-	requireNoErr(t, e.db.Leases().AddResource(ctx, "l", LeaseResource{Type: ResourceSnapshotPrefix + "overlayfs", ID: "leased"}))
+	requireNoErr(t, e.db.Leases().AddResource(ctx, "l", leases.Resource{Type: leases.ResourceSnapshotPrefix + "overlayfs", ID: "leased"}))
 
 	stats := e.collect(t)
 	e.requireKept(t, ctx, "referenced", cfg, spec)
@@ -319,7 +320,7 @@ func TestGCContainersAndSnapshots(t *testing.T) {
 func TestGCConcurrentCommits(t *testing.T) {
 	e := newGCEnv(t, GCOptions{})
 	ctx := nsCtx("ci")
-	_, err := e.db.Leases().Create(ctx, Lease{ID: "l"})
+	_, err := e.db.Leases().Create(ctx, leases.Lease{ID: "l"})
 	requireNoErr(t, err)
 	lctx := leases.WithLease(ctx, "l")
 	stop := make(chan struct{})

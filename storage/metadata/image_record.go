@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 )
 
 // The keys of an image record, v1/<ns>/images/<name>/; doc.go draws them.
@@ -24,7 +25,7 @@ var (
 )
 
 // writeImage writes every field of img into ib, replacing what was there.
-func writeImage(ib *bolt.Bucket, img Image) error {
+func writeImage(ib *bolt.Bucket, img images.Image) error {
 	if err := putTime(ib, keyCreatedAt, img.CreatedAt); err != nil {
 		return err
 	}
@@ -94,27 +95,27 @@ func writeDescriptor(b *bolt.Bucket, d ocispec.Descriptor) error {
 
 // readImage reads the image name of ns from ib, copied out of the
 // transaction. A record that does not decode is ErrInternal.
-func readImage(ns, name string, ib *bolt.Bucket) (Image, error) {
+func readImage(ns, name string, ib *bolt.Bucket) (images.Image, error) {
 	bad := func(what string, err error) error {
 		return fmt.Errorf("image %q in namespace %q: %s: %v: %w", name, ns, what, err, errdefs.ErrInternal)
 	}
-	img := Image{Name: name, Labels: readLabels(ib)}
+	img := images.Image{Name: name, Labels: readLabels(ib)}
 	for _, t := range []struct {
 		key []byte
 		to  *time.Time
 	}{{keyCreatedAt, &img.CreatedAt}, {keyUpdatedAt, &img.UpdatedAt}} {
 		if err := t.to.UnmarshalBinary(ib.Get(t.key)); err != nil {
-			return Image{}, bad(string(t.key), err)
+			return images.Image{}, bad(string(t.key), err)
 		}
 		*t.to = t.to.UTC()
 	}
 	tb := ib.Bucket(bucketTarget)
 	if tb == nil {
-		return Image{}, bad("target", fmt.Errorf("missing"))
+		return images.Image{}, bad("target", fmt.Errorf("missing"))
 	}
 	d, err := readDescriptor(tb)
 	if err != nil {
-		return Image{}, bad("target", err)
+		return images.Image{}, bad("target", err)
 	}
 	img.Target = d
 	return img, nil

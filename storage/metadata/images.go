@@ -12,54 +12,13 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/namespaces"
 )
 
-// Image is the record of an image: a name for a target descriptor (an
-// index or a manifest in the content store). The content it reaches is
-// kept by garbage collection for as long as the record exists.
-type Image struct {
-	// Name is a reference such as docker.io/library/busybox:latest; unique
-	// in its namespace; immutable. See ValidateImageName.
-	Name string
-	// Target is the root of the image's content: media type, digest and
-	// size are required; annotations, platform and urls are kept.
-	Target ocispec.Descriptor
-	// Labels are free metadata; a label with an empty value is not stored.
-	// berth.io/gc.ref.* labels add references for garbage collection.
-	Labels map[string]string
-	// CreatedAt and UpdatedAt are set by the store, in UTC.
-	CreatedAt, UpdatedAt time.Time
-}
-
-// ImageStore keeps the images of the namespace on each call's context
-// (namespaces.NamespaceRequired). A name is unique within its namespace and
-// invisible from any other. Deleting an image removes the record only;
-// garbage collection removes the content nothing else reaches.
-type ImageStore interface {
-	// Get returns the image name; ErrNotFound if absent.
-	Get(ctx context.Context, name string) (Image, error)
-	// List returns the images that match any of filters (all when none),
-	// ordered by name. Fields: name, target.digest, target.mediatype,
-	// target.size, labels.<key>, annotations.<key> (the target's).
-	List(ctx context.Context, filters ...string) ([]Image, error)
-	// Create stores img, creating the namespace when it is absent, and
-	// returns the record as stored; ErrAlreadyExists if the name is taken.
-	Create(ctx context.Context, img Image) (Image, error)
-	// Update changes the fields of image img.Name that fieldpaths name:
-	// labels, labels.<key>, target, annotations, annotations.<key> (the
-	// target's); all of labels and target when none is named. It returns
-	// the record as stored; ErrNotFound if absent.
-	Update(ctx context.Context, img Image, fieldpaths ...string) (Image, error)
-	// Delete removes the image name; ErrNotFound if absent.
-	Delete(ctx context.Context, name string) error
-}
-
-// Image bounds.
+// Bounds of an image record's target (images.MaxImageNameSize bounds its
+// name).
 const (
-	// MaxImageNameSize bounds Image.Name, in bytes: room for a registry
-	// host, a 255-byte repository path, a 128-byte tag and a sha512 digest.
-	MaxImageNameSize = 1024
 	// MaxMediaTypeSize bounds a descriptor's media type (RFC 6838 allows
 	// 127 bytes on each side of the '/').
 	MaxMediaTypeSize = 255
@@ -71,33 +30,12 @@ const (
 )
 
 // Images returns the image store of db.
-func (db *DB) Images() ImageStore {
+func (db *DB) Images() images.Store {
 	return &imageStore{db: db}
 }
 
 type imageStore struct {
 	db *DB
-}
-
-// ValidateImageName checks an image name: 1 to MaxImageNameSize bytes of
-// printable ASCII without white space. Names are references (a host, a
-// path, a tag after ':', a digest after '@'), which the store keeps as
-// bbolt keys of their own: no character is special there. Parsing and
-// normalising a reference is for the caller (distribution); the store only
-// refuses what no reference can be.
-func ValidateImageName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("image name must not be empty: %w", errdefs.ErrInvalidArgument)
-	case len(name) > MaxImageNameSize:
-		return fmt.Errorf("image name %.40q…: %d bytes, more than %d: %w", name, len(name), MaxImageNameSize, errdefs.ErrInvalidArgument)
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c > '~' {
-			return fmt.Errorf("image name %q: byte %d (%#x) is not printable ASCII: %w", name, i, c, errdefs.ErrInvalidArgument)
-		}
-	}
-	return nil
 }
 
 // validateDescriptor checks a descriptor that the store keeps: a media
@@ -146,10 +84,10 @@ func isPrintableASCII(s string) bool {
 
 // ValidateImage checks an image as Create and Update do (name, labels,
 // target), for a caller that must know before it records it.
-func ValidateImage(img Image) error { return validateImage(img) }
+func ValidateImage(img images.Image) error { return validateImage(img) }
 
-func validateImage(img Image) error {
-	if err := ValidateImageName(img.Name); err != nil {
+func validateImage(img images.Image) error {
+	if err := images.ValidateImageName(img.Name); err != nil {
 		return err
 	}
 	if err := validateLabels(img.Labels); err != nil {
@@ -168,15 +106,15 @@ func namespaceAndImage(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return ns, ValidateImageName(name)
+	return ns, images.ValidateImageName(name)
 }
 
-func (s *imageStore) Get(ctx context.Context, name string) (Image, error) {
+func (s *imageStore) Get(ctx context.Context, name string) (images.Image, error) {
 	ns, err := namespaceAndImage(ctx, name)
 	if err != nil {
-		return Image{}, err
+		return images.Image{}, err
 	}
-	var img Image
+	var img images.Image
 	err = s.db.view(ctx, func(tx *bolt.Tx) error {
 		ib := imageBucket(tx, ns, name)
 		if ib == nil {
@@ -188,7 +126,7 @@ func (s *imageStore) Get(ctx context.Context, name string) (Image, error) {
 	return img, err
 }
 
-func (s *imageStore) List(ctx context.Context, fs ...string) ([]Image, error) {
+func (s *imageStore) List(ctx context.Context, fs ...string) ([]images.Image, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -197,7 +135,7 @@ func (s *imageStore) List(ctx context.Context, fs ...string) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	var list []Image
+	var list []images.Image
 	err = s.db.view(ctx, func(tx *bolt.Tx) error {
 		bkt := kindBucket(tx, ns, bucketImages)
 		if bkt == nil {
@@ -221,15 +159,15 @@ func (s *imageStore) List(ctx context.Context, fs ...string) ([]Image, error) {
 	return list, err
 }
 
-func (s *imageStore) Create(ctx context.Context, img Image) (Image, error) {
+func (s *imageStore) Create(ctx context.Context, img images.Image) (images.Image, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
-		return Image{}, err
+		return images.Image{}, err
 	}
 	if err := validateImage(img); err != nil {
-		return Image{}, err
+		return images.Image{}, err
 	}
-	var stored Image
+	var stored images.Image
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {
 		ib, err := createObjectBucket(tx, ns, bucketImages, "image", img.Name)
 		if err != nil {
@@ -246,15 +184,15 @@ func (s *imageStore) Create(ctx context.Context, img Image) (Image, error) {
 	return stored, err
 }
 
-func (s *imageStore) Update(ctx context.Context, img Image, fieldpaths ...string) (Image, error) {
+func (s *imageStore) Update(ctx context.Context, img images.Image, fieldpaths ...string) (images.Image, error) {
 	ns, err := namespaceAndImage(ctx, img.Name)
 	if err != nil {
-		return Image{}, err
+		return images.Image{}, err
 	}
 	if err := checkImageFieldpaths(img.Name, fieldpaths); err != nil {
-		return Image{}, err
+		return images.Image{}, err
 	}
-	var stored Image
+	var stored images.Image
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {
 		ib := imageBucket(tx, ns, img.Name)
 		if ib == nil {
@@ -321,7 +259,7 @@ func checkImageFieldpaths(name string, fieldpaths []string) error {
 
 // applyImageFieldpaths returns current with the fields that fieldpaths
 // name taken from in.
-func applyImageFieldpaths(current, in Image, fieldpaths []string) Image {
+func applyImageFieldpaths(current, in images.Image, fieldpaths []string) images.Image {
 	next := current
 	if len(fieldpaths) == 0 {
 		fieldpaths = []string{"labels", "target"}
@@ -376,7 +314,7 @@ func imageNotFound(ns, name string) error {
 }
 
 // imageAdaptor exposes an image's fields to a filter.
-func imageAdaptor(img Image) filters.Adaptor {
+func imageAdaptor(img images.Image) filters.Adaptor {
 	return filters.AdapterFunc(func(fieldpath []string) (string, bool) {
 		switch fieldpath[0] {
 		case "name":

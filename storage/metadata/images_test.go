@@ -9,10 +9,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 )
 
-func testImage(name string) Image {
-	return Image{
+func testImage(name string) images.Image {
+	return images.Image{
 		Name: name,
 		Target: ocispec.Descriptor{
 			MediaType:   ocispec.MediaTypeImageIndex,
@@ -82,19 +83,21 @@ func TestImageBadInput(t *testing.T) {
 	ctx := nsCtx("ci")
 	s := db.Images()
 	requireNoErr(t, db.Namespaces().Create(ctx, "ci", nil))
-	bad := map[string]func(*Image){
-		"empty name":     func(i *Image) { i.Name = "" },
-		"long name":      func(i *Image) { i.Name = strings.Repeat("a", MaxImageNameSize+1) },
-		"space":          func(i *Image) { i.Name = "a b" },
-		"nul":            func(i *Image) { i.Name = "a\x00b" },
-		"newline":        func(i *Image) { i.Name = "a\nb" },
-		"non-ascii":      func(i *Image) { i.Name = "bü" },
-		"no media type":  func(i *Image) { i.Target.MediaType = "" },
-		"no digest":      func(i *Image) { i.Target.Digest = "" },
-		"bad digest":     func(i *Image) { i.Target.Digest = "sha256:xyz" },
-		"zero size":      func(i *Image) { i.Target.Size = 0 },
-		"bad label":      func(i *Image) { i.Labels = map[string]string{"": "x"} },
-		"big annotation": func(i *Image) { i.Target.Annotations = map[string]string{"k": strings.Repeat("v", MaxLabelSize)} },
+	bad := map[string]func(*images.Image){
+		"empty name":    func(i *images.Image) { i.Name = "" },
+		"long name":     func(i *images.Image) { i.Name = strings.Repeat("a", images.MaxImageNameSize+1) },
+		"space":         func(i *images.Image) { i.Name = "a b" },
+		"nul":           func(i *images.Image) { i.Name = "a\x00b" },
+		"newline":       func(i *images.Image) { i.Name = "a\nb" },
+		"non-ascii":     func(i *images.Image) { i.Name = "bü" },
+		"no media type": func(i *images.Image) { i.Target.MediaType = "" },
+		"no digest":     func(i *images.Image) { i.Target.Digest = "" },
+		"bad digest":    func(i *images.Image) { i.Target.Digest = "sha256:xyz" },
+		"zero size":     func(i *images.Image) { i.Target.Size = 0 },
+		"bad label":     func(i *images.Image) { i.Labels = map[string]string{"": "x"} },
+		"big annotation": func(i *images.Image) {
+			i.Target.Annotations = map[string]string{"k": strings.Repeat("v", MaxLabelSize)}
+		},
 	}
 	for name, mutate := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -103,13 +106,13 @@ func TestImageBadInput(t *testing.T) {
 			refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error { _, err := s.Create(ctx, img); return err })
 		})
 	}
-	for _, n := range []string{"", "a b", strings.Repeat("x", MaxImageNameSize+1)} {
+	for _, n := range []string{"", "a b", strings.Repeat("x", images.MaxImageNameSize+1)} {
 		refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error { _, err := s.Get(ctx, n); return err })
 		refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error { return s.Delete(ctx, n) })
 	}
 	// A name of exactly the bound is fine, and so is one with every
 	// special character a reference has.
-	_, err := s.Create(ctx, testImage(strings.Repeat("a", MaxImageNameSize)))
+	_, err := s.Create(ctx, testImage(strings.Repeat("a", images.MaxImageNameSize)))
 	requireNoErr(t, err)
 	_, err = s.Create(ctx, testImage("../../etc/passwd:x@y"))
 	requireNoErr(t, err)
@@ -123,7 +126,7 @@ func TestImageListFilters(t *testing.T) {
 	b := testImage("docker.io/library/b:1")
 	b.Target.MediaType = ocispec.MediaTypeImageManifest
 	b.Labels = map[string]string{"role": "app"}
-	for _, img := range []Image{b, a} {
+	for _, img := range []images.Image{b, a} {
 		_, err := s.Create(ctx, img)
 		requireNoErr(t, err)
 	}

@@ -11,87 +11,17 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
 	"github.com/berthrt/berth/identifiers"
 	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
-
-// Lease is the record of a lease: while it exists and has not expired,
-// garbage collection keeps every resource it holds.
-type Lease struct {
-	// ID names the lease in its namespace; an identifier. LeaseManager
-	// Create makes one up when it is empty.
-	ID string
-	// Labels are free metadata. leases.ExpireLabel (berth.io/gc.expire)
-	// holds an RFC 3339 time after which the lease no longer protects
-	// anything and garbage collection deletes it.
-	Labels map[string]string
-	// CreatedAt is set by the store, in UTC.
-	CreatedAt time.Time
-}
-
-// Expired reports whether the lease's expiry label is before now. A lease
-// whose label does not parse never expires (Create refuses such a label).
-func (l Lease) Expired(now time.Time) bool {
-	exp, ok := l.Labels[leases.ExpireLabel]
-	if !ok {
-		return false
-	}
-	t, err := time.Parse(time.RFC3339Nano, exp)
-	return err == nil && now.After(t)
-}
-
-// The types of lease resources.
-const (
-	// ResourceContent is a committed blob; the id is its digest.
-	ResourceContent = "content"
-	// ResourceIngest is an ingest under way; the id is its ref.
-	ResourceIngest = "ingests"
-	// ResourceSnapshotPrefix prefixes the type of a snapshot:
-	// "snapshots/<snapshotter>"; the id is the snapshot key.
-	ResourceSnapshotPrefix = "snapshots/"
-)
-
-// LeaseResource is one thing a lease holds, named by type and id.
-type LeaseResource struct {
-	// Type is ResourceContent, ResourceIngest or
-	// ResourceSnapshotPrefix+<snapshotter>.
-	Type string
-	// ID is the digest, the ingest ref or the snapshot key.
-	ID string
-}
-
-// LeaseManager keeps the leases of the namespace on each call's context.
-// A resource may be added to a lease before it exists (a pull leases the
-// digests it is about to fetch); it need not exist to be removed either.
-type LeaseManager interface {
-	// Create stores l, creating the namespace when it is absent, with a
-	// generated id when l.ID is empty; ErrAlreadyExists if the id is
-	// taken.
-	Create(ctx context.Context, l Lease) (Lease, error)
-	// Delete removes the lease id and its resources (not what they
-	// name: garbage collection does that); ErrNotFound if absent.
-	Delete(ctx context.Context, id string) error
-	// List returns the leases that match any of filters (all when none),
-	// ordered by id. Fields: id, labels.<key>.
-	List(ctx context.Context, filters ...string) ([]Lease, error)
-	// AddResource adds r to the lease id; adding it twice is no error.
-	// ErrNotFound if the lease is absent.
-	AddResource(ctx context.Context, id string, r LeaseResource) error
-	// DeleteResource removes r from the lease id; removing a resource the
-	// lease does not hold is no error. ErrNotFound if the lease is absent.
-	DeleteResource(ctx context.Context, id string, r LeaseResource) error
-	// ListResources returns the resources of the lease id, ordered by
-	// type and id; ErrNotFound if the lease is absent.
-	ListResources(ctx context.Context, id string) ([]LeaseResource, error)
-}
 
 // Leases returns the lease manager of db.
-func (db *DB) Leases() LeaseManager {
+func (db *DB) Leases() leases.Manager {
 	return &leaseManager{db: db}
 }
 
@@ -119,7 +49,7 @@ func newLeaseID() string {
 	return fmt.Sprintf("%d-%s", time.Now().UnixNano(), hex.EncodeToString(b[:]))
 }
 
-func validateLease(l Lease) error {
+func validateLease(l leases.Lease) error {
 	if err := leases.Validate(l.ID); err != nil {
 		return err
 	}
@@ -135,14 +65,14 @@ func validateLease(l Lease) error {
 }
 
 // validateResource checks r: a known type and an id that fits it.
-func validateResource(r LeaseResource) error {
+func validateResource(r leases.Resource) error {
 	switch {
-	case r.Type == ResourceContent:
+	case r.Type == leases.ResourceContent:
 		return content.ValidateDigest(digest.Digest(r.ID))
-	case r.Type == ResourceIngest:
+	case r.Type == leases.ResourceIngest:
 		return content.ValidateRef(r.ID)
-	case strings.HasPrefix(r.Type, ResourceSnapshotPrefix):
-		if err := identifiers.Validate(strings.TrimPrefix(r.Type, ResourceSnapshotPrefix)); err != nil {
+	case strings.HasPrefix(r.Type, leases.ResourceSnapshotPrefix):
+		if err := identifiers.Validate(strings.TrimPrefix(r.Type, leases.ResourceSnapshotPrefix)); err != nil {
 			return fmt.Errorf("resource type %q: snapshotter: %w", r.Type, err)
 		}
 		if err := snapshots.ValidateKey(r.ID); err != nil {
@@ -150,19 +80,19 @@ func validateResource(r LeaseResource) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("resource type %.64q: not %s, %s or %s<snapshotter>: %w", r.Type, ResourceContent, ResourceIngest, ResourceSnapshotPrefix, errdefs.ErrInvalidArgument)
+	return fmt.Errorf("resource type %.64q: not %s, %s or %s<snapshotter>: %w", r.Type, leases.ResourceContent, leases.ResourceIngest, leases.ResourceSnapshotPrefix, errdefs.ErrInvalidArgument)
 }
 
-func (m *leaseManager) Create(ctx context.Context, l Lease) (Lease, error) {
+func (m *leaseManager) Create(ctx context.Context, l leases.Lease) (leases.Lease, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
-		return Lease{}, err
+		return leases.Lease{}, err
 	}
 	if l.ID == "" {
 		l.ID = newLeaseID()
 	}
 	if err := validateLease(l); err != nil {
-		return Lease{}, err
+		return leases.Lease{}, err
 	}
 	l.Labels = cleanLabels(l.Labels)
 	l.CreatedAt = time.Now().UTC()
@@ -177,7 +107,7 @@ func (m *leaseManager) Create(ctx context.Context, l Lease) (Lease, error) {
 		return writeLabels(lb, l.Labels)
 	})
 	if err != nil {
-		return Lease{}, err
+		return leases.Lease{}, err
 	}
 	return l, nil
 }
@@ -200,7 +130,7 @@ func (m *leaseManager) Delete(ctx context.Context, id string) error {
 	return err
 }
 
-func (m *leaseManager) List(ctx context.Context, fs ...string) ([]Lease, error) {
+func (m *leaseManager) List(ctx context.Context, fs ...string) ([]leases.Lease, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -209,7 +139,7 @@ func (m *leaseManager) List(ctx context.Context, fs ...string) ([]Lease, error) 
 	if err != nil {
 		return nil, err
 	}
-	var list []Lease
+	var list []leases.Lease
 	err = m.db.view(ctx, func(tx *bolt.Tx) error {
 		all, err := readLeases(tx, ns)
 		for _, l := range all {
@@ -222,7 +152,7 @@ func (m *leaseManager) List(ctx context.Context, fs ...string) ([]Lease, error) 
 	return list, err
 }
 
-func (m *leaseManager) AddResource(ctx context.Context, id string, r LeaseResource) error {
+func (m *leaseManager) AddResource(ctx context.Context, id string, r leases.Resource) error {
 	ns, err := namespaceAndLease(ctx, id)
 	if err != nil {
 		return err
@@ -235,7 +165,7 @@ func (m *leaseManager) AddResource(ctx context.Context, id string, r LeaseResour
 	})
 }
 
-func (m *leaseManager) DeleteResource(ctx context.Context, id string, r LeaseResource) error {
+func (m *leaseManager) DeleteResource(ctx context.Context, id string, r leases.Resource) error {
 	ns, err := namespaceAndLease(ctx, id)
 	if err != nil {
 		return err
@@ -260,18 +190,18 @@ func (m *leaseManager) DeleteResource(ctx context.Context, id string, r LeaseRes
 	return err
 }
 
-func (m *leaseManager) ListResources(ctx context.Context, id string) ([]LeaseResource, error) {
+func (m *leaseManager) ListResources(ctx context.Context, id string) ([]leases.Resource, error) {
 	ns, err := namespaceAndLease(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	var list []LeaseResource
+	var list []leases.Resource
 	err = m.db.view(ctx, func(tx *bolt.Tx) error {
 		lb := leaseBucket(tx, ns, id)
 		if lb == nil {
 			return leaseNotFound(ns, id)
 		}
-		return walkLeaseResources(lb, func(r LeaseResource) error {
+		return walkLeaseResources(lb, func(r leases.Resource) error {
 			list = append(list, r)
 			return nil
 		})
@@ -281,14 +211,14 @@ func (m *leaseManager) ListResources(ctx context.Context, id string) ([]LeaseRes
 
 // addLeaseResource records r in the lease id of ns; ErrNotFound when the
 // lease is absent.
-func addLeaseResource(tx *bolt.Tx, ns, id string, r LeaseResource) error {
+func addLeaseResource(tx *bolt.Tx, ns, id string, r leases.Resource) error {
 	lb := leaseBucket(tx, ns, id)
 	if lb == nil {
 		return leaseNotFound(ns, id)
 	}
 	var b *bolt.Bucket
 	var err error
-	if snapshotter, ok := strings.CutPrefix(r.Type, ResourceSnapshotPrefix); ok {
+	if snapshotter, ok := strings.CutPrefix(r.Type, leases.ResourceSnapshotPrefix); ok {
 		sb, err := lb.CreateBucketIfNotExists(bucketSnapshots)
 		if err != nil {
 			return err
@@ -309,7 +239,7 @@ func addLeaseResource(tx *bolt.Tx, ns, id string, r LeaseResource) error {
 // resourceBucket returns the bucket of lb that holds resources of type
 // typ, or nil.
 func resourceBucket(lb *bolt.Bucket, typ string) *bolt.Bucket {
-	if snapshotter, ok := strings.CutPrefix(typ, ResourceSnapshotPrefix); ok {
+	if snapshotter, ok := strings.CutPrefix(typ, leases.ResourceSnapshotPrefix); ok {
 		sb := lb.Bucket(bucketSnapshots)
 		if sb == nil {
 			return nil
@@ -321,7 +251,7 @@ func resourceBucket(lb *bolt.Bucket, typ string) *bolt.Bucket {
 
 // walkLeaseResources calls fn for every resource of lb, ordered by type
 // and id.
-func walkLeaseResources(lb *bolt.Bucket, fn func(LeaseResource) error) error {
+func walkLeaseResources(lb *bolt.Bucket, fn func(leases.Resource) error) error {
 	each := func(typ string, b *bolt.Bucket) error {
 		if b == nil {
 			return nil
@@ -330,13 +260,13 @@ func walkLeaseResources(lb *bolt.Bucket, fn func(LeaseResource) error) error {
 			if v == nil && b.Bucket(k) != nil {
 				return nil
 			}
-			return fn(LeaseResource{Type: typ, ID: string(k)})
+			return fn(leases.Resource{Type: typ, ID: string(k)})
 		})
 	}
-	if err := each(ResourceContent, lb.Bucket(bucketContent)); err != nil {
+	if err := each(leases.ResourceContent, lb.Bucket(bucketContent)); err != nil {
 		return err
 	}
-	if err := each(ResourceIngest, lb.Bucket(bucketIngests)); err != nil {
+	if err := each(leases.ResourceIngest, lb.Bucket(bucketIngests)); err != nil {
 		return err
 	}
 	if sb := lb.Bucket(bucketSnapshots); sb != nil {
@@ -344,26 +274,26 @@ func walkLeaseResources(lb *bolt.Bucket, fn func(LeaseResource) error) error {
 			if v != nil {
 				return nil
 			}
-			return each(ResourceSnapshotPrefix+string(k), sb.Bucket(k))
+			return each(leases.ResourceSnapshotPrefix+string(k), sb.Bucket(k))
 		})
 	}
 	return nil
 }
 
 // readLeases returns every lease of ns, ordered by id.
-func readLeases(tx *bolt.Tx, ns string) ([]Lease, error) {
+func readLeases(tx *bolt.Tx, ns string) ([]leases.Lease, error) {
 	bkt := kindBucket(tx, ns, bucketLeases)
 	if bkt == nil {
 		return nil, nil
 	}
-	var list []Lease
+	var list []leases.Lease
 	c := bkt.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if v != nil {
 			continue
 		}
 		lb := bkt.Bucket(k)
-		l := Lease{ID: string(k), Labels: readLabels(lb)}
+		l := leases.Lease{ID: string(k), Labels: readLabels(lb)}
 		if err := l.CreatedAt.UnmarshalBinary(lb.Get(keyCreatedAt)); err != nil {
 			return nil, fmt.Errorf("lease %q in namespace %q: createdat: %v: %w", k, ns, err, errdefs.ErrInternal)
 		}
@@ -387,7 +317,7 @@ func leaseNotFound(ns, id string) error {
 }
 
 // leaseAdaptor exposes a lease's fields to a filter.
-func leaseAdaptor(l Lease) filters.Adaptor {
+func leaseAdaptor(l leases.Lease) filters.Adaptor {
 	return filters.AdapterFunc(func(fieldpath []string) (string, bool) {
 		switch fieldpath[0] {
 		case "id":

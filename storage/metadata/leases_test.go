@@ -9,36 +9,36 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/leases"
-	"github.com/berthrt/berth/storage/content"
 )
 
 func TestLeaseCRUD(t *testing.T) {
 	db, _ := newTestDB(t)
 	ctx := nsCtx("ci")
 	m := db.Leases()
-	l, err := m.Create(ctx, Lease{ID: "pull-1", Labels: map[string]string{"by": "test"}})
+	l, err := m.Create(ctx, leases.Lease{ID: "pull-1", Labels: map[string]string{"by": "test"}})
 	requireNoErr(t, err)
 	if l.CreatedAt.IsZero() {
 		t.Error("no CreatedAt")
 	}
-	gen, err := m.Create(ctx, Lease{})
+	gen, err := m.Create(ctx, leases.Lease{})
 	requireNoErr(t, err)
 	if leases.Validate(gen.ID) != nil {
 		t.Errorf("generated id %q is not valid", gen.ID)
 	}
-	refusedUnchanged(t, db, errdefs.ErrAlreadyExists, func() error { _, err := m.Create(ctx, Lease{ID: "pull-1"}); return err })
+	refusedUnchanged(t, db, errdefs.ErrAlreadyExists, func() error { _, err := m.Create(ctx, leases.Lease{ID: "pull-1"}); return err })
 	for name, id := range badIdentifiers {
 		if id == "" {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error { _, err := m.Create(ctx, Lease{ID: id}); return err })
+			refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error { _, err := m.Create(ctx, leases.Lease{ID: id}); return err })
 		})
 	}
 	refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error {
-		_, err := m.Create(ctx, Lease{ID: "x", Labels: map[string]string{leases.ExpireLabel: "tomorrow"}})
+		_, err := m.Create(ctx, leases.Lease{ID: "x", Labels: map[string]string{leases.ExpireLabel: "tomorrow"}})
 		return err
 	})
 
@@ -53,10 +53,10 @@ func TestLeaseCRUD(t *testing.T) {
 
 	// Resources.
 	dgst := digest.FromString("x")
-	rs := []LeaseResource{
-		{Type: ResourceContent, ID: dgst.String()},
-		{Type: ResourceIngest, ID: "ingest-1"},
-		{Type: ResourceSnapshotPrefix + "overlayfs", ID: "layer-1"},
+	rs := []leases.Resource{
+		{Type: leases.ResourceContent, ID: dgst.String()},
+		{Type: leases.ResourceIngest, ID: "ingest-1"},
+		{Type: leases.ResourceSnapshotPrefix + "overlayfs", ID: "layer-1"},
 	}
 	for _, r := range rs {
 		requireNoErr(t, m.AddResource(ctx, "pull-1", r))
@@ -67,7 +67,7 @@ func TestLeaseCRUD(t *testing.T) {
 	if !slices.Equal(got, rs) {
 		t.Errorf("ListResources = %v, want %v", got, rs)
 	}
-	for _, r := range []LeaseResource{{Type: "images", ID: "x"}, {Type: ResourceContent, ID: "sha256:zz"}, {Type: ResourceSnapshotPrefix + "../x", ID: "k"}} {
+	for _, r := range []leases.Resource{{Type: "images", ID: "x"}, {Type: leases.ResourceContent, ID: "sha256:zz"}, {Type: leases.ResourceSnapshotPrefix + "../x", ID: "k"}} {
 		refusedUnchanged(t, db, errdefs.ErrInvalidArgument, func() error { return m.AddResource(ctx, "pull-1", r) })
 	}
 	refusedUnchanged(t, db, errdefs.ErrNotFound, func() error { return m.AddResource(ctx, "absent", rs[0]) })
@@ -75,7 +75,7 @@ func TestLeaseCRUD(t *testing.T) {
 	requireNoErr(t, m.DeleteResource(ctx, "pull-1", rs[1]))
 	requireNoErr(t, m.DeleteResource(ctx, "pull-1", rs[1]))
 	got, _ = m.ListResources(ctx, "pull-1")
-	if !slices.Equal(got, []LeaseResource{rs[0], rs[2]}) {
+	if !slices.Equal(got, []leases.Resource{rs[0], rs[2]}) {
 		t.Errorf("after DeleteResource: %v", got)
 	}
 
@@ -96,7 +96,7 @@ func TestLeaseExpired(t *testing.T) {
 		{now.Add(-time.Second).Format(time.RFC3339Nano), true},
 		{now.Add(time.Hour).Format(time.RFC3339), false},
 	} {
-		l := Lease{}
+		l := leases.Lease{}
 		if tc.label != "" {
 			l.Labels = map[string]string{leases.ExpireLabel: tc.label}
 		}
@@ -112,7 +112,7 @@ func TestLeaseExpired(t *testing.T) {
 func TestContentUnderLease(t *testing.T) {
 	s, _, db := newContentStore(t)
 	ctx := nsCtx("ci")
-	_, err := db.Leases().Create(ctx, Lease{ID: "l1"})
+	_, err := db.Leases().Create(ctx, leases.Lease{ID: "l1"})
 	requireNoErr(t, err)
 	lctx := leases.WithLease(ctx, "l1")
 
@@ -121,7 +121,7 @@ func TestContentUnderLease(t *testing.T) {
 	w, err := s.Writer(lctx, content.WithRef("r1"), content.WithDescriptor(desc))
 	requireNoErr(t, err)
 	rs, _ := db.Leases().ListResources(ctx, "l1")
-	if !slices.Equal(rs, []LeaseResource{{Type: ResourceIngest, ID: "r1"}}) {
+	if !slices.Equal(rs, []leases.Resource{{Type: leases.ResourceIngest, ID: "r1"}}) {
 		t.Errorf("while writing: %v", rs)
 	}
 	_, err = w.Write(p)
@@ -129,16 +129,16 @@ func TestContentUnderLease(t *testing.T) {
 	requireNoErr(t, w.Commit(lctx, desc.Size, desc.Digest))
 	requireNoErr(t, w.Close())
 	rs, _ = db.Leases().ListResources(ctx, "l1")
-	if !slices.Equal(rs, []LeaseResource{{Type: ResourceContent, ID: desc.Digest.String()}}) {
+	if !slices.Equal(rs, []leases.Resource{{Type: leases.ResourceContent, ID: desc.Digest.String()}}) {
 		t.Errorf("after commit: %v", rs)
 	}
 
-	_, err = db.Leases().Create(ctx, Lease{ID: "l2"})
+	_, err = db.Leases().Create(ctx, leases.Lease{ID: "l2"})
 	requireNoErr(t, err)
 	_, err = s.Writer(leases.WithLease(ctx, "l2"), content.WithRef("r2"), content.WithDescriptor(desc))
 	requireClass(t, err, errdefs.ErrAlreadyExists)
 	rs, _ = db.Leases().ListResources(ctx, "l2")
-	if !slices.Equal(rs, []LeaseResource{{Type: ResourceContent, ID: desc.Digest.String()}}) {
+	if !slices.Equal(rs, []leases.Resource{{Type: leases.ResourceContent, ID: desc.Digest.String()}}) {
 		t.Errorf("after AlreadyExists: %v", rs)
 	}
 

@@ -11,17 +11,11 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
-
-// LabelSnapshotRef on Prepare or View names the committed snapshot the
-// caller is about to make (an unpacker: the layer's chain ID). When the
-// namespace has it already, the call is ErrAlreadyExists, makes nothing,
-// and puts that snapshot under the context's lease; the caller skips the
-// layer. As containerd.io/snapshot.ref.
-const LabelSnapshotRef = "berth.io/snapshot.ref"
 
 // The fields of a snapshot record, v1/<ns>/snapshots/<snapshotter>/<key>/.
 var (
@@ -236,7 +230,7 @@ func (s *snapshotStore) leaseSnapshot(ctx context.Context, tx *bolt.Tx, ns, key 
 	if err != nil || lease == "" {
 		return err
 	}
-	return addLeaseResource(tx, ns, lease, LeaseResource{Type: ResourceSnapshotPrefix + s.name, ID: key})
+	return addLeaseResource(tx, ns, lease, leases.Resource{Type: leases.ResourceSnapshotPrefix + s.name, ID: key})
 }
 
 func (s *snapshotStore) Stat(ctx context.Context, key string) (snapshots.Info, error) {
@@ -336,7 +330,7 @@ func (s *snapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 	defer s.db.gcLock.RUnlock()
 	var mounts []mount.Mount
 	err = s.db.update(ctx, func(tx *bolt.Tx) (err error) {
-		if target := base.Labels[LabelSnapshotRef]; target != "" && snapshots.ValidateKey(target) == nil {
+		if target := base.Labels[snapshots.LabelSnapshotRef]; target != "" && snapshots.ValidateKey(target) == nil {
 			if s.free(tx, ns, target) != nil {
 				if err := s.leaseSnapshot(ctx, tx, ns, target); err != nil {
 					return err
@@ -540,7 +534,7 @@ func (s *snapshotStore) settle(ctx context.Context, tx *bolt.Tx, ns, key string)
 		return false, err
 	}
 	if in.lease != "" && leaseBucket(tx, ns, in.lease) != nil {
-		res := LeaseResource{Type: ResourceSnapshotPrefix + s.name, ID: in.name}
+		res := leases.Resource{Type: leases.ResourceSnapshotPrefix + s.name, ID: in.name}
 		if err := addLeaseResource(tx, ns, in.lease, res); err != nil {
 			return false, err
 		}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/leases"
-	"github.com/berthrt/berth/storage/content"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/snapshots/native"
 )
 
@@ -60,16 +60,16 @@ func openFaultEnv(t *testing.T, dir string) *faultEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { backend.Close(); db.Close() })
-	local, err := content.NewStore(filepath.Join(dir, "content"))
+	localStore, err := local.NewStore(filepath.Join(dir, "content"))
 	requireNoErr(t, err)
-	gc := NewGC(db, local, GCOptions{Snapshots: []SnapshotCollector{db.SnapshotCollector(native.Name, backend)}})
+	gc := NewGC(db, localStore, GCOptions{Snapshots: []SnapshotCollector{db.SnapshotCollector(native.Name, backend)}})
 	return &faultEnv{db: db, backend: backend, sn: db.Snapshotter(native.Name, backend), gc: gc}
 }
 
 // unpack is what an unpacker does for one layer, under a lease: Prepare,
 // write, Commit. It stops at the first error.
 func (e *faultEnv) unpack(ctx context.Context) error {
-	if _, err := e.db.Leases().Create(ctx, Lease{ID: "unpack"}); err != nil {
+	if _, err := e.db.Leases().Create(ctx, leases.Lease{ID: "unpack"}); err != nil {
 		return err
 	}
 	ctx = leases.WithLease(ctx, "unpack")

@@ -9,7 +9,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/leases"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/native"
 	"github.com/berthrt/berth/storage/snapshots/overlay"
 	"github.com/berthrt/berth/storage/snapshots/testsuite"
@@ -97,10 +97,10 @@ func TestSnapshotNamespacesIsolated(t *testing.T) {
 func TestSnapshotRefLabel(t *testing.T) {
 	db, sn, _ := newSnapshotEnv(t)
 	ctx := nsCtx("ci")
-	_, err := db.Leases().Create(ctx, Lease{ID: "pull"})
+	_, err := db.Leases().Create(ctx, leases.Lease{ID: "pull"})
 	requireNoErr(t, err)
 	lctx := leases.WithLease(ctx, "pull")
-	ref := snapshots.WithLabels(map[string]string{LabelSnapshotRef: "sha256:chain"})
+	ref := snapshots.WithLabels(map[string]string{snapshots.LabelSnapshotRef: "sha256:chain"})
 	_, err = sn.Prepare(lctx, "extract-1", "", ref)
 	requireNoErr(t, err)
 	requireNoErr(t, sn.Commit(lctx, "sha256:chain", "extract-1"))
@@ -112,7 +112,7 @@ func TestSnapshotRefLabel(t *testing.T) {
 	}
 	res, err := db.Leases().ListResources(ctx, "pull")
 	requireNoErr(t, err)
-	want := LeaseResource{Type: ResourceSnapshotPrefix + native.Name, ID: "sha256:chain"}
+	want := leases.Resource{Type: leases.ResourceSnapshotPrefix + native.Name, ID: "sha256:chain"}
 	if !slices.Contains(res, want) {
 		t.Errorf("lease holds %v, want %v among them", res, want)
 	}
@@ -128,7 +128,7 @@ func TestSnapshotGC(t *testing.T) {
 	requireNoErr(t, err)
 	t.Cleanup(func() { backend.Close() })
 	sn := db.Snapshotter(native.Name, backend)
-	gc := NewGC(db, local, GCOptions{Snapshots: []SnapshotCollector{db.SnapshotCollector(native.Name, backend)}})
+	collector := NewGC(db, local, GCOptions{Snapshots: []SnapshotCollector{db.SnapshotCollector(native.Name, backend)}})
 	ctx := nsCtx("ci")
 
 	_, err = sn.Prepare(ctx, "e1", "")
@@ -160,7 +160,7 @@ func TestSnapshotGC(t *testing.T) {
 	_, err = db.Containers().Create(ctx, c)
 	requireNoErr(t, err)
 
-	stats, err := gc.Collect(context.Background())
+	stats, err := collector.Collect(context.Background())
 	requireNoErr(t, err)
 	var left []string
 	requireNoErr(t, sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {

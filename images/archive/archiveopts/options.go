@@ -13,8 +13,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/progress"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Opt sets an option of Import or Export. Each says which of them it
@@ -67,7 +67,7 @@ func WithNamePrefix(prefix string) Opt {
 		if prefix == "" || strings.ContainsAny(prefix, ":@") && !strings.Contains(prefix, "/") {
 			return fmt.Errorf("WithNamePrefix %q: a repository name such as example.com/app: %w", prefix, errdefs.ErrInvalidArgument)
 		}
-		if err := metadata.ValidateImageName(prefix); err != nil {
+		if err := images.ValidateImageName(prefix); err != nil {
 			return err
 		}
 		o.NamePrefix = prefix
@@ -81,7 +81,7 @@ func WithNamePrefix(prefix string) Opt {
 // converted manifests for a docker save archive.
 func WithIndexName(name string) Opt {
 	return func(o *Settings) error {
-		if err := metadata.ValidateImageName(name); err != nil {
+		if err := images.ValidateImageName(name); err != nil {
 			return err
 		}
 		o.IndexName = name
@@ -93,7 +93,7 @@ func WithIndexName(name string) Opt {
 // WithImages (Export) adds images to the archive, each as an entry of
 // index.json named by its Name; an image's Target is its root. Two
 // names may share a target: the blobs are written once.
-func WithImages(imgs ...metadata.Image) Opt {
+func WithImages(imgs ...images.Image) Opt {
 	return func(o *Settings) error {
 		for _, img := range imgs {
 			if img.Name == "" {

@@ -6,8 +6,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/images/progress"
-	"github.com/berthrt/berth/storage/metadata"
 )
 
 // Settings is what a list of Opts asks for: Import and Export read it,
@@ -24,7 +24,7 @@ type Settings struct {
 	// NamePrefix and IndexName are WithNamePrefix's and WithIndexName's.
 	NamePrefix, IndexName string
 	// Images are WithImages's.
-	Images []metadata.Image
+	Images []images.Image
 	// Unpack and Snapshotter are WithUnpack's.
 	Unpack      bool
 	Snapshotter string

@@ -21,14 +21,15 @@
 package contentv1
 
 import (
+	reflect "reflect"
+	sync "sync"
+	unsafe "unsafe"
+
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
-	reflect "reflect"
-	sync "sync"
-	unsafe "unsafe"
 )
 
 const (
@@ -912,8 +913,8 @@ func (x *ListStatusesResponse) GetStatuses() []*Status {
 // the previous response (so that at most one chunk is in flight). To
 // resume, a client sends STAT first and continues from the offset of the
 // response. A request that fails ends the stream with its error; the
-// ingest stays on disk unless the package documentation of
-// storage/content says a failed check removes it. A client that closes
+// ingest stays on disk unless the documentation of Go package content
+// says a failed check removes it. A client that closes
 // its side without COMMIT leaves the ingest for a later stream to resume.
 type WriteContentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`

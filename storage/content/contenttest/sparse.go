@@ -11,11 +11,11 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/content"
 )
 
 // PlantSparseBlob puts a sparse file of size bytes into the local
-// store (content.NewStore) at root, under a digest of its own (the store verifies bytes when
+// store (local.NewStore) at root, under a digest of its own (the store verifies bytes when
 // it commits them, not when it reads them), as a multi-GB layer stored
 // earlier would be, without writing gigabytes.
 func PlantSparseBlob(t testing.TB, root string, size int64) digest.Digest {

@@ -16,9 +16,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // Namespaces of the suite's calls: every test acts in NamespaceA; the

@@ -15,7 +15,7 @@ import (
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/testsuite"
 )
 

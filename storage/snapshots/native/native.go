@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/internal/fsstore"
 )
 

@@ -3,7 +3,7 @@ package native
 import (
 	"testing"
 
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/testsuite"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/internal/testutil"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/testsuite"
 )
 

@@ -23,7 +23,7 @@ import (
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // NewFunc opens the snapshotter under test with its files in root, a new

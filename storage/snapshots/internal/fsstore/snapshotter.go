@@ -13,7 +13,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 func (s *store) Stat(ctx context.Context, key string) (snapshots.Info, error) {

@@ -17,7 +17,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // Driver is what a snapshotter adds to the store.

@@ -1,4 +1,4 @@
-package content
+package local
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berthrt/berth/content"
 )
 
 // A process that dies with a Writer open leaves its ingest; the store of
@@ -24,7 +26,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	}
 	p := bytes.Repeat([]byte("berth"), 1000)
 	desc := ocispec.Descriptor{Digest: digest.FromBytes(p), Size: int64(len(p))}
-	w, err := s.Writer(context.Background(), WithRef("crash"), WithDescriptor(desc))
+	w, err := s.Writer(context.Background(), content.WithRef("crash"), content.WithDescriptor(desc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "ingest", tmpPrefix+"123")); !os.IsNotExist(err) {
 		t.Fatalf("half-made ingest not removed: %v", err)
 	}
-	w2, err := s2.Writer(context.Background(), WithRef("crash"), WithDescriptor(desc))
+	w2, err := s2.Writer(context.Background(), content.WithRef("crash"), content.WithDescriptor(desc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestRefsNameNoPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{"../x", "../../escape", "/etc/passwd", "a/../../b", strings.Repeat("../", 300)} {
-		w, err := s.Writer(context.Background(), WithRef(ref))
+		w, err := s.Writer(context.Background(), content.WithRef(ref))
 		if err != nil {
 			t.Fatalf("Writer(%.20q): %v", ref, err)
 		}
@@ -117,7 +119,7 @@ func FuzzParseMeta(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if ValidateRef(m.Ref) != nil || m.Total < 0 || (m.Expected != "" && m.Expected.Validate() != nil) {
+		if content.ValidateRef(m.Ref) != nil || m.Total < 0 || (m.Expected != "" && m.Expected.Validate() != nil) {
 			t.Fatalf("parseMeta accepted %+v", m)
 		}
 		_ = m.StartedAt.Add(time.Second)

@@ -154,3 +154,11 @@ func ApplyOpts(opts []Opt) (Info, error) {
 	info.Labels = cleanLabels(info.Labels)
 	return info, nil
 }
+
+// LabelSnapshotRef on Prepare or View, in a namespaced snapshotter
+// (storage/metadata), names the committed snapshot the
+// caller is about to make (an unpacker: the layer's chain ID). When the
+// namespace has it already, the call is ErrAlreadyExists, makes nothing,
+// and puts that snapshot under the context's lease; the caller skips the
+// layer. As containerd.io/snapshot.ref.
+const LabelSnapshotRef = "berth.io/snapshot.ref"

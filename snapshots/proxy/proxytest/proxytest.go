@@ -19,8 +19,8 @@ import (
 
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/internal/unixsock"
-	"github.com/berthrt/berth/storage/snapshots"
-	"github.com/berthrt/berth/storage/snapshots/proxy"
+	"github.com/berthrt/berth/snapshots"
+	"github.com/berthrt/berth/snapshots/proxy"
 )
 
 // startTimeout bounds how long a started program may take to listen.

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/berthrt/berth/storage/snapshots/proxy/proxytest"
+	"github.com/berthrt/berth/snapshots/proxy/proxytest"
 	"github.com/berthrt/berth/storage/snapshots/testsuite"
 )
 

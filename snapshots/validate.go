@@ -6,9 +6,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
-	"github.com/berthrt/berth/storage/content"
 )
 
 // MaxKeyLength bounds a key or a committed snapshot's name, in bytes. A

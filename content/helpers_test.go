@@ -9,9 +9,10 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/storage/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 // TestReadBlobBoundedByDescriptor: a descriptor that names a stored
@@ -20,7 +21,7 @@ import (
 // MaxReadBlobSize is refused before the store is asked.
 func TestReadBlobBoundedByDescriptor(t *testing.T) {
 	root := t.TempDir()
-	s, err := content.NewStore(root)
+	s, err := local.NewStore(root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,9 +38,14 @@
 //
 // # Implementations
 //
-// overlay (the default, one folder per layer mounted as overlayfs) and
-// native (full copies, for filesystems without overlay) keep their own
-// metadata in a bbolt file beside their folders. Neither knows namespaces:
-// package metadata gives each namespace its own view of a snapshotter
-// (DB.Snapshotter). testsuite is the suite every implementation runs.
+// This package is the vocabulary (Snapshotter, Info, Kind, Usage, the key
+// and label rules) and imports no store. The implementations live below
+// storage/snapshots: overlay (the default, one folder per layer mounted as
+// overlayfs), native (full copies, for filesystems without overlay) and
+// btrfs (subvolumes) keep their own metadata in a bbolt file beside their
+// folders. None knows namespaces: storage/metadata gives each namespace its own view of
+// a snapshotter (DB.Snapshotter). Package proxy is a Snapshotter over the
+// snapshots API, for the client library and for the daemon's external
+// snapshotters. storage/snapshots/testsuite is the suite every
+// implementation runs.
 package snapshots

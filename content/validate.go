@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
@@ -50,18 +49,6 @@ func ValidateRef(ref string) error {
 func ValidateDigest(dgst digest.Digest) error {
 	if err := dgst.Validate(); err != nil {
 		return fmt.Errorf("digest %.80q: %w: %w", dgst, err, errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
-
-// validateDescriptor checks the size and digest a Writer is opened with;
-// both are optional.
-func validateDescriptor(desc ocispec.Descriptor) error {
-	if desc.Size < 0 {
-		return fmt.Errorf("descriptor %s: negative size %d: %w", desc.Digest, desc.Size, errdefs.ErrInvalidArgument)
-	}
-	if desc.Digest != "" {
-		return ValidateDigest(desc.Digest)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package content
+package local
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 )
 
@@ -37,7 +38,7 @@ func parseMeta(raw []byte) (ingestMeta, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return m, fmt.Errorf("ingest meta: %v: %w", err, errdefs.ErrInternal)
 	}
-	if err := ValidateRef(m.Ref); err != nil {
+	if err := content.ValidateRef(m.Ref); err != nil {
 		return m, fmt.Errorf("ingest meta: %v: %w", err, errdefs.ErrInternal)
 	}
 	if m.Total < 0 {
@@ -71,15 +72,15 @@ func readMeta(dir, want string) (ingestMeta, error) {
 }
 
 // readStatus describes the ingest in dir.
-func readStatus(dir, want string) (Status, error) {
+func readStatus(dir, want string) (content.Status, error) {
 	m, err := readMeta(dir, want)
 	if err != nil {
-		return Status{}, err
+		return content.Status{}, err
 	}
-	st := Status{Ref: m.Ref, Total: m.Total, Expected: m.Expected, StartedAt: m.StartedAt, UpdatedAt: m.StartedAt}
+	st := content.Status{Ref: m.Ref, Total: m.Total, Expected: m.Expected, StartedAt: m.StartedAt, UpdatedAt: m.StartedAt}
 	fi, err := os.Stat(filepath.Join(dir, "data"))
 	if err != nil {
-		return Status{}, ingestError(m.Ref, err)
+		return content.Status{}, ingestError(m.Ref, err)
 	}
 	st.Offset = fi.Size()
 	if fi.ModTime().After(st.UpdatedAt) {

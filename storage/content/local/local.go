@@ -1,4 +1,4 @@
-package content
+package local
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 )
 
@@ -49,7 +50,7 @@ type labels struct {
 
 // NewStore opens the local store at root, creating its folders when absent
 // and removing the temporary folders a crash left behind.
-func NewStore(root string) (Store, error) {
+func NewStore(root string) (content.Store, error) {
 	for _, dir := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "ingest")} {
 		mode := os.FileMode(dirMode)
 		if dir == root {
@@ -86,19 +87,19 @@ func (s *store) ingestDir(ref string) string {
 	return filepath.Join(s.ingestRoot(), digest.FromString(ref).Encoded())
 }
 
-func (s *store) Info(ctx context.Context, dgst digest.Digest) (Info, error) {
-	if err := ValidateDigest(dgst); err != nil {
-		return Info{}, err
+func (s *store) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	if err := content.ValidateDigest(dgst); err != nil {
+		return content.Info{}, err
 	}
 	fi, err := os.Stat(s.blobPath(dgst))
 	if err != nil {
-		return Info{}, blobError(dgst, err)
+		return content.Info{}, blobError(dgst, err)
 	}
 	return s.info(dgst, fi), nil
 }
 
-func (s *store) info(dgst digest.Digest, fi fs.FileInfo) Info {
-	info := Info{Digest: dgst, Size: fi.Size(), CreatedAt: fi.ModTime().UTC(), UpdatedAt: fi.ModTime().UTC()}
+func (s *store) info(dgst digest.Digest, fi fs.FileInfo) content.Info {
+	info := content.Info{Digest: dgst, Size: fi.Size(), CreatedAt: fi.ModTime().UTC(), UpdatedAt: fi.ModTime().UTC()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l, ok := s.labels[dgst]; ok {
@@ -108,8 +109,8 @@ func (s *store) info(dgst digest.Digest, fi fs.FileInfo) Info {
 	return info
 }
 
-func (s *store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ReaderAt, error) {
-	if err := ValidateDigest(desc.Digest); err != nil {
+func (s *store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	if err := content.ValidateDigest(desc.Digest); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(s.blobPath(desc.Digest))
@@ -131,14 +132,14 @@ type fileReader struct {
 
 func (r *fileReader) Size() int64 { return r.size }
 
-func (s *store) Update(ctx context.Context, info Info, fieldpaths ...string) (Info, error) {
+func (s *store) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
 	current, err := s.Info(ctx, info.Digest)
 	if err != nil {
-		return Info{}, err
+		return content.Info{}, err
 	}
-	next, err := UpdateLabels(current.Labels, info, fieldpaths)
+	next, err := content.UpdateLabels(current.Labels, info, fieldpaths)
 	if err != nil {
-		return Info{}, err
+		return content.Info{}, err
 	}
 	s.setLabels(info.Digest, next)
 	return s.Info(ctx, info.Digest)
@@ -150,8 +151,8 @@ func (s *store) setLabels(dgst digest.Digest, l map[string]string) {
 	s.labels[dgst] = labels{labels: l, updatedAt: time.Now().UTC()}
 }
 
-func (s *store) Walk(ctx context.Context, fn WalkFunc, fss ...string) error {
-	filter, err := ParseFilters(fss)
+func (s *store) Walk(ctx context.Context, fn content.WalkFunc, fss ...string) error {
+	filter, err := content.ParseFilters(fss)
 	if err != nil {
 		return fmt.Errorf("walk content: %w", err)
 	}
@@ -179,7 +180,7 @@ func (s *store) Walk(ctx context.Context, fn WalkFunc, fss ...string) error {
 				return err
 			}
 			info := s.info(dgst, fi)
-			if !filter.Match(InfoAdaptor(info)) {
+			if !filter.Match(content.InfoAdaptor(info)) {
 				continue
 			}
 			if err := fn(info); err != nil {
@@ -191,7 +192,7 @@ func (s *store) Walk(ctx context.Context, fn WalkFunc, fss ...string) error {
 }
 
 func (s *store) Delete(ctx context.Context, dgst digest.Digest) error {
-	if err := ValidateDigest(dgst); err != nil {
+	if err := content.ValidateDigest(dgst); err != nil {
 		return err
 	}
 	if err := os.Remove(s.blobPath(dgst)); err != nil {
@@ -203,15 +204,15 @@ func (s *store) Delete(ctx context.Context, dgst digest.Digest) error {
 	return nil
 }
 
-func (s *store) Status(ctx context.Context, ref string) (Status, error) {
-	if err := ValidateRef(ref); err != nil {
-		return Status{}, err
+func (s *store) Status(ctx context.Context, ref string) (content.Status, error) {
+	if err := content.ValidateRef(ref); err != nil {
+		return content.Status{}, err
 	}
 	return readStatus(s.ingestDir(ref), ref)
 }
 
-func (s *store) ListStatuses(ctx context.Context, fss ...string) ([]Status, error) {
-	filter, err := ParseFilters(fss)
+func (s *store) ListStatuses(ctx context.Context, fss ...string) ([]content.Status, error) {
+	filter, err := content.ParseFilters(fss)
 	if err != nil {
 		return nil, fmt.Errorf("list ingests: %w", err)
 	}
@@ -219,7 +220,7 @@ func (s *store) ListStatuses(ctx context.Context, fss ...string) ([]Status, erro
 	if err != nil {
 		return nil, err
 	}
-	var list []Status
+	var list []content.Status
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), tmpPrefix) {
 			continue
@@ -230,16 +231,16 @@ func (s *store) ListStatuses(ctx context.Context, fss ...string) ([]Status, erro
 		} else if err != nil {
 			return nil, err
 		}
-		if filter.Match(StatusAdaptor(st)) {
+		if filter.Match(content.StatusAdaptor(st)) {
 			list = append(list, st)
 		}
 	}
-	slices.SortFunc(list, func(a, b Status) int { return strings.Compare(a.Ref, b.Ref) })
+	slices.SortFunc(list, func(a, b content.Status) int { return strings.Compare(a.Ref, b.Ref) })
 	return list, nil
 }
 
 func (s *store) Abort(ctx context.Context, ref string) error {
-	if err := ValidateRef(ref); err != nil {
+	if err := content.ValidateRef(ref); err != nil {
 		return err
 	}
 	if err := s.lock(ref); err != nil {

@@ -1,4 +1,4 @@
-package content
+package local
 
 import (
 	"context"
@@ -13,18 +13,20 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 )
 
-func (s *store) Writer(ctx context.Context, opts ...WriterOpt) (Writer, error) {
-	var wo WriterOpts
+func (s *store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	var wo content.WriterOpts
 	for _, opt := range opts {
 		if err := opt(&wo); err != nil {
 			return nil, err
 		}
 	}
-	if err := ValidateRef(wo.Ref); err != nil {
+	if err := content.ValidateRef(wo.Ref); err != nil {
 		return nil, err
 	}
 	if err := validateDescriptor(wo.Desc); err != nil {
@@ -152,11 +154,11 @@ func (w *writer) Write(p []byte) (int, error) {
 
 func (w *writer) Digest() digest.Digest { return w.digester.Digest() }
 
-func (w *writer) Status() (Status, error) {
+func (w *writer) Status() (content.Status, error) {
 	if w.f == nil {
-		return Status{}, w.closedError()
+		return content.Status{}, w.closedError()
 	}
-	return Status{
+	return content.Status{
 		Ref: w.ref, Offset: w.offset, Total: w.meta.Total, Expected: w.meta.Expected,
 		StartedAt: w.meta.StartedAt, UpdatedAt: w.updatedAt,
 	}, nil
@@ -178,17 +180,17 @@ func (w *writer) Truncate(size int64) error {
 	return nil
 }
 
-func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...Opt) error {
+func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
 	if w.f == nil {
 		return w.closedError()
 	}
-	var info Info
+	var info content.Info
 	for _, opt := range opts {
 		if err := opt(&info); err != nil {
 			return err
 		}
 	}
-	if err := ValidateLabels(info.Labels); err != nil {
+	if err := content.ValidateLabels(info.Labels); err != nil {
 		return fmt.Errorf("ingest %q: %w", w.ref, err)
 	}
 	size, expected, err := w.wanted(size, expected)
@@ -226,7 +228,7 @@ func (w *writer) wanted(size int64, expected digest.Digest) (int64, digest.Diges
 		return 0, "", fmt.Errorf("ingest %q: commit with negative size %d: %w", w.ref, size, errdefs.ErrInvalidArgument)
 	}
 	if expected != "" {
-		if err := ValidateDigest(expected); err != nil {
+		if err := content.ValidateDigest(expected); err != nil {
 			return 0, "", fmt.Errorf("ingest %q: commit: %w", w.ref, err)
 		}
 	}
@@ -314,4 +316,16 @@ func (w *writer) Close() error {
 
 func (w *writer) closedError() error {
 	return fmt.Errorf("ingest %q: writer closed: %w", w.ref, errdefs.ErrFailedPrecondition)
+}
+
+// validateDescriptor checks the size and digest a Writer is opened with;
+// both are optional.
+func validateDescriptor(desc ocispec.Descriptor) error {
+	if desc.Size < 0 {
+		return fmt.Errorf("descriptor %s: negative size %d: %w", desc.Digest, desc.Size, errdefs.ErrInvalidArgument)
+	}
+	if desc.Digest != "" {
+		return content.ValidateDigest(desc.Digest)
+	}
+	return nil
 }

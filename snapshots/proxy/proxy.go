@@ -18,11 +18,11 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/snapshots/v1"
-	snapshotsvc "github.com/berthrt/berth/services/snapshots"
-	"github.com/berthrt/berth/storage/snapshots"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // Opt configures a proxy.
@@ -77,7 +77,7 @@ func (p *proxy) Stat(ctx context.Context, key string) (snapshots.Info, error) {
 	if err != nil {
 		return snapshots.Info{}, errdefs.FromTTRPC(err)
 	}
-	return snapshotsvc.InfoFromProto(resp.GetInfo()), nil
+	return apiconv.SnapshotInfoFromProto(resp.GetInfo()), nil
 }
 
 func (p *proxy) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
@@ -86,13 +86,13 @@ func (p *proxy) Update(ctx context.Context, info snapshots.Info, fieldpaths ...s
 	}
 	resp, err := p.client().Update(ctx, &api.UpdateSnapshotRequest{
 		Snapshotter: p.name,
-		Info:        snapshotsvc.InfoToProto(info),
+		Info:        apiconv.SnapshotInfoToProto(info),
 		UpdateMask:  &fieldmaskpb.FieldMask{Paths: fieldpaths},
 	})
 	if err != nil {
 		return snapshots.Info{}, errdefs.FromTTRPC(err)
 	}
-	return snapshotsvc.InfoFromProto(resp.GetInfo()), nil
+	return apiconv.SnapshotInfoFromProto(resp.GetInfo()), nil
 }
 
 func (p *proxy) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
@@ -114,7 +114,7 @@ func (p *proxy) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
 	if err != nil {
 		return nil, errdefs.FromTTRPC(err)
 	}
-	return snapshotsvc.MountsFromProto(resp.GetMounts()), nil
+	return apiconv.MountsFromProto(resp.GetMounts()), nil
 }
 
 func (p *proxy) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
@@ -129,7 +129,7 @@ func (p *proxy) Prepare(ctx context.Context, key, parent string, opts ...snapsho
 	if err != nil {
 		return nil, errdefs.FromTTRPC(err)
 	}
-	return snapshotsvc.MountsFromProto(resp.GetMounts()), nil
+	return apiconv.MountsFromProto(resp.GetMounts()), nil
 }
 
 func (p *proxy) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
@@ -144,7 +144,7 @@ func (p *proxy) View(ctx context.Context, key, parent string, opts ...snapshots.
 	if err != nil {
 		return nil, errdefs.FromTTRPC(err)
 	}
-	return snapshotsvc.MountsFromProto(resp.GetMounts()), nil
+	return apiconv.MountsFromProto(resp.GetMounts()), nil
 }
 
 func (p *proxy) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
@@ -190,7 +190,7 @@ func (p *proxy) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...stri
 			return streamError(err)
 		}
 		for _, info := range resp.GetInfo() {
-			infos = append(infos, snapshotsvc.InfoFromProto(info))
+			infos = append(infos, apiconv.SnapshotInfoFromProto(info))
 		}
 	}
 	for _, info := range infos {

@@ -1,15 +1,16 @@
-package content_test
+package local_test
 
 import (
 	"testing"
 
-	"github.com/berthrt/berth/storage/content"
+	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/storage/content/contenttest"
+	"github.com/berthrt/berth/storage/content/local"
 )
 
 func TestLocalStore(t *testing.T) {
 	contenttest.Run(t, func(t *testing.T) content.Store {
-		s, err := content.NewStore(t.TempDir())
+		s, err := local.NewStore(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
