@@ -10,32 +10,54 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
 )
 
 // Compare writes to w an OCI layer tar that turns the tree lower into the
 // tree upper: entries added or changed in upper (with their folders),
 // ".wh." whiteouts for entries missing from upper, and hardlinks between
-// files of upper that share an inode. Both trees must hold still while
-// Compare reads them. An entry is changed when its type, mode, owner,
-// device, size, modification time, link target or kept xattrs differ;
-// a file whose size and modification time stay is taken to keep its
-// bytes (overlayfs and cp -p keep times, and a write changes them).
+// files of upper that share an inode. An entry is changed when its type,
+// mode, owner, device, size, modification time, link target or kept
+// xattrs differ; a file whose size and modification time stay is taken
+// to keep its bytes (overlayfs and cp -p keep times, and a write changes
+// them).
+//
+// The trees may change while Compare reads them (a running container's
+// snapshot): it walks them by descriptors, one name at a time from the
+// folder above (openat2 with RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS), and
+// never follows a symlink, so a folder swapped for a symlink to / during
+// the walk is written as the symlink it became, and nothing outside the
+// trees is ever read. An entry removed during the walk is left out (or
+// whited out, when lower has it); the layer then shows the tree as it was
+// at some point of the walk, entry by entry.
 func Compare(ctx context.Context, w io.Writer, lower, upper string) error {
 	c := &comparer{
 		ctx:   ctx,
 		tw:    tar.NewWriter(w),
-		lower: lower,
-		upper: upper,
 		links: map[inode]string{},
 		buf:   make([]byte, copyBufferSize),
 	}
-	if err := c.dir("", true); err != nil {
+	upperFd, err := unix.Open(upper, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("compare %s to %s: %w", lower, upper, &os.PathError{Op: "open", Path: upper, Err: err})
+	}
+	defer unix.Close(upperFd)
+	lowerFd, err := unix.Open(lower, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		lowerFd = -1
+	} else if err != nil {
+		return fmt.Errorf("compare %s to %s: %w", lower, upper, &os.PathError{Op: "open", Path: lower, Err: err})
+	} else {
+		defer unix.Close(lowerFd)
+	}
+	if err := c.dir("", upperFd, lowerFd); err != nil {
 		return fmt.Errorf("compare %s to %s: %w", lower, upper, err)
 	}
 	return c.tw.Close()
@@ -44,26 +66,28 @@ func Compare(ctx context.Context, w io.Writer, lower, upper string) error {
 type inode struct{ dev, ino uint64 }
 
 type comparer struct {
-	ctx          context.Context
-	tw           *tar.Writer
-	lower, upper string
-	links        map[inode]string // first name written for a multiply linked file
-	buf          []byte
+	ctx   context.Context
+	tw    *tar.Writer
+	links map[inode]string // first name written for a multiply linked file
+	buf   []byte
 }
 
-// dir compares the folder rel of upper with the same folder of lower
-// (lowerDir false: lower has no folder there, everything is new).
-func (c *comparer) dir(rel string, lowerDir bool) error {
+// dir compares the folder rel, open as upper, with the same folder of
+// lower (-1: lower has no folder there, everything is new).
+func (c *comparer) dir(rel string, upper, lower int) error {
 	if err := c.ctx.Err(); err != nil {
 		return err
 	}
-	upperNames, err := readNames(filepath.Join(c.upper, rel))
+	if len(rel) >= unix.PathMax {
+		return fmt.Errorf("%.64s…: a path of %d bytes or more: %w", rel, unix.PathMax, errdefs.ErrInvalidArgument)
+	}
+	upperNames, err := readNames(upper, rel)
 	if err != nil {
 		return err
 	}
 	var lowerNames []string
-	if lowerDir {
-		if lowerNames, err = readNames(filepath.Join(c.lower, rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if lower >= 0 {
+		if lowerNames, err = readNames(lower, rel); err != nil {
 			return err
 		}
 	}
@@ -76,12 +100,12 @@ func (c *comparer) dir(rel string, lowerDir bool) error {
 			}
 			j++
 		case j == len(lowerNames) || upperNames[i] < lowerNames[j]:
-			if err := c.entry(path.Join(rel, upperNames[i]), false); err != nil {
+			if err := c.entry(rel, upperNames[i], upper, -1); err != nil {
 				return err
 			}
 			i++
 		default:
-			if err := c.entry(path.Join(rel, upperNames[i]), true); err != nil {
+			if err := c.entry(rel, upperNames[i], upper, lower); err != nil {
 				return err
 			}
 			i, j = i+1, j+1
@@ -90,28 +114,47 @@ func (c *comparer) dir(rel string, lowerDir bool) error {
 	return nil
 }
 
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
+// readNames lists the folder fd (O_PATH) in name order.
+func readNames(fd int, rel string) ([]string, error) {
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: rel, Err: err}
 	}
+	f := os.NewFile(uintptr(dfd), rel)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	slices.Sort(names)
 	return names, err
 }
 
-// entry writes rel if it is new or changed, and walks into it if it is a
-// folder.
-func (c *comparer) entry(rel string, inLower bool) error {
-	u, err := statEntry(filepath.Join(c.upper, rel))
-	if err != nil {
+// entry writes the entry name of the folder rel (open as upperDir) if it
+// is new or changed from the one in lowerDir (-1: none), and walks into
+// it if it is a folder.
+func (c *comparer) entry(rel, name string, upperDir, lowerDir int) error {
+	rel = path.Join(rel, name)
+	u, err := openEntry(upperDir, name, rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Removed while compared: as if it had been gone before.
+		if lowerDir >= 0 {
+			if l, err := openEntry(lowerDir, name, rel); err == nil {
+				l.close()
+				return c.whiteout(rel)
+			}
+		}
+		return nil
+	} else if err != nil {
 		return err
 	}
+	defer u.close()
 	var l *entryInfo
-	if inLower {
-		if l, err = statEntry(filepath.Join(c.lower, rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if lowerDir >= 0 {
+		l, err = openEntry(lowerDir, name, rel)
+		if errors.Is(err, fs.ErrNotExist) {
+			l = nil
+		} else if err != nil {
 			return err
+		} else {
+			defer l.close()
 		}
 	}
 	if l == nil || !u.same(l) {
@@ -120,7 +163,11 @@ func (c *comparer) entry(rel string, inLower bool) error {
 		}
 	}
 	if u.mode&unix.S_IFMT == unix.S_IFDIR {
-		return c.dir(rel, l != nil && l.mode&unix.S_IFMT == unix.S_IFDIR)
+		lowerFd := -1
+		if l != nil && l.mode&unix.S_IFMT == unix.S_IFDIR {
+			lowerFd = l.fd
+		}
+		return c.dir(rel, u.fd, lowerFd)
 	}
 	return nil
 }
@@ -158,7 +205,7 @@ func (c *comparer) write(rel string, e *entryInfo) error {
 			c.links[e.inode] = rel
 		}
 		hdr.Typeflag, hdr.Size = tar.TypeReg, e.size
-		return c.writeFile(hdr, filepath.Join(c.upper, rel))
+		return c.writeFile(hdr, e)
 	case unix.S_IFDIR:
 		hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
 	case unix.S_IFLNK:
@@ -177,8 +224,11 @@ func (c *comparer) write(rel string, e *entryInfo) error {
 	return c.tw.WriteHeader(hdr)
 }
 
-func (c *comparer) writeFile(hdr *tar.Header, name string) error {
-	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+// writeFile writes the regular file e with hdr, reading the inode e holds
+// (reopened through its descriptor, never by name). A file that grows or
+// shrinks meanwhile fails the tar writer or the copy.
+func (c *comparer) writeFile(hdr *tar.Header, e *entryInfo) error {
+	f, err := os.OpenFile(procFdPath(e.fd), os.O_RDONLY|unix.O_NOCTTY, 0)
 	if err != nil {
 		return err
 	}
@@ -186,8 +236,10 @@ func (c *comparer) writeFile(hdr *tar.Header, name string) error {
 	if err := c.tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	if _, err := io.CopyBuffer(c.tw, onlyReader{f}, c.buf); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	if n, err := io.CopyBuffer(c.tw, onlyReader{f}, c.buf); err != nil {
+		return fmt.Errorf("%s: %w", hdr.Name, err)
+	} else if n != hdr.Size {
+		return fmt.Errorf("%s: %d bytes read, %d expected: the file changed while compared", hdr.Name, n, hdr.Size)
 	}
 	return nil
 }
@@ -196,8 +248,10 @@ func (c *comparer) writeFile(hdr *tar.Header, name string) error {
 // buffer given.
 type onlyReader struct{ io.Reader }
 
-// entryInfo is what Compare compares of an entry.
+// entryInfo is what Compare compares of an entry, and the O_PATH
+// descriptor it was read through.
 type entryInfo struct {
+	fd             int
 	mode, uid, gid uint32
 	nlink          uint64
 	rdev           uint64
@@ -208,29 +262,72 @@ type entryInfo struct {
 	xattrs         []xattr
 }
 
-func statEntry(name string) (*entryInfo, error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(name, &st); err != nil {
-		return nil, &os.PathError{Op: "lstat", Path: name, Err: err}
-	}
-	e := &entryInfo{
-		mode: st.Mode, uid: st.Uid, gid: st.Gid, nlink: uint64(st.Nlink), rdev: uint64(st.Rdev),
-		size: st.Size, mtime: time.Unix(st.Mtim.Unix()), inode: inode{dev: uint64(st.Dev), ino: st.Ino},
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		t, err := os.Readlink(name)
-		if err != nil {
-			return nil, err
-		}
-		e.target = t
-	}
-	xs, err := readXattrs(name)
+// openEntry opens name, one component, in the folder dir without
+// following a symlink (the descriptor is the symlink's, then) and reads
+// what Compare compares from the descriptor. rel names it in errors.
+func openEntry(dir int, name, rel string) (*entryInfo, error) {
+	fd, err := openat2Retry(dir, name, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
 	if err != nil {
+		return nil, &os.PathError{Op: "openat2", Path: rel, Err: err}
+	}
+	e := &entryInfo{fd: fd}
+	if err := e.read(rel); err != nil {
+		e.close()
 		return nil, err
 	}
-	e.xattrs = xs
 	return e, nil
 }
+
+func (e *entryInfo) read(rel string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(e.fd, &st); err != nil {
+		return &os.PathError{Op: "fstat", Path: rel, Err: err}
+	}
+	e.mode, e.uid, e.gid, e.nlink, e.rdev = st.Mode, st.Uid, st.Gid, uint64(st.Nlink), uint64(st.Rdev)
+	e.size, e.mtime, e.inode = st.Size, time.Unix(st.Mtim.Unix()), inode{dev: uint64(st.Dev), ino: st.Ino}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		buf := make([]byte, unix.PathMax)
+		n, err := unix.Readlinkat(e.fd, "", buf)
+		if err != nil {
+			return &os.PathError{Op: "readlink", Path: rel, Err: err}
+		}
+		e.target = string(buf[:n])
+		// A symlink has none of the kept xattrs (user.* and ACLs are
+		// refused on symlinks, capabilities are for files), and its
+		// /proc path would be followed.
+		return nil
+	}
+	xs, err := readXattrs(procFdPath(e.fd), rel)
+	if err != nil {
+		return err
+	}
+	e.xattrs = xs
+	return nil
+}
+
+func (e *entryInfo) close() { unix.Close(e.fd) }
+
+// openat2Retry is openat2 again while a rename elsewhere makes the
+// kernel ask for a retry.
+func openat2Retry(dir int, name string, how *unix.OpenHow) (int, error) {
+	for {
+		fd, err := unix.Openat2(dir, name, how)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err == unix.ENOSYS {
+			return -1, fmt.Errorf("openat2: %w (needs Linux 5.6 or later)", errdefs.ErrNotImplemented)
+		}
+		return fd, err
+	}
+}
+
+// procFdPath is the magic link of descriptor fd: a path that reaches
+// exactly its inode, whatever happened to its name.
+func procFdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 func (e *entryInfo) same(o *entryInfo) bool {
 	if e.mode != o.mode || e.uid != o.uid || e.gid != o.gid || e.target != o.target || len(e.xattrs) != len(o.xattrs) {
@@ -257,14 +354,15 @@ func (e *entryInfo) same(o *entryInfo) bool {
 	return true
 }
 
-// readXattrs reads the kept xattrs of name (not following it), in name
-// order.
-func readXattrs(name string) ([]xattr, error) {
+// readXattrs reads the kept xattrs of the inode at p, a descriptor's
+// magic link (followed to its inode, which is never a symlink here), in
+// name order; rel names it in errors.
+func readXattrs(p, rel string) ([]xattr, error) {
 	buf := make([]byte, 4096)
 	var n int
 	for {
 		var err error
-		n, err = unix.Llistxattr(name, buf)
+		n, err = unix.Listxattr(p, buf)
 		if err == unix.ERANGE {
 			buf = make([]byte, len(buf)*2)
 			continue
@@ -273,7 +371,7 @@ func readXattrs(name string) ([]xattr, error) {
 			return nil, nil
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "listxattr", Path: name, Err: err}
+			return nil, &os.PathError{Op: "listxattr", Path: rel, Err: err}
 		}
 		break
 	}
@@ -284,7 +382,7 @@ func readXattrs(name string) ([]xattr, error) {
 		}
 		v := make([]byte, 256)
 		for {
-			m, err := unix.Lgetxattr(name, k, v)
+			m, err := unix.Getxattr(p, k, v)
 			if err == unix.ERANGE {
 				v = make([]byte, len(v)*4)
 				continue
@@ -294,7 +392,7 @@ func readXattrs(name string) ([]xattr, error) {
 				break
 			}
 			if err != nil {
-				return nil, &os.PathError{Op: "getxattr " + k, Path: name, Err: err}
+				return nil, &os.PathError{Op: "getxattr " + k, Path: rel, Err: err}
 			}
 			v = v[:m]
 			break

@@ -3,9 +3,11 @@ package archive_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,4 +97,89 @@ func applyTo(t *testing.T, layer []byte) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// TestCompareSwapRace: a process that swaps a folder of upper for a
+// symlink to a folder outside the trees, over and over while Compare
+// walks, never gets a file of that folder into the layer (the walk goes
+// by descriptors and never follows a symlink). The folder holds a file of
+// the same name as the outside one, as an attacker would name it after a
+// host file, so that a walk that listed the real folder and then reads
+// by path through the symlink reads the host's bytes.
+func TestCompareSwapRace(t *testing.T) {
+	testutil.RequireRoot(t)
+	const rounds = 500
+	base := t.TempDir()
+	lower, upper, host := filepath.Join(base, "lower"), filepath.Join(base, "upper"), filepath.Join(base, "host")
+	d, aside := filepath.Join(upper, "d"), filepath.Join(upper, "d.aside")
+	for _, dir := range []string{lower, d, host} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const marker, secret = "marker", "host secret"
+	if err := os.WriteFile(filepath.Join(host, marker), []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Files listed before the marker give the swap time to happen.
+	for i := range 100 {
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%03d", i)), []byte("container"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d, marker), []byte("container"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	stop, done := make(chan struct{}), make(chan struct{})
+	var swaps atomic.Int64
+	spin := func() {
+		for start := time.Now(); time.Since(start) < 50*time.Microsecond; {
+		}
+	}
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// d is a folder for a while, then a symlink to host for a
+			// while. Each step may fail harmlessly when one before did.
+			spin()
+			os.Rename(d, aside)
+			os.Symlink(host, d)
+			spin()
+			os.Remove(d)
+			os.Rename(aside, d)
+			swaps.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	})
+
+	failed := 0
+	for round := range rounds {
+		var layer bytes.Buffer
+		if err := archive.Compare(context.Background(), &layer, lower, upper); err != nil {
+			// An entry replaced between two reads of it may fail a
+			// round; it must never leak.
+			t.Logf("round %d: %v", round, err)
+			failed++
+			continue
+		}
+		if bytes.Contains(layer.Bytes(), []byte(secret)) {
+			t.Fatalf("round %d (after %d swaps): the layer holds the bytes of the host's %s", round, swaps.Load(), marker)
+		}
+	}
+	close(stop)
+	<-done
+	t.Logf("%d rounds of Compare (%d failed), %d swaps: no host file in any layer", rounds, failed, swaps.Load())
 }

@@ -54,7 +54,12 @@
 // OCI layer tar that turns the first into the second: added and changed
 // entries, whiteouts for deletions, hardlinks for files that share an inode
 // in the upper tree. Times are written to the second and access times are
-// left out, so the same trees give the same tar.
+// left out, so the same trees give the same tar. Compare may read a tree
+// that changes meanwhile (a running container's): it walks by descriptors,
+// one name at a time below the folder it holds open, never following a
+// symlink (openat2, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), and reads a
+// file through the descriptor it examined, so nothing outside the trees
+// gets into the layer, whatever is swapped during the walk.
 //
 // Cost: an entry's folder is kept open for the entries after it in the
 // same folder, and a file that needs no owner, mode or xattrs set apart
