@@ -26,4 +26,17 @@
 //     filesystem (no "..", symlink or rename race leads out of it; only
 //     regular files are read, of bounded size); the package never mounts:
 //     a client lends a mounted root through ContextWithRootFS.
+//   - Security options never grant more than berthd holds: "ALL"
+//     capabilities and WithPrivileged mean berthd's own effective set, and
+//     WithOOMScoreAdj with restrict never goes below berthd's own score,
+//     so a container never fails for a privilege the daemon lacks.
+//   - What the host does not enforce is left to the host: an SELinux label
+//     is dropped where SELinux is off; an AppArmor profile asked for by
+//     name fails where AppArmor is off (it is a confinement the caller
+//     relies on).
+//   - berth's default seccomp profile (DefaultSeccomp) is an allowlist
+//     fitted to the container's bounding set: a capability granted also
+//     allows the syscalls it governs. A profile file is bounded (1 MiB),
+//     read as a regular file only, and every unknown action or operator
+//     fails with its place in the file.
 package oci

@@ -116,11 +116,8 @@ func WithHostname(name string) SpecOpts {
 // on the host, unless the spec mounts something there already.
 func WithHostNamespace(ns specs.LinuxNamespaceType) SpecOpts {
 	return func(_ context.Context, s *specs.Spec) error {
-		switch ns {
-		case specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace, specs.IPCNamespace,
-			specs.UTSNamespace, specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace:
-		default:
-			return invalid("namespace type %q: unknown", ns)
+		if err := checkNamespaceType(ns); err != nil {
+			return err
 		}
 		l := ensureLinux(s)
 		l.Namespaces = slices.DeleteFunc(l.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == ns })
@@ -233,6 +230,17 @@ func WithAnnotations(annotations map[string]string) SpecOpts {
 		maps.Copy(s.Annotations, annotations)
 		return nil
 	}
+}
+
+// checkNamespaceType fails for a namespace type the runtime spec does not
+// name.
+func checkNamespaceType(t specs.LinuxNamespaceType) error {
+	switch t {
+	case specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace, specs.IPCNamespace,
+		specs.UTSNamespace, specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace:
+		return nil
+	}
+	return invalid("namespace type %q: unknown", t)
 }
 
 // setEnv replaces the entry of env with kv's key, or appends kv.

@@ -3,6 +3,7 @@ package oci
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,57 +66,73 @@ func TestRuncRunsSpec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := strings.ReplaceAll(tt.name, " ", "-")
-			bundle := t.TempDir()
-			rootfs := filepath.Join(bundle, "rootfs")
-			for _, d := range []string{"bin", "etc"} {
-				if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			b, err := os.ReadFile(busybox)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), b, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			for _, applet := range []string{"sh", "hostname", "id"} {
-				if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
-					t.Fatal(err)
-				}
-			}
-
 			args := "echo $(hostname) $(id -u) $(id -g)"
 			if strings.Contains(tt.name, "groups") {
 				args += " $(id -G)"
 			}
-			opts := append([]SpecOpts{WithProcessArgs("sh", "-c", args)}, tt.opts...)
-			s, err := GenerateSpec(context.Background(), namespace, id, opts...)
+			bundle := newBusyboxBundle(t, busybox)
+			out, err := runInRunc(t, runc, bundle, namespace, id, append([]SpecOpts{WithProcessArgs("sh", "-c", args)}, tt.opts...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := json.Marshal(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o600); err != nil {
-				t.Fatal(err)
-			}
-
-			state := t.TempDir()
-			t.Cleanup(func() { _ = exec.Command(runc, "--root", state, "delete", "--force", id).Run() })
-			cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, id)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("runc run: %v\n%s", err, stderr.String())
-			}
-			if string(out) != tt.want {
+			if out != tt.want {
 				t.Errorf("output %q, want %q", out, tt.want)
 			}
 		})
 	}
+}
+
+// newBusyboxBundle returns a bundle folder whose rootfs holds a static
+// busybox with the applets tests call, and empty /etc and /tmp.
+func newBusyboxBundle(t *testing.T, busybox string) string {
+	t.Helper()
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"bin", "etc", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, applet := range []string{"sh", "hostname", "id", "cat", "grep", "wc", "ls", "unshare", "true", "touch", "echo"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundle
+}
+
+// runInRunc writes the spec opts make into bundle and runs it with runc
+// as container id, returning its stdout; an error carries runc's stderr.
+func runInRunc(t *testing.T, runc, bundle, namespace, id string, opts ...SpecOpts) (string, error) {
+	t.Helper()
+	s, err := GenerateSpec(context.Background(), namespace, id, append([]SpecOpts{WithRootFSPath(filepath.Join(bundle, "rootfs"))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	t.Cleanup(func() { _ = exec.Command(runc, "--root", state, "delete", "--force", id).Run() })
+	cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, id)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("runc run: %v\n%s%s", err, out, stderr.String())
+	}
+	return string(out), nil
 }
 
 // withGroups sets supplementary groups, as WithUser does for a user that
