@@ -10,7 +10,8 @@ import (
 )
 
 // Register serves s's RuntimeService and ImageService on g. Create g with
-// the interceptor UnaryErrors, so that error classes become status codes.
+// ServerOptions, so that error classes become status codes and a panic an
+// Internal error.
 func (s *Server) Register(g *grpc.Server) {
 	runtimeapi.RegisterRuntimeServiceServer(g, s)
 	runtimeapi.RegisterImageServiceServer(g, s)

@@ -194,7 +194,8 @@ gid = 0
 # process (by the pid the kernel reports for the socket's peer) may hold
 # max_connections_per_process connections at once and a user
 # max_connections_per_user (a client library holds one per client); more
-# are closed at once. A connection that does not send a whole request
+# are closed at once. The CRI socket ([cri]) has the same caps, counted
+# apart. A connection that does not send a whole request
 # frame within frame_timeout of its first byte (or of connecting, for the
 # first) is closed; one that waits between requests may wait for ever.
 max_connections_per_process = 128

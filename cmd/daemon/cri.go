@@ -18,6 +18,7 @@ import (
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/cri"
 	"github.com/berthrt/berth/cri/cni"
+	"github.com/berthrt/berth/internal/rpcguard"
 )
 
 // The CRI is a client of the daemon's own ttrpc services through the Go
@@ -91,12 +92,16 @@ func runCRI(ctx context.Context, cfg *Config, srv *ttrpc.Server, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer(grpc.UnaryInterceptor(cri.UnaryErrors))
+	// The API's caps per peer process and user apply to the CRI socket
+	// too (its own count: a kubelet and berthctl do not share places).
+	criLimits, _ := cfg.API.limits() // validated with the config
+	refused := func(err error) { log.Warn("CRI connection refused", "error", err) }
+	g := grpc.NewServer(cri.ServerOptions(log)...)
 	s.Register(g)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := g.Serve(peerChecked{l, allowPeers(cfg.API.UID, cfg.API.GID), log}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := g.Serve(rpcguard.Listener(peerChecked{l, allowPeers(cfg.API.UID, cfg.API.GID), log}, criLimits, refused)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			log.Error("serve the CRI", "error", err)
 		}
 	}()

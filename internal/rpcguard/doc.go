@@ -2,7 +2,8 @@
 // connections without using them: it caps the connections of each peer
 // process and each peer user (from SO_PEERCRED), and closes a connection
 // that does not send a whole frame within a bound of its first byte (or,
-// for its first frame, of its accept).
+// for its first frame, of its accept). Listener applies the same caps to
+// a server that is not ttrpc (the CRI's gRPC), without the frame bound.
 //
 // # Invariants
 //

@@ -71,7 +71,7 @@ func (g *guard) Handshake(ctx context.Context, conn net.Conn) (net.Conn, any, er
 		}
 		conn, info = c, i
 	}
-	return &framedConn{Conn: conn, timeout: g.lim.FrameTimeout, deadlineSet: true, release: func() { g.release(cred) }}, info, nil
+	return &framedConn{releasingConn: releasingConn{Conn: conn, release: func() { g.release(cred) }}, timeout: g.lim.FrameTimeout, deadlineSet: true}, info, nil
 }
 
 // take counts a connection of cred, or refuses it over a cap.
@@ -130,10 +130,8 @@ func peerCred(conn net.Conn) (*unix.Ucred, error) {
 // between frames none. ttrpc reads from one goroutine, so the parser
 // needs no lock.
 type framedConn struct {
-	net.Conn
-	timeout     time.Duration
-	release     func()
-	releaseOnce sync.Once
+	releasingConn
+	timeout time.Duration
 
 	header      [frameHeaderLength]byte
 	headerN     int   // bytes of the current frame's header read
@@ -190,9 +188,4 @@ func (c *framedConn) follow(b []byte) (completed bool) {
 		}
 	}
 	return completed
-}
-
-func (c *framedConn) Close() error {
-	c.releaseOnce.Do(c.release)
-	return c.Conn.Close()
 }
