@@ -27,6 +27,7 @@ import (
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/task"
+	"github.com/berthrt/berth/task/reaper"
 )
 
 // Descriptors inherited from start.
@@ -103,11 +104,11 @@ func serve(ctx context.Context, o *options) error {
 	ready := os.NewFile(readyFD, "shim-ready")
 
 	stop := make(chan struct{})
-	reaper := task.NewReaper()
-	if err := reaper.Run(stop); err != nil {
+	r := reaper.New()
+	if err := r.Run(stop); err != nil {
 		return err
 	}
-	runc.Monitor = reaper
+	runc.Monitor = r
 
 	done := make(chan struct{})
 	var shutdownOnce sync.Once
@@ -118,7 +119,7 @@ func serve(ctx context.Context, o *options) error {
 			Runtime: runtime, RuntimeRoot: runtimeRoot,
 			Logger:   log.With("namespace", namespace, "id", id),
 			Shutdown: shutdown,
-		}, reaper)
+		}, r)
 	}
 	var (
 		svc   shimapi.TaskService

@@ -1,4 +1,4 @@
-package task
+package cgroup
 
 import (
 	"os"
@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthrt/berth/shimapi"
 	"github.com/moby/sys/mountinfo"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/berthrt/berth/shimapi"
 )
 
 // writeFiles writes name → content files into dir.
@@ -95,7 +96,7 @@ func TestCgroupV1Metrics(t *testing.T) {
 		"cpuacct.stat":  "user 7\nsystem 5\n",
 	})
 	writeFiles(t, pids, map[string]string{"pids.current": "2\n", "pids.max": "max\n"})
-	got, err := (&cgroupV1{memory: mem, cpuacct: cpu, pids: pids}).metrics()
+	got, err := (&cgroupV1{memory: mem, cpuacct: cpu, pids: pids}).Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,12 +114,12 @@ func TestCgroupV1Metrics(t *testing.T) {
 	// A controller that is not mounted, or a file the kernel lacks, costs
 	// its figures only; a file that does not parse is an error.
 	os.Remove(filepath.Join(mem, "memory.oom_control"))
-	got, err = (&cgroupV1{memory: mem}).metrics()
+	got, err = (&cgroupV1{memory: mem}).Metrics()
 	if err != nil || got.MemoryUsageBytes != 1<<20 || got.CpuUsageNs != 0 || got.OomEvents != 0 {
 		t.Fatalf("partial: %v, %v", got, err)
 	}
 	writeFiles(t, mem, map[string]string{"memory.usage_in_bytes": "lots\n"})
-	if _, err := (&cgroupV1{memory: mem}).metrics(); err == nil {
+	if _, err := (&cgroupV1{memory: mem}).Metrics(); err == nil {
 		t.Fatal("no error for a file that does not parse")
 	}
 }
@@ -135,7 +136,7 @@ func TestCgroupV2Metrics(t *testing.T) {
 		"pids.current":   "3\n",
 		"pids.max":       "100\n",
 	})
-	got, err := (&cgroupV2{dir: dir}).metrics()
+	got, err := (&cgroupV2{dir: dir}).Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,10 +159,10 @@ func TestCgroupV2WatchOOM(t *testing.T) {
 	writeFiles(t, dir, map[string]string{"memory.events": "low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n"})
 	cg := &cgroupV2{dir: dir}
 	ooms := make(chan struct{}, 8)
-	if err := cg.watchOOM(func() { ooms <- struct{}{} }); err != nil {
+	if err := cg.WatchOOM(func() { ooms <- struct{}{} }); err != nil {
 		t.Fatal(err)
 	}
-	defer cg.close()
+	defer cg.Close()
 
 	expect := func(n int) {
 		t.Helper()

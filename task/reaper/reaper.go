@@ -1,4 +1,8 @@
-package task
+// Package reaper owns wait4 for the whole shim process (see Reaper). It is
+// its own package because it holds the process-wide state of a child
+// subreaper: its tests must be the only ones in their test binary that
+// reap children, and nothing else in the shim may call wait.
+package reaper
 
 import (
 	"os"
@@ -27,8 +31,8 @@ type Reaper struct {
 	subs map[*Subscription]struct{} // guarded by mu
 }
 
-// NewReaper returns a reaper; Run must be called for it to reap.
-func NewReaper() *Reaper {
+// New returns a reaper; Run must be called for it to reap.
+func New() *Reaper {
 	return &Reaper{cmds: make(map[int]chan runc.Exit), subs: make(map[*Subscription]struct{})}
 }
 

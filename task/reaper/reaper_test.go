@@ -1,4 +1,4 @@
-package task
+package reaper
 
 import (
 	"bufio"
@@ -45,7 +45,7 @@ func TestReaper(t *testing.T) {
 // the test process an ordinary parent again.
 func startReaper(t *testing.T) *Reaper {
 	t.Helper()
-	r := NewReaper()
+	r := New()
 	stop := make(chan struct{})
 	if err := r.Run(stop); err != nil {
 		t.Fatalf("Run: %v", err)
