@@ -23,26 +23,11 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events"
-	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/internal/rpcguard"
 	"github.com/berthrt/berth/internal/spantrace"
-	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/services"
-	"github.com/berthrt/berth/services/containers"
-	contentsvc "github.com/berthrt/berth/services/content"
-	diffsvc "github.com/berthrt/berth/services/diff"
-	eventsvc "github.com/berthrt/berth/services/events"
-	gcsvc "github.com/berthrt/berth/services/gc"
-	imagesvc "github.com/berthrt/berth/services/images"
-	"github.com/berthrt/berth/services/introspection"
-	leasesvc "github.com/berthrt/berth/services/leases"
-	nssvc "github.com/berthrt/berth/services/namespaces"
-	snapshotsvc "github.com/berthrt/berth/services/snapshots"
-	"github.com/berthrt/berth/services/tasks"
 	transfersvc "github.com/berthrt/berth/services/transfer"
 	"github.com/berthrt/berth/shimapi"
-	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
 	"github.com/berthrt/berth/version"
@@ -59,133 +44,104 @@ const tempMountsName = "tmpmounts"
 // flight. Containers are not affected either way.
 const shutdownTimeout = 5 * time.Second
 
-// serve runs the daemon until SIGINT or SIGTERM.
+// serve runs the daemon until SIGINT or SIGTERM, in three steps: open the
+// stores (stores.go), wire the services onto the API server (services.go),
+// and run: restore the shims, serve, shut down.
 func serve(ctx context.Context, cfg *Config) error {
 	level, _ := parseLevel(cfg.Log.Level) // validated with the config
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	sd := takeNotifier() // first: no shim may inherit NOTIFY_SOCKET
 
-	// Containers' files are under both folders: no host user but root may
-	// reach them (the CVE-2021-41103 class). Folders an earlier release
-	// made looser are tightened here.
-	if err := fsperm.Restrict(cfg.Root, rootPerm); err != nil {
+	st, err := openStores(cfg, log)
+	if err != nil {
 		return err
 	}
-	if err := fsperm.Restrict(cfg.State, supervisor.StatePerm); err != nil {
+	defer st.Close()
+	d, err := newDaemon(cfg, st, log)
+	if err != nil {
 		return err
 	}
+	defer d.sup.Close() // leaves every shim running
+	if err := d.registerServices(cfg, st); err != nil {
+		return err
+	}
+	return d.run(ctx, cfg, st, sd)
+}
+
+// daemon is what berthd runs over its stores: the event exchange, the
+// supervisor of the shims, the API server and the garbage collector.
+type daemon struct {
+	log       *slog.Logger
+	shim      string // berth-shim's path
+	exchange  *events.Exchange
+	sup       *supervisor.Supervisor
+	mtr       *daemonMetrics
+	srv       *ttrpc.Server
+	gcs       *metadata.GCScheduler
+	restoring atomic.Bool // true until every shim of the last daemon is reconnected
+}
+
+// newDaemon starts the supervisor (which restores nothing yet) and makes
+// the API server and the garbage collector over st.
+func newDaemon(cfg *Config, st *stores, log *slog.Logger) (*daemon, error) {
 	shim, err := shimBinary(cfg.Runtime.Shim)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	db, err := metadata.Open(filepath.Join(cfg.Root, "meta.db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	// With the database held no other daemon runs on this root: what is
-	// mounted in its temporary mount folder was left by a killed one.
-	tempMounts := filepath.Join(cfg.Root, tempMountsName)
-	if err := mount.CleanupTempMounts(tempMounts); err != nil {
-		log.Warn("remove temporary mounts left by an earlier daemon", "folder", tempMounts, "error", err)
-	}
-	if err := fsperm.Restrict(tempMounts, mount.TempMountPerm); err != nil {
-		return err
-	}
-	contentRoot := filepath.Join(cfg.Root, "content")
-	blobs, err := local.NewStore(contentRoot)
-	if err != nil {
-		return err
-	}
-
-	exchange := events.NewExchange()
-	sup, err := supervisor.New(supervisor.Config{
+	d := &daemon{log: log, shim: shim, exchange: events.NewExchange()}
+	d.restoring.Store(true)
+	d.sup, err = supervisor.New(supervisor.Config{
 		StateDir:   cfg.State,
 		ShimBinary: shim,
 		Runtime:    cfg.Runtime.Default,
 		SpareShims: cfg.Runtime.Spares,
-		Events:     forwarder{exchange},
+		Events:     forwarder{d.exchange},
 		Log:        log.With("component", "supervisor"),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer sup.Close() // leaves every shim running
-	mtr, err := openMetrics(cfg, sup)
-	if err != nil {
-		return err
+	fail := func(err error) (*daemon, error) {
+		d.sup.Close()
+		return nil, err
 	}
-
+	if d.mtr, err = openMetrics(cfg, d.sup); err != nil {
+		return fail(err)
+	}
 	apiLimits, _ := cfg.API.limits() // validated with the config
-	srv, err := ttrpc.NewServer(slices.Concat([]ttrpc.ServerOpt{
+	d.srv, err = ttrpc.NewServer(slices.Concat([]ttrpc.ServerOpt{
 		ttrpc.WithServerHandshaker(rpcguard.Handshaker(allowPeers(cfg.API.UID, cfg.API.GID), apiLimits)),
-	}, errdefs.ServerOpts(), spantrace.ServerOpts(), mtr.serverOpts())...)
+	}, errdefs.ServerOpts(), spantrace.ServerOpts(), d.mtr.serverOpts())...)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	var restoring atomic.Bool
-	restoring.Store(true)
-	nssvc.Register(srv, db.Namespaces(), exchange)
-	locks := &services.IDLocks{}
-	containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{sup}, Publisher: exchange, DefaultRuntime: cfg.Runtime.Default, Locks: locks})
-	tasks.Register(srv, tasks.Config{Containers: db.Containers(), Supervisor: sup, Locks: locks})
-	eventsvc.Register(srv, exchange)
-	nsContent := db.ContentStore(blobs) // blobs as the namespaces see them
-	contentsvc.Register(srv, nsContent)
-	diffsvc.Register(srv, diffsvc.Config{Content: nsContent, TempMounts: tempMounts})
-	snaps := openSnapshotters(cfg, db, log.With("component", "snapshots"))
-	defer snaps.Close()
-	snapshotsvc.Register(srv, snaps.service)
 	gcInterval, gcDelay, ingestTTL, _ := cfg.GC.durations() // validated with the config
-	gcs := metadata.NewGCScheduler(metadata.NewGC(db, blobs, metadata.GCOptions{IngestTTL: ingestTTL, Snapshots: snaps.collectors}),
-		metadata.GCSchedulerConfig{Interval: gcInterval, DeleteDelay: gcDelay, Log: log.With("component", "gc"), Collected: mtr.gcCollected()})
-	imagesvc.Register(srv, imagesvc.Config{Store: db.Images(), Publisher: exchange, GC: gcs})
-	leasesvc.Register(srv, leasesvc.Config{Leases: db.Leases(), GC: gcs})
-	gcsvc.Register(srv, gcs)
-	registryTimeouts, _ := cfg.Registry.timeouts() // validated with the config
-	transfersvc.Register(srv, transfersvc.Config{
-		Content: nsContent, Images: db.Images(), Leases: db.Leases(), Publisher: exchange,
-		HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Timeouts: registryTimeouts, Log: log.With("component", "transfer"),
-		Snapshotter: snaps.service.Snapshotter, DefaultSnapshotter: cfg.Snapshotter.Default, TempMounts: tempMounts,
-	})
-	if n, err := transfersvc.Recover(ctx, db.Namespaces(), db.Leases()); err != nil {
+	d.gcs = metadata.NewGCScheduler(metadata.NewGC(st.db, st.blobs, metadata.GCOptions{IngestTTL: ingestTTL, Snapshots: st.snaps.collectors}),
+		metadata.GCSchedulerConfig{Interval: gcInterval, DeleteDelay: gcDelay, Log: log.With("component", "gc"), Collected: d.mtr.gcCollected()})
+	return d, nil
+}
+
+// run deletes the leases of transfers a killed daemon left, restores the
+// shims of the previous daemon, serves the API (and the
+// CRI) until ctx ends or SIGINT or SIGTERM, and shuts the server down.
+// Containers keep running whatever happens here.
+func (d *daemon) run(ctx context.Context, cfg *Config, st *stores, sd notifier) error {
+	log := d.log
+	if n, err := transfersvc.Recover(ctx, st.db.Namespaces(), st.db.Leases()); err != nil {
 		log.Warn("delete the leases of interrupted transfers", "deleted", n, "error", err)
 	} else if n > 0 {
 		log.Info("deleted the leases of interrupted transfers", "leases", n)
 	}
-	if err := introspection.Register(srv, introspection.Config{
-		Root: cfg.Root, State: cfg.State, Restoring: &restoring,
-		Services: append([]introspection.Service{
-			{Type: "berth.service.v1", ID: "namespaces"},
-			{Type: "berth.service.v1", ID: "containers"},
-			{Type: "berth.service.v1", ID: "tasks", Exports: map[string]string{"state": cfg.State, "runtime": cfg.Runtime.Default, "shim": shim}},
-			{Type: "berth.service.v1", ID: "events"},
-			{Type: "berth.service.v1", ID: "content", Exports: map[string]string{"root": contentRoot}},
-			{Type: "berth.service.v1", ID: "images"},
-			{Type: "berth.service.v1", ID: "diff"},
-			{Type: "berth.service.v1", ID: "leases"},
-			{Type: "berth.service.v1", ID: "transfer", Exports: map[string]string{"hosts_dir": cfg.Registry.ConfigPath}},
-			{Type: "berth.service.v1", ID: "gc", Exports: map[string]string{"interval": gcInterval.String(), "delete_delay": gcDelay.String()}},
-			{Type: "berth.service.v1", ID: "introspection"},
-			{Type: "berth.service.v1", ID: "health"},
-			{Type: "berth.service.v1", ID: "version"},
-			{Type: "berth.service.v1", ID: "snapshots", Exports: map[string]string{"default": cfg.Snapshotter.Default}},
-			{Type: "berth.metadata.v1", ID: "bolt", Exports: map[string]string{"path": filepath.Join(cfg.Root, "meta.db")}},
-		}, snaps.introspection...),
-	}); err != nil {
-		return err
-	}
-
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go gcs.Run(ctx)
-	mtr.serve(ctx, log.With("component", "metrics"))
+	go d.gcs.Run(ctx)
+	d.mtr.serve(ctx, log.With("component", "metrics"))
 	// Register the shims of the previous daemon before serving, so that no
 	// call misses a task; reconnect to them while serving: a call for a
 	// task waits for its own shim only (Shim.Ready).
 	start := time.Now()
-	restored, err := sup.StartRestore(ctx)
+	restored, err := d.sup.StartRestore(ctx)
 	if err != nil {
 		return fmt.Errorf("restore shims: %w", err)
 	}
@@ -194,17 +150,17 @@ func serve(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx, l) }()
+	go func() { serveErr <- d.srv.Serve(ctx, l) }()
 	log.Info("berthd serving", "version", version.Version, "address", cfg.API.Address, "root", cfg.Root, "state", cfg.State)
-	stopCRI := startCRI(ctx, cfg, srv, log)
+	stopCRI := startCRI(ctx, cfg, d.srv, log)
 	defer stopCRI()
 	go func() {
 		if err := restored(); err != nil && ctx.Err() == nil {
 			log.Error("restore shims", "error", err)
 		}
-		restoring.Store(false)
+		d.restoring.Store(false)
 		log.Info("shims restored", "duration", time.Since(start))
-		mtr.restored(time.Since(start))
+		d.mtr.restored(time.Since(start))
 		if err := sd.notify("READY=1\nSTATUS=serving"); err != nil {
 			log.Warn("tell the service manager berthd is ready", "error", err)
 		}
@@ -225,8 +181,8 @@ func serve(ctx context.Context, cfg *Config) error {
 	stopCRI() // before the services it calls
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
+	if err := d.srv.Shutdown(sctx); err != nil {
+		d.srv.Close()
 	}
 	os.Remove(cfg.API.Address)
 	return nil
