@@ -78,7 +78,25 @@ type ResolverOptions struct {
 	UserAgent string
 	// Timeouts bound each request; zero fields are DefaultTimeouts'.
 	Timeouts Timeouts
+	// Fetched, when set, is told of the bytes of manifests and blobs
+	// (kind FetchManifest or FetchBlob) as they are read from the host
+	// (host[:port], a mirror or the registry) that sends them, verified
+	// or not: the registry traffic of pulls. It is called from the
+	// reading goroutine and must not block.
+	Fetched FetchedFunc
 }
+
+// FetchedFunc is told that host sent n more bytes of a manifest or blob.
+type FetchedFunc func(host string, kind FetchKind, n int)
+
+// FetchKind is what a fetch reads.
+type FetchKind string
+
+// The kinds of FetchedFunc.
+const (
+	FetchManifest FetchKind = "manifest"
+	FetchBlob     FetchKind = "blob"
+)
 
 // Resolver reaches registries: it resolves references, fetches and
 // pushes manifests and blobs, trying each registry's hosts in order. It is
@@ -137,7 +155,7 @@ func (r *Resolver) Repository(ref Ref) (*Repository, error) {
 			MaxMetadataBytes:   MaxManifestSize,
 			SkipReferrersGC:    true,
 		}
-		repo.hosts = append(repo.hosts, hostRepo{Host: h, client: c, remote: rr})
+		repo.hosts = append(repo.hosts, hostRepo{Host: h, client: c, remote: rr, fetched: r.opts.Fetched})
 	}
 	return repo, nil
 }
@@ -215,8 +233,9 @@ type Repository struct {
 
 type hostRepo struct {
 	Host
-	client *auth.Client
-	remote *remote.Repository
+	client  *auth.Client
+	remote  *remote.Repository
+	fetched FetchedFunc // nil: not counted
 }
 
 // Resolve returns the descriptor of the manifest or index that object (a
@@ -353,17 +372,48 @@ func (h hostRepo) fetch(ctx context.Context, desc ocispec.Descriptor, offset int
 				}
 			}
 		}
-		return resp.Body, 0, nil
+		return h.counted(resp.Body, kind), 0, nil
 	case resp.StatusCode == http.StatusPartialContent && offset > 0:
 		var first int64
 		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-", &first); err != nil || first != offset {
 			resp.Body.Close()
 			return nil, 0, fmt.Errorf("GET %s: Content-Range %q does not start at %d: %w", url, resp.Header.Get("Content-Range"), offset, errdefs.ErrUnavailable)
 		}
-		return resp.Body, offset, nil
+		return h.counted(resp.Body, kind), offset, nil
 	}
 	defer resp.Body.Close()
 	return nil, 0, responseError(resp)
+}
+
+// counted reports what is read from body, of the URL kind "manifests" or
+// "blobs", to h.fetched. The count sits here, above the transport, so that
+// a caller's transport needs no wrapping (a wrapped one would lose the
+// per-host TLS settings that client applies to an *http.Transport) and
+// each byte is counted for the host that really sent it.
+func (h hostRepo) counted(body io.ReadCloser, kind string) io.ReadCloser {
+	if h.fetched == nil {
+		return body
+	}
+	k := FetchBlob
+	if kind == "manifests" {
+		k = FetchManifest
+	}
+	return &countedBody{ReadCloser: body, host: h.Host.Host, kind: k, fetched: h.fetched}
+}
+
+type countedBody struct {
+	io.ReadCloser
+	host    string
+	kind    FetchKind
+	fetched FetchedFunc
+}
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.fetched(b.host, b.kind, n)
+	}
+	return n, err
 }
 
 // Exists reports whether the registry holds the blob or manifest desc.

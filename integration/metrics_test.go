@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/internal/testutil"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 )
@@ -19,12 +20,19 @@ import (
 // containers in two namespaces, scrapes /v1/metrics, parses it with
 // Prometheus's own text parser, and finds each container's cgroup
 // metrics under its namespace and id, the API calls that made them by
-// service, method and code, the shims, and the Go and process metrics.
+// service, method and code, the shims, the bytes a pull read from a
+// registry, and the Go and process metrics.
 func TestMetricsEndpoint(t *testing.T) {
 	testutil.RequireRoot(t, "runc", "busybox")
+	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
+	img := pushTestImage(t, reg.Addr+"/metrics/app:1", 64<<10, 32<<10)
 	addr := testutil.FreeLoopbackAddr(t)
 	d := newDaemon(t, withConfig(fmt.Sprintf("[metrics]\naddress = %q\n", addr)))
 	a := d.api()
+	pullCtx := d.nsContext("metrics-pull")
+	if _, err := d.client(t, "metrics-pull").Pull(pullCtx, img.ref, client.WithPlainHTTP()); err != nil {
+		t.Fatal(err)
+	}
 	const perNamespace = 5
 	for _, ns := range []string{"metrics-a", "metrics-b"} {
 		for i := range perNamespace {
@@ -80,6 +88,28 @@ func TestMetricsEndpoint(t *testing.T) {
 		if families[name] == nil {
 			t.Errorf("%s missing", name)
 		}
+	}
+	var blobBytes float64
+	for dgst, data := range img.blobs {
+		if dgst != img.root.Digest {
+			blobBytes += float64(len(data))
+		}
+	}
+	for kind, want := range map[string]float64{"manifest": float64(img.root.Size), "blob": blobBytes} {
+		// A retried download reads some bytes twice: at least.
+		labels := map[string]string{"registry": reg.Addr, "kind": kind}
+		if v, ok := find(families, "berth_pull_bytes_total", labels); !ok || v < want {
+			t.Errorf("berth_pull_bytes_total%v = %v (found %v), want at least %v", labels, v, ok, want)
+		}
+	}
+	// A second pull finds every blob in the store and reads nothing.
+	before, _ := find(families, "berth_pull_bytes_total", map[string]string{"registry": reg.Addr, "kind": "blob"})
+	if _, err := d.client(t, "metrics-pull").Pull(pullCtx, img.ref, client.WithPlainHTTP()); err != nil {
+		t.Fatal(err)
+	}
+	families = scrape(t, "http://"+addr+"/v1/metrics")
+	if after, _ := find(families, "berth_pull_bytes_total", map[string]string{"registry": reg.Addr, "kind": "blob"}); after != before {
+		t.Errorf("berth_pull_bytes_total of blobs went from %v to %v over a pull of an image the store has", before, after)
 	}
 	if v, _ := find(families, "berth_metrics_stats_refresh_seconds", nil); v > 0 {
 		t.Logf("berthd's own measure of the round of Stats calls: %.1f ms", v*1000)

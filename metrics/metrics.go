@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/gc"
 )
 
@@ -29,6 +30,7 @@ type Metrics struct {
 	gcRemoved   *prometheus.CounterVec
 	gcBytes     prometheus.Counter
 	gcDuration  prometheus.Histogram
+	pull        *pullBytes
 }
 
 // New returns the metrics of a daemon whose tasks are tasks, with the Go
@@ -66,11 +68,12 @@ func New(tasks Tasks, opts StatsOptions) *Metrics {
 			Help:    "How long garbage collections took.",
 			Buckets: prometheus.ExponentialBuckets(.001, 4, 10),
 		}),
+		pull: newPullBytes(),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.apiCalls, m.apiDuration, m.restore, m.gcRuns, m.gcRemoved, m.gcBytes, m.gcDuration,
+		m.apiCalls, m.apiDuration, m.restore, m.gcRuns, m.gcRemoved, m.gcBytes, m.gcDuration, m.pull.counter,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "shims",
 			Help: "Tasks the daemon supervises, each with its shim.",
@@ -110,6 +113,10 @@ func (m *Metrics) GCCollected(stats gc.Stats, err error) {
 	m.gcBytes.Add(float64(stats.BlobBytes))
 	m.gcDuration.Observe(stats.Duration.Seconds())
 }
+
+// PullFetched counts the bytes pulls read from registries
+// (distribution.ResolverOptions' Fetched).
+func (m *Metrics) PullFetched() distribution.FetchedFunc { return m.pull.fetched }
 
 // splitMethod splits a ttrpc full method, "/pkg.Service/Method".
 func splitMethod(full string) (service, method string) {

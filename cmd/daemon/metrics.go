@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/gc"
 	"github.com/berthrt/berth/metrics"
 	typesv1 "github.com/berthrt/berth/proto/types/v1"
@@ -48,6 +49,13 @@ func (d *daemonMetrics) gcCollected() func(gc.Stats, error) {
 		return nil
 	}
 	return d.m.GCCollected
+}
+
+func (d *daemonMetrics) pullFetched() distribution.FetchedFunc {
+	if d == nil {
+		return nil
+	}
+	return d.m.PullFetched()
 }
 
 func (d *daemonMetrics) restored(took time.Duration) {

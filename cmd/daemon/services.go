@@ -73,7 +73,7 @@ func (d *daemon) registerServices(cfg *Config, st *stores) error {
 		{ids: []string{"transfer"}, exports: map[string]string{"hosts_dir": cfg.Registry.ConfigPath}, register: func(srv *ttrpc.Server) error {
 			transfersvc.Register(srv, transfersvc.Config{
 				Content: st.nsContent, Images: db.Images(), Leases: db.Leases(), Publisher: d.exchange,
-				HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Timeouts: registryTimeouts, Log: d.log.With("component", "transfer"),
+				HostsDir: cfg.Registry.ConfigPath, DockerConfig: cfg.Registry.DockerConfig, Timeouts: registryTimeouts, Fetched: d.mtr.pullFetched(), Log: d.log.With("component", "transfer"),
 				Snapshotter: st.snaps.service.Snapshotter, DefaultSnapshotter: cfg.Snapshotter.Default, TempMounts: st.tempMounts,
 			})
 			return nil

@@ -82,6 +82,9 @@ type Config struct {
 	// Timeouts bound every registry request; zero fields are
 	// distribution.DefaultTimeouts'.
 	Timeouts distribution.Timeouts
+	// Fetched, when set, counts the bytes pulls read from registries
+	// (distribution.ResolverOptions' Fetched).
+	Fetched distribution.FetchedFunc
 	// MaxImportSize bounds the size of an archive an Import uploads, in
 	// bytes; 0 for no bound (each entry is bounded by package
 	// images/archive, each request by ChunkSize).
@@ -397,6 +400,7 @@ func (s *service) resolver(creds *api.Credentials, plainHTTP bool, hostsDir stri
 		DockerConfig: s.DockerConfig,
 		Transport:    s.Transport,
 		Timeouts:     s.Timeouts,
+		Fetched:      s.Fetched,
 	}
 	if creds.GetUsername() != "" || creds.GetPassword() != "" || creds.GetIdentityToken() != "" {
 		c := distribution.Credential{Username: creds.GetUsername(), Password: creds.GetPassword(), RefreshToken: creds.GetIdentityToken()}
