@@ -184,6 +184,11 @@ func (c *container) Delete(ctx context.Context, opts ...DeleteOpts) error {
 		}
 	}
 	_, err := c.client.api().containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: c.id})
+	if len(opts) > 0 && errdefs.IsNotFound(err) {
+		// Info found it above: an option deleted the record already
+		// (WithSnapshotCleanup deletes it before the snapshot).
+		return nil
+	}
 	return err
 }
 

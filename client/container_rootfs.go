@@ -7,6 +7,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
+	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
 	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/unpack"
@@ -114,7 +115,10 @@ func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewCont
 }
 
 // WithSnapshotCleanup removes the container's snapshot when the container
-// is deleted.
+// is deleted: the container's record first, then the snapshot. A crash (of
+// the daemon or of the caller) between the two leaves a snapshot that
+// nothing references, which GC removes; the other order left a container
+// without its root filesystem (found by the fault-injection run).
 func WithSnapshotCleanup(ctx context.Context, c *Client, info ContainerInfo) error {
 	if info.SnapshotKey == "" || info.Snapshotter == "" {
 		return nil
@@ -126,8 +130,11 @@ func WithSnapshotCleanup(ctx context.Context, c *Client, info ContainerInfo) err
 	} else if !errdefs.IsNotFound(err) {
 		return err
 	}
+	if _, err := c.api().containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: info.ID}); err != nil {
+		return err
+	}
 	if err := c.SnapshotService(info.Snapshotter).Remove(ctx, info.SnapshotKey); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("container %q: remove snapshot %q: %w", info.ID, info.SnapshotKey, err)
+		return fmt.Errorf("container %q deleted; its snapshot %q (GC removes it): %w", info.ID, info.SnapshotKey, err)
 	}
 	return nil
 }
