@@ -46,7 +46,8 @@ func checkCommand() *cobra.Command {
 per problem (class, namespace, object, detail; tab-separated): containers
 without their snapshot, snapshots recorded but missing and snapshots or
 folders that nothing records, commits a crash interrupted, blobs recorded but
-missing or unrecorded, ingests no lease holds, bundles without a container
+missing or unrecorded, ingests no lease holds that GC should have
+aborted (idle for longer than its TTL), bundles without a container
 record or a live shim, mounts under the root or state folders that no live
 container uses, and FIFO folders that no process holds open. It changes
 nothing. Exit status 1 when it found a problem. Run it while berthd is
@@ -138,7 +139,7 @@ func check(ctx context.Context, cfg *Config) ([]metadata.Problem, error) {
 	if err != nil {
 		return problems, err
 	}
-	if ps, err = db.CheckContent(ctx, localStore); err != nil {
+	if ps, err = db.CheckContent(ctx, localStore, metadata.DefaultIngestTTL); err != nil {
 		return problems, err
 	}
 	problems = append(problems, ps...)

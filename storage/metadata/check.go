@@ -153,15 +153,22 @@ const (
 	// ProblemBlobUnrecorded: the local store holds a blob that no
 	// namespace records; GC removes it.
 	ProblemBlobUnrecorded = "blob-unrecorded"
-	// ProblemIngestUnleased: a half-written ingest that no lease holds;
-	// GC aborts it once it has been idle for its TTL.
-	ProblemIngestUnleased = "ingest-unleased"
+	// ProblemIngestStale: a half-written ingest that no lease holds and
+	// that has been idle for longer than GC's ingest TTL: GC should have
+	// aborted it. A younger one is a download that a crash interrupted
+	// and that the next pull resumes (its lease went with the crash), as
+	// designed, not damage.
+	ProblemIngestStale = "ingest-stale"
 )
 
 // CheckContent compares the content records with the local store under
 // them: blobs recorded but missing, blobs that no namespace records, and
-// ingests that no lease holds. It changes nothing.
-func (db *DB) CheckContent(ctx context.Context, local content.Store) ([]Problem, error) {
+// ingests that no lease holds and that have been idle for longer than
+// ingestTTL (DefaultIngestTTL when 0). It changes nothing.
+func (db *DB) CheckContent(ctx context.Context, local content.Store, ingestTTL time.Duration) ([]Problem, error) {
+	if ingestTTL <= 0 {
+		ingestTTL = DefaultIngestTTL
+	}
 	recorded := map[digest.Digest][]string{} // blob → namespaces
 	leased := map[string]bool{}              // "<ns>/<ref>"
 	err := db.view(ctx, func(tx *bolt.Tx) error {
@@ -225,9 +232,14 @@ func (db *DB) CheckContent(ctx context.Context, local content.Store) ([]Problem,
 	if err != nil {
 		return nil, fmt.Errorf("list ingests: %w", err)
 	}
+	now := time.Now()
 	for _, st := range statuses {
-		if !leased[st.Ref] {
-			problems = append(problems, Problem{ProblemIngestUnleased, "", st.Ref,
+		last := st.UpdatedAt
+		if last.Before(st.StartedAt) {
+			last = st.StartedAt
+		}
+		if !leased[st.Ref] && now.Sub(last) > ingestTTL {
+			problems = append(problems, Problem{ProblemIngestStale, "", st.Ref,
 				fmt.Sprintf("%d of %d bytes, idle since %s, no lease holds it", st.Offset, st.Total, st.UpdatedAt.Format(time.RFC3339))})
 		}
 	}
