@@ -18,7 +18,7 @@ PREFIX    ?= /usr/local
 # package with PREFIX=/usr.
 SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all build deps protos check-protos docs check-docs test bench install vet demo clean
+.PHONY: all build deps protos check-protos docs check-docs test chaos bench install vet demo clean
 
 all: build
 
@@ -88,6 +88,15 @@ vet:
 # real runc. CI runs exactly this (see README and .ci/run).
 test: build check-protos check-docs vet
 	$(GO) test -count=1 -timeout 15m ./...
+
+# chaos is the long form of the fault-injection run (integration/chaos_test.go):
+# CHAOS_N SIGKILLs of berthd at random points of create, start, exec, pull,
+# import, commit and delete, then berthd check. make test runs a short form
+# (6 kills). CHAOS_SEED replays a run; each run logs its seed.
+CHAOS_N    ?= 50
+CHAOS_SEED ?=
+chaos: build
+	CI=true BERTH_CHAOS_N=$(CHAOS_N) BERTH_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./integration
 
 # demo is the main job: berthd in the background with its own root and
 # state, a busybox root filesystem, `berthctl run --rm … echo hello`, and
