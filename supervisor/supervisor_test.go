@@ -433,10 +433,13 @@ func TestRestoreSlowShim(t *testing.T) {
 	os.WriteFile(script, []byte("sleep 1000\n"), 0o700)
 	fake := exec.Command("/bin/sh", "serve", "--bundle", bundle)
 	fake.Dir = e.scratch
+	// Its own process group, so the cleanup ends the sleep too, not only
+	// the shell (a killed shell left its sleep running for 1000 s).
+	fake.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := fake.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { fake.Process.Kill(); fake.Wait() })
+	t.Cleanup(func() { syscall.Kill(-fake.Process.Pid, syscall.SIGKILL); fake.Wait() })
 	os.WriteFile(filepath.Join(bundle, shimapi.PidFileName), []byte(strconv.Itoa(fake.Process.Pid)), 0o600)
 	l, err := unixsock.Listen(shimapi.SocketPath(bundle))
 	if err != nil {
