@@ -22,8 +22,11 @@
 //     and DeadlineExceeded codes and come back as those context errors.
 //   - A panic in a handler is an ErrInternal error of that call only,
 //     logged with its stack: ServerOpts chains RecoverPanics for unary
-//     calls, and every stream handler defers RecoverStream (ttrpc 1.2 has
-//     no stream interceptor).
+//     calls, and every stream handler defers StreamCall(...).Done (ttrpc
+//     1.2 has no stream interceptor).
+//   - A server's observers (the interceptors given to ServerOpts, the
+//     CallObserver of WithStreamObserver) see each call once, with the
+//     error it ends with, a panicking call's included.
 //   - A status code with no class of its own comes back as ErrUnknown; its
 //     original status (code, message, details) stays reachable through
 //     status.FromError.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/containerd/ttrpc"
 )
@@ -15,28 +16,74 @@ import (
 // and the server keeps serving. Chain it inside ServerErrors, which
 // converts the error.
 func RecoverPanics(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (_ any, err error) {
-	defer RecoverStream(info.FullMethod, &err)
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicked(info.FullMethod, r)
+		}
+	}()
 	return method(ctx, unmarshal)
 }
 
-// RecoverStream does for a stream handler what RecoverPanics does for a
-// unary one (ttrpc 1.2 has no stream interceptor): deferred first in the
-// handler, with the handler's named error result, it turns a panic into
-// an ErrInternal error converted for the wire.
-func RecoverStream(method string, err *error) {
-	r := recover()
-	if r == nil {
-		return
-	}
+func panicked(method string, r any) error {
 	slog.Error("panic in a ttrpc handler", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-	*err = ToTTRPC(fmt.Errorf("%s: a panic in the server (its log has the stack): %v: %w", method, r, ErrInternal))
+	return ToTTRPC(fmt.Errorf("%s: a panic in the server (its log has the stack): %v: %w", method, r, ErrInternal))
+}
+
+// CallObserver is told of each call a ttrpc server served: its full
+// method ("/pkg.Service/Method"), how long it took, and the error it
+// ended with, a panic's included (nil when it succeeded).
+type CallObserver func(fullMethod string, took time.Duration, err error)
+
+type streamObserverKey struct{}
+
+// WithStreamObserver returns ctx, to be given to a ttrpc server's Serve,
+// carrying fn: every handler's context derives from it, so that each
+// stream handler's StreamCall reports to fn. It is a value of the server
+// in its calls' contexts, as net/http's ServerContextKey is. (ttrpc 1.2
+// has no stream interceptor, and the generated registration hands the
+// handlers to a *ttrpc.Server directly, so they cannot be wrapped when
+// they are registered.)
+func WithStreamObserver(ctx context.Context, fn CallObserver) context.Context {
+	return context.WithValue(ctx, streamObserverKey{}, fn)
+}
+
+// StreamCall is the edge of one stream handler: the handler's first
+// statement is
+//
+//	defer errdefs.StreamCall(ctx, "/pkg.Service/Method").Done(&err)
+//
+// with its named error result, so that a panic becomes an ErrInternal
+// error (as RecoverPanics makes a unary call's) and the call, its duration and its
+// error reach the observer of ctx's server (WithStreamObserver), a
+// panicking call's too.
+func StreamCall(ctx context.Context, method string) StreamEdge {
+	fn, _ := ctx.Value(streamObserverKey{}).(CallObserver)
+	return StreamEdge{method: method, observe: fn, start: time.Now()}
+}
+
+// StreamEdge is one stream call under way (StreamCall).
+type StreamEdge struct {
+	method  string
+	observe CallObserver // nil: none
+	start   time.Time
+}
+
+// Done ends the call; deferred, it recovers a panic of the handler.
+func (e StreamEdge) Done(err *error) {
+	if r := recover(); r != nil {
+		*err = panicked(e.method, r)
+	}
+	if e.observe != nil {
+		e.observe(e.method, time.Since(e.start), *err)
+	}
 }
 
 // ServerOpts are the error edge of a ttrpc server: ServerErrors outside,
-// RecoverPanics inside it.
-func ServerOpts() []ttrpc.ServerOpt {
+// RecoverPanics inside it, and between them the observers, which thus see
+// every unary call's outcome, a panic included, as the error it becomes.
+func ServerOpts(observers ...ttrpc.UnaryServerInterceptor) []ttrpc.ServerOpt {
 	return []ttrpc.ServerOpt{
 		ttrpc.WithUnaryServerInterceptor(ServerErrors),
-		ttrpc.WithChainUnaryServerInterceptor(RecoverPanics),
+		ttrpc.WithChainUnaryServerInterceptor(append(observers[:len(observers):len(observers)], RecoverPanics)...),
 	}
 }

@@ -37,7 +37,7 @@ func servePanics(t *testing.T) *ttrpc.Client {
 		Streams: map[string]ttrpc.Stream{
 			"Stream": {
 				Handler: func(ctx context.Context, ss ttrpc.StreamServer) (_ any, err error) {
-					defer errdefs.RecoverStream("/"+panicService+"/Stream", &err)
+					defer errdefs.StreamCall(ctx, "/"+panicService+"/Stream").Done(&err)
 					panic("a stream handler's bug")
 				},
 				StreamingServer: true,

@@ -20,7 +20,7 @@ import (
 // containers in two namespaces, scrapes /v1/metrics, parses it with
 // Prometheus's own text parser, and finds each container's cgroup
 // metrics under its namespace and id, the API calls that made them by
-// service, method and code, the shims, the bytes a pull read from a
+// service, method and code (unary and stream calls), the shims, the bytes a pull read from a
 // registry, and the Go and process metrics.
 func TestMetricsEndpoint(t *testing.T) {
 	testutil.RequireRoot(t, "runc", "busybox")
@@ -73,6 +73,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		{map[string]string{"service": "berth.services.tasks.v1.Tasks", "method": "Start", "code": "OK"}, 2 * perNamespace},
 		{map[string]string{"service": "berth.services.tasks.v1.Tasks", "method": "Start", "code": "NotFound"}, 1},
 		{map[string]string{"service": "berth.services.containers.v1.Containers", "method": "Create", "code": "OK"}, 2 * perNamespace},
+		// A stream call.
+		{map[string]string{"service": "berth.services.transfer.v1.Transfer", "method": "Pull", "code": "OK"}, 1},
 	} {
 		if v, ok := find(families, "berth_api_calls_total", c.labels); !ok || v < c.atLeast {
 			t.Errorf("berth_api_calls_total%v = %v (found %v), want at least %v", c.labels, v, ok, c.atLeast)

@@ -449,7 +449,7 @@ func (s *Service) detach(ctx context.Context) (context.Context, context.CancelFu
 
 // Events implements shimapi.TaskService.
 func (s *Service) Events(ctx context.Context, req *shimapi.EventsRequest, srv shimapi.Task_EventsServer) (err error) {
-	defer errdefs.RecoverStream("/berth.shim.v1.Task/Events", &err)
+	defer errdefs.StreamCall(ctx, "/berth.shim.v1.Task/Events").Done(&err)
 	return errdefs.ToTTRPC(s.events.stream(ctx, srv.Send))
 }
 

@@ -37,11 +37,22 @@ func openMetrics(cfg *Config, sup *supervisor.Supervisor) (*daemonMetrics, error
 	return &daemonMetrics{m: metrics.New(supervisedTasks{sup}, metrics.StatsOptions{}), l: l}, nil
 }
 
-func (d *daemonMetrics) serverOpts() []ttrpc.ServerOpt {
+// interceptors are the API server's observers of unary calls
+// (errdefs.ServerOpts).
+func (d *daemonMetrics) interceptors() []ttrpc.UnaryServerInterceptor {
 	if d == nil {
 		return nil
 	}
-	return d.m.ServerOpts()
+	return []ttrpc.UnaryServerInterceptor{d.m.Interceptor()}
+}
+
+// serveContext is ctx for the API server's Serve, carrying the observer
+// of stream calls.
+func (d *daemonMetrics) serveContext(ctx context.Context) context.Context {
+	if d == nil {
+		return ctx
+	}
+	return d.m.ServeContext(ctx)
 }
 
 func (d *daemonMetrics) gcCollected() func(gc.Stats, error) {

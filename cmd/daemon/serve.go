@@ -112,7 +112,7 @@ func newDaemon(cfg *Config, st *stores, log *slog.Logger) (*daemon, error) {
 	apiLimits, _ := cfg.API.limits() // validated with the config
 	d.srv, err = ttrpc.NewServer(slices.Concat([]ttrpc.ServerOpt{
 		ttrpc.WithServerHandshaker(rpcguard.Handshaker(allowPeers(cfg.API.UID, cfg.API.GID), apiLimits)),
-	}, errdefs.ServerOpts(), spantrace.ServerOpts(), d.mtr.serverOpts())...)
+	}, errdefs.ServerOpts(d.mtr.interceptors()...), spantrace.ServerOpts())...)
 	if err != nil {
 		return fail(err)
 	}
@@ -150,9 +150,10 @@ func (d *daemon) run(ctx context.Context, cfg *Config, st *stores, sd notifier) 
 		return err
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- d.srv.Serve(ctx, l) }()
+	srvCtx := d.mtr.serveContext(ctx)
+	go func() { serveErr <- d.srv.Serve(srvCtx, l) }()
 	log.Info("berthd serving", "version", version.Version, "address", cfg.API.Address, "root", cfg.Root, "state", cfg.State)
-	stopCRI := startCRI(ctx, cfg, d.srv, log)
+	stopCRI := startCRI(srvCtx, cfg, d.srv, log)
 	defer stopCRI()
 	go func() {
 		if err := restored(); err != nil && ctx.Err() == nil {

@@ -56,7 +56,7 @@ func (s *service) Update(ctx context.Context, req *api.UpdateRequest) (*api.Upda
 }
 
 func (s *service) List(ctx context.Context, req *api.ListContentRequest, stream api.Content_ListServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.content.v1.Content/List", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.content.v1.Content/List").Done(&err)
 	return errdefs.ToTTRPC(s.list(ctx, req, stream))
 }
 
@@ -94,7 +94,7 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteContentRequest) (*e
 }
 
 func (s *service) Read(ctx context.Context, req *api.ReadContentRequest, stream api.Content_ReadServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.content.v1.Content/Read", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.content.v1.Content/Read").Done(&err)
 	return errdefs.ToTTRPC(s.read(ctx, req, stream))
 }
 

@@ -20,7 +20,7 @@ import (
 // WriteContentRequest. The stream owns its Writer, and so the ref, until
 // it ends; a client that goes away leaves the ingest to be resumed.
 func (s *service) Write(ctx context.Context, stream api.Content_WriteServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.content.v1.Content/Write", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.content.v1.Content/Write").Done(&err)
 	return errdefs.ToTTRPC(s.write(ctx, stream))
 }
 

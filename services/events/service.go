@@ -82,7 +82,7 @@ func (s *service) Forward(ctx context.Context, req *api.ForwardRequest) (*emptyp
 // too far behind. Errors are converted here: ttrpc has no stream
 // interceptor for the server's error edge.
 func (s *service) Subscribe(ctx context.Context, req *api.SubscribeRequest, stream api.Events_SubscribeServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.events.v1.Events/Subscribe", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.events.v1.Events/Subscribe").Done(&err)
 	return errdefs.ToTTRPC(s.subscribe(ctx, req, stream))
 }
 

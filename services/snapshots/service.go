@@ -175,7 +175,7 @@ func (s *service) Usage(ctx context.Context, req *api.UsageRequest) (*api.UsageR
 }
 
 func (s *service) List(ctx context.Context, req *api.ListSnapshotsRequest, stream api.Snapshots_ListServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.snapshots.v1.Snapshots/List", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.snapshots.v1.Snapshots/List").Done(&err)
 	return errdefs.ToTTRPC(s.list(ctx, req, stream))
 }
 

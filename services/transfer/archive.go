@@ -37,7 +37,7 @@ const (
 // Import reads the archive a client uploads and records its images; see
 // the API's documentation for the protocol.
 func (s *service) Import(ctx context.Context, stream api.Transfer_ImportServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Import", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.transfer.v1.Transfer/Import").Done(&err)
 	return errdefs.ToTTRPC(s.importArchive(ctx, stream))
 }
 
@@ -309,7 +309,7 @@ func (is *importImages) recordHeld(ctx context.Context) ([]images.Image, error) 
 
 // Export streams an archive of the images asked for.
 func (s *service) Export(ctx context.Context, req *api.ExportRequest, stream api.Transfer_ExportServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Export", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.transfer.v1.Transfer/Export").Done(&err)
 	return errdefs.ToTTRPC(s.export(ctx, req, stream))
 }
 

@@ -119,7 +119,7 @@ func Register(srv *ttrpc.Server, cfg Config) {
 }
 
 func (s *service) Pull(ctx context.Context, req *api.PullRequest, stream api.Transfer_PullServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Pull", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.transfer.v1.Transfer/Pull").Done(&err)
 	return errdefs.ToTTRPC(s.pull(ctx, req, stream))
 }
 
@@ -295,7 +295,7 @@ func (s *service) record(ctx context.Context, img distribution.Image) (images.Im
 }
 
 func (s *service) Push(ctx context.Context, req *api.PushRequest, stream api.Transfer_PushServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Push", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.transfer.v1.Transfer/Push").Done(&err)
 	return errdefs.ToTTRPC(s.push(ctx, req, stream))
 }
 

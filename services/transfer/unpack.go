@@ -14,7 +14,7 @@ import (
 )
 
 func (s *service) Unpack(ctx context.Context, req *api.UnpackRequest, stream api.Transfer_UnpackServer) (err error) {
-	defer errdefs.RecoverStream("/berth.services.transfer.v1.Transfer/Unpack", &err)
+	defer errdefs.StreamCall(ctx, "/berth.services.transfer.v1.Transfer/Unpack").Done(&err)
 	return errdefs.ToTTRPC(s.unpackImage(ctx, req, stream))
 }
 
