@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -283,7 +284,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 		close(c.exited)
 		return err
 	}
-	task, err := ctr.NewTask(ctx, logIO(c.rec.LogPath))
+	task, err := ctr.NewTask(ctx, s.containerIO(c))
 	if err != nil {
 		return nil, fail(fmt.Errorf("create task: %w", err))
 	}
@@ -476,6 +477,9 @@ func (s *Server) removeContainer(ctx context.Context, c *container) error {
 	}
 	if err := s.deleteContainer(ctx, c.rec.ID); err != nil {
 		return err
+	}
+	if err := os.Remove(s.stdinFIFO(c.rec.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("remove a container's stdin FIFO", "container", c.rec.ID, "error", err)
 	}
 	c.removed = true
 	s.mu.Lock()

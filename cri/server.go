@@ -10,6 +10,7 @@ import (
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/cri/cni"
+	"github.com/berthrt/berth/cri/streaming"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/version"
 )
@@ -44,7 +45,10 @@ type Config struct {
 	// namespace with only its loopback device, and Status reports the
 	// network not ready.
 	Network *cni.Network
-	Log     *slog.Logger
+	// Streaming places the stream server of Exec, Attach and PortForward
+	// (ServeStreams).
+	Streaming streaming.Config
+	Log       *slog.Logger
 }
 
 // Server serves the CRI RuntimeService and ImageService.
@@ -64,6 +68,7 @@ type Server struct {
 	sandboxes  map[string]*sandbox   // by id
 	containers map[string]*container // by id
 	names      map[string]string     // reserved name → the id holding it
+	streams    *streaming.Server     // set once by ServeStreams
 }
 
 // New returns a Server over cfg; Load fills it from the daemon's records.

@@ -77,7 +77,12 @@ type CRIConfig struct {
 	Enabled      bool   `toml:"enabled"`
 	Address      string `toml:"address"`
 	SandboxImage string `toml:"sandbox_image"`
-	CNI          struct {
+	// StreamAddress, StreamPort and StreamIdleTimeout place the streaming
+	// server of exec, attach and port-forward (package cri/streaming).
+	StreamAddress     string `toml:"stream_address"`
+	StreamPort        int    `toml:"stream_port"`
+	StreamIdleTimeout string `toml:"stream_idle_timeout"`
+	CNI               struct {
 		BinDirs []string `toml:"bin_dirs"`
 		ConfDir string   `toml:"conf_dir"`
 	} `toml:"cni"`
@@ -276,6 +281,15 @@ address = "/run/berth/cri.sock"
 # the pod's namespaces; it is pulled when missing and reported pinned, so
 # that the kubelet's image garbage collection keeps it.
 sandbox_image = "registry.k8s.io/pause:3.10"
+# stream_address and stream_port are where the streaming server listens
+# (HTTP, SPDY and WebSocket) whose URLs Exec, Attach and PortForward
+# return to the kubelet: loopback by default, since a URL is a bearer
+# token; port 0 picks a free port at each start. A URL expires a minute
+# after it was handed out, unused; a stream idle for stream_idle_timeout
+# is closed.
+stream_address = "127.0.0.1"
+stream_port = 0
+stream_idle_timeout = "4h"
 
 [cri.cni]
 # bin_dirs are searched, in order, for CNI plugins (Debian's
@@ -448,6 +462,15 @@ func (c *CRIConfig) validate() error {
 	}
 	if !filepath.IsAbs(c.CNI.ConfDir) {
 		return fmt.Errorf("cri.cni.conf_dir %q must be an absolute path", c.CNI.ConfDir)
+	}
+	if c.StreamAddress == "" {
+		return errors.New("cri.stream_address must not be empty")
+	}
+	if c.StreamPort < 0 || c.StreamPort > 65535 {
+		return fmt.Errorf("cri.stream_port %d must be 0 to 65535", c.StreamPort)
+	}
+	if d, err := time.ParseDuration(c.StreamIdleTimeout); err != nil || d <= 0 {
+		return fmt.Errorf("cri.stream_idle_timeout %q must be a positive duration such as \"4h\"", c.StreamIdleTimeout)
 	}
 	return nil
 }

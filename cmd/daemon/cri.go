@@ -18,6 +18,7 @@ import (
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/cri"
 	"github.com/berthrt/berth/cri/cni"
+	"github.com/berthrt/berth/cri/streaming"
 	"github.com/berthrt/berth/internal/rpcguard"
 )
 
@@ -75,6 +76,7 @@ func runCRI(ctx context.Context, cfg *Config, srv *ttrpc.Server, log *slog.Logge
 	s, err := cri.New(cri.Config{
 		Client:       c,
 		SandboxImage: cfg.CRI.SandboxImage,
+		Streaming:    streamingConfig(cfg.CRI),
 		StateDir:     state,
 		NetNSDir:     filepath.Join(state, "netns"),
 		ImageFSDir:   filepath.Join(cfg.Root, "snapshots"),
@@ -87,6 +89,11 @@ func runCRI(ctx context.Context, cfg *Config, srv *ttrpc.Server, log *slog.Logge
 	undo = append(undo, s.Close)
 	if err := s.Load(ctx); err != nil {
 		return nil, err
+	}
+	// Without its stream server the CRI still serves; Exec, Attach and
+	// PortForward then answer Unavailable.
+	if err := s.ServeStreams(); err != nil {
+		log.Error("the CRI stream server is not serving", "error", err)
 	}
 	l, err := listen(cfg.CRI.Address, cfg.API.UID, cfg.API.GID)
 	if err != nil {
@@ -214,3 +221,10 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "berthd-in-process" }
+
+// streamingConfig is the stream server's part of the [cri] config, which
+// validate has checked.
+func streamingConfig(c CRIConfig) streaming.Config {
+	idle, _ := time.ParseDuration(c.StreamIdleTimeout)
+	return streaming.Config{Address: c.StreamAddress, Port: c.StreamPort, IdleTimeout: idle}
+}

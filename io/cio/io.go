@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthrt/berth/errdefs"
 )
 
@@ -170,6 +172,41 @@ func LogFile(path string) Creator {
 // Close leaves it in place.
 func CRILog(path string) Creator {
 	return outputFile("CRI log", CRILogPrefix, path)
+}
+
+// CRILogStdin is CRILog (path "" for no output) with the process's stdin
+// read from the FIFO at stdin, an absolute path made here (0600, its
+// folder 0700) unless it is a FIFO already. The FIFO outlives the IO: the
+// shim holds it open, so writers (an attach) come and go without ending
+// the process's stdin; the caller removes it when the process is gone.
+// With terminal, the process gets a pty, whose output goes to the log as
+// stdout.
+func CRILogStdin(path, stdin string, terminal bool) Creator {
+	return func(id string) (IO, error) {
+		cfg := Config{Terminal: terminal}
+		if path != "" {
+			out, err := CRILog(path)(id)
+			if err != nil {
+				return nil, err
+			}
+			cfg = out.Config()
+			cfg.Terminal = terminal
+		}
+		if !filepath.IsAbs(stdin) {
+			return nil, fmt.Errorf("stdin FIFO %q: path must be absolute: %w", stdin, errdefs.ErrInvalidArgument)
+		}
+		if err := os.MkdirAll(filepath.Dir(stdin), 0o700); err != nil {
+			return nil, err
+		}
+		if err := unix.Mkfifo(stdin, 0o600); err != nil {
+			st, serr := os.Lstat(stdin)
+			if !errors.Is(err, unix.EEXIST) || serr != nil || st.Mode()&os.ModeNamedPipe == 0 {
+				return nil, fmt.Errorf("mkfifo %s: %w", stdin, err)
+			}
+		}
+		cfg.Stdin = filepath.Clean(stdin)
+		return &fixedIO{config: cfg}, nil
+	}
 }
 
 // outputFile is a Creator of stdout and stderr both sent to prefix+path.

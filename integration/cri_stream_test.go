@@ -1,0 +1,235 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/internal/testutil"
+)
+
+// exitCoder is the exit of a remote command as client-go reports it
+// (k8s.io/utils/exec's ExitError).
+type exitCoder interface {
+	error
+	ExitStatus() int
+}
+
+// fixedSize is a terminal size queue that reports one size, then ends.
+type fixedSize struct {
+	once sync.Once
+	size remotecommand.TerminalSize
+}
+
+func (f *fixedSize) Next() *remotecommand.TerminalSize {
+	var s *remotecommand.TerminalSize
+	f.once.Do(func() { s = &f.size })
+	return s
+}
+
+// TestCRIStreaming execs in a container through the URLs the CRI returns,
+// with client-go's SPDY and WebSocket executors (stdin, stdout, stderr,
+// exit code; a tty and its size), attaches to a container's stdin and
+// output, and forwards a port to a web server in the pod.
+func TestCRIStreaming(t *testing.T) {
+	e := newCRIEnv(t)
+	podCfg := e.podConfig(t, "stream", false)
+	pod := e.runPod(t, podCfg)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod})
+		e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod})
+	})
+	web := e.startContainer(t, pod, podCfg, "web", "sh", "-c", "mkdir -p /www && echo pong > /www/index.html && exec httpd -f -p 8080 -h /www")
+
+	execURL := func(t *testing.T, req *runtimeapi.ExecRequest) *url.URL {
+		t.Helper()
+		r, err := e.rt.Exec(e.ctx(t), req)
+		if err != nil {
+			t.Fatalf("exec: %v", err)
+		}
+		u, err := url.Parse(r.Url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(u.Host, "127.0.0.1:") {
+			t.Errorf("stream URL %s: want loopback by default", u)
+		}
+		return u
+	}
+	executors := map[string]func(t *testing.T, u *url.URL) remotecommand.Executor{
+		"spdy": func(t *testing.T, u *url.URL) remotecommand.Executor {
+			ex, err := remotecommand.NewSPDYExecutor(&rest.Config{}, http.MethodPost, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ex
+		},
+		// The CRI's stream server speaks the channel protocols up to v4 over
+		// WebSocket (k8s.io/cri-streaming); v5 is the API server's, which
+		// reaches a node's runtime by SPDY.
+		"websocket": func(t *testing.T, u *url.URL) remotecommand.Executor {
+			ex, err := remotecommand.NewWebSocketExecutorForProtocols(&rest.Config{}, http.MethodGet, u.String(), "v4.channel.k8s.io")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ex
+		},
+	}
+	for name, newExecutor := range executors {
+		t.Run(name+" stdin stdout stderr exit code", func(t *testing.T) {
+			u := execURL(t, &runtimeapi.ExecRequest{
+				ContainerId: web, Stdin: true, Stdout: true, Stderr: true,
+				Cmd: []string{"sh", "-c", "read line; echo got $line; echo oops >&2; exit 3"},
+			})
+			var stdout, stderr testutil.Buffer
+			err := newExecutor(t, u).StreamWithContext(e.ctx(t), remotecommand.StreamOptions{
+				Stdin: strings.NewReader("hello\n"), Stdout: &stdout, Stderr: &stderr,
+			})
+			var ec exitCoder
+			if !errors.As(err, &ec) || ec.ExitStatus() != 3 {
+				t.Errorf("err %v, want exit code 3", err)
+			}
+			if stdout.String() != "got hello\n" || stderr.String() != "oops\n" {
+				t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
+			}
+		})
+		t.Run(name+" tty and resize", func(t *testing.T) {
+			u := execURL(t, &runtimeapi.ExecRequest{
+				ContainerId: web, Stdin: true, Stdout: true, Tty: true,
+				// The size arrives just after the start: wait for it.
+				Cmd: []string{"sh", "-c", "for i in $(seq 100); do [ \"$(stty size)\" = '40 100' ] && break; sleep 0.05; done; stty size; tty"},
+			})
+			var stdout testutil.Buffer
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			err := newExecutor(t, u).StreamWithContext(e.ctx(t), remotecommand.StreamOptions{
+				Stdin: pr, Stdout: &stdout, Tty: true,
+				TerminalSizeQueue: &fixedSize{size: remotecommand.TerminalSize{Width: 100, Height: 40}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out := stdout.String(); !strings.Contains(out, "40 100\r\n/dev/pts/") {
+				t.Errorf("output %q, want size 40 100 and a pty", out)
+			}
+		})
+	}
+
+	t.Run("exec of a stopped container is refused", func(t *testing.T) {
+		_, err := e.rt.Exec(e.ctx(t), &runtimeapi.ExecRequest{ContainerId: "no-such-container", Cmd: []string{"true"}, Stdout: true})
+		if err == nil {
+			t.Error("exec in a missing container returned a URL")
+		}
+	})
+
+	t.Run("port forward", func(t *testing.T) {
+		r, err := e.rt.PortForward(e.ctx(t), &runtimeapi.PortForwardRequest{PodSandboxId: pod, Port: []int32{8080}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(r.Url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		transport, upgrader, err := spdy.RoundTripperFor(&rest.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+		stop, ready := make(chan struct{}), make(chan struct{})
+		var logs testutil.Buffer
+		fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, &logs, &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- fw.ForwardPorts() }()
+		defer func() { close(stop); <-done }()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("port forward: %v\n%s", err, logs.String())
+		case <-e.ctx(t).Done():
+			t.Fatal("port forward not ready")
+		}
+		ports, err := fw.GetPorts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The server may still be starting: retry a bounded while.
+		var body string
+		for i := 0; i < 100; i++ {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", ports[0].Local))
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if body = string(b); body == "pong\n" {
+					break
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if body != "pong\n" {
+			t.Errorf("GET through the forward: %q, want pong\n%s", body, logs.String())
+		}
+	})
+
+	t.Run("attach", func(t *testing.T) {
+		ctx := e.ctx(t)
+		r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+			PodSandboxId: pod, SandboxConfig: podCfg,
+			Config: &runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: "cat"},
+				Image:    &runtimeapi.ImageSpec{Image: e.busybox},
+				Command:  []string{"sh", "-c", "while read line; do echo \"out $line\"; echo \"err $line\" >&2; done; echo bye"},
+				LogPath:  "cat.log", Stdin: true, StdinOnce: true,
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := e.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: r.ContainerId, Stdin: true, Stdout: true, Stderr: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(a.Url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr testutil.Buffer
+		pr, pw := io.Pipe()
+		go func() {
+			// Typed after the attach is up: output is followed from then.
+			time.Sleep(500 * time.Millisecond)
+			io.WriteString(pw, "one\ntwo\n")
+			pw.Close()
+		}()
+		err = executors["spdy"](t, u).StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: &stdout, Stderr: &stderr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stdout.String() != "out one\nout two\nbye\n" || stderr.String() != "err one\nerr two\n" {
+			t.Errorf("attach: stdout %q stderr %q", stdout.String(), stderr.String())
+		}
+		if st := e.waitExited(t, r.ContainerId); st.ExitCode != 0 {
+			t.Errorf("exit code %d: want 0 after stdin's end", st.ExitCode)
+		}
+	})
+}
