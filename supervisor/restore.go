@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/dirs"
 	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -105,7 +104,7 @@ func pendingIn(shims []*Shim) int {
 
 // scan registers every bundle not yet known as a shim in stateRestoring.
 func (s *Supervisor) scan() ([]*Shim, error) {
-	namespaces, err := readDirs(s.cfg.StateDir)
+	namespaces, err := dirs.Names(s.cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +114,7 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 			s.log.Warn("restore: skipping folder that is no namespace", "path", filepath.Join(s.cfg.StateDir, ns), "error", err)
 			continue
 		}
-		ids, err := readDirs(filepath.Join(s.cfg.StateDir, ns))
+		ids, err := dirs.Names(filepath.Join(s.cfg.StateDir, ns))
 		if err != nil {
 			s.log.Error("restore: read namespace folder", "namespace", ns, "error", err)
 			continue
@@ -172,25 +171,6 @@ func emptyDir(dir string) bool {
 	return len(names) == 0 && errors.Is(err, io.EOF)
 }
 
-// readDirs returns the names of the folders in dir, without dot entries.
-// A missing dir has none.
-func readDirs(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
-}
-
 // restore classifies one shim found on disk and takes it from there.
 func (sh *Shim) restore() {
 	if hasMarker(sh.Bundle, deletedMarker) {
@@ -242,9 +222,14 @@ func (sh *Shim) restore() {
 
 // pidServes reports whether the pid in the bundle's pid file is a live
 // berth-shim serving this bundle.
-func (sh *Shim) pidServes() bool {
-	pid, err := shimapi.ReadPidFile(sh.Bundle)
-	return err == nil && shimServes(pid, sh.Bundle)
+func (sh *Shim) pidServes() bool { return BundleShimServes(sh.Bundle) }
+
+// BundleShimServes reports whether the pid in bundle's pid file is a live
+// berth-shim serving that bundle (a stale pid file whose pid was reused
+// does not count).
+func BundleShimServes(bundle string) bool {
+	pid, err := shimapi.ReadPidFile(bundle)
+	return err == nil && shimServes(pid, bundle)
 }
 
 // finishDelete completes the Delete of a task that an earlier daemon

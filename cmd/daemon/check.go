@@ -16,9 +16,9 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/dirs"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/namespaces"
-	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/storage/content/local"
 	"github.com/berthrt/berth/storage/metadata"
 	"github.com/berthrt/berth/supervisor"
@@ -156,7 +156,7 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 	}
 	live := map[string]bool{}  // bundles whose shim runs
 	tasks := map[string]bool{} // ids of the bundles that a live shim or a kept exit status holds
-	nss, err := subdirs(cfg.State)
+	nss, err := dirs.Names(cfg.State)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 		if identifiers.Validate(ns) != nil {
 			continue
 		}
-		ids, err := subdirs(filepath.Join(cfg.State, ns))
+		ids, err := dirs.Names(filepath.Join(cfg.State, ns))
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +176,7 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 				return nil, err
 			}
 			switch {
-			case shimAlive(bundle):
+			case supervisor.BundleShimServes(bundle):
 				live[bundle], tasks[id] = true, true
 			case exists(filepath.Join(bundle, supervisor.ReapedMarker)):
 				// The shim is gone and the bundle keeps the exit
@@ -200,12 +200,12 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 		add("mount-left", "", m.Mountpoint, m.FSType+" mount that no live container uses")
 	}
 	fifoRoot := filepath.Join(cfg.State, filepath.Base(cio.DefaultFIFODir))
-	dirs, err := subdirs(fifoRoot)
-	if err != nil || len(dirs) == 0 {
+	fifoDirs, err := dirs.Names(fifoRoot)
+	if err != nil || len(fifoDirs) == 0 {
 		return problems, err
 	}
 	open := openPaths()
-	for _, d := range dirs {
+	for _, d := range fifoDirs {
 		// A Creator names the folder "<id>-<random>" (cio.NewFIFOSetInDir);
 		// its task's bundle may not hold the FIFOs open, with no stdio.
 		dir := filepath.Join(fifoRoot, d)
@@ -215,26 +215,6 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 		}
 	}
 	return problems, nil
-}
-
-// shimAlive reports whether the shim whose pid file is in bundle runs.
-func shimAlive(bundle string) bool {
-	raw, err := os.ReadFile(filepath.Join(bundle, shimapi.PidFileName))
-	if err != nil {
-		return false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 0 {
-		return false
-	}
-	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return false
-	}
-	// The state follows the ")" that ends the command name; Z is a
-	// zombie, which is dead.
-	i := strings.LastIndexByte(string(stat), ')')
-	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z'
 }
 
 // openPaths returns the folders of every file that some process holds
@@ -255,22 +235,6 @@ func openPaths() map[string]bool {
 		}
 	}
 	return dirs
-}
-
-// subdirs returns the names of the folders in dir that do not begin with
-// a dot; none when dir is missing.
-func subdirs(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			names = append(names, e.Name())
-		}
-	}
-	return names, err
 }
 
 func under(path, dir string) bool {
