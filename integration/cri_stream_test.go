@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
@@ -232,4 +234,22 @@ func TestCRIStreaming(t *testing.T) {
 			t.Errorf("exit code %d: want 0 after stdin's end", st.ExitCode)
 		}
 	})
+}
+
+// TestCRICheckpointUnimplemented: CheckpointContainer says plainly that
+// berth does not checkpoint, with the Unimplemented code.
+func TestCRICheckpointUnimplemented(t *testing.T) {
+	e := newCRIEnv(t)
+	podCfg := e.podConfig(t, "ckpt", false)
+	pod := e.runPod(t, podCfg)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod})
+		e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod})
+	})
+	id := e.startContainer(t, pod, podCfg, "sleeper", "sleep", "600")
+	_, err := e.rt.CheckpointContainer(e.ctx(t), &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: t.TempDir() + "/ckpt.tar"})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "does not checkpoint") {
+		t.Errorf("checkpoint: %v, want Unimplemented saying why", err)
+	}
 }
