@@ -224,7 +224,7 @@ func TestCommitExited(t *testing.T) {
 		t.Errorf("layer entries %q, want %q", names, want)
 	}
 	if _, err := unpack.Unpack(ctx, r, unpack.Options{
-		Content: c.ContentStore(), Snapshotter: c.SnapshotService("native"), SnapshotterName: "native", Applier: c.DiffService(),
+		Content: c.ContentStore(), Snapshotter: c.SnapshotService("native"), SnapshotterName: "native", Applier: c.DiffService(), Leases: c.LeasesService(),
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -180,7 +180,7 @@ func TestUnpackAhead(t *testing.T) {
 	for _, ahead := range []int{0, 4} {
 		e := newOverlayEnv(t)
 		img := e.image(t, layers...)
-		top, err := unpack.Unpack(e.ctx, img, unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: overlay.Name, Applier: diff.NewApplier(t.TempDir()), Ahead: ahead})
+		top, err := unpack.Unpack(e.ctx, img, unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: overlay.Name, Applier: diff.NewApplier(t.TempDir()), Leases: e.leases, Ahead: ahead})
 		if err != nil {
 			t.Fatalf("ahead %d: %v", ahead, err)
 		}

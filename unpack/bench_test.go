@@ -48,7 +48,7 @@ func BenchmarkUnpackOverlay(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(layers * size)
 			for range b.N {
-				if _, err := unpack.Unpack(ctx, resolved, unpack.Options{Content: cs, Snapshotter: sn, SnapshotterName: overlay.Name, Applier: diff.NewApplier(b.TempDir()), Ahead: bc.ahead}); err != nil {
+				if _, err := unpack.Unpack(ctx, resolved, unpack.Options{Content: cs, Snapshotter: sn, SnapshotterName: overlay.Name, Applier: diff.NewApplier(b.TempDir()), Leases: e.leases, Ahead: bc.ahead}); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()

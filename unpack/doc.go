@@ -22,7 +22,9 @@
 // the invariants above hold unchanged, since a chain ID is still committed
 // only once its layer is whole on its committed parent.
 //
-// The caller holds a lease (leases.WithLease) for the whole unpack, so that
-// garbage collection takes neither the layers being read nor the snapshots
-// committed before the config is labelled.
+// An unpack runs under a lease, the caller's (leases.WithLease) or one it
+// makes (Options.Leases) and deletes when it returns, so that garbage
+// collection takes neither the layers being read, nor a snapshot being
+// applied, nor the snapshots committed before the config is labelled;
+// with neither, Unpack refuses to run.
 package unpack

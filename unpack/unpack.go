@@ -15,11 +15,20 @@ import (
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/gc"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/snapshots"
 )
 
-// cleanupTimeout bounds removing the temporary snapshot of a failed layer.
+// cleanupTimeout bounds removing the temporary snapshot of a failed layer,
+// and deleting the lease of an unpack that made its own.
 const cleanupTimeout = 10 * time.Second
+
+// LeaseLabel marks the lease an unpack makes for itself (Options.Leases).
+const LeaseLabel = "berth.io/unpack"
+
+// leaseExpiry bounds how long the lease an unpack made protects what it
+// wrote, should the unpack's process die before it deletes the lease.
+const leaseExpiry = 24 * time.Hour
 
 // Store is what an unpack needs of the content store: the layers and the
 // config to read, and the config to label.
@@ -50,6 +59,10 @@ type Options struct {
 	SnapshotterName string
 	// Applier applies a layer onto a snapshot's mounts.
 	Applier diff.Applier
+	// Leases makes the lease an unpack holds when ctx carries none
+	// (leases.WithLease): one labelled LeaseLabel, deleted when Unpack
+	// returns. With neither, Unpack refuses to run.
+	Leases leases.Manager
 	// Progress, when not nil, is told of each layer's state, from the
 	// goroutine that called Unpack.
 	Progress func(layer ocispec.Descriptor, s Status)
@@ -71,7 +84,32 @@ func SnapshotLabel(name string) string { return gc.LabelRefSnapshot + "." + name
 // config blob so that garbage collection keeps the top one (and its
 // parents) while the image exists. It returns the top chain ID ("" for an
 // image without layers).
-func Unpack(ctx context.Context, img Image, o Options) (string, error) {
+//
+// All of it runs under ctx's lease, or one of its own made by o.Leases:
+// a temporary snapshot being applied and a layer committed before the
+// config is labelled are reached by no other root, so a collection
+// without the lease would remove them under the unpack.
+func Unpack(ctx context.Context, img Image, o Options) (_ string, err error) {
+	if _, ok := leases.FromContext(ctx); !ok {
+		if o.Leases == nil {
+			return "", fmt.Errorf("unpack %s: no lease on the context and no Options.Leases to make one: %w", img.Manifest.Digest, errdefs.ErrInvalidArgument)
+		}
+		l, err := o.Leases.Create(ctx, leases.Lease{Labels: map[string]string{
+			LeaseLabel:         img.Manifest.Digest.String(),
+			leases.ExpireLabel: time.Now().Add(leaseExpiry).UTC().Format(time.RFC3339Nano),
+		}})
+		if err != nil {
+			return "", fmt.Errorf("unpack %s: lease: %w", img.Manifest.Digest, err)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			if derr := o.Leases.Delete(dctx, l.ID); derr != nil {
+				err = errors.Join(err, fmt.Errorf("unpack %s: delete lease %s: %w", img.Manifest.Digest, l.ID, derr))
+			}
+		}()
+		ctx = leases.WithLease(ctx, l.ID)
+	}
 	diffIDs := img.DiffIDs()
 	if len(diffIDs) != len(img.Layers) {
 		return "", fmt.Errorf("image %s: %d diff IDs for %d layers: %w", img.Manifest.Digest, len(diffIDs), len(img.Layers), errdefs.ErrInvalidArgument)

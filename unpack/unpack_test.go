@@ -11,11 +11,13 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthrt/berth/archive"
 	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/diff"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testimage"
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/snapshots"
@@ -29,6 +31,10 @@ type env struct {
 	ctx     context.Context
 	content content.Store
 	sn      snapshots.Snapshotter
+	leases  leases.Manager
+	// collect runs a garbage collection of the metadata store, its
+	// blobs and the snapshotter.
+	collect func(context.Context) error
 }
 
 func newEnv(t *testing.T) env { return openEnv(t, "native", native.New) }
@@ -55,7 +61,14 @@ func openEnv(t testing.TB, name string, open func(root string) (snapshots.Snapsh
 	}
 	nsn := db.Snapshotter(name, sn)
 	t.Cleanup(func() { nsn.Close() })
-	return env{ctx: namespaces.WithNamespace(context.Background(), "test"), content: db.ContentStore(blobs), sn: nsn}
+	collector := metadata.NewGC(db, blobs, metadata.GCOptions{Snapshots: []metadata.SnapshotCollector{db.SnapshotCollector(name, sn)}})
+	return env{
+		ctx: namespaces.WithNamespace(context.Background(), "test"), content: db.ContentStore(blobs), sn: nsn, leases: db.Leases(),
+		collect: func(ctx context.Context) error {
+			_, err := collector.Collect(ctx)
+			return err
+		},
+	}
 }
 
 func (e env) write(t testing.TB, img *testimage.Image) {
@@ -76,7 +89,7 @@ func (e env) unpack(t *testing.T, img *testimage.Image) (string, []unpack.Status
 	}
 	var seen []unpack.Status
 	top, err := unpack.Unpack(e.ctx, resolved, unpack.Options{
-		Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir()),
+		Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir()), Leases: e.leases,
 		Progress: func(_ ocispec.Descriptor, s unpack.Status) { seen = append(seen, s) },
 	})
 	return top, seen, err
@@ -163,7 +176,7 @@ func TestUnpackWrongDiffID(t *testing.T) {
 		t.Fatal(err)
 	}
 	resolved.Layers = other.Layers // a layer whose diff ID is not the config's
-	_, err = unpack.Unpack(e.ctx, resolved, unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir())})
+	_, err = unpack.Unpack(e.ctx, resolved, unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir()), Leases: e.leases})
 	if !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("unpack of a wrong layer: %v, want FailedPrecondition", err)
 	}
@@ -171,5 +184,75 @@ func TestUnpackWrongDiffID(t *testing.T) {
 	e.sn.Walk(e.ctx, func(context.Context, snapshots.Info) error { n++; return nil })
 	if n != 0 {
 		t.Errorf("%d snapshots left after a failed unpack", n)
+	}
+}
+
+// collectingApplier runs a garbage collection before it applies each
+// layer: the collection a container's delete starts, landing in the
+// middle of an unpack.
+type collectingApplier struct {
+	diff.Applier
+	t       *testing.T
+	collect func(context.Context) error
+}
+
+func (a collectingApplier) Apply(ctx context.Context, desc ocispec.Descriptor, ms []mount.Mount, p content.Provider, opts ...archive.ApplyOpt) (ocispec.Descriptor, error) {
+	if err := a.collect(ctx); err != nil {
+		a.t.Errorf("collect: %v", err)
+	}
+	return a.Applier.Apply(ctx, desc, ms, p, opts...)
+}
+
+// TestUnpackLeasedAgainstGC unpacks, on a context without a lease, an
+// image whose blobs a lease of their own keeps, while a garbage
+// collection runs before each layer is applied: the unpack's own lease
+// (Options.Leases) keeps the snapshot being applied and the layers
+// committed below it, so the unpack succeeds, its lease is gone after,
+// and the image's snapshots stay, kept by its labelled config. Without a
+// lease, the collection removed the snapshot under the unpack (issue 16:
+// TestCommitExited's client-side unpack raced the collection after a
+// container's delete).
+func TestUnpackLeasedAgainstGC(t *testing.T) {
+	e := newEnv(t)
+	img, err := testimage.Build(ocispec.ImageConfig{},
+		[]testimage.Entry{testimage.File("a", "1")}, []testimage.Entry{testimage.File("b", "2")}, []testimage.Entry{testimage.File("c", "3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.leases.Create(e.ctx, leases.Lease{ID: "blobs"}); err != nil {
+		t.Fatal(err)
+	}
+	held := e
+	held.ctx = leases.WithLease(e.ctx, "blobs")
+	held.write(t, img)
+	resolved, err := unpack.Resolve(e.ctx, e.content, img.Manifest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := unpack.Options{Content: e.content, Snapshotter: e.sn, SnapshotterName: "native",
+		Applier: collectingApplier{Applier: diff.NewApplier(t.TempDir()), t: t, collect: e.collect}}
+	if _, err := unpack.Unpack(e.ctx, resolved, o); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("unpack with no lease and no Options.Leases: %v, want InvalidArgument", err)
+	}
+	o.Leases = e.leases
+	top, err := unpack.Unpack(e.ctx, resolved, o)
+	if err != nil {
+		t.Fatalf("unpack with collections between its layers: %v", err)
+	}
+	ls, err := e.leases.List(e.ctx, `labels."`+unpack.LeaseLabel+`"`)
+	if err != nil || len(ls) != 0 {
+		t.Errorf("the unpack's leases after it: %v, %v", ls, err)
+	}
+	if err := e.collect(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range img.DiffIDs {
+		chainID := identity.ChainID(img.DiffIDs[:i+1]).String()
+		if _, err := e.sn.Stat(e.ctx, chainID); err != nil {
+			t.Errorf("layer %d (%s) after a collection: %v", i, chainID, err)
+		}
+	}
+	if want := identity.ChainID(img.DiffIDs).String(); top != want {
+		t.Errorf("top %s, want %s", top, want)
 	}
 }
