@@ -12,8 +12,10 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/internal/atomicfile"
 	"github.com/berthrt/berth/mount"
@@ -39,7 +41,9 @@ func del(ctx context.Context, o *options) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	killShim(o.bundle)
+	if err := killShim(o.bundle); err != nil {
+		errs = append(errs, err)
+	}
 	r := &runc.Runc{Command: o.runtime, Root: o.runtimeRoot}
 	if _, err := r.State(ctx, o.id); err == nil {
 		// Every process, also those outside a pid namespace, then the
@@ -71,31 +75,74 @@ func del(ctx context.Context, o *options) error {
 }
 
 // killShim kills a shim process still recorded in the bundle, if the pid
-// still belongs to a berth-shim serving this bundle (pids are reused).
-func killShim(bundle string) {
+// still belongs to a berth-shim serving this bundle (pids are reused), and
+// waits until it is gone: a SIGKILL is delivered, not done, and a shim
+// still dying could write into the bundle that delete is about to remove,
+// or be found serving it after delete returned. The pidfd is taken before
+// the command line is read, so the process checked is the one killed.
+func killShim(bundle string) error {
 	pid, err := shimapi.ReadPidFile(bundle)
 	if err != nil {
-		return
+		return nil
 	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil // gone already
+	}
+	defer unix.Close(pidfd)
+	if !servesBundle(pid, bundle) {
+		return nil
+	}
+	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("kill shim %d: %w", pid, err)
+	}
+	// The pidfd becomes readable when the process has exited.
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(shimExitTimeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("shim %d still alive %v after SIGKILL", pid, shimExitTimeout)
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err == nil && n > 0 {
+			return nil
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("wait for shim %d: %w", pid, err)
+		}
+	}
+}
+
+// shimExitTimeout bounds the wait for a killed shim to exit. A SIGKILLed
+// process exits as soon as it is scheduled; only a task stuck in the
+// kernel (D state) takes longer.
+const shimExitTimeout = 10 * time.Second
+
+// servesBundle reports whether pid is a berth-shim serving bundle: named by
+// --bundle, or a spare started in another folder, since renamed to the
+// bundle, whose working folder names the bundle now.
+func servesBundle(pid int, bundle string) bool {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
-		return
+		return false
 	}
 	args := strings.Split(string(bytes.TrimRight(cmdline, "\x00")), "\x00")
 	if len(args) < 2 || args[1] != "serve" {
-		return
+		return false
 	}
 	for i, a := range args {
 		if a == "--bundle" && i+1 < len(args) && args[i+1] == bundle {
-			syscall.Kill(pid, syscall.SIGKILL)
-			return
+			return true
 		}
 	}
-	// A spare was started in another folder, since renamed to the bundle:
-	// its working folder names the bundle now.
 	if slices.Contains(args, "--spare") {
 		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == bundle {
-			syscall.Kill(pid, syscall.SIGKILL)
+			return true
 		}
 	}
+	return false
 }
