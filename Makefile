@@ -18,7 +18,7 @@ PREFIX    ?= /usr/local
 # package with PREFIX=/usr.
 SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all build deps protos check-protos docs check-docs test chaos bench install vet demo clean
+.PHONY: all build deps protos check-protos docs check-docs test chaos bench install vet demo critest clean
 
 all: build
 
@@ -103,6 +103,13 @@ chaos: build
 # the daemon stopped again.
 demo: build
 	BIN=$(BIN) GO=$(GO) scripts/demo.sh
+
+# critest runs the CRI conformance suite (cri-tools' critest, built from
+# the Go module proxy) against a berthd of its own, offline, with the
+# shared tooling in ../shared/cri (or $(BERTH_SHARED)/cri); it takes
+# minutes. CRITEST_ARGS go to critest, e.g. -ginkgo.focus=PodSandbox.
+critest: build
+	BIN=$(BIN) scripts/critest.sh $(CRITEST_ARGS)
 
 # bench runs every benchmark (see bench/README.md): the shim against runc,
 # berthd against runc and containerd, pull throughput against curl and

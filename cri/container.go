@@ -94,10 +94,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 			err = undo.run(ctx, err)
 		}
 	}()
-	c := &container{config: cfg, exited: make(chan struct{}), rec: containerRecord{
+	c := newContainer(containerRecord{
 		ID: id, SandboxID: sb.rec.ID, Config: rawConfig, ImageID: ci.id, ImageName: cfg.GetImage().GetImage(),
 		CreatedAt: time.Now().UTC(),
-	}}
+	}, cfg)
 	if dir, p := sb.config.GetLogDirectory(), cfg.GetLogPath(); dir != "" && p != "" {
 		c.rec.LogPath = filepath.Join(dir, p)
 		if !strings.HasPrefix(c.rec.LogPath, filepath.Clean(dir)+"/") {
@@ -199,6 +199,7 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 		withResources(cfg.GetLinux().GetResources()),
 		withCgroupParent(sb.config.GetLinux().GetCgroupParent(), c.rec.ID),
 		withLinuxSecurity(sc),
+		withSeccomp(sc),
 		oci.WithAnnotations(annotations),
 	)
 	return opts, nil
@@ -325,7 +326,10 @@ func (s *Server) watchExit(c *container, task client.Task, exitc <-chan client.E
 	if st.ExitCode() == 0 {
 		reason = reasonCompleted
 	}
-	if m, err := task.Metrics(ctx); err == nil && m.Data.GetOomEvents() > 0 {
+	c.mu.Lock()
+	killing := c.killing
+	c.mu.Unlock()
+	if c.wasOOMKilled(st.ExitCode(), killing) {
 		reason = reasonOOMKilled
 	}
 	c.mu.Lock()
@@ -403,6 +407,9 @@ func (s *Server) stopContainer(ctx context.Context, c *container, timeout time.D
 			return ctx.Err()
 		}
 	}
+	c.mu.Lock()
+	c.killing = true
+	c.mu.Unlock()
 	if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
 		return fmt.Errorf("kill container %s: %w", id, err)
 	}

@@ -45,21 +45,20 @@ func (s *Server) Load(ctx context.Context) error {
 			s.sandboxes[sb.rec.ID] = sb
 			s.names[sandboxName(sb.config.GetMetadata())] = sb.rec.ID
 		case KindContainer:
-			c := &container{config: &runtimeapi.ContainerConfig{}, exited: make(chan struct{})}
-			if err := decodeRecord(info, &c.rec); err != nil {
+			var rec containerRecord
+			cfg := &runtimeapi.ContainerConfig{}
+			if err := decodeRecord(info, &rec); err != nil {
 				s.log.Warn("cri: container left out", "id", info.ID, "error", err)
 				continue
 			}
-			if err := proto.Unmarshal(c.rec.Config, c.config); err != nil {
+			if err := proto.Unmarshal(rec.Config, cfg); err != nil {
 				s.log.Warn("cri: container left out", "id", info.ID, "error", err)
 				continue
 			}
-			if c.rec.Exited {
-				close(c.exited)
-			}
-			ctrs = append(ctrs, c)
+			ctrs = append(ctrs, newContainer(rec, cfg))
 		}
 	}
+	go s.watchOOM()
 	for _, c := range ctrs {
 		s.containers[c.rec.ID] = c
 		if sb := s.sandboxes[c.rec.SandboxID]; sb != nil {

@@ -90,11 +90,24 @@ type container struct {
 	rec     containerRecord
 	config  *runtimeapi.ContainerConfig // decoded rec.Config; immutable
 	removed bool
-	// oom is set when the task reported an OOM kill; read when the exit
-	// is recorded.
-	oom bool
+	// oomKilled is closed (once, by markOOM) when the task reported an
+	// OOM kill; read when the exit is recorded.
+	oomKilled chan struct{}
+	oomOnce   sync.Once
+	// killing is set under mu once berth sends the task SIGKILL: its exit
+	// by that signal is then no OOM.
+	killing bool
 	// exited is closed once the exit is recorded.
 	exited chan struct{}
+}
+
+// newContainer returns a container of the index for a record.
+func newContainer(rec containerRecord, cfg *runtimeapi.ContainerConfig) *container {
+	c := &container{rec: rec, config: cfg, exited: make(chan struct{}), oomKilled: make(chan struct{})}
+	if rec.Exited {
+		close(c.exited)
+	}
+	return c
 }
 
 // newID returns a random id of 64 hex digits, the CRI's usual form.

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -315,6 +316,15 @@ func withLinuxSecurity(sc *runtimeapi.LinuxContainerSecurityContext) oci.SpecOpt
 				return err
 			}
 		}
+		if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+			return fmt.Errorf("run_as_group without run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
+		}
+		if sc.GetMaskedPaths() != nil && !sc.GetPrivileged() {
+			s.Linux.MaskedPaths = slices.Clone(sc.GetMaskedPaths())
+		}
+		if sc.GetReadonlyPaths() != nil && !sc.GetPrivileged() {
+			s.Linux.ReadonlyPaths = slices.Clone(sc.GetReadonlyPaths())
+		}
 		if u := sc.GetRunAsUser(); u != nil {
 			s.Process.User.UID = uint32(u.GetValue())
 		} else if name := sc.GetRunAsUsername(); name != "" {
@@ -355,6 +365,10 @@ func applyCapabilities(c *specs.LinuxCapabilities, caps *runtimeapi.Capability) 
 		return out
 	}
 	add, drop := norm(caps.GetAddCapabilities()), norm(caps.GetDropCapabilities())
+	held := allCapabilities()
+	// A capability berthd lacks cannot be granted: leave it out rather
+	// than fail the container.
+	add = slices.DeleteFunc(add, func(n string) bool { return n != "ALL" && !slices.Contains(held, n) })
 	for _, set := range []*[]string{&c.Bounding, &c.Effective, &c.Permitted} {
 		if slices.Contains(drop, "ALL") {
 			*set = nil
@@ -362,7 +376,7 @@ func applyCapabilities(c *specs.LinuxCapabilities, caps *runtimeapi.Capability) 
 			*set = slices.DeleteFunc(*set, func(n string) bool { return slices.Contains(drop, n) })
 		}
 		if slices.Contains(add, "ALL") {
-			*set = allCapabilities()
+			*set = slices.Clone(held)
 			continue
 		}
 		for _, n := range add {
@@ -373,16 +387,41 @@ func applyCapabilities(c *specs.LinuxCapabilities, caps *runtimeapi.Capability) 
 	}
 }
 
-// allCapabilities lists the capabilities of this kernel's release line.
+// capabilityNames are the capabilities by number, as the kernel counts
+// them.
+var capabilityNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+// allCapabilities lists the capabilities berthd itself may hand on: those
+// of its bounding set (root may lack some, as CAP_SYS_RESOURCE on these
+// machines, and runc fails to grant one it lacks).
 func allCapabilities() []string {
-	return []string{
-		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-		"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-		"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-		"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-		"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-		"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-		"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
 	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if hex, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			if err != nil {
+				return nil
+			}
+			var out []string
+			for i, name := range capabilityNames {
+				if mask&(1<<i) != 0 {
+					out = append(out, name)
+				}
+			}
+			return out
+		}
+	}
+	return nil
 }
