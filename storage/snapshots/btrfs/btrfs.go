@@ -3,6 +3,7 @@ package btrfs
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -104,22 +105,68 @@ func (driver) Usage(dir string) (snapshots.Usage, error) {
 }
 
 // Seal makes a committed snapshot's subvolume read-only: children are
-// snapshots of it, and nothing may change a layer under them.
+// snapshots of it, and nothing may change a layer under them. Unsealing
+// a subvolume that is writable changes nothing.
 func (driver) Seal(dir string, sealed bool) error {
 	return setReadOnly(fsDir(dir), sealed)
 }
 
-// RemoveAll deletes dir's subvolume, if it has one, then dir. The
-// subvolume may be read-only, which os.RemoveAll could not empty.
+// RemoveAll deletes dir's subvolume, if it has one, with every subvolume
+// nested in it, then dir. The subvolume may be read-only, which
+// os.RemoveAll could not empty.
 func (driver) RemoveAll(dir string) error {
 	sub, err := isSubvolume(fsDir(dir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if sub {
-		if err := deleteSubvolume(fsDir(dir)); err != nil {
+		if err := deleteSubvolumeTree(fsDir(dir)); err != nil {
 			return err
 		}
 	}
 	return os.RemoveAll(dir)
+}
+
+// deleteSubvolumeTree deletes the subvolume path and the subvolumes
+// nested in it, the deepest first: btrfs refuses to delete a subvolume
+// that holds another (ENOTEMPTY), and a privileged container may make one
+// in its root filesystem (btrfs subvolume create, or a snapshot). Only
+// then does it walk the tree: a subvolume that holds none is deleted at
+// once. A read-only subvolume (a committed layer) is made writable first,
+// since deleting a subvolume writes the folder that holds it.
+func deleteSubvolumeTree(path string) error {
+	err := deleteSubvolume(path)
+	if !errors.Is(err, unix.ENOTEMPTY) {
+		return err
+	}
+	if err := setReadOnly(path, false); err != nil {
+		return err
+	}
+	var nested []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == path || !d.IsDir() {
+			return nil
+		}
+		sub, err := isSubvolume(p)
+		if err != nil {
+			return err
+		}
+		if sub {
+			nested = append(nested, p)
+			return filepath.SkipDir // its own call deletes what it holds
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("subvolumes nested in %s: %w", path, err)
+	}
+	for _, p := range nested {
+		if err := deleteSubvolumeTree(p); err != nil {
+			return err
+		}
+	}
+	return deleteSubvolume(path)
 }

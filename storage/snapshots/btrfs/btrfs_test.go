@@ -1,6 +1,7 @@
 package btrfs
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -70,17 +71,7 @@ func TestNotOnBtrfs(t *testing.T) {
 // subvolumes, containers writable snapshots of them, and Remove deletes
 // read-only subvolumes.
 func TestSubvolumes(t *testing.T) {
-	mnt := testutil.LoopBtrfs(t)
-	root := filepath.Join(mnt, "snapshots")
-	if err := os.Mkdir(root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sn, err := New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sn.Close() })
-	ctx := namespaces.WithNamespace(t.Context(), "test")
+	mnt, root, sn, ctx := openInLoop(t)
 	if _, err := sn.Prepare(ctx, "extract", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -110,21 +101,7 @@ func TestSubvolumes(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mounts[0].Source, "file")); err != nil || string(b) != "layer" {
 		t.Errorf("the snapshot of the layer reads %q, %v", b, err)
 	}
-	for _, key := range []string{"container", "layer"} {
-		if err := sn.Remove(ctx, key); err != nil {
-			t.Fatalf("Remove(%s): %v", key, err)
-		}
-	}
-	if entries, _ := os.ReadDir(filepath.Join(root, "snapshots")); len(entries) != 0 {
-		t.Errorf("left after Remove: %v", entries)
-	}
-	out, err := exec.Command("btrfs", "subvolume", "list", mnt).CombinedOutput()
-	if err != nil {
-		t.Fatalf("btrfs subvolume list: %v: %s", err, out)
-	}
-	if len(strings.TrimSpace(string(out))) != 0 {
-		t.Errorf("subvolumes left after Remove:\n%s", out)
-	}
+	removeAllAndCheck(t, ctx, sn, mnt, root, "container", "layer")
 }
 
 // TestUsageFromQgroups: with quotas on, a snapshot's usage is the bytes it
@@ -197,4 +174,42 @@ func onlySnapshotDir(t *testing.T, root string) string {
 		t.Fatalf("snapshots folder: %v, %v; want one", entries, err)
 	}
 	return filepath.Join(root, "snapshots", entries[0].Name())
+}
+
+// openInLoop opens the snapshotter in the folder root of a new loop btrfs
+// mounted on mnt, and returns them with a namespaced context.
+func openInLoop(t *testing.T) (mnt, root string, sn snapshots.Snapshotter, ctx context.Context) {
+	t.Helper()
+	mnt = testutil.LoopBtrfs(t)
+	root = filepath.Join(mnt, "snapshots")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sn.Close() })
+	return mnt, root, sn, namespaces.WithNamespace(t.Context(), "test")
+}
+
+// removeAllAndCheck removes keys from sn and checks that no snapshot
+// folder and no subvolume on mnt is left.
+func removeAllAndCheck(t *testing.T, ctx context.Context, sn snapshots.Snapshotter, mnt, root string, keys ...string) {
+	t.Helper()
+	for _, key := range keys {
+		if err := sn.Remove(ctx, key); err != nil {
+			t.Fatalf("Remove(%s): %v", key, err)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "snapshots")); len(entries) != 0 {
+		t.Errorf("left after Remove: %v", entries)
+	}
+	out, err := exec.Command("btrfs", "subvolume", "list", mnt).CombinedOutput()
+	if err != nil {
+		t.Fatalf("btrfs subvolume list: %v: %s", err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("subvolumes left after Remove:\n%s", s)
+	}
 }

@@ -40,7 +40,19 @@
 // # Removal
 //
 // Remove deletes the subvolume with BTRFS_IOC_SNAP_DESTROY, read-only or
-// not; the kernel frees its extents in the background.
+// not; the kernel frees its extents in the background. A subvolume that
+// holds others (a privileged container may create one in its root
+// filesystem) is refused by the kernel: Remove then makes it writable,
+// finds the nested subvolumes with a walk and deletes them, the deepest
+// first, and then it.
+//
+// # Crashes
+//
+// Commit sets the read-only flag just before the metadata transaction
+// that marks the snapshot committed. A crash between the two leaves an
+// active snapshot read-only; New clears the flag of every active snapshot
+// (package fsstore), so its container or unpack can write again and a
+// second Commit goes through.
 //
 // # Why ioctls
 //

@@ -200,11 +200,14 @@ func setReadOnly(path string, readOnly bool) error {
 	if err := ioctl(fd, iocSubvolGetFlags, unsafe.Pointer(&flags)); err != nil {
 		return &os.PathError{Op: "get subvolume flags", Path: path, Err: err}
 	}
+	want := flags &^ subvolReadOnly
 	if readOnly {
-		flags |= subvolReadOnly
-	} else {
-		flags &^= subvolReadOnly
+		want |= subvolReadOnly
 	}
+	if want == flags {
+		return nil
+	}
+	flags = want
 	if err := ioctl(fd, iocSubvolSetFlags, unsafe.Pointer(&flags)); err != nil {
 		return &os.PathError{Op: "set subvolume flags", Path: path, Err: err}
 	}

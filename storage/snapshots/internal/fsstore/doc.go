@@ -33,6 +33,10 @@
 //   - Commit syncs the filesystem of the snapshot's folder (syncfs)
 //     before the transaction that marks it committed: a committed
 //     snapshot's files are on disk.
+//   - A Sealer seals a snapshot's folder just before the transaction
+//     that marks it committed, and unseals it when that transaction
+//     fails; New unseals every active snapshot, so a crash between the
+//     seal and the transaction leaves no active snapshot sealed.
 //   - Remove deletes the record in one transaction, then the folder; Open
 //     removes every folder under snapshots/ that ids does not name, which
 //     finishes whatever a crash interrupted.

@@ -236,44 +236,53 @@ func (s *store) Commit(ctx context.Context, name, key string, opts ...snapshots.
 			return fmt.Errorf("%s: commit %q: %w", s.name, key, err)
 		}
 	}
-	err = withCtx(ctx, s.db.Update, func(tx *bolt.Tx) error {
-		r, err := s.read(tx, key)
-		if err != nil {
-			return err
-		}
-		if r.info.Kind != snapshots.KindActive || r.id != active.id {
-			return fmt.Errorf("%s: snapshot %q is %s, not active: %w", s.name, key, r.info.Kind, errdefs.ErrFailedPrecondition)
-		}
-		if err := s.free(tx, name); err != nil {
-			return err
-		}
-		keys, children, ids := buckets(tx)
-		if err := keys.DeleteBucket([]byte(key)); err != nil {
-			return err
-		}
-		if r.info.Parent != "" {
-			cb := children.Bucket([]byte(r.info.Parent))
-			if err := cb.Delete([]byte(key)); err != nil {
-				return err
-			}
-			if err := cb.Put([]byte(name), nil); err != nil {
-				return err
-			}
-		}
-		if err := ids.Put(idKey(r.id), []byte(name)); err != nil {
-			return err
-		}
-		now := time.Now().UTC()
-		r.info = snapshots.Info{Kind: snapshots.KindCommitted, Name: name, Parent: r.info.Parent, Labels: base.Labels, Created: now, Updated: now}
-		r.usage = usage
-		return write(tx, r)
-	})
+	err = s.failAt(FailCommitSealed)
+	if err == nil {
+		err = withCtx(ctx, s.db.Update, func(tx *bolt.Tx) error {
+			return s.commitRecord(tx, name, key, active.id, base.Labels, usage)
+		})
+	}
 	if err != nil && sealer != nil {
 		if uerr := sealer.Seal(s.dir(active.id), false); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("%s: %q stays read-only: %w", s.name, key, uerr))
 		}
 	}
 	return err
+}
+
+// commitRecord turns the active record key, whose folder is id, into the
+// committed one name, in tx.
+func (s *store) commitRecord(tx *bolt.Tx, name, key string, id uint64, labels map[string]string, usage snapshots.Usage) error {
+	r, err := s.read(tx, key)
+	if err != nil {
+		return err
+	}
+	if r.info.Kind != snapshots.KindActive || r.id != id {
+		return fmt.Errorf("%s: snapshot %q is %s, not active: %w", s.name, key, r.info.Kind, errdefs.ErrFailedPrecondition)
+	}
+	if err := s.free(tx, name); err != nil {
+		return err
+	}
+	keys, children, ids := buckets(tx)
+	if err := keys.DeleteBucket([]byte(key)); err != nil {
+		return err
+	}
+	if r.info.Parent != "" {
+		cb := children.Bucket([]byte(r.info.Parent))
+		if err := cb.Delete([]byte(key)); err != nil {
+			return err
+		}
+		if err := cb.Put([]byte(name), nil); err != nil {
+			return err
+		}
+	}
+	if err := ids.Put(idKey(r.id), []byte(name)); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	r.info = snapshots.Info{Kind: snapshots.KindCommitted, Name: name, Parent: r.info.Parent, Labels: labels, Created: now, Updated: now}
+	r.usage = usage
+	return write(tx, r)
 }
 
 // activeRecord reads key and checks that it is active.

@@ -39,7 +39,9 @@ type Driver interface {
 type Sealer interface {
 	// Seal is called on the folder of an active snapshot being
 	// committed, before its record changes; when the record cannot
-	// change, Seal(dir, false) undoes it.
+	// change, Seal(dir, false) undoes it, and New calls Seal(dir, false)
+	// on every active snapshot (a crash may have come between the two).
+	// Unsealing what is not sealed must change nothing.
 	Seal(dir string, sealed bool) error
 }
 
@@ -81,11 +83,39 @@ type store struct {
 	root   string
 	db     *bolt.DB
 	driver Driver
+	// failpoint, set only by tests (WithFailpoint), is called at each
+	// step named Fail*; an error it returns fails the operation there.
+	failpoint func(step string) error
+}
+
+// The steps that tests inject a failure or a crash at (WithFailpoint).
+const (
+	// FailCommitSealed: a Sealer sealed the snapshot being committed;
+	// before the transaction that records the commit.
+	FailCommitSealed = "commit/sealed"
+)
+
+// Option configures New.
+type Option func(*store)
+
+// WithFailpoint makes the snapshotter call fn at each step named Fail*,
+// for tests of failures and crashes there; production code never sets it.
+func WithFailpoint(fn func(step string) error) Option {
+	return func(s *store) { s.failpoint = fn }
+}
+
+// failAt returns the error injected at step, nil when none.
+func (s *store) failAt(step string) error {
+	if s.failpoint == nil {
+		return nil
+	}
+	return s.failpoint(step)
 }
 
 // New opens (creating when absent) the snapshotter of driver in root,
-// named name in errors, and removes the folders that no record names.
-func New(name, root string, driver Driver) (snapshots.Snapshotter, error) {
+// named name in errors, removes the folders that no record names, and
+// unseals the active snapshots that a Sealer left sealed (unsealActive).
+func New(name, root string, driver Driver, opts ...Option) (snapshots.Snapshotter, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("%s: root %q is not absolute: %w", name, root, errdefs.ErrInvalidArgument)
 	}
@@ -105,6 +135,9 @@ func New(name, root string, driver Driver) (snapshots.Snapshotter, error) {
 		return nil, fmt.Errorf("%s: open %s: %w", name, path, err)
 	}
 	s := &store{name: name, root: root, db: db, driver: driver}
+	for _, o := range opts {
+		o(s)
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		v1, err := tx.CreateBucketIfNotExists(bucketV1)
 		if err != nil {
@@ -119,6 +152,9 @@ func New(name, root string, driver Driver) (snapshots.Snapshotter, error) {
 	})
 	if err == nil {
 		err = s.removeOrphans()
+	}
+	if err == nil {
+		err = s.unsealActive()
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", name, err), db.Close())
@@ -147,6 +183,43 @@ func (s *store) removeOrphans() error {
 		return nil
 	})
 	return errors.Join(append(errs, err)...)
+}
+
+// unsealActive unseals the folder of every active snapshot when the
+// driver is a Sealer: Commit seals the folder before the transaction that
+// records the commit, so a crash between the two leaves an active
+// snapshot sealed (a btrfs subvolume read-only) that its container or
+// unpack could no longer write. Unsealing one that is not sealed changes
+// nothing; it costs a call per active snapshot at open.
+func (s *store) unsealActive() error {
+	sealer, ok := s.driver.(Sealer)
+	if !ok {
+		return nil
+	}
+	var dirs []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		keys, _, _ := buckets(tx)
+		return keys.ForEachBucket(func(k []byte) error {
+			r, err := s.read(tx, string(k))
+			if err != nil {
+				return err
+			}
+			if r.info.Kind == snapshots.KindActive {
+				dirs = append(dirs, s.dir(r.id))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dir := range dirs {
+		if err := sealer.Seal(dir, false); err != nil {
+			errs = append(errs, fmt.Errorf("unseal the active snapshot in %s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removeAll removes a snapshot's folder the driver's way.
