@@ -59,7 +59,7 @@ func newContentDaemon(t *testing.T) *client.Client {
 }
 
 // The content store over the API passes the suite every store passes.
-func TestContentStoreRemote(t *testing.T) {
+func TestContentSuiteThroughClient(t *testing.T) {
 	contenttest.Run(t, func(t *testing.T) content.Store {
 		return newContentDaemon(t).ContentStore()
 	}, contenttest.Options{Namespaced: true})

@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/oci"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
@@ -95,7 +96,7 @@ func TestDaemonRestartDrill(t *testing.T) {
 			t.Errorf("%s: status %v, want stopped", id, resp.Process.Status)
 		}
 		eventually(t, 5*time.Second, id+"'s processes to be gone", func() bool {
-			return !pidAlive(shimPids[id]) && !pidAlive(int(lostPids[id]))
+			return !proc.Alive(shimPids[id]) && !proc.Alive(int(lostPids[id]))
 		})
 		if m := mountsUnder(d.bundle(ns, id)); len(m) > 0 {
 			t.Errorf("%s: mounts left: %v", id, m)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/proc"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
@@ -246,7 +247,7 @@ func TestDaemonShimDeath(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a waiter was not told of the shim's death")
 	}
-	eventually(t, 5*time.Second, "the container's process to be gone", func() bool { return !pidAlive(int(pid)) })
+	eventually(t, 5*time.Second, "the container's process to be gone", func() bool { return !proc.Alive(int(pid)) })
 	if m := mountsUnder(d.bundle(ns, "victim")); len(m) > 0 {
 		t.Errorf("mounts left: %v", m)
 	}

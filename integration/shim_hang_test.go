@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/testutil"
 )
 
@@ -102,7 +103,7 @@ func TestShimHungCreate(t *testing.T) {
 	}
 	if data, err := os.ReadFile(pidFile); err == nil {
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-		if pid > 1 && pidAlive(pid) {
+		if pid > 1 && proc.Alive(pid) {
 			t.Errorf("the hung runtime (pid %d) outlived its container's cleanup", pid)
 		}
 	}

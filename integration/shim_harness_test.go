@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/fifo"
+	"github.com/containerd/ttrpc"
+
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/oci"
 	"github.com/berthrt/berth/shimapi"
-	"github.com/containerd/fifo"
-	"github.com/containerd/ttrpc"
 )
 
 var (
@@ -282,8 +283,4 @@ func parentOf(t *testing.T, pid int) int {
 	}
 	t.Fatalf("no PPid for %d", pid)
 	return 0
-}
-
-func processAlive(pid int) bool {
-	return syscall.Kill(pid, 0) == nil
 }

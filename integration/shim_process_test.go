@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/oci"
 	"github.com/berthrt/berth/shimapi"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestShimStdinRoundTrip(t *testing.T) {
@@ -358,7 +360,7 @@ func TestShimKilledThenDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, shimPid)
-	if !processAlive(int(pid)) {
+	if !proc.Alive(int(pid)) {
 		t.Fatal("the container died with its shim")
 	}
 	out, err := s.shimCmd("delete").Output()
@@ -404,7 +406,7 @@ func TestShimDeleteReportsPersistedExit(t *testing.T) {
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
-		if !processAlive(pid) {
+		if !proc.Alive(pid) {
 			return
 		}
 		// A zombie still answers kill(0); its state is Z.
@@ -487,9 +489,7 @@ func TestShimStartIsIdempotent(t *testing.T) {
 func TestShimConfigurableRuntime(t *testing.T) {
 	dir := t.TempDir()
 	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("runc missing")
-	}
+	testutil.Require(t, err == nil, "runc not found in PATH (run make deps)")
 	log := filepath.Join(dir, "calls")
 	wrapper := filepath.Join(dir, "my-runtime")
 	script := "#!/bin/sh\necho \"$@\" >> " + log + "\nexec " + runc + " \"$@\"\n"

@@ -24,7 +24,7 @@ import (
 	typesv1 "github.com/berthrt/berth/proto/types/v1"
 	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/snapshots/proxy/proxytest"
-	"github.com/berthrt/berth/storage/snapshots/testsuite"
+	"github.com/berthrt/berth/storage/snapshots/snapshotstest"
 )
 
 // proxyName is the proxy plugin that newProxyDaemon configures.
@@ -62,7 +62,7 @@ func TestSnapshotsSuiteThroughDaemon(t *testing.T) {
 	var mu sync.Mutex
 	roots := map[string]string{} // guarded by mu: the suite's root to its namespace
 	for _, name := range []string{"overlayfs", "native", proxyName} {
-		testsuite.Run(t, "berthd-"+name, func(root string) (snapshots.Snapshotter, error) {
+		snapshotstest.Run(t, "berthd-"+name, func(root string) (snapshots.Snapshotter, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			ns, ok := roots[root]

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/testutil"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
 	"github.com/berthrt/berth/shimapi"
@@ -155,7 +156,7 @@ func TestDaemonNotify(t *testing.T) {
 		t.Errorf("berthd after SIGTERM: %v", err)
 	}
 	d.cmd = nil
-	if !pidAlive(int(pid)) {
+	if !proc.Alive(int(pid)) {
 		t.Error("the container died with the daemon")
 	}
 }

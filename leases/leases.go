@@ -15,9 +15,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/containerd/ttrpc"
-
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/ctxmd"
 )
 
 const (
@@ -30,44 +29,26 @@ const (
 	ExpireLabel = "berth.io/gc.expire"
 )
 
-type leaseKey struct{}
+// carrier carries the lease id (package ctxmd).
+var carrier = ctxmd.NewKey(MetadataKey)
 
 // WithLease returns a context carrying the lease id, for this process and,
 // through ttrpc metadata, for the daemon the context's calls go to.
 func WithLease(ctx context.Context, id string) context.Context {
-	ctx = context.WithValue(ctx, leaseKey{}, id)
-	md, ok := ttrpc.GetMetadata(ctx)
-	if !ok {
-		md = ttrpc.MD{}
-	} else {
-		md = md.Clone()
-	}
-	md.Set(MetadataKey, id)
-	return ttrpc.WithMetadata(ctx, md)
+	return carrier.With(ctx, id)
 }
 
 // WithoutLease returns a context that carries no lease, even if ctx does:
 // what is created under it is not protected by ctx's lease.
 func WithoutLease(ctx context.Context) context.Context {
-	ctx = context.WithValue(ctx, leaseKey{}, "")
-	if md, ok := ttrpc.GetMetadata(ctx); ok {
-		md = md.Clone()
-		delete(md, MetadataKey)
-		ctx = ttrpc.WithMetadata(ctx, md)
-	}
-	return ctx
+	return carrier.Without(ctx)
 }
 
 // FromContext returns the lease of ctx: the id set by WithLease, or failing
 // that the one received in ttrpc metadata. ok is false when there is none.
 func FromContext(ctx context.Context) (id string, ok bool) {
-	if id, set := ctx.Value(leaseKey{}).(string); set {
-		return id, id != ""
-	}
-	if id, found := ttrpc.GetMetadataValue(ctx, MetadataKey); found && id != "" {
-		return id, true
-	}
-	return "", false
+	id, set := carrier.Get(ctx)
+	return id, set && id != ""
 }
 
 // Validate checks a lease id: an identifier (package identifiers).

@@ -10,20 +10,15 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/internal/testenv"
 )
 
 // requireRoot skips on a developer's machine without root and fails in CI,
 // where the tests must run.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	const why = "mount(2) needs root (CAP_SYS_ADMIN)"
-	if os.Getenv("CI") == "" {
-		t.Skip("skipping: " + why)
-	}
-	t.Fatal(why)
+	testenv.Require(t, os.Geteuid() == 0, "mount(2) needs root (CAP_SYS_ADMIN)")
 }
 
 // mountDir returns a new folder whose mounts are all removed at cleanup,

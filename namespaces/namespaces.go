@@ -8,10 +8,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/containerd/ttrpc"
-
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/ctxmd"
 )
 
 const (
@@ -22,32 +21,19 @@ const (
 	MetadataKey = "berth-namespace"
 )
 
-type namespaceKey struct{}
+// carrier carries the namespace (package ctxmd).
+var carrier = ctxmd.NewKey(MetadataKey)
 
 // WithNamespace returns a context carrying ns, for this process and, through
 // ttrpc metadata, for the daemon the context's calls go to.
 func WithNamespace(ctx context.Context, ns string) context.Context {
-	ctx = context.WithValue(ctx, namespaceKey{}, ns)
-	md, ok := ttrpc.GetMetadata(ctx)
-	if !ok {
-		md = ttrpc.MD{}
-	} else {
-		md = md.Clone()
-	}
-	md.Set(MetadataKey, ns)
-	return ttrpc.WithMetadata(ctx, md)
+	return carrier.With(ctx, ns)
 }
 
 // Namespace returns the namespace of ctx: the value set by WithNamespace, or
 // failing that the one received in ttrpc metadata.
 func Namespace(ctx context.Context) (string, bool) {
-	if ns, ok := ctx.Value(namespaceKey{}).(string); ok {
-		return ns, true
-	}
-	if vals, ok := ttrpc.GetMetadataValue(ctx, MetadataKey); ok {
-		return vals, true
-	}
-	return "", false
+	return carrier.Get(ctx)
 }
 
 // NamespaceRequired returns the namespace of ctx, or an error of class

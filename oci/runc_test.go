@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthrt/berth/internal/testenv"
 )
 
 // requireRunc returns the paths of runc and a static busybox, skipping on a
@@ -32,11 +34,7 @@ func requireRunc(t *testing.T) (runc, busybox string) {
 	if len(missing) == 0 {
 		return runc, busybox
 	}
-	why := "running a container needs " + strings.Join(missing, ", ")
-	if os.Getenv("CI") == "" {
-		t.Skip("skipping: " + why)
-	}
-	t.Fatal(why)
+	testenv.Require(t, false, "running a container needs "+strings.Join(missing, ", "))
 	return "", ""
 }
 

@@ -46,6 +46,6 @@
 // folders. None knows namespaces: storage/metadata gives each namespace its own view of
 // a snapshotter (DB.Snapshotter). Package proxy is a Snapshotter over the
 // snapshots API, for the client library and for the daemon's external
-// snapshotters. storage/snapshots/testsuite is the suite every
+// snapshotters. storage/snapshots/snapshotstest is the suite every
 // implementation runs.
 package snapshots

@@ -10,7 +10,8 @@
 //   - content/local: the local blob store; content/contenttest the suite
 //     every content store runs.
 //   - snapshots/overlay (the default), snapshots/native and
-//     snapshots/btrfs: the snapshotters; snapshots/testsuite the suite every snapshotter runs.
+//     snapshots/btrfs: the snapshotters; snapshots/snapshotstest the
+//     suite every snapshotter runs.
 //
 // Diff apply and compare are in package diff, over the content and
 // snapshot roles. Every package here validates identifiers at its API edge

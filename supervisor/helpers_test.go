@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/oci"
@@ -173,7 +174,7 @@ func (e *env) bundle(id string) string { return filepath.Join(e.stateDir, e.ns, 
 func (e *env) assertGone(id string, pids ...int) {
 	e.t.Helper()
 	for _, pid := range pids {
-		if alive(pid) {
+		if proc.Alive(pid) {
 			e.t.Errorf("task %s: process %d still alive", id, pid)
 		}
 	}
@@ -232,16 +233,6 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) ti
 		time.Sleep(10 * time.Millisecond)
 	}
 	return time.Since(began)
-}
-
-// alive reports whether pid runs (a zombie does not).
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
 }
 
 func mountsUnder(t *testing.T, dir string) []string {

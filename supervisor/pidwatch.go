@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/internal/proc"
 )
 
 // pidPollInterval is how often a process is polled where the kernel has no
@@ -78,7 +80,7 @@ func (w *pidWatch) wait() {
 	t := time.NewTicker(pidPollInterval)
 	defer t.Stop()
 	for {
-		if !processAlive(w.pid) {
+		if !proc.Alive(w.pid) {
 			close(w.exited)
 			return
 		}
@@ -131,28 +133,10 @@ func (w *pidWatch) waitExit(ctx context.Context, d time.Duration) bool {
 	return false
 }
 
-// processAlive reports whether pid names a process that has not exited (a
-// zombie has exited).
-func processAlive(pid int) bool {
-	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-		return false
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses, which may hold
-	// anything, so look after the last ')'.
-	if i := bytes.LastIndexByte(data, ')'); i >= 0 && i+2 < len(data) {
-		return data[i+2] != 'Z' && data[i+2] != 'X'
-	}
-	return true
-}
-
 // shimServes reports whether pid is alive and is the serving berth-shim of
 // bundle (pids are reused; the pid file may be stale).
 func shimServes(pid int, bundle string) bool {
-	if !processAlive(pid) {
+	if !proc.Alive(pid) {
 		return false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))

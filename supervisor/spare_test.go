@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/supervisor"
 )
@@ -24,7 +25,7 @@ func (e *env) spares(t *testing.T) []int {
 	files, _ := filepath.Glob(filepath.Join(e.stateDir, ".spare", "*", shimapi.PidFileName))
 	var pids []int
 	for _, f := range files {
-		if pid, err := shimapi.ReadPidFile(filepath.Dir(f)); err == nil && alive(pid) {
+		if pid, err := shimapi.ReadPidFile(filepath.Dir(f)); err == nil && proc.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -78,7 +79,7 @@ func TestSpareShimServesCreate(t *testing.T) {
 	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "bound spare still runs after delete", func() bool { return !alive(spare) })
+	eventually(t, 10*time.Second, "bound spare still runs after delete", func() bool { return !proc.Alive(spare) })
 	if n := rec.count(e.ns, "one", "/tasks/exit"); n != 1 {
 		t.Errorf("%d exit events, want 1 (topics %v)", n, rec.topics(e.ns, "one"))
 	}
@@ -86,7 +87,7 @@ func TestSpareShimServesCreate(t *testing.T) {
 	left := e.spares(t)
 	s.Close()
 	for _, pid := range left {
-		eventually(t, 10*time.Second, "idle spare still runs after Close", func() bool { return !alive(pid) })
+		eventually(t, 10*time.Second, "idle spare still runs after Close", func() bool { return !proc.Alive(pid) })
 	}
 	if entries, _ := os.ReadDir(filepath.Join(e.stateDir, ".spare")); len(entries) > 0 {
 		t.Errorf("spare folders left after Close: %d", len(entries))
@@ -108,7 +109,7 @@ func TestSpareCreateFailureCleansUp(t *testing.T) {
 	if _, err := os.Stat(e.bundle("bad")); !os.IsNotExist(err) {
 		t.Fatalf("bundle after failed create: %v", err)
 	}
-	eventually(t, 10*time.Second, "the spare bound to the failed task still runs", func() bool { return !alive(spare) })
+	eventually(t, 10*time.Second, "the spare bound to the failed task still runs", func() bool { return !proc.Alive(spare) })
 	if _, err := s.Get(e.ns, "bad"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Get after failed create: %v", err)
 	}
@@ -132,11 +133,11 @@ func TestSpareExitsWithItsDaemon(t *testing.T) {
 	// was.
 	pid := loggedPid(t, dir)
 	t.Cleanup(func() {
-		if alive(pid) {
+		if proc.Alive(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	eventually(t, 10*time.Second, "spare outlived the process that started it", func() bool { return !alive(pid) })
+	eventually(t, 10*time.Second, "spare outlived the process that started it", func() bool { return !proc.Alive(pid) })
 }
 
 func TestRestoreRemovesStaleSpareFolders(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events/topics"
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/unixsock"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/supervisor"
@@ -97,7 +98,7 @@ func TestCreateStartWaitDelete(t *testing.T) {
 	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
 		t.Fatalf("bundle after delete: %v", err)
 	}
-	eventually(t, 5*time.Second, "shim exits after delete", func() bool { return !alive(shimPid) })
+	eventually(t, 5*time.Second, "shim exits after delete", func() bool { return !proc.Alive(shimPid) })
 	e.assertGone("exit3", shimPid)
 	if _, err := s.Get(e.ns, "exit3"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Get after delete: %v", err)
@@ -163,7 +164,7 @@ func shimsOf(t *testing.T, bundle string) []int {
 		if err != nil || !containsArg(data, bundle) {
 			continue
 		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && alive(pid) {
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && proc.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -255,7 +256,7 @@ func TestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, pid := range pids {
-		if !alive(pid) {
+		if !proc.Alive(pid) {
 			t.Fatalf("shim of %s died with the supervisor's Close", id)
 		}
 	}
@@ -513,7 +514,7 @@ func TestRestoreFinishesDelete(t *testing.T) {
 	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
 		t.Fatalf("bundle: %v", err)
 	}
-	if alive(pid) {
+	if proc.Alive(pid) {
 		t.Fatalf("shim %d still alive", pid)
 	}
 	if got := rec.topics(e.ns, "half"); len(got) != 0 {
@@ -549,7 +550,7 @@ func TestDeleteAfterCrashMidDelete(t *testing.T) {
 	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
 		t.Fatalf("bundle: %v", err)
 	}
-	eventually(t, 3*time.Second, "shim exits", func() bool { return !alive(pid) })
+	eventually(t, 3*time.Second, "shim exits", func() bool { return !proc.Alive(pid) })
 }
 
 // invalidStart refuses /tasks/start as an exchange refuses an event it

@@ -15,34 +15,27 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/berthrt/berth/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthrt/berth/internal/testenv"
+	"github.com/berthrt/berth/oci"
 )
 
-// InCI reports whether the tests run in CI, where a missing environment is
-// a failure, not a reason to skip.
-func InCI() bool { return os.Getenv("CI") != "" }
+// InCI reports whether the tests run in CI (package testenv).
+func InCI() bool { return testenv.InCI() }
 
-// Require fails the test in CI and skips it elsewhere when ok is false.
+// Require fails the test in CI and skips it elsewhere when ok is false
+// (package testenv).
 func Require(t testing.TB, ok bool, why string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if InCI() {
-		t.Fatalf("test environment incomplete in CI: %s", why)
-	}
-	t.Skipf("skipped outside CI: %s", why)
+	testenv.Require(t, ok, why)
 }
 
-// RequireRoot requires root and the given commands in PATH.
+// RequireRoot requires root and the given commands in PATH (package
+// testenv).
 func RequireRoot(t testing.TB, commands ...string) {
 	t.Helper()
-	Require(t, os.Geteuid() == 0, "needs root (mounts, runc)")
-	for _, c := range commands {
-		_, err := exec.LookPath(c)
-		Require(t, err == nil, c+" not found in PATH (run make deps)")
-	}
+	testenv.RequireRoot(t, commands...)
 }
 
 // RepoRoot returns the module's root folder.

@@ -11,19 +11,14 @@ import (
 	"github.com/containerd/ttrpc"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/apiconv"
-	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/content/v1"
+	"github.com/berthrt/berth/services"
 )
-
-// listBatchSize is the size at which List sends a batch. One Info is at
-// most about 1 MiB (256 labels of 4 KiB), so a batch stays below 2 MiB.
-const listBatchSize = 1 << 20
 
 type service struct {
 	store content.Store
@@ -61,29 +56,20 @@ func (s *service) List(ctx context.Context, req *api.ListContentRequest, stream 
 }
 
 func (s *service) list(ctx context.Context, req *api.ListContentRequest, stream api.Content_ListServer) error {
-	ctx, err := streamNamespace(ctx, req.GetNamespace())
+	ctx, err := services.StreamNamespace(ctx, req.GetNamespace())
 	if err != nil {
 		return err
 	}
-	var batch api.ListContentResponse
-	size := 0
+	batch := services.NewBatcher(func(infos []*api.Info) error {
+		return stream.Send(&api.ListContentResponse{Info: infos})
+	})
 	err = s.store.Walk(ctx, func(info content.Info) error {
-		pi := apiconv.ContentInfoToProto(info)
-		batch.Info = append(batch.Info, pi)
-		if size += proto.Size(pi); size < listBatchSize {
-			return nil
-		}
-		err := stream.Send(&batch)
-		batch.Info, size = nil, 0
-		return err
+		return batch.Add(apiconv.ContentInfoToProto(info))
 	}, req.GetFilters()...)
 	if err != nil {
 		return err
 	}
-	if len(batch.Info) > 0 {
-		return stream.Send(&batch)
-	}
-	return nil
+	return batch.Flush()
 }
 
 func (s *service) Delete(ctx context.Context, req *api.DeleteContentRequest) (*emptypb.Empty, error) {
@@ -99,7 +85,7 @@ func (s *service) Read(ctx context.Context, req *api.ReadContentRequest, stream 
 }
 
 func (s *service) read(ctx context.Context, req *api.ReadContentRequest, stream api.Content_ReadServer) (err error) {
-	ctx, err = streamNamespace(ctx, req.GetNamespace())
+	ctx, err = services.StreamNamespace(ctx, req.GetNamespace())
 	if err != nil {
 		return err
 	}
@@ -161,18 +147,4 @@ func (s *service) Abort(ctx context.Context, req *api.AbortRequest) (*emptypb.Em
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
-}
-
-// streamNamespace returns ctx in the namespace of a streaming call: the
-// request metadata's, else the one the request names (ttrpc's Go client
-// sends no metadata with streams). Both given must agree.
-func streamNamespace(ctx context.Context, given string) (context.Context, error) {
-	ns, ok := namespaces.Namespace(ctx)
-	switch {
-	case given == "":
-		return ctx, nil
-	case ok && ns != given:
-		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
-	}
-	return namespaces.WithNamespace(ctx, given), nil
 }

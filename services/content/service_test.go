@@ -259,30 +259,3 @@ func TestWriteConnectionLost(t *testing.T) {
 		return
 	}
 }
-
-func TestStreamNamespace(t *testing.T) {
-	md := namespaces.WithNamespace(context.Background(), "a")
-	for _, tc := range []struct {
-		ctx          context.Context
-		given, want  string
-		invalid, has bool
-	}{
-		{context.Background(), "b", "b", false, true},
-		{md, "", "a", false, true},
-		{md, "a", "a", false, true},
-		{md, "b", "", true, false},
-		{context.Background(), "", "", false, false},
-	} {
-		ctx, err := streamNamespace(tc.ctx, tc.given)
-		if tc.invalid {
-			if !errdefs.IsInvalidArgument(err) {
-				t.Errorf("streamNamespace(%q): %v, want InvalidArgument", tc.given, err)
-			}
-			continue
-		}
-		ns, ok := namespaces.Namespace(ctx)
-		if err != nil || ok != tc.has || ns != tc.want {
-			t.Errorf("streamNamespace(%q) = %q, %v, %v; want %q", tc.given, ns, ok, err, tc.want)
-		}
-	}
-}

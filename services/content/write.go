@@ -14,6 +14,7 @@ import (
 	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/leases"
 	api "github.com/berthrt/berth/proto/content/v1"
+	"github.com/berthrt/berth/services"
 )
 
 // Write serves one Write stream: the protocol is documented on
@@ -31,7 +32,7 @@ func (s *service) write(ctx context.Context, stream api.Content_WriteServer) (er
 	} else if err != nil {
 		return err
 	}
-	ctx, err = streamNamespace(ctx, req.GetNamespace())
+	ctx, err = services.StreamNamespace(ctx, req.GetNamespace())
 	if err != nil {
 		return err
 	}

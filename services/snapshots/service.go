@@ -12,20 +12,14 @@ import (
 	"strings"
 
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/apiconv"
-	"github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/snapshots/v1"
+	"github.com/berthrt/berth/services"
 	"github.com/berthrt/berth/snapshots"
 )
-
-// listBatchSize is the size at which List sends a batch. One Info is at
-// most about 1 MiB (256 labels of 4 KiB, two keys of 1 KiB), so a batch
-// stays below 2 MiB.
-const listBatchSize = 1 << 20
 
 // Config names the snapshotters to serve.
 type Config struct {
@@ -184,40 +178,17 @@ func (s *service) list(ctx context.Context, req *api.ListSnapshotsRequest, strea
 	if err != nil {
 		return err
 	}
-	if ctx, err = streamNamespace(ctx, req.GetNamespace()); err != nil {
+	if ctx, err = services.StreamNamespace(ctx, req.GetNamespace()); err != nil {
 		return err
 	}
-	var batch api.ListSnapshotsResponse
-	size := 0
+	batch := services.NewBatcher(func(infos []*api.Info) error {
+		return stream.Send(&api.ListSnapshotsResponse{Info: infos})
+	})
 	err = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		pi := apiconv.SnapshotInfoToProto(info)
-		batch.Info = append(batch.Info, pi)
-		if size += proto.Size(pi); size < listBatchSize {
-			return nil
-		}
-		err := stream.Send(&batch)
-		batch.Info, size = nil, 0
-		return err
+		return batch.Add(apiconv.SnapshotInfoToProto(info))
 	}, req.GetFilters()...)
 	if err != nil {
 		return err
 	}
-	if len(batch.Info) > 0 {
-		return stream.Send(&batch)
-	}
-	return nil
-}
-
-// streamNamespace returns ctx in the namespace of a streaming call: the
-// request metadata's, else the one the request names (ttrpc's Go client
-// sends no metadata with streams). Both given must agree.
-func streamNamespace(ctx context.Context, given string) (context.Context, error) {
-	ns, ok := namespaces.Namespace(ctx)
-	switch {
-	case given == "":
-		return ctx, nil
-	case ok && ns != given:
-		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
-	}
-	return namespaces.WithNamespace(ctx, given), nil
+	return batch.Flush()
 }

@@ -508,15 +508,12 @@ func concurrency(n int32) (int, error) {
 	return int(n), nil
 }
 
-// streamNamespace returns ctx in the namespace a streaming request names,
-// which must agree with the request metadata's when both are given; a
-// namespace is required and validated.
+// streamNamespace is services.StreamNamespace for calls that need a
+// namespace: neither in the metadata nor in the request is an error here.
 func streamNamespace(ctx context.Context, given string) (context.Context, error) {
-	if ns, ok := namespaces.Namespace(ctx); ok && given != "" && ns != given {
-		return nil, fmt.Errorf("namespace %q in the request, %q in its metadata: %w", given, ns, errdefs.ErrInvalidArgument)
-	}
-	if given != "" {
-		ctx = namespaces.WithNamespace(ctx, given)
+	ctx, err := services.StreamNamespace(ctx, given)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
 		return nil, err

@@ -5,13 +5,13 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/snapshots/proxy/proxytest"
-	"github.com/berthrt/berth/storage/snapshots/testsuite"
+	"github.com/berthrt/berth/storage/snapshots/snapshotstest"
 )
 
 // The shared suite against the native snapshotter served by the external
 // program, reached through proxy.New.
 func TestProxySuite(t *testing.T) {
-	testsuite.Run(t, "proxy", proxytest.Open(t))
+	snapshotstest.Run(t, "proxy", proxytest.Open(t))
 }
 
 func TestMain(m *testing.M) {

@@ -46,39 +46,9 @@ func (s *containerStore) Get(ctx context.Context, id string) (containers.Contain
 }
 
 func (s *containerStore) List(ctx context.Context, fs ...string) ([]containers.Container, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := parseListFilters(ns, "containers", fs)
-	if err != nil {
-		return nil, err
-	}
-	var list []containers.Container
-	err = s.db.view(ctx, func(tx *bolt.Tx) error {
-		bkt := kindBucket(tx, ns, bucketContainers)
-		if bkt == nil {
-			return nil
-		}
-		c := bkt.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if v != nil {
-				continue
-			}
-			ctr, err := readContainer(string(k), bkt.Bucket(k))
-			if err != nil {
-				return err
-			}
-			if filter.Match(containerAdaptor(ctr)) {
-				list = append(list, ctr)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return list, nil
+	return listObjects(ctx, s.db, bucketContainers, "containers", fs, func(_, id string, b *bolt.Bucket) (containers.Container, error) {
+		return readContainer(id, b)
+	}, containerAdaptor)
 }
 
 func (s *containerStore) Create(ctx context.Context, c containers.Container) (containers.Container, error) {

@@ -24,7 +24,7 @@ func newContentStore(t *testing.T) (content.Store, content.Store, *DB) {
 	return db.ContentStore(localStore), localStore, db
 }
 
-func TestContentStore(t *testing.T) {
+func TestNamespacedContentSuite(t *testing.T) {
 	contenttest.Run(t, func(t *testing.T) content.Store {
 		s, _, _ := newContentStore(t)
 		return s

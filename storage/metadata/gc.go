@@ -135,11 +135,15 @@ func (c *GC) Collect(ctx context.Context) (gc.Stats, error) {
 	keepSnaps := map[string]map[string]map[string]struct{}{} // ns → snapshotter → keys
 	err = c.db.update(ctx, func(tx *bolt.Tx) error {
 		for _, ns := range nss {
-			reached, removedLeases, err := mark(tx, ns, now, snaps[ns], leasedIngests)
+			removedLeases, err := expireLeases(tx, ns, now)
+			if err != nil {
+				return fmt.Errorf("gc: expire leases of namespace %q: %w", ns, err)
+			}
+			stats.Leases += removedLeases
+			reached, err := mark(tx, ns, snaps[ns], leasedIngests)
 			if err != nil {
 				return fmt.Errorf("gc: mark namespace %q: %w", ns, err)
 			}
-			stats.Leases += removedLeases
 			n, err := sweepContent(tx, ns, reached, recorded)
 			if err != nil {
 				return fmt.Errorf("gc: sweep namespace %q: %w", ns, err)
@@ -181,136 +185,159 @@ func (c *GC) Collect(ctx context.Context) (gc.Stats, error) {
 	return stats, errors.Join(errs...)
 }
 
-// mark returns the nodes of ns reachable from its roots. It deletes the
-// expired leases of ns on the way and adds the ingests the others hold to
-// leasedIngests, as "<ns>/<ref>".
-func mark(tx *bolt.Tx, ns string, now time.Time, snaps map[string]map[string]snapshotInfo, leasedIngests map[string]struct{}) (map[node]struct{}, int, error) {
-	reached := map[node]struct{}{}
-	var queue []node
-	add := func(n node) {
-		if _, ok := reached[n]; !ok {
-			reached[n] = struct{}{}
-			queue = append(queue, n)
-		}
-	}
-	addRefs := func(labels map[string]string) {
-		for k, v := range labels {
-			if n, ok := refNode(k, v); ok {
-				add(n)
-			}
-		}
-	}
-
-	// Images.
-	if bkt := kindBucket(tx, ns, bucketImages); bkt != nil {
-		err := bkt.ForEach(func(k, v []byte) error {
-			if v != nil {
-				return nil
-			}
-			ib := bkt.Bucket(k)
-			if tb := ib.Bucket(bucketTarget); tb != nil {
-				add(node{leases.ResourceContent, string(tb.Get(keyDigest))})
-			}
-			addRefs(readLabels(ib))
-			return nil
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-	}
-	// Containers.
-	if bkt := kindBucket(tx, ns, bucketContainers); bkt != nil {
-		err := bkt.ForEach(func(k, v []byte) error {
-			if v != nil {
-				return nil
-			}
-			cb := bkt.Bucket(k)
-			if key := cb.Get(keySnapshotKey); len(key) > 0 {
-				add(node{leases.ResourceSnapshotPrefix + string(cb.Get(keySnapshotter)), string(key)})
-			}
-			addRefs(readLabels(cb))
-			return nil
-		})
-		if err != nil {
-			return nil, 0, err
-		}
-	}
-	// Leases: the live ones hold their resources, the expired ones go.
-	removed := 0
+// expireLeases deletes the leases of ns whose expiry label is before now,
+// with their resources (not what those name: the mark that follows no
+// longer reaches it), and returns how many it deleted.
+func expireLeases(tx *bolt.Tx, ns string, now time.Time) (int, error) {
 	all, err := readLeases(tx, ns)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
+	removed := 0
 	for _, l := range all {
-		bkt := kindBucket(tx, ns, bucketLeases)
-		if l.Expired(now) {
-			if err := bkt.DeleteBucket([]byte(l.ID)); err != nil {
-				return nil, 0, err
-			}
-			removed++
+		if !l.Expired(now) {
 			continue
 		}
-		err := walkLeaseResources(bkt.Bucket([]byte(l.ID)), func(r leases.Resource) error {
+		if err := kindBucket(tx, ns, bucketLeases).DeleteBucket([]byte(l.ID)); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// mark returns the nodes of ns reachable from its roots — images,
+// containers, leases (expireLeases has deleted the expired ones), content
+// records and snapshots labelled gc.LabelRoot — and adds the ingests the
+// leases hold to leasedIngests, as "<ns>/<ref>".
+func mark(tx *bolt.Tx, ns string, snaps map[string]map[string]snapshotInfo, leasedIngests map[string]struct{}) (map[node]struct{}, error) {
+	m := &marker{reached: map[node]struct{}{}}
+	blobs := blobsBucket(tx, ns)
+	for _, roots := range []func() error{
+		func() error { return m.images(tx, ns) },
+		func() error { return m.containers(tx, ns) },
+		func() error { return m.leases(tx, ns, leasedIngests) },
+		func() error { return m.labelledRoots(blobs, snaps) },
+	} {
+		if err := roots(); err != nil {
+			return nil, err
+		}
+	}
+	m.follow(blobs, snaps)
+	return m.reached, nil
+}
+
+// marker is one namespace's mark: the nodes reached so far, and those whose
+// references are still to follow.
+type marker struct {
+	reached map[node]struct{}
+	queue   []node
+}
+
+func (m *marker) add(n node) {
+	if _, ok := m.reached[n]; !ok {
+		m.reached[n] = struct{}{}
+		m.queue = append(m.queue, n)
+	}
+}
+
+// addRefs adds what the berth.io/gc.ref.* labels among labels name.
+func (m *marker) addRefs(labels map[string]string) {
+	for k, v := range labels {
+		if n, ok := refNode(k, v); ok {
+			m.add(n)
+		}
+	}
+}
+
+// images adds every image's target and references.
+func (m *marker) images(tx *bolt.Tx, ns string) error {
+	return eachObject(tx, ns, bucketImages, func(_ string, ib *bolt.Bucket) error {
+		if tb := ib.Bucket(bucketTarget); tb != nil {
+			m.add(node{leases.ResourceContent, string(tb.Get(keyDigest))})
+		}
+		m.addRefs(readLabels(ib))
+		return nil
+	})
+}
+
+// containers adds every container's snapshot and references.
+func (m *marker) containers(tx *bolt.Tx, ns string) error {
+	return eachObject(tx, ns, bucketContainers, func(_ string, cb *bolt.Bucket) error {
+		if key := cb.Get(keySnapshotKey); len(key) > 0 {
+			m.add(node{leases.ResourceSnapshotPrefix + string(cb.Get(keySnapshotter)), string(key)})
+		}
+		m.addRefs(readLabels(cb))
+		return nil
+	})
+}
+
+// leases adds every resource the leases hold; an ingest goes to
+// leasedIngests instead, for the sweep of ingests.
+func (m *marker) leases(tx *bolt.Tx, ns string, leasedIngests map[string]struct{}) error {
+	return eachObject(tx, ns, bucketLeases, func(_ string, lb *bolt.Bucket) error {
+		return walkLeaseResources(lb, func(r leases.Resource) error {
 			if r.Type == leases.ResourceIngest {
 				leasedIngests[ns+"/"+r.ID] = struct{}{}
 				return nil
 			}
-			add(node{r.Type, r.ID})
+			m.add(node{r.Type, r.ID})
 			return nil
 		})
-		if err != nil {
-			return nil, 0, err
-		}
-	}
-	// Labelled roots.
-	blobs := blobsBucket(tx, ns)
+	})
+}
+
+// labelledRoots adds the content records and snapshots labelled
+// gc.LabelRoot. A snapshot a user made by hand (berthctl snapshots
+// prepare) so stays until it is removed, as in containerd.
+func (m *marker) labelledRoots(blobs *bolt.Bucket, snaps map[string]map[string]snapshotInfo) error {
 	if blobs != nil {
 		err := blobs.ForEach(func(k, v []byte) error {
 			if v != nil {
 				return nil
 			}
 			if lb := blobs.Bucket(k).Bucket(bucketLabels); lb != nil && lb.Get([]byte(gc.LabelRoot)) != nil {
-				add(node{leases.ResourceContent, string(k)})
+				m.add(node{leases.ResourceContent, string(k)})
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
 	}
-
-	// Snapshots labelled as roots, as in containerd: a snapshot a user made
-	// by hand (berthctl snapshots prepare) stays until it is removed.
 	for snapshotter, keys := range snaps {
 		for key, info := range keys {
 			if _, ok := info.labels[gc.LabelRoot]; ok {
-				add(node{leases.ResourceSnapshotPrefix + snapshotter, key})
+				m.add(node{leases.ResourceSnapshotPrefix + snapshotter, key})
 			}
 		}
 	}
+	return nil
+}
 
-	// Along the references.
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
+// follow reaches along the references of what was reached: a content
+// record's gc.ref labels, a snapshot's parent and labels.
+func (m *marker) follow(blobs *bolt.Bucket, snaps map[string]map[string]snapshotInfo) {
+	for len(m.queue) > 0 {
+		n := m.queue[0]
+		m.queue = m.queue[1:]
 		if n.typ == leases.ResourceContent {
 			if blobs == nil {
 				continue
 			}
 			if b := blobs.Bucket([]byte(n.key)); b != nil {
-				addRefs(readLabels(b))
+				m.addRefs(readLabels(b))
 			}
 			continue
 		}
 		snapshotter, _ := strings.CutPrefix(n.typ, leases.ResourceSnapshotPrefix)
 		if info, ok := snaps[snapshotter][n.key]; ok {
 			if info.parent != "" {
-				add(node{n.typ, info.parent})
+				m.add(node{n.typ, info.parent})
 			}
-			addRefs(info.labels)
+			m.addRefs(info.labels)
 		}
 	}
-	return reached, removed, nil
 }
 
 // refNode returns the node a berth.io/gc.ref.* label names, if it is one

@@ -127,36 +127,7 @@ func (s *imageStore) Get(ctx context.Context, name string) (images.Image, error)
 }
 
 func (s *imageStore) List(ctx context.Context, fs ...string) ([]images.Image, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := parseListFilters(ns, "images", fs)
-	if err != nil {
-		return nil, err
-	}
-	var list []images.Image
-	err = s.db.view(ctx, func(tx *bolt.Tx) error {
-		bkt := kindBucket(tx, ns, bucketImages)
-		if bkt == nil {
-			return nil
-		}
-		c := bkt.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if v != nil {
-				continue
-			}
-			img, err := readImage(ns, string(k), bkt.Bucket(k))
-			if err != nil {
-				return err
-			}
-			if filter.Match(imageAdaptor(img)) {
-				list = append(list, img)
-			}
-		}
-		return nil
-	})
-	return list, err
+	return listObjects(ctx, s.db, bucketImages, "images", fs, readImage, imageAdaptor)
 }
 
 func (s *imageStore) Create(ctx context.Context, img images.Image) (images.Image, error) {

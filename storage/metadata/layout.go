@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/filters"
+	"github.com/berthrt/berth/namespaces"
 )
 
 // The names of buckets and keys; doc.go draws the tree they make.
@@ -171,4 +173,56 @@ func parseListFilters(ns, many string, fs []string) (filters.Filter, error) {
 		return nil, fmt.Errorf("%s in namespace %q: %w", many, ns, err)
 	}
 	return filter, nil
+}
+
+// eachObject calls fn, in key order, for every object of a kind kept one
+// bucket per object under v1/<ns>/<kind>; none when the kind's bucket is
+// absent. An error from fn stops the walk and is returned.
+func eachObject(tx *bolt.Tx, ns string, kind []byte, fn func(key string, b *bolt.Bucket) error) error {
+	bkt := kindBucket(tx, ns, kind)
+	if bkt == nil {
+		return nil
+	}
+	c := bkt.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v != nil {
+			continue
+		}
+		if err := fn(string(k), bkt.Bucket(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listObjects is the List of the stores of containers, images and leases:
+// in the namespace of ctx, every object of kind (read by read) that any
+// of fs matches (through adapt), in key order. many names the kind in
+// errors ("containers").
+func listObjects[T any](ctx context.Context, db *DB, kind []byte, many string, fs []string, read func(ns, key string, b *bolt.Bucket) (T, error), adapt func(T) filters.Adaptor) ([]T, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := parseListFilters(ns, many, fs)
+	if err != nil {
+		return nil, err
+	}
+	var list []T
+	err = db.view(ctx, func(tx *bolt.Tx) error {
+		return eachObject(tx, ns, kind, func(key string, b *bolt.Bucket) error {
+			obj, err := read(ns, key, b)
+			if err != nil {
+				return err
+			}
+			if filter.Match(adapt(obj)) {
+				list = append(list, obj)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list, nil
 }

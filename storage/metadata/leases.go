@@ -131,25 +131,7 @@ func (m *leaseManager) Delete(ctx context.Context, id string) error {
 }
 
 func (m *leaseManager) List(ctx context.Context, fs ...string) ([]leases.Lease, error) {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := parseListFilters(ns, "leases", fs)
-	if err != nil {
-		return nil, err
-	}
-	var list []leases.Lease
-	err = m.db.view(ctx, func(tx *bolt.Tx) error {
-		all, err := readLeases(tx, ns)
-		for _, l := range all {
-			if filter.Match(leaseAdaptor(l)) {
-				list = append(list, l)
-			}
-		}
-		return err
-	})
-	return list, err
+	return listObjects(ctx, m.db, bucketLeases, "leases", fs, readLease, leaseAdaptor)
 }
 
 func (m *leaseManager) AddResource(ctx context.Context, id string, r leases.Resource) error {
@@ -282,25 +264,29 @@ func walkLeaseResources(lb *bolt.Bucket, fn func(leases.Resource) error) error {
 
 // readLeases returns every lease of ns, ordered by id.
 func readLeases(tx *bolt.Tx, ns string) ([]leases.Lease, error) {
-	bkt := kindBucket(tx, ns, bucketLeases)
-	if bkt == nil {
-		return nil, nil
-	}
 	var list []leases.Lease
-	c := bkt.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if v != nil {
-			continue
+	err := eachObject(tx, ns, bucketLeases, func(id string, lb *bolt.Bucket) error {
+		l, err := readLease(ns, id, lb)
+		if err != nil {
+			return err
 		}
-		lb := bkt.Bucket(k)
-		l := leases.Lease{ID: string(k), Labels: readLabels(lb)}
-		if err := l.CreatedAt.UnmarshalBinary(lb.Get(keyCreatedAt)); err != nil {
-			return nil, fmt.Errorf("lease %q in namespace %q: createdat: %v: %w", k, ns, err, errdefs.ErrInternal)
-		}
-		l.CreatedAt = l.CreatedAt.UTC()
 		list = append(list, l)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return list, nil
+}
+
+// readLease reads the lease id of ns from its bucket.
+func readLease(ns, id string, lb *bolt.Bucket) (leases.Lease, error) {
+	l := leases.Lease{ID: id, Labels: readLabels(lb)}
+	if err := l.CreatedAt.UnmarshalBinary(lb.Get(keyCreatedAt)); err != nil {
+		return leases.Lease{}, fmt.Errorf("lease %q in namespace %q: createdat: %v: %w", id, ns, err, errdefs.ErrInternal)
+	}
+	l.CreatedAt = l.CreatedAt.UTC()
+	return l, nil
 }
 
 // leaseBucket returns v1/<ns>/leases/<id>, or nil.

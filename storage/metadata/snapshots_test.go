@@ -12,7 +12,7 @@ import (
 	"github.com/berthrt/berth/snapshots"
 	"github.com/berthrt/berth/storage/snapshots/native"
 	"github.com/berthrt/berth/storage/snapshots/overlay"
-	"github.com/berthrt/berth/storage/snapshots/testsuite"
+	"github.com/berthrt/berth/storage/snapshots/snapshotstest"
 )
 
 // closing is a namespaced view that closes its DB too, for the suite.
@@ -25,12 +25,12 @@ func (c closing) Close() error {
 	return errors.Join(c.Snapshotter.Close(), c.db.Close())
 }
 
-func TestSnapshotterSuite(t *testing.T) {
+func TestNamespacedSnapshotsSuite(t *testing.T) {
 	for name, open := range map[string]func(string) (snapshots.Snapshotter, error){
 		overlay.Name: overlay.New,
 		native.Name:  native.New,
 	} {
-		testsuite.Run(t, "namespaced-"+name, func(root string) (snapshots.Snapshotter, error) {
+		snapshotstest.Run(t, "namespaced-"+name, func(root string) (snapshots.Snapshotter, error) {
 			db, err := Open(filepath.Join(root, "meta.db"))
 			if err != nil {
 				return nil, err

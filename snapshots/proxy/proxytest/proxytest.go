@@ -153,7 +153,7 @@ func (p *Program) Connect(t testing.TB) snapshots.Snapshotter {
 	return proxy.New(ttrpc.NewClient(conn), "native")
 }
 
-// Open is a testsuite.NewFunc: it starts a program on root and returns its
+// Open is a snapshotstest.NewFunc: it starts a program on root and returns its
 // snapshotter, whose Close also stops the program (so that the suite's
 // reopening starts another on the same root).
 func Open(t testing.TB) func(root string) (snapshots.Snapshotter, error) {

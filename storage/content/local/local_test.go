@@ -8,7 +8,7 @@ import (
 	"github.com/berthrt/berth/storage/content/local"
 )
 
-func TestLocalStore(t *testing.T) {
+func TestLocalContentSuite(t *testing.T) {
 	contenttest.Run(t, func(t *testing.T) content.Store {
 		s, err := local.NewStore(t.TempDir())
 		if err != nil {

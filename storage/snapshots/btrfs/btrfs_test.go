@@ -17,12 +17,12 @@ import (
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/snapshots"
-	"github.com/berthrt/berth/storage/snapshots/testsuite"
+	"github.com/berthrt/berth/storage/snapshots/snapshotstest"
 )
 
-func TestBtrfs(t *testing.T) {
+func TestBtrfsSuite(t *testing.T) {
 	mnt := testutil.LoopBtrfs(t)
-	testsuite.RunIn(t, Name, mnt, func(root string) (snapshots.Snapshotter, error) { return New(root) })
+	snapshotstest.RunIn(t, Name, mnt, func(root string) (snapshots.Snapshotter, error) { return New(root) })
 }
 
 // TestIoctlLayout checks the argument structs against the sizes in the

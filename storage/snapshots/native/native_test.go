@@ -4,9 +4,9 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/snapshots"
-	"github.com/berthrt/berth/storage/snapshots/testsuite"
+	"github.com/berthrt/berth/storage/snapshots/snapshotstest"
 )
 
-func TestNative(t *testing.T) {
-	testsuite.Run(t, Name, func(root string) (snapshots.Snapshotter, error) { return New(root) })
+func TestNativeSuite(t *testing.T) {
+	snapshotstest.Run(t, Name, func(root string) (snapshots.Snapshotter, error) { return New(root) })
 }

@@ -6,13 +6,13 @@ import (
 
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/snapshots"
-	"github.com/berthrt/berth/storage/snapshots/testsuite"
+	"github.com/berthrt/berth/storage/snapshots/snapshotstest"
 )
 
-func TestOverlay(t *testing.T) {
+func TestOverlaySuite(t *testing.T) {
 	_, err := os.Stat("/sys/module/overlay")
 	testutil.Require(t, err == nil, "overlayfs is not available (modprobe overlay)")
-	testsuite.Run(t, Name, func(root string) (snapshots.Snapshotter, error) { return New(root) })
+	snapshotstest.Run(t, Name, func(root string) (snapshots.Snapshotter, error) { return New(root) })
 }
 
 func TestMountRules(t *testing.T) {

@@ -1,10 +1,10 @@
-// Package testsuite is the test suite every snapshots.Snapshotter runs:
+// Package snapshotstest is the test suite every snapshots.Snapshotter runs:
 // Run(t, name, newSnapshotter). Its contexts carry the namespace
 // "testsuite", so that a namespaced view runs it as it is.
 //
 // Tests that mount need root (and overlayfs for the overlay snapshotter):
 // without it they fail in CI and are skipped elsewhere.
-package testsuite
+package snapshotstest
 
 import (
 	"context"
