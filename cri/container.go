@@ -526,6 +526,15 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		return nil, err
 	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(c)}
+	if req.GetVerbose() {
+		resp.Info = map[string]string{"info": fmt.Sprintf(`{"sandboxID":%q}`, c.rec.SandboxID)}
+	}
+	return resp, nil
+}
+
+// containerStatus is the CRI status of c.
+func containerStatus(c *container) *runtimeapi.ContainerStatus {
 	c.mu.Lock()
 	rec := c.rec
 	c.mu.Unlock()
@@ -540,11 +549,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if r := cfg.GetLinux().GetResources(); r != nil {
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}
 	}
-	resp := &runtimeapi.ContainerStatusResponse{Status: st}
-	if req.GetVerbose() {
-		resp.Info = map[string]string{"info": fmt.Sprintf(`{"sandboxID":%q}`, rec.SandboxID)}
-	}
-	return resp, nil
+	return st
 }
 
 // ListContainers lists the containers that match the filter: id (or a

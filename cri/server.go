@@ -69,6 +69,7 @@ type Server struct {
 	containers map[string]*container // by id
 	names      map[string]string     // reserved name → the id holding it
 	streams    *streaming.Server     // set once by ServeStreams
+	events     eventHub              // GetContainerEvents' subscribers, fed by WatchEvents
 }
 
 // New returns a Server over cfg; Load fills it from the daemon's records.

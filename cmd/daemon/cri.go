@@ -90,6 +90,7 @@ func runCRI(ctx context.Context, cfg *Config, srv *ttrpc.Server, log *slog.Logge
 	if err := s.Load(ctx); err != nil {
 		return nil, err
 	}
+	s.WatchEvents()
 	// Without its stream server the CRI still serves; Exec, Attach and
 	// PortForward then answer Unavailable.
 	if err := s.ServeStreams(); err != nil {
