@@ -108,10 +108,7 @@ func cpuMemory(m *client.Metrics) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage
 		d = &typesv1.Metrics{}
 	}
 	ts := m.Timestamp.UnixNano()
-	ws := d.GetMemoryUsageBytes()
-	if c := d.GetMemoryCacheBytes(); c < ws {
-		ws -= c
-	}
+	ws := workingSet(d)
 	mem := &runtimeapi.MemoryUsage{
 		Timestamp:       ts,
 		WorkingSetBytes: &runtimeapi.UInt64Value{Value: ws},
