@@ -44,6 +44,7 @@ type options struct {
 	all         bool
 	progress    reporter
 	concurrency int
+	fetched     func(desc ocispec.Descriptor, data []byte) // see WithManifestFetched
 }
 
 // Opt sets an option of Pull or Push.
@@ -86,6 +87,20 @@ func WithAllPlatforms() Opt {
 func WithProgress(fn ProgressFunc) Opt {
 	return func(o *options) error {
 		o.progress.fn = fn
+		return nil
+	}
+}
+
+// WithManifestFetched calls fn with each manifest and index of a pull, its
+// bytes verified, as soon as it is fetched: long before it is committed,
+// which happens only once everything it references is. The root comes
+// first. A caller that unpacks while the layers arrive (they are
+// committed one by one, each reported StatusDone or StatusExists) learns
+// the layers and config from it. fn must not block; it may be called
+// from several goroutines at once.
+func WithManifestFetched(fn func(desc ocispec.Descriptor, data []byte)) Opt {
+	return func(o *options) error {
+		o.fetched = fn
 		return nil
 	}
 }
@@ -166,7 +181,7 @@ func (p *puller) handle(ctx context.Context, desc ocispec.Descriptor) error {
 		if err := checkManifestType(desc.Digest.String(), desc.MediaType); err != nil {
 			return err
 		}
-		return p.blob(ctx, desc)
+		return p.blob(ctx, desc, false)
 	})
 }
 
@@ -179,6 +194,7 @@ func (p *puller) index(ctx context.Context, desc ocispec.Descriptor) error {
 	if err := decodeManifest(desc, data, &idx.MediaType, &idx); err != nil {
 		return err
 	}
+	p.manifestFetched(desc, data)
 	children := p.selectManifests(idx.Manifests)
 	if len(children) == 0 {
 		var have []string
@@ -260,6 +276,7 @@ func (p *puller) manifest(ctx context.Context, desc ocispec.Descriptor) error {
 	if err := decodeManifest(desc, data, &m.MediaType, &m); err != nil {
 		return err
 	}
+	p.manifestFetched(desc, data)
 	if m.Config.Digest == "" {
 		return fmt.Errorf("manifest %s: no config: %w", desc.Digest, errdefs.ErrInvalidArgument)
 	}
@@ -268,7 +285,6 @@ func (p *puller) manifest(ctx context.Context, desc ocispec.Descriptor) error {
 	for i, l := range m.Layers {
 		labels[gc.LabelRefContent+".l."+strconv.Itoa(i)] = l.Digest.String()
 	}
-	g, gctx := errgroup.WithContext(ctx)
 	for _, child := range children {
 		if err := checkChild(desc, child); err != nil {
 			return err
@@ -276,9 +292,25 @@ func (p *puller) manifest(ctx context.Context, desc ocispec.Descriptor) error {
 		if isManifest(child.MediaType) {
 			return fmt.Errorf("manifest %s: blob %s has the media type of a manifest, %q: %w", desc.Digest, child.Digest, child.MediaType, errdefs.ErrInvalidArgument)
 		}
-		g.Go(func() error { return p.flights.do(gctx, child.Digest, func() error { return p.blob(gctx, child) }) })
+	}
+	// The blobs are fetched in the manifest's order, config first, then
+	// the layers bottom up: each takes a slot here, in turn, so that an
+	// unpack that follows the pull gets the layers in the order it
+	// applies them.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, child := range children {
+		if err := p.acquire(gctx); err != nil {
+			break // the group's error, or ctx's, is returned below
+		}
+		g.Go(func() error {
+			defer p.release()
+			return p.flights.do(gctx, child.Digest, func() error { return p.blob(gctx, child, true) })
+		})
 	}
 	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	// The config is small, and one that is not JSON would fail only at
@@ -353,6 +385,12 @@ func (p *puller) commitManifest(ctx context.Context, desc ocispec.Descriptor, da
 	return nil
 }
 
+func (p *puller) manifestFetched(desc ocispec.Descriptor, data []byte) {
+	if p.opts.fetched != nil {
+		p.opts.fetched(desc, data)
+	}
+}
+
 func pullRef(desc ocispec.Descriptor) string { return "pull-" + desc.Digest.String() }
 
 func (p *puller) acquire(ctx context.Context) error {
@@ -385,7 +423,7 @@ func (p *puller) hold(ctx context.Context, ref string, desc ocispec.Descriptor) 
 	return errors.Join(w.Close(), p.store.Abort(ctx, ref))
 }
 
-func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor) error {
+func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor, slotHeld bool) error {
 	ref := pullRef(desc)
 	pr := Progress{Ref: ref, Digest: desc.Digest, MediaType: desc.MediaType, Total: desc.Size}
 	if _, err := p.store.Info(ctx, desc.Digest); err == nil {
@@ -396,12 +434,14 @@ func (p *puller) blob(ctx context.Context, desc ocispec.Descriptor) error {
 		p.opts.progress.report(pr)
 		return nil
 	}
-	pr.Status = StatusWaiting
-	p.opts.progress.report(pr)
-	if err := p.acquire(ctx); err != nil {
-		return err
+	if !slotHeld {
+		pr.Status = StatusWaiting
+		p.opts.progress.report(pr)
+		if err := p.acquire(ctx); err != nil {
+			return err
+		}
+		defer p.release()
 	}
-	defer p.release()
 	var busy busyWait
 	for attempt := 1; ; attempt++ {
 		w, err := p.store.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))

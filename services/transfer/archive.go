@@ -126,7 +126,7 @@ func (s *service) unpackImported(ctx context.Context, imgs []images.Image, want 
 			continue
 		}
 		done[img.Target.Digest] = true
-		if err := s.unpack(ctx, img.Target, want, sn, snName, report); err != nil {
+		if err := s.unpack(ctx, s.Content, img.Target, want, sn, snName, report); err != nil {
 			return fmt.Errorf("import: image %q: %w", img.Name, err)
 		}
 	}

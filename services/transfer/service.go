@@ -150,9 +150,11 @@ func (s *service) pull(ctx context.Context, req *api.PullRequest, stream api.Tra
 	defer release()
 
 	rl := newRelay(func(batch []*api.Progress) error { return stream.Send(&api.PullProgress{Progress: batch}) })
-	img, err := distribution.Pull(ctx, r, s.Content, req.GetRef(), append(opts, distribution.WithProgress(rl.report))...)
-	if err == nil && sn != nil {
-		err = s.unpack(ctx, img.Target, req.GetPlatforms(), sn, snName, rl.report)
+	var img distribution.Image
+	if sn == nil {
+		img, err = distribution.Pull(ctx, r, s.Content, req.GetRef(), append(opts, distribution.WithProgress(rl.report))...)
+	} else {
+		img, err = s.pullAndUnpack(ctx, r, req.GetRef(), opts, req.GetPlatforms(), sn, snName, rl.report)
 	}
 	sendErr := rl.close()
 	if err != nil {
@@ -206,7 +208,7 @@ func (s *service) unpackTarget(unpack bool, name string) (snapshots.Snapshotter,
 // unpack unpacks, into sn, the manifest of target for the first of
 // platforms (the default platform when there is none), reporting each
 // layer as a blob of ref "unpack-<digest>".
-func (s *service) unpack(ctx context.Context, target ocispec.Descriptor, want []string, sn snapshots.Snapshotter, snName string, report distribution.ProgressFunc) error {
+func (s *service) unpack(ctx context.Context, cs unpack.Store, target ocispec.Descriptor, want []string, sn snapshots.Snapshotter, snName string, report distribution.ProgressFunc) error {
 	ps, err := parsePlatforms(want)
 	if err != nil {
 		return err
@@ -215,12 +217,12 @@ func (s *service) unpack(ctx context.Context, target ocispec.Descriptor, want []
 	if len(ps) > 0 {
 		m = platforms.Only(ps[0])
 	}
-	img, err := unpack.Resolve(ctx, s.Content, target, m)
+	img, err := unpack.Resolve(ctx, cs, target, m)
 	if err != nil {
 		return fmt.Errorf("unpack %s: %w", target.Digest, err)
 	}
 	_, err = unpack.Unpack(ctx, img, unpack.Options{
-		Content: s.Content, Snapshotter: sn, SnapshotterName: snName, Applier: s.Applier,
+		Content: cs, Snapshotter: sn, SnapshotterName: snName, Applier: s.Applier,
 		Progress: func(layer ocispec.Descriptor, st unpack.Status) {
 			p := distribution.Progress{Ref: "unpack-" + layer.Digest.String(), Digest: layer.Digest, MediaType: layer.MediaType, Status: distribution.Status(st), Total: layer.Size}
 			if st != unpack.StatusUnpacking {

@@ -43,7 +43,7 @@ func (s *service) unpackImage(ctx context.Context, req *api.UnpackRequest, strea
 	defer release()
 
 	rl := newRelay(func(batch []*api.Progress) error { return stream.Send(&api.UnpackProgress{Progress: batch}) })
-	err = s.unpack(ctx, img.Target, req.GetPlatforms(), sn, snName, rl.report)
+	err = s.unpack(ctx, s.Content, img.Target, req.GetPlatforms(), sn, snName, rl.report)
 	sendErr := rl.close()
 	if err != nil {
 		return fmt.Errorf("unpack %s: %w", img.Name, err)
