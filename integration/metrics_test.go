@@ -1,18 +1,25 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/oci"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 )
 
@@ -39,6 +46,14 @@ func TestMetricsEndpoint(t *testing.T) {
 			a.run(t, d.nsContext(ns), fmt.Sprintf("c%d", i), []string{"sleep", "300"})
 		}
 	}
+	// A container that writes 1 MiB past the page cache (O_DIRECT) to a
+	// folder on the host's disk. It has a write limit on that disk, far
+	// above what it writes: on cgroup v1 the kernel (6.x) counts a
+	// cgroup's block I/O only on devices it has a throttle rule for.
+	ioDir := t.TempDir()
+	a.run(t, d.nsContext("metrics-a"), "io", []string{"sh", "-c", "dd if=/dev/zero of=/data/io.bin bs=64k count=16 oflag=direct && sleep 300"},
+		oci.WithMounts([]specs.Mount{{Destination: "/data", Type: "bind", Source: ioDir, Options: []string{"rbind", "rw"}}}),
+		withWriteLimitOn(t, ioDir, 1<<40))
 	// One call that fails, to see its code.
 	if _, err := a.tasks.Start(d.nsContext("metrics-a"), &tasksv1.StartRequest{ContainerId: "absent"}); err == nil {
 		t.Fatal("start of an absent task succeeded")
@@ -80,11 +95,32 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("berth_api_calls_total%v = %v (found %v), want at least %v", c.labels, v, ok, c.atLeast)
 		}
 	}
+	// dd may finish after the first scrape: scrape until its bytes show
+	// (the cache refreshes every 10 s), within a bound.
+	ioLabels := map[string]string{"namespace": "metrics-a", "container_id": "io"}
+	for deadline := time.Now().Add(time.Minute); ; {
+		v, _ := find(families, "berth_container_io_write_bytes_total", ioLabels)
+		ops, _ := find(families, "berth_container_io_write_ops_total", ioLabels)
+		if v >= 1<<20 && ops >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("berth_container_io_write_bytes_total%v = %v, ops %v; want at least 1 MiB the container wrote", ioLabels, v, ops)
+			break
+		}
+		time.Sleep(time.Second)
+		families = scrape(t, "http://"+addr+"/v1/metrics")
+	}
+	for _, name := range []string{"berth_container_io_read_bytes_total", "berth_container_io_read_ops_total"} {
+		if _, ok := find(families, name, ioLabels); !ok {
+			t.Errorf("%s%v missing", name, ioLabels)
+		}
+	}
 	if h := families["berth_api_call_duration_seconds"]; h == nil || h.GetType() != dto.MetricType_HISTOGRAM {
 		t.Errorf("berth_api_call_duration_seconds: %v", h)
 	}
-	if v, _ := find(families, "berth_shims", nil); v != 2*perNamespace {
-		t.Errorf("berth_shims = %v, want %d", v, 2*perNamespace)
+	if v, _ := find(families, "berth_shims", nil); v != 2*perNamespace+1 {
+		t.Errorf("berth_shims = %v, want %d", v, 2*perNamespace+1)
 	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "berth_restore_duration_seconds", "berth_metrics_stats_refresh_seconds"} {
 		if families[name] == nil {
@@ -171,4 +207,41 @@ func find(families map[string]*dto.MetricFamily, name string, want map[string]st
 		return 0, true
 	}
 	return 0, false
+}
+
+// withWriteLimitOn limits the container's writes to the disk that holds
+// dir to bytesPerSecond (blkio throttle); a partition's limit goes to its
+// disk, as the kernel takes it only there.
+func withWriteLimitOn(t *testing.T, dir string, bytesPerSecond uint64) oci.SpecOpts {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	dev := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	sys := "/sys/dev/block/" + dev
+	if _, err := os.Stat(sys + "/partition"); err == nil {
+		data, err := os.ReadFile(sys + "/../dev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev = strings.TrimSpace(string(data))
+	}
+	testutil.Require(t, func() bool { _, err := os.Stat("/sys/dev/block/" + dev); return err == nil }(),
+		dir+" is on no block device (a throttle rule needs one)")
+	var major, minor int64
+	if _, err := fmt.Sscanf(dev, "%d:%d", &major, &minor); err != nil {
+		t.Fatalf("device %q: %v", dev, err)
+	}
+	return func(_ context.Context, s *specs.Spec) error {
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		if s.Linux.Resources.BlockIO == nil {
+			s.Linux.Resources.BlockIO = &specs.LinuxBlockIO{}
+		}
+		s.Linux.Resources.BlockIO.ThrottleWriteBpsDevice = append(s.Linux.Resources.BlockIO.ThrottleWriteBpsDevice,
+			specs.LinuxThrottleDevice{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: major, Minor: minor}, Rate: bytesPerSecond})
+		return nil
+	}
 }

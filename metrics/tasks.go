@@ -130,6 +130,14 @@ var containerMetrics = []containerMetric{
 	{containerDesc("pids_limit", "The cgroup's pids limit; absent when there is none."), prometheus.GaugeValue,
 		func(m *typesv1.Metrics) float64 { return float64(m.GetPidsLimit()) },
 		func(m *typesv1.Metrics) bool { return m.GetPidsLimit() > 0 }},
+	{containerDesc("io_read_bytes_total", "Bytes the cgroup read from block devices."), prometheus.CounterValue,
+		func(m *typesv1.Metrics) float64 { return float64(m.GetIoReadBytes()) }, nil},
+	{containerDesc("io_write_bytes_total", "Bytes the cgroup wrote to block devices (when they reach the device)."), prometheus.CounterValue,
+		func(m *typesv1.Metrics) float64 { return float64(m.GetIoWriteBytes()) }, nil},
+	{containerDesc("io_read_ops_total", "Read operations the cgroup issued to block devices."), prometheus.CounterValue,
+		func(m *typesv1.Metrics) float64 { return float64(m.GetIoReadOps()) }, nil},
+	{containerDesc("io_write_ops_total", "Write operations the cgroup issued to block devices."), prometheus.CounterValue,
+		func(m *typesv1.Metrics) float64 { return float64(m.GetIoWriteOps()) }, nil},
 }
 
 func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) {

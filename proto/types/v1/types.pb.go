@@ -314,6 +314,20 @@ type Metrics struct {
 	PidsLimit uint64 `protobuf:"varint,11,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
 	// cgroup_version is 1 or 2: which hierarchy the metrics were read from.
 	CgroupVersion uint32 `protobuf:"varint,12,opt,name=cgroup_version,json=cgroupVersion,proto3" json:"cgroup_version,omitempty"`
+	// io_read_bytes and io_write_bytes are the bytes the cgroup read from
+	// and wrote to block devices, summed over the devices (cgroup v2
+	// io.stat rbytes and wbytes; v1 blkio.throttle.io_service_bytes Read
+	// and Write). Writes count when they reach the device, not when they
+	// enter the page cache. On cgroup v1, Linux 6 kernels count a
+	// cgroup's I/O only on the devices it has a blkio throttle rule for
+	// (any rate): elsewhere these stay 0.
+	IoReadBytes  uint64 `protobuf:"varint,13,opt,name=io_read_bytes,json=ioReadBytes,proto3" json:"io_read_bytes,omitempty"`
+	IoWriteBytes uint64 `protobuf:"varint,14,opt,name=io_write_bytes,json=ioWriteBytes,proto3" json:"io_write_bytes,omitempty"`
+	// io_read_ops and io_write_ops count the read and write operations
+	// issued to block devices (v2 io.stat rios and wios; v1
+	// blkio.throttle.io_serviced Read and Write).
+	IoReadOps     uint64 `protobuf:"varint,15,opt,name=io_read_ops,json=ioReadOps,proto3" json:"io_read_ops,omitempty"`
+	IoWriteOps    uint64 `protobuf:"varint,16,opt,name=io_write_ops,json=ioWriteOps,proto3" json:"io_write_ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +446,34 @@ func (x *Metrics) GetCgroupVersion() uint32 {
 	return 0
 }
 
+func (x *Metrics) GetIoReadBytes() uint64 {
+	if x != nil {
+		return x.IoReadBytes
+	}
+	return 0
+}
+
+func (x *Metrics) GetIoWriteBytes() uint64 {
+	if x != nil {
+		return x.IoWriteBytes
+	}
+	return 0
+}
+
+func (x *Metrics) GetIoReadOps() uint64 {
+	if x != nil {
+		return x.IoReadOps
+	}
+	return 0
+}
+
+func (x *Metrics) GetIoWriteOps() uint64 {
+	if x != nil {
+		return x.IoWriteOps
+	}
+	return 0
+}
+
 var File_proto_types_v1_types_proto protoreflect.FileDescriptor
 
 const file_proto_types_v1_types_proto_rawDesc = "" +
@@ -449,7 +491,7 @@ const file_proto_types_v1_types_proto_rawDesc = "" +
 	"\bterminal\x18\x04 \x01(\bR\bterminal\"8\n" +
 	"\vProcessInfo\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\xe0\x03\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\xec\x04\n" +
 	"\aMetrics\x12 \n" +
 	"\fcpu_usage_ns\x18\x01 \x01(\x04R\n" +
 	"cpuUsageNs\x12\x1e\n" +
@@ -466,7 +508,12 @@ const file_proto_types_v1_types_proto_rawDesc = "" +
 	" \x01(\x04R\vpidsCurrent\x12\x1d\n" +
 	"\n" +
 	"pids_limit\x18\v \x01(\x04R\tpidsLimit\x12%\n" +
-	"\x0ecgroup_version\x18\f \x01(\rR\rcgroupVersion*k\n" +
+	"\x0ecgroup_version\x18\f \x01(\rR\rcgroupVersion\x12\"\n" +
+	"\rio_read_bytes\x18\r \x01(\x04R\vioReadBytes\x12$\n" +
+	"\x0eio_write_bytes\x18\x0e \x01(\x04R\fioWriteBytes\x12\x1e\n" +
+	"\vio_read_ops\x18\x0f \x01(\x04R\tioReadOps\x12 \n" +
+	"\fio_write_ops\x18\x10 \x01(\x04R\n" +
+	"ioWriteOps*k\n" +
 	"\x06Status\x12\x12\n" +
 	"\x0eSTATUS_UNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +

@@ -1,5 +1,5 @@
 // Package cgroup reads the container's cgroup for the shim: the metrics of
-// Stats (CPU, memory, pids) and OOM notification, on cgroup v1 (legacy and
+// Stats (CPU, memory, pids, block I/O) and OOM notification, on cgroup v1 (legacy and
 // hybrid hosts, where runc puts the container in the v1 controllers) and v2
 // (unified hosts). Which hierarchy is used follows the host.
 //
@@ -88,11 +88,11 @@ func Load(pid int) (Cgroup, error) {
 	for _, c := range []struct {
 		name string
 		dir  *string
-	}{{"memory", &cg.memory}, {"cpuacct", &cg.cpuacct}, {"pids", &cg.pids}} {
+	}{{"memory", &cg.memory}, {"cpuacct", &cg.cpuacct}, {"pids", &cg.pids}, {"blkio", &cg.blkio}} {
 		*c.dir = v1Dir(mounts, c.name, v1[c.name])
 	}
-	if cg.memory == "" && cg.cpuacct == "" && cg.pids == "" {
-		return nil, fmt.Errorf("process %d: none of the memory, cpuacct and pids cgroup v1 controllers found", pid)
+	if cg.memory == "" && cg.cpuacct == "" && cg.pids == "" && cg.blkio == "" {
+		return nil, fmt.Errorf("process %d: none of the memory, cpuacct, pids and blkio cgroup v1 controllers found", pid)
 	}
 	return cg, nil
 }

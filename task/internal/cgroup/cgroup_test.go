@@ -96,7 +96,13 @@ func TestCgroupV1Metrics(t *testing.T) {
 		"cpuacct.stat":  "user 7\nsystem 5\n",
 	})
 	writeFiles(t, pids, map[string]string{"pids.current": "2\n", "pids.max": "max\n"})
-	got, err := (&cgroupV1{memory: mem, cpuacct: cpu, pids: pids}).Metrics()
+	blkio := t.TempDir()
+	writeFiles(t, blkio, map[string]string{
+		"blkio.throttle.io_service_bytes_recursive": "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 12288\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 12288\n" +
+			"253:1 Read 1000\n253:1 Write 24\n253:1 Sync 0\n253:1 Async 1024\n253:1 Discard 0\n253:1 Total 1024\nTotal 13312\n",
+		"blkio.throttle.io_serviced_recursive": "8:0 Read 3\n8:0 Write 5\n8:0 Total 8\n253:1 Read 1\n253:1 Write 1\n253:1 Total 2\nTotal 10\n",
+	})
+	got, err := (&cgroupV1{memory: mem, cpuacct: cpu, pids: pids, blkio: blkio}).Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +112,7 @@ func TestCgroupV1Metrics(t *testing.T) {
 		MemoryUsageBytes: 1 << 20, MemoryMaxUsageBytes: 2 << 20, MemoryLimitBytes: 0,
 		MemoryRssBytes: 8192, MemoryCacheBytes: 4096, OomEvents: 3,
 		PidsCurrent: 2, PidsLimit: 0,
+		IoReadBytes: 5096, IoWriteBytes: 8216, IoReadOps: 4, IoWriteOps: 6,
 	}
 	if !proto.Equal(got, want) {
 		t.Fatalf("metrics\n got %v\nwant %v", got, want)
@@ -135,6 +142,8 @@ func TestCgroupV2Metrics(t *testing.T) {
 		"memory.events":  "low 0\nhigh 0\nmax 4\noom 2\noom_kill 1\noom_group_kill 0\n",
 		"pids.current":   "3\n",
 		"pids.max":       "100\n",
+		"io.stat": "8:0 rbytes=4096 wbytes=8192 rios=3 wios=5 dbytes=0 dios=0\n" +
+			"253:1 rbytes=1000 wbytes=24 rios=1 wios=1 dbytes=0 dios=0 cost.vrate=100.00\n",
 	})
 	got, err := (&cgroupV2{dir: dir}).Metrics()
 	if err != nil {
@@ -146,6 +155,7 @@ func TestCgroupV2Metrics(t *testing.T) {
 		MemoryUsageBytes: 65536, MemoryMaxUsageBytes: 131072, MemoryLimitBytes: 64 << 20,
 		MemoryRssBytes: 4096, MemoryCacheBytes: 8192, OomEvents: 1,
 		PidsCurrent: 3, PidsLimit: 100,
+		IoReadBytes: 5096, IoWriteBytes: 8216, IoReadOps: 4, IoWriteOps: 6,
 	}
 	if !proto.Equal(got, want) {
 		t.Fatalf("metrics\n got %v\nwant %v", got, want)
@@ -191,4 +201,33 @@ func TestCgroupV2WatchOOM(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	writeFiles(t, dir, map[string]string{"memory.events": "low 0\nhigh 0\nmax 3\noom 3\noom_kill 3\n"})
 	expect(0)
+}
+
+// FuzzIOStat feeds cgroup v2's io.stat parser any bytes: it returns sums
+// or an error, never panics.
+func FuzzIOStat(f *testing.F) {
+	f.Add([]byte("8:0 rbytes=4096 wbytes=8192 rios=3 wios=5 dbytes=0 dios=0\n"))
+	f.Add([]byte("8:0\n rbytes= =1 rios=18446744073709551616\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "io.stat")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ioStatFile(&shimapi.Metrics{})(path)
+	})
+}
+
+// FuzzBlkio feeds the cgroup v1 blkio parser any bytes: it returns sums or
+// an error, never panics.
+func FuzzBlkio(f *testing.F) {
+	f.Add([]byte("8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n"))
+	f.Add([]byte("Read\n8:0 Write -1\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "blkio")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var r, w uint64
+		blkioFile(&r, &w)(path)
+	})
 }

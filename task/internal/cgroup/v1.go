@@ -13,8 +13,8 @@ import (
 
 // cgroupV1 reads the container's folders in the v1 controllers.
 type cgroupV1 struct {
-	memory, cpuacct, pids string   // folders; "" for a controller not mounted
-	oom                   oomWatch // the eventfd
+	memory, cpuacct, pids, blkio string   // folders; "" for a controller not mounted
+	oom                          oomWatch // the eventfd
 }
 
 func (c *cgroupV1) Metrics() (*shimapi.Metrics, error) {
@@ -39,6 +39,12 @@ func (c *cgroupV1) Metrics() (*shimapi.Metrics, error) {
 	read(c.memory, "memory.oom_control", keyedFile(map[string]*uint64{"oom_kill": &m.OomEvents}))
 	read(c.pids, "pids.current", uintFile(&m.PidsCurrent))
 	read(c.pids, "pids.max", uintFile(&m.PidsLimit))
+	// The throttle files count every bio whatever the I/O scheduler (the
+	// blkio.io_* ones only under BFQ or CFQ); _recursive ones include the
+	// descendants, as v2's io.stat does. Linux 6 kernels fill them only
+	// for the devices the cgroup has a throttle rule for.
+	read(c.blkio, "blkio.throttle.io_service_bytes_recursive", blkioFile(&m.IoReadBytes, &m.IoWriteBytes))
+	read(c.blkio, "blkio.throttle.io_serviced_recursive", blkioFile(&m.IoReadOps, &m.IoWriteOps))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,7 @@ func (c *cgroupV2) Metrics() (*shimapi.Metrics, error) {
 	read("memory.events", keyedFile(map[string]*uint64{"oom_kill": &m.OomEvents}))
 	read("pids.current", uintFile(&m.PidsCurrent))
 	read("pids.max", uintFile(&m.PidsLimit))
+	read("io.stat", ioStatFile(m)) // hierarchical: the cgroup and its descendants
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
