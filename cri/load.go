@@ -71,6 +71,7 @@ func (s *Server) Load(ctx context.Context) error {
 			s.log.Warn("cri: watch container", "id", c.rec.ID, "error", err)
 		}
 	}
+	s.finishInterrupted(ctx)
 	return nil
 }
 

@@ -44,6 +44,11 @@ type sandboxRecord struct {
 	// host networking or when the runtime made it.
 	NetNS string   `json:"netns,omitempty"`
 	IPs   []string `json:"ips,omitempty"`
+	// NetworkPending is set, before the CNI ADD, until RunPodSandbox has
+	// recorded the pod's network: a record that has it after a crash may
+	// hold an IP that no record names, which stop (and berthd's start)
+	// release with a CNI DEL.
+	NetworkPending bool `json:"network_pending,omitempty"`
 	// Dir holds resolv.conf, hostname, hosts and the shm mount.
 	Dir            string `json:"dir"`
 	RuntimeHandler string `json:"runtime_handler,omitempty"`

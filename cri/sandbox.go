@@ -143,14 +143,10 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 		sb.netns, sb.rec.NetNS = ns, ns.Path()
 		undo.add(func(context.Context) error { return ns.Remove() })
-		if s.cfg.Network != nil {
-			undo.add(func(ctx context.Context) error { return s.cfg.Network.Teardown(ctx, id, ns.Path(), podNetwork(cfg)) })
-			res, err := s.cfg.Network.Setup(ctx, id, ns.Path(), podNetwork(cfg))
-			if err != nil {
-				return nil, fmt.Errorf("pod network: %w", err)
-			}
-			sb.rec.IPs = append([]string{res.IP}, res.AdditionalIPs...)
-		}
+		// The record names the namespace and the ADD to come before the
+		// ADD runs: a crash after it leaves a record that stop and
+		// berthd's start release the IP of.
+		sb.rec.NetworkPending = s.cfg.Network != nil
 	}
 
 	ext, err := recordExtension(sb.rec)
@@ -168,6 +164,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, fmt.Errorf("sandbox container: %w", err)
 	}
 	undo.add(func(ctx context.Context) error { return ctr.Delete(ctx, client.WithSnapshotCleanup) })
+	if sb.rec.NetworkPending {
+		if err := s.setupNetwork(ctx, sb, &undo); err != nil {
+			return nil, err
+		}
+	}
 	task, err := ctr.NewTask(ctx, cio.NullIO)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox task: %w", err)

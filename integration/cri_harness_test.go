@@ -41,10 +41,29 @@ type criEnv struct {
 // TERM or INT.
 const pauseScript = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done"
 
+// criOpts change the CRI's test setup.
+type criOpts struct {
+	// plugin is the type of a CNI plugin run right after the bridge, from
+	// binDir (searched before the system's).
+	plugin, binDir string
+}
+
+// criOpt is an option of newCRIEnv.
+type criOpt func(*criOpts)
+
+// withCNIPlugin chains plugin (found in binDir) after the bridge.
+func withCNIPlugin(plugin, binDir string) criOpt {
+	return func(o *criOpts) { o.plugin, o.binDir = plugin, binDir }
+}
+
 // newCRIEnv starts the registry, pushes the images and starts berthd
 // with the CRI configured for them.
-func newCRIEnv(t *testing.T) *criEnv {
+func newCRIEnv(t *testing.T, opts ...criOpt) *criEnv {
 	t.Helper()
+	var o criOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
 	testutil.RequireRoot(t, "runc", "busybox")
 	e := &criEnv{reg: testutil.StartRegistry(t, testutil.RegistryConfig{}), logDir: t.TempDir()}
 	e.busybox = e.reg.Addr + "/library/busybox:latest"
@@ -76,23 +95,34 @@ func newCRIEnv(t *testing.T) *criEnv {
 	}
 	cniConf := t.TempDir()
 	e.cniData = filepath.Join(t.TempDir(), "ipam")
-	writeCNIConfig(t, cniConf, e.cniData)
-	e.d = newDaemon(t, withConfig(fmt.Sprintf("[registry]\nconfig_path = %q\n[cri]\nsandbox_image = %q\n[cri.cni]\nconf_dir = %q\n",
-		filepath.Dir(hosts), e.pause, cniConf)))
+	writeCNIConfig(t, cniConf, e.cniData, o.plugin)
+	extra := fmt.Sprintf("[registry]\nconfig_path = %q\n[cri]\nsandbox_image = %q\n[cri.cni]\nconf_dir = %q\n",
+		filepath.Dir(hosts), e.pause, cniConf)
+	if o.binDir != "" {
+		extra += fmt.Sprintf("bin_dirs = [%q, \"/usr/lib/cni\", \"/opt/cni/bin\"]\n", o.binDir)
+	}
+	e.d = newDaemon(t, withConfig(extra))
 	conn, err := grpc.NewClient("unix://"+filepath.Join(e.d.state, "cri.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	e.rt, e.images = runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
-	// berthd answers its health check before the CRI socket is up.
-	deadline := time.Now().Add(10 * time.Second)
+	e.waitServing(t)
+	return e
+}
+
+// waitServing waits until the CRI answers: berthd answers its health
+// check before the CRI socket is up.
+func (e *criEnv) waitServing(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := e.rt.Version(ctx, &runtimeapi.VersionRequest{})
 		cancel()
 		if err == nil {
-			return e
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the CRI did not answer: %v", err)
@@ -103,8 +133,9 @@ func newCRIEnv(t *testing.T) *criEnv {
 
 // writeCNIConfig copies the shared bridge config into dir, with the
 // host-local IPAM's reservations kept in data rather than the host's
-// /var/lib/cni, so that the test can see them and leaves none behind.
-func writeCNIConfig(t *testing.T, dir, data string) {
+// /var/lib/cni, so that the test can see them and leaves none behind, and
+// plugin (if not empty) chained right after the bridge.
+func writeCNIConfig(t *testing.T, dir, data, plugin string) {
 	t.Helper()
 	src := filepath.Join(testutil.RepoRoot(), "..", "shared", "cri", "cni-bridge.conflist")
 	raw, err := os.ReadFile(src)
@@ -117,6 +148,10 @@ func writeCNIConfig(t *testing.T, dir, data string) {
 		if ipam, ok := p.(map[string]any)["ipam"].(map[string]any); ok {
 			ipam["dataDir"] = data
 		}
+	}
+	if plugin != "" {
+		plugins := conf["plugins"].([]any)
+		conf["plugins"] = append([]any{plugins[0], map[string]any{"type": plugin}}, plugins[1:]...)
 	}
 	out, _ := json.Marshal(conf)
 	if err := os.WriteFile(filepath.Join(dir, "10-berth-test.conflist"), out, 0o644); err != nil {
