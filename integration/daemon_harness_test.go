@@ -57,12 +57,19 @@ type daemonConfig struct {
 	dataRoot string   // the config's root; default <d.root>/lib
 	env      []string // added to the daemon's environment
 	extra    string   // appended to the config file
+	runtime  string   // keys added to the [runtime] table
 }
 
 // withConfig appends extra to the daemon's config file: tables other
 // than the harness's own ([cri], [registry], …).
 func withConfig(extra string) daemonOpt {
 	return func(c *daemonConfig) { c.extra += extra }
+}
+
+// withRuntimeConfig adds keys ("key = value" lines) to the [runtime]
+// table, which the harness writes itself.
+func withRuntimeConfig(keys string) daemonOpt {
+	return func(c *daemonConfig) { c.runtime += keys }
 }
 
 // withDataRoot makes dir the daemon's root (metadata, content,
@@ -96,8 +103,8 @@ func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 	d.state = state
 	d.address = filepath.Join(state, "berth.sock")
 	d.config = filepath.Join(d.root, "config.toml")
-	cfg := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n[api]\naddress = %q\n[log]\nlevel = \"debug\"\n[runtime]\nshim = %q\n",
-		dc.dataRoot, d.state, d.address, d.shim)
+	cfg := fmt.Sprintf("version = 1\nroot = %q\nstate = %q\n[api]\naddress = %q\n[log]\nlevel = \"debug\"\n[runtime]\nshim = %q\n%s",
+		dc.dataRoot, d.state, d.address, d.shim, dc.runtime)
 	cfg += dc.extra
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

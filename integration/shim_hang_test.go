@@ -41,6 +41,29 @@ func hangingRuntime(t *testing.T) (path, pidFile string) {
 	return path, pidFile
 }
 
+// hungCreate makes a container "stuck" whose runtime hangs in create and
+// creates its task with createCtx in the background; it returns once the
+// runtime hangs, with the channel that gets NewTask's error and the
+// runtime's pid file.
+func hungCreate(t *testing.T, d *daemon, c *client.Client, ctx, createCtx context.Context) (client.Container, <-chan error, string) {
+	t.Helper()
+	runtime, pidFile := hangingRuntime(t)
+	stuck := newClientContainer(t, c, ctx, "stuck", []string{"true"}, client.WithRuntime(runtime, nil))
+	stuckErr := make(chan error, 1)
+	go func() {
+		task, err := stuck.NewTask(createCtx, d.creator(nil, nil, nil))
+		if err == nil {
+			task.Delete(context.WithoutCancel(ctx), client.WithProcessKill)
+		}
+		stuckErr <- err
+	}()
+	eventually(t, 15*time.Second, "the runtime's create to hang", func() bool {
+		_, err := os.Stat(pidFile)
+		return err == nil
+	})
+	return stuck, stuckErr, pidFile
+}
+
 // TestShimHungCreate: a container whose runtime hangs in create does not
 // hold up any other container: while its create is stuck, another
 // container is created, started, waited for and deleted; the stuck call
@@ -51,23 +74,9 @@ func TestShimHungCreate(t *testing.T) {
 	c := d.client(t, "hang")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	runtime, pidFile := hangingRuntime(t)
-
-	stuck := newClientContainer(t, c, ctx, "stuck", []string{"true"}, client.WithRuntime(runtime, nil))
-	stuckErr := make(chan error, 1)
-	go func() {
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second) // the caller gives up
-		defer cancel()
-		task, err := stuck.NewTask(sctx, d.creator(nil, nil, nil))
-		if err == nil {
-			task.Delete(context.WithoutCancel(ctx), client.WithProcessKill)
-		}
-		stuckErr <- err
-	}()
-	eventually(t, 15*time.Second, "the runtime's create to hang", func() bool {
-		_, err := os.Stat(pidFile)
-		return err == nil
-	})
+	sctx, scancel := context.WithTimeout(ctx, 20*time.Second) // the caller gives up
+	defer scancel()
+	stuck, stuckErr, pidFile := hungCreate(t, d, c, ctx, sctx)
 
 	for i := range 2 {
 		id := fmt.Sprintf("other-%d", i)
@@ -109,5 +118,53 @@ func TestShimHungCreate(t *testing.T) {
 	}
 	if _, err := c.Containers(dctx); err != nil {
 		t.Fatalf("berthd after the hung create: %v", err)
+	}
+}
+
+// TestShimCallBoundedWithoutDeadline: a client that sets no deadline does
+// not wait for a hung runtime for ever: the daemon's call to the shim has
+// runtime.shim_call_timeout and fails with DeadlineExceeded naming the
+// bound. Meanwhile another call on the same container waits for its lock
+// only as long as its own caller lets it, and the container can be deleted
+// afterwards, its hung runtime gone.
+func TestShimCallBoundedWithoutDeadline(t *testing.T) {
+	d := newDaemon(t, withRuntimeConfig("shim_call_timeout = \"5s\"\n"))
+	c := d.client(t, "hang")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// No deadline: before the bound, this create never returned.
+	stuck, stuckErr, pidFile := hungCreate(t, d, c, ctx, context.Background())
+
+	// The container's lock is held by the hung create: a delete waits for
+	// it no longer than its caller's deadline.
+	wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	err := stuck.Delete(wctx)
+	wcancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("delete while the create hangs: %v, want DeadlineExceeded", err)
+	}
+
+	var createErr error
+	select {
+	case createErr = <-stuckErr:
+	case <-ctx.Done():
+		t.Fatal("a create without a deadline still waits for the hung runtime")
+	}
+	if !errors.Is(createErr, context.DeadlineExceeded) || !strings.Contains(createErr.Error(), "no answer within 5s") {
+		t.Fatalf("hung create without a deadline: %v, want DeadlineExceeded naming the bound", createErr)
+	}
+
+	// Found: the delete that gave up did not run later, once the lock
+	// was free (a waiter that ignored its deadline would have).
+	if err := stuck.Delete(ctx); err != nil {
+		t.Fatalf("delete the container whose create hung: %v", err)
+	}
+	// The runtime dies with its shim, which the delete killed: a death
+	// the kernel completes after the delete returned.
+	if data, err := os.ReadFile(pidFile); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		eventually(t, 30*time.Second, "the hung runtime to die with its container's cleanup", func() bool {
+			return pid <= 1 || !proc.Alive(pid)
+		})
 	}
 }

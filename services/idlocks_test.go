@@ -1,11 +1,22 @@
 package services_test
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"testing"
 
 	"github.com/berthrt/berth/services"
 )
+
+func lock(t *testing.T, l *services.IDLocks, ns, id string) func() {
+	t.Helper()
+	unlock, err := l.Lock(context.Background(), ns, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
 
 func TestIDLocks(t *testing.T) {
 	var l services.IDLocks
@@ -19,7 +30,7 @@ func TestIDLocks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			unlock := l.Lock("ns", "a")
+			unlock := lock(t, &l, "ns", "a")
 			mu.Lock()
 			inside++
 			if inside != 1 {
@@ -34,10 +45,22 @@ func TestIDLocks(t *testing.T) {
 	}
 	wg.Wait()
 	// Other ids and namespaces do not wait for a held one.
-	unlock := l.Lock("ns", "a")
-	l.Lock("ns", "b")()
-	l.Lock("other", "a")()
+	unlock := lock(t, &l, "ns", "a")
+	lock(t, &l, "ns", "b")()
+	lock(t, &l, "other", "a")()
+	// A waiter whose context ends gives up, naming the container, and
+	// leaves the lock as it was.
+	ctx, cancel := context.WithCancel(context.Background())
+	waited := make(chan error, 1)
+	go func() {
+		_, err := l.Lock(ctx, "ns", "a")
+		waited <- err
+	}()
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a waiter on a held lock whose context ended: %v, want Canceled", err)
+	}
 	unlock()
 	// A released id can be locked again.
-	l.Lock("ns", "a")()
+	lock(t, &l, "ns", "a")()
 }

@@ -64,6 +64,17 @@
 // twice, never zero times. Events other than the init exit that a shim held
 // unacked when it was killed die with it.
 //
+// # Bounded calls
+//
+// Every call to a shim ends: one whose context has a deadline keeps it,
+// every other but Wait (which lasts as long as the process) gets
+// Config.CallTimeout, because ttrpc 1.2 tells a server of a caller's
+// deadline but not of its cancellation. No supervisor-wide lock is held
+// across a shim call; Delete holds only its shim's deleteMu, and the
+// daemon's services only the container's own lock, so a hung runtime holds
+// up the calls on its container alone, and those no longer than the
+// bound.
+//
 // # Restore
 //
 // Restore scans StateDir/<namespace>/<id> (skipping dot entries, files and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/shimapi"
@@ -199,7 +200,7 @@ type conn struct {
 
 // connect dials the shim and calls Connect, both bounded by ctx.
 func (sh *Shim) connect(ctx context.Context) (*conn, error) {
-	c, err := openConn(ctx, sh.Bundle, sh.ID, sh.callErrors)
+	c, err := openConn(ctx, sh.Bundle, sh.ID, sh.s.cfg.CallTimeout, sh.callErrors)
 	if err != nil {
 		return nil, fmt.Errorf("connect to shim of %s: %w", sh, err)
 	}
@@ -210,11 +211,12 @@ func (sh *Shim) connect(ctx context.Context) (*conn, error) {
 }
 
 // openConn dials the shim serving folder dir and calls Connect, both
-// bounded by ctx; intercept is the innermost client interceptor.
-func openConn(ctx context.Context, dir, id string, intercept ttrpc.UnaryClientInterceptor) (*conn, error) {
+// bounded by ctx. Each later call without a deadline gets callTimeout
+// (callDeadline); intercept is the innermost client interceptor.
+func openConn(ctx context.Context, dir, id string, callTimeout time.Duration, intercept ttrpc.UnaryClientInterceptor) (*conn, error) {
 	closed := make(chan struct{})
 	c, task, err := shimapi.Connect(ctx, dir,
-		ttrpc.WithChainUnaryClientInterceptor(intercept),
+		ttrpc.WithChainUnaryClientInterceptor(callDeadline(callTimeout), intercept),
 		ttrpc.WithOnClose(func() { close(closed) }))
 	if err != nil {
 		return nil, err

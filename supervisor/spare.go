@@ -167,7 +167,7 @@ func (s *Supervisor) newSpare(ctx context.Context) (_ *spare, retErr error) {
 	if addr := strings.TrimSpace(string(out)); addr != shimapi.SocketPath(dir) {
 		return nil, fmt.Errorf("berth-shim start --spare printed %q, want %q: %w", addr, shimapi.SocketPath(dir), errdefs.ErrInternal)
 	}
-	c, err := openConn(ctx, dir, "", sp.callErrors)
+	c, err := openConn(ctx, dir, "", s.cfg.CallTimeout, sp.callErrors)
 	if err != nil {
 		return nil, fmt.Errorf("connect to spare shim: %w", err)
 	}

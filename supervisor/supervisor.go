@@ -58,6 +58,11 @@ type Config struct {
 	RestoreTimeout time.Duration
 	// CleanupTimeout bounds one run of `berth-shim delete` (default 30s).
 	CleanupTimeout time.Duration
+	// CallTimeout bounds every call to a shim whose context has no
+	// deadline, except Wait and the Events stream, which last as long as
+	// the task (default DefaultCallTimeout). A caller's own deadline, or
+	// its cancellation, bounds a call first.
+	CallTimeout time.Duration
 	// SpareShims is how many spare shims are kept started and connected,
 	// bound to no task, for Create to take instead of starting one; 0
 	// starts none. They are started once Restore has begun.
@@ -131,6 +136,9 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.CleanupTimeout <= 0 {
 		cfg.CleanupTimeout = DefaultCleanupTimeout
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Supervisor{

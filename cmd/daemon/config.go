@@ -36,11 +36,7 @@ type Config struct {
 	Log   struct {
 		Level string `toml:"level"`
 	} `toml:"log"`
-	Runtime struct {
-		Default string `toml:"default"`
-		Shim    string `toml:"shim"`
-		Spares  int    `toml:"spare_shims"`
-	} `toml:"runtime"`
+	Runtime     RuntimeConfig `toml:"runtime"`
 	Snapshotter struct {
 		Default string `toml:"default"`
 	} `toml:"snapshotter"`
@@ -70,6 +66,20 @@ func (c APIConfig) limits() (rpcguard.Limits, error) {
 		return l, fmt.Errorf("api.max_connections_per_process (%d) and api.max_connections_per_user (%d) must be positive", l.PerProcess, l.PerUser)
 	}
 	return l, parseDurations("api", true, namedDuration{"frame_timeout", c.FrameTimeout, &l.FrameTimeout})
+}
+
+// RuntimeConfig is how containers are run: the OCI runtime, the shims.
+type RuntimeConfig struct {
+	Default         string `toml:"default"`
+	Shim            string `toml:"shim"`
+	Spares          int    `toml:"spare_shims"`
+	ShimCallTimeout string `toml:"shim_call_timeout"`
+}
+
+// callTimeout returns shim_call_timeout.
+func (c RuntimeConfig) callTimeout() (time.Duration, error) {
+	var d time.Duration
+	return d, parseDurations("runtime", true, namedDuration{"shim_call_timeout", c.ShimCallTimeout, &d})
 }
 
 // CRIConfig configures the Kubernetes CRI endpoint (package cri).
@@ -223,6 +233,13 @@ shim = ""
 # (about 6 ms of each run); a new one is started after each is taken. A
 # spare holds no container and exits with the daemon. 0 starts none.
 spare_shims = 1
+# shim_call_timeout bounds each call berthd makes to a shim (create, start,
+# kill, exec, delete, ...) when the client's call has no deadline of its
+# own; a client's deadline bounds it first. Waiting for a process's exit
+# has no bound. A shim call that exceeds it fails with DeadlineExceeded, so
+# that a runtime that hangs holds the container's calls no longer (the shim
+# then kills the hung runtime).
+shim_call_timeout = "2m"
 
 [snapshotter]
 # default snapshotter for containers made from images and for snapshot
@@ -399,6 +416,9 @@ func (c *Config) validate() error {
 	}
 	if c.Runtime.Spares < 0 || c.Runtime.Spares > maxSpareShims {
 		return fmt.Errorf("runtime.spare_shims %d: want 0 to %d", c.Runtime.Spares, maxSpareShims)
+	}
+	if _, err := c.Runtime.callTimeout(); err != nil {
+		return err
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return err

@@ -91,13 +91,15 @@ func newDaemon(cfg *Config, st *stores, log *slog.Logger) (*daemon, error) {
 	}
 	d := &daemon{log: log, shim: shim, exchange: events.NewExchange()}
 	d.restoring.Store(true)
+	callTimeout, _ := cfg.Runtime.callTimeout() // validated with the config
 	d.sup, err = supervisor.New(supervisor.Config{
-		StateDir:   cfg.State,
-		ShimBinary: shim,
-		Runtime:    cfg.Runtime.Default,
-		SpareShims: cfg.Runtime.Spares,
-		Events:     forwarder{d.exchange},
-		Log:        log.With("component", "supervisor"),
+		StateDir:    cfg.State,
+		ShimBinary:  shim,
+		Runtime:     cfg.Runtime.Default,
+		SpareShims:  cfg.Runtime.Spares,
+		CallTimeout: callTimeout,
+		Events:      forwarder{d.exchange},
+		Log:         log.With("component", "supervisor"),
 	})
 	if err != nil {
 		return nil, err

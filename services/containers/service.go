@@ -102,7 +102,11 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (
 	if err != nil {
 		return nil, err
 	}
-	defer s.Locks.Lock(ns, req.GetId())()
+	unlock, err := s.Locks.Lock(ctx, ns, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if s.Tasks.HasTask(ctx, ns, req.GetId()) {
 		return nil, fmt.Errorf("container %q has a task: delete the task first: %w", req.GetId(), errdefs.ErrFailedPrecondition)
 	}

@@ -92,7 +92,11 @@ func (s *service) Create(ctx context.Context, req *api.CreateTaskRequest) (*api.
 	if err := identifiers.Validate(req.GetContainerId()); err != nil {
 		return nil, fmt.Errorf("container id: %w", err)
 	}
-	defer s.Locks.Lock(ns, req.GetContainerId())()
+	unlock, err := s.Locks.Lock(ctx, ns, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	c, err := s.Containers.Get(ctx, req.GetContainerId())
 	if err != nil {
 		return nil, err
