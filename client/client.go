@@ -116,8 +116,8 @@ func New(address string, opts ...Opt) (*Client, error) {
 type conn struct {
 	ttrpc      *ttrpc.Client
 	lost       chan struct{} // closed when the connection is gone
-	namespaces namespacesv1.NamespacesService
-	containers containersv1.ContainersService
+	namespaces namespacesv1.NamespacesClient
+	containers containersv1.ContainersClient
 	tasks      tasksv1.TasksService
 	events     eventsv1.EventsClient
 	introspect introspectionv1.IntrospectionService
@@ -278,10 +278,10 @@ func (c *Client) Close() error {
 func (c *Client) DefaultNamespace() string { return c.options.defaultNamespace }
 
 // NamespaceService returns the raw Namespaces service client.
-func (c *Client) NamespaceService() namespacesv1.NamespacesService { return c.api().namespaces }
+func (c *Client) NamespaceService() namespacesv1.NamespacesClient { return c.api().namespaces }
 
 // ContainerService returns the raw Containers service client.
-func (c *Client) ContainerService() containersv1.ContainersService { return c.api().containers }
+func (c *Client) ContainerService() containersv1.ContainersClient { return c.api().containers }
 
 // TaskService returns the raw Tasks service client.
 func (c *Client) TaskService() tasksv1.TasksService { return c.api().tasks }

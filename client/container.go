@@ -81,13 +81,13 @@ func (c *Client) LoadContainer(ctx context.Context, id string) (Container, error
 // any of the filters (all without filters). Fields: id, image,
 // runtime.name, snapshotter, snapshotkey, labels.<key>.
 func (c *Client) Containers(ctx context.Context, filters ...string) ([]Container, error) {
-	r, err := c.api().containers.List(ctx, &containersv1.ListContainersRequest{Filters: filters})
+	infos, err := c.ListContainerInfos(ctx, filters...)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Container, 0, len(r.Containers))
-	for _, ct := range r.Containers {
-		out = append(out, &container{client: c, id: ct.GetId()})
+	out := make([]Container, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, &container{client: c, id: info.ID})
 	}
 	return out, nil
 }

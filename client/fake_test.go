@@ -120,6 +120,19 @@ func (f *fakeContainers) List(ctx context.Context, r *containersv1.ListContainer
 	return &containersv1.ListContainersResponse{Containers: out}, nil
 }
 
+// ListStream sends List's reply as one message, in the namespace the
+// request names (a stream carries no metadata).
+func (f *fakeContainers) ListStream(ctx context.Context, r *containersv1.ListContainersRequest, stream containersv1.Containers_ListStreamServer) error {
+	if r.Namespace != "" {
+		ctx = namespaces.WithNamespace(ctx, r.Namespace)
+	}
+	resp, err := f.List(ctx, r)
+	if err != nil {
+		return err
+	}
+	return stream.Send(resp)
+}
+
 func (f *fakeContainers) Create(ctx context.Context, r *containersv1.CreateContainerRequest) (*containersv1.CreateContainerResponse, error) {
 	f.record(ctx)
 	f.mu.Lock()

@@ -39,7 +39,7 @@ func (img *Image) Metadata() images.Image { return img.i }
 // interface of the daemon's own store. Calls act in the namespace of their
 // context, else the client's default.
 func (c *Client) ImageService() images.Store {
-	return &remoteImages{api: imagesv1.NewImagesClient(c.api().ttrpc)}
+	return &remoteImages{client: c, api: imagesv1.NewImagesClient(c.api().ttrpc)}
 }
 
 // GetImage returns the image name.
@@ -88,7 +88,8 @@ func (c *Client) DeleteImage(ctx context.Context, name string, opts ...DeleteIma
 
 // remoteImages is a images.Store over the images API.
 type remoteImages struct {
-	api imagesv1.ImagesService
+	client *Client
+	api    imagesv1.ImagesClient
 }
 
 func (r *remoteImages) Get(ctx context.Context, name string) (images.Image, error) {
@@ -100,12 +101,20 @@ func (r *remoteImages) Get(ctx context.Context, name string) (images.Image, erro
 }
 
 func (r *remoteImages) List(ctx context.Context, filters ...string) ([]images.Image, error) {
-	resp, err := r.api.List(ctx, &imagesv1.ListImagesRequest{Filters: filters})
+	ns, err := r.client.namespace(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]images.Image, 0, len(resp.GetImages()))
-	for _, i := range resp.GetImages() {
+	stream, err := r.api.ListStream(ctx, &imagesv1.ListImagesRequest{Filters: filters, Namespace: ns})
+	if err != nil {
+		return nil, streamError("list images", err)
+	}
+	imgs, err := receiveAll("list images", stream.Recv, (*imagesv1.ListImagesResponse).GetImages)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]images.Image, 0, len(imgs))
+	for _, i := range imgs {
 		out = append(out, apiconv.ImageFromProto(i))
 	}
 	return out, nil

@@ -22,7 +22,7 @@ const DefaultLeaseExpiration = 24 * time.Hour
 // interface of the daemon's own store. Calls act in the namespace of their
 // context, else the client's default.
 func (c *Client) LeasesService() leases.Manager {
-	return &remoteLeases{api: leasesv1.NewLeasesClient(c.api().ttrpc)}
+	return &remoteLeases{client: c, api: leasesv1.NewLeasesClient(c.api().ttrpc)}
 }
 
 // LeaseOpt configures the lease WithLease makes.
@@ -105,7 +105,8 @@ func leaseOf(ctx context.Context) string {
 
 // remoteLeases is a leases.Manager over the leases API.
 type remoteLeases struct {
-	api leasesv1.LeasesService
+	client *Client
+	api    leasesv1.LeasesClient
 }
 
 func (r *remoteLeases) Create(ctx context.Context, l leases.Lease) (leases.Lease, error) {
@@ -129,12 +130,20 @@ func (c *Client) DeleteLeaseSync(ctx context.Context, id string) error {
 }
 
 func (r *remoteLeases) List(ctx context.Context, filters ...string) ([]leases.Lease, error) {
-	resp, err := r.api.List(ctx, &leasesv1.ListRequest{Filters: filters})
+	ns, err := r.client.namespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := r.api.ListStream(ctx, &leasesv1.ListRequest{Filters: filters, Namespace: ns})
+	if err != nil {
+		return nil, streamError("list leases", err)
+	}
+	ls, err := receiveAll("list leases", stream.Recv, (*leasesv1.ListResponse).GetLeases)
 	if err != nil {
 		return nil, err
 	}
 	var out []leases.Lease
-	for _, l := range resp.GetLeases() {
+	for _, l := range ls {
 		out = append(out, apiconv.LeaseFromProto(l))
 	}
 	return out, nil

@@ -27,6 +27,9 @@
 //   - A server's observers (the interceptors given to ServerOpts, the
 //     CallObserver of WithStreamObserver) see each call once, with the
 //     error it ends with, a panicking call's included.
+//   - A unary reply never passes ttrpc's message limit: ServerOpts chains
+//     BoundReplies, which fails a call whose reply would with
+//     ErrResourceExhausted rather than let ttrpc end the connection.
 //   - A status code with no class of its own comes back as ErrUnknown; its
 //     original status (code, message, details) stays reachable through
 //     status.FromError.

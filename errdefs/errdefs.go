@@ -19,6 +19,10 @@ var (
 	// ErrNotImplemented: the operation is not supported by this build,
 	// runtime or snapshotter.
 	ErrNotImplemented = errors.New("not implemented")
+	// ErrResourceExhausted: the request passes a bound of the server (a
+	// reply too large for one message, say); the error says which and what
+	// to do instead.
+	ErrResourceExhausted = errors.New("resource exhausted")
 	// ErrPermissionDenied: the caller may not do this.
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrInternal: an invariant broke inside berth; a bug.
@@ -44,6 +48,9 @@ func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 
 // IsNotImplemented reports whether err is of class ErrNotImplemented.
 func IsNotImplemented(err error) bool { return errors.Is(err, ErrNotImplemented) }
+
+// IsResourceExhausted reports whether err is of class ErrResourceExhausted.
+func IsResourceExhausted(err error) bool { return errors.Is(err, ErrResourceExhausted) }
 
 // IsPermissionDenied reports whether err is of class ErrPermissionDenied.
 func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }

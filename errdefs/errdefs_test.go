@@ -22,6 +22,7 @@ func TestRoundTrip(t *testing.T) {
 		{ErrFailedPrecondition, codes.FailedPrecondition, IsFailedPrecondition},
 		{ErrUnavailable, codes.Unavailable, IsUnavailable},
 		{ErrNotImplemented, codes.Unimplemented, IsNotImplemented},
+		{ErrResourceExhausted, codes.ResourceExhausted, IsResourceExhausted},
 		{ErrPermissionDenied, codes.PermissionDenied, IsPermissionDenied},
 		{ErrInternal, codes.Internal, IsInternal},
 		{ErrUnknown, codes.Unknown, IsUnknown},
@@ -82,7 +83,7 @@ func TestEdges(t *testing.T) {
 		{name: "plain from unchanged", in: plain, conv: FromTTRPC, wantSame: true},
 		{name: "unclassified is unknown", in: plain, conv: ToTTRPC, wantCode: codes.Unknown, wantMsg: "connection reset"},
 		{name: "wrapped status keeps code", in: fmt.Errorf("shim: %w", statusErr), conv: ToTTRPC, wantCode: codes.NotFound, wantMsg: "shim: rpc error: code = NotFound desc = gone"},
-		{name: "unmapped code is unknown", in: status.Error(codes.ResourceExhausted, "too big"), conv: FromTTRPC, wantCode: codes.ResourceExhausted, wantClass: ErrUnknown, wantMsg: "too big"},
+		{name: "unmapped code is unknown", in: status.Error(codes.DataLoss, "lost"), conv: FromTTRPC, wantCode: codes.DataLoss, wantClass: ErrUnknown, wantMsg: "lost"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,11 +79,12 @@ func (e StreamEdge) Done(err *error) {
 }
 
 // ServerOpts are the error edge of a ttrpc server: ServerErrors outside,
-// RecoverPanics inside it, and between them the observers, which thus see
-// every unary call's outcome, a panic included, as the error it becomes.
+// RecoverPanics and BoundReplies inside it, and between them the
+// observers, which thus see every unary call's outcome, a panic or an
+// oversized reply included, as the error it becomes.
 func ServerOpts(observers ...ttrpc.UnaryServerInterceptor) []ttrpc.ServerOpt {
 	return []ttrpc.ServerOpt{
 		ttrpc.WithUnaryServerInterceptor(ServerErrors),
-		ttrpc.WithChainUnaryServerInterceptor(append(observers[:len(observers):len(observers)], RecoverPanics)...),
+		ttrpc.WithChainUnaryServerInterceptor(append(observers[:len(observers):len(observers)], RecoverPanics, BoundReplies)...),
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
@@ -18,7 +19,8 @@ const panicService = "berth.test.Panics"
 
 // servePanics serves, through a real ttrpc server with the error edge of
 // errdefs.ServerOpts, a service whose Panic method and Stream stream
-// panic and whose Ping answers, and returns a client of it.
+// panic, whose Big method replies with more than a message may carry, and
+// whose Ping answers, and returns a client of it.
 func servePanics(t *testing.T) *ttrpc.Client {
 	t.Helper()
 	srv, err := ttrpc.NewServer(errdefs.ServerOpts()...)
@@ -33,6 +35,9 @@ func servePanics(t *testing.T) *ttrpc.Client {
 				return &emptypb.Empty{}, nil
 			},
 			"Ping": func(context.Context, func(any) error) (any, error) { return &emptypb.Empty{}, nil },
+			"Big": func(context.Context, func(any) error) (any, error) {
+				return wrapperspb.Bytes(make([]byte, errdefs.MaxReplySize+1)), nil
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"Stream": {

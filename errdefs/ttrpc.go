@@ -21,6 +21,7 @@ var classCodes = []struct {
 	{ErrFailedPrecondition, codes.FailedPrecondition},
 	{ErrUnavailable, codes.Unavailable},
 	{ErrNotImplemented, codes.Unimplemented},
+	{ErrResourceExhausted, codes.ResourceExhausted},
 	{ErrPermissionDenied, codes.PermissionDenied},
 	{ErrInternal, codes.Internal},
 	{ErrUnknown, codes.Unknown},

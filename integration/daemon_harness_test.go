@@ -172,8 +172,8 @@ func (d *daemon) dial() (*ttrpc.Client, error) {
 // api is a connection to the daemon with every service's client.
 type api struct {
 	conn          *ttrpc.Client
-	namespaces    namespacesv1.NamespacesService
-	containers    containersv1.ContainersService
+	namespaces    namespacesv1.NamespacesClient
+	containers    containersv1.ContainersClient
 	tasks         tasksv1.TasksService
 	events        eventsv1.EventsClient
 	introspection introspectionv1.IntrospectionService

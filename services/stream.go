@@ -26,15 +26,16 @@ func StreamNamespace(ctx context.Context, given string) (context.Context, error)
 	return namespaces.WithNamespace(ctx, given), nil
 }
 
-// ListBatchSize is the size at which a List stream sends a batch. One
-// item (a content or snapshot Info) is at most about 1 MiB (256 labels of
-// 4 KiB, two keys of 1 KiB), so a batch stays below 2 MiB, well under
-// ttrpc's 4 MiB message limit.
+// ListBatchSize bounds the items of one message of a List stream, unless
+// one item alone is larger. Every item is bounded below ttrpc's 4 MiB
+// message limit (a content or snapshot Info at about 1 MiB: 256 labels of
+// 4 KiB, two keys of 1 KiB; a container, the largest, at about 3.1 MiB),
+// so a message always fits.
 const ListBatchSize = 1 << 20
 
-// Batcher gathers the items of a List stream into messages of about
-// ListBatchSize bytes: Add sends a batch once it reaches that size, Flush
-// sends what is left.
+// Batcher gathers the items of a List stream into messages of at most
+// ListBatchSize bytes of items: Add sends the batch first when the item
+// would take it past that size, Flush sends what is left.
 type Batcher[T proto.Message] struct {
 	send  func([]T) error
 	items []T
@@ -46,11 +47,27 @@ func NewBatcher[T proto.Message](send func([]T) error) *Batcher[T] {
 	return &Batcher[T]{send: send}
 }
 
-// Add adds item to the batch, and sends the batch when it is full.
+// Add adds item to the batch, after sending the batch when item would
+// take it past ListBatchSize.
 func (b *Batcher[T]) Add(item T) error {
+	n := proto.Size(item)
+	if len(b.items) > 0 && b.size+n > ListBatchSize {
+		if err := b.Flush(); err != nil {
+			return err
+		}
+	}
 	b.items = append(b.items, item)
-	if b.size += proto.Size(item); b.size < ListBatchSize {
-		return nil
+	b.size += n
+	return nil
+}
+
+// SendAll sends items in batches of Batcher.
+func SendAll[T proto.Message](items []T, send func([]T) error) error {
+	b := NewBatcher(send)
+	for _, it := range items {
+		if err := b.Add(it); err != nil {
+			return err
+		}
 	}
 	return b.Flush()
 }

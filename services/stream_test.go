@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -37,8 +38,9 @@ func TestStreamNamespace(t *testing.T) {
 	}
 }
 
-// TestBatcher checks that items go out in order, in batches that close once
-// they reach ListBatchSize, and that Flush sends the rest and only once.
+// TestBatcher checks that items go out in order, in batches that never
+// pass ListBatchSize but for one item larger than it, which goes alone,
+// and that Flush sends the rest and only once.
 func TestBatcher(t *testing.T) {
 	var batches [][]*wrapperspb.BytesValue
 	b := NewBatcher(func(items []*wrapperspb.BytesValue) error {
@@ -46,8 +48,9 @@ func TestBatcher(t *testing.T) {
 		return nil
 	})
 	item := &wrapperspb.BytesValue{Value: make([]byte, ListBatchSize/3)}
-	for range 7 {
-		if err := b.Add(item); err != nil {
+	big := &wrapperspb.BytesValue{Value: make([]byte, 3*ListBatchSize)}
+	for _, it := range []*wrapperspb.BytesValue{item, item, item, big, item, item, item, item} {
+		if err := b.Add(it); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -63,9 +66,9 @@ func TestBatcher(t *testing.T) {
 		sizes = append(sizes, len(batch))
 		total += len(batch)
 	}
-	// Each item is a little over a third of the batch size: a batch is
-	// full, and sent, with its third item.
-	if total != 7 || len(batches) != 3 || len(batches[0]) != 3 || len(batches[1]) != 3 || len(batches[2]) != 1 {
-		t.Fatalf("batches of %v, want [3 3 1]", sizes)
+	// Each item is a little over a third of the batch size: a third
+	// would take a batch past it.
+	if total != 8 || !slices.Equal(sizes, []int{2, 1, 1, 2, 2}) {
+		t.Fatalf("batches of %v, want [2 1 1 2 2]", sizes)
 	}
 }

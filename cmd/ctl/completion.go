@@ -10,8 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	containersv1 "github.com/berthrt/berth/proto/containers/v1"
-	namespacesv1 "github.com/berthrt/berth/proto/namespaces/v1"
 	"github.com/berthrt/berth/snapshots"
 )
 
@@ -156,13 +154,13 @@ func (g *globals) complete(cmd *cobra.Command, list nameLister, given []string, 
 }
 
 func containerNames(ctx context.Context, c *client.Client, _ *cobra.Command) ([]string, error) {
-	resp, err := c.ContainerService().List(ctx, &containersv1.ListContainersRequest{})
+	infos, err := c.ListContainerInfos(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(resp.Containers))
-	for i, ct := range resp.Containers {
-		names[i] = ct.Id
+	names := make([]string, len(infos))
+	for i, ct := range infos {
+		names[i] = ct.ID
 	}
 	return names, nil
 }
@@ -210,12 +208,12 @@ func leaseIDs(ctx context.Context, c *client.Client, _ *cobra.Command) ([]string
 }
 
 func namespaceNames(ctx context.Context, c *client.Client, _ *cobra.Command) ([]string, error) {
-	resp, err := c.NamespaceService().List(ctx, &namespacesv1.ListNamespacesRequest{})
+	nss, err := c.ListNamespaces(ctx)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(resp.Namespaces))
-	for i, ns := range resp.Namespaces {
+	names := make([]string, len(nss))
+	for i, ns := range nss {
 		names[i] = ns.Name
 	}
 	return names, nil

@@ -42,12 +42,12 @@ image, runtime.name, snapshotter, labels.<key>.`,
 		Example: `  berthctl containers ls 'labels.role==web'
   berthctl containers ls --format '{{.id}} {{.image}}'`,
 		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
-			resp, err := c.ContainerService().List(ctx, &containersv1.ListContainersRequest{Filters: args})
+			infos, err := c.ListContainerInfos(ctx, args...)
 			if err != nil {
 				return err
 			}
-			views := make([]containerView, len(resp.Containers))
-			for i, ct := range resp.Containers {
+			views := make([]containerView, len(infos))
+			for i, ct := range infos {
 				views[i] = newContainerView(ct)
 			}
 			now := time.Now()
@@ -72,11 +72,15 @@ does not fit a table): the fields of --format json, the spec as an object.`,
   berthctl containers info --format '{{.spec.process.args}}' web`,
 		Args: cobra.ExactArgs(1),
 		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
-			resp, err := c.ContainerService().Get(ctx, &containersv1.GetContainerRequest{Id: args[0]})
+			ctr, err := c.LoadContainer(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			return printObject(cmd, &infoOut, newContainerView(resp.Container), func(w io.Writer, v containerView) error {
+			info, err := ctr.Info(ctx)
+			if err != nil {
+				return err
+			}
+			return printObject(cmd, &infoOut, newContainerView(info), func(w io.Writer, v containerView) error {
 				return writeJSON(w, v)
 			})
 		}),
@@ -155,12 +159,12 @@ type runtimeView struct {
 	Name string `json:"name"`
 }
 
-func newContainerView(ct *containersv1.Container) containerView {
+func newContainerView(ct client.ContainerInfo) containerView {
 	v := containerView{
-		ID: ct.Id, Labels: nonNilLabels(ct.Labels), Image: ct.Image,
-		Runtime:     runtimeView{Name: ct.GetRuntime().GetName()},
+		ID: ct.ID, Labels: nonNilLabels(ct.Labels), Image: ct.Image,
+		Runtime:     runtimeView{Name: ct.Runtime.Name},
 		Snapshotter: ct.Snapshotter, SnapshotKey: ct.SnapshotKey,
-		CreatedAt: protoTime(ct.CreatedAt), UpdatedAt: protoTime(ct.UpdatedAt),
+		CreatedAt: utcTime(ct.CreatedAt), UpdatedAt: utcTime(ct.UpdatedAt),
 	}
 	if json.Valid(ct.Spec) {
 		v.Spec = ct.Spec

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthrt/berth/client"
-	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	"github.com/berthrt/berth/snapshots"
 )
 
@@ -137,11 +136,11 @@ func serverInfo(ctx context.Context, c *client.Client, namespace string) (infoVi
 		return v, err
 	}
 	st.Images = len(images)
-	ctrs, err := c.ContainerService().List(ctx, &containersv1.ListContainersRequest{})
+	ctrs, err := c.ListContainerInfos(ctx)
 	if err != nil {
 		return v, err
 	}
-	st.Containers = len(ctrs.Containers)
+	st.Containers = len(ctrs)
 	leases, err := c.LeasesService().List(ctx)
 	if err != nil {
 		return v, err

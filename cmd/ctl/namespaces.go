@@ -22,12 +22,12 @@ func namespacesCommand(g *globals) *cobra.Command {
 		Example: `  berthctl namespaces ls 'labels.team==ci'
   berthctl namespaces ls --format json`,
 		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
-			resp, err := c.NamespaceService().List(ctx, &namespacesv1.ListNamespacesRequest{Filters: args})
+			nss, err := c.ListNamespaces(ctx, args...)
 			if err != nil {
 				return err
 			}
-			views := make([]namespaceView, len(resp.Namespaces))
-			for i, ns := range resp.Namespaces {
+			views := make([]namespaceView, len(nss))
+			for i, ns := range nss {
 				views[i] = namespaceView{Name: ns.Name, Labels: nonNilLabels(ns.Labels)}
 			}
 			return printList(cmd, &out, views, columns[namespaceView]{

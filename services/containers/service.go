@@ -54,15 +54,42 @@ func (s *service) Get(ctx context.Context, req *api.GetContainerRequest) (*api.G
 }
 
 func (s *service) List(ctx context.Context, req *api.ListContainersRequest) (*api.ListContainersResponse, error) {
+	cs, err := s.list(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.ListContainersResponse{Containers: cs}
+	if err := services.CheckListReply("containers", resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *service) ListStream(ctx context.Context, req *api.ListContainersRequest, stream api.Containers_ListStreamServer) (err error) {
+	defer errdefs.StreamCall(ctx, "/berth.services.containers.v1.Containers/ListStream").Done(&err)
+	ctx, err = services.StreamNamespace(ctx, req.GetNamespace())
+	if err != nil {
+		return errdefs.ToTTRPC(err)
+	}
+	cs, err := s.list(ctx, req)
+	if err != nil {
+		return errdefs.ToTTRPC(err)
+	}
+	return services.SendAll(cs, func(batch []*api.Container) error {
+		return stream.Send(&api.ListContainersResponse{Containers: batch})
+	})
+}
+
+func (s *service) list(ctx context.Context, req *api.ListContainersRequest) ([]*api.Container, error) {
 	cs, err := s.Store.List(ctx, req.GetFilters()...)
 	if err != nil {
 		return nil, err
 	}
-	resp := &api.ListContainersResponse{Containers: make([]*api.Container, 0, len(cs))}
+	out := make([]*api.Container, 0, len(cs))
 	for _, c := range cs {
-		resp.Containers = append(resp.Containers, apiconv.ContainerToProto(c))
+		out = append(out, apiconv.ContainerToProto(c))
 	}
-	return resp, nil
+	return out, nil
 }
 
 func (s *service) Create(ctx context.Context, req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {

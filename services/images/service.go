@@ -49,15 +49,42 @@ func (s *service) Get(ctx context.Context, req *api.GetImageRequest) (*api.GetIm
 }
 
 func (s *service) List(ctx context.Context, req *api.ListImagesRequest) (*api.ListImagesResponse, error) {
+	imgs, err := s.list(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.ListImagesResponse{Images: imgs}
+	if err := services.CheckListReply("images", resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *service) ListStream(ctx context.Context, req *api.ListImagesRequest, stream api.Images_ListStreamServer) (err error) {
+	defer errdefs.StreamCall(ctx, "/berth.services.images.v1.Images/ListStream").Done(&err)
+	ctx, err = services.StreamNamespace(ctx, req.GetNamespace())
+	if err != nil {
+		return errdefs.ToTTRPC(err)
+	}
+	imgs, err := s.list(ctx, req)
+	if err != nil {
+		return errdefs.ToTTRPC(err)
+	}
+	return services.SendAll(imgs, func(batch []*api.Image) error {
+		return stream.Send(&api.ListImagesResponse{Images: batch})
+	})
+}
+
+func (s *service) list(ctx context.Context, req *api.ListImagesRequest) ([]*api.Image, error) {
 	imgs, err := s.Store.List(ctx, req.GetFilters()...)
 	if err != nil {
 		return nil, err
 	}
-	resp := &api.ListImagesResponse{Images: make([]*api.Image, 0, len(imgs))}
+	out := make([]*api.Image, 0, len(imgs))
 	for _, img := range imgs {
-		resp.Images = append(resp.Images, apiconv.ImageToProto(img))
+		out = append(out, apiconv.ImageToProto(img))
 	}
-	return resp, nil
+	return out, nil
 }
 
 func (s *service) Create(ctx context.Context, req *api.CreateImageRequest) (*api.CreateImageResponse, error) {

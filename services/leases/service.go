@@ -14,6 +14,7 @@ import (
 	"github.com/berthrt/berth/internal/apiconv"
 	"github.com/berthrt/berth/leases"
 	api "github.com/berthrt/berth/proto/leases/v1"
+	"github.com/berthrt/berth/services"
 )
 
 // Collector runs a garbage collection now (metadata.GCScheduler).
@@ -56,15 +57,42 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteRequest) (*emptypb.
 }
 
 func (s *service) List(ctx context.Context, req *api.ListRequest) (*api.ListResponse, error) {
+	ls, err := s.list(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.ListResponse{Leases: ls}
+	if err := services.CheckListReply("leases", resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *service) ListStream(ctx context.Context, req *api.ListRequest, stream api.Leases_ListStreamServer) (err error) {
+	defer errdefs.StreamCall(ctx, "/berth.services.leases.v1.Leases/ListStream").Done(&err)
+	ctx, err = services.StreamNamespace(ctx, req.GetNamespace())
+	if err != nil {
+		return errdefs.ToTTRPC(err)
+	}
+	ls, err := s.list(ctx, req)
+	if err != nil {
+		return errdefs.ToTTRPC(err)
+	}
+	return services.SendAll(ls, func(batch []*api.Lease) error {
+		return stream.Send(&api.ListResponse{Leases: batch})
+	})
+}
+
+func (s *service) list(ctx context.Context, req *api.ListRequest) ([]*api.Lease, error) {
 	ls, err := s.Leases.List(ctx, req.GetFilters()...)
 	if err != nil {
 		return nil, err
 	}
-	resp := &api.ListResponse{Leases: make([]*api.Lease, 0, len(ls))}
+	out := make([]*api.Lease, 0, len(ls))
 	for _, l := range ls {
-		resp.Leases = append(resp.Leases, apiconv.LeaseToProto(l))
+		out = append(out, apiconv.LeaseToProto(l))
 	}
-	return resp, nil
+	return out, nil
 }
 
 func (s *service) AddResource(ctx context.Context, req *api.AddResourceRequest) (*emptypb.Empty, error) {

@@ -50,6 +50,29 @@ func (s *service) Get(ctx context.Context, req *api.GetNamespaceRequest) (*api.G
 }
 
 func (s *service) List(ctx context.Context, req *api.ListNamespacesRequest) (*api.ListNamespacesResponse, error) {
+	nss, err := s.list(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.ListNamespacesResponse{Namespaces: nss}
+	if err := services.CheckListReply("namespaces", resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *service) ListStream(ctx context.Context, req *api.ListNamespacesRequest, stream api.Namespaces_ListStreamServer) (err error) {
+	defer errdefs.StreamCall(ctx, "/berth.services.namespaces.v1.Namespaces/ListStream").Done(&err)
+	nss, err := s.list(ctx, req)
+	if err != nil {
+		return errdefs.ToTTRPC(err)
+	}
+	return services.SendAll(nss, func(batch []*api.Namespace) error {
+		return stream.Send(&api.ListNamespacesResponse{Namespaces: batch})
+	})
+}
+
+func (s *service) list(ctx context.Context, req *api.ListNamespacesRequest) ([]*api.Namespace, error) {
 	filter, err := filters.ParseAll(req.GetFilters()...)
 	if err != nil {
 		return nil, err
@@ -58,7 +81,7 @@ func (s *service) List(ctx context.Context, req *api.ListNamespacesRequest) (*ap
 	if err != nil {
 		return nil, err
 	}
-	resp := &api.ListNamespacesResponse{}
+	var out []*api.Namespace
 	for _, name := range names {
 		ns, err := s.get(ctx, name)
 		if errdefs.IsNotFound(err) {
@@ -68,10 +91,10 @@ func (s *service) List(ctx context.Context, req *api.ListNamespacesRequest) (*ap
 			return nil, err
 		}
 		if filter.Match(adaptor(ns)) {
-			resp.Namespaces = append(resp.Namespaces, ns)
+			out = append(out, ns)
 		}
 	}
-	return resp, nil
+	return out, nil
 }
 
 func (s *service) Create(ctx context.Context, req *api.CreateNamespaceRequest) (*api.CreateNamespaceResponse, error) {

@@ -146,14 +146,20 @@ class Client:
     # namespaces.v1
 
     def namespaces(self, *filters):
+        """The namespaces matching any of the filters (all without), over
+        ListStream: the unary List fails once the list passes ttrpc's
+        4 MiB message limit."""
         req = namespaces_pb2.ListNamespacesRequest(filters=list(filters))
-        return list(self.call(NAMESPACES, "List", req).namespaces)
+        return [n for resp in self.stream(NAMESPACES, "ListStream", req) for n in resp.namespaces]
 
     # containers.v1
 
     def containers(self, *filters, namespace=None):
-        req = containers_pb2.ListContainersRequest(filters=list(filters))
-        return list(self.call(CONTAINERS, "List", req, namespace).containers)
+        """The container records matching any of the filters (all
+        without), over ListStream (see namespaces)."""
+        ns = self._ns(namespace)
+        req = containers_pb2.ListContainersRequest(filters=list(filters), namespace=ns)
+        return [c for resp in self.stream(CONTAINERS, "ListStream", req, ns) for c in resp.containers]
 
     def create_container(self, container_id, spec_dict, labels=None, runtime="", namespace=None,
                          image="", snapshotter="", snapshot_key=""):
@@ -332,8 +338,9 @@ class Client:
         """The image records matching any of the filters (all without):
         fields name, target.digest, target.mediatype, target.size,
         labels.<key>, annotations.<key>."""
-        req = images_pb2.ListImagesRequest(filters=list(filters))
-        return list(self.call(IMAGES, "List", req, namespace).images)
+        ns = self._ns(namespace)
+        req = images_pb2.ListImagesRequest(filters=list(filters), namespace=ns)
+        return [i for resp in self.stream(IMAGES, "ListStream", req, ns) for i in resp.images]
 
     def get_image(self, ref, namespace=None):
         """The image record named ref, else the one its normalised

@@ -30,18 +30,25 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Container is bounded so that one always fits a message with room to
+// spare (about 3.1 MiB at most): labels 1 MiB, spec 1 MiB, extensions
+// 1 MiB, runtime options 64 KiB, image and runtime name 4 KiB each.
+// Create and Update refuse a container over a bound with
+// InvalidArgument naming the field.
 type Container struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id: 1 to 76 characters, alphanumeric runs joined by single '.', '_'
 	// or '-'. Unique in the namespace.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// labels: key/value pairs, a key and its value together at most 4096
-	// bytes.
+	// labels: key/value pairs; each key non-empty, a key and its value
+	// together at most 4096 bytes, at most 256 labels.
 	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// image: the name of the image the container was made from, if any.
+	// image: the name of the image the container was made from, if any;
+	// at most 4096 bytes.
 	Image   string             `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
 	Runtime *Container_Runtime `protobuf:"bytes,4,opt,name=runtime,proto3" json:"runtime,omitempty"`
-	// spec: the OCI runtime spec (config.json), JSON-encoded.
+	// spec: the OCI runtime spec (config.json), JSON-encoded; required,
+	// at most 1 MiB (1048576 bytes).
 	Spec []byte `protobuf:"bytes,5,opt,name=spec,proto3" json:"spec,omitempty"`
 	// snapshotter and snapshot_key name the snapshot that holds the
 	// container's root filesystem, when it comes from an image.
@@ -49,7 +56,8 @@ type Container struct {
 	SnapshotKey string                 `protobuf:"bytes,7,opt,name=snapshot_key,json=snapshotKey,proto3" json:"snapshot_key,omitempty"`
 	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	// extensions: data of clients, stored as given.
+	// extensions: data of clients, stored as given; at most 64, keys of
+	// at most 256 bytes, all of them together at most 1 MiB marshalled.
 	Extensions    map[string]*anypb.Any `protobuf:"bytes,10,rep,name=extensions,proto3" json:"extensions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -246,7 +254,11 @@ func (x *GetContainerResponse) GetContainer() *Container {
 type ListContainersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// filters: containerd filter syntax; several are ORed.
-	Filters       []string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	Filters []string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	// namespace: for ListStream, the namespace to list (ttrpc v1.2's Go
+	// client sends no metadata with a streaming call); when the metadata
+	// names one too they must agree. List takes it from the metadata.
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -288,6 +300,14 @@ func (x *ListContainersRequest) GetFilters() []string {
 	return nil
 }
 
+func (x *ListContainersRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+// ListContainersResponse is List's reply and each message of ListStream.
 type ListContainersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Containers    []*Container           `protobuf:"bytes,1,rep,name=containers,proto3" json:"containers,omitempty"`
@@ -563,7 +583,8 @@ func (x *DeleteContainerRequest) GetId() string {
 type Container_Runtime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name: "runc", or the absolute path of a binary with runc's
-	// command line. Empty in Create means the daemon's default.
+	// command line; at most 4096 bytes. Empty in Create means the
+	// daemon's default.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// options: runtime-specific options. Reserved: this version
 	// refuses a container with options (NotImplemented) rather than
@@ -650,9 +671,10 @@ const file_proto_containers_v1_containers_proto_rawDesc = "" +
 	"\x13GetContainerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"]\n" +
 	"\x14GetContainerResponse\x12E\n" +
-	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\"1\n" +
+	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\"O\n" +
 	"\x15ListContainersRequest\x12\x18\n" +
-	"\afilters\x18\x01 \x03(\tR\afilters\"a\n" +
+	"\afilters\x18\x01 \x03(\tR\afilters\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"a\n" +
 	"\x16ListContainersResponse\x12G\n" +
 	"\n" +
 	"containers\x18\x01 \x03(\v2'.berth.services.containers.v1.ContainerR\n" +
@@ -668,11 +690,13 @@ const file_proto_containers_v1_containers_proto_rawDesc = "" +
 	"\x17UpdateContainerResponse\x12E\n" +
 	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\"(\n" +
 	"\x16DeleteContainerRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xb3\x04\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\xae\x05\n" +
 	"\n" +
 	"Containers\x12l\n" +
 	"\x03Get\x121.berth.services.containers.v1.GetContainerRequest\x1a2.berth.services.containers.v1.GetContainerResponse\x12q\n" +
-	"\x04List\x123.berth.services.containers.v1.ListContainersRequest\x1a4.berth.services.containers.v1.ListContainersResponse\x12u\n" +
+	"\x04List\x123.berth.services.containers.v1.ListContainersRequest\x1a4.berth.services.containers.v1.ListContainersResponse\x12y\n" +
+	"\n" +
+	"ListStream\x123.berth.services.containers.v1.ListContainersRequest\x1a4.berth.services.containers.v1.ListContainersResponse0\x01\x12u\n" +
 	"\x06Create\x124.berth.services.containers.v1.CreateContainerRequest\x1a5.berth.services.containers.v1.CreateContainerResponse\x12u\n" +
 	"\x06Update\x124.berth.services.containers.v1.UpdateContainerRequest\x1a5.berth.services.containers.v1.UpdateContainerResponse\x12V\n" +
 	"\x06Delete\x124.berth.services.containers.v1.DeleteContainerRequest\x1a\x16.google.protobuf.EmptyB;Z9github.com/berthrt/berth/proto/containers/v1;containersv1b\x06proto3"
@@ -726,16 +750,18 @@ var file_proto_containers_v1_containers_proto_depIdxs = []int32{
 	15, // 13: berth.services.containers.v1.Container.ExtensionsEntry.value:type_name -> google.protobuf.Any
 	1,  // 14: berth.services.containers.v1.Containers.Get:input_type -> berth.services.containers.v1.GetContainerRequest
 	3,  // 15: berth.services.containers.v1.Containers.List:input_type -> berth.services.containers.v1.ListContainersRequest
-	5,  // 16: berth.services.containers.v1.Containers.Create:input_type -> berth.services.containers.v1.CreateContainerRequest
-	7,  // 17: berth.services.containers.v1.Containers.Update:input_type -> berth.services.containers.v1.UpdateContainerRequest
-	9,  // 18: berth.services.containers.v1.Containers.Delete:input_type -> berth.services.containers.v1.DeleteContainerRequest
-	2,  // 19: berth.services.containers.v1.Containers.Get:output_type -> berth.services.containers.v1.GetContainerResponse
-	4,  // 20: berth.services.containers.v1.Containers.List:output_type -> berth.services.containers.v1.ListContainersResponse
-	6,  // 21: berth.services.containers.v1.Containers.Create:output_type -> berth.services.containers.v1.CreateContainerResponse
-	8,  // 22: berth.services.containers.v1.Containers.Update:output_type -> berth.services.containers.v1.UpdateContainerResponse
-	16, // 23: berth.services.containers.v1.Containers.Delete:output_type -> google.protobuf.Empty
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
+	3,  // 16: berth.services.containers.v1.Containers.ListStream:input_type -> berth.services.containers.v1.ListContainersRequest
+	5,  // 17: berth.services.containers.v1.Containers.Create:input_type -> berth.services.containers.v1.CreateContainerRequest
+	7,  // 18: berth.services.containers.v1.Containers.Update:input_type -> berth.services.containers.v1.UpdateContainerRequest
+	9,  // 19: berth.services.containers.v1.Containers.Delete:input_type -> berth.services.containers.v1.DeleteContainerRequest
+	2,  // 20: berth.services.containers.v1.Containers.Get:output_type -> berth.services.containers.v1.GetContainerResponse
+	4,  // 21: berth.services.containers.v1.Containers.List:output_type -> berth.services.containers.v1.ListContainersResponse
+	4,  // 22: berth.services.containers.v1.Containers.ListStream:output_type -> berth.services.containers.v1.ListContainersResponse
+	6,  // 23: berth.services.containers.v1.Containers.Create:output_type -> berth.services.containers.v1.CreateContainerResponse
+	8,  // 24: berth.services.containers.v1.Containers.Update:output_type -> berth.services.containers.v1.UpdateContainerResponse
+	16, // 25: berth.services.containers.v1.Containers.Delete:output_type -> google.protobuf.Empty
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name

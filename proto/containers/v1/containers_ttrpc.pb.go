@@ -11,9 +11,23 @@ import (
 type ContainersService interface {
 	Get(context.Context, *GetContainerRequest) (*GetContainerResponse, error)
 	List(context.Context, *ListContainersRequest) (*ListContainersResponse, error)
+	ListStream(context.Context, *ListContainersRequest, Containers_ListStreamServer) error
 	Create(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
 	Update(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
 	Delete(context.Context, *DeleteContainerRequest) (*emptypb.Empty, error)
+}
+
+type Containers_ListStreamServer interface {
+	Send(*ListContainersResponse) error
+	ttrpc.StreamServer
+}
+
+type containersListStreamServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *containersListStreamServer) Send(m *ListContainersResponse) error {
+	return x.StreamServer.SendMsg(m)
 }
 
 func RegisterContainersService(srv *ttrpc.Server, svc ContainersService) {
@@ -55,14 +69,36 @@ func RegisterContainersService(srv *ttrpc.Server, svc ContainersService) {
 				return svc.Delete(ctx, &req)
 			},
 		},
+		Streams: map[string]ttrpc.Stream{
+			"ListStream": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					m := new(ListContainersRequest)
+					if err := stream.RecvMsg(m); err != nil {
+						return nil, err
+					}
+					return nil, svc.ListStream(ctx, m, &containersListStreamServer{stream})
+				},
+				StreamingClient: false,
+				StreamingServer: true,
+			},
+		},
 	})
+}
+
+type ContainersClient interface {
+	Get(context.Context, *GetContainerRequest) (*GetContainerResponse, error)
+	List(context.Context, *ListContainersRequest) (*ListContainersResponse, error)
+	ListStream(context.Context, *ListContainersRequest) (Containers_ListStreamClient, error)
+	Create(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
+	Update(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
+	Delete(context.Context, *DeleteContainerRequest) (*emptypb.Empty, error)
 }
 
 type containersClient struct {
 	client *ttrpc.Client
 }
 
-func NewContainersClient(client *ttrpc.Client) ContainersService {
+func NewContainersClient(client *ttrpc.Client) ContainersClient {
 	return &containersClient{
 		client: client,
 	}
@@ -82,6 +118,35 @@ func (c *containersClient) List(ctx context.Context, req *ListContainersRequest)
 		return nil, err
 	}
 	return &resp, nil
+}
+
+func (c *containersClient) ListStream(ctx context.Context, req *ListContainersRequest) (Containers_ListStreamClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: false,
+		StreamingServer: true,
+	}, "berth.services.containers.v1.Containers", "ListStream", req)
+	if err != nil {
+		return nil, err
+	}
+	x := &containersListStreamClient{stream}
+	return x, nil
+}
+
+type Containers_ListStreamClient interface {
+	Recv() (*ListContainersResponse, error)
+	ttrpc.ClientStream
+}
+
+type containersListStreamClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *containersListStreamClient) Recv() (*ListContainersResponse, error) {
+	m := new(ListContainersResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func (c *containersClient) Create(ctx context.Context, req *CreateContainerRequest) (*CreateContainerResponse, error) {

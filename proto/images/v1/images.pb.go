@@ -385,7 +385,11 @@ type ListImagesRequest struct {
 	// filters: an image matches when it matches any of them (all images
 	// when none). Fields: name, target.digest, target.mediatype,
 	// target.size, labels.<key>, annotations.<key> (the target's).
-	Filters       []string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	Filters []string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	// namespace: for ListStream, the namespace to list (ttrpc v1.2's Go
+	// client sends no metadata with a streaming call); when the metadata
+	// names one too they must agree. List takes it from the metadata.
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -425,6 +429,13 @@ func (x *ListImagesRequest) GetFilters() []string {
 		return x.Filters
 	}
 	return nil
+}
+
+func (x *ListImagesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
 }
 
 type ListImagesResponse struct {
@@ -910,9 +921,10 @@ const file_proto_images_v1_images_proto_rawDesc = "" +
 	"\x0fGetImageRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
 	"\x10GetImageResponse\x125\n" +
-	"\x05image\x18\x01 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\"-\n" +
+	"\x05image\x18\x01 \x01(\v2\x1f.berth.services.images.v1.ImageR\x05image\"K\n" +
 	"\x11ListImagesRequest\x12\x18\n" +
-	"\afilters\x18\x01 \x03(\tR\afilters\"M\n" +
+	"\afilters\x18\x01 \x03(\tR\afilters\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"M\n" +
 	"\x12ListImagesResponse\x127\n" +
 	"\x06images\x18\x01 \x03(\v2\x1f.berth.services.images.v1.ImageR\x06images\"K\n" +
 	"\x12CreateImageRequest\x125\n" +
@@ -941,10 +953,12 @@ const file_proto_images_v1_images_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"!\n" +
 	"\vImageDelete\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name2\xe7\x03\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name2\xd2\x04\n" +
 	"\x06Images\x12\\\n" +
 	"\x03Get\x12).berth.services.images.v1.GetImageRequest\x1a*.berth.services.images.v1.GetImageResponse\x12a\n" +
-	"\x04List\x12+.berth.services.images.v1.ListImagesRequest\x1a,.berth.services.images.v1.ListImagesResponse\x12e\n" +
+	"\x04List\x12+.berth.services.images.v1.ListImagesRequest\x1a,.berth.services.images.v1.ListImagesResponse\x12i\n" +
+	"\n" +
+	"ListStream\x12+.berth.services.images.v1.ListImagesRequest\x1a,.berth.services.images.v1.ListImagesResponse0\x01\x12e\n" +
 	"\x06Create\x12,.berth.services.images.v1.CreateImageRequest\x1a-.berth.services.images.v1.CreateImageResponse\x12e\n" +
 	"\x06Update\x12,.berth.services.images.v1.UpdateImageRequest\x1a-.berth.services.images.v1.UpdateImageResponse\x12N\n" +
 	"\x06Delete\x12,.berth.services.images.v1.DeleteImageRequest\x1a\x16.google.protobuf.EmptyB3Z1github.com/berthrt/berth/proto/images/v1;imagesv1b\x06proto3"
@@ -1004,16 +1018,18 @@ var file_proto_images_v1_images_proto_depIdxs = []int32{
 	18, // 14: berth.services.images.v1.ImageUpdate.labels:type_name -> berth.services.images.v1.ImageUpdate.LabelsEntry
 	3,  // 15: berth.services.images.v1.Images.Get:input_type -> berth.services.images.v1.GetImageRequest
 	5,  // 16: berth.services.images.v1.Images.List:input_type -> berth.services.images.v1.ListImagesRequest
-	7,  // 17: berth.services.images.v1.Images.Create:input_type -> berth.services.images.v1.CreateImageRequest
-	9,  // 18: berth.services.images.v1.Images.Update:input_type -> berth.services.images.v1.UpdateImageRequest
-	11, // 19: berth.services.images.v1.Images.Delete:input_type -> berth.services.images.v1.DeleteImageRequest
-	4,  // 20: berth.services.images.v1.Images.Get:output_type -> berth.services.images.v1.GetImageResponse
-	6,  // 21: berth.services.images.v1.Images.List:output_type -> berth.services.images.v1.ListImagesResponse
-	8,  // 22: berth.services.images.v1.Images.Create:output_type -> berth.services.images.v1.CreateImageResponse
-	10, // 23: berth.services.images.v1.Images.Update:output_type -> berth.services.images.v1.UpdateImageResponse
-	21, // 24: berth.services.images.v1.Images.Delete:output_type -> google.protobuf.Empty
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
+	5,  // 17: berth.services.images.v1.Images.ListStream:input_type -> berth.services.images.v1.ListImagesRequest
+	7,  // 18: berth.services.images.v1.Images.Create:input_type -> berth.services.images.v1.CreateImageRequest
+	9,  // 19: berth.services.images.v1.Images.Update:input_type -> berth.services.images.v1.UpdateImageRequest
+	11, // 20: berth.services.images.v1.Images.Delete:input_type -> berth.services.images.v1.DeleteImageRequest
+	4,  // 21: berth.services.images.v1.Images.Get:output_type -> berth.services.images.v1.GetImageResponse
+	6,  // 22: berth.services.images.v1.Images.List:output_type -> berth.services.images.v1.ListImagesResponse
+	6,  // 23: berth.services.images.v1.Images.ListStream:output_type -> berth.services.images.v1.ListImagesResponse
+	8,  // 24: berth.services.images.v1.Images.Create:output_type -> berth.services.images.v1.CreateImageResponse
+	10, // 25: berth.services.images.v1.Images.Update:output_type -> berth.services.images.v1.UpdateImageResponse
+	21, // 26: berth.services.images.v1.Images.Delete:output_type -> google.protobuf.Empty
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name

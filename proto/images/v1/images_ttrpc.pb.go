@@ -11,9 +11,23 @@ import (
 type ImagesService interface {
 	Get(context.Context, *GetImageRequest) (*GetImageResponse, error)
 	List(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
+	ListStream(context.Context, *ListImagesRequest, Images_ListStreamServer) error
 	Create(context.Context, *CreateImageRequest) (*CreateImageResponse, error)
 	Update(context.Context, *UpdateImageRequest) (*UpdateImageResponse, error)
 	Delete(context.Context, *DeleteImageRequest) (*emptypb.Empty, error)
+}
+
+type Images_ListStreamServer interface {
+	Send(*ListImagesResponse) error
+	ttrpc.StreamServer
+}
+
+type imagesListStreamServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *imagesListStreamServer) Send(m *ListImagesResponse) error {
+	return x.StreamServer.SendMsg(m)
 }
 
 func RegisterImagesService(srv *ttrpc.Server, svc ImagesService) {
@@ -55,14 +69,36 @@ func RegisterImagesService(srv *ttrpc.Server, svc ImagesService) {
 				return svc.Delete(ctx, &req)
 			},
 		},
+		Streams: map[string]ttrpc.Stream{
+			"ListStream": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					m := new(ListImagesRequest)
+					if err := stream.RecvMsg(m); err != nil {
+						return nil, err
+					}
+					return nil, svc.ListStream(ctx, m, &imagesListStreamServer{stream})
+				},
+				StreamingClient: false,
+				StreamingServer: true,
+			},
+		},
 	})
+}
+
+type ImagesClient interface {
+	Get(context.Context, *GetImageRequest) (*GetImageResponse, error)
+	List(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
+	ListStream(context.Context, *ListImagesRequest) (Images_ListStreamClient, error)
+	Create(context.Context, *CreateImageRequest) (*CreateImageResponse, error)
+	Update(context.Context, *UpdateImageRequest) (*UpdateImageResponse, error)
+	Delete(context.Context, *DeleteImageRequest) (*emptypb.Empty, error)
 }
 
 type imagesClient struct {
 	client *ttrpc.Client
 }
 
-func NewImagesClient(client *ttrpc.Client) ImagesService {
+func NewImagesClient(client *ttrpc.Client) ImagesClient {
 	return &imagesClient{
 		client: client,
 	}
@@ -82,6 +118,35 @@ func (c *imagesClient) List(ctx context.Context, req *ListImagesRequest) (*ListI
 		return nil, err
 	}
 	return &resp, nil
+}
+
+func (c *imagesClient) ListStream(ctx context.Context, req *ListImagesRequest) (Images_ListStreamClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: false,
+		StreamingServer: true,
+	}, "berth.services.images.v1.Images", "ListStream", req)
+	if err != nil {
+		return nil, err
+	}
+	x := &imagesListStreamClient{stream}
+	return x, nil
+}
+
+type Images_ListStreamClient interface {
+	Recv() (*ListImagesResponse, error)
+	ttrpc.ClientStream
+}
+
+type imagesListStreamClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *imagesListStreamClient) Recv() (*ListImagesResponse, error) {
+	m := new(ListImagesResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func (c *imagesClient) Create(ctx context.Context, req *CreateImageRequest) (*CreateImageResponse, error) {

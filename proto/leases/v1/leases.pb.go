@@ -39,9 +39,10 @@ type Lease struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// created_at: set by the daemon.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// labels: free metadata. "berth.io/gc.expire" holds an RFC 3339 time
-	// after which the lease protects nothing and garbage collection
-	// deletes it.
+	// labels: free metadata; each key non-empty, key and value together
+	// at most 4096 bytes, at most 256 labels. "berth.io/gc.expire" holds
+	// an RFC 3339 time after which the lease protects nothing and garbage
+	// collection deletes it.
 	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -312,7 +313,11 @@ type ListRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// filters: fields id, labels.<key>; a lease matches any of them (all
 	// when none).
-	Filters       []string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	Filters []string `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
+	// namespace: for ListStream, the namespace to list (ttrpc v1.2's Go
+	// client sends no metadata with a streaming call); when the metadata
+	// names one too they must agree. List takes it from the metadata.
+	Namespace     string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +357,13 @@ func (x *ListRequest) GetFilters() []string {
 		return x.Filters
 	}
 	return nil
+}
+
+func (x *ListRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
 }
 
 type ListResponse struct {
@@ -619,9 +631,10 @@ const file_proto_leases_v1_leases_proto_rawDesc = "" +
 	"\x05lease\x18\x01 \x01(\v2\x1f.berth.services.leases.v1.LeaseR\x05lease\"3\n" +
 	"\rDeleteRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04sync\x18\x02 \x01(\bR\x04sync\"'\n" +
+	"\x04sync\x18\x02 \x01(\bR\x04sync\"E\n" +
 	"\vListRequest\x12\x18\n" +
-	"\afilters\x18\x01 \x03(\tR\afilters\"G\n" +
+	"\afilters\x18\x01 \x03(\tR\afilters\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\"G\n" +
 	"\fListResponse\x127\n" +
 	"\x06leases\x18\x01 \x03(\v2\x1f.berth.services.leases.v1.LeaseR\x06leases\"d\n" +
 	"\x12AddResourceRequest\x12\x0e\n" +
@@ -633,11 +646,13 @@ const file_proto_leases_v1_leases_proto_rawDesc = "" +
 	"\x14ListResourcesRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"Y\n" +
 	"\x15ListResourcesResponse\x12@\n" +
-	"\tresources\x18\x01 \x03(\v2\".berth.services.leases.v1.ResourceR\tresources2\xa9\x04\n" +
+	"\tresources\x18\x01 \x03(\v2\".berth.services.leases.v1.ResourceR\tresources2\x88\x05\n" +
 	"\x06Leases\x12[\n" +
 	"\x06Create\x12'.berth.services.leases.v1.CreateRequest\x1a(.berth.services.leases.v1.CreateResponse\x12I\n" +
 	"\x06Delete\x12'.berth.services.leases.v1.DeleteRequest\x1a\x16.google.protobuf.Empty\x12U\n" +
-	"\x04List\x12%.berth.services.leases.v1.ListRequest\x1a&.berth.services.leases.v1.ListResponse\x12S\n" +
+	"\x04List\x12%.berth.services.leases.v1.ListRequest\x1a&.berth.services.leases.v1.ListResponse\x12]\n" +
+	"\n" +
+	"ListStream\x12%.berth.services.leases.v1.ListRequest\x1a&.berth.services.leases.v1.ListResponse0\x01\x12S\n" +
 	"\vAddResource\x12,.berth.services.leases.v1.AddResourceRequest\x1a\x16.google.protobuf.Empty\x12Y\n" +
 	"\x0eDeleteResource\x12/.berth.services.leases.v1.DeleteResourceRequest\x1a\x16.google.protobuf.Empty\x12p\n" +
 	"\rListResources\x12..berth.services.leases.v1.ListResourcesRequest\x1a/.berth.services.leases.v1.ListResourcesResponseB3Z1github.com/berthrt/berth/proto/leases/v1;leasesv1b\x06proto3"
@@ -684,17 +699,19 @@ var file_proto_leases_v1_leases_proto_depIdxs = []int32{
 	2,  // 8: berth.services.leases.v1.Leases.Create:input_type -> berth.services.leases.v1.CreateRequest
 	4,  // 9: berth.services.leases.v1.Leases.Delete:input_type -> berth.services.leases.v1.DeleteRequest
 	5,  // 10: berth.services.leases.v1.Leases.List:input_type -> berth.services.leases.v1.ListRequest
-	7,  // 11: berth.services.leases.v1.Leases.AddResource:input_type -> berth.services.leases.v1.AddResourceRequest
-	8,  // 12: berth.services.leases.v1.Leases.DeleteResource:input_type -> berth.services.leases.v1.DeleteResourceRequest
-	9,  // 13: berth.services.leases.v1.Leases.ListResources:input_type -> berth.services.leases.v1.ListResourcesRequest
-	3,  // 14: berth.services.leases.v1.Leases.Create:output_type -> berth.services.leases.v1.CreateResponse
-	14, // 15: berth.services.leases.v1.Leases.Delete:output_type -> google.protobuf.Empty
-	6,  // 16: berth.services.leases.v1.Leases.List:output_type -> berth.services.leases.v1.ListResponse
-	14, // 17: berth.services.leases.v1.Leases.AddResource:output_type -> google.protobuf.Empty
-	14, // 18: berth.services.leases.v1.Leases.DeleteResource:output_type -> google.protobuf.Empty
-	10, // 19: berth.services.leases.v1.Leases.ListResources:output_type -> berth.services.leases.v1.ListResourcesResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
+	5,  // 11: berth.services.leases.v1.Leases.ListStream:input_type -> berth.services.leases.v1.ListRequest
+	7,  // 12: berth.services.leases.v1.Leases.AddResource:input_type -> berth.services.leases.v1.AddResourceRequest
+	8,  // 13: berth.services.leases.v1.Leases.DeleteResource:input_type -> berth.services.leases.v1.DeleteResourceRequest
+	9,  // 14: berth.services.leases.v1.Leases.ListResources:input_type -> berth.services.leases.v1.ListResourcesRequest
+	3,  // 15: berth.services.leases.v1.Leases.Create:output_type -> berth.services.leases.v1.CreateResponse
+	14, // 16: berth.services.leases.v1.Leases.Delete:output_type -> google.protobuf.Empty
+	6,  // 17: berth.services.leases.v1.Leases.List:output_type -> berth.services.leases.v1.ListResponse
+	6,  // 18: berth.services.leases.v1.Leases.ListStream:output_type -> berth.services.leases.v1.ListResponse
+	14, // 19: berth.services.leases.v1.Leases.AddResource:output_type -> google.protobuf.Empty
+	14, // 20: berth.services.leases.v1.Leases.DeleteResource:output_type -> google.protobuf.Empty
+	10, // 21: berth.services.leases.v1.Leases.ListResources:output_type -> berth.services.leases.v1.ListResourcesResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name

@@ -12,9 +12,23 @@ type LeasesService interface {
 	Create(context.Context, *CreateRequest) (*CreateResponse, error)
 	Delete(context.Context, *DeleteRequest) (*emptypb.Empty, error)
 	List(context.Context, *ListRequest) (*ListResponse, error)
+	ListStream(context.Context, *ListRequest, Leases_ListStreamServer) error
 	AddResource(context.Context, *AddResourceRequest) (*emptypb.Empty, error)
 	DeleteResource(context.Context, *DeleteResourceRequest) (*emptypb.Empty, error)
 	ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error)
+}
+
+type Leases_ListStreamServer interface {
+	Send(*ListResponse) error
+	ttrpc.StreamServer
+}
+
+type leasesListStreamServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *leasesListStreamServer) Send(m *ListResponse) error {
+	return x.StreamServer.SendMsg(m)
 }
 
 func RegisterLeasesService(srv *ttrpc.Server, svc LeasesService) {
@@ -63,14 +77,37 @@ func RegisterLeasesService(srv *ttrpc.Server, svc LeasesService) {
 				return svc.ListResources(ctx, &req)
 			},
 		},
+		Streams: map[string]ttrpc.Stream{
+			"ListStream": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					m := new(ListRequest)
+					if err := stream.RecvMsg(m); err != nil {
+						return nil, err
+					}
+					return nil, svc.ListStream(ctx, m, &leasesListStreamServer{stream})
+				},
+				StreamingClient: false,
+				StreamingServer: true,
+			},
+		},
 	})
+}
+
+type LeasesClient interface {
+	Create(context.Context, *CreateRequest) (*CreateResponse, error)
+	Delete(context.Context, *DeleteRequest) (*emptypb.Empty, error)
+	List(context.Context, *ListRequest) (*ListResponse, error)
+	ListStream(context.Context, *ListRequest) (Leases_ListStreamClient, error)
+	AddResource(context.Context, *AddResourceRequest) (*emptypb.Empty, error)
+	DeleteResource(context.Context, *DeleteResourceRequest) (*emptypb.Empty, error)
+	ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error)
 }
 
 type leasesClient struct {
 	client *ttrpc.Client
 }
 
-func NewLeasesClient(client *ttrpc.Client) LeasesService {
+func NewLeasesClient(client *ttrpc.Client) LeasesClient {
 	return &leasesClient{
 		client: client,
 	}
@@ -98,6 +135,35 @@ func (c *leasesClient) List(ctx context.Context, req *ListRequest) (*ListRespons
 		return nil, err
 	}
 	return &resp, nil
+}
+
+func (c *leasesClient) ListStream(ctx context.Context, req *ListRequest) (Leases_ListStreamClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: false,
+		StreamingServer: true,
+	}, "berth.services.leases.v1.Leases", "ListStream", req)
+	if err != nil {
+		return nil, err
+	}
+	x := &leasesListStreamClient{stream}
+	return x, nil
+}
+
+type Leases_ListStreamClient interface {
+	Recv() (*ListResponse, error)
+	ttrpc.ClientStream
+}
+
+type leasesListStreamClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *leasesListStreamClient) Recv() (*ListResponse, error) {
+	m := new(ListResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func (c *leasesClient) AddResource(ctx context.Context, req *AddResourceRequest) (*emptypb.Empty, error) {

@@ -34,8 +34,8 @@ type Namespace struct {
 	// name: 1 to 76 characters, alphanumeric runs joined by single '.',
 	// '_' or '-'.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// labels: free-form key/value pairs; a key and its value together are
-	// at most 4096 bytes.
+	// labels: free-form key/value pairs; each key non-empty, a key and its
+	// value together at most 4096 bytes, at most 256 labels.
 	Labels        map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -522,11 +522,13 @@ const file_proto_namespaces_v1_namespaces_proto_rawDesc = "" +
 	"\x17UpdateNamespaceResponse\x12E\n" +
 	"\tnamespace\x18\x01 \x01(\v2'.berth.services.namespaces.v1.NamespaceR\tnamespace\",\n" +
 	"\x16DeleteNamespaceRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name2\xb3\x04\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name2\xae\x05\n" +
 	"\n" +
 	"Namespaces\x12l\n" +
 	"\x03Get\x121.berth.services.namespaces.v1.GetNamespaceRequest\x1a2.berth.services.namespaces.v1.GetNamespaceResponse\x12q\n" +
-	"\x04List\x123.berth.services.namespaces.v1.ListNamespacesRequest\x1a4.berth.services.namespaces.v1.ListNamespacesResponse\x12u\n" +
+	"\x04List\x123.berth.services.namespaces.v1.ListNamespacesRequest\x1a4.berth.services.namespaces.v1.ListNamespacesResponse\x12y\n" +
+	"\n" +
+	"ListStream\x123.berth.services.namespaces.v1.ListNamespacesRequest\x1a4.berth.services.namespaces.v1.ListNamespacesResponse0\x01\x12u\n" +
 	"\x06Create\x124.berth.services.namespaces.v1.CreateNamespaceRequest\x1a5.berth.services.namespaces.v1.CreateNamespaceResponse\x12u\n" +
 	"\x06Update\x124.berth.services.namespaces.v1.UpdateNamespaceRequest\x1a5.berth.services.namespaces.v1.UpdateNamespaceResponse\x12V\n" +
 	"\x06Delete\x124.berth.services.namespaces.v1.DeleteNamespaceRequest\x1a\x16.google.protobuf.EmptyB;Z9github.com/berthrt/berth/proto/namespaces/v1;namespacesv1b\x06proto3"
@@ -570,16 +572,18 @@ var file_proto_namespaces_v1_namespaces_proto_depIdxs = []int32{
 	0,  // 7: berth.services.namespaces.v1.UpdateNamespaceResponse.namespace:type_name -> berth.services.namespaces.v1.Namespace
 	1,  // 8: berth.services.namespaces.v1.Namespaces.Get:input_type -> berth.services.namespaces.v1.GetNamespaceRequest
 	3,  // 9: berth.services.namespaces.v1.Namespaces.List:input_type -> berth.services.namespaces.v1.ListNamespacesRequest
-	5,  // 10: berth.services.namespaces.v1.Namespaces.Create:input_type -> berth.services.namespaces.v1.CreateNamespaceRequest
-	7,  // 11: berth.services.namespaces.v1.Namespaces.Update:input_type -> berth.services.namespaces.v1.UpdateNamespaceRequest
-	9,  // 12: berth.services.namespaces.v1.Namespaces.Delete:input_type -> berth.services.namespaces.v1.DeleteNamespaceRequest
-	2,  // 13: berth.services.namespaces.v1.Namespaces.Get:output_type -> berth.services.namespaces.v1.GetNamespaceResponse
-	4,  // 14: berth.services.namespaces.v1.Namespaces.List:output_type -> berth.services.namespaces.v1.ListNamespacesResponse
-	6,  // 15: berth.services.namespaces.v1.Namespaces.Create:output_type -> berth.services.namespaces.v1.CreateNamespaceResponse
-	8,  // 16: berth.services.namespaces.v1.Namespaces.Update:output_type -> berth.services.namespaces.v1.UpdateNamespaceResponse
-	12, // 17: berth.services.namespaces.v1.Namespaces.Delete:output_type -> google.protobuf.Empty
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
+	3,  // 10: berth.services.namespaces.v1.Namespaces.ListStream:input_type -> berth.services.namespaces.v1.ListNamespacesRequest
+	5,  // 11: berth.services.namespaces.v1.Namespaces.Create:input_type -> berth.services.namespaces.v1.CreateNamespaceRequest
+	7,  // 12: berth.services.namespaces.v1.Namespaces.Update:input_type -> berth.services.namespaces.v1.UpdateNamespaceRequest
+	9,  // 13: berth.services.namespaces.v1.Namespaces.Delete:input_type -> berth.services.namespaces.v1.DeleteNamespaceRequest
+	2,  // 14: berth.services.namespaces.v1.Namespaces.Get:output_type -> berth.services.namespaces.v1.GetNamespaceResponse
+	4,  // 15: berth.services.namespaces.v1.Namespaces.List:output_type -> berth.services.namespaces.v1.ListNamespacesResponse
+	4,  // 16: berth.services.namespaces.v1.Namespaces.ListStream:output_type -> berth.services.namespaces.v1.ListNamespacesResponse
+	6,  // 17: berth.services.namespaces.v1.Namespaces.Create:output_type -> berth.services.namespaces.v1.CreateNamespaceResponse
+	8,  // 18: berth.services.namespaces.v1.Namespaces.Update:output_type -> berth.services.namespaces.v1.UpdateNamespaceResponse
+	12, // 19: berth.services.namespaces.v1.Namespaces.Delete:output_type -> google.protobuf.Empty
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name

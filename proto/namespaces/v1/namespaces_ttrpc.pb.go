@@ -11,9 +11,23 @@ import (
 type NamespacesService interface {
 	Get(context.Context, *GetNamespaceRequest) (*GetNamespaceResponse, error)
 	List(context.Context, *ListNamespacesRequest) (*ListNamespacesResponse, error)
+	ListStream(context.Context, *ListNamespacesRequest, Namespaces_ListStreamServer) error
 	Create(context.Context, *CreateNamespaceRequest) (*CreateNamespaceResponse, error)
 	Update(context.Context, *UpdateNamespaceRequest) (*UpdateNamespaceResponse, error)
 	Delete(context.Context, *DeleteNamespaceRequest) (*emptypb.Empty, error)
+}
+
+type Namespaces_ListStreamServer interface {
+	Send(*ListNamespacesResponse) error
+	ttrpc.StreamServer
+}
+
+type namespacesListStreamServer struct {
+	ttrpc.StreamServer
+}
+
+func (x *namespacesListStreamServer) Send(m *ListNamespacesResponse) error {
+	return x.StreamServer.SendMsg(m)
 }
 
 func RegisterNamespacesService(srv *ttrpc.Server, svc NamespacesService) {
@@ -55,14 +69,36 @@ func RegisterNamespacesService(srv *ttrpc.Server, svc NamespacesService) {
 				return svc.Delete(ctx, &req)
 			},
 		},
+		Streams: map[string]ttrpc.Stream{
+			"ListStream": {
+				Handler: func(ctx context.Context, stream ttrpc.StreamServer) (interface{}, error) {
+					m := new(ListNamespacesRequest)
+					if err := stream.RecvMsg(m); err != nil {
+						return nil, err
+					}
+					return nil, svc.ListStream(ctx, m, &namespacesListStreamServer{stream})
+				},
+				StreamingClient: false,
+				StreamingServer: true,
+			},
+		},
 	})
+}
+
+type NamespacesClient interface {
+	Get(context.Context, *GetNamespaceRequest) (*GetNamespaceResponse, error)
+	List(context.Context, *ListNamespacesRequest) (*ListNamespacesResponse, error)
+	ListStream(context.Context, *ListNamespacesRequest) (Namespaces_ListStreamClient, error)
+	Create(context.Context, *CreateNamespaceRequest) (*CreateNamespaceResponse, error)
+	Update(context.Context, *UpdateNamespaceRequest) (*UpdateNamespaceResponse, error)
+	Delete(context.Context, *DeleteNamespaceRequest) (*emptypb.Empty, error)
 }
 
 type namespacesClient struct {
 	client *ttrpc.Client
 }
 
-func NewNamespacesClient(client *ttrpc.Client) NamespacesService {
+func NewNamespacesClient(client *ttrpc.Client) NamespacesClient {
 	return &namespacesClient{
 		client: client,
 	}
@@ -82,6 +118,35 @@ func (c *namespacesClient) List(ctx context.Context, req *ListNamespacesRequest)
 		return nil, err
 	}
 	return &resp, nil
+}
+
+func (c *namespacesClient) ListStream(ctx context.Context, req *ListNamespacesRequest) (Namespaces_ListStreamClient, error) {
+	stream, err := c.client.NewStream(ctx, &ttrpc.StreamDesc{
+		StreamingClient: false,
+		StreamingServer: true,
+	}, "berth.services.namespaces.v1.Namespaces", "ListStream", req)
+	if err != nil {
+		return nil, err
+	}
+	x := &namespacesListStreamClient{stream}
+	return x, nil
+}
+
+type Namespaces_ListStreamClient interface {
+	Recv() (*ListNamespacesResponse, error)
+	ttrpc.ClientStream
+}
+
+type namespacesListStreamClient struct {
+	ttrpc.ClientStream
+}
+
+func (x *namespacesListStreamClient) Recv() (*ListNamespacesResponse, error) {
+	m := new(ListNamespacesResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func (c *namespacesClient) Create(ctx context.Context, req *CreateNamespaceRequest) (*CreateNamespaceResponse, error) {

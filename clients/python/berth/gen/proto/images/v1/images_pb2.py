@@ -16,7 +16,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/images/v1/images.proto\x12\x18\x62\x65rth.services.images.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x02\n\x05Image\x12\x0c\n\x04name\x18\x01 \x01(\t\x12;\n\x06labels\x18\x02 \x03(\x0b\x32+.berth.services.images.v1.Image.LabelsEntry\x12\x34\n\x06target\x18\x03 \x01(\x0b\x32$.berth.services.images.v1.Descriptor\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x02\n\nDescriptor\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12J\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32\x35.berth.services.images.v1.Descriptor.AnnotationsEntry\x12\x0c\n\x04urls\x18\x06 \x03(\t\x12\x34\n\x08platform\x18\x07 \x01(\x0b\x32\".berth.services.images.v1.Platform\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"f\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x13\n\x0bos_features\x18\x05 \x03(\t\"\x1f\n\x0fGetImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x10GetImageResponse\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"$\n\x11ListImagesRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"E\n\x12ListImagesResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.berth.services.images.v1.Image\"D\n\x12\x43reateImageRequest\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"E\n\x13\x43reateImageResponse\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"u\n\x12UpdateImageRequest\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"E\n\x13UpdateImageResponse\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"0\n\x12\x44\x65leteImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04sync\x18\x02 \x01(\x08\"\x8d\x01\n\x0bImageCreate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x41\n\x06labels\x18\x02 \x03(\x0b\x32\x31.berth.services.images.v1.ImageCreate.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x0bImageUpdate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x41\n\x06labels\x18\x02 \x03(\x0b\x32\x31.berth.services.images.v1.ImageUpdate.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\x0bImageDelete\x12\x0c\n\x04name\x18\x01 \x01(\t2\xe7\x03\n\x06Images\x12\\\n\x03Get\x12).berth.services.images.v1.GetImageRequest\x1a*.berth.services.images.v1.GetImageResponse\x12\x61\n\x04List\x12+.berth.services.images.v1.ListImagesRequest\x1a,.berth.services.images.v1.ListImagesResponse\x12\x65\n\x06\x43reate\x12,.berth.services.images.v1.CreateImageRequest\x1a-.berth.services.images.v1.CreateImageResponse\x12\x65\n\x06Update\x12,.berth.services.images.v1.UpdateImageRequest\x1a-.berth.services.images.v1.UpdateImageResponse\x12N\n\x06\x44\x65lete\x12,.berth.services.images.v1.DeleteImageRequest\x1a\x16.google.protobuf.EmptyB3Z1github.com/berthrt/berth/proto/images/v1;imagesv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/images/v1/images.proto\x12\x18\x62\x65rth.services.images.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x02\n\x05Image\x12\x0c\n\x04name\x18\x01 \x01(\t\x12;\n\x06labels\x18\x02 \x03(\x0b\x32+.berth.services.images.v1.Image.LabelsEntry\x12\x34\n\x06target\x18\x03 \x01(\x0b\x32$.berth.services.images.v1.Descriptor\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x02\n\nDescriptor\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12J\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32\x35.berth.services.images.v1.Descriptor.AnnotationsEntry\x12\x0c\n\x04urls\x18\x06 \x03(\t\x12\x34\n\x08platform\x18\x07 \x01(\x0b\x32\".berth.services.images.v1.Platform\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"f\n\x08Platform\x12\n\n\x02os\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x13\n\x0bos_features\x18\x05 \x03(\t\"\x1f\n\x0fGetImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x10GetImageResponse\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"7\n\x11ListImagesRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"E\n\x12ListImagesResponse\x12/\n\x06images\x18\x01 \x03(\x0b\x32\x1f.berth.services.images.v1.Image\"D\n\x12\x43reateImageRequest\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"E\n\x13\x43reateImageResponse\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"u\n\x12UpdateImageRequest\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"E\n\x13UpdateImageResponse\x12.\n\x05image\x18\x01 \x01(\x0b\x32\x1f.berth.services.images.v1.Image\"0\n\x12\x44\x65leteImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04sync\x18\x02 \x01(\x08\"\x8d\x01\n\x0bImageCreate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x41\n\x06labels\x18\x02 \x03(\x0b\x32\x31.berth.services.images.v1.ImageCreate.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x0bImageUpdate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x41\n\x06labels\x18\x02 \x03(\x0b\x32\x31.berth.services.images.v1.ImageUpdate.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\x0bImageDelete\x12\x0c\n\x04name\x18\x01 \x01(\t2\xd2\x04\n\x06Images\x12\\\n\x03Get\x12).berth.services.images.v1.GetImageRequest\x1a*.berth.services.images.v1.GetImageResponse\x12\x61\n\x04List\x12+.berth.services.images.v1.ListImagesRequest\x1a,.berth.services.images.v1.ListImagesResponse\x12i\n\nListStream\x12+.berth.services.images.v1.ListImagesRequest\x1a,.berth.services.images.v1.ListImagesResponse0\x01\x12\x65\n\x06\x43reate\x12,.berth.services.images.v1.CreateImageRequest\x1a-.berth.services.images.v1.CreateImageResponse\x12\x65\n\x06Update\x12,.berth.services.images.v1.UpdateImageRequest\x1a-.berth.services.images.v1.UpdateImageResponse\x12N\n\x06\x44\x65lete\x12,.berth.services.images.v1.DeleteImageRequest\x1a\x16.google.protobuf.EmptyB3Z1github.com/berthrt/berth/proto/images/v1;imagesv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.images.v1.images_pb2', globals())
@@ -47,29 +47,29 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _GETIMAGERESPONSE._serialized_start=834
   _GETIMAGERESPONSE._serialized_end=900
   _LISTIMAGESREQUEST._serialized_start=902
-  _LISTIMAGESREQUEST._serialized_end=938
-  _LISTIMAGESRESPONSE._serialized_start=940
-  _LISTIMAGESRESPONSE._serialized_end=1009
-  _CREATEIMAGEREQUEST._serialized_start=1011
-  _CREATEIMAGEREQUEST._serialized_end=1079
-  _CREATEIMAGERESPONSE._serialized_start=1081
-  _CREATEIMAGERESPONSE._serialized_end=1150
-  _UPDATEIMAGEREQUEST._serialized_start=1152
-  _UPDATEIMAGEREQUEST._serialized_end=1269
-  _UPDATEIMAGERESPONSE._serialized_start=1271
-  _UPDATEIMAGERESPONSE._serialized_end=1340
-  _DELETEIMAGEREQUEST._serialized_start=1342
-  _DELETEIMAGEREQUEST._serialized_end=1390
-  _IMAGECREATE._serialized_start=1393
-  _IMAGECREATE._serialized_end=1534
+  _LISTIMAGESREQUEST._serialized_end=957
+  _LISTIMAGESRESPONSE._serialized_start=959
+  _LISTIMAGESRESPONSE._serialized_end=1028
+  _CREATEIMAGEREQUEST._serialized_start=1030
+  _CREATEIMAGEREQUEST._serialized_end=1098
+  _CREATEIMAGERESPONSE._serialized_start=1100
+  _CREATEIMAGERESPONSE._serialized_end=1169
+  _UPDATEIMAGEREQUEST._serialized_start=1171
+  _UPDATEIMAGEREQUEST._serialized_end=1288
+  _UPDATEIMAGERESPONSE._serialized_start=1290
+  _UPDATEIMAGERESPONSE._serialized_end=1359
+  _DELETEIMAGEREQUEST._serialized_start=1361
+  _DELETEIMAGEREQUEST._serialized_end=1409
+  _IMAGECREATE._serialized_start=1412
+  _IMAGECREATE._serialized_end=1553
   _IMAGECREATE_LABELSENTRY._serialized_start=389
   _IMAGECREATE_LABELSENTRY._serialized_end=434
-  _IMAGEUPDATE._serialized_start=1537
-  _IMAGEUPDATE._serialized_end=1678
+  _IMAGEUPDATE._serialized_start=1556
+  _IMAGEUPDATE._serialized_end=1697
   _IMAGEUPDATE_LABELSENTRY._serialized_start=389
   _IMAGEUPDATE_LABELSENTRY._serialized_end=434
-  _IMAGEDELETE._serialized_start=1680
-  _IMAGEDELETE._serialized_end=1707
-  _IMAGES._serialized_start=1710
-  _IMAGES._serialized_end=2197
+  _IMAGEDELETE._serialized_start=1699
+  _IMAGEDELETE._serialized_end=1726
+  _IMAGES._serialized_start=1729
+  _IMAGES._serialized_end=2323
 # @@protoc_insertion_point(module_scope)

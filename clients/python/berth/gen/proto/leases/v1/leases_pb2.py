@@ -15,7 +15,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/leases/v1/leases.proto\x12\x18\x62\x65rth.services.leases.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x05Lease\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x06labels\x18\x03 \x03(\x0b\x32+.berth.services.leases.v1.Lease.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x08Resource\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\x8f\x01\n\rCreateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x43\n\x06labels\x18\x03 \x03(\x0b\x32\x33.berth.services.leases.v1.CreateRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0e\x43reateResponse\x12.\n\x05lease\x18\x01 \x01(\x0b\x32\x1f.berth.services.leases.v1.Lease\")\n\rDeleteRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04sync\x18\x02 \x01(\x08\"\x1e\n\x0bListRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"?\n\x0cListResponse\x12/\n\x06leases\x18\x01 \x03(\x0b\x32\x1f.berth.services.leases.v1.Lease\"V\n\x12\x41\x64\x64ResourceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x08resource\x18\x02 \x01(\x0b\x32\".berth.services.leases.v1.Resource\"Y\n\x15\x44\x65leteResourceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x08resource\x18\x02 \x01(\x0b\x32\".berth.services.leases.v1.Resource\"\"\n\x14ListResourcesRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x15ListResourcesResponse\x12\x35\n\tresources\x18\x01 \x03(\x0b\x32\".berth.services.leases.v1.Resource2\xa9\x04\n\x06Leases\x12[\n\x06\x43reate\x12\'.berth.services.leases.v1.CreateRequest\x1a(.berth.services.leases.v1.CreateResponse\x12I\n\x06\x44\x65lete\x12\'.berth.services.leases.v1.DeleteRequest\x1a\x16.google.protobuf.Empty\x12U\n\x04List\x12%.berth.services.leases.v1.ListRequest\x1a&.berth.services.leases.v1.ListResponse\x12S\n\x0b\x41\x64\x64Resource\x12,.berth.services.leases.v1.AddResourceRequest\x1a\x16.google.protobuf.Empty\x12Y\n\x0e\x44\x65leteResource\x12/.berth.services.leases.v1.DeleteResourceRequest\x1a\x16.google.protobuf.Empty\x12p\n\rListResources\x12..berth.services.leases.v1.ListResourcesRequest\x1a/.berth.services.leases.v1.ListResourcesResponseB3Z1github.com/berthrt/berth/proto/leases/v1;leasesv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/leases/v1/leases.proto\x12\x18\x62\x65rth.services.leases.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x05Lease\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x06labels\x18\x03 \x03(\x0b\x32+.berth.services.leases.v1.Lease.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x08Resource\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\x8f\x01\n\rCreateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x43\n\x06labels\x18\x03 \x03(\x0b\x32\x33.berth.services.leases.v1.CreateRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0e\x43reateResponse\x12.\n\x05lease\x18\x01 \x01(\x0b\x32\x1f.berth.services.leases.v1.Lease\")\n\rDeleteRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04sync\x18\x02 \x01(\x08\"1\n\x0bListRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"?\n\x0cListResponse\x12/\n\x06leases\x18\x01 \x03(\x0b\x32\x1f.berth.services.leases.v1.Lease\"V\n\x12\x41\x64\x64ResourceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x08resource\x18\x02 \x01(\x0b\x32\".berth.services.leases.v1.Resource\"Y\n\x15\x44\x65leteResourceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x08resource\x18\x02 \x01(\x0b\x32\".berth.services.leases.v1.Resource\"\"\n\x14ListResourcesRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x15ListResourcesResponse\x12\x35\n\tresources\x18\x01 \x03(\x0b\x32\".berth.services.leases.v1.Resource2\x88\x05\n\x06Leases\x12[\n\x06\x43reate\x12\'.berth.services.leases.v1.CreateRequest\x1a(.berth.services.leases.v1.CreateResponse\x12I\n\x06\x44\x65lete\x12\'.berth.services.leases.v1.DeleteRequest\x1a\x16.google.protobuf.Empty\x12U\n\x04List\x12%.berth.services.leases.v1.ListRequest\x1a&.berth.services.leases.v1.ListResponse\x12]\n\nListStream\x12%.berth.services.leases.v1.ListRequest\x1a&.berth.services.leases.v1.ListResponse0\x01\x12S\n\x0b\x41\x64\x64Resource\x12,.berth.services.leases.v1.AddResourceRequest\x1a\x16.google.protobuf.Empty\x12Y\n\x0e\x44\x65leteResource\x12/.berth.services.leases.v1.DeleteResourceRequest\x1a\x16.google.protobuf.Empty\x12p\n\rListResources\x12..berth.services.leases.v1.ListResourcesRequest\x1a/.berth.services.leases.v1.ListResourcesResponseB3Z1github.com/berthrt/berth/proto/leases/v1;leasesv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.leases.v1.leases_pb2', globals())
@@ -42,17 +42,17 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _DELETEREQUEST._serialized_start=548
   _DELETEREQUEST._serialized_end=589
   _LISTREQUEST._serialized_start=591
-  _LISTREQUEST._serialized_end=621
-  _LISTRESPONSE._serialized_start=623
-  _LISTRESPONSE._serialized_end=686
-  _ADDRESOURCEREQUEST._serialized_start=688
-  _ADDRESOURCEREQUEST._serialized_end=774
-  _DELETERESOURCEREQUEST._serialized_start=776
-  _DELETERESOURCEREQUEST._serialized_end=865
-  _LISTRESOURCESREQUEST._serialized_start=867
-  _LISTRESOURCESREQUEST._serialized_end=901
-  _LISTRESOURCESRESPONSE._serialized_start=903
-  _LISTRESOURCESRESPONSE._serialized_end=981
-  _LEASES._serialized_start=984
-  _LEASES._serialized_end=1537
+  _LISTREQUEST._serialized_end=640
+  _LISTRESPONSE._serialized_start=642
+  _LISTRESPONSE._serialized_end=705
+  _ADDRESOURCEREQUEST._serialized_start=707
+  _ADDRESOURCEREQUEST._serialized_end=793
+  _DELETERESOURCEREQUEST._serialized_start=795
+  _DELETERESOURCEREQUEST._serialized_end=884
+  _LISTRESOURCESREQUEST._serialized_start=886
+  _LISTRESOURCESREQUEST._serialized_end=920
+  _LISTRESOURCESRESPONSE._serialized_start=922
+  _LISTRESOURCESRESPONSE._serialized_end=1000
+  _LEASES._serialized_start=1003
+  _LEASES._serialized_end=1651
 # @@protoc_insertion_point(module_scope)
