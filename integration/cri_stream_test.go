@@ -139,54 +139,8 @@ func TestCRIStreaming(t *testing.T) {
 	})
 
 	t.Run("port forward", func(t *testing.T) {
-		r, err := e.rt.PortForward(e.ctx(t), &runtimeapi.PortForwardRequest{PodSandboxId: pod, Port: []int32{8080}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := url.Parse(r.Url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		transport, upgrader, err := spdy.RoundTripperFor(&rest.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-		stop, ready := make(chan struct{}), make(chan struct{})
-		var logs testutil.Buffer
-		fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, &logs, &logs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- fw.ForwardPorts() }()
-		defer func() { close(stop); <-done }()
-		select {
-		case <-ready:
-		case err := <-done:
-			t.Fatalf("port forward: %v\n%s", err, logs.String())
-		case <-e.ctx(t).Done():
-			t.Fatal("port forward not ready")
-		}
-		ports, err := fw.GetPorts()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The server may still be starting: retry a bounded while.
-		var body string
-		for i := 0; i < 100; i++ {
-			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", ports[0].Local))
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if body = string(b); body == "pong\n" {
-					break
-				}
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if body != "pong\n" {
-			t.Errorf("GET through the forward: %q, want pong\n%s", body, logs.String())
+		if body := e.portForwardGet(t, pod, 8080, "/index.html"); body != "pong\n" {
+			t.Errorf("GET through the forward: %q, want pong", body)
 		}
 	})
 
@@ -252,4 +206,61 @@ func TestCRICheckpointUnimplemented(t *testing.T) {
 	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "does not checkpoint") {
 		t.Errorf("checkpoint: %v, want Unimplemented saying why", err)
 	}
+}
+
+// portForwardGet forwards a loopback port to port in pod through the CRI's
+// PortForward URL (SPDY, as kubectl does) and returns the body of an HTTP
+// GET of path through it, retried a bounded while as the server may still
+// be starting.
+func (e *criEnv) portForwardGet(t *testing.T, pod string, port int32, path string) string {
+	t.Helper()
+	r, err := e.rt.PortForward(e.ctx(t), &runtimeapi.PortForwardRequest{PodSandboxId: pod, Port: []int32{port}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(r.Url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transport, upgrader, err := spdy.RoundTripperFor(&rest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	stop, ready := make(chan struct{}), make(chan struct{})
+	var logs testutil.Buffer
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("0:%d", port)}, stop, ready, &logs, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- fw.ForwardPorts() }()
+	defer func() { close(stop); <-done }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("port forward: %v\n%s", err, logs.String())
+	case <-e.ctx(t).Done():
+		t.Fatal("port forward not ready")
+	}
+	ports, err := fw.GetPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	for range 100 {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", ports[0].Local, path))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if body = string(b); resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if body == "" {
+		t.Logf("port forward logs: %s", logs.String())
+	}
+	return body
 }

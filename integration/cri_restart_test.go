@@ -1,0 +1,226 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/shimapi"
+)
+
+// TestCRIRestartDrill SIGKILLs berthd with three pods on the CNI bridge;
+// while it is down one container exits (code 7) and one container's shim
+// is killed. After the restart every pod and container is listed with the
+// same id, state, IP and network namespace; logs go on in the same files;
+// ExecSync, a streaming exec and a port forward work; the container that
+// exited reports its code and reason; the one whose shim died is reported
+// exited with a reason and can be removed. The figures go to the test log.
+func TestCRIRestartDrill(t *testing.T) {
+	e := newCRIEnv(t)
+	ctx := e.ctx(t)
+	quit := t.TempDir() // a container exits once a file appears here
+	type podInfo struct {
+		id, ip, netns string
+		cfg           *runtimeapi.PodSandboxConfig
+		web           string
+	}
+	var pods []*podInfo
+	var quitter, victim string
+	for i := range 3 {
+		cfg := e.podConfig(t, fmt.Sprintf("drill%d", i), false)
+		p := &podInfo{cfg: cfg, id: e.runPod(t, cfg)}
+		t.Cleanup(func() {
+			ctx := context.Background()
+			e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
+			e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
+		})
+		p.web = e.startContainer(t, p.id, cfg, "web", "sh", "-c",
+			"mkdir -p /www && echo pong > /www/index.html && httpd -p 8080 -h /www && i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done")
+		st, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.ip = st.Status.GetNetwork().GetIp()
+		p.netns = st.Info["info"]
+		pods = append(pods, p)
+	}
+	// Pod 1: a container that exits 7 once told to (while berthd is down).
+	r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pods[1].id, SandboxConfig: pods[1].cfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "quitter"},
+			Image:    &runtimeapi.ImageSpec{Image: e.busybox},
+			Command:  []string{"sh", "-c", "while [ ! -e /quit/now ]; do sleep 0.05; done; exit 7"},
+			Mounts:   []*runtimeapi.Mount{{ContainerPath: "/quit", HostPath: quit}},
+			LogPath:  "quitter.log",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quitter = r.ContainerId
+	if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: quitter}); err != nil {
+		t.Fatal(err)
+	}
+	// Pod 2: a container whose shim dies while berthd is down.
+	victim = e.startContainer(t, pods[2].id, pods[2].cfg, "victim", "sleep", "1000")
+
+	states := func() map[string]runtimeapi.ContainerState {
+		r, err := e.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]runtimeapi.ContainerState{}
+		for _, c := range r.Containers {
+			out[c.Id] = c.State
+		}
+		return out
+	}
+	before := states()
+	logPath := filepath.Join(pods[0].cfg.LogDirectory, "web.log")
+	eventually(t, time.Minute, "web's log has ticks", func() bool { return len(readCRILog(t, logPath)) > 3 })
+
+	// The crash, and what happens while berthd is down.
+	e.d.kill()
+	linesDown := len(readCRILog(t, logPath))
+	if err := os.WriteFile(filepath.Join(quit, "now"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shimPid, err := os.ReadFile(filepath.Join(e.d.bundle("k8s.io", victim), shimapi.PidFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(shimPid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the victim's shim is gone", func() bool { return syscall.Kill(pid, 0) != nil })
+	time.Sleep(500 * time.Millisecond) // the quitter exits, web logs on
+	if n := len(readCRILog(t, logPath)); n <= linesDown {
+		t.Errorf("web logged nothing while berthd was down (%d lines)", n)
+	}
+
+	start := time.Now()
+	e.d.start()
+	e.waitServing(t)
+	if _, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("drill: %d pods, %d containers; the CRI served again %v after berthd's start", len(pods), len(before), time.Since(start))
+
+	// Pods: same ids, ready, same IPs and namespaces.
+	for _, p := range pods {
+		st, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
+		if err != nil {
+			t.Errorf("pod %s: %v", p.cfg.Metadata.Name, err)
+			continue
+		}
+		ip, netns := st.Status.GetNetwork().GetIp(), st.Info["info"]
+		t.Logf("drill: pod %s state %v ip %s (was %s)", p.cfg.Metadata.Name, st.Status.State, ip, p.ip)
+		if st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || ip != p.ip || ip == "" || !sameNetNS(netns, p.netns) {
+			t.Errorf("pod %s: state %v ip %q netns %s: want ready, ip %q, netns %s", p.cfg.Metadata.Name, st.Status.State, ip, netns, p.ip, p.netns)
+		}
+	}
+	// Containers: the same ids; web runs; the quitter exited 7 (Error);
+	// the victim is exited with a reason.
+	after := states()
+	for id, was := range before {
+		got, ok := after[id]
+		if !ok {
+			t.Errorf("container %.12s (%v) is gone", id, was)
+		}
+		t.Logf("drill: container %.12s %v → %v", id, was, got)
+	}
+	for _, p := range pods {
+		if after[p.web] != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("web of %s: %v: want running", p.cfg.Metadata.Name, after[p.web])
+		}
+	}
+	qs := e.waitExited(t, quitter)
+	t.Logf("drill: quitter exit %d reason %q", qs.ExitCode, qs.Reason)
+	if qs.ExitCode != 7 || qs.Reason != "Error" || qs.FinishedAt == 0 {
+		t.Errorf("quitter: exit %d reason %q finished %d: want 7, Error, a time", qs.ExitCode, qs.Reason, qs.FinishedAt)
+	}
+	vs := e.waitExited(t, victim)
+	t.Logf("drill: victim (shim killed) exit %d reason %q message %q", vs.ExitCode, vs.Reason, vs.Message)
+	if vs.Reason == "" {
+		t.Errorf("victim: exited without a reason: %v", vs)
+	}
+	if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: victim}); err != nil {
+		t.Errorf("remove the victim: %v", err)
+	}
+
+	// Logs go on in the same file.
+	n := len(readCRILog(t, logPath))
+	eventually(t, time.Minute, "web logs on after the restart", func() bool { return len(readCRILog(t, logPath)) > n+3 })
+
+	// Exec and port forward.
+	for _, p := range pods {
+		r, err := e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: p.web, Cmd: []string{"sh", "-c", "echo in $(hostname); exit 4"}, Timeout: 30})
+		if err != nil || r.ExitCode != 4 || string(r.Stdout) != "in "+p.cfg.Hostname+"\n" {
+			t.Errorf("ExecSync in %s: %v %v", p.cfg.Metadata.Name, r, err)
+		}
+	}
+	er, err := e.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: pods[0].web, Cmd: []string{"cat", "/www/index.html"}, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(er.Url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := remotecommand.NewSPDYExecutor(&rest.Config{}, http.MethodPost, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out}); err != nil || out.String() != "pong\n" {
+		t.Errorf("streaming exec after the restart: %q %v", out.String(), err)
+	}
+	if body := e.portForwardGet(t, pods[1].id, 8080, "/index.html"); body != "pong\n" {
+		t.Errorf("port forward after the restart: %q", body)
+	}
+
+	for _, p := range pods {
+		if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id}); err != nil {
+			t.Errorf("stop %s: %v", p.cfg.Metadata.Name, err)
+		}
+		if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
+			t.Errorf("remove %s: %v", p.cfg.Metadata.Name, err)
+		}
+	}
+	e.checkNothingLeft(t)
+}
+
+// sameNetNS reports whether two verbose pod infos name the same netns.
+func sameNetNS(a, b string) bool {
+	ns := func(s string) string {
+		i := strings.Index(s, `"netns":`)
+		if i < 0 {
+			return ""
+		}
+		s = s[i+len(`"netns":`):]
+		j := strings.Index(s, ",")
+		if j < 0 {
+			return s
+		}
+		return s[:j]
+	}
+	return ns(a) != "" && ns(a) == ns(b)
+}
