@@ -101,8 +101,10 @@
 //
 // With Config.SpareShims > 0 the supervisor keeps that many shims started
 // (`berth-shim start --spare`), serving in folders under StateDir/.spare
-// and connected, bound to no task; one goroutine refills the pool after
-// each is taken, off any Create's path. Create takes a spare when one is
+// and connected, bound to no task, from the end of Restore's wait (spares
+// started earlier would compete with the reconnects for the CPU); one
+// goroutine refills the pool once the Create that took a spare has created
+// its container, off any Create's path. Create takes a spare when one is
 // ready (else it starts a shim as before): it writes the bundle's files,
 // creating marker included, into the spare's folder, renames the folder to
 // the bundle (refusing an existing one) and binds the shim in the Create

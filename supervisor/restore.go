@@ -52,7 +52,7 @@ func (s *Supervisor) StartRestore(ctx context.Context) (wait func() error, err e
 			break // Close has begun
 		}
 	}
-	s.startSpares()
+	s.removeStaleSpares()
 	return func() error {
 		pending := s.waitClassified(ctx, found)
 		running, stopped := 0, 0
@@ -66,6 +66,9 @@ func (s *Supervisor) StartRestore(ctx context.Context) (wait func() error, err e
 		}
 		s.log.Info("restored shims", "found", len(found), "running", running, "stopped", stopped,
 			"pending", pending, "took", time.Since(began))
+		// Only now: starting a spare would compete with the reconnects
+		// for the CPU while the daemon is not serving every task yet.
+		s.startSpares()
 		return ctx.Err()
 	}, nil
 }

@@ -61,12 +61,10 @@ func (sp *spare) alive() bool {
 	}
 }
 
-// startSpares removes what spares of an earlier daemon left (they exit
-// with the daemon that started them, but their folders stay) and starts
-// keeping Config.SpareShims spares ready. It runs once per supervisor.
+// startSpares starts keeping Config.SpareShims spares ready, once per
+// supervisor.
 func (s *Supervisor) startSpares() {
 	s.sparesOnce.Do(func() {
-		s.removeStaleSpares()
 		if s.cfg.SpareShims > 0 {
 			s.goroutine(s.fillSpares)
 		}
@@ -75,8 +73,13 @@ func (s *Supervisor) startSpares() {
 
 // removeStaleSpares kills any spare of an earlier daemon that still
 // serves (one whose daemon died while it started) and removes every spare
-// folder. No spare of this supervisor exists yet.
+// folder: spares exit with the daemon that started them, but their folders
+// stay. It runs once, before this supervisor starts any spare.
 func (s *Supervisor) removeStaleSpares() {
+	s.staleOnce.Do(s.removeStaleSparesOnce)
+}
+
+func (s *Supervisor) removeStaleSparesOnce() {
 	root := filepath.Join(s.cfg.StateDir, spareDir)
 	entries, err := os.ReadDir(root)
 	if err != nil {

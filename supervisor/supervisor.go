@@ -65,7 +65,8 @@ type Config struct {
 	CallTimeout time.Duration
 	// SpareShims is how many spare shims are kept started and connected,
 	// bound to no task, for Create to take instead of starting one; 0
-	// starts none. They are started once Restore has begun.
+	// starts none. They are started once Restore (or the wait that
+	// StartRestore returns) has classified the shims found.
 	SpareShims int
 }
 
@@ -97,6 +98,7 @@ type Supervisor struct {
 	spares     chan *spare   // idle spares; cap is Config.SpareShims; only fillSpares sends
 	refill     chan struct{} // wakes fillSpares after a spare was taken
 	sparesOnce sync.Once     // startSpares
+	staleOnce  sync.Once     // removeStaleSpares
 
 	mu     sync.Mutex    // guards shims and closed
 	shims  map[key]*Shim // every task known, whatever its state
