@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/cri/netns"
 	"github.com/berthrt/berth/errdefs"
 )
@@ -112,6 +113,12 @@ func (s *Server) rewatch(ctx context.Context, c *container) error {
 	exitc, err := task.Wait(s.bgContext())
 	if err != nil {
 		return err
+	}
+	if st, err := task.Status(ctx); err == nil && st.Status == client.Stopped {
+		// It exited while berthd was down: its exit is recorded before
+		// the server serves, so that no one sees it running.
+		s.watchExit(c, task, exitc)
+		return nil
 	}
 	go s.watchExit(c, task, exitc)
 	return nil

@@ -152,6 +152,11 @@ func TestCRIRestartDrill(t *testing.T) {
 			t.Errorf("web of %s: %v: want running", p.cfg.Metadata.Name, after[p.web])
 		}
 	}
+	// Statuses are derived before the CRI serves: no container that
+	// exited while berthd was down is ever listed running.
+	if after[quitter] != runtimeapi.ContainerState_CONTAINER_EXITED || after[victim] != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Errorf("first list after the restart: quitter %v, victim %v: want both exited", after[quitter], after[victim])
+	}
 	qs := e.waitExited(t, quitter)
 	t.Logf("drill: quitter exit %d reason %q", qs.ExitCode, qs.Reason)
 	if qs.ExitCode != 7 || qs.Reason != "Error" || qs.FinishedAt == 0 {
