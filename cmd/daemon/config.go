@@ -56,14 +56,15 @@ type APIConfig struct {
 	GID                      int    `toml:"gid"`
 	MaxConnectionsPerProcess int    `toml:"max_connections_per_process"`
 	MaxConnectionsPerUser    int    `toml:"max_connections_per_user"`
+	MaxSilentPerProcess      int    `toml:"max_silent_connections_per_process"`
 	FrameTimeout             string `toml:"frame_timeout"`
 }
 
 // limits returns the bounds of the API's connections.
 func (c APIConfig) limits() (rpcguard.Limits, error) {
-	l := rpcguard.Limits{PerProcess: c.MaxConnectionsPerProcess, PerUser: c.MaxConnectionsPerUser}
-	if l.PerProcess < 1 || l.PerUser < 1 {
-		return l, fmt.Errorf("api.max_connections_per_process (%d) and api.max_connections_per_user (%d) must be positive", l.PerProcess, l.PerUser)
+	l := rpcguard.Limits{PerProcess: c.MaxConnectionsPerProcess, PerUser: c.MaxConnectionsPerUser, Silent: c.MaxSilentPerProcess}
+	if l.PerProcess < 1 || l.PerUser < 1 || l.Silent < 1 {
+		return l, fmt.Errorf("api.max_connections_per_process (%d), api.max_connections_per_user (%d) and api.max_silent_connections_per_process (%d) must be positive", l.PerProcess, l.PerUser, l.Silent)
 	}
 	return l, parseDurations("api", true, namedDuration{"frame_timeout", c.FrameTimeout, &l.FrameTimeout})
 }
@@ -210,11 +211,15 @@ gid = 0
 # max_connections_per_process connections at once and a user
 # max_connections_per_user (a client library holds one per client); more
 # are closed at once. The CRI socket ([cri]) has the same caps, counted
-# apart. A connection that does not send a whole request
-# frame within frame_timeout of its first byte (or of connecting, for the
-# first) is closed; one that waits between requests may wait for ever.
+# apart. Of a process's connections, at most
+# max_silent_connections_per_process may have sent no whole request yet (a
+# client may connect early and call later, so these are not timed out; a
+# flood of them is refused). A connection that does not send a whole
+# request frame within frame_timeout of its first byte is closed; one that
+# waits between requests may wait for ever.
 max_connections_per_process = 128
 max_connections_per_user = 1024
+max_silent_connections_per_process = 32
 frame_timeout = "10s"
 
 [log]

@@ -1,9 +1,13 @@
 // Package rpcguard guards a ttrpc server against clients that hold
 // connections without using them: it caps the connections of each peer
 // process and each peer user (from SO_PEERCRED), and closes a connection
-// that does not send a whole frame within a bound of its first byte (or,
-// for its first frame, of its accept). Listener applies the same caps to
-// a server that is not ttrpc (the CRI's gRPC), without the frame bound.
+// that does not send a whole frame within a bound of its first byte; it
+// caps too the connections of each peer process that have sent nothing
+// whole yet (connected and silent), so a flood of silent connections is
+// refused at accept while a client that connects early and calls late (the
+// daemon's client of a proxy snapshotter or of a spare shim) is never cut.
+// Listener applies the per-process and per-user caps to a server that is
+// not ttrpc (the CRI's gRPC), without the frame bound and silent cap.
 //
 // # Invariants
 //
@@ -12,8 +16,8 @@
 //     connection frees its place in the caps at once.
 //   - A connection between frames may stay idle as long as it likes (a
 //     client waits for its next call, an events stream for its next
-//     event); only a frame begun and not finished, or a first frame that
-//     never comes, is cut.
+//     event), also before its first frame; only a frame begun and not
+//     finished is cut.
 //   - The guard parses only the 10-byte frame header of ttrpc's wire
 //     format (payload length, stream id, type, flags); ttrpc itself still
 //     bounds the payload (4 MiB) and decodes everything.

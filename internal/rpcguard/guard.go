@@ -21,14 +21,19 @@ type Limits struct {
 	PerProcess int
 	// PerUser caps the open connections of all processes of one user.
 	PerUser int
-	// FrameTimeout bounds a frame, from its first byte (or from the
-	// accept, for the first frame) to its last.
+	// Silent caps the connections of one peer process that have not
+	// sent a whole frame yet: connected, and quiet. A client may connect
+	// early and call later (the daemon's clients of a proxy snapshotter
+	// or of a spare shim do), so a silent connection is not cut after a
+	// time; a flood of them is refused at accept instead.
+	Silent int
+	// FrameTimeout bounds a frame from its first byte to its last.
 	FrameTimeout time.Duration
 }
 
 // DefaultLimits leave room for any real client (a client library holds one
 // connection per Client) and none for a flood.
-var DefaultLimits = Limits{PerProcess: 128, PerUser: 1024, FrameTimeout: 10 * time.Second}
+var DefaultLimits = Limits{PerProcess: 128, PerUser: 1024, Silent: 32, FrameTimeout: 10 * time.Second}
 
 // frameHeaderLength is ttrpc's frame header: payload length (4 bytes, big
 // endian), stream id (4), message type (1), flags (1).
@@ -38,7 +43,7 @@ const frameHeaderLength = 10
 // inner (nil for none) on every accepted unix connection. ttrpc logs a
 // refusal with its error and closes the connection.
 func Handshaker(inner ttrpc.Handshaker, lim Limits) ttrpc.Handshaker {
-	return &guard{inner: inner, lim: lim, byPID: map[int32]int{}, byUID: map[uint32]int{}}
+	return &guard{inner: inner, lim: lim, byPID: map[int32]int{}, byUID: map[uint32]int{}, silent: map[int32]int{}}
 }
 
 type guard struct {
@@ -48,13 +53,12 @@ type guard struct {
 	mu    sync.Mutex     // guards byPID and byUID
 	byPID map[int32]int  // open connections per peer process
 	byUID map[uint32]int // open connections per peer user
+	// silent counts, per peer process, open connections that have not
+	// sent a whole frame yet (Handshaker only; nil for Listener).
+	silent map[int32]int
 }
 
 func (g *guard) Handshake(ctx context.Context, conn net.Conn) (net.Conn, any, error) {
-	// The first frame's bound runs from the accept.
-	if err := conn.SetReadDeadline(time.Now().Add(g.lim.FrameTimeout)); err != nil {
-		return nil, nil, err
-	}
 	cred, err := peerCred(conn)
 	if err != nil {
 		return nil, nil, err
@@ -71,7 +75,10 @@ func (g *guard) Handshake(ctx context.Context, conn net.Conn) (net.Conn, any, er
 		}
 		conn, info = c, i
 	}
-	return &framedConn{releasingConn: releasingConn{Conn: conn, release: func() { g.release(cred) }}, timeout: g.lim.FrameTimeout, deadlineSet: true}, info, nil
+	var spoke sync.Once // the connection leaves the silent count once
+	spoken := func() { spoke.Do(func() { g.spoke(cred) }) }
+	release := func() { spoken(); g.release(cred) }
+	return &framedConn{releasingConn: releasingConn{Conn: conn, release: release}, timeout: g.lim.FrameTimeout, spoke: spoken}, info, nil
 }
 
 // take counts a connection of cred, or refuses it over a cap.
@@ -84,9 +91,25 @@ func (g *guard) take(cred *unix.Ucred) error {
 	if g.byUID[cred.Uid] >= g.lim.PerUser {
 		return fmt.Errorf("peer uid %d holds %d connections already, the most a user may (pid %d)", cred.Uid, g.byUID[cred.Uid], cred.Pid)
 	}
+	if g.silent != nil && g.silent[cred.Pid] >= g.lim.Silent {
+		return fmt.Errorf("peer pid %d (uid %d) holds %d connections that have sent nothing yet, the most a process may", cred.Pid, cred.Uid, g.silent[cred.Pid])
+	}
 	g.byPID[cred.Pid]++
 	g.byUID[cred.Uid]++
+	if g.silent != nil {
+		g.silent[cred.Pid]++
+	}
 	return nil
+}
+
+// spoke takes a connection of cred out of the silent count: it sent a
+// whole frame, or it is closed.
+func (g *guard) spoke(cred *unix.Ucred) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.silent[cred.Pid]--; g.silent[cred.Pid] <= 0 {
+		delete(g.silent, cred.Pid)
+	}
 }
 
 func (g *guard) release(cred *unix.Ucred) {
@@ -127,16 +150,18 @@ func peerCred(conn net.Conn) (*unix.Ucred, error) {
 
 // framedConn follows ttrpc's frames in the bytes it reads: while a frame
 // is incomplete a read deadline of timeout from its first byte is set, and
-// between frames none. ttrpc reads from one goroutine, so the parser
+// between frames (and before the first) none. ttrpc reads from one goroutine, so the parser
 // needs no lock.
 type framedConn struct {
 	releasingConn
 	timeout time.Duration
 
+	spoke func() // called when a frame has come whole (idempotent)
+
 	header      [frameHeaderLength]byte
 	headerN     int   // bytes of the current frame's header read
 	remaining   int64 // payload bytes of the current frame still to come
-	deadlineSet bool  // a read deadline is set (a frame, or the first, is due)
+	deadlineSet bool  // a read deadline is set (a frame begun is due)
 }
 
 func (c *framedConn) Read(p []byte) (int, error) {
@@ -148,6 +173,9 @@ func (c *framedConn) Read(p []byte) (int, error) {
 	}
 	if n > 0 {
 		completed := c.follow(p[:n])
+		if completed {
+			c.spoke()
+		}
 		between := c.headerN == 0 && c.remaining == 0
 		switch {
 		case between && c.deadlineSet:

@@ -79,7 +79,7 @@ func closedByServer(t *testing.T, c net.Conn, backstop time.Duration) bool {
 // place for a client that is served.
 func TestPerProcessCap(t *testing.T) {
 	const limit = 4
-	sock := serve(t, rpcguard.Limits{PerProcess: limit, PerUser: 100, FrameTimeout: time.Hour})
+	sock := serve(t, rpcguard.Limits{PerProcess: limit, PerUser: 100, Silent: 100, FrameTimeout: time.Hour})
 	var conns []net.Conn
 	for range limit + 2 {
 		conns = append(conns, dial(t, sock))
@@ -110,44 +110,73 @@ func TestPerProcessCap(t *testing.T) {
 	}
 }
 
-// TestIdleConnectionsClosed: many connections that never send a whole
-// frame (nothing, or half a header) are closed after the frame bound, a
-// well-behaved client is served meanwhile, and a client idle between
-// calls for longer than the bound is not cut.
-func TestIdleConnectionsClosed(t *testing.T) {
+// TestSilentAndPartialConnections: a process's connections that have sent
+// nothing are capped (the one over the cap is closed at accept), one that
+// sent half a header is closed after the frame bound, a well-behaved
+// client is served meanwhile, a client that connected long before its
+// first call is not cut (the daemon's proxy snapshotter client was), and a
+// silent connection that speaks frees its place in the silent cap.
+func TestSilentAndPartialConnections(t *testing.T) {
 	const bound = time.Second
-	sock := serve(t, rpcguard.Limits{PerProcess: 1000, PerUser: 1000, FrameTimeout: bound})
-	var idle []net.Conn
-	for range 50 {
-		idle = append(idle, dial(t, sock))
+	const silent = 8
+	sock := serve(t, rpcguard.Limits{PerProcess: 1000, PerUser: 1000, Silent: silent, FrameTimeout: bound})
+	var quiet []net.Conn
+	for range silent - 1 {
+		quiet = append(quiet, dial(t, sock))
 	}
+	early, err := net.Dial("unix", sock) // the last silent place: calls later
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := ttrpc.NewClient(early)
+	defer late.Close()
+	over := dial(t, sock)
+	if !closedByServer(t, over, time.Minute) {
+		t.Fatalf("silent connection %d of a process (cap %d) was not refused", silent+1, silent)
+	}
+	call := func(c *ttrpc.Client) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return c.Call(ctx, service, "Ping", &emptypb.Empty{}, &emptypb.Empty{})
+	}
+	time.Sleep(2 * bound) // silent for longer than a frame may take
+	if err := call(late); err != nil {
+		t.Fatalf("a client whose first call comes %v after it connected: %v", 2*bound, err)
+	}
+	// late spoke: its silent place is free for a new client.
+	var good *ttrpc.Client
+	for range 100 { // the server counts the frame asynchronously
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		good = ttrpc.NewClient(conn)
+		if err = call(good); err == nil {
+			break
+		}
+		good.Close()
+		good = nil
+		time.Sleep(10 * time.Millisecond)
+	}
+	if good == nil {
+		t.Fatal("no client served once a silent connection spoke")
+	}
+	defer good.Close()
+
 	partial := dial(t, sock)
 	if _, err := partial.Write([]byte{0, 0, 0, 8, 0}); err != nil { // half a header, then nothing
 		t.Fatal(err)
 	}
-
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
+	if !closedByServer(t, partial, time.Minute) {
+		t.Fatal("a connection with half a frame header still open after a minute")
 	}
-	good := ttrpc.NewClient(conn)
-	defer good.Close()
-	call := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return good.Call(ctx, service, "Ping", &emptypb.Empty{}, &emptypb.Empty{})
-	}
-	if err := call(); err != nil {
-		t.Fatalf("a well-behaved client beside 51 idle ones: %v", err)
-	}
-
-	for i, c := range append(idle, partial) {
-		if !closedByServer(t, c, time.Minute) {
-			t.Fatalf("idle connection %d still open after a minute", i)
+	for i, c := range quiet {
+		if closedByServer(t, c, 100*time.Millisecond) {
+			t.Fatalf("silent connection %d within the cap was closed", i)
 		}
 	}
 	time.Sleep(2 * bound) // idle between calls, longer than a frame may take
-	if err := call(); err != nil {
+	if err := call(good); err != nil {
 		t.Fatalf("a client idle between calls: %v", err)
 	}
 }
