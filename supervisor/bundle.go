@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -212,10 +213,59 @@ func reduceBundle(bundle string) error {
 
 // removeBundle removes a bundle and the task's runtime state. The rootfs is
 // unmounted first and must then be empty: a bundle with something still
-// mounted is left in place.
+// mounted is left in place. The files by which Restore knows a bundle
+// (keptToLast) go last, so that a removal that fails half-way leaves a
+// bundle that the next Restore removes again. A folder that a process
+// still fills (ENOTEMPTY) is tried again a few times.
 func removeBundle(bundle, runtimeState string) error {
 	if err := unmountRootfs(bundle); err != nil {
 		return err
 	}
-	return errors.Join(os.RemoveAll(runtimeState), os.RemoveAll(bundle))
+	if err := os.RemoveAll(runtimeState); err != nil {
+		return err
+	}
+	var err error
+	for try := range removeTries {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 20 * time.Millisecond)
+		}
+		if err = removeBundleOnce(bundle); !errors.Is(err, unix.ENOTEMPTY) {
+			return err
+		}
+	}
+	return err
+}
+
+// removeTries bounds removeBundle's attempts on a folder that is not empty
+// once its entries are removed.
+const removeTries = 5
+
+// keptToLast are the files removeBundle removes after all others: each
+// makes Restore take the folder for a bundle to finish.
+var keptToLast = []string{specFileName, creatingMarker, deletedMarker, shimapi.DeletedName, shimapi.PidFileName}
+
+func removeBundleOnce(bundle string) error {
+	entries, err := os.ReadDir(bundle)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !slices.Contains(keptToLast, e.Name()) {
+			if err := os.RemoveAll(filepath.Join(bundle, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range keptToLast {
+		if err := os.Remove(filepath.Join(bundle, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.Remove(bundle); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }

@@ -93,7 +93,12 @@
 // A bundle is marked creating from its first moment until the shim has
 // created the container; Restore removes a bundle that still has the mark
 // (killing a shim and a container it may hold), since the Create that made
-// it never returned. Known gap: a daemon killed between a shim's Shutdown and the
+// it never returned. Removing a bundle removes config.json and the markers
+// last, and `berth-shim delete` kills the shim together with every process
+// it started (a `runc create` cut short by the daemon's death would go on
+// writing into the bundle) and waits for them; a bundle that still lost
+// its config.json to a removal that failed half-way, but holds
+// `berth-shim delete`'s mark or a shim pid file, is removed again. Known gap: a daemon killed between a shim's Shutdown and the
 // task-deleted marker leaves a bundle that Restore reports as stopped with
 // a synthesized exit (the real one was published already).
 //

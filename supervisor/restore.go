@@ -144,7 +144,8 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 				}
 				continue
 			}
-			if !hasMarker(s.bundle(ns, id), specFileName) && !hasMarker(s.bundle(ns, id), deletedMarker) && !hasMarker(s.bundle(ns, id), creatingMarker) {
+			if !hasMarker(s.bundle(ns, id), specFileName) && !hasMarker(s.bundle(ns, id), deletedMarker) &&
+				!hasMarker(s.bundle(ns, id), creatingMarker) && !halfRemoved(s.bundle(ns, id)) {
 				s.log.Warn("restore: skipping folder without config.json", "path", s.bundle(ns, id))
 				continue
 			}
@@ -163,6 +164,15 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 	return found, nil
 }
 
+// halfRemoved reports whether bundle, which has no config.json and no
+// marker of the supervisor's, is what a removal that failed half-way left
+// of a bundle: `berth-shim delete` marked it, or a shim's pid file is
+// still in it (a shim, or a process it started, was still writing into it
+// when the folder was removed). Its task is gone; its shim may still run.
+func halfRemoved(bundle string) bool {
+	return hasMarker(bundle, shimapi.DeletedName) || hasMarker(bundle, shimapi.PidFileName)
+}
+
 // emptyDir reports whether dir is a folder with nothing in it.
 func emptyDir(dir string) bool {
 	f, err := os.Open(dir)
@@ -178,6 +188,12 @@ func emptyDir(dir string) bool {
 func (sh *Shim) restore() {
 	if hasMarker(sh.Bundle, deletedMarker) {
 		sh.finishDelete("restore: finished delete of task")
+		return
+	}
+	if !hasMarker(sh.Bundle, specFileName) && !hasMarker(sh.Bundle, creatingMarker) {
+		// halfRemoved: a removal that failed half-way, after its
+		// config.json was gone.
+		sh.finishDelete("restore: finished removal of a half-removed bundle")
 		return
 	}
 	if hasMarker(sh.Bundle, creatingMarker) {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -679,5 +681,74 @@ func TestRestoreRemovesBareCreatingBundle(t *testing.T) {
 	start(t, sh)
 	if got := wait(t, sh); got != 0 {
 		t.Fatalf("exit %d", got)
+	}
+}
+
+// A removal that failed half-way (a daemon killed during a Create restarts,
+// removes the bundle, and a shim's runtime call still writes into it:
+// "directory not empty") leaves a bundle without config.json whose shim
+// may still run. The next Restore finishes it: the shim and every process
+// it started are killed, and the folder goes.
+func TestRestoreHalfRemovedBundle(t *testing.T) {
+	e := newEnv(t, "sv-half")
+	bundle := e.bundle("half")
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{shimapi.LogFileName, "runtime.log", shimapi.DeletedName} {
+		if err := os.WriteFile(filepath.Join(bundle, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The "shim": a serving berth-shim's command line for the bundle,
+	// with a child that goes on writing files into the bundle, as a
+	// runc create that outlived its daemon does.
+	script := filepath.Join(e.scratch, "serve")
+	writerPid := filepath.Join(e.scratch, "writer.pid")
+	os.WriteFile(script, []byte(`(i=0; while :; do i=$((i+1)); : > "$2/written.$i"; sleep 0.01; done) &
+echo $! > `+writerPid+`
+wait
+`), 0o700)
+	fake := exec.Command("/bin/sh", "serve", "--bundle", bundle)
+	fake.Dir = e.scratch
+	fake.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-fake.Process.Pid, syscall.SIGKILL) })
+	os.WriteFile(filepath.Join(bundle, shimapi.PidFileName), []byte(strconv.Itoa(fake.Process.Pid)), 0o600)
+	var writer int
+	eventually(t, 10*time.Second, "the writer running", func() bool {
+		data, err := os.ReadFile(writerPid)
+		writer, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return err == nil && writer > 0
+	})
+
+	rec := newRecorder()
+	s := e.supervisor(rec)
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bundle); !errors.Is(err, fs.ErrNotExist) {
+		entries, _ := os.ReadDir(bundle)
+		t.Errorf("the half-removed bundle is still there (%v), holding %d entries", err, len(entries))
+	}
+	// The fake is our child: reaped here, not a zombie that alive
+	// counts. Bounded: a fake nobody killed waits for its writer forever.
+	waited := make(chan struct{})
+	go func() { fake.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the shim (%d) still runs", fake.Process.Pid)
+	}
+	if alive(writer) {
+		t.Errorf("the process the shim started (%d) still runs", writer)
+	}
+	if _, err := s.Get(e.ns, "half"); !errdefs.IsNotFound(err) {
+		t.Errorf("Get of the removed task: %v, want not found", err)
+	}
+	if got := rec.of(e.ns, "half"); len(got) != 0 {
+		t.Errorf("events of the removed task: %v", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,11 +76,17 @@ func del(ctx context.Context, o *options) error {
 }
 
 // killShim kills a shim process still recorded in the bundle, if the pid
-// still belongs to a berth-shim serving this bundle (pids are reused), and
-// waits until it is gone: a SIGKILL is delivered, not done, and a shim
-// still dying could write into the bundle that delete is about to remove,
-// or be found serving it after delete returned. The pidfd is taken before
-// the command line is read, so the process checked is the one killed.
+// still belongs to a berth-shim serving this bundle (pids are reused),
+// together with every process it started, and waits until they are gone:
+// a SIGKILL is delivered, not done, and a shim still dying could write
+// into the bundle that delete is about to remove, or be found serving it
+// after delete returned. The pidfd is taken before the command line is
+// read, so the process checked is the one killed.
+//
+// The shim's children die too: a runtime call under way, such as a
+// `runc create` that the daemon's death cut short, would otherwise go on,
+// write its pid file and log into the bundle while it is removed
+// ("directory not empty") and leave a container no task owns.
 func killShim(bundle string) error {
 	pid, err := shimapi.ReadPidFile(bundle)
 	if err != nil {
@@ -93,11 +100,27 @@ func killShim(bundle string) error {
 	if !servesBundle(pid, bundle) {
 		return nil
 	}
-	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil {
+	// Stopped first: a stopped shim starts no more processes, so the
+	// tree read below is all of it.
+	if err := unix.PidfdSendSignal(pidfd, unix.SIGSTOP, nil, 0); err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return nil
 		}
+		return fmt.Errorf("stop shim %d: %w", pid, err)
+	}
+	waitState(pid, shimExitTimeout, 'T', 't')
+	descendants := stopDescendants(pid)
+	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill shim %d: %w", pid, err)
+	}
+	for _, p := range descendants {
+		unix.Kill(p, unix.SIGKILL)
+	}
+	var errs []error
+	for _, p := range descendants {
+		if !waitState(p, shimExitTimeout) {
+			errs = append(errs, fmt.Errorf("process %d of shim %d still alive %v after SIGKILL", p, pid, shimExitTimeout))
+		}
 	}
 	// The pidfd becomes readable when the process has exited.
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
@@ -105,15 +128,74 @@ func killShim(bundle string) error {
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("shim %d still alive %v after SIGKILL", pid, shimExitTimeout)
+			return errors.Join(append(errs, fmt.Errorf("shim %d still alive %v after SIGKILL", pid, shimExitTimeout))...)
 		}
 		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
 		if err == nil && n > 0 {
-			return nil
+			return errors.Join(errs...)
 		}
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("wait for shim %d: %w", pid, err)
+			return errors.Join(append(errs, fmt.Errorf("wait for shim %d: %w", pid, err))...)
 		}
+	}
+}
+
+// stopDescendants SIGSTOPs every descendant of the stopped process root,
+// each before its own children are read (a stopped process forks nothing
+// more, so none escapes), and returns their pids.
+func stopDescendants(root int) []int {
+	var tree []int
+	queue := children(root)
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if pid == root || slices.Contains(tree, pid) || unix.Kill(pid, unix.SIGSTOP) != nil {
+			continue
+		}
+		tree = append(tree, pid)
+		waitState(pid, shimExitTimeout, 'T', 't')
+		queue = append(queue, children(pid)...)
+	}
+	return tree
+}
+
+// children returns the pids of pid's children, from every thread's list.
+func children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, t := range tasks {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, f := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// waitState waits up to limit until pid is in one of states (its letter
+// in /proc/PID/stat) or has exited (a zombie, or no such process), and
+// reports whether it got there.
+func waitState(pid int, limit time.Duration, states ...byte) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		// The state follows the ")" that ends the command name.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return true
+		}
+		if st := stat[i+2]; st == 'Z' || st == 'X' || slices.Contains(states, st) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
