@@ -742,7 +742,7 @@ wait
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the shim (%d) still runs", fake.Process.Pid)
 	}
-	if alive(writer) {
+	if proc.Alive(writer) {
 		t.Errorf("the process the shim started (%d) still runs", writer)
 	}
 	if _, err := s.Get(e.ns, "half"); !errdefs.IsNotFound(err) {

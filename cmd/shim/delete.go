@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -145,7 +145,7 @@ func killShim(bundle string) error {
 // more, so none escapes), and returns their pids.
 func stopDescendants(root int) []int {
 	var tree []int
-	queue := children(root)
+	queue := proc.Children(root)
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
@@ -154,24 +154,9 @@ func stopDescendants(root int) []int {
 		}
 		tree = append(tree, pid)
 		waitState(pid, shimExitTimeout, 'T', 't')
-		queue = append(queue, children(pid)...)
+		queue = append(queue, proc.Children(pid)...)
 	}
 	return tree
-}
-
-// children returns the pids of pid's children, from every thread's list.
-func children(pid int) []int {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	var out []int
-	for _, t := range tasks {
-		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
-		for _, f := range strings.Fields(string(data)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }
 
 // waitState waits up to limit until pid is in one of states (its letter
@@ -180,16 +165,8 @@ func children(pid int) []int {
 func waitState(pid int, limit time.Duration, states ...byte) bool {
 	deadline := time.Now().Add(limit)
 	for {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		// The state follows the ")" that ends the command name.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || i+2 >= len(stat) {
-			return true
-		}
-		if st := stat[i+2]; st == 'Z' || st == 'X' || slices.Contains(states, st) {
+		st, err := proc.State(pid)
+		if err != nil || st == 'Z' || st == 'X' || slices.Contains(states, st) {
 			return true
 		}
 		if time.Now().After(deadline) {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,14 +20,38 @@ func Alive(pid int) bool {
 	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
 		return false
 	}
+	st, err := State(pid)
+	return err == nil && st != 'Z' && st != 'X'
+}
+
+// State returns pid's state letter from /proc/PID/stat (R, S, D, T, Z,
+// …); an error when there is no such process.
+func State(pid int) (byte, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0, err
 	}
 	// The state follows the command name in parentheses, which may hold
 	// anything, so look after the last ')'.
-	if i := bytes.LastIndexByte(data, ')'); i >= 0 && i+2 < len(data) {
-		return data[i+2] != 'Z' && data[i+2] != 'X'
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return 0, fmt.Errorf("/proc/%d/stat: no state in %q", pid, data)
 	}
-	return true
+	return data[i+2], nil
+}
+
+// Children returns the pids of pid's children, from the lists of all its
+// threads (a child belongs to the thread that forked it).
+func Children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, t := range tasks {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, f := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
