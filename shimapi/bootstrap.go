@@ -48,7 +48,7 @@ func WriteExitFile(bundle string, st ExitStatus) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(bundle, ExitFileName), data, 0o600)
+	return atomicfile.WriteVolatile(filepath.Join(bundle, ExitFileName), data, 0o600)
 }
 
 // ReadExitFile returns the persisted exit status of a bundle, or an error

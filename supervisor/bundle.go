@@ -111,10 +111,10 @@ func writeBundleFiles(dir string, spec []byte, runtime string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {
+	if err := atomicfile.WriteVolatile(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(bundle, specFileName), spec, 0o600)
+	return atomicfile.WriteVolatile(filepath.Join(bundle, specFileName), spec, 0o600)
 }
 
 // restrictBundle gives bundle its mode and group: bundlePerm and root's
@@ -174,7 +174,7 @@ func hasMarker(bundle, name string) bool {
 }
 
 func writeMarker(bundle, name string) error {
-	return atomicfile.WriteFile(filepath.Join(bundle, name), nil, 0o600)
+	return atomicfile.WriteVolatile(filepath.Join(bundle, name), nil, 0o600)
 }
 
 // unmountRootfs unmounts the bundle's rootfs and removes the folder. It

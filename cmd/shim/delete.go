@@ -36,7 +36,7 @@ func del(ctx context.Context, o *options) error {
 	var errs []error
 	if unlock, err := lockBundle(o.bundle); err == nil {
 		defer unlock()
-		if err := atomicfile.WriteFile(filepath.Join(o.bundle, shimapi.DeletedName), nil, 0o600); err != nil {
+		if err := atomicfile.WriteVolatile(filepath.Join(o.bundle, shimapi.DeletedName), nil, 0o600); err != nil {
 			errs = append(errs, fmt.Errorf("mark the bundle deleted: %w", err))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {

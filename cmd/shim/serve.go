@@ -148,7 +148,7 @@ func serve(ctx context.Context, o *options) error {
 		return err
 	}
 	shimapi.RegisterTaskService(server, svc)
-	if err := atomicfile.WriteFile(filepath.Join(o.bundle, shimapi.PidFileName), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := atomicfile.WriteVolatile(filepath.Join(o.bundle, shimapi.PidFileName), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return err
 	}
 	serveErr := make(chan error, 1)

@@ -16,6 +16,22 @@ import (
 // WriteFile writes data to a temporary file beside path, syncs it and
 // renames it over path, then syncs the folder.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, true)
+}
+
+// WriteVolatile is WriteFile without the syncs, for a file in a folder
+// that does not outlive the machine, such as the runtime state under /run
+// (bundles, shim files, markers): what it records ends with the machine's
+// processes. A crash of a process, the writer's or any other, still
+// leaves the file whole or absent, since the page cache outlives
+// processes and the rename is atomic; only a power failure may lose it,
+// and with it what it described. The syncs cost a disk flush each where
+// such a folder is not on tmpfs.
+func WriteVolatile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, false)
+}
+
+func write(path string, data []byte, perm os.FileMode, sync bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -33,8 +49,10 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.Chmod(perm); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -43,6 +61,9 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
