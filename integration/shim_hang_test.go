@@ -133,7 +133,7 @@ func TestShimCallBoundedWithoutDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// No deadline: before the bound, this create never returned.
-	stuck, stuckErr, pidFile := hungCreate(t, d, c, ctx, context.Background())
+	stuck, stuckErr, _ := hungCreate(t, d, c, ctx, context.Background())
 
 	// The container's lock is held by the hung create: a delete waits for
 	// it no longer than its caller's deadline.
@@ -158,13 +158,5 @@ func TestShimCallBoundedWithoutDeadline(t *testing.T) {
 	// was free (a waiter that ignored its deadline would have).
 	if err := stuck.Delete(ctx); err != nil {
 		t.Fatalf("delete the container whose create hung: %v", err)
-	}
-	// The runtime dies with its shim, which the delete killed: a death
-	// the kernel completes after the delete returned.
-	if data, err := os.ReadFile(pidFile); err == nil {
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-		eventually(t, 30*time.Second, "the hung runtime to die with its container's cleanup", func() bool {
-			return pid <= 1 || !proc.Alive(pid)
-		})
 	}
 }
