@@ -115,6 +115,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, err
 	}
+	undo.add(func(context.Context) error { return os.RemoveAll(s.volumesDir(id)) })
 	if _, err := s.client.NewContainer(ctx, id,
 		client.WithNewSnapshot(id, img),
 		client.WithImage(img),
@@ -194,6 +195,7 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 	maps.Copy(annotations, cfg.GetAnnotations())
 	opts = append(opts,
 		withPodFiles(sb.rec.Dir, nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE, sc.GetReadonlyRootfs()),
+		s.withImageVolumes(c.rec.ID, imgCfg.Volumes, cfg.GetMounts()),
 		withCRIMounts(cfg.GetMounts()),
 		withDevices(cfg.GetDevices()),
 		withResources(cfg.GetLinux().GetResources()),
@@ -487,6 +489,9 @@ func (s *Server) removeContainer(ctx context.Context, c *container) error {
 	}
 	if err := os.Remove(s.stdinFIFO(c.rec.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("remove a container's stdin FIFO", "container", c.rec.ID, "error", err)
+	}
+	if err := os.RemoveAll(s.volumesDir(c.rec.ID)); err != nil {
+		s.log.Warn("remove a container's image volumes", "container", c.rec.ID, "error", err)
 	}
 	c.removed = true
 	s.mu.Lock()

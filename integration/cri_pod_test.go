@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/internal/testimage"
 )
 
 // podConfig is the config of a test pod named name.
@@ -263,7 +266,7 @@ func (e *criEnv) checkNothingLeft(t *testing.T) {
 	if left := mountsUnder(e.d.state); len(left) != 0 {
 		t.Errorf("mounts left: %v", left)
 	}
-	for _, dir := range []string{"sandboxes", "netns"} {
+	for _, dir := range []string{"sandboxes", "netns", "volumes"} {
 		if entries, _ := os.ReadDir(filepath.Join(e.d.state, ".cri", dir)); len(entries) != 0 {
 			t.Errorf("%s left: %v", dir, entries)
 		}
@@ -309,6 +312,57 @@ func TestCRIHostNetworkPod(t *testing.T) {
 	stats, err := e.rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: pod})
 	if err != nil || len(stats.Stats.GetLinux().GetContainers()) != 1 || stats.Stats.Linux.Memory.WorkingSetBytes.GetValue() == 0 {
 		t.Errorf("pod stats: %v %v", stats, err)
+	}
+	if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	e.checkNothingLeft(t)
+}
+
+// TestCRIImageVolumes checks that the VOLUME folders of an image config
+// are folders of their own, that a CRI mount replaces one, and that they
+// go with the container.
+func TestCRIImageVolumes(t *testing.T) {
+	e := newCRIEnv(t)
+	ctx := e.ctx(t)
+	entries, err := testimage.BusyboxEntries("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := e.reg.Addr + "/volumes:1"
+	img, err := testimage.Build(ocispec.ImageConfig{Env: testimage.BusyboxConfig().Env, Cmd: []string{"sleep", "600"},
+		Volumes: map[string]struct{}{"/data": {}, "/over": {}}}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushTestimage(t, ref, img)
+	cfg := e.podConfig(t, "vol", false)
+	pod := e.runPod(t, cfg)
+	if _, err := e.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "from-host"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: cfg, Config: &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "vol"},
+		Image:    &runtimeapi.ImageSpec{Image: ref},
+		Mounts:   []*runtimeapi.Mount{{HostPath: host, ContainerPath: "/over"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ContainerId, Cmd: []string{"sh", "-c", "touch /data/x && ls /over"}})
+	if err != nil || out.ExitCode != 0 || string(out.Stdout) != "from-host\n" {
+		t.Fatalf("exec: %q %q %v", out.GetStdout(), out.GetStderr(), err)
+	}
+	vols, _ := filepath.Glob(filepath.Join(e.d.state, ".cri", "volumes", r.ContainerId, "*", "x"))
+	if len(vols) != 1 {
+		t.Errorf("the file written to /data is not in one image volume on the host: %v", vols)
 	}
 	if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
 		t.Fatal(err)
