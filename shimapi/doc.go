@@ -30,18 +30,20 @@
 //
 // A spare shim is started before its task is known:
 //
-//	berth-shim start --spare --bundle DIR
+//	berth-shim start --spare --bundle DIR [--parent-pid PID]
 //
 // starts a shim the same way in the folder DIR (which holds no config.json
 // yet) that serves no container: until bound it answers Connect and
 // Shutdown, fails every other call with FailedPrecondition, and exits by
 // itself when the process that ran start exits (a pidfd of it is handed
-// on), so a spare outlives no daemon. The caller binds it by renaming DIR
-// to the task's bundle (socket, pid file and log move with it; the
-// bundle's files must be in place before the rename) and calling Create
-// with CreateRequest.bind naming that bundle, the namespace and the
-// runtime. From then on it is the task's shim like any other, except that
-// its command line still names DIR: its working folder is the bundle.
+// on; --parent-pid names that process, and start fails when it is no
+// longer start's parent), so a spare outlives no daemon. The caller binds
+// it by renaming DIR to the task's bundle (socket, pid file and log move
+// with it; the bundle's files must be in place before the rename) and
+// calling Create with CreateRequest.bind naming that bundle, the
+// namespace and the runtime. From then on it is the task's shim like any
+// other, except that its command line still names DIR: its working folder
+// is the bundle.
 //
 // When a shim is gone (killed, crashed), the caller runs
 //

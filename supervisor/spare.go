@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -160,7 +161,9 @@ func (s *Supervisor) newSpare(ctx context.Context) (_ *spare, retErr error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.cfg.ShimBinary, "start", "--spare", "--bundle", dir)
+	// --parent-pid: a start that runs on after we died must not make a
+	// spare that outlives us.
+	cmd := exec.CommandContext(ctx, s.cfg.ShimBinary, "start", "--spare", "--bundle", dir, "--parent-pid", strconv.Itoa(os.Getpid()))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

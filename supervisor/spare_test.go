@@ -140,6 +140,23 @@ func TestSpareExitsWithItsDaemon(t *testing.T) {
 	eventually(t, 10*time.Second, "spare outlived the process that started it", func() bool { return !proc.Alive(pid) })
 }
 
+func TestSpareStartRefusesADeadParent(t *testing.T) {
+	e := newEnv(t, "sv-spareorphan")
+	dir := filepath.Join(e.stateDir, ".spare", "y")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	// Pid 1 is not start's parent: as when the daemon that ran start died
+	// before start got going and start was reparented.
+	out, err := exec.Command(e.shim, "start", "--spare", "--bundle", dir, "--parent-pid", "1").CombinedOutput()
+	if err == nil {
+		t.Fatalf("start --spare for a caller that is not its parent succeeded: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, shimapi.PidFileName)); !os.IsNotExist(err) {
+		t.Fatalf("a spare was started anyway: %v", err)
+	}
+}
+
 func TestRestoreRemovesStaleSpareFolders(t *testing.T) {
 	e := newEnv(t, "sv-sparestale")
 	dir := filepath.Join(e.stateDir, ".spare", "old")

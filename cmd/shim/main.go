@@ -15,7 +15,7 @@ import (
 )
 
 const usage = `usage: berth-shim start|delete --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]
-       berth-shim start --spare --bundle DIR
+       berth-shim start --spare --bundle DIR [--parent-pid PID]
 
   start   start a shim for the bundle (or find the one serving it) and print its socket address;
           with --spare, a shim in the folder DIR that serves no container until a Create binds it
@@ -33,6 +33,7 @@ type options struct {
 	runtimeRoot string
 	debug       bool
 	spare       bool
+	parentPid   int
 }
 
 func (o *options) flags(name string) *flag.FlagSet {
@@ -44,6 +45,7 @@ func (o *options) flags(name string) *flag.FlagSet {
 	fs.StringVar(&o.runtimeRoot, "runtime-root", "", "runtime state folder (default /run/berth/runc/NAMESPACE)")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging")
 	fs.BoolVar(&o.spare, "spare", false, "start (or serve) a spare shim: no container until a Create binds it (start only)")
+	fs.IntVar(&o.parentPid, "parent-pid", 0, "with --spare: the pid of the caller, which the spare outlives only once bound (default: the parent process)")
 	return fs
 }
 

@@ -67,8 +67,21 @@ func start(ctx context.Context, o *options) error {
 	if o.spare {
 		args = []string{"berth-shim", "serve", "--spare", "--bundle", o.bundle}
 		// fd 5: a pidfd of our caller, the daemon, which waits for us: a
-		// spare that is not bound yet exits with it.
-		ppid := os.Getppid()
+		// spare that is not bound yet exits with it. The caller names
+		// itself (--parent-pid): a caller that died before we got here
+		// has left us to init or a subreaper, whose pidfd would keep the
+		// spare forever. Our parent after the open is the process the
+		// pidfd names, since a pid cannot be reused while it is our
+		// parent.
+		ppid := o.parentPid
+		if ppid == 0 {
+			ppid = os.Getppid()
+		}
+		if os.Getppid() != ppid {
+			readyW.Close()
+			os.Remove(path)
+			return fmt.Errorf("the process that asked for a spare (pid %d) exited", ppid)
+		}
 		pidfd, err := unix.PidfdOpen(ppid, 0)
 		if err != nil {
 			readyW.Close()
@@ -78,11 +91,9 @@ func start(ctx context.Context, o *options) error {
 		daemonPidfd := os.NewFile(uintptr(pidfd), "daemon-pidfd")
 		defer daemonPidfd.Close()
 		if os.Getppid() != ppid {
-			// The daemon died before its pidfd was taken: we were
-			// reparented, and the pidfd names someone else.
 			readyW.Close()
 			os.Remove(path)
-			return fmt.Errorf("the daemon that asked for a spare exited")
+			return fmt.Errorf("the process that asked for a spare (pid %d) exited", ppid)
 		}
 		extra = append(extra, daemonPidfd)
 	}
