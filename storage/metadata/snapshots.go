@@ -214,6 +214,10 @@ func (s *snapshotStore) free(tx *bolt.Tx, ns, key string) error {
 	return nil
 }
 
+// backendKeyTries bounds the keys create tries underneath: each crash
+// during a create can leave one that the sequence hands out again.
+const backendKeyTries = 16
+
 // newBackendKey returns a key for a new snapshot of sn: the namespace and
 // a number that the file never hands out twice.
 func newBackendKey(tx *bolt.Tx, ns string) (string, error) {
@@ -353,15 +357,24 @@ func (s *snapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 			}
 			bparent = p.backend
 		}
-		if r.backend, err = newBackendKey(tx, ns); err != nil {
-			return err
-		}
 		r.info.Created = time.Now().UTC()
 		r.info.Updated = r.info.Created
-		if kind == snapshots.KindActive {
-			mounts, err = s.backend.Prepare(ctx, r.backend, bparent)
-		} else {
-			mounts, err = s.backend.View(ctx, r.backend, bparent)
+		for try := 1; ; try++ {
+			if r.backend, err = newBackendKey(tx, ns); err != nil {
+				return err
+			}
+			if kind == snapshots.KindActive {
+				mounts, err = s.backend.Prepare(ctx, r.backend, bparent)
+			} else {
+				mounts, err = s.backend.View(ctx, r.backend, bparent)
+			}
+			// A create that a crash cut made its snapshot underneath, but
+			// its transaction, and so the sequence number, never reached
+			// the file: the number is handed out again and names that
+			// leftover, which GC removes. Take the next one.
+			if !errdefs.IsAlreadyExists(err) || try == backendKeyTries {
+				break
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.object(ns, key), err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/berthrt/berth/errdefs"
@@ -182,5 +184,36 @@ func TestSnapshotGC(t *testing.T) {
 	// What is left still works.
 	if _, err := sn.Mounts(ctx, "rootfs"); err != nil {
 		t.Errorf("Mounts(rootfs) after GC: %v", err)
+	}
+}
+
+// A daemon killed during a create leaves the snapshot underneath, while
+// the transaction that took its key's number never reached the file: the
+// next create is handed the same number. It must take the next free one,
+// not fail with "already exists" (seen in the fault-injection run).
+func TestSnapshotCreateAfterCrashLeftKeyUnderneath(t *testing.T) {
+	_, sn, backend := newSnapshotEnv(t)
+	ctx := nsCtx("ci")
+	_, err := sn.Prepare(ctx, "a", "")
+	requireNoErr(t, err)
+	keys := backendKeys(t, backend)
+	if len(keys) != 1 {
+		t.Fatalf("backend keys %q, want one", keys)
+	}
+	n, err := strconv.ParseUint(strings.TrimPrefix(keys[0], "ci/"), 10, 64)
+	requireNoErr(t, err)
+	// What two cut creates left: the next two numbers, made underneath.
+	for i := uint64(1); i <= 2; i++ {
+		_, err := backend.Prepare(context.Background(), "ci/"+strconv.FormatUint(n+i, 10), "")
+		requireNoErr(t, err)
+	}
+	if _, err := sn.Prepare(ctx, "b", ""); err != nil {
+		t.Fatalf("prepare after a cut create: %v", err)
+	}
+	if _, err := sn.View(ctx, "v", ""); err != nil {
+		t.Fatalf("view after a cut create: %v", err)
+	}
+	if got := len(backendKeys(t, backend)); got != 5 {
+		t.Errorf("backend holds %d snapshots, want 5 (a, two left, b, v)", got)
 	}
 }
