@@ -21,7 +21,6 @@ import (
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/errdefs"
-	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/oci"
 )
 
@@ -205,15 +204,6 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 		oci.WithAnnotations(annotations),
 	)
 	return opts, nil
-}
-
-// logIO returns the stdio of a container's task: its CRI log file, which
-// the shim writes in the CRI format, or none.
-func logIO(logPath string) cio.Creator {
-	if logPath == "" {
-		return cio.NullIO
-	}
-	return cio.CRILog(logPath)
 }
 
 // ReopenContainerLog has the shim reopen a running container's log file
@@ -489,6 +479,11 @@ func (s *Server) removeContainer(ctx context.Context, c *container) error {
 	}
 	if err := os.Remove(s.stdinFIFO(c.rec.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("remove a container's stdin FIFO", "container", c.rec.ID, "error", err)
+	}
+	for _, p := range []string{s.outputPath(c.rec.ID), s.outputPath(c.rec.ID) + rotatedSuffix} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("remove a container's output", "container", c.rec.ID, "error", err)
+		}
 	}
 	if err := os.RemoveAll(s.volumesDir(c.rec.ID)); err != nil {
 		s.log.Warn("remove a container's image volumes", "container", c.rec.ID, "error", err)

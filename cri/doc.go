@@ -18,6 +18,11 @@
 //   - A CRI container's exit (code, time, reason) is written to its record
 //     before its task is deleted, so it is reported even after the shim is
 //     gone.
+//   - A container's output is written by its shim, in the CRI log format,
+//     to its CRI log, or when it was created without a log path to a file
+//     of berthd's in the state folder (outputPath), rotated past a size and
+//     removed with the container: Attach always has output to follow, and
+//     no output waits for berthd to read it.
 //   - Stop and remove are idempotent: stopping or removing what is already
 //     stopped or gone is not an error, as the CRI requires.
 //   - Calls that change one sandbox or container are serialised by that

@@ -60,6 +60,7 @@ func (s *Server) Load(ctx context.Context) error {
 		}
 	}
 	go s.watchOOM()
+	go s.rotateOutputs()
 	for _, c := range ctrs {
 		s.containers[c.rec.ID] = c
 		if sb := s.sandboxes[c.rec.SandboxID]; sb != nil {

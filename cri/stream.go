@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -162,23 +163,49 @@ func (s *Server) attachable(_ context.Context, id string) (streaming.AttachTarge
 		return streaming.AttachTarget{}, err
 	}
 	t := streaming.AttachTarget{LogPath: c.rec.LogPath, StdinOnce: c.config.GetStdinOnce()}
+	if t.LogPath == "" {
+		// A container started before berthd kept an output of its own
+		// has none: no file, no output to attach to.
+		if _, err := os.Stat(s.outputPath(c.rec.ID)); err == nil {
+			t.LogPath = s.outputPath(c.rec.ID)
+		}
+	}
 	if c.config.GetStdin() {
 		t.StdinFIFO = s.stdinFIFO(c.rec.ID)
 	}
 	return t, nil
 }
 
-// containerIO is the stdio of a container's task: its CRI log (logIO),
-// and for a container with stdin a FIFO the shim holds, which Attach
-// writes to.
+// containerIO is the stdio of a container's task: its CRI log, and for a
+// container with stdin a FIFO the shim holds, which Attach writes to. A
+// container created without a log path gets an output file of its own
+// (outputPath), in the same format, so that Attach has output to follow
+// and the output does not depend on berthd being up to read it.
 func (s *Server) containerIO(c *container) cio.Creator {
-	if !c.config.GetStdin() {
-		return logIO(c.rec.LogPath)
+	out := c.rec.LogPath
+	if out == "" {
+		out = s.outputPath(c.rec.ID)
 	}
-	return cio.CRILogStdin(c.rec.LogPath, s.stdinFIFO(c.rec.ID), c.config.GetTty())
+	create := cio.CRILog(out)
+	if c.config.GetStdin() {
+		create = cio.CRILogStdin(out, s.stdinFIFO(c.rec.ID), c.config.GetTty())
+	}
+	return func(id string) (cio.IO, error) {
+		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+			return nil, fmt.Errorf("container output: %w", err)
+		}
+		return create(id)
+	}
 }
 
 // stdinFIFO is the path of the FIFO a container with stdin reads it from.
 func (s *Server) stdinFIFO(id string) string {
 	return filepath.Join(s.cfg.StateDir, "stdin", id)
+}
+
+// outputPath is the output file of container id when it was created
+// without a CRI log path. It is berthd's, not the kubelet's: bounded by
+// rotateOutputs, removed with the container.
+func (s *Server) outputPath(id string) string {
+	return filepath.Join(s.cfg.StateDir, "output", id+".log")
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -144,49 +146,104 @@ func TestCRIStreaming(t *testing.T) {
 		}
 	})
 
-	t.Run("attach", func(t *testing.T) {
+	// Without a log path (as crictl and critest create containers) the
+	// output still reaches an attach: the shim writes it to a file of
+	// berthd's, which goes with the container.
+	for _, logPath := range []string{"cat.log", ""} {
+		name := "attach"
+		if logPath == "" {
+			name = "attach without a log path"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := e.ctx(t)
+			r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+				PodSandboxId: pod, SandboxConfig: podCfg,
+				Config: &runtimeapi.ContainerConfig{
+					Metadata: &runtimeapi.ContainerMetadata{Name: "cat" + logPath},
+					Image:    &runtimeapi.ImageSpec{Image: e.busybox},
+					Command:  []string{"sh", "-c", "while read line; do echo \"out $line\"; echo \"err $line\" >&2; done; echo bye"},
+					LogPath:  logPath, Stdin: true, StdinOnce: true,
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+				t.Fatal(err)
+			}
+			a, err := e.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: r.ContainerId, Stdin: true, Stdout: true, Stderr: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := url.Parse(a.Url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr testutil.Buffer
+			pr, pw := io.Pipe()
+			go func() {
+				// Typed after the attach is up: output is followed from then.
+				time.Sleep(500 * time.Millisecond)
+				io.WriteString(pw, "one\ntwo\n")
+				pw.Close()
+			}()
+			err = executors["spdy"](t, u).StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: &stdout, Stderr: &stderr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stdout.String() != "out one\nout two\nbye\n" || stderr.String() != "err one\nerr two\n" {
+				t.Errorf("attach: stdout %q stderr %q", stdout.String(), stderr.String())
+			}
+			if st := e.waitExited(t, r.ContainerId); st.ExitCode != 0 {
+				t.Errorf("exit code %d: want 0 after stdin's end", st.ExitCode)
+			}
+			if logPath == "" {
+				st, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: r.ContainerId})
+				if err != nil || st.GetStatus().GetLogPath() != "" {
+					t.Errorf("status: %v, log path %q: want none (the output file is berthd's)", err, st.GetStatus().GetLogPath())
+				}
+			}
+			if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: r.ContainerId}); err != nil {
+				t.Fatal(err)
+			}
+			if out, _ := filepath.Glob(filepath.Join(e.d.state, ".cri", "output", r.ContainerId+"*")); len(out) != 0 {
+				t.Errorf("output files left after the container's removal: %v", out)
+			}
+		})
+	}
+
+	t.Run("output without a log path is bounded", func(t *testing.T) {
+		// 3 MiB at once, then quiet: berthd rotates the file past 1 MiB,
+		// keeping one rotated file.
 		ctx := e.ctx(t)
 		r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 			PodSandboxId: pod, SandboxConfig: podCfg,
 			Config: &runtimeapi.ContainerConfig{
-				Metadata: &runtimeapi.ContainerMetadata{Name: "cat"},
+				Metadata: &runtimeapi.ContainerMetadata{Name: "chatty"},
 				Image:    &runtimeapi.ImageSpec{Image: e.busybox},
-				Command:  []string{"sh", "-c", "while read line; do echo \"out $line\"; echo \"err $line\" >&2; done; echo bye"},
-				LogPath:  "cat.log", Stdin: true, StdinOnce: true,
+				Command:  []string{"sh", "-c", "yes 0123456789abcdef | head -c 3145728; exec sleep 600"},
 			},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+		id := r.ContainerId
+		if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
 			t.Fatal(err)
 		}
-		a, err := e.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: r.ContainerId, Stdin: true, Stdout: true, Stderr: true})
-		if err != nil {
-			t.Fatal(err)
+		out := filepath.Join(e.d.state, ".cri", "output", id+".log")
+		var size int64 = -1
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			st, err := os.Stat(out)
+			if err != nil {
+				continue
+			}
+			size = st.Size()
+			if _, err := os.Stat(out + ".1"); err == nil && size < 1<<20 {
+				return
+			}
 		}
-		u, err := url.Parse(a.Url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stdout, stderr testutil.Buffer
-		pr, pw := io.Pipe()
-		go func() {
-			// Typed after the attach is up: output is followed from then.
-			time.Sleep(500 * time.Millisecond)
-			io.WriteString(pw, "one\ntwo\n")
-			pw.Close()
-		}()
-		err = executors["spdy"](t, u).StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: &stdout, Stderr: &stderr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if stdout.String() != "out one\nout two\nbye\n" || stderr.String() != "err one\nerr two\n" {
-			t.Errorf("attach: stdout %q stderr %q", stdout.String(), stderr.String())
-		}
-		if st := e.waitExited(t, r.ContainerId); st.ExitCode != 0 {
-			t.Errorf("exit code %d: want 0 after stdin's end", st.ExitCode)
-		}
+		t.Errorf("output file %s: size %d and no rotated file, want it rotated past 1 MiB", out, size)
 	})
 }
 

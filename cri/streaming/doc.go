@@ -15,9 +15,10 @@
 //     and is deleted in every case. A non-zero exit is reported as the
 //     exit code, not as an error of the stream.
 //   - Attach connects to the init process of a running container: output
-//     is read back from the container's CRI log file, followed from its end
-//     (and across a log rotation), since the shim writes the container's
-//     output there and keeps no second copy; input goes to the stdin FIFO
+//     is read back from the container's CRI log file (or the file of the
+//     same format that cri keeps for a container without one), followed
+//     from its end (and across a log rotation), since the shim writes the
+//     container's output there and keeps no second copy; input goes to the stdin FIFO
 //     the shim holds for a container created with stdin. With stdin_once
 //     the end of the client's input is the end of the container's stdin.
 //   - Port-forward dials the port on the loopback of the pod's network
