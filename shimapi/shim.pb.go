@@ -1428,7 +1428,12 @@ type ConnectResponse struct {
 	// task_pid is the pid of the container's init process (0 before Create).
 	TaskPid uint32 `protobuf:"varint,2,opt,name=task_pid,json=taskPid,proto3" json:"task_pid,omitempty"`
 	// version is the shim API version the shim implements, e.g. "v1".
-	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// task_deleted says the container's init process was deleted: the shim
+	// holds no container and waits only for its Shutdown. A Delete in
+	// progress is finished before Connect answers. A daemon that connects
+	// to such a shim finishes the delete an earlier daemon was killed in.
+	TaskDeleted   bool `protobuf:"varint,4,opt,name=task_deleted,json=taskDeleted,proto3" json:"task_deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1482,6 +1487,13 @@ func (x *ConnectResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *ConnectResponse) GetTaskDeleted() bool {
+	if x != nil {
+		return x.TaskDeleted
+	}
+	return false
 }
 
 type ShutdownRequest struct {
@@ -1940,11 +1952,12 @@ const file_shimapi_shim_proto_rawDesc = "" +
 	"\rStatsResponse\x121\n" +
 	"\ametrics\x18\x01 \x01(\v2\x17.berth.types.v1.MetricsR\ametrics\" \n" +
 	"\x0eConnectRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"a\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x84\x01\n" +
 	"\x0fConnectResponse\x12\x19\n" +
 	"\bshim_pid\x18\x01 \x01(\rR\ashimPid\x12\x19\n" +
 	"\btask_pid\x18\x02 \x01(\rR\ataskPid\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"3\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12!\n" +
+	"\ftask_deleted\x18\x04 \x01(\bR\vtaskDeleted\"3\n" +
 	"\x0fShutdownRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\bR\x03now\"\x0f\n" +

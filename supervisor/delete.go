@@ -80,6 +80,19 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	}
 	t.Stop()
 	span.End()
+	forwarded := false
+	select {
+	case <-sh.deleteForwarded:
+		forwarded = true
+		// Before the shim goes: a daemon killed from here on leaves a
+		// marked bundle, which Restore removes (killing the shim if it
+		// still runs), not a dead shim's bundle that it would restore as
+		// a stopped task.
+		if err := writeMarker(sh.Bundle, deletedMarker); err != nil {
+			s.log.Error("persist task-deleted marker", "task", sh.String(), "error", err)
+		}
+	default:
+	}
 	// Watch the shim's exit through a pidfd, opened while the pid surely
 	// names the serving shim: its exit then wakes us at once, where a poll
 	// of the pid would add up to its interval to every delete.
@@ -105,21 +118,23 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 		s.waitShimExit(sh, w)
 	}
 	span.End()
-	select {
-	case <-sh.deleteForwarded:
-	default:
-		// The event loop is stopped: no race with its own TaskDelete.
-		env := deleteEnvelope(sh.ID, resp)
-		if err := s.forward(s.ctx, sh.Namespace, sh.ID, env); err != nil {
-			s.log.Error("publish task delete", "task", sh.String(), "error", err)
+	if !forwarded {
+		select {
+		case <-sh.deleteForwarded:
+		default:
+			// The event loop is stopped: no race with its own TaskDelete.
+			env := deleteEnvelope(sh.ID, resp)
+			if err := s.forward(s.ctx, sh.Namespace, sh.ID, env); err != nil {
+				s.log.Error("publish task delete", "task", sh.String(), "error", err)
+			}
+		}
+		// A daemon that dies from here on finishes the removal on Restore.
+		if err := writeMarker(sh.Bundle, deletedMarker); err != nil {
+			s.log.Error("persist task-deleted marker", "task", sh.String(), "error", err)
 		}
 	}
-	// A daemon that dies from here on finishes the removal on Restore.
 	span = spantrace.Start("remove bundle")
 	defer span.End()
-	if err := writeMarker(sh.Bundle, deletedMarker); err != nil {
-		s.log.Error("persist task-deleted marker", "task", sh.String(), "error", err)
-	}
 	s.remove(sh)
 	if err := removeBundle(sh.Bundle, sh.runtimeState()); err != nil {
 		return resp, fmt.Errorf("delete task %s: remove bundle: %w", sh, err)

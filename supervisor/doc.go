@@ -98,9 +98,20 @@
 // it started (a `runc create` cut short by the daemon's death would go on
 // writing into the bundle) and waits for them; a bundle that still lost
 // its config.json to a removal that failed half-way, but holds
-// `berth-shim delete`'s mark or a shim pid file, is removed again. Known gap: a daemon killed between a shim's Shutdown and the
-// task-deleted marker leaves a bundle that Restore reports as stopped with
-// a synthesized exit (the real one was published already).
+// `berth-shim delete`'s mark or a shim pid file, is removed again.
+//
+// A task is never restored half deleted. A shim that answers Connect with
+// task_deleted (its container was deleted; Connect waits for a delete under
+// way) lost its daemon inside Delete: Restore finishes that Delete (the
+// shim's held events forwarded first, then Shutdown and removal) before it
+// classifies the task, which is then gone. Delete writes the task-deleted
+// marker before the shim's Shutdown once the shim's TaskDelete was
+// forwarded. Only when it was not forwarded within deleteEventWait is the
+// marker written after the supervisor published the TaskDelete itself; a
+// daemon killed in between leaves a task that Restore reports as stopped
+// (deleting it again publishes a second TaskDelete). A TaskDelete forwarded
+// just before the daemon died, with no marker yet, is published again by
+// the next daemon: at least once, never lost.
 //
 // # Spare shims
 //

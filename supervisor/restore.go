@@ -213,6 +213,10 @@ func (sh *Shim) restore() {
 		c, err := sh.connect(ctx)
 		cancel()
 		if err == nil {
+			if c.info.TaskDeleted {
+				sh.finishLiveDelete(c)
+				return
+			}
 			if !sh.setState(stateRunning, stateRestoring) {
 				c.client.Close()
 				return
@@ -269,4 +273,26 @@ func (sh *Shim) finishDelete(done string) {
 		return
 	}
 	sh.s.log.Info(done, "task", sh.String())
+}
+
+// finishLiveDelete completes the Delete of a task whose shim deleted the
+// container while an earlier daemon was killed before it shut the shim
+// down: the task is gone before it is classified, rather than a live shim
+// holding nothing, which Get would show but no State call could answer.
+// The shim runs first, so that the events it still holds (its TaskDelete,
+// when no daemon acked it) are forwarded.
+func (sh *Shim) finishLiveDelete(c *conn) {
+	defer sh.markClassified()
+	sh.deleteMu.Lock()
+	defer sh.deleteMu.Unlock()
+	if !sh.setState(stateRunning, stateRestoring) {
+		c.client.Close()
+		return
+	}
+	sh.startRunning(c)
+	if _, err := sh.s.deleteLive(sh.s.ctx, sh, sh.deletedResponse()); err != nil {
+		sh.s.log.Error("restore: finish delete of task", "task", sh.String(), "error", err)
+		return
+	}
+	sh.s.log.Info("restore: finished delete of task whose shim had deleted the container", "task", sh.String())
 }

@@ -161,6 +161,8 @@ func (sh *Shim) errGone() error {
 	switch st := sh.getState(); st {
 	case stateStopped:
 		return fmt.Errorf("task %s: shim has exited: %w", sh, errdefs.ErrNotFound)
+	case stateDeleting:
+		return fmt.Errorf("task %s: deleted: %w", sh, errdefs.ErrNotFound)
 	default:
 		return fmt.Errorf("task %s: shim not connected (%v): %w", sh, st, errdefs.ErrUnavailable)
 	}

@@ -524,35 +524,85 @@ func TestRestoreFinishesDelete(t *testing.T) {
 	}
 }
 
-// A daemon killed after the shim deleted the container but before the
-// task-deleted marker leaves a live shim without a container; Delete on the
-// next daemon must finish the job rather than answer NotFound forever.
-func TestDeleteAfterCrashMidDelete(t *testing.T) {
-	e := newEnv(t, "sv-mid")
-	s1 := e.supervisor(newRecorder())
-	sh := e.create(s1, "mid", "true")
-	start(t, sh)
-	wait(t, sh)
-	pid := shimPid(t, sh)
-	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: "mid"}); err != nil {
-		t.Fatal(err)
+// A daemon killed after the shim deleted the container but before it shut
+// the shim down leaves a live shim without a container. The next daemon's
+// Restore finishes that delete before it answers for the task: the task is
+// fully gone (Get, Has, bundle, shim), never a task that Get shows but no
+// State call can answer, which kept its container from being deleted.
+func TestRestoreFinishesDeleteOfLiveShim(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// refuse keeps the first daemon from forwarding the shim's
+		// TaskDelete, as a daemon killed before it got to it.
+		refuse bool
+	}{
+		{name: "delete-unforwarded", refuse: true},
+		{name: "delete-forwarded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "sv-mid")
+			rec1 := newRecorder()
+			var h supervisor.EventHandler = rec1
+			if tc.refuse {
+				h = refuseDelete{rec1}
+			}
+			s1 := e.supervisor(nil, func(c *supervisor.Config) { c.Events = h })
+			sh := e.create(s1, "mid", "true")
+			start(t, sh)
+			wait(t, sh)
+			pid := shimPid(t, sh)
+			if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: "mid"}); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.refuse {
+				eventually(t, 5*time.Second, "TaskDelete forwarded", func() bool {
+					return rec1.count(e.ns, "mid", topics.TaskDelete) == 1
+				})
+			}
+			s1.Close()
+
+			rec2 := newRecorder()
+			s2 := e.supervisor(rec2)
+			if err := s2.Restore(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s2.Get(e.ns, "mid"); !errors.Is(err, errdefs.ErrNotFound) {
+				t.Fatalf("Get of a task whose shim had deleted it: %v", err)
+			}
+			if s2.Has(e.ns, "mid") {
+				t.Fatal("Has still counts a task whose shim had deleted it")
+			}
+			if _, err := s2.Delete(ctx(t), e.ns, "mid"); !errors.Is(err, errdefs.ErrNotFound) {
+				t.Fatalf("Delete of a deleted task: %v", err)
+			}
+			if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
+				t.Fatalf("bundle: %v", err)
+			}
+			eventually(t, 3*time.Second, "shim exits", func() bool { return !proc.Alive(pid) })
+			exits := rec1.count(e.ns, "mid", topics.TaskExit) + rec2.count(e.ns, "mid", topics.TaskExit)
+			deletes := rec1.count(e.ns, "mid", topics.TaskDelete) + rec2.count(e.ns, "mid", topics.TaskDelete)
+			if exits != 1 {
+				t.Errorf("exit published %d times: %v then %v", exits, rec1.topics(e.ns, "mid"), rec2.topics(e.ns, "mid"))
+			}
+			// Unforwarded, the shim still holds its TaskDelete and gives it
+			// to the next daemon; forwarded, the next daemon cannot tell
+			// whether the ack arrived, and may publish it again.
+			if deletes < 1 || tc.refuse && deletes != 1 {
+				t.Errorf("TaskDelete published %d times: %v then %v", deletes, rec1.topics(e.ns, "mid"), rec2.topics(e.ns, "mid"))
+			}
+		})
 	}
-	s1.Close()
-	rec := newRecorder()
-	s2 := e.supervisor(rec)
-	if err := s2.Restore(ctx(t)); err != nil {
-		t.Fatal(err)
+}
+
+// refuseDelete fails every /tasks/delete as an exchange that is down, so
+// the shim keeps the event unacked; it records the rest.
+type refuseDelete struct{ *recorder }
+
+func (r refuseDelete) Forward(ctx context.Context, ns, id string, env *shimapi.Envelope) error {
+	if env.Topic == topics.TaskDelete {
+		return fmt.Errorf("exchange unavailable (test)")
 	}
-	if _, err := s2.Delete(ctx(t), e.ns, "mid"); err != nil {
-		t.Fatalf("Delete after a crash mid-delete: %v", err)
-	}
-	if _, err := s2.Get(e.ns, "mid"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("Get of a deleted task: %v", err)
-	}
-	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
-		t.Fatalf("bundle: %v", err)
-	}
-	eventually(t, 3*time.Second, "shim exits", func() bool { return !proc.Alive(pid) })
+	return r.recorder.Forward(ctx, ns, id, env)
 }
 
 // invalidStart refuses /tasks/start as an exchange refuses an event it

@@ -412,7 +412,11 @@ func (s *Service) Connect(ctx context.Context, req *shimapi.ConnectRequest) (*sh
 	init := s.init
 	s.mu.Unlock()
 	if init != nil {
-		resp.TaskPid = uint32(init.Pid())
+		// Under the process's lock: a Delete under way ends first, so a
+		// daemon that connects while one runs learns its outcome.
+		pid, st, _ := init.snapshot()
+		resp.TaskPid = uint32(pid)
+		resp.TaskDeleted = st == Deleted
 	}
 	return resp, nil
 }
