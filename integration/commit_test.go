@@ -65,6 +65,15 @@ func busyboxArchive(t *testing.T) *bytes.Buffer {
 // layerEntries returns the names in layer desc of the content store.
 func layerEntries(t *testing.T, ctx context.Context, cs content.Store, desc ocispec.Descriptor) []string {
 	t.Helper()
+	var names []string
+	walkLayer(t, ctx, cs, desc, func(h *tar.Header, _ io.Reader) { names = append(names, h.Name) })
+	return names
+}
+
+// walkLayer calls fn with each entry of layer desc of the content store,
+// and a reader of the entry's bytes.
+func walkLayer(t *testing.T, ctx context.Context, cs content.Store, desc ocispec.Descriptor, fn func(*tar.Header, io.Reader)) {
+	t.Helper()
 	ra, err := cs.ReaderAt(ctx, desc)
 	if err != nil {
 		t.Fatal(err)
@@ -76,16 +85,15 @@ func layerEntries(t *testing.T, ctx context.Context, cs content.Store, desc ocis
 	}
 	defer r.Close()
 	tr := tar.NewReader(r)
-	var names []string
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return names
+			return
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		names = append(names, h.Name)
+		fn(h, tr)
 	}
 }
 
