@@ -146,6 +146,30 @@ func TestCRIStreaming(t *testing.T) {
 		}
 	})
 
+	// startAttached starts a container with stdin of cfg and returns it
+	// with the URL of an attach to its stdin, stdout and stderr.
+	startAttached := func(t *testing.T, cfg *runtimeapi.ContainerConfig) (string, *url.URL) {
+		t.Helper()
+		ctx := e.ctx(t)
+		cfg.Image, cfg.Stdin, cfg.StdinOnce = &runtimeapi.ImageSpec{Image: e.busybox}, true, true
+		r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: podCfg, Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := e.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: r.ContainerId, Stdin: true, Stdout: true, Stderr: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(a.Url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ContainerId, u
+	}
+
 	// Without a log path (as crictl and critest create containers) the
 	// output still reaches an attach: the shim writes it to a file of
 	// berthd's, which goes with the container.
@@ -156,29 +180,11 @@ func TestCRIStreaming(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			ctx := e.ctx(t)
-			r, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-				PodSandboxId: pod, SandboxConfig: podCfg,
-				Config: &runtimeapi.ContainerConfig{
-					Metadata: &runtimeapi.ContainerMetadata{Name: "cat" + logPath},
-					Image:    &runtimeapi.ImageSpec{Image: e.busybox},
-					Command:  []string{"sh", "-c", "while read line; do echo \"out $line\"; echo \"err $line\" >&2; done; echo bye"},
-					LogPath:  logPath, Stdin: true, StdinOnce: true,
-				},
+			id, u := startAttached(t, &runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: "cat" + logPath},
+				Command:  []string{"sh", "-c", "while read line; do echo \"out $line\"; echo \"err $line\" >&2; done; echo bye"},
+				LogPath:  logPath,
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
-				t.Fatal(err)
-			}
-			a, err := e.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: r.ContainerId, Stdin: true, Stdout: true, Stderr: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := url.Parse(a.Url)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var stdout, stderr testutil.Buffer
 			pr, pw := io.Pipe()
 			go func() {
@@ -187,30 +193,66 @@ func TestCRIStreaming(t *testing.T) {
 				io.WriteString(pw, "one\ntwo\n")
 				pw.Close()
 			}()
-			err = executors["spdy"](t, u).StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: &stdout, Stderr: &stderr})
+			err := executors["spdy"](t, u).StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: &stdout, Stderr: &stderr})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if stdout.String() != "out one\nout two\nbye\n" || stderr.String() != "err one\nerr two\n" {
 				t.Errorf("attach: stdout %q stderr %q", stdout.String(), stderr.String())
 			}
-			if st := e.waitExited(t, r.ContainerId); st.ExitCode != 0 {
+			if st := e.waitExited(t, id); st.ExitCode != 0 {
 				t.Errorf("exit code %d: want 0 after stdin's end", st.ExitCode)
 			}
 			if logPath == "" {
-				st, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: r.ContainerId})
+				st, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
 				if err != nil || st.GetStatus().GetLogPath() != "" {
 					t.Errorf("status: %v, log path %q: want none (the output file is berthd's)", err, st.GetStatus().GetLogPath())
 				}
 			}
-			if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: r.ContainerId}); err != nil {
+			if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
 				t.Fatal(err)
 			}
-			if out, _ := filepath.Glob(filepath.Join(e.d.state, ".cri", "output", r.ContainerId+"*")); len(out) != 0 {
+			if out, _ := filepath.Glob(filepath.Join(e.d.state, ".cri", "output", id+"*")); len(out) != 0 {
 				t.Errorf("output files left after the container's removal: %v", out)
 			}
 		})
 	}
+
+	// What critest's attach spec does: a shell on stdin prints a word
+	// without a newline while stdin stays open; it reaches the attached
+	// client then, not at the end of the output.
+	t.Run("attach sees output without a newline", func(t *testing.T) {
+		ctx := e.ctx(t)
+		_, u := startAttached(t, &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "shell"},
+			Command:  []string{"/bin/sh"},
+		})
+		var stdout, stderr testutil.Buffer
+		pr, pw := io.Pipe()
+		seen := make(chan bool, 1)
+		go func() {
+			defer pw.Close()
+			time.Sleep(500 * time.Millisecond)
+			io.WriteString(pw, "echo -n hello\n")
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if stdout.String() == "hello" {
+					seen <- true
+					return
+				}
+			}
+			seen <- false
+		}()
+		err := executors["spdy"](t, u).StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: &stdout, Stderr: &stderr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !<-seen {
+			t.Errorf("attach: stdout %q while stdin was open, want hello", stdout.String())
+		}
+		if stdout.String() != "hello" || stderr.String() != "" {
+			t.Errorf("attach: stdout %q stderr %q, want hello and nothing", stdout.String(), stderr.String())
+		}
+	})
 
 	t.Run("output without a log path is bounded", func(t *testing.T) {
 		// 3 MiB at once, then quiet: berthd rotates the file past 1 MiB,

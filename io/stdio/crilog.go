@@ -20,6 +20,12 @@ const (
 	// criFlushAt bounds the entries gathered from one read before they are
 	// written (a read of many short lines is written at once).
 	criFlushAt = 64 << 10
+	// criPartialAfter is how long an unfinished line waits for its end
+	// before what there is of it is written as a P entry: a prompt or an
+	// "echo -n" reaches the log (and so an attach) without waiting for a
+	// newline that may never come, while a line written in quick pieces
+	// still makes one entry.
+	criPartialAfter = 100 * time.Millisecond
 )
 
 // criLog is one CRI log file, shared by the streams that name it. Every
@@ -117,16 +123,21 @@ type criStream struct {
 	now     func() time.Time
 	pending []byte // the start of a line not yet written, at most criLineMax
 	entries []byte // entries gathered for one write, reused
+	// partialAfter is criPartialAfter; partial writes pending as a P entry
+	// once the stream was quiet that long (nil until first needed).
+	partialAfter time.Duration
+	partial      *time.Timer
 }
 
 func newCRIStream(l *criLog, name string) *criStream {
 	l.hold()
-	return &criStream{log: l, name: name, now: time.Now, pending: make([]byte, 0, criLineMax)}
+	return &criStream{log: l, name: name, now: time.Now, pending: make([]byte, 0, criLineMax), partialAfter: criPartialAfter}
 }
 
 // write splits p into entries: a line (without its newline) of at most
 // criLineMax bytes is one F entry; a longer one is P entries of criLineMax
-// bytes and a last F. An unfinished line waits in pending for the rest.
+// bytes and a last F. An unfinished line waits in pending for the rest, at
+// most criPartialAfter after the last write (then it is a P entry).
 func (s *criStream) write(p []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -152,6 +163,25 @@ func (s *criStream) write(p []byte) {
 			s.flush()
 		}
 	}
+	s.flush()
+	if len(s.pending) > 0 {
+		if s.partial == nil {
+			s.partial = time.AfterFunc(s.partialAfter, s.writePartial)
+		} else {
+			s.partial.Reset(s.partialAfter)
+		}
+	}
+}
+
+// writePartial writes the unfinished line as a P entry: its end, when it
+// comes, is an entry of its own.
+func (s *criStream) writePartial() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.pending) == 0 {
+		return
+	}
+	s.entry(s.now(), 'P', nil)
 	s.flush()
 }
 
@@ -195,6 +225,9 @@ func (s *criStream) close() {
 	defer s.mu.Unlock()
 	if s.closed {
 		return
+	}
+	if s.partial != nil {
+		s.partial.Stop()
 	}
 	if len(s.pending) > 0 {
 		s.entry(s.now(), 'F', nil)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +47,9 @@ func parseCRILog(t testing.TB, data []byte) []criEntry {
 		if f[2] != "P" && f[2] != "F" {
 			t.Fatalf("entry %.80q: tag %q", line, f[2])
 		}
-		if len(f[3]) > criLineMax || f[2] == "P" && len(f[3]) != criLineMax {
+		// A P entry is a full criLineMax piece, or an unfinished line
+		// written after a pause (criPartialAfter): never empty.
+		if len(f[3]) > criLineMax || f[2] == "P" && len(f[3]) == 0 {
 			t.Fatalf("entry %s with %d bytes of content", f[2], len(f[3]))
 		}
 		entries = append(entries, criEntry{f[1], f[2], f[3]})
@@ -104,6 +107,7 @@ func TestCRIStreamSplits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l, path := newTestCRILog(t)
 			s := newCRIStream(l, "stdout")
+			s.partialAfter = time.Hour // splitting only: a slow machine writes no P for a pause
 			for _, c := range tt.chunks {
 				s.write([]byte(c))
 			}
@@ -127,6 +131,39 @@ func TestCRIStreamSplits(t *testing.T) {
 	}
 }
 
+// TestCRIStreamWritesUnfinishedLine: a line without its end (a prompt,
+// "echo -n") reaches the file as a P entry once the stream is quiet, and
+// its end comes later as an entry of its own; nothing is written twice.
+func TestCRIStreamWritesUnfinishedLine(t *testing.T) {
+	l, path := newTestCRILog(t)
+	s := newCRIStream(l, "stdout")
+	s.partialAfter = time.Millisecond
+	s.write([]byte("done\nhello"))
+	var got []criEntry
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = parseCRILog(t, data); len(got) == 2 {
+			break
+		}
+	}
+	if want := []criEntry{{"stdout", "F", "done"}, {"stdout", "P", "hello"}}; !slices.Equal(got, want) {
+		t.Fatalf("entries %+v, want %+v", got, want)
+	}
+	s.write([]byte(" world\n"))
+	s.close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []criEntry{{"stdout", "F", "done"}, {"stdout", "P", "hello"}, {"stdout", "F", " world"}}
+	if got := parseCRILog(t, data); !slices.Equal(got, want) {
+		t.Fatalf("entries %+v, want %+v", got, want)
+	}
+}
+
 // TestCRIStreamsInterleaveByLine: two streams writing into one log at once,
 // in pieces that split lines, give whole entries, each stream's in order.
 func TestCRIStreamsInterleaveByLine(t *testing.T) {
@@ -135,6 +172,7 @@ func TestCRIStreamsInterleaveByLine(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, name := range []string{"stdout", "stderr"} {
 		s := newCRIStream(l, name)
+		s.partialAfter = time.Hour // whole lines however slowly the pieces come
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -269,6 +307,7 @@ func FuzzCRIStream(f *testing.F) {
 			t.Fatal(err)
 		}
 		s := newCRIStream(l, "stderr")
+		s.partialAfter = time.Hour
 		rest := data
 		for i := 0; len(rest) > 0; i++ {
 			n := len(rest)

@@ -18,8 +18,10 @@
 //     must exist) in the CRI log format, one entry a line:
 //     "<RFC3339Nano time> <stdout|stderr> <P|F> <content>\n". A line longer
 //     than 16 KiB (the kubelet's limit) is split into P entries of 16 KiB
-//     and a last F entry; an unfinished last line is written as F when the
-//     output ends. When stdout and stderr name the same crilog path they
+//     and a last F entry; an unfinished line is written as a P entry once
+//     the stream was quiet for 100 ms (a prompt, "echo -n": readers of the
+//     log such as an attach see it without waiting for a newline), and as
+//     F when the output ends. When stdout and stderr name the same crilog path they
 //     share one file, and their entries interleave by whole entries, each
 //     stream's in order. With a terminal only stdout exists (tagged
 //     stdout). The shim holds the file, so logging goes on while no daemon
