@@ -16,6 +16,7 @@ import (
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/shimapi"
 )
 
 // hangingRuntime writes a runtime that is runc except that its create
@@ -133,7 +134,7 @@ func TestShimCallBoundedWithoutDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// No deadline: before the bound, this create never returned.
-	stuck, stuckErr, _ := hungCreate(t, d, c, ctx, context.Background())
+	stuck, stuckErr, pidFile := hungCreate(t, d, c, ctx, context.Background())
 
 	// The container's lock is held by the hung create: a delete waits for
 	// it no longer than its caller's deadline.
@@ -158,5 +159,61 @@ func TestShimCallBoundedWithoutDeadline(t *testing.T) {
 	// was free (a waiter that ignored its deadline would have).
 	if err := stuck.Delete(ctx); err != nil {
 		t.Fatalf("delete the container whose create hung: %v", err)
+	}
+	// The shim ended its runtime call before it exited (its daemon had
+	// hung up, so nothing else waited for the call): the runtime is gone,
+	// not reparented away. Polled, since its death is the kernel's to
+	// complete.
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		t.Fatalf("runtime pid file holds %q", data)
+	}
+	eventually(t, time.Minute, "the hung runtime to die with its container's cleanup", func() bool {
+		return !proc.Alive(pid)
+	})
+}
+
+// TestShimKilledDuringHungCreate: a shim killed while its runtime hangs in
+// create cannot end the runtime call itself, which is reparented away from
+// it; the cleanup after the dead shim (berth-shim delete) finds the call by
+// the bundle in its environment and kills it.
+func TestShimKilledDuringHungCreate(t *testing.T) {
+	d := newDaemon(t)
+	c := d.client(t, "hang")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	stuck, stuckErr, pidFile := hungCreate(t, d, c, ctx, ctx)
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtimePid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || runtimePid <= 1 {
+		t.Fatalf("runtime pid file holds %q", data)
+	}
+	shimPid, err := shimapi.ReadPidFile(d.bundle("hang", "stuck"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-stuckErr:
+		if err == nil {
+			t.Fatal("create succeeded though its shim was killed")
+		}
+	case <-ctx.Done():
+		t.Fatal("the create whose shim was killed never returned")
+	}
+	eventually(t, time.Minute, "the runtime left by the killed shim to die", func() bool {
+		return !proc.Alive(runtimePid)
+	})
+	if err := stuck.Delete(ctx); err != nil {
+		t.Fatalf("delete the container whose shim was killed: %v", err)
 	}
 }

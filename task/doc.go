@@ -29,7 +29,13 @@
 //     for an exit to be handled.
 //   - Runtime calls outlive the caller that asked for them
 //     (context.WithoutCancel): a half-made or half-deleted container is
-//     worse than a late answer.
+//     worse than a late answer. They do not outlive the shim: Shutdown
+//     ends them, each with its process group (what a runtime wrapper
+//     started dies too), and the shim exits only once they are reaped
+//     (reaper.EndCommands); one left by a shim that died anyway carries
+//     the bundle in its environment, where berth-shim delete finds it.
+//     The container's processes are never signalled for this: the group
+//     of a call is killed only while the call runs.
 //   - The init process's exit is persisted to the bundle's exit file
 //     (shimapi.ExitFileName) before it is reported, and the file is removed
 //     only when init is deleted: a daemon that restarts in between still

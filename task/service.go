@@ -77,6 +77,11 @@ func NewService(cfg Config, r *reaper.Reaper) (*Service, error) {
 			Log:       filepath.Join(cfg.Bundle, "runtime.log"),
 			LogFormat: runc.JSON,
 			// No parent-death signal: the container must outlive the shim.
+			// Each call leads its own process group, so that ending a
+			// call (see life) also ends what the runtime started, such as
+			// a wrapper's runtime; the reaper signals the group only while
+			// the call runs (see reaper.Reaper).
+			Setpgid: true,
 		},
 		reaper:  r,
 		events:  newEventQueue(DefaultEventQueueMax),

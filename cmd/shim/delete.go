@@ -45,6 +45,9 @@ func del(ctx context.Context, o *options) error {
 	if err := killShim(o.bundle); err != nil {
 		errs = append(errs, err)
 	}
+	if err := killRuntimeLeft(o.bundle); err != nil {
+		errs = append(errs, err)
+	}
 	r := &runc.Runc{Command: o.runtime, Root: o.runtimeRoot}
 	if _, err := r.State(ctx, o.id); err == nil {
 		// Every process, also those outside a pid namespace, then the
@@ -108,7 +111,7 @@ func killShim(bundle string) error {
 		}
 		return fmt.Errorf("stop shim %d: %w", pid, err)
 	}
-	waitState(pid, shimExitTimeout, 'T', 't')
+	waitState(pid, killedExitTimeout, 'T', 't')
 	descendants := stopDescendants(pid)
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill shim %d: %w", pid, err)
@@ -118,17 +121,17 @@ func killShim(bundle string) error {
 	}
 	var errs []error
 	for _, p := range descendants {
-		if !waitState(p, shimExitTimeout) {
-			errs = append(errs, fmt.Errorf("process %d of shim %d still alive %v after SIGKILL", p, pid, shimExitTimeout))
+		if !waitState(p, killedExitTimeout) {
+			errs = append(errs, fmt.Errorf("process %d of shim %d still alive %v after SIGKILL", p, pid, killedExitTimeout))
 		}
 	}
 	// The pidfd becomes readable when the process has exited.
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	deadline := time.Now().Add(shimExitTimeout)
+	deadline := time.Now().Add(killedExitTimeout)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return errors.Join(append(errs, fmt.Errorf("shim %d still alive %v after SIGKILL", pid, shimExitTimeout))...)
+			return errors.Join(append(errs, fmt.Errorf("shim %d still alive %v after SIGKILL", pid, killedExitTimeout))...)
 		}
 		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
 		if err == nil && n > 0 {
@@ -139,6 +142,47 @@ func killShim(bundle string) error {
 		}
 	}
 }
+
+// killRuntimeLeft kills what the bundle's runtime calls left running
+// outside the shim's tree: a shim that died (killed, crashed) before it
+// ended its runtime calls left them reparented away. They carry the
+// bundle in runtimeBundleEnv; the container's processes do not. Each is
+// stopped first, and the search repeated until it finds no new one, so
+// that none forks a successor after the search.
+func killRuntimeLeft(bundle string) error {
+	entry := runtimeBundleEnv + "=" + bundle
+	self := os.Getpid()
+	var stopped []int
+	for range maxLeftSearches {
+		found := false
+		for _, pid := range proc.WithEnv(entry) {
+			if pid == self || slices.Contains(stopped, pid) || unix.Kill(pid, unix.SIGSTOP) != nil {
+				continue
+			}
+			found = true
+			stopped = append(stopped, pid)
+			waitState(pid, killedExitTimeout, 'T', 't')
+		}
+		if !found {
+			break
+		}
+	}
+	var errs []error
+	for _, pid := range stopped {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	for _, pid := range stopped {
+		if !waitState(pid, killedExitTimeout) {
+			errs = append(errs, fmt.Errorf("runtime process %d still alive %v after SIGKILL", pid, killedExitTimeout))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// maxLeftSearches bounds killRuntimeLeft's searches: each stops every
+// process it finds, so a process that keeps forking is caught within a
+// few.
+const maxLeftSearches = 8
 
 // stopDescendants SIGSTOPs every descendant of the stopped process root,
 // each before its own children are read (a stopped process forks nothing
@@ -153,7 +197,7 @@ func stopDescendants(root int) []int {
 			continue
 		}
 		tree = append(tree, pid)
-		waitState(pid, shimExitTimeout, 'T', 't')
+		waitState(pid, killedExitTimeout, 'T', 't')
 		queue = append(queue, proc.Children(pid)...)
 	}
 	return tree
@@ -176,10 +220,10 @@ func waitState(pid int, limit time.Duration, states ...byte) bool {
 	}
 }
 
-// shimExitTimeout bounds the wait for a killed shim to exit. A SIGKILLed
-// process exits as soon as it is scheduled; only a task stuck in the
-// kernel (D state) takes longer.
-const shimExitTimeout = 10 * time.Second
+// killedExitTimeout bounds the wait for a killed process (a shim, a
+// runtime call) to exit. A SIGKILLed process exits as soon as it is
+// scheduled; only a task stuck in the kernel (D state) takes longer.
+const killedExitTimeout = 10 * time.Second
 
 // servesBundle reports whether pid is a berth-shim serving bundle: named by
 // --bundle, or a spare started in another folder, since renamed to the

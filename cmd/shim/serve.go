@@ -168,6 +168,12 @@ func serve(ctx context.Context, o *options) error {
 	span := spantrace.Start("drain")
 	drain(server, shutdownDrain)
 	span.End()
+	// A runtime call still under way (its caller hung up, so drain did
+	// not wait for it) dies with the shim rather than after: orphaned, it
+	// would be out of reach of berth-shim delete's tree walk.
+	if left := r.EndCommands(killedExitTimeout); len(left) > 0 {
+		log.Error("runtime calls still alive after SIGKILL", "pids", left, "waited", killedExitTimeout)
+	}
 	if ts := bound(); ts != nil {
 		ts.Close()
 	}
@@ -182,12 +188,21 @@ func serve(ctx context.Context, o *options) error {
 // useBundle prepares the process for serving the bundle. go-runc writes
 // process specs and console sockets to a temporary folder named by
 // XDG_RUNTIME_DIR: keep them in the bundle when its path leaves room for a
-// socket name (sockaddr_un holds 107 bytes).
+// socket name (sockaddr_un holds 107 bytes). The runtime's processes carry
+// the bundle in runtimeBundleEnv.
 func useBundle(bundle string) {
 	if len(bundle) <= 80 {
 		os.Setenv("XDG_RUNTIME_DIR", bundle)
 	}
+	os.Setenv(runtimeBundleEnv, bundle)
 }
+
+// runtimeBundleEnv names the bundle in the environment of every runtime
+// call of its shim, and so of whatever the runtime starts before it execs
+// a container's process (which gets the spec's environment instead): what
+// berth-shim delete kills when a shim died and left runtime calls behind.
+// The shim's own environment, as /proc shows it, lacks it.
+const runtimeBundleEnv = "BERTH_RUNTIME_BUNDLE"
 
 // shutdownDrain bounds how long a stopping shim waits for its clients to
 // take their last replies and hang up.

@@ -55,3 +55,30 @@ func Children(pid int) []int {
 	}
 	return out
 }
+
+// WithEnv returns the pids of the processes whose environment, as they
+// were started with it (/proc/PID/environ), holds entry ("NAME=value")
+// exactly. A process that set the variable only after it started is not
+// among them; one that exits meanwhile may be.
+func WithEnv(entry string) []int {
+	dirs, _ := os.ReadDir("/proc")
+	want := []byte(entry)
+	var out []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + d.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for e := range bytes.SplitSeq(data, []byte{0}) {
+			if bytes.Equal(e, want) {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,8 +1,11 @@
 package proc
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,5 +76,37 @@ func TestStateAndChildren(t *testing.T) {
 	}
 	if _, err := State(1 << 30); err == nil {
 		t.Error("State of a pid that cannot exist: no error")
+	}
+}
+
+func TestWithEnv(t *testing.T) {
+	entry := fmt.Sprintf("BERTH_PROC_TEST=%d", os.Getpid())
+	cmd := exec.Command("/bin/sh", "-c", "sleep 60 & wait")
+	cmd.Env = append(os.Environ(), entry)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // killed with its sleep
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Kill(-cmd.Process.Pid, unix.SIGKILL); cmd.Wait() })
+	other := exec.Command("/bin/sh", "-c", "sleep 60")
+	other.Env = append(os.Environ(), entry+"0") // a longer value is another entry
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	var found []int
+	deadline := time.Now().Add(time.Minute)
+	for len(found) < 2 { // the shell and its sleep, which inherits the entry
+		if time.Now().After(deadline) {
+			t.Fatalf("found %v, want the shell %d and its sleep", found, cmd.Process.Pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+		found = WithEnv(entry)
+	}
+	if len(found) != 2 || !slices.Contains(found, cmd.Process.Pid) || slices.Contains(found, other.Process.Pid) {
+		t.Fatalf("found %v, want the shell %d and its sleep, not %d", found, cmd.Process.Pid, other.Process.Pid)
+	}
+	if slices.Contains(WithEnv(entry), os.Getpid()) {
+		t.Fatal("the test process, whose environment lacks the entry, was found")
 	}
 }

@@ -5,9 +5,11 @@
 package reaper
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,15 +27,28 @@ import (
 // the pid is registered, and the reaping goroutine dispatches under mu, so a
 // command that exits at once still finds its channel; subscriptions queue
 // without bound, so dispatching never waits for a slow subscriber.
+//
+// A command started with SysProcAttr.Setpgid leads its own process group,
+// and is ended together with that group: whatever it started (a runtime
+// wrapper's runtime, a runtime's own helpers) dies with it. The group is
+// signalled only while its leader is unreaped, so its id still names it;
+// once the command has exited, what is left in the group (a container's
+// init) is not the command's to end.
 type Reaper struct {
 	mu   sync.Mutex                 // held while dispatching and while a command starts
-	cmds map[int]chan runc.Exit     // guarded by mu: started commands by pid
+	cmds map[int]*command           // guarded by mu: started commands not yet reaped, by pid
 	subs map[*Subscription]struct{} // guarded by mu
+}
+
+// command is a command started through the reaper.
+type command struct {
+	exit  chan runc.Exit // buffered, one exit
+	group bool           // it leads its own process group
 }
 
 // New returns a reaper; Run must be called for it to reap.
 func New() *Reaper {
-	return &Reaper{cmds: make(map[int]chan runc.Exit), subs: make(map[*Subscription]struct{})}
+	return &Reaper{cmds: make(map[int]*command), subs: make(map[*Subscription]struct{})}
 }
 
 // Run makes the calling process a child subreaper and reaps children until
@@ -76,9 +91,9 @@ func (r *Reaper) reap() {
 func (r *Reaper) dispatch(e runc.Exit) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ch, ok := r.cmds[e.Pid]; ok {
+	if c, ok := r.cmds[e.Pid]; ok {
 		delete(r.cmds, e.Pid)
-		ch <- e // buffered, one exit per command
+		c.exit <- e // buffered, one exit per command
 		return
 	}
 	for s := range r.subs {
@@ -95,17 +110,66 @@ func exitCode(ws unix.WaitStatus) int {
 }
 
 // Start starts c and returns the channel its exit will arrive on.
-// It implements runc.ProcessMonitor.
+// It implements runc.ProcessMonitor. When c's context ends, c is killed
+// (with its group, see Reaper).
 func (r *Reaper) Start(c *exec.Cmd) (chan runc.Exit, error) {
+	group := c.SysProcAttr != nil && c.SysProcAttr.Setpgid
+	if group {
+		c.Cancel = func() error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if cmd, ok := r.cmds[c.Process.Pid]; ok {
+				r.killLocked(c.Process.Pid, cmd)
+			}
+			return nil
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := c.Start(); err != nil {
 		return nil, err
 	}
-	ch := make(chan runc.Exit, 1)
-	r.cmds[c.Process.Pid] = ch
-	return ch, nil
+	cmd := &command{exit: make(chan runc.Exit, 1), group: group}
+	r.cmds[c.Process.Pid] = cmd
+	return cmd.exit, nil
 }
+
+// killLocked SIGKILLs the unreaped command pid, with its group if it
+// leads one.
+func (r *Reaper) killLocked(pid int, c *command) {
+	if c.group {
+		unix.Kill(-pid, unix.SIGKILL)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+}
+
+// EndCommands kills every command still running (see Reaper) and waits up
+// to limit until each is reaped; it returns the pids of those that were
+// not. Run must be reaping meanwhile. A process that started commands
+// calls it before it exits, so that none outlives it: an orphaned command
+// would be reparented away and out of reach of whoever cleans up after
+// the process.
+func (r *Reaper) EndCommands(limit time.Duration) []int {
+	r.mu.Lock()
+	for pid, c := range r.cmds {
+		r.killLocked(pid, c)
+	}
+	r.mu.Unlock()
+	deadline := time.Now().Add(limit)
+	for {
+		r.mu.Lock()
+		left := slices.Sorted(maps.Keys(r.cmds))
+		r.mu.Unlock()
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(endPoll)
+	}
+}
+
+// endPoll is how often EndCommands looks whether the killed commands are
+// reaped; a SIGKILLed process exits as soon as it is scheduled.
+const endPoll = 5 * time.Millisecond
 
 // StartLocked is Start; the shim never sets a parent-death signal on the
 // runtime, so there is no thread to lock.

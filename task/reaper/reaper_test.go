@@ -2,6 +2,7 @@ package reaper
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +34,8 @@ func TestReaper(t *testing.T) {
 	t.Run("StartFailure", func(t *testing.T) { testReaperStartFailure(t, r) })
 	t.Run("OrphanToSubscription", func(t *testing.T) { testReaperOrphan(t, r) })
 	t.Run("UnsubscribeStopsDelivery", func(t *testing.T) { testReaperUnsubscribe(t, r) })
+	t.Run("CancelEndsGroup", func(t *testing.T) { testReaperCancelEndsGroup(t, r) })
+	t.Run("EndCommands", func(t *testing.T) { testReaperEndCommands(t, r) })
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -330,5 +333,87 @@ func testReaperUnsubscribe(t *testing.T, r *Reaper) {
 	}
 	if q := gone.Take(); len(q) != 0 {
 		t.Errorf("unsubscribed subscription got %v", q)
+	}
+}
+
+// startGroup starts, through the reaper, a shell that leads its own
+// process group and starts a sleep in it; it returns the sleep's pid.
+// Unless wait, the shell exits at once and leaves the sleep in the group.
+func startGroup(t *testing.T, r *Reaper, ctx context.Context, wait bool) (*exec.Cmd, chan runc.Exit, int) {
+	t.Helper()
+	script := "sleep 60 >/dev/null & echo $!"
+	if wait {
+		script += "; wait"
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := startCmd(t, r, cmd)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read the sleep's pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("sleep's pid %q: %v", line, err)
+	}
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	return cmd, ec, pid
+}
+
+// testReaperCancelEndsGroup: a command in its own process group whose
+// context ends is killed with what it started.
+func testReaperCancelEndsGroup(t *testing.T, r *Reaper) {
+	sub := r.Subscribe()
+	defer r.Unsubscribe(sub)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd, ec, sleep := startGroup(t, r, ctx, true)
+	cancel()
+	if got := waitCmd(t, r, cmd, ec); got != 137 {
+		t.Errorf("command status = %d, want 137", got)
+	}
+	// Reparented to the test process, the subreaper, when the shell died.
+	if e := takeExit(t, sub, sleep); e.Status != 137 {
+		t.Errorf("the command's sleep exited %d, want 137 (killed with its group)", e.Status)
+	}
+}
+
+// testReaperEndCommands: EndCommands kills every running command, with
+// its group, and returns once they are reaped; a plain command too.
+func testReaperEndCommands(t *testing.T, r *Reaper) {
+	sub := r.Subscribe()
+	defer r.Unsubscribe(sub)
+	grouped, gec, sleep := startGroup(t, r, context.Background(), true)
+	plain := exec.Command("sleep", "60")
+	pec := startCmd(t, r, plain)
+	if left := r.EndCommands(reapTimeout); len(left) != 0 {
+		t.Fatalf("commands %v still running %v after EndCommands", left, reapTimeout)
+	}
+	if got := waitCmd(t, r, grouped, gec); got != 137 {
+		t.Errorf("grouped command status = %d, want 137", got)
+	}
+	if got := waitCmd(t, r, plain, pec); got != 137 {
+		t.Errorf("plain command status = %d, want 137", got)
+	}
+	if e := takeExit(t, sub, sleep); e.Status != 137 {
+		t.Errorf("the grouped command's sleep exited %d, want 137", e.Status)
+	}
+
+	// Once a command has exited, what is left in its group (a container's
+	// init, after runc create) is not its to end: the sleep here dies of
+	// the test's SIGTERM, not of a SIGKILL sent before.
+	exited, eec, rest := startGroup(t, r, context.Background(), false)
+	if got := waitCmd(t, r, exited, eec); got != 0 {
+		t.Fatalf("command status = %d, want 0", got)
+	}
+	if left := r.EndCommands(reapTimeout); len(left) != 0 {
+		t.Fatalf("commands %v still running after EndCommands", left)
+	}
+	unix.Kill(rest, unix.SIGTERM)
+	if e := takeExit(t, sub, rest); e.Status != 128+int(unix.SIGTERM) {
+		t.Errorf("the sleep left in an exited command's group exited %d, want %d: EndCommands killed it", e.Status, 128+int(unix.SIGTERM))
 	}
 }
