@@ -14,6 +14,8 @@ type (
 	Status      = typesv1.Status
 	ProcessInfo = typesv1.ProcessInfo
 	Metrics     = typesv1.Metrics
+	Pressure    = typesv1.Pressure
+	BlockIO     = typesv1.BlockIO
 
 	TaskCreate      = eventsv1.TaskCreate
 	TaskStart       = eventsv1.TaskStart

@@ -326,8 +326,76 @@ type Metrics struct {
 	// io_read_ops and io_write_ops count the read and write operations
 	// issued to block devices (v2 io.stat rios and wios; v1
 	// blkio.throttle.io_serviced Read and Write).
-	IoReadOps     uint64 `protobuf:"varint,15,opt,name=io_read_ops,json=ioReadOps,proto3" json:"io_read_ops,omitempty"`
-	IoWriteOps    uint64 `protobuf:"varint,16,opt,name=io_write_ops,json=ioWriteOps,proto3" json:"io_write_ops,omitempty"`
+	IoReadOps  uint64 `protobuf:"varint,15,opt,name=io_read_ops,json=ioReadOps,proto3" json:"io_read_ops,omitempty"`
+	IoWriteOps uint64 `protobuf:"varint,16,opt,name=io_write_ops,json=ioWriteOps,proto3" json:"io_write_ops,omitempty"`
+	// cpu_periods counts the enforcement periods that elapsed while the
+	// cgroup had a CPU quota and runnable tasks; cpu_throttled_periods
+	// those of them in which it used up its quota, and cpu_throttled_ns
+	// the time its tasks waited for the next period (v1 cpu.stat
+	// nr_periods, nr_throttled, throttled_time; v2 cpu.stat nr_periods,
+	// nr_throttled, throttled_usec). All stay 0 without a quota.
+	CpuPeriods          uint64 `protobuf:"varint,17,opt,name=cpu_periods,json=cpuPeriods,proto3" json:"cpu_periods,omitempty"`
+	CpuThrottledPeriods uint64 `protobuf:"varint,18,opt,name=cpu_throttled_periods,json=cpuThrottledPeriods,proto3" json:"cpu_throttled_periods,omitempty"`
+	CpuThrottledNs      uint64 `protobuf:"varint,19,opt,name=cpu_throttled_ns,json=cpuThrottledNs,proto3" json:"cpu_throttled_ns,omitempty"`
+	// cpu_period_us is the CFS enforcement period in microseconds, and
+	// cpu_quota_us the CPU time the cgroup may use in each, 0 when it has
+	// no quota (v1 cpu.cfs_period_us and cpu.cfs_quota_us; v2 cpu.max).
+	CpuPeriodUs uint64 `protobuf:"varint,20,opt,name=cpu_period_us,json=cpuPeriodUs,proto3" json:"cpu_period_us,omitempty"`
+	CpuQuotaUs  uint64 `protobuf:"varint,21,opt,name=cpu_quota_us,json=cpuQuotaUs,proto3" json:"cpu_quota_us,omitempty"`
+	// cpu_shares is the cgroup's CPU weight in v1 shares (2 to 262144;
+	// v1 cpu.shares; v2 cpu.weight converted back as runc converts shares
+	// to a weight).
+	CpuShares uint64 `protobuf:"varint,22,opt,name=cpu_shares,json=cpuShares,proto3" json:"cpu_shares,omitempty"`
+	// memory_swap_bytes is the swap in use by the cgroup (v1 memory.stat
+	// total_swap, present when the kernel accounts swap; v2
+	// memory.swap.current).
+	MemorySwapBytes uint64 `protobuf:"varint,23,opt,name=memory_swap_bytes,json=memorySwapBytes,proto3" json:"memory_swap_bytes,omitempty"`
+	// memory_swap_limit_bytes is the limit of memory plus swap, 0 when
+	// there is none (v1 memory.memsw.limit_in_bytes; v2 memory.swap.max
+	// plus memory.max, so that both versions mean the same).
+	MemorySwapLimitBytes uint64 `protobuf:"varint,24,opt,name=memory_swap_limit_bytes,json=memorySwapLimitBytes,proto3" json:"memory_swap_limit_bytes,omitempty"`
+	// memory_reservation_bytes is the soft limit the kernel reclaims
+	// towards under memory pressure, 0 when there is none (v1
+	// memory.soft_limit_in_bytes; v2 memory.low).
+	MemoryReservationBytes uint64 `protobuf:"varint,25,opt,name=memory_reservation_bytes,json=memoryReservationBytes,proto3" json:"memory_reservation_bytes,omitempty"`
+	// memory_kernel_bytes is the kernel memory charged to the cgroup
+	// (v1 memory.kmem.usage_in_bytes; v2 memory.stat kernel).
+	MemoryKernelBytes uint64 `protobuf:"varint,26,opt,name=memory_kernel_bytes,json=memoryKernelBytes,proto3" json:"memory_kernel_bytes,omitempty"`
+	// memory_mapped_file_bytes is the page cache mapped into the cgroup's
+	// processes (v1 memory.stat total_mapped_file; v2 memory.stat
+	// file_mapped).
+	MemoryMappedFileBytes uint64 `protobuf:"varint,27,opt,name=memory_mapped_file_bytes,json=memoryMappedFileBytes,proto3" json:"memory_mapped_file_bytes,omitempty"`
+	// memory_failcnt counts how often the usage hit the limit (v1
+	// memory.failcnt; v2 memory.events max).
+	MemoryFailcnt uint64 `protobuf:"varint,28,opt,name=memory_failcnt,json=memoryFailcnt,proto3" json:"memory_failcnt,omitempty"`
+	// memory_pgfault and memory_pgmajfault count the page faults of the
+	// cgroup and its descendants, all and major ones (v1 memory.stat
+	// total_pgfault and total_pgmajfault; v2 memory.stat pgfault and
+	// pgmajfault).
+	MemoryPgfault    uint64 `protobuf:"varint,29,opt,name=memory_pgfault,json=memoryPgfault,proto3" json:"memory_pgfault,omitempty"`
+	MemoryPgmajfault uint64 `protobuf:"varint,30,opt,name=memory_pgmajfault,json=memoryPgmajfault,proto3" json:"memory_pgmajfault,omitempty"`
+	// processes counts the processes in the cgroup (cgroup.procs), where
+	// pids_current counts their threads too.
+	Processes uint64 `protobuf:"varint,31,opt,name=processes,proto3" json:"processes,omitempty"`
+	// file_descriptors counts the open file descriptors of the processes
+	// in the cgroup, sockets those of them that are sockets.
+	FileDescriptors uint64 `protobuf:"varint,32,opt,name=file_descriptors,json=fileDescriptors,proto3" json:"file_descriptors,omitempty"`
+	Sockets         uint64 `protobuf:"varint,33,opt,name=sockets,proto3" json:"sockets,omitempty"`
+	// nofile_soft_limit is the soft RLIMIT_NOFILE of the container's init
+	// process, 0 when it has none.
+	NofileSoftLimit uint64 `protobuf:"varint,34,opt,name=nofile_soft_limit,json=nofileSoftLimit,proto3" json:"nofile_soft_limit,omitempty"`
+	// cpu_pressure, memory_pressure and io_pressure are the cgroup's
+	// pressure stall information (cgroup v2 cpu.pressure, memory.pressure,
+	// io.pressure; on a hybrid v1 host, from the container's cgroup in the
+	// unified hierarchy). Absent where the kernel has none (no PSI, or the
+	// container has no cgroup of its own in a v2 hierarchy).
+	CpuPressure    *Pressure `protobuf:"bytes,35,opt,name=cpu_pressure,json=cpuPressure,proto3" json:"cpu_pressure,omitempty"`
+	MemoryPressure *Pressure `protobuf:"bytes,36,opt,name=memory_pressure,json=memoryPressure,proto3" json:"memory_pressure,omitempty"`
+	IoPressure     *Pressure `protobuf:"bytes,37,opt,name=io_pressure,json=ioPressure,proto3" json:"io_pressure,omitempty"`
+	// io_devices is the block I/O of io_read_bytes, io_write_bytes,
+	// io_read_ops and io_write_ops per device, in the order the kernel
+	// lists them.
+	IoDevices     []*BlockIO `protobuf:"bytes,38,rep,name=io_devices,json=ioDevices,proto3" json:"io_devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +542,304 @@ func (x *Metrics) GetIoWriteOps() uint64 {
 	return 0
 }
 
+func (x *Metrics) GetCpuPeriods() uint64 {
+	if x != nil {
+		return x.CpuPeriods
+	}
+	return 0
+}
+
+func (x *Metrics) GetCpuThrottledPeriods() uint64 {
+	if x != nil {
+		return x.CpuThrottledPeriods
+	}
+	return 0
+}
+
+func (x *Metrics) GetCpuThrottledNs() uint64 {
+	if x != nil {
+		return x.CpuThrottledNs
+	}
+	return 0
+}
+
+func (x *Metrics) GetCpuPeriodUs() uint64 {
+	if x != nil {
+		return x.CpuPeriodUs
+	}
+	return 0
+}
+
+func (x *Metrics) GetCpuQuotaUs() uint64 {
+	if x != nil {
+		return x.CpuQuotaUs
+	}
+	return 0
+}
+
+func (x *Metrics) GetCpuShares() uint64 {
+	if x != nil {
+		return x.CpuShares
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemorySwapBytes() uint64 {
+	if x != nil {
+		return x.MemorySwapBytes
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemorySwapLimitBytes() uint64 {
+	if x != nil {
+		return x.MemorySwapLimitBytes
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemoryReservationBytes() uint64 {
+	if x != nil {
+		return x.MemoryReservationBytes
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemoryKernelBytes() uint64 {
+	if x != nil {
+		return x.MemoryKernelBytes
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemoryMappedFileBytes() uint64 {
+	if x != nil {
+		return x.MemoryMappedFileBytes
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemoryFailcnt() uint64 {
+	if x != nil {
+		return x.MemoryFailcnt
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemoryPgfault() uint64 {
+	if x != nil {
+		return x.MemoryPgfault
+	}
+	return 0
+}
+
+func (x *Metrics) GetMemoryPgmajfault() uint64 {
+	if x != nil {
+		return x.MemoryPgmajfault
+	}
+	return 0
+}
+
+func (x *Metrics) GetProcesses() uint64 {
+	if x != nil {
+		return x.Processes
+	}
+	return 0
+}
+
+func (x *Metrics) GetFileDescriptors() uint64 {
+	if x != nil {
+		return x.FileDescriptors
+	}
+	return 0
+}
+
+func (x *Metrics) GetSockets() uint64 {
+	if x != nil {
+		return x.Sockets
+	}
+	return 0
+}
+
+func (x *Metrics) GetNofileSoftLimit() uint64 {
+	if x != nil {
+		return x.NofileSoftLimit
+	}
+	return 0
+}
+
+func (x *Metrics) GetCpuPressure() *Pressure {
+	if x != nil {
+		return x.CpuPressure
+	}
+	return nil
+}
+
+func (x *Metrics) GetMemoryPressure() *Pressure {
+	if x != nil {
+		return x.MemoryPressure
+	}
+	return nil
+}
+
+func (x *Metrics) GetIoPressure() *Pressure {
+	if x != nil {
+		return x.IoPressure
+	}
+	return nil
+}
+
+func (x *Metrics) GetIoDevices() []*BlockIO {
+	if x != nil {
+		return x.IoDevices
+	}
+	return nil
+}
+
+// Pressure is the time in which some or all of a cgroup's runnable tasks
+// were stalled waiting for one resource, cumulative since the cgroup was
+// created.
+type Pressure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// some_us: microseconds in which at least one task was stalled.
+	SomeUs uint64 `protobuf:"varint,1,opt,name=some_us,json=someUs,proto3" json:"some_us,omitempty"`
+	// full_us: microseconds in which all non-idle tasks were stalled at
+	// once.
+	FullUs        uint64 `protobuf:"varint,2,opt,name=full_us,json=fullUs,proto3" json:"full_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pressure) Reset() {
+	*x = Pressure{}
+	mi := &file_proto_types_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pressure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pressure) ProtoMessage() {}
+
+func (x *Pressure) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_types_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pressure.ProtoReflect.Descriptor instead.
+func (*Pressure) Descriptor() ([]byte, []int) {
+	return file_proto_types_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Pressure) GetSomeUs() uint64 {
+	if x != nil {
+		return x.SomeUs
+	}
+	return 0
+}
+
+func (x *Pressure) GetFullUs() uint64 {
+	if x != nil {
+		return x.FullUs
+	}
+	return 0
+}
+
+// BlockIO is a cgroup's I/O on one block device.
+type BlockIO struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// major and minor are the device's numbers.
+	Major         uint32 `protobuf:"varint,1,opt,name=major,proto3" json:"major,omitempty"`
+	Minor         uint32 `protobuf:"varint,2,opt,name=minor,proto3" json:"minor,omitempty"`
+	ReadBytes     uint64 `protobuf:"varint,3,opt,name=read_bytes,json=readBytes,proto3" json:"read_bytes,omitempty"`
+	WriteBytes    uint64 `protobuf:"varint,4,opt,name=write_bytes,json=writeBytes,proto3" json:"write_bytes,omitempty"`
+	ReadOps       uint64 `protobuf:"varint,5,opt,name=read_ops,json=readOps,proto3" json:"read_ops,omitempty"`
+	WriteOps      uint64 `protobuf:"varint,6,opt,name=write_ops,json=writeOps,proto3" json:"write_ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockIO) Reset() {
+	*x = BlockIO{}
+	mi := &file_proto_types_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockIO) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockIO) ProtoMessage() {}
+
+func (x *BlockIO) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_types_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockIO.ProtoReflect.Descriptor instead.
+func (*BlockIO) Descriptor() ([]byte, []int) {
+	return file_proto_types_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BlockIO) GetMajor() uint32 {
+	if x != nil {
+		return x.Major
+	}
+	return 0
+}
+
+func (x *BlockIO) GetMinor() uint32 {
+	if x != nil {
+		return x.Minor
+	}
+	return 0
+}
+
+func (x *BlockIO) GetReadBytes() uint64 {
+	if x != nil {
+		return x.ReadBytes
+	}
+	return 0
+}
+
+func (x *BlockIO) GetWriteBytes() uint64 {
+	if x != nil {
+		return x.WriteBytes
+	}
+	return 0
+}
+
+func (x *BlockIO) GetReadOps() uint64 {
+	if x != nil {
+		return x.ReadOps
+	}
+	return 0
+}
+
+func (x *BlockIO) GetWriteOps() uint64 {
+	if x != nil {
+		return x.WriteOps
+	}
+	return 0
+}
+
 var File_proto_types_v1_types_proto protoreflect.FileDescriptor
 
 const file_proto_types_v1_types_proto_rawDesc = "" +
@@ -491,7 +857,7 @@ const file_proto_types_v1_types_proto_rawDesc = "" +
 	"\bterminal\x18\x04 \x01(\bR\bterminal\"8\n" +
 	"\vProcessInfo\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\xec\x04\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\xd3\f\n" +
 	"\aMetrics\x12 \n" +
 	"\fcpu_usage_ns\x18\x01 \x01(\x04R\n" +
 	"cpuUsageNs\x12\x1e\n" +
@@ -513,7 +879,46 @@ const file_proto_types_v1_types_proto_rawDesc = "" +
 	"\x0eio_write_bytes\x18\x0e \x01(\x04R\fioWriteBytes\x12\x1e\n" +
 	"\vio_read_ops\x18\x0f \x01(\x04R\tioReadOps\x12 \n" +
 	"\fio_write_ops\x18\x10 \x01(\x04R\n" +
-	"ioWriteOps*k\n" +
+	"ioWriteOps\x12\x1f\n" +
+	"\vcpu_periods\x18\x11 \x01(\x04R\n" +
+	"cpuPeriods\x122\n" +
+	"\x15cpu_throttled_periods\x18\x12 \x01(\x04R\x13cpuThrottledPeriods\x12(\n" +
+	"\x10cpu_throttled_ns\x18\x13 \x01(\x04R\x0ecpuThrottledNs\x12\"\n" +
+	"\rcpu_period_us\x18\x14 \x01(\x04R\vcpuPeriodUs\x12 \n" +
+	"\fcpu_quota_us\x18\x15 \x01(\x04R\n" +
+	"cpuQuotaUs\x12\x1d\n" +
+	"\n" +
+	"cpu_shares\x18\x16 \x01(\x04R\tcpuShares\x12*\n" +
+	"\x11memory_swap_bytes\x18\x17 \x01(\x04R\x0fmemorySwapBytes\x125\n" +
+	"\x17memory_swap_limit_bytes\x18\x18 \x01(\x04R\x14memorySwapLimitBytes\x128\n" +
+	"\x18memory_reservation_bytes\x18\x19 \x01(\x04R\x16memoryReservationBytes\x12.\n" +
+	"\x13memory_kernel_bytes\x18\x1a \x01(\x04R\x11memoryKernelBytes\x127\n" +
+	"\x18memory_mapped_file_bytes\x18\x1b \x01(\x04R\x15memoryMappedFileBytes\x12%\n" +
+	"\x0ememory_failcnt\x18\x1c \x01(\x04R\rmemoryFailcnt\x12%\n" +
+	"\x0ememory_pgfault\x18\x1d \x01(\x04R\rmemoryPgfault\x12+\n" +
+	"\x11memory_pgmajfault\x18\x1e \x01(\x04R\x10memoryPgmajfault\x12\x1c\n" +
+	"\tprocesses\x18\x1f \x01(\x04R\tprocesses\x12)\n" +
+	"\x10file_descriptors\x18  \x01(\x04R\x0ffileDescriptors\x12\x18\n" +
+	"\asockets\x18! \x01(\x04R\asockets\x12*\n" +
+	"\x11nofile_soft_limit\x18\" \x01(\x04R\x0fnofileSoftLimit\x12;\n" +
+	"\fcpu_pressure\x18# \x01(\v2\x18.berth.types.v1.PressureR\vcpuPressure\x12A\n" +
+	"\x0fmemory_pressure\x18$ \x01(\v2\x18.berth.types.v1.PressureR\x0ememoryPressure\x129\n" +
+	"\vio_pressure\x18% \x01(\v2\x18.berth.types.v1.PressureR\n" +
+	"ioPressure\x126\n" +
+	"\n" +
+	"io_devices\x18& \x03(\v2\x17.berth.types.v1.BlockIOR\tioDevices\"<\n" +
+	"\bPressure\x12\x17\n" +
+	"\asome_us\x18\x01 \x01(\x04R\x06someUs\x12\x17\n" +
+	"\afull_us\x18\x02 \x01(\x04R\x06fullUs\"\xad\x01\n" +
+	"\aBlockIO\x12\x14\n" +
+	"\x05major\x18\x01 \x01(\rR\x05major\x12\x14\n" +
+	"\x05minor\x18\x02 \x01(\rR\x05minor\x12\x1d\n" +
+	"\n" +
+	"read_bytes\x18\x03 \x01(\x04R\treadBytes\x12\x1f\n" +
+	"\vwrite_bytes\x18\x04 \x01(\x04R\n" +
+	"writeBytes\x12\x19\n" +
+	"\bread_ops\x18\x05 \x01(\x04R\areadOps\x12\x1b\n" +
+	"\twrite_ops\x18\x06 \x01(\x04R\bwriteOps*k\n" +
 	"\x06Status\x12\x12\n" +
 	"\x0eSTATUS_UNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
@@ -534,20 +939,26 @@ func file_proto_types_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_types_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_proto_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_proto_types_v1_types_proto_goTypes = []any{
 	(Status)(0),         // 0: berth.types.v1.Status
 	(*Mount)(nil),       // 1: berth.types.v1.Mount
 	(*Stdio)(nil),       // 2: berth.types.v1.Stdio
 	(*ProcessInfo)(nil), // 3: berth.types.v1.ProcessInfo
 	(*Metrics)(nil),     // 4: berth.types.v1.Metrics
+	(*Pressure)(nil),    // 5: berth.types.v1.Pressure
+	(*BlockIO)(nil),     // 6: berth.types.v1.BlockIO
 }
 var file_proto_types_v1_types_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	5, // 0: berth.types.v1.Metrics.cpu_pressure:type_name -> berth.types.v1.Pressure
+	5, // 1: berth.types.v1.Metrics.memory_pressure:type_name -> berth.types.v1.Pressure
+	5, // 2: berth.types.v1.Metrics.io_pressure:type_name -> berth.types.v1.Pressure
+	6, // 3: berth.types.v1.Metrics.io_devices:type_name -> berth.types.v1.BlockIO
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_proto_types_v1_types_proto_init() }
@@ -561,7 +972,7 @@ func file_proto_types_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_types_v1_types_proto_rawDesc), len(file_proto_types_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,5 +1,6 @@
 // Package cgroup reads the container's cgroup for the shim: the metrics of
-// Stats (CPU, memory, pids, block I/O) and OOM notification, on cgroup v1 (legacy and
+// Stats (CPU, memory, pids, block I/O, pressure, and the processes' open
+// descriptors) and OOM notification, on cgroup v1 (legacy and
 // hybrid hosts, where runc puts the container in the v1 controllers) and v2
 // (unified hosts). Which hierarchy is used follows the host.
 //
@@ -78,23 +79,42 @@ func Load(pid int) (Cgroup, error) {
 		if v2 == "" {
 			return nil, fmt.Errorf("process %d: no cgroup v2 path", pid)
 		}
-		return &cgroupV2{dir: filepath.Join(cgroupRoot, v2)}, nil
+		return &cgroupV2{dir: filepath.Join(cgroupRoot, v2), pid: pid}, nil
 	}
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return nil, err
 	}
-	cg := &cgroupV1{}
+	cg := &cgroupV1{pid: pid}
 	for _, c := range []struct {
 		name string
 		dir  *string
-	}{{"memory", &cg.memory}, {"cpuacct", &cg.cpuacct}, {"pids", &cg.pids}, {"blkio", &cg.blkio}} {
+	}{{"memory", &cg.memory}, {"cpu", &cg.cpu}, {"cpuacct", &cg.cpuacct}, {"pids", &cg.pids}, {"blkio", &cg.blkio}} {
 		*c.dir = v1Dir(mounts, c.name, v1[c.name])
 	}
 	if cg.memory == "" && cg.cpuacct == "" && cg.pids == "" && cg.blkio == "" {
 		return nil, fmt.Errorf("process %d: none of the memory, cpuacct, pids and blkio cgroup v1 controllers found", pid)
 	}
+	cg.unified = unifiedDir(mounts, v2)
 	return cg, nil
+}
+
+// unifiedDir returns the folder of a hybrid host's v2 cgroup path under
+// the unified mount, or "" when there is no such mount or the path is the
+// root: the root's figures are the host's, not the container's.
+func unifiedDir(mounts []*mountinfo.Info, path string) string {
+	if path == "" || path == "/" {
+		return ""
+	}
+	for _, m := range mounts {
+		if m.FSType != "cgroup2" {
+			continue
+		}
+		if dir, ok := mountedDir(m, path); ok {
+			return dir
+		}
+	}
+	return ""
 }
 
 // parseProcCgroup parses /proc/PID/cgroup: the v1 path of each controller,
@@ -129,13 +149,21 @@ func v1Dir(mounts []*mountinfo.Info, controller, path string) string {
 		if !hasOption(m.VFSOptions, controller) {
 			continue
 		}
-		rel, ok := strings.CutPrefix(path, m.Root)
-		if !ok || (rel != "" && rel[0] != '/' && m.Root != "/") {
-			continue
+		if dir, ok := mountedDir(m, path); ok {
+			return dir
 		}
-		return filepath.Join(m.Mountpoint, rel)
 	}
 	return ""
+}
+
+// mountedDir returns where a cgroup path of m's hierarchy is under m's
+// mount point; false when the path lies outside the mounted part.
+func mountedDir(m *mountinfo.Info, path string) (string, bool) {
+	rel, ok := strings.CutPrefix(path, m.Root)
+	if !ok || (rel != "" && rel[0] != '/' && m.Root != "/") {
+		return "", false
+	}
+	return filepath.Join(m.Mountpoint, rel), true
 }
 
 func hasOption(options, name string) bool {

@@ -83,36 +83,61 @@ func TestV1Dir(t *testing.T) {
 }
 
 func TestCgroupV1Metrics(t *testing.T) {
-	mem, cpu, pids := t.TempDir(), t.TempDir(), t.TempDir()
+	mem, cpu, cpuacct, pids, unified := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	writeFiles(t, mem, map[string]string{
-		"memory.usage_in_bytes":     "1048576\n",
-		"memory.max_usage_in_bytes": "2097152\n",
-		"memory.limit_in_bytes":     "9223372036854771712\n", // no limit
-		"memory.stat":               "cache 1\nrss 2\ntotal_cache 4096\ntotal_rss 8192\n",
-		"memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+		"memory.usage_in_bytes":       "1048576\n",
+		"memory.max_usage_in_bytes":   "2097152\n",
+		"memory.limit_in_bytes":       "9223372036854771712\n", // no limit
+		"memory.memsw.limit_in_bytes": "134217728\n",
+		"memory.soft_limit_in_bytes":  "9223372036854771712\n",
+		"memory.failcnt":              "6\n",
+		"memory.kmem.usage_in_bytes":  "40960\n",
+		"memory.stat": "cache 1\nrss 2\npgfault 9\ntotal_cache 4096\ntotal_rss 8192\ntotal_mapped_file 1024\n" +
+			"total_swap 512\ntotal_pgfault 77\ntotal_pgmajfault 2\n",
+		"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
 	})
 	writeFiles(t, cpu, map[string]string{
+		"cpu.stat":          "nr_periods 40\nnr_throttled 11\nthrottled_time 123000\nnr_bursts 0\n",
+		"cpu.cfs_period_us": "100000\n",
+		"cpu.cfs_quota_us":  "-1\n",
+		"cpu.shares":        "1024\n",
+	})
+	writeFiles(t, cpuacct, map[string]string{
 		"cpuacct.usage": "123456789\n",
 		"cpuacct.stat":  "user 7\nsystem 5\n",
 	})
-	writeFiles(t, pids, map[string]string{"pids.current": "2\n", "pids.max": "max\n"})
+	writeFiles(t, pids, map[string]string{"pids.current": "2\n", "pids.max": "max\n", "cgroup.procs": ""})
 	blkio := t.TempDir()
 	writeFiles(t, blkio, map[string]string{
 		"blkio.throttle.io_service_bytes_recursive": "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 12288\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 12288\n" +
 			"253:1 Read 1000\n253:1 Write 24\n253:1 Sync 0\n253:1 Async 1024\n253:1 Discard 0\n253:1 Total 1024\nTotal 13312\n",
 		"blkio.throttle.io_serviced_recursive": "8:0 Read 3\n8:0 Write 5\n8:0 Total 8\n253:1 Read 1\n253:1 Write 1\n253:1 Total 2\nTotal 10\n",
 	})
-	got, err := (&cgroupV1{memory: mem, cpuacct: cpu, pids: pids, blkio: blkio}).Metrics()
+	writeFiles(t, unified, map[string]string{
+		"cpu.pressure":    "some avg10=0.00 avg60=0.00 avg300=0.00 total=1500\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=700\n",
+		"memory.pressure": "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+	})
+	got, err := (&cgroupV1{memory: mem, cpu: cpu, cpuacct: cpuacct, pids: pids, blkio: blkio, unified: unified}).Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &shimapi.Metrics{
 		CgroupVersion: 1,
 		CpuUsageNs:    123456789, CpuUserNs: 70_000_000, CpuKernelNs: 50_000_000,
+		CpuPeriods: 40, CpuThrottledPeriods: 11, CpuThrottledNs: 123000,
+		CpuPeriodUs: 100000, CpuQuotaUs: 0, CpuShares: 1024,
 		MemoryUsageBytes: 1 << 20, MemoryMaxUsageBytes: 2 << 20, MemoryLimitBytes: 0,
-		MemoryRssBytes: 8192, MemoryCacheBytes: 4096, OomEvents: 3,
+		MemorySwapLimitBytes: 128 << 20, MemoryReservationBytes: 0, MemoryFailcnt: 6, MemoryKernelBytes: 40960,
+		MemoryRssBytes: 8192, MemoryCacheBytes: 4096, MemoryMappedFileBytes: 1024, MemorySwapBytes: 512,
+		MemoryPgfault: 77, MemoryPgmajfault: 2, OomEvents: 3,
 		PidsCurrent: 2, PidsLimit: 0,
 		IoReadBytes: 5096, IoWriteBytes: 8216, IoReadOps: 4, IoWriteOps: 6,
+		IoDevices: []*shimapi.BlockIO{
+			{Major: 8, Minor: 0, ReadBytes: 4096, WriteBytes: 8192, ReadOps: 3, WriteOps: 5},
+			{Major: 253, Minor: 1, ReadBytes: 1000, WriteBytes: 24, ReadOps: 1, WriteOps: 1},
+		},
+		CpuPressure:    &shimapi.Pressure{SomeUs: 1500, FullUs: 700},
+		MemoryPressure: &shimapi.Pressure{},
 	}
 	if !proto.Equal(got, want) {
 		t.Fatalf("metrics\n got %v\nwant %v", got, want)
@@ -122,28 +147,41 @@ func TestCgroupV1Metrics(t *testing.T) {
 	// its figures only; a file that does not parse is an error.
 	os.Remove(filepath.Join(mem, "memory.oom_control"))
 	got, err = (&cgroupV1{memory: mem}).Metrics()
-	if err != nil || got.MemoryUsageBytes != 1<<20 || got.CpuUsageNs != 0 || got.OomEvents != 0 {
+	if err != nil || got.MemoryUsageBytes != 1<<20 || got.CpuUsageNs != 0 || got.OomEvents != 0 || got.CpuPressure != nil {
 		t.Fatalf("partial: %v, %v", got, err)
 	}
 	writeFiles(t, mem, map[string]string{"memory.usage_in_bytes": "lots\n"})
 	if _, err := (&cgroupV1{memory: mem}).Metrics(); err == nil {
 		t.Fatal("no error for a file that does not parse")
 	}
+	writeFiles(t, cpu, map[string]string{"cpu.cfs_quota_us": "20000\n"})
+	if got, err := (&cgroupV1{cpu: cpu}).Metrics(); err != nil || got.CpuQuotaUs != 20000 {
+		t.Fatalf("quota: %v, %v", got, err)
+	}
 }
 
 func TestCgroupV2Metrics(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
-		"cpu.stat":       "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n",
-		"memory.current": "65536\n",
-		"memory.peak":    "131072\n",
-		"memory.max":     "67108864\n",
-		"memory.stat":    "anon 4096\nfile 8192\nkernel 12\n",
-		"memory.events":  "low 0\nhigh 0\nmax 4\noom 2\noom_kill 1\noom_group_kill 0\n",
-		"pids.current":   "3\n",
-		"pids.max":       "100\n",
+		"cpu.stat": "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 30\nnr_throttled 4\nthrottled_usec 250\n",
+		"cpu.max":  "20000 100000\n",
+		// runc gives shares 1024 the weight 39, which maps back to 998:
+		// the conversion loses precision both ways.
+		"cpu.weight":          "39\n",
+		"memory.current":      "65536\n",
+		"memory.peak":         "131072\n",
+		"memory.max":          "67108864\n",
+		"memory.low":          "0\n",
+		"memory.swap.current": "4096\n",
+		"memory.swap.max":     "67108864\n",
+		"memory.stat":         "anon 4096\nfile 8192\nkernel 12\nfile_mapped 2048\npgfault 55\npgmajfault 1\n",
+		"memory.events":       "low 0\nhigh 0\nmax 4\noom 2\noom_kill 1\noom_group_kill 0\n",
+		"pids.current":        "3\n",
+		"pids.max":            "100\n",
 		"io.stat": "8:0 rbytes=4096 wbytes=8192 rios=3 wios=5 dbytes=0 dios=0\n" +
 			"253:1 rbytes=1000 wbytes=24 rios=1 wios=1 dbytes=0 dios=0 cost.vrate=100.00\n",
+		"io.pressure":  "some avg10=0.00 avg60=0.00 avg300=0.00 total=42\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=40\n",
+		"cgroup.procs": "",
 	})
 	got, err := (&cgroupV2{dir: dir}).Metrics()
 	if err != nil {
@@ -152,10 +190,19 @@ func TestCgroupV2Metrics(t *testing.T) {
 	want := &shimapi.Metrics{
 		CgroupVersion: 2,
 		CpuUsageNs:    1_500_000, CpuUserNs: 1_000_000, CpuKernelNs: 500_000,
+		CpuPeriods: 30, CpuThrottledPeriods: 4, CpuThrottledNs: 250_000,
+		CpuPeriodUs: 100000, CpuQuotaUs: 20000, CpuShares: 998,
 		MemoryUsageBytes: 65536, MemoryMaxUsageBytes: 131072, MemoryLimitBytes: 64 << 20,
-		MemoryRssBytes: 4096, MemoryCacheBytes: 8192, OomEvents: 1,
+		MemorySwapBytes: 4096, MemorySwapLimitBytes: 128 << 20, MemoryFailcnt: 4,
+		MemoryRssBytes: 4096, MemoryCacheBytes: 8192, MemoryKernelBytes: 12, MemoryMappedFileBytes: 2048,
+		MemoryPgfault: 55, MemoryPgmajfault: 1, OomEvents: 1,
 		PidsCurrent: 3, PidsLimit: 100,
 		IoReadBytes: 5096, IoWriteBytes: 8216, IoReadOps: 4, IoWriteOps: 6,
+		IoDevices: []*shimapi.BlockIO{
+			{Major: 8, Minor: 0, ReadBytes: 4096, WriteBytes: 8192, ReadOps: 3, WriteOps: 5},
+			{Major: 253, Minor: 1, ReadBytes: 1000, WriteBytes: 24, ReadOps: 1, WriteOps: 1},
+		},
+		IoPressure: &shimapi.Pressure{SomeUs: 42, FullUs: 40},
 	}
 	if !proto.Equal(got, want) {
 		t.Fatalf("metrics\n got %v\nwant %v", got, want)
@@ -213,7 +260,7 @@ func FuzzIOStat(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ioStatFile(&shimapi.Metrics{})(path)
+		ioStatFile(&ioDevices{})(path)
 	})
 }
 
@@ -227,7 +274,21 @@ func FuzzBlkio(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		var r, w uint64
-		blkioFile(&r, &w)(path)
+		var devs ioDevices
+		blkioFile(&devs, func(io *shimapi.BlockIO) *uint64 { return &io.ReadBytes }, func(io *shimapi.BlockIO) *uint64 { return &io.WriteBytes })(path)
+	})
+}
+
+// FuzzPressure feeds the pressure stall parser any bytes.
+func FuzzPressure(f *testing.F) {
+	f.Add([]byte("some avg10=0.00 avg60=0.00 avg300=0.00 total=1500\nfull avg10=0.00 total=7\n"))
+	f.Add([]byte("some total=\nfull total=-1 total=x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "cpu.pressure")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var p *shimapi.Pressure
+		pressureFile(&p)(path)
 	})
 }

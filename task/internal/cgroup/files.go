@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,45 +96,92 @@ func ignoreNotExist(err error) error {
 // line per block device (and, in v1, five per device), far below it.
 const maxStatLines = 1 << 16
 
-// ioStatKeys are the io.stat keys ioStatFile sums, in its sum's order.
-var ioStatKeys = []string{"rbytes", "wbytes", "rios", "wios"}
+// ioDevices gathers a cgroup's block I/O per device, in the order the
+// kernel lists the devices, from one or more statistics files.
+type ioDevices struct {
+	list  []*shimapi.BlockIO
+	byDev map[string]*shimapi.BlockIO // by "MAJ:MIN"
+}
+
+// device returns the entry of device "MAJ:MIN", made on first use.
+func (d *ioDevices) device(dev string) (*shimapi.BlockIO, error) {
+	if io, ok := d.byDev[dev]; ok {
+		return io, nil
+	}
+	maj, mnr, ok := strings.Cut(dev, ":")
+	major, err1 := strconv.ParseUint(maj, 10, 32)
+	minor, err2 := strconv.ParseUint(mnr, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("bad device %q", dev)
+	}
+	if d.byDev == nil {
+		d.byDev = make(map[string]*shimapi.BlockIO)
+	}
+	io := &shimapi.BlockIO{Major: uint32(major), Minor: uint32(minor)}
+	d.byDev[dev] = io
+	d.list = append(d.list, io)
+	return io, nil
+}
+
+// store sets m's per-device list and its sums over the devices.
+func (d *ioDevices) store(m *shimapi.Metrics) {
+	m.IoDevices = d.list
+	m.IoReadBytes, m.IoWriteBytes, m.IoReadOps, m.IoWriteOps = 0, 0, 0, 0
+	for _, io := range d.list {
+		m.IoReadBytes += io.ReadBytes
+		m.IoWriteBytes += io.WriteBytes
+		m.IoReadOps += io.ReadOps
+		m.IoWriteOps += io.WriteOps
+	}
+}
 
 // ioStatFile returns a reader of cgroup v2's io.stat ("MAJ:MIN key=value
-// …" per device) that sums rbytes, wbytes, rios and wios over the devices.
-func ioStatFile(m *shimapi.Metrics) func(string) error {
+// …" per device) that keeps rbytes, wbytes, rios and wios per device.
+func ioStatFile(devs *ioDevices) func(string) error {
 	return func(path string) error {
-		var sum [4]uint64
-		err := eachLine(path, func(line string) error {
+		return eachLine(path, func(line string) error {
 			fields := strings.Fields(line)
-			for _, f := range fields[min(1, len(fields)):] {
+			if len(fields) == 0 {
+				return nil
+			}
+			io, err := devs.device(fields[0])
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			for _, f := range fields[1:] {
 				key, value, ok := strings.Cut(f, "=")
-				i := slices.Index(ioStatKeys, key)
-				if !ok || i < 0 {
+				var dst *uint64
+				switch key {
+				case "rbytes":
+					dst = &io.ReadBytes
+				case "wbytes":
+					dst = &io.WriteBytes
+				case "rios":
+					dst = &io.ReadOps
+				case "wios":
+					dst = &io.WriteOps
+				}
+				if !ok || dst == nil {
 					continue
 				}
 				v, err := strconv.ParseUint(value, 10, 64)
 				if err != nil {
 					return fmt.Errorf("%s: %s: %w", path, key, err)
 				}
-				sum[i] += v
+				*dst = v
 			}
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		m.IoReadBytes, m.IoWriteBytes, m.IoReadOps, m.IoWriteOps = sum[0], sum[1], sum[2], sum[3]
-		return nil
 	}
 }
 
 // blkioFile returns a reader of a cgroup v1 blkio statistics file
 // ("MAJ:MIN Op value" per device and operation, then "Total value") that
-// sums the Read and Write values over the devices into read and write.
-func blkioFile(read, write *uint64) func(string) error {
+// keeps each device's Read and Write values in the fields that read and
+// write select.
+func blkioFile(devs *ioDevices, read, write func(*shimapi.BlockIO) *uint64) func(string) error {
 	return func(path string) error {
-		var r, w uint64
-		err := eachLine(path, func(line string) error {
+		return eachLine(path, func(line string) error {
 			fields := strings.Fields(line)
 			if len(fields) != 3 || (fields[1] != "Read" && fields[1] != "Write") {
 				return nil // Sync, Async, Discard, Total, and the summary
@@ -144,17 +190,92 @@ func blkioFile(read, write *uint64) func(string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %s %s: %w", path, fields[0], fields[1], err)
 			}
+			io, err := devs.device(fields[0])
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
 			if fields[1] == "Read" {
-				r += v
+				*read(io) = v
 			} else {
-				w += v
+				*write(io) = v
+			}
+			return nil
+		})
+	}
+}
+
+// pressureFile returns a reader of a pressure stall file ("some avg10=…
+// total=USEC" and "full … total=USEC") into *dst.
+func pressureFile(dst **shimapi.Pressure) func(string) error {
+	return func(path string) error {
+		p := &shimapi.Pressure{}
+		err := eachLine(path, func(line string) error {
+			kind, rest, _ := strings.Cut(line, " ")
+			var total *uint64
+			switch kind {
+			case "some":
+				total = &p.SomeUs
+			case "full":
+				total = &p.FullUs
+			default:
+				return nil
+			}
+			for f := range strings.FieldsSeq(rest) {
+				if v, ok := strings.CutPrefix(f, "total="); ok {
+					n, err := strconv.ParseUint(v, 10, 64)
+					if err != nil {
+						return fmt.Errorf("%s: %s total: %w", path, kind, err)
+					}
+					*total = n
+				}
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		*read, *write = r, w
+		*dst = p
+		return nil
+	}
+}
+
+// cpuMaxFile returns a reader of cgroup v2's cpu.max ("QUOTA PERIOD",
+// QUOTA "max" when there is none) into quota and period.
+func cpuMaxFile(quota, period *uint64) func(string) error {
+	return func(path string) error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		q, p, ok := strings.Cut(strings.TrimSpace(string(data)), " ")
+		pv, err := strconv.ParseUint(p, 10, 64)
+		if !ok || err != nil {
+			return fmt.Errorf("%s: bad content %q", path, data)
+		}
+		var qv uint64
+		if q != "max" {
+			if qv, err = strconv.ParseUint(q, 10, 64); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+		}
+		*quota, *period = qv, pv
+		return nil
+	}
+}
+
+// intFile returns a reader of a file holding one signed number into dst;
+// a negative one (v1's -1: none) reads as 0.
+func intFile(dst *uint64) func(string) error {
+	return func(path string) error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		*dst = uint64(max(v, 0))
 		return nil
 	}
 }

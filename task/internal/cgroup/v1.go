@@ -13,8 +13,12 @@ import (
 
 // cgroupV1 reads the container's folders in the v1 controllers.
 type cgroupV1 struct {
-	memory, cpuacct, pids, blkio string   // folders; "" for a controller not mounted
-	oom                          oomWatch // the eventfd
+	memory, cpu, cpuacct, pids, blkio string // folders; "" for a controller not mounted
+	// unified is the container's folder in a hybrid host's v2 hierarchy,
+	// which has no controllers but the pressure files; "" when none.
+	unified string
+	pid     int      // the container's init
+	oom     oomWatch // the eventfd
 }
 
 func (c *cgroupV1) Metrics() (*shimapi.Metrics, error) {
@@ -29,13 +33,33 @@ func (c *cgroupV1) Metrics() (*shimapi.Metrics, error) {
 	read(c.cpuacct, "cpuacct.usage", uintFile(&m.CpuUsageNs))
 	read(c.cpuacct, "cpuacct.stat", keyedFile(map[string]*uint64{"user": &user, "system": &system}))
 	m.CpuUserNs, m.CpuKernelNs = user*(1e9/userHZ), system*(1e9/userHZ)
+	read(c.cpu, "cpu.stat", keyedFile(map[string]*uint64{
+		"nr_periods": &m.CpuPeriods, "nr_throttled": &m.CpuThrottledPeriods, "throttled_time": &m.CpuThrottledNs,
+	}))
+	read(c.cpu, "cpu.cfs_period_us", uintFile(&m.CpuPeriodUs))
+	read(c.cpu, "cpu.cfs_quota_us", intFile(&m.CpuQuotaUs)) // -1: none
+	read(c.cpu, "cpu.shares", uintFile(&m.CpuShares))
+
 	read(c.memory, "memory.usage_in_bytes", uintFile(&m.MemoryUsageBytes))
 	read(c.memory, "memory.max_usage_in_bytes", uintFile(&m.MemoryMaxUsageBytes))
 	read(c.memory, "memory.limit_in_bytes", uintFile(&m.MemoryLimitBytes))
-	if m.MemoryLimitBytes >= noLimit {
-		m.MemoryLimitBytes = 0
+	read(c.memory, "memory.memsw.limit_in_bytes", uintFile(&m.MemorySwapLimitBytes))
+	read(c.memory, "memory.soft_limit_in_bytes", uintFile(&m.MemoryReservationBytes))
+	for _, limit := range []*uint64{&m.MemoryLimitBytes, &m.MemorySwapLimitBytes, &m.MemoryReservationBytes} {
+		if *limit >= noLimit {
+			*limit = 0
+		}
 	}
-	read(c.memory, "memory.stat", keyedFile(map[string]*uint64{"total_rss": &m.MemoryRssBytes, "total_cache": &m.MemoryCacheBytes}))
+	read(c.memory, "memory.failcnt", uintFile(&m.MemoryFailcnt))
+	// Deprecated in v1 since Linux 5.x, yet still read-only there.
+	read(c.memory, "memory.kmem.usage_in_bytes", uintFile(&m.MemoryKernelBytes))
+	// The total_ keys include the descendants, as v2's memory.stat does.
+	// total_swap is there only when the kernel accounts swap.
+	read(c.memory, "memory.stat", keyedFile(map[string]*uint64{
+		"total_rss": &m.MemoryRssBytes, "total_cache": &m.MemoryCacheBytes,
+		"total_mapped_file": &m.MemoryMappedFileBytes, "total_swap": &m.MemorySwapBytes,
+		"total_pgfault": &m.MemoryPgfault, "total_pgmajfault": &m.MemoryPgmajfault,
+	}))
 	read(c.memory, "memory.oom_control", keyedFile(map[string]*uint64{"oom_kill": &m.OomEvents}))
 	read(c.pids, "pids.current", uintFile(&m.PidsCurrent))
 	read(c.pids, "pids.max", uintFile(&m.PidsLimit))
@@ -43,8 +67,23 @@ func (c *cgroupV1) Metrics() (*shimapi.Metrics, error) {
 	// blkio.io_* ones only under BFQ or CFQ); _recursive ones include the
 	// descendants, as v2's io.stat does. Linux 6 kernels fill them only
 	// for the devices the cgroup has a throttle rule for.
-	read(c.blkio, "blkio.throttle.io_service_bytes_recursive", blkioFile(&m.IoReadBytes, &m.IoWriteBytes))
-	read(c.blkio, "blkio.throttle.io_serviced_recursive", blkioFile(&m.IoReadOps, &m.IoWriteOps))
+	var devs ioDevices
+	read(c.blkio, "blkio.throttle.io_service_bytes_recursive", blkioFile(&devs,
+		func(io *shimapi.BlockIO) *uint64 { return &io.ReadBytes }, func(io *shimapi.BlockIO) *uint64 { return &io.WriteBytes }))
+	read(c.blkio, "blkio.throttle.io_serviced_recursive", blkioFile(&devs,
+		func(io *shimapi.BlockIO) *uint64 { return &io.ReadOps }, func(io *shimapi.BlockIO) *uint64 { return &io.WriteOps }))
+	devs.store(m)
+	read(c.unified, "cpu.pressure", pressureFile(&m.CpuPressure))
+	read(c.unified, "memory.pressure", pressureFile(&m.MemoryPressure))
+	read(c.unified, "io.pressure", pressureFile(&m.IoPressure))
+	// Every v1 controller lists the same processes; any mounted one does.
+	for _, dir := range []string{c.pids, c.memory, c.cpuacct, c.blkio} {
+		if dir != "" {
+			read(dir, "cgroup.procs", func(path string) error { return readProcesses(path, m) })
+			break
+		}
+	}
+	read(procPath(c.pid), "limits", nofileFile(&m.NofileSoftLimit))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

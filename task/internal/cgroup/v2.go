@@ -15,31 +15,67 @@ import (
 // cgroupV2 reads the container's folder in the unified hierarchy.
 type cgroupV2 struct {
 	dir string
+	pid int      // the container's init
 	oom oomWatch // the inotify descriptor watching memory.events
 }
 
 func (c *cgroupV2) Metrics() (*shimapi.Metrics, error) {
 	m := &shimapi.Metrics{CgroupVersion: 2}
-	var usage, user, system uint64
+	var usage, user, system, throttled, weight, swapMax uint64
 	var errs []error
 	read := func(name string, fn func(string) error) {
 		errs = append(errs, ignoreNotExist(fn(filepath.Join(c.dir, name))))
 	}
 	// v2 reports microseconds.
-	read("cpu.stat", keyedFile(map[string]*uint64{"usage_usec": &usage, "user_usec": &user, "system_usec": &system}))
-	m.CpuUsageNs, m.CpuUserNs, m.CpuKernelNs = usage*1000, user*1000, system*1000
+	read("cpu.stat", keyedFile(map[string]*uint64{
+		"usage_usec": &usage, "user_usec": &user, "system_usec": &system,
+		"nr_periods": &m.CpuPeriods, "nr_throttled": &m.CpuThrottledPeriods, "throttled_usec": &throttled,
+	}))
+	m.CpuUsageNs, m.CpuUserNs, m.CpuKernelNs, m.CpuThrottledNs = usage*1000, user*1000, system*1000, throttled*1000
+	read("cpu.max", cpuMaxFile(&m.CpuQuotaUs, &m.CpuPeriodUs))
+	read("cpu.weight", uintFile(&weight))
+	m.CpuShares = weightToShares(weight)
 	read("memory.current", uintFile(&m.MemoryUsageBytes))
 	read("memory.peak", uintFile(&m.MemoryMaxUsageBytes)) // since Linux 5.19
 	read("memory.max", uintFile(&m.MemoryLimitBytes))
-	read("memory.stat", keyedFile(map[string]*uint64{"anon": &m.MemoryRssBytes, "file": &m.MemoryCacheBytes}))
-	read("memory.events", keyedFile(map[string]*uint64{"oom_kill": &m.OomEvents}))
+	read("memory.low", uintFile(&m.MemoryReservationBytes))
+	read("memory.swap.current", uintFile(&m.MemorySwapBytes))
+	read("memory.swap.max", uintFile(&swapMax))
+	if swapMax > 0 && m.MemoryLimitBytes > 0 {
+		// v1's memsw limit is memory plus swap; v2 limits swap alone.
+		m.MemorySwapLimitBytes = m.MemoryLimitBytes + swapMax
+	}
+	read("memory.stat", keyedFile(map[string]*uint64{
+		"anon": &m.MemoryRssBytes, "file": &m.MemoryCacheBytes, "kernel": &m.MemoryKernelBytes,
+		"file_mapped": &m.MemoryMappedFileBytes, "pgfault": &m.MemoryPgfault, "pgmajfault": &m.MemoryPgmajfault,
+	}))
+	read("memory.events", keyedFile(map[string]*uint64{"oom_kill": &m.OomEvents, "max": &m.MemoryFailcnt}))
 	read("pids.current", uintFile(&m.PidsCurrent))
 	read("pids.max", uintFile(&m.PidsLimit))
-	read("io.stat", ioStatFile(m)) // hierarchical: the cgroup and its descendants
+	var devs ioDevices
+	read("io.stat", ioStatFile(&devs)) // hierarchical: the cgroup and its descendants
+	devs.store(m)
+	read("cpu.pressure", pressureFile(&m.CpuPressure))
+	read("memory.pressure", pressureFile(&m.MemoryPressure))
+	read("io.pressure", pressureFile(&m.IoPressure))
+	read("cgroup.procs", func(path string) error { return readProcesses(path, m) })
+	if p := procPath(c.pid); p != "" {
+		errs = append(errs, ignoreNotExist(nofileFile(&m.NofileSoftLimit)(filepath.Join(p, "limits"))))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// weightToShares converts a cgroup v2 cpu.weight (1 to 10000) back to v1
+// shares (2 to 262144), the inverse of the linear map runc applies to the
+// shares of a spec; 0 stays 0 (no cpu controller).
+func weightToShares(weight uint64) uint64 {
+	if weight == 0 {
+		return 0
+	}
+	return 2 + (weight-1)*262142/9999
 }
 
 // WatchOOM watches memory.events with inotify, which the kernel notifies
