@@ -106,6 +106,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 			return nil, fmt.Errorf("log folder: %w", err)
 		}
 	}
+	undo.add(func(ctx context.Context) error { return s.releaseImageMounts(ctx, id) })
+	if c.rec.ImageMounts, err = s.prepareImageMounts(ctx, id, cfg.GetMounts()); err != nil {
+		return nil, err
+	}
 	ext, err := recordExtension(c.rec)
 	if err != nil {
 		return nil, err
@@ -196,6 +200,7 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 		withPodFiles(sb.rec.Dir, nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE, sc.GetReadonlyRootfs()),
 		s.withImageVolumes(c.rec.ID, imgCfg.Volumes, cfg.GetMounts()),
 		withCRIMounts(cfg.GetMounts()),
+		s.withImageMounts(c.rec.ID, c.rec.ImageMounts),
 		withDevices(cfg.GetDevices()),
 		withResources(cfg.GetLinux().GetResources()),
 		withCgroupParent(sb.config.GetLinux().GetCgroupParent(), c.rec.ID),
@@ -474,6 +479,11 @@ func (s *Server) removeContainer(ctx context.Context, c *container) error {
 	if err := s.deleteTask(ctx, c.rec.ID); err != nil {
 		return err
 	}
+	if len(c.rec.ImageMounts) > 0 {
+		if err := s.releaseImageMounts(ctx, c.rec.ID); err != nil {
+			return err
+		}
+	}
 	if err := s.deleteContainer(ctx, c.rec.ID); err != nil {
 		return err
 	}
@@ -544,7 +554,7 @@ func containerStatus(c *container) *runtimeapi.ContainerStatus {
 		CreatedAt: unixNano(rec.CreatedAt), StartedAt: unixNano(rec.StartedAt), FinishedAt: unixNano(rec.FinishedAt),
 		ExitCode: rec.ExitCode, Reason: rec.Reason, Message: rec.Message,
 		Image: &runtimeapi.ImageSpec{Image: rec.ImageName}, ImageRef: rec.ImageID, ImageId: rec.ImageID,
-		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), Mounts: cfg.GetMounts(), LogPath: rec.LogPath,
+		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), Mounts: imageMountStatus(cfg.GetMounts(), rec.ImageMounts), LogPath: rec.LogPath,
 	}
 	if r := cfg.GetLinux().GetResources(); r != nil {
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}

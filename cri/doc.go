@@ -23,6 +23,13 @@
 //     of berthd's in the state folder (outputPath), rotated past a size and
 //     removed with the container: Attach always has output to follow, and
 //     no output waits for berthd to read it.
+//   - An image mount (a CRI Mount with an image, KEP-4639) is a read-only
+//     view snapshot of the image, held by a lease of its container's, and
+//     mounted read-only, nosuid and nodev in a folder only root can reach
+//     before it is bound into the container: nothing the container can
+//     change is reachable by others on the host. It lives exactly as long
+//     as the container's record, across restarts of berthd
+//     (imagemounts.go).
 //   - Stop and remove are idempotent: stopping or removing what is already
 //     stopped or gone is not an error, as the CRI requires.
 //   - Calls that change one sandbox or container are serialised by that

@@ -24,11 +24,13 @@ func (s *Server) Load(ctx context.Context) error {
 		return fmt.Errorf("cri: list containers: %w", err)
 	}
 	var ctrs []*container
+	known := map[string]bool{} // every berth container of the CRI, read or not
 	for _, ctr := range list {
 		info, err := ctr.Info(ctx)
 		if err != nil {
 			return err
 		}
+		known[info.ID] = true
 		switch info.Labels[KindLabel] {
 		case KindSandbox:
 			sb := &sandbox{config: &runtimeapi.PodSandboxConfig{}}
@@ -66,6 +68,9 @@ func (s *Server) Load(ctx context.Context) error {
 		if sb := s.sandboxes[c.rec.SandboxID]; sb != nil {
 			s.names[containerName(c.config.GetMetadata(), sb.config.GetMetadata())] = c.rec.ID
 		}
+		if err := s.remountImageMounts(ctx, c); err != nil {
+			s.log.Warn("cri: mount a container's image mounts again", "id", c.rec.ID, "error", err)
+		}
 		if c.rec.Exited || (c.rec.StartedAt.IsZero() && !c.rec.Starting) {
 			continue
 		}
@@ -73,6 +78,7 @@ func (s *Server) Load(ctx context.Context) error {
 			s.log.Warn("cri: watch container", "id", c.rec.ID, "error", err)
 		}
 	}
+	s.sweepImageMounts(ctx, known)
 	s.finishInterrupted(ctx)
 	return nil
 }

@@ -76,6 +76,9 @@ type containerRecord struct {
 	// Starting is set while StartContainer runs: a container that has it
 	// after a crash did not start.
 	Starting bool `json:"starting,omitempty"`
+	// ImageMounts are the container's image mounts, in the order of the
+	// config's mounts that have an image (imagemounts.go).
+	ImageMounts []imageMountRecord `json:"image_mounts,omitempty"`
 }
 
 // sandbox is a pod sandbox in the index.

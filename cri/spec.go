@@ -130,11 +130,15 @@ func withProcessArgs(cfg *runtimeapi.ContainerConfig, entrypoint, cmd []string) 
 
 // withCRIMounts adds the request's mounts: bind mounts with their
 // propagation and read-only flag. A source that does not exist is made as
-// a folder, as the kubelet expects of hostPath mounts.
+// a folder, as the kubelet expects of hostPath mounts. Image mounts are
+// withImageMounts' (their host_path, which should be unset, is ignored).
 func withCRIMounts(mounts []*runtimeapi.Mount) oci.SpecOpts {
 	return func(ctx context.Context, s *specs.Spec) error {
 		var ms []specs.Mount
 		for _, m := range mounts {
+			if m.GetImage() != nil {
+				continue
+			}
 			src, dst := m.GetHostPath(), m.GetContainerPath()
 			if !filepath.IsAbs(src) || !path.IsAbs(dst) {
 				return fmt.Errorf("mount %q on %q: both paths must be absolute: %w", src, dst, errdefs.ErrInvalidArgument)

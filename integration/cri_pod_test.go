@@ -266,7 +266,7 @@ func (e *criEnv) checkNothingLeft(t *testing.T) {
 	if left := mountsUnder(e.d.state); len(left) != 0 {
 		t.Errorf("mounts left: %v", left)
 	}
-	for _, dir := range []string{"sandboxes", "netns", "volumes"} {
+	for _, dir := range []string{"sandboxes", "netns", "volumes", "imagemounts"} {
 		if entries, _ := os.ReadDir(filepath.Join(e.d.state, ".cri", dir)); len(entries) != 0 {
 			t.Errorf("%s left: %v", dir, entries)
 		}
