@@ -75,12 +75,13 @@ var keptWhenReaped = map[string]bool{
 	"runtime.log":        true,
 	publishedMarker:      true,
 	reapedMarker:         true,
+	stdioFileName:        true,
 }
 
 // writeBundle makes the bundle folder, marks it creating, and writes
-// config.json and the runtime name. It fails with ErrAlreadyExists when the folder exists:
+// config.json, the runtime name and the stdio record. It fails with ErrAlreadyExists when the folder exists:
 // a bundle is never reused, since it may belong to a task not yet restored.
-func writeBundle(bundle string, spec []byte, runtime string) error {
+func writeBundle(bundle string, spec []byte, runtime string, stdio *shimapi.Stdio) error {
 	if err := fsperm.Restrict(filepath.Dir(bundle), namespacePerm); err != nil {
 		return err
 	}
@@ -90,13 +91,13 @@ func writeBundle(bundle string, spec []byte, runtime string) error {
 		}
 		return err
 	}
-	return writeBundleFiles(bundle, spec, runtime)
+	return writeBundleFiles(bundle, spec, runtime, stdio)
 }
 
 // writeBundleFiles gives the folder dir a bundle's mode and group
-// (restrictBundle), marks it creating and writes config.json and the
-// runtime name into it.
-func writeBundleFiles(dir string, spec []byte, runtime string) error {
+// (restrictBundle), marks it creating and writes config.json, the runtime
+// name and the stdio record (see stdio.go) into it.
+func writeBundleFiles(dir string, spec []byte, runtime string, stdio *shimapi.Stdio) error {
 	bundle := dir
 	if err := restrictBundle(bundle, spec); err != nil {
 		return err
@@ -112,6 +113,9 @@ func writeBundleFiles(dir string, spec []byte, runtime string) error {
 		return err
 	}
 	if err := atomicfile.WriteVolatile(filepath.Join(bundle, runtimeFileName), []byte(runtime), 0o600); err != nil {
+		return err
+	}
+	if err := writeStdio(bundle, stdio); err != nil {
 		return err
 	}
 	return atomicfile.WriteVolatile(filepath.Join(bundle, specFileName), spec, 0o600)
@@ -211,13 +215,17 @@ func reduceBundle(bundle string) error {
 	return errors.Join(errs...)
 }
 
-// removeBundle removes a bundle and the task's runtime state. The rootfs is
-// unmounted first and must then be empty: a bundle with something still
+// removeBundle removes a bundle and the task's runtime state. The FIFOs
+// that a client made for the task in fifoRoot go first (removeOwnFIFOs),
+// while the bundle still records them. The rootfs is unmounted next and must then be empty: a bundle with something still
 // mounted is left in place. The files by which Restore knows a bundle
 // (keptToLast) go last, so that a removal that fails half-way leaves a
 // bundle that the next Restore removes again. A folder that a process
 // still fills (ENOTEMPTY) is tried again a few times.
-func removeBundle(bundle, runtimeState string) error {
+func removeBundle(bundle, runtimeState, fifoRoot string) error {
+	if err := removeOwnFIFOs(bundle, fifoRoot); err != nil {
+		return err
+	}
 	if err := unmountRootfs(bundle); err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func TestWriteBundlePerms(t *testing.T) {
 				t.Fatal(err)
 			}
 			bundle := filepath.Join(ns, "id")
-			if err := writeBundle(bundle, []byte(tt.spec), "runc"); err != nil {
+			if err := writeBundle(bundle, []byte(tt.spec), "runc", nil); err != nil {
 				t.Fatal(err)
 			}
 			st, err := os.Stat(bundle)

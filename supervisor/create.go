@@ -54,6 +54,7 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 		runtime = s.cfg.Runtime
 	}
 	sh := s.newShim(ns, id, runtime, stateCreating)
+	sh.stdio = stdioOrEmpty(opts.Stdio)
 	if err := s.add(sh); err != nil {
 		sh.cancel()
 		return nil, fmt.Errorf("create task: %w", err)
@@ -97,7 +98,7 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 		span.End()
 	} else {
 		span := spantrace.Start("write bundle")
-		if err := writeBundle(sh.Bundle, opts.Spec, runtime); err != nil {
+		if err := writeBundle(sh.Bundle, opts.Spec, runtime, sh.stdio); err != nil {
 			return nil, err
 		}
 		bundleMade = true
@@ -184,7 +185,7 @@ func (s *Supervisor) abandon(ctx context.Context, sh *Shim, bundleMade bool) err
 	if err := sh.shimDelete(ctx); err != nil {
 		return err
 	}
-	return removeBundle(sh.Bundle, sh.runtimeState())
+	return removeBundle(sh.Bundle, sh.runtimeState(), sh.s.fifoRoot())
 }
 
 // runtimeState is the runtime's state folder of the task.

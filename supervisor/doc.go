@@ -16,11 +16,22 @@
 // (0710 with the group of a user namespace's root, for runc's init in it):
 // it holds the container's rootfs, so no host user but root may enter it;
 // the folders above are 0711, and Restore tightens those an earlier
-// release made looser. The supervisor writes config.json (0600) and a
-// file "runtime" naming the OCI runtime before it starts the shim; the shim owns what shimapi lists
+// release made looser. The supervisor writes config.json (0600), a
+// file "runtime" naming the OCI runtime and "stdio.json", the init
+// process's stdio paths, before it starts the shim; the shim owns what shimapi lists
 // (socket, pid file, log, exit file, rootfs). The runtime's state root is
 // StateDir/.runc/<namespace>: identifiers cannot start with '.', so it never
-// clashes with a namespace. Three markers belong to the supervisor:
+// clashes with a namespace.
+//
+// StateDir/.fifo is where clients' Creators make FIFOs by default
+// (cio.DefaultFIFODir). The stdio record outlives the shim (a stopped task
+// reports its stdio), and removing a bundle, on every path that removes
+// one, first removes the FIFOs it names there that a Creator made for the
+// task, with their folder: a daemon killed inside a task delete leaves the
+// client with an error and no task to ask for the paths, so the daemon
+// owns that cleanup. FIFOs anywhere else are the client's.
+//
+// Three markers belong to the supervisor:
 //
 //	exit-published  the init process's TaskExit was forwarded (Forward
 //	                returned nil); written atomically before it is acked.

@@ -154,6 +154,9 @@ func (s *Supervisor) scan() ([]*Shim, error) {
 				s.log.Error("restore: restrict bundle", "path", s.bundle(ns, id), "error", err)
 			}
 			sh := s.newShim(ns, id, readRuntime(s.bundle(ns, id), s.cfg.Runtime), stateRestoring)
+			if sh.stdio, err = readStdio(s.bundle(ns, id)); err != nil {
+				s.log.Warn("restore: stdio record", "path", s.bundle(ns, id), "error", err)
+			}
 			if err := s.add(sh); err != nil {
 				sh.cancel()
 				continue // known already, or Close has begun
@@ -266,7 +269,7 @@ func (sh *Shim) finishDelete(done string) {
 	defer sh.s.remove(sh)
 	err := sh.shimDelete(sh.ctx)
 	if err == nil {
-		err = removeBundle(sh.Bundle, sh.runtimeState())
+		err = removeBundle(sh.Bundle, sh.runtimeState(), sh.s.fifoRoot())
 	}
 	if err != nil {
 		sh.s.log.Error("restore: finish delete of task", "task", sh.String(), "error", err)

@@ -51,6 +51,10 @@ type Shim struct {
 	// Runtime is the OCI runtime the task runs with.
 	Runtime string
 
+	// stdio is the init process's stdio, as recorded in the bundle; set
+	// before the Shim is added, never changed (see Stdio).
+	stdio *shimapi.Stdio
+
 	s *Supervisor
 	// ctx ends run and the event loop: cancelled by Close (through the
 	// supervisor's context) or by Delete.

@@ -248,7 +248,7 @@ func (s *Supervisor) closeSpares() {
 // spare's; after it, the bundle holds a creating marker from its first
 // moment, as writeBundle's does.
 func (sh *Shim) bindSpare(sp *spare, spec []byte, runtime string) error {
-	if err := writeBundleFiles(sp.dir, spec, runtime); err != nil {
+	if err := writeBundleFiles(sp.dir, spec, runtime, sh.stdio); err != nil {
 		return err
 	}
 	if err := fsperm.Restrict(filepath.Dir(sh.Bundle), namespacePerm); err != nil {

@@ -493,3 +493,109 @@ func TestOnStdinEOF(t *testing.T) {
 		})
 	}
 }
+
+// The daemon removes only what a Creator made for the process in the
+// daemon's own FIFO dir: never a folder elsewhere, another process's
+// folder, a file, or anything behind a symlink.
+func TestRemoveCreatorFIFOs(t *testing.T) {
+	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
+	t.Run("own folder", func(t *testing.T) {
+		root := t.TempDir()
+		set, err := NewFIFOSetInDir(root, "c1", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := RemoveCreatorFIFOs(set.Config, root, "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if dir := filepath.Dir(set.Stdin); exists(dir) {
+			t.Errorf("FIFO folder %s left", dir)
+		}
+		// Again, with everything gone: no error.
+		if err := RemoveCreatorFIFOs(set.Config, root, "c1"); err != nil {
+			t.Fatalf("again: %v", err)
+		}
+	})
+	t.Run("folder with more in it", func(t *testing.T) {
+		root := t.TempDir()
+		set, err := NewFIFOSetInDir(root, "c1", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := filepath.Join(filepath.Dir(set.Stdout), "keep")
+		if err := os.WriteFile(other, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := set.Config
+		cfg.Stderr = other
+		if err := RemoveCreatorFIFOs(cfg, root, "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if exists(set.Stdout) || exists(set.Stdin) || !exists(other) {
+			t.Errorf("after removal: stdin %v, stdout %v, other file %v; want false, false, true",
+				exists(set.Stdin), exists(set.Stdout), exists(other))
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		// setup returns the config to remove and what must stay.
+		setup func(t *testing.T, root string) (Config, []string)
+	}{
+		{"folder elsewhere", func(t *testing.T, root string) (Config, []string) {
+			set, err := NewFIFOSetInDir(t.TempDir(), "c1", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return set.Config, []string{set.Stdin, set.Stdout, set.Stderr}
+		}},
+		{"folder of another id", func(t *testing.T, root string) (Config, []string) {
+			set, err := NewFIFOSetInDir(root, "c1-x", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return set.Config, []string{set.Stdin, set.Stdout}
+		}},
+		{"nested deeper", func(t *testing.T, root string) (Config, []string) {
+			set, err := NewFIFOSetInDir(filepath.Join(root, "c1-1"), "c1", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return set.Config, []string{set.Stdin}
+		}},
+		{"symlinked folder", func(t *testing.T, root string) (Config, []string) {
+			set, err := NewFIFOSetInDir(t.TempDir(), "c1", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(root, "c1-42")
+			if err := os.Symlink(filepath.Dir(set.Stdin), link); err != nil {
+				t.Fatal(err)
+			}
+			return Config{Stdin: filepath.Join(link, "stdin")}, []string{set.Stdin, link}
+		}},
+		{"a file, not a FIFO", func(t *testing.T, root string) (Config, []string) {
+			dir := filepath.Join(root, "c1-7")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(dir, "stdout")
+			if err := os.WriteFile(f, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return Config{Stdout: f}, []string{f}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			cfg, kept := tc.setup(t, root)
+			if err := RemoveCreatorFIFOs(cfg, root, "c1"); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range kept {
+				if !exists(p) {
+					t.Errorf("%s was removed", p)
+				}
+			}
+		})
+	}
+}

@@ -3,9 +3,10 @@ package cio
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -84,28 +85,125 @@ func newFIFOSet(root, id string, terminal, stdin, stdout, stderr bool) (*FIFOSet
 
 // LoadFIFOs returns the set of an existing process from the paths the
 // daemon reports. Its Close removes those paths that are FIFOs (never a
-// file, nor a "file://" or "crilog://" output) and then their folders once empty.
+// file, nor a "file://" or "crilog://" output, nor anything through a
+// symlinked folder) and then their folders once empty.
 func LoadFIFOs(config Config) *FIFOSet {
 	return NewFIFOSet(config, func() error {
 		var errs []error
 		dirs := map[string]bool{}
-		for _, p := range []string{config.Stdin, config.Stdout, config.Stderr} {
-			if !isFIFO(p) {
-				continue
-			}
-			st, err := os.Lstat(p)
-			if err != nil || st.Mode()&fs.ModeNamedPipe == 0 {
-				continue
-			}
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		for _, p := range fifoPaths(config) {
+			dir := filepath.Dir(p)
+			if err := withDir(unix.AT_FDCWD, dir, func(fd int) error { return unlinkFIFO(fd, filepath.Base(p)) }); err != nil {
 				errs = append(errs, err)
 			}
-			dirs[filepath.Dir(p)] = true
+			dirs[dir] = true
 		}
 		for d := range dirs {
 			// Fails, as it should, when the folder holds anything else.
-			_ = os.Remove(d)
+			_ = unix.Rmdir(d)
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// RemoveCreatorFIFOs removes what a Creator with root as its FIFO dir made
+// for process id, as far as config names it: each FIFO of config that lies
+// in a folder directly under root named for id ("<id>-<digits>", see
+// NewFIFOSetInDir), and then that folder once empty. Nothing else is
+// touched: a path elsewhere (a folder the client chose), a file output,
+// anything that is not a FIFO, a symlink on the way, a folder that holds
+// more. What is gone already is no error.
+//
+// The daemon calls it when it deletes a task whose FIFOs lie in its own
+// FIFO dir: a crash can cut the client's cleanup after the daemon
+// finished the delete, and the client never learns the paths again.
+func RemoveCreatorFIFOs(config Config, root, id string) error {
+	root = filepath.Clean(root)
+	folders := map[string]bool{}
+	var errs []error
+	for _, p := range fifoPaths(config) {
+		dir := filepath.Dir(p)
+		folder := filepath.Base(dir)
+		if filepath.Dir(dir) != root || !creatorFolderOf(folder, id) {
+			continue
+		}
+		if err := withDir(unix.AT_FDCWD, root, func(rootfd int) error {
+			return withDir(rootfd, folder, func(fd int) error { return unlinkFIFO(fd, filepath.Base(p)) })
+		}); err != nil {
+			errs = append(errs, err)
+		}
+		folders[folder] = true
+	}
+	for folder := range folders {
+		err := withDir(unix.AT_FDCWD, root, func(rootfd int) error {
+			return unix.Unlinkat(rootfd, folder, unix.AT_REMOVEDIR)
+		})
+		// Not empty: something else is in it, which is not ours to
+		// remove; not a folder: a symlink, left alone.
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTEMPTY) &&
+			!errors.Is(err, unix.EEXIST) && !errors.Is(err, unix.ENOTDIR) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", filepath.Join(root, folder), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// creatorFolderOf reports whether name is a folder that newFIFOSet made for
+// id: os.MkdirTemp's "<id>-" and its random decimal digits.
+func creatorFolderOf(name, id string) bool {
+	rest, ok := strings.CutPrefix(name, id+"-")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// fifoPaths returns the clean absolute FIFO paths of config.
+func fifoPaths(config Config) []string {
+	var out []string
+	for _, p := range []string{config.Stdin, config.Stdout, config.Stderr} {
+		if isFIFO(p) && filepath.IsAbs(p) && !slices.Contains(out, filepath.Clean(p)) {
+			out = append(out, filepath.Clean(p))
+		}
+	}
+	return out
+}
+
+// withDir runs fn on a descriptor of the folder name, relative to dirfd,
+// opened without following a symlink. A folder that is gone, or a symlink
+// in its place, is skipped without error: nothing is removed through it.
+func withDir(dirfd int, name string, fn func(fd int) error) error {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	return fn(fd)
+}
+
+// unlinkFIFO removes name in the folder dirfd when it is a FIFO; anything
+// else, or nothing, is left as it is.
+func unlinkFIFO(dirfd int, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("stat %s: %w", name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return nil
+	}
+	if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove FIFO %s: %w", name, err)
+	}
+	return nil
 }

@@ -265,12 +265,15 @@ func (s *service) listed(ctx context.Context, sh *supervisor.Shim) *api.Process 
 		ExitStatus: st.ExitStatus, ExitedAt: st.ExitedAt, ShimPid: uint32(sh.ShimPid())}
 }
 
-// stoppedProcess is the init process of a task whose shim is gone.
+// stoppedProcess is the init process of a task whose shim is gone. Its
+// stdio comes from the supervisor's record, so that a client loading the
+// task can still remove its FIFOs.
 func stoppedProcess(sh *supervisor.Shim, exit shimapi.ExitStatus) *api.Process {
 	return &api.Process{
 		ContainerId: sh.ID,
 		Pid:         uint32(exit.Pid),
 		Status:      shimapi.Status_STATUS_STOPPED,
+		Stdio:       sh.Stdio(),
 		ExitStatus:  exit.Status,
 		ExitedAt:    timestamppb.New(exit.ExitedAt),
 	}

@@ -41,7 +41,12 @@ type CreateTaskRequest struct {
 	Rootfs []*v1.Mount `protobuf:"bytes,2,rep,name=rootfs,proto3" json:"rootfs,omitempty"`
 	// stdio: FIFO paths the client made (and opened for reading, for
 	// output), "file://" or "crilog://" paths for output (see Stdio), or
-	// empty for none.
+	// empty for none. The daemon records them with the task: Get and List
+	// report them also once the task is stopped, and deleting the task
+	// removes the FIFOs among them that lie in a folder of their own,
+	// named "<container_id>-<digits>", in the daemon's FIFO folder
+	// (<state>/.fifo, where the Go client makes them by default), and
+	// that folder. A FIFO anywhere else stays the client's to remove.
 	Stdio         *v1.Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

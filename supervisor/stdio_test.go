@@ -1,0 +1,161 @@
+package supervisor_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/berthrt/berth/io/cio"
+	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/supervisor"
+)
+
+// fifoTask creates task id running args with stdio FIFOs that a client's
+// Creator made: in the daemon's own FIFO dir (StateDir/.fifo) when own,
+// else in a folder of the test's. It returns the shim and the FIFO folder.
+func (e *env) fifoTask(s *supervisor.Supervisor, id string, own bool, args ...string) (*supervisor.Shim, string) {
+	e.t.Helper()
+	root := filepath.Join(e.scratch, "fifo")
+	if own {
+		root = filepath.Join(e.stateDir, filepath.Base(cio.DefaultFIFODir))
+	}
+	set, err := cio.NewFIFOSetInDir(root, id, false)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	opts := e.opts(id, args...)
+	opts.Stdio = &shimapi.Stdio{Stdin: set.Stdin, Stdout: set.Stdout, Stderr: set.Stderr}
+	sh, err := s.Create(ctx(e.t), e.ns, id, opts)
+	if err != nil {
+		e.t.Fatalf("create %s: %v", id, err)
+	}
+	if !proto.Equal(sh.Stdio(), opts.Stdio) {
+		e.t.Fatalf("Stdio() = %v, want %v", sh.Stdio(), opts.Stdio)
+	}
+	return sh, filepath.Dir(set.Stdout)
+}
+
+func assertNoFolder(t *testing.T, dir, why string) {
+	t.Helper()
+	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s: FIFO folder %s: %v, want it removed", why, dir, err)
+	}
+}
+
+func assertFolder(t *testing.T, dir, why string) {
+	t.Helper()
+	if _, err := os.Lstat(dir); err != nil {
+		t.Errorf("%s: FIFO folder %s: %v, want it kept (not the daemon's)", why, dir, err)
+	}
+}
+
+// Deleting a task removes the FIFOs a client made for it in the daemon's
+// FIFO dir, never those elsewhere.
+func TestDeleteRemovesOwnFIFOs(t *testing.T) {
+	e := newEnv(t, "sv-fifo")
+	s := e.supervisor(newRecorder())
+	for _, own := range []bool{true, false} {
+		id := map[bool]string{true: "own", false: "elsewhere"}[own]
+		sh, dir := e.fifoTask(s, id, own, "true")
+		start(t, sh)
+		wait(t, sh)
+		if _, err := s.Delete(ctx(t), e.ns, id); err != nil {
+			t.Fatal(err)
+		}
+		if own {
+			assertNoFolder(t, dir, "delete")
+		} else {
+			assertFolder(t, dir, "delete")
+		}
+	}
+}
+
+// A task whose shim is gone keeps reporting its stdio, also to the next
+// daemon, and its delete removes the daemon's FIFOs.
+func TestStoppedTaskKeepsStdio(t *testing.T) {
+	e := newEnv(t, "sv-fifo-stop")
+	s1 := e.supervisor(newRecorder())
+	sh, dir := e.fifoTask(s1, "gone", true, "sleep", "1000")
+	start(t, sh)
+	if err := syscall.Kill(shimPid(t, sh), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "death noticed", func() bool {
+		_, ok := sh.Exited()
+		return ok
+	})
+	want := sh.Stdio()
+	s1.Close()
+
+	s2 := e.supervisor(newRecorder())
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	sh2, err := s2.Get(e.ns, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sh2.Exited(); !ok {
+		t.Fatal("restored task is not stopped")
+	}
+	if got := sh2.Stdio(); !proto.Equal(got, want) || got.GetStdout() == "" {
+		t.Fatalf("restored stopped task: Stdio() = %v, want %v", got, want)
+	}
+	if _, err := s2.Delete(ctx(t), e.ns, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFolder(t, dir, "delete of a stopped task")
+}
+
+// A daemon killed inside a delete (after the shim deleted the container and
+// the TaskDelete was out) leaves the removal to the next daemon's Restore,
+// which removes the FIFOs too: the client, whose delete failed, never
+// learns their paths again.
+func TestRestoreFinishesDeleteRemovesOwnFIFOs(t *testing.T) {
+	e := newEnv(t, "sv-fifo-fin")
+	s1 := e.supervisor(newRecorder())
+	sh, dir := e.fifoTask(s1, "cut", true, "true")
+	start(t, sh)
+	wait(t, sh)
+	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: "cut"}); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close()
+	// What deleteLive persists once the TaskDelete is out.
+	if err := os.WriteFile(filepath.Join(sh.Bundle, "task-deleted"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := e.supervisor(newRecorder())
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFolder(t, dir, "restore finishing a delete")
+	if _, err := os.Stat(sh.Bundle); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("bundle: %v", err)
+	}
+}
+
+// A Create that fails removes the daemon's FIFOs with the bundle: its
+// client gets the error, but one whose connection a crash cut does not.
+func TestFailedCreateRemovesOwnFIFOs(t *testing.T) {
+	e := newEnv(t, "sv-fifo-fail")
+	s := e.supervisor(newRecorder())
+	root := filepath.Join(e.stateDir, filepath.Base(cio.DefaultFIFODir))
+	set, err := cio.NewFIFOSetInDir(root, "bad", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := e.opts("bad", "/no/such/binary")
+	opts.Runtime = "/no/such/runtime"
+	opts.Stdio = &shimapi.Stdio{Stdin: set.Stdin, Stdout: set.Stdout, Stderr: set.Stderr}
+	if _, err := s.Create(ctx(t), e.ns, "bad", opts); err == nil {
+		t.Fatal("create with a missing runtime succeeded")
+	}
+	assertNoFolder(t, filepath.Dir(set.Stdout), "failed create")
+}
