@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"syscall"
@@ -216,6 +217,12 @@ func (p *process) delete(ctx context.Context, self Process, opts []ProcessDelete
 		r, err = p.client.api().tasks.DeleteProcess(ctx, &tasksv1.DeleteProcessRequest{ContainerId: p.containerID, ExecId: p.execID})
 	}
 	if err != nil {
+		if errdefs.IsNotFound(err) {
+			// Deleted already: a delete of ours that a daemon crash cut,
+			// which the restarted daemon finished. Nothing writes to the
+			// IO any more, and no later call would free it.
+			err = errors.Join(err, p.closeIO())
+		}
 		return nil, err
 	}
 	st := &ExitStatus{code: r.ExitStatus, exitedAt: apiconv.TimeFromProto(r.ExitedAt)}

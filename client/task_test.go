@@ -328,3 +328,27 @@ func TestTaskCalls(t *testing.T) {
 		t.Errorf("requests: resize %v closeIO %v update %v metrics %v", sawResize, sawClose, sawUpdate, sawMetrics)
 	}
 }
+
+// A task that is gone when Delete asks (a delete that a daemon crash cut,
+// finished by the restarted daemon) still has its IO closed and its FIFOs
+// removed: no later call would.
+func TestDeleteOfGoneTaskClosesIO(t *testing.T) {
+	ctr, f := newTestContainer(t)
+	ctx := context.Background()
+	fifoDir := t.TempDir()
+	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithFIFODir(fifoDir), cio.WithStreams(nil, &testutil.Buffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tasks.exit("c1", "", 0)
+	// The daemon deleted it behind the client's back.
+	if _, err := f.tasks.deleteProc("c1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := task.Delete(ctx); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Delete of a gone task: %v, want ErrNotFound", err)
+	}
+	if entries, _ := os.ReadDir(fifoDir); len(entries) != 0 {
+		t.Errorf("FIFOs left after Delete of a gone task: %v", entries)
+	}
+}
