@@ -123,9 +123,18 @@ func resolvConf(dns *runtimeapi.DNSConfig) ([]byte, error) {
 // mountPropagation returns the optional fields (shared:N, master:N) of the
 // mount that holds path p.
 func mountPropagation(p string) (string, error) {
-	mounts, err := mountinfo.GetMounts(mountinfo.ParentsFilter(p))
+	m, err := mountOf(p)
 	if err != nil {
 		return "", err
+	}
+	return m.Optional, nil
+}
+
+// mountOf returns the mount that holds path p: the deepest one above it.
+func mountOf(p string) (*mountinfo.Info, error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.ParentsFilter(p))
+	if err != nil {
+		return nil, err
 	}
 	var best *mountinfo.Info
 	for _, m := range mounts {
@@ -134,7 +143,7 @@ func mountPropagation(p string) (string, error) {
 		}
 	}
 	if best == nil {
-		return "", fmt.Errorf("no mount holds %s", p)
+		return nil, fmt.Errorf("no mount holds %s", p)
 	}
-	return best.Optional, nil
+	return best, nil
 }
