@@ -38,7 +38,7 @@ type Container interface {
 	// task.
 	Delete(ctx context.Context, opts ...DeleteOpts) error
 	// NewTask creates the container's task with the IO creator makes; it
-	// does not run user code until Task.Start.
+	// does not run user code until Task.Start (unless WithTaskStart).
 	NewTask(ctx context.Context, creator cio.Creator, opts ...NewTaskOpts) (Task, error)
 	// Task returns the container's existing task; with attach not nil,
 	// it reconnects to the task's FIFOs. ErrNotFound without a task.
@@ -220,11 +220,16 @@ func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...Ne
 		ContainerId: c.id,
 		Rootfs:      apiconv.MountsToProto(info.RootFS),
 		Stdio:       stdioToProto(pio.Config()),
+		Start:       info.Start,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return newTask(c.client, c.id, r.Pid, pio), nil
+	t := newTask(c.client, c.id, r.Pid, pio)
+	if info.Start {
+		t.closeStdinAtEOF(ctx) // what Start arranges otherwise
+	}
+	return t, nil
 }
 
 func (c *container) Task(ctx context.Context, attach cio.Attach) (Task, error) {

@@ -54,6 +54,7 @@ func TestClient(t *testing.T) {
 		{"Resources", testClientResources},
 		{"LogFileAndNullIO", testClientLogFile},
 		{"Events", testClientEvents},
+		{"StartOnCreate", testClientStartOnCreate},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, d, c) })
 	}

@@ -90,7 +90,12 @@ type CreateRequest struct {
 	// ignores it): it makes the spare the shim of this task before it
 	// creates the container. A spare that is bound stays bound, whether the
 	// Create succeeds or not.
-	Bind          *Binding `protobuf:"bytes,4,opt,name=bind,proto3" json:"bind,omitempty"`
+	Bind *Binding `protobuf:"bytes,4,opt,name=bind,proto3" json:"bind,omitempty"`
+	// start runs the init process in the same runtime call that creates
+	// the container (`runc run --detach`): it is running, or has exited
+	// already, when Create returns. TaskStart follows TaskCreate, then
+	// TaskExit once, as after a Start.
+	Start         bool `protobuf:"varint,5,opt,name=start,proto3" json:"start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -151,6 +156,13 @@ func (x *CreateRequest) GetBind() *Binding {
 		return x.Bind
 	}
 	return nil
+}
+
+func (x *CreateRequest) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
 }
 
 // Binding is what a spare shim learns when it becomes a task's shim.
@@ -1868,12 +1880,13 @@ var File_shimapi_shim_proto protoreflect.FileDescriptor
 const file_shimapi_shim_proto_rawDesc = "" +
 	"\n" +
 	"\x12shimapi/shim.proto\x12\rberth.shim.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/events/v1/task.proto\x1a\x1aproto/types/v1/types.proto\"\a\n" +
-	"\x05Empty\"\xa7\x01\n" +
+	"\x05Empty\"\xbd\x01\n" +
 	"\rCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x06rootfs\x18\x02 \x03(\v2\x15.berth.types.v1.MountR\x06rootfs\x12+\n" +
 	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\x12*\n" +
-	"\x04bind\x18\x04 \x01(\v2\x16.berth.shim.v1.BindingR\x04bind\"|\n" +
+	"\x04bind\x18\x04 \x01(\v2\x16.berth.shim.v1.BindingR\x04bind\x12\x14\n" +
+	"\x05start\x18\x05 \x01(\bR\x05start\"|\n" +
 	"\aBinding\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06bundle\x18\x02 \x01(\tR\x06bundle\x12\x18\n" +

@@ -35,11 +35,14 @@ type CreateOpts struct {
 	Rootfs []*shimapi.Mount
 	// Stdio of the init process.
 	Stdio *shimapi.Stdio
+	// Start runs the init process in the call that creates the container
+	// (see shimapi.CreateRequest.Start).
+	Start bool
 }
 
 // Create writes the bundle of task (ns, id), starts its shim, connects and
 // has the shim create the container (its init process exists, stopped
-// before user code). On any failure it cleans up what it made (the shim,
+// before user code; with opts.Start, running). On any failure it cleans up what it made (the shim,
 // the container, the bundle) and returns the error; a task of that name
 // that exists already fails with ErrAlreadyExists.
 func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts) (_ *Shim, retErr error) {
@@ -73,7 +76,7 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 	if err := os.MkdirAll(s.runtimeRoot(ns), StatePerm); err != nil {
 		return nil, err
 	}
-	req := &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio}
+	req := &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio, Start: opts.Start}
 	var resp *shimapi.CreateResponse
 	// Once the container is created (or not): see takeSpare.
 	defer s.refillSpares()

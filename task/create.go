@@ -57,24 +57,21 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (_ *sh
 		return nil, fmt.Errorf("stdio: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	undo.push(func() { pio.Close() })
-	init, early, err := s.createInit(ctx, pio)
+	init, early, err := s.createInit(ctx, pio, req)
 	if err != nil {
 		return nil, err
 	}
-
-	// Nothing below fails: the init process is the container's from here.
-	s.mu.Lock()
-	s.init = init
-	s.mu.Unlock()
-	if early != nil {
-		s.processExited(init, *early)
-	}
+	// The init process is the container's from here (see createInit).
 	pid := init.Pid()
-	span := spantrace.Start("watch cgroup")
-	s.watchCgroup(pid)
-	span.End()
-	s.events.publish(&shimapi.TaskCreate{ContainerId: s.cfg.ID, Bundle: s.cfg.Bundle, Pid: uint32(pid), Stdio: req.Stdio})
-	s.log.Info("created", "pid", pid)
+	if early != nil {
+		// An init that exited already took its cgroup with it.
+		s.processExited(init, *early)
+	} else {
+		span := spantrace.Start("watch cgroup")
+		s.watchCgroup(pid)
+		span.End()
+	}
+	s.log.Info("created", "pid", pid, "started", req.Start)
 	return &shimapi.CreateResponse{Pid: uint32(pid)}, nil
 }
 
@@ -153,11 +150,17 @@ func (s *Service) mountRootfs(ms []*shimapi.Mount) (undo func(), err error) {
 }
 
 // createInit has the runtime create the container with pio as the init
-// process's stdio, and reads its pid. It returns the init process, and
-// the exit of init if it came already; when it fails it has removed what
-// the runtime made. It is Create's last step that can fail, so it returns
-// no undo.
-func (s *Service) createInit(ctx context.Context, pio *stdio.IO) (*process, *exitInfo, error) {
+// process's stdio, and reads its pid; with start, the same runtime call
+// also starts it (`runc run --detach`: one runtime process instead of two,
+// and the init is Running from the outset). It returns the init process,
+// and the exit of init if it came already; when it fails it has removed
+// what the runtime made. It is Create's last step that can fail, so it
+// returns no undo: once it succeeds, the init is the container's. It
+// makes the init the service's and publishes TaskCreate (and with start
+// TaskStart) before the init's exit can be routed to it, so that a
+// TaskExit always comes after them and finds the process.
+func (s *Service) createInit(ctx context.Context, pio *stdio.IO, req *shimapi.CreateRequest) (*process, *exitInfo, error) {
+	start := req.Start
 	init := newProcess("", &initActions{s: s}, pio)
 	pidFile := filepath.Join(s.cfg.Bundle, "init.pid")
 	w := s.watchExits()
@@ -166,16 +169,28 @@ func (s *Service) createInit(ctx context.Context, pio *stdio.IO) (*process, *exi
 		s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
 		return nil, nil, err
 	}
-	span := spantrace.Start("runc create")
-	err := s.runtime.Create(ctx, s.cfg.ID, s.cfg.Bundle, &runc.CreateOpts{
+	opts := &runc.CreateOpts{
 		PidFile:       pidFile,
 		IO:            pio.RuncIO(),
 		ConsoleSocket: pio.ConsoleSocket(),
-	})
-	if err != nil {
-		return fail(s.runtimeError(err, "create"))
 	}
-	span.End()
+	var err error
+	if start {
+		span := spantrace.Start("runc run")
+		err = s.runInit(ctx, opts)
+		span.End()
+		if err != nil {
+			return fail(s.runtimeError(err, "run"))
+		}
+		init.status = Running // not shared yet: no lock needed
+	} else {
+		span := spantrace.Start("runc create")
+		err = s.runtime.Create(ctx, s.cfg.ID, s.cfg.Bundle, opts)
+		span.End()
+		if err != nil {
+			return fail(s.runtimeError(err, "create"))
+		}
+	}
 	pid, err := runc.ReadPidFile(pidFile)
 	if err == nil {
 		err = pio.Started()
@@ -184,7 +199,30 @@ func (s *Service) createInit(ctx context.Context, pio *stdio.IO) (*process, *exi
 		return fail(fmt.Errorf("create: %w", err))
 	}
 	init.pid = pid
+	s.mu.Lock()
+	s.init = init
+	s.mu.Unlock()
+	s.events.publish(&shimapi.TaskCreate{ContainerId: s.cfg.ID, Bundle: s.cfg.Bundle, Pid: uint32(pid), Stdio: req.Stdio})
+	if start {
+		s.events.publish(&shimapi.TaskStart{ContainerId: s.cfg.ID, Pid: uint32(pid)})
+	}
 	return init, s.settle(w, pid, init), nil
+}
+
+// runInit runs the container detached: the runtime returns once the init
+// process runs user code. Unlike Create, go-runc's Run leaves the parent's
+// copies of the stdio pipes' write ends open; they are closed here once
+// the runtime is done with them, or the output copiers would never see
+// EOF.
+func (s *Service) runInit(ctx context.Context, opts *runc.CreateOpts) error {
+	opts.Detach = true
+	_, err := s.runtime.Run(ctx, s.cfg.ID, s.cfg.Bundle, opts)
+	if c, ok := opts.IO.(runc.StartCloser); ok {
+		if cerr := c.CloseAfterStart(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // watchCgroup loads the container's cgroup for Stats and OOM events. A

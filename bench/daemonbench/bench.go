@@ -23,6 +23,7 @@ type results struct {
 
 	// run --rm /bin/true, one sample per path and round
 	floor, cli, library, ctrRun stats.Samples
+	refCLI                      stats.Samples // berthctl run --rm of the reference build, with -ref
 
 	berthIdle, berthIdleAfter, berthLoaded proc.Memory
 	cdIdle, cdLoaded                       proc.Memory
@@ -61,11 +62,24 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 	defer closeLater("workspace", w.Close)
 	fl := &floor.Runner{Runtime: cfg.runtime, Root: filepath.Join(w.run, "floor-runc"), Dir: filepath.Join(w.run, "floor"), Rootfs: w.rootfs, Namespace: w.ns}
 	defer closeLater("runc floor", fl.Close)
-	b, err := newBerth(w, cfg)
+	b, err := newBerth(w, "b", cfg, false)
 	if err != nil {
 		return res, err
 	}
 	defer closeLater("berthd", b.Close)
+	var ref *berth
+	if cfg.refBins != nil {
+		bins := *cfg.refBins
+		bins.runtime = cfg.runtime
+		if ref, err = newBerth(w, "r", bins, true); err != nil {
+			return res, err
+		}
+		defer closeLater("reference berthd", ref.Close)
+		progress("starting the reference berthd (%s)", cfg.ref)
+		if _, err := ref.start(ctx); err != nil {
+			return res, err
+		}
+	}
 	var cd *containerd
 	if cfg.containerd == "" {
 		res.containerdMissing = "skipped (-containerd \"\")"
@@ -105,7 +119,7 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 		}
 	}
 
-	if err := runRounds(ctx, cfg, w, fl, b, cd, &res); err != nil {
+	if err := runRounds(ctx, cfg, w, fl, b, ref, cd, &res); err != nil {
 		return res, err
 	}
 	if err := settle(ctx, cfg); err != nil {
@@ -206,7 +220,7 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 // runRounds runs the warm-up and measured rounds of run --rm /bin/true:
 // each round runs every path once, the first path rotating from round to
 // round, so that drift and noise on the machine hit all paths alike.
-func runRounds(ctx context.Context, cfg config, w *workspace, fl *floor.Runner, b *berth, cd *containerd, res *results) error {
+func runRounds(ctx context.Context, cfg config, w *workspace, fl *floor.Runner, b, ref *berth, cd *containerd, res *results) error {
 	type path struct {
 		name string
 		dst  *stats.Samples
@@ -231,6 +245,12 @@ func runRounds(ctx context.Context, cfg config, w *workspace, fl *floor.Runner, 
 			return d, err
 		}},
 		{"client library", &res.library, func() (time.Duration, error) { return b.libraryOnce(ctx, w.newID("lib")) }},
+	}
+	if ref != nil {
+		paths = append(paths, path{"berthctl run --rm, reference build", &res.refCLI, func() (time.Duration, error) {
+			d, _, err := ref.runOnce(w.newID("ref"))
+			return d, err
+		}})
 	}
 	if cd != nil {
 		paths = append(paths, path{"ctr run --rm", &res.ctrRun, func() (time.Duration, error) { return cd.runOnce(w.newID("ctr")) }})

@@ -50,27 +50,34 @@ type berth struct {
 	ns      string
 	rootfs  string
 	fifoDir string         // FIFOs of the client library path
+	env     []string       // added to berthctl's environment
 	client  *client.Client // while the daemon serves: setup, teardown, the library path
 	everRan bool           // a daemon was started, so there may be something to clean
 }
 
-// newBerth writes the daemon's config file; it starts nothing.
-func newBerth(w *workspace, cfg config) (*berth, error) {
+// newBerth writes the config file of a daemon named name (its state is
+// <w.run>/<name>) that runs the binaries of bins; it starts nothing.
+// With untraced, neither the daemon, its shims nor berthctl trace.
+func newBerth(w *workspace, name string, bins config, untraced bool) (*berth, error) {
 	b := &berth{
-		ctlBin:  cfg.berthctl,
-		runtime: cfg.runtime,
-		address: filepath.Join(w.run, "b", "berth.sock"),
-		state:   filepath.Join(w.run, "b"),
+		ctlBin:  bins.berthctl,
+		runtime: bins.runtime,
+		address: filepath.Join(w.run, name, "berth.sock"),
+		state:   filepath.Join(w.run, name),
 		ns:      w.ns,
 		rootfs:  w.rootfs,
-		fifoDir: filepath.Join(w.run, "fifo"),
+		fifoDir: filepath.Join(w.run, name+"-fifo"),
 	}
-	root := filepath.Join(w.dir, "berth")
-	conf := filepath.Join(w.dir, "berthd.toml")
-	if err := (berthd.Config{Root: root, State: b.state, Address: b.address, Runtime: cfg.runtime, Shim: cfg.shim}).Write(conf); err != nil {
+	if untraced {
+		b.env = []string{spantrace.Env + "="}
+	}
+	root := filepath.Join(w.dir, "berth-"+name)
+	conf := filepath.Join(w.dir, "berthd-"+name+".toml")
+	if err := (berthd.Config{Root: root, State: b.state, Address: b.address, Runtime: bins.runtime, Shim: bins.shim}).Write(conf); err != nil {
 		return nil, err
 	}
-	b.d = daemon.New("berthd", filepath.Join(w.dir, "berthd.log"), cfg.berthd, "--config", conf)
+	b.d = daemon.New("berthd "+name, filepath.Join(w.dir, "berthd-"+name+".log"), bins.berthd, "--config", conf)
+	b.d.Env = b.env
 	return b, nil
 }
 
@@ -163,6 +170,9 @@ func pollHealth(ctx context.Context, conn net.Conn, started time.Time, rt *ready
 func (b *berth) ctlCommand(out io.Writer, args ...string) (*exec.Cmd, context.CancelFunc) {
 	cmd, cancel := proc.Command(b.ctlBin, append([]string{"--address", b.address, "--namespace", b.ns}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
+	if b.env != nil {
+		cmd.Env = append(os.Environ(), b.env...)
+	}
 	return cmd, cancel
 }
 
@@ -196,8 +206,8 @@ func (b *berth) runOnce(id string) (time.Duration, window, error) {
 }
 
 // libraryOnce times what `berthctl run --rm` does, through the client
-// library in this process: NewContainer, NewTask (FIFOs for stdout and
-// stderr, as berthctl makes), Wait, Start, the exit, Delete of the task
+// library in this process: NewContainer, NewTask started at once (FIFOs
+// for stdout and stderr, as berthctl makes), Wait, the exit, Delete of the task
 // and of the container. The difference to runOnce is berthctl's own
 // process: exec, Go runtime and package init, connect.
 func (b *berth) libraryOnce(ctx context.Context, id string) (time.Duration, error) {
@@ -206,15 +216,12 @@ func (b *berth) libraryOnce(ctx context.Context, id string) (time.Duration, erro
 	if err != nil {
 		return 0, err
 	}
-	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(b.fifoDir)))
+	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(b.fifoDir)), client.WithTaskStart)
 	if err != nil {
 		return 0, err
 	}
 	exitc, err := task.Wait(ctx)
 	if err != nil {
-		return 0, err
-	}
-	if err := task.Start(ctx); err != nil {
 		return 0, err
 	}
 	code, _, err := (<-exitc).Result()

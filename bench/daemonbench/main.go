@@ -49,6 +49,10 @@ type config struct {
 	small, large           int // running containers: memory and restart; restart only
 	settleSeconds          float64
 	trace                  string // BERTH_TRACE file; "" for none
+	// ref is a folder with the berthd, berthctl and berth-shim of a
+	// reference build (the build before a change); "" for none.
+	ref     string
+	refBins *config // berthd, berthctl, shim of ref, once resolved
 }
 
 func main() {
@@ -74,6 +78,7 @@ func mainCode() int {
 	flag.IntVar(&cfg.large, "many", 100, "running containers for the second restart figure (0: skip)")
 	flag.Float64Var(&cfg.settleSeconds, "settle", 2, "seconds a daemon idles before its memory is read")
 	flag.StringVar(&cfg.trace, "trace", "", "trace berthd, its shims and berthctl into this file (BERTH_TRACE) and print where the time of run --rm goes; tracing adds a little to berth's figures")
+	flag.StringVar(&cfg.ref, "ref", "", "folder with berthd, berthctl and berth-shim of a reference build (say, main before a change): a second berthd of its own, whose berthctl run --rm joins the interleaved rounds, for before/after figures from one run")
 	flag.Parse()
 	if err := cfg.resolve(); err != nil {
 		fmt.Fprintf(os.Stderr, "daemonbench: %v\n", err)
@@ -114,7 +119,12 @@ func (c *config) resolve() error {
 		// inherits this process's.
 		os.Setenv(spantrace.Env, abs)
 	}
-	for _, p := range []*string{&c.berthd, &c.berthctl, &c.shim, &c.runtime, &c.busybox, &c.rootfsScript} {
+	bins := []*string{&c.berthd, &c.berthctl, &c.shim, &c.runtime, &c.busybox, &c.rootfsScript}
+	if c.ref != "" {
+		c.refBins = &config{berthd: filepath.Join(c.ref, "berthd"), berthctl: filepath.Join(c.ref, "berthctl"), shim: filepath.Join(c.ref, "berth-shim")}
+		bins = append(bins, &c.refBins.berthd, &c.refBins.berthctl, &c.refBins.shim)
+	}
+	for _, p := range bins {
 		path, err := proc.LookPath(*p)
 		if err != nil {
 			return fmt.Errorf("%w (for berth's binaries, run make build)", err)

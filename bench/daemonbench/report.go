@@ -30,6 +30,9 @@ func report(f io.Writer, cfg config, res results) {
 	row("runc floor (create, start, wait, delete)", res.floor)
 	row("berthctl run --rm", res.cli)
 	row("client library (NewContainer … Delete)", res.library)
+	if cfg.ref != "" {
+		row("berthctl run --rm, reference build", res.refCLI)
+	}
 	if cd {
 		row("ctr run --rm (containerd)", res.ctrRun)
 	}
@@ -38,6 +41,13 @@ func report(f io.Writer, cfg config, res results) {
 	if cd {
 		ratio = stats.Ratio(res.cli, res.ctrRun)
 		fmt.Fprintf(f, "  %-44s %.2f (goal ≤ %.2f: %s)\n", "berth/containerd", ratio, goalContainerdRatio, verdict(ratio <= goalContainerdRatio))
+	}
+	if cfg.ref != "" {
+		fmt.Fprintf(f, "  %-44s %.2f (informational; reference: %s)\n", "reference/floor", stats.Ratio(res.refCLI, res.floor), cfg.ref)
+		fmt.Fprintf(f, "  %-44s %.2f (informational: after/before)\n", "berth/reference", stats.Ratio(res.cli, res.refCLI))
+		if cd {
+			fmt.Fprintf(f, "  %-44s %.2f (informational)\n", "reference/containerd", stats.Ratio(res.refCLI, res.ctrRun))
+		}
 	}
 	fmt.Fprintf(f, "  %-44s %.2f (informational)\n", "client library/floor", stats.Ratio(res.library, res.floor))
 	fmt.Fprintf(f, "  %-44s %.1f ms (informational: berthctl's own process)\n", "berthctl − client library, medians",

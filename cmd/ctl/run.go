@@ -150,21 +150,23 @@ func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, 
 		}
 		defer con.Reset()
 	}
+	// Created and started in one call: the shim keeps the exit until the
+	// task is deleted, so the Wait below cannot miss it.
 	span := spantrace.Start("new task")
-	task, err := ctr.NewTask(ctx, creator)
+	task, err := ctr.NewTask(ctx, creator, client.WithTaskStart)
 	if err != nil {
 		return 0, err
 	}
 	span.End()
 	if o.detach {
-		if err := task.Start(ctx); err != nil {
-			task.Delete(context.WithoutCancel(ctx))
-			return 0, err
-		}
 		fmt.Println(task.Pid())
 		return 0, nil
 	}
-	return supervise(ctx, task, con, detached)
+	exitc, err := task.Wait(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return untilDeleted(ctx, task, exitc, con, detached)
 }
 
 // supervise runs a created process in the foreground until it exits, then
@@ -185,7 +187,14 @@ func supervise(ctx context.Context, p client.Process, con console.Console, detac
 		return 0, err
 	}
 	span.End()
-	span = spantrace.Start("until exit")
+	return untilDeleted(ctx, p, exitc, con, detached)
+}
+
+// untilDeleted relays to a running process until its exit arrives on
+// exitc, waits for its output, and deletes it (see supervise).
+func untilDeleted(ctx context.Context, p client.Process, exitc <-chan client.ExitStatus, con console.Console, detached <-chan struct{}) (uint32, error) {
+	cleanup := context.WithoutCancel(ctx)
+	span := spantrace.Start("until exit")
 	code, err := relayUntilExit(ctx, p, exitc, con, detached)
 	if err != nil {
 		return 0, err

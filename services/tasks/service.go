@@ -106,6 +106,7 @@ func (s *service) Create(ctx context.Context, req *api.CreateTaskRequest) (*api.
 		Spec:    c.Spec,
 		Rootfs:  req.GetRootfs(),
 		Stdio:   req.GetStdio(),
+		Start:   req.GetStart(),
 	})
 	if err != nil {
 		return nil, err

@@ -31,6 +31,9 @@ const (
 type Process struct {
 	Name string // for messages
 	Log  string // path of the log file
+	// Env is added to the benchmark's environment for the process; a
+	// later entry of a name wins.
+	Env []string
 
 	args    []string      // the binary and its arguments
 	cmd     *exec.Cmd     // the last start; nil before the first
@@ -70,6 +73,9 @@ func (p *Process) Start() error {
 	fmt.Fprintf(f, "--- %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(p.args, " "))
 	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if p.Env != nil {
+		cmd.Env = append(os.Environ(), p.Env...)
+	}
 	// Its own process group: a Ctrl-C on the terminal reaches only the
 	// benchmark, which stops the process after it cleaned up through it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -47,7 +47,14 @@ type CreateTaskRequest struct {
 	// named "<container_id>-<digits>", in the daemon's FIFO folder
 	// (<state>/.fifo, where the Go client makes them by default), and
 	// that folder. A FIFO anywhere else stays the client's to remove.
-	Stdio         *v1.Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	Stdio *v1.Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	// start runs the init process at once, in the same runtime call that
+	// creates the container (`runc run --detach` instead of `runc create`
+	// and a later `runc start`): the task is running when Create returns,
+	// and may have exited already; Start on it then fails. The exit is
+	// kept for Wait and Delete as after a Start, and the events are the
+	// same: /tasks/create, /tasks/start, then /tasks/exit once.
+	Start         bool `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -101,6 +108,13 @@ func (x *CreateTaskRequest) GetStdio() *v1.Stdio {
 		return x.Stdio
 	}
 	return nil
+}
+
+func (x *CreateTaskRequest) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
 }
 
 type CreateTaskResponse struct {
@@ -1510,11 +1524,12 @@ var File_proto_tasks_v1_tasks_proto protoreflect.FileDescriptor
 
 const file_proto_tasks_v1_tasks_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/tasks/v1/tasks.proto\x12\x17berth.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"\x92\x01\n" +
+	"\x1aproto/tasks/v1/tasks.proto\x12\x17berth.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"\xa8\x01\n" +
 	"\x11CreateTaskRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12-\n" +
 	"\x06rootfs\x18\x02 \x03(\v2\x15.berth.types.v1.MountR\x06rootfs\x12+\n" +
-	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\"I\n" +
+	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\x12\x14\n" +
+	"\x05start\x18\x04 \x01(\bR\x05start\"I\n" +
 	"\x12CreateTaskResponse\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\rR\x03pid\"J\n" +

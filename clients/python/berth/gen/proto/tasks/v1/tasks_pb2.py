@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from proto.types.v1 import types_pb2 as proto_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/tasks/v1/tasks.proto\x12\x17\x62\x65rth.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"v\n\x11\x43reateTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12%\n\x06rootfs\x18\x02 \x03(\x0b\x32\x15.berth.types.v1.Mount\x12$\n\x05stdio\x18\x03 \x01(\x0b\x32\x15.berth.types.v1.Stdio\"7\n\x12\x43reateTaskResponse\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\"5\n\x0cStartRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"\x1c\n\rStartResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\")\n\x11\x44\x65leteTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"=\n\x14\x44\x65leteProcessRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"m\n\x0e\x44\x65leteResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x03 \x01(\r\x12-\n\texited_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe1\x01\n\x07Process\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12&\n\x06status\x18\x04 \x01(\x0e\x32\x16.berth.types.v1.Status\x12$\n\x05stdio\x18\x05 \x01(\x0b\x32\x15.berth.types.v1.Stdio\x12\x13\n\x0b\x65xit_status\x18\x06 \x01(\r\x12-\n\texited_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08shim_pid\x18\x08 \x01(\r\"3\n\nGetRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"@\n\x0bGetResponse\x12\x31\n\x07process\x18\x01 \x01(\x0b\x32 .berth.services.tasks.v1.Process\"#\n\x10ListTasksRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"D\n\x11ListTasksResponse\x12/\n\x05tasks\x18\x01 \x03(\x0b\x32 .berth.services.tasks.v1.Process\"Q\n\x0bKillRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\r\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"o\n\x12\x45xecProcessRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12$\n\x05stdio\x18\x03 \x01(\x0b\x32\x15.berth.types.v1.Stdio\x12\x0c\n\x04spec\x18\x04 \x01(\x0c\"X\n\x10ResizePtyRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"F\n\x0e\x43loseIORequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\x08\"9\n\x10ReopenLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"(\n\x10PauseTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\")\n\x11ResumeTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"\'\n\x0fListPidsRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"B\n\x10ListPidsResponse\x12.\n\tprocesses\x18\x01 \x03(\x0b\x32\x1b.berth.types.v1.ProcessInfo\"<\n\x11UpdateTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x11\n\tresources\x18\x02 \x01(\x0c\"!\n\x0eMetricsRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"|\n\x0bTaskMetrics\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07metrics\x18\x03 \x01(\x0b\x32\x17.berth.types.v1.Metrics\"H\n\x0fMetricsResponse\x12\x35\n\x07metrics\x18\x01 \x03(\x0b\x32$.berth.services.tasks.v1.TaskMetrics\"4\n\x0bWaitRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"R\n\x0cWaitResponse\x12\x13\n\x0b\x65xit_status\x18\x01 \x01(\r\x12-\n\texited_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb6\x0b\n\x05Tasks\x12\x61\n\x06\x43reate\x12*.berth.services.tasks.v1.CreateTaskRequest\x1a+.berth.services.tasks.v1.CreateTaskResponse\x12V\n\x05Start\x12%.berth.services.tasks.v1.StartRequest\x1a&.berth.services.tasks.v1.StartResponse\x12]\n\x06\x44\x65lete\x12*.berth.services.tasks.v1.DeleteTaskRequest\x1a\'.berth.services.tasks.v1.DeleteResponse\x12g\n\rDeleteProcess\x12-.berth.services.tasks.v1.DeleteProcessRequest\x1a\'.berth.services.tasks.v1.DeleteResponse\x12P\n\x03Get\x12#.berth.services.tasks.v1.GetRequest\x1a$.berth.services.tasks.v1.GetResponse\x12]\n\x04List\x12).berth.services.tasks.v1.ListTasksRequest\x1a*.berth.services.tasks.v1.ListTasksResponse\x12\x44\n\x04Kill\x12$.berth.services.tasks.v1.KillRequest\x1a\x16.google.protobuf.Empty\x12K\n\x04\x45xec\x12+.berth.services.tasks.v1.ExecProcessRequest\x1a\x16.google.protobuf.Empty\x12N\n\tResizePty\x12).berth.services.tasks.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12J\n\x07\x43loseIO\x12\'.berth.services.tasks.v1.CloseIORequest\x1a\x16.google.protobuf.Empty\x12N\n\tReopenLog\x12).berth.services.tasks.v1.ReopenLogRequest\x1a\x16.google.protobuf.Empty\x12J\n\x05Pause\x12).berth.services.tasks.v1.PauseTaskRequest\x1a\x16.google.protobuf.Empty\x12L\n\x06Resume\x12*.berth.services.tasks.v1.ResumeTaskRequest\x1a\x16.google.protobuf.Empty\x12_\n\x08ListPids\x12(.berth.services.tasks.v1.ListPidsRequest\x1a).berth.services.tasks.v1.ListPidsResponse\x12L\n\x06Update\x12*.berth.services.tasks.v1.UpdateTaskRequest\x1a\x16.google.protobuf.Empty\x12\\\n\x07Metrics\x12\'.berth.services.tasks.v1.MetricsRequest\x1a(.berth.services.tasks.v1.MetricsResponse\x12S\n\x04Wait\x12$.berth.services.tasks.v1.WaitRequest\x1a%.berth.services.tasks.v1.WaitResponseB1Z/github.com/berthrt/berth/proto/tasks/v1;tasksv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/tasks/v1/tasks.proto\x12\x17\x62\x65rth.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"\x85\x01\n\x11\x43reateTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12%\n\x06rootfs\x18\x02 \x03(\x0b\x32\x15.berth.types.v1.Mount\x12$\n\x05stdio\x18\x03 \x01(\x0b\x32\x15.berth.types.v1.Stdio\x12\r\n\x05start\x18\x04 \x01(\x08\"7\n\x12\x43reateTaskResponse\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\"5\n\x0cStartRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"\x1c\n\rStartResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\")\n\x11\x44\x65leteTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"=\n\x14\x44\x65leteProcessRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"m\n\x0e\x44\x65leteResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x03 \x01(\r\x12-\n\texited_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe1\x01\n\x07Process\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12&\n\x06status\x18\x04 \x01(\x0e\x32\x16.berth.types.v1.Status\x12$\n\x05stdio\x18\x05 \x01(\x0b\x32\x15.berth.types.v1.Stdio\x12\x13\n\x0b\x65xit_status\x18\x06 \x01(\r\x12-\n\texited_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08shim_pid\x18\x08 \x01(\r\"3\n\nGetRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"@\n\x0bGetResponse\x12\x31\n\x07process\x18\x01 \x01(\x0b\x32 .berth.services.tasks.v1.Process\"#\n\x10ListTasksRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"D\n\x11ListTasksResponse\x12/\n\x05tasks\x18\x01 \x03(\x0b\x32 .berth.services.tasks.v1.Process\"Q\n\x0bKillRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\r\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"o\n\x12\x45xecProcessRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12$\n\x05stdio\x18\x03 \x01(\x0b\x32\x15.berth.types.v1.Stdio\x12\x0c\n\x04spec\x18\x04 \x01(\x0c\"X\n\x10ResizePtyRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"F\n\x0e\x43loseIORequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\x08\"9\n\x10ReopenLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"(\n\x10PauseTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\")\n\x11ResumeTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"\'\n\x0fListPidsRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"B\n\x10ListPidsResponse\x12.\n\tprocesses\x18\x01 \x03(\x0b\x32\x1b.berth.types.v1.ProcessInfo\"<\n\x11UpdateTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x11\n\tresources\x18\x02 \x01(\x0c\"!\n\x0eMetricsRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\"|\n\x0bTaskMetrics\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07metrics\x18\x03 \x01(\x0b\x32\x17.berth.types.v1.Metrics\"H\n\x0fMetricsResponse\x12\x35\n\x07metrics\x18\x01 \x03(\x0b\x32$.berth.services.tasks.v1.TaskMetrics\"4\n\x0bWaitRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"R\n\x0cWaitResponse\x12\x13\n\x0b\x65xit_status\x18\x01 \x01(\r\x12-\n\texited_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb6\x0b\n\x05Tasks\x12\x61\n\x06\x43reate\x12*.berth.services.tasks.v1.CreateTaskRequest\x1a+.berth.services.tasks.v1.CreateTaskResponse\x12V\n\x05Start\x12%.berth.services.tasks.v1.StartRequest\x1a&.berth.services.tasks.v1.StartResponse\x12]\n\x06\x44\x65lete\x12*.berth.services.tasks.v1.DeleteTaskRequest\x1a\'.berth.services.tasks.v1.DeleteResponse\x12g\n\rDeleteProcess\x12-.berth.services.tasks.v1.DeleteProcessRequest\x1a\'.berth.services.tasks.v1.DeleteResponse\x12P\n\x03Get\x12#.berth.services.tasks.v1.GetRequest\x1a$.berth.services.tasks.v1.GetResponse\x12]\n\x04List\x12).berth.services.tasks.v1.ListTasksRequest\x1a*.berth.services.tasks.v1.ListTasksResponse\x12\x44\n\x04Kill\x12$.berth.services.tasks.v1.KillRequest\x1a\x16.google.protobuf.Empty\x12K\n\x04\x45xec\x12+.berth.services.tasks.v1.ExecProcessRequest\x1a\x16.google.protobuf.Empty\x12N\n\tResizePty\x12).berth.services.tasks.v1.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12J\n\x07\x43loseIO\x12\'.berth.services.tasks.v1.CloseIORequest\x1a\x16.google.protobuf.Empty\x12N\n\tReopenLog\x12).berth.services.tasks.v1.ReopenLogRequest\x1a\x16.google.protobuf.Empty\x12J\n\x05Pause\x12).berth.services.tasks.v1.PauseTaskRequest\x1a\x16.google.protobuf.Empty\x12L\n\x06Resume\x12*.berth.services.tasks.v1.ResumeTaskRequest\x1a\x16.google.protobuf.Empty\x12_\n\x08ListPids\x12(.berth.services.tasks.v1.ListPidsRequest\x1a).berth.services.tasks.v1.ListPidsResponse\x12L\n\x06Update\x12*.berth.services.tasks.v1.UpdateTaskRequest\x1a\x16.google.protobuf.Empty\x12\\\n\x07Metrics\x12\'.berth.services.tasks.v1.MetricsRequest\x1a(.berth.services.tasks.v1.MetricsResponse\x12S\n\x04Wait\x12$.berth.services.tasks.v1.WaitRequest\x1a%.berth.services.tasks.v1.WaitResponseB1Z/github.com/berthrt/berth/proto/tasks/v1;tasksv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.tasks.v1.tasks_pb2', globals())
@@ -24,60 +24,60 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z/github.com/berthrt/berth/proto/tasks/v1;tasksv1'
-  _CREATETASKREQUEST._serialized_start=145
-  _CREATETASKREQUEST._serialized_end=263
-  _CREATETASKRESPONSE._serialized_start=265
-  _CREATETASKRESPONSE._serialized_end=320
-  _STARTREQUEST._serialized_start=322
-  _STARTREQUEST._serialized_end=375
-  _STARTRESPONSE._serialized_start=377
-  _STARTRESPONSE._serialized_end=405
-  _DELETETASKREQUEST._serialized_start=407
-  _DELETETASKREQUEST._serialized_end=448
-  _DELETEPROCESSREQUEST._serialized_start=450
-  _DELETEPROCESSREQUEST._serialized_end=511
-  _DELETERESPONSE._serialized_start=513
-  _DELETERESPONSE._serialized_end=622
-  _PROCESS._serialized_start=625
-  _PROCESS._serialized_end=850
-  _GETREQUEST._serialized_start=852
-  _GETREQUEST._serialized_end=903
-  _GETRESPONSE._serialized_start=905
-  _GETRESPONSE._serialized_end=969
-  _LISTTASKSREQUEST._serialized_start=971
-  _LISTTASKSREQUEST._serialized_end=1006
-  _LISTTASKSRESPONSE._serialized_start=1008
-  _LISTTASKSRESPONSE._serialized_end=1076
-  _KILLREQUEST._serialized_start=1078
-  _KILLREQUEST._serialized_end=1159
-  _EXECPROCESSREQUEST._serialized_start=1161
-  _EXECPROCESSREQUEST._serialized_end=1272
-  _RESIZEPTYREQUEST._serialized_start=1274
-  _RESIZEPTYREQUEST._serialized_end=1362
-  _CLOSEIOREQUEST._serialized_start=1364
-  _CLOSEIOREQUEST._serialized_end=1434
-  _REOPENLOGREQUEST._serialized_start=1436
-  _REOPENLOGREQUEST._serialized_end=1493
-  _PAUSETASKREQUEST._serialized_start=1495
-  _PAUSETASKREQUEST._serialized_end=1535
-  _RESUMETASKREQUEST._serialized_start=1537
-  _RESUMETASKREQUEST._serialized_end=1578
-  _LISTPIDSREQUEST._serialized_start=1580
-  _LISTPIDSREQUEST._serialized_end=1619
-  _LISTPIDSRESPONSE._serialized_start=1621
-  _LISTPIDSRESPONSE._serialized_end=1687
-  _UPDATETASKREQUEST._serialized_start=1689
-  _UPDATETASKREQUEST._serialized_end=1749
-  _METRICSREQUEST._serialized_start=1751
-  _METRICSREQUEST._serialized_end=1784
-  _TASKMETRICS._serialized_start=1786
-  _TASKMETRICS._serialized_end=1910
-  _METRICSRESPONSE._serialized_start=1912
-  _METRICSRESPONSE._serialized_end=1984
-  _WAITREQUEST._serialized_start=1986
-  _WAITREQUEST._serialized_end=2038
-  _WAITRESPONSE._serialized_start=2040
-  _WAITRESPONSE._serialized_end=2122
-  _TASKS._serialized_start=2125
-  _TASKS._serialized_end=3587
+  _CREATETASKREQUEST._serialized_start=146
+  _CREATETASKREQUEST._serialized_end=279
+  _CREATETASKRESPONSE._serialized_start=281
+  _CREATETASKRESPONSE._serialized_end=336
+  _STARTREQUEST._serialized_start=338
+  _STARTREQUEST._serialized_end=391
+  _STARTRESPONSE._serialized_start=393
+  _STARTRESPONSE._serialized_end=421
+  _DELETETASKREQUEST._serialized_start=423
+  _DELETETASKREQUEST._serialized_end=464
+  _DELETEPROCESSREQUEST._serialized_start=466
+  _DELETEPROCESSREQUEST._serialized_end=527
+  _DELETERESPONSE._serialized_start=529
+  _DELETERESPONSE._serialized_end=638
+  _PROCESS._serialized_start=641
+  _PROCESS._serialized_end=866
+  _GETREQUEST._serialized_start=868
+  _GETREQUEST._serialized_end=919
+  _GETRESPONSE._serialized_start=921
+  _GETRESPONSE._serialized_end=985
+  _LISTTASKSREQUEST._serialized_start=987
+  _LISTTASKSREQUEST._serialized_end=1022
+  _LISTTASKSRESPONSE._serialized_start=1024
+  _LISTTASKSRESPONSE._serialized_end=1092
+  _KILLREQUEST._serialized_start=1094
+  _KILLREQUEST._serialized_end=1175
+  _EXECPROCESSREQUEST._serialized_start=1177
+  _EXECPROCESSREQUEST._serialized_end=1288
+  _RESIZEPTYREQUEST._serialized_start=1290
+  _RESIZEPTYREQUEST._serialized_end=1378
+  _CLOSEIOREQUEST._serialized_start=1380
+  _CLOSEIOREQUEST._serialized_end=1450
+  _REOPENLOGREQUEST._serialized_start=1452
+  _REOPENLOGREQUEST._serialized_end=1509
+  _PAUSETASKREQUEST._serialized_start=1511
+  _PAUSETASKREQUEST._serialized_end=1551
+  _RESUMETASKREQUEST._serialized_start=1553
+  _RESUMETASKREQUEST._serialized_end=1594
+  _LISTPIDSREQUEST._serialized_start=1596
+  _LISTPIDSREQUEST._serialized_end=1635
+  _LISTPIDSRESPONSE._serialized_start=1637
+  _LISTPIDSRESPONSE._serialized_end=1703
+  _UPDATETASKREQUEST._serialized_start=1705
+  _UPDATETASKREQUEST._serialized_end=1765
+  _METRICSREQUEST._serialized_start=1767
+  _METRICSREQUEST._serialized_end=1800
+  _TASKMETRICS._serialized_start=1802
+  _TASKMETRICS._serialized_end=1926
+  _METRICSRESPONSE._serialized_start=1928
+  _METRICSRESPONSE._serialized_end=2000
+  _WAITREQUEST._serialized_start=2002
+  _WAITREQUEST._serialized_end=2054
+  _WAITRESPONSE._serialized_start=2056
+  _WAITRESPONSE._serialized_end=2138
+  _TASKS._serialized_start=2141
+  _TASKS._serialized_end=3603
 # @@protoc_insertion_point(module_scope)
