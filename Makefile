@@ -91,7 +91,9 @@ test: build check-protos check-docs vet
 
 # chaos is the long form of the fault-injection run (integration/chaos_test.go):
 # CHAOS_N SIGKILLs of berthd at random points of create, start, exec, pull,
-# import, commit and delete, then berthd check. make test runs a short form
+# import, commit and delete (pulls through a throttling proxy, killed
+# mid-layer, then repeated), then berthd check and a count of /tasks/exit
+# events across the restarts (each exit once). make test runs a short form
 # (6 kills). CHAOS_SEED replays a run; each run logs its seed.
 CHAOS_N    ?= 50
 CHAOS_SEED ?=

@@ -10,13 +10,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/berthrt/berth/client"
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/images/archive"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/oci"
+	eventsv1 "github.com/berthrt/berth/proto/events/v1"
+	"github.com/berthrt/berth/shimapi"
 )
 
 // The fault-injection run: berthd is SIGKILLed at a random moment of a
@@ -25,6 +31,15 @@ import (
 // returned runs (or, if its command ended, reports its own exit code) and
 // is listed, and `berthd check` finds nothing wrong, with the containers
 // running and again once everything is deleted and collected.
+//
+// Exits are counted across the whole run: a subscriber to /tasks/exit,
+// connected again after each restart and replaying what the new daemon
+// published before it connected, must see the init exit of every
+// container that ran exactly once, and no exit twice.
+//
+// Pulls go through a proxy that sends blobs at about 8 MiB/s, and the
+// kill waits until a layer is partly fetched: after the restart the ingest
+// is still there, and a repeated pull resumes it and succeeds.
 //
 // BERTH_CHAOS_N sets N (default 6, the short form in make test; make chaos
 // runs CHAOS_N, 50 by default), BERTH_CHAOS_SEED replays a run: the seed
@@ -49,6 +64,28 @@ type chaosRun struct {
 	pullOf string
 	ctrs   []*chaosCtr
 	seq    int
+	// exits are the /tasks/exit subscriptions, one per daemon life.
+	exits []*subscription
+	// sent counts the blob bytes the throttling proxy sent.
+	sent *atomic.Int64
+	// pullCut is the offset at which a pull's layer ingest stood when the
+	// daemon was killed; -1 when no pull was cut mid-layer.
+	pullCut int64
+}
+
+// chaosLayerSize is the size of the pulled image's one layer: at the
+// proxy's 8 MiB/s a pull takes about a second, so a kill lands in it.
+const chaosLayerSize = 8 << 20
+
+// chaosOp is one kind of operation the run kills the daemon in. ready,
+// when set, returns once the operation is far enough along to be worth
+// killing (false: it never got there); after runs once the daemon is
+// back.
+type chaosOp struct {
+	name  string
+	run   func(*client.Client) error
+	ready func(*client.Client) bool
+	after func(*client.Client)
 }
 
 const chaosNS = "chaos"
@@ -72,9 +109,12 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: %d kills, seed %d (BERTH_CHAOS_SEED=%d replays it)", n, seed, seed)
 
 	reg := testutil.StartRegistry(t, testutil.RegistryConfig{})
-	pushTestImage(t, reg.Addr+"/chaos/pulled:1", 1<<20, 2<<20)
+	proxy, sent := slowBlobProxy(t, reg.Addr)
+	pushTestImage(t, reg.Addr+"/chaos/pulled:1", chaosLayerSize)
 	arch, _ := layeredArchive(t)
-	r := &chaosRun{t: t, d: newDaemon(t), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), arch: arch, pullOf: reg.Addr + "/chaos/pulled:1"}
+	r := &chaosRun{t: t, d: newDaemon(t), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), arch: arch,
+		pullOf: proxy + "/chaos/pulled:1", sent: sent, pullCut: -1}
+	r.subscribeExits()
 	c := r.client()
 	imgs, err := c.Import(r.ctx(), bytes.NewReader(arch), archive.WithUnpack("overlayfs"))
 	if err != nil {
@@ -82,25 +122,49 @@ func TestChaos(t *testing.T) {
 	}
 	r.img = imgs[0]
 
-	ops := []struct {
-		name string
-		run  func(*client.Client) error
-	}{
-		{"create", r.create}, {"start", r.start}, {"exec", r.exec}, {"pull", r.pull},
-		{"import", r.importArchive}, {"commit", r.commit}, {"delete", r.delete},
+	ops := []chaosOp{
+		{name: "create", run: r.create}, {name: "start", run: r.start}, {name: "exec", run: r.exec},
+		{name: "pull", run: r.pull, ready: r.pullUnderWay, after: r.pullResumes},
+		{name: "import", run: r.importArchive}, {name: "commit", run: r.commit}, {name: "delete", run: r.delete},
+	}
+	// A few containers made without a kill, so that every run has tasks
+	// to start, exec in, commit and delete, and exits to count.
+	for range 3 {
+		if err := r.create(c); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.start(c); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := range n {
 		op := ops[r.rng.IntN(len(ops))]
-		delay := time.Duration(r.rng.IntN(200)) * time.Millisecond
+		// Up to the time a create and start take on a loaded machine.
+		delay := time.Duration(r.rng.IntN(800)) * time.Millisecond
 		done := make(chan error, 1)
 		go func() { done <- op.run(c) }()
+		if op.ready != nil && !op.ready(c) {
+			t.Logf("kill %d: %s never got under way", i+1, op.name)
+		}
 		time.Sleep(delay)
 		r.d.kill()
 		err := <-done
 		t.Logf("kill %d: %s, after %v: %v", i+1, op.name, delay, err)
 		c.Close()
 		r.d.start()
+		r.subscribeExits()
 		c = r.client()
+		if op.after != nil {
+			op.after(c)
+		}
+		// Kills land mostly in the slow first steps of a create: make a
+		// container now and then without one, so that there are tasks
+		// to start, exec in and delete, and exits to count.
+		if r.rng.IntN(3) == 0 {
+			if err := r.create(c); err != nil {
+				t.Fatalf("create after the restart: %v", err)
+			}
+		}
 	}
 
 	r.verifyContainers(c)
@@ -109,13 +173,16 @@ func TestChaos(t *testing.T) {
 	}
 	inconsistencies := r.check("with the containers")
 	r.d.start()
+	r.subscribeExits()
 	c = r.client()
 	r.deleteAll(c)
 	if _, err := c.GarbageCollect(r.ctx()); err != nil {
 		t.Fatalf("GC: %v", err)
 	}
+	counted, expected, bad := r.verifyExits()
+	inconsistencies += bad
 	inconsistencies += r.check("after deleting everything")
-	t.Logf("chaos: %d kills, %d inconsistencies (seed %d)", n, inconsistencies, seed)
+	t.Logf("chaos: %d kills, %d inconsistencies, %d exits counted, %d expected exactly once (seed %d)", n, inconsistencies, counted, expected, seed)
 }
 
 // ctx is a context in the run's namespace, with a bound for a hung call.
@@ -146,8 +213,14 @@ func (r *chaosRun) create(c *client.Client) error {
 		cmd = fmt.Sprintf("sleep 0.%d; exit %d", r.rng.IntN(5), x.exit)
 	}
 	ctx := r.ctx()
-	ctr, err := c.NewContainer(ctx, x.id, client.WithImage(r.img), client.WithSnapshotter("overlayfs"),
-		client.WithNewSnapshot(x.id, r.img), client.WithNewSpec(oci.WithImageConfig(r.img), oci.WithProcessArgs("sh", "-c", cmd)))
+	// Loaded through this client: an Image reads through the client that
+	// made it, whose connection a kill closed.
+	img, err := c.GetImage(ctx, r.img.Name())
+	if err != nil {
+		return err
+	}
+	ctr, err := c.NewContainer(ctx, x.id, client.WithImage(img), client.WithSnapshotter("overlayfs"),
+		client.WithNewSnapshot(x.id, img), client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sh", "-c", cmd)))
 	if err != nil {
 		return err
 	}
@@ -156,10 +229,19 @@ func (r *chaosRun) create(c *client.Client) error {
 	if r.rng.IntN(2) == 0 {
 		stdout = io.Discard
 	}
-	if _, err := ctr.NewTask(ctx, r.d.creator(nil, stdout, nil)); err != nil {
+	task, err := ctr.NewTask(ctx, r.d.creator(nil, stdout, nil))
+	if err != nil {
 		return err
 	}
 	x.created = true
+	// Half of them started at once, so that kills land in starts too.
+	if r.rng.IntN(2) == 0 {
+		return nil
+	}
+	if err := task.Start(ctx); err != nil {
+		return err
+	}
+	x.started = true
 	return nil
 }
 
@@ -233,10 +315,67 @@ func (r *chaosRun) exec(c *client.Client) error {
 }
 
 func (r *chaosRun) pull(c *client.Client) error {
-	// The pushed layers are random bytes, not tars: fetch only (import
+	// The pushed layer is random bytes, not a tar: fetch only (import
 	// unpacks).
 	_, err := c.Pull(r.ctx(), r.pullOf, client.WithPlainHTTP())
 	return err
+}
+
+// pullUnderWay waits until the pull has written part of its layer, and
+// remembers how much.
+func (r *chaosRun) pullUnderWay(c *client.Client) bool {
+	r.pullCut = -1
+	ctx := r.ctx()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		sts, _ := c.ContentStore().ListStatuses(ctx)
+		for _, st := range sts {
+			if st.Total == chaosLayerSize && st.Offset > 0 {
+				r.pullCut = st.Offset
+				return true
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+// pullResumes checks, after a kill that cut a pull mid-layer, that the
+// layer's ingest survived the restart and that the same pull, repeated,
+// resumes it rather than fetching the layer again, and succeeds. The
+// image is then deleted and collected, so that the next pull starts
+// afresh.
+func (r *chaosRun) pullResumes(c *client.Client) {
+	if r.pullCut < 0 {
+		return
+	}
+	ctx := r.ctx()
+	var kept int64 = -1
+	sts, err := c.ContentStore().ListStatuses(ctx)
+	if err != nil {
+		r.t.Fatalf("list ingests after the restart: %v", err)
+	}
+	for _, st := range sts {
+		if st.Total == chaosLayerSize {
+			kept = st.Offset
+		}
+	}
+	// The kill came at least at pullCut; the layer may also have been
+	// committed meanwhile, leaving no ingest.
+	before := r.sent.Load()
+	if _, err := c.Pull(ctx, r.pullOf, client.WithPlainHTTP()); err != nil {
+		r.t.Errorf("the pull repeated after a kill at %d bytes of its layer: %v", r.pullCut, err)
+		return
+	}
+	again := r.sent.Load() - before
+	r.t.Logf("pull cut at %d of %d layer bytes, ingest kept %d; the repeated pull fetched %d blob bytes", r.pullCut, chaosLayerSize, kept, again)
+	if kept > 0 && again > chaosLayerSize-kept+kept/2 {
+		r.t.Errorf("the repeated pull fetched %d blob bytes though the ingest kept %d of %d: it started over", again, kept, chaosLayerSize)
+	}
+	if err := c.DeleteImage(ctx, r.pullOf, client.SynchronousDelete()); err != nil {
+		r.t.Errorf("delete the pulled image: %v", err)
+	}
+	r.pullCut = -1
 }
 
 func (r *chaosRun) importArchive(c *client.Client) error {
@@ -273,8 +412,19 @@ func (r *chaosRun) deleteOne(c *client.Client, id string) error {
 		if _, err := task.Delete(ctx, client.WithProcessKill); err != nil {
 			return err
 		}
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("task of %s: %w", id, err)
 	}
-	return ctr.Delete(ctx, client.WithSnapshotCleanup)
+	err = ctr.Delete(ctx, client.WithSnapshotCleanup)
+	// A task whose create a kill cut is removed by the restarted daemon
+	// in the background: until that is done, Task finds no task but the
+	// container's delete still sees one. Bounded: the removal ends.
+	for deadline := time.Now().Add(10 * time.Second); errdefs.IsFailedPrecondition(err) && time.Now().Before(deadline); {
+		r.t.Logf("delete %s: %v; trying again", id, err)
+		time.Sleep(100 * time.Millisecond)
+		err = ctr.Delete(ctx, client.WithSnapshotCleanup)
+	}
+	return err
 }
 
 // verifyContainers: every container whose Start returned and that no
@@ -318,6 +468,81 @@ func (r *chaosRun) verifyContainers(c *client.Client) {
 			r.t.Errorf("container %s exited %d, want %d", x.id, st.ExitStatus, x.exit)
 		}
 	}
+}
+
+// subscribeExits subscribes to the /tasks/exit events of the run's
+// namespace on the daemon just started, from the first the daemon holds:
+// what shims reported to it before the subscription is replayed.
+func (r *chaosRun) subscribeExits() {
+	r.exits = append(r.exits, r.d.api().subscribe(r.t, &eventsv1.SubscribeRequest{
+		Filters: []string{fmt.Sprintf(`topic=="/tasks/exit",namespace==%q`, chaosNS)},
+		Since:   timestamppb.New(time.Unix(1, 0)),
+	}))
+}
+
+// exitCounts returns how many /tasks/exit events every init process and
+// every exec process had, over all the daemon's lives.
+func (r *chaosRun) exitCounts() (inits, execs map[string]int) {
+	inits, execs = map[string]int{}, map[string]int{}
+	for _, sub := range r.exits {
+		for _, env := range sub.matching(func(*eventsv1.Envelope) bool { return true }) {
+			var exit shimapi.TaskExit
+			if err := env.Event.UnmarshalTo(&exit); err != nil {
+				r.t.Fatalf("/tasks/exit payload: %v", err)
+			}
+			if exit.ExecId == "" {
+				inits[exit.ContainerId]++
+			} else {
+				execs[exit.ContainerId+"/"+exit.ExecId]++
+			}
+		}
+	}
+	return inits, execs
+}
+
+// verifyExits runs once every container is deleted: the init exit of each
+// container whose Start returned was reported exactly once; no other
+// process's exit twice (a container whose create or start a kill cut may
+// have run or not). It returns the init exits counted, how many were
+// expected exactly once, and the number of exits lost or repeated.
+func (r *chaosRun) verifyExits() (counted, expected, bad int) {
+	var inits, execs map[string]int
+	for _, x := range r.ctrs {
+		if x.started {
+			expected++
+		}
+	}
+	// Bounded: an exit still on its way arrives within it, a lost one
+	// never does.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		inits, execs = r.exitCounts()
+		missing := 0
+		for _, x := range r.ctrs {
+			if x.started && inits[x.id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, x := range r.ctrs {
+		counted += inits[x.id]
+		switch n := inits[x.id]; {
+		case x.started && n != 1, n > 1:
+			r.t.Errorf("container %s (started %v): its exit was reported %d times, want once", x.id, x.started, n)
+			bad++
+		}
+	}
+	for id, n := range execs {
+		if n > 1 {
+			r.t.Errorf("exec %s: its exit was reported %d times", id, n)
+			bad++
+		}
+	}
+	return counted, expected, bad
 }
 
 // deleteAll deletes every container the daemon lists and every image.
