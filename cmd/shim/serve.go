@@ -132,7 +132,9 @@ func serve(ctx context.Context, o *options) error {
 			log.Info("bound", "namespace", namespace, "id", id, "bundle", b.GetBundle(), "runtime", b.GetRuntime())
 			return newService(namespace, id, b.GetBundle(), b.GetRuntime(), b.GetRuntimeRoot())
 		}
-		watchDaemon(spare, log)
+		if err := watchDaemon(spare, daemonFD, log); err != nil {
+			return err
+		}
 		svc, bound = spare, spare.current
 	} else {
 		ts, err := newService(o.namespace, o.id, o.bundle, o.runtime, o.runtimeRoot)

@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,8 +29,9 @@ import (
 //
 // A spare holds no container state. Until it is bound it exits when the
 // daemon that started it exits (a pidfd of the daemon, inherited from
-// start) or when asked to shut down, so a daemon that dies leaves nothing
-// to restore but a folder.
+// start), when watching that pidfd fails, or when asked to shut down; it
+// refuses to serve at all without a pidfd it can watch. So a daemon that
+// dies leaves nothing to restore but a folder.
 
 // daemonFD is the pidfd of the daemon, inherited by a spare from start.
 const daemonFD = 5
@@ -221,18 +225,32 @@ func (s *spareService) AckEvents(ctx context.Context, r *shimapi.AckEventsReques
 }
 
 // watchDaemon shuts the spare down when the daemon whose pidfd it
-// inherited exits before the spare is bound. It returns at once when
-// there is no such descriptor.
-func watchDaemon(s *spareService, log *slog.Logger) {
-	if err := unix.SetNonblock(daemonFD, true); err != nil {
-		log.Warn("no daemon pidfd: a spare outlives its daemon until shut down", "error", err)
-		return
+// inherited (fd) exits before the spare is bound, and also when the watch
+// itself fails while the spare is unbound: a spare that cannot tell when
+// its daemon is gone would outlive it, and it holds no container, so
+// nothing is lost by its exit. It fails when fd is no pidfd the runtime
+// can poll; serve then fails before it is ready, and with it `berth-shim
+// start --spare`, whose caller starts shims itself meanwhile.
+func watchDaemon(s *spareService, fd int, log *slog.Logger) error {
+	if pid, err := pidfdPid(fd); err != nil {
+		return fmt.Errorf("daemon pidfd (fd %d): %w", fd, err)
+	} else if pid == 1 {
+		return fmt.Errorf("daemon pidfd (fd %d) names init, which never exits", fd)
 	}
-	f := os.NewFile(daemonFD, "daemon-pidfd")
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fmt.Errorf("daemon pidfd (fd %d): %w", fd, err)
+	}
+	f := os.NewFile(uintptr(fd), "daemon-pidfd")
+	// Only a descriptor in the runtime's poller can be waited for (and
+	// closed from under the wait by a binding); SetReadDeadline tells.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return fmt.Errorf("daemon pidfd cannot be polled: %w", err)
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return
+		return fmt.Errorf("daemon pidfd: %w", err)
 	}
 	s.unwatch = func() { f.Close() }
 	go func() {
@@ -246,16 +264,33 @@ func watchDaemon(s *spareService, log *slog.Logger) {
 			}
 			return true
 		})
-		if err != nil {
-			// Closed by a binding, or a pidfd that cannot be polled.
-			if s.current() == nil {
-				log.Warn("watch daemon: a spare outlives its daemon until shut down", "error", err)
-			}
+		// close fails once a binding took the spare (and closed the
+		// pidfd, which ends the wait): a bound shim outlives any daemon.
+		if !s.close() {
 			return
 		}
-		if s.close() {
+		if err != nil {
+			log.Warn("watching the daemon failed; the spare shuts down rather than outlive it", "error", err)
+		} else {
 			log.Info("the daemon that started this spare exited; shutting down")
-			s.shutdown()
 		}
+		s.shutdown()
 	}()
+	return nil
+}
+
+// pidfdPid returns the pid that the pidfd fd names, from its fdinfo: -1
+// once that process has exited and been reaped. It fails when fd is no
+// pidfd.
+func pidfdPid(fd int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("not a pidfd")
 }

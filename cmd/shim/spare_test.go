@@ -1,0 +1,94 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// watched starts a process to stand for the daemon and a spare service
+// watching it; it returns the process and a channel closed when the spare
+// shuts down.
+func watched(t *testing.T) (*exec.Cmd, *spareService, chan struct{}) {
+	t.Helper()
+	daemon := exec.Command("sleep", "600")
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		daemon.Process.Kill()
+		daemon.Wait()
+	})
+	pidfd, err := unix.PidfdOpen(daemon.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := make(chan struct{})
+	s := &spareService{shutdown: func() { close(down) }}
+	if err := watchDaemon(s, pidfd, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		unix.Close(pidfd)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if s.unwatch != nil {
+			s.unwatch()
+		}
+	})
+	return daemon, s, down
+}
+
+// shutsDown waits, with a generous bound, for the spare to shut down.
+func shutsDown(t *testing.T, down chan struct{}, why string) {
+	t.Helper()
+	select {
+	case <-down:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: the spare did not shut down", why)
+	}
+}
+
+func TestWatchDaemonShutsDownWhenTheDaemonIsKilled(t *testing.T) {
+	daemon, _, down := watched(t)
+	if err := daemon.Process.Signal(os.Kill); err != nil {
+		t.Fatal(err)
+	}
+	shutsDown(t, down, "daemon SIGKILLed")
+}
+
+// A watch that ends in an error (here: its descriptor closed from under
+// it) shuts an unbound spare down, rather than leave it to outlive its
+// daemon with nothing watching.
+func TestWatchDaemonShutsDownWhenTheWatchFails(t *testing.T) {
+	_, s, down := watched(t)
+	s.unwatch()
+	shutsDown(t, down, "watch failed")
+}
+
+// A spare that could not watch its daemon is refused before it serves:
+// serve fails, and so does start.
+func TestWatchDaemonRefusesWhatIsNoPidfd(t *testing.T) {
+	// Raw descriptors, in no poller yet: a pipe can be polled, but it is
+	// no process.
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pipe[0])
+	defer unix.Close(pipe[1])
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	for name, fd := range map[string]int{"pipe": pipe[0], "file": int(devnull.Fd()), "closed": 1 << 20} {
+		s := &spareService{shutdown: func() { t.Errorf("%s: shutdown called", name) }}
+		if err := watchDaemon(s, fd, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+			t.Errorf("%s: watchDaemon accepted a descriptor that is no pidfd", name)
+		}
+	}
+}
