@@ -319,8 +319,14 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPo
 			continue
 		}
 		pm, err := s.podSandboxMetrics(ctx, sb, fs)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
-			return nil, err
+			// One shim that does not answer costs its pod's metrics, not
+			// every pod's: the kubelet scrapes them all at once.
+			s.log.Warn("pod metrics", "pod", sb.rec.ID, "error", err)
+			continue
 		}
 		if pm != nil {
 			resp.PodMetrics = append(resp.PodMetrics, pm)
@@ -348,6 +354,7 @@ func (s *Server) podSandboxMetrics(ctx context.Context, sb *sandbox, fs *fsFigur
 	if sbm == nil {
 		return nil, nil
 	}
+	// The pod starts within RunPodSandbox, which records its creation.
 	pod := &metricSource{cg: &typesv1.Metrics{}, seen: sbm.Timestamp, started: sb.rec.CreatedAt}
 	if sb.netns != nil {
 		if pod.net, err = podNetDevs(sb.netns); err != nil {
@@ -361,7 +368,11 @@ func (s *Server) podSandboxMetrics(ctx context.Context, sb *sandbox, fs *fsFigur
 	for _, c := range s.containersOf(sb.rec.ID) {
 		src, err := s.containerMetricSource(ctx, c, fs)
 		if err != nil {
-			return nil, err
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			s.log.Warn("container metrics", "container", c.rec.ID, "error", err)
+			continue
 		}
 		if src == nil {
 			continue
