@@ -378,7 +378,8 @@ type Metrics struct {
 	// pids_current counts their threads too.
 	Processes uint64 `protobuf:"varint,31,opt,name=processes,proto3" json:"processes,omitempty"`
 	// file_descriptors counts the open file descriptors of the processes
-	// in the cgroup, sockets those of them that are sockets.
+	// in the cgroup, sockets those of them that are sockets. Both are 0,
+	// not counted, while the cgroup holds more than 16384 processes.
 	FileDescriptors uint64 `protobuf:"varint,32,opt,name=file_descriptors,json=fileDescriptors,proto3" json:"file_descriptors,omitempty"`
 	Sockets         uint64 `protobuf:"varint,33,opt,name=sockets,proto3" json:"sockets,omitempty"`
 	// nofile_soft_limit is the soft RLIMIT_NOFILE of the container's init

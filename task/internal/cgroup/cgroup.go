@@ -6,8 +6,8 @@
 //
 // # Why it is hand-written
 //
-// The shim reads the dozen cgroup files its metrics and OOM events need by
-// hand rather than through containerd/cgroups v3, which links cilium/ebpf,
+// The shim reads the cgroup files its metrics and OOM events need (some
+// thirty, and /proc for the processes' descriptors) by hand rather than through containerd/cgroups v3, which links cilium/ebpf,
 // godbus/dbus, go-systemd, debug/elf, zstd and crypto into every shim: that
 // was 1.4 MB of a 7.2 MB stripped binary and 1.3 MiB of an idle shim's
 // 9.0 MiB PSS (bench/shimbench, one idle container, cgroup v1). One shim
@@ -18,7 +18,13 @@
 // # Invariants
 //
 //   - A file or controller the kernel does not have costs its figure, not
-//     the rest: Metrics leaves it zero.
+//     the rest: Metrics leaves it zero (a pressure figure absent).
+//   - One Metrics call reads a bounded amount: statistics files of at most
+//     65536 lines, and the descriptors of at most 16384 processes (a
+//     cgroup with more reports its processes but no descriptor counts).
+//   - Nothing outside the container's own cgroup is read as its figures:
+//     on a hybrid host the unified hierarchy's root (the host's pressure)
+//     is never taken for the container's folder there.
 //   - An OOM watch owns one descriptor (an eventfd on v1, an inotify
 //     descriptor on v2) and one goroutine blocked reading it; Close closes
 //     the descriptor, which ends the goroutine. The removal of the cgroup

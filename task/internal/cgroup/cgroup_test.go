@@ -82,6 +82,26 @@ func TestV1Dir(t *testing.T) {
 	}
 }
 
+func TestUnifiedDir(t *testing.T) {
+	mounts := []*mountinfo.Info{
+		{Mountpoint: "/sys/fs/cgroup/memory", Root: "/", FSType: "cgroup", VFSOptions: "rw,memory"},
+		{Mountpoint: "/sys/fs/cgroup/unified", Root: "/", FSType: "cgroup2", VFSOptions: "rw"},
+	}
+	tests := []struct{ path, want string }{
+		{"/berth/k8s.io/c", "/sys/fs/cgroup/unified/berth/k8s.io/c"},
+		{"/", ""}, // the root: the host's figures, not the container's
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := unifiedDir(mounts, tt.path); got != tt.want {
+			t.Errorf("unifiedDir(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+	if got := unifiedDir(mounts[:1], "/berth/c"); got != "" {
+		t.Errorf("without a cgroup2 mount: %q", got)
+	}
+}
+
 func TestCgroupV1Metrics(t *testing.T) {
 	mem, cpu, cpuacct, pids, unified := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	writeFiles(t, mem, map[string]string{
