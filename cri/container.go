@@ -114,7 +114,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, err
 	}
-	opts, err := s.containerSpec(ci, sb, c, sandboxPid)
+	opts, err := s.containerSpec(ctx, ci, sb, c, sandboxPid)
 	if err != nil {
 		return nil, err
 	}
@@ -136,12 +136,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 
 // containerSpec returns the spec options of a container: the image's
 // config merged with the request, joined to the pod's namespaces.
-func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxPid uint32) ([]oci.SpecOpts, error) {
+func (s *Server) containerSpec(ctx context.Context, ci *criImage, sb *sandbox, c *container, sandboxPid uint32) ([]oci.SpecOpts, error) {
 	cfg := c.config
 	imgCfg := ci.config.Config
 	nsOpts := sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	ctrNS := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	proc := func(ns string) string { return fmt.Sprintf("/proc/%d/ns/%s", sandboxPid, ns) }
 	opts := []oci.SpecOpts{
 		oci.WithImageConfigSpec(imgCfg),
 		withProcessArgs(cfg, imgCfg.Entrypoint, imgCfg.Cmd),
@@ -160,33 +158,16 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 	if cfg.GetTty() {
 		opts = append(opts, oci.WithTTY)
 	}
-	// The pod's namespaces: network and IPC of the sandbox (or the
-	// host's), UTS of the sandbox, PID as the request asks.
-	switch {
-	case nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE:
-		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
-	case sb.rec.NetNS != "":
-		opts = append(opts, withNamespace(specs.NetworkNamespace, sb.rec.NetNS), withNamespace(specs.UTSNamespace, proc("uts")))
-	default:
-		opts = append(opts, withNamespace(specs.NetworkNamespace, proc("net")), withNamespace(specs.UTSNamespace, proc("uts")))
-	}
-	if nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE {
-		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
-	} else {
-		opts = append(opts, withNamespace(specs.IPCNamespace, proc("ipc")))
-	}
-	// PID as the container's options say (the kubelet copies the pod's
-	// there): POD (the zero value) joins the sandbox's, CONTAINER makes a
-	// new one, NODE is the host's.
-	switch ctrNS.GetPid() {
-	case runtimeapi.NamespaceMode_NODE:
-		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
-	case runtimeapi.NamespaceMode_POD:
-		opts = append(opts, withNamespace(specs.PIDNamespace, proc("pid")))
-	case runtimeapi.NamespaceMode_TARGET:
-		return nil, fmt.Errorf("pid namespace mode TARGET: %w", errdefs.ErrNotImplemented)
-	}
 	sc := cfg.GetLinux().GetSecurityContext()
+	nsJoin, err := s.podNamespaceOpts(ctx, sb, sandboxPid, sc.GetNamespaceOptions())
+	if err != nil {
+		return nil, err
+	}
+	security, err := s.containerSecurityOpts(sc, sb)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, nsJoin...)
 	annotations := map[string]string{
 		annotationContainerType: "container",
 		annotationSandboxID:     sb.rec.ID,
@@ -203,12 +184,11 @@ func (s *Server) containerSpec(ci *criImage, sb *sandbox, c *container, sandboxP
 		s.withImageMounts(c.rec.ID, c.rec.ImageMounts),
 		withDevices(cfg.GetDevices()),
 		withResources(cfg.GetLinux().GetResources()),
+		s.withOOMScoreAdj(c.rec.ID, cfg.GetLinux().GetResources()),
 		withCgroupParent(sb.config.GetLinux().GetCgroupParent(), c.rec.ID),
-		withLinuxSecurity(sc),
-		withSeccomp(sc),
-		oci.WithAnnotations(annotations),
 	)
-	return opts, nil
+	opts = append(opts, security...)
+	return append(opts, oci.WithAnnotations(annotations)), nil
 }
 
 // ReopenContainerLog has the shim reopen a running container's log file

@@ -91,28 +91,6 @@ func TestSignalByName(t *testing.T) {
 	}
 }
 
-func TestApplyCapabilities(t *testing.T) {
-	held := allCapabilities()
-	if !slices.Contains(held, "CAP_CHOWN") {
-		t.Fatalf("the bounding set lacks CAP_CHOWN: %v", held)
-	}
-	c := &specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN", "CAP_KILL"}, Effective: []string{"CAP_CHOWN", "CAP_KILL"}, Permitted: []string{"CAP_CHOWN", "CAP_KILL"}}
-	applyCapabilities(c, &runtimeapi.Capability{AddCapabilities: []string{"net_admin", "CAP_NOT_A_CAP"}, DropCapabilities: []string{"KILL"}})
-	for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted} {
-		if !slices.Equal(set, []string{"CAP_CHOWN", "CAP_NET_ADMIN"}) {
-			t.Errorf("after add NET_ADMIN, drop KILL: %v", set)
-		}
-	}
-	applyCapabilities(c, &runtimeapi.Capability{DropCapabilities: []string{"ALL"}})
-	if len(c.Bounding)+len(c.Effective)+len(c.Permitted) != 0 {
-		t.Errorf("after drop ALL: %v", c)
-	}
-	applyCapabilities(c, &runtimeapi.Capability{AddCapabilities: []string{"ALL"}})
-	if !slices.Equal(c.Bounding, held) {
-		t.Errorf("after add ALL: %v, want the bounding set %v", c.Bounding, held)
-	}
-}
-
 func TestWithProcessArgs(t *testing.T) {
 	entry, cmd := []string{"/entry"}, []string{"default"}
 	for _, tc := range []struct {
@@ -132,30 +110,6 @@ func TestWithProcessArgs(t *testing.T) {
 	s := &specs.Spec{Process: &specs.Process{}}
 	if err := withProcessArgs(&runtimeapi.ContainerConfig{}, nil, nil)(context.Background(), s); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("no command anywhere: %v", err)
-	}
-}
-
-func TestSeccompProfile(t *testing.T) {
-	for _, tc := range []struct {
-		sc   *runtimeapi.LinuxContainerSecurityContext
-		kind runtimeapi.SecurityProfile_ProfileType
-		ref  string
-	}{
-		{nil, runtimeapi.SecurityProfile_Unconfined, ""},
-		{&runtimeapi.LinuxContainerSecurityContext{SeccompProfilePath: "runtime/default"}, runtimeapi.SecurityProfile_RuntimeDefault, ""},
-		{&runtimeapi.LinuxContainerSecurityContext{SeccompProfilePath: "localhost//p.json"}, runtimeapi.SecurityProfile_Localhost, "/p.json"},
-		{&runtimeapi.LinuxContainerSecurityContext{Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/q"}}, runtimeapi.SecurityProfile_Localhost, "/q"},
-	} {
-		kind, ref := seccompProfile(tc.sc)
-		if kind != tc.kind || ref != tc.ref {
-			t.Errorf("seccompProfile(%v) = %v %q", tc.sc, kind, ref)
-		}
-	}
-	if p := defaultSeccomp([]string{"CAP_SYS_ADMIN"}); slices.ContainsFunc(p.Syscalls, func(s specs.LinuxSyscall) bool { return slices.Contains(s.Names, "mount") }) {
-		t.Errorf("the default profile refuses mount to a holder of CAP_SYS_ADMIN")
-	}
-	if p := defaultSeccomp(nil); !slices.ContainsFunc(p.Syscalls, func(s specs.LinuxSyscall) bool { return slices.Contains(s.Names, "mount") }) {
-		t.Errorf("the default profile allows mount without CAP_SYS_ADMIN")
 	}
 }
 

@@ -30,6 +30,11 @@
 //     change is reachable by others on the host. It lives exactly as long
 //     as the container's record, across restarts of berthd
 //     (imagemounts.go).
+//   - Security contexts become spec options in security.go only, and only
+//     through package oci's options, so a container gets no privilege
+//     berthd lacks (capabilities, oom_score_adj) and runtime/default is
+//     berth's one shipped seccomp profile. A privileged container needs a
+//     privileged pod.
 //   - Stop and remove are idempotent: stopping or removing what is already
 //     stopped or gone is not an error, as the CRI requires.
 //   - Calls that change one sandbox or container are serialised by that

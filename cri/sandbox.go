@@ -153,12 +153,16 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err != nil {
 		return nil, err
 	}
+	specOpts, err := s.sandboxSpec(img, sb)
+	if err != nil {
+		return nil, err
+	}
 	ctr, err := s.client.NewContainer(ctx, id,
 		client.WithNewSnapshot(id, img),
 		client.WithImage(img),
 		client.WithContainerLabels(map[string]string{KindLabel: KindSandbox, SandboxLabel: id}),
 		client.WithContainerExtension(RecordExtension, ext),
-		client.WithNewSpec(s.sandboxSpec(img, sb)...),
+		client.WithNewSpec(specOpts...),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox container: %w", err)
@@ -203,14 +207,14 @@ func podNetwork(cfg *runtimeapi.PodSandboxConfig) cni.Pod {
 // sandboxSpec returns the spec options of a sandbox container: the
 // sandbox image's command, the pod's hostname, namespaces, sysctls,
 // cgroup parent and shared files.
-func (s *Server) sandboxSpec(img *client.Image, sb *sandbox) []oci.SpecOpts {
+func (s *Server) sandboxSpec(img *client.Image, sb *sandbox) ([]oci.SpecOpts, error) {
 	cfg := sb.config
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	opts := []oci.SpecOpts{oci.WithImageConfig(img)}
 	if nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
 	} else {
-		opts = append(opts, withNamespace(specs.NetworkNamespace, sb.rec.NetNS))
+		opts = append(opts, oci.WithLinuxNamespace(specs.NetworkNamespace, sb.rec.NetNS))
 	}
 	if nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE {
 		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
@@ -238,19 +242,11 @@ func (s *Server) sandboxSpec(img *client.Image, sb *sandbox) []oci.SpecOpts {
 			annotationSandboxNS:     cfg.GetMetadata().GetNamespace(),
 		}),
 	)
-	if sc.GetReadonlyRootfs() {
-		opts = append(opts, oci.WithRootFSReadonly)
+	security, err := sandboxSecurityOpts(sc)
+	if err != nil {
+		return nil, err
 	}
-	if u := sc.GetRunAsUser(); u != nil {
-		opts = append(opts, func(_ context.Context, sp *specs.Spec) error { sp.Process.User.UID = uint32(u.GetValue()); return nil })
-	}
-	if g := sc.GetRunAsGroup(); g != nil {
-		opts = append(opts, func(_ context.Context, sp *specs.Spec) error { sp.Process.User.GID = uint32(g.GetValue()); return nil })
-	}
-	if sc.GetPrivileged() {
-		opts = append(opts, withLinuxSecurity(&runtimeapi.LinuxContainerSecurityContext{Privileged: true}))
-	}
-	return opts
+	return append(opts, security...), nil
 }
 
 // sandboxState reads whether the sandbox's task runs, and its pid.

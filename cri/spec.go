@@ -7,7 +7,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -32,25 +31,6 @@ const (
 // shmSize is the size of a pod's /dev/shm tmpfs, as Docker and
 // containerd make it.
 const shmSize = 64 << 20
-
-// withNamespace sets the namespace of type t: joined at p, or a new one
-// when p is empty.
-func withNamespace(t specs.LinuxNamespaceType, p string) oci.SpecOpts {
-	return func(_ context.Context, s *specs.Spec) error {
-		if s.Linux == nil {
-			s.Linux = &specs.Linux{}
-		}
-		ns := specs.LinuxNamespace{Type: t, Path: p}
-		for i, n := range s.Linux.Namespaces {
-			if n.Type == t {
-				s.Linux.Namespaces[i] = ns
-				return nil
-			}
-		}
-		s.Linux.Namespaces = append(s.Linux.Namespaces, ns)
-		return nil
-	}
-}
 
 // withCgroupParent places the container's cgroup under parent (a
 // cgroupfs path), as <parent>/<id>; an empty parent keeps berth's default.
@@ -245,7 +225,8 @@ func withDevices(devs []*runtimeapi.Device) oci.SpecOpts {
 	}
 }
 
-// withResources sets CPU and memory limits and the OOM score adjustment.
+// withResources sets CPU and memory limits (the OOM score adjustment is
+// withOOMScoreAdj's).
 func withResources(r *runtimeapi.LinuxContainerResources) oci.SpecOpts {
 	return func(_ context.Context, s *specs.Spec) error {
 		if r == nil {
@@ -258,9 +239,6 @@ func withResources(r *runtimeapi.LinuxContainerResources) oci.SpecOpts {
 		s.Linux.Resources.CPU, s.Linux.Resources.Memory = res.CPU, res.Memory
 		s.Linux.Resources.HugepageLimits = res.HugepageLimits
 		s.Linux.Resources.Unified = res.Unified
-		if adj := int(r.GetOomScoreAdj()); adj != 0 {
-			s.Process.OOMScoreAdj = &adj
-		}
 		return nil
 	}
 }
@@ -294,138 +272,4 @@ func toSpecResources(r *runtimeapi.LinuxContainerResources) *specs.LinuxResource
 		out.Unified = r.GetUnified()
 	}
 	return out
-}
-
-// withLinuxSecurity applies the part of a container's security context
-// that part 1 covers: privileged, read-only root, the user and groups, and
-// the capabilities to add and drop.
-func withLinuxSecurity(sc *runtimeapi.LinuxContainerSecurityContext) oci.SpecOpts {
-	return func(ctx context.Context, s *specs.Spec) error {
-		if sc == nil {
-			return nil
-		}
-		if sc.GetPrivileged() {
-			all := allCapabilities()
-			s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: all, Effective: slices.Clone(all), Permitted: slices.Clone(all)}
-			s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
-			s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
-			for i := range s.Mounts {
-				if s.Mounts[i].Destination == "/sys" {
-					s.Mounts[i].Options = slices.DeleteFunc(s.Mounts[i].Options, func(o string) bool { return o == "ro" })
-				}
-			}
-		}
-		if sc.GetReadonlyRootfs() {
-			if err := oci.WithRootFSReadonly(ctx, s); err != nil {
-				return err
-			}
-		}
-		if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
-			return fmt.Errorf("run_as_group without run_as_user or run_as_username: %w", errdefs.ErrInvalidArgument)
-		}
-		if sc.GetMaskedPaths() != nil && !sc.GetPrivileged() {
-			s.Linux.MaskedPaths = slices.Clone(sc.GetMaskedPaths())
-		}
-		if sc.GetReadonlyPaths() != nil && !sc.GetPrivileged() {
-			s.Linux.ReadonlyPaths = slices.Clone(sc.GetReadonlyPaths())
-		}
-		if u := sc.GetRunAsUser(); u != nil {
-			s.Process.User.UID = uint32(u.GetValue())
-		} else if name := sc.GetRunAsUsername(); name != "" {
-			if err := oci.WithUser(name)(ctx, s); err != nil {
-				return err
-			}
-		}
-		if g := sc.GetRunAsGroup(); g != nil {
-			s.Process.User.GID = uint32(g.GetValue())
-		}
-		for _, g := range sc.GetSupplementalGroups() {
-			if !slices.Contains(s.Process.User.AdditionalGids, uint32(g)) {
-				s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
-			}
-		}
-		if sc.GetNoNewPrivs() {
-			s.Process.NoNewPrivileges = true
-		}
-		if caps := sc.GetCapabilities(); caps != nil && !sc.GetPrivileged() {
-			applyCapabilities(s.Process.Capabilities, caps)
-		}
-		return nil
-	}
-}
-
-// applyCapabilities adds and drops capabilities ("ALL" included) in every
-// set.
-func applyCapabilities(c *specs.LinuxCapabilities, caps *runtimeapi.Capability) {
-	norm := func(list []string) []string {
-		out := make([]string, 0, len(list))
-		for _, n := range list {
-			n = strings.ToUpper(n)
-			if n != "ALL" && !strings.HasPrefix(n, "CAP_") {
-				n = "CAP_" + n
-			}
-			out = append(out, n)
-		}
-		return out
-	}
-	add, drop := norm(caps.GetAddCapabilities()), norm(caps.GetDropCapabilities())
-	held := allCapabilities()
-	// A capability berthd lacks cannot be granted: leave it out rather
-	// than fail the container.
-	add = slices.DeleteFunc(add, func(n string) bool { return n != "ALL" && !slices.Contains(held, n) })
-	for _, set := range []*[]string{&c.Bounding, &c.Effective, &c.Permitted} {
-		if slices.Contains(drop, "ALL") {
-			*set = nil
-		} else {
-			*set = slices.DeleteFunc(*set, func(n string) bool { return slices.Contains(drop, n) })
-		}
-		if slices.Contains(add, "ALL") {
-			*set = slices.Clone(held)
-			continue
-		}
-		for _, n := range add {
-			if !slices.Contains(*set, n) {
-				*set = append(*set, n)
-			}
-		}
-	}
-}
-
-// capabilityNames are the capabilities by number, as the kernel counts
-// them.
-var capabilityNames = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-}
-
-// allCapabilities lists the capabilities berthd itself may hand on: those
-// of its bounding set (root may lack some, as CAP_SYS_RESOURCE on these
-// machines, and runc fails to grant one it lacks).
-func allCapabilities() []string {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return nil
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if hex, ok := strings.CutPrefix(line, "CapBnd:"); ok {
-			mask, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-			if err != nil {
-				return nil
-			}
-			var out []string
-			for i, name := range capabilityNames {
-				if mask&(1<<i) != 0 {
-					out = append(out, name)
-				}
-			}
-			return out
-		}
-	}
-	return nil
 }
