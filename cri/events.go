@@ -35,6 +35,11 @@ import (
 // so the pump waits, bounded by settleTimeout, until the index reflects
 // the change: the statuses the kubelet's evented PLEG caches are then
 // never older than the event.
+//
+// A container that exited while berthd was down has its exit recorded
+// by Load, before the pump subscribes; the pump announces each such exit
+// once (CONTAINER_STOPPED_EVENT, at the exit's time), to the first
+// subscriber when none is there yet, and drops the exchange's late copy.
 
 const (
 	// eventBuffer is how many events a CRI subscriber may be behind before
@@ -55,6 +60,11 @@ const (
 type eventHub struct {
 	mu   sync.Mutex
 	subs map[*eventSub]struct{}
+	// backlog holds the exits Load recorded when no one subscribed yet (a
+	// restarted berthd serves before the kubelet subscribes again): the
+	// first subscriber gets them, as a kubelet's evented PLEG would have
+	// had them had berthd not been down. At most eventBuffer.
+	backlog []*runtimeapi.ContainerEventResponse
 }
 
 // eventSub is one GetContainerEvents stream.
@@ -77,6 +87,10 @@ func (h *eventHub) subscribe() (*eventSub, error) {
 	}
 	s := &eventSub{ch: make(chan *runtimeapi.ContainerEventResponse, eventBuffer), gone: make(chan struct{})}
 	h.subs[s] = struct{}{}
+	for _, ev := range h.backlog {
+		s.ch <- ev // fits: the backlog is at most eventBuffer
+	}
+	h.backlog = nil
 	return s, nil
 }
 
@@ -99,6 +113,27 @@ func (h *eventHub) dropLocked(s *eventSub, err error) {
 func (h *eventHub) publish(ev *runtimeapi.ContainerEventResponse) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.publishLocked(ev)
+}
+
+// publishOrKeep publishes evs, or keeps them for the first subscriber
+// when there is none yet; it reports how many it had to leave out (past
+// eventBuffer).
+func (h *eventHub) publishOrKeep(evs []*runtimeapi.ContainerEventResponse) (lost int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.subs) > 0 {
+		for _, ev := range evs {
+			h.publishLocked(ev)
+		}
+		return 0
+	}
+	keep := min(len(evs), eventBuffer-len(h.backlog))
+	h.backlog = append(h.backlog, evs[:keep]...)
+	return len(evs) - keep
+}
+
+func (h *eventHub) publishLocked(ev *runtimeapi.ContainerEventResponse) {
 	for s := range h.subs {
 		select {
 		case s.ch <- ev:
@@ -176,7 +211,9 @@ func (s *Server) pump() {
 	p := &pumpState{
 		sandboxes:  map[string]*sandbox{},
 		containers: map[string]*container{},
+		announced:  map[string]bool{},
 	}
+	s.announceLoadExits(ctx, p)
 	for ctx.Err() == nil {
 		evc, errc := s.client.Subscribe(ctx, pumpFilters...)
 		// What the pump knows of the index now: a delete finds the object
@@ -224,10 +261,38 @@ func (s *Server) pumpOne(ctx context.Context, p *pumpState, evc <-chan *events.E
 }
 
 // pumpState is what the pump remembers of the objects it saw: a
-// deleted object's pod.
+// deleted object's pod, and the exits it announced for Load.
 type pumpState struct {
 	sandboxes  map[string]*sandbox
 	containers map[string]*container
+	// announced are the containers whose exit Load recorded and the pump
+	// announced: the exchange's own /tasks/exit for one of them (its shim
+	// forwards it once berthd reconnects, before or after the pump
+	// subscribed) is not sent again.
+	announced map[string]bool
+}
+
+// announceLoadExits sends a CONTAINER_STOPPED_EVENT for each container
+// whose exit Load recorded (it exited while berthd was down), to the
+// subscribers there are or else the first one to come.
+func (s *Server) announceLoadExits(ctx context.Context, p *pumpState) {
+	var evs []*runtimeapi.ContainerEventResponse
+	for _, id := range s.loadExits {
+		s.mu.Lock()
+		c := s.containers[id]
+		s.mu.Unlock()
+		if c == nil {
+			continue // removed meanwhile: its delete event follows
+		}
+		c.mu.Lock()
+		podID, at := c.rec.SandboxID, c.rec.FinishedAt
+		c.mu.Unlock()
+		p.containers[id], p.announced[id] = c, true
+		evs = append(evs, s.podEvent(ctx, p, id, podID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, at))
+	}
+	if lost := s.events.publishOrKeep(evs); lost > 0 {
+		s.log.Warn("cri: container events: exits recorded at start not sent", "count", lost)
+	}
 }
 
 // mapEvent turns one berth event into a CRI event, nil when it is none
@@ -247,6 +312,12 @@ func (s *Server) mapEvent(ctx context.Context, p *pumpState, env *events.Envelop
 		id, typ = m.GetContainerId(), runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT
 	case *eventsv1.TaskExit:
 		if m.GetExecId() != "" {
+			return nil
+		}
+		if p.announced[m.GetContainerId()] {
+			// A shim's exit held over berthd's restart, forwarded after
+			// Load recorded and announced it.
+			delete(p.announced, m.GetContainerId())
 			return nil
 		}
 		id, typ = m.GetContainerId(), runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT

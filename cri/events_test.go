@@ -70,3 +70,40 @@ func TestEventHubLimit(t *testing.T) {
 		t.Fatal("subscriber beyond the limit accepted")
 	}
 }
+
+// TestEventHubBacklog checks that events published while no one
+// subscribed are kept, bounded, for the first subscriber only.
+func TestEventHubBacklog(t *testing.T) {
+	var h eventHub
+	evs := make([]*runtimeapi.ContainerEventResponse, eventBuffer+5)
+	for i := range evs {
+		evs[i] = &runtimeapi.ContainerEventResponse{CreatedAt: int64(i)}
+	}
+	if lost := h.publishOrKeep(evs[:2]); lost != 0 {
+		t.Fatalf("lost %d of 2", lost)
+	}
+	if lost := h.publishOrKeep(evs[2:]); lost != 5 {
+		t.Fatalf("lost %d past the bound: want 5", lost)
+	}
+	first, err := h.subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := h.subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.ch) != eventBuffer || len(second.ch) != 0 {
+		t.Fatalf("first holds %d, second %d: want %d and 0", len(first.ch), len(second.ch), eventBuffer)
+	}
+	for i := range eventBuffer {
+		if ev := <-first.ch; ev.CreatedAt != int64(i) {
+			t.Fatalf("backlog event %d: want %d", ev.CreatedAt, i)
+		}
+	}
+	// With subscribers there, nothing is kept.
+	h.publishOrKeep(evs[:1])
+	if len(first.ch) != 1 || len(second.ch) != 1 || len(h.backlog) != 0 {
+		t.Fatalf("published with subscribers: %d %d, backlog %d", len(first.ch), len(second.ch), len(h.backlog))
+	}
+}

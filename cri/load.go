@@ -16,7 +16,8 @@ import (
 // Load rebuilds the index from the CRI records in the daemon's containers
 // (after a restart of berthd), and watches again the containers that run.
 // A container that was running and has no task any more exited while no
-// one watched: it is recorded as exited with reason Unknown.
+// one watched: it is recorded as exited with reason Unknown. Every exit
+// Load records is announced once by WatchEvents' pump.
 func (s *Server) Load(ctx context.Context) error {
 	ctx = nsContext(ctx)
 	list, err := s.client.Containers(ctx, `labels."`+KindLabel+`"`)
@@ -103,6 +104,7 @@ func (s *Server) rewatch(ctx context.Context, c *container) error {
 		}
 		c.rec = rec
 		close(c.exited)
+		s.loadExits = append(s.loadExits, c.rec.ID)
 		return nil
 	}
 	if err != nil {
@@ -123,8 +125,10 @@ func (s *Server) rewatch(ctx context.Context, c *container) error {
 	}
 	if st, err := task.Status(ctx); err == nil && st.Status == client.Stopped {
 		// It exited while berthd was down: its exit is recorded before
-		// the server serves, so that no one sees it running.
+		// the server serves, so that no one sees it running; the pump
+		// announces it (WatchEvents).
 		s.watchExit(c, task, exitc)
+		s.loadExits = append(s.loadExits, c.rec.ID)
 		return nil
 	}
 	go s.watchExit(c, task, exitc)

@@ -70,6 +70,10 @@ type Server struct {
 	names      map[string]string     // reserved name → the id holding it
 	streams    *streaming.Server     // set once by ServeStreams
 	events     eventHub              // GetContainerEvents' subscribers, fed by WatchEvents
+	// loadExits are the containers whose exit Load recorded (they exited
+	// while berthd was down); written by Load before WatchEvents, read by
+	// the pump.
+	loadExits []string
 }
 
 // New returns a Server over cfg; Load fills it from the daemon's records.

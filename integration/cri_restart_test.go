@@ -122,7 +122,68 @@ func TestCRIRestartDrill(t *testing.T) {
 	if _, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("drill: %d pods, %d containers; the CRI served again %v after berthd's start", len(pods), len(before), time.Since(start))
+	served := time.Since(start)
+	// Exits while berthd was down are recorded before the CRI serves: the
+	// first list never shows those containers running.
+	if first := states(); first[quitter] != runtimeapi.ContainerState_CONTAINER_EXITED || first[victim] != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Errorf("first list after the restart: quitter %v, victim %v: want both exited", first[quitter], first[victim])
+	}
+	// The first event subscriber after the restart: it gets the exits
+	// recorded at the start, as the kubelet's evented PLEG needs them.
+	evs := e.subscribeEvents(t)
+	t.Logf("drill: %d pods, %d containers, 2 exited while berthd was down (one exit 7, one shim killed)", len(pods), len(before))
+	t.Logf("drill: berthd restart → CRI serving: %v", served.Round(time.Millisecond))
+
+	// Until every pod and container answers as before: same ids, pods
+	// ready with the same IPs and namespaces, webs running, the two that
+	// exited while berthd was down exited.
+	consistent := func() error {
+		for _, p := range pods {
+			st, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
+			if err != nil {
+				return fmt.Errorf("pod %s: %v", p.cfg.Metadata.Name, err)
+			}
+			ip, netns := st.Status.GetNetwork().GetIp(), st.Info["info"]
+			if st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || ip != p.ip || ip == "" || !sameNetNS(netns, p.netns) {
+				return fmt.Errorf("pod %s: state %v ip %q netns %s: want ready, ip %q, netns %s", p.cfg.Metadata.Name, st.Status.State, ip, netns, p.ip, p.netns)
+			}
+		}
+		now := states()
+		for id := range before {
+			want := runtimeapi.ContainerState_CONTAINER_RUNNING
+			if id == quitter || id == victim {
+				want = runtimeapi.ContainerState_CONTAINER_EXITED
+			}
+			if now[id] != want {
+				return fmt.Errorf("container %.12s: %v, want %v", id, now[id], want)
+			}
+		}
+		return nil
+	}
+	deadline := time.Now().Add(time.Minute)
+	for err := consistent(); err != nil; err = consistent() {
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the restart: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("drill: berthd restart → every pod and container as before (ids, states, IPs, netns): %v", time.Since(start).Round(time.Millisecond))
+
+	// Exec and port forward work again.
+	eventually(t, time.Minute, "ExecSync in every pod", func() bool {
+		for _, p := range pods {
+			r, err := e.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: p.web, Cmd: []string{"true"}, Timeout: 30})
+			if err != nil || r.ExitCode != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("drill: berthd restart → ExecSync works in every pod: %v", time.Since(start).Round(time.Millisecond))
+	if body := e.portForwardGet(t, pods[1].id, 8080, "/index.html"); body != "pong\n" {
+		t.Errorf("port forward after the restart: %q", body)
+	}
+	t.Logf("drill: berthd restart → a port forward answered: %v", time.Since(start).Round(time.Millisecond))
 
 	// Pods: same ids, ready, same IPs and namespaces.
 	for _, p := range pods {
@@ -131,11 +192,7 @@ func TestCRIRestartDrill(t *testing.T) {
 			t.Errorf("pod %s: %v", p.cfg.Metadata.Name, err)
 			continue
 		}
-		ip, netns := st.Status.GetNetwork().GetIp(), st.Info["info"]
-		t.Logf("drill: pod %s state %v ip %s (was %s)", p.cfg.Metadata.Name, st.Status.State, ip, p.ip)
-		if st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || ip != p.ip || ip == "" || !sameNetNS(netns, p.netns) {
-			t.Errorf("pod %s: state %v ip %q netns %s: want ready, ip %q, netns %s", p.cfg.Metadata.Name, st.Status.State, ip, netns, p.ip, p.netns)
-		}
+		t.Logf("drill: pod %s state %v ip %s (was %s)", p.cfg.Metadata.Name, st.Status.State, st.Status.GetNetwork().GetIp(), p.ip)
 	}
 	// Containers: the same ids; web runs; the quitter exited 7 (Error);
 	// the victim is exited with a reason.
@@ -152,10 +209,8 @@ func TestCRIRestartDrill(t *testing.T) {
 			t.Errorf("web of %s: %v: want running", p.cfg.Metadata.Name, after[p.web])
 		}
 	}
-	// Statuses are derived before the CRI serves: no container that
-	// exited while berthd was down is ever listed running.
 	if after[quitter] != runtimeapi.ContainerState_CONTAINER_EXITED || after[victim] != runtimeapi.ContainerState_CONTAINER_EXITED {
-		t.Errorf("first list after the restart: quitter %v, victim %v: want both exited", after[quitter], after[victim])
+		t.Errorf("after the restart: quitter %v, victim %v: want both exited", after[quitter], after[victim])
 	}
 	qs := e.waitExited(t, quitter)
 	t.Logf("drill: quitter exit %d reason %q", qs.ExitCode, qs.Reason)
@@ -167,6 +222,20 @@ func TestCRIRestartDrill(t *testing.T) {
 	if vs.Reason == "" {
 		t.Errorf("victim: exited without a reason: %v", vs)
 	}
+	// Each exit recorded at the start is announced once to the first
+	// event subscriber.
+	stopped := map[string]int{}
+	eventually(t, time.Minute, "the stopped events of the quitter and the victim", func() bool {
+		select {
+		case ev := <-evs.ch:
+			if ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
+				stopped[ev.ContainerId]++
+			}
+		default:
+		}
+		return stopped[quitter] > 0 && stopped[victim] > 0
+	})
+	t.Logf("drill: berthd restart → stopped events of both exits: %v", time.Since(start).Round(time.Millisecond))
 	if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: victim}); err != nil {
 		t.Errorf("remove the victim: %v", err)
 	}
@@ -198,9 +267,6 @@ func TestCRIRestartDrill(t *testing.T) {
 	if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out}); err != nil || out.String() != "pong\n" {
 		t.Errorf("streaming exec after the restart: %q %v", out.String(), err)
 	}
-	if body := e.portForwardGet(t, pods[1].id, 8080, "/index.html"); body != "pong\n" {
-		t.Errorf("port forward after the restart: %q", body)
-	}
 
 	for _, p := range pods {
 		if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id}); err != nil {
@@ -209,6 +275,22 @@ func TestCRIRestartDrill(t *testing.T) {
 		if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
 			t.Errorf("remove %s: %v", p.cfg.Metadata.Name, err)
 		}
+	}
+	// Events come in order: once the last pod's delete is seen, every
+	// stop before it was too. The exits recorded at the start were
+	// announced once, not again when their shims' own events came.
+	last := pods[len(pods)-1].id
+	for {
+		ev := evs.next(t)
+		if ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
+			stopped[ev.ContainerId]++
+		}
+		if ev.ContainerId == last && ev.ContainerEventType == runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT {
+			break
+		}
+	}
+	if stopped[quitter] != 1 || stopped[victim] != 1 {
+		t.Errorf("stopped events: quitter %d, victim %d: want one each", stopped[quitter], stopped[victim])
 	}
 	e.checkNothingLeft(t)
 }
