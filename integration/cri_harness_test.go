@@ -31,6 +31,9 @@ type criEnv struct {
 	images  runtimeapi.ImageServiceClient
 	busybox string // reference of the busybox image in reg
 	pause   string // the sandbox image
+	// net is the test's own pod network (bridge, subnet, IPAM folder),
+	// removed with the test.
+	net *testutil.CNINet
 	// cniData is the host-local IPAM's folder of reservations.
 	cniData string
 	// logDir is a folder for pods' logs.
@@ -94,8 +97,9 @@ func newCRIEnv(t *testing.T, opts ...criOpt) *criEnv {
 		t.Fatal(err)
 	}
 	cniConf := t.TempDir()
-	e.cniData = filepath.Join(t.TempDir(), "ipam")
-	writeCNIConfig(t, cniConf, e.cniData, o.plugin)
+	e.net = testutil.NewCNINet(t)
+	e.cniData = e.net.DataDir
+	writeCNIConfig(t, cniConf, e.net, o.plugin)
 	extra := fmt.Sprintf("[registry]\nconfig_path = %q\n[cri]\nsandbox_image = %q\n[cri.cni]\nconf_dir = %q\n",
 		filepath.Dir(hosts), e.pause, cniConf)
 	if o.binDir != "" {
@@ -131,24 +135,13 @@ func (e *criEnv) waitServing(t *testing.T) {
 	}
 }
 
-// writeCNIConfig copies the shared bridge config into dir, with the
-// host-local IPAM's reservations kept in data rather than the host's
-// /var/lib/cni, so that the test can see them and leaves none behind, and
-// plugin (if not empty) chained right after the bridge.
-func writeCNIConfig(t *testing.T, dir, data, plugin string) {
+// writeCNIConfig writes the shared bridge config made the test's own
+// network's (its bridge, subnet and IPAM folder, so that parallel tests
+// and the host's own cni0 never meet, and the test sees its reservations)
+// into dir, with plugin (if not empty) chained right after the bridge.
+func writeCNIConfig(t *testing.T, dir string, n *testutil.CNINet, plugin string) {
 	t.Helper()
-	src := filepath.Join(testutil.RepoRoot(), "..", "shared", "cri", "cni-bridge.conflist")
-	raw, err := os.ReadFile(src)
-	testutil.Require(t, err == nil, fmt.Sprintf("the CNI test config %s: %v", src, err))
-	var conf map[string]any
-	if err := json.Unmarshal(raw, &conf); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range conf["plugins"].([]any) {
-		if ipam, ok := p.(map[string]any)["ipam"].(map[string]any); ok {
-			ipam["dataDir"] = data
-		}
-	}
+	conf := n.Conflist(t)
 	if plugin != "" {
 		plugins := conf["plugins"].([]any)
 		conf["plugins"] = append([]any{plugins[0], map[string]any{"type": plugin}}, plugins[1:]...)

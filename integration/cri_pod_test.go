@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/internal/testimage"
+	"github.com/berthrt/berth/internal/testutil"
 )
 
 // podConfig is the config of a test pod named name.
@@ -107,7 +109,7 @@ func TestCRIPod(t *testing.T) {
 	pod := e.runPod(t, cfg)
 
 	ps, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
-	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || !strings.HasPrefix(ps.Status.GetNetwork().GetIp(), "10.88.") {
+	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || !e.net.Subnet.Contains(net.ParseIP(ps.Status.GetNetwork().GetIp())) {
 		t.Fatalf("pod status: %v %v", ps, err)
 	}
 	podIP := ps.Status.Network.Ip
@@ -248,7 +250,7 @@ func readCRILog(t *testing.T, path string) []criLogLine {
 }
 
 // checkNothingLeft checks that no pod left a container, a bundle (and so
-// a shim), a mount or an IP reservation behind.
+// a shim), a mount, an IP reservation or an iptables rule behind.
 func (e *criEnv) checkNothingLeft(t *testing.T) {
 	t.Helper()
 	ctx := e.ctx(t)
@@ -274,6 +276,15 @@ func (e *criEnv) checkNothingLeft(t *testing.T) {
 	reservations, _ := filepath.Glob(filepath.Join(e.cniData, "*", "[0-9]*"))
 	if len(reservations) != 0 {
 		t.Errorf("IP reservations left: %v", reservations)
+	}
+	// The plugins' rules name the env's own network: stopped pods left
+	// none (the env's cleanup would remove them anyway).
+	for _, table := range []string{"nat", "filter"} {
+		for _, l := range testutil.IPTablesSave(t, table) {
+			if strings.Contains(l, e.net.Name) {
+				t.Errorf("iptables rule left in %s: %s", table, l)
+			}
+		}
 	}
 }
 

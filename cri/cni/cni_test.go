@@ -1,11 +1,7 @@
 package cni
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,20 +19,14 @@ import (
 	"github.com/berthrt/berth/internal/testutil"
 )
 
-const (
-	sharedConflist = "../../../shared/cri/cni-bridge.conflist"
-	pluginDir      = "/usr/lib/cni"
-)
+const pluginDir = "/usr/lib/cni"
 
-// testNet is one test's own pod network: a bridge, a /24, an IPAM folder
-// and a network name no parallel run shares. Its cleanup removes the
-// bridge, the namespaces and every iptables rule naming the network, also
-// when the test fails.
+// testNet is one test's own pod network (testutil.CNINet: a bridge, a
+// /24, an IPAM folder and a network name no parallel run shares, all
+// removed with the test) with a Network over it.
 type testNet struct {
 	*Network
-	name    string // network name, in every iptables comment the plugins write
-	bridge  string
-	subnet  *net.IPNet
+	*testutil.CNINet
 	ipamDir string // host-local's dataDir/<name>: one file per reserved IP
 	nsDir   string
 }
@@ -48,56 +38,17 @@ func requireCNI(t *testing.T) {
 		_, err := os.Stat(filepath.Join(pluginDir, p))
 		testutil.Require(t, err == nil, "CNI plugin "+p+" not in "+pluginDir+" (containernetworking-plugins; run make deps)")
 	}
-	_, err := os.Stat(sharedConflist)
-	testutil.Require(t, err == nil, "test config "+sharedConflist+" is missing")
 }
 
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
 	requireCNI(t)
-	var r [3]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		t.Fatal(err)
-	}
-	token := hex.EncodeToString(r[:])
+	cn := testutil.NewCNINet(t)
 	tmp := t.TempDir()
-	tn := &testNet{
-		name:   "berth-test-" + token,
-		bridge: "bt" + token, // within IFNAMSIZ
-		// 10.200.0.0 to 10.231.255.0: away from the shared config's
-		// 10.88/16, one /24 per run.
-		subnet: &net.IPNet{IP: net.IPv4(10, 200+r[0]%32, r[1], 0).To4(), Mask: net.CIDRMask(24, 32)},
-		nsDir:  filepath.Join(tmp, "netns"),
-	}
-	dataDir := filepath.Join(tmp, "ipam")
-	tn.ipamDir = filepath.Join(dataDir, tn.name)
-	if overlapsHost(t, tn.subnet) {
-		t.Fatalf("subnet %s is in use on this host; run again", tn.subnet)
-	}
-
-	raw, err := os.ReadFile(sharedConflist)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conf map[string]any
-	if err := json.Unmarshal(raw, &conf); err != nil {
-		t.Fatalf("%s: %v", sharedConflist, err)
-	}
-	conf["name"] = tn.name
-	for _, p := range conf["plugins"].([]any) {
-		p := p.(map[string]any)
-		if p["type"] != "bridge" {
-			continue
-		}
-		p["bridge"] = tn.bridge
-		ipam := p["ipam"].(map[string]any)
-		ipam["dataDir"] = dataDir
-		ipam["ranges"] = [][]map[string]string{{{"subnet": tn.subnet.String()}}}
-	}
+	tn := &testNet{CNINet: cn, ipamDir: filepath.Join(cn.DataDir, cn.Name), nsDir: filepath.Join(tmp, "netns")}
 	confDir := filepath.Join(tmp, "net.d")
-	writeConf(t, confDir, "10-test.conflist", conf)
-
-	t.Cleanup(func() { tn.cleanup(t) })
+	writeConf(t, confDir, "10-test.conflist", cn.Conflist(t))
+	var err error
 	tn.Network, err = New(Config{BinDirs: []string{pluginDir}, ConfDir: confDir})
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +93,8 @@ func (tn *testNet) pod(t *testing.T, id string, ports ...PortMapping) (*netns.Ne
 	if err != nil {
 		t.Fatalf("Setup %s: %v", id, err)
 	}
-	if ip := net.ParseIP(res.IP); ip == nil || !tn.subnet.Contains(ip) {
-		t.Fatalf("Setup %s: IP %q not in %s", id, res.IP, tn.subnet)
+	if ip := net.ParseIP(res.IP); ip == nil || !tn.Subnet.Contains(ip) {
+		t.Fatalf("Setup %s: IP %q not in %s", id, res.IP, tn.Subnet)
 	}
 	return ns, pod, res
 }
@@ -160,8 +111,8 @@ func (tn *testNet) reserved(t *testing.T, ip string) bool {
 func TestSetupPingTeardown(t *testing.T) {
 	tn := newTestNet(t)
 	ctx := context.Background()
-	nsA, podA, a := tn.pod(t, "sandbox-a-"+tn.name)
-	nsB, podB, b := tn.pod(t, "sandbox-b-"+tn.name)
+	nsA, podA, a := tn.pod(t, "sandbox-a-"+tn.Name)
+	nsB, podB, b := tn.pod(t, "sandbox-b-"+tn.Name)
 	if a.IP == b.IP {
 		t.Fatalf("both pods got %s", a.IP)
 	}
@@ -187,14 +138,14 @@ func TestSetupPingTeardown(t *testing.T) {
 
 	// A: torn down while its namespace is there, twice.
 	for i := 0; i < 2; i++ {
-		if err := tn.Teardown(ctx, "sandbox-a-"+tn.name, nsA.Path(), podA); err != nil {
+		if err := tn.Teardown(ctx, "sandbox-a-"+tn.Name, nsA.Path(), podA); err != nil {
 			t.Fatalf("Teardown A #%d: %v", i+1, err)
 		}
 	}
 	if tn.reserved(t, a.IP) {
 		t.Fatalf("Teardown left %s reserved", a.IP)
 	}
-	if rules := iptablesLines(t, "sandbox-a-"+tn.name); len(rules) > 0 {
+	if rules := iptablesLines(t, "sandbox-a-"+tn.Name); len(rules) > 0 {
 		t.Fatalf("Teardown left iptables rules:\n%s", strings.Join(rules, "\n"))
 	}
 	if err := nsA.Do(func() error {
@@ -213,7 +164,7 @@ func TestSetupPingTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := tn.Teardown(ctx, "sandbox-b-"+tn.name, nsB.Path(), podB); err != nil {
+		if err := tn.Teardown(ctx, "sandbox-b-"+tn.Name, nsB.Path(), podB); err != nil {
 			t.Fatalf("Teardown B without its netns #%d: %v", i+1, err)
 		}
 	}
@@ -223,7 +174,7 @@ func TestSetupPingTeardown(t *testing.T) {
 	if err := os.WriteFile(nsB.Path(), nil, 0o444); err != nil {
 		t.Fatal(err)
 	}
-	if err := tn.Teardown(ctx, "sandbox-b-"+tn.name, nsB.Path(), podB); err != nil {
+	if err := tn.Teardown(ctx, "sandbox-b-"+tn.Name, nsB.Path(), podB); err != nil {
 		t.Fatalf("Teardown B with a plain file at its netns path: %v", err)
 	}
 }
@@ -234,7 +185,7 @@ func TestSetupPingTeardown(t *testing.T) {
 func TestPortMapping(t *testing.T) {
 	tn := newTestNet(t)
 	hostPort := freePort(t)
-	id := "sandbox-p-" + tn.name
+	id := "sandbox-p-" + tn.Name
 	ns, pod, _ := tn.pod(t, id, PortMapping{HostPort: int32(hostPort), ContainerPort: 8080, Protocol: "TCP"})
 
 	var l net.Listener
@@ -257,7 +208,7 @@ func TestPortMapping(t *testing.T) {
 	}()
 
 	gateway := make(net.IP, 4)
-	copy(gateway, tn.subnet.IP)
+	copy(gateway, tn.Subnet.IP)
 	gateway[3] = 1 // host-local's default gateway, the bridge's address
 	for _, host := range []string{"127.0.0.1", gateway.String()} {
 		addr := net.JoinHostPort(host, fmt.Sprint(hostPort))
@@ -362,90 +313,17 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func overlapsHost(t *testing.T, subnet *net.IPNet) bool {
-	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && (subnet.Contains(n.IP) || n.Contains(subnet.IP)) {
-			return true
-		}
-	}
-	return false
-}
-
 // iptablesLines returns the rules of the nat and filter tables that
 // mention s, as iptables-save prints them.
 func iptablesLines(t *testing.T, s string) []string {
 	t.Helper()
 	var lines []string
 	for _, table := range []string{"nat", "filter"} {
-		for _, l := range iptablesSave(t, table) {
+		for _, l := range testutil.IPTablesSave(t, table) {
 			if strings.Contains(l, s) {
 				lines = append(lines, l)
 			}
 		}
 	}
 	return lines
-}
-
-func iptablesSave(t *testing.T, table string) []string {
-	t.Helper()
-	out, err := exec.Command("iptables-save", "-t", table).Output()
-	if err != nil {
-		t.Fatalf("iptables-save -t %s: %v", table, err)
-	}
-	var lines []string
-	s := bufio.NewScanner(bytes.NewReader(out))
-	for s.Scan() {
-		lines = append(lines, s.Text())
-	}
-	return lines
-}
-
-// cleanup removes what the plugins may have left of this network: rules
-// whose comment names it and the per-sandbox chains they jump to (the
-// CNI-HOSTPORT-* chains are shared by every portmap user and stay), the
-// bridge, and the namespaces folder.
-func (tn *testNet) cleanup(t *testing.T) {
-	for _, table := range []string{"nat", "filter"} {
-		var dels []string
-		chains := map[string]bool{}
-		lines := iptablesSave(t, table)
-		for _, l := range lines {
-			if !strings.HasPrefix(l, "-A ") || !strings.Contains(l, tn.name) {
-				continue
-			}
-			if f := strings.Fields(l); len(f) > 1 && f[len(f)-2] == "-j" &&
-				strings.HasPrefix(f[len(f)-1], "CNI-") && !strings.HasPrefix(f[len(f)-1], "CNI-HOSTPORT-") {
-				chains[f[len(f)-1]] = true
-			}
-		}
-		for _, l := range lines {
-			if strings.HasPrefix(l, "-A ") && strings.Contains(l, tn.name) && !chains[strings.Fields(l)[1]] {
-				dels = append(dels, "-D"+strings.TrimPrefix(l, "-A"))
-			}
-		}
-		if len(dels) == 0 && len(chains) == 0 {
-			continue
-		}
-		t.Logf("cleanup: removing %d rules and %d chains the plugins left in %s", len(dels), len(chains), table)
-		script := "*" + table + "\n" + strings.Join(dels, "\n") + "\n"
-		for c := range chains {
-			script += "-F " + c + "\n-X " + c + "\n"
-		}
-		script += "COMMIT\n"
-		cmd := exec.Command("iptables-restore", "--noflush")
-		cmd.Stdin = strings.NewReader(script)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("cleanup: iptables-restore: %v\n%s\n%s", err, out, script)
-		}
-	}
-	if _, err := net.InterfaceByName(tn.bridge); err == nil {
-		if out, err := exec.Command("ip", "link", "del", tn.bridge).CombinedOutput(); err != nil {
-			t.Errorf("cleanup: ip link del %s: %v\n%s", tn.bridge, err, out)
-		}
-	}
 }
