@@ -206,3 +206,103 @@ func TestTaskDeleteCutByDaemonKill(t *testing.T) {
 		t.Errorf("berthd check after every delete: exit %d\n%s", code, out)
 	}
 }
+
+// TestExecDeleteCutByDaemonKill: berthd is killed inside an exec's delete,
+// after the shim deleted the exec, and the exec's client is gone. The
+// exec's FIFO folder is recorded with the task: berthd check does not
+// count it as left, and the task's delete by another client removes it.
+func TestExecDeleteCutByDaemonKill(t *testing.T) {
+	testutil.RequireRoot(t, "runc", "busybox")
+	arch, _ := layeredArchive(t)
+	d := newDaemon(t)
+	const ns = "execcut"
+	ctx := d.nsContext(ns)
+	c := d.client(t, ns)
+	imgs, err := c.Import(ctx, bytes.NewReader(arch), archive.WithUnpack("overlayfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := c.NewContainer(ctx, "box", client.WithImage(imgs[0]), client.WithSnapshotter("overlayfs"),
+		client.WithNewSnapshot("box", imgs[0]), client.WithNewSpec(oci.WithImageConfig(imgs[0]), oci.WithProcessArgs("sleep", "600")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ctr.NewTask(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pspec := *spec.Process
+	pspec.Args = []string{"true"}
+	// The exec's client made its FIFOs and then crashed: nothing holds
+	// them open, nobody will remove them.
+	fifoDir := filepath.Join(d.state, filepath.Base(cio.DefaultFIFODir))
+	crashed := func(id string) (cio.IO, error) {
+		set, err := cio.NewFIFOSetInDir(fifoDir, id, false)
+		if err != nil {
+			return nil, err
+		}
+		return crashedIO{set.Config}, nil
+	}
+	p, err := task.Exec(ctx, "ex-1", &pspec, crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exitc, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-exitc
+	entries, _ := os.ReadDir(fifoDir)
+	if len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "ex-1-") {
+		t.Fatalf("FIFO folders %v, want the exec's", entries)
+	}
+	d.kill()
+	sc, st, err := shimapi.Connect(ctx, d.bundle(ns, "box"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Delete(ctx, &shimapi.DeleteRequest{Id: "box", ExecId: "ex-1"}); err != nil {
+		t.Fatal(err)
+	}
+	sc.Close()
+	if out, code := d.check(t); code != 0 {
+		t.Errorf("berthd check with the exec's FIFOs recorded: exit %d\n%s", code, out)
+	}
+	d.start()
+	other := d.client(t, ns)
+	octr, err := other.LoadContainer(ctx, "box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otask, err := octr.Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otask.Delete(ctx, client.WithProcessKill); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(fifoDir); len(entries) != 0 {
+		t.Errorf("FIFO folders after the task's delete: %v, want none", entries)
+	}
+	if err := octr.Delete(ctx, client.WithSnapshotCleanup); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// crashedIO is the IO of a client that made its FIFOs and crashed.
+type crashedIO struct{ config cio.Config }
+
+func (c crashedIO) Config() cio.Config { return c.config }
+func (crashedIO) Cancel()              {}
+func (crashedIO) Wait()                {}
+func (crashedIO) Close() error         { return nil }

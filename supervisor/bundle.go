@@ -76,6 +76,7 @@ var keptWhenReaped = map[string]bool{
 	publishedMarker:      true,
 	reapedMarker:         true,
 	stdioFileName:        true,
+	execFIFOsDir:         true,
 }
 
 // writeBundle makes the bundle folder, marks it creating, and writes
@@ -216,15 +217,17 @@ func reduceBundle(bundle string) error {
 }
 
 // removeBundle removes a bundle and the task's runtime state. The FIFOs
-// that a client made for the task in fifoRoot go first (removeOwnFIFOs),
-// while the bundle still records them. The rootfs is unmounted next and must then be empty: a bundle with something still
+// that a client made for the task in the daemon's FIFO dir go first
+// (removeOwnFIFOs), while the bundle still records them; failing that is
+// logged, not fatal: a task that cannot be deleted would be worse than a
+// FIFO folder left. The rootfs is unmounted next and must then be empty: a bundle with something still
 // mounted is left in place. The files by which Restore knows a bundle
 // (keptToLast) go last, so that a removal that fails half-way leaves a
 // bundle that the next Restore removes again. A folder that a process
 // still fills (ENOTEMPTY) is tried again a few times.
-func removeBundle(bundle, runtimeState, fifoRoot string) error {
-	if err := removeOwnFIFOs(bundle, fifoRoot); err != nil {
-		return err
+func (s *Supervisor) removeBundle(bundle, runtimeState string) error {
+	if err := removeOwnFIFOs(bundle, s.fifoRoot()); err != nil {
+		s.log.Error("remove the FIFOs of a removed task", "bundle", bundle, "error", err)
 	}
 	if err := unmountRootfs(bundle); err != nil {
 		return err

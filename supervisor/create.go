@@ -188,7 +188,7 @@ func (s *Supervisor) abandon(ctx context.Context, sh *Shim, bundleMade bool) err
 	if err := sh.shimDelete(ctx); err != nil {
 		return err
 	}
-	return removeBundle(sh.Bundle, sh.runtimeState(), sh.s.fifoRoot())
+	return sh.s.removeBundle(sh.Bundle, sh.runtimeState())
 }
 
 // runtimeState is the runtime's state folder of the task.

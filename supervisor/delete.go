@@ -136,7 +136,7 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	span = spantrace.Start("remove bundle")
 	defer span.End()
 	s.remove(sh)
-	if err := removeBundle(sh.Bundle, sh.runtimeState(), sh.s.fifoRoot()); err != nil {
+	if err := sh.s.removeBundle(sh.Bundle, sh.runtimeState()); err != nil {
 		return resp, fmt.Errorf("delete task %s: remove bundle: %w", sh, err)
 	}
 	return resp, nil
@@ -189,7 +189,7 @@ func (s *Supervisor) deleteStopped(ctx context.Context, sh *Shim) (*shimapi.Dele
 			s.log.Error("persist task-deleted marker", "task", sh.String(), "error", err)
 		}
 	}
-	if err := removeBundle(sh.Bundle, sh.runtimeState(), sh.s.fifoRoot()); err != nil {
+	if err := sh.s.removeBundle(sh.Bundle, sh.runtimeState()); err != nil {
 		return nil, fmt.Errorf("delete task %s: remove bundle: %w: %w", sh, err, errdefs.ErrFailedPrecondition)
 	}
 	sh.setState(stateDeleting, stateStopped)

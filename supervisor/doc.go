@@ -29,7 +29,10 @@
 // one, first removes the FIFOs it names there that a Creator made for the
 // task, with their folder: a daemon killed inside a task delete leaves the
 // client with an error and no task to ask for the paths, so the daemon
-// owns that cleanup. FIFOs anywhere else are the client's.
+// owns that cleanup. An exec's FIFOs there are recorded in the bundle's
+// "exec-fifos" folder before the shim runs the exec, and removed when the
+// exec is deleted or with the bundle. FIFOs anywhere else are the
+// client's.
 //
 // Three markers belong to the supervisor:
 //

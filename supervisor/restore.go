@@ -269,7 +269,7 @@ func (sh *Shim) finishDelete(done string) {
 	defer sh.s.remove(sh)
 	err := sh.shimDelete(sh.ctx)
 	if err == nil {
-		err = removeBundle(sh.Bundle, sh.runtimeState(), sh.s.fifoRoot())
+		err = sh.s.removeBundle(sh.Bundle, sh.runtimeState())
 	}
 	if err != nil {
 		sh.s.log.Error("restore: finish delete of task", "task", sh.String(), "error", err)

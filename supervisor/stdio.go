@@ -1,16 +1,19 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/shimapi"
@@ -29,9 +32,14 @@ import (
 //     task delete after the task is gone: the client never learns the
 //     paths again, so only the daemon can remove them. FIFOs elsewhere
 //     stay the client's (cio.RemoveCreatorFIFOs).
+//
+// Exec processes' FIFOs in that dir are recorded too (execFIFOsDir, see
+// Exec), and removed when the exec is deleted or with the bundle.
 const (
 	stdioFileName = "stdio.json"
-	// stdioFileMax bounds the record read back: four paths and a flag.
+	// execFIFOsDir holds the records of exec processes' stdio (see Exec).
+	execFIFOsDir = "exec-fifos"
+	// stdioFileMax bounds a record read back: three paths and a flag.
 	stdioFileMax = 64 << 10
 )
 
@@ -49,13 +57,27 @@ func writeStdio(dir string, stdio *shimapi.Stdio) error {
 	return atomicfile.WriteVolatile(filepath.Join(dir, stdioFileName), data, 0o600)
 }
 
-// readStdio returns the stdio recorded in bundle; nil when there is no
-// record (a bundle of a release before it) or it does not decode.
+// readStdio returns the stdio recorded in bundle; nil without a record (a
+// bundle of a release before it).
 func readStdio(bundle string) (*shimapi.Stdio, error) {
-	f, err := os.Open(filepath.Join(bundle, stdioFileName))
+	path := filepath.Join(bundle, stdioFileName)
+	data, err := readLimited(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	var st shimapi.Stdio
+	if err := protojson.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &st, nil
+}
+
+// readLimited reads a stdio record, at most stdioFileMax bytes.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -65,24 +87,148 @@ func readStdio(bundle string) (*shimapi.Stdio, error) {
 		return nil, err
 	}
 	if len(data) > stdioFileMax {
-		return nil, fmt.Errorf("%s: larger than %d bytes", f.Name(), stdioFileMax)
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, stdioFileMax)
+	}
+	return data, nil
+}
+
+// removeOwnFIFOs removes the FIFOs in fifoRoot, and their folders, that
+// the bundle records: those of the task's init process and those of exec
+// processes not deleted yet.
+func removeOwnFIFOs(bundle, fifoRoot string) error {
+	st, err := readStdio(bundle)
+	if err != nil {
+		return err
+	}
+	errs := []error{cio.RemoveCreatorFIFOs(stdioConfig(st), fifoRoot, filepath.Base(bundle))}
+	names, err := execRecords(bundle)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		errs = append(errs, removeExecRecord(bundle, fifoRoot, name))
+	}
+	return errors.Join(errs...)
+}
+
+// execRecords returns the names of the exec stdio records in bundle.
+func execRecords(bundle string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(bundle, execFIFOsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	var names []string
+	for _, e := range entries {
+		// A dot name is a temporary file of a write a crash cut.
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, err
+}
+
+// RecordedExecFIFOFolders returns the names of the folders in the daemon's
+// FIFO dir whose exec FIFOs the bundle records, to be removed with the
+// exec or the bundle (berthd check).
+func RecordedExecFIFOFolders(bundle string) []string {
+	names, _ := execRecords(bundle)
+	return names
+}
+
+// execOfRecord returns the exec id of a record named after a FIFO folder,
+// "<exec id>-<digits>": exec ids may hold dashes, the digits do not.
+func execOfRecord(name string) string {
+	return name[:max(strings.LastIndexByte(name, '-'), 0)]
+}
+
+// Exec has the shim register exec process req.ExecId. When the exec's
+// FIFOs lie in the daemon's FIFO dir, the bundle records its stdio first,
+// one file per FIFO folder in execFIFOsDir, named like the folder (so two
+// Execs of one id never share a record): a daemon killed inside the
+// exec's delete would otherwise leave them, as it would a task's. The
+// record goes when DeleteProcess deletes the exec, or with the bundle.
+func (sh *Shim) Exec(ctx context.Context, req *shimapi.ExecRequest) error {
+	folders := cio.CreatorFolders(stdioConfig(req.GetStdio()), sh.s.fifoRoot(), req.GetExecId())
+	if len(folders) > 0 {
+		data, err := protojson.Marshal(req.GetStdio())
+		if err != nil {
+			return fmt.Errorf("exec %q: encode stdio: %w", req.GetExecId(), err)
+		}
+		dir := filepath.Join(sh.Bundle, execFIFOsDir)
+		// Never MkdirAll: a bundle that a Delete removed meanwhile must
+		// not come back.
+		if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("exec %q: task %s: %w", req.GetExecId(), sh, errdefs.ErrNotFound)
+		} else if err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("exec %q: %w", req.GetExecId(), err)
+		}
+		for _, name := range folders {
+			if err := atomicfile.WriteVolatile(filepath.Join(dir, name), data, 0o600); err != nil {
+				return fmt.Errorf("exec %q: record stdio: %w", req.GetExecId(), err)
+			}
+		}
+	}
+	if _, err := sh.Task().Exec(ctx, req); err != nil {
+		// Refused: the client removes its FIFOs itself, and those of an
+		// exec of the same id that runs are not this call's to remove.
+		for _, name := range folders {
+			os.Remove(filepath.Join(sh.Bundle, execFIFOsDir, name))
+		}
+		return err
+	}
+	return nil
+}
+
+// DeleteProcess has the shim delete exec process req.ExecId, then removes
+// the exec's FIFOs that the bundle records, also when the shim no longer
+// knows the exec (NotFound: a delete whose reply a daemon crash lost).
+func (sh *Shim) DeleteProcess(ctx context.Context, req *shimapi.DeleteRequest) (*shimapi.DeleteResponse, error) {
+	resp, err := sh.Task().Delete(ctx, req)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	names, lerr := execRecords(sh.Bundle)
+	if lerr != nil {
+		sh.s.log.Warn("read exec stdio records", "task", sh.String(), "error", lerr)
+	}
+	for _, name := range names {
+		if execOfRecord(name) != req.GetExecId() {
+			continue
+		}
+		if rerr := removeExecRecord(sh.Bundle, sh.s.fifoRoot(), name); rerr != nil {
+			sh.s.log.Warn("remove FIFOs of a deleted exec", "task", sh.String(), "exec", req.GetExecId(), "error", rerr)
+		}
+	}
+	return resp, err
+}
+
+// removeExecRecord removes the FIFOs that the exec stdio record name in
+// bundle names in fifoRoot, and then the record.
+func removeExecRecord(bundle, fifoRoot, name string) error {
+	path := filepath.Join(bundle, execFIFOsDir, name)
+	data, err := readLimited(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	var st shimapi.Stdio
 	if err := protojson.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+		// Not ours to act on; the record goes with the bundle.
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return &st, nil
-}
-
-// removeOwnFIFOs removes the FIFOs that the stdio recorded in bundle names
-// in fifoRoot, made for the bundle's task, and their folders.
-func removeOwnFIFOs(bundle, fifoRoot string) error {
-	st, err := readStdio(bundle)
-	if err != nil || st == nil {
+	if err := cio.RemoveCreatorFIFOs(stdioConfig(&st), fifoRoot, execOfRecord(name)); err != nil {
 		return err
 	}
-	cfg := cio.Config{Stdin: st.GetStdin(), Stdout: st.GetStdout(), Stderr: st.GetStderr(), Terminal: st.GetTerminal()}
-	return cio.RemoveCreatorFIFOs(cfg, fifoRoot, filepath.Base(bundle))
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func stdioConfig(st *shimapi.Stdio) cio.Config {
+	return cio.Config{Stdin: st.GetStdin(), Stdout: st.GetStdout(), Stderr: st.GetStderr(), Terminal: st.GetTerminal()}
 }
 
 // fifoRoot is the daemon's own FIFO dir.

@@ -1,6 +1,7 @@
 package supervisor_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -9,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/supervisor"
@@ -158,4 +161,80 @@ func TestFailedCreateRemovesOwnFIFOs(t *testing.T) {
 		t.Fatal("create with a missing runtime succeeded")
 	}
 	assertNoFolder(t, filepath.Dir(set.Stdout), "failed create")
+}
+
+// execRequest is an exec of args in task sh with FIFOs a Creator made in
+// the daemon's FIFO dir; it returns the request and the FIFO folder.
+func (e *env) execRequest(sh *supervisor.Shim, execID string, args ...string) (*shimapi.ExecRequest, string) {
+	e.t.Helper()
+	set, err := cio.NewFIFOSetInDir(filepath.Join(e.stateDir, filepath.Base(cio.DefaultFIFODir)), execID, false)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	spec, err := json.Marshal(&specs.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &shimapi.ExecRequest{Id: sh.ID, ExecId: execID, Spec: spec,
+		Stdio: &shimapi.Stdio{Stdin: set.Stdin, Stdout: set.Stdout, Stderr: set.Stderr}}, filepath.Dir(set.Stdout)
+}
+
+// An exec's FIFOs in the daemon's FIFO dir go when the exec is deleted,
+// also when the shim had deleted it already (a reply a crash lost), and
+// with the task when nobody deleted the exec. A refused Exec of a running
+// exec's id leaves that exec's record alone.
+func TestExecFIFOsRemoved(t *testing.T) {
+	e := newEnv(t, "sv-fifo-exec")
+	s := e.supervisor(newRecorder())
+	sh := e.create(s, "box", "sleep", "1000")
+	start(t, sh)
+
+	req, dir := e.execRequest(sh, "e-1", "true")
+	if err := sh.Exec(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	dup, dupDir := e.execRequest(sh, "e-1", "true")
+	if err := sh.Exec(ctx(t), dup); err == nil {
+		t.Fatal("a second Exec of one id succeeded")
+	}
+	if _, err := sh.Task().Start(ctx(t), &shimapi.StartRequest{Id: sh.ID, ExecId: "e-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.Task().Wait(ctx(t), &shimapi.WaitRequest{Id: sh.ID, ExecId: "e-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.DeleteProcess(ctx(t), &shimapi.DeleteRequest{Id: sh.ID, ExecId: "e-1"}); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFolder(t, dir, "exec delete")
+	// The refused one's folder is its client's to remove.
+	assertFolder(t, dupDir, "refused exec")
+
+	// Deleted by the shim, but the daemon died before it removed
+	// anything: the next DeleteProcess gets NotFound and removes them.
+	req, dir = e.execRequest(sh, "e2", "true")
+	if err := sh.Exec(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: sh.ID, ExecId: "e2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.DeleteProcess(ctx(t), &shimapi.DeleteRequest{Id: sh.ID, ExecId: "e2"}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("DeleteProcess of an exec the shim deleted: %v, want not found", err)
+	}
+	assertNoFolder(t, dir, "exec delete whose reply was lost")
+
+	// Never deleted: the task's delete removes them.
+	req, dir = e.execRequest(sh, "e3", "sleep", "1000")
+	if err := sh.Exec(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.Task().Kill(ctx(t), &shimapi.KillRequest{Id: sh.ID, Signal: 9, All: true}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, sh)
+	if _, err := s.Delete(ctx(t), e.ns, "box"); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFolder(t, dir, "task delete with an exec never deleted")
 }

@@ -154,8 +154,9 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 	add := func(what, ns, obj, detail string) {
 		problems = append(problems, metadata.Problem{What: what, Namespace: ns, Object: obj, Detail: detail})
 	}
-	live := map[string]bool{}  // bundles whose shim runs
-	tasks := map[string]bool{} // ids of the bundles that a live shim or a kept exit status holds
+	live := map[string]bool{}     // bundles whose shim runs
+	tasks := map[string]bool{}    // ids of the bundles that a live shim or a kept exit status holds
+	recorded := map[string]bool{} // FIFO folders of execs that a bundle records, removed with it
 	nss, err := dirs.Names(cfg.State)
 	if err != nil {
 		return nil, err
@@ -174,6 +175,9 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 				add("bundle-without-container", ns, bundle, "no container record")
 			} else if err != nil {
 				return nil, err
+			}
+			for _, name := range supervisor.RecordedExecFIFOFolders(bundle) {
+				recorded[name] = true
 			}
 			switch {
 			case supervisor.BundleShimServes(bundle):
@@ -210,7 +214,7 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 		// its task's bundle may not hold the FIFOs open, with no stdio.
 		dir := filepath.Join(fifoRoot, d)
 		id := d[:max(strings.LastIndexByte(d, '-'), 0)]
-		if !open[dir] && !tasks[id] {
+		if !open[dir] && !tasks[id] && !recorded[d] {
 			add("fifo-folder-left", "", dir, "no task of its id and no process holds a FIFO in it open")
 		}
 	}

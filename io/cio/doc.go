@@ -32,11 +32,11 @@
 //   - Close cancels, waits for the copiers, closes every FIFO end it holds
 //     and removes the FIFOs and their folder. It is safe to call more than
 //     once.
-//   - The FIFOs of a task's init process made in the daemon's own FIFO
-//     dir (<state>/.fifo, the default) are also removed by the daemon when
-//     it deletes the task, since a daemon crash can cut the client's
-//     delete after the task is gone (RemoveCreatorFIFOs). FIFOs made
-//     elsewhere are the client's alone.
+//   - The FIFOs of a task's processes made in the daemon's own FIFO dir
+//     (<state>/.fifo, the default) are also removed by the daemon when it
+//     deletes the process or the task, since a daemon crash can cut the
+//     client's delete after the process is gone (RemoveCreatorFIFOs).
+//     FIFOs made elsewhere are the client's alone.
 //   - Writers given for stdout and stderr are never written to by two
 //     goroutines at once, so one writer may serve both.
 package cio

@@ -119,22 +119,16 @@ func LoadFIFOs(config Config) *FIFOSet {
 // finished the delete, and the client never learns the paths again.
 func RemoveCreatorFIFOs(config Config, root, id string) error {
 	root = filepath.Clean(root)
-	folders := map[string]bool{}
 	var errs []error
-	for _, p := range fifoPaths(config) {
-		dir := filepath.Dir(p)
-		folder := filepath.Base(dir)
-		if filepath.Dir(dir) != root || !creatorFolderOf(folder, id) {
-			continue
-		}
+	for _, p := range creatorFIFOs(config, root, id) {
+		folder := filepath.Base(filepath.Dir(p))
 		if err := withDir(unix.AT_FDCWD, root, func(rootfd int) error {
 			return withDir(rootfd, folder, func(fd int) error { return unlinkFIFO(fd, filepath.Base(p)) })
 		}); err != nil {
 			errs = append(errs, err)
 		}
-		folders[folder] = true
 	}
-	for folder := range folders {
+	for _, folder := range CreatorFolders(config, root, id) {
 		err := withDir(unix.AT_FDCWD, root, func(rootfd int) error {
 			return unix.Unlinkat(rootfd, folder, unix.AT_REMOVEDIR)
 		})
@@ -146,6 +140,32 @@ func RemoveCreatorFIFOs(config Config, root, id string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CreatorFolders returns the names of the folders directly under root
+// that a Creator made for process id and that FIFOs of config lie in:
+// those RemoveCreatorFIFOs removes.
+func CreatorFolders(config Config, root, id string) []string {
+	var out []string
+	for _, p := range creatorFIFOs(config, filepath.Clean(root), id) {
+		if folder := filepath.Base(filepath.Dir(p)); !slices.Contains(out, folder) {
+			out = append(out, folder)
+		}
+	}
+	return out
+}
+
+// creatorFIFOs returns the FIFO paths of config that lie in a folder
+// directly under root (clean) named for id.
+func creatorFIFOs(config Config, root, id string) []string {
+	var out []string
+	for _, p := range fifoPaths(config) {
+		dir := filepath.Dir(p)
+		if filepath.Dir(dir) == root && creatorFolderOf(filepath.Base(dir), id) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // creatorFolderOf reports whether name is a folder that newFIFOSet made for

@@ -148,7 +148,7 @@ func (s *service) DeleteProcess(ctx context.Context, req *api.DeleteProcessReque
 	if err != nil {
 		return nil, err
 	}
-	resp, err := sh.Task().Delete(ctx, &shimapi.DeleteRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
+	resp, err := sh.DeleteProcess(ctx, &shimapi.DeleteRequest{Id: req.GetContainerId(), ExecId: req.GetExecId()})
 	if err != nil {
 		return nil, s.stopped(ctx, sh, err)
 	}
@@ -302,7 +302,7 @@ func (s *service) Exec(ctx context.Context, req *api.ExecProcessRequest) (*empty
 	if err != nil {
 		return nil, err
 	}
-	if _, err := sh.Task().Exec(ctx, &shimapi.ExecRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Stdio: req.GetStdio(), Spec: req.GetSpec()}); err != nil {
+	if err := sh.Exec(ctx, &shimapi.ExecRequest{Id: req.GetContainerId(), ExecId: req.GetExecId(), Stdio: req.GetStdio(), Spec: req.GetSpec()}); err != nil {
 		return nil, s.stopped(ctx, sh, err)
 	}
 	return &emptypb.Empty{}, nil

@@ -790,8 +790,12 @@ type ExecProcessRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// exec_id: unique among the task's processes; an identifier.
-	ExecId string    `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	Stdio  *v1.Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	ExecId string `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	// stdio: as in CreateTaskRequest. FIFOs in a folder of their own,
+	// named "<exec_id>-<digits>", in the daemon's FIFO folder are removed
+	// with that folder when the process is deleted (DeleteProcess, also
+	// one that finds it deleted already) or its task is.
+	Stdio *v1.Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
 	// spec: the OCI runtime-spec Process object, JSON-encoded.
 	Spec          []byte `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
 	unknownFields protoimpl.UnknownFields
