@@ -31,8 +31,11 @@
 // client with an error and no task to ask for the paths, so the daemon
 // owns that cleanup. An exec's FIFOs there are recorded in the bundle's
 // "exec-fifos" folder before the shim runs the exec, and removed when the
-// exec is deleted or with the bundle. FIFOs anywhere else are the
-// client's.
+// exec is deleted or with the bundle. Once the first Restore has
+// classified the shims, folders there that no bundle records or is named
+// for, that no process holds open and that are older than a minute are
+// removed too (a client that crashed before its Create). FIFOs anywhere
+// else are the client's.
 //
 // Three markers belong to the supervisor:
 //

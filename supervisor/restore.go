@@ -66,6 +66,7 @@ func (s *Supervisor) StartRestore(ctx context.Context) (wait func() error, err e
 		}
 		s.log.Info("restored shims", "found", len(found), "running", running, "stopped", stopped,
 			"pending", pending, "took", time.Since(began))
+		s.sweepFIFOsOnce.Do(s.sweepFIFOs)
 		// Only now: starting a spare would compete with the reconnects
 		// for the CPU while the daemon is not serving every task yet.
 		s.startSpares()

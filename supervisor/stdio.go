@@ -135,10 +135,10 @@ func RecordedExecFIFOFolders(bundle string) []string {
 	return names
 }
 
-// execOfRecord returns the exec id of a record named after a FIFO folder,
-// "<exec id>-<digits>": exec ids may hold dashes, the digits do not.
+// execOfRecord returns the exec id of a record named after a FIFO folder.
 func execOfRecord(name string) string {
-	return name[:max(strings.LastIndexByte(name, '-'), 0)]
+	id, _ := cio.CreatorFolderID(name)
+	return id
 }
 
 // Exec has the shim register exec process req.ExecId. When the exec's

@@ -238,3 +238,65 @@ func TestExecFIFOsRemoved(t *testing.T) {
 	}
 	assertNoFolder(t, dir, "task delete with an exec never deleted")
 }
+
+// A daemon's start removes FIFO folders of its FIFO dir that no task will
+// ever remove (a client that crashed before its Create), and nothing else:
+// not a task's, not a young one, not one a process holds open, not one
+// named otherwise, not a file.
+func TestRestoreSweepsLeftFIFOFolders(t *testing.T) {
+	e := newEnv(t, "sv-fifo-sweep")
+	s1 := e.supervisor(newRecorder())
+	live, liveDir := e.fifoTask(s1, "live", true, "sleep", "1000")
+	start(t, live)
+	s1.Close()
+
+	root := filepath.Join(e.stateDir, filepath.Base(cio.DefaultFIFODir))
+	old := time.Now().Add(-time.Hour)
+	folder := func(id string, age time.Time) string {
+		t.Helper()
+		set, err := cio.NewFIFOSetInDir(root, id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Dir(set.Stdout)
+		if err := os.Chtimes(dir, age, age); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	gone := folder("gone", old)
+	young := folder("young", time.Now())
+	held := folder("held", old)
+	f, err := os.OpenFile(filepath.Join(held, "stdout"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	other := filepath.Join(root, "not-a-creator")
+	aFile := filepath.Join(root, "file-12", "stdout")
+	for _, d := range []string{other, filepath.Dir(aFile)} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(aFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{liveDir, other, filepath.Dir(aFile)} {
+		if err := os.Chtimes(d, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s2 := e.supervisor(newRecorder())
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFolder(t, gone, "sweep of a folder nothing refers to")
+	for _, d := range []string{young, held, liveDir, other} {
+		assertFolder(t, d, "sweep")
+	}
+	if _, err := os.Stat(aFile); err != nil {
+		t.Errorf("sweep removed a file: %v", err)
+	}
+}

@@ -100,6 +100,8 @@ type Supervisor struct {
 	sparesOnce sync.Once     // startSpares
 	staleOnce  sync.Once     // removeStaleSpares
 
+	sweepFIFOsOnce sync.Once // sweepFIFOs, after the first Restore
+
 	mu     sync.Mutex    // guards shims and closed
 	shims  map[key]*Shim // every task known, whatever its state
 	closed bool

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
 	"github.com/berthrt/berth/internal/dirs"
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/namespaces"
 	"github.com/berthrt/berth/storage/content/local"
@@ -208,7 +208,7 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 	if err != nil || len(fifoDirs) == 0 {
 		return problems, err
 	}
-	open := openPaths()
+	open := proc.OpenFolders()
 	for _, d := range fifoDirs {
 		// A Creator names the folder "<id>-<random>" (cio.NewFIFOSetInDir);
 		// its task's bundle may not hold the FIFOs open, with no stdio.
@@ -219,26 +219,6 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 		}
 	}
 	return problems, nil
-}
-
-// openPaths returns the folders of every file that some process holds
-// open, from /proc/*/fd.
-func openPaths() map[string]bool {
-	dirs := map[string]bool{}
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
-			continue
-		}
-		fdDir := filepath.Join("/proc", p.Name(), "fd")
-		fds, _ := os.ReadDir(fdDir)
-		for _, fd := range fds {
-			if target, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil {
-				dirs[filepath.Dir(target)] = true
-			}
-		}
-	}
-	return dirs
 }
 
 func under(path, dir string) bool {

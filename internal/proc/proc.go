@@ -82,3 +82,24 @@ func WithEnv(entry string) []int {
 	}
 	return out
 }
+
+// OpenFolders returns the folders of every file that some process holds
+// open, from /proc/*/fd. Processes that exit meanwhile, or whose
+// descriptors we may not read, are left out.
+func OpenFolders() map[string]bool {
+	folders := map[string]bool{}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		fdDir := "/proc/" + p.Name() + "/fd"
+		fds, _ := os.ReadDir(fdDir)
+		for _, fd := range fds {
+			if target, err := os.Readlink(fdDir + "/" + fd.Name()); err == nil && strings.HasPrefix(target, "/") {
+				folders[target[:max(strings.LastIndexByte(target, '/'), 1)]] = true
+			}
+		}
+	}
+	return folders
+}

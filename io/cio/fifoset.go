@@ -168,19 +168,27 @@ func creatorFIFOs(config Config, root, id string) []string {
 	return out
 }
 
-// creatorFolderOf reports whether name is a folder that newFIFOSet made for
-// id: os.MkdirTemp's "<id>-" and its random decimal digits.
-func creatorFolderOf(name, id string) bool {
-	rest, ok := strings.CutPrefix(name, id+"-")
-	if !ok || rest == "" {
-		return false
+// CreatorFolderID returns the process id that a Creator made the folder
+// name for: name is "<id>-<digits>", os.MkdirTemp's pattern and its
+// random decimal digits (ids may hold dashes, the digits do not).
+func CreatorFolderID(name string) (id string, ok bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 || i == len(name)-1 {
+		return "", false
 	}
-	for _, c := range rest {
+	for _, c := range name[i+1:] {
 		if c < '0' || c > '9' {
-			return false
+			return "", false
 		}
 	}
-	return true
+	return name[:i], true
+}
+
+// creatorFolderOf reports whether name is a folder that newFIFOSet made for
+// id.
+func creatorFolderOf(name, id string) bool {
+	got, ok := CreatorFolderID(name)
+	return ok && got == id
 }
 
 // fifoPaths returns the clean absolute FIFO paths of config.
