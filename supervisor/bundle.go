@@ -220,8 +220,9 @@ func reduceBundle(bundle string) error {
 // that a client made for the task in the daemon's FIFO dir go first
 // (removeOwnFIFOs), while the bundle still records them; failing that is
 // logged, not fatal: a task that cannot be deleted would be worse than a
-// FIFO folder left. The rootfs is unmounted next and must then be empty: a bundle with something still
-// mounted is left in place. The files by which Restore knows a bundle
+// FIFO folder left. Then the runtime state, then the bundle
+// (removeBundleFiles): its rootfs is unmounted and must then be empty: a
+// bundle with something still mounted is left in place. The files by which Restore knows a bundle
 // (keptToLast) go last, so that a removal that fails half-way leaves a
 // bundle that the next Restore removes again. A folder that a process
 // still fills (ENOTEMPTY) is tried again a few times.
@@ -229,10 +230,16 @@ func (s *Supervisor) removeBundle(bundle, runtimeState string) error {
 	if err := removeOwnFIFOs(bundle, s.fifoRoot()); err != nil {
 		s.log.Error("remove the FIFOs of a removed task", "bundle", bundle, "error", err)
 	}
-	if err := unmountRootfs(bundle); err != nil {
+	if err := os.RemoveAll(runtimeState); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(runtimeState); err != nil {
+	return removeBundleFiles(bundle)
+}
+
+// removeBundleFiles removes the bundle folder, its rootfs unmounted first
+// and the files that mark it a bundle last (see keptToLast).
+func removeBundleFiles(bundle string) error {
+	if err := unmountRootfs(bundle); err != nil {
 		return err
 	}
 	var err error

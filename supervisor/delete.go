@@ -99,7 +99,11 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	var w *pidWatch
 	if pid := sh.ShimPid(); pid != 0 && shimServes(pid, sh.Bundle) {
 		w = s.watchPid(pid)
-		defer w.close()
+	}
+	closeWatch := func() {
+		if w != nil {
+			w.close()
+		}
 	}
 	// Every process is deleted: the shim may go. Now: the shim refuses a
 	// plain Shutdown while its init process is known, deleted or not.
@@ -108,14 +112,35 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 		s.log.Warn("shut down shim", "task", sh.String(), "error", err)
 	}
 	span.End()
-	span = spantrace.Start("wait shim exit")
 	// The shim's server waits for open connections before it exits: close
-	// ours (run does, once cancelled), then wait for the process.
+	// ours (run does, once cancelled).
 	sh.cancel()
 	<-sh.done
 	sh.dropConn()
+	if forwarded {
+		// The task is deleted and marked so: its id can go to a new task
+		// at once, while the shim exits and the bundle is removed in the
+		// background, aside.
+		span = spantrace.Start("set bundle aside")
+		aside, err := s.setAside(sh)
+		span.End()
+		if err == nil {
+			s.remove(sh)
+			finish := func() {
+				defer closeWatch()
+				s.finishAside(sh, w, aside)
+			}
+			if !s.goroutine(finish) {
+				finish() // Close has begun: no goroutine may start
+			}
+			return resp, nil
+		}
+		s.log.Warn("set bundle aside; removing it in place", "task", sh.String(), "error", err)
+	}
+	defer closeWatch()
+	span = spantrace.Start("wait shim exit")
 	if w != nil {
-		s.waitShimExit(sh, w)
+		s.waitShimExit(sh, w, sh.Bundle)
 	}
 	span.End()
 	if !forwarded {
@@ -143,13 +168,14 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 }
 
 // waitShimExit waits up to shutdownWait for the shut-down shim watched by w
-// to exit, and kills it when it does not.
-func (s *Supervisor) waitShimExit(sh *Shim, w *pidWatch) {
+// to exit, and kills it when it does not. bundle is the folder the shim
+// serves now (its bundle, or where the bundle was set aside).
+func (s *Supervisor) waitShimExit(sh *Shim, w *pidWatch, bundle string) {
 	if w.pidfd == nil {
 		// No pidfd: the watch polls slowly, so poll here, checking the
 		// pid is still the shim's (pids are reused).
 		deadline := time.Now().Add(shutdownWait)
-		for shimServes(w.pid, sh.Bundle) {
+		for shimServes(w.pid, sh.Bundle) || servesFrom(w.pid, bundle) {
 			if time.Now().After(deadline) {
 				s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", w.pid)
 				unix.Kill(w.pid, unix.SIGKILL)

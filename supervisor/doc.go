@@ -130,6 +130,20 @@
 // just before the daemon died, with no marker yet, is published again by
 // the next daemon: at least once, never lost.
 //
+// A Delete whose TaskDelete was forwarded (the marker written, the shim
+// shut down) does not wait for the shim's exit and the bundle's removal:
+// it removes what the task's id names outside the bundle (the FIFOs a
+// client made for it, the runtime's state folder), renames the bundle
+// into StateDir/.deleted (a dot name: no namespace, skipped by Restore's
+// scan and berthd check) and returns, so the id can go to a new task at
+// once; a goroutine that Close waits for then waits (bounded) for the
+// shim's exit and removes the folder. The shim removes its socket and pid
+// file relative to its working folder, the bundle wherever it was renamed
+// to, so it never touches a new bundle of the same id. Restore first kills
+// any shim still serving from a folder under .deleted (its pid file names
+// a live `serve` whose working folder is that folder) and removes them
+// all: a daemon that dies at any point leaves nothing there for good.
+//
 // # Spare shims
 //
 // With Config.SpareShims > 0 the supervisor keeps that many shims started

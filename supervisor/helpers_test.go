@@ -170,10 +170,16 @@ func (e *env) opts(id string, args ...string) supervisor.CreateOpts {
 func (e *env) bundle(id string) string { return filepath.Join(e.stateDir, e.ns, id) }
 
 // assertGone checks that nothing of task id is left but its reduced
-// bundle: no shim or container process, no mount, no runtime state.
+// bundle: no shim or container process, no mount, no runtime state. A
+// deleted task's shim may still be on its way out when Delete returns (its
+// bundle set aside), so the processes get a while to exit.
 func (e *env) assertGone(id string, pids ...int) {
 	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for _, pid := range pids {
+		for proc.Alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 		if proc.Alive(pid) {
 			e.t.Errorf("task %s: process %d still alive", id, pid)
 		}

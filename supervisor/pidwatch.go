@@ -136,15 +136,8 @@ func (w *pidWatch) waitExit(ctx context.Context, d time.Duration) bool {
 // shimServes reports whether pid is alive and is the serving berth-shim of
 // bundle (pids are reused; the pid file may be stale).
 func shimServes(pid int, bundle string) bool {
-	if !proc.Alive(pid) {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(string(bytes.TrimRight(cmdline, "\x00")), "\x00")
-	if len(args) < 2 || args[1] != "serve" {
+	args := serveArgs(pid)
+	if args == nil {
 		return false
 	}
 	for i, a := range args {
@@ -159,4 +152,21 @@ func shimServes(pid int, bundle string) bool {
 		return err == nil && cwd == bundle
 	}
 	return false
+}
+
+// serveArgs returns the command line of pid when it is alive and a
+// serving berth-shim (`berth-shim serve …`); nil otherwise.
+func serveArgs(pid int) []string {
+	if !proc.Alive(pid) {
+		return nil
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil
+	}
+	args := strings.Split(string(bytes.TrimRight(cmdline, "\x00")), "\x00")
+	if len(args) < 2 || args[1] != "serve" {
+		return nil
+	}
+	return args
 }

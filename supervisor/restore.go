@@ -43,6 +43,8 @@ func (s *Supervisor) StartRestore(ctx context.Context) (wait func() error, err e
 	if err := fsperm.Restrict(s.cfg.StateDir, StatePerm); err != nil {
 		return nil, err
 	}
+	// Only this daemon's own deletes set bundles aside after this.
+	s.asideOnce.Do(s.removeAsideBundles)
 	found, err := s.scan()
 	if err != nil {
 		return nil, err

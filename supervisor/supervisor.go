@@ -99,6 +99,7 @@ type Supervisor struct {
 	refill     chan struct{} // wakes fillSpares after a spare was taken
 	sparesOnce sync.Once     // startSpares
 	staleOnce  sync.Once     // removeStaleSpares
+	asideOnce  sync.Once     // removeAsideBundles
 
 	sweepFIFOsOnce sync.Once // sweepFIFOs, after the first Restore
 
