@@ -116,13 +116,17 @@ func (l *criLog) release() {
 // "<RFC3339Nano time> <stdout|stderr> <P|F> <content>\n". Only its copier
 // goroutine calls write; close may come from any goroutine.
 type criStream struct {
-	log     *criLog
-	name    string     // "stdout" or "stderr"
-	mu      sync.Mutex // guards all below: close may race the copier
-	closed  bool
-	now     func() time.Time
-	pending []byte // the start of a line not yet written, at most criLineMax
-	entries []byte // entries gathered for one write, reused
+	log    *criLog
+	name   string     // "stdout" or "stderr"
+	mu     sync.Mutex // guards all below: close may race the copier
+	closed bool
+	now    func() time.Time
+	// pending is the start of a line not yet written, at most criLineMax;
+	// nil while empty, so a stream between lines holds no buffer.
+	pending []byte
+	// entries gathers the entries of one write, from entryBufs; nil
+	// between writes.
+	entries *[]byte
 	// partialAfter is criPartialAfter; partial writes pending as a P entry
 	// once the stream was quiet that long (nil until first needed).
 	partialAfter time.Duration
@@ -131,8 +135,13 @@ type criStream struct {
 
 func newCRIStream(l *criLog, name string) *criStream {
 	l.hold()
-	return &criStream{log: l, name: name, now: time.Now, pending: make([]byte, 0, criLineMax), partialAfter: criPartialAfter}
+	return &criStream{log: l, name: name, now: time.Now, partialAfter: criPartialAfter}
 }
+
+// entryBufs holds the buffers CRI log entries are gathered in between
+// writes, for every stream of the shim: a quiet stream holds none (see
+// copyBufs).
+var entryBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // write splits p into entries: a line (without its newline) of at most
 // criLineMax bytes is one F entry; a longer one is P entries of criLineMax
@@ -159,7 +168,7 @@ func (s *criStream) write(p []byte) {
 			s.pending = append(s.pending, p...)
 			p = nil
 		}
-		if len(s.entries) >= criFlushAt {
+		if s.entries != nil && len(*s.entries) >= criFlushAt {
 			s.flush()
 		}
 	}
@@ -201,21 +210,30 @@ func indexNewline(p []byte, limit int) int {
 
 // entry adds one entry of pending followed by rest, and empties pending.
 func (s *criStream) entry(ts time.Time, tag byte, rest []byte) {
-	e := ts.AppendFormat(s.entries, time.RFC3339Nano)
+	if s.entries == nil {
+		s.entries = entryBufs.Get().(*[]byte)
+	}
+	e := ts.AppendFormat(*s.entries, time.RFC3339Nano)
 	e = append(e, ' ')
 	e = append(e, s.name...)
 	e = append(e, ' ', tag, ' ')
 	e = append(e, s.pending...)
 	e = append(e, rest...)
-	s.entries = append(e, '\n')
-	s.pending = s.pending[:0]
+	*s.entries = append(e, '\n')
+	s.pending = nil
 }
 
+// flush writes the gathered entries and gives their buffer back.
 func (s *criStream) flush() {
-	if len(s.entries) > 0 {
-		s.log.write(s.entries)
-		s.entries = s.entries[:0]
+	if s.entries == nil {
+		return
 	}
+	if len(*s.entries) > 0 {
+		s.log.write(*s.entries)
+	}
+	*s.entries = (*s.entries)[:0]
+	entryBufs.Put(s.entries)
+	s.entries = nil
 }
 
 // close writes an unfinished last line as an F entry and lets go of the

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/console"
@@ -25,6 +26,16 @@ const FilePrefix = "file://"
 
 // copyBufSize is the size of one copy buffer; a process holds at most three.
 const copyBufSize = 32 << 10
+
+// copyBufs holds the output copiers' buffers between reads. A process's
+// output is quiet most of its life: a copier waiting for output from a pipe
+// takes a buffer only once there is something to read and gives it back
+// after writing it, so the copiers of idle processes hold none (sync.Pool
+// drops what stays unused across two garbage collections).
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, copyBufSize)
+	return &b
+}}
 
 // Config says where a process's streams go. An empty path means none.
 type Config struct {
@@ -72,8 +83,9 @@ type IO struct {
 	hold    *os.File         // guarded by mu: the shim's own writer on the stdin FIFO, until CloseStdin
 	stdinW  io.WriteCloser   // guarded by mu: the process side of stdin (pipes only)
 
-	copying sync.WaitGroup // output copiers
-	drained chan struct{}  // closed when every output copier has finished
+	copiers int           // guarded by mu: output copiers still running
+	started bool          // guarded by mu: Started ran; no copier is added after it
+	drained chan struct{} // closed once started and every output copier has finished
 }
 
 // New prepares the stdio of a process whose streams will be owned by
@@ -201,9 +213,10 @@ func (i *IO) Started() error {
 		i.mu.Unlock()
 		i.copyOut(c, i.outputs[0])
 	}
-	go i.waitDrained()
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.started = true
+	i.closeDrainedLocked()
 	if i.stdin == nil {
 		return nil
 	}
@@ -225,14 +238,19 @@ func (i *IO) Started() error {
 // copyOut drains r into out until r ends. Errors of out never stop it:
 // output that cannot be delivered is discarded (see the package doc).
 func (i *IO) copyOut(r io.Reader, out sink) {
-	i.copying.Add(1)
+	i.mu.Lock()
+	i.copiers++
+	i.mu.Unlock()
+	read := bufferedReader(r)
 	go func() {
-		defer i.copying.Done()
-		buf := make([]byte, copyBufSize)
+		defer i.copierDone()
 		for {
-			n, err := r.Read(buf)
+			buf, n, err := read()
 			if n > 0 {
-				out.write(buf[:n])
+				out.write((*buf)[:n])
+			}
+			if buf != nil {
+				copyBufs.Put(buf)
 			}
 			if err != nil {
 				// EOF, or EIO: how a pty master reports that the last
@@ -245,9 +263,73 @@ func (i *IO) copyOut(r io.Reader, out sink) {
 	}()
 }
 
-func (i *IO) waitDrained() {
-	i.copying.Wait()
-	close(i.drained)
+// bufferedReader returns a read of r into a buffer of copyBufs, which the
+// caller puts back. A pipe (a syscall.Conn) is read only once the poller
+// says it is readable, with a buffer taken then; any other reader (a pty
+// master) holds its buffer while it waits.
+func bufferedReader(r io.Reader) func() (*[]byte, int, error) {
+	if sc, ok := r.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return func() (*[]byte, int, error) { return readWhenReady(rc) }
+		}
+	}
+	return func() (*[]byte, int, error) {
+		buf := copyBufs.Get().(*[]byte)
+		n, err := r.Read(*buf)
+		return buf, n, err
+	}
+}
+
+// readWhenReady reads once from rc into a buffer of copyBufs, taken when
+// the read finds something (or the end): while the descriptor has nothing
+// to read, the buffer goes back to the pool and the poller parks the
+// goroutine, as os.File.Read does. A descriptor in blocking mode blocks in
+// the read instead, holding its buffer.
+func readWhenReady(rc syscall.RawConn) (buf *[]byte, n int, err error) {
+	rerr := rc.Read(func(fd uintptr) bool {
+		buf = copyBufs.Get().(*[]byte)
+		for {
+			n, err = unix.Read(int(fd), *buf)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err == unix.EAGAIN {
+			copyBufs.Put(buf)
+			buf = nil
+			return false
+		}
+		return true
+	})
+	switch {
+	case rerr != nil:
+		return buf, 0, rerr
+	case err != nil:
+		return buf, 0, err
+	case n == 0:
+		return buf, 0, io.EOF
+	}
+	return buf, n, nil
+}
+
+func (i *IO) copierDone() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.copiers--
+	i.closeDrainedLocked()
+}
+
+// closeDrainedLocked closes drained once no copier can be added and none
+// runs: the output is all delivered.
+func (i *IO) closeDrainedLocked() {
+	if !i.started || i.copiers > 0 {
+		return
+	}
+	select {
+	case <-i.drained:
+	default:
+		close(i.drained)
+	}
 }
 
 // WaitOutput waits until all output of the process was copied, or the

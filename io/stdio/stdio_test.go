@@ -716,3 +716,97 @@ func TestIOCloseWithStalledReader(t *testing.T) {
 		t.Fatalf("Close blocked for %v behind a client that does not read", ioTimeout)
 	}
 }
+
+// TestReadWhenReady reads a pipe through readWhenReady as the output
+// copiers do: output written after the read began, the end, and a close
+// while it waits; and in blocking mode, where the read blocks instead.
+func TestReadWhenReady(t *testing.T) {
+	for _, blocking := range []bool{false, true} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if blocking {
+			r.Fd() // sets the descriptor blocking
+		}
+		rc, err := r.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			data string
+			err  error
+		}
+		read := func() <-chan result {
+			c := make(chan result, 1)
+			go func() {
+				buf, n, err := readWhenReady(rc)
+				var data string
+				if buf != nil {
+					data = string((*buf)[:n])
+					copyBufs.Put(buf)
+				} else if n != 0 {
+					t.Errorf("blocking %v: %d bytes read without a buffer", blocking, n)
+				}
+				c <- result{data, err}
+			}()
+			return c
+		}
+		wait := func(c <-chan result) result {
+			t.Helper()
+			select {
+			case res := <-c:
+				return res
+			case <-time.After(ioTimeout):
+				t.Fatalf("blocking %v: read did not return within %v", blocking, ioTimeout)
+				return result{}
+			}
+		}
+		c := read()
+		select {
+		case res := <-c:
+			t.Fatalf("blocking %v: read returned %+v before anything was written", blocking, res)
+		case <-time.After(quiet):
+		}
+		if _, err := w.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		if res := wait(c); res.data != "hello" || res.err != nil {
+			t.Fatalf("blocking %v: read %q, %v; want hello", blocking, res.data, res.err)
+		}
+		w.Close()
+		if res := wait(read()); res.data != "" || !errors.Is(res.err, io.EOF) {
+			t.Fatalf("blocking %v: after the writer closed: read %q, %v; want EOF", blocking, res.data, res.err)
+		}
+		r.Close()
+	}
+
+	// Closing the read end wakes a reader that waits.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rc, err := r.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		buf, _, err := readWhenReady(rc)
+		if buf != nil {
+			copyBufs.Put(buf)
+		}
+		done <- err
+	}()
+	time.Sleep(quiet)
+	r.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("read of a closed pipe returned no error")
+		}
+	case <-time.After(ioTimeout):
+		t.Fatalf("closing the pipe did not end the read within %v", ioTimeout)
+	}
+}
