@@ -2,6 +2,7 @@ package unixsock
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,5 +54,37 @@ func TestLongPath(t *testing.T) {
 	l.Close()
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("socket removed with its listener: %v", err)
+	}
+}
+
+// TestDialFailsAtOnce: a dial never waits, whatever its context allows:
+// a missing socket and one nobody accepts on fail with the socket's path
+// named, and a context already done fails before connecting.
+func TestDialFailsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	missing := filepath.Join(dir, "missing.sock")
+	if _, err := Dial(ctx, missing); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("dial of a missing socket: %v, want an error naming it", err)
+	}
+	path := filepath.Join(dir, "x.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close() // the file stays; nobody listens
+	if _, err := Dial(ctx, path); err == nil {
+		t.Fatal("dial of a socket nobody listens on succeeded")
+	}
+	l, err = Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	if _, err := Dial(done, path); !errors.Is(err, context.Canceled) {
+		t.Fatalf("dial with a cancelled context: %v, want context.Canceled", err)
 	}
 }
