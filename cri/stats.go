@@ -61,16 +61,23 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 // containerStats reads c's cgroup metrics (when it runs) and the usage
 // of its writable layer.
 func (s *Server) containerStats(ctx context.Context, c *container) (*runtimeapi.ContainerStats, error) {
+	st, _, err := s.containerStatsMetrics(ctx, c)
+	return st, err
+}
+
+// containerStatsMetrics is containerStats with the cgroup metrics it was
+// made of, nil when c has no task.
+func (s *Server) containerStatsMetrics(ctx context.Context, c *container) (*runtimeapi.ContainerStats, *client.Metrics, error) {
 	st := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
 		Id: c.rec.ID, Metadata: c.config.GetMetadata(), Labels: c.config.GetLabels(), Annotations: c.config.GetAnnotations(),
 	}}
 	ctr, err := s.client.LoadContainer(ctx, c.rec.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	info, err := ctr.Info(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if info.SnapshotKey != "" {
 		if u, err := s.client.SnapshotService(info.Snapshotter).Usage(ctx, info.SnapshotKey); err == nil {
@@ -84,20 +91,21 @@ func (s *Server) containerStats(ctx context.Context, c *container) (*runtimeapi.
 	}
 	task, err := ctr.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
-		return st, nil
+		return st, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m, err := task.Metrics(ctx)
 	if errdefs.IsNotFound(err) {
-		return st, nil
+		return st, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st.Cpu, st.Memory = cpuMemory(m)
-	return st, nil
+	st.Swap = swapUsage(m)
+	return st, m, nil
 }
 
 // cpuMemory converts cgroup metrics to the CRI's. The working set is the
@@ -114,14 +122,25 @@ func cpuMemory(m *client.Metrics) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage
 		WorkingSetBytes: &runtimeapi.UInt64Value{Value: ws},
 		UsageBytes:      &runtimeapi.UInt64Value{Value: d.GetMemoryUsageBytes()},
 		RssBytes:        &runtimeapi.UInt64Value{Value: d.GetMemoryRssBytes()},
-		PageFaults:      &runtimeapi.UInt64Value{},
-		MajorPageFaults: &runtimeapi.UInt64Value{},
+		PageFaults:      &runtimeapi.UInt64Value{Value: d.GetMemoryPgfault()},
+		MajorPageFaults: &runtimeapi.UInt64Value{Value: d.GetMemoryPgmajfault()},
 	}
 	if l := d.GetMemoryLimitBytes(); l > 0 && l > ws {
 		mem.AvailableBytes = &runtimeapi.UInt64Value{Value: l - ws}
 	}
 	cpu := &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: d.GetCpuUsageNs()}}
 	return cpu, mem
+}
+
+// swapUsage is the cgroup's swap use and, when it has a swap limit, what
+// is left of it (the limit is memory plus swap, as v1's memsw).
+func swapUsage(m *client.Metrics) *runtimeapi.SwapUsage {
+	d := m.Data
+	sw := &runtimeapi.SwapUsage{Timestamp: m.Timestamp.UnixNano(), SwapUsageBytes: &runtimeapi.UInt64Value{Value: d.GetMemorySwapBytes()}}
+	if both, mem := d.GetMemorySwapLimitBytes(), d.GetMemoryLimitBytes(); both > 0 && mem > 0 && both >= mem {
+		sw.SwapAvailableBytes = &runtimeapi.UInt64Value{Value: (both - mem) - min(d.GetMemorySwapBytes(), both-mem)}
+	}
+	return sw
 }
 
 // PodSandboxStats reports a pod's usage: the sum of its sandbox's and
@@ -180,7 +199,7 @@ func (s *Server) podStats(ctx context.Context, sb *sandbox) (*runtimeapi.PodSand
 		st.Linux.Memory.WorkingSetBytes.Value += mem.WorkingSetBytes.Value
 		st.Linux.Memory.UsageBytes.Value += mem.UsageBytes.Value
 		st.Linux.Memory.RssBytes.Value += mem.RssBytes.Value
-		st.Linux.Process.ProcessCount.Value += m.Data.GetPidsCurrent()
+		st.Linux.Process.ProcessCount.Value += m.Data.GetProcesses()
 	}
 	if task, _, err := s.sandboxTask(ctx, sb.rec.ID); err == nil {
 		if m, err := task.Metrics(ctx); err == nil {
@@ -188,17 +207,37 @@ func (s *Server) podStats(ctx context.Context, sb *sandbox) (*runtimeapi.PodSand
 		}
 	}
 	for _, c := range s.containersOf(sb.rec.ID) {
-		cs, err := s.containerStats(ctx, c)
+		cs, m, err := s.containerStatsMetrics(ctx, c)
 		if err != nil {
 			continue
 		}
 		st.Linux.Containers = append(st.Linux.Containers, cs)
-		if cs.Cpu != nil {
-			st.Linux.Cpu.UsageCoreNanoSeconds.Value += cs.Cpu.UsageCoreNanoSeconds.GetValue()
-			st.Linux.Memory.WorkingSetBytes.Value += cs.Memory.WorkingSetBytes.GetValue()
-			st.Linux.Memory.UsageBytes.Value += cs.Memory.UsageBytes.GetValue()
-			st.Linux.Memory.RssBytes.Value += cs.Memory.RssBytes.GetValue()
+		if m != nil {
+			add(m)
+		}
+	}
+	if sb.netns != nil {
+		if devs, err := podNetDevs(sb.netns); err == nil {
+			st.Linux.Network = networkUsage(devs)
 		}
 	}
 	return st, nil
+}
+
+// networkUsage is the CRI's view of a pod's interfaces; eth0, the
+// interface CNI names in a pod, is the default one.
+func networkUsage(devs []netDev) *runtimeapi.NetworkUsage {
+	n := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
+	for _, d := range devs {
+		u := &runtimeapi.NetworkInterfaceUsage{
+			Name:    d.name,
+			RxBytes: &runtimeapi.UInt64Value{Value: d.rxBytes}, RxErrors: &runtimeapi.UInt64Value{Value: d.rxErrors},
+			TxBytes: &runtimeapi.UInt64Value{Value: d.txBytes}, TxErrors: &runtimeapi.UInt64Value{Value: d.txErrors},
+		}
+		n.Interfaces = append(n.Interfaces, u)
+		if d.name == "eth0" {
+			n.DefaultInterface = u
+		}
+	}
+	return n
 }

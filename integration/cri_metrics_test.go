@@ -195,6 +195,22 @@ func TestCRIPodSandboxMetrics(t *testing.T) {
 	if n := cs.GetStats().GetWritableLayer().GetInodesUsed().GetValue(); n < files {
 		t.Errorf("writable layer inodes %d, want at least %d", n, files)
 	}
+	// The stats APIs carry the same figures: page faults and swap of the
+	// container, the pod's processes and its network.
+	if mem := cs.GetStats().GetMemory(); mem.GetPageFaults().GetValue() == 0 || cs.GetStats().GetSwap().GetSwapUsageBytes() == nil {
+		t.Errorf("container stats without page faults or swap: %v", cs.GetStats())
+	}
+	ps, err := e.rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sandbox's shell and its sleep, and the container's shell.
+	if n := ps.GetStats().GetLinux().GetProcess().GetProcessCount().GetValue(); n < 3 {
+		t.Errorf("pod stats: %d processes, want at least 3", n)
+	}
+	if eth0 := ps.GetStats().GetLinux().GetNetwork().GetDefaultInterface(); eth0.GetName() != "eth0" || eth0.GetRxBytes().GetValue() == 0 || eth0.GetTxBytes().GetValue() == 0 {
+		t.Errorf("pod stats: default interface %v", eth0)
+	}
 	for _, name := range []string{"container_start_time_seconds", "container_last_seen"} {
 		for what, v := range map[string]map[string]uint64{"container": cv, "pod": pv} {
 			if v[name] < uint64(before.Unix()) || v[name] > uint64(time.Now().Unix()+1) {
