@@ -32,8 +32,10 @@ func (c *Client) DefaultSnapshotter(ctx context.Context) (string, error) {
 
 // Spec returns the image's config, of the linux/amd64 manifest when the
 // image is an index. It makes Image an oci.ImageConfigSource.
+// The config shares its slices and maps with the Image: callers must not
+// change them.
 func (img *Image) Spec(ctx context.Context) (ocispec.Image, error) {
-	r, err := unpack.Resolve(ctx, img.client.ContentStore(), img.Target(), nil)
+	r, err := img.resolve(ctx)
 	if err != nil {
 		return ocispec.Image{}, err
 	}
@@ -43,11 +45,30 @@ func (img *Image) Spec(ctx context.Context) (ocispec.Image, error) {
 // ChainID returns the chain ID of the image's layers: the name of the
 // committed snapshot that an unpack of the image leaves.
 func (img *Image) ChainID(ctx context.Context) (string, error) {
-	r, err := unpack.Resolve(ctx, img.client.ContentStore(), img.Target(), nil)
+	r, err := img.resolve(ctx)
 	if err != nil {
 		return "", err
 	}
 	return r.ChainID(), nil
+}
+
+// resolve reads the image's manifest and config (linux/amd64 of an index)
+// once per Image: the target is named by its digest, so what it resolves
+// to never changes, and a container made from an image needs both its
+// chain ID and its config (two reads of each blob, two round trips each,
+// before). Only a success is kept.
+func (img *Image) resolve(ctx context.Context) (unpack.Image, error) {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.resolved != nil {
+		return *img.resolved, nil
+	}
+	r, err := unpack.Resolve(ctx, img.client.ContentStore(), img.Target(), nil)
+	if err != nil {
+		return r, err
+	}
+	img.resolved = &r
+	return r, nil
 }
 
 // WithSnapshotter names the snapshotter of the container's snapshot,

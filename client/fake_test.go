@@ -16,6 +16,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/namespaces"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
+	contentv1 "github.com/berthrt/berth/proto/content/v1"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
@@ -30,6 +31,7 @@ type fakeDaemon struct {
 	containers *fakeContainers
 	tasks      *fakeTasks
 	events     *fakeEvents
+	content    *fakeContent
 }
 
 func startFake(t *testing.T) *fakeDaemon {
@@ -39,6 +41,7 @@ func startFake(t *testing.T) *fakeDaemon {
 		containers: &fakeContainers{byID: map[string]*containersv1.Container{}},
 		tasks:      newFakeTasks(),
 		events:     &fakeEvents{ended: make(chan struct{}, 8)},
+		content:    &fakeContent{blobs: map[string][]byte{}},
 	}
 	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
 	if err != nil {
@@ -47,6 +50,7 @@ func startFake(t *testing.T) *fakeDaemon {
 	containersv1.RegisterContainersService(srv, f.containers)
 	tasksv1.RegisterTasksService(srv, f.tasks)
 	eventsv1.RegisterEventsService(srv, f.events)
+	contentv1.RegisterContentService(srv, f.content)
 	versionv1.RegisterVersionService(srv, fakeVersion{})
 	introspectionv1.RegisterIntrospectionService(srv, fakeIntrospection{})
 	introspectionv1.RegisterHealthService(srv, fakeIntrospection{})

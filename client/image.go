@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"sync"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -9,6 +10,7 @@ import (
 	"github.com/berthrt/berth/images"
 	"github.com/berthrt/berth/internal/apiconv"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
+	"github.com/berthrt/berth/unpack"
 )
 
 // Image is an image of the daemon: a name for a target descriptor. Pull
@@ -16,6 +18,9 @@ import (
 type Image struct {
 	client *Client
 	i      images.Image
+
+	mu       sync.Mutex    // guards resolved
+	resolved *unpack.Image // manifest and config, once read (see resolve)
 }
 
 // NewImage returns the Image of a record, as the client's calls do.
