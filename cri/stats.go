@@ -105,6 +105,9 @@ func (s *Server) containerStatsMetrics(ctx context.Context, c *container) (*runt
 	}
 	st.Cpu, st.Memory = cpuMemory(m)
 	st.Swap = swapUsage(m)
+	if io := m.Data.GetIoPressure(); io != nil {
+		st.Io = &runtimeapi.IoUsage{Timestamp: m.Timestamp.UnixNano(), Psi: psiStats(io)}
+	}
 	return st, m, nil
 }
 
@@ -128,8 +131,22 @@ func cpuMemory(m *client.Metrics) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage
 	if l := d.GetMemoryLimitBytes(); l > 0 && l > ws {
 		mem.AvailableBytes = &runtimeapi.UInt64Value{Value: l - ws}
 	}
-	cpu := &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: d.GetCpuUsageNs()}}
+	cpu := &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: d.GetCpuUsageNs()}, Psi: psiStats(d.GetCpuPressure())}
+	mem.Psi = psiStats(d.GetMemoryPressure())
 	return cpu, mem
+}
+
+// psiStats converts a cgroup's pressure to the CRI's (totals in
+// nanoseconds); nil where the kernel keeps none for the cgroup.
+func psiStats(p *typesv1.Pressure) *runtimeapi.PsiStats {
+	if p == nil {
+		return nil
+	}
+	us := uint64(time.Microsecond)
+	return &runtimeapi.PsiStats{
+		Some: &runtimeapi.PsiData{Total: p.GetSomeUs() * us, Avg10: p.GetSomeAvg10(), Avg60: p.GetSomeAvg60(), Avg300: p.GetSomeAvg300()},
+		Full: &runtimeapi.PsiData{Total: p.GetFullUs() * us, Avg10: p.GetFullAvg10(), Avg60: p.GetFullAvg60(), Avg300: p.GetFullAvg300()},
+	}
 }
 
 // swapUsage is the cgroup's swap use and, when it has a swap limit, what

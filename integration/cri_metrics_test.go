@@ -200,6 +200,11 @@ func TestCRIPodSandboxMetrics(t *testing.T) {
 	if mem := cs.GetStats().GetMemory(); mem.GetPageFaults().GetValue() == 0 || cs.GetStats().GetSwap().GetSwapUsageBytes() == nil {
 		t.Errorf("container stats without page faults or swap: %v", cs.GetStats())
 	}
+	// The container waited for CPU under its quota: the pressure says so,
+	// as the metrics do (in whole seconds there).
+	if psi := cs.GetStats().GetCpu().GetPsi(); cv["container_pressure_cpu_waiting_seconds_total"] > 0 && psi.GetSome().GetTotal() < uint64(time.Second) {
+		t.Errorf("container stats: CPU pressure %v, metrics say %d s", psi, cv["container_pressure_cpu_waiting_seconds_total"])
+	}
 	ps, err := e.rt.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: pod})
 	if err != nil {
 		t.Fatal(err)

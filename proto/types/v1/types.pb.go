@@ -698,15 +698,24 @@ func (x *Metrics) GetIoDevices() []*BlockIO {
 }
 
 // Pressure is the time in which some or all of a cgroup's runnable tasks
-// were stalled waiting for one resource, cumulative since the cgroup was
-// created.
+// were stalled waiting for one resource: cumulative since the cgroup was
+// created, and as the kernel's running averages.
 type Pressure struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// some_us: microseconds in which at least one task was stalled.
 	SomeUs uint64 `protobuf:"varint,1,opt,name=some_us,json=someUs,proto3" json:"some_us,omitempty"`
 	// full_us: microseconds in which all non-idle tasks were stalled at
 	// once.
-	FullUs        uint64 `protobuf:"varint,2,opt,name=full_us,json=fullUs,proto3" json:"full_us,omitempty"`
+	FullUs uint64 `protobuf:"varint,2,opt,name=full_us,json=fullUs,proto3" json:"full_us,omitempty"`
+	// some_avg10, some_avg60 and some_avg300 are the percentages of the
+	// last 10, 60 and 300 seconds in which some tasks were stalled; the
+	// full_ ones the same for all non-idle tasks at once.
+	SomeAvg10     float64 `protobuf:"fixed64,3,opt,name=some_avg10,json=someAvg10,proto3" json:"some_avg10,omitempty"`
+	SomeAvg60     float64 `protobuf:"fixed64,4,opt,name=some_avg60,json=someAvg60,proto3" json:"some_avg60,omitempty"`
+	SomeAvg300    float64 `protobuf:"fixed64,5,opt,name=some_avg300,json=someAvg300,proto3" json:"some_avg300,omitempty"`
+	FullAvg10     float64 `protobuf:"fixed64,6,opt,name=full_avg10,json=fullAvg10,proto3" json:"full_avg10,omitempty"`
+	FullAvg60     float64 `protobuf:"fixed64,7,opt,name=full_avg60,json=fullAvg60,proto3" json:"full_avg60,omitempty"`
+	FullAvg300    float64 `protobuf:"fixed64,8,opt,name=full_avg300,json=fullAvg300,proto3" json:"full_avg300,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -751,6 +760,48 @@ func (x *Pressure) GetSomeUs() uint64 {
 func (x *Pressure) GetFullUs() uint64 {
 	if x != nil {
 		return x.FullUs
+	}
+	return 0
+}
+
+func (x *Pressure) GetSomeAvg10() float64 {
+	if x != nil {
+		return x.SomeAvg10
+	}
+	return 0
+}
+
+func (x *Pressure) GetSomeAvg60() float64 {
+	if x != nil {
+		return x.SomeAvg60
+	}
+	return 0
+}
+
+func (x *Pressure) GetSomeAvg300() float64 {
+	if x != nil {
+		return x.SomeAvg300
+	}
+	return 0
+}
+
+func (x *Pressure) GetFullAvg10() float64 {
+	if x != nil {
+		return x.FullAvg10
+	}
+	return 0
+}
+
+func (x *Pressure) GetFullAvg60() float64 {
+	if x != nil {
+		return x.FullAvg60
+	}
+	return 0
+}
+
+func (x *Pressure) GetFullAvg300() float64 {
+	if x != nil {
+		return x.FullAvg300
 	}
 	return 0
 }
@@ -907,10 +958,22 @@ const file_proto_types_v1_types_proto_rawDesc = "" +
 	"\vio_pressure\x18% \x01(\v2\x18.berth.types.v1.PressureR\n" +
 	"ioPressure\x126\n" +
 	"\n" +
-	"io_devices\x18& \x03(\v2\x17.berth.types.v1.BlockIOR\tioDevices\"<\n" +
+	"io_devices\x18& \x03(\v2\x17.berth.types.v1.BlockIOR\tioDevices\"\xfa\x01\n" +
 	"\bPressure\x12\x17\n" +
 	"\asome_us\x18\x01 \x01(\x04R\x06someUs\x12\x17\n" +
-	"\afull_us\x18\x02 \x01(\x04R\x06fullUs\"\xad\x01\n" +
+	"\afull_us\x18\x02 \x01(\x04R\x06fullUs\x12\x1d\n" +
+	"\n" +
+	"some_avg10\x18\x03 \x01(\x01R\tsomeAvg10\x12\x1d\n" +
+	"\n" +
+	"some_avg60\x18\x04 \x01(\x01R\tsomeAvg60\x12\x1f\n" +
+	"\vsome_avg300\x18\x05 \x01(\x01R\n" +
+	"someAvg300\x12\x1d\n" +
+	"\n" +
+	"full_avg10\x18\x06 \x01(\x01R\tfullAvg10\x12\x1d\n" +
+	"\n" +
+	"full_avg60\x18\a \x01(\x01R\tfullAvg60\x12\x1f\n" +
+	"\vfull_avg300\x18\b \x01(\x01R\n" +
+	"fullAvg300\"\xad\x01\n" +
 	"\aBlockIO\x12\x14\n" +
 	"\x05major\x18\x01 \x01(\rR\x05major\x12\x14\n" +
 	"\x05minor\x18\x02 \x01(\rR\x05minor\x12\x1d\n" +

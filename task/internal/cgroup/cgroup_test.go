@@ -134,7 +134,7 @@ func TestCgroupV1Metrics(t *testing.T) {
 		"blkio.throttle.io_serviced_recursive": "8:0 Read 3\n8:0 Write 5\n8:0 Total 8\n253:1 Read 1\n253:1 Write 1\n253:1 Total 2\nTotal 10\n",
 	})
 	writeFiles(t, unified, map[string]string{
-		"cpu.pressure":    "some avg10=0.00 avg60=0.00 avg300=0.00 total=1500\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=700\n",
+		"cpu.pressure":    "some avg10=1.50 avg60=0.25 avg300=0.05 total=1500\nfull avg10=0.75 avg60=0.00 avg300=0.00 total=700\n",
 		"memory.pressure": "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
 	})
 	got, err := (&cgroupV1{memory: mem, cpu: cpu, cpuacct: cpuacct, pids: pids, blkio: blkio, unified: unified}).Metrics()
@@ -156,7 +156,7 @@ func TestCgroupV1Metrics(t *testing.T) {
 			{Major: 8, Minor: 0, ReadBytes: 4096, WriteBytes: 8192, ReadOps: 3, WriteOps: 5},
 			{Major: 253, Minor: 1, ReadBytes: 1000, WriteBytes: 24, ReadOps: 1, WriteOps: 1},
 		},
-		CpuPressure:    &shimapi.Pressure{SomeUs: 1500, FullUs: 700},
+		CpuPressure:    &shimapi.Pressure{SomeUs: 1500, FullUs: 700, SomeAvg10: 1.5, SomeAvg60: 0.25, SomeAvg300: 0.05, FullAvg10: 0.75},
 		MemoryPressure: &shimapi.Pressure{},
 	}
 	if !proto.Equal(got, want) {
@@ -226,6 +226,21 @@ func TestCgroupV2Metrics(t *testing.T) {
 	}
 	if !proto.Equal(got, want) {
 		t.Fatalf("metrics\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestPressureFile(t *testing.T) {
+	for _, bad := range []string{
+		"some avg10=NaN avg60=0.00 avg300=0.00 total=1\n",
+		"some avg10=101 total=1\n",
+		"full avg10=0.00 total=-1\n",
+	} {
+		path := filepath.Join(t.TempDir(), "cpu.pressure")
+		writeFiles(t, filepath.Dir(path), map[string]string{"cpu.pressure": bad})
+		var p *shimapi.Pressure
+		if err := pressureFile(&p)(path); err == nil {
+			t.Errorf("no error for %q: %v", bad, p)
+		}
 	}
 }
 

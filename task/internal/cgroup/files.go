@@ -204,30 +204,49 @@ func blkioFile(devs *ioDevices, read, write func(*shimapi.BlockIO) *uint64) func
 	}
 }
 
-// pressureFile returns a reader of a pressure stall file ("some avg10=…
-// total=USEC" and "full … total=USEC") into *dst.
+// pressureFile returns a reader of a pressure stall file ("some
+// avg10=PCT avg60=PCT avg300=PCT total=USEC", and the same for "full")
+// into *dst.
 func pressureFile(dst **shimapi.Pressure) func(string) error {
 	return func(path string) error {
 		p := &shimapi.Pressure{}
 		err := eachLine(path, func(line string) error {
 			kind, rest, _ := strings.Cut(line, " ")
 			var total *uint64
+			var avg10, avg60, avg300 *float64
 			switch kind {
 			case "some":
-				total = &p.SomeUs
+				total, avg10, avg60, avg300 = &p.SomeUs, &p.SomeAvg10, &p.SomeAvg60, &p.SomeAvg300
 			case "full":
-				total = &p.FullUs
+				total, avg10, avg60, avg300 = &p.FullUs, &p.FullAvg10, &p.FullAvg60, &p.FullAvg300
 			default:
 				return nil
 			}
 			for f := range strings.FieldsSeq(rest) {
-				if v, ok := strings.CutPrefix(f, "total="); ok {
-					n, err := strconv.ParseUint(v, 10, 64)
+				key, value, _ := strings.Cut(f, "=")
+				var avg *float64
+				switch key {
+				case "total":
+					n, err := strconv.ParseUint(value, 10, 64)
 					if err != nil {
 						return fmt.Errorf("%s: %s total: %w", path, kind, err)
 					}
 					*total = n
+					continue
+				case "avg10":
+					avg = avg10
+				case "avg60":
+					avg = avg60
+				case "avg300":
+					avg = avg300
+				default:
+					continue
 				}
+				v, err := strconv.ParseFloat(value, 64)
+				if err != nil || !(v >= 0 && v <= 100) { // NaN too
+					return fmt.Errorf("%s: %s %s: bad percentage %q", path, kind, key, value)
+				}
+				*avg = v
 			}
 			return nil
 		})
