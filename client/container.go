@@ -177,20 +177,29 @@ func (c *container) Delete(ctx context.Context, opts ...DeleteOpts) error {
 		if err != nil {
 			return err
 		}
+		deleted := false
+		octx := context.WithValue(ctx, recordDeletedKey{}, &deleted)
 		for _, o := range opts {
-			if err := o(ctx, c.client, info); err != nil {
+			if err := o(octx, c.client, info); err != nil {
 				return err
 			}
+		}
+		if deleted {
+			return nil
 		}
 	}
 	_, err := c.client.api().containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: c.id})
 	if len(opts) > 0 && errdefs.IsNotFound(err) {
-		// Info found it above: an option deleted the record already
-		// (WithSnapshotCleanup deletes it before the snapshot).
+		// Info found it above: an option deleted the record already.
 		return nil
 	}
 	return err
 }
+
+// recordDeletedKey is the context key under which Delete hands its options
+// a *bool that an option sets once it deleted the container's record
+// itself (WithSnapshotCleanup deletes it before the snapshot).
+type recordDeletedKey struct{}
 
 func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...NewTaskOpts) (_ Task, err error) {
 	var info TaskInfo
