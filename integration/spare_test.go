@@ -37,14 +37,42 @@ func TestSpareExitsWhenBerthdIsKilled(t *testing.T) {
 		}
 	})
 	d.kill()
-	// Generous: a spare notices at once, but the machine may be loaded.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, pid := range spares {
-		for proc.Alive(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("spare shim %d still runs %v after berthd was killed", pid, 30*time.Second)
+	sparesExit(t, d)
+
+	// Killed while a spare is starting (its folder is made just before
+	// its `berth-shim start`): a spare whose daemon died before it began
+	// to watch must notice too (seen: spares of test daemons killed early
+	// serving on, their pidfd naming a reaped process).
+	for range 10 {
+		d.start()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if m, _ := filepath.Glob(filepath.Join(d.state, ".spare", "*")); len(m) > 0 {
+				break
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
+		d.kill()
+		sparesExit(t, d)
+	}
+}
+
+// sparesExit waits until no spare shim serves in d's spare folders. The
+// bound is generous: a spare notices at once, but the machine may be
+// loaded.
+func sparesExit(t *testing.T, d *daemon) {
+	t.Helper()
+	const bound = 30 * time.Second
+	deadline := time.Now().Add(bound)
+	for {
+		left := proc.WithArgPrefix(filepath.Join(d.state, ".spare") + "/")
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("spare shims %v still run %v after berthd was killed", left, bound)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

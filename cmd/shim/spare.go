@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -254,16 +255,13 @@ func watchDaemon(s *spareService, fd int, log *slog.Logger) error {
 	}
 	s.unwatch = func() { f.Close() }
 	go func() {
-		// The first call waits: a pidfd becomes readable when its process
-		// exits, and the runtime's poller wakes the second.
-		first := true
-		err := rc.Read(func(uintptr) bool {
-			if first {
-				first = false
-				return false
-			}
-			return true
-		})
+		// Each call looks whether the daemon has exited (its pidfd is
+		// readable) and, while not, has the runtime's poller wait for the
+		// pidfd's next wake-up. Never wait first: the poller is edge
+		// triggered, and Read forgets a wake-up that came before it (a
+		// daemon killed while this spare was starting), so the spare
+		// would wait for one that never comes.
+		err := rc.Read(func(fd uintptr) bool { return pidfdExited(int(fd)) })
 		// close fails once a binding took the spare (and closed the
 		// pidfd, which ends the wait): a bound shim outlives any daemon.
 		if !s.close() {
@@ -277,6 +275,20 @@ func watchDaemon(s *spareService, fd int, log *slog.Logger) error {
 		s.shutdown()
 	}()
 	return nil
+}
+
+// pidfdExited reports whether the process of the pidfd fd has exited: the
+// pidfd is readable then. An error counts as exited, so that the spare
+// shuts down rather than wait on a descriptor it cannot poll.
+func pidfdExited(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err != nil || n > 0
+	}
 }
 
 // pidfdPid returns the pid that the pidfd fd names, from its fdinfo: -1

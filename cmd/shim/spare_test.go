@@ -13,8 +13,9 @@ import (
 
 // watched starts a process to stand for the daemon and a spare service
 // watching it; it returns the process and a channel closed when the spare
-// shuts down.
-func watched(t *testing.T) (*exec.Cmd, *spareService, chan struct{}) {
+// shuts down. With goneFirst, the daemon is killed and reaped before the
+// watch begins.
+func watched(t *testing.T, goneFirst bool) (*exec.Cmd, *spareService, chan struct{}) {
 	t.Helper()
 	daemon := exec.Command("sleep", "600")
 	if err := daemon.Start(); err != nil {
@@ -27,6 +28,10 @@ func watched(t *testing.T) (*exec.Cmd, *spareService, chan struct{}) {
 	pidfd, err := unix.PidfdOpen(daemon.Process.Pid, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if goneFirst {
+		daemon.Process.Kill()
+		daemon.Wait()
 	}
 	down := make(chan struct{})
 	s := &spareService{shutdown: func() { close(down) }}
@@ -53,18 +58,30 @@ func shutsDown(t *testing.T, down chan struct{}, why string) {
 }
 
 func TestWatchDaemonShutsDownWhenTheDaemonIsKilled(t *testing.T) {
-	daemon, _, down := watched(t)
+	daemon, _, down := watched(t, false)
 	if err := daemon.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
 	}
 	shutsDown(t, down, "daemon SIGKILLed")
 }
 
+// A daemon that is gone before the spare watches it (killed while its
+// `berth-shim start --spare` was finishing): its pidfd is readable from the
+// start, and stays so without a new wake-up, so the watch must look rather
+// than wait for one (seen: spares of killed test daemons serving on, their
+// pidfd naming a reaped process, with nothing in their log).
+func TestWatchDaemonShutsDownWhenTheDaemonIsGoneBefore(t *testing.T) {
+	for range 20 {
+		_, _, down := watched(t, true)
+		shutsDown(t, down, "daemon gone before the watch")
+	}
+}
+
 // A watch that ends in an error (here: its descriptor closed from under
 // it) shuts an unbound spare down, rather than leave it to outlive its
 // daemon with nothing watching.
 func TestWatchDaemonShutsDownWhenTheWatchFails(t *testing.T) {
-	_, s, down := watched(t)
+	_, s, down := watched(t, false)
 	s.unwatch()
 	shutsDown(t, down, "watch failed")
 }

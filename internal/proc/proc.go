@@ -61,20 +61,34 @@ func Children(pid int) []int {
 // exactly. A process that set the variable only after it started is not
 // among them; one that exits meanwhile may be.
 func WithEnv(entry string) []int {
-	dirs, _ := os.ReadDir("/proc")
 	want := []byte(entry)
+	return withField("environ", func(f []byte) bool { return bytes.Equal(f, want) })
+}
+
+// WithArgPrefix returns the pids of the processes one of whose command
+// line arguments begins with prefix. A zombie has no command line left,
+// so it is not among them.
+func WithArgPrefix(prefix string) []int {
+	want := []byte(prefix)
+	return withField("cmdline", func(f []byte) bool { return bytes.HasPrefix(f, want) })
+}
+
+// withField returns the pids of the processes whose NUL-separated
+// /proc/PID/<file> has a field that match accepts.
+func withField(file string, match func([]byte) bool) []int {
+	dirs, _ := os.ReadDir("/proc")
 	var out []int
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + d.Name() + "/environ")
+		data, err := os.ReadFile("/proc/" + d.Name() + "/" + file)
 		if err != nil {
 			continue
 		}
-		for e := range bytes.SplitSeq(data, []byte{0}) {
-			if bytes.Equal(e, want) {
+		for f := range bytes.SplitSeq(data, []byte{0}) {
+			if match(f) {
 				out = append(out, pid)
 				break
 			}

@@ -110,3 +110,20 @@ func TestWithEnv(t *testing.T) {
 		t.Fatal("the test process, whose environment lacks the entry, was found")
 	}
 }
+
+func TestWithArgPrefix(t *testing.T) {
+	prefix := fmt.Sprintf("/berth-proc-test-%d/", os.Getpid())
+	cmd := exec.Command("/bin/sh", "-c", "sleep 60; exit 0", prefix+"x") // $0 of a shell that waits
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if found := WithArgPrefix(prefix); !slices.Equal(found, []int{cmd.Process.Pid}) {
+		t.Fatalf("found %v, want %d", found, cmd.Process.Pid)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if found := WithArgPrefix(prefix); len(found) != 0 {
+		t.Fatalf("found %v after the process exited", found)
+	}
+}
