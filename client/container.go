@@ -208,7 +208,10 @@ func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...Ne
 			return nil, err
 		}
 	}
-	if len(info.RootFS) == 0 {
+	switch {
+	case info.SpecRootFS && len(info.RootFS) > 0:
+		return nil, invalid(fmt.Sprintf("task %q: WithSpecRootFS with rootfs mounts", c.id))
+	case len(info.RootFS) == 0 && !info.SpecRootFS:
 		if info.RootFS, err = c.snapshotRootFS(ctx); err != nil {
 			return nil, err
 		}

@@ -87,6 +87,7 @@ type fakeContainers struct {
 	byID   map[string]*containersv1.Container
 	lastNS string
 	masks  [][]string
+	gets   int // Get calls
 }
 
 func (f *fakeContainers) record(ctx context.Context) {
@@ -106,6 +107,7 @@ func (f *fakeContainers) Get(ctx context.Context, r *containersv1.GetContainerRe
 	f.record(ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets++
 	c, ok := f.byID[r.Id]
 	if !ok {
 		return nil, fmt.Errorf("container %q: %w", r.Id, errdefs.ErrNotFound)

@@ -23,6 +23,18 @@ type TaskInfo struct {
 	RootFS []Mount
 	// Start runs the task's init process at once (see WithTaskStart).
 	Start bool
+	// SpecRootFS says the spec names a ready root folder (see
+	// WithSpecRootFS).
+	SpecRootFS bool
+}
+
+// WithSpecRootFS says the container's spec names a ready root folder
+// (oci.WithRootFSPath) and it has no snapshot: NewTask mounts nothing and
+// does not look the container's snapshot up, one round trip less. With
+// mounts from WithRootFS it is refused.
+func WithSpecRootFS(_ context.Context, _ *Client, info *TaskInfo) error {
+	info.SpecRootFS = true
+	return nil
 }
 
 // NewTaskOpts sets up a task before it is created.

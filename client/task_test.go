@@ -352,3 +352,28 @@ func TestDeleteOfGoneTaskClosesIO(t *testing.T) {
 		t.Errorf("FIFOs left after Delete of a gone task: %v", entries)
 	}
 }
+
+// WithSpecRootFS: NewTask sends no mounts and does not look the container
+// up for a snapshot; with mounts it is refused.
+func TestNewTaskSpecRootFS(t *testing.T) {
+	ctr, f := newTestContainer(t)
+	ctx := context.Background()
+	if _, err := ctr.NewTask(ctx, cio.NullIO, WithSpecRootFS, WithRootFS(Mount{Type: "bind", Source: "/srv"})); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("WithSpecRootFS with mounts: %v, want ErrInvalidArgument", err)
+	}
+	f.containers.mu.Lock()
+	gets := f.containers.gets
+	f.containers.mu.Unlock()
+	if _, err := ctr.NewTask(ctx, cio.NullIO, WithSpecRootFS); err != nil {
+		t.Fatal(err)
+	}
+	f.containers.mu.Lock()
+	defer f.containers.mu.Unlock()
+	if f.containers.gets != gets {
+		t.Errorf("NewTask with WithSpecRootFS looked the container up %d times", f.containers.gets-gets)
+	}
+	create := f.tasks.requestsOf(func(r any) bool { _, ok := r.(*tasksv1.CreateTaskRequest); return ok })
+	if len(create) != 1 || len(create[0].(*tasksv1.CreateTaskRequest).Rootfs) != 0 {
+		t.Errorf("Create requests %v, want one without rootfs", create)
+	}
+}

@@ -216,7 +216,7 @@ func (b *berth) libraryOnce(ctx context.Context, id string) (time.Duration, erro
 	if err != nil {
 		return 0, err
 	}
-	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(b.fifoDir)), client.WithTaskStart)
+	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(b.fifoDir)), client.WithTaskStart, client.WithSpecRootFS)
 	if err != nil {
 		return 0, err
 	}

@@ -42,7 +42,11 @@ func runCommand(g *globals) *cobra.Command {
 			if rm && detach {
 				return usageError{fmt.Errorf("--rm and -d exclude each other: a detached task outlives berthctl")}
 			}
-			o := taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI, detachKeys: detachKeys}
+			// A --rootfs container has no snapshot: its task mounts
+			// nothing and its removal has no snapshot to remove, which
+			// spares a lookup of the container each.
+			specRootFS := cf.rootfs != ""
+			o := taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI, detachKeys: detachKeys, specRootFS: specRootFS}
 			if err := o.check(); err != nil {
 				return err
 			}
@@ -70,7 +74,11 @@ func runCommand(g *globals) *cobra.Command {
 			if rm {
 				defer spantrace.Start("delete container").End()
 				cleanup := context.WithoutCancel(ctx)
-				if derr := ctr.Delete(cleanup, client.WithSnapshotCleanup); derr != nil && err == nil {
+				var opts []client.DeleteOpts
+				if !specRootFS {
+					opts = append(opts, client.WithSnapshotCleanup)
+				}
+				if derr := ctr.Delete(cleanup, opts...); derr != nil && err == nil {
 					err = fmt.Errorf("remove container %s: %w", ctr.ID(), derr)
 				}
 			}
@@ -105,6 +113,7 @@ type taskOptions struct {
 	tty, stdin, detach bool
 	logURI             string
 	detachKeys         string // --detach-keys
+	specRootFS         bool   // the spec names a ready root folder: no snapshot
 }
 
 // check refuses options that exclude each other, and bad detach keys.
@@ -153,7 +162,11 @@ func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, 
 	// Created and started in one call: the shim keeps the exit until the
 	// task is deleted, so the Wait below cannot miss it.
 	span := spantrace.Start("new task")
-	task, err := ctr.NewTask(ctx, creator, client.WithTaskStart)
+	opts := []client.NewTaskOpts{client.WithTaskStart}
+	if o.specRootFS {
+		opts = append(opts, client.WithSpecRootFS)
+	}
+	task, err := ctr.NewTask(ctx, creator, opts...)
 	if err != nil {
 		return 0, err
 	}
