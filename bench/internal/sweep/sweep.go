@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -53,7 +54,14 @@ func Pids(what string, pids []int) error {
 	if len(pids) == 0 {
 		return nil
 	}
-	errs := []error{fmt.Errorf("processes %s left running (now killed): %v", what, pids)}
+	// Each named by its command line and working folder, read before the
+	// kill: what was left says which path of the daemon left it.
+	var named []string
+	for _, pid := range pids {
+		cwd, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+		named = append(named, fmt.Sprintf("%d (%s; in %s)", pid, strings.Join(proc.Args(pid), " "), cwd))
+	}
+	errs := []error{fmt.Errorf("processes %s left running (now killed): %s", what, strings.Join(named, ", "))}
 	for _, pid := range pids {
 		unix.Kill(pid, unix.SIGKILL)
 		errs = append(errs, proc.Reap(pid))
