@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/bench/internal/stats"
@@ -42,8 +43,9 @@ type config struct {
 	busybox string
 	n       int
 	warmup  int
-	smaps   string // where to copy the idle shim's /proc/PID/smaps, if set
-	shared  int    // idle shims measured together; 0 or 1 skips that figure
+	smaps   string        // where to copy the idle shim's /proc/PID/smaps, if set
+	shared  int           // idle shims measured together; 0 or 1 skips that figure
+	settle  time.Duration // how long idle shims run before they are measured
 }
 
 // results are the figures of one benchmark run.
@@ -69,6 +71,7 @@ func mainCode() int {
 	flag.IntVar(&cfg.n, "n", 20, "measured iterations of each path")
 	flag.IntVar(&cfg.warmup, "warmup", 1, "unmeasured iterations of each path first")
 	flag.IntVar(&cfg.shared, "shared", 10, "idle shims measured together, sharing their binary's pages (0: skip)")
+	flag.DurationVar(&cfg.settle, "settle", 2*time.Second, "how long idle shims run before their memory is read; the Go runtime collects garbage in an idle process every 2 minutes, and a shim's figures settle after two collections: -settle 5m shows them")
 	flag.StringVar(&cfg.smaps, "smaps", "", "copy the idle shim's /proc/PID/smaps to this file, to see where its memory goes")
 	flag.Parse()
 	if err := cfg.resolve(); err != nil {
@@ -148,15 +151,15 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "\rshimbench: idle shim memory (%v settle)     \n", settleTime)
-	mems, err := w.shimMemory(ctx, 1, cfg.smaps)
+	fmt.Fprintf(os.Stderr, "\rshimbench: idle shim memory (%v settle)     \n", cfg.settle)
+	mems, err := w.shimMemory(ctx, 1, cfg.settle, cfg.smaps)
 	if err != nil {
 		return res, fmt.Errorf("idle memory: %w", err)
 	}
 	res.mem = mems[0]
 	if cfg.shared > 1 {
-		fmt.Fprintf(os.Stderr, "shimbench: %d idle shims together (%v settle)\n", cfg.shared, settleTime)
-		if mems, err = w.shimMemory(ctx, cfg.shared, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "shimbench: %d idle shims together (%v settle)\n", cfg.shared, cfg.settle)
+		if mems, err = w.shimMemory(ctx, cfg.shared, cfg.settle, ""); err != nil {
 			return res, fmt.Errorf("idle memory of %d shims: %w", cfg.shared, err)
 		}
 		res.shared = meanMemory(mems)
@@ -178,12 +181,12 @@ func report(f *os.File, cfg config, res results) {
 	row("shim total (start … shutdown)", res.shimTotal)
 	fmt.Fprintf(f, "  %-38s %.2f (informational)\n", "ratio total/floor", stats.Ratio(res.shimTotal, res.floor))
 	pss, rss := proc.MiB(res.mem.PSSKB), proc.MiB(res.mem.RSSKB)
-	fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (goals %g / %g MiB: %s/%s)\n", "shim idle memory",
+	fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (goals %g / %g MiB: %s/%s)\n", fmt.Sprintf("shim idle memory (%v)", cfg.settle),
 		pss, rss, goalPSSMiB, goalRSSMiB, verdict(pss <= goalPSSMiB), verdict(rss <= goalRSSMiB))
 	split(f, res.mem)
 	if cfg.shared > 1 {
 		fmt.Fprintf(f, "  %-38s PSS %.1f MiB, RSS %.1f MiB (informational)\n",
-			fmt.Sprintf("%d idle shims together, mean", cfg.shared),
+			fmt.Sprintf("%d idle shims together, mean (%v)", cfg.shared, cfg.settle),
 			proc.MiB(res.shared.PSSKB), proc.MiB(res.shared.RSSKB))
 		split(f, res.shared)
 	}

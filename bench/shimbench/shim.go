@@ -150,21 +150,18 @@ func (w *workspace) shimOnce(ctx context.Context) (shimTimes, error) {
 	return t, nil
 }
 
-// settleTime is how long idle shims run before they are measured.
-const settleTime = 2 * time.Second
-
-// shimMemory starts n shims, each with a running `sleep 1000` container,
-// lets them settle and reads the memory of each while all of them run; then
-// kills and deletes the containers and stops the shims. With n > 1 the
+// shimMemory starts n shims, each with a running `sleep` container,
+// lets them run for settle and reads the memory of each while all of them
+// run; then kills and deletes the containers and stops the shims. With n > 1 the
 // shims share the pages of their binary, as on a host with many containers.
 // When smapsCopy is set, the first shim's smaps are copied there.
-func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]proc.Memory, error) {
+func (w *workspace) shimMemory(ctx context.Context, n int, settle time.Duration, smapsCopy string) ([]proc.Memory, error) {
 	cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	var shims []*shimInstance
 	for range n {
 		id := w.newID("idle")
-		if _, err := w.floor.WriteBundle(ctx, id, "sleep", "1000"); err != nil {
+		if _, err := w.floor.WriteBundle(ctx, id, "sleep", strconv.Itoa(int(settle.Seconds())+1000)); err != nil {
 			return nil, err
 		}
 		s, err := w.startShim(ctx, id)
@@ -180,7 +177,7 @@ func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]
 		}
 	}
 	select {
-	case <-time.After(settleTime):
+	case <-time.After(settle):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -202,6 +199,11 @@ func (w *workspace) shimMemory(ctx context.Context, n int, smapsCopy string) ([]
 		}
 	}
 
+	// The calls of the start had their bound; the teardown gets its own,
+	// which a long settle has not used up.
+	cancel()
+	cctx, cancel = context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
 	for _, s := range shims {
 		if _, err := s.task.Kill(cctx, &shimapi.KillRequest{Id: s.id, Signal: uint32(syscall.SIGKILL)}); err != nil {
 			return nil, fmt.Errorf("shim %s: kill: %w", s.id, err)
