@@ -71,7 +71,7 @@ func mainCode() int {
 	flag.IntVar(&cfg.n, "n", 20, "measured iterations of each path")
 	flag.IntVar(&cfg.warmup, "warmup", 1, "unmeasured iterations of each path first")
 	flag.IntVar(&cfg.shared, "shared", 10, "idle shims measured together, sharing their binary's pages (0: skip)")
-	flag.DurationVar(&cfg.settle, "settle", 2*time.Second, "how long idle shims run before their memory is read; the Go runtime collects garbage in an idle process every 2 minutes, and a shim's figures settle after two collections: -settle 5m shows them")
+	flag.DurationVar(&cfg.settle, "settle", 2*time.Second, "how long idle shims run before their memory is read; a Go process that has collected garbage once collects again after every 2 idle minutes, and its memory settles after a few collections: -settle 5m shows that")
 	flag.StringVar(&cfg.smaps, "smaps", "", "copy the idle shim's /proc/PID/smaps to this file, to see where its memory goes")
 	flag.Parse()
 	if err := cfg.resolve(); err != nil {
