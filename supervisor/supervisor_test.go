@@ -1,6 +1,7 @@
 package supervisor_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -140,7 +141,7 @@ func TestCreateFailureCleansUp(t *testing.T) {
 		t.Fatalf("bundle after failed create: %v", err)
 	}
 	if pids := shimsOf(t, e.bundle("bad")); len(pids) > 0 {
-		t.Fatalf("shim processes left: %v", pids)
+		t.Fatalf("processes left that name the bundle: %s", describeProcs(pids))
 	}
 	if _, err := s.Get(e.ns, "bad"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Get after failed create: %v", err)
@@ -151,6 +152,19 @@ func TestCreateFailureCleansUp(t *testing.T) {
 	if got := wait(t, sh); got != 0 {
 		t.Fatalf("exit %d", got)
 	}
+}
+
+// describeProcs names each pid by its state and command line, read now,
+// so that a failure says which process was left (a shim, its runtime,
+// berth-shim delete) and whether it was still exiting.
+func describeProcs(pids []int) string {
+	var b strings.Builder
+	for _, pid := range pids {
+		st, _ := proc.State(pid)
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		fmt.Fprintf(&b, "[pid %d state %c: %s] ", pid, st, bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte(" ")))
+	}
+	return b.String()
 }
 
 // shimsOf returns the pids of processes whose command line names bundle.
