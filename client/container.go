@@ -233,6 +233,8 @@ func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...Ne
 		Rootfs:      apiconv.MountsToProto(info.RootFS),
 		Stdio:       stdioToProto(pio.Config()),
 		Start:       info.Start,
+
+		CleanupOnExit: info.CleanupOnExit,
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,9 @@ type TaskInfo struct {
 	RootFS []Mount
 	// Start runs the task's init process at once (see WithTaskStart).
 	Start bool
+	// CleanupOnExit releases the container as soon as the init process
+	// exits (see WithTaskCleanupOnExit).
+	CleanupOnExit bool
 	// SpecRootFS says the spec names a ready root folder (see
 	// WithSpecRootFS).
 	SpecRootFS bool
@@ -56,6 +59,18 @@ func WithRootFS(mounts ...Mount) NewTaskOpts {
 // receives it, and Start fails.
 func WithTaskStart(_ context.Context, _ *Client, info *TaskInfo) error {
 	info.Start = true
+	return nil
+}
+
+// WithTaskCleanupOnExit is for a task that is deleted once it exited
+// (run --rm): as soon as the init process's exit is recorded, the shim
+// deletes the runtime's container and unmounts the root filesystem in the
+// background, while the exit travels to Wait, so that Delete finds that
+// work done. Delete still reports the exit status. After the exit the task
+// has no processes (Pids reports none) and no metrics (NotFound); Kill,
+// Exec and the rest fail as on any stopped task.
+func WithTaskCleanupOnExit(_ context.Context, _ *Client, info *TaskInfo) error {
+	info.CleanupOnExit = true
 	return nil
 }
 

@@ -55,6 +55,7 @@ func TestClient(t *testing.T) {
 		{"LogFileAndNullIO", testClientLogFile},
 		{"Events", testClientEvents},
 		{"StartOnCreate", testClientStartOnCreate},
+		{"CleanupOnExit", testClientCleanupOnExit},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, d, c) })
 	}

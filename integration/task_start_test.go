@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -125,4 +128,35 @@ func eventContainer(t *testing.T, env *events.Envelope) string {
 		t.Fatalf("event %s (%T) names no container", env.Topic, msg)
 	}
 	return e.GetContainerId()
+}
+
+// testClientCleanupOnExit runs a task with WithTaskCleanupOnExit: the
+// runtime's container is gone once the task exited, before Delete, which
+// still reports the exit status.
+func testClientCleanupOnExit(t *testing.T, d *daemon, c *client.Client) {
+	ctx := clientContext(t)
+	ctr := newClientContainer(t, c, ctx, "cleanup-on-exit", []string{"sh", "-c", "exit 9"})
+	ns := c.DefaultNamespace()
+	task, err := ctr.NewTask(ctx, d.creator(nil, nil, nil), client.WithTaskStart, client.WithTaskCleanupOnExit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteTaskOnCleanup(t, task)
+	if st := receiveExit(t, mustWait(t, ctx, task)); st.ExitCode() != 9 {
+		t.Errorf("wait: exit %d, want 9", st.ExitCode())
+	}
+	root := filepath.Join(d.state, ".runc", ns)
+	if _, err := os.Stat(root); err != nil {
+		t.Fatalf("the namespace's runtime root: %v", err) // else the check below proves nothing
+	}
+	eventually(t, 30*time.Second, "the runtime's container deleted after the exit", func() bool {
+		return exec.Command("runc", "--root", root, "state", ctr.ID()).Run() != nil
+	})
+	del, err := task.Delete(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if del.ExitCode() != 9 {
+		t.Errorf("delete: exit %d, want 9", del.ExitCode())
+	}
 }

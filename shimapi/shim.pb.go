@@ -95,7 +95,15 @@ type CreateRequest struct {
 	// the container (`runc run --detach`): it is running, or has exited
 	// already, when Create returns. TaskStart follows TaskCreate, then
 	// TaskExit once, as after a Start.
-	Start         bool `protobuf:"varint,5,opt,name=start,proto3" json:"start,omitempty"`
+	Start bool `protobuf:"varint,5,opt,name=start,proto3" json:"start,omitempty"`
+	// cleanup_on_exit has the shim release the container as soon as the
+	// init process's exit is persisted and published: it deletes the
+	// runtime's container and unmounts the rootfs in the background while
+	// the exit travels to the client. Delete then finds that done (or waits
+	// for it, bounded by its context) and reports the exit as without it.
+	// From the exit on, the container has no processes: Pids reports none,
+	// Stats fails with NotFound; the rest is as for any stopped task.
+	CleanupOnExit bool `protobuf:"varint,6,opt,name=cleanup_on_exit,json=cleanupOnExit,proto3" json:"cleanup_on_exit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -161,6 +169,13 @@ func (x *CreateRequest) GetBind() *Binding {
 func (x *CreateRequest) GetStart() bool {
 	if x != nil {
 		return x.Start
+	}
+	return false
+}
+
+func (x *CreateRequest) GetCleanupOnExit() bool {
+	if x != nil {
+		return x.CleanupOnExit
 	}
 	return false
 }
@@ -1880,13 +1895,14 @@ var File_shimapi_shim_proto protoreflect.FileDescriptor
 const file_shimapi_shim_proto_rawDesc = "" +
 	"\n" +
 	"\x12shimapi/shim.proto\x12\rberth.shim.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/events/v1/task.proto\x1a\x1aproto/types/v1/types.proto\"\a\n" +
-	"\x05Empty\"\xbd\x01\n" +
+	"\x05Empty\"\xe5\x01\n" +
 	"\rCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x06rootfs\x18\x02 \x03(\v2\x15.berth.types.v1.MountR\x06rootfs\x12+\n" +
 	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\x12*\n" +
 	"\x04bind\x18\x04 \x01(\v2\x16.berth.shim.v1.BindingR\x04bind\x12\x14\n" +
-	"\x05start\x18\x05 \x01(\bR\x05start\"|\n" +
+	"\x05start\x18\x05 \x01(\bR\x05start\x12&\n" +
+	"\x0fcleanup_on_exit\x18\x06 \x01(\bR\rcleanupOnExit\"|\n" +
 	"\aBinding\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06bundle\x18\x02 \x01(\tR\x06bundle\x12\x18\n" +

@@ -38,6 +38,9 @@ type CreateOpts struct {
 	// Start runs the init process in the call that creates the container
 	// (see shimapi.CreateRequest.Start).
 	Start bool
+	// CleanupOnExit has the shim release the container as soon as the init
+	// process exits (see shimapi.CreateRequest.CleanupOnExit).
+	CleanupOnExit bool
 }
 
 // Create writes the bundle of task (ns, id), starts its shim, connects and
@@ -76,7 +79,7 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 	if err := os.MkdirAll(s.runtimeRoot(ns), StatePerm); err != nil {
 		return nil, err
 	}
-	req := &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio, Start: opts.Start}
+	req := &shimapi.CreateRequest{Id: id, Rootfs: opts.Rootfs, Stdio: opts.Stdio, Start: opts.Start, CleanupOnExit: opts.CleanupOnExit}
 	var resp *shimapi.CreateResponse
 	// Once the container is created (or not): see takeSpare.
 	defer s.refillSpares()

@@ -16,7 +16,6 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/spantrace"
-	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
 )
 
@@ -56,28 +55,13 @@ func (a *initActions) kill(ctx context.Context, p *process, sig int, all bool) e
 	return nil
 }
 
-// delete removes the container from the runtime, unmounts the rootfs and
-// removes the exit file: the exit has now been handed over.
+// delete releases the container (removes it from the runtime and unmounts
+// the rootfs, unless the release after the exit did already; see
+// release.go) and removes the exit file: the exit has now been handed over.
 func (a *initActions) delete(ctx context.Context, p *process) error {
 	s := a.s
-	span := spantrace.Start("runc delete")
-	err := s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
-	span.End()
-	if err != nil {
-		if _, serr := s.runtime.State(ctx, s.cfg.ID); serr != nil {
-			err = nil // already gone from the runtime
-		} else {
-			return s.runtimeError(err, "delete")
-		}
-	}
-	s.mu.Lock()
-	if s.cg != nil {
-		s.cg.Close()
-		s.cg = nil
-	}
-	s.mu.Unlock()
-	if err := mount.UnmountAll(filepath.Join(s.cfg.Bundle, "rootfs"), 0); err != nil {
-		return fmt.Errorf("unmount rootfs: %w", err)
+	if err := s.rel.run(ctx, s.releaseContainer); err != nil {
+		return err
 	}
 	if err := os.Remove(filepath.Join(s.cfg.Bundle, shimapi.ExitFileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

@@ -43,6 +43,9 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (_ *sh
 		return nil, err
 	}
 	undo.push(release)
+	s.mu.Lock()
+	s.cleanupOnExit = req.CleanupOnExit
+	s.mu.Unlock()
 	spec, cfg, err := s.createSpec(req.Stdio)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,8 @@
 //	actions.go   the runtime calls behind each transition (init, exec)
 //	exits.go     exit routing: from the reaper to the process by pid
 //	events.go    the event queue, kept until the daemon acknowledges
+//	release.go   deleting the runtime's container and unmounting the rootfs
+//	             after the init's exit: on Delete, or eagerly (cleanup_on_exit)
 //
 // Subpackages: reaper (the one owner of wait4 in the shim) and
 // internal/cgroup (metrics and OOM notification from the container's
@@ -40,6 +42,14 @@
 //     (shimapi.ExitFileName) before it is reported, and the file is removed
 //     only when init is deleted: a daemon that restarts in between still
 //     learns the exit.
+//   - The container is released (runtime delete, rootfs unmounted) by one
+//     owner at a time and, once that succeeded, never again (release).
+//     With cleanup_on_exit the shim releases it as soon as the init's exit
+//     is persisted and published, never before, and only when no exec
+//     process runs; Delete waits for a release under way (bounded by its
+//     caller), retries one that failed, and reports the exit as without
+//     the option. A runtime that no longer knows the container counts as
+//     released, so berth-shim delete after a crash in between finishes it.
 //   - An exit event is published after the process's output is delivered
 //     (bounded by outputDrainTimeout) and is never dropped from the event
 //     queue; other events may be, oldest first, when no daemon reads them.

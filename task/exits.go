@@ -100,5 +100,10 @@ func (s *Service) exitRecorded(p *process, e exitInfo) {
 			ContainerId: s.cfg.ID, ExecId: p.id, Pid: uint32(pid),
 			ExitStatus: uint32(e.status), ExitedAt: timestamppb.New(e.at),
 		})
+		if p.id == "" {
+			// After the exit is persisted and on its way, not before:
+			// the release must not delay it.
+			s.releaseOnExit()
+		}
 	}()
 }

@@ -42,13 +42,20 @@ type Service struct {
 	events  *eventQueue
 	log     *slog.Logger
 
-	mu       sync.Mutex              // guards the fields below
-	init     *process                // nil until Create
-	execs    map[string]*process     // by exec id
-	running  map[int]*process        // processes whose exit is still to come, by pid
-	watches  map[*exitWatch]struct{} // runtime calls that may start a process
-	cg       cgroup.Cgroup           // nil until Create, or when unreadable
+	mu      sync.Mutex              // guards the fields below
+	init    *process                // nil until Create
+	execs   map[string]*process     // by exec id
+	running map[int]*process        // processes whose exit is still to come, by pid
+	watches map[*exitWatch]struct{} // runtime calls that may start a process
+	cg      cgroup.Cgroup           // nil until Create, or when unreadable, or once released
+	// cleanupOnExit: release the container as soon as init exited (the
+	// Create request's cleanup_on_exit; see release.go).
+	cleanupOnExit bool
+
 	shutdown sync.Once
+	// rel is the release of the container after the init's exit: Delete's,
+	// or the shim's own with cleanupOnExit, never both.
+	rel release
 
 	// life ends when the shim is told to shut down: runtime calls outlive
 	// their caller (a half-made container is worse than a late answer)
@@ -206,16 +213,13 @@ func (s *Service) Delete(ctx context.Context, req *shimapi.DeleteRequest) (*shim
 		return nil, err
 	}
 	if req.ExecId == "" {
-		s.mu.Lock()
-		var live []string
-		for id, e := range s.execs {
-			if st := e.Status(); st != Stopped && st != Deleted && st != Created {
-				live = append(live, id)
-			}
-		}
-		s.mu.Unlock()
-		if len(live) > 0 {
+		if live := s.liveExecs(); len(live) > 0 {
 			return nil, fmt.Errorf("delete container %q: exec processes %v still running: %w", req.Id, live, errdefs.ErrFailedPrecondition)
+		}
+		// A release after the exit that still runs is waited for here,
+		// bounded by the caller; the delete below then finds it done.
+		if err := s.rel.wait(ctx); err != nil {
+			return nil, err
 		}
 	}
 	ctx, cancel := s.detach(ctx)
@@ -321,6 +325,11 @@ func (s *Service) ReopenLog(ctx context.Context, req *shimapi.ReopenLogRequest) 
 func (s *Service) Pids(ctx context.Context, req *shimapi.PidsRequest) (*shimapi.PidsResponse, error) {
 	if _, err := s.lookup(req.Id, ""); err != nil {
 		return nil, err
+	}
+	if s.rel.started() {
+		// Released (or being released) after the init's exit: the
+		// runtime no longer knows the container, which has no processes.
+		return &shimapi.PidsResponse{}, nil
 	}
 	pids, err := s.runtime.Ps(ctx, s.cfg.ID)
 	if err != nil {

@@ -46,7 +46,7 @@ func runCommand(g *globals) *cobra.Command {
 			// nothing and its removal has no snapshot to remove, which
 			// spares a lookup of the container each.
 			specRootFS := cf.rootfs != ""
-			o := taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI, detachKeys: detachKeys, specRootFS: specRootFS}
+			o := taskOptions{tty: cf.tty, stdin: stdin, detach: detach, logURI: logURI, detachKeys: detachKeys, specRootFS: specRootFS, cleanupOnExit: rm}
 			if err := o.check(); err != nil {
 				return err
 			}
@@ -114,6 +114,7 @@ type taskOptions struct {
 	logURI             string
 	detachKeys         string // --detach-keys
 	specRootFS         bool   // the spec names a ready root folder: no snapshot
+	cleanupOnExit      bool   // --rm: the task is deleted once it exited
 }
 
 // check refuses options that exclude each other, and bad detach keys.
@@ -165,6 +166,11 @@ func runTask(ctx context.Context, ctr client.Container, o taskOptions) (uint32, 
 	opts := []client.NewTaskOpts{client.WithTaskStart}
 	if o.specRootFS {
 		opts = append(opts, client.WithSpecRootFS)
+	}
+	if o.cleanupOnExit {
+		// The container is released while the exit travels here, so
+		// that the Delete that follows finds it done.
+		opts = append(opts, client.WithTaskCleanupOnExit)
 	}
 	task, err := ctr.NewTask(ctx, creator, opts...)
 	if err != nil {

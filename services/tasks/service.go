@@ -107,6 +107,8 @@ func (s *service) Create(ctx context.Context, req *api.CreateTaskRequest) (*api.
 		Rootfs:  req.GetRootfs(),
 		Stdio:   req.GetStdio(),
 		Start:   req.GetStart(),
+
+		CleanupOnExit: req.GetCleanupOnExit(),
 	})
 	if err != nil {
 		return nil, err

@@ -54,7 +54,15 @@ type CreateTaskRequest struct {
 	// and may have exited already; Start on it then fails. The exit is
 	// kept for Wait and Delete as after a Start, and the events are the
 	// same: /tasks/create, /tasks/start, then /tasks/exit once.
-	Start         bool `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
+	Start bool `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
+	// cleanup_on_exit releases the container as soon as its init process
+	// exits, for a client that will delete the task next (run --rm): the
+	// shim deletes the runtime's container and unmounts the rootfs while
+	// the exit travels to the client, after the exit is recorded. Delete
+	// then reports the exit as without it. After the exit, Pids reports no
+	// processes and Metrics fails with NotFound; Kill, Exec and the rest
+	// fail as on any stopped task.
+	CleanupOnExit bool `protobuf:"varint,5,opt,name=cleanup_on_exit,json=cleanupOnExit,proto3" json:"cleanup_on_exit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,6 +121,13 @@ func (x *CreateTaskRequest) GetStdio() *v1.Stdio {
 func (x *CreateTaskRequest) GetStart() bool {
 	if x != nil {
 		return x.Start
+	}
+	return false
+}
+
+func (x *CreateTaskRequest) GetCleanupOnExit() bool {
+	if x != nil {
+		return x.CleanupOnExit
 	}
 	return false
 }
@@ -1528,12 +1543,13 @@ var File_proto_tasks_v1_tasks_proto protoreflect.FileDescriptor
 
 const file_proto_tasks_v1_tasks_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/tasks/v1/tasks.proto\x12\x17berth.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"\xa8\x01\n" +
+	"\x1aproto/tasks/v1/tasks.proto\x12\x17berth.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"\xd0\x01\n" +
 	"\x11CreateTaskRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12-\n" +
 	"\x06rootfs\x18\x02 \x03(\v2\x15.berth.types.v1.MountR\x06rootfs\x12+\n" +
 	"\x05stdio\x18\x03 \x01(\v2\x15.berth.types.v1.StdioR\x05stdio\x12\x14\n" +
-	"\x05start\x18\x04 \x01(\bR\x05start\"I\n" +
+	"\x05start\x18\x04 \x01(\bR\x05start\x12&\n" +
+	"\x0fcleanup_on_exit\x18\x05 \x01(\bR\rcleanupOnExit\"I\n" +
 	"\x12CreateTaskResponse\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\rR\x03pid\"J\n" +

@@ -1,0 +1,190 @@
+package integration
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/oci"
+	"github.com/berthrt/berth/shimapi"
+)
+
+// countingRuntime returns a runtime wrapper around runc that appends
+// each call's arguments to a file, and a function that counts the calls
+// of one verb.
+func countingRuntime(t *testing.T) (wrapper string, calls func(verb string) int) {
+	t.Helper()
+	runc, err := exec.LookPath("runc")
+	testutil.Require(t, err == nil, "runc not found in PATH (run make deps)")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "calls")
+	wrapper = filepath.Join(dir, "counting-runtime")
+	script := "#!/bin/sh\necho \"$@\" >> " + log + "\nexec " + runc + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper, func(verb string) int {
+		data, err := os.ReadFile(log)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.Split(string(data), "\n") {
+			for _, f := range strings.Fields(l) {
+				if f == verb {
+					n++
+					break
+				}
+			}
+		}
+		return n
+	}
+}
+
+// runtimeKnows says whether runc (under the shim's runtime root) still
+// has the container.
+func (s *shim) runtimeKnows() bool {
+	return exec.Command("runc", "--root", s.runtimeRoot, "state", s.id).Run() == nil
+}
+
+// createRunning creates and starts the init in one call, with
+// cleanup_on_exit as asked.
+func (s *shim) createRunning(cleanupOnExit bool) {
+	s.t.Helper()
+	_, err := s.task.Create(ctx(s.t), &shimapi.CreateRequest{
+		Id: s.id, Rootfs: s.overlay(), Stdio: &shimapi.Stdio{}, Start: true, CleanupOnExit: cleanupOnExit,
+	})
+	if err != nil {
+		s.t.Fatalf("create: %v", err)
+	}
+}
+
+// TestShimCleanupOnExit: with cleanup_on_exit the runtime's container is
+// deleted and the rootfs unmounted once the init exited, before any
+// Delete; the stopped task answers as documented; Delete still reports
+// the exit status, once, and runc delete ran once in all.
+func TestShimCleanupOnExit(t *testing.T) {
+	wrapper, calls := countingRuntime(t)
+	s := startShim(t, "eager", []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "exit 3")}, withRuntime(wrapper))
+	s.createRunning(true)
+	if code := s.wait(""); code != 3 {
+		t.Fatalf("wait: exit %d, want 3", code)
+	}
+	rootfs := filepath.Join(s.bundle, "rootfs")
+	eventually(t, 30*time.Second, "the container released after its exit", func() bool {
+		return !s.runtimeKnows() && !mounted(t, rootfs)
+	})
+	if st := s.status(""); st != shimapi.Status_STATUS_STOPPED {
+		t.Errorf("state after the release: %v, want stopped", st)
+	}
+	if _, err := shimapi.ReadExitFile(s.bundle); err != nil {
+		t.Errorf("exit file before Delete: %v", err)
+	}
+	pids, err := s.task.Pids(ctx(t), &shimapi.PidsRequest{Id: s.id})
+	if err != nil || len(pids.Processes) != 0 {
+		t.Errorf("pids after the release: %v, %v; want none", pids, err)
+	}
+	if _, err := s.task.Stats(ctx(t), &shimapi.StatsRequest{Id: s.id}); !errors.Is(errdefs.FromTTRPC(err), errdefs.ErrNotFound) {
+		t.Errorf("stats after the release: %v, want NotFound", err)
+	}
+	if _, err := s.task.Kill(ctx(t), &shimapi.KillRequest{Id: s.id, Signal: uint32(syscall.SIGKILL)}); !errors.Is(errdefs.FromTTRPC(err), errdefs.ErrNotFound) {
+		t.Errorf("kill after the release: %v, want NotFound", err)
+	}
+	resp, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id})
+	if err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if resp.ExitStatus != 3 {
+		t.Errorf("delete: exit %d, want 3", resp.ExitStatus)
+	}
+	if _, err := shimapi.ReadExitFile(s.bundle); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("exit file after Delete: %v, want gone", err)
+	}
+	if _, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id}); !errors.Is(errdefs.FromTTRPC(err), errdefs.ErrNotFound) {
+		t.Errorf("second delete: %v, want NotFound", err)
+	}
+	if n := calls("delete"); n != 1 {
+		t.Errorf("runc delete ran %d times, want once", n)
+	}
+}
+
+// TestShimCleanupOnExitDeleteRace deletes the task as soon as Wait
+// returns, while the release after the exit starts or runs: Delete
+// reports the exit, the container is gone and unmounted when it returns,
+// and runc delete ran once, never beside itself.
+func TestShimCleanupOnExitDeleteRace(t *testing.T) {
+	for i := 0; i < 4; i++ {
+		wrapper, calls := countingRuntime(t)
+		s := startShim(t, "eager-race", []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "exit 5")}, withRuntime(wrapper))
+		s.createRunning(true)
+		if code := s.wait(""); code != 5 {
+			t.Fatalf("wait: exit %d, want 5", code)
+		}
+		resp, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id})
+		if err != nil {
+			t.Fatalf("round %d: delete: %v", i, err)
+		}
+		if resp.ExitStatus != 5 {
+			t.Errorf("round %d: delete: exit %d, want 5", i, resp.ExitStatus)
+		}
+		if s.runtimeKnows() || mounted(t, filepath.Join(s.bundle, "rootfs")) {
+			t.Errorf("round %d: the container is left after Delete", i)
+		}
+		// A second release, if one came after Delete, would be
+		// under way or done by the time the shim has exited: the shim
+		// exits only once its runtime calls are reaped.
+		pid := s.shimPid()
+		if _, err := s.task.Shutdown(ctx(t), &shimapi.ShutdownRequest{Id: s.id, Now: true}); err != nil {
+			t.Fatalf("round %d: shutdown: %v", i, err)
+		}
+		eventually(t, 30*time.Second, "the shim's exit", func() bool { return !alive(pid) })
+		if n := calls("delete"); n != 1 {
+			t.Errorf("round %d: runc delete ran %d times, want once", i, n)
+		}
+	}
+}
+
+// TestShimWithoutCleanupOnExit: without the option the stopped container
+// stays with the runtime and its rootfs stays mounted until Delete.
+func TestShimWithoutCleanupOnExit(t *testing.T) {
+	s := startShim(t, "lazy", []oci.SpecOpts{oci.WithProcessArgs("true")})
+	s.createRunning(false)
+	if code := s.wait(""); code != 0 {
+		t.Fatalf("wait: exit %d, want 0", code)
+	}
+	rootfs := filepath.Join(s.bundle, "rootfs")
+	// The exit's publication (after which a release would start) comes
+	// before Wait returns; the State round trip gives it time to show.
+	for i := 0; i < 3; i++ {
+		if st := s.status(""); st != shimapi.Status_STATUS_STOPPED {
+			t.Fatalf("state: %v, want stopped", st)
+		}
+		if !s.runtimeKnows() || !mounted(t, rootfs) {
+			t.Fatalf("without cleanup_on_exit the container was released before Delete (runc knows it: %v, rootfs mounted: %v)", s.runtimeKnows(), mounted(t, rootfs))
+		}
+	}
+	if _, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id}); err != nil {
+		t.Fatal(err)
+	}
+	if s.runtimeKnows() || mounted(t, rootfs) {
+		t.Error("the container is left after Delete")
+	}
+}
+
+// alive says whether pid is a process that has not exited (a zombie has).
+func alive(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
+}

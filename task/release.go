@@ -1,0 +1,163 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	runc "github.com/containerd/go-runc"
+
+	"github.com/berthrt/berth/internal/spantrace"
+	"github.com/berthrt/berth/mount"
+)
+
+// Releasing the container: deleting the runtime's container (`runc
+// delete`) and unmounting the rootfs once the init process has exited.
+// Delete does it, or, for a task created with cleanup_on_exit, the shim
+// does it as soon as the exit is recorded and published, while the exit
+// travels to the client (releaseOnExit); Delete then finds it done. Either
+// way one caller at a time owns it: release is its state machine.
+
+// releaseState is where the release of the container stands.
+type releaseState int
+
+const (
+	releasePending releaseState = iota // the runtime's container and the rootfs may exist
+	releaseRunning                     // one caller is releasing them; the others wait
+	releaseDone                        // both are gone
+)
+
+// release makes the container's release run once at a time and, once it
+// succeeded, never again. A release that fails goes back to pending, so
+// that the next caller (Delete after a failed eager release) tries again.
+type release struct {
+	mu    sync.Mutex
+	state releaseState  // guarded by mu
+	ended chan struct{} // guarded by mu; closed when the running release ends
+}
+
+// run releases the container with fn unless that is done already; while
+// another caller runs it, run waits for its outcome (bounded by ctx) and
+// takes over if it failed.
+func (r *release) run(ctx context.Context, fn func(context.Context) error) error {
+	for {
+		r.mu.Lock()
+		switch r.state {
+		case releaseDone:
+			r.mu.Unlock()
+			return nil
+		case releaseRunning:
+			ended := r.ended
+			r.mu.Unlock()
+			select {
+			case <-ended:
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the container's release after its exit: %w", ctx.Err())
+			}
+		}
+		r.state = releaseRunning
+		r.ended = make(chan struct{})
+		r.mu.Unlock()
+		err := fn(ctx)
+		r.mu.Lock()
+		r.state = releasePending
+		if err == nil {
+			r.state = releaseDone
+		}
+		close(r.ended)
+		r.mu.Unlock()
+		return err
+	}
+}
+
+// wait returns once no release runs (bounded by ctx).
+func (r *release) wait(ctx context.Context) error {
+	r.mu.Lock()
+	running, ended := r.state == releaseRunning, r.ended
+	r.mu.Unlock()
+	if !running {
+		return nil
+	}
+	select {
+	case <-ended:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the container's release after its exit: %w", ctx.Err())
+	}
+}
+
+// started reports whether a release runs or has succeeded: the container
+// has no processes left then.
+func (r *release) started() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state != releasePending
+}
+
+// releaseContainer deletes the runtime's container and unmounts the
+// rootfs. A container the runtime no longer knows counts as deleted: an
+// earlier release, or berth-shim delete, got there first.
+func (s *Service) releaseContainer(ctx context.Context) error {
+	span := spantrace.Start("runc delete")
+	err := s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
+	span.End()
+	if err != nil {
+		if _, serr := s.runtime.State(ctx, s.cfg.ID); serr == nil {
+			return s.runtimeError(err, "delete")
+		}
+	}
+	s.mu.Lock()
+	if s.cg != nil {
+		s.cg.Close()
+		s.cg = nil
+	}
+	s.mu.Unlock()
+	span = spantrace.Start("unmount rootfs")
+	defer span.End()
+	if err := mount.UnmountAll(filepath.Join(s.cfg.Bundle, "rootfs"), 0); err != nil {
+		return fmt.Errorf("unmount rootfs: %w", err)
+	}
+	return nil
+}
+
+// releaseOnExit is the eager release of a task created with
+// cleanup_on_exit, run once the init's exit is persisted and published.
+// It leaves the container to Delete while exec processes still run
+// (Delete refuses then, as without the option): releasing would kill
+// them. A release that fails is logged; Delete tries again.
+func (s *Service) releaseOnExit() {
+	s.mu.Lock()
+	eager := s.cleanupOnExit
+	s.mu.Unlock()
+	if !eager {
+		return
+	}
+	if live := s.liveExecs(); len(live) > 0 {
+		s.log.Info("init exited; exec processes still run: the container is released on Delete", "execs", live)
+		return
+	}
+	ctx, cancel := s.detach(context.Background())
+	defer cancel()
+	if err := s.rel.run(ctx, s.releaseContainer); err != nil {
+		s.log.Warn("release the container after its exit; Delete tries again", "error", err)
+	}
+}
+
+// liveExecs returns the ids of the exec processes that run.
+func (s *Service) liveExecs() []string {
+	s.mu.Lock()
+	execs := make([]*process, 0, len(s.execs))
+	for _, e := range s.execs {
+		execs = append(execs, e)
+	}
+	s.mu.Unlock()
+	var live []string
+	for _, e := range execs {
+		if st := e.Status(); st != Stopped && st != Deleted && st != Created {
+			live = append(live, e.id)
+		}
+	}
+	return live
+}
