@@ -1,18 +1,22 @@
 package shimapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/ttrpc"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/unixsock"
 )
 
@@ -76,6 +80,45 @@ func ReadPidFile(bundle string) (int, error) {
 		return 0, fmt.Errorf("pid file %s: bad content %q", filepath.Join(bundle, PidFileName), data)
 	}
 	return pid, nil
+}
+
+// ServeArgs returns the command line of pid when it is alive and a
+// serving berth-shim (`berth-shim serve …`, as `berth-shim start` execs
+// it); nil otherwise.
+func ServeArgs(pid int) []string {
+	if !proc.Alive(pid) {
+		return nil
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil
+	}
+	args := strings.Split(string(bytes.TrimRight(cmdline, "\x00")), "\x00")
+	if len(args) < 2 || args[1] != "serve" {
+		return nil
+	}
+	return args
+}
+
+// ServesBundle reports whether pid is alive and is the serving berth-shim
+// of bundle (pids are reused; a pid file may be stale): named by --bundle,
+// or a spare started in another folder that was renamed to the bundle,
+// whose working folder names the bundle now.
+func ServesBundle(pid int, bundle string) bool {
+	args := ServeArgs(pid)
+	if args == nil {
+		return false
+	}
+	for i, a := range args {
+		if a == "--bundle" && i+1 < len(args) && args[i+1] == bundle {
+			return true
+		}
+	}
+	if slices.Contains(args, "--spare") {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		return err == nil && cwd == bundle
+	}
+	return false
 }
 
 // Connect dials the shim of a bundle and returns a ttrpc client for it,

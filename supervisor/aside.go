@@ -89,7 +89,7 @@ func (s *Supervisor) removeAsideBundles() {
 // the folder that became its bundle), and the working folder follows a
 // rename.
 func servesFrom(pid int, dir string) bool {
-	if serveArgs(pid) == nil {
+	if shimapi.ServeArgs(pid) == nil {
 		return false
 	}
 	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")

@@ -97,7 +97,7 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 	// names the serving shim: its exit then wakes us at once, where a poll
 	// of the pid would add up to its interval to every delete.
 	var w *pidWatch
-	if pid := sh.ShimPid(); pid != 0 && shimServes(pid, sh.Bundle) {
+	if pid := sh.ShimPid(); pid != 0 && shimapi.ServesBundle(pid, sh.Bundle) {
 		w = s.watchPid(pid)
 	}
 	closeWatch := func() {
@@ -175,7 +175,7 @@ func (s *Supervisor) waitShimExit(sh *Shim, w *pidWatch, bundle string) {
 		// No pidfd: the watch polls slowly, so poll here, checking the
 		// pid is still the shim's (pids are reused).
 		deadline := time.Now().Add(shutdownWait)
-		for shimServes(w.pid, sh.Bundle) || servesFrom(w.pid, bundle) {
+		for shimapi.ServesBundle(w.pid, sh.Bundle) || servesFrom(w.pid, bundle) {
 			if time.Now().After(deadline) {
 				s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", w.pid)
 				unix.Kill(w.pid, unix.SIGKILL)

@@ -1,13 +1,10 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -131,42 +128,4 @@ func (w *pidWatch) waitExit(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 	}
 	return false
-}
-
-// shimServes reports whether pid is alive and is the serving berth-shim of
-// bundle (pids are reused; the pid file may be stale).
-func shimServes(pid int, bundle string) bool {
-	args := serveArgs(pid)
-	if args == nil {
-		return false
-	}
-	for i, a := range args {
-		if a == "--bundle" && i+1 < len(args) && args[i+1] == bundle {
-			return true
-		}
-	}
-	// A spare shim was started in another folder, which was renamed to the
-	// bundle: its working folder names the bundle now.
-	if slices.Contains(args, "--spare") {
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-		return err == nil && cwd == bundle
-	}
-	return false
-}
-
-// serveArgs returns the command line of pid when it is alive and a
-// serving berth-shim (`berth-shim serve …`); nil otherwise.
-func serveArgs(pid int) []string {
-	if !proc.Alive(pid) {
-		return nil
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return nil
-	}
-	args := strings.Split(string(bytes.TrimRight(cmdline, "\x00")), "\x00")
-	if len(args) < 2 || args[1] != "serve" {
-		return nil
-	}
-	return args
 }

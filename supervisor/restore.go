@@ -258,7 +258,7 @@ func (sh *Shim) pidServes() bool { return BundleShimServes(sh.Bundle) }
 // does not count).
 func BundleShimServes(bundle string) bool {
 	pid, err := shimapi.ReadPidFile(bundle)
-	return err == nil && shimServes(pid, bundle)
+	return err == nil && shimapi.ServesBundle(pid, bundle)
 }
 
 // finishDelete completes the Delete of a task that an earlier daemon

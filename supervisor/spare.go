@@ -101,7 +101,7 @@ func (s *Supervisor) removeStaleSparesOnce() {
 // killSpare kills the spare serving dir, if one does (its pid file names a
 // shim serving that folder: pids are reused).
 func killSpare(dir string) {
-	if pid, err := shimapi.ReadPidFile(dir); err == nil && shimServes(pid, dir) {
+	if pid, err := shimapi.ReadPidFile(dir); err == nil && shimapi.ServesBundle(pid, dir) {
 		unix.Kill(pid, unix.SIGKILL)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -100,7 +98,7 @@ func killShim(bundle string) error {
 		return nil // gone already
 	}
 	defer unix.Close(pidfd)
-	if !servesBundle(pid, bundle) {
+	if !shimapi.ServesBundle(pid, bundle) {
 		return nil
 	}
 	// Stopped first: a stopped shim starts no more processes, so the
@@ -224,28 +222,3 @@ func waitState(pid int, limit time.Duration, states ...byte) bool {
 // runtime call) to exit. A SIGKILLed process exits as soon as it is
 // scheduled; only a task stuck in the kernel (D state) takes longer.
 const killedExitTimeout = 10 * time.Second
-
-// servesBundle reports whether pid is a berth-shim serving bundle: named by
-// --bundle, or a spare started in another folder, since renamed to the
-// bundle, whose working folder names the bundle now.
-func servesBundle(pid int, bundle string) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(string(bytes.TrimRight(cmdline, "\x00")), "\x00")
-	if len(args) < 2 || args[1] != "serve" {
-		return false
-	}
-	for i, a := range args {
-		if a == "--bundle" && i+1 < len(args) && args[i+1] == bundle {
-			return true
-		}
-	}
-	if slices.Contains(args, "--spare") {
-		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == bundle {
-			return true
-		}
-	}
-	return false
-}
