@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/events"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/io/cio"
 	"github.com/berthrt/berth/namespaces"
@@ -934,7 +936,11 @@ func TestClientReattach(t *testing.T) {
 		t.Errorf("reattached exec output %q", execErr2.String())
 	}
 
-	evs, errs := c2.Subscribe(sctx, `topic=="/tasks/exit"`)
+	// Subscribe returns before berthd has registered the subscription:
+	// touch the container's labels until their /containers/update comes
+	// through, so the exit below cannot be published before it listens.
+	evs, errs := c2.Subscribe(sctx, `topic=="/tasks/exit"`, `topic=="/containers/update"`)
+	awaitSubscribed(t, ctx, ctr2, evs, errs)
 	exitc := mustWait(t, ctx, task2)
 	if err := task2.Kill(ctx, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -946,20 +952,29 @@ func TestClientReattach(t *testing.T) {
 	if st := receiveExit(t, oldExitc); st.ExitCode() != 137 || st.Error() != nil {
 		t.Errorf("wait across the restart: %d, %v; want 137", st.ExitCode(), st.Error())
 	}
-	select {
-	case env, ok := <-evs:
-		if !ok {
-			t.Fatalf("subscription ended: %v", <-errs)
+	exitTimeout := time.After(10 * time.Second)
+awaitExit:
+	for {
+		select {
+		case env, ok := <-evs:
+			if !ok {
+				t.Fatalf("subscription ended: %v", <-errs)
+			}
+			if env.Topic != "/tasks/exit" {
+				continue // a late /containers/update of awaitSubscribed
+			}
+			var exit shimapi.TaskExit
+			if err := env.Event.UnmarshalTo(&exit); err != nil {
+				t.Fatal(err)
+			}
+			if exit.ContainerId != "ticker" || exit.ExitStatus != 137 {
+				t.Errorf("exit event %v", &exit)
+			}
+			break awaitExit
+		case <-exitTimeout:
+			t.Error("no /tasks/exit after the restart")
+			break awaitExit
 		}
-		var exit shimapi.TaskExit
-		if err := env.Event.UnmarshalTo(&exit); err != nil {
-			t.Fatal(err)
-		}
-		if exit.ContainerId != "ticker" || exit.ExitStatus != 137 {
-			t.Errorf("exit event %v", &exit)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("no /tasks/exit after the restart")
 	}
 	del, err := task2.Delete(ctx)
 	if err != nil {
@@ -1126,4 +1141,29 @@ func containerIDs(cs []client.Container) []string {
 		return nil
 	}
 	return ids
+}
+
+// awaitSubscribed returns once a subscription that passes ctr's
+// /containers/update events is registered in berthd: it sets a label on
+// ctr every 100 ms until an event arrives (10 s at most).
+func awaitSubscribed(t *testing.T, ctx context.Context, ctr client.Container, evs <-chan *events.Envelope, errs <-chan error) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		if _, err := ctr.SetLabels(ctx, map[string]string{"subscribed-probe": strconv.Itoa(n)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case _, ok := <-evs:
+			if !ok {
+				t.Fatalf("subscription ended: %v", <-errs)
+			}
+			return // any event that came through says it is live
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("subscription not live within 10s: no /containers/update came through")
+		}
+	}
 }
