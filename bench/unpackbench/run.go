@@ -110,8 +110,8 @@ func busyboxFolder(ctx context.Context, dir string) error {
 }
 
 const (
-	goalBig   = 0.6 // berth/containerd, pull of the big image
-	goalSmall = 0.9 // berth/containerd, pull of the small-files image
+	goalBig   = 0.3 // berth/containerd, pull of the big image (issue 15)
+	goalSmall = 0.8 // berth/containerd, pull of the small-files image (issue 15)
 	goalFloor = 1.3 // berth run --rm / runc floor
 	goalCtr   = 0.5 // berth run --rm / ctr run --rm
 )
