@@ -54,20 +54,21 @@ type contender struct {
 	stop func() error
 }
 
-// startBerth starts berthd with its root under dir and its state under
-// run (short: it holds unix sockets), in namespace ns.
-func startBerth(ctx context.Context, cfg config, dir, run, ns string) (*contender, error) {
-	state := filepath.Join(run, "b")
+// startBerth starts the berthd binary bin, called name, with its root
+// under dir and its state under run (short: it holds unix sockets), in
+// namespace ns; short names its folders apart from another berthd's.
+func startBerth(ctx context.Context, cfg config, name, bin, short, dir, run, ns string) (*contender, error) {
+	state := filepath.Join(run, short)
 	address := filepath.Join(state, "berth.sock")
-	conf := filepath.Join(dir, "berthd.toml")
-	if err := (berthd.Config{Root: filepath.Join(dir, "berth"), State: state, Address: address, Runtime: cfg.runtime, Shim: cfg.shim}).Write(conf); err != nil {
+	conf := filepath.Join(dir, short+"-berthd.toml")
+	if err := (berthd.Config{Root: filepath.Join(dir, short+"-berth"), State: state, Address: address, Runtime: cfg.runtime, Shim: cfg.shim}).Write(conf); err != nil {
 		return nil, err
 	}
-	p, err := daemon.Start("berthd", filepath.Join(dir, "berthd.log"), cfg.berthd, "--config", conf)
+	p, err := daemon.Start(name, filepath.Join(dir, short+"-berthd.log"), bin, "--config", conf)
 	if err != nil {
 		return nil, err
 	}
-	c := &contender{name: "berth", runName: "berthctl run --rm IMAGE", cli: cli{bin: cfg.berthctl, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
+	c := &contender{name: name, runName: "berthctl run --rm IMAGE", cli: cli{bin: cfg.berthctl, global: []string{"--address", address, "--namespace", ns}}, p: p, runtime: cfg.runtime}
 	c.pull = func(ref string) []string { return []string{"images", "pull", "--plain-http", ref} }
 	c.clear = func(ref string) []string { return []string{"images", "rm", "--sync", ref} }
 	c.runRm = func(ref, id string) []string { return []string{"run", "--rm", ref, id, "/bin/true"} }
@@ -84,6 +85,17 @@ func startBerth(ctx context.Context, cfg config, dir, run, ns string) (*contende
 		return nil, errors.Join(err, c.stop())
 	}
 	return c, nil
+}
+
+// fetchOnly is c pulling without unpacking (--no-unpack): what the fetch
+// alone costs, the floor of a pull with unpack. It shares c's daemon
+// (stop is c's).
+func fetchOnly(c *contender) *contender {
+	f := *c
+	f.name = c.name + " --no-unpack"
+	f.pull = func(ref string) []string { return []string{"images", "pull", "--plain-http", "--no-unpack", ref} }
+	f.stop = func() error { return nil }
+	return &f
 }
 
 // startContainerd starts Debian's containerd with its own root (under

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,8 @@ import (
 type config struct {
 	berthd, berthctl, shim, runtime, registry, containerd, ctr string
 	rounds, runRounds, layers, layerMiB, files                 int
+	ref                                                        string
+	fetchOnly                                                  bool
 }
 
 func main() {
@@ -55,6 +58,8 @@ func main() {
 	flag.IntVar(&cfg.layers, "layers", 4, "layers of the big image")
 	flag.IntVar(&cfg.layerMiB, "layer-mib", 64, "MiB of each layer of the big image")
 	flag.IntVar(&cfg.files, "files", 20000, "files of the small-files image")
+	flag.StringVar(&cfg.ref, "ref", "", "another berthd binary whose pulls are timed in the same rounds (berth-ref), to compare builds")
+	flag.BoolVar(&cfg.fetchOnly, "fetch-only", false, "also time berth's pull without unpack (--no-unpack) in the same rounds")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -68,8 +73,8 @@ func main() {
 
 // results are what print prints.
 type results struct {
-	version    string // containerd's, "" when it was not measured
-	contenders []string
+	version    string   // containerd's, "" when it was not measured
+	contenders []string // berth, containerd when measured, then -fetch-only's and -ref's
 	images     []image
 	pulls      [][]stats.Samples // [image][contender]
 	runNames   []string
@@ -113,12 +118,24 @@ func run(ctx context.Context, cfg config) (res results, err error) {
 		return res, err
 	}
 
-	berth, err := startBerth(ctx, cfg, dir, runDir, ns)
+	berth, err := startBerth(ctx, cfg, "berth", cfg.berthd, "b", dir, runDir, ns)
 	if err != nil {
 		return res, err
 	}
 	stops = append(stops, berth.stop)
 	contenders := []*contender{berth}
+	var extra []*contender // pulls only, after berth and containerd
+	if cfg.fetchOnly {
+		extra = append(extra, fetchOnly(berth))
+	}
+	if cfg.ref != "" {
+		ref, err := startBerth(ctx, cfg, "berth-ref", cfg.ref, "r", dir, runDir, ns)
+		if err != nil {
+			return res, err
+		}
+		stops = append(stops, ref.stop)
+		extra = append(extra, ref)
+	}
 	version := ""
 	if cfg.containerd != "" {
 		cd, v, err := startContainerd(ctx, cfg, dir, runDir, ns)
@@ -134,7 +151,7 @@ func run(ctx context.Context, cfg config) (res results, err error) {
 	pulls := make([][]stats.Samples, len(images)) // [image][contender]
 	for i, img := range images {
 		progress("pull %s: %d rounds", img.name, cfg.rounds)
-		if pulls[i], err = pullRounds(ctx, contenders, img.ref, cfg.rounds); err != nil {
+		if pulls[i], err = pullRounds(ctx, append(slices.Clip(contenders), extra...), img.ref, cfg.rounds); err != nil {
 			return res, err
 		}
 	}
@@ -144,7 +161,7 @@ func run(ctx context.Context, cfg config) (res results, err error) {
 		return res, err
 	}
 	res = results{version: version, images: images, pulls: pulls, runNames: runNames, runs: runs}
-	for _, c := range contenders {
+	for _, c := range append(contenders, extra...) {
 		res.contenders = append(res.contenders, c.name)
 	}
 	return res, nil

@@ -124,15 +124,21 @@ func (res results) print(cfg config) {
 		fmt.Printf("containerd: %s\n", version)
 	}
 	goals := []float64{goalBig, goalSmall}
-	fmt.Printf("%-22s %-12s %9s %9s %9s\n", "image", "", "median", "p90", "MiB/s")
+	fmt.Printf("%-22s %-18s %9s %9s %9s\n", "image", "", "median", "p90", "MiB/s")
 	for i, img := range images {
 		mib := float64(img.bytes) / (1 << 20)
 		for j, c := range cs {
 			med := pulls[i][j].Median()
-			fmt.Printf("%-22s %-12s %8.2fs %8.2fs %9.0f\n", img.name, c, med.Seconds(), pulls[i][j].P90().Seconds(), mib/med.Seconds())
+			fmt.Printf("%-22s %-18s %8.2fs %8.2fs %9.0f\n", img.name, c, med.Seconds(), pulls[i][j].P90().Seconds(), mib/med.Seconds())
 		}
-		if len(cs) > 1 {
-			fmt.Printf("%-22s berth/containerd %.2f (goal ≤ %.1f: %s)\n", "", stats.Ratio(pulls[i][0], pulls[i][1]), goals[i], verdict(stats.Ratio(pulls[i][0], pulls[i][1]), goals[i]))
+		if version != "" {
+			r := stats.Ratio(pulls[i][0], pulls[i][1])
+			fmt.Printf("%-22s berth/containerd %.2f (goal ≤ %.1f: %s)\n", "", r, goals[i], verdict(r, goals[i]))
+		}
+		for j := 1; j < len(cs); j++ {
+			if cs[j] != "containerd" {
+				fmt.Printf("%-22s berth/%s %.2f\n", "", cs[j], stats.Ratio(pulls[i][0], pulls[i][j]))
+			}
 		}
 	}
 	fmt.Printf("\nrun --rm IMAGE ID /bin/true (busybox), %d interleaved rounds after %d warm-up; medians\n", cfg.runRounds, warmupRounds)
@@ -141,7 +147,7 @@ func (res results) print(cfg config) {
 	}
 	r := stats.Ratio(runs[1], runs[0])
 	fmt.Printf("berth/floor %.2f (goal ≤ %.1f: %s)\n", r, goalFloor, verdict(r, goalFloor))
-	if len(cs) > 1 {
+	if version != "" {
 		r := stats.Ratio(runs[1], runs[2])
 		fmt.Printf("berth/containerd %.2f (goal ≤ %.1f: %s)\n", r, goalCtr, verdict(r, goalCtr))
 	}
