@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/writeback"
 )
 
 const (
@@ -260,6 +261,7 @@ func (a *applier) regular(hdr *tar.Header, tr *tar.Reader, p *parentDir, base st
 // (no os.File: it would cost an fcntl per file).
 func (a *applier) copyData(fd int, r io.Reader, sparse bool, size int64) error {
 	var off int64
+	var wb writeback.Ahead // a large file's data goes to disk while it is written
 	for {
 		n, rerr := r.Read(a.buf)
 		if n > 0 {
@@ -273,6 +275,7 @@ func (a *applier) copyData(fd int, r io.Reader, sparse bool, size int64) error {
 				return err
 			}
 			off += int64(n)
+			wb.Wrote(fd, off)
 		}
 		if rerr == io.EOF {
 			break

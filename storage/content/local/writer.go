@@ -17,6 +17,7 @@ import (
 
 	"github.com/berthrt/berth/content"
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/writeback"
 )
 
 func (s *store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
@@ -112,6 +113,7 @@ type writer struct {
 	digester  digest.Digester // of the bytes [0, offset)
 	offset    int64
 	updatedAt time.Time
+	wb        writeback.Ahead // the data goes to disk while it arrives, so Commit's fsync is short
 }
 
 // rehash reads the data from the start: the digester and offset then
@@ -145,6 +147,7 @@ func (w *writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.digester.Hash().Write(p[:n])
 	w.offset += int64(n)
+	w.wb.Wrote(int(w.f.Fd()), w.offset)
 	w.updatedAt = time.Now().UTC()
 	if err != nil {
 		return n, ingestError(w.ref, err)
