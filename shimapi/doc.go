@@ -45,6 +45,14 @@
 // other, except that its command line still names DIR: its working folder
 // is the bundle.
 //
+// berthd starts its spares without start: it does what start does itself
+// (internal/shimlaunch, the same code), running `berth-shim serve --spare
+// --bundle DIR` with the listening socket on fd 3, the write end of a
+// readiness pipe on fd 4 (the shim writes "ready" and a newline once it
+// serves) and a pidfd of berthd on fd 5. The spare is then berthd's child,
+// in its own session, until berthd exits; berthd reaps it when it exits
+// first.
+//
 // When a shim is gone (killed, crashed), the caller runs
 //
 //	berth-shim delete --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]

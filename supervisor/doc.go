@@ -7,7 +7,9 @@
 // container or lose an exit: the supervisor never starts a process that
 // dies with the daemon (`berth-shim start` is a short-lived child that is
 // waited for; the serving copy it re-executes is in its own session and no
-// child of ours), and Close only stops the supervisor's own goroutines and
+// child of ours; a spare shim, which the supervisor starts itself, is in
+// its own session too and our child only until we exit, reaped by us when
+// it exits first), and Close only stops the supervisor's own goroutines and
 // connections.
 //
 // # On disk
@@ -55,8 +57,9 @@
 // watches for the end. The event loop (one goroutine per connection) reads
 // the Events stream, calls EventHandler.Forward and acks. Death is noticed
 // two ways: a pidfd of the shim process, polled by the runtime's netpoller,
-// becomes readable when it exits (a zombie counts: the shim is no child of
-// ours and may never be reaped), and the ttrpc client's connection closes,
+// becomes readable when it exits (a zombie counts: the shim is usually no
+// child of ours and may never be reaped; a shim that was our spare is
+// reaped by us once it exits: shimlaunch's Reap), and the ttrpc client's connection closes,
 // which makes run check the pid and reconnect if the shim still lives. When
 // the shim is dead, run waits for the event loop to end, runs
 // `berth-shim delete`, publishes the exit if it was never published, reduces
@@ -147,7 +150,9 @@
 // # Spare shims
 //
 // With Config.SpareShims > 0 the supervisor keeps that many shims started
-// (`berth-shim start --spare`), serving in folders under StateDir/.spare
+// (`berth-shim serve --spare`, started by the supervisor itself through
+// internal/shimlaunch: one process start where `berth-shim start --spare`
+// costs two), serving in folders under StateDir/.spare
 // and connected, bound to no task, from the end of Restore's wait (spares
 // started earlier would compete with the reconnects for the CPU); one
 // goroutine refills the pool once the Create that took a spare has created

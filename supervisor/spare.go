@@ -1,16 +1,12 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +15,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/fsperm"
+	"github.com/berthrt/berth/internal/shimlaunch"
 	"github.com/berthrt/berth/shimapi"
 )
 
@@ -30,7 +27,7 @@ const spareDir = ".spare"
 // supervisor closes or discards it.
 const spareShutdownWait = time.Second
 
-// spare is a shim started ahead of need: re-executed, serving in its own
+// spare is a shim started ahead of need: started by us (shimlaunch), serving in its own
 // folder under StateDir/.spare, connected, and bound to no task. Create
 // takes one, writes the bundle's files into its folder, renames the folder
 // to the bundle and binds the shim in the Create call itself. A spare
@@ -161,18 +158,28 @@ func (s *Supervisor) newSpare(ctx context.Context) (_ *spare, retErr error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	// --parent-pid: a start that runs on after we died must not make a
-	// spare that outlives us.
-	cmd := exec.CommandContext(ctx, s.cfg.ShimBinary, "start", "--spare", "--bundle", dir, "--parent-pid", strconv.Itoa(os.Getpid()))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	// The spare exits with us until it is bound: it watches a pidfd of
+	// ours.
+	self, err := unix.PidfdOpen(os.Getpid(), 0)
 	if err != nil {
-		return nil, fmt.Errorf("berth-shim start --spare: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, fmt.Errorf("pidfd of berthd for a spare shim: %w", err)
 	}
-	if addr := strings.TrimSpace(string(out)); addr != shimapi.SocketPath(dir) {
-		return nil, fmt.Errorf("berth-shim start --spare printed %q, want %q: %w", addr, shimapi.SocketPath(dir), errdefs.ErrInternal)
+	daemon := os.NewFile(uintptr(self), "daemon-pidfd")
+	defer daemon.Close()
+	// One process start, not `berth-shim start --spare`'s two: the serving
+	// shim is our child (in its own session) until we exit; we reap it
+	// when it exits before us.
+	p, err := shimlaunch.Start(ctx, shimlaunch.Config{
+		Binary:  s.cfg.ShimBinary,
+		Folder:  dir,
+		Args:    []string{"--spare", "--bundle", dir},
+		Daemon:  daemon,
+		Timeout: startTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start spare shim: %w", err)
 	}
+	p.Reap()
 	c, err := openConn(ctx, dir, "", s.cfg.CallTimeout, sp.callErrors)
 	if err != nil {
 		return nil, fmt.Errorf("connect to spare shim: %w", err)

@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/proc"
@@ -195,4 +198,54 @@ func loggedPid(t *testing.T, dir string) int {
 		return pid != 0
 	})
 	return pid
+}
+
+// isChild reports whether pid is a child of this process (a zombie, not
+// reaped yet, is one too).
+func isChild(pid int) bool { return slices.Contains(proc.Children(os.Getpid()), pid) }
+
+// TestSpareIsStartedWithOneExec: the supervisor starts a spare's serving
+// shim itself, so the spare is its child (through `berth-shim start`,
+// which exits once the spare serves, the spare would be reparented: two
+// process starts instead of one), in a session of its own, and the
+// supervisor reaps it when it exits, idle or bound: no zombie is left.
+func TestSpareIsStartedWithOneExec(t *testing.T) {
+	e := newEnv(t, "sv-spareexec")
+	s := e.supervisor(newRecorder(), withSpares(1))
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	spare := e.readySpare(t, s)
+	if !isChild(spare) {
+		t.Fatalf("spare %d is no child of the supervisor's process %d: started through another process", spare, os.Getpid())
+	}
+	if sid, err := unix.Getsid(spare); err != nil || sid != spare {
+		t.Fatalf("spare %d in session %d (%v), want a session of its own", spare, sid, err)
+	}
+
+	sh := e.create(s, "one", "true")
+	bound := shimPid(t, sh)
+	if bound != spare {
+		t.Fatalf("task's shim is pid %d, want the spare %d", bound, spare)
+	}
+	start(t, sh)
+	if got := wait(t, sh); got != 0 {
+		t.Fatalf("exit %d, want 0", got)
+	}
+	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "bound spare not reaped after its task's delete", func() bool { return !isChild(bound) })
+
+	// Closed: the idle spare is shut down and reaped.
+	eventually(t, 10*time.Second, "no new spare after one was taken", func() bool {
+		pids := e.spares(t)
+		return len(pids) == 1 && pids[0] != spare
+	})
+	idle := e.spares(t)[0]
+	if !isChild(idle) {
+		t.Fatalf("new spare %d is no child of ours", idle)
+	}
+	s.Close()
+	eventually(t, 10*time.Second, "idle spare not reaped after Close", func() bool { return !isChild(idle) })
 }

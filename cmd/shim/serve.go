@@ -24,16 +24,17 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
 	"github.com/berthrt/berth/internal/rpcguard"
+	"github.com/berthrt/berth/internal/shimlaunch"
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/task"
 	"github.com/berthrt/berth/task/reaper"
 )
 
-// Descriptors inherited from start.
+// Descriptors inherited from the starter (package shimlaunch).
 const (
-	listenerFD = 3
-	readyFD    = 4
+	listenerFD = shimlaunch.ListenerFD
+	readyFD    = shimlaunch.ReadyFD
 )
 
 // gcPercent keeps a busy shim's heap small (the first heap goal is
@@ -63,38 +64,15 @@ func setGCPercent() {
 	runtime.AddCleanup(sentinel, func(struct{}) { debug.SetGCPercent(gcPercent) }, struct{}{})
 }
 
-// maxProcs is the shim's GOMAXPROCS unless the caller's environment sets
-// one. The shim mostly waits on the runtime and on pipes; every P costs its
-// own caches and GC work buffers, and more Ps mean more threads. Set in the
-// environment of the serving copy, so that the Go runtime starts with one P,
-// it keeps an idle shim 1.2 MiB anon instead of 1.7-2.2 MiB with two Ps (or
-// 1.2-1.7 MiB when lowered only once serve runs), at no measurable cost in
-// latency.
-const maxProcs = 1
-
-// procsDefaultedEnv marks that start set GOMAXPROCS for the serving copy
-// rather than inheriting the caller's: serve then removes it again, so that
-// the runtime it runs (runc, itself in Go) does not inherit it.
-const procsDefaultedEnv = "BERTH_SHIM_GOMAXPROCS_DEFAULTED"
-
-// serveEnv is the environment start gives the serving copy.
-func serveEnv() []string {
-	env := os.Environ()
-	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(maxProcs), procsDefaultedEnv+"=1")
-	}
-	return env
-}
-
 // serve is the long-lived shim.
 func serve(ctx context.Context, o *options) error {
 	switch {
-	case os.Getenv(procsDefaultedEnv) != "":
+	case os.Getenv(shimlaunch.ProcsDefaultedEnv) != "":
 		os.Unsetenv("GOMAXPROCS")
-		os.Unsetenv(procsDefaultedEnv)
+		os.Unsetenv(shimlaunch.ProcsDefaultedEnv)
 	case os.Getenv("GOMAXPROCS") == "":
-		// Started some other way than by start.
-		runtime.GOMAXPROCS(maxProcs)
+		// Started some other way than by shimlaunch.
+		runtime.GOMAXPROCS(shimlaunch.MaxProcs)
 	}
 	setGCPercent()
 	logf, err := os.OpenFile(filepath.Join(o.bundle, shimapi.LogFileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o600)
@@ -180,7 +158,7 @@ func serve(ctx context.Context, o *options) error {
 	go func() { serveErr <- server.Serve(ctx, l) }()
 	// The listener queues connections already; from here calls are served.
 	spantrace.Mark("ready")
-	fmt.Fprintln(ready, readyMessage)
+	fmt.Fprintln(ready, shimlaunch.ReadyMessage)
 	ready.Close()
 	log.Info("serving", "pid", os.Getpid(), "runtime", o.runtime, "spare", o.spare)
 

@@ -16,12 +16,14 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/shimlaunch"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/task"
 )
 
-// A spare shim is started before its container is asked for (`start
-// --spare`), in a folder of the daemon's that is not a bundle yet, and
+// A spare shim is started before its container is asked for (`serve
+// --spare`, which berthd starts itself through package shimlaunch, or
+// `start --spare`, which does the same for any other caller), in a folder of the daemon's that is not a bundle yet, and
 // serves no container: berthd keeps one ready so that a task's Create
 // does not wait for a shim to start. The first Create binds it: the daemon
 // has renamed the spare's folder to the task's bundle (so socket, pid file
@@ -29,13 +31,14 @@ import (
 // CreateRequest.bind. From then on it is the task's shim like any other.
 //
 // A spare holds no container state. Until it is bound it exits when the
-// daemon that started it exits (a pidfd of the daemon, inherited from
-// start), when watching that pidfd fails, or when asked to shut down; it
+// daemon that started it exits (a pidfd of the daemon, inherited from its
+// starter), when watching that pidfd fails, or when asked to shut down; it
 // refuses to serve at all without a pidfd it can watch. So a daemon that
 // dies leaves nothing to restore but a folder.
 
-// daemonFD is the pidfd of the daemon, inherited by a spare from start.
-const daemonFD = 5
+// daemonFD is the pidfd of the daemon, inherited by a spare from its
+// starter (berthd itself, or start --spare).
+const daemonFD = shimlaunch.DaemonFD
 
 // spareService serves the shim API for a spare: until bound, only Connect,
 // Shutdown and a binding Create; then every call goes to the task service.

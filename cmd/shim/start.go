@@ -1,31 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/berthrt/berth/internal/spantrace"
-	"github.com/berthrt/berth/internal/unixsock"
+	"github.com/berthrt/berth/internal/shimlaunch"
 	"github.com/berthrt/berth/shimapi"
 )
 
 // startTimeout bounds how long start waits for the new shim to serve.
 const startTimeout = 10 * time.Second
 
-// readyMessage is what the serving copy writes on the readiness pipe.
-const readyMessage = "ready"
-
-// start creates the socket, re-executes the shim detached with the socket
-// inherited, waits until it serves, and prints the address.
+// start starts the serving shim for the bundle (package shimlaunch: the
+// socket, the detached re-exec with the socket inherited, the wait until
+// it serves), unless one serves it already, and prints the address.
 func start(ctx context.Context, o *options) error {
 	path := shimapi.SocketPath(o.bundle)
 	// One start per bundle at a time: a second one waits, then finds the
@@ -42,106 +36,47 @@ func start(ctx context.Context, o *options) error {
 		fmt.Println(path)
 		return nil
 	}
-	l, err := unixsock.Listen(path)
-	if err != nil {
-		return err
-	}
-	lf, err := l.File() // a duplicate descriptor, inherited by the child
-	l.Close()
-	if err != nil {
-		os.Remove(path)
-		return err
-	}
-	defer lf.Close()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		os.Remove(path)
-		return err
-	}
-	defer readyR.Close()
-
-	args := []string{"berth-shim", "serve",
-		"--namespace", o.namespace, "--id", o.id, "--bundle", o.bundle,
+	args := []string{"--namespace", o.namespace, "--id", o.id, "--bundle", o.bundle,
 		"--runtime", o.runtime, "--runtime-root", o.runtimeRoot}
-	extra := []*os.File{lf, readyW} // fd 3: listener, fd 4: readiness
+	cfg := shimlaunch.Config{Binary: "/proc/self/exe", Folder: o.bundle, Timeout: startTimeout}
 	if o.spare {
-		args = []string{"berth-shim", "serve", "--spare", "--bundle", o.bundle}
-		// fd 5: a pidfd of our caller, the daemon, which waits for us: a
-		// spare that is not bound yet exits with it. The caller names
-		// itself (--parent-pid): a caller that died before we got here
-		// has left us to init or a subreaper, whose pidfd would keep the
-		// spare forever. Our parent after the open is the process the
-		// pidfd names, since a pid cannot be reused while it is our
-		// parent.
+		args = []string{"--spare", "--bundle", o.bundle}
+		// A pidfd of our caller, the daemon, which waits for us: a spare
+		// that is not bound yet exits with it. The caller names itself
+		// (--parent-pid): a caller that died before we got here has left
+		// us to init or a subreaper, whose pidfd would keep the spare
+		// forever. Our parent after the open is the process the pidfd
+		// names, since a pid cannot be reused while it is our parent.
 		ppid := o.parentPid
 		if ppid == 0 {
 			ppid = os.Getppid()
 		}
 		if os.Getppid() != ppid {
-			readyW.Close()
-			os.Remove(path)
 			return fmt.Errorf("the process that asked for a spare (pid %d) exited", ppid)
 		}
 		pidfd, err := unix.PidfdOpen(ppid, 0)
 		if err != nil {
-			readyW.Close()
-			os.Remove(path)
 			return fmt.Errorf("pidfd of the daemon: %w", err)
 		}
-		daemonPidfd := os.NewFile(uintptr(pidfd), "daemon-pidfd")
-		defer daemonPidfd.Close()
+		cfg.Daemon = os.NewFile(uintptr(pidfd), "daemon-pidfd")
+		defer cfg.Daemon.Close()
 		if os.Getppid() != ppid {
-			readyW.Close()
-			os.Remove(path)
 			return fmt.Errorf("the process that asked for a spare (pid %d) exited", ppid)
 		}
-		extra = append(extra, daemonPidfd)
 	}
 	if o.debug {
 		args = append(args, "--debug")
 	}
-	cmd := &exec.Cmd{
-		Path: "/proc/self/exe",
-		Args: args,
-		Dir:  o.bundle,
-		Env:  serveEnv(),
-		// Stdin, Stdout, Stderr nil: /dev/null, away from the caller.
-		ExtraFiles:  extra,
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	cfg.Args = args
+	p, err := shimlaunch.Start(ctx, cfg)
+	if err != nil {
+		return err
 	}
-	span := spantrace.Start("fork serve")
-	if err := cmd.Start(); err != nil {
-		readyW.Close()
-		os.Remove(path)
-		return fmt.Errorf("re-exec shim: %w", err)
-	}
-	span.End()
-	span = spantrace.Start("wait ready")
-	defer span.End()
-	readyW.Close()
-	// The child is released, not waited for: once this process exits it is
+	// The shim is released, not waited for: once this process exits it is
 	// reparented and lives on its own.
-	pid := cmd.Process.Pid
-	cmd.Process.Release()
-
-	got := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(readyR).ReadString('\n')
-		got <- strings.TrimSpace(line)
-	}()
-	select {
-	case msg := <-got:
-		if msg == readyMessage {
-			fmt.Println(path)
-			return nil
-		}
-		os.Remove(path)
-		return fmt.Errorf("shim exited before serving%s", logTail(o.bundle))
-	case <-time.After(startTimeout):
-		syscall.Kill(pid, syscall.SIGKILL)
-		os.Remove(path)
-		return fmt.Errorf("shim did not serve within %v%s", startTimeout, logTail(o.bundle))
-	}
+	p.Release()
+	fmt.Println(path)
+	return nil
 }
 
 // alive reports whether a shim serves the bundle's socket now.
@@ -155,18 +90,6 @@ func alive(ctx context.Context, bundle string) bool {
 	defer c.Close()
 	_, err = task.Connect(ctx, &shimapi.ConnectRequest{})
 	return err == nil
-}
-
-// logTail returns the end of the shim log, to explain a failed start.
-func logTail(bundle string) string {
-	data, err := os.ReadFile(bundle + "/" + shimapi.LogFileName)
-	if err != nil || len(data) == 0 {
-		return ""
-	}
-	if len(data) > 2048 {
-		data = data[len(data)-2048:]
-	}
-	return ": shim log: " + strings.TrimSpace(string(data))
 }
 
 // lockBundle takes an exclusive flock on the bundle folder.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestLongPath listens on and dials a socket whose path does not fit in
@@ -87,4 +89,48 @@ func TestDialFailsAtOnce(t *testing.T) {
 	if _, err := Dial(done, path); !errors.Is(err, context.Canceled) {
 		t.Fatalf("dial with a cancelled context: %v, want context.Canceled", err)
 	}
+}
+
+// TestBindIsPrivateUnderAnyUmask: the socket file is 0600 as bind makes it,
+// before any chmod, even under umask 0, and the umask is not changed (it
+// is process wide: a daemon that lowered it for a moment would create
+// other goroutines' files with the wrong mode, and archive reads it).
+func TestBindIsPrivateUnderAnyUmask(t *testing.T) {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	path := filepath.Join(t.TempDir(), "x.sock")
+	f, err := bindPrivate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v as bound under umask 0, want a socket with 0600", fi.Mode())
+	}
+	if got := unix.Umask(0); got != 0 {
+		t.Fatalf("umask %#o after bind, want the 0 it was", got)
+	}
+	f.Close()
+
+	// ListenFile: a listening socket, close-on-exec, for a child.
+	lf, err := ListenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	flags, err := unix.FcntlInt(lf.Fd(), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Fatalf("listening socket flags %#x, %v: want close-on-exec", flags, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatalf("dial a ListenFile socket: %v", err)
+	}
+	c.Close()
 }
