@@ -40,7 +40,7 @@ import (
 type config struct {
 	berthd, berthctl, shim, runtime, registry, containerd, ctr string
 	rounds, runRounds, layers, layerMiB, files                 int
-	ref                                                        string
+	ref, refCtl                                                string
 	fetchOnly                                                  bool
 }
 
@@ -59,6 +59,7 @@ func main() {
 	flag.IntVar(&cfg.layerMiB, "layer-mib", 64, "MiB of each layer of the big image")
 	flag.IntVar(&cfg.files, "files", 20000, "files of the small-files image")
 	flag.StringVar(&cfg.ref, "ref", "", "another berthd binary whose pulls are timed in the same rounds (berth-ref), to compare builds")
+	flag.StringVar(&cfg.refCtl, "ref-ctl", "", "another berthctl binary whose run --rm IMAGE is timed against the same berthd in the same rounds, to compare client builds")
 	flag.BoolVar(&cfg.fetchOnly, "fetch-only", false, "also time berth's pull without unpack (--no-unpack) in the same rounds")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -78,7 +79,7 @@ type results struct {
 	images     []image
 	pulls      [][]stats.Samples // [image][contender]
 	runNames   []string
-	runs       []stats.Samples // the floor, each contender, berth --rootfs
+	runs       []stats.Samples // the floor, each contender, berthctl-ref (-ref-ctl), berth --rootfs
 }
 
 func run(ctx context.Context, cfg config) (res results, err error) {

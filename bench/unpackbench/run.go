@@ -34,7 +34,8 @@ type runPath struct {
 // folder holding the same files, and, for reference, `berthctl run --rm
 // --rootfs` on that folder (no image, no snapshot), the order turned each
 // round. It returns the paths' names and samples: the floor first, then
-// each contender's, then the reference.
+// each contender's, then -ref-ctl's (berthctl-ref run --rm IMAGE against
+// the first contender's daemon), then the reference.
 func runRounds(ctx context.Context, cfg config, cs []*contender, dir, runDir, ns string, busybox image) (_ []string, _ []stats.Samples, err error) {
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := busyboxFolder(ctx, rootfs); err != nil {
@@ -64,6 +65,11 @@ func runRounds(ctx context.Context, cfg config, cs []*contender, dir, runDir, ns
 			return nil, nil, err
 		}
 		paths = append(paths, runPath{name: c.runName, once: timed(c, func(id string) []string { return c.runRm(busybox.ref, id) })})
+	}
+	if cfg.refCtl != "" {
+		ref := *cs[0]
+		ref.cli.bin = cfg.refCtl
+		paths = append(paths, runPath{name: "berthctl-ref run --rm IMAGE", once: timed(&ref, func(id string) []string { return ref.runRm(busybox.ref, id) })})
 	}
 	paths = append(paths, runPath{name: "berthctl run --rm --rootfs (no image)", once: timed(cs[0], func(id string) []string {
 		return []string{"run", "--rm", "--rootfs", rootfs, id, "/bin/true"}
@@ -150,6 +156,9 @@ func (res results) print(cfg config) {
 	if version != "" {
 		r := stats.Ratio(runs[1], runs[2])
 		fmt.Printf("berth/containerd %.2f (goal ≤ %.1f: %s)\n", r, goalCtr, verdict(r, goalCtr))
+	}
+	if cfg.refCtl != "" {
+		fmt.Printf("berthctl/berthctl-ref %.2f (run --rm IMAGE, same berthd)\n", stats.Ratio(runs[1], runs[len(runs)-2]))
 	}
 }
 
