@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -20,7 +21,11 @@ import (
 )
 
 // Container is a container's record in the daemon and the way to its task.
-// Every method asks the daemon: nothing is cached but the id.
+// Every method asks the daemon: nothing is cached but the id, and, in a
+// Container that NewContainer returned, the mounts of the snapshot its
+// options prepared, which NewTask then does not look up (a container's
+// snapshot cannot change; a Container kept after its container was
+// deleted and made again under the same id mounts the old snapshot).
 type Container interface {
 	ID() string
 	// Info returns the container's record.
@@ -51,8 +56,8 @@ func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContain
 	// snapshot) does so under a lease, so that a garbage collection between
 	// that and the container record cannot take it; the lease is made only
 	// when such an option asks for it, and goes once the record exists.
-	h := &leaseHolder{client: c}
-	ctx = context.WithValue(ctx, leaseHolderKey{}, h)
+	h := &newContainerCall{client: c}
+	ctx = context.WithValue(ctx, newContainerCallKey{}, h)
 	defer h.release(ctx)
 	info := ContainerInfo{ID: id}
 	for _, o := range opts {
@@ -64,7 +69,7 @@ func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContain
 	if err != nil {
 		return nil, err
 	}
-	return &container{client: c, id: r.GetContainer().GetId()}, nil
+	return &container{client: c, id: r.GetContainer().GetId(), rootfs: h.preparedRootFS(info)}, nil
 }
 
 // LoadContainer returns the existing container named id; ErrNotFound when
@@ -95,6 +100,11 @@ func (c *Client) Containers(ctx context.Context, filters ...string) ([]Container
 type container struct {
 	client *Client
 	id     string
+	// rootfs are the mounts of the snapshot that NewContainer prepared
+	// for it (nil otherwise), which NewTask then need not look up: a
+	// container's snapshot cannot change (Update refuses), and a
+	// snapshot's mounts do not.
+	rootfs []Mount
 }
 
 func (c *container) ID() string { return c.id }
@@ -211,6 +221,8 @@ func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...Ne
 	switch {
 	case info.SpecRootFS && len(info.RootFS) > 0:
 		return nil, invalid(fmt.Sprintf("task %q: WithSpecRootFS with rootfs mounts", c.id))
+	case len(info.RootFS) == 0 && !info.SpecRootFS && c.rootfs != nil:
+		info.RootFS = c.rootfs
 	case len(info.RootFS) == 0 && !info.SpecRootFS:
 		if info.RootFS, err = c.snapshotRootFS(ctx); err != nil {
 			return nil, err
@@ -305,43 +317,80 @@ func nonNil(m map[string]string) map[string]string {
 	return m
 }
 
-// leaseHolder is the lease the options of one NewContainer share, made on
-// first use.
-type leaseHolder struct {
+// newContainerCall is what the options of one NewContainer share: the
+// lease, made on first use, and the mounts of the snapshot an option
+// prepared. Options may use it from goroutines of their own.
+type newContainerCall struct {
 	client *Client
-	ctx    context.Context // carries the lease once made
-	done   func(context.Context) error
+
+	mu      sync.Mutex // guards the fields below
+	lease   string     // "" until made
+	done    func(context.Context) error
+	key     string  // the snapshot prepared, in snapshotter
+	snapper string  // (see preparedRootFS)
+	mounts  []Mount // its mounts, as Prepare or View returned them
 }
 
-type leaseHolderKey struct{}
+type newContainerCallKey struct{}
 
 // leased returns ctx under a lease: the caller's, if ctx has one, else the
-// one of the NewContainer call in progress (made now if needed). Outside
-// NewContainer it returns ctx as it is.
+// one of the NewContainer call in progress (made now with ctx if needed).
+// Outside NewContainer it returns ctx as it is.
 func leased(ctx context.Context) (context.Context, error) {
 	if _, ok := leases.FromContext(ctx); ok {
 		return ctx, nil
 	}
-	h, ok := ctx.Value(leaseHolderKey{}).(*leaseHolder)
+	h, ok := ctx.Value(newContainerCallKey{}).(*newContainerCall)
 	if !ok {
 		return ctx, nil
 	}
-	if h.ctx == nil {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lease == "" {
 		lctx, done, err := h.client.WithLease(ctx, WithLeaseExpiration(newContainerLeaseExpiration))
 		if err != nil {
 			return nil, err
 		}
-		h.ctx, h.done = lctx, done
+		h.lease, _ = leases.FromContext(lctx)
+		h.done = done
 	}
-	return h.ctx, nil
+	return leases.WithLease(ctx, h.lease), nil
 }
 
 // newContainerLeaseExpiration bounds the life of a NewContainer's lease
 // should the client die before it deletes it.
 const newContainerLeaseExpiration = time.Hour
 
-func (h *leaseHolder) release(ctx context.Context) {
-	if h.done != nil {
-		h.done(context.WithoutCancel(ctx))
+func (h *newContainerCall) release(ctx context.Context) {
+	h.mu.Lock()
+	done := h.done
+	h.mu.Unlock()
+	if done != nil {
+		done(context.WithoutCancel(ctx))
 	}
+}
+
+// prepared records the mounts of the snapshot key that an option of the
+// NewContainer call in ctx prepared in snapshotter; outside NewContainer
+// it does nothing.
+func prepared(ctx context.Context, snapshotter, key string, mounts []Mount) {
+	h, ok := ctx.Value(newContainerCallKey{}).(*newContainerCall)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.snapper, h.key, h.mounts = snapshotter, key, mounts
+}
+
+// preparedRootFS returns the mounts of the container's snapshot when an
+// option prepared it in this call (nil otherwise, or when a later option
+// named another snapshot).
+func (h *newContainerCall) preparedRootFS(info ContainerInfo) []Mount {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.key == "" || h.key != info.SnapshotKey || h.snapper != info.Snapshotter {
+		return nil
+	}
+	return h.mounts
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berthrt/berth/errdefs"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
@@ -101,37 +102,60 @@ func WithNewSnapshotView(id string, img *Image, opts ...snapshots.Opt) NewContai
 
 func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewContainerOpts {
 	return func(ctx context.Context, c *Client, info *ContainerInfo) error {
-		if info.Snapshotter == "" {
-			name, err := c.DefaultSnapshotter(ctx)
-			if err != nil {
-				return fmt.Errorf("container %q: %w", info.ID, err)
+		// The snapshotter's name, the image's chain ID (its manifest and
+		// config) and the lease do not depend on each other: asked at
+		// once over the one connection, they cost the wait of the
+		// longest, not of all three. Each goroutine writes only its own
+		// variable, read after Wait.
+		var (
+			snapshotter = info.Snapshotter
+			parent      string
+			lctx        context.Context
+		)
+		g, gctx := errgroup.WithContext(ctx)
+		if snapshotter == "" {
+			g.Go(func() (err error) {
+				snapshotter, err = c.DefaultSnapshotter(gctx)
+				return err
+			})
+		}
+		g.Go(func() (err error) {
+			if parent, err = img.ChainID(gctx); err != nil {
+				return fmt.Errorf("image %q: %w", img.Name(), err)
 			}
-			info.Snapshotter = name
-		}
-		parent, err := img.ChainID(ctx)
-		if err != nil {
-			return fmt.Errorf("container %q: image %q: %w", info.ID, img.Name(), err)
-		}
-		ctx, err = leased(ctx)
-		if err != nil {
+			return nil
+		})
+		g.Go(func() (err error) {
+			// On ctx, not gctx: a Create cancelled by another's failure
+			// could make the lease without telling whom to delete it.
+			lctx, err = leased(ctx)
+			return err
+		})
+		if err := g.Wait(); err != nil {
 			return fmt.Errorf("container %q: %w", info.ID, err)
 		}
-		sn := c.SnapshotService(info.Snapshotter)
+		info.Snapshotter = snapshotter
+		sn := c.SnapshotService(snapshotter)
+		var (
+			ms  []Mount
+			err error
+		)
 		if view {
-			_, err = sn.View(ctx, id, parent, opts...)
+			ms, err = sn.View(lctx, id, parent, opts...)
 		} else {
-			_, err = sn.Prepare(ctx, id, parent, opts...)
+			ms, err = sn.Prepare(lctx, id, parent, opts...)
 		}
 		// A missing parent is the one NotFound of Prepare and View
 		// (every snapshotter passes the shared suite's case): no Stat
 		// beforehand, one round trip less.
 		if parent != "" && errdefs.IsNotFound(err) {
-			return fmt.Errorf("container %q: image %q is not unpacked into %s (pull it with unpack): %w", info.ID, img.Name(), info.Snapshotter, err)
+			return fmt.Errorf("container %q: image %q is not unpacked into %s (pull it with unpack): %w", info.ID, img.Name(), snapshotter, err)
 		}
 		if err != nil {
 			return fmt.Errorf("container %q: snapshot %q: %w", info.ID, id, err)
 		}
 		info.SnapshotKey = id
+		prepared(ctx, snapshotter, id, ms)
 		return nil
 	}
 }

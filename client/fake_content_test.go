@@ -13,11 +13,19 @@ import (
 )
 
 // fakeContent serves blobs from memory, Info and Read only, and counts
-// the calls.
+// the calls (Read in rpcs too: streams pass no interceptor).
 type fakeContent struct {
 	mu    sync.Mutex
 	blobs map[string][]byte // by digest; guarded by mu
 	calls int               // Info and Read calls; guarded by mu
+	rpcs  *fakeRPCs
+}
+
+// put stores data under dgst, which need not be its digest.
+func (f *fakeContent) put(dgst digest.Digest, data []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blobs[dgst.String()] = data
 }
 
 // add stores data and returns its digest.
@@ -54,7 +62,16 @@ func (f *fakeContent) Info(ctx context.Context, r *contentv1.InfoRequest) (*cont
 	return &contentv1.InfoResponse{Info: &contentv1.Info{Digest: r.Digest, Size: int64(len(b))}}, nil
 }
 
+// Read converts its error to a status as the daemon's does: a stream
+// passes no interceptor.
 func (f *fakeContent) Read(ctx context.Context, r *contentv1.ReadContentRequest, srv contentv1.Content_ReadServer) error {
+	return errdefs.ToTTRPC(f.read(ctx, r, srv))
+}
+
+func (f *fakeContent) read(ctx context.Context, r *contentv1.ReadContentRequest, srv contentv1.Content_ReadServer) error {
+	if err := f.rpcs.record(ctx, "/berth.services.content.v1.Content/Read"); err != nil {
+		return err
+	}
 	b, err := f.blob(r.Digest)
 	if err != nil {
 		return err

@@ -19,7 +19,10 @@ import (
 	contentv1 "github.com/berthrt/berth/proto/content/v1"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
+	leasesv1 "github.com/berthrt/berth/proto/leases/v1"
+	snapshotsv1 "github.com/berthrt/berth/proto/snapshots/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
+	typesv1 "github.com/berthrt/berth/proto/types/v1"
 	versionv1 "github.com/berthrt/berth/proto/version/v1"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -32,6 +35,9 @@ type fakeDaemon struct {
 	tasks      *fakeTasks
 	events     *fakeEvents
 	content    *fakeContent
+	leases     *fakeLeases
+	snapshots  *fakeSnapshots
+	rpcs       *fakeRPCs
 }
 
 func startFake(t *testing.T) *fakeDaemon {
@@ -41,9 +47,12 @@ func startFake(t *testing.T) *fakeDaemon {
 		containers: &fakeContainers{byID: map[string]*containersv1.Container{}},
 		tasks:      newFakeTasks(),
 		events:     &fakeEvents{ended: make(chan struct{}, 8)},
-		content:    &fakeContent{blobs: map[string][]byte{}},
+		leases:     &fakeLeases{live: map[string]bool{}},
+		snapshots:  &fakeSnapshots{mounts: map[string][]*typesv1.Mount{}},
+		rpcs:       newFakeRPCs(),
 	}
-	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(errdefs.ServerErrors))
+	f.content = &fakeContent{blobs: map[string][]byte{}, rpcs: f.rpcs}
+	srv, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(errdefs.ServerErrors, f.rpcs.intercept))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +60,8 @@ func startFake(t *testing.T) *fakeDaemon {
 	tasksv1.RegisterTasksService(srv, f.tasks)
 	eventsv1.RegisterEventsService(srv, f.events)
 	contentv1.RegisterContentService(srv, f.content)
+	leasesv1.RegisterLeasesService(srv, f.leases)
+	snapshotsv1.RegisterSnapshotsService(srv, f.snapshots)
 	versionv1.RegisterVersionService(srv, fakeVersion{})
 	introspectionv1.RegisterIntrospectionService(srv, fakeIntrospection{})
 	introspectionv1.RegisterHealthService(srv, fakeIntrospection{})
@@ -446,8 +457,12 @@ func (fakeVersion) Version(context.Context, *emptypb.Empty) (*versionv1.VersionR
 
 type fakeIntrospection struct{}
 
+// fakeDefaultSnapshotter is the fake daemon's default snapshotter.
+const fakeDefaultSnapshotter = "fakefs"
+
+// Services names the default snapshotter, whatever the filters.
 func (fakeIntrospection) Services(context.Context, *introspectionv1.ServicesRequest) (*introspectionv1.ServicesResponse, error) {
-	return &introspectionv1.ServicesResponse{}, nil
+	return &introspectionv1.ServicesResponse{Services: []*introspectionv1.Service{{Type: "berth.service.v1", Id: "snapshots", Exports: map[string]string{"default": fakeDefaultSnapshotter}}}}, nil
 }
 
 func (fakeIntrospection) Server(context.Context, *emptypb.Empty) (*introspectionv1.ServerResponse, error) {

@@ -65,10 +65,15 @@ const MaxReadBlobSize = 4 << 20
 // be at most MaxReadBlobSize (else ErrInvalidArgument), never the stored
 // blob's size: a descriptor that names a stored blob of another size (a
 // manifest that names a large layer as its config with a small size) is
-// ErrFailedPrecondition naming both sizes, before anything is read.
+// ErrFailedPrecondition naming both sizes, before anything is read (from
+// a BlobReader, which reads it in one request: after at most desc.Size+1
+// bytes, and then its digest is verified too).
 func ReadBlob(ctx context.Context, p Provider, desc ocispec.Descriptor) (_ []byte, err error) {
 	if desc.Size < 0 || desc.Size > MaxReadBlobSize {
 		return nil, fmt.Errorf("content %s: a descriptor of %d bytes, not 0 to %d read into memory: %w", desc.Digest, desc.Size, MaxReadBlobSize, errdefs.ErrInvalidArgument)
+	}
+	if br, ok := p.(BlobReader); ok {
+		return br.ReadBlob(ctx, desc)
 	}
 	ra, err := p.ReaderAt(ctx, desc)
 	if err != nil {
@@ -83,6 +88,19 @@ func ReadBlob(ctx context.Context, p Provider, desc ocispec.Descriptor) (_ []byt
 		return nil, fmt.Errorf("content %s: %w", desc.Digest, err)
 	}
 	return buf, nil
+}
+
+// BlobReader is a Provider that reads a whole small blob in one request,
+// where ReaderAt and a read would take two (a remote store: ReaderAt asks
+// for the blob's size first). ReadBlob uses it when a Provider has it,
+// after checking desc.Size against MaxReadBlobSize.
+type BlobReader interface {
+	// ReadBlob returns the blob desc: exactly desc.Size bytes with
+	// digest desc.Digest, verified. A missing blob is ErrNotFound naming
+	// the digest; a stored blob of another size, or other bytes, is
+	// ErrFailedPrecondition, and never more than desc.Size+1 bytes are
+	// read to find that out.
+	ReadBlob(ctx context.Context, desc ocispec.Descriptor) ([]byte, error)
 }
 
 // NewReader reads the blob ra from its start.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berthrt/berth/client"
 	"github.com/berthrt/berth/errdefs"
@@ -57,39 +59,117 @@ func (f *imageFlags) pullOpts() ([]client.RemoteOpt, error) {
 }
 
 // newContainer creates the container of a `run` or `containers create`
-// command line: from --rootfs, else from its IMAGE.
-func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *imageFlags, args []string) (client.Container, error) {
+// command line: from --rootfs, else from its IMAGE. A container from an
+// image is made under a lease of the command's, which kept its snapshot
+// until the container's record existed; release deletes it, and may run
+// beside the caller's next calls (run: the task's creation). It does
+// nothing for a --rootfs container, or after an error (newContainer
+// deleted the lease then).
+func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *imageFlags, args []string) (_ client.Container, release func(context.Context) error, _ error) {
+	release = noRelease
 	image, id, cmd, err := containerArgs(cf, args)
 	if err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	if err := cf.check(); err != nil {
-		return nil, err
+		return nil, release, err
 	}
-	var img []client.NewContainerOpts
-	var imgSpec []oci.SpecOpts
-	prepared := false // set once the container's snapshot exists
-	if image != "" {
-		o, spec, err := f.imageOpts(ctx, c, cf, image, id, &prepared)
+	if image == "" {
+		opts, err := cf.containerOpts(cmd, nil)
 		if err != nil {
-			return nil, err
+			return nil, release, err
 		}
-		img, imgSpec = o, []oci.SpecOpts{spec}
+		ctr, err := c.NewContainer(ctx, id, opts...)
+		return ctr, release, err
 	}
-	opts, err := cf.containerOpts(cmd, img, imgSpec...)
+	img, lctx, release, err := f.imageLeased(ctx, c, image)
 	if err != nil {
-		return nil, err
+		return nil, noRelease, err
 	}
-	ctr, err := c.NewContainer(ctx, id, opts...)
-	if err != nil && prepared {
-		// No task can have mounted the snapshot: it did not exist before
-		// this command, and its container was not made.
-		if rerr := c.SnapshotService(f.snapshotter).Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
-			err = errors.Join(err, fmt.Errorf("remove snapshot %q: %w", id, rerr))
+	var snap preparedSnapshot
+	opts, err := cf.containerOpts(cmd, f.imageOpts(cf, img, id, &snap), oci.WithImageConfig(img))
+	if err != nil {
+		return nil, noRelease, errors.Join(err, release(ctx))
+	}
+	ctr, err := c.NewContainer(lctx, id, opts...)
+	if err != nil {
+		if snap.snapshotter != "" {
+			// No task can have mounted the snapshot: it did not exist
+			// before this command, and its container was not made.
+			if rerr := c.SnapshotService(snap.snapshotter).Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
+				err = errors.Join(err, fmt.Errorf("remove snapshot %q: %w", id, rerr))
+			}
+		}
+		return nil, noRelease, errors.Join(err, release(ctx))
+	}
+	return ctr, release, nil
+}
+
+func noRelease(context.Context) error { return nil }
+
+// imageLeased returns the image of a command line (pulled as --pull says)
+// and ctx under a new lease, with the lease's release; after an error,
+// which it deleted the lease after, a release that does nothing. The two
+// do not depend on each other: asked at once over the one connection,
+// they cost one round trip's wait.
+func (f *imageFlags) imageLeased(ctx context.Context, c *client.Client, image string) (_ *client.Image, lctx context.Context, release func(context.Context) error, _ error) {
+	pullOpts, err := f.pullOpts()
+	if err != nil {
+		return nil, nil, noRelease, err
+	}
+	var (
+		img  *client.Image
+		done func(context.Context) error
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		img, err = f.image(gctx, c, image, pullOpts)
+		return err
+	})
+	g.Go(func() (err error) {
+		// On ctx, not gctx: a Create cancelled by the other's failure
+		// could make the lease without telling whom to delete it.
+		lctx, done, err = c.WithLease(ctx, client.WithLeaseExpiration(containerLeaseExpiration))
+		return err
+	})
+	err = g.Wait()
+	release = noRelease
+	if done != nil {
+		release = func(ctx context.Context) error { return done(context.WithoutCancel(ctx)) }
+	}
+	if err != nil {
+		return nil, nil, noRelease, errors.Join(err, release(ctx))
+	}
+	return img, lctx, release, nil
+}
+
+// containerLeaseExpiration bounds the life of the lease of newContainer
+// should berthctl die before it deletes it.
+const containerLeaseExpiration = time.Hour
+
+// image returns the image named image, pulled first as --pull says.
+func (f *imageFlags) image(ctx context.Context, c *client.Client, image string, pullOpts []client.RemoteOpt) (*client.Image, error) {
+	var (
+		img *client.Image
+		err error
+	)
+	if f.pull != pullAlways {
+		img, err = getImage(ctx, c, image)
+	}
+	if f.pull == pullAlways || (errdefs.IsNotFound(err) && f.pull == pullMissing) {
+		if img, err = c.Pull(ctx, image, pullOpts...); err != nil {
+			return nil, fmt.Errorf("pull %s: %w", image, err)
 		}
 	}
-	return ctr, err
+	if errdefs.IsNotFound(err) {
+		return nil, imageNotFound(ctx, image)
+	}
+	return img, err
 }
+
+// preparedSnapshot is the snapshotter of the snapshot a container's
+// options made, "" until they made it.
+type preparedSnapshot struct{ snapshotter string }
 
 // containerArgs splits a command line into the image ("" with --rootfs),
 // the container's id and its command.
@@ -103,52 +183,29 @@ func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []s
 	return args[0], args[1], args[2:], nil
 }
 
-// imageOpts returns the options of a container id made from image: the
-// image's name and a new snapshot (a view with --read-only), and the spec
-// option of the image's config, which the flags' spec options follow.
-// The snapshot option sets *prepared once it has made the snapshot, so
-// that only a snapshot this command made is removed when the create
-// fails (not one of that name that was there before).
-func (f *imageFlags) imageOpts(ctx context.Context, c *client.Client, cf *containerFlags, image, id string, prepared *bool) ([]client.NewContainerOpts, oci.SpecOpts, error) {
-	if f.snapshotter == "" {
-		// The daemon's default: the one its pulls and imports unpack into.
-		name, err := c.DefaultSnapshotter(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		f.snapshotter = name
-	}
-	pullOpts, err := f.pullOpts()
-	if err != nil {
-		return nil, nil, err
-	}
-	var img *client.Image
-	if f.pull != pullAlways {
-		img, err = getImage(ctx, c, image)
-	}
-	if f.pull == pullAlways || (errdefs.IsNotFound(err) && f.pull == pullMissing) {
-		if img, err = c.Pull(ctx, image, pullOpts...); err != nil {
-			return nil, nil, fmt.Errorf("pull %s: %w", image, err)
-		}
-	}
-	if errdefs.IsNotFound(err) {
-		return nil, nil, imageNotFound(ctx, image)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
+// imageOpts returns the options of a container id made from img: the
+// image's name, the snapshotter of --snapshotter (else the daemon's
+// default, which the client looks up beside reading the image) and a new
+// snapshot (a view with --read-only). The snapshot option records in
+// *snap where it made the snapshot, so that only a snapshot this command
+// made is removed when the create fails (not one of that name that was
+// there before).
+func (f *imageFlags) imageOpts(cf *containerFlags, img *client.Image, id string, snap *preparedSnapshot) []client.NewContainerOpts {
 	newSnapshot := client.WithNewSnapshot(id, img)
 	if cf.readOnly {
 		newSnapshot = client.WithNewSnapshotView(id, img)
 	}
-	snapshot := func(ctx context.Context, c *client.Client, info *client.ContainerInfo) error {
+	opts := []client.NewContainerOpts{client.WithImage(img)}
+	if f.snapshotter != "" {
+		opts = append(opts, client.WithSnapshotter(f.snapshotter))
+	}
+	return append(opts, func(ctx context.Context, c *client.Client, info *client.ContainerInfo) error {
 		if err := newSnapshot(ctx, c, info); err != nil {
 			return err
 		}
-		*prepared = true
+		snap.snapshotter = info.Snapshotter
 		return nil
-	}
-	return []client.NewContainerOpts{client.WithImage(img), client.WithSnapshotter(f.snapshotter), snapshot}, oci.WithImageConfig(img), nil
+	})
 }
 
 // getImage returns the image named name, else the image its normalised
