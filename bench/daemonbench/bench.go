@@ -25,6 +25,12 @@ type results struct {
 	floor, cli, library, ctrRun stats.Samples
 	refCLI                      stats.Samples // berthctl run --rm of the reference build, with -ref
 
+	// berthCPU and refCPU are the CPU time berthd itself used per run in
+	// the rounds, warm-up included (its children's not counted): berthd
+	// serves two runs a round (berthctl, client library), the reference
+	// one.
+	berthCPU, refCPU time.Duration
+
 	berthIdle, berthIdleAfter, berthLoaded proc.Memory
 	cdIdle, cdLoaded                       proc.Memory
 	berthShims, cdShims                    shimMemory // with cfg.small containers
@@ -256,6 +262,23 @@ func runRounds(ctx context.Context, cfg config, w *workspace, fl *floor.Runner, 
 		paths = append(paths, path{"ctr run --rm", &res.ctrRun, func() (time.Duration, error) { return cd.runOnce(w.newID("ctr")) }})
 	}
 	total := cfg.warmup + cfg.n
+	cpu := func(b *berth) time.Duration {
+		if b == nil {
+			return 0
+		}
+		d, err := proc.ReadCPU(b.d.Pid())
+		if err != nil {
+			progress("CPU time of berthd: %v", err)
+		}
+		return d
+	}
+	berthCPU, refCPU := cpu(b), cpu(ref)
+	defer func() {
+		res.berthCPU = (cpu(b) - berthCPU) / time.Duration(2*total)
+		if ref != nil {
+			res.refCPU = (cpu(ref) - refCPU) / time.Duration(total)
+		}
+	}()
 	for i := range total {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -49,6 +49,11 @@ func report(f io.Writer, cfg config, res results) {
 			fmt.Fprintf(f, "  %-44s %.2f (informational)\n", "reference/containerd", stats.Ratio(res.refCLI, res.ctrRun))
 		}
 	}
+	fmt.Fprintf(f, "  %-44s %.1f ms (informational: its own, not its children's)\n", "berthd CPU time per run", stats.MS(res.berthCPU))
+	if cfg.ref != "" {
+		fmt.Fprintf(f, "  %-44s %.1f ms (informational; after/before %.2f)\n", "berthd CPU time per run, reference build",
+			stats.MS(res.refCPU), float64(res.berthCPU)/float64(res.refCPU))
+	}
 	fmt.Fprintf(f, "  %-44s %.2f (informational)\n", "client library/floor", stats.Ratio(res.library, res.floor))
 	fmt.Fprintf(f, "  %-44s %.1f ms (informational: berthctl's own process)\n", "berthctl − client library, medians",
 		stats.MS(res.cli.Median()-res.library.Median()))
