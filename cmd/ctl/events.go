@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -45,7 +44,7 @@ event: the payload with the API's snake_case field names).`,
 			w := cmd.OutOrStdout()
 			// The table line keeps protojson's default lowerCamelCase
 			// payload, as it always printed.
-			payloadJSON := protojson.MarshalOptions{UseProtoNames: !out.format.isTable()}
+			protoNames := !out.format.isTable()
 			for {
 				select {
 				case env, ok := <-envs:
@@ -54,7 +53,7 @@ event: the payload with the API's snake_case field names).`,
 					}
 					v := eventView{
 						Timestamp: utcTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic,
-						Event: payload(payloadJSON, env.Event),
+						Event: payload(env.Event, protoNames),
 					}
 					if err := printLine(w, &out, v, eventLine); err != nil {
 						return err
@@ -89,10 +88,10 @@ func eventLine(v eventView) string {
 
 // payload is an event's payload as JSON; {} when it is absent or of a
 // type this program does not know.
-func payload(opts protojson.MarshalOptions, event *anypb.Any) json.RawMessage {
+func payload(event *anypb.Any, protoNames bool) json.RawMessage {
 	if event != nil {
 		if m, err := event.UnmarshalNew(); err == nil {
-			if b, err := opts.Marshal(m); err == nil {
+			if b, err := messageJSON(m.ProtoReflect(), protoNames); err == nil {
 				return b
 			}
 		}
