@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
@@ -135,8 +138,10 @@ func TestShimCleanupOnExitDeleteRace(t *testing.T) {
 		if resp.ExitStatus != 5 {
 			t.Errorf("round %d: delete: exit %d, want 5", i, resp.ExitStatus)
 		}
-		if s.runtimeKnows() || mounted(t, filepath.Join(s.bundle, "rootfs")) {
-			t.Errorf("round %d: the container is left after Delete", i)
+		// The rootfs is unmounted when Delete returns; the runtime's
+		// delete may still run (deferred: see TestShimDeferredRuntimeDelete).
+		if mounted(t, filepath.Join(s.bundle, "rootfs")) {
+			t.Errorf("round %d: the rootfs is mounted after Delete", i)
 		}
 		// A second release, if one came after Delete, would be
 		// under way or done by the time the shim has exited: the shim
@@ -146,9 +151,122 @@ func TestShimCleanupOnExitDeleteRace(t *testing.T) {
 			t.Fatalf("round %d: shutdown: %v", i, err)
 		}
 		eventually(t, 30*time.Second, "the shim's exit", func() bool { return !alive(pid) })
+		if s.runtimeKnows() {
+			t.Errorf("round %d: the runtime still has the container after the shim's exit", i)
+		}
 		if n := calls("delete"); n != 1 {
 			t.Errorf("round %d: runc delete ran %d times, want once", i, n)
 		}
+	}
+}
+
+// gatedRuntime returns a runtime wrapper around runc whose delete waits
+// while the returned gate file exists (at most 20 s), a function that
+// opens the gate, and one that counts the calls of a verb.
+func gatedRuntime(t *testing.T) (wrapper string, open func(), calls func(verb string) int) {
+	t.Helper()
+	inner, calls := countingRuntime(t)
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrapper = filepath.Join(dir, "gated-runtime")
+	script := "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = delete ]; then\n" +
+		"    i=0; while [ -e " + gate + " ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n  fi\ndone\n" +
+		"exec " + inner + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open = func() {
+		if err := os.Remove(gate); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(open)
+	return wrapper, open, calls
+}
+
+// TestShimDeferredRuntimeDelete: with cleanup_on_exit, a container with a
+// PID namespace of its own and no poststop hook is released by unmounting
+// its rootfs; the runtime's delete finishes in the background. Delete
+// answers while that delete is held back, and the shim, shut down, exits
+// only once it ran: the runtime's container is never left behind.
+func TestShimDeferredRuntimeDelete(t *testing.T) {
+	wrapper, open, calls := gatedRuntime(t)
+	s := startShim(t, "deferred", []oci.SpecOpts{oci.WithProcessArgs("sh", "-c", "exit 7")}, withRuntime(wrapper))
+	s.createRunning(true)
+	if code := s.wait(""); code != 7 {
+		t.Fatalf("wait: exit %d, want 7", code)
+	}
+	rootfs := filepath.Join(s.bundle, "rootfs")
+	resp, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id})
+	if err != nil || resp.ExitStatus != 7 {
+		t.Fatalf("delete: %v, %v; want exit 7", resp, err)
+	}
+	if mounted(t, rootfs) {
+		t.Error("the rootfs is mounted after Delete")
+	}
+	if !s.runtimeKnows() {
+		t.Fatal("the runtime's delete ran although its gate was closed: the delete was not deferred")
+	}
+	pid := s.shimPid()
+	if _, err := s.task.Shutdown(ctx(t), &shimapi.ShutdownRequest{Id: s.id, Now: true}); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	// The shim waits for the held-back delete instead of ending it.
+	time.Sleep(300 * time.Millisecond)
+	if !alive(pid) {
+		t.Fatal("the shim exited before its deferred runtime delete ran")
+	}
+	open()
+	eventually(t, 30*time.Second, "the shim's exit", func() bool { return !alive(pid) })
+	if s.runtimeKnows() {
+		t.Error("the runtime still has the container after the shim's exit")
+	}
+	if n := calls("delete"); n != 1 {
+		t.Errorf("runc delete ran %d times, want once", n)
+	}
+}
+
+// TestShimRuntimeDeleteNotDeferred: a container with a poststop hook, or
+// one in a PID namespace it shares, is deleted by the runtime before
+// Delete answers, also with cleanup_on_exit: the runtime runs the hook
+// (which the OCI spec wants done when delete returns), or kills what is
+// left in the shared namespace.
+func TestShimRuntimeDeleteNotDeferred(t *testing.T) {
+	testutil.RequireRoot(t, "runc", "busybox")
+	hook := func(_ context.Context, sp *specs.Spec) error {
+		if sp.Hooks == nil {
+			sp.Hooks = &specs.Hooks{}
+		}
+		sp.Hooks.Poststop = append(sp.Hooks.Poststop, specs.Hook{Path: "/bin/true"})
+		return nil
+	}
+	for _, c := range []struct {
+		name string
+		opt  oci.SpecOpts
+	}{
+		{"poststop-hook", hook},
+		{"host-pid", oci.WithHostNamespace(specs.PIDNamespace)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			wrapper, calls := countingRuntime(t)
+			s := startShim(t, "undeferred-"+c.name, []oci.SpecOpts{oci.WithProcessArgs("true"), c.opt}, withRuntime(wrapper))
+			s.createRunning(true)
+			if code := s.wait(""); code != 0 {
+				t.Fatalf("wait: exit %d, want 0", code)
+			}
+			if _, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id}); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			if s.runtimeKnows() || mounted(t, filepath.Join(s.bundle, "rootfs")) {
+				t.Error("the container is left after Delete")
+			}
+			if n := calls("delete"); n != 1 {
+				t.Errorf("runc delete ran %d times, want once", n)
+			}
+		})
 	}
 }
 

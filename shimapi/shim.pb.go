@@ -102,7 +102,11 @@ type CreateRequest struct {
 	// the exit travels to the client. Delete then finds that done (or waits
 	// for it, bounded by its context) and reports the exit as without it.
 	// From the exit on, the container has no processes: Pids reports none,
-	// Stats fails with NotFound; the rest is as for any stopped task.
+	// Stats fails with NotFound; the rest is as for any stopped task. For a
+	// container with a PID namespace of its own and no poststop hook, the
+	// release unmounts the rootfs and the runtime's delete runs on in the
+	// background: Delete waits only for the unmount, and the shim, once
+	// shut down, exits after that delete ended (bounded).
 	CleanupOnExit bool `protobuf:"varint,6,opt,name=cleanup_on_exit,json=cleanupOnExit,proto3" json:"cleanup_on_exit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

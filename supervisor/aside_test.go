@@ -2,6 +2,7 @@ package supervisor_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -86,8 +87,8 @@ func TestDeleteFreesIDAtOnce(t *testing.T) {
 
 // A daemon that dies after Delete set a bundle aside leaves the folder,
 // and maybe its shim, which was shut down but had not exited: the next
-// daemon's Restore kills such a shim (never a process that merely reuses
-// the pid) and removes the folder.
+// daemon's Restore kills such a shim once it has had its while to exit
+// (never a process that merely reuses the pid) and removes the folder.
 func TestRestoreRemovesAsideBundles(t *testing.T) {
 	e := newEnv(t, "sv-asiderestore")
 	s1 := e.supervisor(newRecorder())
@@ -123,11 +124,94 @@ func TestRestoreRemovesAsideBundles(t *testing.T) {
 	if err := s2.Restore(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if left := e.asideLeft(t); len(left) != 0 {
-		t.Fatalf("set-aside folders after restore: %v", left)
-	}
-	eventually(t, 10*time.Second, "the set-aside shim killed", func() bool { return !proc.Alive(pid) })
+	// The shim was never shut down here: it gets its while to exit (it
+	// may be deleting the runtime's container), then is killed, in the
+	// background of the restore.
+	eventually(t, 20*time.Second, "the set-aside shim killed and the folders removed", func() bool {
+		return !proc.Alive(pid) && len(e.asideLeft(t)) == 0
+	})
 	if _, err := s2.Get(e.ns, "cut"); err == nil {
 		t.Fatal("a task set aside was restored")
 	}
+}
+
+// A task created with cleanup_on_exit may leave the runtime's delete of
+// its container running after Delete returned (task/release.go): a new
+// task of the same id waits until the old shim has exited, then is
+// created whole, rather than meeting the runtime's container of the old
+// one. The runtime here holds every delete until the test lets it go.
+func TestCreateWaitsForDeferredRuntimeDelete(t *testing.T) {
+	e := newEnv(t, "sv-deferred")
+	s := e.supervisor(newRecorder())
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(gate) })
+	runtime := filepath.Join(dir, "gated-runtime")
+	script := "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = delete ]; then\n" +
+		"    i=0; while [ -e " + gate + " ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n  fi\ndone\n" +
+		"exec " + runc + " \"$@\"\n"
+	if err := os.WriteFile(runtime, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := e.opts("reuse", "true")
+	opts.Runtime, opts.Start, opts.CleanupOnExit = runtime, true, true
+	old, err := s.Create(ctx(t), e.ns, "reuse", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, old); got != 0 {
+		t.Fatalf("exit %d, want 0", got)
+	}
+	oldShim := shimPid(t, old)
+	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(e.stateDir, ".runc", e.ns, "reuse")
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("the runtime's state of the deleted task is gone although its delete is held back: %v", err)
+	}
+
+	created := make(chan error, 1)
+	go func() {
+		sh, err := s.Create(ctx(t), e.ns, "reuse", e.opts("reuse", "sleep", "100"))
+		if err == nil {
+			_, err = sh.Task().Kill(ctx(t), &shimapi.KillRequest{Id: "reuse", Signal: 9})
+		}
+		created <- err
+	}()
+	select {
+	case err := <-created:
+		t.Fatalf("a task of the same id was created (%v) while the old one's runtime delete was held back", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if !proc.Alive(oldShim) {
+		t.Fatal("the old shim exited before its runtime delete ran")
+	}
+	os.Remove(gate)
+	if err := <-created; err != nil {
+		t.Fatalf("create after the old task's release: %v", err)
+	}
+	if proc.Alive(oldShim) {
+		t.Fatal("the new task was created before the old shim exited")
+	}
+	sh, err := s.Get(e.ns, "reuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, sh); got != 137 {
+		t.Fatalf("new task: exit %d, want 137", got)
+	}
+	newShim := shimPid(t, sh)
+	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
+		t.Fatal(err)
+	}
+	e.assertGone("reuse", oldShim, newShim)
 }

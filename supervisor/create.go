@@ -61,7 +61,7 @@ func (s *Supervisor) Create(ctx context.Context, ns, id string, opts CreateOpts)
 	}
 	sh := s.newShim(ns, id, runtime, stateCreating)
 	sh.stdio = stdioOrEmpty(opts.Stdio)
-	if err := s.add(sh); err != nil {
+	if err := s.addWhenFree(ctx, sh); err != nil {
 		sh.cancel()
 		return nil, fmt.Errorf("create task: %w", err)
 	}

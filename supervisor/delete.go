@@ -125,9 +125,10 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 		aside, err := s.setAside(sh)
 		span.End()
 		if err == nil {
-			s.remove(sh)
+			gone := s.removeAside(sh)
 			finish := func() {
 				defer closeWatch()
+				defer s.asideGone(sh, gone)
 				s.finishAside(sh, w, aside)
 			}
 			if !s.goroutine(finish) {
@@ -171,10 +172,15 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 // to exit, and kills it when it does not. bundle is the folder the shim
 // serves now (its bundle, or where the bundle was set aside).
 func (s *Supervisor) waitShimExit(sh *Shim, w *pidWatch, bundle string) {
+	s.waitShimExitFor(sh, w, bundle, shutdownWait)
+}
+
+// waitShimExitFor is waitShimExit with the bound given.
+func (s *Supervisor) waitShimExitFor(sh *Shim, w *pidWatch, bundle string, limit time.Duration) {
 	if w.pidfd == nil {
 		// No pidfd: the watch polls slowly, so poll here, checking the
 		// pid is still the shim's (pids are reused).
-		deadline := time.Now().Add(shutdownWait)
+		deadline := time.Now().Add(limit)
 		for shimapi.ServesBundle(w.pid, sh.Bundle) || servesFrom(w.pid, bundle) {
 			if time.Now().After(deadline) {
 				s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", w.pid)
@@ -185,7 +191,7 @@ func (s *Supervisor) waitShimExit(sh *Shim, w *pidWatch, bundle string) {
 		}
 		return
 	}
-	if !w.waitExit(context.Background(), shutdownWait) {
+	if !w.waitExit(context.Background(), limit) {
 		s.log.Warn("shim did not exit after shutdown; killing it", "task", sh.String(), "pid", w.pid)
 		w.kill(unix.SIGKILL)
 	}

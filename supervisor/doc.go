@@ -135,17 +135,22 @@
 //
 // A Delete whose TaskDelete was forwarded (the marker written, the shim
 // shut down) does not wait for the shim's exit and the bundle's removal:
-// it removes what the task's id names outside the bundle (the FIFOs a
-// client made for it, the runtime's state folder), renames the bundle
+// it removes the FIFOs a client made for the task, renames the bundle
 // into StateDir/.deleted (a dot name: no namespace, skipped by Restore's
-// scan and berthd check) and returns, so the id can go to a new task at
-// once; a goroutine that Close waits for then waits (bounded) for the
-// shim's exit and removes the folder. The shim removes its socket and pid
-// file relative to its working folder, the bundle wherever it was renamed
-// to, so it never touches a new bundle of the same id. Restore first kills
-// any shim still serving from a folder under .deleted (its pid file names
-// a live `serve` whose working folder is that folder) and removes them
-// all: a daemon that dies at any point leaves nothing there for good.
+// scan and berthd check) and returns; a goroutine that Close waits for
+// then waits (bounded) for the shim's exit, removes what is left of the
+// runtime's state folder and removes the folder. Until then the task's
+// name is held: a Create of the same name waits for it (bounded by its
+// context). A shim may still be deleting the runtime's container after
+// its Delete answered (cleanup_on_exit, task/release.go), and a new
+// container of the same id must not meet the old one's runtime state.
+// The shim removes its socket and pid file relative to its working
+// folder, the bundle wherever it was renamed to, so it never touches a
+// new bundle of the same id. Restore removes every folder under .deleted,
+// a folder that a shim still serves from (its pid file names a live
+// `serve` whose working folder is that folder) in the background once
+// that shim has exited or, after a while, been killed: a daemon that dies
+// at any point leaves nothing there for good.
 //
 // # Spare shims
 //

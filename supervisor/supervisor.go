@@ -103,8 +103,12 @@ type Supervisor struct {
 
 	sweepFIFOsOnce sync.Once // sweepFIFOs, after the first Restore
 
-	mu     sync.Mutex    // guards shims and closed
-	shims  map[key]*Shim // every task known, whatever its state
+	mu    sync.Mutex    // guards shims, asides and closed
+	shims map[key]*Shim // every task known, whatever its state
+	// asides holds the deleted tasks whose shims are still exiting, their
+	// bundles set aside (aside.go); the channel is closed once the shim
+	// is gone. A new task of the same name waits for it (addWhenFree).
+	asides map[key]chan struct{}
 	closed bool
 }
 
@@ -155,6 +159,7 @@ func New(cfg Config) (*Supervisor, error) {
 		spares:   make(chan *spare, cfg.SpareShims),
 		refill:   make(chan struct{}, 1),
 		shims:    make(map[key]*Shim),
+		asides:   make(map[key]chan struct{}),
 	}, nil
 }
 
@@ -232,6 +237,27 @@ func (s *Supervisor) add(sh *Shim) error {
 	}
 	s.shims[k] = sh
 	return nil
+}
+
+// addWhenFree is add for a new task: while a deleted task of the same name
+// is still being set aside (its shim, which may still be deleting the
+// runtime's container, has not exited), it waits for that first, bounded
+// by ctx, so that the new task never meets the old one's runtime state.
+func (s *Supervisor) addWhenFree(ctx context.Context, sh *Shim) error {
+	k := key{sh.Namespace, sh.ID}
+	for {
+		s.mu.Lock()
+		gone, pending := s.asides[k]
+		s.mu.Unlock()
+		if !pending {
+			return s.add(sh)
+		}
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return fmt.Errorf("task %s/%s: the deleted task of that name is still being released: %w", sh.Namespace, sh.ID, ctx.Err())
+		}
+	}
 }
 
 // remove forgets sh (only sh: a newer task of the same name stays).

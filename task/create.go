@@ -43,13 +43,14 @@ func (s *Service) Create(ctx context.Context, req *shimapi.CreateRequest) (_ *sh
 		return nil, err
 	}
 	undo.push(release)
-	s.mu.Lock()
-	s.cleanupOnExit = req.CleanupOnExit
-	s.mu.Unlock()
 	spec, cfg, err := s.createSpec(req.Stdio)
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	s.cleanupOnExit = req.CleanupOnExit
+	s.deferRuntimeDelete = req.CleanupOnExit && spec.releaseLeavesNoProcess()
+	s.mu.Unlock()
 	unmount, err := s.mountRootfs(req.Rootfs)
 	if err != nil {
 		return nil, err
@@ -255,6 +256,34 @@ type bundleSpec struct {
 		Terminal bool       `json:"terminal"`
 		User     specs.User `json:"user"`
 	} `json:"process"`
+	Hooks *struct {
+		Poststop []json.RawMessage `json:"poststop"`
+	} `json:"hooks"`
+	Linux *struct {
+		Namespaces []specs.LinuxNamespace `json:"namespaces"`
+	} `json:"linux"`
+}
+
+// releaseLeavesNoProcess reports whether the container's processes are
+// all gone once its init has exited and the runtime's delete does nothing
+// the caller of Delete must wait for: the container has a PID namespace of
+// its own (the kernel kills what is left in it when its init dies; in a
+// shared one the runtime's delete kills the rest) and no poststop hooks
+// (which the runtime runs in its delete, and which the OCI spec wants run
+// before a delete returns).
+func (b *bundleSpec) releaseLeavesNoProcess() bool {
+	if b.Hooks != nil && len(b.Hooks.Poststop) > 0 {
+		return false
+	}
+	if b.Linux == nil {
+		return false
+	}
+	for _, ns := range b.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
 }
 
 func (s *Service) loadBundleSpec() (*bundleSpec, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	runc "github.com/containerd/go-runc"
 
@@ -98,8 +99,29 @@ func (r *release) started() bool {
 
 // releaseContainer deletes the runtime's container and unmounts the
 // rootfs. A container the runtime no longer knows counts as deleted: an
-// earlier release, or berth-shim delete, got there first.
+// earlier release, or berth-shim delete, got there first. With
+// deferRuntimeDelete it unmounts the rootfs and only starts the runtime's
+// delete, which the shim finishes before it exits (deleteRuntimeAfter).
 func (s *Service) releaseContainer(ctx context.Context) error {
+	s.mu.Lock()
+	deferred := s.deferRuntimeDelete
+	s.mu.Unlock()
+	if deferred {
+		if err := s.unmountRootfs(); err != nil {
+			return err
+		}
+		s.deleteRuntimeAfter()
+		return nil
+	}
+	if err := s.deleteRuntime(ctx); err != nil {
+		return err
+	}
+	return s.unmountRootfs()
+}
+
+// deleteRuntime deletes the runtime's container and stops watching its
+// cgroup.
+func (s *Service) deleteRuntime(ctx context.Context) error {
 	span := spantrace.Start("runc delete")
 	err := s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
 	span.End()
@@ -114,12 +136,76 @@ func (s *Service) releaseContainer(ctx context.Context) error {
 		s.cg = nil
 	}
 	s.mu.Unlock()
-	span = spantrace.Start("unmount rootfs")
-	defer span.End()
+	return nil
+}
+
+// unmountRootfs unmounts whatever is mounted at the bundle's rootfs.
+func (s *Service) unmountRootfs() error {
+	defer spantrace.Start("unmount rootfs").End()
 	if err := mount.UnmountAll(filepath.Join(s.cfg.Bundle, "rootfs"), 0); err != nil {
 		return fmt.Errorf("unmount rootfs: %w", err)
 	}
 	return nil
+}
+
+// Deferring the runtime's delete. A task created with cleanup_on_exit
+// whose processes are all gone with its init (releaseLeavesNoProcess)
+// needs nothing more of its release for Delete to return and its snapshot
+// to be removed than the rootfs unmounted: what the runtime's delete does
+// then (its state folder and the container's empty cgroup removed) is
+// bookkeeping, and runc takes a process start and more for it, 20-30 ms
+// on the critical path of every `run --rm`. So the eager release unmounts
+// the rootfs, then runs the runtime's delete in the background: Delete
+// answers at once, and the shim, once shut down, exits only after that
+// delete ended (WaitRuntimeDelete), bounded by runtimeDeleteTimeout. The
+// daemon keeps the task's id reserved until the shim has exited (see
+// supervisor's aside.go), so a new task of the same id never meets the
+// runtime's container of the old one.
+
+// runtimeDeleteTimeout bounds a deferred runtime delete; the shim's exit
+// waits at most this long for it.
+const runtimeDeleteTimeout = 4 * time.Second
+
+// deleteRuntimeAfter starts the deferred runtime delete, once. Its
+// context is its own: the shim's shutdown, which ends the runtime calls
+// of a task (life), must not end this one, which the shutdown waits for.
+func (s *Service) deleteRuntimeAfter() {
+	s.mu.Lock()
+	if s.runtimeDeleted != nil {
+		s.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	s.runtimeDeleted = done
+	s.mu.Unlock()
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), runtimeDeleteTimeout)
+		defer cancel()
+		if err := s.deleteRuntime(ctx); err != nil {
+			s.log.Error("delete the runtime's container after the release; its state folder and cgroup may be left", "error", err)
+		}
+	}()
+}
+
+// WaitRuntimeDelete waits, at most limit, for a deferred runtime delete
+// to end; the shim calls it before it exits. It reports whether none is
+// left running.
+func (s *Service) WaitRuntimeDelete(limit time.Duration) bool {
+	s.mu.Lock()
+	done := s.runtimeDeleted
+	s.mu.Unlock()
+	if done == nil {
+		return true
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // releaseOnExit is the eager release of a task created with

@@ -51,11 +51,17 @@ type Service struct {
 	// cleanupOnExit: release the container as soon as init exited (the
 	// Create request's cleanup_on_exit; see release.go).
 	cleanupOnExit bool
+	// deferRuntimeDelete: the eager release unmounts the rootfs and leaves
+	// the runtime's delete to finish in the background (see release.go).
+	deferRuntimeDelete bool
 
 	shutdown sync.Once
 	// rel is the release of the container after the init's exit: Delete's,
 	// or the shim's own with cleanupOnExit, never both.
 	rel release
+	// runtimeDeleted is closed once a deferred runtime delete has ended;
+	// nil until one starts. The shim does not exit before it is closed.
+	runtimeDeleted chan struct{} // guarded by mu
 
 	// life ends when the shim is told to shut down: runtime calls outlive
 	// their caller (a half-made container is worse than a late answer)

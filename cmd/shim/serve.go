@@ -171,6 +171,12 @@ func serve(ctx context.Context, o *options) error {
 	span := spantrace.Start("drain")
 	drain(server, shutdownDrain)
 	span.End()
+	// A deferred runtime delete (task/release.go) is no call of a client
+	// that hung up: the shim's exit, which frees the task's id in the
+	// daemon, waits for it.
+	if ts := bound(); ts != nil && !ts.WaitRuntimeDelete(runtimeDeleteWait) {
+		log.Error("the runtime's delete after the release still runs; ending it", "waited", runtimeDeleteWait)
+	}
 	// A runtime call still under way (its caller hung up, so drain did
 	// not wait for it) dies with the shim rather than after: orphaned, it
 	// would be out of reach of berth-shim delete's tree walk.
@@ -206,6 +212,10 @@ func useBundle(bundle string) {
 // berth-shim delete kills when a shim died and left runtime calls behind.
 // The shim's own environment, as /proc shows it, lacks it.
 const runtimeBundleEnv = "BERTH_RUNTIME_BUNDLE"
+
+// runtimeDeleteWait bounds how long a stopping shim waits for a deferred
+// runtime delete (task.Service.WaitRuntimeDelete).
+const runtimeDeleteWait = 4 * time.Second
 
 // shutdownDrain bounds how long a stopping shim waits for its clients to
 // take their last replies and hang up.

@@ -61,7 +61,10 @@ type CreateTaskRequest struct {
 	// the exit travels to the client, after the exit is recorded. Delete
 	// then reports the exit as without it. After the exit, Pids reports no
 	// processes and Metrics fails with NotFound; Kill, Exec and the rest
-	// fail as on any stopped task.
+	// fail as on any stopped task. For a container with a PID namespace of
+	// its own and no poststop hook, the runtime's delete (its state folder
+	// and the container's empty cgroup) may finish after Delete returned;
+	// a new task of the same id waits for it.
 	CleanupOnExit bool `protobuf:"varint,5,opt,name=cleanup_on_exit,json=cleanupOnExit,proto3" json:"cleanup_on_exit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
