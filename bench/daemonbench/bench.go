@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/berthrt/berth/bench/internal/berthd"
 	"github.com/berthrt/berth/bench/internal/floor"
 	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/bench/internal/stats"
@@ -223,6 +224,10 @@ func benchmark(ctx context.Context, cfg config) (res results, retErr error) {
 	return res, nil
 }
 
+// quiesceLimit bounds the wait for a berthd's background work after a
+// run (berthd.Quiesce).
+const quiesceLimit = 5 * time.Second
+
 // runRounds runs the warm-up and measured rounds of run --rm /bin/true:
 // each round runs every path once, the first path rotating from round to
 // round, so that drift and noise on the machine hit all paths alike.
@@ -289,6 +294,14 @@ func runRounds(ctx context.Context, cfg config, w *workspace, fl *floor.Runner, 
 			d, err := p.once()
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			// Untimed: what a berthd still does after a run returned
+			// (the shim's exit and the runtime's delete, the spare's
+			// refill) must not land in the next path's time.
+			for _, d := range []*berth{b, ref} {
+				if d != nil && !berthd.Quiesce(d.state, 1, quiesceLimit) {
+					progress("%s still busy %v after a run", d.state, quiesceLimit)
+				}
 			}
 			if i >= cfg.warmup {
 				*p.dst = append(*p.dst, d)

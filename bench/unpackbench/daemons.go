@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/berthrt/berth/bench/internal/berthd"
 	"github.com/berthrt/berth/bench/internal/containerd"
@@ -50,9 +52,16 @@ type contender struct {
 	// left lists what the daemon still holds after clear: content and
 	// snapshots (non-empty means the next pull would not start fresh).
 	left func() (string, error)
+	// quiesce, when set, waits (untimed) for what the daemon still does
+	// in the background after a run --rm returned.
+	quiesce func()
 	// stop stops the daemon and sweeps what it left.
 	stop func() error
 }
+
+// quiesceLimit bounds the wait for a berthd's background work after a
+// run --rm (berthd.Quiesce).
+const quiesceLimit = 5 * time.Second
 
 // startBerth starts the berthd binary bin, called name, with its root
 // under dir and its state under run (short: it holds unix sockets), in
@@ -81,6 +90,11 @@ func startBerth(ctx context.Context, cfg config, name, bin, short, dir, run, ns 
 		return strings.TrimSpace(blobs + snaps), err
 	}
 	c.stop = func() error { return errors.Join(p.Stop(), berthd.Sweep(cfg.runtime, state, ns)) }
+	c.quiesce = func() {
+		if !berthd.Quiesce(state, 1, quiesceLimit) {
+			fmt.Fprintf(os.Stderr, "unpackbench: %s still busy %v after a run --rm\n", name, quiesceLimit)
+		}
+	}
 	if err := p.WaitReady(ctx, func() error { _, err := c.run("images", "ls", "-q"); return err }); err != nil {
 		return nil, errors.Join(err, c.stop())
 	}

@@ -57,7 +57,14 @@ func runRounds(ctx context.Context, cfg config, cs []*contender, dir, runDir, ns
 		return func(id string) (time.Duration, error) {
 			start := time.Now()
 			_, err := c.run(args(id)...)
-			return time.Since(start), err
+			d := time.Since(start)
+			if err == nil && c.quiesce != nil {
+				// The shim's exit and the runtime's delete, which
+				// berth finishes after run --rm returned, and the
+				// spare's refill must not land in the next path's time.
+				c.quiesce()
+			}
+			return d, err
 		}
 	}
 	for _, c := range cs {

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/berthrt/berth/bench/internal/proc"
 	"github.com/berthrt/berth/bench/internal/sweep"
+	"github.com/berthrt/berth/shimapi"
 )
 
 // Config is what a benchmark sets in berthd's config file.
@@ -66,4 +68,45 @@ func under(path, dir string) bool { return strings.HasPrefix(path, dir+"/") }
 // shims included), each an error (package sweep).
 func Sweep(runtime, state, ns string) error {
 	return errors.Join(sweep.Containers(runtime, filepath.Join(state, ".runc", ns)), sweep.Pids("berth-shim", ShimPids(state, "")))
+}
+
+// Quiesce waits, at most limit, until what a berthd (its state folder
+// state) still does in the background after a `run --rm` returned has
+// ended: the shims of deleted tasks, which may still be deleting the
+// runtime's container (task/release.go), have exited, and the pool holds
+// spares serving (their pid files written) again. A benchmark calls it,
+// untimed, after each berth run, so that this work does not land in the
+// time of the path measured next. It reports whether the daemon is quiet.
+func Quiesce(state string, spares int, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		if quiet(state, spares) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// quiet reports whether no shim serves from state/.deleted and at least
+// spares idle spares serve from state/.spare.
+func quiet(state string, spares int) bool {
+	ready := 0
+	for _, pid := range proc.Matching("serve") {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			continue
+		}
+		switch {
+		case under(cwd, filepath.Join(state, ".deleted")):
+			return false
+		case under(cwd, filepath.Join(state, ".spare")):
+			if _, err := os.Stat(filepath.Join(cwd, shimapi.PidFileName)); err == nil {
+				ready++
+			}
+		}
+	}
+	return ready >= spares
 }
