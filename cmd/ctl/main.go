@@ -52,12 +52,13 @@ func main() {
 
 // topCommand is a command below the root: its name and aliases, so that
 // a call can be routed to it before it is built, how to build it, and
-// what to start doing meanwhile (warm, which may be nil).
+// what to start doing meanwhile (warm, which may be nil; it gets the
+// arguments).
 type topCommand struct {
 	name    string
 	aliases []string
 	build   func(g *globals) *cobra.Command
-	warm    func()
+	warm    func(args []string)
 }
 
 // topCommands are the root's commands but completion (which needs the
@@ -111,7 +112,7 @@ func rootCommandFor(args []string) *cobra.Command {
 		return fullTree(root, &g)
 	}
 	if pick.warm != nil {
-		go pick.warm()
+		go pick.warm(args)
 	}
 	root.AddCommand(pick.build(&g))
 	return finish(root, &g)

@@ -2,8 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 
 	"github.com/containerd/ttrpc"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -11,11 +14,16 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
+	contentv1 "github.com/berthrt/berth/proto/content/v1"
+	imagesv1 "github.com/berthrt/berth/proto/images/v1"
+	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
+	leasesv1 "github.com/berthrt/berth/proto/leases/v1"
+	snapshotsv1 "github.com/berthrt/berth/proto/snapshots/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 )
 
 // warmRun does ahead, in a goroutine of its own that rootCommandFor starts
-// before it builds the command, the one-time work that `run` would
+// before it builds the command (args are the command line's), the one-time work that `run` would
 // otherwise do on its critical path, each the first time it is needed:
 // encoding/json building its encoders for the spec's types (on the first
 // Marshal of a spec), and protobuf initialising each message type of the
@@ -29,21 +37,38 @@ import (
 //
 // The messages are ttrpc's envelope (request, response, metadata) and
 // those of Containers.Create, Tasks.Create, Tasks.Wait, Tasks.Delete and
-// Containers.Delete, in that order, with the types they contain; a type
-// missing here costs time, not correctness.
-func warmRun() {
-	json.Marshal(&specs.Spec{})
+// Containers.Delete, in that order, with the types they contain. A run of
+// an image (args without --rootfs: a guess that costs time, never
+// correctness, when wrong) first asks for the image, a lease, the default
+// snapshotter, the manifest and config, which it decodes, and a snapshot:
+// those come first. A type missing here costs time, not correctness.
+func warmRun(args []string) {
+	rootfs := slices.ContainsFunc(args, func(a string) bool { return a == "--rootfs" || strings.HasPrefix(a, "--rootfs=") })
 	seen := map[protoreflect.FullName]bool{}
-	for _, m := range []proto.Message{
-		&ttrpc.Request{}, &ttrpc.Response{}, &ttrpc.KeyValue{},
-		&containersv1.CreateContainerRequest{}, &containersv1.CreateContainerResponse{},
-		&tasksv1.CreateTaskRequest{}, &tasksv1.CreateTaskResponse{},
+	warm := func(ms ...proto.Message) {
+		for _, m := range ms {
+			warmMessage(m, seen)
+		}
+	}
+	warm(&ttrpc.Request{}, &ttrpc.Response{}, &ttrpc.KeyValue{})
+	if !rootfs {
+		warm(&imagesv1.GetImageRequest{}, &imagesv1.GetImageResponse{},
+			&leasesv1.CreateRequest{}, &leasesv1.CreateResponse{},
+			&introspectionv1.ServicesRequest{}, &introspectionv1.ServicesResponse{},
+			&contentv1.ReadContentRequest{}, &contentv1.ReadContentResponse{})
+		json.Unmarshal([]byte("{}"), &ocispec.Manifest{})
+		json.Unmarshal([]byte("{}"), &ocispec.Image{})
+		warm(&snapshotsv1.PrepareSnapshotRequest{}, &snapshotsv1.PrepareSnapshotResponse{})
+	}
+	json.Marshal(&specs.Spec{})
+	warm(&containersv1.CreateContainerRequest{}, &containersv1.CreateContainerResponse{})
+	if !rootfs {
+		warm(&leasesv1.DeleteRequest{})
+	}
+	warm(&tasksv1.CreateTaskRequest{}, &tasksv1.CreateTaskResponse{},
 		&tasksv1.WaitRequest{}, &tasksv1.WaitResponse{},
 		&tasksv1.DeleteTaskRequest{}, &tasksv1.DeleteResponse{},
-		&containersv1.DeleteContainerRequest{}, &emptypb.Empty{},
-	} {
-		warmMessage(m, seen)
-	}
+		&containersv1.DeleteContainerRequest{}, &emptypb.Empty{})
 }
 
 // warmMessage initialises m's type and those of its message fields (map

@@ -12,7 +12,8 @@ import (
 // TestWarmRun runs the warm-up and checks that it reaches the types nested
 // in the calls' messages, which protobuf initialises one by one.
 func TestWarmRun(t *testing.T) {
-	warmRun()
+	warmRun(nil)
+	warmRun([]string{"run", "--rootfs=/x", "id"})
 	seen := map[protoreflect.FullName]bool{}
 	warmMessage(&containersv1.CreateContainerRequest{}, seen)
 	warmMessage(&tasksv1.CreateTaskRequest{}, seen)
