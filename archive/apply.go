@@ -61,6 +61,9 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int
 		buf:    make([]byte, copyBufferSize),
 		parent: parentDir{fd: -1},
 	}
+	if n := applyWorkers(); n >= 2 {
+		a.workers = startWorkers(a, n)
+	}
 	defer a.forgetParent()
 	if o.convention == Plain {
 		a.unpacked = map[string]struct{}{}
@@ -103,6 +106,11 @@ type applier struct {
 	// made holds the folders mkdirAll made that no entry has described
 	// since (WithMadeParents only).
 	made map[string]struct{}
+
+	// workers create small files (parallel.go); nil when there are none.
+	workers *workers
+	// index is the number of the entry being applied.
+	index int
 }
 
 type dirTimes struct {
@@ -111,25 +119,18 @@ type dirTimes struct {
 }
 
 func (a *applier) apply(ctx context.Context, tr *tar.Reader) error {
-	entries := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+	err := a.entries(ctx, tr)
+	if a.workers != nil {
+		// Every file is made, or every worker has stopped, before
+		// Apply returns, and before the folders' times are set.
+		windex, werr := a.workers.stop()
+		a.workers = nil
+		if werr != nil && (err == nil || windex < a.index) {
+			err = werr
 		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read tar: %w: %w", err, errdefs.ErrInvalidArgument)
-		}
-		entries++
-		if entries > a.opts.limits.MaxEntries {
-			return fmt.Errorf("more than %d entries: %w", a.opts.limits.MaxEntries, errdefs.ErrInvalidArgument)
-		}
-		if err := a.entry(hdr, tr); err != nil {
-			return fmt.Errorf("entry %q: %w", hdr.Name, err)
-		}
+	}
+	if err != nil {
+		return err
 	}
 	for i := len(a.dirs) - 1; i >= 0; i-- {
 		d := a.dirs[i]
@@ -142,6 +143,35 @@ func (a *applier) apply(ctx context.Context, tr *tar.Reader) error {
 		unix.Close(fd)
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("folder %q: %w", d.name, err)
+		}
+	}
+	return nil
+}
+
+// entries applies the layer's entries, or hands them to the workers.
+func (a *applier) entries(ctx context.Context, tr *tar.Reader) error {
+	entries := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if a.workers != nil && a.workers.failed.Load() {
+			return nil // apply reports the workers' failure
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		entries++
+		a.index = entries
+		if entries > a.opts.limits.MaxEntries {
+			return fmt.Errorf("more than %d entries: %w", a.opts.limits.MaxEntries, errdefs.ErrInvalidArgument)
+		}
+		if err := a.entry(hdr, tr); err != nil {
+			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 	}
 	return nil
@@ -175,6 +205,13 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		return err
 	}
 	parent := p.fd
+	if a.workers != nil && (hdr.Typeflag == tar.TypeLink || a.workers.busy(joinName(p.canon, base), a.toWorker(hdr))) {
+		// A name in flight, a folder with files in flight, or a
+		// hardlink whose target may be in flight (parallel.go).
+		if err := a.drain(); err != nil {
+			return err
+		}
+	}
 	if a.unpacked != nil {
 		a.unpacked[name] = struct{}{}
 	}
@@ -236,6 +273,9 @@ func (a *applier) regular(hdr *tar.Header, tr *tar.Reader, p *parentDir, base st
 	perm := uint32(0o600)
 	if exact {
 		perm = mode
+	}
+	if a.toWorker(hdr) {
+		return a.giveSmall(hdr, tr, p, base, perm, mode, exact, xattrs)
 	}
 	fd := -1
 	err := replacing(p.fd, base, func() (err error) {
@@ -531,7 +571,10 @@ func setTimes(parent int, base string, atime, mtime time.Time) error {
 // whiteout applies ".wh.NAME" or the opaque marker in the folder dir.
 func (a *applier) whiteout(hdr *tar.Header, dir, base string) error {
 	// What a whiteout removes may be on the path of the folder kept
-	// open for the entries before it.
+	// open for the entries before it, or in flight.
+	if err := a.drain(); err != nil {
+		return err
+	}
 	a.forgetParent()
 	if base == whiteoutOpaque {
 		return a.opaque(dir)

@@ -15,7 +15,7 @@ import (
 // BenchmarkApplySmallFiles applies a layer of 20,000 files of 1 to 4 KiB,
 // 50 to a folder in folders two deep (the small-files image of
 // bench/unpackbench), from memory onto an empty folder: what Apply costs
-// per entry, in system calls mostly.
+// per entry, in system calls mostly, without workers and with two.
 func BenchmarkApplySmallFiles(b *testing.B) {
 	testutil.RequireRoot(b)
 	const files, perDir, perTop = 20000, 50, 20
@@ -36,6 +36,15 @@ func BenchmarkApplySmallFiles(b *testing.B) {
 		entries = append(entries, file(fmt.Sprintf("%sf%03d", d, i%perDir), string(body)))
 	}
 	layer := tarOf(b, entries...)
+	for _, w := range []int{0, 2} {
+		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
+			defer archive.SetWorkers(w)()
+			benchApply(b, layer, files)
+		})
+	}
+}
+
+func benchApply(b *testing.B, layer []byte, files int) {
 	base := b.TempDir()
 	b.SetBytes(int64(len(layer)))
 	b.ResetTimer()

@@ -65,6 +65,11 @@
 // same folder, and a file that needs no owner, mode or xattrs set apart
 // is created with its mode: a small file costs open, write, futimens and
 // close. A name is created first and removed only when it exists already.
+// Small regular files (up to 1 MiB, 16 MiB in flight) are made by
+// workers, one per CPU, while the layer is read on, different folders in
+// parallel; what each entry does and the result are those of applying
+// the entries one after the other (parallel.go says how), and Apply
+// returns only once every file is made.
 //
 // Known limits: the resolution of a parent and the operation on its last
 // component are separate system calls, so root must not be changed by

@@ -21,6 +21,11 @@ import (
 type parentDir struct {
 	name string // relative to root; valid only while fd >= 0
 	fd   int    // O_PATH; -1 when none is kept
+	// canon is name as the kernel resolved it (no symlink on the way),
+	// and ref counts the files in flight made in fd: both only with
+	// workers (parallel.go).
+	canon string
+	ref   *dirRef
 	// exact is true when a file made in the folder gets the mode it is
 	// made with (less the umask) and the owner a.uid/a.gid: the folder
 	// has no default ACL, no setgid bit (a new folder would inherit it)
@@ -37,17 +42,25 @@ func (a *applier) parentOf(dir string) (*parentDir, error) {
 		return &a.parent, nil
 	}
 	a.forgetParent()
-	fd, err := a.tree.mkdirAll(dir, a.madeParent)
+	fd, canon, err := a.openFolder(dir)
 	if err != nil {
 		return nil, err
 	}
-	a.parent = parentDir{name: dir, fd: fd, exact: a.plainFolder(fd)}
+	a.parent = parentDir{name: dir, canon: canon, fd: fd, exact: a.plainFolder(fd)}
+	if a.workers != nil {
+		a.parent.ref = &dirRef{fd: fd}
+	}
 	return &a.parent, nil
 }
 
-// forgetParent closes the kept folder.
+// forgetParent closes the kept folder, once no file in flight is made in
+// it.
 func (a *applier) forgetParent() {
-	if a.parent.fd >= 0 {
+	switch {
+	case a.parent.fd < 0:
+	case a.parent.ref != nil && a.workers != nil:
+		a.workers.retire(a.parent.ref)
+	default:
 		unix.Close(a.parent.fd)
 	}
 	a.parent = parentDir{fd: -1}
