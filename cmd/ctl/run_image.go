@@ -82,12 +82,12 @@ func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *
 		ctr, err := c.NewContainer(ctx, id, opts...)
 		return ctr, release, err
 	}
-	img, lctx, release, err := f.imageLeased(ctx, c, image)
+	img, snapshotter, lctx, release, err := f.imageLeased(ctx, c, image)
 	if err != nil {
 		return nil, noRelease, err
 	}
 	var snap preparedSnapshot
-	opts, err := cf.containerOpts(cmd, f.imageOpts(cf, img, id, &snap), oci.WithImageConfig(img))
+	opts, err := cf.containerOpts(cmd, imageOpts(cf, img, snapshotter, id, &snap), oci.WithImageConfig(img))
 	if err != nil {
 		return nil, noRelease, errors.Join(err, release(ctx))
 	}
@@ -107,27 +107,43 @@ func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *
 
 func noRelease(context.Context) error { return nil }
 
-// imageLeased returns the image of a command line (pulled as --pull says)
-// and ctx under a new lease, with the lease's release; after an error,
-// which it deleted the lease after, a release that does nothing. The two
-// do not depend on each other: asked at once over the one connection,
-// they cost one round trip's wait.
-func (f *imageFlags) imageLeased(ctx context.Context, c *client.Client, image string) (_ *client.Image, lctx context.Context, release func(context.Context) error, _ error) {
+// imageLeased returns the image of a command line (pulled as --pull
+// says), read (its manifest and config, which the container's snapshot
+// and spec need), the snapshotter of --snapshotter or else the daemon's
+// default, and ctx under a new lease, with the lease's release; after an
+// error, which it deleted the lease after, a release that does nothing.
+// None of the three depends on another: asked at once over the one
+// connection, the lease and the snapshotter cost no wait of their own
+// beside the image's three round trips.
+func (f *imageFlags) imageLeased(ctx context.Context, c *client.Client, image string) (_ *client.Image, snapshotter string, lctx context.Context, release func(context.Context) error, _ error) {
 	pullOpts, err := f.pullOpts()
 	if err != nil {
-		return nil, nil, noRelease, err
+		return nil, "", nil, noRelease, err
 	}
 	var (
 		img  *client.Image
 		done func(context.Context) error
 	)
+	snapshotter = f.snapshotter
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		img, err = f.image(gctx, c, image, pullOpts)
-		return err
+		if img, err = f.image(gctx, c, image, pullOpts); err != nil {
+			return err
+		}
+		// Read now, kept by img for the snapshot and the spec.
+		if _, err := img.ChainID(gctx); err != nil {
+			return fmt.Errorf("image %s: %w", image, err)
+		}
+		return nil
 	})
+	if snapshotter == "" {
+		g.Go(func() (err error) {
+			snapshotter, err = c.DefaultSnapshotter(gctx)
+			return err
+		})
+	}
 	g.Go(func() (err error) {
-		// On ctx, not gctx: a Create cancelled by the other's failure
+		// On ctx, not gctx: a Create cancelled by another's failure
 		// could make the lease without telling whom to delete it.
 		lctx, done, err = c.WithLease(ctx, client.WithLeaseExpiration(containerLeaseExpiration))
 		return err
@@ -138,9 +154,9 @@ func (f *imageFlags) imageLeased(ctx context.Context, c *client.Client, image st
 		release = func(ctx context.Context) error { return done(context.WithoutCancel(ctx)) }
 	}
 	if err != nil {
-		return nil, nil, noRelease, errors.Join(err, release(ctx))
+		return nil, "", nil, noRelease, errors.Join(err, release(ctx))
 	}
-	return img, lctx, release, nil
+	return img, snapshotter, lctx, release, nil
 }
 
 // containerLeaseExpiration bounds the life of the lease of newContainer
@@ -184,28 +200,22 @@ func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []s
 }
 
 // imageOpts returns the options of a container id made from img: the
-// image's name, the snapshotter of --snapshotter (else the daemon's
-// default, which the client looks up beside reading the image) and a new
-// snapshot (a view with --read-only). The snapshot option records in
-// *snap where it made the snapshot, so that only a snapshot this command
-// made is removed when the create fails (not one of that name that was
-// there before).
-func (f *imageFlags) imageOpts(cf *containerFlags, img *client.Image, id string, snap *preparedSnapshot) []client.NewContainerOpts {
+// image's name, the snapshotter and a new snapshot (a view with
+// --read-only). The snapshot option records in *snap where it made the
+// snapshot, so that only a snapshot this command made is removed when
+// the create fails (not one of that name that was there before).
+func imageOpts(cf *containerFlags, img *client.Image, snapshotter, id string, snap *preparedSnapshot) []client.NewContainerOpts {
 	newSnapshot := client.WithNewSnapshot(id, img)
 	if cf.readOnly {
 		newSnapshot = client.WithNewSnapshotView(id, img)
 	}
-	opts := []client.NewContainerOpts{client.WithImage(img)}
-	if f.snapshotter != "" {
-		opts = append(opts, client.WithSnapshotter(f.snapshotter))
-	}
-	return append(opts, func(ctx context.Context, c *client.Client, info *client.ContainerInfo) error {
+	return []client.NewContainerOpts{client.WithImage(img), client.WithSnapshotter(snapshotter), func(ctx context.Context, c *client.Client, info *client.ContainerInfo) error {
 		if err := newSnapshot(ctx, c, info); err != nil {
 			return err
 		}
 		snap.snapshotter = info.Snapshotter
 		return nil
-	})
+	}}
 }
 
 // getImage returns the image named name, else the image its normalised
