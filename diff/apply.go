@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -40,13 +41,15 @@ func (a applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mo
 	digester := digest.Canonical.Digester()
 	var size int64
 	err = withMounted(a.tempMounts, mounts, false, func(root string, mopts ...archive.ApplyOpt) error {
-		ahead := newReadahead(func(w io.Writer) error {
-			r, err := decompress(compression, content.NewReader(ra))
+		ahead := newReadahead(digester.Hash(), func(w io.Writer) error {
+			// Read the blob a chunk at a time: without a reader
+			// that buffers, gzip reads it 4 KiB at a time.
+			r, err := decompress(compression, bufio.NewReaderSize(content.NewReader(ra), readaheadChunk))
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			_, err = io.CopyBuffer(io.MultiWriter(digester.Hash(), w), r, make([]byte, readaheadChunk))
+			_, err = io.CopyBuffer(w, r, make([]byte, readaheadChunk))
 			return err
 		})
 		defer ahead.Close()
