@@ -21,7 +21,7 @@
 //   - context.Canceled and context.DeadlineExceeded travel as the Canceled
 //     and DeadlineExceeded codes and come back as those context errors.
 //   - A panic in a handler is an ErrInternal error of that call only,
-//     logged with its stack: ServerOpts chains RecoverPanics for unary
+//     logged with its stack (SetPanicLog): ServerOpts chains RecoverPanics for unary
 //     calls, and every stream handler defers StreamCall(...).Done (ttrpc
 //     1.2 has no stream interceptor).
 //   - A server's observers (the interceptors given to ServerOpts, the

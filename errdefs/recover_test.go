@@ -1,9 +1,13 @@
 package errdefs_test
 
 import (
+	"bytes"
 	"context"
+	"log"
 	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,5 +90,52 @@ func TestRecoverPanics(t *testing.T) {
 	}
 	if err := c.Call(ctx, panicService, "Ping", &emptypb.Empty{}, &emptypb.Empty{}); err != nil {
 		t.Fatalf("call after a stream's panic: %v", err)
+	}
+}
+
+// TestPanicLog: the panics of unary and stream handlers reach the logger
+// of SetPanicLog with their method, value and stack, once each; without
+// one they go to the log package's standard logger.
+func TestPanicLog(t *testing.T) {
+	type logged struct{ method, value, stack string }
+	var mu sync.Mutex
+	var got []logged
+	errdefs.SetPanicLog(func(method, value string, stack []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, logged{method, value, string(stack)})
+	})
+	t.Cleanup(func() { errdefs.SetPanicLog(nil) })
+	c := servePanics(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	c.Call(ctx, panicService, "Panic", &emptypb.Empty{}, &emptypb.Empty{})
+	stream, err := c.NewStream(ctx, &ttrpc.StreamDesc{StreamingServer: true}, panicService, "Stream", &emptypb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.RecvMsg(&emptypb.Empty{})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 {
+		t.Fatalf("%d panics logged, want 2: %+v", len(got), got)
+	}
+	for i, want := range []struct{ method, value, frame string }{
+		{"/" + panicService + "/Panic", "nil map", "errdefs_test.servePanics"},
+		{"/" + panicService + "/Stream", "a stream handler's bug", "errdefs_test.servePanics"},
+	} {
+		if got[i].method != want.method || !strings.Contains(got[i].value, want.value) || !strings.Contains(got[i].stack, want.frame) {
+			t.Errorf("panic %d logged as %q %q, stack:\n%s\nwant %s, %q, a stack through %s", i, got[i].method, got[i].value, got[i].stack, want.method, want.value, want.frame)
+		}
+	}
+
+	var buf bytes.Buffer
+	log.SetOutput(&buf)
+	defer log.SetOutput(os.Stderr)
+	errdefs.SetPanicLog(nil)
+	c.Call(ctx, panicService, "Panic", &emptypb.Empty{}, &emptypb.Empty{})
+	if out := buf.String(); !strings.Contains(out, "/"+panicService+"/Panic") || !strings.Contains(out, "nil map") || !strings.Contains(out, "errdefs_test.servePanics") {
+		t.Errorf("without a panic log, the standard logger got %q", out)
 	}
 }

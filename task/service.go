@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/jsonlog"
 	"github.com/berthrt/berth/io/stdio"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/task/internal/cgroup"
@@ -29,7 +29,7 @@ type Config struct {
 	Runtime   string // runtime binary: a name looked up in PATH, or a path
 	// RuntimeRoot is the runtime's state folder (runc --root).
 	RuntimeRoot string
-	Logger      *slog.Logger
+	Logger      *jsonlog.Logger // nil: Info and above to stderr
 	// Shutdown is called once the service wants the shim to exit.
 	Shutdown func()
 }
@@ -40,7 +40,7 @@ type Service struct {
 	runtime *runc.Runc
 	reaper  *reaper.Reaper
 	events  *eventQueue
-	log     *slog.Logger
+	log     *jsonlog.Logger
 
 	mu      sync.Mutex              // guards the fields below
 	init    *process                // nil until Create
@@ -80,7 +80,7 @@ func NewService(cfg Config, r *reaper.Reaper) (*Service, error) {
 		return nil, fmt.Errorf("namespace: %w", err)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = jsonlog.New(os.Stderr, jsonlog.LevelInfo)
 	}
 	s := &Service{
 		cfg: cfg,

@@ -51,6 +51,9 @@ func serve(ctx context.Context, cfg *Config) error {
 	level, _ := parseLevel(cfg.Log.Level) // validated with the config
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	errdefs.SetPanicLog(func(method, value string, stack []byte) {
+		log.Error("panic in a ttrpc handler", "method", method, "panic", value, "stack", string(stack))
+	})
 	sd := takeNotifier() // first: no shim may inherit NOTIFY_SOCKET
 
 	st, err := openStores(cfg, log)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/internal/jsonlog"
 	"github.com/berthrt/berth/internal/rpcguard"
 	"github.com/berthrt/berth/internal/shimlaunch"
 	"github.com/berthrt/berth/internal/spantrace"
@@ -80,15 +80,17 @@ func serve(ctx context.Context, o *options) error {
 		return err
 	}
 	defer logf.Close()
-	level := slog.LevelInfo
+	level := jsonlog.LevelInfo
 	if o.debug {
-		level = slog.LevelDebug
+		level = jsonlog.LevelDebug
 	}
-	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: level}))
+	log := jsonlog.New(logf, level)
 	if !o.spare {
 		useBundle(o.bundle)
 	}
-	slog.SetDefault(log)
+	errdefs.SetPanicLog(func(method, value string, stack []byte) {
+		log.Error("panic in a ttrpc handler", "method", method, "panic", value, "stack", string(stack))
+	})
 	if err := resetOOMScore(); err != nil {
 		log.Warn("keep the daemon's oom_score_adj", "error", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/jsonlog"
 	"github.com/berthrt/berth/internal/shimlaunch"
 	"github.com/berthrt/berth/shimapi"
 	"github.com/berthrt/berth/task"
@@ -235,7 +235,7 @@ func (s *spareService) AckEvents(ctx context.Context, r *shimapi.AckEventsReques
 // nothing is lost by its exit. It fails when fd is no pidfd the runtime
 // can poll; serve then fails before it is ready, and with it `berth-shim
 // start --spare`, whose caller starts shims itself meanwhile.
-func watchDaemon(s *spareService, fd int, log *slog.Logger) error {
+func watchDaemon(s *spareService, fd int, log *jsonlog.Logger) error {
 	if pid, err := pidfdPid(fd); err != nil {
 		return fmt.Errorf("daemon pidfd (fd %d): %w", fd, err)
 	} else if pid == 1 {

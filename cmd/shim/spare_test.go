@@ -2,13 +2,14 @@ package main
 
 import (
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/internal/jsonlog"
 )
 
 // watched starts a process to stand for the daemon and a spare service
@@ -35,7 +36,7 @@ func watched(t *testing.T, goneFirst bool) (*exec.Cmd, *spareService, chan struc
 	}
 	down := make(chan struct{})
 	s := &spareService{shutdown: func() { close(down) }}
-	if err := watchDaemon(s, pidfd, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := watchDaemon(s, pidfd, jsonlog.New(io.Discard, jsonlog.LevelInfo)); err != nil {
 		unix.Close(pidfd)
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestWatchDaemonRefusesWhatIsNoPidfd(t *testing.T) {
 	defer devnull.Close()
 	for name, fd := range map[string]int{"pipe": pipe[0], "file": int(devnull.Fd()), "closed": 1 << 20} {
 		s := &spareService{shutdown: func() { t.Errorf("%s: shutdown called", name) }}
-		if err := watchDaemon(s, fd, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+		if err := watchDaemon(s, fd, jsonlog.New(io.Discard, jsonlog.LevelInfo)); err == nil {
 			t.Errorf("%s: watchDaemon accepted a descriptor that is no pidfd", name)
 		}
 	}
