@@ -28,15 +28,17 @@ all: build
 # DWARF, which are never mapped: that saves disk, not memory; panics keep
 # their stack traces. -trimpath keeps build paths out of the binary.
 STATIC_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
-# The shim's code is compiled without inlining, the Go runtime's with it
-# (the later -gcflags pattern wins): the binary is 0.28 MB (5%) smaller, and
-# since a shim maps nearly all of it (fault-around maps cached pages around
-# each fault), each shim's RSS is 0.2 MiB lower; its CPU time from start to
-# a started container rises 4% (6.6 to 6.9 ms), mostly in the spare's start
-# off the path of a run (bench/README.md, shimbench). Functions are aligned
-# to 16 bytes, as GCC and Clang do on x86-64, not to Go's 32: 72 KB less
+# The shim's code is compiled without inlining, the Go runtime's too: the
+# binary is 0.36 MB (7%) smaller, and since a shim maps nearly all of it
+# (fault-around maps cached pages around each fault), each idle shim's RSS
+# is about 0.25 MiB lower. Without inlining in its own code the shim's CPU
+# time from start to a started container rose 4% (6.6 to 6.9 ms), mostly
+# in the spare's start off the path of a run; in the runtime's it rose by
+# nothing measurable (bench/README.md, shimbench). Functions are aligned to
+# 16 bytes, as GCC and Clang do on x86-64, not to Go's 32: 72 KB less
 # padding, and each idle shim's RSS 0.12 MiB lower (bench/README.md).
-SHIM_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -funcalign=16" -gcflags=all=-l -gcflags=runtime/...= -gcflags=internal/runtime/...=
+# cmd/shim's TestBuildFlags checks these flags.
+SHIM_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -funcalign=16" -gcflags=all=-l
 # berthctl is started for every command a user or script types, so its
 # start is on the critical path of `berthctl run`: static and stripped it
 # starts 3-5 ms (12-15%) sooner, with no dynamic loader to run and 4 MB less
