@@ -590,8 +590,14 @@ func (r *chaosRun) fifoFoldersLeft() int {
 }
 
 // check stops the daemon, runs berthd check, logs what it found and
-// returns how many problems; each one fails the test.
+// returns how many problems; each one fails the test. The daemon is
+// killed once its Restore has finished: a kill while Restore undoes a
+// create that the daemon before did not finish (its shim killed, the
+// bundle not yet removed) leaves that bundle, still marked creating, for
+// the next Restore (TestRestoreKilledWhileUndoingCreate), and check,
+// which sees the state folder as a crash left it, reports it.
 func (r *chaosRun) check(when string) int {
+	r.d.waitRestored()
 	r.d.kill()
 	out, code := r.d.check(r.t)
 	if code == 0 {

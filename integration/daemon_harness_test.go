@@ -145,6 +145,24 @@ func (d *daemon) start() {
 	}
 }
 
+// waitRestored waits until the daemon's health says SERVING: its Restore,
+// which goes on in the background once it serves (start returns while the
+// health says RESTORING), has dealt with every bundle of the daemon before,
+// also removed those of creates that daemon did not finish. A kill before
+// that leaves such a bundle, its shim killed, for the next Restore.
+func (d *daemon) waitRestored() {
+	d.t.Helper()
+	eventually(d.t, time.Minute, "berthd's restore to finish", func() bool {
+		c, err := d.dial()
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		resp, err := introspectionv1.NewHealthClient(c).Check(context.Background(), &emptypb.Empty{})
+		return err == nil && resp.GetStatus() == introspectionv1.HealthResponse_SERVING
+	})
+}
+
 // kill SIGKILLs the daemon, as a crash would.
 func (d *daemon) kill() {
 	d.t.Helper()
