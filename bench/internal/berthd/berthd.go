@@ -67,7 +67,33 @@ func under(path, dir string) bool { return strings.HasPrefix(path, dir+"/") }
 // of namespace ns that runc still lists and the shims still running (spare
 // shims included), each an error (package sweep).
 func Sweep(runtime, state, ns string) error {
+	// An idle spare exits by itself once its berthd is gone (it watches
+	// the daemon's pidfd), which takes it a moment after the daemon's
+	// exit, more for one that was still starting when the daemon
+	// stopped: only one still there after spareExitWait is left behind.
+	deadline := time.Now().Add(spareExitWait)
+	for len(idleSpares(state)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	return errors.Join(sweep.Containers(runtime, filepath.Join(state, ".runc", ns)), sweep.Pids("berth-shim", ShimPids(state, "")))
+}
+
+// spareExitWait bounds Sweep's wait for idle spares to exit by themselves.
+const spareExitWait = 2 * time.Second
+
+// idleSpares returns the shims serving from state/.spare: idle spares.
+func idleSpares(state string) []int {
+	var pids []int
+	for _, pid := range proc.Matching("serve", "--spare") {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			continue
+		}
+		if under(strings.TrimSuffix(cwd, " (deleted)"), filepath.Join(state, ".spare")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // Quiesce waits, at most limit, until what a berthd (its state folder
