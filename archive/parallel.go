@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -49,12 +50,16 @@ const (
 	// smallFile is the largest file handed to a worker; larger ones
 	// are written by the reading goroutine as they are read.
 	smallFile = 1 << 20
-	// maxInFlight bounds the data of files handed to workers and not
-	// yet written, maxInFlightFiles their number.
+	// maxInFlight bounds the memory held by files handed to workers and
+	// not yet written (data, xattrs, names: fileJob.size),
+	// maxInFlightFiles their number.
 	maxInFlight      = 16 << 20
 	maxInFlightFiles = 256
 	// maxWorkers bounds the workers whatever GOMAXPROCS says.
 	maxWorkers = 8
+	// fileJobOverhead is what a file in flight holds besides its data,
+	// xattrs and names (fileJob, map entries), roughly.
+	fileJobOverhead = 256
 )
 
 // workersOverride, when >= 0, replaces the number of workers (tests).
@@ -87,6 +92,7 @@ type fileJob struct {
 	base         string
 	hdrName      string // as the layer names it, for messages
 	data         []byte
+	size         int // memory held: data, xattrs, names (maxInFlight)
 	perm, mode   uint32
 	exact        bool // made with perm, nothing set apart (exactMeta)
 	uid, gid     int
@@ -114,11 +120,25 @@ type workers struct {
 	err      error                  // the failure of the earliest entry that failed
 	errIndex int
 	failed   atomic.Bool
+	// stopAt is errIndex once a file failed: files of later entries
+	// are not made, those of earlier ones still are (the first failure
+	// by entry order is the one returned, as without workers).
+	stopAt atomic.Int64
 }
+
+// Test hooks: testHookWait is called (under the workers' lock) when give
+// waits for room, with the files and bytes in flight; testHookJob before
+// a worker makes a file and testHookDone once it is done with it.
+var (
+	testHookWait func(files, bytes int)
+	testHookJob  func(index int)
+	testHookDone func(index int, err error)
+)
 
 func startWorkers(a *applier, n int) *workers {
 	w := &workers{a: a, names: map[string]int{}, under: map[string]int{}, folders: map[string]*folderWork{}}
 	w.cond.L = &w.mu
+	w.stopAt.Store(math.MaxInt64)
 	w.wg.Add(n)
 	for range n {
 		q := make(chan *fileJob, maxInFlightFiles)
@@ -131,11 +151,17 @@ func startWorkers(a *applier, n int) *workers {
 func (w *workers) run(q chan *fileJob) {
 	defer w.wg.Done()
 	for j := range q {
+		if testHookJob != nil {
+			testHookJob(j.index)
+		}
 		var err error
-		if !w.failed.Load() { // after a failure the rest is not made
+		if int64(j.index) < w.stopAt.Load() { // after a failure the rest is not made
 			err = w.a.writeSmall(j)
 		}
 		w.done(j, err)
+		if testHookDone != nil {
+			testHookDone(j.index, err)
+		}
 	}
 }
 
@@ -152,7 +178,7 @@ func (w *workers) done(j *fileJob, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.inFlight--
-	w.bytes -= len(j.data)
+	w.bytes -= j.size
 	w.names[j.name]--
 	if w.names[j.name] == 0 {
 		delete(w.names, j.name)
@@ -175,6 +201,7 @@ func (w *workers) done(j *fileJob, err error) {
 	if err != nil && (w.err == nil || j.index < w.errIndex) {
 		w.err, w.errIndex = fmt.Errorf("entry %q: %w", j.hdrName, err), j.index
 		w.failed.Store(true)
+		w.stopAt.Store(int64(j.index))
 	}
 	w.cond.Broadcast()
 }
@@ -183,7 +210,10 @@ func (w *workers) done(j *fileJob, err error) {
 // room for it.
 func (w *workers) give(j *fileJob) error {
 	w.mu.Lock()
-	for w.inFlight > 0 && (w.bytes+len(j.data) > maxInFlight || w.inFlight >= maxInFlightFiles) {
+	for w.inFlight > 0 && (w.bytes+j.size > maxInFlight || w.inFlight >= maxInFlightFiles) {
+		if testHookWait != nil {
+			testHookWait(w.inFlight, w.bytes)
+		}
 		w.cond.Wait()
 	}
 	if w.err != nil {
@@ -192,7 +222,7 @@ func (w *workers) give(j *fileJob) error {
 		return err
 	}
 	w.inFlight++
-	w.bytes += len(j.data)
+	w.bytes += j.size
 	w.names[j.name]++
 	ancestors(j.name, func(f string) { w.under[f]++ })
 	f := w.folders[j.folder]
@@ -334,11 +364,18 @@ func (a *applier) giveSmall(hdr *tar.Header, r io.Reader, p *parentDir, base str
 		}
 		return &os.PathError{Op: "write", Path: hdr.Name, Err: fmt.Errorf("read tar: %w: %w", err, errdefs.ErrInvalidArgument)}
 	}
-	return a.workers.give(&fileJob{
+	j := &fileJob{
 		index: a.index, dir: p.ref, folder: p.canon, name: joinName(p.canon, base), base: base, hdrName: hdr.Name,
 		data: data, perm: perm, mode: mode, exact: exact, uid: hdr.Uid, gid: hdr.Gid, xattrs: xattrs,
 		atime: hdr.AccessTime, mtime: hdr.ModTime,
-	})
+	}
+	// A layer's PAX records may give each file up to about 1 MiB of
+	// xattrs: they count in the bound as the data does.
+	j.size = len(data) + len(j.name) + len(j.hdrName) + fileJobOverhead
+	for _, x := range xattrs {
+		j.size += len(x.name) + len(x.value)
+	}
+	return a.workers.give(j)
 }
 
 // writeSmall makes a worker's file as regular does.

@@ -1,9 +1,11 @@
 package archive_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,5 +273,133 @@ func TestApplyParallelManyFiles(t *testing.T) {
 	}
 	if _, _, err := applyBoth(t, tarOf(t, entries...), true); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// FuzzApplyParallel decodes its input into a layer over a few names
+// (three bytes an entry: kind, name, link target or size) and applies it
+// with and without workers: same error, same tree. Its seeds are hazards
+// of the parallel path; `go test -fuzz FuzzApplyParallel` explores more.
+func FuzzApplyParallel(f *testing.F) {
+	for _, s := range []string{
+		"\x00\x01\x00\x03\x01\x00\x00\x06\x00",             // file a/f, dir a, file a/g
+		"\x00\x02\x00\x05\x01\x03\x00\x02\x00",             // file under a, symlink over it, file through it
+		"\x00\x01\x00\x00\x01\x01\x07\x01\x00\x00\x01\x00", // the same name, whiteout, again
+		"\x00\x08\x00\x06\x02\x08\x00\x08\x01",             // hardlink to a file in flight
+		"\x00\x01\x00\x00\x02\x00\x08\x01\x00\x00\x03\x00", // opaque marker with files in flight
+	} {
+		f.Add([]byte(s))
+	}
+	dirs := []string{"", "a/", "a/b/", "c/", "l/", "a/b/c/d/e/"}
+	bases := []string{"f", "g", "a", "b", "l", "c"}
+	targets := []string{"/a", "../c", "a/b", "/c/f", "f", "../../l", "a", "/"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		testutil.RequireRoot(t)
+		var entries []ent
+		for ; len(data) >= 3 && len(entries) < 64; data = data[3:] {
+			kind, n, x := data[0], int(data[1]), int(data[2])
+			name := dirs[n%len(dirs)] + bases[n/len(dirs)%len(bases)]
+			var e ent
+			switch kind % 10 {
+			case 0, 1, 2:
+				e = file(name, strings.Repeat("x", x%4))
+			case 3:
+				e = file(name, strings.Repeat("y", 1<<20+x%2)) // the reading goroutine's
+			case 4:
+				e = dir(name + "/")
+			case 5:
+				e = symlink(name, targets[x%len(targets)])
+			case 6:
+				e = hardlink(name, dirs[x%len(dirs)]+bases[x/len(dirs)%len(bases)])
+			case 7:
+				e = file(dirs[n%len(dirs)]+".wh."+bases[x%len(bases)], "")
+			case 8:
+				e = file(dirs[n%len(dirs)]+".wh..wh..opq", "")
+			default:
+				e = file(name, "z")
+				e.hdr.Mode = 0o4755
+				e.hdr.Uid, e.hdr.Gid = x, x
+				e.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.k": strings.Repeat("v", x)}
+			}
+			if kind >= 10 {
+				e.hdr.Mode = []int64{0o644, 0o755, 0o600, 0o2775}[int(kind/10)%4]
+			}
+			e.hdr.ModTime = time.Unix(1700000000+int64(x), 0)
+			entries = append(entries, e)
+		}
+		var opts []archive.ApplyOpt
+		if len(data) > 0 && data[0]%2 == 1 {
+			opts = append(opts, archive.WithConvention(archive.Overlay))
+		}
+		// Folders made for an entry without one of their own have
+		// the time they were made: only TestApplyParallelOrder, whose
+		// layers have none, compares folders' times.
+		applyBoth(t, tarOf(t, entries...), false, opts...)
+	})
+}
+
+// TestApplyParallelXattrMemory: files of no data but about 640 KiB of
+// xattrs each (the most a PAX header takes is 1 MiB) count in the bound
+// of what the files in flight hold: the reading goroutine waits for room
+// with at most archive.MaxInFlight held, not at 256 files (160 MiB).
+func TestApplyParallelXattrMemory(t *testing.T) {
+	testutil.RequireRoot(t)
+	const perFile = 10 * 64 << 10
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		for i := range 300 {
+			recs := map[string]string{}
+			for k := range 10 {
+				recs[fmt.Sprintf("SCHILY.xattr.user.k%d", k)] = strings.Repeat("v", 64<<10)
+			}
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("f%d", i), Mode: 0o644, PAXRecords: recs}); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(tw.Close())
+	}()
+	release := make(chan struct{})
+	var once sync.Once
+	held := -1
+	defer archive.SetHooks(func(files, bytes int) {
+		once.Do(func() {
+			held = files * perFile
+			close(release) // the workers may go on
+		})
+	}, func(int) { <-release }, nil)()
+	root := t.TempDir()
+	_, err := archive.Apply(context.Background(), root, pr)
+	once.Do(func() { close(release) })
+	// The filesystem may refuse xattrs that large: only the bound is
+	// tested.
+	t.Logf("Apply: %v", err)
+	if held < 0 || held > archive.MaxInFlight+perFile {
+		t.Errorf("the reading goroutine waited with %d bytes of xattrs in flight, want at most %d (-1: it never waited)", held, archive.MaxInFlight+perFile)
+	}
+}
+
+// TestApplyParallelFirstError: when a worker's file fails, an earlier
+// entry's file that another worker has yet to make is still made, and its
+// failure is the one returned, as without workers.
+func TestApplyParallelFirstError(t *testing.T) {
+	testutil.RequireRoot(t)
+	later := make(chan struct{})
+	defer archive.SetHooks(nil, func(index int) {
+		if index == 3 {
+			<-later // entry 4 fails first
+		}
+	}, func(index int, err error) {
+		if index == 4 {
+			close(later)
+		}
+	})()
+	// The folders are there before: a folder to make waits for the
+	// files in flight.
+	layer := tarOf(t, dir("a/"), dir("b/"), file("a/"+strings.Repeat("n", 300), "1"), file("b/"+strings.Repeat("m", 300), "2"))
+	_, _, err := applyBoth(t, layer, true)
+	if err == nil || !strings.Contains(err.Error(), "nnn") {
+		t.Errorf("Apply: %v, want entry 3's failure", err)
 	}
 }
