@@ -205,7 +205,7 @@ func (a *applier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		return err
 	}
 	parent := p.fd
-	if a.workers != nil && (hdr.Typeflag == tar.TypeLink || a.workers.busy(joinName(p.canon, base), a.toWorker(hdr))) {
+	if a.workers != nil && (hdr.Typeflag == tar.TypeLink || a.workers.busy(joinName(p.canon, base), a.toWorker(hdr, joinName(p.canon, base)))) {
 		// A name in flight, a folder with files in flight, or a
 		// hardlink whose target may be in flight (parallel.go).
 		if err := a.drain(); err != nil {
@@ -274,7 +274,7 @@ func (a *applier) regular(hdr *tar.Header, tr *tar.Reader, p *parentDir, base st
 	if exact {
 		perm = mode
 	}
-	if a.toWorker(hdr) {
+	if a.toWorker(hdr, joinName(p.canon, base)) {
 		return a.giveSmall(hdr, tr, p, base, perm, mode, exact, xattrs)
 	}
 	fd := -1

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,16 @@ const (
 	maxInFlightFiles = 256
 	// maxWorkers bounds the workers whatever GOMAXPROCS says.
 	maxWorkers = 8
+	// maxWorkerName and maxWorkerDepth bound the canonical name of a
+	// worker's file, in bytes and in folders on its path: a file in
+	// flight counts in each folder on its path (under), and a name of
+	// 4 KiB of one-letter folders would cost 2,000 map updates of 2 KiB
+	// names on average, for each file and again when it is made (2.7
+	// times the CPU time of the serial apply for a layer of such files).
+	// Longer or deeper files are made by the reading goroutine, as
+	// without workers.
+	maxWorkerName  = 1024
+	maxWorkerDepth = 32
 	// fileJobOverhead is what a file in flight holds besides its data,
 	// xattrs and names (fileJob, map entries), roughly.
 	fileJobOverhead = 256
@@ -255,8 +266,16 @@ func (w *workers) onPath(dir string) bool {
 	if len(w.names) == 0 {
 		return false
 	}
-	found := w.names[dir] > 0
-	ancestors(dir, func(f string) { found = found || w.names[f] > 0 })
+	// Names in flight are at most maxWorkerName long and have fewer
+	// than maxWorkerDepth folders on their path (toWorker): longer
+	// prefixes of a deep folder are not looked up.
+	found := len(dir) <= maxWorkerName && w.names[dir] > 0
+	for i, depth := 0, 0; !found && i < len(dir) && i <= maxWorkerName && depth < maxWorkerDepth; i++ {
+		if dir[i] == '/' {
+			found = w.names[dir[:i]] > 0
+			depth++
+		}
+	}
 	return found
 }
 
@@ -336,12 +355,13 @@ func (a *applier) openFolder(dir string) (fd int, canon string, err error) {
 	return fd, canon, nil
 }
 
-// toWorker reports whether the entry is a file for a worker: regular,
-// not sparse, and small.
-func (a *applier) toWorker(hdr *tar.Header) bool {
+// toWorker reports whether the entry, of canonical name name, is a file
+// for a worker: regular, not sparse, small, and not deep.
+func (a *applier) toWorker(hdr *tar.Header, name string) bool {
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return a.workers != nil && hdr.Size <= smallFile && !isSparse(hdr)
+		return a.workers != nil && hdr.Size <= smallFile && !isSparse(hdr) &&
+			len(name) <= maxWorkerName && strings.Count(name, "/") < maxWorkerDepth
 	}
 	return false
 }

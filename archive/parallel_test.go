@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -401,5 +402,28 @@ func TestApplyParallelFirstError(t *testing.T) {
 	_, _, err := applyBoth(t, layer, true)
 	if err == nil || !strings.Contains(err.Error(), "nnn") {
 		t.Errorf("Apply: %v, want entry 3's failure", err)
+	}
+}
+
+// TestApplyParallelDeep: files deep in folders, or of long names, are
+// made by the reading goroutine (a file in flight costs a map update for
+// each folder on its path), with the same result; a shallow one still
+// goes to a worker.
+func TestApplyParallelDeep(t *testing.T) {
+	testutil.RequireRoot(t)
+	var jobs atomic.Int32
+	defer archive.SetHooks(nil, func(int) { jobs.Add(1) }, nil)()
+	deep := strings.Repeat("a/", 40)
+	long := strings.Repeat(strings.Repeat("l", 250)+"/", 5)
+	var entries []ent
+	for i := range 20 {
+		entries = append(entries, file(fmt.Sprintf("%sf%d", deep, i), "d"), file(fmt.Sprintf("%sf%d", long, i), "l"))
+	}
+	entries = append(entries, file(deep+"f3", "again"), file("shallow", "s"))
+	if _, _, err := applyBoth(t, tarOf(t, entries...), false); err != nil {
+		t.Fatal(err)
+	}
+	if n := jobs.Load(); n != 1 {
+		t.Errorf("%d files made by workers, want 1 (shallow)", n)
 	}
 }
