@@ -28,7 +28,9 @@ func hangingRuntime(t *testing.T) (path, pidFile string) {
 	testutil.Require(t, err == nil, "runc not found in PATH")
 	dir := t.TempDir()
 	path, pidFile = filepath.Join(dir, "hang-runc"), filepath.Join(dir, "create.pid")
-	script := fmt.Sprintf("#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = create ]; then echo $$ > %s; exec sleep 600; fi\ndone\nexec %s \"$@\"\n", pidFile, runc)
+	// The pid file appears whole (written aside, then renamed): the
+	// tests read it as soon as it exists.
+	script := fmt.Sprintf("#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = create ]; then echo $$ > %[1]s.tmp; mv %[1]s.tmp %[1]s; exec sleep 600; fi\ndone\nexec %[2]s \"$@\"\n", pidFile, runc)
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
