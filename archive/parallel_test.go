@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -425,5 +426,54 @@ func TestApplyParallelDeep(t *testing.T) {
 	}
 	if n := jobs.Load(); n != 1 {
 		t.Errorf("%d files made by workers, want 1 (shallow)", n)
+	}
+}
+
+// TestApplyParallelStops: a worker's failure while the reading goroutine
+// waits for room (256 files in flight), and a cancellation while files
+// are in flight, end Apply with that error and leave no goroutine.
+func TestApplyParallelStops(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, cancelled := range []bool{false, true} {
+		t.Run(fmt.Sprint("cancelled=", cancelled), func(t *testing.T) {
+			second := file("d/"+strings.Repeat("n", 300), "fails")
+			if cancelled {
+				second = file("d/g", "made")
+			}
+			entries := []ent{dir("d/"), second}
+			for i := range 400 {
+				entries = append(entries, file(fmt.Sprintf("d/f%d", i), "x"))
+			}
+			layer := tarOf(t, entries...)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			full := make(chan struct{})
+			var once sync.Once
+			defer archive.SetHooks(func(files, bytes int) {
+				once.Do(func() { close(full) })
+			}, func(index int) {
+				if index == 2 {
+					if cancelled {
+						cancel()
+					} else {
+						<-full // fail once the reading goroutine waits
+					}
+				}
+			}, nil)()
+			goroutines := runtime.NumGoroutine()
+			_, err := archive.Apply(ctx, t.TempDir(), bytes.NewReader(layer))
+			switch {
+			case cancelled && !errors.Is(err, context.Canceled):
+				t.Errorf("Apply: %v, want the cancellation", err)
+			case !cancelled && (err == nil || !strings.Contains(err.Error(), "nnn")):
+				t.Errorf("Apply: %v, want entry 2's failure", err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > goroutines && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			if g := runtime.NumGoroutine(); g > goroutines {
+				t.Errorf("%d goroutines after Apply, %d before", g, goroutines)
+			}
+		})
 	}
 }
