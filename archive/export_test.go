@@ -1,5 +1,7 @@
 package archive
 
+import "sync"
+
 // SetWorkers sets the number of workers Apply starts (fewer than 2: none)
 // until the returned function restores the default.
 func SetWorkers(n int) (restore func()) {
@@ -16,3 +18,34 @@ func SetHooks(wait func(files, bytes int), job func(index int), done func(index 
 
 // MaxInFlight is the bound on the memory held by files in flight.
 const MaxInFlight = maxInFlight
+
+// HoldWorkers keeps each file in flight until the reading goroutine
+// next waits for the workers (for room, or a drain), until the returned
+// function ends it: each entry after a file meets it in flight.
+func HoldWorkers() (restore func()) {
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	gen := 0
+	given := map[int]int{}
+	testHookGive = func(index int) {
+		mu.Lock()
+		given[index] = gen
+		mu.Unlock()
+	}
+	open := func() {
+		mu.Lock()
+		gen++
+		cond.Broadcast()
+		mu.Unlock()
+	}
+	testHookDrain = open
+	testHookWait = func(int, int) { open() }
+	testHookJob = func(index int) {
+		mu.Lock()
+		for gen <= given[index] {
+			cond.Wait()
+		}
+		mu.Unlock()
+	}
+	return func() { testHookGive, testHookDrain, testHookWait, testHookJob = nil, nil, nil, nil }
+}

@@ -139,11 +139,15 @@ type workers struct {
 
 // Test hooks: testHookWait is called (under the workers' lock) when give
 // waits for room, with the files and bytes in flight; testHookJob before
-// a worker makes a file and testHookDone once it is done with it.
+// a worker makes a file and testHookDone once it is done with it;
+// testHookDrain (under the lock) when drain waits, testHookGive (under
+// the lock) when a file is handed out.
 var (
-	testHookWait func(files, bytes int)
-	testHookJob  func(index int)
-	testHookDone func(index int, err error)
+	testHookGive  func(index int)
+	testHookDrain func()
+	testHookWait  func(files, bytes int)
+	testHookJob   func(index int)
+	testHookDone  func(index int, err error)
 )
 
 func startWorkers(a *applier, n int) *workers {
@@ -244,6 +248,9 @@ func (w *workers) give(j *fileJob) error {
 	}
 	f.n++
 	j.dir.n++
+	if testHookGive != nil {
+		testHookGive(j.index)
+	}
 	q := w.queues[f.worker]
 	w.mu.Unlock()
 	q <- j // never blocks: a queue holds maxInFlightFiles
@@ -294,6 +301,9 @@ func (w *workers) drain() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for w.inFlight > 0 {
+		if testHookDrain != nil {
+			testHookDrain()
+		}
 		w.cond.Wait()
 	}
 	return w.err

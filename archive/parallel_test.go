@@ -205,11 +205,28 @@ func wantAbsent(name string) func(t *testing.T, root string) {
 // same name often several times) with and without workers: same results.
 func TestApplyParallelRandom(t *testing.T) {
 	testutil.RequireRoot(t)
+	applyRandom(t, 300)
+}
+
+// TestApplyParallelHeld applies the layers of TestApplyParallelOrder and
+// TestApplyParallelRandom with every file kept in flight until the
+// reading goroutine waits for the workers: each entry after a worker's
+// file meets it in flight, which the drain rules must see.
+func TestApplyParallelHeld(t *testing.T) {
+	testutil.RequireRoot(t)
+	defer archive.HoldWorkers()()
+	t.Run("order", TestApplyParallelOrder)
+	t.Run("random", func(t *testing.T) { applyRandom(t, 300) })
+	t.Run("many", TestApplyParallelManyFiles)
+}
+
+// applyRandom applies n random layers with and without workers.
+func applyRandom(t *testing.T, n int) {
 	rng := rand.New(rand.NewPCG(15, 1))
 	dirs := []string{"", "a/", "a/b/", "c/", "l/"}
 	bases := []string{"f", "g", "h", "a", "b", "l"}
 	pick := func(s []string) string { return s[rng.IntN(len(s))] }
-	for i := range 300 {
+	for i := range n {
 		var entries []ent
 		for range 5 + rng.IntN(40) {
 			name := pick(dirs) + pick(bases)
