@@ -296,8 +296,9 @@ func TestApplyParallelManyFiles(t *testing.T) {
 }
 
 // FuzzApplyParallel decodes its input into a layer over a few names
-// (three bytes an entry: kind, name, link target or size) and applies it
-// with and without workers: same error, same tree. Its seeds are hazards
+// (three bytes an entry: kind, name, link target or size; a last byte
+// for the convention and whether files are held in flight, HoldWorkers)
+// and applies it with and without workers: same error, same tree. Its seeds are hazards
 // of the parallel path; `go test -fuzz FuzzApplyParallel` explores more.
 func FuzzApplyParallel(f *testing.F) {
 	for _, s := range []string{
@@ -308,6 +309,8 @@ func FuzzApplyParallel(f *testing.F) {
 		"\x00\x01\x00\x00\x02\x00\x08\x01\x00\x00\x03\x00", // opaque marker with files in flight
 	} {
 		f.Add([]byte(s))
+		f.Add([]byte(s + "\x02")) // held in flight
+		f.Add([]byte(s + "\x03")) // held, overlay
 	}
 	dirs := []string{"", "a/", "a/b/", "c/", "l/", "a/b/c/d/e/"}
 	bases := []string{"f", "g", "a", "b", "l", "c"}
@@ -349,6 +352,9 @@ func FuzzApplyParallel(f *testing.F) {
 		var opts []archive.ApplyOpt
 		if len(data) > 0 && data[0]%2 == 1 {
 			opts = append(opts, archive.WithConvention(archive.Overlay))
+		}
+		if len(data) > 0 && data[0]&2 != 0 {
+			defer archive.HoldWorkers()() // every entry meets the files before it in flight
 		}
 		// Folders made for an entry without one of their own have
 		// the time they were made: only TestApplyParallelOrder, whose
