@@ -176,29 +176,12 @@ func TestShimCleanupOnExitDeleteRace(t *testing.T) {
 }
 
 // gatedRuntime returns a runtime wrapper around runc whose delete waits
-// while the returned gate file exists (at most 20 s), a function that
-// opens the gate, and one that counts the calls of a verb.
+// until the returned function opens its gate, and a function that counts
+// the calls of a verb.
 func gatedRuntime(t *testing.T) (wrapper string, open func(), calls func(verb string) int) {
 	t.Helper()
 	inner, calls := countingRuntime(t)
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	if err := os.WriteFile(gate, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	wrapper = filepath.Join(dir, "gated-runtime")
-	script := "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = delete ]; then\n" +
-		"    i=0; while [ -e " + gate + " ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n  fi\ndone\n" +
-		"exec " + inner + " \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	open = func() {
-		if err := os.Remove(gate); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(open)
+	wrapper, open = testutil.GatedRuntime(t, inner, "delete")
 	return wrapper, open, calls
 }
 

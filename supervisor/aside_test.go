@@ -10,6 +10,7 @@ import (
 
 	"github.com/berthrt/berth/events/topics"
 	"github.com/berthrt/berth/internal/proc"
+	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/shimapi"
 )
 
@@ -147,19 +148,7 @@ func TestCreateWaitsForDeferredRuntimeDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	if err := os.WriteFile(gate, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(gate) })
-	runtime := filepath.Join(dir, "gated-runtime")
-	script := "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = delete ]; then\n" +
-		"    i=0; while [ -e " + gate + " ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n  fi\ndone\n" +
-		"exec " + runc + " \"$@\"\n"
-	if err := os.WriteFile(runtime, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	runtime, open := testutil.GatedRuntime(t, runc, "delete")
 
 	opts := e.opts("reuse", "true")
 	opts.Runtime, opts.Start, opts.CleanupOnExit = runtime, true, true
@@ -195,7 +184,7 @@ func TestCreateWaitsForDeferredRuntimeDelete(t *testing.T) {
 	if !proc.Alive(oldShim) {
 		t.Fatal("the old shim exited before its runtime delete ran")
 	}
-	os.Remove(gate)
+	open()
 	if err := <-created; err != nil {
 		t.Fatalf("create after the old task's release: %v", err)
 	}
