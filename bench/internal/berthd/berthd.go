@@ -46,18 +46,22 @@ func ShimPids(state, ns string) []int {
 			}
 			continue
 		}
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-		if err != nil {
-			continue
-		}
-		// A spare whose folder was removed shows " (deleted)": it is
-		// still the daemon's if it was under the state folder.
-		cwd = strings.TrimSuffix(cwd, " (deleted)")
-		if under(cwd, filepath.Join(state, ns)) {
+		if cwd, ok := shimCwd(pid); ok && under(cwd, filepath.Join(state, ns)) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// shimCwd returns the working folder of shim pid, where it serves. A
+// shim whose folder was removed shows " (deleted)", left off here: it is
+// still the daemon's if the folder was under its state folder.
+func shimCwd(pid int) (string, bool) {
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSuffix(cwd, " (deleted)"), true
 }
 
 // under reports whether path is inside dir.
@@ -85,11 +89,7 @@ const spareExitWait = 2 * time.Second
 func idleSpares(state string) []int {
 	var pids []int
 	for _, pid := range proc.Matching("serve", "--spare") {
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-		if err != nil {
-			continue
-		}
-		if under(strings.TrimSuffix(cwd, " (deleted)"), filepath.Join(state, ".spare")) {
+		if cwd, ok := shimCwd(pid); ok && under(cwd, filepath.Join(state, ".spare")) {
 			pids = append(pids, pid)
 		}
 	}
@@ -121,8 +121,8 @@ func Quiesce(state string, spares int, limit time.Duration) bool {
 func quiet(state string, spares int) bool {
 	ready := 0
 	for _, pid := range proc.Matching("serve") {
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-		if err != nil {
+		cwd, ok := shimCwd(pid)
+		if !ok {
 			continue
 		}
 		switch {
