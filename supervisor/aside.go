@@ -59,11 +59,8 @@ func (s *Supervisor) removeAside(sh *Shim) chan struct{} {
 	gone := make(chan struct{})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := key{sh.Namespace, sh.ID}
-	if s.shims[k] == sh {
-		delete(s.shims, k)
-	}
-	s.asides[k] = gone
+	s.removeLocked(sh)
+	s.asides[key{sh.Namespace, sh.ID}] = gone
 	return gone
 }
 

@@ -264,6 +264,11 @@ func (s *Supervisor) addWhenFree(ctx context.Context, sh *Shim) error {
 func (s *Supervisor) remove(sh *Shim) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.removeLocked(sh)
+}
+
+// removeLocked is remove with s.mu held.
+func (s *Supervisor) removeLocked(sh *Shim) {
 	k := key{sh.Namespace, sh.ID}
 	if s.shims[k] == sh {
 		delete(s.shims, k)
