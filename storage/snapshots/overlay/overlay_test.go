@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/berthrt/berth/internal/testutil"
@@ -59,5 +60,25 @@ func equal(a, b []string) bool {
 func TestRootWithComma(t *testing.T) {
 	if _, err := New(t.TempDir() + "/a,b"); err == nil {
 		t.Error("New accepted a root with a comma")
+	}
+}
+
+// TestSnapshotFoldersSpread: on ext4, New marks the folder that holds the
+// snapshots' folders with FS_TOPDIR_FL, so that ext4 spreads them over
+// its block groups (fsstore's spreadFolders says why).
+func TestSnapshotFoldersSpread(t *testing.T) {
+	const fsTopdirFL = 0x00020000 // linux/fs.h
+	root := filepath.Join(testutil.LoopExt4(t), "overlayfs")
+	sn, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "snapshots")
+	flags := testutil.InodeFlags(t, dir)
+	if flags&fsTopdirFL == 0 {
+		t.Errorf("%s: flags %#x lack FS_TOPDIR_FL", dir, flags)
 	}
 }

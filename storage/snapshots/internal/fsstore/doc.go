@@ -11,6 +11,10 @@
 //	<root>/snapshots/<id>/             one folder per snapshot; the driver's
 //	<root>/snapshots/new-*/, rm-*/     being created, being removed
 //
+// snapshots/ carries ext4's FS_TOPDIR_FL where the filesystem knows it, so
+// that each snapshot's folder lands in a block group of its own
+// (spreadFolders says why).
+//
 //	v1/
 //	  keys/<key>/                      one bucket per snapshot, by key or name
 //	    id      → uint64, big endian   its folder, snapshots/<id>

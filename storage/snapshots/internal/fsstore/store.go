@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -125,6 +126,11 @@ func New(name, root string, driver Driver, opts ...Option) (snapshots.Snapshotte
 		if err := fsperm.Restrict(dir, dirMode); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+	}
+	// A hint to the filesystem, not a condition of a working snapshotter:
+	// a failure is logged, and the snapshotter opens (see spreadFolders).
+	if err := spreadFolders(filepath.Join(root, "snapshots")); err != nil {
+		slog.Warn("snapshot folders stay in one block group: pulls of many small files may be slower", "snapshotter", name, "error", err)
 	}
 	path := filepath.Join(root, "metadata.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
