@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,6 +225,52 @@ func TestShimDeferredRuntimeDelete(t *testing.T) {
 	}
 	if n := calls("delete"); n != 1 {
 		t.Errorf("runc delete ran %d times, want once", n)
+	}
+}
+
+// TestShimDeferredRuntimeDeleteStartsAtShutdown: the deferred runtime
+// delete waits for the shim's shutdown, which comes after the client's
+// Delete, so that its runc does not compete for the CPU with the exit's
+// way to the client; without a shutdown it starts after its bound (1 s)
+// all the same, with the shim still serving.
+func TestShimDeferredRuntimeDeleteStartsAtShutdown(t *testing.T) {
+	for _, shutdown := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shutdown=%v", shutdown), func(t *testing.T) {
+			wrapper, calls := countingRuntime(t)
+			s := startShim(t, "deferred-start", []oci.SpecOpts{oci.WithProcessArgs("true")}, withRuntime(wrapper))
+			s.createRunning(true)
+			if code := s.wait(""); code != 0 {
+				t.Fatalf("wait: exit %d, want 0", code)
+			}
+			if _, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id}); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			if mounted(t, filepath.Join(s.bundle, "rootfs")) {
+				t.Error("the rootfs is mounted after Delete")
+			}
+			pid := s.shimPid()
+			if shutdown {
+				time.Sleep(300 * time.Millisecond)
+				if n := calls("delete"); n != 0 || !s.runtimeKnows() {
+					t.Fatalf("runc delete ran %d times before the shutdown (the runtime knows the container: %v), want none", n, s.runtimeKnows())
+				}
+				if err := s.shutdownNow(); err != nil {
+					t.Fatalf("shutdown: %v", err)
+				}
+				eventually(t, 30*time.Second, "the shim's exit", func() bool { return !alive(pid) })
+			} else {
+				eventually(t, 30*time.Second, "the runtime's delete without a shutdown", func() bool { return !s.runtimeKnows() })
+				if !alive(pid) {
+					t.Fatal("the shim exited without a shutdown")
+				}
+			}
+			if s.runtimeKnows() {
+				t.Error("the runtime still has the container")
+			}
+			if n := calls("delete"); n != 1 {
+				t.Errorf("runc delete ran %d times, want once", n)
+			}
+		})
 	}
 }
 

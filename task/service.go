@@ -62,6 +62,10 @@ type Service struct {
 	// runtimeDeleted is closed once a deferred runtime delete has ended;
 	// nil until one starts. The shim does not exit before it is closed.
 	runtimeDeleted chan struct{} // guarded by mu
+	// hurry, closed by WaitRuntimeDelete, starts a deferred runtime
+	// delete that still waits for the shutdown.
+	hurry     chan struct{}
+	hurryOnce sync.Once
 
 	// life ends when the shim is told to shut down: runtime calls outlive
 	// their caller (a half-made container is worse than a late answer)
@@ -98,6 +102,7 @@ func NewService(cfg Config, r *reaper.Reaper) (*Service, error) {
 		},
 		reaper:  r,
 		events:  newEventQueue(DefaultEventQueueMax),
+		hurry:   make(chan struct{}),
 		log:     cfg.Logger,
 		execs:   make(map[string]*process),
 		running: make(map[int]*process),
