@@ -160,9 +160,12 @@
 // costs two), serving in folders under StateDir/.spare
 // and connected, bound to no task, from the end of Restore's wait (spares
 // started earlier would compete with the reconnects for the CPU); one
-// goroutine refills the pool once the Create that took a spare has created
-// its container, off any Create's path. Create takes a spare when one is
-// ready (else it starts a shim as before): it writes the bundle's files,
+// goroutine refills the pool, off any Create's path, a short while
+// (spareRefillDelay) after the Create that took a spare has created its
+// container, so that the new spare does not compete for the CPU with a
+// short task's exit and delete; a Create that finds the pool empty has it
+// refilled at once. Close stops a refill still waiting. Create takes a
+// spare when one is ready (else it starts a shim as before): it writes the bundle's files,
 // creating marker included, into the spare's folder, renames the folder to
 // the bundle (refusing an existing one) and binds the shim in the Create
 // call. A spare holds no container state: an unbound spare exits when the

@@ -1,4 +1,10 @@
 package supervisor
 
+import "time"
+
 // SparesReady returns how many spare shims wait in the pool of s.
 func SparesReady(s *Supervisor) int { return len(s.spares) }
+
+// SetSpareRefillDelay sets how long the refill after a Create that took a
+// spare waits (spareRefillDelay). Call it before Restore.
+func SetSpareRefillDelay(s *Supervisor, d time.Duration) { s.refillDelay = d }

@@ -27,6 +27,21 @@ const spareDir = ".spare"
 // supervisor closes or discards it.
 const spareShutdownWait = time.Second
 
+// spareRefillDelay is how long the refill after a Create that took a spare
+// waits. Starting a spare (fork and exec of berth-shim, its Go runtime
+// starting) costs some 3-4 ms of CPU; started at once, it lands where a
+// short task (`berthctl run --rm`) exits and is deleted, and on 2 CPUs
+// competes with that path. bench/daemonbench -ref against the refill at
+// once (2 CPUs, load 1.5-3.8, 20-40 rounds): run --rm 0.89-0.95 of it in
+// six runs with this build in the berthd slot, 0.96-1.01 in five with it
+// in the reference slot (A/A 1.00, 1.01); after the shim's deferred
+// delete moved to its shutdown, 0.92-0.99 in four, both slots. Runs back
+// to back gain nothing (1.03, 0.93, 1.03, 1.04): a fifth of their
+// Creates come within the delay and find the pool empty (against 2-5 in
+// 100), and such a Create has the pool refilled at once (takeSpare). See
+// bench/README.md.
+const spareRefillDelay = 50 * time.Millisecond
+
 // spare is a shim started ahead of need: started by us (shimlaunch), serving in its own
 // folder under StateDir/.spare, connected, and bound to no task. Create
 // takes one, writes the bundle's files into its folder, renames the folder
@@ -105,7 +120,8 @@ func killSpare(dir string) {
 
 // fillSpares is the one goroutine that starts spares: it keeps the pool
 // full, one spare at a time, off the path of any Create, until the
-// supervisor closes, and then shuts the idle ones down.
+// supervisor closes, and then shuts the idle ones down. It owns the delay
+// of a refill (see spareRefillDelay), so that Close ends it too.
 func (s *Supervisor) fillSpares() {
 	defer s.closeSpares()
 	b := newBackoff(100*time.Millisecond, 30*time.Second)
@@ -128,10 +144,35 @@ func (s *Supervisor) fillSpares() {
 			s.spares <- sp
 		}
 		select {
+		case <-s.refillNow:
+			continue
 		case <-s.refill:
 		case <-s.ctx.Done():
 			return
 		}
+		if !s.waitRefillDelay() {
+			return
+		}
+		// A spare taken during the delay is refilled now with the rest.
+		select {
+		case <-s.refill:
+		default:
+		}
+	}
+}
+
+// waitRefillDelay waits refillDelay, less when a Create finds the pool
+// empty meanwhile. It returns false when the supervisor closes.
+func (s *Supervisor) waitRefillDelay() bool {
+	t := time.NewTimer(s.refillDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.refillNow:
+		return true
+	case <-s.ctx.Done():
+		return false
 	}
 }
 
@@ -191,6 +232,9 @@ func (s *Supervisor) newSpare(ctx context.Context) (_ *spare, retErr error) {
 // takeSpare returns an idle spare that still lives, or nil. The caller
 // calls refillSpares once its container is created: a shim started while
 // the runtime creates the container would compete with it for the CPU.
+// When the pool is empty, it has fillSpares refill it at once, a delayed
+// refill pending or not: the caller starts a shim itself, and the next
+// Create should find one.
 func (s *Supervisor) takeSpare() *spare {
 	if cap(s.spares) == 0 {
 		return nil
@@ -204,19 +248,27 @@ func (s *Supervisor) takeSpare() *spare {
 			s.log.Warn("spare shim died while idle", "path", sp.dir)
 			s.discardSpare(sp)
 		default:
+			wake(s.refillNow)
 			return nil
 		}
 	}
 }
 
-// refillSpares has fillSpares start spares until the pool is full.
+// refillSpares has fillSpares start spares until the pool is full, after
+// spareRefillDelay.
 func (s *Supervisor) refillSpares() {
 	if cap(s.spares) == 0 {
 		return
 	}
+	wake(s.refill)
+}
+
+// wake sends on ch, a channel of capacity 1, unless a send is pending
+// already.
+func wake(ch chan<- struct{}) {
 	select {
-	case s.refill <- struct{}{}:
-	default: // a refill is due already
+	case ch <- struct{}{}:
+	default:
 	}
 }
 

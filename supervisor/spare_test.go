@@ -249,3 +249,83 @@ func TestSpareIsStartedWithOneExec(t *testing.T) {
 	s.Close()
 	eventually(t, 10*time.Second, "idle spare not reaped after Close", func() bool { return !isChild(idle) })
 }
+
+// spareFolders returns the names of the folders under the state folder's
+// spare folder: fillSpares makes one first when it starts a spare.
+func (e *env) spareFolders(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(e.stateDir, ".spare"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, en := range entries {
+		names = append(names, en.Name())
+	}
+	return names
+}
+
+// assertNoSpareFor checks, every 10ms for d, that no spare is started: no
+// folder under .spare, no spare shim, none in the pool.
+func (e *env) assertNoSpareFor(t *testing.T, s *supervisor.Supervisor, d time.Duration, why string) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if dirs, pids, ready := e.spareFolders(t), e.spares(t), supervisor.SparesReady(s); len(dirs) > 0 || len(pids) > 0 || ready > 0 {
+			t.Fatalf("%s: spare folders %v, spare shims %v, %d in the pool", why, dirs, pids, ready)
+		}
+	}
+}
+
+// spareTaken returns a supervisor with a pool of one spare and refill
+// delay delay, whose task "one" took the spare, and that spare's pid.
+func spareTaken(t *testing.T, ns string, delay time.Duration) (*env, *supervisor.Supervisor, int) {
+	t.Helper()
+	e := newEnv(t, ns)
+	s := e.supervisor(newRecorder(), withSpares(1))
+	supervisor.SetSpareRefillDelay(s, delay)
+	if err := s.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	spare := e.readySpare(t, s)
+	if got := shimPid(t, e.create(s, "one", "true")); got != spare {
+		t.Fatalf("task one's shim is pid %d, want the spare %d", got, spare)
+	}
+	return e, s, spare
+}
+
+// TestSpareRefillIsDelayed: the spare taken by a Create is replaced only
+// after the refill delay, not while the task it went to runs on.
+func TestSpareRefillIsDelayed(t *testing.T) {
+	// Longer than the check below, far shorter than the wait after it.
+	e, s, _ := spareTaken(t, "sv-sparedelay", time.Second)
+	e.assertNoSpareFor(t, s, 200*time.Millisecond, "within the refill delay")
+	e.readySpare(t, s)
+}
+
+// TestSpareRefillAtOnceWhenPoolEmpty: a Create that finds the pool empty
+// while a refill waits out its delay has the pool refilled at once.
+func TestSpareRefillAtOnceWhenPoolEmpty(t *testing.T) {
+	// Longer than the test: the refill after "one" never comes by itself.
+	e, s, spare := spareTaken(t, "sv-spareempty", time.Hour)
+	if n := supervisor.SparesReady(s); n != 0 {
+		t.Fatalf("%d spares ready after the one spare was taken, refill delayed by an hour", n)
+	}
+	two := shimPid(t, e.create(s, "two", "true"))
+	if two == spare {
+		t.Fatalf("task two got the spare %d that task one has", spare)
+	}
+	if got := e.readySpare(t, s); got == two {
+		t.Fatalf("the spare ready is task two's shim %d", two)
+	}
+}
+
+// TestCloseStopsDelayedRefill: a refill still waiting out its delay when
+// the supervisor closes starts no spare, then or later.
+func TestCloseStopsDelayedRefill(t *testing.T) {
+	// Shorter than the check after Close, so that the refill would have
+	// come within it.
+	const delay = 200 * time.Millisecond
+	e, s, _ := spareTaken(t, "sv-spareclose", delay)
+	s.Close()
+	e.assertNoSpareFor(t, s, 3*delay, "after Close")
+}
