@@ -79,6 +79,16 @@ type Writer interface {
 	Truncate(size int64) error
 }
 
+// Rereader is implemented by a Writer whose bytes can be read back while
+// it is still open, as an unpack that applies a layer while the layer is
+// being fetched does. Reread returns a reader of the ingest as written:
+// ReadAt may run beside Write, is valid within [0, Status().Offset), and
+// fails once the Writer is closed or committed. A Writer that cannot
+// offer one returns nil.
+type Rereader interface {
+	Reread() io.ReaderAt
+}
+
 // Manager manages committed blobs.
 type Manager interface {
 	// Info describes the blob dgst; ErrNotFound if absent.

@@ -37,6 +37,30 @@ type Store interface {
 	Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error)
 }
 
+// ErrRefetched is what a Store's reader returns when bytes of a blob that
+// it had already handed out were written again: a fetch that the registry
+// restarted from the start (it ignored a Range request) while the layer
+// was being applied from the fetch's stream. The bytes applied may then
+// not be the blob's, so the layer is applied again from the start.
+var ErrRefetched = errors.New("the blob was written again from an earlier offset while it was read")
+
+// Arriving is a Store whose readers hand out a blob's bytes while a pull
+// is still fetching it, before its digest is checked (services/transfer's,
+// for a pull that unpacks); the last byte comes only once the digest
+// checks, so an apply cannot succeed on bytes that are not the blob's.
+// An apply that fails may have failed on such bytes, though: the layer is
+// then applied again from the committed blob, once Settle says it is
+// (nil), or the apply's error stands. Settle waits until the pull has
+// committed desc or cannot any more (its error).
+type Arriving interface {
+	Store
+	Settle(ctx context.Context, desc ocispec.Descriptor) error
+}
+
+// applyAttempts bounds the applies of one layer: a registry that ignores
+// Range each time a fetch is resumed must not keep an unpack going.
+const applyAttempts = 3
+
 // Status is the state of one layer of an unpack.
 type Status string
 
@@ -127,6 +151,11 @@ func Unpack(ctx context.Context, img Image, o Options) (_ string, err error) {
 			st.staged[i].err = err
 			err = o.layer(ctx, layer, ids[i], chainIDs[i], parent, st, i)
 		}
+		settled := false
+		for attempt := 1; attempt < applyAttempts && o.applyAgain(ctx, layer, err, &settled); attempt++ {
+			// layer removed what it had applied; its snapshot is new.
+			err = o.layer(ctx, layer, ids[i], chainIDs[i], parent, st, i)
+		}
 		if err != nil {
 			err = fmt.Errorf("unpack layer %d (%s) of %s into %s: %w", i, layer.Digest, img.Manifest.Digest, o.SnapshotterName, err)
 			return "", errors.Join(err, st.close(ctx))
@@ -208,6 +237,25 @@ func (o Options) layer(ctx context.Context, layer ocispec.Descriptor, diffID, ch
 	committed = true
 	o.report(layer, StatusUnpacked)
 	return nil
+}
+
+// applyAgain says whether the layer whose apply failed with err is
+// applied again: when its reader said the bytes it handed out were
+// fetched again, and, with an Arriving store, when the layer was still
+// arriving (not settled) and has been committed since.
+func (o Options) applyAgain(ctx context.Context, layer ocispec.Descriptor, err error, settled *bool) bool {
+	switch {
+	case err == nil || ctx.Err() != nil:
+		return false
+	case errors.Is(err, ErrRefetched):
+		return true
+	}
+	ar, ok := o.Content.(Arriving)
+	if !ok || *settled {
+		return false
+	}
+	*settled = ar.Settle(ctx, layer) == nil
+	return *settled
 }
 
 func (o Options) report(layer ocispec.Descriptor, s Status) {

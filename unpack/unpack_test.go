@@ -3,11 +3,15 @@ package unpack_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
+	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -254,5 +258,128 @@ func TestUnpackLeasedAgainstGC(t *testing.T) {
 	}
 	if want := identity.ChainID(img.DiffIDs).String(); top != want {
 		t.Errorf("top %s, want %s", top, want)
+	}
+}
+
+// refetching serves a layer that a pull starts over while it is read:
+// the first fails readers of it hand out some of the layer's bytes, then
+// ErrRefetched; with garbled, other bytes instead (what a registry sent
+// the first time), which the apply fails on before it meets the refetch.
+// It settles the layer once asked to (it is in the store).
+type refetching struct {
+	unpack.Store
+	layer          digest.Digest
+	fails          int
+	garbled        bool
+	opens, settles int
+}
+
+func (r *refetching) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	ra, err := r.Store.ReaderAt(ctx, desc)
+	if err != nil || desc.Digest != r.layer {
+		return ra, err
+	}
+	r.opens++
+	if r.opens > r.fails {
+		return ra, nil
+	}
+	return refetchedReader{ReaderAt: ra, garbled: r.garbled}, nil
+}
+
+func (r *refetching) Settle(ctx context.Context, desc ocispec.Descriptor) error {
+	r.settles++
+	return nil
+}
+
+type refetchedReader struct {
+	content.ReaderAt
+	garbled bool
+}
+
+func (r refetchedReader) ReadAt(p []byte, off int64) (int, error) {
+	half := r.Size() / 2
+	if off >= half {
+		return 0, fmt.Errorf("blob: %w", unpack.ErrRefetched)
+	}
+	p = p[:min(int64(len(p)), half-off)]
+	n, err := r.ReaderAt.ReadAt(p, off)
+	if r.garbled {
+		for i := range p[:n] {
+			p[i] ^= 0x55
+		}
+	}
+	return n, err
+}
+
+// TestUnpackRefetched applies a layer whose fetch starts over while it is
+// applied: the layer is applied again from the start, in a new snapshot,
+// up to three times in all; an apply that fails on bytes the pull had not
+// checked yet is applied again once the pull has. The result is the
+// layer's, and no temporary snapshot is left, whether an unpack succeeds
+// or not.
+func TestUnpackRefetched(t *testing.T) {
+	for _, tc := range []struct {
+		fails            int
+		garbled          bool
+		ok               bool
+		opens, settles   int
+		wantErrRefetched bool
+	}{
+		{fails: 2, ok: true, opens: 3},
+		{fails: 3, opens: 3, wantErrRefetched: true},
+		{fails: 1, garbled: true, ok: true, opens: 2, settles: 1},
+		{fails: 2, garbled: true, opens: 2, settles: 1}, // settled: the second failure is the layer's
+	} {
+		t.Run(fmt.Sprintf("fails=%d,garbled=%v", tc.fails, tc.garbled), func(t *testing.T) {
+			e := newEnv(t)
+			img, err := testimage.Build(ocispec.ImageConfig{},
+				[]testimage.Entry{testimage.Dir("a"), testimage.File("a/1", strings.Repeat("one", 10000))},
+				[]testimage.Entry{testimage.File("a/2", strings.Repeat("two", 10000))},
+			)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.write(t, img)
+			resolved, err := unpack.Resolve(e.ctx, e.content, img.Manifest, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			store := &refetching{Store: e.content, layer: img.Layers[1].Digest, fails: tc.fails, garbled: tc.garbled}
+			top, err := unpack.Unpack(e.ctx, resolved, unpack.Options{Content: store, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir()), Leases: e.leases})
+			if store.opens != tc.opens || store.settles != tc.settles {
+				t.Errorf("the layer was opened %d times and settled %d, want %d and %d", store.opens, store.settles, tc.opens, tc.settles)
+			}
+			var keys []string
+			e.sn.Walk(e.ctx, func(_ context.Context, i snapshots.Info) error { keys = append(keys, i.Name); return nil })
+			if !tc.ok {
+				if err == nil || errors.Is(err, unpack.ErrRefetched) != tc.wantErrRefetched {
+					t.Fatalf("unpack: %v, want an error (ErrRefetched: %v)", err, tc.wantErrRefetched)
+				}
+				if len(keys) != 1 { // the bottom layer, committed
+					t.Fatalf("snapshots %v after a failed unpack, want the bottom layer's only", keys)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != 2 {
+				t.Fatalf("snapshots %v, want the two layers' only", keys)
+			}
+			ms, err := e.sn.View(e.ctx, "view", top)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := mount.All(ms, dir); err != nil {
+				t.Fatal(err)
+			}
+			defer mount.UnmountAll(dir, 0)
+			for name, want := range map[string]string{"a/1": strings.Repeat("one", 10000), "a/2": strings.Repeat("two", 10000)} {
+				if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != want {
+					t.Errorf("%s: %d bytes, %v; want the layer's", name, len(got), err)
+				}
+			}
+		})
 	}
 }

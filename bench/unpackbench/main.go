@@ -42,6 +42,7 @@ type config struct {
 	rounds, runRounds, layers, layerMiB, files                 int
 	ref, refCtl                                                string
 	fetchOnly                                                  bool
+	rateMiB                                                    float64
 }
 
 func main() {
@@ -60,6 +61,7 @@ func main() {
 	flag.IntVar(&cfg.files, "files", 20000, "files of the small-files image")
 	flag.StringVar(&cfg.ref, "ref", "", "another berthd binary whose pulls are timed in the same rounds (berth-ref), to compare builds")
 	flag.StringVar(&cfg.refCtl, "ref-ctl", "", "another berthctl binary whose run --rm IMAGE is timed against the same berthd in the same rounds, to compare client builds")
+	flag.Float64Var(&cfg.rateMiB, "rate", 0, "MiB/s: pull through a loopback proxy that paces the registry's answers to this rate over all connections (a registry across a network link); 0: straight from the registry")
 	flag.BoolVar(&cfg.fetchOnly, "fetch-only", false, "also time berth's pull without unpack (--no-unpack) in the same rounds")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -149,10 +151,20 @@ func run(ctx context.Context, cfg config) (res results, err error) {
 		}
 	}
 
+	pullAddr := reg.Addr
+	if cfg.rateMiB > 0 {
+		p, err := startRateProxy(reg.Addr, cfg.rateMiB)
+		if err != nil {
+			return res, err
+		}
+		stops = append(stops, p.Stop)
+		pullAddr = p.Addr()
+	}
 	pulls := make([][]stats.Samples, len(images)) // [image][contender]
 	for i, img := range images {
 		progress("pull %s: %d rounds", img.name, cfg.rounds)
-		if pulls[i], err = pullRounds(ctx, append(slices.Clip(contenders), extra...), img.ref, cfg.rounds); err != nil {
+		ref := strings.Replace(img.ref, reg.Addr, pullAddr, 1)
+		if pulls[i], err = pullRounds(ctx, append(slices.Clip(contenders), extra...), ref, cfg.rounds); err != nil {
 			return res, err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/berthrt/berth/distribution"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/storage/content/local"
+	"github.com/berthrt/berth/unpack"
 )
 
 func blobDesc(data []byte) ocispec.Descriptor {
@@ -131,4 +132,224 @@ func TestArrivingEndsWithThePull(t *testing.T) {
 	if _, err := b.ReaderAt(ctx, blobDesc([]byte("absent"))); !errdefs.IsNotFound(err) {
 		t.Fatalf("open what a finished pull did not bring: %v, want not found", err)
 	}
+}
+
+// openPullWriter opens, through a's pullStore, the Writer the pull would
+// open for desc.
+func openPullWriter(t *testing.T, a *arriving, desc ocispec.Descriptor) content.Writer {
+	t.Helper()
+	w, err := a.pullStore().Writer(context.Background(), content.WithRef("pull-"+desc.Digest.String()), content.WithDescriptor(desc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// readAsync reads n bytes of ra at off on another goroutine.
+func readAsync(ra io.ReaderAt, n int, off int64) <-chan any {
+	out := make(chan any, 1)
+	go func() {
+		p := make([]byte, n)
+		m, err := ra.ReadAt(p, off)
+		if err != nil && !(errors.Is(err, io.EOF) && m == n) {
+			out <- err
+			return
+		}
+		out <- p[:m]
+	}()
+	return out
+}
+
+// settleAsync settles desc on another goroutine: nil or the error.
+func settleAsync(a *arriving, desc ocispec.Descriptor) <-chan any {
+	out := make(chan any, 1)
+	go func() {
+		if err := a.Settle(context.Background(), desc); err != nil {
+			out <- err
+			return
+		}
+		out <- nil
+	}()
+	return out
+}
+
+// requirePending checks that nothing came on c yet.
+func requirePending(t *testing.T, c <-chan any, what string) {
+	t.Helper()
+	select {
+	case r := <-c:
+		t.Fatalf("%s: %v, want it to wait", what, r)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func requireBytes(t *testing.T, c <-chan any, want []byte, what string) {
+	t.Helper()
+	select {
+	case r := <-c:
+		if got, ok := r.([]byte); !ok || !bytes.Equal(got, want) {
+			t.Fatalf("%s: %v, want %q", what, r, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still waiting", what)
+	}
+}
+
+func requireError(t *testing.T, c <-chan any, want error, what string) {
+	t.Helper()
+	select {
+	case r := <-c:
+		if err, ok := r.(error); !ok || !errors.Is(err, want) {
+			t.Fatalf("%s: %v, want %v", what, r, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still waiting, want %v", what, want)
+	}
+}
+
+// TestArrivingStreamsTheIngest reads a blob while the pull writes it:
+// the bytes written can be read at once, more as they come, and the
+// last one only once the commit has checked the digest.
+func TestArrivingStreamsTheIngest(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newArriving(store)
+	layer := []byte("0123456789abcdef")
+	desc := blobDesc(layer)
+	opened := openAsync(ctx, a, desc)
+	requirePending(t, opened, "open before the pull began the blob")
+
+	w := openPullWriter(t, a, desc)
+	defer w.Close()
+	var ra content.ReaderAt
+	switch r := (<-opened).(type) {
+	case content.ReaderAt:
+		ra = r
+	default:
+		t.Fatalf("open once the pull writes the blob: %v", r)
+	}
+	defer ra.Close()
+	if ra.Size() != desc.Size {
+		t.Fatalf("size %d, want %d", ra.Size(), desc.Size)
+	}
+	first := readAsync(ra, 8, 0)
+	requirePending(t, first, "read before anything was written")
+	if _, err := w.Write(layer[:10]); err != nil {
+		t.Fatal(err)
+	}
+	requireBytes(t, first, layer[:8], "the first bytes once written")
+
+	// The rest: all of it written but not committed, the last byte waits.
+	rest := readAsync(ra, 8, 8)
+	if _, err := w.Write(layer[10:]); err != nil {
+		t.Fatal(err)
+	}
+	requirePending(t, rest, "read of the last byte before the commit")
+	settled := settleAsync(a, desc)
+	requirePending(t, settled, "settle before the commit")
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		t.Fatal(err)
+	}
+	requireBytes(t, rest, layer[8:], "the rest once committed")
+	if r := <-settled; r != nil {
+		t.Fatalf("settle after the commit: %v", r)
+	}
+	if data := readAll(t, ra); !bytes.Equal(data, layer) {
+		t.Fatalf("read %q after the commit, want %q", data, layer)
+	}
+}
+
+// TestArrivingNeverHandsOutABadBlob writes a blob whose bytes are not
+// its digest's: the reader gets all of it but the last byte, then the
+// pull's error, never the end.
+func TestArrivingNeverHandsOutABadBlob(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newArriving(store)
+	layer := []byte("the layer's true bytes")
+	desc := blobDesc(layer)
+	w := openPullWriter(t, a, desc)
+	ra, err := a.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	bad := bytes.ToUpper(layer)
+	if _, err := w.Write(bad); err != nil {
+		t.Fatal(err)
+	}
+	requireBytes(t, readAsync(ra, len(bad)-1, 0), bad[:len(bad)-1], "all but the last byte")
+	whole := readAsync(ra, len(bad), 0)
+	cerr := w.Commit(ctx, desc.Size, desc.Digest)
+	if !errdefs.IsFailedPrecondition(cerr) {
+		t.Fatalf("commit of the wrong bytes: %v, want failed precondition", cerr)
+	}
+	w.Close()
+	requirePending(t, whole, "read of the whole blob after a failed commit")
+	settled := settleAsync(a, desc)
+	requirePending(t, settled, "settle before the pull ended")
+	a.end(cerr)
+	requireError(t, whole, errdefs.ErrFailedPrecondition, "read after the pull failed")
+	requireError(t, settled, errdefs.ErrFailedPrecondition, "settle after the pull failed")
+}
+
+// TestArrivingRefetched has the pull start a blob over while it is read:
+// a reader that was handed bytes from before the cut fails with
+// unpack.ErrRefetched; one that was not reads on; and one opened after a
+// resume that kept what it was handed reads the rest.
+func TestArrivingRefetched(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newArriving(store)
+	layer := []byte("0123456789abcdefghij")
+	desc := blobDesc(layer)
+	w := openPullWriter(t, a, desc)
+	early, err := a.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	late, err := a.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	if _, err := w.Write(layer[:12]); err != nil {
+		t.Fatal(err)
+	}
+	requireBytes(t, readAsync(early, 10, 0), layer[:10], "early read")
+	requireBytes(t, readAsync(late, 4, 0), layer[:4], "late read")
+
+	// The connection drops; the next Writer resumes at 12: both go on.
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := readAsync(early, 2, 10)
+	requirePending(t, next, "read past what was written, between Writers")
+	w = openPullWriter(t, a, desc)
+	defer w.Close()
+	requireBytes(t, next, layer[10:12], "read of what the first Writer wrote, once the next opened")
+
+	// The registry ignores the Range: the pull starts the blob again.
+	if err := w.Truncate(6); err != nil {
+		t.Fatal(err)
+	}
+	requireError(t, readAsync(early, 2, 12), unpack.ErrRefetched, "read after a cut below what was handed out")
+	rest := readAsync(late, len(layer)-4, 4)
+	if _, err := w.Write(layer[6:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		t.Fatal(err)
+	}
+	requireBytes(t, rest, layer[4:], "read of a reader that was handed nothing past the cut")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -294,6 +295,14 @@ type namespacedWriter struct {
 	ns, ref  string
 	expected digest.Digest // from the descriptor, if any
 	lease    string        // of the Writer's context, if any
+}
+
+// Reread is content.Rereader's, when the store's Writer offers it.
+func (w *namespacedWriter) Reread() io.ReaderAt {
+	if r, ok := w.Writer.(content.Rereader); ok {
+		return r.Reread()
+	}
+	return nil
 }
 
 func (w *namespacedWriter) Status() (content.Status, error) {

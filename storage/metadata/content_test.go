@@ -28,7 +28,7 @@ func TestNamespacedContentSuite(t *testing.T) {
 	contenttest.Run(t, func(t *testing.T) content.Store {
 		s, _, _ := newContentStore(t)
 		return s
-	}, contenttest.Options{Namespaced: true})
+	}, contenttest.Options{Namespaced: true, Reread: true})
 }
 
 // Records count toward a namespace's contents; deleting one leaves the

@@ -33,6 +33,8 @@ type Options struct {
 	// Namespaced: a blob or ingest is visible only in the namespace of the
 	// context it was made with.
 	Namespaced bool
+	// Reread: Writers are content.Rereaders.
+	Reread bool
 }
 
 // Run runs the suite; newStore makes a fresh, empty store for each test.
@@ -63,6 +65,12 @@ func Run(t *testing.T, newStore func(t *testing.T) content.Store, opts Options) 
 			name string
 			fn   func(t *testing.T, s content.Store)
 		}{"NamespaceIsolation", testNamespaceIsolation})
+	}
+	if opts.Reread {
+		tests = append(tests, struct {
+			name string
+			fn   func(t *testing.T, s content.Store)
+		}{"Reread", testReread})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,6 +381,51 @@ func testTruncate(t *testing.T, s content.Store) {
 	}
 	_, err = w.Write(p[20:])
 	requireNoErr(t, err, "Write")
+	requireNoErr(t, w.Commit(ctx, desc.Size, desc.Digest), "Commit")
+	requireBlob(t, ctx, s, desc, p)
+}
+
+// testReread reads an ingest back while it is written, across a
+// Truncate and a resume, and not once its Writer is closed.
+func testReread(t *testing.T, s content.Store) {
+	ctx := ctxIn(t, NamespaceA)
+	p, desc := blob(t, 100)
+	w, err := s.Writer(ctx, content.WithRef("reread-1"), content.WithDescriptor(desc))
+	requireNoErr(t, err, "Writer")
+	defer w.Close()
+	rr, ok := w.(content.Rereader)
+	if !ok {
+		t.Fatalf("Writer %T is not a content.Rereader", w)
+	}
+	ra := rr.Reread()
+	if ra == nil {
+		t.Fatal("Reread of an open Writer: nil")
+	}
+	requireRead := func(ra io.ReaderAt, off int64, want []byte, what string) {
+		t.Helper()
+		got := make([]byte, len(want))
+		if n, err := ra.ReadAt(got, off); n != len(want) || !bytes.Equal(got, want) {
+			t.Fatalf("%s: read %q, %v; want %q", what, got[:n], err, want)
+		}
+	}
+	_, err = w.Write(p[:50])
+	requireNoErr(t, err, "Write")
+	requireRead(ra, 10, p[10:50], "reread of what was written")
+	requireNoErr(t, w.Truncate(20), "Truncate(20)")
+	_, err = w.Write(p[20:60])
+	requireNoErr(t, err, "Write")
+	requireRead(ra, 0, p[:60], "reread after a Truncate")
+	requireNoErr(t, w.Close(), "Close")
+	if n, err := ra.ReadAt(make([]byte, 10), 0); err == nil {
+		t.Fatalf("reread after Close: %d bytes, want an error", n)
+	}
+	w, err = s.Writer(ctx, content.WithRef("reread-1"), content.WithDescriptor(desc))
+	requireNoErr(t, err, "Writer (resume)")
+	defer w.Close()
+	ra = w.(content.Rereader).Reread()
+	_, err = w.Write(p[60:])
+	requireNoErr(t, err, "Write")
+	requireRead(ra, 0, p, "reread of a resumed ingest")
 	requireNoErr(t, w.Commit(ctx, desc.Size, desc.Digest), "Commit")
 	requireBlob(t, ctx, s, desc, p)
 }

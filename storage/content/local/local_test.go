@@ -15,5 +15,5 @@ func TestLocalContentSuite(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	}, contenttest.Options{})
+	}, contenttest.Options{Reread: true})
 }

@@ -155,6 +155,16 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Reread is content.Rereader's: the ingest's data file, which an
+// *os.File lets be read (pread) beside Write and fails to read once
+// closed.
+func (w *writer) Reread() io.ReaderAt {
+	if w.f == nil {
+		return nil
+	}
+	return w.f
+}
+
 func (w *writer) Digest() digest.Digest { return w.digester.Digest() }
 
 func (w *writer) Status() (content.Status, error) {
