@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -36,7 +37,11 @@ func (a applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mo
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	defer func() { err = errors.Join(err, ra.Close()) }()
+	// Closed once: early when the apply fails, so that a reader still
+	// waiting for bytes (a blob a pull is still fetching) lets the
+	// decompressing goroutine, which Close waits for, end at once.
+	closeRA := sync.OnceValue(ra.Close)
+	defer func() { err = errors.Join(err, closeRA()) }()
 
 	digester := digest.Canonical.Digester()
 	var size int64
@@ -55,6 +60,9 @@ func (a applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mo
 		defer ahead.Close()
 		var err error
 		size, err = archive.Apply(ctx, root, ahead, append(mopts, opts...)...)
+		if err != nil {
+			closeRA()
+		}
 		return err
 	})
 	if err != nil {

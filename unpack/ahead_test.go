@@ -15,6 +15,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -217,5 +218,53 @@ func TestUnpackAhead(t *testing.T) {
 	if !strings.Contains(views[0]["usr/local"], "uid=5 gid=6") || !strings.Contains(views[0]["hl"], "nlink=2") ||
 		!strings.Contains(views[0]["t"], "mtime=1600000009") || views[0]["z/deep/f"] == "" {
 		t.Errorf("usr/local %q, hl %q, t %q, z/deep/f %q", views[0]["usr/local"], views[0]["hl"], views[0]["t"], views[0]["z/deep/f"])
+	}
+}
+
+// failingCommit is a snapshotter whose Commit of one name fails once.
+type failingCommit struct {
+	*recorder
+	name   string
+	failed bool
+}
+
+func (f *failingCommit) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	if name == f.name && !f.failed {
+		f.failed = true
+		return fmt.Errorf("commit %s: injected failure: %w", name, errdefs.ErrUnavailable)
+	}
+	return f.recorder.Commit(ctx, name, key, opts...)
+}
+
+// arrivingStore settles every blob as unverified: an apply that fails is
+// applied again, as with a pull's store.
+type arrivingStore struct{ unpack.Store }
+
+func (arrivingStore) Settle(context.Context, ocispec.Descriptor) (bool, error) { return true, nil }
+
+// TestUnpackAheadAppliedAgain: a staged layer adopted into a snapshot
+// whose commit then fails is applied again in place (its staged files went
+// with that snapshot), not adopted a second time from an empty folder.
+func TestUnpackAheadAppliedAgain(t *testing.T) {
+	reg := func(name string) tar.Header { return tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644} }
+	e := newOverlayEnv(t)
+	img := e.image(t, []tar.Header{reg("a")}, []tar.Header{reg("b")}, []tar.Header{reg("c")})
+	chain := identity.ChainID(img.DiffIDs()).String()
+	sn := &failingCommit{recorder: e.sn, name: chain}
+	top, err := unpack.Unpack(e.ctx, img, unpack.Options{Content: arrivingStore{e.content}, Snapshotter: sn, SnapshotterName: overlay.Name, Applier: diff.NewApplier(t.TempDir()), Leases: e.leases, Ahead: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sn.failed {
+		t.Fatal("the top layer's commit was not tried")
+	}
+	if n := e.sn.stagedKeys(); n == 0 {
+		t.Fatal("no layer was staged")
+	}
+	view := e.merged(t, top)
+	for _, name := range []string{"a", "b", "c"} {
+		if !strings.Contains(view[name], "content of "+name) {
+			t.Errorf("%s: %q, want its content", name, view[name])
+		}
 	}
 }

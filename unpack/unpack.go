@@ -48,13 +48,15 @@ var ErrRefetched = errors.New("the blob was written again from an earlier offset
 // is still fetching it, before its digest is checked (services/transfer's,
 // for a pull that unpacks); the last byte comes only once the digest
 // checks, so an apply cannot succeed on bytes that are not the blob's.
-// An apply that fails may have failed on such bytes, though: the layer is
-// then applied again from the committed blob, once Settle says it is
-// (nil), or the apply's error stands. Settle waits until the pull has
-// committed desc or cannot any more (its error).
+// An apply that fails may have failed on such bytes, though, or been cut
+// short by ErrRefetched: Unpack then waits for the pull's verdict (Settle)
+// and, when a reader was handed bytes of the blob before it was checked,
+// applies the layer again, once, from the checked blob. Settle waits
+// until the pull has committed desc and reports whether any reader was
+// handed bytes of it before; or returns the pull's error.
 type Arriving interface {
 	Store
-	Settle(ctx context.Context, desc ocispec.Descriptor) error
+	Settle(ctx context.Context, desc ocispec.Descriptor) (unverified bool, err error)
 }
 
 // applyAttempts bounds the applies of one layer: a registry that ignores
@@ -153,7 +155,11 @@ func Unpack(ctx context.Context, img Image, o Options) (_ string, err error) {
 		}
 		settled := false
 		for attempt := 1; attempt < applyAttempts && o.applyAgain(ctx, layer, err, &settled); attempt++ {
-			// layer removed what it had applied; its snapshot is new.
+			// layer removed what it had applied, a staged layer's files
+			// too once adopted: in place, then, in a new snapshot.
+			if sd := st.staged[i]; sd != nil && sd.err == nil {
+				sd.err = err
+			}
 			err = o.layer(ctx, layer, ids[i], chainIDs[i], parent, st, i)
 		}
 		if err != nil {
@@ -240,22 +246,29 @@ func (o Options) layer(ctx context.Context, layer ocispec.Descriptor, diffID, ch
 }
 
 // applyAgain says whether the layer whose apply failed with err is
-// applied again: when its reader said the bytes it handed out were
-// fetched again, and, with an Arriving store, when the layer was still
-// arriving (not settled) and has been committed since.
+// applied again. With an Arriving store: once, after the pull has
+// committed the blob, when the failed apply may have read bytes that were
+// not the blob's (settled records that the verdict came: the next apply
+// reads checked bytes only, and its error is the layer's). With another
+// store: when its reader said the bytes it handed out were fetched again.
 func (o Options) applyAgain(ctx context.Context, layer ocispec.Descriptor, err error, settled *bool) bool {
-	switch {
-	case err == nil || ctx.Err() != nil:
+	if err == nil || ctx.Err() != nil {
 		return false
-	case errors.Is(err, ErrRefetched):
-		return true
 	}
+	refetched := errors.Is(err, ErrRefetched)
 	ar, ok := o.Content.(Arriving)
-	if !ok || *settled {
+	if !ok {
+		return refetched
+	}
+	if *settled {
 		return false
 	}
-	*settled = ar.Settle(ctx, layer) == nil
-	return *settled
+	unverified, serr := ar.Settle(ctx, layer)
+	if serr != nil {
+		return false // the pull failed: its error is the one to return
+	}
+	*settled = true
+	return refetched || unverified
 }
 
 func (o Options) report(layer ocispec.Descriptor, s Status) {

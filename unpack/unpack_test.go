@@ -265,13 +265,14 @@ func TestUnpackLeasedAgainstGC(t *testing.T) {
 // the first fails readers of it hand out some of the layer's bytes, then
 // ErrRefetched; with garbled, other bytes instead (what a registry sent
 // the first time), which the apply fails on before it meets the refetch.
-// It settles the layer once asked to (it is in the store).
+// As an Arriving store (settles), Settle reports unverified, and readers
+// opened after it serve the blob as it is.
 type refetching struct {
 	unpack.Store
 	layer          digest.Digest
 	fails          int
 	garbled        bool
-	opens, settles int
+	opens, settled int
 }
 
 func (r *refetching) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
@@ -280,15 +281,21 @@ func (r *refetching) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (con
 		return ra, err
 	}
 	r.opens++
-	if r.opens > r.fails {
+	if r.opens > r.fails || r.settled > 0 {
 		return ra, nil
 	}
 	return refetchedReader{ReaderAt: ra, garbled: r.garbled}, nil
 }
 
-func (r *refetching) Settle(ctx context.Context, desc ocispec.Descriptor) error {
-	r.settles++
-	return nil
+// settles is a refetching that is an unpack.Arriving.
+type settles struct {
+	*refetching
+	unverified bool
+}
+
+func (s settles) Settle(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
+	s.settled++
+	return s.unverified, nil
 }
 
 type refetchedReader struct {
@@ -311,26 +318,31 @@ func (r refetchedReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// TestUnpackRefetched applies a layer whose fetch starts over while it is
-// applied: the layer is applied again from the start, in a new snapshot,
-// up to three times in all; an apply that fails on bytes the pull had not
-// checked yet is applied again once the pull has. The result is the
-// layer's, and no temporary snapshot is left, whether an unpack succeeds
-// or not.
+// TestUnpackRefetched applies a layer whose fetch starts over, or whose
+// bytes are not yet checked, while it is applied. With a store that is
+// not an Arriving one, a refetch applies the layer again, three times at
+// most. With an Arriving one, any failure waits for the pull's verdict
+// and applies the layer again once, from the checked blob, when the
+// failed apply may have read unchecked bytes, and not otherwise. The
+// result is the layer's, and no temporary snapshot is left, whether the
+// unpack succeeds or not.
 func TestUnpackRefetched(t *testing.T) {
 	for _, tc := range []struct {
-		fails            int
-		garbled          bool
-		ok               bool
-		opens, settles   int
-		wantErrRefetched bool
+		name              string
+		fails             int
+		garbled, arriving bool
+		unverified        bool
+		ok                bool
+		opens, settles    int
+		wantRefetched     bool
 	}{
-		{fails: 2, ok: true, opens: 3},
-		{fails: 3, opens: 3, wantErrRefetched: true},
-		{fails: 1, garbled: true, ok: true, opens: 2, settles: 1},
-		{fails: 2, garbled: true, opens: 2, settles: 1}, // settled: the second failure is the layer's
+		{name: "refetched-twice", fails: 2, ok: true, opens: 3},
+		{name: "refetched-thrice", fails: 3, opens: 3, wantRefetched: true},
+		{name: "arriving-refetched", fails: 5, arriving: true, unverified: true, ok: true, opens: 2, settles: 1},
+		{name: "arriving-garbled", fails: 5, garbled: true, arriving: true, unverified: true, ok: true, opens: 2, settles: 1},
+		{name: "arriving-checked-failure", fails: 5, garbled: true, arriving: true, opens: 1, settles: 1},
 	} {
-		t.Run(fmt.Sprintf("fails=%d,garbled=%v", tc.fails, tc.garbled), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			img, err := testimage.Build(ocispec.ImageConfig{},
 				[]testimage.Entry{testimage.Dir("a"), testimage.File("a/1", strings.Repeat("one", 10000))},
@@ -344,16 +356,20 @@ func TestUnpackRefetched(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			store := &refetching{Store: e.content, layer: img.Layers[1].Digest, fails: tc.fails, garbled: tc.garbled}
+			r := &refetching{Store: e.content, layer: img.Layers[1].Digest, fails: tc.fails, garbled: tc.garbled}
+			var store unpack.Store = r
+			if tc.arriving {
+				store = settles{refetching: r, unverified: tc.unverified}
+			}
 			top, err := unpack.Unpack(e.ctx, resolved, unpack.Options{Content: store, Snapshotter: e.sn, SnapshotterName: "native", Applier: diff.NewApplier(t.TempDir()), Leases: e.leases})
-			if store.opens != tc.opens || store.settles != tc.settles {
-				t.Errorf("the layer was opened %d times and settled %d, want %d and %d", store.opens, store.settles, tc.opens, tc.settles)
+			if r.opens != tc.opens || r.settled != tc.settles {
+				t.Errorf("the layer was opened %d times and settled %d, want %d and %d", r.opens, r.settled, tc.opens, tc.settles)
 			}
 			var keys []string
 			e.sn.Walk(e.ctx, func(_ context.Context, i snapshots.Info) error { keys = append(keys, i.Name); return nil })
 			if !tc.ok {
-				if err == nil || errors.Is(err, unpack.ErrRefetched) != tc.wantErrRefetched {
-					t.Fatalf("unpack: %v, want an error (ErrRefetched: %v)", err, tc.wantErrRefetched)
+				if err == nil || errors.Is(err, unpack.ErrRefetched) != tc.wantRefetched {
+					t.Fatalf("unpack: %v, want an error (ErrRefetched: %v)", err, tc.wantRefetched)
 				}
 				if len(keys) != 1 { // the bottom layer, committed
 					t.Fatalf("snapshots %v after a failed unpack, want the bottom layer's only", keys)

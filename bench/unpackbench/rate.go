@@ -18,9 +18,10 @@ type rateProxy struct {
 	target string
 	rate   float64 // bytes a second
 
-	mu   sync.Mutex // guards next
-	next time.Time  // when the bytes handed out so far are due
-	wg   sync.WaitGroup
+	mu    sync.Mutex            // guards the fields below
+	next  time.Time             // when the bytes handed out so far are due
+	conns map[net.Conn]struct{} // open, both sides: Stop closes them
+	wg    sync.WaitGroup
 }
 
 // startRateProxy listens on a loopback port; Addr is where to connect.
@@ -29,7 +30,7 @@ func startRateProxy(target string, mibPerSec float64) (*rateProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &rateProxy{l: l, target: target, rate: mibPerSec * (1 << 20)}
+	p := &rateProxy{l: l, target: target, rate: mibPerSec * (1 << 20), conns: map[net.Conn]struct{}{}}
 	p.wg.Go(p.serve)
 	return p, nil
 }
@@ -47,13 +48,17 @@ func (p *rateProxy) serve() {
 }
 
 func (p *rateProxy) forward(c net.Conn) {
-	defer c.Close()
+	defer p.forget(c)
 	d := net.Dialer{Timeout: 10 * time.Second}
 	u, err := d.DialContext(context.Background(), "tcp", p.target)
 	if err != nil {
 		return
 	}
-	defer u.Close()
+	if !p.track(c, u) {
+		u.Close()
+		return
+	}
+	defer p.forget(u)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -98,9 +103,37 @@ func (p *rateProxy) wait(n int) {
 // rateSlack is how far the bytes may run ahead of the rate.
 const rateSlack = 5 * time.Millisecond
 
-// Stop closes the listener and waits for the connections to end.
+// track records open connections; false once stopped.
+func (p *rateProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		return false
+	}
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+// forget closes c and stops tracking it.
+func (p *rateProxy) forget(c net.Conn) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// Stop closes the listener and every connection (the clients keep idle
+// ones open), and waits for their goroutines.
 func (p *rateProxy) Stop() error {
 	err := p.l.Close()
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
 	p.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -170,6 +171,9 @@ func (res results) print(cfg config) {
 }
 
 func verdict(r, goal float64) string {
+	if r <= 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		return "not measured"
+	}
 	if r <= goal {
 		return "met"
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 
@@ -114,6 +115,12 @@ func (a *arriving) observe(p distribution.Progress) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if in := a.ingests[p.Digest]; in != nil && !in.verified {
+		// Committed, but not from this pull's ingest (another
+		// writer's, or the store had it): what readers were handed of
+		// the ingest was never checked.
+		a.cutLocked(in, 0)
+	}
 	a.committed[p.Digest] = true
 	a.wakeLocked(p.Digest)
 }
@@ -198,13 +205,15 @@ func (a *arriving) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (conte
 }
 
 // Settle is unpack.Arriving's: it waits until the pull has committed
-// desc (nil), or has ended without it.
-func (a *arriving) Settle(ctx context.Context, desc ocispec.Descriptor) error {
+// desc, and reports whether a reader was handed bytes of its ingest; or
+// the pull's error, when it ended without it.
+func (a *arriving) Settle(ctx context.Context, desc ocispec.Descriptor) (bool, error) {
 	for {
 		a.mu.Lock()
 		if a.committed[desc.Digest] {
+			in := a.ingests[desc.Digest]
 			a.mu.Unlock()
-			return nil
+			return in != nil && in.handedOut, nil
 		}
 		c := a.waitLocked(desc.Digest)
 		a.mu.Unlock()
@@ -213,11 +222,14 @@ func (a *arriving) Settle(ctx context.Context, desc ocispec.Descriptor) error {
 		case <-a.ended:
 			ra, err := a.openEnded(ctx, desc)
 			if err != nil {
-				return err
+				return false, err
 			}
-			return ra.Close()
+			a.mu.Lock()
+			in := a.ingests[desc.Digest]
+			a.mu.Unlock()
+			return in != nil && in.handedOut, ra.Close()
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	}
 }
@@ -242,9 +254,11 @@ func (a *arriving) waitLocked(d digest.Digest) chan struct{} {
 
 // ingest is what the unpack may read of a blob the pull is writing.
 type ingest struct {
-	ra      io.ReaderAt // the open Writer's bytes; nil between Writers
-	written int64       // bytes of ra that may be read
-	readers []*growing  // reading it, so a rewrite can fail them
+	ra        io.ReaderAt // the open Writer's bytes; nil between Writers
+	written   int64       // bytes of ra that may be read
+	readers   []*growing  // reading it, so a rewrite can fail them
+	handedOut bool        // a reader was handed bytes of it
+	verified  bool        // a Writer of this pull committed it
 }
 
 // pullStore is the content store the pull writes through: the store,
@@ -267,14 +281,19 @@ func (s pullStore) Writer(ctx context.Context, opts ...content.WriterOpt) (conte
 			return nil, errors.Join(err, w.Close())
 		}
 	}
-	rr, ok := w.(content.Rereader)
-	if !ok || wo.Desc.Digest == "" {
+	if wo.Desc.Digest == "" {
 		return w, nil
 	}
-	ra := rr.Reread()
+	var ra io.ReaderAt
+	if rr, ok := w.(content.Rereader); ok {
+		ra = rr.Reread()
+	}
 	st, err := w.Status()
 	if ra == nil || err != nil {
-		return w, nil // read once committed, then
+		// Read once committed, then; what readers were handed of the
+		// ingest may now be written again unseen.
+		s.a.cut(wo.Desc.Digest, 0)
+		return w, nil
 	}
 	s.a.attach(wo.Desc.Digest, ra, st.Offset)
 	return &pullWriter{Writer: w, a: s.a, d: wo.Desc.Digest, ra: ra}, nil
@@ -306,6 +325,7 @@ func (w *pullWriter) Truncate(size int64) error {
 func (w *pullWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
 	err := w.Writer.Commit(ctx, size, expected, opts...)
 	if err == nil {
+		w.a.verified(w.d)
 		w.a.observe(distribution.Progress{Digest: w.d, Status: distribution.StatusDone})
 	}
 	w.a.detach(w.d, w.ra)
@@ -330,6 +350,16 @@ func (a *arriving) attach(d digest.Digest, ra io.ReaderAt, offset int64) {
 	a.cutLocked(in, offset)
 	in.ra, in.written = ra, offset
 	a.wakeLocked(d)
+}
+
+// verified records that a Writer of this pull committed d: what readers
+// were handed of its ingest is the blob's.
+func (a *arriving) verified(d digest.Digest) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if in := a.ingests[d]; in != nil {
+		in.verified = true
+	}
 }
 
 // wrote records n more bytes written to d's ingest.
@@ -389,6 +419,7 @@ type growing struct {
 	rewritten bool             // bytes before handed were cut
 	committed content.ReaderAt // the blob in the store, once committed
 	failed    io.ReaderAt      // an ingest reader that failed: not read again
+	closed    bool             // by Close: reads fail, waits end
 }
 
 func (g *growing) Size() int64 { return g.desc.Size }
@@ -420,13 +451,17 @@ func (g *growing) read(p []byte, off int64) (int, error) {
 	d, a := g.desc.Digest, g.a
 	for {
 		a.mu.Lock()
-		if ra := g.committed; ra != nil {
-			a.mu.Unlock()
-			return ra.ReadAt(p, off)
-		}
 		if g.rewritten {
 			a.mu.Unlock()
 			return 0, fmt.Errorf("blob %s: %w", d, unpack.ErrRefetched)
+		}
+		if g.closed {
+			a.mu.Unlock()
+			return 0, fmt.Errorf("blob %s: read after close: %w", d, os.ErrClosed)
+		}
+		if ra := g.committed; ra != nil {
+			a.mu.Unlock()
+			return ra.ReadAt(p, off)
 		}
 		if a.committed[d] {
 			a.mu.Unlock()
@@ -444,15 +479,16 @@ func (g *growing) read(p []byte, off int64) (int, error) {
 			}
 			// Set before reading, so that a cut meanwhile fails g.
 			g.handed = max(g.handed, off+n)
+			in.handedOut = true
 			a.mu.Unlock()
-			m, err := ra.ReadAt(p[:n], off)
-			if err == nil || m > 0 {
+			if m, _ := ra.ReadAt(p[:n], off); m > 0 {
 				return m, nil
 			}
 			// The Writer closed meanwhile (Commit closes it before
 			// the pull reports the blob), or the ingest cannot be
-			// read: the rest comes from the next Writer, or from
-			// the store once committed.
+			// read (nothing read, whatever the error): the rest
+			// comes from the next Writer, or from the store once
+			// committed.
 			a.mu.Lock()
 			g.failed = ra
 			a.mu.Unlock()
@@ -490,6 +526,8 @@ func (g *growing) openCommitted(ra content.ReaderAt, err error) error {
 	return nil
 }
 
+// Close ends g: a read that waits for the pull returns at once, so that
+// an apply that failed need not wait for the network to end its reads.
 func (g *growing) Close() error {
 	a := g.a
 	a.mu.Lock()
@@ -497,7 +535,8 @@ func (g *growing) Close() error {
 		in.readers = slices.DeleteFunc(in.readers, func(r *growing) bool { return r == g })
 	}
 	ra := g.committed
-	g.committed = nil
+	g.committed, g.closed = nil, true
+	a.wakeLocked(g.desc.Digest)
 	a.mu.Unlock()
 	if ra != nil {
 		return ra.Close()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -160,15 +161,17 @@ func readAsync(ra io.ReaderAt, n int, off int64) <-chan any {
 	return out
 }
 
-// settleAsync settles desc on another goroutine: nil or the error.
+// settleAsync settles desc on another goroutine: whether bytes were
+// handed out before the commit, or the error.
 func settleAsync(a *arriving, desc ocispec.Descriptor) <-chan any {
 	out := make(chan any, 1)
 	go func() {
-		if err := a.Settle(context.Background(), desc); err != nil {
+		unverified, err := a.Settle(context.Background(), desc)
+		if err != nil {
 			out <- err
 			return
 		}
-		out <- nil
+		out <- unverified
 	}()
 	return out
 }
@@ -254,8 +257,8 @@ func TestArrivingStreamsTheIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireBytes(t, rest, layer[8:], "the rest once committed")
-	if r := <-settled; r != nil {
-		t.Fatalf("settle after the commit: %v", r)
+	if r := <-settled; r != true {
+		t.Fatalf("settle after the commit: %v, want true (bytes were handed out before it)", r)
 	}
 	if data := readAll(t, ra); !bytes.Equal(data, layer) {
 		t.Fatalf("read %q after the commit, want %q", data, layer)
@@ -352,4 +355,66 @@ func TestArrivingRefetched(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireBytes(t, rest, layer[4:], "read of a reader that was handed nothing past the cut")
+}
+
+// TestArrivingCommittedElsewhere: the blob is committed, but not by this
+// pull's Writer (another writer's ingest, or it was there already): a
+// reader that was handed bytes of this pull's ingest fails with
+// ErrRefetched, since they were never checked; one that was not reads the
+// store's blob.
+func TestArrivingCommittedElsewhere(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newArriving(store)
+	layer := []byte("0123456789")
+	desc := blobDesc(layer)
+	w := openPullWriter(t, a, desc)
+	defer w.Close()
+	handed, err := a.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer handed.Close()
+	fresh, err := a.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if _, err := w.Write(layer[:5]); err != nil {
+		t.Fatal(err)
+	}
+	requireBytes(t, readAsync(handed, 4, 0), layer[:4], "read of the ingest")
+	if err := content.WriteBlob(ctx, store, "elsewhere", bytes.NewReader(layer), desc); err != nil {
+		t.Fatal(err)
+	}
+	a.observe(distribution.Progress{Digest: desc.Digest, Status: distribution.StatusExists})
+	requireError(t, readAsync(handed, 6, 4), unpack.ErrRefetched, "read on after a commit by another writer")
+	requireBytes(t, readAsync(fresh, len(layer), 0), layer, "read of a reader handed nothing before")
+}
+
+// TestArrivingCloseEndsAWait: a reader closed while it waits for bytes
+// returns at once, not when the pull writes more.
+func TestArrivingCloseEndsAWait(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newArriving(store)
+	desc := blobDesc([]byte("never written"))
+	w := openPullWriter(t, a, desc)
+	defer w.Close()
+	ra, err := a.ReaderAt(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := readAsync(ra, 4, 0)
+	requirePending(t, waiting, "read of bytes not written")
+	if err := ra.Close(); err != nil {
+		t.Fatal(err)
+	}
+	requireError(t, waiting, os.ErrClosed, "read waiting when closed")
 }
