@@ -36,6 +36,9 @@ func (s *Supervisor) Delete(ctx context.Context, ns, id string) (*shimapi.Delete
 	}
 	sh.deleteMu.Lock()
 	defer sh.deleteMu.Unlock()
+	// A task's delete ends a container's run: a delayed refill of the
+	// spare pool need wait no longer (see spareRefillDelay).
+	defer s.refillAfterDelete()
 	switch st := sh.getState(); st {
 	case stateRestoring:
 		return nil, fmt.Errorf("delete task %s: shim not restored yet: %w", sh, errdefs.ErrUnavailable)

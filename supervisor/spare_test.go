@@ -329,3 +329,20 @@ func TestCloseStopsDelayedRefill(t *testing.T) {
 	s.Close()
 	e.assertNoSpareFor(t, s, 3*delay, "after Close")
 }
+
+// TestSpareRefillAtOnceAfterDelete: the delete of a task ends the delay of
+// a refill: the run that took the spare is over, and a loop of short runs
+// finds the pool full again.
+func TestSpareRefillAtOnceAfterDelete(t *testing.T) {
+	// Longer than the test: the refill after "one" never comes by itself.
+	e, s, spare := spareTaken(t, "sv-sparedelete", time.Hour)
+	if n := supervisor.SparesReady(s); n != 0 {
+		t.Fatalf("%d spares ready after the one spare was taken, refill delayed by an hour", n)
+	}
+	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.readySpare(t, s); got == spare {
+		t.Fatalf("the spare ready is task one's shim %d", spare)
+	}
+}
