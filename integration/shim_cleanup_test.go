@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/oci"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -350,4 +352,64 @@ func alive(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(data), ')')
 	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
+}
+
+// rootfsSuperOptions returns the super options of the overlay mounted at
+// the shim's rootfs, "" when none is.
+func rootfsSuperOptions(t *testing.T, s *shim) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(s.bundle, "rootfs")
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && f[4] == target {
+			if i := slices.Index(f, "-"); i >= 0 && len(f) > i+3 {
+				return f[i+3]
+			}
+		}
+	}
+	return ""
+}
+
+// TestShimVolatileRootfs: a cleanup_on_exit task's writable overlay is
+// mounted with overlayfs's volatile option (no sync of the upper
+// filesystem: nobody keeps that rootfs), and once released the work
+// folder carries no volatile mark, so the same snapshot mounts again; a
+// task without the option keeps a plain overlay.
+func TestShimVolatileRootfs(t *testing.T) {
+	for _, cleanup := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cleanup_on_exit=%v", cleanup), func(t *testing.T) {
+			s := startShim(t, "volatile", []oci.SpecOpts{oci.WithProcessArgs("sleep", "2")})
+			s.createRunning(cleanup)
+			opts := rootfsSuperOptions(t, s)
+			if opts == "" {
+				t.Fatal("no overlay at the rootfs of the running task")
+			}
+			if volatile := strings.Contains(opts, "volatile"); volatile != cleanup {
+				t.Fatalf("rootfs overlay options %q: volatile %v, want %v", opts, volatile, cleanup)
+			}
+			if code := s.wait(""); code != 0 {
+				t.Fatalf("wait: exit %d, want 0", code)
+			}
+			if _, err := s.task.Delete(ctx(t), &shimapi.DeleteRequest{Id: s.id}); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			work := filepath.Join(s.bundle, "..", "work")
+			if _, err := os.Stat(filepath.Join(work, "work", "incompat", "volatile")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("overlayfs's volatile mark after the release: %v, want none", err)
+			}
+			// The same upper and work folders mount again.
+			ms := s.overlay()
+			dir := t.TempDir()
+			if err := mount.All([]mount.Mount{{Type: ms[0].Type, Source: ms[0].Source, Options: ms[0].Options}}, dir); err != nil {
+				t.Fatalf("mount the task's overlay again: %v", err)
+			}
+			if err := mount.UnmountAll(dir, 0); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -143,11 +143,39 @@ func (s *Service) mountRootfs(ms []*shimapi.Mount) (undo func(), err error) {
 	if err := os.MkdirAll(rootfs, 0o711); err != nil {
 		return nil, err
 	}
-	if err := mount.All(mounts, rootfs); err != nil {
-		return nil, fmt.Errorf("mount rootfs: %w", err)
+	s.mu.Lock()
+	volatile := s.cleanupOnExit
+	s.mu.Unlock()
+	var workdirs []string
+	if volatile {
+		// See volatile.go. A kernel without the option (before 5.10)
+		// refuses the mount: then without it.
+		var vmounts []mount.Mount
+		vmounts, workdirs = withVolatile(mounts)
+		if len(workdirs) > 0 {
+			if err := mount.All(vmounts, rootfs); err == nil {
+				mounts = nil
+			} else {
+				s.log.Warn("mount rootfs with overlayfs's volatile option; mounting without it", "error", err)
+				// Nothing was written through it (mount.All undid
+				// what it mounted): a mark it left may go.
+				if cerr := clearVolatileMarks(workdirs); cerr != nil {
+					s.log.Warn("clear overlayfs's volatile mark after a failed mount", "error", cerr)
+				}
+				workdirs = nil
+			}
+		}
 	}
+	if mounts != nil {
+		if err := mount.All(mounts, rootfs); err != nil {
+			return nil, fmt.Errorf("mount rootfs: %w", err)
+		}
+	}
+	s.mu.Lock()
+	s.volatileWorkdirs = workdirs
+	s.mu.Unlock()
 	return func() {
-		if err := mount.UnmountAll(rootfs, 0); err != nil {
+		if err := s.unmountRootfs(); err != nil {
 			s.log.Error("unmount rootfs after failed create", "error", err)
 		}
 	}, nil

@@ -139,11 +139,19 @@ func (s *Service) deleteRuntime(ctx context.Context) error {
 	return nil
 }
 
-// unmountRootfs unmounts whatever is mounted at the bundle's rootfs.
+// unmountRootfs unmounts whatever is mounted at the bundle's rootfs, and
+// then clears the volatile marks of its overlays (see volatile.go).
 func (s *Service) unmountRootfs() error {
 	defer spantrace.Start("unmount rootfs").End()
 	if err := mount.UnmountAll(filepath.Join(s.cfg.Bundle, "rootfs"), 0); err != nil {
 		return fmt.Errorf("unmount rootfs: %w", err)
+	}
+	s.mu.Lock()
+	workdirs := s.volatileWorkdirs
+	s.volatileWorkdirs = nil
+	s.mu.Unlock()
+	if err := clearVolatileMarks(workdirs); err != nil {
+		return fmt.Errorf("unmount rootfs: clear overlayfs's volatile mark: %w", err)
 	}
 	return nil
 }

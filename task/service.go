@@ -51,6 +51,9 @@ type Service struct {
 	// cleanupOnExit: release the container as soon as init exited (the
 	// Create request's cleanup_on_exit; see release.go).
 	cleanupOnExit bool
+	// volatileWorkdirs are the work folders of the rootfs's overlays
+	// mounted volatile, whose marks go after the unmount (volatile.go).
+	volatileWorkdirs []string
 	// deferRuntimeDelete: the eager release unmounts the rootfs and leaves
 	// the runtime's delete to finish in the background (see release.go).
 	deferRuntimeDelete bool
