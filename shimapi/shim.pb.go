@@ -106,7 +106,10 @@ type CreateRequest struct {
 	// container with a PID namespace of its own and no poststop hook, the
 	// release unmounts the rootfs and the runtime's delete runs on in the
 	// background: Delete waits only for the unmount, and the shim, once
-	// shut down, exits after that delete ended (bounded).
+	// shut down, exits after that delete ended (bounded). The rootfs's
+	// writable overlays are mounted with overlayfs's volatile option (no
+	// sync of their upper filesystem), and their volatile marks removed
+	// after the clean unmount.
 	CleanupOnExit bool `protobuf:"varint,6,opt,name=cleanup_on_exit,json=cleanupOnExit,proto3" json:"cleanup_on_exit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

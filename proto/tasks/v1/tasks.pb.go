@@ -64,7 +64,10 @@ type CreateTaskRequest struct {
 	// fail as on any stopped task. For a container with a PID namespace of
 	// its own and no poststop hook, the runtime's delete (its state folder
 	// and the container's empty cgroup) may finish after Delete returned;
-	// a new task of the same id waits for it.
+	// a new task of the same id waits for it. The rootfs's writable
+	// overlays are mounted with overlayfs's volatile option: nothing
+	// written there is synced to disk (the container's fsync calls
+	// included), since nobody keeps it.
 	CleanupOnExit bool `protobuf:"varint,5,opt,name=cleanup_on_exit,json=cleanupOnExit,proto3" json:"cleanup_on_exit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
