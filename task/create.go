@@ -147,26 +147,11 @@ func (s *Service) mountRootfs(ms []*shimapi.Mount) (undo func(), err error) {
 	volatile := s.cleanupOnExit
 	s.mu.Unlock()
 	var workdirs []string
+	mounted := false
 	if volatile {
-		// See volatile.go. A kernel without the option (before 5.10)
-		// refuses the mount: then without it.
-		var vmounts []mount.Mount
-		vmounts, workdirs = withVolatile(mounts)
-		if len(workdirs) > 0 {
-			if err := mount.All(vmounts, rootfs); err == nil {
-				mounts = nil
-			} else {
-				s.log.Warn("mount rootfs with overlayfs's volatile option; mounting without it", "error", err)
-				// Nothing was written through it (mount.All undid
-				// what it mounted): a mark it left may go.
-				if cerr := clearVolatileMarks(workdirs); cerr != nil {
-					s.log.Warn("clear overlayfs's volatile mark after a failed mount", "error", cerr)
-				}
-				workdirs = nil
-			}
-		}
+		workdirs, mounted = s.mountVolatile(mounts, rootfs)
 	}
-	if mounts != nil {
+	if !mounted {
 		if err := mount.All(mounts, rootfs); err != nil {
 			return nil, fmt.Errorf("mount rootfs: %w", err)
 		}

@@ -54,6 +54,28 @@ func withVolatile(mounts []mount.Mount) ([]mount.Mount, []string) {
 	return out, workdirs
 }
 
+// mountVolatile mounts mounts at rootfs with their writable overlays
+// volatile, and returns the work folders of those; false, with nothing
+// mounted, when there is none or the mount fails (a kernel before 5.10
+// refuses the option): the caller then mounts them as they are.
+func (s *Service) mountVolatile(mounts []mount.Mount, rootfs string) ([]string, bool) {
+	vmounts, workdirs := withVolatile(mounts)
+	if len(workdirs) == 0 {
+		return nil, false
+	}
+	err := mount.All(vmounts, rootfs)
+	if err == nil {
+		return workdirs, true
+	}
+	s.log.Warn("mount rootfs with overlayfs's volatile option; mounting without it", "error", err)
+	// Nothing was written through it (mount.All undid what it mounted):
+	// a mark it left may go.
+	if cerr := clearVolatileMarks(workdirs); cerr != nil {
+		s.log.Warn("clear overlayfs's volatile mark after a failed mount", "error", cerr)
+	}
+	return nil, false
+}
+
 // overlayDirs returns the upperdir and workdir options of an overlay.
 func overlayDirs(options []string) (upper, work string) {
 	for _, o := range options {
