@@ -336,14 +336,21 @@ func slowBlobProxy(t *testing.T, target string) (string, *atomic.Int64) {
 		}
 		return nil
 	}
+	return serveLoopback(t, rp), sent
+}
+
+// serveLoopback serves h on a loopback port until the test ends and
+// returns host:port.
+func serveLoopback(t *testing.T, h http.Handler) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: rp}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String(), sent
+	return l.Addr().String()
 }
 
 // slowBody reads at most 64 KiB per 8 ms and counts what it read.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -76,14 +75,7 @@ func newLayerProxy(t *testing.T, target string, blob ocispec.Descriptor, hold, c
 		}
 		return nil
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: rp}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	p.addr = l.Addr().String()
+	p.addr = serveLoopback(t, rp)
 	return p
 }
 

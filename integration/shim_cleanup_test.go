@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -358,17 +357,10 @@ func alive(pid int) bool {
 // the shim's rootfs, "" when none is.
 func rootfsSuperOptions(t *testing.T, s *shim) string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
 	target := filepath.Join(s.bundle, "rootfs")
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && f[4] == target {
-			if i := slices.Index(f, "-"); i >= 0 && len(f) > i+3 {
-				return f[i+3]
-			}
+	for _, m := range mountInfo(t) {
+		if m.target == target {
+			return m.superOptions
 		}
 	}
 	return ""

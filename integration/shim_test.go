@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -90,17 +91,39 @@ func TestShimExitCodes(t *testing.T) {
 
 func mounted(t *testing.T, path string) bool {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == path || strings.HasPrefix(f[4], path+"/")) {
+	for _, m := range mountInfo(t) {
+		if m.target == path || strings.HasPrefix(m.target, path+"/") {
 			return true
 		}
 	}
 	return false
+}
+
+// mountEntry is one line of /proc/self/mountinfo: where, and the
+// filesystem's own (super) options.
+type mountEntry struct{ target, superOptions string }
+
+// mountInfo reads /proc/self/mountinfo.
+func mountInfo(t *testing.T) []mountEntry {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []mountEntry
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) <= 4 {
+			continue
+		}
+		m := mountEntry{target: f[4]}
+		// After the optional fields: "-", type, source, super options.
+		if i := slices.Index(f, "-"); i >= 0 && len(f) > i+3 {
+			m.superOptions = f[i+3]
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // TestShimStdinAcrossClients: the shim keeps a process's stdin open while

@@ -123,15 +123,7 @@ func (e overlayEnv) image(t testing.TB, layers ...[]tar.Header) unpack.Image {
 // mtime (folders too), content or target.
 func (e overlayEnv) merged(t *testing.T, top string) map[string]string {
 	t.Helper()
-	ms, err := e.sn.View(e.ctx, "view-"+top[len(top)-8:], top)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := mount.All(ms, dir); err != nil {
-		t.Fatal(err)
-	}
-	defer mount.UnmountAll(dir, 0)
+	dir := e.mountView(t, "view-"+top[len(top)-8:], top)
 	out := map[string]string{}
 	filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
 		if err != nil || p == dir {

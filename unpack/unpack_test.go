@@ -99,6 +99,22 @@ func (e env) unpack(t *testing.T, img *testimage.Image) (string, []unpack.Status
 	return top, seen, err
 }
 
+// mountView mounts a view named key of the committed snapshot top on a
+// folder of the test's, unmounted when the test ends, and returns it.
+func (e env) mountView(t testing.TB, key, top string) string {
+	t.Helper()
+	ms, err := e.sn.View(e.ctx, key, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := mount.All(ms, dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mount.UnmountAll(dir, 0) })
+	return dir
+}
+
 // files lists the paths under dir, relative, sorted.
 func files(t *testing.T, dir string) []string {
 	t.Helper()
@@ -141,16 +157,7 @@ func TestUnpack(t *testing.T) {
 	if err != nil || info.Labels[unpack.SnapshotLabel("native")] != top {
 		t.Errorf("config labels %v, %v", info.Labels, err)
 	}
-	ms, err := e.sn.View(e.ctx, "view", top)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := mount.All(ms, dir); err != nil {
-		t.Fatal(err)
-	}
-	got := files(t, dir)
-	mount.UnmountAll(dir, 0)
+	got := files(t, e.mountView(t, "view", top))
 	if want := []string{"a", "a/2", "b", "b/y", "c"}; !slices.Equal(got, want) {
 		t.Errorf("files %v, want %v", got, want)
 	}
@@ -382,15 +389,7 @@ func TestUnpackRefetched(t *testing.T) {
 			if len(keys) != 2 {
 				t.Fatalf("snapshots %v, want the two layers' only", keys)
 			}
-			ms, err := e.sn.View(e.ctx, "view", top)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			if err := mount.All(ms, dir); err != nil {
-				t.Fatal(err)
-			}
-			defer mount.UnmountAll(dir, 0)
+			dir := e.mountView(t, "view", top)
 			for name, want := range map[string]string{"a/1": strings.Repeat("one", 10000), "a/2": strings.Repeat("two", 10000)} {
 				if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != want {
 					t.Errorf("%s: %d bytes, %v; want the layer's", name, len(got), err)

@@ -19,6 +19,16 @@ import (
 	"github.com/berthrt/berth/unpack"
 )
 
+// testArriving returns an arriving over a local store of the test's own.
+func testArriving(t *testing.T) *arriving {
+	t.Helper()
+	store, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newArriving(store)
+}
+
 func blobDesc(data []byte) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(data), Size: int64(len(data))}
 }
@@ -49,18 +59,14 @@ func openAsync(ctx context.Context, a *arriving, desc ocispec.Descriptor) <-chan
 
 func TestArrivingWaitsForTheCommit(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	layer := []byte("layer bytes")
 	desc := blobDesc(layer)
 	got := openAsync(ctx, a, desc)
 
 	// In the store but not reported yet: the pull may not hold it under
 	// its lease, so the reader still waits.
-	if err := content.WriteBlob(ctx, store, "l", bytes.NewReader(layer), desc); err != nil {
+	if err := content.WriteBlob(ctx, a.store, "l", bytes.NewReader(layer), desc); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -87,11 +93,7 @@ func TestArrivingWaitsForTheCommit(t *testing.T) {
 
 func TestArrivingServesFetchedManifests(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	index, manifest := []byte(`{"index":1}`), []byte(`{"manifest":1}`)
 	idxDesc, mfDesc := blobDesc(index), blobDesc(manifest)
 	got := openAsync(ctx, a, mfDesc) // asked for before the pull fetched it
@@ -113,11 +115,7 @@ func TestArrivingServesFetchedManifests(t *testing.T) {
 
 func TestArrivingEndsWithThePull(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	got := openAsync(ctx, a, blobDesc([]byte("never")))
 	pullErr := errors.New("registry gone")
 	a.end(pullErr)
@@ -128,7 +126,7 @@ func TestArrivingEndsWithThePull(t *testing.T) {
 		t.Fatalf("root after a failed pull: %v, want the pull's error", err)
 	}
 
-	b := newArriving(store)
+	b := newArriving(a.store)
 	b.end(nil)
 	if _, err := b.ReaderAt(ctx, blobDesc([]byte("absent"))); !errdefs.IsNotFound(err) {
 		t.Fatalf("open what a finished pull did not bring: %v, want not found", err)
@@ -215,11 +213,7 @@ func requireError(t *testing.T, c <-chan any, want error, what string) {
 // last one only once the commit has checked the digest.
 func TestArrivingStreamsTheIngest(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	layer := []byte("0123456789abcdef")
 	desc := blobDesc(layer)
 	opened := openAsync(ctx, a, desc)
@@ -270,11 +264,7 @@ func TestArrivingStreamsTheIngest(t *testing.T) {
 // pull's error, never the end.
 func TestArrivingNeverHandsOutABadBlob(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	layer := []byte("the layer's true bytes")
 	desc := blobDesc(layer)
 	w := openPullWriter(t, a, desc)
@@ -308,11 +298,7 @@ func TestArrivingNeverHandsOutABadBlob(t *testing.T) {
 // resume that kept what it was handed reads the rest.
 func TestArrivingRefetched(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	layer := []byte("0123456789abcdefghij")
 	desc := blobDesc(layer)
 	w := openPullWriter(t, a, desc)
@@ -364,11 +350,7 @@ func TestArrivingRefetched(t *testing.T) {
 // store's blob.
 func TestArrivingCommittedElsewhere(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	layer := []byte("0123456789")
 	desc := blobDesc(layer)
 	w := openPullWriter(t, a, desc)
@@ -387,7 +369,7 @@ func TestArrivingCommittedElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireBytes(t, readAsync(handed, 4, 0), layer[:4], "read of the ingest")
-	if err := content.WriteBlob(ctx, store, "elsewhere", bytes.NewReader(layer), desc); err != nil {
+	if err := content.WriteBlob(ctx, a.store, "elsewhere", bytes.NewReader(layer), desc); err != nil {
 		t.Fatal(err)
 	}
 	a.observe(distribution.Progress{Digest: desc.Digest, Status: distribution.StatusExists})
@@ -399,11 +381,7 @@ func TestArrivingCommittedElsewhere(t *testing.T) {
 // returns at once, not when the pull writes more.
 func TestArrivingCloseEndsAWait(t *testing.T) {
 	ctx := context.Background()
-	store, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newArriving(store)
+	a := testArriving(t)
 	desc := blobDesc([]byte("never written"))
 	w := openPullWriter(t, a, desc)
 	defer w.Close()
