@@ -11,7 +11,7 @@ PY_GEN    := clients/python/berth/gen
 # python3 earlier in PATH, from pyenv say, may lack it).
 PYTHON    ?= /usr/bin/python3
 PROTO_INC ?= /usr/include
-DEB_PKGS  := runc busybox-static file protobuf-compiler libprotobuf-dev docker-registry skopeo containerd iproute2 psmisc curl python3 python3-protobuf bash-completion containernetworking-plugins iptables btrfs-progs systemd umoci util-linux make
+DEB_PKGS  := runc busybox-static file protobuf-compiler libprotobuf-dev docker-registry skopeo containerd iproute2 psmisc curl python3 python3-protobuf bash-completion containernetworking-plugins iptables btrfs-progs e2fsprogs mount systemd umoci util-linux make
 PREFIX    ?= /usr/local
 # SYSTEMD_UNIT_DIR is where systemd looks for the units of software under
 # PREFIX: /usr/local/lib/systemd/system, or /usr/lib/systemd/system for a
