@@ -208,7 +208,7 @@ func (c *container) Delete(ctx context.Context, opts ...DeleteOpts) error {
 
 // recordDeletedKey is the context key under which Delete hands its options
 // a *bool that an option sets once it deleted the container's record
-// itself (WithSnapshotCleanup deletes it before the snapshot).
+// itself (WithSnapshotCleanup deletes it with its snapshot in one call).
 type recordDeletedKey struct{}
 
 func (c *container) NewTask(ctx context.Context, creator cio.Creator, opts ...NewTaskOpts) (_ Task, err error) {

@@ -161,25 +161,35 @@ func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewCont
 }
 
 // WithSnapshotCleanup removes the container's snapshot when the container
-// is deleted: the container's record first, then the snapshot. A crash (of
-// the daemon or of the caller) between the two leaves a snapshot that
-// nothing references, which GC removes; the other order left a container
-// without its root filesystem (found by the fault-injection run).
+// is deleted, in one call: the daemon deletes the container's record and
+// its snapshot's record in one transaction (remove_snapshot), so that no
+// crash leaves one without the other. Two calls, as containerd makes
+// (snapshot first), left a container without its root filesystem when cut
+// between them (the fault-injection run found such containers); berth's
+// record first left a snapshot that nothing references until GC. A
+// snapshot that cannot go (the parent of another) fails the delete, and
+// the container stays.
 func WithSnapshotCleanup(ctx context.Context, c *Client, info ContainerInfo) error {
 	if info.SnapshotKey == "" || info.Snapshotter == "" {
 		return nil
 	}
 	// A task's shim has the snapshot mounted: removing it would remove
-	// the files of a running container. The daemon refuses to delete the
-	// record of a container with a task (FailedPrecondition), under the
-	// container's lock, so the snapshot is removed only once no task can
-	// have it mounted.
-	if _, err := c.api().containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: info.ID}); err != nil {
+	// the files of a running container. The daemon refuses to delete a
+	// container with a task (FailedPrecondition), under the container's
+	// lock, so the snapshot is removed only once no task can have it
+	// mounted.
+	resp, err := c.api().containers.Delete(ctx, &containersv1.DeleteContainerRequest{Id: info.ID, RemoveSnapshot: true})
+	if err != nil {
 		return err
 	}
 	if deleted, ok := ctx.Value(recordDeletedKey{}).(*bool); ok {
 		*deleted = true // container.Delete need not ask again
 	}
+	if resp.GetSnapshotRemoved() {
+		return nil
+	}
+	// A daemon older than remove_snapshot deleted the record only: the
+	// snapshot goes in a second call, record first as those daemons did.
 	if err := c.SnapshotService(info.Snapshotter).Remove(ctx, info.SnapshotKey); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("container %q deleted; its snapshot %q (GC removes it): %w", info.ID, info.SnapshotKey, err)
 	}

@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
+	"slices"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -161,5 +163,54 @@ func TestToAny(t *testing.T) {
 	}
 	if got, err := toAny(nil); got != nil || err != nil {
 		t.Errorf("nil = %v, %v", got, err)
+	}
+}
+
+// WithSnapshotCleanup deletes the container and its snapshot in one call
+// (remove_snapshot), and removes the snapshot itself, after the record,
+// only when a daemon that predates the field says that it did not.
+func TestSnapshotCleanupOneCall(t *testing.T) {
+	const (
+		rpcContainerDelete = "/berth.services.containers.v1.Containers/Delete"
+		rpcSnapshotRemove  = "/berth.services.snapshots.v1.Snapshots/Remove"
+	)
+	for _, tt := range []struct {
+		name        string
+		older       bool
+		wantCalls   map[string]int
+		wantRemoved []string
+	}{
+		{"daemon with remove_snapshot", false, map[string]int{rpcContainerGet: 1, rpcContainerDelete: 1}, nil},
+		{"older daemon", true, map[string]int{rpcContainerGet: 1, rpcContainerDelete: 1, rpcSnapshotRemove: 1}, []string{"overlayfs/web-rootfs"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, f := connect(t)
+			f.containers.older = tt.older
+			ctx := namespaces.WithNamespace(context.Background(), "ci")
+			withRootfs := func(_ context.Context, _ *Client, info *ContainerInfo) error {
+				info.Snapshotter, info.SnapshotKey = "overlayfs", "web-rootfs"
+				return nil
+			}
+			ctr, err := c.NewContainer(ctx, "web", withRootfs, WithNewSpec(oci.WithProcessArgs("true")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.rpcs.counts()
+			if err := ctr.Delete(ctx, WithSnapshotCleanup); err != nil {
+				t.Fatalf("Delete with WithSnapshotCleanup: %v", err)
+			}
+			if got := f.rpcs.counts(); !maps.Equal(got, tt.wantCalls) {
+				t.Errorf("Delete made the calls %v, want %v", got, tt.wantCalls)
+			}
+			f.snapshots.mu.Lock()
+			removed := f.snapshots.removed
+			f.snapshots.mu.Unlock()
+			if !slices.Equal(removed, tt.wantRemoved) {
+				t.Errorf("Snapshots.Remove of %q, want %q", removed, tt.wantRemoved)
+			}
+			if _, err := c.LoadContainer(ctx, "web"); !errdefs.IsNotFound(err) {
+				t.Errorf("container after its delete: %v, want not found", err)
+			}
+		})
 	}
 }

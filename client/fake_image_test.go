@@ -150,8 +150,9 @@ func (f *fakeLeases) ListResources(context.Context, *leasesv1.ListResourcesReque
 // fakeSnapshots prepares snapshots on any parent; their mounts name the
 // snapshotter, key and parent.
 type fakeSnapshots struct {
-	mu     sync.Mutex
-	mounts map[string][]*typesv1.Mount // by snapshotter/key; guarded by mu
+	mu      sync.Mutex
+	mounts  map[string][]*typesv1.Mount // by snapshotter/key; guarded by mu
+	removed []string                    // snapshotter/key of Remove calls; guarded by mu
 }
 
 func (f *fakeSnapshots) make(snapshotter, key, parent string, ro bool) []*typesv1.Mount {
@@ -188,8 +189,12 @@ func (f *fakeSnapshots) Commit(context.Context, *snapshotsv1.CommitSnapshotReque
 	return nil, errdefs.ErrNotImplemented
 }
 
-func (f *fakeSnapshots) Remove(context.Context, *snapshotsv1.RemoveSnapshotRequest) (*emptypb.Empty, error) {
-	return nil, errdefs.ErrNotImplemented
+func (f *fakeSnapshots) Remove(_ context.Context, r *snapshotsv1.RemoveSnapshotRequest) (*emptypb.Empty, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, r.Snapshotter+"/"+r.Key)
+	delete(f.mounts, r.Snapshotter+"/"+r.Key)
+	return &emptypb.Empty{}, nil
 }
 
 func (f *fakeSnapshots) Stat(context.Context, *snapshotsv1.StatSnapshotRequest) (*snapshotsv1.StatSnapshotResponse, error) {

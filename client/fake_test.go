@@ -99,6 +99,9 @@ type fakeContainers struct {
 	lastNS string
 	masks  [][]string
 	gets   int // Get calls
+	// older replies to Delete as a daemon that predates remove_snapshot:
+	// the record goes, the snapshot stays, the reply is empty.
+	older bool
 }
 
 func (f *fakeContainers) record(ctx context.Context) {
@@ -191,12 +194,15 @@ func (f *fakeContainers) Update(ctx context.Context, r *containersv1.UpdateConta
 	return &containersv1.UpdateContainerResponse{Container: c}, nil
 }
 
-func (f *fakeContainers) Delete(ctx context.Context, r *containersv1.DeleteContainerRequest) (*emptypb.Empty, error) {
+func (f *fakeContainers) Delete(ctx context.Context, r *containersv1.DeleteContainerRequest) (*containersv1.DeleteContainerResponse, error) {
 	f.record(ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := f.byID[r.Id]; !ok {
+		return nil, fmt.Errorf("container %q: %w", r.Id, errdefs.ErrNotFound)
+	}
 	delete(f.byID, r.Id)
-	return &emptypb.Empty{}, nil
+	return &containersv1.DeleteContainerResponse{SnapshotRemoved: r.GetRemoveSnapshot() && !f.older}, nil
 }
 
 // fakeProc is one process of the fake tasks service.

@@ -62,4 +62,12 @@ type Store interface {
 	Update(ctx context.Context, c Container, fieldpaths ...string) (Container, error)
 	// Delete removes the container id; ErrNotFound if absent.
 	Delete(ctx context.Context, id string) error
+	// DeleteWithSnapshot removes the container id and the record of its
+	// snapshot (SnapshotKey of Snapshotter) at once: both or, on any
+	// error, neither. It checks what a snapshot's Remove checks:
+	// ErrFailedPrecondition while the snapshot is the parent of another;
+	// usable(Snapshotter) says whether the snapshotter may be used, and
+	// its error fails the delete. A container without a snapshot, or
+	// whose snapshot is gone already, is deleted all the same.
+	DeleteWithSnapshot(ctx context.Context, id string, usable func(snapshotter string) error) error
 }

@@ -12,13 +12,13 @@ import (
 	"github.com/berthrt/berth/oci"
 )
 
-// TestContainerDeleteRecordBeforeSnapshot: WithSnapshotCleanup deletes the
-// container's record before its snapshot, so that a failure (or a crash)
-// between the two leaves a snapshot nothing references, which GC removes,
-// and never a container without its root filesystem (the fault-injection
-// run found such containers). The snapshot here cannot be removed (it is a
-// layer with children), standing in for the crash.
-func TestContainerDeleteRecordBeforeSnapshot(t *testing.T) {
+// TestContainerDeleteWithSnapshotAtomic: WithSnapshotCleanup deletes the
+// container's record and its snapshot's in one transaction of the daemon
+// (remove_snapshot), so no failure or crash between two calls can leave
+// one without the other: a snapshot that cannot be removed (a layer with
+// children here) fails the delete, and both stay. A snapshot that is gone
+// already does not keep the container.
+func TestContainerDeleteWithSnapshotAtomic(t *testing.T) {
 	testutil.RequireRoot(t, "runc", "busybox")
 	arch, _ := layeredArchive(t)
 	d := newDaemon(t)
@@ -55,10 +55,30 @@ func TestContainerDeleteRecordBeforeSnapshot(t *testing.T) {
 	if err := ctr.Delete(ctx, client.WithSnapshotCleanup); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("delete with a snapshot that cannot go: %v, want failed precondition", err)
 	}
-	if _, err := c.LoadContainer(ctx, "o1"); !errdefs.IsNotFound(err) {
-		t.Errorf("container after its delete: %v, want not found (the record goes first)", err)
+	if _, err := c.LoadContainer(ctx, "o1"); err != nil {
+		t.Errorf("container after a refused delete: %v, want it kept", err)
 	}
 	if _, err := sn.Stat(ctx, layer); err != nil {
-		t.Errorf("layer after the refused removal: %v", err)
+		t.Errorf("layer after the refused delete: %v", err)
+	}
+
+	// Its snapshot removed by hand first: nothing to remove, the record
+	// goes.
+	if _, err := c.NewContainer(ctx, "o2", client.WithSnapshotter("overlayfs"), client.WithNewSnapshot("o2", imgs[0]),
+		client.WithNewSpec(oci.WithImageConfig(imgs[0]))); err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.Remove(ctx, "o2"); err != nil {
+		t.Fatal(err)
+	}
+	ctr2, err := c.LoadContainer(ctx, "o2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctr2.Delete(ctx, client.WithSnapshotCleanup); err != nil {
+		t.Fatalf("delete of a container whose snapshot is gone: %v", err)
+	}
+	if _, err := c.LoadContainer(ctx, "o2"); !errdefs.IsNotFound(err) {
+		t.Errorf("container o2 after its delete: %v, want not found", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/berthrt/berth/errdefs"
 )
 
 // TestCtlRunImageRoundTrips traces `berthctl run --rm IMAGE` against a
@@ -17,7 +19,10 @@ import (
 // (no Content/Info before a read whose descriptor gives the size, no
 // lookup of the container and its snapshot that Prepare answered
 // already, no default-snapshotter lookup when --snapshotter names one),
-// and the lease deleted only after the container's record exists.
+// and the lease deleted only after the container's record exists. After
+// the task, --rm deletes the container and its snapshot in one call
+// (Containers/Delete with remove_snapshot, no Snapshots/Remove); GC then
+// removes the snapshot's folder, and berthd check finds nothing wrong.
 func TestCtlRunImageRoundTrips(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "trace")
 	d := newDaemon(t, withEnv("BERTH_TRACE="+trace))
@@ -28,6 +33,18 @@ func TestCtlRunImageRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ok("-n", ns, "images", "import", archive)
+	overlayDirs := func() []string {
+		t.Helper()
+		dirs, err := filepath.Glob(filepath.Join(d.root, "lib", "snapshots", "overlayfs", "snapshots", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dirs
+	}
+	imported := overlayDirs()
+	if len(imported) == 0 {
+		t.Fatal("the import unpacked nothing into overlayfs")
+	}
 
 	const (
 		services   = "/berth.services.introspection.v1.Introspection/Services"
@@ -38,6 +55,8 @@ func TestCtlRunImageRoundTrips(t *testing.T) {
 		view       = "/berth.services.snapshots.v1.Snapshots/View"
 		ctrNew     = "/berth.services.containers.v1.Containers/Create"
 		taskCreate = "/berth.services.tasks.v1.Tasks/Create"
+		ctrDel     = "/berth.services.containers.v1.Containers/Delete"
+		snapRemove = "/berth.services.snapshots.v1.Snapshots/Remove"
 	)
 	tests := []struct {
 		name  string
@@ -71,18 +90,42 @@ func TestCtlRunImageRoundTrips(t *testing.T) {
 				t.Errorf("the daemon's calls before Tasks/Create: %v, want %v", before, tt.want)
 			}
 			var recorded, deleted []tracedCall
+			after := map[string]int{}
 			for _, c := range calls {
 				switch c.method {
 				case ctrNew:
 					recorded = append(recorded, c)
 				case leaseDel:
 					deleted = append(deleted, c)
+				case ctrDel, snapRemove:
+					after[c.method]++
 				}
 			}
 			if len(deleted) != 1 || len(recorded) != 1 || deleted[0].start < recorded[0].end {
 				t.Errorf("Leases/Delete %v, Containers/Create %v: want one delete after the record", deleted, recorded)
 			}
+			if want := map[string]int{ctrDel: 1}; !maps.Equal(after, want) {
+				t.Errorf("--rm's calls: %v, want %v (the snapshot goes with the container)", after, want)
+			}
+			key := "rpcs-" + strconv.Itoa(i)
+			cl := d.client(t, ns)
+			if _, err := cl.SnapshotService("overlayfs").Stat(d.nsContext(ns), key); !errdefs.IsNotFound(err) {
+				t.Errorf("snapshot %s after run --rm: %v, want not found", key, err)
+			}
+			if _, err := cl.LoadContainer(d.nsContext(ns), key); !errdefs.IsNotFound(err) {
+				t.Errorf("container %s after run --rm: %v, want not found", key, err)
+			}
 		})
+	}
+	if _, err := d.client(t, ns).GarbageCollect(d.nsContext(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if left := overlayDirs(); !slices.Equal(left, imported) {
+		t.Errorf("overlayfs folders after the runs and GC: %q, want the image's %q", left, imported)
+	}
+	d.kill()
+	if out, code := d.check(t); code != 0 {
+		t.Errorf("berthd check after the runs: exit %d\n%s", code, out)
 	}
 }
 

@@ -25,7 +25,6 @@ import (
 
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
@@ -142,8 +141,8 @@ func (fakeContainers) Create(_ context.Context, r *containersv1.CreateContainerR
 	return &containersv1.CreateContainerResponse{Container: r.GetContainer()}, nil
 }
 
-func (fakeContainers) Delete(context.Context, *containersv1.DeleteContainerRequest) (*emptypb.Empty, error) {
-	return &emptypb.Empty{}, nil
+func (fakeContainers) Delete(_ context.Context, r *containersv1.DeleteContainerRequest) (*containersv1.DeleteContainerResponse, error) {
+	return &containersv1.DeleteContainerResponse{SnapshotRemoved: r.GetRemoveSnapshot()}, nil
 }
 
 // fakeTasks creates a task that has already exited: its output FIFOs are

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/known/emptypb"
 
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	contentv1 "github.com/berthrt/berth/proto/content/v1"
@@ -68,7 +67,7 @@ func warmRun(args []string) {
 	warm(&tasksv1.CreateTaskRequest{}, &tasksv1.CreateTaskResponse{},
 		&tasksv1.WaitRequest{}, &tasksv1.WaitResponse{},
 		&tasksv1.DeleteTaskRequest{}, &tasksv1.DeleteResponse{},
-		&containersv1.DeleteContainerRequest{}, &emptypb.Empty{})
+		&containersv1.DeleteContainerRequest{}, &containersv1.DeleteContainerResponse{})
 }
 
 // warmMessage initialises m's type and those of its message fields (map

@@ -43,7 +43,7 @@ func (d *daemon) registerServices(cfg *Config, st *stores) error {
 			return nil
 		}},
 		{ids: []string{"containers"}, register: func(srv *ttrpc.Server) error {
-			containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{d.sup}, Publisher: d.exchange, DefaultRuntime: cfg.Runtime.Default, Locks: locks})
+			containers.Register(srv, containers.Config{Store: db.Containers(), Tasks: taskIndex{d.sup}, Publisher: d.exchange, DefaultRuntime: cfg.Runtime.Default, Locks: locks, Snapshotter: st.snaps.service.Snapshotter})
 			return nil
 		}},
 		{ids: []string{"tasks"}, exports: map[string]string{"state": cfg.State, "runtime": cfg.Runtime.Default, "shim": d.shim}, register: func(srv *ttrpc.Server) error {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/berthrt/berth/containers"
 	"github.com/berthrt/berth/errdefs"
@@ -19,6 +18,7 @@ import (
 	api "github.com/berthrt/berth/proto/containers/v1"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
 	"github.com/berthrt/berth/services"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // Tasks tells whether a container has a task; a container with one cannot
@@ -36,6 +36,10 @@ type Config struct {
 	// Locks is shared with the tasks service, whose Create takes the
 	// same lock.
 	Locks *services.IDLocks
+	// Snapshotter returns the snapshotter name as the snapshots API
+	// serves it (services/snapshots' Config.Snapshotter): a delete with
+	// remove_snapshot removes a snapshot only of one that it returns.
+	Snapshotter func(name string) (snapshots.Snapshotter, error)
 }
 
 type service struct{ Config }
@@ -124,7 +128,7 @@ func (s *service) Update(ctx context.Context, req *api.UpdateContainerRequest) (
 	return &api.UpdateContainerResponse{Container: apiconv.ContainerToProto(updated)}, nil
 }
 
-func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (*emptypb.Empty, error) {
+func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (*api.DeleteContainerResponse, error) {
 	ns, err := nsctx.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -137,11 +141,31 @@ func (s *service) Delete(ctx context.Context, req *api.DeleteContainerRequest) (
 	if s.Tasks.HasTask(ctx, ns, req.GetId()) {
 		return nil, fmt.Errorf("container %q has a task: delete the task first: %w", req.GetId(), errdefs.ErrFailedPrecondition)
 	}
-	if err := s.Store.Delete(ctx, req.GetId()); err != nil {
+	if req.GetRemoveSnapshot() {
+		err = s.Store.DeleteWithSnapshot(ctx, req.GetId(), s.usable)
+	} else {
+		err = s.Store.Delete(ctx, req.GetId())
+	}
+	if err != nil {
 		return nil, err
 	}
 	s.publish(ctx, topics.ContainerDelete, &eventsv1.ContainerDelete{Id: req.GetId()})
-	return &emptypb.Empty{}, nil
+	return &api.DeleteContainerResponse{SnapshotRemoved: req.GetRemoveSnapshot()}, nil
+}
+
+// usable says whether a container's snapshot of snapshotter name may be
+// removed: as Snapshots.Remove would find it, except that a snapshotter
+// the daemon does not have is FailedPrecondition, since a NotFound from
+// Delete says that the container is absent.
+func (s *service) usable(name string) error {
+	if s.Snapshotter == nil {
+		return fmt.Errorf("this daemon removes no snapshots with their containers: %w", errdefs.ErrNotImplemented)
+	}
+	_, err := s.Snapshotter(name)
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	return err
 }
 
 func (s *service) publish(ctx context.Context, topic string, ev proto.Message) {

@@ -119,17 +119,69 @@ func (s *containerStore) Update(ctx context.Context, c containers.Container, fie
 }
 
 func (s *containerStore) Delete(ctx context.Context, id string) error {
+	return s.delete(ctx, id, nil)
+}
+
+// DeleteWithSnapshot deletes the container id and the namespace's record of
+// its snapshot in one transaction, with Remove's checks on the snapshot;
+// GC removes the snapshot underneath afterwards, as after Remove. A
+// container without a snapshot, or whose snapshot record is gone, is
+// deleted all the same.
+func (s *containerStore) DeleteWithSnapshot(ctx context.Context, id string, usable func(snapshotter string) error) error {
+	if usable == nil {
+		return fmt.Errorf("container %q: delete with its snapshot needs to know the usable snapshotters: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return s.delete(ctx, id, usable)
+}
+
+// delete deletes the container id and, unless usable is nil, the record of
+// its snapshot, in one transaction.
+func (s *containerStore) delete(ctx context.Context, id string, usable func(snapshotter string) error) error {
 	ns, err := namespaceAndID(ctx, id)
 	if err != nil {
 		return err
 	}
-	return s.db.update(ctx, func(tx *bolt.Tx) error {
+	removed := false
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
 		bkt := kindBucket(tx, ns, bucketContainers)
 		if bkt == nil || bkt.Bucket([]byte(id)) == nil {
 			return containerNotFound(ns, id)
 		}
+		cb := bkt.Bucket([]byte(id))
+		if key := string(cb.Get(keySnapshotKey)); usable != nil && key != "" {
+			var err error
+			if removed, err = removeContainerSnapshot(ctx, tx, s.db, ns, string(cb.Get(keySnapshotter)), key, usable); err != nil {
+				return fmt.Errorf("container %q: %w", id, err)
+			}
+			if err := s.db.failAt(failDeleteContainerRecord); err != nil {
+				return err
+			}
+		}
 		return bkt.DeleteBucket([]byte(id))
 	})
+	if err == nil && removed {
+		s.db.dirtied()
+	}
+	return err
+}
+
+// removeContainerSnapshot removes the record of a container's snapshot key
+// of snapshotter in tx, as Remove would, and says whether there was one.
+// The snapshotter underneath is not needed: the record goes, GC removes
+// the snapshot.
+func removeContainerSnapshot(ctx context.Context, tx *bolt.Tx, db *DB, ns, snapshotter, key string, usable func(string) error) (bool, error) {
+	if err := usable(snapshotter); err != nil {
+		return false, fmt.Errorf("snapshot %q: %w", key, err)
+	}
+	ss := &snapshotStore{db: db, name: snapshotter}
+	if _, err := ss.namespaceAndKey(ctx, key); err != nil {
+		return false, err
+	}
+	err := ss.removeRecord(tx, ns, key)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // mutableFields are the fields an Update without field paths replaces.

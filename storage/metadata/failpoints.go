@@ -1,7 +1,8 @@
 package metadata
 
 // The steps of a snapshot Prepare, View and Commit, which span this file
-// and the snapshotter's own store. Tests inject a failure or a crash at each one
+// and the snapshotter's own store, and of a container's delete with its
+// snapshot. Tests inject a failure or a crash at each one
 // (DB.failpoint); production code never sets it.
 const (
 	// failCreateRecord: the snapshotter made the new snapshot; before its
@@ -16,6 +17,10 @@ const (
 	// failCommitRecord: the snapshotter committed; before the transaction
 	// that turns the active record into the committed one.
 	failCommitRecord = "commit/record"
+	// failDeleteContainerRecord: a container's delete with its snapshot
+	// removed the snapshot's record; before it deletes the container's,
+	// in the same transaction.
+	failDeleteContainerRecord = "container-delete/record"
 )
 
 // failAt returns the error injected at step, nil when none.

@@ -561,19 +561,27 @@ func (s *snapshotStore) Remove(ctx context.Context, key string) error {
 		return err
 	}
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {
-		r, err := s.readRecord(tx, ns, key)
-		if err != nil {
-			return err
-		}
-		if child := s.oneChild(tx, ns, key); child != "" {
-			return fmt.Errorf("%s is the parent of %q: %w", s.object(ns, key), child, errdefs.ErrFailedPrecondition)
-		}
-		return s.deleteRecord(tx, ns, r)
+		return s.removeRecord(tx, ns, key)
 	})
 	if err == nil {
 		s.db.dirtied()
 	}
 	return err
+}
+
+// removeRecord deletes the record of key in ns, which Remove and a
+// container's delete with its snapshot (containerStore.DeleteWithSnapshot)
+// do: ErrNotFound when absent, ErrFailedPrecondition while it is the parent
+// of another snapshot. The caller marks the DB dirtied once tx commits.
+func (s *snapshotStore) removeRecord(tx *bolt.Tx, ns, key string) error {
+	r, err := s.readRecord(tx, ns, key)
+	if err != nil {
+		return err
+	}
+	if child := s.oneChild(tx, ns, key); child != "" {
+		return fmt.Errorf("%s is the parent of %q: %w", s.object(ns, key), child, errdefs.ErrFailedPrecondition)
+	}
+	return s.deleteRecord(tx, ns, r)
 }
 
 func (s *snapshotStore) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...string) error {

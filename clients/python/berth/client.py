@@ -181,24 +181,22 @@ class Client:
 
     def delete_container(self, container_id, snapshot_cleanup=False, namespace=None):
         """Deletes the container; with snapshot_cleanup its snapshot too
-        (the Go client's WithSnapshotCleanup), which is FailedPrecondition
-        while the container has a task: its shim has the snapshot
-        mounted."""
-        if snapshot_cleanup:
-            c = self.container(container_id, namespace)
-            if c.snapshot_key and c.snapshotter:
-                try:
-                    self.call(TASKS, "Get", tasks_pb2.GetRequest(container_id=container_id), namespace)
-                except ttrpc.NotFound:
-                    pass
-                else:
-                    raise ttrpc.FailedPrecondition("container %r: has a task; delete it before the snapshot"
-                                                   % container_id)
-                try:
-                    self.remove_snapshot(c.snapshotter, c.snapshot_key, namespace)
-                except ttrpc.NotFound:
-                    pass
-        self.call(CONTAINERS, "Delete", containers_pb2.DeleteContainerRequest(id=container_id), namespace)
+        (the Go client's WithSnapshotCleanup), in the same transaction of
+        the daemon (remove_snapshot): FailedPrecondition while the
+        container has a task (its shim has the snapshot mounted) or when
+        the snapshot cannot be removed, and then nothing changes."""
+        if not snapshot_cleanup:
+            self.call(CONTAINERS, "Delete", containers_pb2.DeleteContainerRequest(id=container_id), namespace)
+            return
+        c = self.container(container_id, namespace)
+        req = containers_pb2.DeleteContainerRequest(id=container_id, remove_snapshot=True)
+        if self.call(CONTAINERS, "Delete", req, namespace).snapshot_removed or not c.snapshot_key:
+            return
+        # A daemon older than remove_snapshot deleted the record only.
+        try:
+            self.remove_snapshot(c.snapshotter, c.snapshot_key, namespace)
+        except ttrpc.NotFound:
+            pass
 
     # tasks.v1
 

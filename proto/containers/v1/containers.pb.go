@@ -15,7 +15,6 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
-	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -537,10 +536,27 @@ func (x *UpdateContainerResponse) GetContainer() *Container {
 }
 
 type DeleteContainerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// remove_snapshot also removes the namespace's record of the
+	// container's snapshot (its snapshotter and snapshot_key), in the
+	// same metadata transaction as the container's record: both go or
+	// neither does, and no crash can leave one without the other. As
+	// Snapshots.Remove does, it removes the record only; garbage
+	// collection removes the snapshot's files afterwards.
+	//
+	//   - A container that names no snapshot, or whose snapshot is already
+	//     gone, is deleted all the same: there is nothing to remove.
+	//   - A snapshot that cannot be removed fails the whole delete and
+	//     changes nothing: FailedPrecondition when it is the parent of
+	//     another snapshot or when the daemon has no snapshotter of that
+	//     name (not NotFound, which would say the container is absent);
+	//     Unavailable when the snapshotter did not open.
+	//   - A container with a task is refused (FailedPrecondition) as
+	//     without the field: its shim has the snapshot mounted.
+	RemoveSnapshot bool `protobuf:"varint,2,opt,name=remove_snapshot,json=removeSnapshot,proto3" json:"remove_snapshot,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeleteContainerRequest) Reset() {
@@ -580,6 +596,63 @@ func (x *DeleteContainerRequest) GetId() string {
 	return ""
 }
 
+func (x *DeleteContainerRequest) GetRemoveSnapshot() bool {
+	if x != nil {
+		return x.RemoveSnapshot
+	}
+	return false
+}
+
+type DeleteContainerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// snapshot_removed is true when the request set remove_snapshot and
+	// no record of the container's snapshot is left: it was removed with
+	// the container, or there was none. A daemon older than
+	// remove_snapshot ignores that field and replies without this one
+	// (an empty message then): a client that asked must remove the
+	// snapshot itself (Snapshots.Remove) when this is false.
+	SnapshotRemoved bool `protobuf:"varint,1,opt,name=snapshot_removed,json=snapshotRemoved,proto3" json:"snapshot_removed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeleteContainerResponse) Reset() {
+	*x = DeleteContainerResponse{}
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteContainerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteContainerResponse) ProtoMessage() {}
+
+func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteContainerResponse.ProtoReflect.Descriptor instead.
+func (*DeleteContainerResponse) Descriptor() ([]byte, []int) {
+	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeleteContainerResponse) GetSnapshotRemoved() bool {
+	if x != nil {
+		return x.SnapshotRemoved
+	}
+	return false
+}
+
 type Container_Runtime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name: "runc", or the absolute path of a binary with runc's
@@ -596,7 +669,7 @@ type Container_Runtime struct {
 
 func (x *Container_Runtime) Reset() {
 	*x = Container_Runtime{}
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[11]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +681,7 @@ func (x *Container_Runtime) String() string {
 func (*Container_Runtime) ProtoMessage() {}
 
 func (x *Container_Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[11]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +715,7 @@ var File_proto_containers_v1_containers_proto protoreflect.FileDescriptor
 
 const file_proto_containers_v1_containers_proto_rawDesc = "" +
 	"\n" +
-	"$proto/containers/v1/containers.proto\x12\x1cberth.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x05\n" +
+	"$proto/containers/v1/containers.proto\x12\x1cberth.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x05\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12K\n" +
 	"\x06labels\x18\x02 \x03(\v23.berth.services.containers.v1.Container.LabelsEntryR\x06labels\x12\x14\n" +
@@ -688,9 +761,12 @@ const file_proto_containers_v1_containers_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"`\n" +
 	"\x17UpdateContainerResponse\x12E\n" +
-	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\"(\n" +
+	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\"Q\n" +
 	"\x16DeleteContainerRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xae\x05\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x0fremove_snapshot\x18\x02 \x01(\bR\x0eremoveSnapshot\"D\n" +
+	"\x17DeleteContainerResponse\x12)\n" +
+	"\x10snapshot_removed\x18\x01 \x01(\bR\x0fsnapshotRemoved2\xcd\x05\n" +
 	"\n" +
 	"Containers\x12l\n" +
 	"\x03Get\x121.berth.services.containers.v1.GetContainerRequest\x1a2.berth.services.containers.v1.GetContainerResponse\x12q\n" +
@@ -698,8 +774,8 @@ const file_proto_containers_v1_containers_proto_rawDesc = "" +
 	"\n" +
 	"ListStream\x123.berth.services.containers.v1.ListContainersRequest\x1a4.berth.services.containers.v1.ListContainersResponse0\x01\x12u\n" +
 	"\x06Create\x124.berth.services.containers.v1.CreateContainerRequest\x1a5.berth.services.containers.v1.CreateContainerResponse\x12u\n" +
-	"\x06Update\x124.berth.services.containers.v1.UpdateContainerRequest\x1a5.berth.services.containers.v1.UpdateContainerResponse\x12V\n" +
-	"\x06Delete\x124.berth.services.containers.v1.DeleteContainerRequest\x1a\x16.google.protobuf.EmptyB;Z9github.com/berthrt/berth/proto/containers/v1;containersv1b\x06proto3"
+	"\x06Update\x124.berth.services.containers.v1.UpdateContainerRequest\x1a5.berth.services.containers.v1.UpdateContainerResponse\x12u\n" +
+	"\x06Delete\x124.berth.services.containers.v1.DeleteContainerRequest\x1a5.berth.services.containers.v1.DeleteContainerResponseB;Z9github.com/berthrt/berth/proto/containers/v1;containersv1b\x06proto3"
 
 var (
 	file_proto_containers_v1_containers_proto_rawDescOnce sync.Once
@@ -713,7 +789,7 @@ func file_proto_containers_v1_containers_proto_rawDescGZIP() []byte {
 	return file_proto_containers_v1_containers_proto_rawDescData
 }
 
-var file_proto_containers_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_proto_containers_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_proto_containers_v1_containers_proto_goTypes = []any{
 	(*Container)(nil),               // 0: berth.services.containers.v1.Container
 	(*GetContainerRequest)(nil),     // 1: berth.services.containers.v1.GetContainerRequest
@@ -725,29 +801,29 @@ var file_proto_containers_v1_containers_proto_goTypes = []any{
 	(*UpdateContainerRequest)(nil),  // 7: berth.services.containers.v1.UpdateContainerRequest
 	(*UpdateContainerResponse)(nil), // 8: berth.services.containers.v1.UpdateContainerResponse
 	(*DeleteContainerRequest)(nil),  // 9: berth.services.containers.v1.DeleteContainerRequest
-	nil,                             // 10: berth.services.containers.v1.Container.LabelsEntry
-	(*Container_Runtime)(nil),       // 11: berth.services.containers.v1.Container.Runtime
-	nil,                             // 12: berth.services.containers.v1.Container.ExtensionsEntry
-	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 14: google.protobuf.FieldMask
-	(*anypb.Any)(nil),               // 15: google.protobuf.Any
-	(*emptypb.Empty)(nil),           // 16: google.protobuf.Empty
+	(*DeleteContainerResponse)(nil), // 10: berth.services.containers.v1.DeleteContainerResponse
+	nil,                             // 11: berth.services.containers.v1.Container.LabelsEntry
+	(*Container_Runtime)(nil),       // 12: berth.services.containers.v1.Container.Runtime
+	nil,                             // 13: berth.services.containers.v1.Container.ExtensionsEntry
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),   // 15: google.protobuf.FieldMask
+	(*anypb.Any)(nil),               // 16: google.protobuf.Any
 }
 var file_proto_containers_v1_containers_proto_depIdxs = []int32{
-	10, // 0: berth.services.containers.v1.Container.labels:type_name -> berth.services.containers.v1.Container.LabelsEntry
-	11, // 1: berth.services.containers.v1.Container.runtime:type_name -> berth.services.containers.v1.Container.Runtime
-	13, // 2: berth.services.containers.v1.Container.created_at:type_name -> google.protobuf.Timestamp
-	13, // 3: berth.services.containers.v1.Container.updated_at:type_name -> google.protobuf.Timestamp
-	12, // 4: berth.services.containers.v1.Container.extensions:type_name -> berth.services.containers.v1.Container.ExtensionsEntry
+	11, // 0: berth.services.containers.v1.Container.labels:type_name -> berth.services.containers.v1.Container.LabelsEntry
+	12, // 1: berth.services.containers.v1.Container.runtime:type_name -> berth.services.containers.v1.Container.Runtime
+	14, // 2: berth.services.containers.v1.Container.created_at:type_name -> google.protobuf.Timestamp
+	14, // 3: berth.services.containers.v1.Container.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 4: berth.services.containers.v1.Container.extensions:type_name -> berth.services.containers.v1.Container.ExtensionsEntry
 	0,  // 5: berth.services.containers.v1.GetContainerResponse.container:type_name -> berth.services.containers.v1.Container
 	0,  // 6: berth.services.containers.v1.ListContainersResponse.containers:type_name -> berth.services.containers.v1.Container
 	0,  // 7: berth.services.containers.v1.CreateContainerRequest.container:type_name -> berth.services.containers.v1.Container
 	0,  // 8: berth.services.containers.v1.CreateContainerResponse.container:type_name -> berth.services.containers.v1.Container
 	0,  // 9: berth.services.containers.v1.UpdateContainerRequest.container:type_name -> berth.services.containers.v1.Container
-	14, // 10: berth.services.containers.v1.UpdateContainerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 10: berth.services.containers.v1.UpdateContainerRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 11: berth.services.containers.v1.UpdateContainerResponse.container:type_name -> berth.services.containers.v1.Container
-	15, // 12: berth.services.containers.v1.Container.Runtime.options:type_name -> google.protobuf.Any
-	15, // 13: berth.services.containers.v1.Container.ExtensionsEntry.value:type_name -> google.protobuf.Any
+	16, // 12: berth.services.containers.v1.Container.Runtime.options:type_name -> google.protobuf.Any
+	16, // 13: berth.services.containers.v1.Container.ExtensionsEntry.value:type_name -> google.protobuf.Any
 	1,  // 14: berth.services.containers.v1.Containers.Get:input_type -> berth.services.containers.v1.GetContainerRequest
 	3,  // 15: berth.services.containers.v1.Containers.List:input_type -> berth.services.containers.v1.ListContainersRequest
 	3,  // 16: berth.services.containers.v1.Containers.ListStream:input_type -> berth.services.containers.v1.ListContainersRequest
@@ -759,7 +835,7 @@ var file_proto_containers_v1_containers_proto_depIdxs = []int32{
 	4,  // 22: berth.services.containers.v1.Containers.ListStream:output_type -> berth.services.containers.v1.ListContainersResponse
 	6,  // 23: berth.services.containers.v1.Containers.Create:output_type -> berth.services.containers.v1.CreateContainerResponse
 	8,  // 24: berth.services.containers.v1.Containers.Update:output_type -> berth.services.containers.v1.UpdateContainerResponse
-	16, // 25: berth.services.containers.v1.Containers.Delete:output_type -> google.protobuf.Empty
+	10, // 25: berth.services.containers.v1.Containers.Delete:output_type -> berth.services.containers.v1.DeleteContainerResponse
 	20, // [20:26] is the sub-list for method output_type
 	14, // [14:20] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -778,7 +854,7 @@ func file_proto_containers_v1_containers_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_containers_v1_containers_proto_rawDesc), len(file_proto_containers_v1_containers_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

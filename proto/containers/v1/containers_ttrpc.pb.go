@@ -5,7 +5,6 @@ package containersv1
 import (
 	context "context"
 	ttrpc "github.com/containerd/ttrpc"
-	emptypb "google.golang.org/protobuf/types/known/emptypb"
 )
 
 type ContainersService interface {
@@ -14,7 +13,7 @@ type ContainersService interface {
 	ListStream(context.Context, *ListContainersRequest, Containers_ListStreamServer) error
 	Create(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
 	Update(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
-	Delete(context.Context, *DeleteContainerRequest) (*emptypb.Empty, error)
+	Delete(context.Context, *DeleteContainerRequest) (*DeleteContainerResponse, error)
 }
 
 type Containers_ListStreamServer interface {
@@ -91,7 +90,7 @@ type ContainersClient interface {
 	ListStream(context.Context, *ListContainersRequest) (Containers_ListStreamClient, error)
 	Create(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
 	Update(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
-	Delete(context.Context, *DeleteContainerRequest) (*emptypb.Empty, error)
+	Delete(context.Context, *DeleteContainerRequest) (*DeleteContainerResponse, error)
 }
 
 type containersClient struct {
@@ -165,8 +164,8 @@ func (c *containersClient) Update(ctx context.Context, req *UpdateContainerReque
 	return &resp, nil
 }
 
-func (c *containersClient) Delete(ctx context.Context, req *DeleteContainerRequest) (*emptypb.Empty, error) {
-	var resp emptypb.Empty
+func (c *containersClient) Delete(ctx context.Context, req *DeleteContainerRequest) (*DeleteContainerResponse, error) {
+	var resp DeleteContainerResponse
 	if err := c.client.Call(ctx, "berth.services.containers.v1.Containers", "Delete", req, &resp); err != nil {
 		return nil, err
 	}
