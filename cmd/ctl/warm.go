@@ -1,17 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 
 	"github.com/containerd/ttrpc"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/berthrt/berth/internal/warm"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	contentv1 "github.com/berthrt/berth/proto/content/v1"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
@@ -41,55 +38,27 @@ import (
 // correctness, when wrong) first asks for the image, a lease, the default
 // snapshotter, the manifest and config, which it decodes, and a snapshot:
 // those come first. A type missing here costs time, not correctness.
+// Package warm does the work; the spare shim warms its own side the same
+// way (task.Warm).
 func warmRun(args []string) {
 	rootfs := slices.ContainsFunc(args, func(a string) bool { return a == "--rootfs" || strings.HasPrefix(a, "--rootfs=") })
-	seen := map[protoreflect.FullName]bool{}
-	warm := func(ms ...proto.Message) {
-		for _, m := range ms {
-			warmMessage(m, seen)
-		}
-	}
-	warm(&ttrpc.Request{}, &ttrpc.Response{}, &ttrpc.KeyValue{})
+	warm.Protos(&ttrpc.Request{}, &ttrpc.Response{}, &ttrpc.KeyValue{})
 	if !rootfs {
-		warm(&imagesv1.GetImageRequest{}, &imagesv1.GetImageResponse{},
+		warm.Protos(&imagesv1.GetImageRequest{}, &imagesv1.GetImageResponse{},
 			&leasesv1.CreateRequest{}, &leasesv1.CreateResponse{},
 			&introspectionv1.ServicesRequest{}, &introspectionv1.ServicesResponse{},
 			&contentv1.ReadContentRequest{}, &contentv1.ReadContentResponse{})
-		json.Unmarshal([]byte("{}"), &ocispec.Manifest{})
-		json.Unmarshal([]byte("{}"), &ocispec.Image{})
-		warm(&snapshotsv1.PrepareSnapshotRequest{}, &snapshotsv1.PrepareSnapshotResponse{})
+		warm.JSON(&ocispec.Manifest{}, "{}")
+		warm.JSON(&ocispec.Image{}, "{}")
+		warm.Protos(&snapshotsv1.PrepareSnapshotRequest{}, &snapshotsv1.PrepareSnapshotResponse{})
 	}
-	json.Marshal(&specs.Spec{})
-	warm(&containersv1.CreateContainerRequest{}, &containersv1.CreateContainerResponse{})
+	warm.JSON(&specs.Spec{}, "")
+	warm.Protos(&containersv1.CreateContainerRequest{}, &containersv1.CreateContainerResponse{})
 	if !rootfs {
-		warm(&leasesv1.DeleteRequest{})
+		warm.Protos(&leasesv1.DeleteRequest{})
 	}
-	warm(&tasksv1.CreateTaskRequest{}, &tasksv1.CreateTaskResponse{},
+	warm.Protos(&tasksv1.CreateTaskRequest{}, &tasksv1.CreateTaskResponse{},
 		&tasksv1.WaitRequest{}, &tasksv1.WaitResponse{},
 		&tasksv1.DeleteTaskRequest{}, &tasksv1.DeleteResponse{},
 		&containersv1.DeleteContainerRequest{}, &containersv1.DeleteContainerResponse{})
-}
-
-// warmMessage initialises m's type and those of its message fields (map
-// values too), each once.
-func warmMessage(m proto.Message, seen map[protoreflect.FullName]bool) {
-	d := m.ProtoReflect().Descriptor()
-	if seen[d.FullName()] {
-		return
-	}
-	seen[d.FullName()] = true
-	proto.Size(m) // the type's first use: its reflection and coder tables
-	fields := d.Fields()
-	for i := range fields.Len() {
-		fd := fields.Get(i)
-		if fd.IsMap() {
-			fd = fd.MapValue()
-		}
-		if fd.Message() == nil {
-			continue
-		}
-		if mt, err := protoregistry.GlobalTypes.FindMessageByName(fd.Message().FullName()); err == nil {
-			warmMessage(mt.New().Interface(), seen)
-		}
-	}
 }

@@ -163,6 +163,14 @@ func serve(ctx context.Context, o *options) error {
 	fmt.Fprintln(ready, shimlaunch.ReadyMessage)
 	ready.Close()
 	log.Info("serving", "pid", os.Getpid(), "runtime", o.runtime, "spare", o.spare)
+	if o.spare {
+		// Idle until bound: the one-time work of a task's first calls
+		// is done now rather than on its Create's way.
+		go func() {
+			defer spantrace.Start("warm").End()
+			task.Warm()
+		}()
+	}
 
 	select {
 	case <-done:
