@@ -29,6 +29,8 @@ const (
 	PidFileName  = "shim.pid"
 	LogFileName  = "shim.log"
 	ExitFileName = "exit.json"
+	// RuntimeLogName is the runtime's log (runc --log, JSON lines).
+	RuntimeLogName = "runtime.log"
 	// DeletedName marks a bundle that `berth-shim delete` cleaned up: a
 	// later `start` for it fails instead of starting a shim for a bundle
 	// that is going away.

@@ -68,15 +68,15 @@ const (
 // keptWhenReaped are the files a stopped task's bundle keeps: enough to
 // answer State and Wait, and the logs to explain what happened.
 var keptWhenReaped = map[string]bool{
-	specFileName:         true,
-	runtimeFileName:      true,
-	shimapi.ExitFileName: true,
-	shimapi.LogFileName:  true,
-	"runtime.log":        true,
-	publishedMarker:      true,
-	reapedMarker:         true,
-	stdioFileName:        true,
-	execFIFOsDir:         true,
+	specFileName:           true,
+	runtimeFileName:        true,
+	shimapi.ExitFileName:   true,
+	shimapi.LogFileName:    true,
+	shimapi.RuntimeLogName: true,
+	publishedMarker:        true,
+	reapedMarker:           true,
+	stdioFileName:          true,
+	execFIFOsDir:           true,
 }
 
 // writeBundle makes the bundle folder, marks it creating, and writes

@@ -29,7 +29,15 @@ type Config struct {
 	Runtime   string // runtime binary: a name looked up in PATH, or a path
 	// RuntimeRoot is the runtime's state folder (runc --root).
 	RuntimeRoot string
-	Logger      *jsonlog.Logger // nil: Info and above to stderr
+	// RuntimeLog is the runtime's log file (runc --log); "" for
+	// runtime.log in Bundle. A path relative to the process's working
+	// folder resolves there in every runtime call: berth-shim, which works
+	// in its bundle, passes shimapi.RuntimeLogName, since the daemon renames a
+	// deleted task's bundle aside while the shim's deferred runtime delete
+	// (release.go) is still to run, and runc fails at once, deleting
+	// nothing, when it cannot open its log.
+	RuntimeLog string
+	Logger     *jsonlog.Logger // nil: Info and above to stderr
 	// Shutdown is called once the service wants the shim to exit.
 	Shutdown func()
 }
@@ -89,12 +97,15 @@ func NewService(cfg Config, r *reaper.Reaper) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = jsonlog.New(os.Stderr, jsonlog.LevelInfo)
 	}
+	if cfg.RuntimeLog == "" {
+		cfg.RuntimeLog = filepath.Join(cfg.Bundle, shimapi.RuntimeLogName)
+	}
 	s := &Service{
 		cfg: cfg,
 		runtime: &runc.Runc{
 			Command:   cfg.Runtime,
 			Root:      cfg.RuntimeRoot,
-			Log:       filepath.Join(cfg.Bundle, "runtime.log"),
+			Log:       cfg.RuntimeLog,
 			LogFormat: runc.JSON,
 			// No parent-death signal: the container must outlive the shim.
 			// Each call leads its own process group, so that ending a

@@ -120,8 +120,11 @@ func serve(ctx context.Context, o *options) error {
 		return task.NewService(task.Config{
 			Namespace: namespace, ID: id, Bundle: bundle,
 			Runtime: runtime, RuntimeRoot: runtimeRoot,
-			Logger:   log.With("namespace", namespace, "id", id),
-			Shutdown: shutdown,
+			// Relative: the working folder is the bundle, and stays it
+			// when the daemon renames the bundle aside (task.Config).
+			RuntimeLog: shimapi.RuntimeLogName,
+			Logger:     log.With("namespace", namespace, "id", id),
+			Shutdown:   shutdown,
 		}, r)
 	}
 	var (
