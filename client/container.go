@@ -51,25 +51,67 @@ type Container interface {
 }
 
 // NewContainer creates a container named id in the context's namespace.
-func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContainerOpts) (Container, error) {
-	// An option that makes something the container will reference (a
-	// snapshot) does so under a lease, so that a garbage collection between
-	// that and the container record cannot take it; the lease is made only
-	// when such an option asks for it, and goes once the record exists.
+// It makes a snapshot that an option asks for (WithNewSnapshot) in the
+// same call, Containers.Create; see WithNewSnapshot. When it fails it
+// leaves neither the container nor a snapshot it made.
+func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContainerOpts) (_ Container, err error) {
+	// An option that makes something the container will reference on its
+	// own (a snapshot a spec option reads) does so under a lease, so that
+	// a garbage collection between that and the container record cannot
+	// take it; the lease is made only when such an option asks for it,
+	// and goes once the record exists.
 	h := &newContainerCall{client: c}
 	ctx = context.WithValue(ctx, newContainerCallKey{}, h)
 	defer h.release(ctx)
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, h.removeMade(ctx))
+		}
+	}()
 	info := ContainerInfo{ID: id}
 	for _, o := range opts {
 		if err := o(ctx, c, &info); err != nil {
 			return nil, err
 		}
 	}
-	r, err := c.api().containers.Create(ctx, &containersv1.CreateContainerRequest{Container: apiconv.ContainerToProto(info)})
+	req := &containersv1.CreateContainerRequest{Container: apiconv.ContainerToProto(info)}
+	snap := h.asked(info)
+	if snap != nil {
+		req.Snapshot = snap.request()
+	}
+	r, err := c.api().containers.Create(ctx, req)
 	if err != nil {
+		if snap != nil {
+			err = snap.explain(id, err)
+		}
 		return nil, err
 	}
-	return &container{client: c, id: r.GetContainer().GetId(), rootfs: h.preparedRootFS(info)}, nil
+	rootfs := h.preparedRootFS(info)
+	if snap != nil {
+		if rootfs, err = c.createdRootFS(ctx, id, snap, r); err != nil {
+			return nil, err
+		}
+	}
+	return &container{client: c, id: r.GetContainer().GetId(), rootfs: rootfs}, nil
+}
+
+// createdRootFS returns the mounts of the snapshot s that the Create of
+// container id, which replied r, was asked to make. A daemon older than
+// that field made none: the snapshot is prepared now, after the record,
+// which holds it against GC already; if that fails, the record goes again.
+func (c *Client) createdRootFS(ctx context.Context, id string, s *newRootFS, r *containersv1.CreateContainerResponse) ([]Mount, error) {
+	if r.GetSnapshotCreated() {
+		return apiconv.MountsFromProto(r.GetMounts()), nil
+	}
+	ms, err := s.make(ctx, c, id)
+	if err != nil {
+		_, derr := c.api().containers.Delete(context.WithoutCancel(ctx), &containersv1.DeleteContainerRequest{Id: id})
+		if derr != nil {
+			derr = fmt.Errorf("delete container %q again: %w", id, derr)
+		}
+		return nil, errors.Join(err, derr)
+	}
+	return ms, nil
 }
 
 // LoadContainer returns the existing container named id; ErrNotFound when
@@ -318,30 +360,85 @@ func nonNil(m map[string]string) map[string]string {
 }
 
 // newContainerCall is what the options of one NewContainer share: the
-// lease, made on first use, and the mounts of the snapshot an option
-// prepared. Options may use it from goroutines of their own.
+// snapshot an option asked for, and the lease and mounts of one that was
+// made on its own before the container.
 type newContainerCall struct {
 	client *Client
 
-	mu      sync.Mutex // guards the fields below
-	lease   string     // "" until made
-	done    func(context.Context) error
-	key     string  // the snapshot prepared, in snapshotter
-	snapper string  // (see preparedRootFS)
-	mounts  []Mount // its mounts, as Prepare or View returned them
+	mu sync.Mutex // guards the fields below
+	// snap is the snapshot an option asked for (WithNewSnapshot), which
+	// Create makes with the container; nil when none, or once it was
+	// made on its own (rootFSNow).
+	snap  *newRootFS
+	made  *newRootFS // the snapshot made on its own, nil when none
+	lease string     // "" until made
+	done  func(context.Context) error
+	// key and snapper name the snapshot whose mounts are known (see
+	// preparedRootFS); mounts are its mounts, as Prepare or View
+	// returned them.
+	key, snapper string
+	mounts       []Mount
 }
 
 type newContainerCallKey struct{}
 
-// leased returns ctx under a lease: the caller's, if ctx has one, else the
-// one of the NewContainer call in progress (made now with ctx if needed).
-// Outside NewContainer it returns ctx as it is.
-func leased(ctx context.Context) (context.Context, error) {
-	if _, ok := leases.FromContext(ctx); ok {
-		return ctx, nil
+// ask records s as the snapshot to make with the container.
+func (h *newContainerCall) ask(s *newRootFS) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.snap, h.made = s, nil
+	h.snapper, h.key, h.mounts = s.snapshotter, s.key, nil
+}
+
+// asked returns the snapshot that Create is to make with the container
+// info: the one an option asked for, unless it was made already or a
+// later option named another snapshot.
+func (h *newContainerCall) asked(info ContainerInfo) *newRootFS {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.snap == nil || h.snap.key != info.SnapshotKey || h.snap.snapshotter != info.Snapshotter {
+		return nil
 	}
+	return h.snap
+}
+
+// rootFSNow returns the mounts of the container's snapshot info names
+// before the container exists, for a spec option that reads its files.
+// If an option asked for it (WithNewSnapshot), it is made now, under the
+// caller's lease or else the call's own, which holds it until the
+// container's record does; NewContainer then does not ask Create to make
+// it. Otherwise it asks the daemon for the mounts of an existing one.
+func rootFSNow(ctx context.Context, c *Client, info *ContainerInfo) ([]Mount, error) {
 	h, ok := ctx.Value(newContainerCallKey{}).(*newContainerCall)
-	if !ok {
+	var s *newRootFS
+	if ok {
+		s = h.asked(*info)
+	}
+	if s == nil {
+		ms, err := c.SnapshotService(info.Snapshotter).Mounts(ctx, info.SnapshotKey)
+		if err != nil {
+			return nil, fmt.Errorf("container %q: mounts of snapshot %q: %w", info.ID, info.SnapshotKey, err)
+		}
+		return ms, nil
+	}
+	lctx, err := h.leased(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", info.ID, err)
+	}
+	ms, err := s.make(lctx, c, info.ID)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.snap, h.made, h.mounts = nil, s, ms
+	return ms, nil
+}
+
+// leased returns ctx under a lease: the caller's, if ctx has one, else
+// the call's own (made now with ctx if needed).
+func (h *newContainerCall) leased(ctx context.Context) (context.Context, error) {
+	if _, ok := leases.FromContext(ctx); ok {
 		return ctx, nil
 	}
 	h.mu.Lock()
@@ -370,22 +467,25 @@ func (h *newContainerCall) release(ctx context.Context) {
 	}
 }
 
-// prepared records the mounts of the snapshot key that an option of the
-// NewContainer call in ctx prepared in snapshotter; outside NewContainer
-// it does nothing.
-func prepared(ctx context.Context, snapshotter, key string, mounts []Mount) {
-	h, ok := ctx.Value(newContainerCallKey{}).(*newContainerCall)
-	if !ok {
-		return
-	}
+// removeMade removes the snapshot that was made on its own for a
+// container that then was not created: no task can have mounted it, and
+// it did not exist before this call (its Prepare would have failed).
+func (h *newContainerCall) removeMade(ctx context.Context) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.snapper, h.key, h.mounts = snapshotter, key, mounts
+	s := h.made
+	h.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	if err := h.client.SnapshotService(s.snapshotter).Remove(context.WithoutCancel(ctx), s.key); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove snapshot %q: %w", s.key, err)
+	}
+	return nil
 }
 
-// preparedRootFS returns the mounts of the container's snapshot when an
-// option prepared it in this call (nil otherwise, or when a later option
-// named another snapshot).
+// preparedRootFS returns the mounts of the container's snapshot when they
+// are known from this call (nil otherwise, or when a later option named
+// another snapshot).
 func (h *newContainerCall) preparedRootFS(info ContainerInfo) []Mount {
 	h.mu.Lock()
 	defer h.mu.Unlock()

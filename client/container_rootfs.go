@@ -86,9 +86,22 @@ func WithImage(img *Image) NewContainerOpts { return WithImageName(img.Name()) }
 
 // WithNewSnapshot prepares the writable snapshot id on top of the image's
 // unpacked layers (Pull with WithPullUnpack into the same snapshotter)
-// and makes it the container's root filesystem; NewTask mounts it. The
-// container record keeps the snapshot from garbage collection; until it
-// exists, NewContainer holds a lease of its own (or uses the caller's).
+// and makes it the container's root filesystem; NewTask mounts it.
+//
+// Inside NewContainer the daemon makes the snapshot with the container, in
+// Containers.Create (its snapshot field): one call, one transaction, both
+// or neither, and no lease, since the container's record holds the
+// snapshot from the moment it exists. Under a lease of the caller's
+// (leases.WithLease) the daemon adds the snapshot to that lease too, as
+// Snapshots.Prepare does. A spec option that reads the container's files
+// (a user name) needs the snapshot before the container: it is then
+// prepared on its own, under the caller's lease or one of NewContainer's
+// own, and removed again should the container's create fail. A daemon
+// that predates the field stores the container alone and says so;
+// NewContainer then prepares the snapshot right after the record (which
+// holds it against GC), and deletes the record again if that fails.
+// Outside NewContainer the option prepares the snapshot at once, under
+// the lease of ctx if any.
 func WithNewSnapshot(id string, img *Image, opts ...snapshots.Opt) NewContainerOpts {
 	return newSnapshot(id, img, false, opts)
 }
@@ -102,15 +115,13 @@ func WithNewSnapshotView(id string, img *Image, opts ...snapshots.Opt) NewContai
 
 func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewContainerOpts {
 	return func(ctx context.Context, c *Client, info *ContainerInfo) error {
-		// The snapshotter's name, the image's chain ID (its manifest and
-		// config) and the lease do not depend on each other: asked at
-		// once over the one connection, they cost the wait of the
-		// longest, not of all three. Each goroutine writes only its own
-		// variable, read after Wait.
+		// The snapshotter's name and the image's chain ID (its manifest
+		// and config) do not depend on each other: asked at once over
+		// the one connection, they cost the wait of the longer. Each
+		// goroutine writes only its own variable, read after Wait.
 		var (
 			snapshotter = info.Snapshotter
 			parent      string
-			lctx        context.Context
 		)
 		g, gctx := errgroup.WithContext(ctx)
 		if snapshotter == "" {
@@ -125,39 +136,74 @@ func newSnapshot(id string, img *Image, view bool, opts []snapshots.Opt) NewCont
 			}
 			return nil
 		})
-		g.Go(func() (err error) {
-			// On ctx, not gctx: a Create cancelled by another's failure
-			// could make the lease without telling whom to delete it.
-			lctx, err = leased(ctx)
-			return err
-		})
 		if err := g.Wait(); err != nil {
 			return fmt.Errorf("container %q: %w", info.ID, err)
 		}
-		info.Snapshotter = snapshotter
-		sn := c.SnapshotService(snapshotter)
-		var (
-			ms  []Mount
-			err error
-		)
-		if view {
-			ms, err = sn.View(lctx, id, parent, opts...)
-		} else {
-			ms, err = sn.Prepare(lctx, id, parent, opts...)
-		}
-		// A missing parent is the one NotFound of Prepare and View
-		// (every snapshotter passes the shared suite's case): no Stat
-		// beforehand, one round trip less.
-		if parent != "" && errdefs.IsNotFound(err) {
-			return fmt.Errorf("container %q: image %q is not unpacked into %s (pull it with unpack): %w", info.ID, img.Name(), snapshotter, err)
-		}
+		base, err := snapshots.ApplyOpts(opts)
 		if err != nil {
 			return fmt.Errorf("container %q: snapshot %q: %w", info.ID, id, err)
 		}
-		info.SnapshotKey = id
-		prepared(ctx, snapshotter, id, ms)
+		s := &newRootFS{snapshotter: snapshotter, key: id, parent: parent, view: view, labels: base.Labels, image: img.Name()}
+		if h, ok := ctx.Value(newContainerCallKey{}).(*newContainerCall); ok {
+			info.Snapshotter, info.SnapshotKey = snapshotter, id
+			h.ask(s)
+			return nil
+		}
+		if _, err := s.make(ctx, c, info.ID); err != nil {
+			return err
+		}
+		info.Snapshotter, info.SnapshotKey = snapshotter, id
 		return nil
 	}
+}
+
+// newRootFS is the snapshot that WithNewSnapshot (View) asks for: key of
+// snapshotter on parent, the chain ID of image.
+type newRootFS struct {
+	snapshotter, key, parent string
+	view                     bool
+	labels                   map[string]string
+	image                    string
+}
+
+// request is the snapshot field of Containers.Create that makes s.
+func (s *newRootFS) request() *containersv1.NewSnapshot {
+	return &containersv1.NewSnapshot{Parent: s.parent, View: s.view, Labels: s.labels}
+}
+
+// make prepares s (or its view) with a call of its own, under the lease
+// of ctx if any, and returns its mounts.
+func (s *newRootFS) make(ctx context.Context, c *Client, id string) ([]Mount, error) {
+	sn := c.SnapshotService(s.snapshotter)
+	opts := []snapshots.Opt{snapshots.WithLabels(s.labels)}
+	var (
+		ms  []Mount
+		err error
+	)
+	if s.view {
+		ms, err = sn.View(ctx, s.key, s.parent, opts...)
+	} else {
+		ms, err = sn.Prepare(ctx, s.key, s.parent, opts...)
+	}
+	if err != nil {
+		if s.parent == "" || !errdefs.IsNotFound(err) {
+			err = fmt.Errorf("container %q: snapshot %q: %w", id, s.key, err)
+		}
+		return nil, s.explain(id, err)
+	}
+	return ms, nil
+}
+
+// explain says of a NotFound from making s that the image may not be
+// unpacked: a missing parent is the one NotFound of Prepare and View
+// (every snapshotter passes the shared suite's case) besides an unknown
+// snapshotter, so no Stat beforehand, one round trip less. Other errors
+// are returned as they are; the daemon's name what was wrong.
+func (s *newRootFS) explain(id string, err error) error {
+	if s.parent != "" && errdefs.IsNotFound(err) {
+		return fmt.Errorf("container %q: image %q is not unpacked into %s (pull it with unpack): %w", id, s.image, s.snapshotter, err)
+	}
+	return err
 }
 
 // WithSnapshotCleanup removes the container's snapshot when the container

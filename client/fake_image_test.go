@@ -153,6 +153,23 @@ type fakeSnapshots struct {
 	mu      sync.Mutex
 	mounts  map[string][]*typesv1.Mount // by snapshotter/key; guarded by mu
 	removed []string                    // snapshotter/key of Remove calls; guarded by mu
+	refuse  error                       // of every Prepare and View when set; guarded by mu
+}
+
+// create makes a snapshot as Prepare or View does: AlreadyExists for a
+// key taken, refuse when set.
+func (f *fakeSnapshots) create(snapshotter, key, parent string, ro bool) ([]*typesv1.Mount, error) {
+	f.mu.Lock()
+	_, taken := f.mounts[snapshotter+"/"+key]
+	refuse := f.refuse
+	f.mu.Unlock()
+	switch {
+	case refuse != nil:
+		return nil, refuse
+	case taken:
+		return nil, fmt.Errorf("snapshot %q: %w", key, errdefs.ErrAlreadyExists)
+	}
+	return f.make(snapshotter, key, parent, ro), nil
 }
 
 func (f *fakeSnapshots) make(snapshotter, key, parent string, ro bool) []*typesv1.Mount {
@@ -168,11 +185,19 @@ func (f *fakeSnapshots) make(snapshotter, key, parent string, ro bool) []*typesv
 }
 
 func (f *fakeSnapshots) Prepare(ctx context.Context, r *snapshotsv1.PrepareSnapshotRequest) (*snapshotsv1.PrepareSnapshotResponse, error) {
-	return &snapshotsv1.PrepareSnapshotResponse{Mounts: f.make(r.Snapshotter, r.Key, r.Parent, false)}, nil
+	ms, err := f.create(r.Snapshotter, r.Key, r.Parent, false)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsv1.PrepareSnapshotResponse{Mounts: ms}, nil
 }
 
 func (f *fakeSnapshots) View(ctx context.Context, r *snapshotsv1.ViewSnapshotRequest) (*snapshotsv1.ViewSnapshotResponse, error) {
-	return &snapshotsv1.ViewSnapshotResponse{Mounts: f.make(r.Snapshotter, r.Key, r.Parent, true)}, nil
+	ms, err := f.create(r.Snapshotter, r.Key, r.Parent, true)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshotsv1.ViewSnapshotResponse{Mounts: ms}, nil
 }
 
 func (f *fakeSnapshots) Mounts(ctx context.Context, r *snapshotsv1.MountsRequest) (*snapshotsv1.MountsResponse, error) {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/leases"
 	"github.com/berthrt/berth/namespaces"
 	containersv1 "github.com/berthrt/berth/proto/containers/v1"
 	contentv1 "github.com/berthrt/berth/proto/content/v1"
@@ -43,14 +44,14 @@ type fakeDaemon struct {
 func startFake(t *testing.T) *fakeDaemon {
 	t.Helper()
 	f := &fakeDaemon{
-		address:    filepath.Join(t.TempDir(), "berth.sock"),
-		containers: &fakeContainers{byID: map[string]*containersv1.Container{}},
-		tasks:      newFakeTasks(),
-		events:     &fakeEvents{ended: make(chan struct{}, 8)},
-		leases:     &fakeLeases{live: map[string]bool{}},
-		snapshots:  &fakeSnapshots{mounts: map[string][]*typesv1.Mount{}},
-		rpcs:       newFakeRPCs(),
+		address:   filepath.Join(t.TempDir(), "berth.sock"),
+		tasks:     newFakeTasks(),
+		events:    &fakeEvents{ended: make(chan struct{}, 8)},
+		leases:    &fakeLeases{live: map[string]bool{}},
+		snapshots: &fakeSnapshots{mounts: map[string][]*typesv1.Mount{}},
+		rpcs:      newFakeRPCs(),
 	}
+	f.containers = &fakeContainers{byID: map[string]*containersv1.Container{}, snapshots: f.snapshots}
 	f.content = &fakeContent{blobs: map[string][]byte{}, rpcs: f.rpcs}
 	srv, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(errdefs.ServerErrors, f.rpcs.intercept))
 	if err != nil {
@@ -99,9 +100,17 @@ type fakeContainers struct {
 	lastNS string
 	masks  [][]string
 	gets   int // Get calls
-	// older replies to Delete as a daemon that predates remove_snapshot:
-	// the record goes, the snapshot stays, the reply is empty.
+	// older replies as a daemon that predates remove_snapshot and
+	// Create's snapshot: Delete deletes the record and leaves the
+	// snapshot, Create stores the container alone, and neither reply
+	// says otherwise.
 	older bool
+	// snapshots makes the snapshot a Create asks for, as the daemon's
+	// containers service does in the same transaction.
+	snapshots *fakeSnapshots
+	// createLeases are the leases (leases.FromContext) that the Create
+	// calls came under, "" for none.
+	createLeases []string
 }
 
 func (f *fakeContainers) record(ctx context.Context) {
@@ -160,9 +169,20 @@ func (f *fakeContainers) Create(ctx context.Context, r *containersv1.CreateConta
 	if _, ok := f.byID[r.Container.Id]; ok {
 		return nil, fmt.Errorf("container %q: %w", r.Container.Id, errdefs.ErrAlreadyExists)
 	}
+	lease, _ := leases.FromContext(ctx)
+	f.createLeases = append(f.createLeases, lease)
+	resp := &containersv1.CreateContainerResponse{}
+	if snap := r.GetSnapshot(); snap != nil && !f.older {
+		ms, err := f.snapshots.create(r.Container.Snapshotter, r.Container.SnapshotKey, snap.GetParent(), snap.GetView())
+		if err != nil {
+			return nil, err
+		}
+		resp.Mounts, resp.SnapshotCreated = ms, true
+	}
 	r.Container.CreatedAt = timestamppb.Now()
 	f.byID[r.Container.Id] = r.Container
-	return &containersv1.CreateContainerResponse{Container: r.Container}, nil
+	resp.Container = r.Container
+	return resp, nil
 }
 
 // Update implements "labels.<key>" masks and whole replacement.

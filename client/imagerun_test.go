@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -63,46 +64,65 @@ func fakeImage(t *testing.T, c *Client, f *fakeDaemon) *Image {
 }
 
 // A container made from an image costs the round trips it needs and no
-// more, and the independent ones go at once: the default snapshotter, the
-// image's manifest and the lease are all in flight together (the fake
-// holds each until the others arrive, so calls made one after the other
-// fail), no Content/Info precedes a read (the descriptor gives the size),
-// and NewTask mounts the snapshot Prepare described without looking the
+// more, and the independent ones go at once: the default snapshotter and
+// the image's manifest are in flight together (the fake holds each until
+// the others arrive, so calls made one after the other fail), no
+// Content/Info precedes a read (the descriptor gives the size), the
+// snapshot is made by Containers.Create (no lease, no Prepare or View),
+// and NewTask mounts the snapshot Create described without looking the
 // container and its snapshot up. What the caller gives (a snapshotter, a
-// lease) is not asked for.
+// lease) is not asked for; the caller's lease goes with the Create, for
+// the daemon to add the snapshot to it. A daemon that ignores Create's
+// snapshot gets the Prepare right after the record, still without a
+// lease.
 func TestNewContainerFromImageRoundTrips(t *testing.T) {
 	tests := []struct {
 		name        string
 		snapshotter string // WithSnapshotter's, "" for none
 		callerLease bool   // NewContainer under the caller's lease
 		view        bool
+		older       bool // the daemon predates Create's snapshot
 		gate        []string
 		want        map[string]int
 	}{
 		{
 			name: "defaults",
-			gate: []string{rpcServices, rpcContentRead, rpcLeaseCreate},
-			want: map[string]int{rpcServices: 1, rpcLeaseCreate: 1, rpcContentRead: 2, rpcPrepare: 1, rpcContainerNew: 1, rpcLeaseDelete: 1},
+			gate: []string{rpcServices, rpcContentRead},
+			want: map[string]int{rpcServices: 1, rpcContentRead: 2, rpcContainerNew: 1},
 		},
 		{
 			name:        "snapshotter named",
 			snapshotter: "other",
-			gate:        []string{rpcContentRead, rpcLeaseCreate},
-			want:        map[string]int{rpcLeaseCreate: 1, rpcContentRead: 2, rpcPrepare: 1, rpcContainerNew: 1, rpcLeaseDelete: 1},
+			want:        map[string]int{rpcContentRead: 2, rpcContainerNew: 1},
 		},
 		{
 			name:        "caller's lease, view",
 			callerLease: true,
 			view:        true,
 			gate:        []string{rpcServices, rpcContentRead},
-			want:        map[string]int{rpcServices: 1, rpcContentRead: 2, rpcView: 1, rpcContainerNew: 1},
+			want:        map[string]int{rpcServices: 1, rpcContentRead: 2, rpcContainerNew: 1},
+		},
+		{
+			name:  "older daemon",
+			older: true,
+			gate:  []string{rpcServices, rpcContentRead},
+			want:  map[string]int{rpcServices: 1, rpcContentRead: 2, rpcContainerNew: 1, rpcPrepare: 1},
+		},
+		{
+			name:  "older daemon, view",
+			older: true,
+			view:  true,
+			gate:  []string{rpcServices, rpcContentRead},
+			want:  map[string]int{rpcServices: 1, rpcContentRead: 2, rpcContainerNew: 1, rpcView: 1},
 		},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, f := connect(t)
+			f.containers.older = tt.older
 			ctx := namespaces.WithNamespace(context.Background(), "ci")
 			img := fakeImage(t, c, f)
+			callerLease := ""
 			if tt.callerLease {
 				lctx, done, err := c.WithLease(ctx)
 				if err != nil {
@@ -110,6 +130,7 @@ func TestNewContainerFromImageRoundTrips(t *testing.T) {
 				}
 				defer done(ctx)
 				ctx = lctx
+				callerLease, _ = leases.FromContext(lctx)
 			}
 			f.rpcs.counts()
 			f.rpcs.setGate(tt.gate...)
@@ -134,6 +155,12 @@ func TestNewContainerFromImageRoundTrips(t *testing.T) {
 			if !tt.callerLease && f.leases.liveCount() != 0 {
 				t.Errorf("%d leases left after NewContainer", f.leases.liveCount())
 			}
+			f.containers.mu.Lock()
+			createLeases := f.containers.createLeases
+			f.containers.mu.Unlock()
+			if !slices.Equal(createLeases, []string{callerLease}) {
+				t.Errorf("Containers/Create came under the leases %q, want %q", createLeases, callerLease)
+			}
 			wantSnapshotter := tt.snapshotter
 			if wantSnapshotter == "" {
 				wantSnapshotter = fakeDefaultSnapshotter
@@ -145,7 +172,8 @@ func TestNewContainerFromImageRoundTrips(t *testing.T) {
 				t.Errorf("record: snapshotter %q, key %q, image %q", rec.GetSnapshotter(), rec.GetSnapshotKey(), rec.GetImage())
 			}
 
-			// NewTask mounts what Prepare returned, asking nothing first.
+			// NewTask mounts what Create (or Prepare) returned, asking
+			// nothing first.
 			task, err := ctr.NewTask(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -179,6 +207,58 @@ func TestNewContainerFromImageRoundTrips(t *testing.T) {
 				t.Errorf("NewTask of a loaded container made the calls %v", got)
 			}
 		})
+	}
+}
+
+// A daemon that ignores Create's snapshot, and then refuses the Prepare
+// that NewContainer makes after the record, leaves nothing: the record
+// is deleted again, and the error is Prepare's.
+func TestNewContainerOlderDaemonPrepareFails(t *testing.T) {
+	c, f := connect(t)
+	f.containers.older = true
+	refused := fmt.Errorf("no room: %w", errdefs.ErrResourceExhausted)
+	f.snapshots.refuse = refused
+	ctx := namespaces.WithNamespace(context.Background(), "ci")
+	img := fakeImage(t, c, f)
+	_, err := c.NewContainer(ctx, "web", WithNewSnapshot("web-rootfs", img), WithNewSpec(oci.WithImageConfig(img)))
+	if !errors.Is(err, errdefs.ErrResourceExhausted) || !strings.Contains(err.Error(), "web-rootfs") {
+		t.Fatalf("NewContainer with a refused Prepare: %v, want its error naming the snapshot", err)
+	}
+	if _, err := c.LoadContainer(ctx, "web"); !errdefs.IsNotFound(err) {
+		t.Errorf("the container after its snapshot was refused: %v, want not found", err)
+	}
+	if n := f.leases.liveCount(); n != 0 {
+		t.Errorf("%d leases left", n)
+	}
+}
+
+// A spec option that reads the container's files (a user name) needs the
+// snapshot before the container: it is prepared on its own, under a lease
+// of NewContainer's, and Create does not make it again. When the create
+// fails after that, the snapshot is removed and the lease deleted.
+func TestNewContainerSnapshotForSpec(t *testing.T) {
+	c, f := connect(t)
+	ctx := namespaces.WithNamespace(context.Background(), "ci")
+	img := fakeImage(t, c, f)
+	f.rpcs.counts()
+	// The fake's mounts name folders that do not exist: mounting them to
+	// read /etc/passwd fails, and so does the create.
+	_, err := c.NewContainer(ctx, "web", WithNewSnapshot("web-rootfs", img), WithNewSpec(oci.WithImageConfig(img), oci.WithUser("daemon")))
+	if err == nil {
+		t.Fatal("NewContainer mounted a snapshot of the fake")
+	}
+	got := f.rpcs.counts()
+	if got[rpcPrepare] != 1 || got[rpcLeaseCreate] != 1 || got[rpcLeaseDelete] != 1 || got[rpcContainerNew] != 0 {
+		t.Errorf("NewContainer made the calls %v, want one Prepare under a lease of its own and no Create", got)
+	}
+	f.snapshots.mu.Lock()
+	removed := f.snapshots.removed
+	f.snapshots.mu.Unlock()
+	if want := []string{fakeDefaultSnapshotter + "/web-rootfs"}; !slices.Equal(removed, want) {
+		t.Errorf("removed the snapshots %q after the failed create, want %q", removed, want)
+	}
+	if n := f.leases.liveCount(); n != 0 {
+		t.Errorf("%d leases left", n)
 	}
 }
 

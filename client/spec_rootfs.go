@@ -43,9 +43,9 @@ func (r *specRootFS) path(ctx context.Context) (string, error) {
 }
 
 func (r *specRootFS) mount(ctx context.Context) (string, error) {
-	ms, err := r.c.SnapshotService(r.info.Snapshotter).Mounts(ctx, r.info.SnapshotKey)
+	ms, err := rootFSNow(ctx, r.c, r.info)
 	if err != nil {
-		return "", fmt.Errorf("container %q: mounts of snapshot %q: %w", r.info.ID, r.info.SnapshotKey, err)
+		return "", err
 	}
 	// The snapshot is an image's files, setuid ones and device nodes
 	// included: it is mounted nosuid and nodev on a folder inside one

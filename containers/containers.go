@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // Container is the record of a container: what a task is created from. It
@@ -42,6 +45,17 @@ type RuntimeInfo struct {
 	Options *anypb.Any
 }
 
+// NewSnapshot is the snapshot that Store.CreateWithSnapshot makes for a
+// container, under the container's SnapshotKey of its Snapshotter.
+type NewSnapshot struct {
+	// Parent is the committed snapshot to build on; "" for an empty tree.
+	Parent string
+	// View makes a read-only view instead of an active snapshot.
+	View bool
+	// Labels are the new snapshot's.
+	Labels map[string]string
+}
+
 // Store keeps the containers of the namespace on each call's
 // context (namespaces.NamespaceRequired). An id is unique within its
 // namespace and invisible from any other.
@@ -70,4 +84,12 @@ type Store interface {
 	// its error fails the delete. A container without a snapshot, or
 	// whose snapshot is gone already, is deleted all the same.
 	DeleteWithSnapshot(ctx context.Context, id string, usable func(snapshotter string) error) error
+	// CreateWithSnapshot stores c and makes its snapshot (SnapshotKey of
+	// Snapshotter, both required) as snap says, at once: both or, on any
+	// error, neither. It returns the record as stored and the snapshot's
+	// mounts. snapshotter returns the snapshotter of a name, as the
+	// snapshots API serves it; its error fails the create. The errors are
+	// those of Create and of the snapshot's Prepare (View): a taken key is
+	// ErrAlreadyExists, and the snapshot that holds it stays as it was.
+	CreateWithSnapshot(ctx context.Context, c Container, snap NewSnapshot, snapshotter func(name string) (snapshots.Snapshotter, error)) (Container, []mount.Mount, error)
 }

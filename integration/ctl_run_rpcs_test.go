@@ -11,18 +11,24 @@ import (
 	"testing"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // TestCtlRunImageRoundTrips traces `berthctl run --rm IMAGE` against a
 // real daemon (BERTH_TRACE in both) and checks the daemon's calls before
 // the task is created: each once, none that the client can do without
 // (no Content/Info before a read whose descriptor gives the size, no
-// lookup of the container and its snapshot that Prepare answered
-// already, no default-snapshotter lookup when --snapshotter names one),
-// and the lease deleted only after the container's record exists. After
-// the task, --rm deletes the container and its snapshot in one call
-// (Containers/Delete with remove_snapshot, no Snapshots/Remove); GC then
-// removes the snapshot's folder, and berthd check finds nothing wrong.
+// lookup of the container and its snapshot that Create answered already,
+// no default-snapshotter lookup when --snapshotter names one). The
+// container's snapshot is made by Containers/Create in the same
+// transaction as its record: no lease is made or deleted, and there is no
+// Snapshots/Prepare or View at all. The container runs on that snapshot
+// (its image's echo prints). After the task, --rm deletes the
+// container and its snapshot in one call (Containers/Delete with
+// remove_snapshot, no Snapshots/Remove); GC then removes the snapshot's
+// folder, and berthd check finds nothing wrong. A run whose snapshot key
+// is taken fails and leaves the snapshot that holds it as it was, and no
+// container.
 func TestCtlRunImageRoundTrips(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "trace")
 	d := newDaemon(t, withEnv("BERTH_TRACE="+trace))
@@ -63,17 +69,21 @@ func TestCtlRunImageRoundTrips(t *testing.T) {
 		flags []string
 		want  map[string]int // the daemon's calls before Tasks/Create
 	}{
-		{"default snapshotter", nil, map[string]int{services: 1, imageGet: 1, leaseNew: 1, prepare: 1, ctrNew: 1}},
-		{"--snapshotter", []string{"--snapshotter", "overlayfs"}, map[string]int{imageGet: 1, leaseNew: 1, prepare: 1, ctrNew: 1}},
-		{"--read-only", []string{"--read-only"}, map[string]int{services: 1, imageGet: 1, leaseNew: 1, view: 1, ctrNew: 1}},
+		{"default snapshotter", nil, map[string]int{services: 1, imageGet: 1, ctrNew: 1}},
+		{"--snapshotter", []string{"--snapshotter", "overlayfs"}, map[string]int{imageGet: 1, ctrNew: 1}},
+		{"--read-only", []string{"--read-only"}, map[string]int{services: 1, imageGet: 1, ctrNew: 1}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			from := traceSize(t, trace)
 			args := append([]string{"-a", c.address, "-n", ns, "run", "--rm"}, tt.flags...)
-			args = append(args, commitBase, "rpcs-"+strconv.Itoa(i), "/bin/true")
-			if r := c.runEnv([]string{"BERTH_TRACE=" + trace}, args...); r.code != 0 {
+			args = append(args, commitBase, "rpcs-"+strconv.Itoa(i), "/bin/echo", "ran", strconv.Itoa(i))
+			r := c.runEnv([]string{"BERTH_TRACE=" + trace}, args...)
+			if r.code != 0 {
 				t.Fatalf("berthctl %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+			}
+			if want := "ran " + strconv.Itoa(i) + "\n"; r.stdout != want {
+				t.Errorf("the container printed %q, want %q from its image's echo", r.stdout, want)
 			}
 			calls := daemonCalls(t, trace, from)
 			created := slices.IndexFunc(calls, func(c tracedCall) bool { return c.method == taskCreate })
@@ -82,27 +92,21 @@ func TestCtlRunImageRoundTrips(t *testing.T) {
 			}
 			before := map[string]int{}
 			for _, c := range calls {
-				if c.start < calls[created].start && c.method != leaseDel {
+				if c.start < calls[created].start {
 					before[c.method]++
 				}
 			}
 			if !maps.Equal(before, tt.want) {
 				t.Errorf("the daemon's calls before Tasks/Create: %v, want %v", before, tt.want)
 			}
-			var recorded, deleted []tracedCall
 			after := map[string]int{}
 			for _, c := range calls {
 				switch c.method {
-				case ctrNew:
-					recorded = append(recorded, c)
-				case leaseDel:
-					deleted = append(deleted, c)
+				case leaseNew, leaseDel, prepare, view:
+					t.Errorf("run --rm called %s: the snapshot is Containers/Create's, without a lease", c.method)
 				case ctrDel, snapRemove:
 					after[c.method]++
 				}
-			}
-			if len(deleted) != 1 || len(recorded) != 1 || deleted[0].start < recorded[0].end {
-				t.Errorf("Leases/Delete %v, Containers/Create %v: want one delete after the record", deleted, recorded)
 			}
 			if want := map[string]int{ctrDel: 1}; !maps.Equal(after, want) {
 				t.Errorf("--rm's calls: %v, want %v (the snapshot goes with the container)", after, want)
@@ -117,6 +121,25 @@ func TestCtlRunImageRoundTrips(t *testing.T) {
 			}
 		})
 	}
+
+	cl := d.client(t, ns)
+	ctx := d.nsContext(ns)
+	if _, err := cl.SnapshotService("overlayfs").Prepare(ctx, "taken", "", snapshots.WithLabels(map[string]string{"owner": "test"})); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.run("-n", ns, "run", "--rm", commitBase, "taken", "/bin/true"); r.code == 0 || !strings.Contains(r.stderr, "already exists") || !strings.Contains(r.stderr, `"taken"`) {
+		t.Errorf("run on a taken snapshot key: exit %d: %s; want a failure saying the snapshot exists", r.code, r.stderr)
+	}
+	if info, err := cl.SnapshotService("overlayfs").Stat(ctx, "taken"); err != nil || info.Labels["owner"] != "test" || info.Parent != "" {
+		t.Errorf("the snapshot that held the key after the refused run: %+v, %v", info, err)
+	}
+	if _, err := cl.LoadContainer(ctx, "taken"); !errdefs.IsNotFound(err) {
+		t.Errorf("container of the refused run: %v, want not found", err)
+	}
+	if err := cl.SnapshotService("overlayfs").Remove(ctx, "taken"); err != nil {
+		t.Fatal(err)
+	}
+
 	if _, err := d.client(t, ns).GarbageCollect(d.nsContext(ns)); err != nil {
 		t.Fatal(err)
 	}

@@ -25,8 +25,7 @@ func containersCommand(g *globals) *cobra.Command {
   berthctl containers create --rootfs /tmp/busybox --env A=1 web httpd -f`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: g.withClient(func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error {
-			_, release, err := newContainer(ctx, c, &cf, &imf, args)
-			release(ctx) // a lease a failed delete leaves expires (containerLeaseExpiration)
+			_, err := newContainer(ctx, c, &cf, &imf, args)
 			return err
 		}),
 	}

@@ -58,21 +58,12 @@ func runCommand(g *globals) *cobra.Command {
 			defer c.Close()
 			span.End()
 			span = spantrace.Start("new container")
-			ctr, release, err := newContainer(ctx, c, &cf, &imf, args)
+			ctr, err := newContainer(ctx, c, &cf, &imf, args)
 			if err != nil {
 				return err
 			}
 			span.End()
-			// The container's record holds its snapshot now: the lease
-			// that held it until then goes beside the task's creation.
-			// A lease left by a failed delete expires (containerLeaseExpiration).
-			released := make(chan struct{})
-			go func() {
-				defer close(released)
-				release(ctx)
-			}()
 			code, err := runTask(ctx, ctr, o)
-			<-released
 			if errors.Is(err, errDetached) {
 				note := fmt.Sprintf(" (berthctl tasks attach %s)", ctr.ID())
 				if rm {

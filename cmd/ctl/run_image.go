@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -60,70 +58,47 @@ func (f *imageFlags) pullOpts() ([]client.RemoteOpt, error) {
 
 // newContainer creates the container of a `run` or `containers create`
 // command line: from --rootfs, else from its IMAGE. A container from an
-// image is made under a lease of the command's, which kept its snapshot
-// until the container's record existed; release deletes it, and may run
-// beside the caller's next calls (run: the task's creation). It does
-// nothing for a --rootfs container, or after an error (newContainer
-// deleted the lease then).
-func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *imageFlags, args []string) (_ client.Container, release func(context.Context) error, _ error) {
-	release = noRelease
+// image gets its snapshot in the same call (client.WithNewSnapshot): the
+// daemon makes both at once, so no lease is needed and a failed create
+// leaves no snapshot behind.
+func newContainer(ctx context.Context, c *client.Client, cf *containerFlags, f *imageFlags, args []string) (client.Container, error) {
 	image, id, cmd, err := containerArgs(cf, args)
 	if err != nil {
-		return nil, release, err
+		return nil, err
 	}
 	if err := cf.check(); err != nil {
-		return nil, release, err
+		return nil, err
 	}
 	if image == "" {
 		opts, err := cf.containerOpts(cmd, nil)
 		if err != nil {
-			return nil, release, err
+			return nil, err
 		}
-		ctr, err := c.NewContainer(ctx, id, opts...)
-		return ctr, release, err
+		return c.NewContainer(ctx, id, opts...)
 	}
-	img, snapshotter, lctx, release, err := f.imageLeased(ctx, c, image)
+	img, snapshotter, err := f.imageAndSnapshotter(ctx, c, image)
 	if err != nil {
-		return nil, noRelease, err
+		return nil, err
 	}
-	var snap preparedSnapshot
-	opts, err := cf.containerOpts(cmd, imageOpts(cf, img, snapshotter, id, &snap), oci.WithImageConfig(img))
+	opts, err := cf.containerOpts(cmd, imageOpts(cf, img, snapshotter, id), oci.WithImageConfig(img))
 	if err != nil {
-		return nil, noRelease, errors.Join(err, release(ctx))
+		return nil, err
 	}
-	ctr, err := c.NewContainer(lctx, id, opts...)
-	if err != nil {
-		if snap.snapshotter != "" {
-			// No task can have mounted the snapshot: it did not exist
-			// before this command, and its container was not made.
-			if rerr := c.SnapshotService(snap.snapshotter).Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
-				err = errors.Join(err, fmt.Errorf("remove snapshot %q: %w", id, rerr))
-			}
-		}
-		return nil, noRelease, errors.Join(err, release(ctx))
-	}
-	return ctr, release, nil
+	return c.NewContainer(ctx, id, opts...)
 }
 
-func noRelease(context.Context) error { return nil }
-
-// imageLeased returns the image of a command line (pulled as --pull
-// says), read (its manifest and config, which the container's snapshot
-// and spec need), the snapshotter of --snapshotter or else the daemon's
-// default, and ctx under a new lease, with the lease's release; after an
-// error, which it deleted the lease after, a release that does nothing.
-// None of the three depends on another: asked at once over the one
-// connection, the lease and the snapshotter cost no wait of their own
-// beside the image's three round trips.
-func (f *imageFlags) imageLeased(ctx context.Context, c *client.Client, image string) (_ *client.Image, snapshotter string, lctx context.Context, release func(context.Context) error, _ error) {
+// imageAndSnapshotter returns the image of a command line (pulled as
+// --pull says, under the pull's own lease), read (its manifest and
+// config, which the container's snapshot and spec need), and the
+// snapshotter of --snapshotter or else the daemon's default. The two do
+// not depend on each other: asked at once over the one connection, the
+// snapshotter costs no wait of its own beside the image's round trips.
+func (f *imageFlags) imageAndSnapshotter(ctx context.Context, c *client.Client, image string) (_ *client.Image, snapshotter string, _ error) {
 	pullOpts, err := f.pullOpts()
 	if err != nil {
-		return nil, "", nil, noRelease, err
+		return nil, "", err
 	}
-	var (
-		img  *client.Image
-		done func(context.Context) error
-	)
+	var img *client.Image
 	snapshotter = f.snapshotter
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
@@ -142,26 +117,11 @@ func (f *imageFlags) imageLeased(ctx context.Context, c *client.Client, image st
 			return err
 		})
 	}
-	g.Go(func() (err error) {
-		// On ctx, not gctx: a Create cancelled by another's failure
-		// could make the lease without telling whom to delete it.
-		lctx, done, err = c.WithLease(ctx, client.WithLeaseExpiration(containerLeaseExpiration))
-		return err
-	})
-	err = g.Wait()
-	release = noRelease
-	if done != nil {
-		release = func(ctx context.Context) error { return done(context.WithoutCancel(ctx)) }
+	if err := g.Wait(); err != nil {
+		return nil, "", err
 	}
-	if err != nil {
-		return nil, "", nil, noRelease, errors.Join(err, release(ctx))
-	}
-	return img, snapshotter, lctx, release, nil
+	return img, snapshotter, nil
 }
-
-// containerLeaseExpiration bounds the life of the lease of newContainer
-// should berthctl die before it deletes it.
-const containerLeaseExpiration = time.Hour
 
 // image returns the image named image, pulled first as --pull says.
 func (f *imageFlags) image(ctx context.Context, c *client.Client, image string, pullOpts []client.RemoteOpt) (*client.Image, error) {
@@ -183,10 +143,6 @@ func (f *imageFlags) image(ctx context.Context, c *client.Client, image string, 
 	return img, err
 }
 
-// preparedSnapshot is the snapshotter of the snapshot a container's
-// options made, "" until they made it.
-type preparedSnapshot struct{ snapshotter string }
-
 // containerArgs splits a command line into the image ("" with --rootfs),
 // the container's id and its command.
 func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []string, err error) {
@@ -201,21 +157,13 @@ func containerArgs(cf *containerFlags, args []string) (image, id string, cmd []s
 
 // imageOpts returns the options of a container id made from img: the
 // image's name, the snapshotter and a new snapshot (a view with
-// --read-only). The snapshot option records in *snap where it made the
-// snapshot, so that only a snapshot this command made is removed when
-// the create fails (not one of that name that was there before).
-func imageOpts(cf *containerFlags, img *client.Image, snapshotter, id string, snap *preparedSnapshot) []client.NewContainerOpts {
+// --read-only), which the daemon makes with the container.
+func imageOpts(cf *containerFlags, img *client.Image, snapshotter, id string) []client.NewContainerOpts {
 	newSnapshot := client.WithNewSnapshot(id, img)
 	if cf.readOnly {
 		newSnapshot = client.WithNewSnapshotView(id, img)
 	}
-	return []client.NewContainerOpts{client.WithImage(img), client.WithSnapshotter(snapshotter), func(ctx context.Context, c *client.Client, info *client.ContainerInfo) error {
-		if err := newSnapshot(ctx, c, info); err != nil {
-			return err
-		}
-		snap.snapshotter = info.Snapshotter
-		return nil
-	}}
+	return []client.NewContainerOpts{client.WithImage(img), client.WithSnapshotter(snapshotter), newSnapshot}
 }
 
 // getImage returns the image named name, else the image its normalised

@@ -13,8 +13,6 @@ import (
 	contentv1 "github.com/berthrt/berth/proto/content/v1"
 	imagesv1 "github.com/berthrt/berth/proto/images/v1"
 	introspectionv1 "github.com/berthrt/berth/proto/introspection/v1"
-	leasesv1 "github.com/berthrt/berth/proto/leases/v1"
-	snapshotsv1 "github.com/berthrt/berth/proto/snapshots/v1"
 	tasksv1 "github.com/berthrt/berth/proto/tasks/v1"
 )
 
@@ -35,9 +33,10 @@ import (
 // those of Containers.Create, Tasks.Create, Tasks.Wait, Tasks.Delete and
 // Containers.Delete, in that order, with the types they contain. A run of
 // an image (args without --rootfs: a guess that costs time, never
-// correctness, when wrong) first asks for the image, a lease, the default
-// snapshotter, the manifest and config, which it decodes, and a snapshot:
-// those come first. A type missing here costs time, not correctness.
+// correctness, when wrong) first asks for the image, the default
+// snapshotter, the manifest and config, which it decodes: those come
+// first (its snapshot comes with Containers.Create, whose request and
+// reply nest its types). A type missing here costs time, not correctness.
 // Package warm does the work; the spare shim warms its own side the same
 // way (task.Warm).
 func warmRun(args []string) {
@@ -45,18 +44,13 @@ func warmRun(args []string) {
 	warm.Protos(&ttrpc.Request{}, &ttrpc.Response{}, &ttrpc.KeyValue{})
 	if !rootfs {
 		warm.Protos(&imagesv1.GetImageRequest{}, &imagesv1.GetImageResponse{},
-			&leasesv1.CreateRequest{}, &leasesv1.CreateResponse{},
 			&introspectionv1.ServicesRequest{}, &introspectionv1.ServicesResponse{},
 			&contentv1.ReadContentRequest{}, &contentv1.ReadContentResponse{})
 		warm.JSON(&ocispec.Manifest{}, "{}")
 		warm.JSON(&ocispec.Image{}, "{}")
-		warm.Protos(&snapshotsv1.PrepareSnapshotRequest{}, &snapshotsv1.PrepareSnapshotResponse{})
 	}
 	warm.JSON(&specs.Spec{}, "")
 	warm.Protos(&containersv1.CreateContainerRequest{}, &containersv1.CreateContainerResponse{})
-	if !rootfs {
-		warm.Protos(&leasesv1.DeleteRequest{})
-	}
 	warm.Protos(&tasksv1.CreateTaskRequest{}, &tasksv1.CreateTaskResponse{},
 		&tasksv1.WaitRequest{}, &tasksv1.WaitResponse{},
 		&tasksv1.DeleteTaskRequest{}, &tasksv1.DeleteResponse{},

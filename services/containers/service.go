@@ -14,6 +14,7 @@ import (
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/events/topics"
 	"github.com/berthrt/berth/internal/apiconv"
+	"github.com/berthrt/berth/mount"
 	nsctx "github.com/berthrt/berth/namespaces"
 	api "github.com/berthrt/berth/proto/containers/v1"
 	eventsv1 "github.com/berthrt/berth/proto/events/v1"
@@ -38,7 +39,8 @@ type Config struct {
 	Locks *services.IDLocks
 	// Snapshotter returns the snapshotter name as the snapshots API
 	// serves it (services/snapshots' Config.Snapshotter): a delete with
-	// remove_snapshot removes a snapshot only of one that it returns.
+	// remove_snapshot removes a snapshot only of one that it returns, and
+	// a create with a snapshot makes it in one that it returns.
 	Snapshotter func(name string) (snapshots.Snapshotter, error)
 }
 
@@ -108,12 +110,36 @@ func (s *service) Create(ctx context.Context, req *api.CreateContainerRequest) (
 	if c.Runtime.Name == "" {
 		c.Runtime.Name = s.DefaultRuntime
 	}
-	created, err := s.Store.Create(ctx, c)
+	var (
+		created containers.Container
+		mounts  []mount.Mount
+		err     error
+	)
+	if snap := req.GetSnapshot(); snap != nil {
+		created, mounts, err = s.Store.CreateWithSnapshot(ctx, c, containers.NewSnapshot{Parent: snap.GetParent(), View: snap.GetView(), Labels: snap.GetLabels()}, s.snapshotter)
+	} else {
+		created, err = s.Store.Create(ctx, c)
+	}
 	if err != nil {
 		return nil, err
 	}
 	s.publish(ctx, topics.ContainerCreate, &eventsv1.ContainerCreate{Id: created.ID, Image: created.Image, Runtime: created.Runtime.Name})
-	return &api.CreateContainerResponse{Container: apiconv.ContainerToProto(created)}, nil
+	return &api.CreateContainerResponse{
+		Container:       apiconv.ContainerToProto(created),
+		Mounts:          apiconv.MountsToProto(mounts),
+		SnapshotCreated: req.GetSnapshot() != nil,
+	}, nil
+}
+
+// snapshotter returns the snapshotter name as the snapshots API serves
+// it, for a create that makes the container's snapshot: NotFound for one
+// the daemon does not have, Unavailable for one that did not open, as
+// Snapshots.Prepare answers.
+func (s *service) snapshotter(name string) (snapshots.Snapshotter, error) {
+	if s.Snapshotter == nil {
+		return nil, fmt.Errorf("this daemon makes no snapshots with their containers: %w", errdefs.ErrNotImplemented)
+	}
+	return s.Snapshotter(name)
 }
 
 func (s *service) Update(ctx context.Context, req *api.UpdateContainerRequest) (*api.UpdateContainerResponse, error) {

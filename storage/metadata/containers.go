@@ -16,7 +16,9 @@ import (
 	"github.com/berthrt/berth/containers"
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespaces"
+	"github.com/berthrt/berth/snapshots"
 )
 
 // Containers returns the container store of db.
@@ -60,27 +62,111 @@ func (s *containerStore) Create(ctx context.Context, c containers.Container) (co
 		return containers.Container{}, err
 	}
 	var stored containers.Container
-	err = s.db.update(ctx, func(tx *bolt.Tx) error {
-		bkt, err := createKindBucket(tx, ns, bucketContainers)
-		if err != nil {
-			return err
-		}
-		cb, err := bkt.CreateBucket([]byte(c.ID))
-		if err != nil {
-			if errors.Is(err, bolterrors.ErrBucketExists) {
-				return fmt.Errorf("container %q in namespace %q: %w", c.ID, ns, errdefs.ErrAlreadyExists)
-			}
-			return err
-		}
-		c.CreatedAt = time.Now().UTC()
-		c.UpdatedAt = c.CreatedAt
-		if err := writeContainer(cb, c); err != nil {
-			return fmt.Errorf("container %q in namespace %q: write: %w", c.ID, ns, err)
-		}
-		stored, err = readContainer(c.ID, cb)
+	err = s.db.update(ctx, func(tx *bolt.Tx) (err error) {
+		stored, err = createContainerRecord(tx, ns, c)
 		return err
 	})
 	return stored, err
+}
+
+// CreateWithSnapshot stores c and makes its snapshot in one transaction:
+// the snapshot's Prepare (View) transaction body (snapshotStore.createTx),
+// the container's record written inside it. A failure anywhere rolls both
+// records back and removes the snapshot underneath again; a crash leaves
+// that snapshot to GC, as a crashed Prepare does. It holds the GC lock for
+// reading as Prepare does. The snapshotter must be a namespaced view of
+// this DB (DB.Snapshotter), as berthd's snapshots API serves them.
+func (s *containerStore) CreateWithSnapshot(ctx context.Context, c containers.Container, snap containers.NewSnapshot, snapshotter func(name string) (snapshots.Snapshotter, error)) (containers.Container, []mount.Mount, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return containers.Container{}, nil, err
+	}
+	if err := validateContainer(c); err != nil {
+		return containers.Container{}, nil, err
+	}
+	if c.Snapshotter == "" || c.SnapshotKey == "" {
+		return containers.Container{}, nil, fmt.Errorf("container %q: a new snapshot needs the container's snapshotter and snapshot key: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if snapshotter == nil {
+		return containers.Container{}, nil, fmt.Errorf("container %q: create with a snapshot needs the snapshotters: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	ss, err := s.snapshotStore(c.Snapshotter, snapshotter)
+	if err != nil {
+		return containers.Container{}, nil, fmt.Errorf("container %q: snapshot %q: %w", c.ID, c.SnapshotKey, err)
+	}
+	kind := snapshots.KindActive
+	if snap.View {
+		kind = snapshots.KindView
+	}
+	_, labels, err := ss.checkCreate(ctx, c.SnapshotKey, snap.Parent, []snapshots.Opt{snapshots.WithLabels(snap.Labels)})
+	if err != nil {
+		return containers.Container{}, nil, fmt.Errorf("container %q: %w", c.ID, err)
+	}
+	s.db.gcLock.RLock()
+	defer s.db.gcLock.RUnlock()
+	var (
+		stored containers.Container
+		mounts []mount.Mount
+	)
+	err = s.db.update(ctx, func(tx *bolt.Tx) (err error) {
+		// The container's id first: a taken one costs no snapshot made
+		// and removed underneath.
+		if containerBucket(tx, ns, c.ID) != nil {
+			return containerExists(ns, c.ID)
+		}
+		mounts, err = ss.createTx(ctx, tx, ns, kind, c.SnapshotKey, snap.Parent, labels, func() (err error) {
+			if err := s.db.failAt(failCreateContainerRecord); err != nil {
+				return err
+			}
+			stored, err = createContainerRecord(tx, ns, c)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("container %q: %w", c.ID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return containers.Container{}, nil, err
+	}
+	return stored, mounts, nil
+}
+
+// snapshotStore returns the snapshotter name that snapshotter returns,
+// which must be a namespaced view of this DB: the snapshot's record and the
+// container's go in one transaction of this file.
+func (s *containerStore) snapshotStore(name string, snapshotter func(string) (snapshots.Snapshotter, error)) (*snapshotStore, error) {
+	sn, err := snapshotter(name)
+	if err != nil {
+		return nil, err
+	}
+	ss, ok := sn.(*snapshotStore)
+	if !ok || ss.db != s.db {
+		return nil, fmt.Errorf("snapshotter %q keeps its records elsewhere than the containers' store: %w", name, errdefs.ErrNotImplemented)
+	}
+	return ss, nil
+}
+
+// createContainerRecord writes the new container c (validated) in tx and
+// returns it as stored.
+func createContainerRecord(tx *bolt.Tx, ns string, c containers.Container) (containers.Container, error) {
+	bkt, err := createKindBucket(tx, ns, bucketContainers)
+	if err != nil {
+		return containers.Container{}, err
+	}
+	cb, err := bkt.CreateBucket([]byte(c.ID))
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrBucketExists) {
+			return containers.Container{}, containerExists(ns, c.ID)
+		}
+		return containers.Container{}, err
+	}
+	c.CreatedAt = time.Now().UTC()
+	c.UpdatedAt = c.CreatedAt
+	if err := writeContainer(cb, c); err != nil {
+		return containers.Container{}, fmt.Errorf("container %q in namespace %q: write: %w", c.ID, ns, err)
+	}
+	return readContainer(c.ID, cb)
 }
 
 func (s *containerStore) Update(ctx context.Context, c containers.Container, fieldpaths ...string) (containers.Container, error) {
@@ -277,6 +363,10 @@ func containerBucket(tx *bolt.Tx, ns, id string) *bolt.Bucket {
 		return nil
 	}
 	return bkt.Bucket([]byte(id))
+}
+
+func containerExists(ns, id string) error {
+	return fmt.Errorf("container %q in namespace %q: %w", id, ns, errdefs.ErrAlreadyExists)
 }
 
 func containerNotFound(ns, id string) error {

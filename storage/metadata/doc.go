@@ -107,6 +107,13 @@
 //     layer (snapshots_crash_test.go kills a process at each step).
 //     CheckSnapshots and CheckContainers report where the records and the
 //     disk disagree, for `berthd check`.
+//   - A container and its snapshot can be made and removed together
+//     (containers.Store's CreateWithSnapshot and DeleteWithSnapshot): the
+//     two records go in one transaction, so no crash leaves one without
+//     the other. The create makes the snapshot underneath inside that
+//     transaction, as Prepare does, and removes it again on any error; a
+//     crash leaves it to GC (container_create_test.go kills a process at
+//     each step).
 //   - Open holds bbolt's file lock until Close: a second berthd on the same
 //     file waits DefaultOpenTimeout (WithOpenTimeout), then fails with
 //     ErrUnavailable naming the file.

@@ -1,8 +1,8 @@
 package metadata
 
 // The steps of a snapshot Prepare, View and Commit, which span this file
-// and the snapshotter's own store, and of a container's delete with its
-// snapshot. Tests inject a failure or a crash at each one
+// and the snapshotter's own store, and of a container's create and delete
+// with its snapshot. Tests inject a failure or a crash at each one
 // (DB.failpoint); production code never sets it.
 const (
 	// failCreateRecord: the snapshotter made the new snapshot; before its
@@ -21,6 +21,10 @@ const (
 	// removed the snapshot's record; before it deletes the container's,
 	// in the same transaction.
 	failDeleteContainerRecord = "container-delete/record"
+	// failCreateContainerRecord: a container's create with its snapshot
+	// made the snapshot and wrote its record; before it writes the
+	// container's, in the same transaction.
+	failCreateContainerRecord = "container-create/record"
 )
 
 // failAt returns the error injected at step, nil when none.

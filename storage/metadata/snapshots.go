@@ -317,81 +317,106 @@ func (s *snapshotStore) View(ctx context.Context, key, parent string, opts ...sn
 // GC lock for reading, so that GC never sees the snapshot underneath
 // without its record.
 func (s *snapshotStore) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
-	ns, err := s.namespaceAndKey(ctx, key)
+	ns, labels, err := s.checkCreate(ctx, key, parent, opts)
 	if err != nil {
 		return nil, err
-	}
-	if parent != "" {
-		if err := snapshots.ValidateKey(parent); err != nil {
-			return nil, fmt.Errorf("parent: %w", err)
-		}
-	}
-	base, err := snapshots.ApplyOpts(opts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.object(ns, key), err)
 	}
 	s.db.gcLock.RLock()
 	defer s.db.gcLock.RUnlock()
 	var mounts []mount.Mount
 	err = s.db.update(ctx, func(tx *bolt.Tx) (err error) {
-		if target := base.Labels[snapshots.LabelSnapshotRef]; target != "" && snapshots.ValidateKey(target) == nil {
-			if s.free(tx, ns, target) != nil {
-				if err := s.leaseSnapshot(ctx, tx, ns, target); err != nil {
-					return err
-				}
-				return fmt.Errorf("target %s: %w", s.object(ns, target), errdefs.ErrAlreadyExists)
-			}
-		}
-		if err := s.free(tx, ns, key); err != nil {
-			return err
-		}
-		r := snapshotRecord{info: snapshots.Info{Kind: kind, Name: key, Parent: parent, Labels: base.Labels}}
-		var bparent string
-		if parent != "" {
-			p, err := s.readRecord(tx, ns, parent)
-			if err != nil {
-				return fmt.Errorf("parent: %w", err)
-			}
-			if p.info.Kind != snapshots.KindCommitted {
-				return fmt.Errorf("parent %s is %s, not committed: %w", s.object(ns, parent), p.info.Kind, errdefs.ErrInvalidArgument)
-			}
-			bparent = p.backend
-		}
-		r.info.Created = time.Now().UTC()
-		r.info.Updated = r.info.Created
-		for try := 1; ; try++ {
-			if r.backend, err = newBackendKey(tx, ns); err != nil {
-				return err
-			}
-			if kind == snapshots.KindActive {
-				mounts, err = s.backend.Prepare(ctx, r.backend, bparent)
-			} else {
-				mounts, err = s.backend.View(ctx, r.backend, bparent)
-			}
-			// A create that a crash cut made its snapshot underneath, but
-			// its transaction, and so the sequence number, never reached
-			// the file: the number is handed out again and names that
-			// leftover, which GC removes. Take the next one.
-			if !errdefs.IsAlreadyExists(err) || try == backendKeyTries {
-				break
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.object(ns, key), err)
-		}
-		err = s.db.failAt(failCreateRecord)
-		if err == nil {
-			err = s.writeRecord(tx, ns, r)
-		}
-		if err == nil {
-			err = s.leaseSnapshot(ctx, tx, ns, key)
-		}
-		if err != nil {
-			err = errors.Join(err, s.backend.Remove(context.WithoutCancel(ctx), r.backend))
-		}
+		mounts, err = s.createTx(ctx, tx, ns, kind, key, parent, labels, nil)
 		return err
 	})
 	return mounts, err
+}
+
+// checkCreate checks what create is asked before any transaction, and
+// returns the namespace and the new snapshot's labels.
+func (s *snapshotStore) checkCreate(ctx context.Context, key, parent string, opts []snapshots.Opt) (string, map[string]string, error) {
+	ns, err := s.namespaceAndKey(ctx, key)
+	if err != nil {
+		return "", nil, err
+	}
+	if parent != "" {
+		if err := snapshots.ValidateKey(parent); err != nil {
+			return "", nil, fmt.Errorf("parent: %w", err)
+		}
+	}
+	base, err := snapshots.ApplyOpts(opts)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", s.object(ns, key), err)
+	}
+	return ns, base.Labels, nil
+}
+
+// createTx is create's transaction body, in tx: it makes the snapshot key
+// underneath, writes its record, puts it under the lease of ctx, and then
+// runs then (when not nil), which writes what else must exist with the
+// snapshot (a container's record). On any error, then's included, it
+// removes the snapshot underneath again; the caller returns the error so
+// that tx rolls back. The caller checked key and parent (checkCreate) and
+// holds the GC lock for reading.
+func (s *snapshotStore) createTx(ctx context.Context, tx *bolt.Tx, ns string, kind snapshots.Kind, key, parent string, labels map[string]string, then func() error) (mounts []mount.Mount, err error) {
+	if target := labels[snapshots.LabelSnapshotRef]; target != "" && snapshots.ValidateKey(target) == nil {
+		if s.free(tx, ns, target) != nil {
+			if err := s.leaseSnapshot(ctx, tx, ns, target); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("target %s: %w", s.object(ns, target), errdefs.ErrAlreadyExists)
+		}
+	}
+	if err := s.free(tx, ns, key); err != nil {
+		return nil, err
+	}
+	r := snapshotRecord{info: snapshots.Info{Kind: kind, Name: key, Parent: parent, Labels: labels}}
+	var bparent string
+	if parent != "" {
+		p, err := s.readRecord(tx, ns, parent)
+		if err != nil {
+			return nil, fmt.Errorf("parent: %w", err)
+		}
+		if p.info.Kind != snapshots.KindCommitted {
+			return nil, fmt.Errorf("parent %s is %s, not committed: %w", s.object(ns, parent), p.info.Kind, errdefs.ErrInvalidArgument)
+		}
+		bparent = p.backend
+	}
+	r.info.Created = time.Now().UTC()
+	r.info.Updated = r.info.Created
+	for try := 1; ; try++ {
+		if r.backend, err = newBackendKey(tx, ns); err != nil {
+			return nil, err
+		}
+		if kind == snapshots.KindActive {
+			mounts, err = s.backend.Prepare(ctx, r.backend, bparent)
+		} else {
+			mounts, err = s.backend.View(ctx, r.backend, bparent)
+		}
+		// A create that a crash cut made its snapshot underneath, but
+		// its transaction, and so the sequence number, never reached
+		// the file: the number is handed out again and names that
+		// leftover, which GC removes. Take the next one.
+		if !errdefs.IsAlreadyExists(err) || try == backendKeyTries {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.object(ns, key), err)
+	}
+	err = s.db.failAt(failCreateRecord)
+	if err == nil {
+		err = s.writeRecord(tx, ns, r)
+	}
+	if err == nil {
+		err = s.leaseSnapshot(ctx, tx, ns, key)
+	}
+	if err == nil && then != nil {
+		err = then()
+	}
+	if err != nil {
+		return nil, errors.Join(err, s.backend.Remove(context.WithoutCancel(ctx), r.backend))
+	}
+	return mounts, nil
 }
 
 // Commit spans two stores that commit apart: this file and the

@@ -21,10 +21,6 @@ DEFAULT_NAMESPACE = "default"
 NAMESPACE_KEY = "berth-namespace"  # the request metadata key of the namespace
 LEASE_KEY = "berth-lease"  # the request metadata key of the lease a call works under
 LEASE_EXPIRE_LABEL = "berth.io/gc.expire"  # RFC 3339 time after which GC drops a lease
-# NEW_CONTAINER_LEASE bounds the life of the lease that keeps a new
-# container's snapshot until its record exists, should the client die in
-# between (the Go client's newContainerLeaseExpiration).
-NEW_CONTAINER_LEASE = datetime.timedelta(hours=1)
 
 VERSION = "berth.services.version.v1.Version"
 NAMESPACES = "berth.services.namespaces.v1.Namespaces"
@@ -167,13 +163,21 @@ class Client:
         image names the image it is made from; snapshotter and
         snapshot_key its root filesystem's snapshot, which create_task
         mounts and delete_container(snapshot_cleanup=True) removes."""
+        return self._create_container(container_id, spec_dict, labels, runtime, namespace, image,
+                                      snapshotter, snapshot_key).container
+
+    def _create_container(self, container_id, spec_dict, labels, runtime, namespace, image,
+                          snapshotter, snapshot_key, new_snapshot=None):
+        """create_container's call; with new_snapshot (a containers.v1
+        NewSnapshot) the daemon makes the snapshot with the container.
+        Returns the CreateContainerResponse."""
         c = containers_pb2.Container(id=container_id, labels=labels or {},
                                      spec=json.dumps(spec_dict).encode(), image=image,
                                      snapshotter=snapshotter, snapshot_key=snapshot_key)
         if runtime:
             c.runtime.name = runtime
-        req = containers_pb2.CreateContainerRequest(container=c)
-        return self.call(CONTAINERS, "Create", req, namespace).container
+        req = containers_pb2.CreateContainerRequest(container=c, snapshot=new_snapshot)
+        return self.call(CONTAINERS, "Create", req, namespace)
 
     def container(self, container_id, namespace=None):
         req = containers_pb2.GetContainerRequest(id=container_id)
@@ -252,12 +256,12 @@ class Client:
         bounds the wait: the task is killed when it passes. Returns a
         RunResult (exit_status, stdout, stderr)."""
         ns = self._ns(namespace)
-        self.create_container_from_image(container_id, ref, args=args, snapshotter=snapshotter,
-                                         read_only=read_only, platform=platform, env=env, cwd=cwd,
-                                         namespace=ns)
+        _, mounts = self._create_from_image(container_id, ref, args=args, snapshotter=snapshotter,
+                                            read_only=read_only, platform=platform, env=env, cwd=cwd,
+                                            namespace=ns)
         try:
             with cio.Output(container_id, stdout, stderr, fifo_dir) as out:
-                self.create_task(container_id, stdio=out.stdio(), namespace=ns)
+                self.create_task(container_id, stdio=out.stdio(), rootfs=mounts, namespace=ns)
                 try:
                     self.start(container_id, namespace=ns)
                     status = self.wait(container_id, namespace=ns, timeout=timeout).exit_status
@@ -291,11 +295,20 @@ class Client:
         from the image's config for platform (args, env and cwd given
         here override it), a snapshot keyed container_id on the image's
         unpacked layers in snapshotter (the daemon's default when empty),
-        made under a lease until the container record holds it. Returns
+        which the daemon makes with the container in one transaction
+        (CreateContainerRequest.snapshot), so no lease is needed. Returns
         the container record.
 
         NotFound when the daemon has no image ref, or has not unpacked it
         into snapshotter. Nothing is left behind on failure."""
+        return self._create_from_image(container_id, ref, args, snapshotter, read_only, platform, env,
+                                       cwd, labels, runtime, namespace)[0]
+
+    def _create_from_image(self, container_id, ref, args=None, snapshotter="", read_only=False,
+                           platform=image.DEFAULT_PLATFORM, env=None, cwd=None, labels=None,
+                           runtime="", namespace=None):
+        """create_container_from_image; returns the record and the
+        snapshot's mounts."""
         ns = self._ns(namespace)
         img = self.resolve_image(ref, platform, namespace=ns)
         s = spec.generate(ns, container_id, spec.IMAGE_ROOT, ["sh"], readonly=read_only)
@@ -308,27 +321,29 @@ class Client:
             spec.with_image_config(s, {"WorkingDir": cwd})
         snapshotter = snapshotter or self.default_snapshotter()
         parent = img.chain_id
-        if parent:
-            try:
-                self.stat_snapshot(snapshotter, parent, namespace=ns)
-            except ttrpc.NotFound as e:
-                raise ttrpc.NotFound("container %r: image %r is not unpacked into %s (pull or import it with unpack): %s"
-                                     % (container_id, img.name, snapshotter, e.message)) from None
-        lease = self.create_lease(NEW_CONTAINER_LEASE, namespace=ns)
+        try:
+            resp = self._create_container(container_id, s, labels, runtime, ns, img.name, snapshotter,
+                                          container_id, containers_pb2.NewSnapshot(parent=parent, view=read_only))
+        except ttrpc.NotFound as e:
+            if not parent:
+                raise
+            # A missing parent is the one NotFound of the snapshot, besides
+            # an unknown snapshotter: the daemon's message says which.
+            raise ttrpc.NotFound("container %r: image %r is not unpacked into %s (pull or import it with unpack): %s"
+                                 % (container_id, img.name, snapshotter, e.message)) from None
+        if resp.snapshot_created:
+            return resp.container, list(resp.mounts)
+        # A daemon older than the snapshot field stored the container
+        # alone: its record holds the snapshot against GC once made.
         try:
             if read_only:
-                self.view_snapshot(snapshotter, container_id, parent, namespace=ns, lease=lease)
+                mounts = self.view_snapshot(snapshotter, container_id, parent, namespace=ns)
             else:
-                self.prepare_snapshot(snapshotter, container_id, parent, namespace=ns, lease=lease)
-            try:
-                return self.create_container(container_id, s, labels=labels, runtime=runtime, namespace=ns,
-                                             image=img.name, snapshotter=snapshotter, snapshot_key=container_id)
-            except BaseException:
-                # No task can have mounted it: it is this call's own.
-                self.remove_snapshot(snapshotter, container_id, namespace=ns)
-                raise
-        finally:
-            self.delete_lease(lease, namespace=ns)
+                mounts = self.prepare_snapshot(snapshotter, container_id, parent, namespace=ns)
+        except BaseException:
+            self.delete_container(container_id, namespace=ns)
+            raise
+        return resp.container, mounts
 
     # images.v1
 

@@ -12,6 +12,7 @@
 package containersv1
 
 import (
+	v1 "github.com/berthrt/berth/proto/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	anypb "google.golang.org/protobuf/types/known/anypb"
@@ -352,8 +353,14 @@ func (x *ListContainersResponse) GetContainers() []*Container {
 }
 
 type CreateContainerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Container     *Container             `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container *Container             `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// snapshot, when set, makes the container's snapshot (the
+	// container's snapshotter and snapshot_key, both then required) with
+	// the container: see NewSnapshot. Unset, the snapshot, if the
+	// container names one, is the caller's to make (Snapshots.Prepare or
+	// View), before or after.
+	Snapshot      *NewSnapshot `protobuf:"bytes,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,16 +402,117 @@ func (x *CreateContainerRequest) GetContainer() *Container {
 	return nil
 }
 
-type CreateContainerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Container     *Container             `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+func (x *CreateContainerRequest) GetSnapshot() *NewSnapshot {
+	if x != nil {
+		return x.Snapshot
+	}
+	return nil
+}
+
+// NewSnapshot is the snapshot that Create makes for the container it
+// stores: what Snapshots.Prepare (or View) would make under the key
+// snapshot_key of the container's snapshotter, but in the same metadata
+// transaction as the container's record. Both exist afterwards or, on any
+// error, neither does (the snapshot's files are removed again), and no
+// crash can leave one without the other; the container's record keeps the
+// snapshot from garbage collection from the moment it exists, so a caller
+// needs no lease for it. Under a lease (the "berth-lease" metadata) the
+// snapshot is added to the lease too, as Prepare would add it.
+//
+// Errors are those of Snapshots.Prepare and of Create, each naming what
+// was wrong: NotFound when the parent is absent or the daemon has no
+// snapshotter of that name; Unavailable when the snapshotter did not
+// open; InvalidArgument when the parent is not committed, for a bad key,
+// parent or label, or for a container without snapshotter or
+// snapshot_key; AlreadyExists when the container's id or the snapshot's
+// key is taken (the existing one is left as it was).
+type NewSnapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parent: the key of the committed snapshot to build on (an image's
+	// chain ID once it is unpacked into that snapshotter); empty for an
+	// empty tree.
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// view: a read-only view (Snapshots.View) instead of an active,
+	// writable snapshot (Snapshots.Prepare).
+	View bool `protobuf:"varint,2,opt,name=view,proto3" json:"view,omitempty"`
+	// labels: the new snapshot's labels, bounded as Snapshots.Prepare's
+	// are.
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *NewSnapshot) Reset() {
+	*x = NewSnapshot{}
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NewSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NewSnapshot) ProtoMessage() {}
+
+func (x *NewSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NewSnapshot.ProtoReflect.Descriptor instead.
+func (*NewSnapshot) Descriptor() ([]byte, []int) {
+	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NewSnapshot) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *NewSnapshot) GetView() bool {
+	if x != nil {
+		return x.View
+	}
+	return false
+}
+
+func (x *NewSnapshot) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type CreateContainerResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container *Container             `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	// mounts: when the request's snapshot was made, how to mount it, as
+	// Snapshots.Prepare or View returns them; empty otherwise.
+	Mounts []*v1.Mount `protobuf:"bytes,2,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	// snapshot_created is true when the request set snapshot and the
+	// daemon made it with the container. A daemon older than that field
+	// ignores it, stores the container alone and replies without this
+	// one (false): a client that asked must then make the snapshot itself
+	// (Snapshots.Prepare or View), and while the container's record names
+	// it, garbage collection keeps it from the moment it exists.
+	SnapshotCreated bool `protobuf:"varint,3,opt,name=snapshot_created,json=snapshotCreated,proto3" json:"snapshot_created,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[6]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +524,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[6]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +537,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{6}
+	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateContainerResponse) GetContainer() *Container {
@@ -437,6 +545,20 @@ func (x *CreateContainerResponse) GetContainer() *Container {
 		return x.Container
 	}
 	return nil
+}
+
+func (x *CreateContainerResponse) GetMounts() []*v1.Mount {
+	if x != nil {
+		return x.Mounts
+	}
+	return nil
+}
+
+func (x *CreateContainerResponse) GetSnapshotCreated() bool {
+	if x != nil {
+		return x.SnapshotCreated
+	}
+	return false
 }
 
 type UpdateContainerRequest struct {
@@ -449,7 +571,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[7]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +583,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[7]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +596,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{7}
+	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateContainerRequest) GetContainer() *Container {
@@ -500,7 +622,7 @@ type UpdateContainerResponse struct {
 
 func (x *UpdateContainerResponse) Reset() {
 	*x = UpdateContainerResponse{}
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[8]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +634,7 @@ func (x *UpdateContainerResponse) String() string {
 func (*UpdateContainerResponse) ProtoMessage() {}
 
 func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[8]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +647,7 @@ func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{8}
+	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateContainerResponse) GetContainer() *Container {
@@ -561,7 +683,7 @@ type DeleteContainerRequest struct {
 
 func (x *DeleteContainerRequest) Reset() {
 	*x = DeleteContainerRequest{}
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[9]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +695,7 @@ func (x *DeleteContainerRequest) String() string {
 func (*DeleteContainerRequest) ProtoMessage() {}
 
 func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[9]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +708,7 @@ func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteContainerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{9}
+	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteContainerRequest) GetId() string {
@@ -618,7 +740,7 @@ type DeleteContainerResponse struct {
 
 func (x *DeleteContainerResponse) Reset() {
 	*x = DeleteContainerResponse{}
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[10]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +752,7 @@ func (x *DeleteContainerResponse) String() string {
 func (*DeleteContainerResponse) ProtoMessage() {}
 
 func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[10]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +765,7 @@ func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteContainerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{10}
+	return file_proto_containers_v1_containers_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteContainerResponse) GetSnapshotRemoved() bool {
@@ -669,7 +791,7 @@ type Container_Runtime struct {
 
 func (x *Container_Runtime) Reset() {
 	*x = Container_Runtime{}
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[12]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +803,7 @@ func (x *Container_Runtime) String() string {
 func (*Container_Runtime) ProtoMessage() {}
 
 func (x *Container_Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_containers_v1_containers_proto_msgTypes[12]
+	mi := &file_proto_containers_v1_containers_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +837,7 @@ var File_proto_containers_v1_containers_proto protoreflect.FileDescriptor
 
 const file_proto_containers_v1_containers_proto_rawDesc = "" +
 	"\n" +
-	"$proto/containers/v1/containers.proto\x12\x1cberth.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x05\n" +
+	"$proto/containers/v1/containers.proto\x12\x1cberth.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"\xd0\x05\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12K\n" +
 	"\x06labels\x18\x02 \x03(\v23.berth.services.containers.v1.Container.LabelsEntryR\x06labels\x12\x14\n" +
@@ -751,11 +873,21 @@ const file_proto_containers_v1_containers_proto_rawDesc = "" +
 	"\x16ListContainersResponse\x12G\n" +
 	"\n" +
 	"containers\x18\x01 \x03(\v2'.berth.services.containers.v1.ContainerR\n" +
-	"containers\"_\n" +
+	"containers\"\xa6\x01\n" +
 	"\x16CreateContainerRequest\x12E\n" +
-	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\"`\n" +
+	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\x12E\n" +
+	"\bsnapshot\x18\x02 \x01(\v2).berth.services.containers.v1.NewSnapshotR\bsnapshot\"\xc3\x01\n" +
+	"\vNewSnapshot\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x12\n" +
+	"\x04view\x18\x02 \x01(\bR\x04view\x12M\n" +
+	"\x06labels\x18\x03 \x03(\v25.berth.services.containers.v1.NewSnapshot.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x01\n" +
 	"\x17CreateContainerResponse\x12E\n" +
-	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\"\x9c\x01\n" +
+	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\x12-\n" +
+	"\x06mounts\x18\x02 \x03(\v2\x15.berth.types.v1.MountR\x06mounts\x12)\n" +
+	"\x10snapshot_created\x18\x03 \x01(\bR\x0fsnapshotCreated\"\x9c\x01\n" +
 	"\x16UpdateContainerRequest\x12E\n" +
 	"\tcontainer\x18\x01 \x01(\v2'.berth.services.containers.v1.ContainerR\tcontainer\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
@@ -789,7 +921,7 @@ func file_proto_containers_v1_containers_proto_rawDescGZIP() []byte {
 	return file_proto_containers_v1_containers_proto_rawDescData
 }
 
-var file_proto_containers_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_proto_containers_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_proto_containers_v1_containers_proto_goTypes = []any{
 	(*Container)(nil),               // 0: berth.services.containers.v1.Container
 	(*GetContainerRequest)(nil),     // 1: berth.services.containers.v1.GetContainerRequest
@@ -797,50 +929,56 @@ var file_proto_containers_v1_containers_proto_goTypes = []any{
 	(*ListContainersRequest)(nil),   // 3: berth.services.containers.v1.ListContainersRequest
 	(*ListContainersResponse)(nil),  // 4: berth.services.containers.v1.ListContainersResponse
 	(*CreateContainerRequest)(nil),  // 5: berth.services.containers.v1.CreateContainerRequest
-	(*CreateContainerResponse)(nil), // 6: berth.services.containers.v1.CreateContainerResponse
-	(*UpdateContainerRequest)(nil),  // 7: berth.services.containers.v1.UpdateContainerRequest
-	(*UpdateContainerResponse)(nil), // 8: berth.services.containers.v1.UpdateContainerResponse
-	(*DeleteContainerRequest)(nil),  // 9: berth.services.containers.v1.DeleteContainerRequest
-	(*DeleteContainerResponse)(nil), // 10: berth.services.containers.v1.DeleteContainerResponse
-	nil,                             // 11: berth.services.containers.v1.Container.LabelsEntry
-	(*Container_Runtime)(nil),       // 12: berth.services.containers.v1.Container.Runtime
-	nil,                             // 13: berth.services.containers.v1.Container.ExtensionsEntry
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 15: google.protobuf.FieldMask
-	(*anypb.Any)(nil),               // 16: google.protobuf.Any
+	(*NewSnapshot)(nil),             // 6: berth.services.containers.v1.NewSnapshot
+	(*CreateContainerResponse)(nil), // 7: berth.services.containers.v1.CreateContainerResponse
+	(*UpdateContainerRequest)(nil),  // 8: berth.services.containers.v1.UpdateContainerRequest
+	(*UpdateContainerResponse)(nil), // 9: berth.services.containers.v1.UpdateContainerResponse
+	(*DeleteContainerRequest)(nil),  // 10: berth.services.containers.v1.DeleteContainerRequest
+	(*DeleteContainerResponse)(nil), // 11: berth.services.containers.v1.DeleteContainerResponse
+	nil,                             // 12: berth.services.containers.v1.Container.LabelsEntry
+	(*Container_Runtime)(nil),       // 13: berth.services.containers.v1.Container.Runtime
+	nil,                             // 14: berth.services.containers.v1.Container.ExtensionsEntry
+	nil,                             // 15: berth.services.containers.v1.NewSnapshot.LabelsEntry
+	(*timestamppb.Timestamp)(nil),   // 16: google.protobuf.Timestamp
+	(*v1.Mount)(nil),                // 17: berth.types.v1.Mount
+	(*fieldmaskpb.FieldMask)(nil),   // 18: google.protobuf.FieldMask
+	(*anypb.Any)(nil),               // 19: google.protobuf.Any
 }
 var file_proto_containers_v1_containers_proto_depIdxs = []int32{
-	11, // 0: berth.services.containers.v1.Container.labels:type_name -> berth.services.containers.v1.Container.LabelsEntry
-	12, // 1: berth.services.containers.v1.Container.runtime:type_name -> berth.services.containers.v1.Container.Runtime
-	14, // 2: berth.services.containers.v1.Container.created_at:type_name -> google.protobuf.Timestamp
-	14, // 3: berth.services.containers.v1.Container.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 4: berth.services.containers.v1.Container.extensions:type_name -> berth.services.containers.v1.Container.ExtensionsEntry
+	12, // 0: berth.services.containers.v1.Container.labels:type_name -> berth.services.containers.v1.Container.LabelsEntry
+	13, // 1: berth.services.containers.v1.Container.runtime:type_name -> berth.services.containers.v1.Container.Runtime
+	16, // 2: berth.services.containers.v1.Container.created_at:type_name -> google.protobuf.Timestamp
+	16, // 3: berth.services.containers.v1.Container.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 4: berth.services.containers.v1.Container.extensions:type_name -> berth.services.containers.v1.Container.ExtensionsEntry
 	0,  // 5: berth.services.containers.v1.GetContainerResponse.container:type_name -> berth.services.containers.v1.Container
 	0,  // 6: berth.services.containers.v1.ListContainersResponse.containers:type_name -> berth.services.containers.v1.Container
 	0,  // 7: berth.services.containers.v1.CreateContainerRequest.container:type_name -> berth.services.containers.v1.Container
-	0,  // 8: berth.services.containers.v1.CreateContainerResponse.container:type_name -> berth.services.containers.v1.Container
-	0,  // 9: berth.services.containers.v1.UpdateContainerRequest.container:type_name -> berth.services.containers.v1.Container
-	15, // 10: berth.services.containers.v1.UpdateContainerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 11: berth.services.containers.v1.UpdateContainerResponse.container:type_name -> berth.services.containers.v1.Container
-	16, // 12: berth.services.containers.v1.Container.Runtime.options:type_name -> google.protobuf.Any
-	16, // 13: berth.services.containers.v1.Container.ExtensionsEntry.value:type_name -> google.protobuf.Any
-	1,  // 14: berth.services.containers.v1.Containers.Get:input_type -> berth.services.containers.v1.GetContainerRequest
-	3,  // 15: berth.services.containers.v1.Containers.List:input_type -> berth.services.containers.v1.ListContainersRequest
-	3,  // 16: berth.services.containers.v1.Containers.ListStream:input_type -> berth.services.containers.v1.ListContainersRequest
-	5,  // 17: berth.services.containers.v1.Containers.Create:input_type -> berth.services.containers.v1.CreateContainerRequest
-	7,  // 18: berth.services.containers.v1.Containers.Update:input_type -> berth.services.containers.v1.UpdateContainerRequest
-	9,  // 19: berth.services.containers.v1.Containers.Delete:input_type -> berth.services.containers.v1.DeleteContainerRequest
-	2,  // 20: berth.services.containers.v1.Containers.Get:output_type -> berth.services.containers.v1.GetContainerResponse
-	4,  // 21: berth.services.containers.v1.Containers.List:output_type -> berth.services.containers.v1.ListContainersResponse
-	4,  // 22: berth.services.containers.v1.Containers.ListStream:output_type -> berth.services.containers.v1.ListContainersResponse
-	6,  // 23: berth.services.containers.v1.Containers.Create:output_type -> berth.services.containers.v1.CreateContainerResponse
-	8,  // 24: berth.services.containers.v1.Containers.Update:output_type -> berth.services.containers.v1.UpdateContainerResponse
-	10, // 25: berth.services.containers.v1.Containers.Delete:output_type -> berth.services.containers.v1.DeleteContainerResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	6,  // 8: berth.services.containers.v1.CreateContainerRequest.snapshot:type_name -> berth.services.containers.v1.NewSnapshot
+	15, // 9: berth.services.containers.v1.NewSnapshot.labels:type_name -> berth.services.containers.v1.NewSnapshot.LabelsEntry
+	0,  // 10: berth.services.containers.v1.CreateContainerResponse.container:type_name -> berth.services.containers.v1.Container
+	17, // 11: berth.services.containers.v1.CreateContainerResponse.mounts:type_name -> berth.types.v1.Mount
+	0,  // 12: berth.services.containers.v1.UpdateContainerRequest.container:type_name -> berth.services.containers.v1.Container
+	18, // 13: berth.services.containers.v1.UpdateContainerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 14: berth.services.containers.v1.UpdateContainerResponse.container:type_name -> berth.services.containers.v1.Container
+	19, // 15: berth.services.containers.v1.Container.Runtime.options:type_name -> google.protobuf.Any
+	19, // 16: berth.services.containers.v1.Container.ExtensionsEntry.value:type_name -> google.protobuf.Any
+	1,  // 17: berth.services.containers.v1.Containers.Get:input_type -> berth.services.containers.v1.GetContainerRequest
+	3,  // 18: berth.services.containers.v1.Containers.List:input_type -> berth.services.containers.v1.ListContainersRequest
+	3,  // 19: berth.services.containers.v1.Containers.ListStream:input_type -> berth.services.containers.v1.ListContainersRequest
+	5,  // 20: berth.services.containers.v1.Containers.Create:input_type -> berth.services.containers.v1.CreateContainerRequest
+	8,  // 21: berth.services.containers.v1.Containers.Update:input_type -> berth.services.containers.v1.UpdateContainerRequest
+	10, // 22: berth.services.containers.v1.Containers.Delete:input_type -> berth.services.containers.v1.DeleteContainerRequest
+	2,  // 23: berth.services.containers.v1.Containers.Get:output_type -> berth.services.containers.v1.GetContainerResponse
+	4,  // 24: berth.services.containers.v1.Containers.List:output_type -> berth.services.containers.v1.ListContainersResponse
+	4,  // 25: berth.services.containers.v1.Containers.ListStream:output_type -> berth.services.containers.v1.ListContainersResponse
+	7,  // 26: berth.services.containers.v1.Containers.Create:output_type -> berth.services.containers.v1.CreateContainerResponse
+	9,  // 27: berth.services.containers.v1.Containers.Update:output_type -> berth.services.containers.v1.UpdateContainerResponse
+	11, // 28: berth.services.containers.v1.Containers.Delete:output_type -> berth.services.containers.v1.DeleteContainerResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_proto_containers_v1_containers_proto_init() }
@@ -854,7 +992,7 @@ func file_proto_containers_v1_containers_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_containers_v1_containers_proto_rawDesc), len(file_proto_containers_v1_containers_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -14,9 +14,10 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from proto.types.v1 import types_pb2 as proto_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$proto/containers/v1/containers.proto\x12\x1c\x62\x65rth.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x04\n\tContainer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x43\n\x06labels\x18\x02 \x03(\x0b\x32\x33.berth.services.containers.v1.Container.LabelsEntry\x12\r\n\x05image\x18\x03 \x01(\t\x12@\n\x07runtime\x18\x04 \x01(\x0b\x32/.berth.services.containers.v1.Container.Runtime\x12\x0c\n\x04spec\x18\x05 \x01(\x0c\x12\x13\n\x0bsnapshotter\x18\x06 \x01(\t\x12\x14\n\x0csnapshot_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\nextensions\x18\n \x03(\x0b\x32\x37.berth.services.containers.v1.Container.ExtensionsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a>\n\x07Runtime\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07options\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x1aG\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any:\x02\x38\x01\"!\n\x13GetContainerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"R\n\x14GetContainerResponse\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\";\n\x15ListContainersRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"U\n\x16ListContainersResponse\x12;\n\ncontainers\x18\x01 \x03(\x0b\x32\'.berth.services.containers.v1.Container\"T\n\x16\x43reateContainerRequest\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\"U\n\x17\x43reateContainerResponse\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\"\x85\x01\n\x16UpdateContainerRequest\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"U\n\x17UpdateContainerResponse\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\"=\n\x16\x44\x65leteContainerRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fremove_snapshot\x18\x02 \x01(\x08\"3\n\x17\x44\x65leteContainerResponse\x12\x18\n\x10snapshot_removed\x18\x01 \x01(\x08\x32\xcd\x05\n\nContainers\x12l\n\x03Get\x12\x31.berth.services.containers.v1.GetContainerRequest\x1a\x32.berth.services.containers.v1.GetContainerResponse\x12q\n\x04List\x12\x33.berth.services.containers.v1.ListContainersRequest\x1a\x34.berth.services.containers.v1.ListContainersResponse\x12y\n\nListStream\x12\x33.berth.services.containers.v1.ListContainersRequest\x1a\x34.berth.services.containers.v1.ListContainersResponse0\x01\x12u\n\x06\x43reate\x12\x34.berth.services.containers.v1.CreateContainerRequest\x1a\x35.berth.services.containers.v1.CreateContainerResponse\x12u\n\x06Update\x12\x34.berth.services.containers.v1.UpdateContainerRequest\x1a\x35.berth.services.containers.v1.UpdateContainerResponse\x12u\n\x06\x44\x65lete\x12\x34.berth.services.containers.v1.DeleteContainerRequest\x1a\x35.berth.services.containers.v1.DeleteContainerResponseB;Z9github.com/berthrt/berth/proto/containers/v1;containersv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$proto/containers/v1/containers.proto\x12\x1c\x62\x65rth.services.containers.v1\x1a\x19google/protobuf/any.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aproto/types/v1/types.proto\"\xcb\x04\n\tContainer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x43\n\x06labels\x18\x02 \x03(\x0b\x32\x33.berth.services.containers.v1.Container.LabelsEntry\x12\r\n\x05image\x18\x03 \x01(\t\x12@\n\x07runtime\x18\x04 \x01(\x0b\x32/.berth.services.containers.v1.Container.Runtime\x12\x0c\n\x04spec\x18\x05 \x01(\x0c\x12\x13\n\x0bsnapshotter\x18\x06 \x01(\t\x12\x14\n\x0csnapshot_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\nextensions\x18\n \x03(\x0b\x32\x37.berth.services.containers.v1.Container.ExtensionsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a>\n\x07Runtime\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07options\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x1aG\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any:\x02\x38\x01\"!\n\x13GetContainerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"R\n\x14GetContainerResponse\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\";\n\x15ListContainersRequest\x12\x0f\n\x07\x66ilters\x18\x01 \x03(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"U\n\x16ListContainersResponse\x12;\n\ncontainers\x18\x01 \x03(\x0b\x32\'.berth.services.containers.v1.Container\"\x91\x01\n\x16\x43reateContainerRequest\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\x12;\n\x08snapshot\x18\x02 \x01(\x0b\x32).berth.services.containers.v1.NewSnapshot\"\xa1\x01\n\x0bNewSnapshot\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04view\x18\x02 \x01(\x08\x12\x45\n\x06labels\x18\x03 \x03(\x0b\x32\x35.berth.services.containers.v1.NewSnapshot.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\x17\x43reateContainerResponse\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\x12%\n\x06mounts\x18\x02 \x03(\x0b\x32\x15.berth.types.v1.Mount\x12\x18\n\x10snapshot_created\x18\x03 \x01(\x08\"\x85\x01\n\x16UpdateContainerRequest\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"U\n\x17UpdateContainerResponse\x12:\n\tcontainer\x18\x01 \x01(\x0b\x32\'.berth.services.containers.v1.Container\"=\n\x16\x44\x65leteContainerRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fremove_snapshot\x18\x02 \x01(\x08\"3\n\x17\x44\x65leteContainerResponse\x12\x18\n\x10snapshot_removed\x18\x01 \x01(\x08\x32\xcd\x05\n\nContainers\x12l\n\x03Get\x12\x31.berth.services.containers.v1.GetContainerRequest\x1a\x32.berth.services.containers.v1.GetContainerResponse\x12q\n\x04List\x12\x33.berth.services.containers.v1.ListContainersRequest\x1a\x34.berth.services.containers.v1.ListContainersResponse\x12y\n\nListStream\x12\x33.berth.services.containers.v1.ListContainersRequest\x1a\x34.berth.services.containers.v1.ListContainersResponse0\x01\x12u\n\x06\x43reate\x12\x34.berth.services.containers.v1.CreateContainerRequest\x1a\x35.berth.services.containers.v1.CreateContainerResponse\x12u\n\x06Update\x12\x34.berth.services.containers.v1.UpdateContainerRequest\x1a\x35.berth.services.containers.v1.UpdateContainerResponse\x12u\n\x06\x44\x65lete\x12\x34.berth.services.containers.v1.DeleteContainerRequest\x1a\x35.berth.services.containers.v1.DeleteContainerResponseB;Z9github.com/berthrt/berth/proto/containers/v1;containersv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.containers.v1.containers_pb2', globals())
@@ -28,34 +29,40 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _CONTAINER_LABELSENTRY._serialized_options = b'8\001'
   _CONTAINER_EXTENSIONSENTRY._options = None
   _CONTAINER_EXTENSIONSENTRY._serialized_options = b'8\001'
-  _CONTAINER._serialized_start=165
-  _CONTAINER._serialized_end=752
-  _CONTAINER_LABELSENTRY._serialized_start=570
-  _CONTAINER_LABELSENTRY._serialized_end=615
-  _CONTAINER_RUNTIME._serialized_start=617
-  _CONTAINER_RUNTIME._serialized_end=679
-  _CONTAINER_EXTENSIONSENTRY._serialized_start=681
-  _CONTAINER_EXTENSIONSENTRY._serialized_end=752
-  _GETCONTAINERREQUEST._serialized_start=754
-  _GETCONTAINERREQUEST._serialized_end=787
-  _GETCONTAINERRESPONSE._serialized_start=789
-  _GETCONTAINERRESPONSE._serialized_end=871
-  _LISTCONTAINERSREQUEST._serialized_start=873
-  _LISTCONTAINERSREQUEST._serialized_end=932
-  _LISTCONTAINERSRESPONSE._serialized_start=934
-  _LISTCONTAINERSRESPONSE._serialized_end=1019
-  _CREATECONTAINERREQUEST._serialized_start=1021
-  _CREATECONTAINERREQUEST._serialized_end=1105
-  _CREATECONTAINERRESPONSE._serialized_start=1107
-  _CREATECONTAINERRESPONSE._serialized_end=1192
-  _UPDATECONTAINERREQUEST._serialized_start=1195
-  _UPDATECONTAINERREQUEST._serialized_end=1328
-  _UPDATECONTAINERRESPONSE._serialized_start=1330
-  _UPDATECONTAINERRESPONSE._serialized_end=1415
-  _DELETECONTAINERREQUEST._serialized_start=1417
-  _DELETECONTAINERREQUEST._serialized_end=1478
-  _DELETECONTAINERRESPONSE._serialized_start=1480
-  _DELETECONTAINERRESPONSE._serialized_end=1531
-  _CONTAINERS._serialized_start=1534
-  _CONTAINERS._serialized_end=2251
+  _NEWSNAPSHOT_LABELSENTRY._options = None
+  _NEWSNAPSHOT_LABELSENTRY._serialized_options = b'8\001'
+  _CONTAINER._serialized_start=193
+  _CONTAINER._serialized_end=780
+  _CONTAINER_LABELSENTRY._serialized_start=598
+  _CONTAINER_LABELSENTRY._serialized_end=643
+  _CONTAINER_RUNTIME._serialized_start=645
+  _CONTAINER_RUNTIME._serialized_end=707
+  _CONTAINER_EXTENSIONSENTRY._serialized_start=709
+  _CONTAINER_EXTENSIONSENTRY._serialized_end=780
+  _GETCONTAINERREQUEST._serialized_start=782
+  _GETCONTAINERREQUEST._serialized_end=815
+  _GETCONTAINERRESPONSE._serialized_start=817
+  _GETCONTAINERRESPONSE._serialized_end=899
+  _LISTCONTAINERSREQUEST._serialized_start=901
+  _LISTCONTAINERSREQUEST._serialized_end=960
+  _LISTCONTAINERSRESPONSE._serialized_start=962
+  _LISTCONTAINERSRESPONSE._serialized_end=1047
+  _CREATECONTAINERREQUEST._serialized_start=1050
+  _CREATECONTAINERREQUEST._serialized_end=1195
+  _NEWSNAPSHOT._serialized_start=1198
+  _NEWSNAPSHOT._serialized_end=1359
+  _NEWSNAPSHOT_LABELSENTRY._serialized_start=598
+  _NEWSNAPSHOT_LABELSENTRY._serialized_end=643
+  _CREATECONTAINERRESPONSE._serialized_start=1362
+  _CREATECONTAINERRESPONSE._serialized_end=1512
+  _UPDATECONTAINERREQUEST._serialized_start=1515
+  _UPDATECONTAINERREQUEST._serialized_end=1648
+  _UPDATECONTAINERRESPONSE._serialized_start=1650
+  _UPDATECONTAINERRESPONSE._serialized_end=1735
+  _DELETECONTAINERREQUEST._serialized_start=1737
+  _DELETECONTAINERREQUEST._serialized_end=1798
+  _DELETECONTAINERRESPONSE._serialized_start=1800
+  _DELETECONTAINERRESPONSE._serialized_end=1851
+  _CONTAINERS._serialized_start=1854
+  _CONTAINERS._serialized_end=2571
 # @@protoc_insertion_point(module_scope)
