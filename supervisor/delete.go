@@ -37,7 +37,8 @@ func (s *Supervisor) Delete(ctx context.Context, ns, id string) (*shimapi.Delete
 	sh.deleteMu.Lock()
 	defer sh.deleteMu.Unlock()
 	// A task's delete ends a container's run: a delayed refill of the
-	// spare pool need wait no longer (see spareRefillDelay).
+	// spare pool waits only for its client's last calls
+	// (spareRefillAfterDelete).
 	defer s.refillAfterDelete()
 	switch st := sh.getState(); st {
 	case stateRestoring:

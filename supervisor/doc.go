@@ -163,8 +163,9 @@
 // goroutine refills the pool, off any Create's path, a short while
 // (spareRefillDelay) after the Create that took a spare has created its
 // container, so that the new spare does not compete for the CPU with a
-// short task's exit and delete; the delete of a task, or a Create that
-// finds the pool empty, has it refilled at once. Close stops a refill
+// short task's exit and delete; the delete of a task cuts that short
+// (spareRefillAfterDelete, after the client's last calls), and a Create
+// that finds the pool empty has it refilled at once. Close stops a refill
 // still waiting. Create takes a
 // spare when one is ready (else it starts a shim as before): it writes the bundle's files,
 // creating marker included, into the spare's folder, renames the folder to

@@ -8,3 +8,7 @@ func SparesReady(s *Supervisor) int { return len(s.spares) }
 // SetSpareRefillDelay sets how long the refill after a Create that took a
 // spare waits (spareRefillDelay). Call it before Restore.
 func SetSpareRefillDelay(s *Supervisor, d time.Duration) { s.refillDelay = d }
+
+// SetSpareRefillAfterDelete sets how long the refill waits after the
+// delete of a task (spareRefillAfterDelete). Call it before Restore.
+func SetSpareRefillAfterDelete(s *Supervisor, d time.Duration) { s.refillSoonDelay = d }

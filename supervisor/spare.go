@@ -39,10 +39,21 @@ const spareShutdownWait = time.Second
 // to back gain nothing (1.03, 0.93, 1.03, 1.04): a fifth of their
 // Creates come within the delay and find the pool empty (against 2-5 in
 // 100), and such a Create has the pool refilled at once (takeSpare). So
-// the delete of a task ends the delay too (refillAfterDelete): a lone run
-// keeps the gain (1.01 of the delay alone), and a loop of short runs finds
-// the pool full again (0.97 of the refill at once). See bench/README.md.
+// the delete of a task cuts the delay short (refillAfterDelete,
+// spareRefillAfterDelete). See bench/README.md.
 const spareRefillDelay = 50 * time.Millisecond
+
+// spareRefillAfterDelete is how long the refill waits after the delete of
+// a task, when that comes first: the run that took the spare is over, but
+// its client still has calls to make (a `run --rm` deletes its container
+// and exits, 5-7 ms after the task's delete here), which a spare started
+// at the delete competed with for the CPU. It is short enough that a loop
+// of runs finds the spare ready: the next Create comes 15 ms or more after
+// the delete, and a spare takes about 5 ms to start. Measured with
+// alternating single `berthctl run --rm IMAGE` of this build and of the
+// refill at the delete (150 pairs, both orders): 0.94 and 0.96 of its
+// time; runs back to back (8 blocks of 10): 1.00 and 1.00.
+const spareRefillAfterDelete = 8 * time.Millisecond
 
 // spare is a shim started ahead of need: started by us (shimlaunch), serving in its own
 // folder under StateDir/.spare, connected, and bound to no task. Create
@@ -145,14 +156,17 @@ func (s *Supervisor) fillSpares() {
 			b.reset()
 			s.spares <- sp
 		}
+		delay := s.refillDelay
 		select {
 		case <-s.refillNow:
 			continue
 		case <-s.refill:
+		case <-s.refillSoon:
+			delay = s.refillSoonDelay
 		case <-s.ctx.Done():
 			return
 		}
-		if !s.waitRefillDelay() {
+		if !s.waitRefillDelay(delay) {
 			return
 		}
 		// A spare taken during the delay is refilled now with the rest.
@@ -163,18 +177,28 @@ func (s *Supervisor) fillSpares() {
 	}
 }
 
-// waitRefillDelay waits refillDelay, less when a Create finds the pool
-// empty meanwhile. It returns false when the supervisor closes.
-func (s *Supervisor) waitRefillDelay() bool {
-	t := time.NewTimer(s.refillDelay)
+// waitRefillDelay waits delay, or refillSoonDelay from a task's delete
+// that comes meanwhile when that is sooner; a Create that finds the pool
+// empty ends the wait at once. It returns false when the supervisor
+// closes.
+func (s *Supervisor) waitRefillDelay(delay time.Duration) bool {
+	due := time.Now().Add(delay)
+	t := time.NewTimer(delay)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.refillNow:
-		return true
-	case <-s.ctx.Done():
-		return false
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-s.refillNow:
+			return true
+		case <-s.refillSoon:
+			if soon := time.Now().Add(s.refillSoonDelay); soon.Before(due) {
+				due = soon
+				t.Reset(s.refillSoonDelay)
+			}
+		case <-s.ctx.Done():
+			return false
+		}
 	}
 }
 
@@ -257,12 +281,13 @@ func (s *Supervisor) takeSpare() *spare {
 }
 
 // refillAfterDelete cuts a pending refill delay short once a task is
-// deleted: the run that took the spare is over.
+// deleted, to spareRefillAfterDelete: the run that took the spare is over
+// but for its client's last calls.
 func (s *Supervisor) refillAfterDelete() {
 	if cap(s.spares) == 0 || len(s.spares) == cap(s.spares) {
 		return
 	}
-	wake(s.refillNow)
+	wake(s.refillSoon)
 }
 
 // refillSpares has fillSpares start spares until the pool is full, after

@@ -276,13 +276,17 @@ func (e *env) assertNoSpareFor(t *testing.T, s *supervisor.Supervisor, d time.Du
 	}
 }
 
-// spareTaken returns a supervisor with a pool of one spare and refill
-// delay delay, whose task "one" took the spare, and that spare's pid.
-func spareTaken(t *testing.T, ns string, delay time.Duration) (*env, *supervisor.Supervisor, int) {
+// spareTaken returns a supervisor with a pool of one spare, refill delay
+// delay and, when given, afterDelete as the refill delay after a task's
+// delete, whose task "one" took the spare, and that spare's pid.
+func spareTaken(t *testing.T, ns string, delay time.Duration, afterDelete ...time.Duration) (*env, *supervisor.Supervisor, int) {
 	t.Helper()
 	e := newEnv(t, ns)
 	s := e.supervisor(newRecorder(), withSpares(1))
 	supervisor.SetSpareRefillDelay(s, delay)
+	for _, d := range afterDelete {
+		supervisor.SetSpareRefillAfterDelete(s, d)
+	}
 	if err := s.Restore(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -330,18 +334,21 @@ func TestCloseStopsDelayedRefill(t *testing.T) {
 	e.assertNoSpareFor(t, s, 3*delay, "after Close")
 }
 
-// TestSpareRefillAtOnceAfterDelete: the delete of a task ends the delay of
-// a refill: the run that took the spare is over, and a loop of short runs
-// finds the pool full again.
-func TestSpareRefillAtOnceAfterDelete(t *testing.T) {
+// TestSpareRefillSoonAfterDelete: the delete of a task cuts the delay of
+// a refill short, to spareRefillAfterDelete: the run that took the spare
+// is over, and a loop of short runs finds the pool full again; but not
+// to nothing, so that the spare's start leaves the client's last calls
+// alone.
+func TestSpareRefillSoonAfterDelete(t *testing.T) {
 	// Longer than the test: the refill after "one" never comes by itself.
-	e, s, spare := spareTaken(t, "sv-sparedelete", time.Hour)
+	e, s, spare := spareTaken(t, "sv-sparedelete", time.Hour, 400*time.Millisecond)
 	if n := supervisor.SparesReady(s); n != 0 {
 		t.Fatalf("%d spares ready after the one spare was taken, refill delayed by an hour", n)
 	}
 	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
 		t.Fatal(err)
 	}
+	e.assertNoSpareFor(t, s, 150*time.Millisecond, "within the delay after the delete")
 	if got := e.readySpare(t, s); got == spare {
 		t.Fatalf("the spare ready is task one's shim %d", spare)
 	}

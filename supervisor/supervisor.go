@@ -98,10 +98,14 @@ type Supervisor struct {
 	spares      chan *spare   // idle spares; cap is Config.SpareShims; only fillSpares sends
 	refill      chan struct{} // wakes fillSpares after a spare was taken: refill after refillDelay
 	refillNow   chan struct{} // wakes fillSpares when Create found the pool empty: refill at once
+	refillSoon  chan struct{} // wakes fillSpares after a task's delete: refill after refillSoonDelay
 	refillDelay time.Duration // spareRefillDelay; tests set it before Restore
-	sparesOnce  sync.Once     // startSpares
-	staleOnce   sync.Once     // removeStaleSpares
-	asideOnce   sync.Once     // removeAsideBundles
+	// refillSoonDelay is spareRefillAfterDelete; tests set it before
+	// Restore.
+	refillSoonDelay time.Duration
+	sparesOnce      sync.Once // startSpares
+	staleOnce       sync.Once // removeStaleSpares
+	asideOnce       sync.Once // removeAsideBundles
 
 	sweepFIFOsOnce sync.Once // sweepFIFOs, after the first Restore
 
@@ -153,17 +157,19 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Supervisor{
-		cfg:         cfg,
-		log:         cfg.Log.With("component", "supervisor"),
-		ctx:         ctx,
-		cancel:      cancel,
-		cleanups:    make(chan struct{}, maxConcurrentCleanups),
-		spares:      make(chan *spare, cfg.SpareShims),
-		refill:      make(chan struct{}, 1),
-		refillNow:   make(chan struct{}, 1),
-		refillDelay: spareRefillDelay,
-		shims:       make(map[key]*Shim),
-		asides:      make(map[key]chan struct{}),
+		cfg:             cfg,
+		log:             cfg.Log.With("component", "supervisor"),
+		ctx:             ctx,
+		cancel:          cancel,
+		cleanups:        make(chan struct{}, maxConcurrentCleanups),
+		spares:          make(chan *spare, cfg.SpareShims),
+		refill:          make(chan struct{}, 1),
+		refillNow:       make(chan struct{}, 1),
+		refillSoon:      make(chan struct{}, 1),
+		refillDelay:     spareRefillDelay,
+		refillSoonDelay: spareRefillAfterDelete,
+		shims:           make(map[key]*Shim),
+		asides:          make(map[key]chan struct{}),
 	}, nil
 }
 
