@@ -12,6 +12,7 @@ import (
 	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/shimapi"
+	"github.com/berthrt/berth/supervisor"
 )
 
 // asideDir is where Delete sets the bundles of deleted tasks aside.
@@ -87,9 +88,9 @@ func TestDeleteFreesIDAtOnce(t *testing.T) {
 }
 
 // A daemon that dies after Delete set a bundle aside leaves the folder,
-// and maybe its shim, which was shut down but had not exited: the next
-// daemon's Restore kills such a shim once it has had its while to exit
-// (never a process that merely reuses the pid) and removes the folder.
+// and maybe its shim, which had not exited: the next daemon's Restore
+// shuts such a shim down, kills it if it has not exited after its while
+// (never a process that merely reuses the pid), and removes the folder.
 func TestRestoreRemovesAsideBundles(t *testing.T) {
 	e := newEnv(t, "sv-asiderestore")
 	s1 := e.supervisor(newRecorder())
@@ -125,10 +126,10 @@ func TestRestoreRemovesAsideBundles(t *testing.T) {
 	if err := s2.Restore(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	// The shim was never shut down here: it gets its while to exit (it
-	// may be deleting the runtime's container), then is killed, in the
-	// background of the restore.
-	eventually(t, 20*time.Second, "the set-aside shim killed and the folders removed", func() bool {
+	// The shim was never shut down here: the restore tells it to, and it
+	// gets its while to exit (it may be deleting the runtime's container)
+	// before it would be killed, in the background of the restore.
+	eventually(t, 20*time.Second, "the set-aside shim gone and the folders removed", func() bool {
 		return !proc.Alive(pid) && len(e.asideLeft(t)) == 0
 	})
 	if _, err := s2.Get(e.ns, "cut"); err == nil {
@@ -202,5 +203,212 @@ func TestCreateWaitsForDeferredRuntimeDelete(t *testing.T) {
 	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
 		t.Fatal(err)
 	}
+	s.Close() // the new shim waits an hour for its shutdown too
 	e.assertGone("reuse", oldShim, newShim)
+	e.assertNoCgroup("reuse")
+}
+
+// runRm creates and starts task id running args with cleanup_on_exit (as
+// `berthctl run --rm` does), waits for its exit and returns the shim's
+// pid.
+func (e *env) runRm(s *supervisor.Supervisor, id string, args ...string) int {
+	e.t.Helper()
+	opts := e.opts(id, args...)
+	opts.Start, opts.CleanupOnExit = true, true
+	sh, err := s.Create(ctx(e.t), e.ns, id, opts)
+	if err != nil {
+		e.t.Fatalf("create %s: %v", id, err)
+	}
+	if got := wait(e.t, sh); got != 0 {
+		e.t.Fatalf("%s: exit %d, want 0", id, got)
+	}
+	return shimPid(e.t, sh)
+}
+
+// asideAnswers reports whether the shim serving from the one folder set
+// aside answers a new connection (it was not shut down: a shut-down shim
+// closes its listener) and says its task is deleted.
+func (e *env) asideAnswers(t *testing.T, shimPid int) bool {
+	t.Helper()
+	names := e.asideLeft(t)
+	switch len(names) {
+	case 0:
+		t.Log("no folder set aside: the shim exited, and the folder was removed")
+		return false
+	case 1:
+	default:
+		t.Fatalf("set aside: %v, want one folder", names)
+	}
+	c, cancel := ctxTimeout(5 * time.Second)
+	defer cancel()
+	client, task, err := shimapi.Connect(c, filepath.Join(e.asideDir(), names[0]))
+	if err != nil {
+		t.Logf("dial the set-aside shim: %v", err)
+		return false
+	}
+	defer client.Close() // at once: the shim's exit waits for it
+	resp, err := task.Connect(c, &shimapi.ConnectRequest{})
+	if err != nil {
+		t.Logf("connect to the set-aside shim: %v", err)
+		return false
+	}
+	if int(resp.ShimPid) != shimPid || !resp.TaskDeleted {
+		t.Fatalf("set-aside shim: pid %d, task deleted %v; want pid %d, deleted", resp.ShimPid, resp.TaskDeleted, shimPid)
+	}
+	return true
+}
+
+// assertNoCgroup fails when a cgroup of task id is left in any hierarchy:
+// the shim's runtime delete removes them, and a shim killed before it
+// leaves them.
+func (e *env) assertNoCgroup(id string) {
+	e.t.Helper()
+	hierarchies, err := filepath.Glob("/sys/fs/cgroup/*")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, h := range append(hierarchies, "/sys/fs/cgroup") {
+		cg := filepath.Join(h, "berth", e.ns, id)
+		if _, err := os.Stat(cg); !os.IsNotExist(err) {
+			e.t.Errorf("cgroup %s: %v, want it gone", cg, err)
+			os.Remove(cg) // empty: its container exited
+		}
+	}
+}
+
+// Delete answers before the shim of a deleted task is shut down: the shim,
+// serving from its set-aside folder, waits asideShutdownDelay for its
+// Shutdown (so its deferred runtime delete does not compete with the
+// client's last calls), then exits having deleted the runtime's
+// container. Only the Shutdown ends it here: the wait for its exit is
+// longer than the test's.
+func TestDeleteShutsShimDownAfterDelay(t *testing.T) {
+	e := newEnv(t, "sv-asidedelay")
+	s := e.supervisor(newRecorder())
+	supervisor.SetAsideShutdownDelay(s, 2*time.Second)
+	supervisor.SetAsideExitWait(s, 30*time.Second)
+	pid := e.runRm(s, "later", "true")
+	if _, err := s.Delete(ctx(t), e.ns, "later"); err != nil {
+		t.Fatal(err)
+	}
+	if !e.asideAnswers(t, pid) {
+		t.Fatal("the shim was shut down before Delete answered")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !e.asideAnswers(t, pid) {
+		t.Fatal("the shim was shut down within a tenth of the delay")
+	}
+	eventually(t, 10*time.Second, "the shim shut down after the delay, exited, and its folder removed", func() bool {
+		return !proc.Alive(pid) && len(e.asideLeft(t)) == 0
+	})
+	e.assertGone("later", pid)
+	e.assertNoCgroup("later")
+}
+
+// A Create of the name of a deleted task whose shim waits for its Shutdown
+// has it shut down at once, and waits only for its exit.
+func TestCreateHurriesAsideShutdown(t *testing.T) {
+	e := newEnv(t, "sv-asidehurry")
+	s := e.supervisor(newRecorder())
+	supervisor.SetAsideShutdownDelay(s, time.Hour)
+	oldShim := e.runRm(s, "reuse", "true")
+	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := ctxTimeout(15 * time.Second)
+	defer cancel()
+	sh, err := s.Create(c, e.ns, "reuse", e.opts("reuse", "sleep", "100"))
+	if err != nil {
+		t.Fatalf("create of the name while the old shim waits for its shutdown: %v", err)
+	}
+	if proc.Alive(oldShim) {
+		t.Fatal("the new task was created before the old shim exited")
+	}
+	if _, err := sh.Task().Kill(ctx(t), &shimapi.KillRequest{Id: "reuse", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, sh); got != 137 {
+		t.Fatalf("new task: exit %d, want 137", got)
+	}
+	newShim := shimPid(t, sh)
+	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // the new shim waits an hour for its shutdown too
+	e.assertGone("reuse", oldShim, newShim)
+	e.assertNoCgroup("reuse")
+}
+
+// Close does not wait out the delay of a deleted task's Shutdown: it shuts
+// the shim down, which deletes the runtime's container and exits, and
+// leaves nothing.
+func TestCloseShutsAsideShimDown(t *testing.T) {
+	e := newEnv(t, "sv-asideclose")
+	s := e.supervisor(newRecorder())
+	supervisor.SetAsideShutdownDelay(s, time.Hour)
+	supervisor.SetAsideExitWait(s, 30*time.Second)
+	pid := e.runRm(s, "gone", "true")
+	if _, err := s.Delete(ctx(t), e.ns, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		s.Close()
+	}()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close waits for the delayed shutdown of a deleted task's shim")
+	}
+	if proc.Alive(pid) {
+		t.Fatal("the shim of the deleted task still runs after Close")
+	}
+	if left := e.asideLeft(t); len(left) != 0 {
+		t.Fatalf("set aside after Close: %v", left)
+	}
+	e.assertGone("gone", pid)
+	e.assertNoCgroup("gone")
+}
+
+// A daemon that dies after Delete answered, before the delayed Shutdown of
+// the shim, leaves the shim serving from its set-aside folder, never told
+// to shut down: the next daemon's Restore shuts it down, so that it
+// deletes the runtime's container and exits, rather than wait for it and
+// kill it (only the Shutdown ends it here: the wait for its exit is
+// longer than the test's).
+func TestRestoreShutsAsideShimDown(t *testing.T) {
+	e := newEnv(t, "sv-asidecrash")
+	s1 := e.supervisor(newRecorder())
+	pid := e.runRm(s1, "cut", "true")
+	sh, err := s1.Get(e.ns, "cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Delete up to its answer, as the supervisor does it, then the
+	// daemon's death (Close would shut the set-aside shim down).
+	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: "cut"}); err != nil {
+		t.Fatal(err)
+	}
+	s1.Close() // the shim lives on, as after a SIGKILL of the daemon
+	if err := os.MkdirAll(e.asideDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(sh.Bundle, filepath.Join(e.asideDir(), e.ns+".cut.1.1")); err != nil {
+		t.Fatal(err)
+	}
+	if !e.asideAnswers(t, pid) {
+		t.Fatal("the set-aside shim does not answer before the restore")
+	}
+
+	s2 := e.supervisor(newRecorder())
+	supervisor.SetAsideExitWait(s2, 30*time.Second)
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the set-aside shim shut down, exited, and its folder removed", func() bool {
+		return !proc.Alive(pid) && len(e.asideLeft(t)) == 0
+	})
+	e.assertGone("cut", pid)
+	e.assertNoCgroup("cut")
 }

@@ -109,31 +109,21 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 			w.close()
 		}
 	}
-	// Every process is deleted: the shim may go. Now: the shim refuses a
-	// plain Shutdown while its init process is known, deleted or not.
-	span = spantrace.Start("shim Shutdown")
-	if _, err := sh.Task().Shutdown(ctx, &shimapi.ShutdownRequest{Id: sh.ID, Now: true}); err != nil {
-		s.log.Warn("shut down shim", "task", sh.String(), "error", err)
-	}
-	span.End()
-	// The shim's server waits for open connections before it exits: close
-	// ours (run does, once cancelled).
-	sh.cancel()
-	<-sh.done
-	sh.dropConn()
 	if forwarded {
 		// The task is deleted and marked so: its id can go to a new task
-		// at once, while the shim exits and the bundle is removed in the
+		// at once, while the shim is shut down (a little later: see
+		// asideShutdownDelay) and exits and the bundle is removed in the
 		// background, aside.
 		span = spantrace.Start("set bundle aside")
-		aside, err := s.setAside(sh)
+		dir, err := s.setAside(sh)
 		span.End()
 		if err == nil {
-			gone := s.removeAside(sh)
+			a := s.removeAside(sh)
 			finish := func() {
 				defer closeWatch()
-				defer s.asideGone(sh, gone)
-				s.finishAside(sh, w, aside)
+				defer s.asideGone(sh, a)
+				s.shutdownAside(sh, w, dir, a)
+				s.finishAside(sh, w, dir)
 			}
 			if !s.goroutine(finish) {
 				finish() // Close has begun: no goroutine may start
@@ -142,6 +132,7 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 		}
 		s.log.Warn("set bundle aside; removing it in place", "task", sh.String(), "error", err)
 	}
+	s.shutdownShim(ctx, sh)
 	defer closeWatch()
 	span = spantrace.Start("wait shim exit")
 	if w != nil {
@@ -170,6 +161,22 @@ func (s *Supervisor) deleteLive(ctx context.Context, sh *Shim, resp *shimapi.Del
 		return resp, fmt.Errorf("delete task %s: remove bundle: %w", sh, err)
 	}
 	return resp, nil
+}
+
+// shutdownShim shuts down the shim of sh, whose container is deleted, and
+// then closes the supervisor's connection to it: the shim's server waits
+// for open connections before it exits (run closes ours, once cancelled).
+// The shim refuses a plain Shutdown while its init process is known,
+// deleted or not: hence Now.
+func (s *Supervisor) shutdownShim(ctx context.Context, sh *Shim) {
+	span := spantrace.Start("shim Shutdown")
+	if _, err := sh.Task().Shutdown(ctx, &shimapi.ShutdownRequest{Id: sh.ID, Now: true}); err != nil {
+		s.log.Warn("shut down shim", "task", sh.String(), "error", err)
+	}
+	span.End()
+	sh.cancel()
+	<-sh.done
+	sh.dropConn()
 }
 
 // waitShimExit waits up to shutdownWait for the shut-down shim watched by w

@@ -133,15 +133,18 @@
 // just before the daemon died, with no marker yet, is published again by
 // the next daemon: at least once, never lost.
 //
-// A Delete whose TaskDelete was forwarded (the marker written, the shim
-// shut down) does not wait for the shim's exit and the bundle's removal:
-// it removes the FIFOs a client made for the task, renames the bundle
-// into StateDir/.deleted (a dot name: no namespace, skipped by Restore's
-// scan and berthd check) and returns; a goroutine that Close waits for
-// then waits (bounded) for the shim's exit, removes what is left of the
-// runtime's state folder and removes the folder. Until then the task's
-// name is held: a Create of the same name waits for it (bounded by its
-// context). A shim may still be deleting the runtime's container after
+// A Delete whose TaskDelete was forwarded (the marker written) does not
+// shut the shim down nor wait for its exit and the bundle's removal: it
+// removes the FIFOs a client made for the task, renames the bundle into
+// StateDir/.deleted (a dot name: no namespace, skipped by Restore's scan
+// and berthd check) and returns; a goroutine that Close waits for then
+// shuts the shim down after asideShutdownDelay (after the client's last
+// calls: the Shutdown starts the shim's deferred runtime delete), at once
+// when a Create of the same name waits or the supervisor closes, waits
+// (bounded) for the shim's exit, removes what is left of the runtime's
+// state folder and removes the folder. Until then the task's name is
+// held: a Create of the same name waits for it (bounded by its context).
+// A shim may still be deleting the runtime's container after
 // its Delete answered (cleanup_on_exit, task/release.go), and a new
 // container of the same id must not meet the old one's runtime state.
 // The shim removes its socket and pid file relative to its working
@@ -149,8 +152,9 @@
 // new bundle of the same id. Restore removes every folder under .deleted,
 // a folder that a shim still serves from (its pid file names a live
 // `serve` whose working folder is that folder) in the background once
-// that shim has exited or, after a while, been killed: a daemon that dies
-// at any point leaves nothing there for good.
+// that shim, told to shut down (its daemon may have died before it did),
+// has exited or, after a while, been killed: a daemon that dies at any
+// point leaves nothing there for good.
 //
 // # Spare shims
 //

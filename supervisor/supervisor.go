@@ -103,18 +103,22 @@ type Supervisor struct {
 	// refillSoonDelay is spareRefillAfterDelete; tests set it before
 	// Restore.
 	refillSoonDelay time.Duration
-	sparesOnce      sync.Once // startSpares
-	staleOnce       sync.Once // removeStaleSpares
-	asideOnce       sync.Once // removeAsideBundles
+	// asideDelay is asideShutdownDelay and asideExitWait is
+	// asideExitWait; tests set them before Restore and Delete.
+	asideDelay    time.Duration
+	asideExitWait time.Duration
+	sparesOnce    sync.Once // startSpares
+	staleOnce     sync.Once // removeStaleSpares
+	asideOnce     sync.Once // removeAsideBundles
 
 	sweepFIFOsOnce sync.Once // sweepFIFOs, after the first Restore
 
 	mu    sync.Mutex    // guards shims, asides and closed
 	shims map[key]*Shim // every task known, whatever its state
-	// asides holds the deleted tasks whose shims are still exiting, their
-	// bundles set aside (aside.go); the channel is closed once the shim
-	// is gone. A new task of the same name waits for it (addWhenFree).
-	asides map[key]chan struct{}
+	// asides holds the deleted tasks whose shims have not exited yet,
+	// their bundles set aside (aside.go). A new task of the same name
+	// hurries the shim's shutdown and waits for its exit (addWhenFree).
+	asides map[key]*aside
 	closed bool
 }
 
@@ -169,7 +173,9 @@ func New(cfg Config) (*Supervisor, error) {
 		refillDelay:     spareRefillDelay,
 		refillSoonDelay: spareRefillAfterDelete,
 		shims:           make(map[key]*Shim),
-		asides:          make(map[key]chan struct{}),
+		asideDelay:      asideShutdownDelay,
+		asideExitWait:   asideExitWait,
+		asides:          make(map[key]*aside),
 	}, nil
 }
 
@@ -257,13 +263,14 @@ func (s *Supervisor) addWhenFree(ctx context.Context, sh *Shim) error {
 	k := key{sh.Namespace, sh.ID}
 	for {
 		s.mu.Lock()
-		gone, pending := s.asides[k]
+		a, pending := s.asides[k]
 		s.mu.Unlock()
 		if !pending {
 			return s.add(sh)
 		}
+		a.hurryUp()
 		select {
-		case <-gone:
+		case <-a.gone:
 		case <-ctx.Done():
 			return fmt.Errorf("task %s/%s: the deleted task of that name is still being released: %w", sh.Namespace, sh.ID, ctx.Err())
 		}

@@ -171,7 +171,8 @@ func (s *Service) unmountRootfs() error {
 // runtime's container of the old one.
 //
 // The background delete starts only once the shim is told to shut down
-// (the daemon does so right after the task's Delete) or runtimeDeleteDelay
+// (the daemon does so shortly after the task's Delete: supervisor's
+// asideShutdownDelay, after the client's last calls) or runtimeDeleteDelay
 // after the release, whichever comes first: started at the release, its
 // runc process (8-25 ms of CPU here) ran beside the exit's way to the
 // client and the client's Delete, on a 2-CPU host their competitor for
