@@ -82,17 +82,28 @@ func (r *Reader) Read(p []byte) (int, error) {
 	)
 	err := r.rc.Read(func(fd uintptr) bool {
 		n, rerr = readFIFO(int(fd), p)
+		if n > 0 || (rerr != nil && rerr != unix.EAGAIN) {
+			return true
+		}
+		// Nothing to read: the end once cancelled, or once the writers
+		// have left. Either may have come after that read, together
+		// with bytes a writer wrote meanwhile (it came, wrote and left;
+		// or wrote, then Cancel came): those are read first.
+		if afterEmptyRead != nil {
+			afterEmptyRead()
+		}
+		if !r.cancelled.Load() && (rerr != nil || !writerGone(int(fd))) {
+			return false
+		}
+		n, rerr = readFIFO(int(fd), p)
 		switch {
 		case n > 0 || (rerr != nil && rerr != unix.EAGAIN):
 			return true
-		case r.cancelled.Load():
-			n, rerr = 0, io.EOF
-			return true
-		case rerr == nil && writerGone(int(fd)):
-			rerr = io.EOF
-			return true
+		case rerr == unix.EAGAIN && !r.cancelled.Load():
+			return false // a writer is back: wait for it
 		}
-		return false
+		n, rerr = 0, io.EOF
+		return true
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return r.drain(p)
@@ -137,6 +148,11 @@ func (r *Reader) Close() error {
 	r.Cancel()
 	return r.f.Close()
 }
+
+// afterEmptyRead, when set (by tests), runs in Read after a read that
+// found nothing, before Read asks whether that is the end: where a writer
+// may come, write and leave, or Cancel come.
+var afterEmptyRead func()
 
 func readFIFO(fd int, p []byte) (int, error) {
 	for {
