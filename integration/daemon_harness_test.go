@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -255,6 +256,7 @@ func (d *daemon) cleanup() {
 		d.t.Logf("berthd log:\n%s", tail(d.logs(), 60))
 	}
 	d.kill()
+	d.shutDownAsideShims()
 	bundles, _ := filepath.Glob(filepath.Join(d.state, "*", "*", "config.json"))
 	more, _ := filepath.Glob(filepath.Join(d.state, "*", "*", shimapi.ExitFileName))
 	seen := map[string]bool{}
@@ -272,6 +274,15 @@ func (d *daemon) cleanup() {
 		}
 	}
 	d.log.Close()
+	// Spares exit once they see the daemon gone: give them a moment.
+	left := shimsUnder(d.state)
+	for end := time.Now().Add(5 * time.Second); len(left) > 0 && time.Now().Before(end); left = shimsUnder(d.state) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, pid := range left {
+		d.t.Errorf("cleanup: shim %d still serves from a folder of the daemon's state", pid)
+		unix.Kill(pid, unix.SIGKILL)
+	}
 	unmountUnder(d.t, d.state)
 	if err := os.RemoveAll(d.state); err != nil {
 		d.t.Errorf("cleanup: %v", err)
@@ -280,6 +291,50 @@ func (d *daemon) cleanup() {
 		removeCgroups(ns.(string))
 		return true
 	})
+}
+
+// shutDownAsideShims tells the shims of tasks deleted just before the
+// daemon was killed to shut down, as a restarted daemon would: they serve
+// on from the set-aside folders until then (supervisor's aside.go), and
+// run the runtime's delete of their container before they exit. It waits,
+// bounded, for their exit.
+func (d *daemon) shutDownAsideShims() {
+	dirs, _ := filepath.Glob(filepath.Join(d.state, ".deleted", "*"))
+	for _, dir := range dirs {
+		pid, err := shimapi.ReadPidFile(dir)
+		if err != nil || !alive(pid) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if c, task, err := shimapi.Connect(ctx, dir); err == nil {
+			task.Shutdown(ctx, &shimapi.ShutdownRequest{Now: true})
+			c.Close()
+		}
+		cancel()
+		for end := time.Now().Add(10 * time.Second); alive(pid) && time.Now().Before(end); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// shimsUnder returns the berth-shim processes whose working folder (a
+// shim works in its bundle) is below dir, removed or not.
+func shimsUnder(dir string) []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cwd, err := os.Readlink(filepath.Join(p, "cwd"))
+		if err != nil || !strings.HasPrefix(cwd, dir+"/") {
+			continue
+		}
+		if comm, _ := os.ReadFile(filepath.Join(p, "comm")); strings.TrimSpace(string(comm)) != "berth-shim" {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // unmountUnder detaches every mount below dir (a pod's shm, a pinned
