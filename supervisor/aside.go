@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berthrt/berth/identifiers"
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -87,7 +89,7 @@ func (s *Supervisor) setAside(sh *Shim) (string, error) {
 // removeAside forgets the set-aside task sh and holds its name until
 // asideGone.
 func (s *Supervisor) removeAside(sh *Shim) *aside {
-	a := &aside{gone: make(chan struct{}), hurry: make(chan struct{})}
+	a := newAside()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.removeLocked(sh)
@@ -95,15 +97,82 @@ func (s *Supervisor) removeAside(sh *Shim) *aside {
 	return a
 }
 
+func newAside() *aside { return &aside{gone: make(chan struct{}), hurry: make(chan struct{})} }
+
 // asideGone frees the name that removeAside held.
 func (s *Supervisor) asideGone(sh *Shim, a *aside) {
+	s.freeAsideNames(a, key{sh.Namespace, sh.ID})
+}
+
+// freeAsideNames frees the names ks that a holds, and closes a.gone.
+func (s *Supervisor) freeAsideNames(a *aside, ks ...key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := key{sh.Namespace, sh.ID}
-	if s.asides[k] == a {
-		delete(s.asides, k)
+	for _, k := range ks {
+		if s.asides[k] == a {
+			delete(s.asides, k)
+		}
 	}
 	close(a.gone)
+}
+
+// holdAsideNames holds the task names that the set-aside folder name may
+// stand for (asideNames) and are not held yet, for a shim an earlier
+// daemon left serving from it: a new task of such a name waits for that
+// shim's exit (addWhenFree), as it would in the daemon that set it aside,
+// rather than meet the old container in the runtime (runc refuses a
+// taken id, and the old shim's deferred `runc delete --force` takes the
+// id, not the bundle). It returns the aside and the names it holds.
+func (s *Supervisor) holdAsideNames(name string) (*aside, []key) {
+	a := newAside()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var held []key
+	for _, k := range asideNames(name) {
+		if _, ok := s.asides[k]; !ok {
+			s.asides[k] = a
+			held = append(held, k)
+		}
+	}
+	return a, held
+}
+
+// asideNames returns the task names (namespace, id) that the name of a
+// folder set aside (setAside: "<namespace>.<id>.<nanoseconds>.<seq>") may
+// stand for: identifiers may hold dots, so there may be more than one.
+func asideNames(name string) []key {
+	var ks []key
+	prefix, ok := cutDigits(name)
+	if ok {
+		prefix, ok = cutDigits(prefix)
+	}
+	if !ok {
+		return nil
+	}
+	for i := range len(prefix) {
+		if prefix[i] != '.' {
+			continue
+		}
+		ns, id := prefix[:i], prefix[i+1:]
+		if identifiers.Validate(ns) == nil && identifiers.Validate(id) == nil {
+			ks = append(ks, key{ns, id})
+		}
+	}
+	return ks
+}
+
+// cutDigits cuts ".<digits>" off the end of s.
+func cutDigits(s string) (string, bool) {
+	i := strings.LastIndexByte(s, '.')
+	if i < 0 || i == len(s)-1 {
+		return s, false
+	}
+	for _, c := range s[i+1:] {
+		if c < '0' || c > '9' {
+			return s, false
+		}
+	}
+	return s[:i], true
 }
 
 // shutdownAside shuts down the shim of the set-aside task sh, which serves
@@ -205,11 +274,15 @@ func (s *Supervisor) removeAsideBundles() {
 			continue
 		}
 		// In the background: the restore must not wait for a shim's exit.
+		// Its name is held until then, as in the daemon that set it aside.
+		a, held := s.holdAsideNames(e.Name())
 		end := func() {
+			defer s.freeAsideNames(a, held...)
 			s.endAsideShim(pid, dir)
 			remove()
 		}
 		if !s.goroutine(end) {
+			s.freeAsideNames(a, held...)
 			return // Close has begun
 		}
 	}

@@ -213,7 +213,12 @@ func TestCreateWaitsForDeferredRuntimeDelete(t *testing.T) {
 // pid.
 func (e *env) runRm(s *supervisor.Supervisor, id string, args ...string) int {
 	e.t.Helper()
-	opts := e.opts(id, args...)
+	return e.runRmOpts(s, id, e.opts(id, args...))
+}
+
+// runRmOpts is runRm with the task's options given.
+func (e *env) runRmOpts(s *supervisor.Supervisor, id string, opts supervisor.CreateOpts) int {
+	e.t.Helper()
 	opts.Start, opts.CleanupOnExit = true, true
 	sh, err := s.Create(ctx(e.t), e.ns, id, opts)
 	if err != nil {
@@ -321,22 +326,7 @@ func TestCreateHurriesAsideShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create of the name while the old shim waits for its shutdown: %v", err)
 	}
-	if proc.Alive(oldShim) {
-		t.Fatal("the new task was created before the old shim exited")
-	}
-	if _, err := sh.Task().Kill(ctx(t), &shimapi.KillRequest{Id: "reuse", Signal: 9}); err != nil {
-		t.Fatal(err)
-	}
-	if got := wait(t, sh); got != 137 {
-		t.Fatalf("new task: exit %d, want 137", got)
-	}
-	newShim := shimPid(t, sh)
-	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
-		t.Fatal(err)
-	}
-	s.Close() // the new shim waits an hour for its shutdown too
-	e.assertGone("reuse", oldShim, newShim)
-	e.assertNoCgroup("reuse")
+	e.endReusedName(s, sh, oldShim) // the new shim waits an hour for its shutdown too
 }
 
 // Close does not wait out the delay of a deleted task's Shutdown: it shuts
@@ -381,25 +371,7 @@ func TestRestoreShutsAsideShimDown(t *testing.T) {
 	e := newEnv(t, "sv-asidecrash")
 	s1 := e.supervisor(newRecorder())
 	pid := e.runRm(s1, "cut", "true")
-	sh, err := s1.Get(e.ns, "cut")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Delete up to its answer, as the supervisor does it, then the
-	// daemon's death (Close would shut the set-aside shim down).
-	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: "cut"}); err != nil {
-		t.Fatal(err)
-	}
-	s1.Close() // the shim lives on, as after a SIGKILL of the daemon
-	if err := os.MkdirAll(e.asideDir(), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(sh.Bundle, filepath.Join(e.asideDir(), e.ns+".cut.1.1")); err != nil {
-		t.Fatal(err)
-	}
-	if !e.asideAnswers(t, pid) {
-		t.Fatal("the set-aside shim does not answer before the restore")
-	}
+	e.dieAfterDelete(s1, "cut", pid)
 
 	s2 := e.supervisor(newRecorder())
 	supervisor.SetAsideExitWait(s2, 30*time.Second)
@@ -411,4 +383,87 @@ func TestRestoreShutsAsideShimDown(t *testing.T) {
 	})
 	e.assertGone("cut", pid)
 	e.assertNoCgroup("cut")
+}
+
+// dieAfterDelete deletes the task id, whose shim is shimPid, as s does up
+// to Delete's answer, then stands for the daemon's death before the
+// shim's delayed Shutdown (Close would shut the set-aside shim down): the
+// shim serves on from its folder set aside.
+func (e *env) dieAfterDelete(s *supervisor.Supervisor, id string, shimPid int) {
+	t := e.t
+	t.Helper()
+	sh, err := s.Get(e.ns, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.Task().Delete(ctx(t), &shimapi.DeleteRequest{Id: id}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // the shim lives on, as after a SIGKILL of the daemon
+	if err := os.MkdirAll(e.asideDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(sh.Bundle, filepath.Join(e.asideDir(), e.ns+"."+id+".1.1")); err != nil {
+		t.Fatal(err)
+	}
+	if !e.asideAnswers(t, shimPid) {
+		t.Fatal("the set-aside shim does not answer before the restore")
+	}
+}
+
+// A restored supervisor holds the name of a task that an earlier daemon
+// set aside, while the shim left serving from the folder finishes: a new
+// task of that name waits for its exit, as it does in the daemon that set
+// it aside. Without that, the new task met the old one's container in the
+// runtime: runc refused the id ("already exists") while the old shim's
+// deferred runtime delete had yet to run, and that delete (`runc delete
+// --force` of the id) could take the new container. A runtime whose
+// delete is slow keeps the old container there here.
+func TestRestoreHoldsAsideName(t *testing.T) {
+	e := newEnv(t, "sv-asidename")
+	slow := filepath.Join(e.scratch, "slow-delete-runc")
+	script := "#!/bin/sh\nfor a; do [ \"$a\" = delete ] && sleep 1; done\nexec runc \"$@\"\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s1 := e.supervisor(newRecorder())
+	opts := e.opts("reuse", "true")
+	opts.Runtime = slow
+	oldShim := e.runRmOpts(s1, "reuse", opts)
+	e.dieAfterDelete(s1, "reuse", oldShim)
+
+	s2 := e.supervisor(newRecorder())
+	supervisor.SetAsideExitWait(s2, 30*time.Second)
+	if err := s2.Restore(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	sh, err := s2.Create(ctx(t), e.ns, "reuse", e.opts("reuse", "sleep", "100"))
+	if err != nil {
+		t.Fatalf("create of the name of the task set aside before the restore: %v", err)
+	}
+	e.endReusedName(s2, sh, oldShim)
+}
+
+// endReusedName checks that the new task sh of the name "reuse" was
+// created after the exit of the old task's shim oldShim, kills and
+// deletes it, closes s, and checks that nothing of either task is left.
+func (e *env) endReusedName(s *supervisor.Supervisor, sh *supervisor.Shim, oldShim int) {
+	t := e.t
+	t.Helper()
+	if proc.Alive(oldShim) {
+		t.Fatal("the new task was created before the old shim exited")
+	}
+	if _, err := sh.Task().Kill(ctx(t), &shimapi.KillRequest{Id: "reuse", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, sh); got != 137 {
+		t.Fatalf("new task: exit %d, want 137", got)
+	}
+	newShim := shimPid(t, sh)
+	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	e.assertGone("reuse", oldShim, newShim)
+	e.assertNoCgroup("reuse")
 }

@@ -154,7 +154,9 @@
 // `serve` whose working folder is that folder) in the background once
 // that shim, told to shut down (its daemon may have died before it did),
 // has exited or, after a while, been killed: a daemon that dies at any
-// point leaves nothing there for good.
+// point leaves nothing there for good. Until then it holds the task's
+// name as the daemon that set it aside did (every name the folder's name
+// may stand for: identifiers may hold dots).
 //
 // # Spare shims
 //
