@@ -306,10 +306,7 @@ func (d *daemon) shutDownAsideShims() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if c, task, err := shimapi.Connect(ctx, dir); err == nil {
-			task.Shutdown(ctx, &shimapi.ShutdownRequest{Now: true})
-			c.Close()
-		}
+		shimapi.ShutdownNow(ctx, dir)
 		cancel()
 		for end := time.Now().Add(10 * time.Second); alive(pid) && time.Now().Before(end); {
 			time.Sleep(20 * time.Millisecond)

@@ -135,3 +135,17 @@ func Connect(ctx context.Context, bundle string, opts ...ttrpc.ClientOpts) (*ttr
 	c := ttrpc.NewClient(conn, opts...)
 	return c, NewTaskClient(c), nil
 }
+
+// ShutdownNow tells the shim serving from bundle to shut down now
+// (ShutdownRequest.now), over a connection of its own that it closes then,
+// bounded by ctx: what a daemon does to the shim of a deleted task that it
+// holds no connection to.
+func ShutdownNow(ctx context.Context, bundle string) error {
+	c, task, err := Connect(ctx, bundle)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = task.Shutdown(ctx, &ShutdownRequest{Now: true})
+	return err
+}

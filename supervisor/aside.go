@@ -214,23 +214,11 @@ func (s *Supervisor) shutdownAside(sh *Shim, w *pidWatch, dir string, a *aside) 
 	if err != nil {
 		// Close ended the connection (run closes it once cancelled), or
 		// it broke: say it over a new one.
-		err = shutdownShimAt(ctx, dir)
+		err = shimapi.ShutdownNow(ctx, dir)
 	}
 	if err != nil {
 		s.log.Warn("shut down shim of deleted task", "task", sh.String(), "error", err)
 	}
-}
-
-// shutdownShimAt tells the shim serving from dir, over a connection of its
-// own that it closes then, to shut down now, bounded by ctx.
-func shutdownShimAt(ctx context.Context, dir string) error {
-	c, task, err := shimapi.Connect(ctx, dir)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = task.Shutdown(ctx, &shimapi.ShutdownRequest{Now: true})
-	return err
 }
 
 // finishAside waits (bounded) for the exit of the shim watched by w, if
@@ -300,7 +288,7 @@ func (s *Supervisor) endAsideShim(pid int, dir string) {
 	w := s.watchPid(pid)
 	defer w.close()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
-	err := shutdownShimAt(ctx, dir)
+	err := shimapi.ShutdownNow(ctx, dir)
 	cancel()
 	if err != nil {
 		s.log.Debug("shut down shim of a deleted task", "path", dir, "pid", pid, "error", err)
