@@ -34,16 +34,11 @@ func TestCtlRunRmDeletesRuntimeContainer(t *testing.T) {
 		entries, err := os.ReadDir(aside)
 		return (err == nil && len(entries) == 0) || os.IsNotExist(err)
 	})
-	hierarchies, err := filepath.Glob("/sys/fs/cgroup/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hierarchies = append(hierarchies, "/sys/fs/cgroup")
 	for _, id := range ids {
 		if _, err := os.Stat(filepath.Join(d.state, ".runc", ns, id)); !os.IsNotExist(err) {
 			t.Errorf("runc's state folder of %s: %v, want it gone", id, err)
 		}
-		for _, h := range hierarchies {
+		for _, h := range cgroupHierarchies() {
 			cg := filepath.Join(h, "berth", ns, id)
 			if _, err := os.Stat(cg); !os.IsNotExist(err) {
 				t.Errorf("cgroup %s: %v, want it gone", cg, err)

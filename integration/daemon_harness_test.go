@@ -346,12 +346,18 @@ func unmountUnder(t *testing.T, dir string) {
 	}
 }
 
+// cgroupHierarchies returns the folders a cgroup path is found under:
+// each hierarchy of cgroup v1 (and the unified one beside them), or the
+// root of cgroup v2.
+func cgroupHierarchies() []string {
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	return append(hierarchies, "/sys/fs/cgroup")
+}
+
 // removeCgroups removes the empty cgroups runc leaves above containers of
 // namespace ns: /berth/<ns> and /berth, in every hierarchy.
 func removeCgroups(ns string) {
-	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
-	hierarchies = append(hierarchies, "/sys/fs/cgroup")
-	for _, h := range hierarchies {
+	for _, h := range cgroupHierarchies() {
 		os.Remove(filepath.Join(h, "berth", ns))
 		os.Remove(filepath.Join(h, "berth")) // fails, harmlessly, while in use
 	}

@@ -196,16 +196,7 @@ func TestCreateWaitsForDeferredRuntimeDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := wait(t, sh); got != 137 {
-		t.Fatalf("new task: exit %d, want 137", got)
-	}
-	newShim := shimPid(t, sh)
-	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
-		t.Fatal(err)
-	}
-	s.Close() // the new shim waits an hour for its shutdown too
-	e.assertGone("reuse", oldShim, newShim)
-	e.assertNoCgroup("reuse")
+	e.deleteKilledReuse(s, sh, oldShim)
 }
 
 // runRm creates and starts task id running args with cleanup_on_exit (as
@@ -456,6 +447,16 @@ func (e *env) endReusedName(s *supervisor.Supervisor, sh *supervisor.Shim, oldSh
 	if _, err := sh.Task().Kill(ctx(t), &shimapi.KillRequest{Id: "reuse", Signal: 9}); err != nil {
 		t.Fatal(err)
 	}
+	e.deleteKilledReuse(s, sh, oldShim)
+}
+
+// deleteKilledReuse waits for the exit of the new task sh of the name
+// "reuse", killed with SIGKILL, deletes it, closes s (a shim that waits
+// for its shutdown gets it then), and checks that nothing of it or of the
+// old task's shim oldShim is left.
+func (e *env) deleteKilledReuse(s *supervisor.Supervisor, sh *supervisor.Shim, oldShim int) {
+	t := e.t
+	t.Helper()
 	if got := wait(t, sh); got != 137 {
 		t.Fatalf("new task: exit %d, want 137", got)
 	}

@@ -144,6 +144,18 @@ func openPullWriter(t *testing.T, a *arriving, desc ocispec.Descriptor) content.
 	return w
 }
 
+// openReader opens a reader of desc's blob from a, closed when the test
+// ends.
+func openReader(t *testing.T, a *arriving, desc ocispec.Descriptor) content.ReaderAt {
+	t.Helper()
+	ra, err := a.ReaderAt(context.Background(), desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ra.Close() })
+	return ra
+}
+
 // readAsync reads n bytes of ra at off on another goroutine.
 func readAsync(ra io.ReaderAt, n int, off int64) <-chan any {
 	out := make(chan any, 1)
@@ -268,11 +280,7 @@ func TestArrivingNeverHandsOutABadBlob(t *testing.T) {
 	layer := []byte("the layer's true bytes")
 	desc := blobDesc(layer)
 	w := openPullWriter(t, a, desc)
-	ra, err := a.ReaderAt(ctx, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.Close()
+	ra := openReader(t, a, desc)
 	bad := bytes.ToUpper(layer)
 	if _, err := w.Write(bad); err != nil {
 		t.Fatal(err)
@@ -302,16 +310,8 @@ func TestArrivingRefetched(t *testing.T) {
 	layer := []byte("0123456789abcdefghij")
 	desc := blobDesc(layer)
 	w := openPullWriter(t, a, desc)
-	early, err := a.ReaderAt(ctx, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer early.Close()
-	late, err := a.ReaderAt(ctx, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Close()
+	early := openReader(t, a, desc)
+	late := openReader(t, a, desc)
 	if _, err := w.Write(layer[:12]); err != nil {
 		t.Fatal(err)
 	}
@@ -355,16 +355,8 @@ func TestArrivingCommittedElsewhere(t *testing.T) {
 	desc := blobDesc(layer)
 	w := openPullWriter(t, a, desc)
 	defer w.Close()
-	handed, err := a.ReaderAt(ctx, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer handed.Close()
-	fresh, err := a.ReaderAt(ctx, desc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
+	handed := openReader(t, a, desc)
+	fresh := openReader(t, a, desc)
 	if _, err := w.Write(layer[:5]); err != nil {
 		t.Fatal(err)
 	}
