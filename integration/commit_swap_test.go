@@ -173,6 +173,11 @@ func swapRace(t *testing.T, ctx context.Context, d *daemon, c *client.Client, sn
 	case <-ctx.Done():
 		t.Fatalf("the swapping container did not stop: %v", ctx.Err())
 	}
+	// Its last line may still be on its way through the FIFO when the
+	// exit arrives: the task's Delete copies what is left of the output.
+	if _, err := task.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
 	swaps := regexp.MustCompile(`swaps (\d+)`).FindStringSubmatch(out.String())
 	if swaps == nil {
 		t.Fatalf("the swapping container did not say how many swaps it made: %q", out.String())
