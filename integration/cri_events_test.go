@@ -68,12 +68,6 @@ func TestCRIContainerEvents(t *testing.T) {
 	if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ctr}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
-		t.Fatal(err)
-	}
 
 	type step struct {
 		id  string
@@ -122,35 +116,51 @@ func TestCRIContainerEvents(t *testing.T) {
 			return nil
 		}
 	}
-	want := []step{
+	// expect reads the next len(want) events of every stream and checks
+	// them against want, in order.
+	expect := func(want []step) {
+		t.Helper()
+		for i, sub := range subs {
+			var got []string
+			for _, w := range want {
+				r := sub.next(t)
+				got = append(got, fmt.Sprintf("%.8s %v", r.ContainerId, r.ContainerEventType))
+				if r.ContainerId != w.id || r.ContainerEventType != w.typ {
+					t.Fatalf("stream %d: events %v: want %.8s %v next", i, got, w.id, w.typ)
+				}
+				if r.PodSandboxStatus.GetId() != pod || r.PodSandboxStatus.GetMetadata().GetUid() != podCfg.Metadata.Uid {
+					t.Errorf("stream %d: %s: pod status %v: want pod %s", i, got[len(got)-1], r.PodSandboxStatus, pod)
+				}
+				if r.CreatedAt == 0 {
+					t.Errorf("stream %d: %s: no time", i, got[len(got)-1])
+				}
+				if err := w.check(r); err != nil {
+					t.Errorf("stream %d: %s: %v", i, got[len(got)-1], err)
+				}
+			}
+		}
+	}
+	// The container's events, read before the pod stops: an event's
+	// statuses are those of when it is sent, so a pod stopped before
+	// the container's delete event went out would show as not ready.
+	expect([]step{
 		{pod, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_READY, 1)},
 		{pod, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_READY, 1)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_CREATED)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_RUNNING)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_EXITED)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_READY, 0)},
+	})
+	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	expect([]step{
 		{pod, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0)},
 		{pod, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_NOTREADY, 0)},
-	}
-	for i, sub := range subs {
-		var got []string
-		for _, w := range want {
-			r := sub.next(t)
-			got = append(got, fmt.Sprintf("%.8s %v", r.ContainerId, r.ContainerEventType))
-			if r.ContainerId != w.id || r.ContainerEventType != w.typ {
-				t.Fatalf("stream %d: events %v: want %.8s %v next", i, got, w.id, w.typ)
-			}
-			if r.PodSandboxStatus.GetId() != pod || r.PodSandboxStatus.GetMetadata().GetUid() != podCfg.Metadata.Uid {
-				t.Errorf("stream %d: %s: pod status %v: want pod %s", i, got[len(got)-1], r.PodSandboxStatus, pod)
-			}
-			if r.CreatedAt == 0 {
-				t.Errorf("stream %d: %s: no time", i, got[len(got)-1])
-			}
-			if err := w.check(r); err != nil {
-				t.Errorf("stream %d: %s: %v", i, got[len(got)-1], err)
-			}
-		}
-	}
+	})
 	// Nothing else came (a sandbox's task delete, an exec's exit).
 	time.Sleep(200 * time.Millisecond)
 	for i, sub := range subs {
