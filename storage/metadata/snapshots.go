@@ -324,12 +324,31 @@ func (s *snapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 	s.db.gcLock.RLock()
 	defer s.db.gcLock.RUnlock()
 	var mounts []mount.Mount
+	var refused error
 	err = s.db.update(ctx, func(tx *bolt.Tx) (err error) {
 		mounts, err = s.createTx(ctx, tx, ns, kind, key, parent, labels, nil)
+		if te := (*targetExistsError)(nil); errors.As(err, &te) {
+			// Commit the lease createTx put on the target: the caller
+			// (an unpack) uses the target and skips its own snapshot.
+			refused, err = te, nil
+		}
 		return err
 	})
+	if err == nil && refused != nil {
+		return nil, refused
+	}
 	return mounts, err
 }
+
+// targetExistsError refuses a create whose LabelSnapshotRef target exists
+// already; createTx put the target under the lease of ctx before it.
+type targetExistsError struct{ target string }
+
+func (e *targetExistsError) Error() string {
+	return fmt.Sprintf("target %s: %v", e.target, errdefs.ErrAlreadyExists)
+}
+
+func (e *targetExistsError) Unwrap() error { return errdefs.ErrAlreadyExists }
 
 // checkCreate checks what create is asked before any transaction, and
 // returns the namespace and the new snapshot's labels.
@@ -356,14 +375,17 @@ func (s *snapshotStore) checkCreate(ctx context.Context, key, parent string, opt
 // snapshot (a container's record). On any error, then's included, it
 // removes the snapshot underneath again; the caller returns the error so
 // that tx rolls back. The caller checked key and parent (checkCreate) and
-// holds the GC lock for reading.
+// holds the GC lock for reading. A LabelSnapshotRef target that exists
+// already is put under the lease of ctx and the create refused with a
+// *targetExistsError, which create commits (the lease) rather than rolls
+// back.
 func (s *snapshotStore) createTx(ctx context.Context, tx *bolt.Tx, ns string, kind snapshots.Kind, key, parent string, labels map[string]string, then func() error) (mounts []mount.Mount, err error) {
 	if target := labels[snapshots.LabelSnapshotRef]; target != "" && snapshots.ValidateKey(target) == nil {
 		if s.free(tx, ns, target) != nil {
 			if err := s.leaseSnapshot(ctx, tx, ns, target); err != nil {
 				return nil, err
 			}
-			return nil, fmt.Errorf("target %s: %w", s.object(ns, target), errdefs.ErrAlreadyExists)
+			return nil, &targetExistsError{target: s.object(ns, target)}
 		}
 	}
 	if err := s.free(tx, ns, key); err != nil {

@@ -106,13 +106,19 @@ func TestSnapshotRefLabel(t *testing.T) {
 	_, err = sn.Prepare(lctx, "extract-1", "", ref)
 	requireNoErr(t, err)
 	requireNoErr(t, sn.Commit(lctx, "sha256:chain", "extract-1"))
-	if _, err := sn.Prepare(lctx, "extract-2", "", ref); !errdefs.IsAlreadyExists(err) {
+	// A second pull, under its own lease, finds the target: its Prepare
+	// is refused, and the target is put under its lease (the first pull's
+	// lease may end before the second pull's image is recorded).
+	_, err = db.Leases().Create(ctx, leases.Lease{ID: "pull-2"})
+	requireNoErr(t, err)
+	lctx2 := leases.WithLease(ctx, "pull-2")
+	if _, err := sn.Prepare(lctx2, "extract-2", "", ref); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("Prepare of a target that exists: %v, want already exists", err)
 	}
 	if _, err := sn.Stat(ctx, "extract-2"); !errdefs.IsNotFound(err) {
 		t.Errorf("refused Prepare made extract-2: %v", err)
 	}
-	res, err := db.Leases().ListResources(ctx, "pull")
+	res, err := db.Leases().ListResources(ctx, "pull-2")
 	requireNoErr(t, err)
 	want := leases.Resource{Type: leases.ResourceSnapshotPrefix + native.Name, ID: "sha256:chain"}
 	if !slices.Contains(res, want) {
