@@ -113,7 +113,15 @@ func TestWithEnv(t *testing.T) {
 
 func TestWithArgPrefix(t *testing.T) {
 	prefix := fmt.Sprintf("/berth-proc-test-%d/", os.Getpid())
-	cmd := exec.Command("/bin/sh", "-c", "sleep 60; exit 0", prefix+"x") // $0 of a shell that waits
+	// $0 of a shell that waits in its builtin read, on a pipe the test
+	// holds: a shell that forked (a sleep) would show a child with its
+	// own arguments until the child's exec.
+	cmd := exec.Command("/bin/sh", "-c", "read x", prefix+"x")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close() })
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
