@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/identifiers"
+	"github.com/berthrt/berth/internal/dirs"
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/shimapi"
 )
@@ -222,24 +223,60 @@ func (s *Supervisor) shutdownAside(sh *Shim, w *pidWatch, dir string, a *aside) 
 }
 
 // finishAside waits (bounded) for the exit of the shim watched by w, if
-// any, then removes what the runtime's delete left of its state (nothing,
-// unless the shim died first) and the set-aside bundle dir.
+// any, then deletes what the shim left of the runtime's container (nothing,
+// unless it died before its runtime delete: releaseAsideRuntime) and
+// removes the set-aside bundle dir. A folder whose container could not be
+// deleted stays, for the next Restore to try again.
 func (s *Supervisor) finishAside(sh *Shim, w *pidWatch, dir string) {
 	if w != nil {
 		s.waitShimExitFor(sh, w, dir, s.asideExitWait)
 	}
-	if err := os.RemoveAll(sh.runtimeState()); err != nil {
-		s.log.Error("remove runtime state of deleted task", "task", sh.String(), "error", err)
+	if err := s.releaseAsideRuntime(sh.Namespace, sh.ID, sh.Runtime, dir); err != nil {
+		s.log.Error("delete the runtime's container of a deleted task; its folder stays for the next restore", "task", sh.String(), "path", dir, "error", err)
+		return
 	}
 	if err := removeBundleFiles(dir); err != nil {
 		s.log.Error("remove bundle of deleted task", "task", sh.String(), "path", dir, "error", err)
 	}
 }
 
+// releaseAsideRuntime deletes the runtime's container of the task (ns, id)
+// set aside in dir, when its shim is gone without having deleted it (it
+// was killed or crashed, or killed by us after asideExitWait, before or
+// during its deferred runtime delete: task/release.go): `berth-shim
+// delete` with dir as the bundle kills what is left of the container and
+// runs the runtime's forced delete, which removes the container's cgroups
+// with its state; removing the state folder alone would leave the
+// cgroups, and, where the delete was never started, a state that makes
+// the runtime refuse a new container of the id. Then what is left of the
+// state folder goes. The caller holds the name (ns, id), so no new task
+// of it is being created; a bundle of the name that exists all the same
+// (a task an earlier daemon created) owns the runtime's state, which is
+// then left alone.
+func (s *Supervisor) releaseAsideRuntime(ns, id, runtime, dir string) error {
+	state := s.runtimeState(ns, id)
+	if _, err := os.Lstat(state); errors.Is(err, fs.ErrNotExist) {
+		return nil // the shim deleted it: the usual case
+	}
+	if _, err := os.Lstat(s.bundle(ns, id)); err == nil {
+		s.log.Warn("runtime state of a deleted task's id belongs to a task of that name; left alone", "task", ns+"/"+id, "path", dir)
+		return nil
+	}
+	s.log.Warn("shim of a deleted task exited before it deleted the runtime's container; deleting it", "task", ns+"/"+id, "path", dir)
+	// Not bounded by s.ctx: a Close must not leave the container half
+	// deleted. shimDelete bounds it by Config.CleanupTimeout.
+	if err := s.shimDelete(context.Background(), ns, id, dir, runtime); err != nil {
+		return err
+	}
+	return os.RemoveAll(state)
+}
+
 // removeAsideBundles finishes what an earlier daemon set aside and did not
-// remove before it died: it removes the folder, after the exit of a shim
-// still serving from it (endAsideShim). It runs before Restore registers
-// any shim; the waits run in the background.
+// remove before it died: for each folder, after the exit of a shim still
+// serving from it (endAsideShim), it deletes the runtime's container that
+// the shim left, if any (releaseAsideRuntime, for each name the folder's
+// name may stand for), then removes the folder. It runs before Restore
+// registers any shim; the work runs in the background, holding the names.
 func (s *Supervisor) removeAsideBundles() {
 	root := filepath.Join(s.cfg.StateDir, asideDir)
 	entries, err := os.ReadDir(root)
@@ -251,23 +288,30 @@ func (s *Supervisor) removeAsideBundles() {
 	}
 	for _, e := range entries {
 		dir := filepath.Join(root, e.Name())
-		remove := func() {
-			if err := removeBundleFiles(dir); err != nil {
-				s.log.Warn("remove bundle of a deleted task", "path", dir, "error", err)
-			}
-		}
 		pid, err := shimapi.ReadPidFile(dir)
-		if err != nil || !servesFrom(pid, dir) {
-			remove()
-			continue
-		}
-		// In the background: the restore must not wait for a shim's exit.
-		// Its name is held until then, as in the daemon that set it aside.
+		live := err == nil && servesFrom(pid, dir)
+		// In the background: the restore must not wait for a shim's exit
+		// or a runtime's delete. Its names are held until then, as in
+		// the daemon that set it aside. A name held already (by another
+		// folder) is that folder's to release.
 		a, held := s.holdAsideNames(e.Name())
 		end := func() {
 			defer s.freeAsideNames(a, held...)
-			s.endAsideShim(pid, dir)
-			remove()
+			if live {
+				s.endAsideShim(pid, dir)
+			}
+			runtime := readRuntime(dir, s.cfg.Runtime)
+			var errs []error
+			for _, k := range held {
+				errs = append(errs, s.releaseAsideRuntime(k.ns, k.id, runtime, dir))
+			}
+			if err := errors.Join(errs...); err != nil {
+				s.log.Error("delete the runtime's container of a deleted task; its folder stays for the next restore", "path", dir, "error", err)
+				return
+			}
+			if err := removeBundleFiles(dir); err != nil {
+				s.log.Warn("remove bundle of a deleted task", "path", dir, "error", err)
+			}
 		}
 		if !s.goroutine(end) {
 			s.freeAsideNames(a, held...)
@@ -312,4 +356,42 @@ func servesFrom(pid int, dir string) bool {
 	}
 	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
 	return err == nil && cwd == dir
+}
+
+// RuntimeStateLeft returns the runtime's state folders under stateDir
+// (StateDir/.runc/<namespace>/<id>) that no bundle holds and that no
+// folder set aside may stand for (asideNames): berthd's start deletes the
+// runtime's container of a set-aside folder (releaseAsideRuntime), but
+// nothing deletes these, and each keeps its container's cgroups and its
+// id taken in the runtime, which refuses a new container of it. For
+// berthd check, with berthd stopped.
+func RuntimeStateLeft(stateDir string) ([]string, error) {
+	aside := map[key]bool{}
+	entries, err := os.ReadDir(filepath.Join(stateDir, asideDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		for _, k := range asideNames(e.Name()) {
+			aside[k] = true
+		}
+	}
+	nss, err := dirs.Names(filepath.Join(stateDir, runcDir))
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for _, ns := range nss {
+		ids, err := dirs.Names(filepath.Join(stateDir, runcDir, ns))
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if _, err := os.Lstat(filepath.Join(stateDir, ns, id)); err == nil || aside[key{ns, id}] {
+				continue
+			}
+			left = append(left, filepath.Join(stateDir, runcDir, ns, id))
+		}
+	}
+	return left, nil
 }

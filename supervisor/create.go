@@ -195,6 +195,4 @@ func (s *Supervisor) abandon(ctx context.Context, sh *Shim, bundleMade bool) err
 }
 
 // runtimeState is the runtime's state folder of the task.
-func (sh *Shim) runtimeState() string {
-	return sh.s.runtimeRoot(sh.Namespace) + "/" + sh.ID
-}
+func (sh *Shim) runtimeState() string { return sh.s.runtimeState(sh.Namespace, sh.ID) }

@@ -141,8 +141,14 @@
 // shuts the shim down after asideShutdownDelay (after the client's last
 // calls: the Shutdown starts the shim's deferred runtime delete), at once
 // when a Create of the same name waits or the supervisor closes, waits
-// (bounded) for the shim's exit, removes what is left of the runtime's
-// state folder and removes the folder. Until then the task's name is
+// (bounded) for the shim's exit and removes the folder. A shim that died
+// before its deferred runtime delete ended (killed, crashed, or killed
+// after the wait) leaves the runtime's state folder of the id: then
+// `berth-shim delete`, with the set-aside folder as the bundle, deletes
+// the container first (runc's forced delete, which removes its cgroups
+// too; bounded by Config.CleanupTimeout), unless a bundle of the name
+// exists, which owns that state; a folder whose container could not be
+// deleted stays for the next Restore. Until then the task's name is
 // held: a Create of the same name waits for it (bounded by its context).
 // A shim may still be deleting the runtime's container after
 // its Delete answered (cleanup_on_exit, task/release.go), and a new
@@ -153,10 +159,13 @@
 // a folder that a shim still serves from (its pid file names a live
 // `serve` whose working folder is that folder) in the background once
 // that shim, told to shut down (its daemon may have died before it did),
-// has exited or, after a while, been killed: a daemon that dies at any
-// point leaves nothing there for good. Until then it holds the task's
-// name as the daemon that set it aside did (every name the folder's name
-// may stand for: identifiers may hold dots).
+// has exited or, after a while, been killed, and after the runtime's
+// container that a dead shim left is deleted as above: a daemon that dies
+// at any point leaves nothing there for good. Until then it holds the
+// task's name as the daemon that set it aside did (every name the
+// folder's name may stand for: identifiers may hold dots; each of them
+// with runtime state and no bundle is deleted, a container no task owns
+// whichever folder it came from).
 //
 // # Spare shims
 //

@@ -209,7 +209,13 @@ func (sh *Shim) reap(cleanedUp bool) {
 // of the shim and the container, deletes the container from the runtime and
 // unmounts the rootfs. At most maxConcurrentCleanups run at once.
 func (sh *Shim) shimDelete(ctx context.Context) error {
-	s := sh.s
+	return sh.s.shimDelete(ctx, sh.Namespace, sh.ID, sh.Bundle, sh.Runtime)
+}
+
+// shimDelete runs `berth-shim delete` for the task (ns, id) whose bundle
+// is now the folder bundle (a set-aside one, maybe), bounded by
+// Config.CleanupTimeout.
+func (s *Supervisor) shimDelete(ctx context.Context, ns, id, bundle, runtime string) error {
 	select {
 	case s.cleanups <- struct{}{}:
 		defer func() { <-s.cleanups }()
@@ -219,12 +225,12 @@ func (sh *Shim) shimDelete(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CleanupTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.cfg.ShimBinary, "delete",
-		"--namespace", sh.Namespace, "--id", sh.ID, "--bundle", sh.Bundle,
-		"--runtime", sh.Runtime, "--runtime-root", s.runtimeRoot(sh.Namespace))
+		"--namespace", ns, "--id", id, "--bundle", bundle,
+		"--runtime", runtime, "--runtime-root", s.runtimeRoot(ns))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if _, err := cmd.Output(); err != nil {
-		return fmt.Errorf("berth-shim delete %s: %w: %s", sh, err, bytes.TrimSpace(stderr.Bytes()))
+		return fmt.Errorf("berth-shim delete %s/%s: %w: %s", ns, id, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return nil
 }

@@ -316,6 +316,9 @@ func (s *Supervisor) runtimeRoot(ns string) string {
 	return filepath.Join(s.cfg.StateDir, runcDir, ns)
 }
 
+// runtimeState returns the runtime's state folder of the container (ns, id).
+func (s *Supervisor) runtimeState(ns, id string) string { return s.runtimeRoot(ns) + "/" + id }
+
 // forward hands env to the event handler, retrying with backoff until it
 // succeeds or ctx ends.
 func (s *Supervisor) forward(ctx context.Context, ns, id string, env *shimapi.Envelope) error {

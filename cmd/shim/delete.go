@@ -52,7 +52,11 @@ func del(ctx context.Context, o *options) error {
 		// container itself.
 		r.Kill(ctx, o.id, int(syscall.SIGKILL), &runc.KillOpts{All: true})
 		if err := r.Delete(ctx, o.id, &runc.DeleteOpts{Force: true}); err != nil {
-			errs = append(errs, fmt.Errorf("runtime delete: %w", err))
+			// A delete that a dead shim left running may have got there
+			// first: a container the runtime no longer knows is deleted.
+			if _, serr := r.State(ctx, o.id); serr == nil {
+				errs = append(errs, fmt.Errorf("runtime delete: %w", err))
+			}
 		}
 	}
 	if err := mount.UnmountAll(filepath.Join(o.bundle, "rootfs"), 0); err != nil {
