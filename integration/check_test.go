@@ -96,16 +96,27 @@ func TestCheck(t *testing.T) {
 	must(t, unix.Mount(src, filepath.Join(ghost, "rootfs"), "", unix.MS_BIND, ""))
 	t.Cleanup(func() { unix.Unmount(filepath.Join(ghost, "rootfs"), unix.MNT_DETACH) })
 	must(t, os.MkdirAll(filepath.Join(d.state, filepath.Base(cio.DefaultFIFODir), "lost-1"), 0o700))
+	// The runtime's state of a container no task holds; another that a
+	// deleted task's folder set aside stands for, which berthd's start
+	// deletes, is not reported.
+	stray := filepath.Join(d.state, ".runc", ns, "stray")
+	must(t, os.MkdirAll(stray, 0o700))
+	must(t, os.MkdirAll(filepath.Join(d.state, ".runc", ns, "aside"), 0o700))
+	must(t, os.MkdirAll(filepath.Join(d.state, ".deleted", ns+".aside.1.1"), 0o700))
 
 	out, code := d.check(t)
 	if code != 1 {
 		t.Errorf("check after damage: exit %d", code)
 	}
 	for _, want := range []string{"blob-missing\tcheck\t" + "sha256:" + filepath.Base(blobs[0]), "snapshot-folder-unknown", "bundle-without-container\tcheck\t" + ghost,
-		"bundle-without-shim\tcheck\t" + ghost, "mount-left\t-\t" + filepath.Join(ghost, "rootfs"), "fifo-folder-left"} {
+		"bundle-without-shim\tcheck\t" + ghost, "mount-left\t-\t" + filepath.Join(ghost, "rootfs"), "fifo-folder-left",
+		"runtime-state-left\tcheck\t" + stray} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, filepath.Join(d.state, ".runc", ns, "aside")) {
+		t.Errorf("check reports the runtime's state of a task set aside:\n%s", out)
 	}
 	must(t, unix.Unmount(filepath.Join(ghost, "rootfs"), 0))
 	must(t, os.RemoveAll(ghost))

@@ -48,8 +48,10 @@ without their snapshot, snapshots recorded but missing and snapshots or
 folders that nothing records, commits a crash interrupted, blobs recorded but
 missing or unrecorded, ingests no lease holds that GC should have
 aborted (idle for longer than its TTL), bundles without a container
-record or a live shim, mounts under the root or state folders that no live
-container uses, and FIFO folders that no process holds open. It changes
+record or a live shim, the runtime's state of containers that no bundle (nor
+a deleted task's bundle, set aside for berthd to finish) holds, mounts under
+the root or state folders that no live container uses, and FIFO folders that
+no process holds open. It changes
 nothing. Exit status 1 when it found a problem. Run it while berthd is
 stopped: berthd holds its metadata's lock while it runs.`,
 		Example:       "  berthd check --root /var/lib/berth --state /run/berth",
@@ -148,7 +150,8 @@ func check(ctx context.Context, cfg *Config) ([]metadata.Problem, error) {
 }
 
 // checkState checks the state folder: bundles against container records
-// and live shims, mounts under the root and state folders, FIFO folders.
+// and live shims, the runtime's state against bundles, mounts under the
+// root and state folders, FIFO folders.
 func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.Problem, error) {
 	var problems []metadata.Problem
 	add := func(what, ns, obj, detail string) {
@@ -190,6 +193,13 @@ func checkState(ctx context.Context, cfg *Config, db *metadata.DB) ([]metadata.P
 				add("bundle-without-shim", ns, bundle, "no live shim and no exit status kept")
 			}
 		}
+	}
+	left, err := supervisor.RuntimeStateLeft(cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range left {
+		add("runtime-state-left", filepath.Base(filepath.Dir(dir)), dir, "the runtime's container of no task: its cgroups are left too, and the runtime refuses a new container of its id (runc delete --force it)")
 	}
 	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
 		return !under(m.Mountpoint, cfg.Root) && !under(m.Mountpoint, cfg.State), false
