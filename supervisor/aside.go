@@ -57,6 +57,13 @@ type aside struct {
 	gone      chan struct{} // closed once the shim is gone and the name free
 	hurry     chan struct{} // closed by hurryUp
 	hurryOnce sync.Once
+	// prev is the hold on the same name that this one replaced
+	// (removeAside), guarded by Supervisor.mu: a restored daemon's hold
+	// for a set-aside folder (holdAsideNames) whose name may also stand
+	// for a live task's, which the release of that folder may still be
+	// deleting in the runtime when the live task is deleted and set aside
+	// too. Freeing this hold gives the name back to prev while prev holds.
+	prev *aside
 }
 
 // hurryUp asks for the shim's Shutdown at once, without asideShutdownDelay:
@@ -94,7 +101,9 @@ func (s *Supervisor) removeAside(sh *Shim) *aside {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.removeLocked(sh)
-	s.asides[key{sh.Namespace, sh.ID}] = a
+	k := key{sh.Namespace, sh.ID}
+	a.prev = s.asides[k]
+	s.asides[k] = a
 	return a
 }
 
@@ -105,16 +114,35 @@ func (s *Supervisor) asideGone(sh *Shim, a *aside) {
 	s.freeAsideNames(a, key{sh.Namespace, sh.ID})
 }
 
-// freeAsideNames frees the names ks that a holds, and closes a.gone.
+// freeAsideNames frees the names ks that a holds, or gives each back to
+// the hold a replaced that still holds (prev), and closes a.gone.
 func (s *Supervisor) freeAsideNames(a *aside, ks ...key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	p := a.prev
+	for p != nil && isClosed(p.gone) {
+		p = p.prev
+	}
 	for _, k := range ks {
-		if s.asides[k] == a {
+		if s.asides[k] != a {
+			continue
+		}
+		if p != nil {
+			s.asides[k] = p
+		} else {
 			delete(s.asides, k)
 		}
 	}
 	close(a.gone)
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // holdAsideNames holds the task names that the set-aside folder name may

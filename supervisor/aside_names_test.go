@@ -27,3 +27,38 @@ func TestAsideNames(t *testing.T) {
 		}
 	}
 }
+
+// A restored daemon holds every name a set-aside folder may stand for
+// until that folder's release (which may still run `runc delete --force`
+// on each of those ids) is done. A restored task of one of those names
+// that this daemon deletes holds the name too, over it: freeing that
+// newer hold must give the name back to the folder's hold, not free it,
+// or a new task of the name could be created while the folder's release
+// kills and deletes that id's container in the runtime.
+func TestAsideHoldOutlivesNewerHold(t *testing.T) {
+	for _, folderFirst := range []bool{false, true} {
+		s := &Supervisor{shims: map[key]*Shim{}, asides: map[key]*aside{}}
+		folder, held := s.holdAsideNames("a.b.c.1.1") // (a, b.c) and (a.b, c)
+		sh := &Shim{Namespace: "a.b", ID: "c"}
+		deleted := s.removeAside(sh)
+		if folderFirst {
+			s.freeAsideNames(folder, held...)
+			if got := s.asides[key{"a.b", "c"}]; got != deleted {
+				t.Fatalf("folder freed first: name (a.b, c) held by %p, want the delete's %p", got, deleted)
+			}
+			if _, ok := s.asides[key{"a", "b.c"}]; ok {
+				t.Fatalf("folder freed first: name (a, b.c) still held")
+			}
+			s.asideGone(sh, deleted)
+		} else {
+			s.asideGone(sh, deleted)
+			if got := s.asides[key{"a.b", "c"}]; got != folder {
+				t.Fatalf("delete freed first: name (a.b, c) held by %p, want the folder's %p", got, folder)
+			}
+			s.freeAsideNames(folder, held...)
+		}
+		if len(s.asides) != 0 {
+			t.Errorf("folderFirst=%v: names still held after both were freed: %v", folderFirst, s.asides)
+		}
+	}
+}
