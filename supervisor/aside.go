@@ -59,7 +59,7 @@ type aside struct {
 	hurryOnce sync.Once
 	// prev is the hold on the same name that this one replaced
 	// (removeAside), guarded by Supervisor.mu: a restored daemon's hold
-	// for a set-aside folder (holdAsideNames) whose name may also stand
+	// for a set-aside folder (holdRestoredNames) whose name may also stand
 	// for a live task's, which the release of that folder may still be
 	// deleting in the runtime when the live task is deleted and set aside
 	// too. Freeing this hold gives the name back to prev while prev holds.
@@ -145,25 +145,52 @@ func isClosed(c <-chan struct{}) bool {
 	}
 }
 
-// holdAsideNames holds the task names that the set-aside folder name may
-// stand for (asideNames) and are not held yet, for a shim an earlier
-// daemon left serving from it: a new task of such a name waits for that
-// shim's exit (addWhenFree), as it would in the daemon that set it aside,
-// rather than meet the old container in the runtime (runc refuses a
-// taken id, and the old shim's deferred `runc delete --force` takes the
-// id, not the bundle). It returns the aside and the names it holds.
-func (s *Supervisor) holdAsideNames(name string) (*aside, []key) {
-	a := newAside()
+// holdRestoredNames holds the task names that the set-aside folders an
+// earlier daemon left may stand for (names[i] is asideNames of folder i),
+// each until every folder that may stand for it is finished: a new task
+// of such a name waits (addWhenFree), as it would in the daemon that set
+// the folder aside, rather than meet an old container in the runtime
+// (runc refuses a taken id, and an old shim's deferred `runc delete
+// --force` takes the id, not the bundle; two folders may stand for one
+// name, and the shim of either may still serve when the other is done).
+// Each folder's work calls release with its names once, when it is done.
+func (s *Supervisor) holdRestoredNames(names [][]key) (release func([]key)) {
+	type hold struct {
+		a    *aside
+		left int // folders not done yet that may stand for the name
+	}
+	holds := map[key]*hold{} // guarded by s.mu
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var held []key
-	for _, k := range asideNames(name) {
-		if _, ok := s.asides[k]; !ok {
-			s.asides[k] = a
-			held = append(held, k)
+	for _, ks := range names {
+		for _, k := range ks {
+			h := holds[k]
+			if h == nil {
+				if _, ok := s.asides[k]; ok {
+					continue // held already: not ours to free
+				}
+				h = &hold{a: newAside()}
+				holds[k] = h
+				s.asides[k] = h.a
+			}
+			h.left++
 		}
 	}
-	return a, held
+	return func(ks []key) {
+		var free []key
+		s.mu.Lock()
+		for _, k := range ks {
+			if h := holds[k]; h != nil {
+				if h.left--; h.left == 0 {
+					free = append(free, k)
+				}
+			}
+		}
+		s.mu.Unlock()
+		for _, k := range free {
+			s.freeAsideNames(holds[k].a, k)
+		}
+	}
 }
 
 // asideNames returns the task names (namespace, id) that the name of a
@@ -314,23 +341,29 @@ func (s *Supervisor) removeAsideBundles() {
 		}
 		return
 	}
-	for _, e := range entries {
+	names := make([][]key, len(entries))
+	for i, e := range entries {
+		names[i] = asideNames(e.Name())
+	}
+	// In the background: the restore must not wait for a shim's exit or
+	// a runtime's delete. The names are held until then, as in the
+	// daemon that set the folders aside.
+	release := s.holdRestoredNames(names)
+	for i, e := range entries {
 		dir := filepath.Join(root, e.Name())
 		pid, err := shimapi.ReadPidFile(dir)
 		live := err == nil && servesFrom(pid, dir)
-		// In the background: the restore must not wait for a shim's exit
-		// or a runtime's delete. Its names are held until then, as in
-		// the daemon that set it aside. A name held already (by another
-		// folder) is that folder's to release.
-		a, held := s.holdAsideNames(e.Name())
 		end := func() {
-			defer s.freeAsideNames(a, held...)
+			defer release(names[i])
 			if live {
 				s.endAsideShim(pid, dir)
 			}
+			// Every name: another folder of the same name may have
+			// checked its runtime state before this folder's shim died
+			// in the middle of its runtime delete.
 			runtime := readRuntime(dir, s.cfg.Runtime)
 			var errs []error
-			for _, k := range held {
+			for _, k := range names[i] {
 				errs = append(errs, s.releaseAsideRuntime(k.ns, k.id, runtime, dir))
 			}
 			if err := errors.Join(errs...); err != nil {
@@ -342,8 +375,10 @@ func (s *Supervisor) removeAsideBundles() {
 			}
 		}
 		if !s.goroutine(end) {
-			s.freeAsideNames(a, held...)
-			return // Close has begun
+			for _, ks := range names[i:] { // Close has begun
+				release(ks)
+			}
+			return
 		}
 	}
 }

@@ -38,11 +38,13 @@ func TestAsideNames(t *testing.T) {
 func TestAsideHoldOutlivesNewerHold(t *testing.T) {
 	for _, folderFirst := range []bool{false, true} {
 		s := &Supervisor{shims: map[key]*Shim{}, asides: map[key]*aside{}}
-		folder, held := s.holdAsideNames("a.b.c.1.1") // (a, b.c) and (a.b, c)
+		names := asideNames("a.b.c.1.1") // (a, b.c) and (a.b, c)
+		release := s.holdRestoredNames([][]key{names})
+		folder := s.asides[key{"a.b", "c"}]
 		sh := &Shim{Namespace: "a.b", ID: "c"}
 		deleted := s.removeAside(sh)
 		if folderFirst {
-			s.freeAsideNames(folder, held...)
+			release(names)
 			if got := s.asides[key{"a.b", "c"}]; got != deleted {
 				t.Fatalf("folder freed first: name (a.b, c) held by %p, want the delete's %p", got, deleted)
 			}
@@ -55,7 +57,7 @@ func TestAsideHoldOutlivesNewerHold(t *testing.T) {
 			if got := s.asides[key{"a.b", "c"}]; got != folder {
 				t.Fatalf("delete freed first: name (a.b, c) held by %p, want the folder's %p", got, folder)
 			}
-			s.freeAsideNames(folder, held...)
+			release(names)
 		}
 		if len(s.asides) != 0 {
 			t.Errorf("folderFirst=%v: names still held after both were freed: %v", folderFirst, s.asides)

@@ -165,7 +165,8 @@
 // task's name as the daemon that set it aside did (every name the
 // folder's name may stand for: identifiers may hold dots; each of them
 // with runtime state and no bundle is deleted, a container no task owns
-// whichever folder it came from). A restored task of such a name that is
+// whichever folder it came from), each name until every folder that may
+// stand for it is done. A restored task of such a name that is
 // deleted and set aside meanwhile holds the name over that hold and gives
 // it back when its own shim is gone: a new task of the name waits for
 // both.
