@@ -320,7 +320,9 @@ func (s *Supervisor) releaseAsideRuntime(ns, id, runtime, dir string) error {
 	s.log.Warn("shim of a deleted task exited before it deleted the runtime's container; deleting it", "task", ns+"/"+id, "path", dir)
 	// Not bounded by s.ctx: a Close must not leave the container half
 	// deleted. shimDelete bounds it by Config.CleanupTimeout.
-	if err := s.shimDelete(context.Background(), ns, id, dir, runtime); err != nil {
+	// The runtime calls a killed shim left (its runtime delete, maybe)
+	// name the bundle's path from before the set-aside: they go too.
+	if err := s.shimDelete(context.Background(), ns, id, dir, s.bundle(ns, id), runtime); err != nil {
 		return err
 	}
 	return os.RemoveAll(state)

@@ -79,8 +79,43 @@ func TestRestoreReleasesRuntimeOfKilledAsideShim(t *testing.T) {
 	e.endReusedName(s2, sh, oldShim)
 }
 
-// heldRuntime is runc behind a wrapper that holds every `delete` while
-// its hold file exists, recording the held wrapper's pid in a file.
+// A set-aside shim killed in the middle of its deferred runtime delete
+// leaves that `runc delete --force`, reparented away, running; it names
+// the task's bundle path from before the set-aside in its environment.
+// The daemon's cleanup kills it before the folder goes and the name is
+// free: left running, it deleted by id the container of a new task of
+// the name. Killing only what names the set-aside folder missed it.
+func TestAsideShimKilledDuringRuntimeDelete(t *testing.T) {
+	e := newEnv(t, "sv-asideorphan")
+	s := e.supervisor(newRecorder())
+	supervisor.SetAsideShutdownDelay(s, time.Hour)
+	supervisor.SetAsideExitWait(s, 30*time.Second)
+	rt := e.heldDeleteRuntime()
+	opts := e.opts("reuse", "true")
+	opts.Runtime = rt.path
+	oldShim := e.runRmOpts(s, "reuse", opts)
+	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
+		t.Fatal(err)
+	}
+	held := rt.heldDelete()
+	if err := unix.Kill(oldShim, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the set-aside folder of the killed shim removed", func() bool {
+		return len(e.asideLeft(t)) == 0
+	})
+	if proc.Alive(held) {
+		t.Errorf("the killed shim's runtime delete %d still runs once its folder is removed and the name free", held)
+	}
+	rt.release()
+	e.assertRuntimeReleased("reuse", oldShim)
+	sh := e.create(s, "reuse", "sleep", "100")
+	e.endReusedName(s, sh, oldShim)
+}
+
+// heldRuntime is runc behind a wrapper that holds every `delete` that a
+// shim runs (BERTH_RUNTIME_BUNDLE set: not berth-shim delete's) while its
+// hold file exists, recording the held wrapper's pid in a file.
 type heldRuntime struct {
 	t    *testing.T
 	path string // the wrapper
@@ -107,7 +142,7 @@ func (e *env) heldDeleteRuntime() *heldRuntime {
 	if err := os.WriteFile(rt.hold, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!/bin/sh\nfor a; do\n  if [ \"$a\" = delete ] && [ -e " + rt.hold + " ]; then\n" +
+	script := "#!/bin/sh\nfor a; do\n  if [ \"$a\" = delete ] && [ -n \"$BERTH_RUNTIME_BUNDLE\" ] && [ -e " + rt.hold + " ]; then\n" +
 		"    echo $$ > " + rt.pids + "/$$\n" +
 		"    i=0; while [ -e " + rt.hold + " ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n  fi\ndone\n" +
 		"exec " + runc + " \"$@\"\n"
@@ -140,6 +175,23 @@ func (rt *heldRuntime) release() {
 func (rt *heldRuntime) killHeldAndShim(shimPid int) {
 	t := rt.t
 	t.Helper()
+	held := rt.heldDelete()
+	for _, pid := range []int{held, shimPid} {
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+			t.Fatalf("kill %d: %v", pid, err)
+		}
+	}
+	eventually(t, 10*time.Second, "the held delete and the shim gone", func() bool {
+		return !proc.Alive(held) && !proc.Alive(shimPid)
+	})
+	rt.release()
+}
+
+// heldDelete waits until one runtime delete is held and returns the pid
+// of its wrapper.
+func (rt *heldRuntime) heldDelete() int {
+	t := rt.t
+	t.Helper()
 	var held []int
 	eventually(t, 20*time.Second, "the shim's runtime delete held", func() bool {
 		entries, err := os.ReadDir(rt.pids)
@@ -158,15 +210,7 @@ func (rt *heldRuntime) killHeldAndShim(shimPid int) {
 	if len(held) != 1 {
 		t.Fatalf("held runtime deletes %v, want one", held)
 	}
-	for _, pid := range []int{held[0], shimPid} {
-		if err := unix.Kill(pid, unix.SIGKILL); err != nil {
-			t.Fatalf("kill %d: %v", pid, err)
-		}
-	}
-	eventually(t, 10*time.Second, "the held delete and the shim gone", func() bool {
-		return !proc.Alive(held[0]) && !proc.Alive(shimPid)
-	})
-	rt.release()
+	return held[0]
 }
 
 // assertRuntimeReleased checks that nothing of the runtime's container

@@ -209,13 +209,14 @@ func (sh *Shim) reap(cleanedUp bool) {
 // of the shim and the container, deletes the container from the runtime and
 // unmounts the rootfs. At most maxConcurrentCleanups run at once.
 func (sh *Shim) shimDelete(ctx context.Context) error {
-	return sh.s.shimDelete(ctx, sh.Namespace, sh.ID, sh.Bundle, sh.Runtime)
+	return sh.s.shimDelete(ctx, sh.Namespace, sh.ID, sh.Bundle, "", sh.Runtime)
 }
 
 // shimDelete runs `berth-shim delete` for the task (ns, id) whose bundle
-// is now the folder bundle (a set-aside one, maybe), bounded by
-// Config.CleanupTimeout.
-func (s *Supervisor) shimDelete(ctx context.Context, ns, id, bundle, runtime string) error {
+// is now the folder bundle, bounded by Config.CleanupTimeout. servedAs is
+// the bundle's path while its shim served it, when it was set aside since
+// (its shim's runtime calls name that path), or "".
+func (s *Supervisor) shimDelete(ctx context.Context, ns, id, bundle, servedAs, runtime string) error {
 	select {
 	case s.cleanups <- struct{}{}:
 		defer func() { <-s.cleanups }()
@@ -224,9 +225,12 @@ func (s *Supervisor) shimDelete(ctx context.Context, ns, id, bundle, runtime str
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CleanupTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.cfg.ShimBinary, "delete",
-		"--namespace", ns, "--id", id, "--bundle", bundle,
-		"--runtime", runtime, "--runtime-root", s.runtimeRoot(ns))
+	args := []string{"delete", "--namespace", ns, "--id", id, "--bundle", bundle,
+		"--runtime", runtime, "--runtime-root", s.runtimeRoot(ns)}
+	if servedAs != "" {
+		args = append(args, "--served-as", servedAs)
+	}
+	cmd := exec.CommandContext(ctx, s.cfg.ShimBinary, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if _, err := cmd.Output(); err != nil {

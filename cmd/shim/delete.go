@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,8 +44,12 @@ func del(ctx context.Context, o *options) error {
 	if err := killShim(o.bundle); err != nil {
 		errs = append(errs, err)
 	}
-	if err := killRuntimeLeft(o.bundle); err != nil {
-		errs = append(errs, err)
+	// A bundle renamed since (set aside by a task delete) is named in
+	// the environment of its shim's runtime calls by its path before.
+	for _, bundle := range slices.Compact([]string{o.bundle, cmp.Or(o.servedAs, o.bundle)}) {
+		if err := killRuntimeLeft(bundle); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	r := &runc.Runc{Command: o.runtime, Root: o.runtimeRoot}
 	if _, err := r.State(ctx, o.id); err == nil {

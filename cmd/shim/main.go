@@ -15,13 +15,15 @@ import (
 )
 
 const usage = `usage: berth-shim start|delete --namespace NS --id ID --bundle DIR [--runtime NAME|PATH] [--runtime-root DIR]
+       berth-shim delete ... [--served-as DIR]
        berth-shim start --spare --bundle DIR [--parent-pid PID]
 
   start   start a shim for the bundle (or find the one serving it) and print its socket address;
           with --spare, a shim in the folder DIR that serves no container until a Create binds it
           to a bundle (the folder renamed to it), and exits with its caller until then
   delete  clean up after a shim that is gone: force-delete the container, unmount its rootfs,
-          print the persisted exit status as JSON
+          print the persisted exit status as JSON; --served-as names the bundle's path while
+          its shim served it, when it was renamed since (the runtime calls the shim left name it)
 `
 
 // options are the flags shared by every entry point.
@@ -34,6 +36,7 @@ type options struct {
 	debug       bool
 	spare       bool
 	parentPid   int
+	servedAs    string // delete: the bundle's path while its shim served it
 }
 
 func (o *options) flags(name string) *flag.FlagSet {
@@ -45,6 +48,7 @@ func (o *options) flags(name string) *flag.FlagSet {
 	fs.StringVar(&o.runtimeRoot, "runtime-root", "", "runtime state folder (default /run/berth/runc/NAMESPACE)")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging")
 	fs.BoolVar(&o.spare, "spare", false, "start (or serve) a spare shim: no container until a Create binds it (start only)")
+	fs.StringVar(&o.servedAs, "served-as", "", "with delete: the bundle's absolute path while its shim served it, when the bundle was renamed since (default --bundle)")
 	fs.IntVar(&o.parentPid, "parent-pid", 0, "with --spare: the pid of the caller, which the spare outlives only once bound (default: the parent process)")
 	return fs
 }
@@ -72,6 +76,9 @@ func (o *options) validate(cmd string) error {
 		return fmt.Errorf("--bundle: %w", err)
 	} else if !st.IsDir() {
 		return fmt.Errorf("--bundle %s: not a folder", o.bundle)
+	}
+	if o.servedAs != "" && (cmd != "delete" || o.servedAs[0] != '/') {
+		return fmt.Errorf("--served-as %q: an absolute path, with delete only", o.servedAs)
 	}
 	if o.runtimeRoot == "" && !o.spare {
 		o.runtimeRoot = "/run/berth/runc/" + o.namespace
