@@ -428,7 +428,7 @@ func (r *chaosRun) deleteOne(c *client.Client, id string) error {
 	// A task whose create a kill cut is removed by the restarted daemon
 	// in the background: until that is done, Task finds no task but the
 	// container's delete still sees one. Bounded: the removal ends.
-	for deadline := time.Now().Add(10 * time.Second); errdefs.IsFailedPrecondition(err) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(time.Minute); errdefs.IsFailedPrecondition(err) && time.Now().Before(deadline); {
 		r.t.Logf("delete %s: %v; trying again", id, err)
 		time.Sleep(100 * time.Millisecond)
 		err = ctr.Delete(ctx, client.WithSnapshotCleanup)
@@ -523,7 +523,7 @@ func (r *chaosRun) verifyExits() (counted, expected, bad int) {
 	}
 	// Bounded: an exit still on its way arrives within it, a lost one
 	// never does.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		inits, execs = r.exitCounts()
 		missing := 0

@@ -95,7 +95,7 @@ func swapRace(t *testing.T, ctx context.Context, d *daemon, c *client.Client, sn
 	t.Cleanup(func() { ctr.Delete(context.WithoutCancel(ctx), client.WithSnapshotCleanup) })
 	var out testutil.Buffer
 	task, exitc := startTask(t, ctx, ctr, d.creator(nil, &out, &out))
-	eventually(t, 15*time.Second, "the swapper", func() bool { return strings.Contains(out.String(), "ready") })
+	eventually(t, time.Minute, "the swapper", func() bool { return strings.Contains(out.String(), "ready") })
 
 	// The diffs' blobs are kept until they are read.
 	ctx, done, err := c.WithLease(ctx)

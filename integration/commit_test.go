@@ -130,7 +130,7 @@ func TestCommitPushPull(t *testing.T) {
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "the container's changes", func() bool { return strings.Contains(out.String(), "ready") })
+	eventually(t, time.Minute, "the container's changes", func() bool { return strings.Contains(out.String(), "ready") })
 
 	ref := reg.Addr + "/test/committed:1"
 	img, err := c.Commit(ctx, "src", ref, client.WithCommitPause, client.WithCommitCmd("sh", "-c", commitCheck), client.WithCommitMessage("test commit"))

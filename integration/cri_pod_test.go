@@ -153,7 +153,7 @@ func TestCRIPod(t *testing.T) {
 	if got := readCRILog(t, serverLog+".1"); !slices.Equal(got, []criLogLine{{"stdout", "F", "ready"}}) {
 		t.Errorf("rotated server log: %v", got)
 	}
-	eventually(t, 10*time.Second, "the line written after the reopen", func() bool {
+	eventually(t, time.Minute, "the line written after the reopen", func() bool {
 		return slices.Equal(readCRILog(t, serverLog), []criLogLine{{"stdout", "F", "after"}})
 	})
 

@@ -113,10 +113,13 @@ func TestCRIRestartDrill(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, time.Minute, "the victim's shim is gone", func() bool { return syscall.Kill(pid, 0) != nil })
-	time.Sleep(500 * time.Millisecond) // the quitter exits, web logs on
-	if n := len(readCRILog(t, logPath)); n <= linesDown {
-		t.Errorf("web logged nothing while berthd was down (%d lines)", n)
-	}
+	// The quitter's exit, persisted by its shim, happens while berthd is
+	// down, and web logs on.
+	eventually(t, time.Minute, "the quitter's exit persisted while berthd is down", func() bool {
+		st, err := shimapi.ReadExitFile(e.d.bundle("k8s.io", quitter))
+		return err == nil && st.Status == 7
+	})
+	eventually(t, time.Minute, "web to log while berthd is down", func() bool { return len(readCRILog(t, logPath)) > linesDown })
 
 	start := time.Now()
 	e.d.start()

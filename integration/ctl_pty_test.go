@@ -37,15 +37,16 @@ func TestCtlPtyRunImage(t *testing.T) {
 	p.resizeUntilSeen(cmd, 33, 101)
 	p.resizeUntilSeen(cmd, 20, 60)
 
-	p.typeIn("sleep 100\n")
-	p.expect("sleep 100\n")
-	time.Sleep(200 * time.Millisecond) // let the shell start sleep
+	// The job says it runs (the terminal is its by then) and becomes
+	// sleep; the terminal echoes "$((3+4))", the job prints "7".
+	p.typeIn("sh -c 'echo up $((3+4)); exec sleep 100'\n")
+	p.expect("up 7\n")
 	p.typeIn("\x03")
 	p.typeIn("echo alive $((1+2))\n")
 	p.expect("alive 3\n") // not in 100 s: Ctrl-C ended sleep, the shell lives
 
 	p.typeIn("exit 3\n")
-	if code := waitExit(t, cmd, done, 10*time.Second); code != 3 {
+	if code := waitExit(t, cmd, done, time.Minute); code != 3 {
 		t.Errorf("berthctl run -t -i: exit %d, want 3; terminal: %q", code, p.shown())
 	}
 	if got := c.ok("-n", ns, "containers", "ls", "-q"); got != "" {
@@ -63,7 +64,7 @@ func (p *pty) resizeUntilSeen(cmd *exec.Cmd, rows, cols uint16) {
 	}
 	cmd.Process.Signal(syscall.SIGWINCH) // the kernel sends one too
 	want := fmt.Sprintf("%d %d", rows, cols)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		// The marker s2z is in the output only, never in the echo of what
 		// is typed, which a line-editing shell may redraw in pieces.
@@ -112,7 +113,7 @@ func TestCtlPtyAttach(t *testing.T) {
 	detach := func(p *pty, cmd *exec.Cmd, done <-chan struct{}, id, say string) {
 		t.Helper()
 		p.typeIn("\x10\x11")
-		if code := waitExit(t, cmd, done, 10*time.Second); code != 0 {
+		if code := waitExit(t, cmd, done, time.Minute); code != 0 {
 			t.Fatalf("berthctl after Ctrl-P Ctrl-Q: exit %d, want 0; terminal: %q", code, p.shown())
 		}
 		p.expect(say)
@@ -124,7 +125,7 @@ func TestCtlPtyAttach(t *testing.T) {
 	exit := func(p *pty, cmd *exec.Cmd, done <-chan struct{}, code int) {
 		t.Helper()
 		p.typeIn(fmt.Sprintf("exit %d\n", code))
-		if got := waitExit(t, cmd, done, 10*time.Second); got != code {
+		if got := waitExit(t, cmd, done, time.Minute); got != code {
 			t.Errorf("berthctl: exit %d, want the shell's %d; terminal: %q", got, code, p.shown())
 		}
 	}
@@ -145,7 +146,7 @@ func TestCtlPtyAttach(t *testing.T) {
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		waitExit(t, cmd, done, 10*time.Second)
+		waitExit(t, cmd, done, time.Minute)
 
 		p = newPty(t)
 		cmd, done = attach(p, "pty-sh")
@@ -198,7 +199,7 @@ func TestCtlPtyAttach(t *testing.T) {
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		waitExit(t, cmd, done, 10*time.Second)
+		waitExit(t, cmd, done, time.Minute)
 		if s := c.taskStatusIn(ns, "pty-tick"); s != "RUNNING" {
 			t.Fatalf("after the attaching berthctl was killed, the task is %q", s)
 		}
@@ -208,7 +209,7 @@ func TestCtlPtyAttach(t *testing.T) {
 		second.readLine()
 		second.expect("tick ") // it goes on
 		c.ok("-n", ns, "tasks", "kill", "-s", "KILL", "pty-tick")
-		if code := waitExit(t, cmd, done, 10*time.Second); code != 137 {
+		if code := waitExit(t, cmd, done, time.Minute); code != 137 {
 			t.Errorf("tasks attach of a killed task: exit %d, want 137", code)
 		}
 	})
@@ -258,14 +259,14 @@ func TestCtlStdinPipes(t *testing.T) {
 		cmd, done, out := attach(r)
 		r.Close() // berthctl's now
 		io.WriteString(w, "echo one $((1+1))\n")
-		eventually(t, 10*time.Second, "the shell to answer", func() bool { return out.String() == "one 2\n" })
+		eventually(t, time.Minute, "the shell to answer", func() bool { return out.String() == "one 2\n" })
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		waitExit(t, cmd, done, 10*time.Second)
+		waitExit(t, cmd, done, time.Minute)
 
 		cmd, done, out = attach(strings.NewReader("echo two $((2+2)); exit 4\n"))
-		if code := waitExit(t, cmd, done, 10*time.Second); code != 4 {
+		if code := waitExit(t, cmd, done, time.Minute); code != 4 {
 			t.Errorf("tasks attach: exit %d, want the shell's 4; output %q", code, out.String())
 		}
 		if out.String() != "two 4\n" {

@@ -330,7 +330,7 @@ func TestCtlCommands(t *testing.T) {
 		if got := c.run("run", "--rm", "--read-only", "--rootfs", rootfs, "evexit", "sh", "-c", "exit 4"); got.code != 4 {
 			t.Fatalf("run exit 4: %+v", got)
 		}
-		eventually(t, 5*time.Second, "the exit event of evexit", func() bool {
+		eventually(t, time.Minute, "the exit event of evexit", func() bool {
 			_, ok := exitEvents(t, out.String())["evexit"]
 			return ok
 		})
@@ -340,7 +340,7 @@ func TestCtlCommands(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(time.Minute):
 			t.Errorf("berthctl events did not stop on SIGTERM")
 		}
 	})
@@ -451,14 +451,14 @@ func TestCtlRunForwardsSIGTERM(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	done := background(t, cmd)
 	// Two processes (sh and a sleep) mean the loop, after the trap, runs.
-	eventually(t, 10*time.Second, "the container's loop", func() bool {
+	eventually(t, time.Minute, "the container's loop", func() bool {
 		r := c.run("tasks", "ps", "sig")
 		return r.code == 0 && len(strings.Split(strings.TrimSpace(r.stdout), "\n")) >= 3
 	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExit(t, cmd, done, 10*time.Second); code != 7 {
+	if code := waitExit(t, cmd, done, time.Minute); code != 7 {
 		t.Errorf("berthctl run: exit %d after SIGTERM, want 7; output: %s", code, out.String())
 	}
 	if got := c.ok("containers", "ls", "-q"); got != "" {
@@ -525,7 +525,7 @@ func (p *pty) shown() string { return strings.ReplaceAll(p.out.String(), "\r", "
 // consumed, and consumes up to it.
 func (p *pty) expect(want string) {
 	p.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		all := p.shown()
 		if i := strings.Index(all[p.read:], want); i >= 0 {
@@ -560,7 +560,7 @@ func TestCtlRunTTY(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGWINCH) // the kernel sends one too
 	// The resize travels berthctl → daemon → shim; ask until it arrived.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		p.typeIn("stty size\n")
 		p.expect("stty size\n")
@@ -574,15 +574,16 @@ func TestCtlRunTTY(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	p.typeIn("sleep 100\n")
-	p.expect("sleep 100\n")
-	time.Sleep(200 * time.Millisecond) // let the shell start sleep
+	// The job says it runs (the terminal is its by then) and becomes
+	// sleep; the terminal echoes "$((3+4))", the job prints "7".
+	p.typeIn("sh -c 'echo up $((3+4)); exec sleep 100'\n")
+	p.expect("up 7\n")
 	p.typeIn("\x03")
 	p.typeIn("echo alive $((1+2))\n")
 	p.expect("alive 3\n") // not in 100 s: Ctrl-C ended sleep, the shell lives
 
 	p.typeIn("exit 5\n")
-	if code := waitExit(t, cmd, done, 10*time.Second); code != 5 {
+	if code := waitExit(t, cmd, done, time.Minute); code != 5 {
 		t.Errorf("berthctl run -t: exit %d, want 5; terminal: %q", code, p.shown())
 	}
 	if got := c.ok("containers", "ls", "-q"); got != "" {
@@ -630,12 +631,12 @@ func TestCtlAttach(t *testing.T) {
 	cmd := c.command(nil, "-a", c.address, "tasks", "attach", "attach-out")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	done := background(t, cmd)
-	eventually(t, 10*time.Second, "ticks through attach", func() bool { return strings.Count(out.String(), "tick") >= 3 })
+	eventually(t, time.Minute, "ticks through attach", func() bool { return strings.Count(out.String(), "tick") >= 3 })
 	r := c.run("tasks", "exec", "--exec-id", "stop", "attach-out", "touch", "/dev/shm/stop")
 	if r.code != 0 {
 		t.Fatalf("exec touch: %+v", r)
 	}
-	if code := waitExit(t, cmd, done, 10*time.Second); code != 6 {
+	if code := waitExit(t, cmd, done, time.Minute); code != 6 {
 		t.Errorf("tasks attach: exit %d, want the task's 6", code)
 	}
 	if !strings.HasSuffix(out.String(), "bye\n") {
@@ -650,7 +651,7 @@ func TestCtlAttach(t *testing.T) {
 	var in testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &in, &in
 	done = background(t, cmd)
-	if code := waitExit(t, cmd, done, 10*time.Second); code != 9 {
+	if code := waitExit(t, cmd, done, time.Minute); code != 9 {
 		t.Errorf("tasks attach -i: exit %d, want 9; output %q", code, in.String())
 	}
 	if in.String() != "got hello\n" {

@@ -129,7 +129,7 @@ func (d *daemon) start() {
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		c, err := d.dial()
 		if err == nil {
@@ -276,7 +276,7 @@ func (d *daemon) cleanup() {
 	d.log.Close()
 	// Spares exit once they see the daemon gone: give them a moment.
 	left := shimsUnder(d.state)
-	for end := time.Now().Add(5 * time.Second); len(left) > 0 && time.Now().Before(end); left = shimsUnder(d.state) {
+	for end := time.Now().Add(time.Minute); len(left) > 0 && time.Now().Before(end); left = shimsUnder(d.state) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, pid := range left {

@@ -57,7 +57,7 @@ func TestDaemonRestartDrill(t *testing.T) {
 		}
 	}
 	for _, id := range exiting {
-		eventually(t, 10*time.Second, id+"'s exit file", func() bool {
+		eventually(t, time.Minute, id+"'s exit file", func() bool {
 			_, err := shimapi.ReadExitFile(d.bundle(ns, id))
 			return err == nil
 		})
@@ -95,7 +95,7 @@ func TestDaemonRestartDrill(t *testing.T) {
 		if resp.Process.Status != shimapi.Status_STATUS_STOPPED {
 			t.Errorf("%s: status %v, want stopped", id, resp.Process.Status)
 		}
-		eventually(t, 5*time.Second, id+"'s processes to be gone", func() bool {
+		eventually(t, time.Minute, id+"'s processes to be gone", func() bool {
 			return !proc.Alive(shimPids[id]) && !proc.Alive(int(lostPids[id]))
 		})
 		if m := mountsUnder(d.bundle(ns, id)); len(m) > 0 {
@@ -133,7 +133,7 @@ func TestDaemonRestartDrill(t *testing.T) {
 	for _, id := range append(killed, running...) {
 		want[id] = 137
 	}
-	eventually(t, 10*time.Second, "an exit event of every task", func() bool {
+	eventually(t, time.Minute, "an exit event of every task", func() bool {
 		return len(sub.matching(func(*eventsv1.Envelope) bool { return true })) >= len(want)
 	})
 	time.Sleep(500 * time.Millisecond) // room for a duplicate to show

@@ -140,7 +140,7 @@ func plant(t *testing.T, ctx context.Context, d *daemon, c *client.Client, id st
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, id+" planting", func() bool { return strings.Contains(out.String(), "planted") })
+	eventually(t, time.Minute, id+" planting", func() bool { return strings.Contains(out.String(), "planted") })
 }
 
 // snapshotDir returns the folder that holds snapshot key's own files: an

@@ -235,7 +235,7 @@ func TestImagesPullPush(t *testing.T) {
 		if _, err := c.Pull(cctx, img.ref, client.WithPlainHTTP()); err == nil {
 			t.Fatal("a cancelled pull succeeded")
 		}
-		eventually(t, 5*time.Second, "no transfer lease", func() bool { return len(transferLeases(t, ctx, c)) == 0 })
+		eventually(t, time.Minute, "no transfer lease", func() bool { return len(transferLeases(t, ctx, c)) == 0 })
 	})
 
 	t.Run("berthctl", func(t *testing.T) {

@@ -78,7 +78,7 @@ exec %[4]s "$@"
 		_, err := ctr.NewTask(ctx, d.creator(nil, nil, nil))
 		created <- err
 	}()
-	eventually(t, 15*time.Second, "the runtime's create to hang", func() bool {
+	eventually(t, time.Minute, "the runtime's create to hang", func() bool {
 		_, err := os.Stat(createPid)
 		return err == nil
 	})

@@ -60,7 +60,7 @@ func hungCreate(t *testing.T, d *daemon, c *client.Client, ctx, createCtx contex
 		}
 		stuckErr <- err
 	}()
-	eventually(t, 15*time.Second, "the runtime's create to hang", func() bool {
+	eventually(t, time.Minute, "the runtime's create to hang", func() bool {
 		_, err := os.Stat(pidFile)
 		return err == nil
 	})

@@ -235,7 +235,7 @@ func (o *output) String() string {
 // waitFor waits until the output contains want.
 func (o *output) waitFor(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if strings.Contains(o.String(), want) {
 			return
@@ -250,7 +250,7 @@ func (o *output) closed(t *testing.T) string {
 	t.Helper()
 	select {
 	case <-o.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatalf("output %s: no EOF; have %q", filepath.Base(o.path), o.String())
 	}
 	return o.String()

@@ -127,7 +127,7 @@ func TestSpareStartedByBerthdOutlivesItsKill(t *testing.T) {
 	d.start()
 	a = d.api()
 	for dir := range idle {
-		eventually(t, 10*time.Second, "the next berthd did not sweep the idle spare's folder", func() bool {
+		eventually(t, time.Minute, "the next berthd did not sweep the idle spare's folder", func() bool {
 			_, err := os.Stat(dir)
 			return os.IsNotExist(err)
 		})
@@ -148,7 +148,7 @@ func TestSpareStartedByBerthdOutlivesItsKill(t *testing.T) {
 	if _, err := a.tasks.Delete(ctx, &tasksv1.DeleteTaskRequest{ContainerId: "bound"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the bound shim still runs after its task's delete", func() bool { return !proc.Alive(spare) })
+	eventually(t, time.Minute, "the bound shim still runs after its task's delete", func() bool { return !proc.Alive(spare) })
 }
 
 // sparesExit waits until no spare shim serves in d's spare folders. The

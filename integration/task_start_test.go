@@ -109,7 +109,7 @@ func testClientStartOnCreate(t *testing.T, d *daemon, c *client.Client) {
 	if _, err := io.WriteString(stdinW, "in\n"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "stdin echoed", func() bool { return out.String() == "in\n" })
+	eventually(t, time.Minute, "stdin echoed", func() bool { return out.String() == "in\n" })
 	stdinW.Close()
 	if st := receiveExit(t, exitc); st.ExitCode() != 3 {
 		t.Errorf("exit after the end of stdin: %d, want 3", st.ExitCode())

@@ -181,7 +181,7 @@ func (rt *heldRuntime) killHeldAndShim(shimPid int) {
 			t.Fatalf("kill %d: %v", pid, err)
 		}
 	}
-	eventually(t, 10*time.Second, "the held delete and the shim gone", func() bool {
+	eventually(t, time.Minute, "the held delete and the shim gone", func() bool {
 		return !proc.Alive(held) && !proc.Alive(shimPid)
 	})
 	rt.release()

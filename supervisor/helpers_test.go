@@ -175,7 +175,7 @@ func (e *env) bundle(id string) string { return filepath.Join(e.stateDir, e.ns, 
 // bundle set aside), so the processes get a while to exit.
 func (e *env) assertGone(id string, pids ...int) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for _, pid := range pids {
 		for proc.Alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)

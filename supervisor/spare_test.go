@@ -39,7 +39,7 @@ func (e *env) spares(t *testing.T) []int {
 // pid.
 func (e *env) readySpare(t *testing.T, s *supervisor.Supervisor) int {
 	t.Helper()
-	eventually(t, 10*time.Second, "no spare shim ready", func() bool { return supervisor.SparesReady(s) == 1 })
+	eventually(t, time.Minute, "no spare shim ready", func() bool { return supervisor.SparesReady(s) == 1 })
 	pids := e.spares(t)
 	if len(pids) != 1 {
 		t.Fatalf("spare shims serving: %v, want one", pids)
@@ -75,14 +75,14 @@ func TestSpareShimServesCreate(t *testing.T) {
 		t.Fatalf("exit %d, want 7", got)
 	}
 	// A new spare replaces the one taken.
-	eventually(t, 10*time.Second, "no new spare after one was taken", func() bool {
+	eventually(t, time.Minute, "no new spare after one was taken", func() bool {
 		pids := e.spares(t)
 		return len(pids) == 1 && pids[0] != spare
 	})
 	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "bound spare still runs after delete", func() bool { return !proc.Alive(spare) })
+	eventually(t, time.Minute, "bound spare still runs after delete", func() bool { return !proc.Alive(spare) })
 	if n := rec.count(e.ns, "one", "/tasks/exit"); n != 1 {
 		t.Errorf("%d exit events, want 1 (topics %v)", n, rec.topics(e.ns, "one"))
 	}
@@ -90,7 +90,7 @@ func TestSpareShimServesCreate(t *testing.T) {
 	left := e.spares(t)
 	s.Close()
 	for _, pid := range left {
-		eventually(t, 10*time.Second, "idle spare still runs after Close", func() bool { return !proc.Alive(pid) })
+		eventually(t, time.Minute, "idle spare still runs after Close", func() bool { return !proc.Alive(pid) })
 	}
 	if entries, _ := os.ReadDir(filepath.Join(e.stateDir, ".spare")); len(entries) > 0 {
 		t.Errorf("spare folders left after Close: %d", len(entries))
@@ -112,7 +112,7 @@ func TestSpareCreateFailureCleansUp(t *testing.T) {
 	if _, err := os.Stat(e.bundle("bad")); !os.IsNotExist(err) {
 		t.Fatalf("bundle after failed create: %v", err)
 	}
-	eventually(t, 10*time.Second, "the spare bound to the failed task still runs", func() bool { return !proc.Alive(spare) })
+	eventually(t, time.Minute, "the spare bound to the failed task still runs", func() bool { return !proc.Alive(spare) })
 	if _, err := s.Get(e.ns, "bad"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Get after failed create: %v", err)
 	}
@@ -140,7 +140,7 @@ func TestSpareExitsWithItsDaemon(t *testing.T) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	eventually(t, 10*time.Second, "spare outlived the process that started it", func() bool { return !proc.Alive(pid) })
+	eventually(t, time.Minute, "spare outlived the process that started it", func() bool { return !proc.Alive(pid) })
 }
 
 func TestSpareStartRefusesADeadParent(t *testing.T) {
@@ -184,7 +184,7 @@ func TestRestoreRemovesStaleSpareFolders(t *testing.T) {
 func loggedPid(t *testing.T, dir string) int {
 	t.Helper()
 	pid := 0
-	eventually(t, 10*time.Second, "no serving line with a pid in the shim log", func() bool {
+	eventually(t, time.Minute, "no serving line with a pid in the shim log", func() bool {
 		data, _ := os.ReadFile(filepath.Join(dir, shimapi.LogFileName))
 		for _, line := range strings.Split(string(data), "\n") {
 			var l struct {
@@ -235,10 +235,10 @@ func TestSpareIsStartedWithOneExec(t *testing.T) {
 	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "bound spare not reaped after its task's delete", func() bool { return !isChild(bound) })
+	eventually(t, time.Minute, "bound spare not reaped after its task's delete", func() bool { return !isChild(bound) })
 
 	// Closed: the idle spare is shut down and reaped.
-	eventually(t, 10*time.Second, "no new spare after one was taken", func() bool {
+	eventually(t, time.Minute, "no new spare after one was taken", func() bool {
 		pids := e.spares(t)
 		return len(pids) == 1 && pids[0] != spare
 	})
@@ -247,7 +247,7 @@ func TestSpareIsStartedWithOneExec(t *testing.T) {
 		t.Fatalf("new spare %d is no child of ours", idle)
 	}
 	s.Close()
-	eventually(t, 10*time.Second, "idle spare not reaped after Close", func() bool { return !isChild(idle) })
+	eventually(t, time.Minute, "idle spare not reaped after Close", func() bool { return !isChild(idle) })
 }
 
 // spareFolders returns the names of the folders under the state folder's

@@ -89,7 +89,7 @@ func TestStoppedTaskKeepsStdio(t *testing.T) {
 	if err := syscall.Kill(shimPid(t, sh), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "death noticed", func() bool {
+	eventually(t, time.Minute, "death noticed", func() bool {
 		_, ok := sh.Exited()
 		return ok
 	})

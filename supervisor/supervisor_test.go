@@ -57,7 +57,7 @@ func TestCreateStartWaitDelete(t *testing.T) {
 		t.Fatalf("exit status %d, want 3", got)
 	}
 	want := []string{topics.TaskCreate, topics.TaskStart, topics.TaskExit + ":3"}
-	eventually(t, 5*time.Second, "create, start and exit forwarded", func() bool {
+	eventually(t, time.Minute, "create, start and exit forwarded", func() bool {
 		return slices.Equal(rec.topics(e.ns, "exit3"), want)
 	})
 	if got := rec.topics(e.ns, "exit3"); !slices.Equal(got, want) {
@@ -82,7 +82,7 @@ func TestCreateStartWaitDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "every event acked", func() bool { return pendingEvents(t, task) == 0 })
+	eventually(t, time.Minute, "every event acked", func() bool { return pendingEvents(t, task) == 0 })
 	c.Close()
 	if got := rec.topics(e.ns, "exit3"); !slices.Equal(got, want) {
 		t.Fatalf("events after the stream was taken over: %v, want %v", got, want)
@@ -95,13 +95,13 @@ func TestCreateStartWaitDelete(t *testing.T) {
 	if resp.ExitStatus != 3 || resp.Pid != sh.TaskPid() {
 		t.Fatalf("delete = %+v", resp)
 	}
-	eventually(t, 5*time.Second, "delete forwarded", func() bool {
+	eventually(t, time.Minute, "delete forwarded", func() bool {
 		return rec.count(e.ns, "exit3", topics.TaskDelete) == 1
 	})
 	if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
 		t.Fatalf("bundle after delete: %v", err)
 	}
-	eventually(t, 5*time.Second, "shim exits after delete", func() bool { return !proc.Alive(shimPid) })
+	eventually(t, time.Minute, "shim exits after delete", func() bool { return !proc.Alive(shimPid) })
 	e.assertGone("exit3", shimPid)
 	if _, err := s.Get(e.ns, "exit3"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Get after delete: %v", err)
@@ -198,7 +198,7 @@ func TestDeathDetectedWhileRunning(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	took := eventually(t, 10*time.Second, "death noticed", func() bool {
+	took := eventually(t, time.Minute, "death noticed", func() bool {
 		_, ok := sh.Exited()
 		return ok
 	})
@@ -213,7 +213,7 @@ func TestDeathDetectedWhileRunning(t *testing.T) {
 	if _, err := sh.Task().State(ctx(t), &shimapi.StateRequest{Id: sh.ID}); !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("call to dead shim: %v", err)
 	}
-	eventually(t, 10*time.Second, "exit published and bundle reduced", func() bool {
+	eventually(t, time.Minute, "exit published and bundle reduced", func() bool {
 		_, err := os.Stat(filepath.Join(sh.Bundle, "shim-reaped"))
 		return rec.count(e.ns, "victim", topics.TaskExit) == 1 && err == nil
 	})
@@ -255,7 +255,7 @@ func TestRestore(t *testing.T) {
 	if wait(t, acked) != 5 {
 		t.Fatal("acked: wrong exit")
 	}
-	eventually(t, 5*time.Second, "acked: exit forwarded", func() bool {
+	eventually(t, time.Minute, "acked: exit forwarded", func() bool {
 		return rec1.count(e.ns, "acked", topics.TaskExit) == 1
 	})
 	// lost: exits (9) and its shim is killed, both while no daemon runs.
@@ -280,11 +280,11 @@ func TestRestore(t *testing.T) {
 	// While "down".
 	syscall.Kill(inits["exitsdown"], syscall.SIGTERM)
 	syscall.Kill(inits["lost"], syscall.SIGTERM)
-	eventually(t, 5*time.Second, "lost: exit persisted", func() bool {
+	eventually(t, time.Minute, "lost: exit persisted", func() bool {
 		st, err := shimapi.ReadExitFile(e.bundle("lost"))
 		return err == nil && st.Status == 9
 	})
-	eventually(t, 5*time.Second, "exitsdown: exit persisted", func() bool {
+	eventually(t, time.Minute, "exitsdown: exit persisted", func() bool {
 		_, err := shimapi.ReadExitFile(e.bundle("exitsdown"))
 		return err == nil
 	})
@@ -324,7 +324,7 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("running: state %v, %v", st, err)
 	}
 	// exitsdown: its exit arrives through the stream, once.
-	eventually(t, 5*time.Second, "exitsdown: exit delivered", func() bool {
+	eventually(t, time.Minute, "exitsdown: exit delivered", func() bool {
 		return slices.Equal(rec2.topics(e.ns, "exitsdown"), []string{topics.TaskExit + ":7"})
 	})
 	// the dead ones
@@ -341,7 +341,7 @@ func TestRestore(t *testing.T) {
 		"acked":  nil, // published before the restart
 		"lost":   {topics.TaskExit + ":9"},
 	}
-	eventually(t, 5*time.Second, "exits of dead shims published", func() bool {
+	eventually(t, time.Minute, "exits of dead shims published", func() bool {
 		for id, want := range wantExits {
 			if !slices.Equal(rec2.topics(e.ns, id), want) {
 				return false
@@ -472,8 +472,11 @@ func TestRestoreSlowShim(t *testing.T) {
 	}
 	took := time.Since(began)
 	t.Logf("restore with one slow shim returned after %v", took)
-	if took > 2*time.Second {
-		t.Fatalf("restore took %v: held up by the slow shim", took)
+	// Held up by the slow shim, Restore would return only at the default
+	// bound or at ctx's end; a loaded host may stretch the 500 ms by more
+	// than a second, never by seconds more.
+	if took >= supervisor.DefaultRestoreTimeout {
+		t.Fatalf("restore took %v: held up by the slow shim past its RestoreTimeout (500ms)", took)
 	}
 	if sh, err := s2.Get(e.ns, "live"); err != nil {
 		t.Fatal(err)
@@ -493,7 +496,7 @@ func TestRestoreSlowShim(t *testing.T) {
 
 	fake.Process.Kill()
 	fake.Wait()
-	eventually(t, 10*time.Second, "slow shim settled as dead", func() bool {
+	eventually(t, time.Minute, "slow shim settled as dead", func() bool {
 		_, ok := slow.Exited()
 		return ok
 	})
@@ -569,7 +572,7 @@ func TestRestoreFinishesDeleteOfLiveShim(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !tc.refuse {
-				eventually(t, 5*time.Second, "TaskDelete forwarded", func() bool {
+				eventually(t, time.Minute, "TaskDelete forwarded", func() bool {
 					return rec1.count(e.ns, "mid", topics.TaskDelete) == 1
 				})
 			}
@@ -592,7 +595,7 @@ func TestRestoreFinishesDeleteOfLiveShim(t *testing.T) {
 			if _, err := os.Stat(sh.Bundle); !os.IsNotExist(err) {
 				t.Fatalf("bundle: %v", err)
 			}
-			eventually(t, 3*time.Second, "shim exits", func() bool { return !proc.Alive(pid) })
+			eventually(t, time.Minute, "shim exits", func() bool { return !proc.Alive(pid) })
 			exits := rec1.count(e.ns, "mid", topics.TaskExit) + rec2.count(e.ns, "mid", topics.TaskExit)
 			deletes := rec1.count(e.ns, "mid", topics.TaskDelete) + rec2.count(e.ns, "mid", topics.TaskDelete)
 			if exits != 1 {
@@ -639,7 +642,7 @@ func TestInvalidEventDoesNotBlockLaterOnes(t *testing.T) {
 	sh := e.create(s, "inv", "sh", "-c", "exit 4")
 	start(t, sh)
 	wait(t, sh)
-	eventually(t, 5*time.Second, "exit forwarded after a refused start", func() bool {
+	eventually(t, time.Minute, "exit forwarded after a refused start", func() bool {
 		return rec.count(e.ns, "inv", "/tasks/exit") == 1
 	})
 }
@@ -782,7 +785,7 @@ wait
 	t.Cleanup(func() { syscall.Kill(-fake.Process.Pid, syscall.SIGKILL) })
 	os.WriteFile(filepath.Join(bundle, shimapi.PidFileName), []byte(strconv.Itoa(fake.Process.Pid)), 0o600)
 	var writer int
-	eventually(t, 10*time.Second, "the writer running", func() bool {
+	eventually(t, time.Minute, "the writer running", func() bool {
 		data, err := os.ReadFile(writerPid)
 		writer, _ = strconv.Atoi(strings.TrimSpace(string(data)))
 		return err == nil && writer > 0
