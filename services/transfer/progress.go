@@ -33,6 +33,11 @@ type relay struct {
 
 // newRelay starts a relay that sends with send until close.
 func newRelay(send func([]*api.Progress) error) *relay {
+	return newRelayEvery(send, relayInterval)
+}
+
+// newRelayEvery is newRelay with the byte counts sent every interval.
+func newRelayEvery(send func([]*api.Progress) error, interval time.Duration) *relay {
 	r := &relay{
 		send:    send,
 		pending: map[string]*api.Progress{},
@@ -41,7 +46,7 @@ func newRelay(send func([]*api.Progress) error) *relay {
 		stop:    make(chan struct{}),
 		done:    make(chan error, 1),
 	}
-	go r.run()
+	go r.run(interval)
 	return r
 }
 
@@ -66,8 +71,8 @@ func (r *relay) report(p distribution.Progress) {
 // run is the relay's goroutine: it owns the stream's Send until close.
 // After a send fails it keeps draining without sending, so that report
 // never blocks; the transfer learns of a client gone from its context.
-func (r *relay) run() {
-	t := time.NewTicker(relayInterval)
+func (r *relay) run(interval time.Duration) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	var err error
 	for {
