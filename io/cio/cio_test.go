@@ -55,7 +55,7 @@ func waitDone(pio IO, d time.Duration) bool {
 
 func mustWait(t *testing.T, pio IO) {
 	t.Helper()
-	if !waitDone(pio, 5*time.Second) {
+	if !waitDone(pio, 30*time.Second) {
 		t.Fatal("Wait did not return")
 	}
 }
@@ -469,7 +469,7 @@ func TestOnStdinEOF(t *testing.T) {
 			if err != nil || string(got) != "input" {
 				t.Fatalf("stdin = %q, %v", got, err)
 			}
-			wait := 5 * time.Second
+			wait := 30 * time.Second
 			if !tt.want {
 				wait = 100 * time.Millisecond
 			}
@@ -487,7 +487,7 @@ func TestOnStdinEOF(t *testing.T) {
 			n.OnStdinEOF(func() { close(after) }) // after the end: at once
 			select {
 			case <-after:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("a callback set after the end did not run")
 			}
 		})

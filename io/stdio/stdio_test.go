@@ -18,7 +18,7 @@ import (
 
 // ioTimeout bounds every wait, so that a write that blocks or a reader
 // that never sees EOF fails the test instead of hanging it.
-const ioTimeout = 5 * time.Second
+const ioTimeout = 30 * time.Second
 
 // quiet is how long a reader must get nothing to count as having nothing.
 const quiet = 100 * time.Millisecond
