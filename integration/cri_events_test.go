@@ -62,12 +62,6 @@ func TestCRIContainerEvents(t *testing.T) {
 	podCfg := e.podConfig(t, "events", false)
 	pod := e.runPod(t, podCfg)
 	ctr := e.startContainer(t, pod, podCfg, "sleeper", "sh", "-c", "trap 'exit 3' TERM; sleep 1000 & wait")
-	if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctr, Timeout: 10}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ctr}); err != nil {
-		t.Fatal(err)
-	}
 
 	type step struct {
 		id  string
@@ -140,15 +134,28 @@ func TestCRIContainerEvents(t *testing.T) {
 			}
 		}
 	}
-	// The container's events, read before the pod stops: an event's
-	// statuses are those of when it is sent, so a pod stopped before
-	// the container's delete event went out would show as not ready.
+	// Each change's events are read before the next change: an event's
+	// statuses are those of when it is sent, so an event still on its way
+	// when the next call ran would show that call's outcome (a pod stopped
+	// before the container's delete event went out shows as not ready; a
+	// container removed before its create event went out is no longer
+	// there to be sent).
 	expect([]step{
 		{pod, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_READY, 1)},
 		{pod, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_READY, 1)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_CREATED)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_RUNNING)},
+	})
+	if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctr, Timeout: 10}); err != nil {
+		t.Fatal(err)
+	}
+	expect([]step{
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_EXITED)},
+	})
+	if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ctr}); err != nil {
+		t.Fatal(err)
+	}
+	expect([]step{
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_READY, 0)},
 	})
 	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
