@@ -19,7 +19,7 @@ import (
 
 // reapTimeout bounds every wait for an exit, so that a reaper that loses
 // one fails the test instead of hanging it.
-const reapTimeout = 10 * time.Second
+const reapTimeout = 30 * time.Second
 
 // TestReaper holds every test of a running reaper. Run makes the test
 // process a child subreaper and reaps all its children, so exactly one
