@@ -108,7 +108,7 @@ func stderrOf(err error) string {
 
 func (s *shim) connect() {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c, task, err := shimapi.Connect(ctx, s.bundle)
 	if err != nil {

@@ -93,7 +93,7 @@ func StartRegistry(t testing.TB, cfg RegistryConfig) *Registry {
 		scheme = "https"
 		client.Transport = insecureTransport()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
 		resp, err := client.Get(scheme + "://" + addr + "/v2/")
@@ -109,7 +109,7 @@ func StartRegistry(t testing.TB, cfg RegistryConfig) *Registry {
 			t.Fatalf("docker-registry exited: %v\n%s", err, data)
 		case <-ctx.Done():
 			data, _ := os.ReadFile(r.Log)
-			t.Fatalf("docker-registry did not answer on %s within 15s\n%s", addr, data)
+			t.Fatalf("docker-registry did not answer on %s within a minute\n%s", addr, data)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
