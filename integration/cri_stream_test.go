@@ -347,7 +347,7 @@ func (e *criEnv) portForwardGet(t *testing.T, pod string, port int32, path strin
 		t.Fatal(err)
 	}
 	var body string
-	for range 100 {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", ports[0].Local, path))
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)

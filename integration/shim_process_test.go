@@ -405,7 +405,7 @@ func TestShimDeleteReportsPersistedExit(t *testing.T) {
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		if !proc.Alive(pid) {
 			return
 		}
