@@ -775,9 +775,12 @@ func testClientEvents(t *testing.T, d *daemon, c *client.Client) {
 	ctx := clientContext(t)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	evs, errs := c.Subscribe(sctx, `topic=="/tasks/exit"`)
+	// Subscribe returns before berthd listens: the container's label
+	// updates (awaitSubscribed) show when it does, before the task runs.
+	evs, errs := c.Subscribe(sctx, `topic=="/tasks/exit"`, `topic=="/containers/update"`)
 
 	ctr := newClientContainer(t, c, ctx, "evented", []string{"sh", "-c", "exit 9"})
+	awaitSubscribed(t, ctx, ctr, evs, errs)
 	task, _ := startTask(t, ctx, ctr, cio.NullIO)
 	timeout := time.After(time.Minute)
 	for {
@@ -785,6 +788,9 @@ func testClientEvents(t *testing.T, d *daemon, c *client.Client) {
 		case env, ok := <-evs:
 			if !ok {
 				t.Fatalf("subscription ended: %v", <-errs)
+			}
+			if env.Topic == "/containers/update" {
+				continue // a late one of awaitSubscribed
 			}
 			if env.Topic != "/tasks/exit" {
 				t.Fatalf("event of topic %q passed the filter", env.Topic)

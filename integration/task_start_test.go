@@ -31,9 +31,12 @@ func testClientStartOnCreate(t *testing.T, d *daemon, c *client.Client) {
 	for _, topic := range topics {
 		filters = append(filters, `topic=="`+topic+`"`)
 	}
-	evs, errs := c.Subscribe(sctx, filters...)
+	// Subscribe returns before berthd listens: the container's label
+	// updates (awaitSubscribed) show when it does, before the task runs.
+	evs, errs := c.Subscribe(sctx, append(filters, `topic=="/containers/update"`)...)
 
 	ctr := newClientContainer(t, c, ctx, "run-at-once", []string{"sh", "-c", "echo out; exit 7"})
+	awaitSubscribed(t, ctx, ctr, evs, errs)
 	var out testutil.Buffer
 	task, err := ctr.NewTask(ctx, d.creator(nil, &out, nil), client.WithTaskStart)
 	if err != nil {
@@ -75,7 +78,7 @@ func testClientStartOnCreate(t *testing.T, d *daemon, c *client.Client) {
 			if !ok {
 				t.Fatalf("subscription ended: %v", <-errs)
 			}
-			if eventContainer(t, env) == "run-at-once" {
+			if env.Topic != "/containers/update" && eventContainer(t, env) == "run-at-once" {
 				got = append(got, env.Topic)
 			}
 		case <-timeout:
