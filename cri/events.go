@@ -154,13 +154,18 @@ func (h *eventHub) dropAll(err error) {
 
 // GetContainerEvents streams container and sandbox events until the
 // client ends the stream. A client that falls eventBuffer events behind
-// is ended with Unavailable: it must list again and subscribe anew.
+// is ended with Unavailable: it must list again and subscribe anew. The
+// stream's header is sent once the subscriber is registered: a client
+// that waits for it (ClientStream.Header) gets every event from then on.
 func (s *Server) GetContainerEvents(req *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
 	sub, err := s.events.subscribe()
 	if err != nil {
 		return err
 	}
 	defer s.events.unsubscribe(sub)
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	// Sending is apart, so that a client that stops reading cannot keep
 	// this call from ending when the hub drops it: the stream's end (this

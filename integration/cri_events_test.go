@@ -23,6 +23,22 @@ func (e *criEnv) subscribeEvents(t *testing.T) *criEvents {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The call returns before the server has registered the stream; its
+	// header comes once it has, and every event after it reaches us.
+	header := make(chan error, 1)
+	go func() {
+		_, err := stream.Header()
+		header <- err
+	}()
+	select {
+	case err := <-header:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		cancel()
+		t.Fatal("no header on the event stream within a minute: the server did not say it listens")
+	}
 	ev := &criEvents{ch: make(chan *runtimeapi.ContainerEventResponse, 1000), errc: make(chan error, 1)}
 	go func() {
 		for {
