@@ -265,11 +265,17 @@ func (e *env) spareFolders(t *testing.T) []string {
 	return names
 }
 
-// assertNoSpareFor checks, every 10ms for d, that no spare is started: no
-// folder under .spare, no spare shim, none in the pool.
-func (e *env) assertNoSpareFor(t *testing.T, s *supervisor.Supervisor, d time.Duration, why string) {
+// assertNoSpareUntil checks, every 10ms until end, that no spare is
+// started: no folder under .spare, no spare shim, none in the pool. The
+// caller's end is when a spare may come at the earliest; a host so slow
+// that end passed before the check began leaves it unmade, and says so.
+func (e *env) assertNoSpareUntil(t *testing.T, s *supervisor.Supervisor, end time.Time, why string) {
 	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	if !time.Now().Before(end) {
+		t.Logf("%s: no check: the time a spare may come passed %v ago", why, time.Since(end))
+		return
+	}
+	for ; time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if dirs, pids, ready := e.spareFolders(t), e.spares(t), supervisor.SparesReady(s); len(dirs) > 0 || len(pids) > 0 || ready > 0 {
 			t.Fatalf("%s: spare folders %v, spare shims %v, %d in the pool", why, dirs, pids, ready)
 		}
@@ -278,8 +284,9 @@ func (e *env) assertNoSpareFor(t *testing.T, s *supervisor.Supervisor, d time.Du
 
 // spareTaken returns a supervisor with a pool of one spare, refill delay
 // delay and, when given, afterDelete as the refill delay after a task's
-// delete, whose task "one" took the spare, and that spare's pid.
-func spareTaken(t *testing.T, ns string, delay time.Duration, afterDelete ...time.Duration) (*env, *supervisor.Supervisor, int) {
+// delete, whose task "one" took the spare, that spare's pid, and a time
+// before the take (the refill delay runs from the take).
+func spareTaken(t *testing.T, ns string, delay time.Duration, afterDelete ...time.Duration) (*env, *supervisor.Supervisor, int, time.Time) {
 	t.Helper()
 	e := newEnv(t, ns)
 	s := e.supervisor(newRecorder(), withSpares(1))
@@ -291,18 +298,20 @@ func spareTaken(t *testing.T, ns string, delay time.Duration, afterDelete ...tim
 		t.Fatal(err)
 	}
 	spare := e.readySpare(t, s)
+	taken := time.Now()
 	if got := shimPid(t, e.create(s, "one", "true")); got != spare {
 		t.Fatalf("task one's shim is pid %d, want the spare %d", got, spare)
 	}
-	return e, s, spare
+	return e, s, spare, taken
 }
 
 // TestSpareRefillIsDelayed: the spare taken by a Create is replaced only
 // after the refill delay, not while the task it went to runs on.
 func TestSpareRefillIsDelayed(t *testing.T) {
-	// Longer than the check below, far shorter than the wait after it.
-	e, s, _ := spareTaken(t, "sv-sparedelay", time.Second)
-	e.assertNoSpareFor(t, s, 200*time.Millisecond, "within the refill delay")
+	// Far shorter than the wait after the check.
+	const delay = time.Second
+	e, s, _, taken := spareTaken(t, "sv-sparedelay", delay)
+	e.assertNoSpareUntil(t, s, taken.Add(delay), "within the refill delay")
 	e.readySpare(t, s)
 }
 
@@ -310,7 +319,7 @@ func TestSpareRefillIsDelayed(t *testing.T) {
 // while a refill waits out its delay has the pool refilled at once.
 func TestSpareRefillAtOnceWhenPoolEmpty(t *testing.T) {
 	// Longer than the test: the refill after "one" never comes by itself.
-	e, s, spare := spareTaken(t, "sv-spareempty", time.Hour)
+	e, s, spare, _ := spareTaken(t, "sv-spareempty", time.Hour)
 	if n := supervisor.SparesReady(s); n != 0 {
 		t.Fatalf("%d spares ready after the one spare was taken, refill delayed by an hour", n)
 	}
@@ -327,11 +336,17 @@ func TestSpareRefillAtOnceWhenPoolEmpty(t *testing.T) {
 // the supervisor closes starts no spare, then or later.
 func TestCloseStopsDelayedRefill(t *testing.T) {
 	// Shorter than the check after Close, so that the refill would have
-	// come within it.
-	const delay = 200 * time.Millisecond
-	e, s, _ := spareTaken(t, "sv-spareclose", delay)
+	// come within it; long enough that the Create that took the spare,
+	// and Close, come before it even on a loaded host.
+	const delay = time.Second
+	e, s, _, taken := spareTaken(t, "sv-spareclose", delay)
 	s.Close()
-	e.assertNoSpareFor(t, s, 3*delay, "after Close")
+	if closed := time.Since(taken); closed >= delay {
+		// The refill may have run before Close: nothing to check.
+		t.Logf("no check: Close came %v after the take, past the refill delay (%v)", closed, delay)
+		return
+	}
+	e.assertNoSpareUntil(t, s, taken.Add(3*delay), "after Close")
 }
 
 // TestSpareRefillSoonAfterDelete: the delete of a task cuts the delay of
@@ -341,14 +356,16 @@ func TestCloseStopsDelayedRefill(t *testing.T) {
 // alone.
 func TestSpareRefillSoonAfterDelete(t *testing.T) {
 	// Longer than the test: the refill after "one" never comes by itself.
-	e, s, spare := spareTaken(t, "sv-sparedelete", time.Hour, 400*time.Millisecond)
+	const afterDelete = 400 * time.Millisecond
+	e, s, spare, _ := spareTaken(t, "sv-sparedelete", time.Hour, afterDelete)
 	if n := supervisor.SparesReady(s); n != 0 {
 		t.Fatalf("%d spares ready after the one spare was taken, refill delayed by an hour", n)
 	}
+	deleting := time.Now()
 	if _, err := s.Delete(ctx(t), e.ns, "one"); err != nil {
 		t.Fatal(err)
 	}
-	e.assertNoSpareFor(t, s, 150*time.Millisecond, "within the delay after the delete")
+	e.assertNoSpareUntil(t, s, deleting.Add(afterDelete), "within the delay after the delete")
 	if got := e.readySpare(t, s); got == spare {
 		t.Fatalf("the spare ready is task one's shim %d", spare)
 	}
