@@ -3,6 +3,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,7 +80,7 @@ func TestCRIContainerEvents(t *testing.T) {
 	ctx := e.ctx(t)
 	podCfg := e.podConfig(t, "events", false)
 	pod := e.runPod(t, podCfg)
-	ctr := e.startContainer(t, pod, podCfg, "sleeper", "sh", "-c", "trap 'exit 3' TERM; sleep 1000 & wait")
+	ctr := e.startContainer(t, pod, podCfg, "sleeper", "sh", "-c", "trap 'exit 3' TERM; echo trapped; sleep 1000 & wait")
 
 	type step struct {
 		id  string
@@ -161,6 +164,16 @@ func TestCRIContainerEvents(t *testing.T) {
 		{pod, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, podState(runtimeapi.PodSandboxState_SANDBOX_READY, 1)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_CREATED)},
 		{ctr, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, ctrState(runtimeapi.ContainerState_CONTAINER_RUNNING)},
+	})
+	// A TERM that comes before the trap is set is lost on the container's
+	// init, and the stop ends in a KILL after its timeout: stop it once
+	// it says the trap is set.
+	logPath := filepath.Join(podCfg.LogDirectory, "sleeper.log")
+	eventually(t, time.Minute, "the sleeper's trap set", func() bool {
+		if _, err := os.Stat(logPath); err != nil {
+			return false
+		}
+		return slices.ContainsFunc(readCRILog(t, logPath), func(l criLogLine) bool { return l.content == "trapped" })
 	})
 	if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctr, Timeout: 10}); err != nil {
 		t.Fatal(err)
