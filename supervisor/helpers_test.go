@@ -337,3 +337,20 @@ func containsArg(cmdline []byte, arg string) bool {
 	}
 	return false
 }
+
+// catches reports whether pid has a handler for sig (/proc/PID/status's
+// SigCgt mask): a shell's trap is set. A signal sent to a container's
+// init before then is dropped.
+func catches(pid int, sig syscall.Signal) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			return err == nil && m&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return false
+}

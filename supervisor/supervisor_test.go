@@ -267,6 +267,10 @@ func TestRestore(t *testing.T) {
 	for _, sh := range []*supervisor.Shim{running, exitsDown, killed, acked, lost} {
 		pids[sh.ID], inits[sh.ID] = shimPid(t, sh), int(sh.TaskPid())
 	}
+	// The TERMs below would be lost on an init whose trap is not set yet.
+	for _, id := range []string{"exitsdown", "lost"} {
+		eventually(t, time.Minute, id+": its trap set", func() bool { return catches(inits[id], syscall.SIGTERM) })
+	}
 	time.Sleep(100 * time.Millisecond) // let the acked exit's ack land
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
