@@ -11,6 +11,7 @@ import (
 
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/task/internal/cgroup"
 )
 
 // Releasing the container: deleting the runtime's container (`runc
@@ -119,8 +120,10 @@ func (s *Service) releaseContainer(ctx context.Context) error {
 	return s.unmountRootfs()
 }
 
-// deleteRuntime deletes the runtime's container and stops watching its
-// cgroup.
+// deleteRuntime deletes the runtime's container, removes the cgroup
+// folders the runtime left (cgroup.RemoveLeft: runc 1.1 reports a delete
+// done when a folder was busy) and stops watching the cgroup. Folders that
+// stay busy are logged, not returned: the container is deleted.
 func (s *Service) deleteRuntime(ctx context.Context) error {
 	span := spantrace.Start("runc delete")
 	err := s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
@@ -131,11 +134,15 @@ func (s *Service) deleteRuntime(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	if s.cg != nil {
-		s.cg.Close()
-		s.cg = nil
-	}
+	cg := s.cg
+	s.cg = nil
 	s.mu.Unlock()
+	if cg != nil {
+		cg.Close()
+		if err := cgroup.RemoveLeft(ctx, cg.Folders()); err != nil {
+			s.log.Warn("cgroup folders left after the runtime's delete", "error", err)
+		}
+	}
 	return nil
 }
 
