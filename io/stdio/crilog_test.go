@@ -169,10 +169,15 @@ func TestCRIStreamWritesUnfinishedLine(t *testing.T) {
 func TestCRIStreamsInterleaveByLine(t *testing.T) {
 	l, path := newTestCRILog(t)
 	const lines = 2000
-	var wg sync.WaitGroup
+	// Both streams hold the file before either writes, as openSink's do
+	// before their copiers start: a stream that closed alone would close it.
+	streams := map[string]*criStream{}
 	for _, name := range []string{"stdout", "stderr"} {
-		s := newCRIStream(l, name)
-		s.partialAfter = time.Hour // whole lines however slowly the pieces come
+		streams[name] = newCRIStream(l, name)
+		streams[name].partialAfter = time.Hour // whole lines however slowly the pieces come
+	}
+	var wg sync.WaitGroup
+	for name, s := range streams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
