@@ -266,7 +266,8 @@ func (e *env) assertNoCgroup(id string) {
 	for _, h := range append(hierarchies, "/sys/fs/cgroup") {
 		cg := filepath.Join(h, "berth", e.ns, id)
 		if _, err := os.Stat(cg); !os.IsNotExist(err) {
-			e.t.Errorf("cgroup %s: %v, want it gone", cg, err)
+			procs, perr := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+			e.t.Errorf("cgroup %s: %v, want it gone (processes in it: %q %v)", cg, err, procs, perr)
 			os.Remove(cg) // empty: its container exited
 		}
 	}
