@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -75,6 +77,10 @@ func newEnv(t *testing.T, ns string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The namespace names the containers' cgroups (/berth/<ns>/<id>),
+	// which are the host's: a name of this process's own, so that two test
+	// runs on one host never share a container's cgroup.
+	ns = fmt.Sprintf("%s-%d", ns, os.Getpid())
 	e := &env{t: t, ns: ns, stateDir: dir, scratch: t.TempDir(), shim: testutil.Binary(t, "berth-shim")}
 	t.Cleanup(e.cleanup)
 	return e
@@ -107,6 +113,14 @@ func (e *env) cleanup() {
 	}
 	if err := os.RemoveAll(e.stateDir); err != nil {
 		t.Logf("cleanup: %v", err)
+	}
+	// The namespace's cgroup folders, once their containers' are gone
+	// (rmdir takes only empty ones).
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth/" + e.ns)
+	for _, dir := range append(dirs, "/sys/fs/cgroup/berth/"+e.ns) {
+		if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Logf("cleanup: %v", &fs.PathError{Op: "rmdir", Path: dir, Err: err})
+		}
 	}
 }
 
