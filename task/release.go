@@ -284,3 +284,15 @@ func (s *Service) liveExecs() []string {
 	}
 	return live
 }
+
+// RemoveCgroupLeft removes the folders of the cgroup path (a spec's
+// linux.cgroupsPath) that are still there after the runtime's delete, as
+// the shim's own release does (cgroup.RemoveLeft), for `berth-shim
+// delete`, which has no process of the container to find them from.
+func RemoveCgroupLeft(ctx context.Context, cgroupsPath string) error {
+	folders, err := cgroup.PathFolders(cgroupsPath)
+	if err != nil {
+		return err
+	}
+	return cgroup.RemoveLeft(ctx, folders)
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,4 +156,27 @@ func folders(data []byte, mounts []*mountinfo.Info) []string {
 		}
 	}
 	return out
+}
+
+// PathFolders returns the folders of the cgroup path (an OCI spec's
+// linux.cgroupsPath, cgroupfs style: absolute) in every cgroup hierarchy
+// mounted on this host, for RemoveLeft when no process of the container
+// is left to read them from. A path that is not absolute (relative to the
+// runtime's own cgroup, or a systemd slice) or the root has none.
+func PathFolders(path string) ([]string, error) {
+	if !strings.HasPrefix(path, "/") || strings.Contains(path, ":") || filepath.Clean(path) == "/" {
+		return nil, nil
+	}
+	path = filepath.Clean(path)
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range mounts {
+		if dir, ok := mountedDir(m, path); ok && !slices.Contains(out, dir) {
+			out = append(out, dir)
+		}
+	}
+	return out, nil
 }

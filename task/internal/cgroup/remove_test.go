@@ -150,3 +150,23 @@ func TestRemoveLeft(t *testing.T) {
 		t.Errorf("RemoveLeft of removed folders: %v", err)
 	}
 }
+
+func TestPathFolders(t *testing.T) {
+	for _, p := range []string{"", "/", "relative/c", "system.slice:berth:c"} {
+		if got, err := PathFolders(p); err != nil || len(got) != 0 {
+			t.Errorf("PathFolders(%q) = %q, %v; want none", p, got, err)
+		}
+	}
+	got, err := PathFolders("/berth/ns/../ns/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 {
+		t.Fatal("no folder for /berth/ns/c on this host's cgroup mounts")
+	}
+	for _, dir := range got {
+		if !strings.HasPrefix(dir, cgroupRoot+"/") || !strings.HasSuffix(dir, "/berth/ns/c") {
+			t.Errorf("folder %s: want one under %s ending in /berth/ns/c", dir, cgroupRoot)
+		}
+	}
+}
