@@ -11,7 +11,6 @@ import (
 
 	"github.com/berthrt/berth/internal/spantrace"
 	"github.com/berthrt/berth/mount"
-	"github.com/berthrt/berth/task/internal/cgroup"
 )
 
 // Releasing the container: deleting the runtime's container (`runc
@@ -120,10 +119,8 @@ func (s *Service) releaseContainer(ctx context.Context) error {
 	return s.unmountRootfs()
 }
 
-// deleteRuntime deletes the runtime's container, removes the cgroup
-// folders the runtime left (cgroup.RemoveLeft: runc 1.1 reports a delete
-// done when a folder was busy) and stops watching the cgroup. Folders that
-// stay busy are logged, not returned: the container is deleted.
+// deleteRuntime deletes the runtime's container and stops watching its
+// cgroup.
 func (s *Service) deleteRuntime(ctx context.Context) error {
 	span := spantrace.Start("runc delete")
 	err := s.runtime.Delete(ctx, s.cfg.ID, &runc.DeleteOpts{Force: true})
@@ -134,15 +131,11 @@ func (s *Service) deleteRuntime(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	cg := s.cg
-	s.cg = nil
-	s.mu.Unlock()
-	if cg != nil {
-		cg.Close()
-		if err := cgroup.RemoveLeft(ctx, cg.Folders()); err != nil {
-			s.log.Warn("cgroup folders left after the runtime's delete", "error", err)
-		}
+	if s.cg != nil {
+		s.cg.Close()
+		s.cg = nil
 	}
+	s.mu.Unlock()
 	return nil
 }
 
@@ -283,16 +276,4 @@ func (s *Service) liveExecs() []string {
 		}
 	}
 	return live
-}
-
-// RemoveCgroupLeft removes the folders of the cgroup path (a spec's
-// linux.cgroupsPath) that are still there after the runtime's delete, as
-// the shim's own release does (cgroup.RemoveLeft), for `berth-shim
-// delete`, which has no process of the container to find them from.
-func RemoveCgroupLeft(ctx context.Context, cgroupsPath string) error {
-	folders, err := cgroup.PathFolders(cgroupsPath)
-	if err != nil {
-		return err
-	}
-	return cgroup.RemoveLeft(ctx, folders)
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/berthrt/berth/internal/proc"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
-	"github.com/berthrt/berth/task"
 )
 
 // del cleans up after a shim that is gone. It is idempotent: every step
@@ -62,14 +61,6 @@ func del(ctx context.Context, o *options) error {
 			// first: a container the runtime no longer knows is deleted.
 			if _, serr := r.State(ctx, o.id); serr == nil {
 				errs = append(errs, fmt.Errorf("runtime delete: %w", err))
-			}
-		}
-		// runc 1.1 leaves a folder still busy with a process it just
-		// killed and reports success. Folders that stay busy are said,
-		// and do not fail the cleanup: the container is deleted.
-		if p := bundleCgroupsPath(o.bundle); p != "" {
-			if err := task.RemoveCgroupLeft(ctx, p); err != nil {
-				fmt.Fprintf(os.Stderr, "berth-shim delete: warning: %v\n", err)
 			}
 		}
 	}
@@ -240,21 +231,3 @@ func waitState(pid int, limit time.Duration, states ...byte) bool {
 // runtime call) to exit. A SIGKILLed process exits as soon as it is
 // scheduled; only a task stuck in the kernel (D state) takes longer.
 const killedExitTimeout = 10 * time.Second
-
-// bundleCgroupsPath returns linux.cgroupsPath of the bundle's config.json,
-// "" when it cannot be read.
-func bundleCgroupsPath(bundle string) string {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return ""
-	}
-	var spec struct {
-		Linux *struct {
-			CgroupsPath string `json:"cgroupsPath"`
-		} `json:"linux"`
-	}
-	if json.Unmarshal(data, &spec) != nil || spec.Linux == nil {
-		return ""
-	}
-	return spec.Linux.CgroupsPath
-}

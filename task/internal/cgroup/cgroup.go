@@ -13,10 +13,7 @@
 // 9.0 MiB PSS (bench/shimbench, one idle container, cgroup v1). One shim
 // runs per container, so that memory is paid once per container. What is
 // read here is the kernel's documented interface files, nothing more; the
-// shim never writes a limit (runc update does). The one change it makes
-// is RemoveLeft's: after the runtime's delete, rmdir of the container's
-// own folders that the runtime left (runc 1.1 gives up on a busy folder
-// and reports success).
+// shim never writes a limit (runc update does).
 //
 // # Invariants
 //
@@ -68,9 +65,6 @@ type Cgroup interface {
 	WatchOOM(fn func()) error
 	// Close ends the OOM watch.
 	Close()
-	// Folders returns the container's folders in every mounted
-	// hierarchy, for RemoveLeft.
-	Folders() []string
 }
 
 // Load finds the cgroup of the process pid, the container's init.
@@ -91,11 +85,7 @@ func Load(pid int) (Cgroup, error) {
 		if v2 == "" {
 			return nil, fmt.Errorf("process %d: no cgroup v2 path", pid)
 		}
-		cg := &cgroupV2{dir: filepath.Join(cgroupRoot, v2), pid: pid}
-		if v2 != "/" {
-			cg.folders = []string{cg.dir}
-		}
-		return cg, nil
+		return &cgroupV2{dir: filepath.Join(cgroupRoot, v2), pid: pid}, nil
 	}
 	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
@@ -112,7 +102,6 @@ func Load(pid int) (Cgroup, error) {
 		return nil, fmt.Errorf("process %d: none of the memory, cpuacct, pids and blkio cgroup v1 controllers found", pid)
 	}
 	cg.unified = unifiedDir(mounts, v2)
-	cg.folders = folders(self, mounts)
 	return cg, nil
 }
 

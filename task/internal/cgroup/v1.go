@@ -19,7 +19,6 @@ type cgroupV1 struct {
 	unified string
 	pid     int      // the container's init
 	oom     oomWatch // the eventfd
-	folders []string // in every hierarchy (Folders)
 }
 
 func (c *cgroupV1) Metrics() (*shimapi.Metrics, error) {
@@ -134,5 +133,3 @@ func (c *cgroupV1) WatchOOM(fn func()) error {
 }
 
 func (c *cgroupV1) Close() { c.oom.close() }
-
-func (c *cgroupV1) Folders() []string { return c.folders }

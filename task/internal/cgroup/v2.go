@@ -14,10 +14,9 @@ import (
 
 // cgroupV2 reads the container's folder in the unified hierarchy.
 type cgroupV2 struct {
-	dir     string
-	pid     int      // the container's init
-	oom     oomWatch // the inotify descriptor watching memory.events
-	folders []string // dir, unless it is the root (Folders)
+	dir string
+	pid int      // the container's init
+	oom oomWatch // the inotify descriptor watching memory.events
 }
 
 func (c *cgroupV2) Metrics() (*shimapi.Metrics, error) {
@@ -140,5 +139,3 @@ func watchRemoved(buf []byte) bool {
 }
 
 func (c *cgroupV2) Close() { c.oom.close() }
-
-func (c *cgroupV2) Folders() []string { return c.folders }
