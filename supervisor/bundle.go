@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/berthrt/berth/errdefs"
 	"github.com/berthrt/berth/internal/atomicfile"
+	"github.com/berthrt/berth/internal/cgroupclean"
 	"github.com/berthrt/berth/internal/fsperm"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/shimapi"
@@ -233,7 +235,18 @@ func (s *Supervisor) removeBundle(bundle, runtimeState string) error {
 	if err := os.RemoveAll(runtimeState); err != nil {
 		return err
 	}
+	s.removeCgroupLeft(bundle)
 	return removeBundleFiles(bundle)
+}
+
+// removeCgroupLeft removes the cgroup folders of the deleted container of
+// bundle that the runtime's delete left (package cgroupclean: runc 1.1
+// leaves busy folders and reports success), bounded; what stays busy is
+// logged. In the usual case it finds them gone: one rmdir per hierarchy.
+func (s *Supervisor) removeCgroupLeft(bundle string) {
+	if err := cgroupclean.BundleLeft(context.Background(), bundle); err != nil {
+		s.log.Warn("cgroup folders of a deleted container left", "bundle", bundle, "error", err)
+	}
 }
 
 // removeBundleFiles removes the bundle folder, its rootfs unmounted first
