@@ -559,24 +559,7 @@ func TestCtlRunTTY(t *testing.T) {
 	p.typeIn("echo $((6*7))\n")
 	p.expect("42\n")
 
-	if err := p.master.Resize(console.WinSize{Height: 33, Width: 101}); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Process.Signal(syscall.SIGWINCH) // the kernel sends one too
-	// The resize travels berthctl → daemon → shim; ask until it arrived.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		p.typeIn("stty size\n")
-		p.expect("stty size\n")
-		line := p.readLine()
-		if line == "33 101" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stty size in the container: %q, want 33 101", line)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.resizeUntilSeen(cmd, 33, 101)
 
 	// The job says it runs (the terminal is its by then) and becomes
 	// sleep; the terminal echoes "$((3+4))", the job prints "7".
