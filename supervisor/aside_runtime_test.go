@@ -22,24 +22,10 @@ import (
 // the container's cgroups are left, and a new task of the id runs. Removing
 // runc's state folder alone left a cgroup in every hierarchy.
 func TestAsideShimKilledBeforeRuntimeDelete(t *testing.T) {
-	e := newEnv(t, "sv-asidekill")
-	s := e.supervisor(newRecorder())
-	// No Shutdown: the shim starts its deferred runtime delete on its own
-	// (runtimeDeleteDelay), and that delete is held.
-	supervisor.SetAsideShutdownDelay(s, time.Hour)
-	supervisor.SetAsideExitWait(s, 30*time.Second)
-	rt := e.heldDeleteRuntime()
-	opts := e.opts("reuse", "true")
-	opts.Runtime = rt.path
-	oldShim := e.runRmOpts(s, "reuse", opts)
-	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
-		t.Fatal(err)
-	}
+	e, s, rt, oldShim := deletedWithHeldRuntime(t, "sv-asidekill")
 	rt.killHeldAndShim(oldShim)
 
-	eventually(t, 20*time.Second, "the set-aside folder of the killed shim removed", func() bool {
-		return len(e.asideLeft(t)) == 0
-	})
+	e.waitAsideRemoved()
 	e.assertRuntimeReleased("reuse", oldShim)
 	sh := e.create(s, "reuse", "sleep", "100")
 	e.endReusedName(s, sh, oldShim)
@@ -68,9 +54,7 @@ func TestRestoreReleasesRuntimeOfKilledAsideShim(t *testing.T) {
 	if err := s2.Restore(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the set-aside folder of the killed shim removed", func() bool {
-		return len(e.asideLeft(t)) == 0
-	})
+	e.waitAsideRemoved()
 	e.assertRuntimeReleased("reuse", oldShim)
 	sh, err := s2.Create(ctx(t), e.ns, "reuse", e.opts("reuse", "sleep", "100"))
 	if err != nil {
@@ -86,7 +70,29 @@ func TestRestoreReleasesRuntimeOfKilledAsideShim(t *testing.T) {
 // free: left running, it deleted by id the container of a new task of
 // the name. Killing only what names the set-aside folder missed it.
 func TestAsideShimKilledDuringRuntimeDelete(t *testing.T) {
-	e := newEnv(t, "sv-asideorphan")
+	e, s, rt, oldShim := deletedWithHeldRuntime(t, "sv-asideorphan")
+	held := rt.heldDelete()
+	if err := unix.Kill(oldShim, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAsideRemoved()
+	if proc.Alive(held) {
+		t.Errorf("the killed shim's runtime delete %d still runs once its folder is removed and the name free", held)
+	}
+	rt.release()
+	e.assertRuntimeReleased("reuse", oldShim)
+	sh := e.create(s, "reuse", "sleep", "100")
+	e.endReusedName(s, sh, oldShim)
+}
+
+// deletedWithHeldRuntime runs task "reuse" (/bin/true, cleanup_on_exit)
+// under a heldRuntime, on a supervisor that never shuts a set-aside shim
+// down itself, and deletes it: the shim, serving set aside, starts its
+// deferred runtime delete on its own (runtimeDeleteDelay), and that delete
+// is held. It returns the shim's pid.
+func deletedWithHeldRuntime(t *testing.T, ns string) (*env, *supervisor.Supervisor, *heldRuntime, int) {
+	t.Helper()
+	e := newEnv(t, ns)
 	s := e.supervisor(newRecorder())
 	supervisor.SetAsideShutdownDelay(s, time.Hour)
 	supervisor.SetAsideExitWait(s, 30*time.Second)
@@ -97,20 +103,16 @@ func TestAsideShimKilledDuringRuntimeDelete(t *testing.T) {
 	if _, err := s.Delete(ctx(t), e.ns, "reuse"); err != nil {
 		t.Fatal(err)
 	}
-	held := rt.heldDelete()
-	if err := unix.Kill(oldShim, unix.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, "the set-aside folder of the killed shim removed", func() bool {
-		return len(e.asideLeft(t)) == 0
+	return e, s, rt, oldShim
+}
+
+// waitAsideRemoved waits until the set-aside folder of a killed shim is
+// removed.
+func (e *env) waitAsideRemoved() {
+	e.t.Helper()
+	eventually(e.t, 20*time.Second, "the set-aside folder of the killed shim removed", func() bool {
+		return len(e.asideLeft(e.t)) == 0
 	})
-	if proc.Alive(held) {
-		t.Errorf("the killed shim's runtime delete %d still runs once its folder is removed and the name free", held)
-	}
-	rt.release()
-	e.assertRuntimeReleased("reuse", oldShim)
-	sh := e.create(s, "reuse", "sleep", "100")
-	e.endReusedName(s, sh, oldShim)
 }
 
 // heldRuntime is runc behind a wrapper that holds every `delete` that a
@@ -125,8 +127,8 @@ type heldRuntime struct {
 
 // heldDeleteRuntime writes a heldRuntime. At the end of the test the hold
 // is lifted and runc's state of the env's task "reuse" is deleted, so that
-// a failed test leaves no cgroup behind, and the namespace's empty cgroups
-// go too.
+// a failed test leaves no cgroup behind (the env's cleanup then removes
+// the namespace's empty cgroups).
 func (e *env) heldDeleteRuntime() *heldRuntime {
 	t := e.t
 	t.Helper()
@@ -154,10 +156,6 @@ func (e *env) heldDeleteRuntime() *heldRuntime {
 		rt.release()
 		if _, err := os.Stat(filepath.Join(root, "reuse")); err == nil {
 			exec.Command(runc, "--root", root, "delete", "--force", "reuse").Run()
-		}
-		hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
-		for _, h := range append(hierarchies, "/sys/fs/cgroup") {
-			os.Remove(filepath.Join(h, "berth", e.ns)) // fails, harmlessly, while in use
 		}
 	})
 	return rt
