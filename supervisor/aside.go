@@ -290,8 +290,7 @@ func (s *Supervisor) finishAside(sh *Shim, w *pidWatch, dir string) {
 		s.log.Error("delete the runtime's container of a deleted task; its folder stays for the next restore", "task", sh.String(), "path", dir, "error", err)
 		return
 	}
-	s.removeCgroupLeft(dir)
-	if err := removeBundleFiles(dir); err != nil {
+	if err := s.removeBundleFiles(dir); err != nil {
 		s.log.Error("remove bundle of deleted task", "task", sh.String(), "path", dir, "error", err)
 	}
 }
@@ -373,8 +372,7 @@ func (s *Supervisor) removeAsideBundles() {
 				s.log.Error("delete the runtime's container of a deleted task; its folder stays for the next restore", "path", dir, "error", err)
 				return
 			}
-			s.removeCgroupLeft(dir)
-			if err := removeBundleFiles(dir); err != nil {
+			if err := s.removeBundleFiles(dir); err != nil {
 				s.log.Warn("remove bundle of a deleted task", "path", dir, "error", err)
 			}
 		}

@@ -235,23 +235,19 @@ func (s *Supervisor) removeBundle(bundle, runtimeState string) error {
 	if err := os.RemoveAll(runtimeState); err != nil {
 		return err
 	}
-	s.removeCgroupLeft(bundle)
-	return removeBundleFiles(bundle)
+	return s.removeBundleFiles(bundle)
 }
 
-// removeCgroupLeft removes the cgroup folders of the deleted container of
-// bundle that the runtime's delete left (package cgroupclean: runc 1.1
-// leaves busy folders and reports success), bounded; what stays busy is
-// logged. In the usual case it finds them gone: one rmdir per hierarchy.
-func (s *Supervisor) removeCgroupLeft(bundle string) {
+// removeBundleFiles removes the bundle folder of a deleted container: the
+// cgroup folders that the runtime's delete left first (package
+// cgroupclean: runc 1.1 leaves busy folders and reports success; bounded,
+// what stays busy is logged; in the usual case one rmdir per hierarchy
+// finds each gone), then the rootfs unmounted, the files that mark it a
+// bundle last (see keptToLast).
+func (s *Supervisor) removeBundleFiles(bundle string) error {
 	if err := cgroupclean.BundleLeft(context.Background(), bundle); err != nil {
 		s.log.Warn("cgroup folders of a deleted container left", "bundle", bundle, "error", err)
 	}
-}
-
-// removeBundleFiles removes the bundle folder, its rootfs unmounted first
-// and the files that mark it a bundle last (see keptToLast).
-func removeBundleFiles(bundle string) error {
 	if err := unmountRootfs(bundle); err != nil {
 		return err
 	}
