@@ -286,12 +286,24 @@ func (s *Supervisor) finishAside(sh *Shim, w *pidWatch, dir string) {
 	if w != nil {
 		s.waitShimExitFor(sh, w, dir, s.asideExitWait)
 	}
-	if err := s.releaseAsideRuntime(sh.Namespace, sh.ID, sh.Runtime, dir); err != nil {
-		s.log.Error("delete the runtime's container of a deleted task; its folder stays for the next restore", "task", sh.String(), "path", dir, "error", err)
+	s.endAsideFolder(dir, sh.Runtime, key{sh.Namespace, sh.ID})
+}
+
+// endAsideFolder deletes, for each task name the set-aside folder dir stands
+// for, what a shim gone left of the runtime's container
+// (releaseAsideRuntime), then removes dir. A folder whose container could
+// not be deleted stays, for the next Restore to try again.
+func (s *Supervisor) endAsideFolder(dir, runtime string, names ...key) {
+	var errs []error
+	for _, k := range names {
+		errs = append(errs, s.releaseAsideRuntime(k.ns, k.id, runtime, dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.log.Error("delete the runtime's container of a deleted task; its folder stays for the next restore", "path", dir, "error", err)
 		return
 	}
 	if err := s.removeBundleFiles(dir); err != nil {
-		s.log.Error("remove bundle of deleted task", "task", sh.String(), "path", dir, "error", err)
+		s.log.Error("remove bundle of deleted task", "path", dir, "error", err)
 	}
 }
 
@@ -363,18 +375,7 @@ func (s *Supervisor) removeAsideBundles() {
 			// Every name: another folder of the same name may have
 			// checked its runtime state before this folder's shim died
 			// in the middle of its runtime delete.
-			runtime := readRuntime(dir, s.cfg.Runtime)
-			var errs []error
-			for _, k := range names[i] {
-				errs = append(errs, s.releaseAsideRuntime(k.ns, k.id, runtime, dir))
-			}
-			if err := errors.Join(errs...); err != nil {
-				s.log.Error("delete the runtime's container of a deleted task; its folder stays for the next restore", "path", dir, "error", err)
-				return
-			}
-			if err := s.removeBundleFiles(dir); err != nil {
-				s.log.Warn("remove bundle of a deleted task", "path", dir, "error", err)
-			}
+			s.endAsideFolder(dir, readRuntime(dir, s.cfg.Runtime), names[i]...)
 		}
 		if !s.goroutine(end) {
 			for _, ks := range names[i:] { // Close has begun
